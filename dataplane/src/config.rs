@@ -1,0 +1,114 @@
+//! Dataplane configuration: a plain struct, validated by its builder (the control plane
+//! deserialises the daemon's file and builds one). The fast path never re-checks it.
+
+use core::num::NonZeroUsize;
+use core::time::Duration;
+
+use crate::wire::ethernet::MacAddr;
+
+/// Idle timeouts per flow state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP flows that have not completed the handshake (SYN sent, SYN-ACK seen). Short, so
+    /// a SYN flood ages out fast. Default 30 s.
+    pub tcp_embryonic: Duration,
+    /// Established TCP flows. Default 350 s (the provider's published idle timeout).
+    pub tcp_established: Duration,
+    /// TCP flows with a FIN in one direction. Default 30 s.
+    pub tcp_closing: Duration,
+    /// TCP flows closed by RST or by FINs in both directions (TIME-WAIT). Default 10 s.
+    pub tcp_closed: Duration,
+    /// UDP flows. Default 120 s.
+    pub udp: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            tcp_embryonic: Duration::from_secs(30),
+            tcp_established: Duration::from_secs(350),
+            tcp_closing: Duration::from_secs(30),
+            tcp_closed: Duration::from_secs(10),
+            udp: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Everything a pipeline and its worker need besides tables.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The MAC of each attachment, indexed by [`crate::flow::VpcId`]: the source MAC of
+    /// frames sent there and the address ARP replies give.
+    pub attachments: Vec<MacAddr>,
+    /// Maximum number of flows (each flow is two conntrack entries). Default 1,048,576.
+    pub conntrack_capacity: NonZeroUsize,
+    /// Idle timeouts.
+    pub timeouts: Timeouts,
+    /// First SNAT port. Default 1024.
+    pub snat_port_first: u16,
+    /// Last SNAT port. Default 65535.
+    pub snat_port_last: u16,
+    /// How many ports a new flow tries before counting `SnatExhausted`. Default 64: a
+    /// bounded miss path; with a nearly full pool a flow may be refused while a port is free.
+    pub snat_probes: NonZeroUsize,
+    /// Frames per batch. Default 64.
+    pub batch_size: NonZeroUsize,
+    /// Flows examined for expiry per batch. Default 64.
+    pub expire_budget: usize,
+    /// Recent embryonic/unreplied flows each pipeline remembers as eviction candidates.
+    /// Default 4096.
+    pub eviction_candidates: usize,
+    /// How many candidates one new flow may try to evict. Default 8.
+    pub eviction_attempts: usize,
+    /// Maximum neighbour (ARP) entries. Default 65,536.
+    pub neighbour_capacity: usize,
+    /// Minimum gap between two ARP requests for one unresolved address. Default 1 s.
+    pub arp_retry: Duration,
+    /// How long a worker blocks waiting for frames before doing housekeeping. Default 10 ms.
+    pub idle_poll: Duration,
+}
+
+impl Default for Config {
+    /// Tuned for a node with a few attachments and up to a million concurrent flows.
+    fn default() -> Self {
+        Self {
+            attachments: Vec::new(),
+            conntrack_capacity: NonZeroUsize::new(1 << 20).expect("non-zero"),
+            timeouts: Timeouts::default(),
+            snat_port_first: 1024,
+            snat_port_last: 65535,
+            snat_probes: NonZeroUsize::new(64).expect("non-zero"),
+            batch_size: NonZeroUsize::new(64).expect("non-zero"),
+            expire_budget: 64,
+            eviction_candidates: 4096,
+            eviction_attempts: 8,
+            neighbour_capacity: 65_536,
+            arp_retry: Duration::from_secs(1),
+            idle_poll: Duration::from_millis(10),
+        }
+    }
+}
+
+impl Config {
+    /// Number of SNAT ports per pool.
+    pub fn snat_port_count(&self) -> usize {
+        usize::from(self.snat_port_last.saturating_sub(self.snat_port_first)) + 1
+    }
+
+    /// Check cross-field rules.
+    ///
+    /// # Errors
+    /// A message naming the offending field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.snat_port_first == 0 || self.snat_port_first > self.snat_port_last {
+            return Err(format!(
+                "snat ports {}..={} must be a non-empty range above 0",
+                self.snat_port_first, self.snat_port_last
+            ));
+        }
+        if self.attachments.len() > usize::from(u16::MAX) {
+            return Err("at most 65535 attachments".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,517 @@
+//! The connection tracker shared by every worker: both directions of every flow in one
+//! sharded map (`dashmap`), because the two directions of a NATed flow have different
+//! 5-tuples and may reach different workers.
+//!
+//! - An entry is keyed by [`FlowKey`] (VPC included) and holds the rewrite for packets
+//!   matching it, the attachment to send them on and the next hop's MAC, so a hit costs one
+//!   lookup and no neighbour lookup. The peer entry's key is derived from the rewrite
+//!   (the reply to the rewritten packet), so nothing stores it.
+//! - The original-direction entry holds the flow's state (TCP handshake and close, UDP
+//!   replied or not); each entry has its own last-seen time, and a flow is idle when both
+//!   are. Hot fields are atomics updated under the shard's read lock.
+//! - Each entry records the table generation it was last checked against; the pipeline
+//!   re-checks a flow when the generation moves (opte's epoch).
+//! - Capacity is hard: a flow is admitted only after reserving one unit; when full, the
+//!   pipeline may evict embryonic or unreplied flows, never established ones.
+//!
+//! Nothing here reads the clock: times come in as `Instant`s and are stored as whole
+//! seconds since the tracker's epoch. A lookup holds one shard lock for its duration, never
+//! across another lookup.
+
+use core::sync::atomic::{AtomicU8, AtomicU32, AtomicUsize, Ordering::Relaxed};
+use std::time::Instant;
+
+use dashmap::DashMap;
+use dashmap::mapref::one::Ref;
+use foldhash::fast::RandomState;
+
+use crate::config::Timeouts;
+use crate::flow::{FlowKey, VpcId};
+use crate::wire::ethernet::MacAddr;
+use crate::wire::{ipv4::PROTO_TCP, tcp};
+
+/// Which way an entry's packets travel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Direction {
+    /// Client to backend (the flow's opener).
+    Original,
+    /// Backend to client.
+    Reply,
+}
+
+/// The address and port rewrite applied to packets of one direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rewrite {
+    /// New source address (host order).
+    pub src: u32,
+    /// New destination address (host order).
+    pub dst: u32,
+    /// New source port.
+    pub sport: u16,
+    /// New destination port.
+    pub dport: u16,
+}
+
+/// Flow states, kept in the low bits of the original entry's state byte.
+pub mod state {
+    /// TCP: SYN seen from the client.
+    pub const SYN_SENT: u8 = 0;
+    /// TCP: SYN-ACK seen from the backend.
+    pub const SYN_RECV: u8 = 1;
+    /// TCP: handshake completed.
+    pub const ESTABLISHED: u8 = 2;
+    /// TCP: FIN seen in one direction.
+    pub const CLOSING: u8 = 3;
+    /// TCP: RST seen, or FIN in both directions.
+    pub const CLOSED: u8 = 4;
+    /// UDP: no reply yet.
+    pub const UDP_UNREPLIED: u8 = 5;
+    /// UDP: the backend has answered.
+    pub const UDP_REPLIED: u8 = 6;
+    /// Mask of the state bits.
+    pub const MASK: u8 = 0x07;
+    /// FIN seen from the client.
+    pub const FIN_ORIGINAL: u8 = 0x08;
+    /// FIN seen from the backend.
+    pub const FIN_REPLY: u8 = 0x10;
+    /// On a reply entry: a packet has been seen in this direction.
+    pub const SEEN: u8 = 0x20;
+
+    /// True for states an eviction may remove: never established or replied flows.
+    pub fn evictable(s: u8) -> bool {
+        matches!(s & MASK, SYN_SENT | SYN_RECV | CLOSED | UDP_UNREPLIED)
+    }
+}
+
+/// The TCP state after a segment with `flags` travelling in `dir`.
+pub fn tcp_next(current: u8, dir: Direction, flags: u8) -> u8 {
+    use state::*;
+    let s = current & MASK;
+    if flags & tcp::RST != 0 {
+        return CLOSED | (current & !MASK);
+    }
+    let syn = flags & tcp::SYN != 0;
+    let ack = flags & tcp::ACK != 0;
+    let fin = flags & tcp::FIN != 0;
+    match dir {
+        Direction::Original if syn && !ack && s == CLOSED => return SYN_SENT,
+        Direction::Reply if syn && ack && s == SYN_SENT => return SYN_RECV | (current & !MASK),
+        _ => {}
+    }
+    let mut next = current;
+    if dir == Direction::Original && ack && !syn && s == SYN_RECV {
+        next = ESTABLISHED | (next & !MASK);
+    }
+    if fin {
+        next |= if dir == Direction::Original {
+            FIN_ORIGINAL
+        } else {
+            FIN_REPLY
+        };
+        let both = next & (FIN_ORIGINAL | FIN_REPLY) == FIN_ORIGINAL | FIN_REPLY;
+        next = (next & !MASK) | if both { CLOSED } else { CLOSING };
+    }
+    next
+}
+
+/// One direction of a flow. 32 bytes.
+#[derive(Debug)]
+pub struct FlowEntry {
+    /// The rewrite for packets matching this entry's key.
+    pub rewrite: Rewrite,
+    /// The attachment rewritten packets leave on.
+    pub out_vpc: VpcId,
+    /// The next hop's MAC on `out_vpc`.
+    pub dst_mac: MacAddr,
+    /// Which direction this entry serves.
+    pub dir: Direction,
+    state: AtomicU8,
+    generation: AtomicU32,
+    last_seen: AtomicU32,
+}
+
+impl FlowEntry {
+    /// A new entry seen at `now_secs` and checked against `generation`.
+    pub fn new(
+        rewrite: Rewrite,
+        out_vpc: VpcId,
+        dst_mac: MacAddr,
+        dir: Direction,
+        state: u8,
+        generation: u64,
+        now_secs: u32,
+    ) -> Self {
+        Self {
+            rewrite,
+            out_vpc,
+            dst_mac,
+            dir,
+            state: AtomicU8::new(state),
+            generation: AtomicU32::new(stamp(generation)),
+            last_seen: AtomicU32::new(now_secs),
+        }
+    }
+
+    /// The key of the other direction: the reply to a packet rewritten by this entry.
+    #[inline]
+    pub fn peer_key(&self, proto: u8) -> FlowKey {
+        FlowKey {
+            src: self.rewrite.dst,
+            dst: self.rewrite.src,
+            sport: self.rewrite.dport,
+            dport: self.rewrite.sport,
+            vpc: self.out_vpc,
+            proto,
+        }
+    }
+
+    /// The state byte.
+    #[inline]
+    pub fn state(&self) -> u8 {
+        self.state.load(Relaxed)
+    }
+
+    /// Apply `f` to the state byte atomically; returns the new value.
+    pub fn update_state(&self, f: impl Fn(u8) -> u8) -> u8 {
+        let mut cur = self.state.load(Relaxed);
+        loop {
+            let next = f(cur);
+            if next == cur {
+                return cur;
+            }
+            match self
+                .state
+                .compare_exchange_weak(cur, next, Relaxed, Relaxed)
+            {
+                Ok(_) => return next,
+                Err(seen) => cur = seen,
+            }
+        }
+    }
+
+    /// True if this entry was last checked against `generation`.
+    #[inline]
+    pub fn checked_at(&self, generation: u64) -> bool {
+        self.generation.load(Relaxed) == stamp(generation)
+    }
+
+    /// Record that this entry was checked against `generation`.
+    pub fn set_checked(&self, generation: u64) {
+        self.generation.store(stamp(generation), Relaxed);
+    }
+
+    /// Last time (seconds since the tracker's epoch) a packet matched.
+    pub fn last_seen(&self) -> u32 {
+        self.last_seen.load(Relaxed)
+    }
+
+    /// Record a packet at `now_secs`; writes only when the second changed, so a busy flow
+    /// does not write its cache line on every packet.
+    #[inline]
+    pub fn touch(&self, now_secs: u32) {
+        if self.last_seen.load(Relaxed) != now_secs {
+            self.last_seen.store(now_secs, Relaxed);
+        }
+    }
+}
+
+/// Generation stamps keep the low 32 bits: a flow idle for 2^32 publishes is long expired.
+#[allow(clippy::cast_possible_truncation)]
+fn stamp(generation: u64) -> u32 {
+    generation as u32
+}
+
+/// The outcome of checking one flow for idleness.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Aging {
+    /// Still live.
+    Alive,
+    /// Idle past its state's timeout; removed.
+    Expired,
+    /// No such flow (already removed).
+    Gone,
+}
+
+/// The shared flow table.
+#[derive(Debug)]
+pub struct ConnTrack {
+    map: DashMap<FlowKey, FlowEntry, RandomState>,
+    capacity: usize,
+    flows: AtomicUsize,
+    epoch: Instant,
+    timeouts: Timeouts,
+}
+
+impl ConnTrack {
+    /// A tracker for at most `capacity` flows whose clock starts at `epoch`.
+    ///
+    /// The map is not pre-sized: memory follows the live flow count.
+    pub fn new(capacity: usize, timeouts: Timeouts, epoch: Instant) -> Self {
+        // 128 shards: one lock covers about 1/128 of the flows, and with 2^20 flows a shard
+        // is about 16 k entries.
+        let map = DashMap::with_hasher_and_shard_amount(RandomState::default(), 128);
+        Self {
+            map,
+            capacity,
+            flows: AtomicUsize::new(0),
+            epoch,
+            timeouts,
+        }
+    }
+
+    /// Whole seconds from the epoch to `now` (saturating).
+    #[inline]
+    pub fn secs(&self, now: Instant) -> u32 {
+        u32::try_from(now.saturating_duration_since(self.epoch).as_secs()).unwrap_or(u32::MAX)
+    }
+
+    /// Number of flows.
+    pub fn len(&self) -> usize {
+        self.flows.load(Relaxed)
+    }
+
+    /// True if there are no flows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The capacity in flows.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Look up one direction. Hold the guard briefly: it holds the shard's read lock.
+    #[inline]
+    pub fn get(&self, key: &FlowKey) -> Option<Ref<'_, FlowKey, FlowEntry>> {
+        self.map.get(key)
+    }
+
+    /// Reserve room for one flow.
+    pub fn try_reserve(&self) -> bool {
+        if self.flows.fetch_add(1, Relaxed) < self.capacity {
+            true
+        } else {
+            self.flows.fetch_sub(1, Relaxed);
+            false
+        }
+    }
+
+    /// Give back a reservation that was not used.
+    pub fn release(&self) {
+        self.flows.fetch_sub(1, Relaxed);
+    }
+
+    /// Insert `entry` under `key` if the key is free; returns whether it was inserted.
+    /// Used first for the reply key, which reserves the SNAT port (no live tuple is reused),
+    /// then for the original key, which settles a race between two workers.
+    pub fn insert_if_vacant(&self, key: FlowKey, entry: FlowEntry) -> bool {
+        match self.map.entry(key) {
+            dashmap::Entry::Occupied(_) => false,
+            dashmap::Entry::Vacant(v) => {
+                v.insert(entry);
+                true
+            }
+        }
+    }
+
+    /// Remove a single entry without touching the flow count (undoing a half insert).
+    pub fn remove_entry(&self, key: &FlowKey) {
+        self.map.remove(key);
+    }
+
+    /// Remove the flow `key` belongs to (both directions) and release its capacity.
+    /// Returns false if `key` was not present.
+    pub fn remove_flow(&self, key: &FlowKey) -> bool {
+        let Some((_, entry)) = self.map.remove(key) else {
+            return false;
+        };
+        self.map.remove(&entry.peer_key(key.proto));
+        self.flows.fetch_sub(1, Relaxed);
+        true
+    }
+
+    /// Replace the next-hop MAC of one entry (after a neighbour changed).
+    pub fn set_dst_mac(&self, key: &FlowKey, mac: MacAddr) {
+        if let Some(mut e) = self.map.get_mut(key) {
+            e.dst_mac = mac;
+        }
+    }
+
+    fn timeout_secs(&self, proto: u8, s: u8) -> u64 {
+        let t = &self.timeouts;
+        let d = if proto == PROTO_TCP {
+            match s & state::MASK {
+                state::ESTABLISHED => t.tcp_established,
+                state::CLOSING => t.tcp_closing,
+                state::CLOSED => t.tcp_closed,
+                _ => t.tcp_embryonic,
+            }
+        } else {
+            t.udp
+        };
+        d.as_secs()
+    }
+
+    /// Check the flow whose original key is `key`; remove it if idle past its timeout.
+    pub fn age(&self, key: &FlowKey, now_secs: u32) -> Aging {
+        let (last, s, peer) = match self.map.get(key) {
+            Some(e) if e.dir == Direction::Original => {
+                (e.last_seen(), e.state(), e.peer_key(key.proto))
+            }
+            _ => return Aging::Gone,
+        };
+        // The guard is dropped before the peer lookup: never two shard locks at once.
+        let peer_last = self.map.get(&peer).map_or(0, |p| p.last_seen());
+        let idle = u64::from(now_secs.saturating_sub(last.max(peer_last)));
+        if idle >= self.timeout_secs(key.proto, s) {
+            self.remove_flow(key);
+            Aging::Expired
+        } else {
+            Aging::Alive
+        }
+    }
+
+    /// Evict the flow whose original key is `key` if it is embryonic or unreplied.
+    pub fn evict_if_embryonic(&self, key: &FlowKey) -> bool {
+        let evictable = self
+            .map
+            .get(key)
+            .is_some_and(|e| e.dir == Direction::Original && state::evictable(e.state()));
+        evictable && self.remove_flow(key)
+    }
+
+    /// Approximate heap bytes of the map (slots and control bytes), for the benchmark's
+    /// bytes-per-flow figure.
+    pub fn approx_heap_bytes(&self) -> usize {
+        let slot = size_of::<(FlowKey, FlowEntry)>() + 1;
+        self.map.capacity() * slot
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::state::*;
+    use super::*;
+
+    const SYN: u8 = tcp::SYN;
+    const SYNACK: u8 = tcp::SYN | tcp::ACK;
+    const ACK: u8 = tcp::ACK;
+    const FIN: u8 = tcp::FIN | tcp::ACK;
+
+    #[test]
+    fn tcp_handshake_and_close() {
+        let mut s = SYN_SENT;
+        s = tcp_next(s, Direction::Original, SYN);
+        assert_eq!(s, SYN_SENT);
+        s = tcp_next(s, Direction::Original, ACK);
+        assert_eq!(
+            s & MASK,
+            SYN_SENT,
+            "an ACK before the SYN-ACK establishes nothing"
+        );
+        s = tcp_next(s, Direction::Reply, SYNACK);
+        assert_eq!(s, SYN_RECV);
+        s = tcp_next(s, Direction::Original, ACK);
+        assert_eq!(s, ESTABLISHED);
+        s = tcp_next(s, Direction::Reply, FIN);
+        assert_eq!(s & MASK, CLOSING);
+        s = tcp_next(s, Direction::Original, FIN);
+        assert_eq!(s & MASK, CLOSED);
+        // Port reuse: a fresh SYN from the client reopens the flow.
+        assert_eq!(tcp_next(s, Direction::Original, SYN), SYN_SENT);
+        assert_eq!(
+            tcp_next(ESTABLISHED, Direction::Reply, tcp::RST) & MASK,
+            CLOSED
+        );
+        assert!(evictable(SYN_SENT) && evictable(UDP_UNREPLIED) && evictable(CLOSED));
+        assert!(!evictable(ESTABLISHED) && !evictable(UDP_REPLIED) && !evictable(CLOSING));
+    }
+
+    fn pair(ct: &ConnTrack, client_port: u16, st: u8, now: u32) -> FlowKey {
+        let fwd = FlowKey {
+            src: 0x0a00_000a,
+            dst: 0x0a00_00c8,
+            sport: client_port,
+            dport: 80,
+            vpc: VpcId(0),
+            proto: PROTO_TCP,
+        };
+        let rw = Rewrite {
+            src: 0xc613_8001,
+            dst: 0x0a00_000a,
+            sport: client_port,
+            dport: 80,
+        };
+        let e = FlowEntry::new(
+            rw,
+            VpcId(1),
+            MacAddr::default(),
+            Direction::Original,
+            st,
+            1,
+            now,
+        );
+        let rev = e.peer_key(PROTO_TCP);
+        let back = Rewrite {
+            src: fwd.dst,
+            dst: fwd.src,
+            sport: fwd.dport,
+            dport: fwd.sport,
+        };
+        let r = FlowEntry::new(
+            back,
+            VpcId(0),
+            MacAddr::default(),
+            Direction::Reply,
+            0,
+            1,
+            now,
+        );
+        assert!(ct.try_reserve());
+        assert!(ct.insert_if_vacant(rev, r));
+        assert!(ct.insert_if_vacant(fwd, e));
+        fwd
+    }
+
+    #[test]
+    fn capacity_eviction_and_aging() {
+        let ct = ConnTrack::new(2, Timeouts::default(), Instant::now());
+        let a = pair(&ct, 1000, ESTABLISHED, 0);
+        let b = pair(&ct, 1001, SYN_SENT, 0);
+        assert_eq!(ct.len(), 2);
+        assert!(!ct.try_reserve(), "hard capacity");
+        assert!(
+            !ct.evict_if_embryonic(&a),
+            "established flows are never evicted"
+        );
+        assert!(ct.evict_if_embryonic(&b));
+        assert_eq!(ct.len(), 1);
+        assert!(ct.get(&b).is_none());
+        // Reverse entries go with the flow.
+        assert_eq!(ct.map.len(), 2);
+        assert_eq!(ct.age(&a, 349), Aging::Alive);
+        // The reply direction alone keeps the flow alive.
+        let peer = ct.get(&a).unwrap().peer_key(PROTO_TCP);
+        ct.get(&peer).unwrap().touch(300);
+        assert_eq!(ct.age(&a, 600), Aging::Alive);
+        assert_eq!(ct.age(&a, 650), Aging::Expired);
+        assert_eq!(ct.age(&a, 650), Aging::Gone);
+        assert!(ct.is_empty());
+        assert_eq!(ct.map.len(), 0);
+    }
+
+    #[test]
+    fn secs_saturate() {
+        let epoch = Instant::now();
+        let ct = ConnTrack::new(1, Timeouts::default(), epoch);
+        assert_eq!(ct.secs(epoch + Duration::from_millis(2500)), 2);
+        assert_eq!(
+            ct.secs(epoch.checked_sub(Duration::from_secs(1)).unwrap_or(epoch)),
+            0
+        );
+        assert_eq!(size_of::<FlowEntry>(), 32);
+    }
+}

@@ -1,0 +1,85 @@
+//! Flow identity: the VPC plus the IPv4 5-tuple.
+//!
+//! The VPC is part of every key, so two VPCs with the same CIDR blocks (and the same client
+//! addresses and ports) never share a flow. Keys are hashed with a randomly seeded hasher
+//! (`foldhash`'s `RandomState`): the 5-tuple is chosen by remote peers.
+
+use core::net::Ipv4Addr;
+
+/// A VPC as the dataplane knows it: the index of the attachment (interface) that carries
+/// it on this node. Assigned by the control plane's compiler from the daemon's config.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VpcId(pub u16);
+
+impl VpcId {
+    /// The attachment index as a `usize`, for indexing per-attachment arrays.
+    pub fn index(self) -> usize {
+        usize::from(self.0)
+    }
+}
+
+/// The key of one direction of a flow: `(vpc, src, dst, src port, dst port, protocol)`.
+///
+/// 16 bytes, so that a conntrack slot (key and entry) stays at 48 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    /// Source address (host order).
+    pub src: u32,
+    /// Destination address (host order).
+    pub dst: u32,
+    /// Source port.
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+    /// The VPC the packet travels in.
+    pub vpc: VpcId,
+    /// IP protocol number (6 or 17).
+    pub proto: u8,
+}
+
+impl FlowKey {
+    /// Build a key from addresses.
+    pub fn new(vpc: VpcId, proto: u8, src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16)) -> Self {
+        Self {
+            src: src.0.to_bits(),
+            dst: dst.0.to_bits(),
+            sport: src.1,
+            dport: dst.1,
+            vpc,
+            proto,
+        }
+    }
+
+    /// The key of the opposite direction in the same VPC (addresses and ports swapped).
+    pub fn reverse(&self) -> Self {
+        Self {
+            src: self.dst,
+            dst: self.src,
+            sport: self.dport,
+            dport: self.sport,
+            vpc: self.vpc,
+            proto: self.proto,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reverse_is_an_involution_and_keeps_the_vpc() {
+        let k = FlowKey::new(
+            VpcId(3),
+            6,
+            (Ipv4Addr::new(10, 0, 0, 1), 40000),
+            (Ipv4Addr::new(10, 0, 0, 200), 8080),
+        );
+        let r = k.reverse();
+        assert_eq!(r.src, k.dst);
+        assert_eq!(r.sport, 8080);
+        assert_eq!(r.vpc, VpcId(3));
+        assert_eq!(r.reverse(), k);
+        assert_eq!(size_of::<FlowKey>(), 16);
+    }
+}

@@ -1,0 +1,159 @@
+//! Packet I/O backends behind one batch trait. Backends are the only modules that make
+//! syscalls or use `unsafe`; tests and benches swap backends, never the core.
+
+pub mod mem;
+
+use core::time::Duration;
+
+use crate::flow::VpcId;
+use crate::verdict::Verdict;
+
+/// Largest frame a batch slot holds: a 1500-byte MTU plus Ethernet, with room to spare for
+/// jumbo-ish frames that are then counted, not mangled.
+pub const FRAME_CAPACITY: usize = 2048;
+
+/// One frame of a batch: its bytes, the attachment it came in on, and what to do with it.
+#[derive(Clone, Debug)]
+pub struct Slot {
+    buf: Box<[u8]>,
+    len: usize,
+    /// The attachment the frame arrived on.
+    pub ingress: VpcId,
+    /// Set by the worker after processing.
+    pub verdict: Verdict,
+}
+
+impl Slot {
+    fn new() -> Self {
+        Self {
+            buf: vec![0; FRAME_CAPACITY].into_boxed_slice(),
+            len: 0,
+            ingress: VpcId(0),
+            verdict: Verdict::Consumed,
+        }
+    }
+
+    /// The frame's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    /// The frame's bytes, writable.
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[..self.len]
+    }
+
+    /// The whole buffer, for a backend to receive into; then call [`Slot::set_len`].
+    pub fn buffer_mut(&mut self) -> &mut [u8] {
+        &mut self.buf
+    }
+
+    /// Set the frame length after receiving into [`Slot::buffer_mut`].
+    ///
+    /// # Panics
+    /// If `len` exceeds the buffer.
+    pub fn set_len(&mut self, len: usize) {
+        assert!(len <= self.buf.len(), "frame longer than its slot");
+        self.len = len;
+    }
+
+    /// What to transmit for this slot, if anything: `(attachment, bytes)`.
+    pub fn output(&self) -> Option<(VpcId, &[u8])> {
+        match self.verdict {
+            Verdict::Forward(vpc) => Some((vpc, self.bytes())),
+            Verdict::Emit { vpc, len } => Some((vpc, &self.buf[..len])),
+            Verdict::Drop(_) | Verdict::Consumed => None,
+        }
+    }
+}
+
+/// A fixed set of preallocated frame slots; `filled` of them hold received frames.
+#[derive(Debug)]
+pub struct Batch {
+    slots: Vec<Slot>,
+    filled: usize,
+}
+
+impl Batch {
+    /// A batch of `size` slots, allocated once.
+    pub fn new(size: usize) -> Self {
+        Self {
+            slots: (0..size).map(|_| Slot::new()).collect(),
+            filled: 0,
+        }
+    }
+
+    /// Number of slots.
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// All slots, for a backend to receive into; it then calls [`Batch::set_filled`].
+    pub fn slots_mut(&mut self) -> &mut [Slot] {
+        &mut self.slots
+    }
+
+    /// Mark the first `n` slots as holding frames.
+    pub fn set_filled(&mut self, n: usize) {
+        self.filled = n.min(self.slots.len());
+    }
+
+    /// The filled slots.
+    pub fn filled(&self) -> &[Slot] {
+        &self.slots[..self.filled]
+    }
+
+    /// The filled slots, writable.
+    pub fn filled_mut(&mut self) -> &mut [Slot] {
+        &mut self.slots[..self.filled]
+    }
+}
+
+/// Why a backend failed. Any error stops the worker.
+#[derive(Debug)]
+pub enum BackendError {
+    /// A system call failed.
+    Io(std::io::Error),
+    /// The backend was closed (its peer or its owner went away).
+    Closed,
+}
+
+impl core::fmt::Display for BackendError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Io(e) => write!(f, "packet I/O failed: {e}"),
+            Self::Closed => f.write_str("packet backend closed"),
+        }
+    }
+}
+
+impl std::error::Error for BackendError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Io(e) => Some(e),
+            Self::Closed => None,
+        }
+    }
+}
+
+impl From<std::io::Error> for BackendError {
+    fn from(e: std::io::Error) -> Self {
+        Self::Io(e)
+    }
+}
+
+/// A source and sink of frames, in batches.
+pub trait Backend: Send {
+    /// Fill up to `batch.capacity()` slots (setting each slot's length and ingress) and call
+    /// `batch.set_filled`. Blocks at most `timeout`; returns the number of frames.
+    ///
+    /// # Errors
+    /// [`BackendError`] if the backend can no longer receive.
+    fn recv(&mut self, batch: &mut Batch, timeout: Duration) -> Result<usize, BackendError>;
+
+    /// Transmit every slot whose verdict has an output.
+    ///
+    /// # Errors
+    /// [`BackendError`] if the backend can no longer send.
+    fn send(&mut self, batch: &Batch) -> Result<(), BackendError>;
+}

@@ -1,0 +1,664 @@
+//! The packet path: classify one frame and rewrite it in place.
+//!
+//! ```text
+//!  frame ─► Ethernet ─┬─ ARP ──► request for an endpoint or SNAT address? ─► reply (Emit)
+//!                     │          reply to us? ─► learn the neighbour (Consumed)
+//!                     └─ IPv4 ─► checks: IHL 5, checksum, not a fragment, TCP/UDP, TTL > 1
+//!                                   │
+//!                       conntrack hit? ── yes ─► generation moved? ─► re-check against the
+//!                                   │               accepted table (revoke or keep)
+//!                                   │            TCP/UDP state, last seen ─► rewrite ─► Forward
+//!                                   no
+//!                       endpoint on this attachment? ── no ─► SNAT address? ReplyWithoutFlow
+//!                                   │                                       else NoEndpoint
+//!                       TCP SYN only? accepted? port mapped? source whitelisted?
+//!                       backend MAC known? (no: ARP request in the frame's place)
+//!                       room in conntrack? (evict embryonic) ─► SNAT port (reply key free)
+//!                       ─► insert both directions ─► rewrite ─► Forward
+//! ```
+//!
+//! Only a TCP SYN or a UDP datagram sent to an endpoint can open a flow, and only from the
+//! endpoint's side: nothing arriving at a SNAT address ever creates state (one-way access).
+//!
+//! `process` never allocates on the established path, never blocks except for one conntrack
+//! shard lock per lookup, never logs and never reads the clock.
+
+use std::collections::VecDeque;
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::time::Instant;
+
+use foldhash::fast::RandomState;
+
+use crate::config::Config;
+use crate::conntrack::{Aging, ConnTrack, Direction, FlowEntry, Rewrite, state, tcp_next};
+use crate::flow::{FlowKey, VpcId};
+use crate::nat;
+use crate::neighbour::Neighbours;
+use crate::stats::WorkerStats;
+use crate::tables::{AcceptedKey, EndpointState, Tables};
+use crate::verdict::{DropReason, Verdict};
+use crate::wire::ParseError;
+use crate::wire::arp::{self, ArpPacket};
+use crate::wire::ethernet::{self, EthernetFrame, MacAddr};
+use crate::wire::ipv4::{self, Ipv4Packet, PROTO_TCP, PROTO_UDP};
+use crate::wire::tcp::{self, TcpPacket};
+use crate::wire::udp::UdpPacket;
+
+/// State shared by every pipeline of a node: the flow table and the neighbour table.
+#[derive(Clone, Debug)]
+pub struct Shared {
+    /// The connection tracker.
+    pub conntrack: Arc<ConnTrack>,
+    /// The neighbour (ARP) table.
+    pub neighbours: Arc<Neighbours>,
+}
+
+impl Shared {
+    /// Fresh tables sized by `config`, with the tracker's clock starting at `epoch`.
+    pub fn new(config: &Config, epoch: Instant) -> Self {
+        Self {
+            conntrack: Arc::new(ConnTrack::new(
+                config.conntrack_capacity.get(),
+                config.timeouts,
+                epoch,
+            )),
+            neighbours: Arc::new(Neighbours::new(config.neighbour_capacity)),
+        }
+    }
+}
+
+/// What the IPv4 checks found: enough to build the flow key and track TCP state.
+#[derive(Clone, Copy)]
+struct Parsed {
+    key: FlowKey,
+    flags: u8,
+}
+
+/// One worker's packet processor. Owns its counters, its expiry queue and its eviction
+/// candidates; shares conntrack and neighbours with the other pipelines.
+#[derive(Debug)]
+pub struct Pipeline {
+    config: Config,
+    shared: Shared,
+    stats: WorkerStats,
+    /// Original keys of flows this pipeline created, oldest first: the expiry sweep.
+    expiry: VecDeque<FlowKey>,
+    /// Recently created flows that may be evicted while still embryonic, oldest first.
+    candidates: VecDeque<FlowKey>,
+    hasher: RandomState,
+    /// The last `now` seen and its value in tracker seconds (one conversion per batch).
+    clock: (Instant, u32),
+}
+
+impl Pipeline {
+    /// A pipeline over `shared` with `config`.
+    pub fn new(config: Config, shared: Shared) -> Self {
+        let candidates = VecDeque::with_capacity(config.eviction_candidates);
+        let clock = (Instant::now(), 0);
+        let mut p = Self {
+            config,
+            shared,
+            stats: WorkerStats::default(),
+            expiry: VecDeque::new(),
+            candidates,
+            hasher: RandomState::default(),
+            clock,
+        };
+        p.clock.1 = p.shared.conntrack.secs(p.clock.0);
+        p
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &WorkerStats {
+        &self.stats
+    }
+
+    /// The shared tables.
+    pub fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    #[inline]
+    fn secs(&mut self, now: Instant) -> u32 {
+        if self.clock.0 != now {
+            self.clock = (now, self.shared.conntrack.secs(now));
+        }
+        self.clock.1
+    }
+
+    /// Classify `frame`, received on attachment `ingress`, and rewrite it in place.
+    ///
+    /// Never allocates on the established path, blocks (beyond a conntrack shard lock held
+    /// for one lookup), logs or reads the clock.
+    pub fn process(
+        &mut self,
+        now: Instant,
+        tables: &Tables,
+        ingress: VpcId,
+        frame: &mut [u8],
+    ) -> Verdict {
+        self.stats.rx_frames += 1;
+        let verdict = self.classify(now, tables, ingress, frame);
+        match verdict {
+            Verdict::Drop(reason) => self.stats.drop(reason),
+            Verdict::Forward(_) => self.stats.forwarded += 1,
+            Verdict::Emit { .. } | Verdict::Consumed => {}
+        }
+        verdict
+    }
+
+    fn classify(
+        &mut self,
+        now: Instant,
+        tables: &Tables,
+        ingress: VpcId,
+        frame: &mut [u8],
+    ) -> Verdict {
+        let Some(&my_mac) = self.config.attachments.get(ingress.index()) else {
+            return Verdict::Drop(DropReason::NotForUs);
+        };
+        let Ok(eth) = EthernetFrame::new_checked(&*frame) else {
+            return Verdict::Drop(DropReason::Malformed);
+        };
+        let dst_mac = eth.dst();
+        match eth.ethertype() {
+            ethernet::ETHERTYPE_IPV4 if dst_mac == my_mac => {
+                match self.check_ipv4(ingress, frame) {
+                    Ok(parsed) => self.ipv4(now, tables, ingress, frame, parsed),
+                    Err(reason) => Verdict::Drop(reason),
+                }
+            }
+            ethernet::ETHERTYPE_IPV4 => Verdict::Drop(DropReason::NotForUs),
+            ethernet::ETHERTYPE_ARP if dst_mac == my_mac || dst_mac == MacAddr::BROADCAST => {
+                self.arp(tables, ingress, my_mac, frame)
+            }
+            ethernet::ETHERTYPE_ARP => Verdict::Drop(DropReason::NotForUs),
+            _ => Verdict::Drop(DropReason::UnsupportedProtocol),
+        }
+    }
+
+    /// Every check on the IPv4 and transport headers; the rewrite relies on them.
+    #[inline]
+    fn check_ipv4(&self, ingress: VpcId, frame: &[u8]) -> Result<Parsed, DropReason> {
+        let ip = Ipv4Packet::new_checked(&frame[ethernet::HEADER_LEN..])
+            .map_err(|_| DropReason::Malformed)?;
+        if ip.header_len() != ipv4::MIN_HEADER_LEN {
+            return Err(DropReason::IpOptions);
+        }
+        if !ip.verify_checksum() {
+            return Err(DropReason::Malformed);
+        }
+        if ip.is_fragment() {
+            return Err(DropReason::Fragment);
+        }
+        let proto = ip.protocol();
+        let (sport, dport, flags) = match proto {
+            PROTO_TCP => {
+                let t = TcpPacket::new_checked(ip.payload()).map_err(malformed)?;
+                (t.src_port(), t.dst_port(), t.flags())
+            }
+            PROTO_UDP => {
+                let u = UdpPacket::new_checked(ip.payload()).map_err(malformed)?;
+                (u.src_port(), u.dst_port(), 0)
+            }
+            _ => return Err(DropReason::UnsupportedProtocol),
+        };
+        if ip.ttl() <= 1 {
+            return Err(DropReason::TtlExceeded);
+        }
+        let key = FlowKey {
+            src: ip.src_u32(),
+            dst: ip.dst_u32(),
+            sport,
+            dport,
+            vpc: ingress,
+            proto,
+        };
+        Ok(Parsed { key, flags })
+    }
+
+    fn ipv4(
+        &mut self,
+        now: Instant,
+        tables: &Tables,
+        ingress: VpcId,
+        frame: &mut [u8],
+        parsed: Parsed,
+    ) -> Verdict {
+        let now_secs = self.secs(now);
+        if let Some(v) = self.established(tables, frame, parsed, now_secs) {
+            return v;
+        }
+        match tables.endpoint(ingress, parsed.key.dst) {
+            Some(endpoint) => self.open(tables, frame, parsed, endpoint, now_secs),
+            None if tables.snat().contains_u32(parsed.key.dst) && tables.is_snat_vpc(ingress) => {
+                Verdict::Drop(DropReason::ReplyWithoutFlow)
+            }
+            None => Verdict::Drop(DropReason::NoEndpoint),
+        }
+    }
+
+    /// The conntrack-hit path; `None` on a miss.
+    #[inline]
+    fn established(
+        &mut self,
+        tables: &Tables,
+        frame: &mut [u8],
+        Parsed { key, flags }: Parsed,
+        now_secs: u32,
+    ) -> Option<Verdict> {
+        let ct = &*self.shared.conntrack;
+        let entry = ct.get(&key)?;
+        let generation = tables.generation();
+        let mut refreshed_mac = None;
+        if !entry.checked_at(generation) {
+            match self.recheck(tables, &key, &entry) {
+                Some(mac) => {
+                    entry.set_checked(generation);
+                    self.stats.flows_revalidated += 1;
+                    refreshed_mac = mac.filter(|m| *m != entry.dst_mac);
+                }
+                None => {
+                    drop(entry);
+                    if ct.remove_flow(&key) {
+                        self.stats.flows_revoked += 1;
+                    }
+                    return Some(Verdict::Drop(DropReason::Revoked));
+                }
+            }
+        }
+        let dir = entry.dir;
+        // State changes that involve only this entry happen under its read guard.
+        let mut peer_update: Option<fn(u8, u8) -> u8> = None;
+        if key.proto == PROTO_TCP {
+            if dir == Direction::Original {
+                let s = entry.state();
+                if s != state::ESTABLISHED || flags & (tcp::SYN | tcp::FIN | tcp::RST) != 0 {
+                    entry.update_state(|s| tcp_next(s, Direction::Original, flags));
+                }
+            } else if flags & (tcp::SYN | tcp::FIN | tcp::RST) != 0 {
+                peer_update = Some(|s, flags| tcp_next(s, Direction::Reply, flags));
+            }
+        } else if dir == Direction::Reply && entry.state() & state::SEEN == 0 {
+            entry.update_state(|s| s | state::SEEN);
+            peer_update = Some(|s, _| {
+                if s & state::MASK == state::UDP_UNREPLIED {
+                    state::UDP_REPLIED
+                } else {
+                    s
+                }
+            });
+        }
+        entry.touch(now_secs);
+        let rw = entry.rewrite;
+        let out = entry.out_vpc;
+        let mut dst_mac = entry.dst_mac;
+        let peer = entry.peer_key(key.proto);
+        drop(entry);
+
+        if let Some(f) = peer_update {
+            if let Some(original) = ct.get(&peer) {
+                original.update_state(|s| f(s, flags));
+            }
+        }
+        if let Some(mac) = refreshed_mac {
+            ct.set_dst_mac(&key, mac);
+            dst_mac = mac;
+        }
+        let src_mac = self
+            .config
+            .attachments
+            .get(out.index())
+            .copied()
+            .unwrap_or_default();
+        nat::rewrite(frame, key.proto, &rw, src_mac, dst_mac);
+        if dir == Direction::Reply {
+            self.stats.forwarded_reply += 1;
+        }
+        Some(Verdict::Forward(out))
+    }
+
+    /// Re-check an entry against the current tables. `None`: the flow is no longer allowed.
+    /// `Some(mac)`: still allowed; `mac` is the next hop's current MAC if known.
+    fn recheck(&self, tables: &Tables, key: &FlowKey, e: &FlowEntry) -> Option<Option<MacAddr>> {
+        // Recover (client, endpoint) and (backend) from whichever direction this entry is.
+        let (client_vpc, client_ip, endpoint_ip, client_port, backend_vpc, backend_ip, bport) =
+            match e.dir {
+                Direction::Original => (
+                    key.vpc,
+                    key.src,
+                    key.dst,
+                    key.dport,
+                    e.out_vpc,
+                    e.rewrite.dst,
+                    e.rewrite.dport,
+                ),
+                Direction::Reply => (
+                    e.out_vpc,
+                    e.rewrite.dst,
+                    e.rewrite.src,
+                    e.rewrite.sport,
+                    key.vpc,
+                    key.src,
+                    key.sport,
+                ),
+            };
+        let target = tables.accepted().get(&AcceptedKey {
+            vpc: client_vpc,
+            proto: key.proto,
+            port: client_port,
+            endpoint: endpoint_ip,
+        })?;
+        let same_backend = target.backend_vpc == backend_vpc
+            && target.backend_ip.to_bits() == backend_ip
+            && target.service_port == bport;
+        if !same_backend || !target.admits(client_ip) {
+            return None;
+        }
+        let mac = match e.dir {
+            Direction::Original => self.shared.neighbours.lookup(backend_vpc, backend_ip),
+            Direction::Reply => None,
+        };
+        Some(mac)
+    }
+
+    /// The miss path: open a new flow to an endpoint.
+    fn open(
+        &mut self,
+        tables: &Tables,
+        frame: &mut [u8],
+        parsed: Parsed,
+        endpoint: EndpointState,
+        now_secs: u32,
+    ) -> Verdict {
+        let Parsed { key, flags } = parsed;
+        if key.proto == PROTO_TCP && flags & (tcp::SYN | tcp::ACK | tcp::RST | tcp::FIN) != tcp::SYN
+        {
+            return Verdict::Drop(DropReason::TcpNoFlow);
+        }
+        if endpoint != EndpointState::Accepted {
+            return Verdict::Drop(DropReason::NotAccepted);
+        }
+        let akey = AcceptedKey {
+            vpc: key.vpc,
+            proto: key.proto,
+            port: key.dport,
+            endpoint: key.dst,
+        };
+        let Some(target) = tables.accepted().get(&akey) else {
+            return Verdict::Drop(DropReason::PortNotMapped);
+        };
+        if !target.admits(key.src) {
+            return Verdict::Drop(DropReason::SourceNotWhitelisted);
+        }
+        let backend_vpc = target.backend_vpc;
+        let backend_ip = target.backend_ip.to_bits();
+        let service_port = target.service_port;
+        let snat_ip = self.snat_ip(tables, &key);
+        let ct = Arc::clone(&self.shared.conntrack);
+
+        let Some(backend_mac) = self.shared.neighbours.lookup(backend_vpc, backend_ip) else {
+            return self.ask_neighbour(backend_vpc, backend_ip, snat_ip, frame, now_secs);
+        };
+        if !ct.try_reserve() && !(self.evict_one(&ct) && ct.try_reserve()) {
+            return Verdict::Drop(DropReason::ConntrackFull);
+        }
+
+        // SNAT: the reply key (backend -> snat:port) must be free; inserting it reserves it.
+        let client_mac = EthernetFrame::new_unchecked(&*frame).src();
+        let back = Rewrite {
+            src: key.dst,
+            dst: key.src,
+            sport: key.dport,
+            dport: key.sport,
+        };
+        let count = self.config.snat_port_count();
+        let start = usize::try_from(self.hasher.hash_one(key)).unwrap_or(0) % count;
+        let generation = tables.generation();
+        let mut chosen = None;
+        for i in 0..self.config.snat_probes.get().min(count) {
+            let offset = u16::try_from((start + i) % count).unwrap_or(0);
+            let port = self.config.snat_port_first + offset;
+            let reply_key = FlowKey {
+                src: backend_ip,
+                dst: snat_ip,
+                sport: service_port,
+                dport: port,
+                vpc: backend_vpc,
+                proto: key.proto,
+            };
+            let reply = FlowEntry::new(
+                back,
+                key.vpc,
+                client_mac,
+                Direction::Reply,
+                0,
+                generation,
+                now_secs,
+            );
+            if ct.insert_if_vacant(reply_key, reply) {
+                chosen = Some((port, reply_key));
+                break;
+            }
+        }
+        let Some((port, reply_key)) = chosen else {
+            ct.release();
+            return Verdict::Drop(DropReason::SnatExhausted);
+        };
+
+        let rw = Rewrite {
+            src: snat_ip,
+            dst: backend_ip,
+            sport: port,
+            dport: service_port,
+        };
+        let initial = if key.proto == PROTO_TCP {
+            state::SYN_SENT
+        } else {
+            state::UDP_UNREPLIED
+        };
+        let original = FlowEntry::new(
+            rw,
+            backend_vpc,
+            backend_mac,
+            Direction::Original,
+            initial,
+            generation,
+            now_secs,
+        );
+        if !ct.insert_if_vacant(key, original) {
+            // Another worker opened the same flow first: use theirs.
+            ct.remove_entry(&reply_key);
+            ct.release();
+            return self
+                .established(tables, frame, parsed, now_secs)
+                .unwrap_or(Verdict::Drop(DropReason::TcpNoFlow));
+        }
+        self.stats.flows_created += 1;
+        self.expiry.push_back(key);
+        if self.config.eviction_candidates > 0 {
+            if self.candidates.len() >= self.config.eviction_candidates {
+                self.candidates.pop_front();
+            }
+            self.candidates.push_back(key);
+        }
+        let src_mac = self
+            .config
+            .attachments
+            .get(backend_vpc.index())
+            .copied()
+            .unwrap_or_default();
+        nat::rewrite(frame, key.proto, &rw, src_mac, backend_mac);
+        Verdict::Forward(backend_vpc)
+    }
+
+    /// The SNAT address for a client: a hash of (VPC, client address) over the range's
+    /// usable addresses, so one client's flows share an address and pools spread.
+    fn snat_ip(&self, tables: &Tables, key: &FlowKey) -> u32 {
+        let range = tables.snat();
+        let base = range.addr().to_bits();
+        let (first, usable) = match range.size() {
+            0..=2 => (0, range.size()),
+            n => (1, n - 2), // skip the network and broadcast addresses
+        };
+        let h = self.hasher.hash_one((key.vpc, key.src));
+        let offset = first + h % usable.max(1);
+        base + u32::try_from(offset).unwrap_or(0)
+    }
+
+    /// Evict one embryonic or unreplied flow among this pipeline's recent ones.
+    fn evict_one(&mut self, ct: &ConnTrack) -> bool {
+        for _ in 0..self.config.eviction_attempts {
+            let Some(k) = self.candidates.pop_front() else {
+                return false;
+            };
+            if ct.evict_if_embryonic(&k) {
+                self.stats.flows_evicted += 1;
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Turn `frame` into an ARP request for `ip` on `vpc` (rate-limited per address), or
+    /// drop it. Either way the packet itself is lost and counted as `UnknownNeighbour`; the
+    /// client's retransmission finds the neighbour resolved. (No queue: a queue would hold
+    /// copies of frames and allocate.)
+    fn ask_neighbour(
+        &mut self,
+        vpc: VpcId,
+        ip: u32,
+        sender_ip: u32,
+        frame: &mut [u8],
+        now_secs: u32,
+    ) -> Verdict {
+        self.stats.drop(DropReason::UnknownNeighbour);
+        let Some(&mac) = self.config.attachments.get(vpc.index()) else {
+            return Verdict::Consumed;
+        };
+        if !self
+            .shared
+            .neighbours
+            .should_ask(vpc, ip, now_secs, self.config.arp_retry)
+        {
+            return Verdict::Consumed;
+        }
+        let len = emit_arp(
+            frame,
+            arp::OP_REQUEST,
+            MacAddr::BROADCAST,
+            (mac, sender_ip),
+            (MacAddr::default(), ip),
+        );
+        self.stats.arp_requests += 1;
+        Verdict::Emit { vpc, len }
+    }
+
+    fn arp(
+        &mut self,
+        tables: &Tables,
+        ingress: VpcId,
+        my_mac: MacAddr,
+        frame: &mut [u8],
+    ) -> Verdict {
+        let (op, sender_mac, sender_ip, target_ip) =
+            match ArpPacket::new_checked(&frame[ethernet::HEADER_LEN..]) {
+                Ok(a) => (a.operation(), a.sender_mac(), a.sender_ip(), a.target_ip()),
+                Err(ParseError::Version) => {
+                    return Verdict::Drop(DropReason::UnsupportedProtocol);
+                }
+                Err(_) => return Verdict::Drop(DropReason::Malformed),
+            };
+        let target = target_ip.to_bits();
+        let sender = sender_ip.to_bits();
+        let ours = tables.endpoint(ingress, target).is_some()
+            || (tables.is_snat_vpc(ingress) && tables.snat().contains_u32(target));
+        let neighbours = &self.shared.neighbours;
+        let valid_sender = sender != 0 && !sender_mac.is_multicast();
+        if !ours {
+            // Gratuitous ARP or traffic between others: refresh a known neighbour only.
+            if valid_sender && neighbours.refresh(ingress, sender, sender_mac) {
+                self.stats.arp_learned += 1;
+            }
+            return Verdict::Drop(DropReason::ArpNotForUs);
+        }
+        if valid_sender && neighbours.learn(ingress, sender, sender_mac) {
+            self.stats.arp_learned += 1;
+        }
+        match op {
+            arp::OP_REQUEST => {
+                let len = emit_arp(
+                    frame,
+                    arp::OP_REPLY,
+                    sender_mac,
+                    (my_mac, target),
+                    (sender_mac, sender),
+                );
+                self.stats.arp_replies += 1;
+                Verdict::Emit { vpc: ingress, len }
+            }
+            arp::OP_REPLY => Verdict::Consumed,
+            _ => Verdict::Drop(DropReason::ArpNotForUs),
+        }
+    }
+
+    /// Examine at most `budget` of this pipeline's flows for idleness, oldest first;
+    /// returns how many were removed.
+    pub fn expire(&mut self, now: Instant, budget: usize) -> usize {
+        let now_secs = self.secs(now);
+        let ct = &*self.shared.conntrack;
+        let mut removed = 0;
+        for _ in 0..budget.min(self.expiry.len()) {
+            let Some(key) = self.expiry.pop_front() else {
+                break;
+            };
+            match ct.age(&key, now_secs) {
+                Aging::Alive => self.expiry.push_back(key),
+                Aging::Expired => removed += 1,
+                Aging::Gone => {}
+            }
+        }
+        self.stats.flows_expired += removed as u64;
+        removed
+    }
+
+    /// Flows waiting in this pipeline's expiry queue (live ones and stale keys).
+    pub fn expiry_backlog(&self) -> usize {
+        self.expiry.len()
+    }
+}
+
+fn malformed(_: ParseError) -> DropReason {
+    DropReason::Malformed
+}
+
+/// Write an Ethernet+ARP frame at the start of `frame`; returns its length: 60 bytes (the
+/// Ethernet minimum, zero padded) when the buffer allows, else 42.
+fn emit_arp(
+    frame: &mut [u8],
+    op: u16,
+    eth_dst: MacAddr,
+    sender: (MacAddr, u32),
+    target: (MacAddr, u32),
+) -> usize {
+    const ARP_FRAME: usize = ethernet::HEADER_LEN + arp::PACKET_LEN;
+    let len = if frame.len() >= 60 { 60 } else { ARP_FRAME };
+    let mut eth = EthernetFrame::new_unchecked(&mut frame[..len]);
+    eth.set_dst(eth_dst);
+    eth.set_src(sender.0);
+    eth.set_ethertype(ethernet::ETHERTYPE_ARP);
+    ArpPacket::emit(
+        &mut frame[ethernet::HEADER_LEN..ARP_FRAME],
+        op,
+        (sender.0, sender.1.into()),
+        (target.0, target.1.into()),
+    );
+    frame[ARP_FRAME..len].fill(0);
+    len
+}

@@ -1,0 +1,159 @@
+//! Counters. [`WorkerStats`] is plain `u64`s inside a pipeline (one writer, no atomics per
+//! packet); once per batch the worker copies it into its shared [`WorkerCounters`]
+//! (relaxed atomics, written only by that worker), which readers sum on scrape.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::verdict::DropReason;
+
+macro_rules! counters {
+    ($( $(#[doc = $doc:literal])* $name:ident ),* $(,)?) => {
+        /// Per-pipeline counters, single writer.
+        #[derive(Clone, Debug, Default, PartialEq, Eq)]
+        pub struct WorkerStats {
+            $( $(#[doc = $doc])* pub $name: u64, )*
+            /// Dropped frames, indexed by [`DropReason::index`].
+            pub drops: [u64; DropReason::COUNT],
+        }
+
+        /// A worker's counters as shared atomics; see [`WorkerStats`] for each meaning.
+        #[derive(Debug, Default)]
+        pub struct WorkerCounters {
+            $( $(#[doc = $doc])* pub $name: AtomicU64, )*
+            /// Dropped frames by reason.
+            pub drops: [AtomicU64; DropReason::COUNT],
+            /// The table generation this worker loaded for its last batch.
+            pub generation: AtomicU64,
+        }
+
+        impl WorkerCounters {
+            /// Copy `stats` in and record the generation the batch used.
+            pub fn publish(&self, stats: &WorkerStats, generation: u64) {
+                $( self.$name.store(stats.$name, Relaxed); )*
+                for (slot, v) in self.drops.iter().zip(stats.drops.iter()) {
+                    slot.store(*v, Relaxed);
+                }
+                self.generation.store(generation, Relaxed);
+            }
+
+            /// A plain copy of the counters.
+            pub fn snapshot(&self) -> WorkerStats {
+                let mut s = WorkerStats { $( $name: self.$name.load(Relaxed), )* ..WorkerStats::default() };
+                for (v, slot) in s.drops.iter_mut().zip(self.drops.iter()) {
+                    *v = slot.load(Relaxed);
+                }
+                s
+            }
+        }
+
+        impl WorkerStats {
+            /// Add `other` into `self` (summing workers).
+            pub fn add(&mut self, other: &Self) {
+                $( self.$name += other.$name; )*
+                for (a, b) in self.drops.iter_mut().zip(other.drops.iter()) {
+                    *a += *b;
+                }
+            }
+
+            /// `(name, value)` of every counter except drops, for export.
+            pub fn named(&self) -> Vec<(&'static str, u64)> {
+                vec![$( (stringify!($name), self.$name), )*]
+            }
+        }
+    };
+}
+
+counters! {
+    /// Frames handed to `process`.
+    rx_frames,
+    /// Frames forwarded after NAT (both directions).
+    forwarded,
+    /// Of `forwarded`: frames in the reply direction (backend to client).
+    forwarded_reply,
+    /// ARP replies sent for endpoint or SNAT addresses.
+    arp_replies,
+    /// ARP requests sent for unresolved next hops.
+    arp_requests,
+    /// Neighbours learned or refreshed from ARP.
+    arp_learned,
+    /// Flows created (a flow is both directions).
+    flows_created,
+    /// Flows removed by idle expiry.
+    flows_expired,
+    /// Embryonic or unreplied flows evicted to make room for a new flow.
+    flows_evicted,
+    /// Flows re-checked against a newer table generation and kept.
+    flows_revalidated,
+    /// Flows removed because a re-check failed (see `DropReason::Revoked`).
+    flows_revoked,
+}
+
+impl WorkerStats {
+    /// Count a drop.
+    #[inline]
+    pub fn drop(&mut self, reason: DropReason) {
+        self.drops[reason.index()] += 1;
+    }
+
+    /// Drops for one reason.
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.drops[reason.index()]
+    }
+
+    /// All drops.
+    pub fn dropped_total(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+}
+
+/// Sum of several workers' counters.
+pub fn sum<'a>(counters: impl IntoIterator<Item = &'a WorkerCounters>) -> WorkerStats {
+    let mut total = WorkerStats::default();
+    for c in counters {
+        total.add(&c.snapshot());
+    }
+    total
+}
+
+/// Export `total` through the `metrics` facade as absolute counter values, with the prefix
+/// `vpcep_dataplane_` and drops as `vpcep_dataplane_drops_total{reason=...}`.
+pub fn export(total: &WorkerStats) {
+    for (name, value) in total.named() {
+        metrics::counter!(format!("vpcep_dataplane_{name}_total")).absolute(value);
+    }
+    for reason in DropReason::ALL {
+        metrics::counter!("vpcep_dataplane_drops_total", "reason" => reason.name())
+            .absolute(total.dropped(reason));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_snapshot_and_sum() {
+        let mut s = WorkerStats {
+            rx_frames: 3,
+            forwarded: 2,
+            ..WorkerStats::default()
+        };
+        s.drop(DropReason::Malformed);
+        let a = WorkerCounters::default();
+        let b = WorkerCounters::default();
+        a.publish(&s, 7);
+        b.publish(&s, 7);
+        assert_eq!(a.snapshot(), s);
+        assert_eq!(a.generation.load(Relaxed), 7);
+        let total = sum([&a, &b]);
+        assert_eq!(total.rx_frames, 6);
+        assert_eq!(total.dropped(DropReason::Malformed), 2);
+        assert_eq!(total.dropped_total(), 2);
+        assert!(
+            total
+                .named()
+                .iter()
+                .any(|(n, v)| *n == "forwarded" && *v == 4)
+        );
+    }
+}

@@ -1,0 +1,224 @@
+//! What the fast path may consult, frozen: [`Tables`], published by one [`TablePublisher`]
+//! and read through one cached [`TableReader`] per worker (arc-swap's "consistent
+//! snapshots" and "caching of the configuration" patterns).
+//!
+//! Invariants: a published `Tables` is never mutated; generations are assigned by the
+//! publisher and strictly increase; a worker loads one snapshot per batch. No lock is taken
+//! anywhere a worker reads.
+
+pub mod accepted;
+pub mod sharded;
+
+use core::net::Ipv4Addr;
+use std::sync::Arc;
+
+use arc_swap::{ArcSwap, Cache};
+
+pub use self::accepted::{AcceptedKey, AcceptedTable, Ipv4Cidr, Target};
+use self::sharded::{Change, ShardedMap};
+use crate::flow::VpcId;
+
+/// What an endpoint address is to the dataplane.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndpointState {
+    /// Its connection is accepted: its mapped ports are in the accepted table.
+    Accepted,
+    /// It exists (the daemon answers ARP for it) but carries nothing: pending acceptance,
+    /// rejected, frozen, or its service is suspended.
+    Inactive,
+}
+
+/// Key of the endpoint address table: `(vpc, address)`.
+pub type EndpointKey = (VpcId, u32);
+
+/// The frozen snapshot the fast path reads.
+#[derive(Clone, Debug)]
+pub struct Tables {
+    generation: u64,
+    accepted: AcceptedTable,
+    endpoints: ShardedMap<EndpointKey, EndpointState>,
+    snat: Ipv4Cidr,
+    /// Attachments that carry a backend VPC: the daemon answers ARP for the SNAT range there.
+    snat_vpcs: Arc<[VpcId]>,
+}
+
+impl Tables {
+    /// Empty tables with SNAT range `snat`. Generation 0 until published.
+    pub fn new(snat: Ipv4Cidr) -> Self {
+        Self {
+            generation: 0,
+            accepted: AcceptedTable::new(),
+            endpoints: ShardedMap::new(),
+            snat,
+            snat_vpcs: Arc::from(Vec::new()),
+        }
+    }
+
+    /// The generation the publisher gave this snapshot.
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The accepted connections.
+    #[inline]
+    pub fn accepted(&self) -> &AcceptedTable {
+        &self.accepted
+    }
+
+    /// What `ip` is on attachment `vpc`, if it is an endpoint address.
+    #[inline]
+    pub fn endpoint(&self, vpc: VpcId, ip: u32) -> Option<EndpointState> {
+        self.endpoints.get(&(vpc, ip)).copied()
+    }
+
+    /// Number of endpoint addresses.
+    pub fn endpoint_count(&self) -> usize {
+        self.endpoints.len()
+    }
+
+    /// The SNAT range.
+    #[inline]
+    pub fn snat(&self) -> Ipv4Cidr {
+        self.snat
+    }
+
+    /// True if the daemon owns the SNAT range on attachment `vpc`.
+    #[inline]
+    pub fn is_snat_vpc(&self, vpc: VpcId) -> bool {
+        self.snat_vpcs.contains(&vpc)
+    }
+
+    /// A copy with the accepted table changed; untouched shards are shared.
+    pub fn with_accepted(
+        &self,
+        changes: impl IntoIterator<Item = Change<AcceptedKey, Target>>,
+    ) -> Self {
+        let mut next = self.clone();
+        next.accepted = self.accepted.apply(changes);
+        next
+    }
+
+    /// A copy with endpoint addresses changed; untouched shards are shared.
+    pub fn with_endpoints(
+        &self,
+        changes: impl IntoIterator<Item = Change<EndpointKey, EndpointState>>,
+    ) -> Self {
+        let mut next = self.clone();
+        next.endpoints = self.endpoints.apply(changes);
+        next
+    }
+
+    /// A copy whose SNAT range is answered for on exactly `vpcs`.
+    pub fn with_snat_vpcs(&self, mut vpcs: Vec<VpcId>) -> Self {
+        vpcs.sort_unstable();
+        vpcs.dedup();
+        let mut next = self.clone();
+        next.snat_vpcs = vpcs.into();
+        next
+    }
+
+    /// Convenience for tests and benches: add one accepted endpoint address with its
+    /// mappings, and make its backend VPC a SNAT VPC.
+    pub fn with_endpoint(
+        &self,
+        vpc: VpcId,
+        ip: Ipv4Addr,
+        mappings: impl IntoIterator<Item = (u8, u16, Target)>,
+    ) -> Self {
+        let mut backend_vpcs: Vec<VpcId> = self.snat_vpcs.to_vec();
+        let changes: Vec<_> = mappings
+            .into_iter()
+            .map(|(proto, port, target)| {
+                backend_vpcs.push(target.backend_vpc);
+                Change::Put(AcceptedKey::new(vpc, ip, proto, port), target)
+            })
+            .collect();
+        self.with_accepted(changes)
+            .with_endpoints([Change::Put((vpc, ip.to_bits()), EndpointState::Accepted)])
+            .with_snat_vpcs(backend_vpcs)
+    }
+}
+
+/// The writer half. Exactly one, owned by the control plane's pusher (`&mut self` to
+/// publish makes the single writer a property of the type).
+#[derive(Debug)]
+pub struct TablePublisher {
+    slot: Arc<ArcSwap<Tables>>,
+}
+
+/// A reader half. One per worker thread; `load` is a pointer compare when nothing changed.
+#[allow(missing_debug_implementations)] // arc_swap::Cache is not Debug
+pub struct TableReader {
+    cache: Cache<Arc<ArcSwap<Tables>>, Arc<Tables>>,
+}
+
+impl TablePublisher {
+    /// A publisher whose first live snapshot is `initial`, published as generation 1.
+    pub fn new(mut initial: Tables) -> Self {
+        initial.generation = 1;
+        Self {
+            slot: Arc::new(ArcSwap::from_pointee(initial)),
+        }
+    }
+
+    /// Publish `next` as the following generation; returns that generation.
+    pub fn publish(&mut self, mut next: Tables) -> u64 {
+        let generation = self.slot.load().generation + 1;
+        next.generation = generation;
+        self.slot.store(Arc::new(next));
+        generation
+    }
+
+    /// The live snapshot (for building the next one from it).
+    pub fn current(&self) -> Arc<Tables> {
+        self.slot.load_full()
+    }
+
+    /// A new reader for a worker.
+    pub fn reader(&self) -> TableReader {
+        TableReader {
+            cache: Cache::new(Arc::clone(&self.slot)),
+        }
+    }
+}
+
+impl TableReader {
+    /// The current snapshot. Call once per batch and reuse the reference.
+    #[inline]
+    pub fn load(&mut self) -> &Tables {
+        self.cache.load()
+    }
+}
+
+/// The default SNAT range, 198.19.128.0/17 (a slice of the RFC 2544 benchmarking block).
+pub fn default_snat_range() -> Ipv4Cidr {
+    Ipv4Cidr::new(Ipv4Addr::new(198, 19, 128, 0), 17).expect("17 is a valid prefix")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_assigns_increasing_generations() {
+        let mut publisher = TablePublisher::new(Tables::new(default_snat_range()));
+        let mut reader = publisher.reader();
+        assert_eq!(reader.load().generation(), 1);
+        let next = publisher.current().with_endpoints([Change::Put(
+            (VpcId(0), Ipv4Addr::new(10, 0, 0, 200).to_bits()),
+            EndpointState::Inactive,
+        )]);
+        assert_eq!(publisher.publish(next), 2);
+        let t = reader.load();
+        assert_eq!(t.generation(), 2);
+        assert_eq!(
+            t.endpoint(VpcId(0), Ipv4Addr::new(10, 0, 0, 200).to_bits()),
+            Some(EndpointState::Inactive)
+        );
+        assert_eq!(
+            t.endpoint(VpcId(1), Ipv4Addr::new(10, 0, 0, 200).to_bits()),
+            None
+        );
+    }
+}

@@ -1,0 +1,161 @@
+//! The outcome of processing one frame, and why a frame was dropped.
+
+use crate::flow::VpcId;
+
+/// What to do with a frame after [`crate::pipeline::Pipeline::process`].
+#[must_use]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The frame was absorbed by the dataplane (an ARP reply it learned from); send nothing.
+    Consumed,
+    /// Drop the frame; the reason is counted.
+    Drop(DropReason),
+    /// The buffer now holds a frame the dataplane generated (an ARP reply, or an ARP request
+    /// in place of a packet whose next hop is unresolved): send its first `len` bytes on
+    /// attachment `vpc`.
+    Emit {
+        /// Attachment to send on.
+        vpc: VpcId,
+        /// Length of the generated frame.
+        len: usize,
+    },
+    /// Transmit the frame, rewritten in place (same length), on attachment `vpc`.
+    Forward(VpcId),
+}
+
+/// Why a frame was dropped. Each variant indexes a counter; variants are alphabetical.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum DropReason {
+    /// An ARP packet the daemon does not answer: a request for an address it does not own,
+    /// a reply nobody asked for, or an unsupported ARP format.
+    ArpNotForUs,
+    /// A new flow found the conntrack table at capacity and nothing evictable.
+    ConntrackFull,
+    /// An IPv4 fragment (more-fragments set or a non-zero offset); not reassembled.
+    Fragment,
+    /// An IPv4 header with options (IHL above 5); refused like source routing would be.
+    IpOptions,
+    /// Malformed bytes: truncated headers, bad IHL, total length beyond the frame, a bad
+    /// IPv4 header checksum, a bad TCP data offset or UDP length.
+    Malformed,
+    /// Addressed to no endpoint of this attachment and to no SNAT address.
+    NoEndpoint,
+    /// A new flow to an endpoint whose connection is not accepted (pending, rejected,
+    /// frozen, or its service suspended).
+    NotAccepted,
+    /// A unicast frame for a MAC address other than the attachment's.
+    NotForUs,
+    /// A new flow to an accepted endpoint on a protocol and port it does not map.
+    PortNotMapped,
+    /// A packet to a SNAT address that belongs to no flow: the provider side trying to open
+    /// a flow (access is one-way), or a late packet of an expired flow.
+    ReplyWithoutFlow,
+    /// A packet of an existing flow whose connection was revoked since the flow opened
+    /// (rejected, deleted, expired, suspended, backend or whitelist changed); the flow is
+    /// removed.
+    Revoked,
+    /// No SNAT port was free for the flow's (SNAT IP, backend IP, backend port, protocol).
+    SnatExhausted,
+    /// The client's address is not in the endpoint's source whitelist.
+    SourceNotWhitelisted,
+    /// A TCP segment without SYN (or with SYN and ACK) that matches no flow.
+    TcpNoFlow,
+    /// TTL of 1 or 0: forwarding would expire it.
+    TtlExceeded,
+    /// The next hop's MAC is unknown; an ARP request was sent in the frame's place.
+    UnknownNeighbour,
+    /// Not IPv4 or ARP (IPv6, VLAN tags, ...), or an IP protocol other than TCP and UDP.
+    UnsupportedProtocol,
+}
+
+impl DropReason {
+    /// Number of variants; a unit test matches every variant so this cannot drift.
+    pub const COUNT: usize = 17;
+
+    /// Every variant, in counter order.
+    pub const ALL: [Self; Self::COUNT] = [
+        Self::ArpNotForUs,
+        Self::ConntrackFull,
+        Self::Fragment,
+        Self::IpOptions,
+        Self::Malformed,
+        Self::NoEndpoint,
+        Self::NotAccepted,
+        Self::NotForUs,
+        Self::PortNotMapped,
+        Self::ReplyWithoutFlow,
+        Self::Revoked,
+        Self::SnatExhausted,
+        Self::SourceNotWhitelisted,
+        Self::TcpNoFlow,
+        Self::TtlExceeded,
+        Self::UnknownNeighbour,
+        Self::UnsupportedProtocol,
+    ];
+
+    /// The counter index.
+    #[inline]
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The label used in metrics (`reason="..."`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ArpNotForUs => "arp_not_for_us",
+            Self::ConntrackFull => "conntrack_full",
+            Self::Fragment => "fragment",
+            Self::IpOptions => "ip_options",
+            Self::Malformed => "malformed",
+            Self::NoEndpoint => "no_endpoint",
+            Self::NotAccepted => "not_accepted",
+            Self::NotForUs => "not_for_us",
+            Self::PortNotMapped => "port_not_mapped",
+            Self::ReplyWithoutFlow => "reply_without_flow",
+            Self::Revoked => "revoked",
+            Self::SnatExhausted => "snat_exhausted",
+            Self::SourceNotWhitelisted => "source_not_whitelisted",
+            Self::TcpNoFlow => "tcp_no_flow",
+            Self::TtlExceeded => "ttl_exceeded",
+            Self::UnknownNeighbour => "unknown_neighbour",
+            Self::UnsupportedProtocol => "unsupported_protocol",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_lists_every_variant_in_index_order() {
+        for (i, reason) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(reason.index(), i);
+            // An exhaustive match: adding a variant without updating COUNT/ALL fails here.
+            let known = match reason {
+                DropReason::ArpNotForUs
+                | DropReason::ConntrackFull
+                | DropReason::Fragment
+                | DropReason::IpOptions
+                | DropReason::Malformed
+                | DropReason::NoEndpoint
+                | DropReason::NotAccepted
+                | DropReason::NotForUs
+                | DropReason::PortNotMapped
+                | DropReason::ReplyWithoutFlow
+                | DropReason::Revoked
+                | DropReason::SnatExhausted
+                | DropReason::SourceNotWhitelisted
+                | DropReason::TcpNoFlow
+                | DropReason::TtlExceeded
+                | DropReason::UnknownNeighbour
+                | DropReason::UnsupportedProtocol => true,
+            };
+            assert!(known);
+        }
+        let names: std::collections::HashSet<_> =
+            DropReason::ALL.iter().map(|r| r.name()).collect();
+        assert_eq!(names.len(), DropReason::COUNT);
+    }
+}

@@ -1,0 +1,97 @@
+//! The worker loop, the only place where I/O, time, tables and the pipeline meet:
+//! receive a batch, read the clock once, load the tables once, process every frame, send,
+//! do bounded expiry, publish counters.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crate::io::{Backend, BackendError, Batch};
+use crate::pipeline::Pipeline;
+use crate::stats::WorkerCounters;
+use crate::tables::TableReader;
+
+/// One worker: a backend, a table reader, a pipeline, a batch and its counters.
+#[allow(missing_debug_implementations)] // TableReader is not Debug
+pub struct Worker<B: Backend> {
+    backend: B,
+    tables: TableReader,
+    pipeline: Pipeline,
+    batch: Batch,
+    counters: Arc<WorkerCounters>,
+}
+
+impl<B: Backend> Worker<B> {
+    /// A worker publishing into `counters`.
+    pub fn new(
+        backend: B,
+        tables: TableReader,
+        pipeline: Pipeline,
+        counters: Arc<WorkerCounters>,
+    ) -> Self {
+        let batch = Batch::new(pipeline.config().batch_size.get());
+        Self {
+            backend,
+            tables,
+            pipeline,
+            batch,
+            counters,
+        }
+    }
+
+    /// One turn of the loop; returns the number of frames received.
+    ///
+    /// # Errors
+    /// The backend's error; the worker should stop.
+    pub fn step(&mut self) -> Result<usize, BackendError> {
+        let idle_poll = self.pipeline.config().idle_poll;
+        let budget = self.pipeline.config().expire_budget;
+        let n = self.backend.recv(&mut self.batch, idle_poll)?;
+        let now = Instant::now(); // one clock read per batch
+        let tables = self.tables.load(); // one snapshot per batch
+        for slot in self.batch.filled_mut() {
+            let ingress = slot.ingress;
+            slot.verdict = self
+                .pipeline
+                .process(now, tables, ingress, slot.bytes_mut());
+        }
+        if n > 0 {
+            self.backend.send(&self.batch)?;
+        }
+        self.pipeline.expire(now, budget);
+        self.counters
+            .publish(self.pipeline.stats(), tables.generation());
+        Ok(n)
+    }
+
+    /// Run until `stop` is set or the backend fails.
+    ///
+    /// # Errors
+    /// The backend's error.
+    pub fn run(&mut self, stop: &AtomicBool) -> Result<(), BackendError> {
+        while !stop.load(Ordering::Relaxed) {
+            self.step()?;
+        }
+        Ok(())
+    }
+
+    /// The pipeline (for tests).
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
+    }
+}
+
+/// Spawn `worker` on an OS thread named `name`, running until `stop` is set.
+///
+/// # Errors
+/// The OS refused to create the thread.
+pub fn spawn<B: Backend + 'static>(
+    name: String,
+    mut worker: Worker<B>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<JoinHandle<Result<(), BackendError>>> {
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(move || worker.run(&stop))
+}
