@@ -4,6 +4,7 @@
 //! addresses and ports) never share a flow. Keys are hashed with a randomly seeded hasher
 //! (`foldhash`'s `RandomState`): the 5-tuple is chosen by remote peers.
 
+use core::hash::{Hash, Hasher};
 use core::net::Ipv4Addr;
 
 /// A VPC as the dataplane knows it: the index of the attachment (interface) that carries
@@ -20,8 +21,10 @@ impl VpcId {
 
 /// The key of one direction of a flow: `(vpc, src, dst, src port, dst port, protocol)`.
 ///
-/// 16 bytes, so that a conntrack slot (key and entry) stays at 48 bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// 16 bytes, so that a conntrack slot (key and entry) stays at 48 bytes. Hashing and
+/// equality work on two packed `u64`s: one hasher call and two compares per lookup instead
+/// of one per field.
+#[derive(Clone, Copy, Debug)]
 pub struct FlowKey {
     /// Source address (host order).
     pub src: u32,
@@ -50,6 +53,18 @@ impl FlowKey {
         }
     }
 
+    /// The key as two words: addresses, then ports, VPC and protocol.
+    #[inline]
+    fn packed(&self) -> (u64, u64) {
+        (
+            (u64::from(self.src) << 32) | u64::from(self.dst),
+            (u64::from(self.sport) << 48)
+                | (u64::from(self.dport) << 32)
+                | (u64::from(self.vpc.0) << 16)
+                | u64::from(self.proto),
+        )
+    }
+
     /// The key of the opposite direction in the same VPC (addresses and ports swapped).
     pub fn reverse(&self) -> Self {
         Self {
@@ -60,6 +75,24 @@ impl FlowKey {
             vpc: self.vpc,
             proto: self.proto,
         }
+    }
+}
+
+impl PartialEq for FlowKey {
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        self.packed() == other.packed()
+    }
+}
+
+impl Eq for FlowKey {}
+
+impl Hash for FlowKey {
+    #[inline]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let (a, b) = self.packed();
+        state.write_u64(a);
+        state.write_u64(b);
     }
 }
 
@@ -80,6 +113,9 @@ mod tests {
         assert_eq!(r.sport, 8080);
         assert_eq!(r.vpc, VpcId(3));
         assert_eq!(r.reverse(), k);
+        assert_ne!(r, k);
+        assert_ne!(FlowKey { vpc: VpcId(4), ..k }, k);
+        assert_ne!(FlowKey { proto: 17, ..k }, k);
         assert_eq!(size_of::<FlowKey>(), 16);
     }
 }

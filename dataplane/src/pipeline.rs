@@ -45,6 +45,9 @@ use crate::wire::ipv4::{self, Ipv4Packet, PROTO_TCP, PROTO_UDP};
 use crate::wire::tcp::{self, TcpPacket};
 use crate::wire::udp::UdpPacket;
 
+/// How many SNAT addresses a new flow tries, each with `snat_probes` ports.
+const SNAT_ADDRESS_TRIES: u64 = 4;
+
 /// State shared by every pipeline of a node: the flow table and the neighbour table.
 #[derive(Clone, Debug)]
 pub struct Shared {
@@ -153,6 +156,7 @@ impl Pipeline {
         verdict
     }
 
+    #[inline(always)]
     fn classify(
         &mut self,
         now: Instant,
@@ -184,7 +188,7 @@ impl Pipeline {
     }
 
     /// Every check on the IPv4 and transport headers; the rewrite relies on them.
-    #[inline]
+    #[inline(always)]
     fn check_ipv4(&self, ingress: VpcId, frame: &[u8]) -> Result<Parsed, DropReason> {
         let ip = Ipv4Packet::new_checked(&frame[ethernet::HEADER_LEN..])
             .map_err(|_| DropReason::Malformed)?;
@@ -223,6 +227,7 @@ impl Pipeline {
         Ok(Parsed { key, flags })
     }
 
+    #[inline(always)]
     fn ipv4(
         &mut self,
         now: Instant,
@@ -245,7 +250,7 @@ impl Pipeline {
     }
 
     /// The conntrack-hit path; `None` on a miss.
-    #[inline]
+    #[inline(always)]
     fn established(
         &mut self,
         tables: &Tables,
@@ -302,10 +307,10 @@ impl Pipeline {
         let peer = entry.peer_key(key.proto);
         drop(entry);
 
-        if let Some(f) = peer_update {
-            if let Some(original) = ct.get(&peer) {
-                original.update_state(|s| f(s, flags));
-            }
+        if let Some(f) = peer_update
+            && let Some(original) = ct.get(&peer)
+        {
+            original.update_state(|s| f(s, flags));
         }
         if let Some(mac) = refreshed_mac {
             ct.set_dst_mac(&key, mac);
@@ -400,13 +405,14 @@ impl Pipeline {
         let backend_vpc = target.backend_vpc;
         let backend_ip = target.backend_ip.to_bits();
         let service_port = target.service_port;
-        let snat_ip = self.snat_ip(tables, &key);
         let ct = Arc::clone(&self.shared.conntrack);
 
         let Some(backend_mac) = self.shared.neighbours.lookup(backend_vpc, backend_ip) else {
-            return self.ask_neighbour(backend_vpc, backend_ip, snat_ip, frame, now_secs);
+            let sender = self.snat_ip(tables, &key, 0);
+            return self.ask_neighbour(backend_vpc, backend_ip, sender, frame, now_secs);
         };
-        if !ct.try_reserve() && !(self.evict_one(&ct) && ct.try_reserve()) {
+        let room = ct.try_reserve() || (self.evict_one(&ct) && ct.try_reserve());
+        if !room {
             return Verdict::Drop(DropReason::ConntrackFull);
         }
 
@@ -421,33 +427,39 @@ impl Pipeline {
         let count = self.config.snat_port_count();
         let start = usize::try_from(self.hasher.hash_one(key)).unwrap_or(0) % count;
         let generation = tables.generation();
+        let probes = self.config.snat_probes.get().min(count);
         let mut chosen = None;
-        for i in 0..self.config.snat_probes.get().min(count) {
-            let offset = u16::try_from((start + i) % count).unwrap_or(0);
-            let port = self.config.snat_port_first + offset;
-            let reply_key = FlowKey {
-                src: backend_ip,
-                dst: snat_ip,
-                sport: service_port,
-                dport: port,
-                vpc: backend_vpc,
-                proto: key.proto,
-            };
-            let reply = FlowEntry::new(
-                back,
-                key.vpc,
-                client_mac,
-                Direction::Reply,
-                0,
-                generation,
-                now_secs,
-            );
-            if ct.insert_if_vacant(reply_key, reply) {
-                chosen = Some((port, reply_key));
-                break;
+        // The client's own SNAT address first, then a few neighbours in the range, so one
+        // busy client does not exhaust its pool while others sit empty.
+        'addresses: for attempt in 0..SNAT_ADDRESS_TRIES {
+            let snat_ip = self.snat_ip(tables, &key, attempt);
+            for i in 0..probes {
+                let offset = u16::try_from((start + i) % count).unwrap_or(0);
+                let port = self.config.snat_port_first + offset;
+                let reply_key = FlowKey {
+                    src: backend_ip,
+                    dst: snat_ip,
+                    sport: service_port,
+                    dport: port,
+                    vpc: backend_vpc,
+                    proto: key.proto,
+                };
+                let reply = FlowEntry::new(
+                    back,
+                    key.vpc,
+                    client_mac,
+                    Direction::Reply,
+                    0,
+                    generation,
+                    now_secs,
+                );
+                if ct.insert_if_vacant(reply_key, reply) {
+                    chosen = Some((snat_ip, port, reply_key));
+                    break 'addresses;
+                }
             }
         }
-        let Some((port, reply_key)) = chosen else {
+        let Some((snat_ip, port, reply_key)) = chosen else {
             ct.release();
             return Verdict::Drop(DropReason::SnatExhausted);
         };
@@ -499,8 +511,9 @@ impl Pipeline {
     }
 
     /// The SNAT address for a client: a hash of (VPC, client address) over the range's
-    /// usable addresses, so one client's flows share an address and pools spread.
-    fn snat_ip(&self, tables: &Tables, key: &FlowKey) -> u32 {
+    /// usable addresses, so one client's flows share an address (the backend's neighbour
+    /// table stays small) and pools spread; `attempt` steps to the following addresses.
+    fn snat_ip(&self, tables: &Tables, key: &FlowKey, attempt: u64) -> u32 {
         let range = tables.snat();
         let base = range.addr().to_bits();
         let (first, usable) = match range.size() {
@@ -508,7 +521,7 @@ impl Pipeline {
             n => (1, n - 2), // skip the network and broadcast addresses
         };
         let h = self.hasher.hash_one((key.vpc, key.src));
-        let offset = first + h % usable.max(1);
+        let offset = first + h.wrapping_add(attempt) % usable.max(1);
         base + u32::try_from(offset).unwrap_or(0)
     }
 

@@ -1,6 +1,13 @@
 //! The real worker loop over the in-memory backend: frames in, verdicts applied, frames
 //! out, counters and the loaded generation published.
 
+// An integration-test crate: every item is test code.
+#![allow(
+    clippy::tests_outside_test_module,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
+
 mod common;
 
 use std::sync::Arc;

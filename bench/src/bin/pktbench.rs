@@ -1,1 +1,511 @@
-fn main() {}
+//! Packet-level benchmark of the dataplane core, one thread, no I/O.
+//!
+//! `cargo run --release -p bench --bin pktbench -- --json` prints one JSON object per
+//! scenario: the established TCP fast path at 1 k, 100 k and 1 M flows (64-byte frames),
+//! the reply direction, new-flow setup, a 100 k-connection table publish and a single
+//! change, and a reference loop that only copies and parses the same frames (the floor).
+//! Each figure is the median of several rounds. `--quick` shrinks everything for a smoke
+//! run.
+
+use std::hint::black_box;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use bench::{CountingAlloc, allocations, js, json_line, live_bytes, median};
+use dataplane::tables::sharded::Change;
+use dataplane::tables::{AcceptedKey, EndpointState, Target, default_snat_range};
+use dataplane::wire::ethernet::MacAddr;
+use dataplane::wire::ipv4::Ipv4Packet;
+use dataplane::wire::tcp::TcpPacket;
+use dataplane::{Config, Pipeline, Shared, TablePublisher, Tables, Verdict, VpcId};
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+const A: VpcId = VpcId(0);
+const B: VpcId = VpcId(1);
+const MAC_A: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xa0]);
+const MAC_B: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xb0]);
+const CLIENT_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
+const BACKEND_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x10]);
+const ENDPOINT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 200);
+const BACKEND: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 10);
+/// Frames are padded to 60 bytes: 64 on the wire with the FCS.
+const FRAME: usize = 60;
+const BATCH: usize = 64;
+
+struct Opts {
+    json: bool,
+    quick: bool,
+    rounds: usize,
+    only: Option<String>,
+}
+
+fn tcp_frame(
+    macs: (MacAddr, MacAddr),
+    src: (Ipv4Addr, u16),
+    dst: (Ipv4Addr, u16),
+    flags: &str,
+) -> Vec<u8> {
+    let mut b = etherparse::PacketBuilder::ethernet2(macs.0.0, macs.1.0)
+        .ipv4(src.0.octets(), dst.0.octets(), 64)
+        .tcp(src.1, dst.1, 1, 65535);
+    for f in flags.chars() {
+        b = match f {
+            'S' => b.syn(),
+            'A' => b.ack(1),
+            _ => b,
+        };
+    }
+    let mut out = Vec::with_capacity(FRAME);
+    b.write(&mut out, &[])
+        .expect("building a frame into a Vec cannot fail");
+    out.resize(FRAME, 0);
+    out
+}
+
+/// Flow `i`'s client: 250 hosts per /24, each opening ports from 1024 up.
+fn client(i: usize) -> (Ipv4Addr, u16) {
+    let host = u32::try_from(i % 250).expect("fits") + 1;
+    let net = u32::try_from(i / (250 * 60_000)).expect("fits") << 8;
+    let port = u16::try_from(1024 + (i / 250) % 60_000).expect("port fits");
+    (Ipv4Addr::from(0x0a01_0000 + net + host), port)
+}
+
+fn tables() -> Tables {
+    let target = Target {
+        connection_id: 1,
+        marker_id: 1,
+        backend_vpc: B,
+        backend_ip: BACKEND,
+        service_port: 80,
+        whitelist: None,
+    };
+    Tables::new(default_snat_range()).with_endpoint(A, ENDPOINT, [(6, 8080, target)])
+}
+
+fn config(capacity: usize) -> Config {
+    Config {
+        attachments: vec![MAC_A, MAC_B],
+        conntrack_capacity: capacity.max(1).try_into().expect("non-zero"),
+        ..Config::default()
+    }
+}
+
+/// A pipeline with `flows` established TCP flows; returns it with the forward (client to
+/// endpoint) and reply (backend to SNAT) frames of every flow, and the heap bytes the
+/// flows took.
+fn established(flows: usize) -> (Pipeline, Tables, Vec<Vec<u8>>, Vec<Vec<u8>>, usize) {
+    let cfg = config(flows + 16);
+    let now = Instant::now();
+    let shared = Shared::new(&cfg, now);
+    shared.neighbours.learn(B, BACKEND.to_bits(), BACKEND_MAC);
+    let mut p = Pipeline::new(cfg, shared);
+    let t = tables();
+    let mut fwd = Vec::with_capacity(flows);
+    let mut rev = Vec::with_capacity(flows);
+    let heap_before = live_bytes();
+    for i in 0..flows {
+        let c = client(i);
+        let mut syn = tcp_frame((CLIENT_MAC, MAC_A), c, (ENDPOINT, 8080), "S");
+        assert_eq!(p.process(now, &t, A, &mut syn), Verdict::Forward(B));
+        let ip = Ipv4Packet::new_checked(&syn[14..]).expect("our own frame");
+        let snat = (
+            ip.src_addr(),
+            TcpPacket::new_checked(ip.payload())
+                .expect("ours")
+                .src_port(),
+        );
+        let mut synack = tcp_frame((BACKEND_MAC, MAC_B), (BACKEND, 80), snat, "SA");
+        assert_eq!(p.process(now, &t, B, &mut synack), Verdict::Forward(A));
+        let ack = tcp_frame((CLIENT_MAC, MAC_A), c, (ENDPOINT, 8080), "A");
+        let mut a = ack.clone();
+        assert_eq!(p.process(now, &t, A, &mut a), Verdict::Forward(B));
+        fwd.push(ack);
+        rev.push(tcp_frame((BACKEND_MAC, MAC_B), (BACKEND, 80), snat, "A"));
+    }
+    // The heap the flows hold: conntrack and the expiry queue, excluding the frame vectors.
+    let frames = 2 * flows * (FRAME + size_of::<Vec<u8>>());
+    let held = live_bytes()
+        .saturating_sub(heap_before)
+        .saturating_sub(frames);
+    (p, t, fwd, rev, held)
+}
+
+/// A pseudo-random visiting order, so the table sees no locality the real world lacks.
+fn shuffled(n: usize) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..u32::try_from(n).expect("fits")).collect();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for i in (1..n).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let j = usize::try_from(x % (i as u64 + 1)).expect("fits");
+        order.swap(i, j);
+    }
+    order
+}
+
+struct Run {
+    packets: u64,
+    ns_per_packet: f64,
+    allocations: u64,
+}
+
+/// Run `frames` through `f` in visiting order until at least `min_packets` and `min_time`.
+fn drive(
+    frames: &[Vec<u8>],
+    order: &[u32],
+    min_packets: u64,
+    min_time: Duration,
+    mut f: impl FnMut(Instant, &mut [u8]) -> bool,
+) -> Run {
+    let mut buf = [0u8; FRAME];
+    let mut packets = 0u64;
+    let alloc0 = allocations();
+    let start = Instant::now();
+    'outer: loop {
+        for chunk in order.chunks(BATCH) {
+            let now = Instant::now(); // one clock read per batch, as the worker does
+            for &i in chunk {
+                buf.copy_from_slice(&frames[i as usize]);
+                let ok = f(now, &mut buf);
+                debug_assert!(ok);
+                black_box(&buf);
+            }
+            packets += chunk.len() as u64;
+            if packets >= min_packets && now - start >= min_time {
+                break 'outer;
+            }
+        }
+    }
+    let elapsed = start.elapsed();
+    #[allow(clippy::cast_precision_loss)]
+    let ns = elapsed.as_nanos() as f64 / packets as f64;
+    Run {
+        packets,
+        ns_per_packet: ns,
+        allocations: allocations() - alloc0,
+    }
+}
+
+/// What the reference loop does to each frame: check the same headers, read the 5-tuple,
+/// and copy the addresses and ports in place (no table, no checksum).
+fn reference(frame: &mut [u8]) -> bool {
+    let Ok(ip) = Ipv4Packet::new_checked(&frame[14..]) else {
+        return false;
+    };
+    let Ok(tcp) = TcpPacket::new_checked(ip.payload()) else {
+        return false;
+    };
+    let tuple = (ip.src_u32(), ip.dst_u32(), tcp.src_port(), tcp.dst_port());
+    black_box(tuple);
+    let (src, dst) = (
+        frame[26..30].to_owned_array(),
+        frame[30..34].to_owned_array(),
+    );
+    frame[26..30].copy_from_slice(&dst);
+    frame[30..34].copy_from_slice(&src);
+    true
+}
+
+trait OwnedArray {
+    fn to_owned_array(&self) -> [u8; 4];
+}
+
+impl OwnedArray for [u8] {
+    fn to_owned_array(&self) -> [u8; 4] {
+        let mut a = [0u8; 4];
+        a.copy_from_slice(&self[..4]);
+        a
+    }
+}
+
+fn emit(opts: &Opts, fields: &[(&str, String)]) {
+    if opts.json {
+        println!("{}", json_line(fields));
+    } else {
+        let text: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!("{}", text.join("  "));
+    }
+}
+
+fn f2(x: f64) -> String {
+    format!("{x:.2}")
+}
+
+fn packet_scenario(opts: &Opts, name: &str, flows: usize, reply: bool, rounds: &[(u64, Duration)]) {
+    let (mut p, t, fwd, rev, held) = established(flows);
+    let order = shuffled(flows);
+    let (frames, ingress) = if reply { (&rev, B) } else { (&fwd, A) };
+    let mut ns = Vec::new();
+    let mut packets = 0;
+    let mut allocs = 0;
+    for &(min_packets, min_time) in rounds {
+        let r = drive(frames, &order, min_packets, min_time, |now, buf| {
+            matches!(p.process(now, &t, ingress, buf), Verdict::Forward(_))
+        });
+        ns.push(r.ns_per_packet);
+        packets += r.packets;
+        allocs += r.allocations;
+    }
+    let ns = median(ns);
+    #[allow(clippy::cast_precision_loss)]
+    let bytes_per_flow = held as f64 / flows as f64;
+    #[allow(clippy::cast_precision_loss)]
+    let apk = allocs as f64 / packets as f64;
+    emit(
+        opts,
+        &[
+            ("scenario", js(name)),
+            ("flows", flows.to_string()),
+            ("packets", packets.to_string()),
+            ("mpps", f2(1e3 / ns)),
+            ("ns_per_packet", f2(ns)),
+            ("allocations_per_packet", format!("{apk:.4}")),
+            ("conntrack_bytes_per_flow", format!("{bytes_per_flow:.1}")),
+            ("frame_bytes", FRAME.to_string()),
+        ],
+    );
+}
+
+fn reference_scenario(opts: &Opts, flows: usize, rounds: &[(u64, Duration)]) {
+    let frames: Vec<Vec<u8>> = (0..flows)
+        .map(|i| tcp_frame((CLIENT_MAC, MAC_A), client(i), (ENDPOINT, 8080), "A"))
+        .collect();
+    let order = shuffled(flows);
+    let mut ns = Vec::new();
+    let mut packets = 0;
+    let mut allocs = 0;
+    for &(min_packets, min_time) in rounds {
+        let r = drive(&frames, &order, min_packets, min_time, |_, buf| {
+            reference(buf)
+        });
+        ns.push(r.ns_per_packet);
+        packets += r.packets;
+        allocs += r.allocations;
+    }
+    let ns = median(ns);
+    #[allow(clippy::cast_precision_loss)]
+    let apk = allocs as f64 / packets as f64;
+    emit(
+        opts,
+        &[
+            (
+                "scenario",
+                js(&format!("reference_parse_copy_{}", label(flows))),
+            ),
+            ("flows", flows.to_string()),
+            ("packets", packets.to_string()),
+            ("mpps", f2(1e3 / ns)),
+            ("ns_per_packet", f2(ns)),
+            ("allocations_per_packet", format!("{apk:.4}")),
+            ("frame_bytes", FRAME.to_string()),
+        ],
+    );
+}
+
+fn new_flows_scenario(opts: &Opts, flows: usize) {
+    let frames: Vec<Vec<u8>> = (0..flows)
+        .map(|i| tcp_frame((CLIENT_MAC, MAC_A), client(i), (ENDPOINT, 8080), "S"))
+        .collect();
+    let order: Vec<u32> = (0..u32::try_from(flows).expect("fits")).collect();
+    let mut rates = Vec::new();
+    let mut allocs = 0;
+    let mut packets = 0;
+    for _ in 0..opts.rounds {
+        let cfg = config(flows + 16);
+        let shared = Shared::new(&cfg, Instant::now());
+        shared.neighbours.learn(B, BACKEND.to_bits(), BACKEND_MAC);
+        let mut p = Pipeline::new(cfg, shared);
+        let t = tables();
+        let r = drive(&frames, &order, flows as u64, Duration::ZERO, |now, buf| {
+            matches!(p.process(now, &t, A, buf), Verdict::Forward(_))
+        });
+        assert_eq!(
+            p.stats().flows_created,
+            flows as u64,
+            "every SYN opened a flow"
+        );
+        rates.push(1e9 / r.ns_per_packet);
+        allocs += r.allocations;
+        packets += r.packets;
+    }
+    let cps = median(rates);
+    #[allow(clippy::cast_precision_loss)]
+    let apk = allocs as f64 / packets as f64;
+    emit(
+        opts,
+        &[
+            ("scenario", js("new_flows")),
+            ("flows", flows.to_string()),
+            ("packets", packets.to_string()),
+            ("mpps", f2(cps / 1e6)),
+            ("ns_per_packet", f2(1e9 / cps)),
+            ("connections_per_second", format!("{cps:.0}")),
+            ("allocations_per_packet", format!("{apk:.4}")),
+        ],
+    );
+}
+
+fn accepted_changes(n: usize) -> Vec<Change<AcceptedKey, Target>> {
+    (0..n)
+        .map(|i| {
+            let ip = Ipv4Addr::from(0x0a00_0000 + u32::try_from(i).expect("fits"));
+            let target = Target {
+                connection_id: i as u64,
+                marker_id: u32::try_from(i).expect("fits"),
+                backend_vpc: B,
+                backend_ip: BACKEND,
+                service_port: 80,
+                whitelist: None,
+            };
+            Change::Put(AcceptedKey::new(A, ip, 6, 8080), target)
+        })
+        .collect()
+}
+
+fn publish_scenarios(opts: &Opts, n: usize) {
+    let mut full = Vec::new();
+    let mut single = Vec::new();
+    for _ in 0..opts.rounds {
+        let changes = accepted_changes(n);
+        let endpoints: Vec<_> = changes
+            .iter()
+            .map(|c| match c {
+                Change::Put(k, _) | Change::Remove(k) => {
+                    Change::Put((k.vpc, k.endpoint), EndpointState::Accepted)
+                }
+            })
+            .collect();
+        let mut publisher = TablePublisher::new(Tables::new(default_snat_range()));
+        let mut reader = publisher.reader();
+        let start = Instant::now();
+        let next = publisher
+            .current()
+            .with_accepted(changes)
+            .with_endpoints(endpoints)
+            .with_snat_vpcs(vec![B]);
+        let g = publisher.publish(next);
+        assert_eq!(reader.load().generation(), g);
+        full.push(start.elapsed().as_secs_f64() * 1e3);
+
+        // One accept made live: a copy that shares all but one shard, then a publish.
+        let ip = Ipv4Addr::new(10, 255, 0, 1);
+        let start = Instant::now();
+        let one = accepted_changes(1).into_iter().map(|c| match c {
+            Change::Put(_, t) => Change::Put(AcceptedKey::new(A, ip, 6, 8080), t),
+            other => other,
+        });
+        let next = publisher.current().with_accepted(one);
+        let g = publisher.publish(next);
+        let live = reader.load();
+        assert_eq!(live.generation(), g);
+        assert!(
+            live.accepted()
+                .contains_key(&AcceptedKey::new(A, ip, 6, 8080))
+        );
+        single.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    emit(
+        opts,
+        &[
+            ("scenario", js("table_publish")),
+            ("flows", n.to_string()),
+            ("connections", n.to_string()),
+            ("packets", "0".into()),
+            ("mpps", "0".into()),
+            ("ns_per_packet", "0".into()),
+            ("allocations_per_packet", "0".into()),
+            ("publish_ms", format!("{:.3}", median(full))),
+        ],
+    );
+    emit(
+        opts,
+        &[
+            ("scenario", js("table_single_change")),
+            ("flows", n.to_string()),
+            ("connections", n.to_string()),
+            ("packets", "0".into()),
+            ("mpps", "0".into()),
+            ("ns_per_packet", "0".into()),
+            ("allocations_per_packet", "0".into()),
+            ("publish_ms", format!("{:.4}", median(single))),
+        ],
+    );
+}
+
+fn label(flows: usize) -> String {
+    match flows {
+        n if n >= 1_000_000 && n % 1_000_000 == 0 => format!("{}m", n / 1_000_000),
+        n if n >= 1000 && n % 1000 == 0 => format!("{}k", n / 1000),
+        n => n.to_string(),
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut opts = Opts {
+        json: false,
+        quick: false,
+        rounds: 5,
+        only: None,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--json" => opts.json = true,
+            "--quick" => opts.quick = true,
+            "--rounds" => {
+                opts.rounds = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| usage())
+            }
+            "--only" => opts.only = Some(it.next().cloned().unwrap_or_else(|| usage())),
+            "-h" | "--help" => usage(),
+            _ => usage(),
+        }
+    }
+    if opts.quick {
+        opts.rounds = opts.rounds.min(3);
+    }
+    let sizes: &[usize] = if opts.quick {
+        &[1_000, 10_000]
+    } else {
+        &[1_000, 100_000, 1_000_000]
+    };
+    let (min_packets, min_time) = if opts.quick {
+        (20_000, Duration::from_millis(5))
+    } else {
+        (2_000_000, Duration::from_millis(300))
+    };
+    let rounds: Vec<_> = (0..opts.rounds).map(|_| (min_packets, min_time)).collect();
+    let want = |name: &str| opts.only.as_deref().is_none_or(|o| name.starts_with(o));
+    for &n in sizes {
+        let name = format!("established_tcp_{}", label(n));
+        if want(&name) {
+            packet_scenario(&opts, &name, n, false, &rounds);
+        }
+        let name = format!("reference_parse_copy_{}", label(n));
+        if want(&name) {
+            reference_scenario(&opts, n, &rounds);
+        }
+    }
+    let reply_flows = if opts.quick { 1_000 } else { 100_000 };
+    let name = format!("reply_tcp_{}", label(reply_flows));
+    if want(&name) {
+        packet_scenario(&opts, &name, reply_flows, true, &rounds);
+    }
+    if want("new_flows") {
+        new_flows_scenario(&opts, if opts.quick { 10_000 } else { 1_000_000 });
+    }
+    if want("table") {
+        publish_scenarios(&opts, if opts.quick { 10_000 } else { 100_000 });
+    }
+}
+
+fn usage() -> ! {
+    eprintln!("usage: pktbench [--json] [--quick] [--rounds N] [--only SCENARIO_PREFIX]");
+    std::process::exit(2)
+}

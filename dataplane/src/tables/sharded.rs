@@ -18,11 +18,13 @@ use hashbrown::HashTable;
 /// Number of shards. A power of two; one change copies about `len / SHARDS` entries.
 pub const SHARDS: usize = 256;
 
+type Shard<K, V> = Arc<HashTable<(K, V)>>;
+
 /// An immutable map whose shards are shared between versions.
 #[derive(Clone)]
 pub struct ShardedMap<K, V> {
     hasher: RandomState,
-    shards: Arc<[Arc<HashTable<(K, V)>>]>,
+    shards: Arc<[Shard<K, V>]>,
     len: usize,
 }
 
@@ -108,7 +110,7 @@ impl<K: Hash + Eq + Clone, V: Clone> ShardedMap<K, V> {
 
     /// A new map with `changes` applied. Shards no change touches are shared with `self`.
     pub fn apply(&self, changes: impl IntoIterator<Item = Change<K, V>>) -> Self {
-        let mut shards: Vec<Arc<HashTable<(K, V)>>> = self.shards.to_vec();
+        let mut shards: Vec<Shard<K, V>> = self.shards.to_vec();
         let mut len = self.len;
         let hasher = &self.hasher;
         for change in changes {

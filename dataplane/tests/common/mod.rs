@@ -1,7 +1,7 @@
 //! A small world for pipeline tests: a user VPC A, a provider VPC B with the same CIDR, and
 //! a second user VPC C, again with the same CIDR. Frames are built with etherparse.
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -56,6 +56,7 @@ pub fn config(capacity: usize) -> Config {
     }
 }
 
+#[allow(missing_debug_implementations)]
 pub struct World {
     pub pipeline: Pipeline,
     pub tables: Tables,
@@ -92,7 +93,7 @@ impl World {
         self.now += d;
     }
 
-    pub fn send(&mut self, ingress: VpcId, frame: &mut Vec<u8>) -> Verdict {
+    pub fn send(&mut self, ingress: VpcId, frame: &mut [u8]) -> Verdict {
         self.pipeline
             .process(self.now, &self.tables, ingress, frame)
     }
