@@ -95,15 +95,16 @@ fn config(capacity: usize) -> Config {
 /// A pipeline with `flows` established TCP flows; returns it with the forward (client to
 /// endpoint) and reply (backend to SNAT) frames of every flow, and the heap bytes the
 /// flows took.
-fn established(flows: usize) -> (Pipeline, Tables, Vec<Vec<u8>>, Vec<Vec<u8>>, usize) {
+fn established(flows: usize) -> (Pipeline, Tables, Vec<u8>, Vec<u8>, usize) {
     let cfg = config(flows + 16);
     let now = Instant::now();
     let shared = Shared::new(&cfg, now);
     shared.neighbours.learn(B, BACKEND.to_bits(), BACKEND_MAC);
     let mut p = Pipeline::new(cfg, shared);
     let t = tables();
-    let mut fwd = Vec::with_capacity(flows);
-    let mut rev = Vec::with_capacity(flows);
+    // Frames sit back to back in one buffer each way, as in a ring.
+    let mut fwd = Vec::with_capacity(flows * FRAME);
+    let mut rev = Vec::with_capacity(flows * FRAME);
     let heap_before = live_bytes();
     for i in 0..flows {
         let c = client(i);
@@ -121,14 +122,12 @@ fn established(flows: usize) -> (Pipeline, Tables, Vec<Vec<u8>>, Vec<Vec<u8>>, u
         let ack = tcp_frame((CLIENT_MAC, MAC_A), c, (ENDPOINT, 8080), "A");
         let mut a = ack.clone();
         assert_eq!(p.process(now, &t, A, &mut a), Verdict::Forward(B));
-        fwd.push(ack);
-        rev.push(tcp_frame((BACKEND_MAC, MAC_B), (BACKEND, 80), snat, "A"));
+        fwd.extend_from_slice(&ack);
+        rev.extend_from_slice(&tcp_frame((BACKEND_MAC, MAC_B), (BACKEND, 80), snat, "A"));
     }
-    // The heap the flows hold: conntrack and the expiry queue, excluding the frame vectors.
-    let frames = 2 * flows * (FRAME + size_of::<Vec<u8>>());
-    let held = live_bytes()
-        .saturating_sub(heap_before)
-        .saturating_sub(frames);
+    // The heap the flows hold: conntrack (both directions) and the expiry queue. The frame
+    // buffers were allocated before `heap_before`.
+    let held = live_bytes().saturating_sub(heap_before);
     (p, t, fwd, rev, held)
 }
 
@@ -152,10 +151,21 @@ struct Run {
     allocations: u64,
 }
 
-/// Run `frames` through `f` in visiting order until at least `min_packets` and `min_time`.
+/// Lay `frames` (one per flow, `FRAME` bytes each) out in `order`, as a receive ring would
+/// hold them: the ring is read front to back while the flows it hits are random.
+fn ring(frames: &[u8], order: &[u32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(frames.len());
+    for &i in order {
+        let at = i as usize * FRAME;
+        out.extend_from_slice(&frames[at..at + FRAME]);
+    }
+    out
+}
+
+/// Run the ring of frames through `f`, front to back and round again, until at least
+/// `min_packets` and `min_time`.
 fn drive(
-    frames: &[Vec<u8>],
-    order: &[u32],
+    ring: &[u8],
     min_packets: u64,
     min_time: Duration,
     mut f: impl FnMut(Instant, &mut [u8]) -> bool,
@@ -165,15 +175,15 @@ fn drive(
     let alloc0 = allocations();
     let start = Instant::now();
     'outer: loop {
-        for chunk in order.chunks(BATCH) {
+        for chunk in ring.chunks(BATCH * FRAME) {
             let now = Instant::now(); // one clock read per batch, as the worker does
-            for &i in chunk {
-                buf.copy_from_slice(&frames[i as usize]);
+            for frame in chunk.chunks_exact(FRAME) {
+                buf.copy_from_slice(frame);
                 let ok = f(now, &mut buf);
                 debug_assert!(ok);
                 black_box(&buf);
             }
-            packets += chunk.len() as u64;
+            packets += (chunk.len() / FRAME) as u64;
             if packets >= min_packets && now - start >= min_time {
                 break 'outer;
             }
@@ -238,11 +248,12 @@ fn packet_scenario(opts: &Opts, name: &str, flows: usize, reply: bool, rounds: &
     let (mut p, t, fwd, rev, held) = established(flows);
     let order = shuffled(flows);
     let (frames, ingress) = if reply { (&rev, B) } else { (&fwd, A) };
+    let ring = ring(frames, &order);
     let mut ns = Vec::new();
     let mut packets = 0;
     let mut allocs = 0;
     for &(min_packets, min_time) in rounds {
-        let r = drive(frames, &order, min_packets, min_time, |now, buf| {
+        let r = drive(&ring, min_packets, min_time, |now, buf| {
             matches!(p.process(now, &t, ingress, buf), Verdict::Forward(_))
         });
         ns.push(r.ns_per_packet);
@@ -270,15 +281,15 @@ fn packet_scenario(opts: &Opts, name: &str, flows: usize, reply: bool, rounds: &
 }
 
 fn reference_scenario(opts: &Opts, flows: usize, rounds: &[(u64, Duration)]) {
-    let frames: Vec<Vec<u8>> = (0..flows)
-        .map(|i| tcp_frame((CLIENT_MAC, MAC_A), client(i), (ENDPOINT, 8080), "A"))
+    let frames: Vec<u8> = (0..flows)
+        .flat_map(|i| tcp_frame((CLIENT_MAC, MAC_A), client(i), (ENDPOINT, 8080), "A"))
         .collect();
-    let order = shuffled(flows);
+    let ring = ring(&frames, &shuffled(flows));
     let mut ns = Vec::new();
     let mut packets = 0;
     let mut allocs = 0;
     for &(min_packets, min_time) in rounds {
-        let r = drive(&frames, &order, min_packets, min_time, |_, buf| {
+        let r = drive(&ring, min_packets, min_time, |_, buf| {
             reference(buf)
         });
         ns.push(r.ns_per_packet);
@@ -306,10 +317,9 @@ fn reference_scenario(opts: &Opts, flows: usize, rounds: &[(u64, Duration)]) {
 }
 
 fn new_flows_scenario(opts: &Opts, flows: usize) {
-    let frames: Vec<Vec<u8>> = (0..flows)
-        .map(|i| tcp_frame((CLIENT_MAC, MAC_A), client(i), (ENDPOINT, 8080), "S"))
+    let frames: Vec<u8> = (0..flows)
+        .flat_map(|i| tcp_frame((CLIENT_MAC, MAC_A), client(i), (ENDPOINT, 8080), "S"))
         .collect();
-    let order: Vec<u32> = (0..u32::try_from(flows).expect("fits")).collect();
     let mut rates = Vec::new();
     let mut allocs = 0;
     let mut packets = 0;
@@ -319,7 +329,7 @@ fn new_flows_scenario(opts: &Opts, flows: usize) {
         shared.neighbours.learn(B, BACKEND.to_bits(), BACKEND_MAC);
         let mut p = Pipeline::new(cfg, shared);
         let t = tables();
-        let r = drive(&frames, &order, flows as u64, Duration::ZERO, |now, buf| {
+        let r = drive(&frames, flows as u64, Duration::ZERO, |now, buf| {
             matches!(p.process(now, &t, A, buf), Verdict::Forward(_))
         });
         assert_eq!(
