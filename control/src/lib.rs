@@ -1,4 +1,21 @@
-//! vpcep's control plane. The resource model, store, API and compiler land here (issue 3);
-//! for now it re-exports the dataplane types the control plane is allowed to touch.
+//! vpcep's control plane: the VPCEP API v1 (wire-compatible with Huawei Cloud's, so the
+//! official SDK works unchanged), AK/SK authentication, tenancy, the resource model and its
+//! rules, a durable embedded store, and the compiler and pusher that turn accepted
+//! connections into the dataplane's tables.
+//!
+//! Flow of a write: request -> [`auth`] -> typed body ([`requests`]) -> [`registry`] rules ->
+//! [`store`] commit (durable) -> model updated -> change note -> [`push`] compiles
+//! ([`compile`]) and publishes a new table generation.
 
-pub use dataplane::{Config, TablePublisher, Tables, WorkerCounters};
+pub mod api;
+pub mod auth;
+pub mod client;
+pub mod compile;
+pub mod config;
+pub mod daemon;
+pub mod dataplane_io;
+pub mod model;
+pub mod push;
+pub mod registry;
+pub mod requests;
+pub mod store;

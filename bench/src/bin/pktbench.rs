@@ -364,7 +364,7 @@ fn accepted_changes(n: usize) -> Vec<Change<AcceptedKey, Target>> {
             let ip = Ipv4Addr::from(0x0a00_0000 + u32::try_from(i).expect("fits"));
             let target = Target {
                 connection_id: i as u64,
-                marker_id: u32::try_from(i).expect("fits"),
+                marker_id: i as u64,
                 backend_vpc: B,
                 backend_ip: BACKEND,
                 service_port: 80,

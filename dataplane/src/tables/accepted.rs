@@ -126,7 +126,7 @@ pub struct Target {
     /// The connection (endpoint) this mapping belongs to; for logs and metrics.
     pub connection_id: u64,
     /// The connection's packet ID (`marker_id`).
-    pub marker_id: u32,
+    pub marker_id: u64,
     /// The VPC (attachment) of the backend.
     pub backend_vpc: VpcId,
     /// The backend's address.

@@ -31,7 +31,7 @@ pub const UDP: u8 = 17;
 pub fn target(id: u64, port: u16) -> Target {
     Target {
         connection_id: id,
-        marker_id: u32::try_from(id).unwrap(),
+        marker_id: id,
         backend_vpc: B,
         backend_ip: BACKEND,
         service_port: port,

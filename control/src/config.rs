@@ -1,0 +1,250 @@
+//! The daemon's configuration file (TOML). Unknown keys are refused; every key has a
+//! documented default (see `vpcepd.example.toml`), so `vpcepd` runs with no file at all.
+
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use dataplane::tables::Ipv4Cidr;
+use serde::Deserialize;
+
+use crate::registry::Quotas;
+
+/// Why a configuration is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not TOML of the expected shape (unknown keys included).
+    #[error("invalid config: {0}")]
+    Parse(#[from] toml::de::Error),
+    /// A value is out of range or inconsistent.
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+fn default_region() -> String {
+    "region-1".into()
+}
+fn default_api() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9797))
+}
+fn default_admin() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9798))
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("/var/lib/vpcep")
+}
+fn default_credentials() -> PathBuf {
+    PathBuf::from("/etc/vpcep/credentials.toml")
+}
+fn default_snat() -> String {
+    "198.19.128.0/17".into()
+}
+fn default_window() -> u64 {
+    900
+}
+fn default_workers() -> usize {
+    1
+}
+
+/// Conntrack sizing and timeouts.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConntrackConfig {
+    /// Maximum flows. Default 1048576.
+    pub capacity: usize,
+    /// Embryonic TCP idle timeout, seconds. Default 30.
+    pub tcp_embryonic_secs: u64,
+    /// Established TCP idle timeout, seconds. Default 350.
+    pub tcp_established_secs: u64,
+    /// Half-closed TCP idle timeout, seconds. Default 30.
+    pub tcp_closing_secs: u64,
+    /// Closed TCP (RST, both FINs) timeout, seconds. Default 10.
+    pub tcp_closed_secs: u64,
+    /// UDP idle timeout, seconds. Default 120.
+    pub udp_secs: u64,
+}
+
+impl Default for ConntrackConfig {
+    fn default() -> Self {
+        Self {
+            capacity: 1 << 20,
+            tcp_embryonic_secs: 30,
+            tcp_established_secs: 350,
+            tcp_closing_secs: 30,
+            tcp_closed_secs: 10,
+            udp_secs: 120,
+        }
+    }
+}
+
+/// One interface bound to one VPC.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AttachmentConfig {
+    /// The interface name (it must exist when the daemon starts).
+    pub interface: String,
+    /// The VPC it carries (the inventory's VPC id).
+    pub vpc_id: String,
+}
+
+/// The whole file.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// Region, the first part of every service name. Default `region-1`.
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// The VPCEP API listener. Default `127.0.0.1:9797`.
+    #[serde(default = "default_api")]
+    pub api_listen: SocketAddr,
+    /// The admin listener (`/healthz`, `/status`, `/metrics`). Default `127.0.0.1:9798`.
+    #[serde(default = "default_admin")]
+    pub admin_listen: SocketAddr,
+    /// Where the store lives (`state.redb`). Default `/var/lib/vpcep`.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// The credentials file. Default `/etc/vpcep/credentials.toml`.
+    #[serde(default = "default_credentials")]
+    pub credentials: PathBuf,
+    /// Allowed difference between `X-Sdk-Date` and the clock, seconds. Default 900.
+    #[serde(default = "default_window")]
+    pub auth_window_secs: u64,
+    /// The SNAT range. Default `198.19.128.0/17`.
+    #[serde(default = "default_snat")]
+    pub snat_range: String,
+    /// Worker threads per attachment. Default 1.
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+    /// Conntrack.
+    #[serde(default)]
+    pub conntrack: ConntrackConfig,
+    /// Quotas per project.
+    #[serde(default)]
+    pub quotas: Quotas,
+    /// Interfaces and their VPCs; none: the API alone.
+    #[serde(default)]
+    pub attachments: Vec<AttachmentConfig>,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("every field has a default")
+    }
+}
+
+impl DaemonConfig {
+    /// Parse and validate TOML text.
+    ///
+    /// # Errors
+    /// [`ConfigError`].
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let cfg: Self = toml::from_str(text)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Read, parse and validate a file.
+    ///
+    /// # Errors
+    /// [`ConfigError`].
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        Self::from_toml(&text)
+    }
+
+    /// Check ranges and consistency.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`].
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.region.is_empty() || self.region.contains(char::is_whitespace) {
+            return bad("region must be a non-empty word".into());
+        }
+        self.snat()?;
+        if self.workers == 0 || self.workers > 64 {
+            return bad("workers must be 1 to 64".into());
+        }
+        if self.conntrack.capacity == 0 {
+            return bad("conntrack.capacity must be above 0".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for a in &self.attachments {
+            if !seen.insert(&a.interface) {
+                return bad(format!("interface {} is attached twice", a.interface));
+            }
+            if a.vpc_id.is_empty() {
+                return bad(format!("attachment {} has an empty vpc_id", a.interface));
+            }
+        }
+        let mut vpcs = std::collections::HashSet::new();
+        for a in &self.attachments {
+            if !vpcs.insert(&a.vpc_id) {
+                return bad(format!("VPC {} is attached twice", a.vpc_id));
+            }
+        }
+        Ok(())
+    }
+
+    /// The SNAT range.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] if it does not parse or is smaller than 4 addresses.
+    pub fn snat(&self) -> Result<Ipv4Cidr, ConfigError> {
+        let c: Ipv4Cidr = self
+            .snat_range
+            .parse()
+            .map_err(|_| ConfigError::Invalid(format!("snat_range {:?} is not an IPv4 CIDR", self.snat_range)))?;
+        if c.prefix() > 30 {
+            return Err(ConfigError::Invalid("snat_range must be a /30 or larger".into()));
+        }
+        Ok(c)
+    }
+
+    /// The dataplane configuration (attachment MACs are filled in by the daemon).
+    pub fn dataplane(&self) -> dataplane::Config {
+        let c = &self.conntrack;
+        dataplane::Config {
+            conntrack_capacity: NonZeroUsize::new(c.capacity).unwrap_or(NonZeroUsize::MIN),
+            timeouts: dataplane::Timeouts {
+                tcp_embryonic: Duration::from_secs(c.tcp_embryonic_secs),
+                tcp_established: Duration::from_secs(c.tcp_established_secs),
+                tcp_closing: Duration::from_secs(c.tcp_closing_secs),
+                tcp_closed: Duration::from_secs(c.tcp_closed_secs),
+                udp: Duration::from_secs(c.udp_secs),
+            },
+            ..dataplane::Config::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_refusals() {
+        let d = DaemonConfig::default();
+        assert_eq!(d.api_listen.port(), 9797);
+        assert_eq!(d.snat().unwrap().prefix(), 17);
+        assert!(DaemonConfig::from_toml("nonsense = 1").is_err(), "unknown keys are refused");
+        assert!(DaemonConfig::from_toml("snat_range = \"10.0.0.0/31\"").is_err());
+        assert!(DaemonConfig::from_toml("workers = 0").is_err());
+        assert!(DaemonConfig::from_toml("[conntrack]\ncapacity = 5\nbogus = 1").is_err());
+        let two = "[[attachments]]\ninterface = \"a\"\nvpc_id = \"v\"\n[[attachments]]\ninterface = \"a\"\nvpc_id = \"w\"\n";
+        assert!(DaemonConfig::from_toml(two).is_err());
+        let ok = "region = \"r\"\n[[attachments]]\ninterface = \"a\"\nvpc_id = \"v\"\n";
+        assert_eq!(DaemonConfig::from_toml(ok).unwrap().attachments.len(), 1);
+    }
+}

@@ -1,0 +1,278 @@
+//! The node daemon, in-process: open the store, load the model, start the pusher, the
+//! dataplane workers (one set per attachment), the API and admin listeners, and the expiry
+//! sweeper. `main.rs` wraps this; tests run it directly on ephemeral ports.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use dataplane::{TablePublisher, Tables, WorkerCounters};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::api::{self, ApiState};
+use crate::auth::Credentials;
+use crate::compile::Attachments;
+use crate::config::DaemonConfig;
+use crate::push::{PushStatus, Pusher};
+use crate::registry::Registry;
+use crate::store::RedbStore;
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The credentials file is unusable.
+    #[error(transparent)]
+    Credentials(#[from] crate::auth::CredentialsError),
+    /// The data directory could not be created.
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store could not be opened or loaded.
+    #[error("cannot open the store: {0}")]
+    Store(String),
+    /// A listener could not bind (port busy, no permission).
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An attachment's interface is missing or cannot be opened.
+    #[error("attachment {interface}: {reason}")]
+    Attachment {
+        /// The interface.
+        interface: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A thread could not be spawned.
+    #[error("cannot spawn a thread: {0}")]
+    Spawn(std::io::Error),
+}
+
+/// A running daemon.
+#[derive(Debug)]
+pub struct Running {
+    /// Where the API listens.
+    pub api_addr: SocketAddr,
+    /// Where the admin endpoints listen.
+    pub admin_addr: SocketAddr,
+    /// The registry.
+    pub registry: Arc<Registry>,
+    /// What the pusher published.
+    pub push: Arc<PushStatus>,
+    /// Each worker's counters.
+    pub workers: Arc<Vec<Arc<WorkerCounters>>>,
+    stop: watch::Sender<bool>,
+    worker_stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stop listeners, the sweeper and the workers, and wait for them.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        self.worker_stop.store(true, Ordering::Relaxed);
+        self.registry.close_subscribers();
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
+        let threads: Vec<_> = self.threads.drain(..).collect();
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+    }
+}
+
+/// The process-wide Prometheus recorder (installed once).
+pub fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        // Fails only if another recorder is installed; then our handle renders nothing new.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+#[derive(Clone)]
+struct AdminState {
+    registry: Arc<Registry>,
+    push: Arc<PushStatus>,
+    workers: Arc<Vec<Arc<WorkerCounters>>>,
+    conntrack: Option<Arc<dataplane::conntrack::ConnTrack>>,
+}
+
+/// The `/status` document: the store revision, what the pusher published, and the
+/// generation each worker has loaded, so a caller can wait for "my change is live".
+fn status_json(s: &AdminState) -> serde_json::Value {
+    let published = s.push.published_generation.load(Ordering::Acquire);
+    let workers: Vec<u64> = s.workers.iter().map(|w| w.generation.load(Ordering::Relaxed)).collect();
+    json!({
+        "revision": s.registry.revision(),
+        "applied_revision": s.push.applied_revision.load(Ordering::Acquire),
+        "published_generation": published,
+        "worker_generations": workers,
+        "all_workers_current": workers.iter().all(|g| *g == published),
+        "accepted_entries": s.push.accepted_entries.load(Ordering::Relaxed),
+        "endpoint_addresses": s.push.endpoint_addresses.load(Ordering::Relaxed),
+        "conntrack_flows": s.conntrack.as_ref().map_or(0, |c| c.len()),
+    })
+}
+
+fn admin_router(state: AdminState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/status", get(|State(s): State<AdminState>| async move { axum::Json(status_json(&s)) }))
+        .route(
+            "/metrics",
+            get(|State(s): State<AdminState>| async move {
+                let total = dataplane::stats::sum(s.workers.iter().map(|w| w.as_ref()));
+                dataplane::stats::export(&total);
+                metrics::gauge!("vpcep_conntrack_flows").set(s.conntrack.as_ref().map_or(0, |c| c.len()) as f64);
+                metrics::gauge!("vpcep_store_revision").set(s.registry.revision() as f64);
+                metrics::gauge!("vpcep_published_generation")
+                    .set(s.push.published_generation.load(Ordering::Relaxed) as f64);
+                (
+                    [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    prometheus().render(),
+                )
+                    .into_response()
+            }),
+        )
+        .with_state(state)
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, DaemonError> {
+    TcpListener::bind(addr).await.map_err(|source| DaemonError::Bind { addr, source })
+}
+
+/// The dataplane of this node: its workers and their shared tables.
+pub struct Dataplane {
+    /// Each worker's counters.
+    pub counters: Vec<Arc<WorkerCounters>>,
+    /// The shared conntrack.
+    pub conntrack: Option<Arc<dataplane::conntrack::ConnTrack>>,
+    /// Worker threads.
+    pub threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl core::fmt::Debug for Dataplane {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Dataplane").field("workers", &self.counters.len()).finish_non_exhaustive()
+    }
+}
+
+/// Start the daemon with `credentials`, using `start_workers` to bring up the dataplane on
+/// the attachments (the binary passes the AF_PACKET one; with no attachments it is not
+/// called).
+///
+/// # Errors
+/// [`DaemonError`].
+pub async fn start_with(
+    cfg: &DaemonConfig,
+    credentials: Credentials,
+    start_workers: impl FnOnce(&DaemonConfig, &TablePublisher, Arc<AtomicBool>) -> Result<Dataplane, DaemonError>,
+) -> Result<Running, DaemonError> {
+    cfg.validate()?;
+    let _ = prometheus();
+    std::fs::create_dir_all(&cfg.data_dir)
+        .map_err(|source| DaemonError::DataDir { path: cfg.data_dir.display().to_string(), source })?;
+    let store = RedbStore::open(&cfg.data_dir.join("state.redb")).map_err(|e| DaemonError::Store(e.to_string()))?;
+    let registry =
+        Arc::new(Registry::open(Arc::new(store), &cfg.region, cfg.quotas).map_err(|e| DaemonError::Store(e.to_string()))?);
+    let snat = cfg.snat()?;
+    let publisher = TablePublisher::new(Tables::new(snat));
+    let worker_stop = Arc::new(AtomicBool::new(false));
+    let dp = if cfg.attachments.is_empty() {
+        Dataplane { counters: Vec::new(), conntrack: None, threads: Vec::new() }
+    } else {
+        start_workers(cfg, &publisher, Arc::clone(&worker_stop))?
+    };
+    let push = Arc::new(PushStatus::default());
+    let attachments = Attachments::new(cfg.attachments.iter().map(|a| a.vpc_id.as_str()));
+    let notes = registry.subscribe();
+    let pusher = Pusher::new(publisher, attachments, snat, Arc::clone(&push));
+    let r = Arc::clone(&registry);
+    let mut threads = dp.threads;
+    threads.push(
+        std::thread::Builder::new()
+            .name("vpcep-pusher".into())
+            .spawn(move || pusher.run(r, notes))
+            .map_err(DaemonError::Spawn)?,
+    );
+    let workers = Arc::new(dp.counters);
+
+    let api_listener = bind(cfg.api_listen).await?;
+    let admin_listener = bind(cfg.admin_listen).await?;
+    let api_addr = api_listener.local_addr().map_err(|source| DaemonError::Bind { addr: cfg.api_listen, source })?;
+    let admin_addr = admin_listener.local_addr().map_err(|source| DaemonError::Bind { addr: cfg.admin_listen, source })?;
+    let (stop, stop_rx) = watch::channel(false);
+    let api_state = ApiState {
+        registry: Arc::clone(&registry),
+        credentials: Arc::new(credentials),
+        window: chrono::TimeDelta::seconds(i64::try_from(cfg.auth_window_secs).unwrap_or(900)),
+    };
+    let admin_state = AdminState {
+        registry: Arc::clone(&registry),
+        push: Arc::clone(&push),
+        workers: Arc::clone(&workers),
+        conntrack: dp.conntrack,
+    };
+    let mut tasks = Vec::new();
+    for (listener, router) in [(api_listener, api::router(api_state)), (admin_listener, admin_router(admin_state))] {
+        let mut rx = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+                let _ = rx.wait_for(|s| *s).await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "listener failed");
+            }
+        }));
+    }
+    // The expiry sweeper: freezes endpoints whose lifetime ended, once a second.
+    let r = Arc::clone(&registry);
+    let mut rx = stop_rx.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = rx.wait_for(|s| *s) => break,
+            }
+            let r = Arc::clone(&r);
+            let now = chrono::Utc::now().timestamp();
+            match tokio::task::spawn_blocking(move || r.freeze_expired(now)).await {
+                Ok(Ok(n)) if n > 0 => tracing::info!(frozen = n, "endpoints expired"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "expiry sweep failed; will retry"),
+                _ => {}
+            }
+        }
+    }));
+    tracing::info!(%api_addr, %admin_addr, attachments = cfg.attachments.len(), "vpcepd started");
+    Ok(Running { api_addr, admin_addr, registry, push, workers, stop, worker_stop, tasks, threads })
+}

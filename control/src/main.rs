@@ -1,0 +1,99 @@
+//! `vpcepd`: the per-node VPCEP daemon (API, store, pusher, dataplane workers).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use control::auth::Credentials;
+use control::config::DaemonConfig;
+use control::daemon::{self, DaemonError};
+
+/// The vpcep node daemon: serves the VPCEP API v1, keeps the resources in an embedded
+/// store, and forwards endpoint traffic on its attachments.
+#[derive(Debug, Parser)]
+#[command(name = "vpcepd", version, about)]
+struct Cli {
+    /// Configuration file (TOML); without it every key takes its default.
+    #[arg(long, short = 'c', env = "VPCEPD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Check a configuration file (and its credentials file) and exit.
+    #[arg(long, value_name = "FILE")]
+    check_config: Option<PathBuf>,
+    /// Log as JSON lines instead of text.
+    #[arg(long)]
+    log_json: bool,
+}
+
+fn init_logs(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn load(path: Option<&PathBuf>) -> anyhow::Result<(DaemonConfig, Credentials)> {
+    let cfg = match path {
+        Some(p) => DaemonConfig::load(p)?,
+        None => DaemonConfig::default(),
+    };
+    let creds = Credentials::load(&cfg.credentials)
+        .with_context(|| format!("credentials file {}", cfg.credentials.display()))?;
+    if creds.is_empty() {
+        anyhow::bail!("credentials file {} holds no key pairs", cfg.credentials.display());
+    }
+    Ok((cfg, creds))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs(cli.log_json);
+    if let Some(path) = &cli.check_config {
+        return match load(Some(path)) {
+            Ok((cfg, creds)) => {
+                println!(
+                    "config ok: region {}, api {}, admin {}, {} attachments, {} credentials",
+                    cfg.region,
+                    cfg.api_listen,
+                    cfg.admin_listen,
+                    cfg.attachments.len(),
+                    creds.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("vpcepd: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vpcepd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: &Cli) -> anyhow::Result<()> {
+    let (cfg, creds) = load(cli.config.as_ref())?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.block_on(async {
+        let running = daemon::start_with(&cfg, creds, control::dataplane_io::start_workers)
+            .await
+            .map_err(|e: DaemonError| anyhow::anyhow!(e))?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        }
+        running.shutdown().await;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}

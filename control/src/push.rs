@@ -1,0 +1,122 @@
+//! The pusher: owns the [`TablePublisher`], turns change notes from the registry into new
+//! table generations, and records what it published so callers can wait until a change is
+//! live.
+//!
+//! Incremental: it remembers what each endpoint contributed; a note naming endpoints
+//! removes their old entries and adds their new ones in a copy of the live tables that
+//! shares every untouched shard, so one accept costs a few shard copies, not a rebuild.
+//! Notes that arrive while it works are coalesced into the next generation.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::Receiver;
+use std::time::Instant;
+
+use dataplane::tables::sharded::Change;
+use dataplane::tables::{AcceptedKey, EndpointKey, Ipv4Cidr};
+use dataplane::{TablePublisher, Tables};
+
+use crate::compile::{self, Attachments};
+use crate::registry::{ChangeNote, Registry, Touched};
+
+/// What the pusher has done, readable from anywhere.
+#[derive(Debug, Default)]
+pub struct PushStatus {
+    /// The generation last published.
+    pub published_generation: AtomicU64,
+    /// The store revision that generation reflects.
+    pub applied_revision: AtomicU64,
+    /// Accepted-table entries in the live generation.
+    pub accepted_entries: AtomicU64,
+    /// Endpoint addresses in the live generation.
+    pub endpoint_addresses: AtomicU64,
+}
+
+/// The pusher's state.
+#[allow(missing_debug_implementations)] // holds a TablePublisher
+pub struct Pusher {
+    publisher: TablePublisher,
+    attachments: Attachments,
+    snat: Ipv4Cidr,
+    contributed: HashMap<String, (Vec<AcceptedKey>, Option<EndpointKey>)>,
+    status: Arc<PushStatus>,
+}
+
+impl Pusher {
+    /// A pusher publishing through `publisher`.
+    pub fn new(publisher: TablePublisher, attachments: Attachments, snat: Ipv4Cidr, status: Arc<PushStatus>) -> Self {
+        Self { publisher, attachments, snat, contributed: HashMap::new(), status }
+    }
+
+    /// Apply one (coalesced) note: compile, publish, record. Returns the generation.
+    pub fn apply(&mut self, registry: &Registry, touched: &Touched, revision: u64) -> u64 {
+        let started = Instant::now();
+        let m = registry.read();
+        let base: Tables = match touched {
+            Touched::All => {
+                self.contributed.clear();
+                Tables::new(self.snat)
+            }
+            Touched::Endpoints(_) => (*self.publisher.current()).clone(),
+        };
+        let ids: Vec<String> = match touched {
+            Touched::All => m.endpoints.keys().cloned().collect(),
+            Touched::Endpoints(ids) => ids.clone(),
+        };
+        let mut accepted = Vec::new();
+        let mut addresses = Vec::new();
+        for id in &ids {
+            if let Some((keys, addr)) = self.contributed.remove(id) {
+                accepted.extend(keys.into_iter().map(Change::Remove));
+                addresses.extend(addr.map(Change::Remove));
+            }
+            if let Some(ep) = m.endpoints.get(id) {
+                let c = compile::endpoint(&m, &self.attachments, ep);
+                let keys: Vec<AcceptedKey> = c.accepted.iter().map(|(k, _)| *k).collect();
+                accepted.extend(c.accepted.into_iter().map(|(k, t)| Change::Put(k, t)));
+                if let Some((k, s)) = c.address {
+                    addresses.push(Change::Put(k, s));
+                }
+                self.contributed.insert(id.clone(), (keys, c.address.map(|(k, _)| k)));
+            }
+        }
+        let next = base
+            .with_accepted(accepted)
+            .with_endpoints(addresses)
+            .with_snat_vpcs(compile::snat_vpcs(&m, &self.attachments));
+        drop(m);
+        let (entries, addrs) = (next.accepted().len() as u64, next.endpoint_count() as u64);
+        let generation = self.publisher.publish(next);
+        self.status.accepted_entries.store(entries, Ordering::Relaxed);
+        self.status.endpoint_addresses.store(addrs, Ordering::Relaxed);
+        self.status.applied_revision.store(revision, Ordering::Release);
+        self.status.published_generation.store(generation, Ordering::Release);
+        metrics::histogram!("vpcep_push_seconds").record(started.elapsed().as_secs_f64());
+        metrics::counter!("vpcep_push_generations_total").increment(1);
+        tracing::debug!(generation, revision, endpoints = ids.len(), "tables published");
+        generation
+    }
+
+    /// Run until the registry drops every sender: wait for a note, drain the queue into one
+    /// batch, apply it.
+    pub fn run(mut self, registry: Arc<Registry>, notes: Receiver<ChangeNote>) {
+        while let Ok(first) = notes.recv() {
+            let mut revision = first.revision;
+            let mut all = first.touched == Touched::All;
+            let mut ids = BTreeSet::new();
+            if let Touched::Endpoints(v) = first.touched {
+                ids.extend(v);
+            }
+            while let Ok(more) = notes.try_recv() {
+                revision = revision.max(more.revision);
+                match more.touched {
+                    Touched::All => all = true,
+                    Touched::Endpoints(v) => ids.extend(v),
+                }
+            }
+            let touched = if all { Touched::All } else { Touched::Endpoints(ids.into_iter().collect()) };
+            self.apply(&registry, &touched, revision);
+        }
+    }
+}
