@@ -27,7 +27,11 @@ pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934c
 pub const DATE_FORMAT: &str = "%Y%m%dT%H%M%SZ";
 
 /// Every byte but `A-Z a-z 0-9 - . _ ~` is percent-encoded (upper-case hex).
-const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// One key pair and the tenant it signs for.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -92,12 +96,20 @@ impl Credentials {
     pub fn from_list(list: Vec<Credential>) -> Result<Self, CredentialsError> {
         let mut by_ak = HashMap::new();
         for c in list {
-            if [&c.ak, &c.sk, &c.domain_id, &c.project_id].iter().any(|s| s.trim().is_empty()) {
-                return Err(CredentialsError::Invalid(format!("entry {:?} has an empty field", c.ak)));
+            if [&c.ak, &c.sk, &c.domain_id, &c.project_id]
+                .iter()
+                .any(|s| s.trim().is_empty())
+            {
+                return Err(CredentialsError::Invalid(format!(
+                    "entry {:?} has an empty field",
+                    c.ak
+                )));
             }
             let ak = c.ak.clone();
             if by_ak.insert(ak.clone(), c).is_some() {
-                return Err(CredentialsError::Invalid(format!("access key {ak:?} appears twice")));
+                return Err(CredentialsError::Invalid(format!(
+                    "access key {ak:?} appears twice"
+                )));
             }
         }
         Ok(Self { by_ak })
@@ -211,15 +223,25 @@ pub fn canonical_query(raw_query: &str) -> String {
         })
         .collect();
     pairs.sort();
-    pairs.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect::<Vec<_>>().join("&")
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// Build a query string from unencoded pairs the way the SDK does (sorted, encoded).
 pub fn query_string(pairs: &[(&str, String)]) -> String {
-    let mut pairs: Vec<(String, String)> =
-        pairs.iter().map(|(k, v)| ((*k).to_string(), v.clone())).collect();
+    let mut pairs: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), v.clone()))
+        .collect();
     pairs.sort();
-    pairs.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect::<Vec<_>>().join("&")
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 fn sha256_hex(data: &[u8]) -> String {
@@ -282,9 +304,17 @@ pub fn signature(req: &SignedRequest<'_>, signed: &[&str], sk: &str) -> Result<S
 ///
 /// # Errors
 /// As [`signature`].
-pub fn authorization(req: &SignedRequest<'_>, signed: &[&str], ak: &str, sk: &str) -> Result<String, AuthError> {
+pub fn authorization(
+    req: &SignedRequest<'_>,
+    signed: &[&str],
+    ak: &str,
+    sk: &str,
+) -> Result<String, AuthError> {
     let sig = signature(req, signed, sk)?;
-    Ok(format!("{ALGORITHM} Access={ak}, SignedHeaders={}, Signature={sig}", signed.join(";")))
+    Ok(format!(
+        "{ALGORITHM} Access={ak}, SignedHeaders={}, Signature={sig}",
+        signed.join(";")
+    ))
 }
 
 struct ParsedAuth<'a> {
@@ -294,7 +324,10 @@ struct ParsedAuth<'a> {
 }
 
 fn parse_authorization(value: &str) -> Result<ParsedAuth<'_>, AuthError> {
-    let rest = value.strip_prefix(ALGORITHM).and_then(|r| r.strip_prefix(' ')).ok_or(AuthError::Malformed)?;
+    let rest = value
+        .strip_prefix(ALGORITHM)
+        .and_then(|r| r.strip_prefix(' '))
+        .ok_or(AuthError::Malformed)?;
     let mut ak = None;
     let mut signed = None;
     let mut signature = None;
@@ -322,13 +355,19 @@ fn parse_authorization(value: &str) -> Result<ParsedAuth<'_>, AuthError> {
     }
     let signed: Vec<&str> = signed.split(';').collect();
     let well_formed = signed.windows(2).all(|w| w[0] < w[1])
-        && signed.iter().all(|h| !h.is_empty() && *h == h.to_ascii_lowercase())
+        && signed
+            .iter()
+            .all(|h| !h.is_empty() && *h == h.to_ascii_lowercase())
         && signed.contains(&"host")
         && signed.contains(&"x-sdk-date");
     if !well_formed {
         return Err(AuthError::SignedHeaders);
     }
-    Ok(ParsedAuth { ak, signed, signature })
+    Ok(ParsedAuth {
+        ak,
+        signed,
+        signature,
+    })
 }
 
 /// Verify `req` against `creds` at time `now`, allowing `window` of clock difference.
@@ -345,7 +384,9 @@ pub fn verify(
     let parsed = parse_authorization(&value)?;
     let cred = creds.get(parsed.ak).ok_or(AuthError::UnknownKey)?;
     let date = (req.header)("x-sdk-date").ok_or(AuthError::BadDate)?;
-    let at = NaiveDateTime::parse_from_str(&date, DATE_FORMAT).map_err(|_| AuthError::BadDate)?.and_utc();
+    let at = NaiveDateTime::parse_from_str(&date, DATE_FORMAT)
+        .map_err(|_| AuthError::BadDate)?
+        .and_utc();
     if (now - at).abs() > window {
         return Err(AuthError::Expired);
     }
@@ -354,8 +395,13 @@ pub fn verify(
     mac.update(sts.as_bytes());
     let expected = hex::decode(parsed.signature).map_err(|_| AuthError::Malformed)?;
     // Constant-time comparison.
-    mac.verify_slice(&expected).map_err(|_| AuthError::BadSignature)?;
-    Ok(Tenant { domain_id: cred.domain_id.clone(), project_id: cred.project_id.clone(), ak: cred.ak.clone() })
+    mac.verify_slice(&expected)
+        .map_err(|_| AuthError::BadSignature)?;
+    Ok(Tenant {
+        domain_id: cred.domain_id.clone(),
+        project_id: cred.project_id.clone(),
+        ak: cred.ak.clone(),
+    })
 }
 
 /// Now as an `X-Sdk-Date` value.
@@ -373,35 +419,58 @@ mod tests {
         assert_eq!(canonical_uri("/v1/p/x%2Fy/"), "/v1/p/x/y/");
         assert_eq!(canonical_uri("/v1/p/a%20b"), "/v1/p/a%20b/");
         assert_eq!(
-            canonical_query("status=available&endpoint_service_name=a%20b%2Bc%2F%C3%BC&limit=10&offset=0"),
+            canonical_query(
+                "status=available&endpoint_service_name=a%20b%2Bc%2F%C3%BC&limit=10&offset=0"
+            ),
             "endpoint_service_name=a%20b%2Bc%2F%C3%BC&limit=10&offset=0&status=available"
         );
         assert_eq!(canonical_query("b=2&a&a=1"), "a=&a=1&b=2");
         assert_eq!(canonical_query("q=a+b"), "q=a%2Bb", "+ is not a space");
         assert_eq!(canonical_query(""), "");
-        assert_eq!(query_string(&[("limit", "5".into()), ("name", "a b".into())]), "limit=5&name=a%20b");
+        assert_eq!(
+            query_string(&[("limit", "5".into()), ("name", "a b".into())]),
+            "limit=5&name=a%20b"
+        );
     }
 
     #[test]
     fn authorization_header_parsing() {
         let sig = "a".repeat(64);
-        let ok = format!("SDK-HMAC-SHA256 Access=AK, SignedHeaders=host;x-sdk-date, Signature={sig}");
+        let ok =
+            format!("SDK-HMAC-SHA256 Access=AK, SignedHeaders=host;x-sdk-date, Signature={sig}");
         assert!(parse_authorization(&ok).is_ok());
-        let compact = format!("SDK-HMAC-SHA256 Access=AK,SignedHeaders=host;x-sdk-date,Signature={sig}");
+        let compact =
+            format!("SDK-HMAC-SHA256 Access=AK,SignedHeaders=host;x-sdk-date,Signature={sig}");
         assert!(parse_authorization(&compact).is_ok());
         for bad in [
             String::new(),
             format!("SDK-HMAC-SM3 Access=AK, SignedHeaders=host;x-sdk-date, Signature={sig}"),
-            format!("V11-HMAC-SHA256 Credential=AK, SignedHeaders=host;x-sdk-date, Signature={sig}"),
-            format!("SDK-HMAC-SHA256 Access=AK, SignedHeaders=host;x-sdk-date, Signature={}", "z".repeat(64)),
+            format!(
+                "V11-HMAC-SHA256 Credential=AK, SignedHeaders=host;x-sdk-date, Signature={sig}"
+            ),
+            format!(
+                "SDK-HMAC-SHA256 Access=AK, SignedHeaders=host;x-sdk-date, Signature={}",
+                "z".repeat(64)
+            ),
             format!("SDK-HMAC-SHA256 Access=AK, SignedHeaders=host;x-sdk-date"),
-            format!("SDK-HMAC-SHA256 Access=AK, Access=B, SignedHeaders=host;x-sdk-date, Signature={sig}"),
+            format!(
+                "SDK-HMAC-SHA256 Access=AK, Access=B, SignedHeaders=host;x-sdk-date, Signature={sig}"
+            ),
         ] {
             assert!(parse_authorization(&bad).is_err(), "{bad}");
         }
-        for bad in ["x-sdk-date;host", "host", "Host;x-sdk-date", "content-type;x-sdk-date"] {
+        for bad in [
+            "x-sdk-date;host",
+            "host",
+            "Host;x-sdk-date",
+            "content-type;x-sdk-date",
+        ] {
             let v = format!("SDK-HMAC-SHA256 Access=AK, SignedHeaders={bad}, Signature={sig}");
-            assert_eq!(parse_authorization(&v).err(), Some(AuthError::SignedHeaders), "{bad}");
+            assert_eq!(
+                parse_authorization(&v).err(),
+                Some(AuthError::SignedHeaders),
+                "{bad}"
+            );
         }
     }
 
@@ -412,8 +481,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.get("A").unwrap().project_id, "p");
-        assert!(Credentials::from_toml("[[credentials]]\nak = \"A\"\nsk = \"S\"\ndomain_id = \"d\"\n").is_err());
-        assert!(Credentials::from_toml("[[credentials]]\nak=\"A\"\nsk=\"\"\ndomain_id=\"d\"\nproject_id=\"p\"\nx=1").is_err());
+        assert!(
+            Credentials::from_toml("[[credentials]]\nak = \"A\"\nsk = \"S\"\ndomain_id = \"d\"\n")
+                .is_err()
+        );
+        assert!(
+            Credentials::from_toml(
+                "[[credentials]]\nak=\"A\"\nsk=\"\"\ndomain_id=\"d\"\nproject_id=\"p\"\nx=1"
+            )
+            .is_err()
+        );
         let dup = "[[credentials]]\nak=\"A\"\nsk=\"S\"\ndomain_id=\"d\"\nproject_id=\"p\"\n";
         assert!(Credentials::from_toml(&format!("{dup}{dup}")).is_err());
     }

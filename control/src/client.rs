@@ -38,8 +38,11 @@ pub struct Client {
 /// Percent-encode one path segment the way the SDK does (`quote(v, safe='')`: only
 /// `A-Z a-z 0-9 - . _ ~` stay bare).
 pub fn segment(s: &str) -> String {
-    const SEGMENT: &percent_encoding::AsciiSet =
-        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
     percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
 }
 
@@ -47,13 +50,23 @@ impl Client {
     /// A client for `endpoint` (`http://host:port`) signing with `ak`/`sk` for `project_id`.
     pub fn new(endpoint: &str, ak: &str, sk: &str, project_id: &str) -> Self {
         let base = endpoint.trim_end_matches('/').to_string();
-        let host = base.split_once("://").map_or(base.as_str(), |(_, h)| h).to_string();
+        let host = base
+            .split_once("://")
+            .map_or(base.as_str(), |(_, h)| h)
+            .to_string();
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(std::time::Duration::from_secs(60)))
             .build()
             .into();
-        Self { base, host, ak: ak.into(), sk: sk.into(), project_id: project_id.into(), agent }
+        Self {
+            base,
+            host,
+            ak: ak.into(),
+            sk: sk.into(),
+            project_id: project_id.into(),
+            agent,
+        }
     }
 
     /// The project id.
@@ -71,17 +84,48 @@ impl Client {
     ///
     /// # Errors
     /// [`ClientError::Transport`] if nothing came back.
-    pub fn raw(&self, method: &str, path: &str, query: &[(&str, String)], body: Option<&Value>) -> Result<(u16, Value), ClientError> {
+    pub fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<(u16, Value), ClientError> {
         let query = auth::query_string(query);
         let body_bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
-        let content_type = if body.is_some() { "application/json;charset=utf-8" } else { "application/json" };
+        let content_type = if body.is_some() {
+            "application/json;charset=utf-8"
+        } else {
+            "application/json"
+        };
         let date = auth::sdk_date(chrono::Utc::now());
-        let headers = [("content-type", content_type), ("host", self.host.as_str()), ("x-project-id", self.project_id.as_str()), ("x-sdk-date", date.as_str())];
-        let lookup = |name: &str| headers.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_string());
-        let req = SignedRequest { method, path, query: &query, header: &lookup, body: &body_bytes };
+        let headers = [
+            ("content-type", content_type),
+            ("host", self.host.as_str()),
+            ("x-project-id", self.project_id.as_str()),
+            ("x-sdk-date", date.as_str()),
+        ];
+        let lookup = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_string())
+        };
+        let req = SignedRequest {
+            method,
+            path,
+            query: &query,
+            header: &lookup,
+            body: &body_bytes,
+        };
         let signed: Vec<&str> = headers.iter().map(|(k, _)| *k).collect();
-        let authorization = auth::authorization(&req, &signed, &self.ak, &self.sk).map_err(|e| ClientError::Transport(e.to_string()))?;
-        let url = if query.is_empty() { format!("{}{path}", self.base) } else { format!("{}{path}?{query}", self.base) };
+        let authorization = auth::authorization(&req, &signed, &self.ak, &self.sk)
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let url = if query.is_empty() {
+            format!("{}{path}", self.base)
+        } else {
+            format!("{}{path}?{query}", self.base)
+        };
         let t = |e: ureq::Error| ClientError::Transport(format!("{e} ({url})"));
         macro_rules! headers {
             ($b:expr) => {
@@ -94,13 +138,25 @@ impl Client {
         let resp = match method {
             "GET" => headers!(self.agent.get(&url)).call().map_err(t)?,
             "DELETE" => headers!(self.agent.delete(&url)).call().map_err(t)?,
-            "POST" => headers!(self.agent.post(&url)).send(&body_bytes[..]).map_err(t)?,
-            "PUT" => headers!(self.agent.put(&url)).send(&body_bytes[..]).map_err(t)?,
-            other => return Err(ClientError::Transport(format!("unsupported method {other}"))),
+            "POST" => headers!(self.agent.post(&url))
+                .send(&body_bytes[..])
+                .map_err(t)?,
+            "PUT" => headers!(self.agent.put(&url))
+                .send(&body_bytes[..])
+                .map_err(t)?,
+            other => {
+                return Err(ClientError::Transport(format!(
+                    "unsupported method {other}"
+                )));
+            }
         };
         let status = resp.status().as_u16();
         let text = resp.into_body().read_to_string().map_err(t)?;
-        let json = if text.trim().is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let json = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         Ok((status, json))
     }
 
@@ -108,13 +164,21 @@ impl Client {
     ///
     /// # Errors
     /// [`ClientError`].
-    pub fn call(&self, method: &str, path: &str, query: &[(&str, String)], body: Option<&Value>) -> Result<Value, ClientError> {
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<Value, ClientError> {
         let (status, json) = self.raw(method, path, query, body)?;
         if status >= 400 {
             return Err(ClientError::Api {
                 status,
                 code: json["error_code"].as_str().unwrap_or("").to_string(),
-                msg: json["error_msg"].as_str().map_or_else(|| json.to_string(), str::to_string),
+                msg: json["error_msg"]
+                    .as_str()
+                    .map_or_else(|| json.to_string(), str::to_string),
             });
         }
         Ok(json)

@@ -63,11 +63,16 @@ pub fn endpoint(m: &Model, att: &Attachments, ep: &Endpoint) -> Compiled {
         return Compiled::default();
     };
     let key = (vpc, ep.ip.to_bits());
-    let inactive = Compiled { accepted: Vec::new(), address: Some((key, EndpointState::Inactive)) };
+    let inactive = Compiled {
+        accepted: Vec::new(),
+        address: Some((key, EndpointState::Inactive)),
+    };
     if ep.status != ConnectionStatus::Accepted || ep.frozen {
         return inactive;
     }
-    let Some(svc) = m.services.get(&ep.service_id) else { return inactive };
+    let Some(svc) = m.services.get(&ep.service_id) else {
+        return inactive;
+    };
     if svc.status != ServiceStatus::Available {
         return inactive;
     }
@@ -90,10 +95,16 @@ pub fn endpoint(m: &Model, att: &Attachments, ep: &Endpoint) -> Compiled {
                 service_port: p.server_port,
                 whitelist: whitelist.clone(),
             };
-            (AcceptedKey::new(vpc, ep.ip, p.protocol.number(), p.client_port), target)
+            (
+                AcceptedKey::new(vpc, ep.ip, p.protocol.number(), p.client_port),
+                target,
+            )
         })
         .collect();
-    Compiled { accepted, address: Some((key, EndpointState::Accepted)) }
+    Compiled {
+        accepted,
+        address: Some((key, EndpointState::Accepted)),
+    }
 }
 
 /// Attachments on which the daemon owns the SNAT range: those carrying a VPC that holds an
@@ -105,4 +116,3 @@ pub fn snat_vpcs(m: &Model, att: &Attachments) -> Vec<VpcId> {
         .filter_map(|s| att.get(&s.vpc_id))
         .collect()
 }
-

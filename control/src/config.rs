@@ -158,8 +158,10 @@ impl DaemonConfig {
     /// # Errors
     /// [`ConfigError`].
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
         Self::from_toml(&text)
     }
 
@@ -202,12 +204,16 @@ impl DaemonConfig {
     /// # Errors
     /// [`ConfigError::Invalid`] if it does not parse or is smaller than 4 addresses.
     pub fn snat(&self) -> Result<Ipv4Cidr, ConfigError> {
-        let c: Ipv4Cidr = self
-            .snat_range
-            .parse()
-            .map_err(|_| ConfigError::Invalid(format!("snat_range {:?} is not an IPv4 CIDR", self.snat_range)))?;
+        let c: Ipv4Cidr = self.snat_range.parse().map_err(|_| {
+            ConfigError::Invalid(format!(
+                "snat_range {:?} is not an IPv4 CIDR",
+                self.snat_range
+            ))
+        })?;
         if c.prefix() > 30 {
-            return Err(ConfigError::Invalid("snat_range must be a /30 or larger".into()));
+            return Err(ConfigError::Invalid(
+                "snat_range must be a /30 or larger".into(),
+            ));
         }
         Ok(c)
     }
@@ -238,7 +244,10 @@ mod tests {
         let d = DaemonConfig::default();
         assert_eq!(d.api_listen.port(), 9797);
         assert_eq!(d.snat().unwrap().prefix(), 17);
-        assert!(DaemonConfig::from_toml("nonsense = 1").is_err(), "unknown keys are refused");
+        assert!(
+            DaemonConfig::from_toml("nonsense = 1").is_err(),
+            "unknown keys are refused"
+        );
         assert!(DaemonConfig::from_toml("snat_range = \"10.0.0.0/31\"").is_err());
         assert!(DaemonConfig::from_toml("workers = 0").is_err());
         assert!(DaemonConfig::from_toml("[conntrack]\ncapacity = 5\nbogus = 1").is_err());

@@ -130,7 +130,11 @@ struct AdminState {
 /// generation each worker has loaded, so a caller can wait for "my change is live".
 fn status_json(s: &AdminState) -> serde_json::Value {
     let published = s.push.published_generation.load(Ordering::Acquire);
-    let workers: Vec<u64> = s.workers.iter().map(|w| w.generation.load(Ordering::Relaxed)).collect();
+    let workers: Vec<u64> = s
+        .workers
+        .iter()
+        .map(|w| w.generation.load(Ordering::Relaxed))
+        .collect();
     json!({
         "revision": s.registry.revision(),
         "applied_revision": s.push.applied_revision.load(Ordering::Acquire),
@@ -146,18 +150,25 @@ fn status_json(s: &AdminState) -> serde_json::Value {
 fn admin_router(state: AdminState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/status", get(|State(s): State<AdminState>| async move { axum::Json(status_json(&s)) }))
+        .route(
+            "/status",
+            get(|State(s): State<AdminState>| async move { axum::Json(status_json(&s)) }),
+        )
         .route(
             "/metrics",
             get(|State(s): State<AdminState>| async move {
                 let total = dataplane::stats::sum(s.workers.iter().map(|w| w.as_ref()));
                 dataplane::stats::export(&total);
-                metrics::gauge!("vpcep_conntrack_flows").set(s.conntrack.as_ref().map_or(0, |c| c.len()) as f64);
+                metrics::gauge!("vpcep_conntrack_flows")
+                    .set(s.conntrack.as_ref().map_or(0, |c| c.len()) as f64);
                 metrics::gauge!("vpcep_store_revision").set(s.registry.revision() as f64);
                 metrics::gauge!("vpcep_published_generation")
                     .set(s.push.published_generation.load(Ordering::Relaxed) as f64);
                 (
-                    [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4",
+                    )],
                     prometheus().render(),
                 )
                     .into_response()
@@ -167,7 +178,9 @@ fn admin_router(state: AdminState) -> Router {
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, DaemonError> {
-    TcpListener::bind(addr).await.map_err(|source| DaemonError::Bind { addr, source })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| DaemonError::Bind { addr, source })
 }
 
 /// The dataplane of this node: its workers and their shared tables.
@@ -182,7 +195,9 @@ pub struct Dataplane {
 
 impl core::fmt::Debug for Dataplane {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Dataplane").field("workers", &self.counters.len()).finish_non_exhaustive()
+        f.debug_struct("Dataplane")
+            .field("workers", &self.counters.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -195,20 +210,33 @@ impl core::fmt::Debug for Dataplane {
 pub async fn start_with(
     cfg: &DaemonConfig,
     credentials: Credentials,
-    start_workers: impl FnOnce(&DaemonConfig, &TablePublisher, Arc<AtomicBool>) -> Result<Dataplane, DaemonError>,
+    start_workers: impl FnOnce(
+        &DaemonConfig,
+        &TablePublisher,
+        Arc<AtomicBool>,
+    ) -> Result<Dataplane, DaemonError>,
 ) -> Result<Running, DaemonError> {
     cfg.validate()?;
     let _ = prometheus();
-    std::fs::create_dir_all(&cfg.data_dir)
-        .map_err(|source| DaemonError::DataDir { path: cfg.data_dir.display().to_string(), source })?;
-    let store = RedbStore::open(&cfg.data_dir.join("state.redb")).map_err(|e| DaemonError::Store(e.to_string()))?;
-    let registry =
-        Arc::new(Registry::open(Arc::new(store), &cfg.region, cfg.quotas).map_err(|e| DaemonError::Store(e.to_string()))?);
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|source| DaemonError::DataDir {
+        path: cfg.data_dir.display().to_string(),
+        source,
+    })?;
+    let store = RedbStore::open(&cfg.data_dir.join("state.redb"))
+        .map_err(|e| DaemonError::Store(e.to_string()))?;
+    let registry = Arc::new(
+        Registry::open(Arc::new(store), &cfg.region, cfg.quotas)
+            .map_err(|e| DaemonError::Store(e.to_string()))?,
+    );
     let snat = cfg.snat()?;
     let publisher = TablePublisher::new(Tables::new(snat));
     let worker_stop = Arc::new(AtomicBool::new(false));
     let dp = if cfg.attachments.is_empty() {
-        Dataplane { counters: Vec::new(), conntrack: None, threads: Vec::new() }
+        Dataplane {
+            counters: Vec::new(),
+            conntrack: None,
+            threads: Vec::new(),
+        }
     } else {
         start_workers(cfg, &publisher, Arc::clone(&worker_stop))?
     };
@@ -228,8 +256,18 @@ pub async fn start_with(
 
     let api_listener = bind(cfg.api_listen).await?;
     let admin_listener = bind(cfg.admin_listen).await?;
-    let api_addr = api_listener.local_addr().map_err(|source| DaemonError::Bind { addr: cfg.api_listen, source })?;
-    let admin_addr = admin_listener.local_addr().map_err(|source| DaemonError::Bind { addr: cfg.admin_listen, source })?;
+    let api_addr = api_listener
+        .local_addr()
+        .map_err(|source| DaemonError::Bind {
+            addr: cfg.api_listen,
+            source,
+        })?;
+    let admin_addr = admin_listener
+        .local_addr()
+        .map_err(|source| DaemonError::Bind {
+            addr: cfg.admin_listen,
+            source,
+        })?;
     let (stop, stop_rx) = watch::channel(false);
     let api_state = ApiState {
         registry: Arc::clone(&registry),
@@ -243,7 +281,10 @@ pub async fn start_with(
         conntrack: dp.conntrack,
     };
     let mut tasks = Vec::new();
-    for (listener, router) in [(api_listener, api::router(api_state)), (admin_listener, admin_router(admin_state))] {
+    for (listener, router) in [
+        (api_listener, api::router(api_state)),
+        (admin_listener, admin_router(admin_state)),
+    ] {
         let mut rx = stop_rx.clone();
         tasks.push(tokio::spawn(async move {
             let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
@@ -274,5 +315,15 @@ pub async fn start_with(
         }
     }));
     tracing::info!(%api_addr, %admin_addr, attachments = cfg.attachments.len(), "vpcepd started");
-    Ok(Running { api_addr, admin_addr, registry, push, workers, stop, worker_stop, tasks, threads })
+    Ok(Running {
+        api_addr,
+        admin_addr,
+        registry,
+        push,
+        workers,
+        stop,
+        worker_stop,
+        tasks,
+        threads,
+    })
 }

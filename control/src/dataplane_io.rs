@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use dataplane::TablePublisher;
 
 use crate::config::DaemonConfig;
-use crate::daemon::{Dataplane, DaemonError};
+use crate::daemon::{DaemonError, Dataplane};
 
 /// Start workers on every attachment of `cfg`.
 ///
@@ -19,6 +19,13 @@ pub fn start_workers(
     _publisher: &TablePublisher,
     _stop: Arc<AtomicBool>,
 ) -> Result<Dataplane, DaemonError> {
-    let first = cfg.attachments.first().map(|a| a.interface.clone()).unwrap_or_default();
-    Err(DaemonError::Attachment { interface: first, reason: "this build has no packet I/O backend yet".into() })
+    let first = cfg
+        .attachments
+        .first()
+        .map(|a| a.interface.clone())
+        .unwrap_or_default();
+    Err(DaemonError::Attachment {
+        interface: first,
+        reason: "this build has no packet I/O backend yet".into(),
+    })
 }

@@ -28,7 +28,9 @@ struct Cli {
 fn init_logs(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
@@ -44,7 +46,10 @@ fn load(path: Option<&PathBuf>) -> anyhow::Result<(DaemonConfig, Credentials)> {
     let creds = Credentials::load(&cfg.credentials)
         .with_context(|| format!("credentials file {}", cfg.credentials.display()))?;
     if creds.is_empty() {
-        anyhow::bail!("credentials file {} holds no key pairs", cfg.credentials.display());
+        anyhow::bail!(
+            "credentials file {} holds no key pairs",
+            cfg.credentials.display()
+        );
     }
     Ok((cfg, creds))
 }
@@ -82,7 +87,10 @@ fn main() -> ExitCode {
 
 fn run(cli: &Cli) -> anyhow::Result<()> {
     let (cfg, creds) = load(cli.config.as_ref())?;
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let running = daemon::start_with(&cfg, creds, control::dataplane_io::start_workers)
             .await

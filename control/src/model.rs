@@ -233,7 +233,9 @@ impl Permission {
     pub fn admits(&self, domain_id: &str) -> bool {
         match self.permission.as_str() {
             "*" | "iam:domain::*" => true,
-            p => p.strip_prefix("iam:domain::").is_some_and(|d| d == domain_id),
+            p => p
+                .strip_prefix("iam:domain::")
+                .is_some_and(|d| d == domain_id),
         }
     }
 }

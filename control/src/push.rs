@@ -45,8 +45,19 @@ pub struct Pusher {
 
 impl Pusher {
     /// A pusher publishing through `publisher`.
-    pub fn new(publisher: TablePublisher, attachments: Attachments, snat: Ipv4Cidr, status: Arc<PushStatus>) -> Self {
-        Self { publisher, attachments, snat, contributed: HashMap::new(), status }
+    pub fn new(
+        publisher: TablePublisher,
+        attachments: Attachments,
+        snat: Ipv4Cidr,
+        status: Arc<PushStatus>,
+    ) -> Self {
+        Self {
+            publisher,
+            attachments,
+            snat,
+            contributed: HashMap::new(),
+            status,
+        }
     }
 
     /// Apply one (coalesced) note: compile, publish, record. Returns the generation.
@@ -78,7 +89,8 @@ impl Pusher {
                 if let Some((k, s)) = c.address {
                     addresses.push(Change::Put(k, s));
                 }
-                self.contributed.insert(id.clone(), (keys, c.address.map(|(k, _)| k)));
+                self.contributed
+                    .insert(id.clone(), (keys, c.address.map(|(k, _)| k)));
             }
         }
         let next = base
@@ -88,13 +100,26 @@ impl Pusher {
         drop(m);
         let (entries, addrs) = (next.accepted().len() as u64, next.endpoint_count() as u64);
         let generation = self.publisher.publish(next);
-        self.status.accepted_entries.store(entries, Ordering::Relaxed);
-        self.status.endpoint_addresses.store(addrs, Ordering::Relaxed);
-        self.status.applied_revision.store(revision, Ordering::Release);
-        self.status.published_generation.store(generation, Ordering::Release);
+        self.status
+            .accepted_entries
+            .store(entries, Ordering::Relaxed);
+        self.status
+            .endpoint_addresses
+            .store(addrs, Ordering::Relaxed);
+        self.status
+            .applied_revision
+            .store(revision, Ordering::Release);
+        self.status
+            .published_generation
+            .store(generation, Ordering::Release);
         metrics::histogram!("vpcep_push_seconds").record(started.elapsed().as_secs_f64());
         metrics::counter!("vpcep_push_generations_total").increment(1);
-        tracing::debug!(generation, revision, endpoints = ids.len(), "tables published");
+        tracing::debug!(
+            generation,
+            revision,
+            endpoints = ids.len(),
+            "tables published"
+        );
         generation
     }
 
@@ -115,7 +140,11 @@ impl Pusher {
                     Touched::Endpoints(v) => ids.extend(v),
                 }
             }
-            let touched = if all { Touched::All } else { Touched::Endpoints(ids.into_iter().collect()) };
+            let touched = if all {
+                Touched::All
+            } else {
+                Touched::Endpoints(ids.into_iter().collect())
+            };
             self.apply(&registry, &touched, revision);
         }
     }

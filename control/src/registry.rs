@@ -56,7 +56,10 @@ fn default_endpoint_quota() -> usize {
 
 impl Default for Quotas {
     fn default() -> Self {
-        Self { endpoint_service: default_service_quota(), endpoint: default_endpoint_quota() }
+        Self {
+            endpoint_service: default_service_quota(),
+            endpoint: default_endpoint_quota(),
+        }
     }
 }
 
@@ -160,7 +163,10 @@ impl Model {
             }
             Record::Port(p) => {
                 if let Ok(ip) = p.ip.parse::<Ipv4Addr>() {
-                    self.used_ips.entry(p.subnet_id.clone()).or_default().insert(ip.to_bits());
+                    self.used_ips
+                        .entry(p.subnet_id.clone())
+                        .or_default()
+                        .insert(ip.to_bits());
                 }
                 self.ports.insert(p.id.clone(), p);
             }
@@ -168,12 +174,21 @@ impl Model {
                 self.services.insert(s.id.clone(), s);
             }
             Record::Permission(p) => {
-                self.permissions_by_service.entry(p.service_id.clone()).or_default().insert(p.id.clone());
+                self.permissions_by_service
+                    .entry(p.service_id.clone())
+                    .or_default()
+                    .insert(p.id.clone());
                 self.permissions.insert(p.id.clone(), p);
             }
             Record::Endpoint(e) => {
-                self.endpoints_by_service.entry(e.service_id.clone()).or_default().insert(e.id.clone());
-                self.used_ips.entry(e.subnet_id.clone()).or_default().insert(e.ip.to_bits());
+                self.endpoints_by_service
+                    .entry(e.service_id.clone())
+                    .or_default()
+                    .insert(e.id.clone());
+                self.used_ips
+                    .entry(e.subnet_id.clone())
+                    .or_default()
+                    .insert(e.ip.to_bits());
                 self.markers.insert(e.marker_id);
                 self.endpoints.insert(e.id.clone(), e);
             }
@@ -181,7 +196,9 @@ impl Model {
     }
 
     fn remove(&mut self, key: &str) {
-        let Some((kind, id)) = key.split_once('/') else { return };
+        let Some((kind, id)) = key.split_once('/') else {
+            return;
+        };
         match kind {
             "vpc" => {
                 self.vpcs.remove(id);
@@ -265,7 +282,9 @@ pub struct Registry {
 
 impl core::fmt::Debug for Registry {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Registry").field("region", &self.region).finish_non_exhaustive()
+        f.debug_struct("Registry")
+            .field("region", &self.region)
+            .finish_non_exhaustive()
     }
 }
 
@@ -300,14 +319,19 @@ fn require<T>(v: Option<T>, field: &str) -> Result<T, ApiError> {
 
 fn check_description(d: &str) -> Result<(), ApiError> {
     if d.chars().count() > 128 || d.contains(['<', '>']) {
-        return Err(ApiError::param("description: at most 128 characters, without < or >"));
+        return Err(ApiError::param(
+            "description: at most 128 characters, without < or >",
+        ));
     }
     Ok(())
 }
 
 fn check_tags(tags: &[Tag]) -> Result<(), ApiError> {
     if tags.len() > MAX_TAGS {
-        return Err(ApiError::new("EndPoint.3069", "The maximum number of tags has been reached."));
+        return Err(ApiError::new(
+            "EndPoint.3069",
+            "The maximum number of tags has been reached.",
+        ));
     }
     let mut keys = HashSet::new();
     for t in tags {
@@ -315,10 +339,16 @@ fn check_tags(tags: &[Tag]) -> Result<(), ApiError> {
             return Err(ApiError::new("EndPoint.3066", "The tag cannot be empty."));
         }
         if t.key.chars().count() > 128 || t.value.chars().count() > 255 {
-            return Err(ApiError::new("EndPoint.3068", "Tag keys and values should meet relevant requirements."));
+            return Err(ApiError::new(
+                "EndPoint.3068",
+                "Tag keys and values should meet relevant requirements.",
+            ));
         }
         if !keys.insert(&t.key) {
-            return Err(ApiError::new("EndPoint.3067", "The tag key cannot be duplicated."));
+            return Err(ApiError::new(
+                "EndPoint.3067",
+                "The tag key cannot be duplicated.",
+            ));
         }
     }
     Ok(())
@@ -327,27 +357,36 @@ fn check_tags(tags: &[Tag]) -> Result<(), ApiError> {
 fn check_service_name(name: &str) -> Result<(), ApiError> {
     let ok = !name.is_empty()
         && name.len() <= 16
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if ok {
         Ok(())
     } else {
-        Err(ApiError::new("EndPoint.1003", "Invalid service name: 1 to 16 characters of A-Z a-z 0-9 _ -."))
+        Err(ApiError::new(
+            "EndPoint.1003",
+            "Invalid service name: 1 to 16 characters of A-Z a-z 0-9 _ -.",
+        ))
     }
 }
 
 fn check_tcp_proxy(v: &str) -> Result<(), ApiError> {
     match v {
         "close" | "toa_open" | "proxy_open" | "open" => Ok(()),
-        _ => Err(ApiError::param("tcp_proxy must be close, toa_open, proxy_open or open")),
+        _ => Err(ApiError::param(
+            "tcp_proxy must be close, toa_open, proxy_open or open",
+        )),
     }
 }
 
 fn port_number(v: Option<i64>, which: &str) -> Result<u16, ApiError> {
     let v = v.ok_or_else(|| ApiError::new("EndPoint.3043", format!("{which} is required")))?;
-    u16::try_from(v)
-        .ok()
-        .filter(|p| *p >= 1)
-        .ok_or_else(|| ApiError::new("EndPoint.3043", format!("The service port is invalid: {which} {v} is not in 1..65535.")))
+    u16::try_from(v).ok().filter(|p| *p >= 1).ok_or_else(|| {
+        ApiError::new(
+            "EndPoint.3043",
+            format!("The service port is invalid: {which} {v} is not in 1..65535."),
+        )
+    })
 }
 
 fn parse_ports(ports: &[PortBody]) -> Result<Vec<PortMapping>, ApiError> {
@@ -355,7 +394,10 @@ fn parse_ports(ports: &[PortBody]) -> Result<Vec<PortMapping>, ApiError> {
         return Err(ApiError::param("ports must hold at least one mapping"));
     }
     if ports.len() > MAX_PORTS {
-        return Err(ApiError::new("EndPoint.3074", format!("The maximum of ports has been reached: at most {MAX_PORTS} per request.")));
+        return Err(ApiError::new(
+            "EndPoint.3074",
+            format!("The maximum of ports has been reached: at most {MAX_PORTS} per request."),
+        ));
     }
     let mut out = Vec::with_capacity(ports.len());
     let mut clients = HashSet::new();
@@ -364,18 +406,29 @@ fn parse_ports(ports: &[PortBody]) -> Result<Vec<PortMapping>, ApiError> {
         let protocol = match p.protocol.as_deref().unwrap_or("TCP") {
             "TCP" => Protocol::Tcp,
             "UDP" => Protocol::Udp,
-            other => return Err(ApiError::new("EndPoint.3075", format!("The protocol is invalid: {other:?} (TCP or UDP)."))),
+            other => {
+                return Err(ApiError::new(
+                    "EndPoint.3075",
+                    format!("The protocol is invalid: {other:?} (TCP or UDP)."),
+                ));
+            }
         };
         let m = PortMapping {
             protocol,
             client_port: port_number(p.client_port, "client_port")?,
             server_port: port_number(p.server_port, "server_port")?,
         };
-        if !clients.insert((protocol, m.client_port)) || !servers.insert((protocol, m.server_port)) {
-            return Err(ApiError::new("EndPoint.3044", format!(
-                "The parameter ports conflicted: {} client port {} or server port {} appears twice.",
-                protocol.as_str(), m.client_port, m.server_port
-            )));
+        if !clients.insert((protocol, m.client_port)) || !servers.insert((protocol, m.server_port))
+        {
+            return Err(ApiError::new(
+                "EndPoint.3044",
+                format!(
+                    "The parameter ports conflicted: {} client port {} or server port {} appears twice.",
+                    protocol.as_str(),
+                    m.client_port,
+                    m.server_port
+                ),
+            ));
         }
         out.push(m);
     }
@@ -384,13 +437,19 @@ fn parse_ports(ports: &[PortBody]) -> Result<Vec<PortMapping>, ApiError> {
 
 fn parse_whitelist(list: &[String]) -> Result<Vec<String>, ApiError> {
     if list.len() > MAX_WHITELIST {
-        return Err(ApiError::new("EndPoint.2045", "The maximum number of whitelist records has been reached."));
+        return Err(ApiError::new(
+            "EndPoint.2045",
+            "The maximum number of whitelist records has been reached.",
+        ));
     }
     list.iter()
         .map(|s| {
-            s.parse::<Ipv4Cidr>()
-                .map(|_| s.clone())
-                .map_err(|_| ApiError::new("EndPoint.2044", format!("Invalid whitelist entry {s:?}: an IPv4 address or CIDR.")))
+            s.parse::<Ipv4Cidr>().map(|_| s.clone()).map_err(|_| {
+                ApiError::new(
+                    "EndPoint.2044",
+                    format!("Invalid whitelist entry {s:?}: an IPv4 address or CIDR."),
+                )
+            })
         })
         .collect()
 }
@@ -403,17 +462,23 @@ fn parse_permission(p: &str, permission_type: &str) -> Result<(), ApiError> {
                 return Ok(());
             }
             let id = p.strip_prefix("iam:domain::").ok_or_else(bad)?;
-            let ok = !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'*');
+            let ok = !id.is_empty()
+                && id.len() <= 64
+                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'*');
             if ok { Ok(()) } else { Err(bad()) }
         }
         "orgPath" => {
             let path = p.strip_prefix("organizations:orgPath::").ok_or_else(bad)?;
             let ok = !path.is_empty()
                 && path.len() <= 1024
-                && path.bytes().all(|b| b.is_ascii_alphanumeric() || b"/*?-".contains(&b));
+                && path
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"/*?-".contains(&b));
             if ok { Ok(()) } else { Err(bad()) }
         }
-        _ => Err(ApiError::param("permission_type must be domainId or orgPath")),
+        _ => Err(ApiError::param(
+            "permission_type must be domainId or orgPath",
+        )),
     }
 }
 
@@ -435,40 +500,82 @@ impl Page {
     ///
     /// # Errors
     /// EndPoint.0006, 0010, 0017 or 0018.
-    pub fn from_params(params: &HashMap<String, String>, max_limit: usize) -> Result<Self, ApiError> {
+    pub fn from_params(
+        params: &HashMap<String, String>,
+        max_limit: usize,
+    ) -> Result<Self, ApiError> {
         let limit = match params.get("limit") {
             None => 10,
-            Some(v) => v.parse::<usize>().ok().filter(|l| *l <= max_limit).ok_or_else(|| {
-                ApiError::new("EndPoint.0006", format!("Invalid limit {v:?}: 0 to {max_limit}."))
-            })?,
+            Some(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|l| *l <= max_limit)
+                .ok_or_else(|| {
+                    ApiError::new(
+                        "EndPoint.0006",
+                        format!("Invalid limit {v:?}: 0 to {max_limit}."),
+                    )
+                })?,
         };
         let offset = match params.get("offset") {
             None => 0,
-            Some(v) => v.parse::<usize>().map_err(|_| ApiError::new("EndPoint.0010", format!("Invalid offset {v:?}.")))?,
+            Some(v) => v
+                .parse::<usize>()
+                .map_err(|_| ApiError::new("EndPoint.0010", format!("Invalid offset {v:?}.")))?,
         };
         let by_update = match params.get("sort_key").map(String::as_str) {
             None | Some("create_at") => false,
             Some("update_at") => true,
-            Some(v) => return Err(ApiError::new("EndPoint.0017", format!("Invalid sort_key {v:?}: create_at or update_at."))),
+            Some(v) => {
+                return Err(ApiError::new(
+                    "EndPoint.0017",
+                    format!("Invalid sort_key {v:?}: create_at or update_at."),
+                ));
+            }
         };
         let ascending = match params.get("sort_dir").map(String::as_str) {
             None | Some("desc") => false,
             Some("asc") => true,
-            Some(v) => return Err(ApiError::new("EndPoint.0018", format!("Invalid sort_dir {v:?}: asc or desc."))),
+            Some(v) => {
+                return Err(ApiError::new(
+                    "EndPoint.0018",
+                    format!("Invalid sort_dir {v:?}: asc or desc."),
+                ));
+            }
         };
-        Ok(Self { limit, offset, by_update, ascending })
+        Ok(Self {
+            limit,
+            offset,
+            by_update,
+            ascending,
+        })
     }
 
     /// Sort `items` by (time, id) and cut the page; returns the page and the total count.
-    pub fn apply<T>(&self, mut items: Vec<T>, key: impl Fn(&T) -> (i64, i64, String)) -> (Vec<T>, usize) {
+    pub fn apply<T>(
+        &self,
+        mut items: Vec<T>,
+        key: impl Fn(&T) -> (i64, i64, String),
+    ) -> (Vec<T>, usize) {
         let total = items.len();
         items.sort_by(|a, b| {
             let (ca, ua, ia) = key(a);
             let (cb, ub, ib) = key(b);
-            let ord = if self.by_update { (ua, ia).cmp(&(ub, ib)) } else { (ca, ia).cmp(&(cb, ib)) };
+            let ord = if self.by_update {
+                (ua, ia).cmp(&(ub, ib))
+            } else {
+                (ca, ia).cmp(&(cb, ib))
+            };
             if self.ascending { ord } else { ord.reverse() }
         });
-        (items.into_iter().skip(self.offset).take(self.limit).collect(), total)
+        (
+            items
+                .into_iter()
+                .skip(self.offset)
+                .take(self.limit)
+                .collect(),
+            total,
+        )
     }
 }
 
@@ -485,7 +592,10 @@ impl Registry {
         let mut model = Model::default();
         for (key, value) in snap.entries {
             let record: Record =
-                serde_json::from_slice(&value).map_err(|source| LoadError::Decode { key: key.clone(), source })?;
+                serde_json::from_slice(&value).map_err(|source| LoadError::Decode {
+                    key: key.clone(),
+                    source,
+                })?;
             model.insert(record);
         }
         Ok(Self {
@@ -502,14 +612,23 @@ impl Registry {
     /// Subscribe to change notes (the pusher does). The first note it sees is `All`.
     pub fn subscribe(&self) -> std::sync::mpsc::Receiver<ChangeNote> {
         let (tx, rx) = std::sync::mpsc::channel();
-        let _ = tx.send(ChangeNote { touched: Touched::All, revision: self.revision() });
-        self.notes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(tx);
+        let _ = tx.send(ChangeNote {
+            touched: Touched::All,
+            revision: self.revision(),
+        });
+        self.notes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(tx);
         rx
     }
 
     /// Drop every subscriber (the pusher then finishes its queue and stops).
     pub fn close_subscribers(&self) {
-        self.notes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+        self.notes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
     }
 
     /// The revision of the last commit.
@@ -529,11 +648,15 @@ impl Registry {
 
     /// A read view of the committed model.
     pub fn read(&self) -> RwLockReadGuard<'_, Model> {
-        self.model.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.model
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn lock_writer(&self) -> MutexGuard<'_, ()> {
-        self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Write `muts` durably, then apply them and notify the pusher. Call with the writer lock.
@@ -543,7 +666,8 @@ impl Registry {
             ops.push(match m {
                 Mutation::Put(r) => Op::Put(
                     r.key(),
-                    serde_json::to_vec(r).map_err(|e| ApiError::system(format!("cannot encode record: {e}")))?,
+                    serde_json::to_vec(r)
+                        .map_err(|e| ApiError::system(format!("cannot encode record: {e}")))?,
                 ),
                 Mutation::Delete(k) => Op::Delete(k.clone()),
             });
@@ -554,7 +678,10 @@ impl Registry {
         })?;
         let mut touched = BTreeSet::new();
         {
-            let mut model = self.model.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut model = self
+                .model
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             for m in &muts {
                 match m {
                     Mutation::Put(Record::Endpoint(e)) => {
@@ -574,8 +701,14 @@ impl Registry {
             }
             self.revision.store(revision, Ordering::Release);
         }
-        let note = ChangeNote { touched: Touched::Endpoints(touched.into_iter().collect()), revision };
-        let mut subs = self.notes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let note = ChangeNote {
+            touched: Touched::Endpoints(touched.into_iter().collect()),
+            revision,
+        };
+        let mut subs = self
+            .notes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         subs.retain(|tx| tx.send(note.clone()).is_ok());
         Ok(revision)
     }
@@ -588,7 +721,9 @@ impl Registry {
     /// EndPoint.0002 for a missing or invalid CIDR.
     pub fn create_vpc(&self, t: &Tenant, body: CreateVpc) -> Written<Vpc> {
         let cidr = require(body.cidr, "cidr")?;
-        let net: Ipv4Cidr = cidr.parse().map_err(|_| ApiError::param(format!("cidr {cidr:?} is not an IPv4 CIDR")))?;
+        let net: Ipv4Cidr = cidr
+            .parse()
+            .map_err(|_| ApiError::param(format!("cidr {cidr:?} is not an IPv4 CIDR")))?;
         let vpc = Vpc {
             id: new_id(),
             project_id: t.project_id.clone(),
@@ -610,17 +745,30 @@ impl Registry {
         let _w = self.lock_writer();
         {
             let m = self.read();
-            m.vpcs.get(id).filter(|v| v.project_id == t.project_id).ok_or_else(|| ApiError::not_found("vpc"))?;
+            m.vpcs
+                .get(id)
+                .filter(|v| v.project_id == t.project_id)
+                .ok_or_else(|| ApiError::not_found("vpc"))?;
             if let Some(s) = m.services.values().find(|s| s.vpc_id == id) {
-                return Err(ApiError::new("EndPoint.0020", format!(
-                    "The VPC holds endpoint service {}; delete the service first.", s.id
-                )));
+                return Err(ApiError::new(
+                    "EndPoint.0020",
+                    format!(
+                        "The VPC holds endpoint service {}; delete the service first.",
+                        s.id
+                    ),
+                ));
             }
             if let Some(e) = m.endpoints.values().find(|e| e.vpc_id == id) {
-                return Err(ApiError::new("EndPoint.0020", format!("The VPC holds endpoint {}; delete it first.", e.id)));
+                return Err(ApiError::new(
+                    "EndPoint.0020",
+                    format!("The VPC holds endpoint {}; delete it first.", e.id),
+                ));
             }
             if let Some(s) = m.subnets.values().find(|s| s.vpc_id == id) {
-                return Err(ApiError::new("EndPoint.0020", format!("The VPC holds subnet {}; delete it first.", s.id)));
+                return Err(ApiError::new(
+                    "EndPoint.0020",
+                    format!("The VPC holds subnet {}; delete it first.", s.id),
+                ));
             }
         }
         self.commit(vec![Mutation::Delete(format!("vpc/{id}"))])?;
@@ -645,21 +793,57 @@ impl Registry {
             .ok_or_else(|| ApiError::new("EndPoint.0020", "Invalid VPC ID."))?;
         let (cidr, gateway) = match version {
             4 => {
-                let net: Ipv4Cidr = cidr.parse().map_err(|_| ApiError::param(format!("cidr {cidr:?} is not IPv4")))?;
-                let outer: Ipv4Cidr = vpc.cidr.parse().map_err(|_| ApiError::system("corrupt VPC cidr"))?;
-                if net.prefix() < outer.prefix() || !outer.contains(net.addr()) || net.prefix() > 30 {
-                    return Err(ApiError::param(format!("subnet {net} must be a /30 or larger block inside the VPC's {outer}")));
+                let net: Ipv4Cidr = cidr
+                    .parse()
+                    .map_err(|_| ApiError::param(format!("cidr {cidr:?} is not IPv4")))?;
+                let outer: Ipv4Cidr = vpc
+                    .cidr
+                    .parse()
+                    .map_err(|_| ApiError::system("corrupt VPC cidr"))?;
+                if net.prefix() < outer.prefix() || !outer.contains(net.addr()) || net.prefix() > 30
+                {
+                    return Err(ApiError::param(format!(
+                        "subnet {net} must be a /30 or larger block inside the VPC's {outer}"
+                    )));
+                }
+                let m = self.read();
+                let clash = m
+                    .subnets
+                    .values()
+                    .filter(|s| s.vpc_id == vpc_id && s.ip_version == 4)
+                    .find(|s| {
+                        s.cidr
+                            .parse::<Ipv4Cidr>()
+                            .is_ok_and(|o| o.contains(net.addr()) || net.contains(o.addr()))
+                    });
+                if let Some(other) = clash {
+                    return Err(ApiError::param(format!(
+                        "subnet {net} overlaps subnet {} ({})",
+                        other.id, other.cidr
+                    )));
                 }
                 let gw = match body.gateway_ip {
-                    Some(g) => g.parse::<Ipv4Addr>().ok().filter(|a| net.contains(*a)).ok_or_else(|| ApiError::param("gateway_ip must be an address of the subnet"))?,
+                    Some(g) => g
+                        .parse::<Ipv4Addr>()
+                        .ok()
+                        .filter(|a| net.contains(*a))
+                        .ok_or_else(|| {
+                            ApiError::param("gateway_ip must be an address of the subnet")
+                        })?,
                     None => Ipv4Addr::from_bits(net.addr().to_bits() + 1),
                 };
                 (net.to_string(), gw.to_string())
             }
             6 => {
-                let (a, p) = cidr.split_once('/').ok_or_else(|| ApiError::param("IPv6 cidr needs a prefix"))?;
+                let (a, p) = cidr
+                    .split_once('/')
+                    .ok_or_else(|| ApiError::param("IPv6 cidr needs a prefix"))?;
                 let _: Ipv6Addr = a.parse().map_err(|_| ApiError::param("bad IPv6 address"))?;
-                let _: u8 = p.parse().ok().filter(|p| *p <= 128).ok_or_else(|| ApiError::param("bad IPv6 prefix"))?;
+                let _: u8 = p
+                    .parse()
+                    .ok()
+                    .filter(|p| *p <= 128)
+                    .ok_or_else(|| ApiError::param("bad IPv6 prefix"))?;
                 (cidr.clone(), body.gateway_ip.unwrap_or_default())
             }
             _ => return Err(ApiError::param("ip_version must be 4 or 6")),
@@ -687,9 +871,17 @@ impl Registry {
         let _w = self.lock_writer();
         {
             let m = self.read();
-            m.subnets.get(id).filter(|s| s.project_id == t.project_id).ok_or_else(|| ApiError::not_found("subnet"))?;
-            if m.ports.values().any(|p| p.subnet_id == id) || m.endpoints.values().any(|e| e.subnet_id == id) {
-                return Err(ApiError::new("EndPoint.0023", "The subnet still holds ports or endpoints."));
+            m.subnets
+                .get(id)
+                .filter(|s| s.project_id == t.project_id)
+                .ok_or_else(|| ApiError::not_found("subnet"))?;
+            if m.ports.values().any(|p| p.subnet_id == id)
+                || m.endpoints.values().any(|e| e.subnet_id == id)
+            {
+                return Err(ApiError::new(
+                    "EndPoint.0023",
+                    "The subnet still holds ports or endpoints.",
+                ));
             }
         }
         self.commit(vec![Mutation::Delete(format!("subnet/{id}"))])?;
@@ -716,7 +908,8 @@ impl Registry {
                 .ok_or_else(|| ApiError::new("EndPoint.0023", "Invalid subnet_id."))?;
             let ip = if subnet.ip_version == 6 {
                 let ip = require(body.ip, "ip (IPv6 subnets have no automatic addresses)")?;
-                ip.parse::<Ipv6Addr>().map_err(|_| ApiError::new("EndPoint.2041", "Invalid Port IP address."))?;
+                ip.parse::<Ipv6Addr>()
+                    .map_err(|_| ApiError::new("EndPoint.2041", "Invalid Port IP address."))?;
                 ip
             } else {
                 self.pick_ip(&m, &subnet, body.ip.as_deref())?.to_string()
@@ -749,8 +942,15 @@ impl Registry {
         let mut suspended = Vec::new();
         {
             let m = self.read();
-            m.ports.get(id).filter(|p| p.project_id == t.project_id).ok_or_else(|| ApiError::not_found("port"))?;
-            for s in m.services.values().filter(|s| s.port_id.as_deref() == Some(id)) {
+            m.ports
+                .get(id)
+                .filter(|p| p.project_id == t.project_id)
+                .ok_or_else(|| ApiError::not_found("port"))?;
+            for s in m
+                .services
+                .values()
+                .filter(|s| s.port_id.as_deref() == Some(id))
+            {
                 let mut s = s.clone();
                 s.port_id = None;
                 s.status = ServiceStatus::Suspended;
@@ -765,27 +965,52 @@ impl Registry {
 
     /// An address for a new endpoint or port: `wanted` if free and valid, else the first
     /// free host of the subnet (never the network, gateway or broadcast address).
-    fn pick_ip(&self, m: &Model, subnet: &Subnet, wanted: Option<&str>) -> Result<Ipv4Addr, ApiError> {
-        let net: Ipv4Cidr = subnet.cidr.parse().map_err(|_| ApiError::new("EndPoint.0023", "The subnet is not IPv4."))?;
-        let gateway = subnet.gateway_ip.parse::<Ipv4Addr>().ok().map(Ipv4Addr::to_bits);
+    fn pick_ip(
+        &self,
+        m: &Model,
+        subnet: &Subnet,
+        wanted: Option<&str>,
+    ) -> Result<Ipv4Addr, ApiError> {
+        let net: Ipv4Cidr = subnet
+            .cidr
+            .parse()
+            .map_err(|_| ApiError::new("EndPoint.0023", "The subnet is not IPv4."))?;
+        let gateway = subnet
+            .gateway_ip
+            .parse::<Ipv4Addr>()
+            .ok()
+            .map(Ipv4Addr::to_bits);
         let first = net.addr().to_bits();
         let last = u32::try_from(u64::from(first) + net.size() - 1).unwrap_or(u32::MAX);
         let used = m.used_ips.get(&subnet.id);
         let reserved = |ip: u32| ip == first || ip == last || Some(ip) == gateway;
         let taken = |ip: u32| used.is_some_and(|u| u.contains(&ip));
         if let Some(w) = wanted {
-            let ip: Ipv4Addr = w.parse().map_err(|_| ApiError::new("EndPoint.2041", format!("Invalid Port IP address {w:?}.")))?;
+            let ip: Ipv4Addr = w.parse().map_err(|_| {
+                ApiError::new("EndPoint.2041", format!("Invalid Port IP address {w:?}."))
+            })?;
             if !net.contains(ip) || reserved(ip.to_bits()) {
-                return Err(ApiError::new("EndPoint.2043", format!("The Port IP {ip} is not valid for the subnet {net}.")));
+                return Err(ApiError::new(
+                    "EndPoint.2043",
+                    format!("The Port IP {ip} is not valid for the subnet {net}."),
+                ));
             }
             if taken(ip.to_bits()) {
-                return Err(ApiError::new("EndPoint.2042", format!("The Port IP {ip} is in use.")));
+                return Err(ApiError::new(
+                    "EndPoint.2042",
+                    format!("The Port IP {ip} is in use."),
+                ));
             }
             return Ok(ip);
         }
         // First free: walk the used set in order and take the first gap.
         let mut candidate = first + 1;
-        let mut iter = used.into_iter().flatten().copied().filter(|ip| *ip > first).peekable();
+        let mut iter = used
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|ip| *ip > first)
+            .peekable();
         while candidate < last {
             if reserved(candidate) {
                 candidate += 1;
@@ -800,51 +1025,106 @@ impl Registry {
             }
             return Ok(Ipv4Addr::from_bits(candidate));
         }
-        Err(ApiError::new("EndPoint.2043", format!("The subnet {net} has no free address.")))
+        Err(ApiError::new(
+            "EndPoint.2043",
+            format!("The subnet {net} has no free address."),
+        ))
     }
 
     // ---- services ----
 
     fn owned_service<'m>(m: &'m Model, t: &Tenant, id: &str) -> Result<&'m Service, ApiError> {
-        m.services.get(id).filter(|s| s.project_id == t.project_id).ok_or_else(|| ApiError::not_found("endpoint service"))
+        m.services
+            .get(id)
+            .filter(|s| s.project_id == t.project_id)
+            .ok_or_else(|| ApiError::not_found("endpoint service"))
     }
 
     /// A backend port for a service of `server_type` in `vpc_id`, checked against the rules.
-    fn check_backend(m: &Model, t: &Tenant, port_id: &str, vpc_id: &str, server_type: ServerType, exclude: Option<&str>) -> Result<(), ApiError> {
+    fn check_backend(
+        m: &Model,
+        t: &Tenant,
+        port_id: &str,
+        vpc_id: &str,
+        server_type: ServerType,
+        exclude: Option<&str>,
+    ) -> Result<(), ApiError> {
         let port = m
             .ports
             .get(port_id)
             .filter(|p| p.project_id == t.project_id)
-            .ok_or_else(|| ApiError::new("EndPoint.3003", format!("Invalid port ID {port_id:?}.")))?;
+            .ok_or_else(|| {
+                ApiError::new("EndPoint.3003", format!("Invalid port ID {port_id:?}."))
+            })?;
         if port.vpc_id != vpc_id {
-            return Err(ApiError::new("EndPoint.3003", "The port is not in the service's VPC."));
+            return Err(ApiError::new(
+                "EndPoint.3003",
+                "The port is not in the service's VPC.",
+            ));
         }
         if port.server_type != server_type {
-            return Err(ApiError::new("EndPoint.3021", format!(
-                "Invalid serverType: the port is a {} backend, the service needs {}.",
-                port.server_type.as_str(), server_type.as_str()
-            )));
+            return Err(ApiError::new(
+                "EndPoint.3021",
+                format!(
+                    "Invalid serverType: the port is a {} backend, the service needs {}.",
+                    port.server_type.as_str(),
+                    server_type.as_str()
+                ),
+            ));
         }
         if port.ip_version != 4 {
-            let what = if server_type == ServerType::Lb { "an IPv6 load balancer" } else { "an IPv6 port" };
-            return Err(ApiError::new("EndPoint.3003", format!("{what} cannot be a backend.")));
+            let what = if server_type == ServerType::Lb {
+                "an IPv6 load balancer"
+            } else {
+                "an IPv6 port"
+            };
+            return Err(ApiError::new(
+                "EndPoint.3003",
+                format!("{what} cannot be a backend."),
+            ));
         }
-        let on_port = m.services.values().filter(|s| s.port_id.as_deref() == Some(port_id) && Some(s.id.as_str()) != exclude).count();
+        let on_port = m
+            .services
+            .values()
+            .filter(|s| s.port_id.as_deref() == Some(port_id) && Some(s.id.as_str()) != exclude)
+            .count();
         if on_port >= MAX_SERVICES_PER_BACKEND {
-            return Err(ApiError::new("EndPoint.3003", format!("At most {MAX_SERVICES_PER_BACKEND} endpoint services may use one backend.")));
+            return Err(ApiError::new(
+                "EndPoint.3003",
+                format!(
+                    "At most {MAX_SERVICES_PER_BACKEND} endpoint services may use one backend."
+                ),
+            ));
         }
         Ok(())
     }
 
     /// Server ports must be unique per protocol among the services of one backend.
-    fn check_backend_ports(m: &Model, port_id: &str, ports: &[PortMapping], exclude: Option<&str>) -> Result<(), ApiError> {
-        for s in m.services.values().filter(|s| s.port_id.as_deref() == Some(port_id) && Some(s.id.as_str()) != exclude) {
+    fn check_backend_ports(
+        m: &Model,
+        port_id: &str,
+        ports: &[PortMapping],
+        exclude: Option<&str>,
+    ) -> Result<(), ApiError> {
+        for s in m
+            .services
+            .values()
+            .filter(|s| s.port_id.as_deref() == Some(port_id) && Some(s.id.as_str()) != exclude)
+        {
             for p in ports {
-                if s.ports.iter().any(|q| q.protocol == p.protocol && q.server_port == p.server_port) {
-                    return Err(ApiError::new("EndPoint.3044", format!(
-                        "The parameter ports conflicted with ports in an existing endpoint service: {} server port {} is used by {}.",
-                        p.protocol.as_str(), p.server_port, s.id
-                    )));
+                if s.ports
+                    .iter()
+                    .any(|q| q.protocol == p.protocol && q.server_port == p.server_port)
+                {
+                    return Err(ApiError::new(
+                        "EndPoint.3044",
+                        format!(
+                            "The parameter ports conflicted with ports in an existing endpoint service: {} server port {} is used by {}.",
+                            p.protocol.as_str(),
+                            p.server_port,
+                            s.id
+                        ),
+                    ));
                 }
             }
         }
@@ -871,10 +1151,15 @@ impl Registry {
         if let Some(st) = &body.service_type
             && st != "interface"
         {
-            return Err(ApiError::param("service_type: only interface services can be created"));
+            return Err(ApiError::param(
+                "service_type: only interface services can be created",
+            ));
         }
-        if body.ip_version.as_deref().is_some_and(|v| v != "ipv4") || body.snat_network_id.is_some() {
-            return Err(ApiError::param("ip_version: only ipv4 services are supported"));
+        if body.ip_version.as_deref().is_some_and(|v| v != "ipv4") || body.snat_network_id.is_some()
+        {
+            return Err(ApiError::param(
+                "ip_version: only ipv4 services are supported",
+            ));
         }
         if let Some(n) = &body.service_name {
             check_service_name(n)?;
@@ -888,12 +1173,25 @@ impl Registry {
         let _w = self.lock_writer();
         let svc = {
             let m = self.read();
-            m.vpcs.get(&vpc_id).filter(|v| v.project_id == t.project_id).ok_or_else(|| ApiError::new("EndPoint.0020", "Invalid VPC ID."))?;
+            m.vpcs
+                .get(&vpc_id)
+                .filter(|v| v.project_id == t.project_id)
+                .ok_or_else(|| ApiError::new("EndPoint.0020", "Invalid VPC ID."))?;
             Self::check_backend(&m, t, &port_id, &vpc_id, server_type, None)?;
             Self::check_backend_ports(&m, &port_id, &ports, None)?;
-            let owned = m.services.values().filter(|s| s.project_id == t.project_id).count();
+            let owned = m
+                .services
+                .values()
+                .filter(|s| s.project_id == t.project_id)
+                .count();
             if owned >= self.quotas.endpoint_service {
-                return Err(ApiError::new("Endpoint.1018", format!("Quota exceeded: at most {} endpoint services.", self.quotas.endpoint_service)));
+                return Err(ApiError::new(
+                    "Endpoint.1018",
+                    format!(
+                        "Quota exceeded: at most {} endpoint services.",
+                        self.quotas.endpoint_service
+                    ),
+                ));
             }
             let id = new_id();
             let ts = now();
@@ -984,14 +1282,26 @@ impl Registry {
         {
             let m = self.read();
             Self::owned_service(&m, t, id)?;
-            let live = m.endpoints_of(id).filter(|e| e.status != ConnectionStatus::Rejected).count();
+            let live = m
+                .endpoints_of(id)
+                .filter(|e| e.status != ConnectionStatus::Rejected)
+                .count();
             if live > 0 {
-                return Err(ApiError::new("EndPoint.3006", format!(
-                    "The endpoint service is being used: {live} connections are pending or accepted; reject or delete them first."
-                )));
+                return Err(ApiError::new(
+                    "EndPoint.3006",
+                    format!(
+                        "The endpoint service is being used: {live} connections are pending or accepted; reject or delete them first."
+                    ),
+                ));
             }
-            muts.extend(m.endpoints_of(id).map(|e| Mutation::Delete(format!("endpoint/{}", e.id))));
-            muts.extend(m.permissions_of(id).map(|p| Mutation::Delete(format!("permission/{}", p.id))));
+            muts.extend(
+                m.endpoints_of(id)
+                    .map(|e| Mutation::Delete(format!("endpoint/{}", e.id))),
+            );
+            muts.extend(
+                m.permissions_of(id)
+                    .map(|p| Mutation::Delete(format!("permission/{}", p.id))),
+            );
         }
         self.commit(muts)?;
         Ok(())
@@ -1003,7 +1313,14 @@ impl Registry {
     /// EndPoint.0005 or EndPoint.1003.
     pub fn rename_service(&self, t: &Tenant, id: &str, body: RenameService) -> Written<Service> {
         let name = require(body.endpoint_service_name, "endpoint_service_name")?;
-        self.update_service(t, id, UpdateService { service_name: Some(name), ..UpdateService::default() })
+        self.update_service(
+            t,
+            id,
+            UpdateService {
+                service_name: Some(name),
+                ..UpdateService::default()
+            },
+        )
     }
 
     /// Accept (`receive`) or reject one endpoint's connection.
@@ -1011,16 +1328,29 @@ impl Registry {
     /// # Errors
     /// EndPoint.0005 (not the owner), 2027 (action), 2031 (not one endpoint), 2013 (not a
     /// connection of this service).
-    pub fn connection_action(&self, t: &Tenant, id: &str, body: ConnectionAction) -> Written<Vec<Endpoint>> {
+    pub fn connection_action(
+        &self,
+        t: &Tenant,
+        id: &str,
+        body: ConnectionAction,
+    ) -> Written<Vec<Endpoint>> {
         let action = require(body.action, "action")?;
         let status = match action.as_str() {
             "receive" => ConnectionStatus::Accepted,
             "reject" => ConnectionStatus::Rejected,
-            _ => return Err(ApiError::new("EndPoint.2027", "Invalid action: receive or reject.")),
+            _ => {
+                return Err(ApiError::new(
+                    "EndPoint.2027",
+                    "Invalid action: receive or reject.",
+                ));
+            }
         };
         let endpoints = require(body.endpoints, "endpoints")?;
         let [ep_id] = endpoints.as_slice() else {
-            return Err(ApiError::new("EndPoint.2031", "Only one endpoint is allowed."));
+            return Err(ApiError::new(
+                "EndPoint.2031",
+                "Only one endpoint is allowed.",
+            ));
         };
         let _w = self.lock_writer();
         let ep = {
@@ -1031,7 +1361,12 @@ impl Registry {
                 .get(ep_id)
                 .filter(|e| e.service_id == id)
                 .cloned()
-                .ok_or_else(|| ApiError::new("EndPoint.2013", "The endpoint does not belong to the endpoint service."))?;
+                .ok_or_else(|| {
+                    ApiError::new(
+                        "EndPoint.2013",
+                        "The endpoint does not belong to the endpoint service.",
+                    )
+                })?;
             ep.status = status;
             ep.updated_at = now();
             ep
@@ -1044,7 +1379,12 @@ impl Registry {
     ///
     /// # Errors
     /// EndPoint.0005, 2013, 0002.
-    pub fn connection_descriptions(&self, t: &Tenant, id: &str, body: ConnectionDescs) -> Written<Vec<Endpoint>> {
+    pub fn connection_descriptions(
+        &self,
+        t: &Tenant,
+        id: &str,
+        body: ConnectionDescs,
+    ) -> Written<Vec<Endpoint>> {
         let list = require(body.connections, "connections")?;
         let _w = self.lock_writer();
         let eps = {
@@ -1055,16 +1395,29 @@ impl Registry {
                 let ep_id = require(c.id, "connections[].id")?;
                 let d = require(c.description, "connections[].description")?;
                 check_description(&d)?;
-                let mut ep = m.endpoints.get(&ep_id).filter(|e| e.service_id == id).cloned().ok_or_else(|| {
-                    ApiError::new("EndPoint.2013", "The endpoint does not belong to the endpoint service.")
-                })?;
+                let mut ep = m
+                    .endpoints
+                    .get(&ep_id)
+                    .filter(|e| e.service_id == id)
+                    .cloned()
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            "EndPoint.2013",
+                            "The endpoint does not belong to the endpoint service.",
+                        )
+                    })?;
                 ep.connection_description = d;
                 ep.updated_at = now();
                 out.push(ep);
             }
             out
         };
-        self.commit(eps.iter().cloned().map(|e| Mutation::Put(Record::Endpoint(e))).collect())?;
+        self.commit(
+            eps.iter()
+                .cloned()
+                .map(|e| Mutation::Put(Record::Endpoint(e)))
+                .collect(),
+        )?;
         Ok(eps)
     }
 
@@ -1072,12 +1425,20 @@ impl Registry {
     ///
     /// # Errors
     /// EndPoint.0005, 3002, 3035, 0016.
-    pub fn permission_action(&self, t: &Tenant, id: &str, body: PermissionAction) -> Written<(Vec<String>, String)> {
+    pub fn permission_action(
+        &self,
+        t: &Tenant,
+        id: &str,
+        body: PermissionAction,
+    ) -> Written<(Vec<String>, String)> {
         let perms = require(body.permissions, "permissions")?;
         let ptype = body.permission_type.unwrap_or_else(|| "domainId".into());
         let action = require(body.action, "action")?;
         if perms.len() > 50 {
-            return Err(ApiError::new("EndPoint.0016", "The number of batch operated resources exceeded the limit (50)."));
+            return Err(ApiError::new(
+                "EndPoint.0016",
+                "The number of batch operated resources exceeded the limit (50).",
+            ));
         }
         for p in &perms {
             parse_permission(p, &ptype)?;
@@ -1086,7 +1447,10 @@ impl Registry {
         let muts = {
             let m = self.read();
             Self::owned_service(&m, t, id)?;
-            let existing: HashMap<&str, &Permission> = m.permissions_of(id).map(|p| (p.permission.as_str(), p)).collect();
+            let existing: HashMap<&str, &Permission> = m
+                .permissions_of(id)
+                .map(|p| (p.permission.as_str(), p))
+                .collect();
             match action.as_str() {
                 "add" => perms
                     .iter()
@@ -1109,7 +1473,12 @@ impl Registry {
                     .filter_map(|p| existing.get(p.as_str()))
                     .map(|p| Mutation::Delete(format!("permission/{}", p.id)))
                     .collect(),
-                _ => return Err(ApiError::new("EndPoint.3035", "Invalid action: add or remove.")),
+                _ => {
+                    return Err(ApiError::new(
+                        "EndPoint.3035",
+                        "Invalid action: add or remove.",
+                    ));
+                }
             }
         };
         if !muts.is_empty() {
@@ -1122,11 +1491,19 @@ impl Registry {
     ///
     /// # Errors
     /// EndPoint.0005, 3002, 0016.
-    pub fn permissions_batch_create(&self, t: &Tenant, id: &str, body: PermissionBatchCreate) -> Written<Vec<Permission>> {
+    pub fn permissions_batch_create(
+        &self,
+        t: &Tenant,
+        id: &str,
+        body: PermissionBatchCreate,
+    ) -> Written<Vec<Permission>> {
         let list = require(body.permissions, "permissions")?;
         let ptype = body.permission_type.unwrap_or_else(|| "domainId".into());
         if list.len() > 50 {
-            return Err(ApiError::new("EndPoint.0016", "The number of batch operated resources exceeded the limit (50)."));
+            return Err(ApiError::new(
+                "EndPoint.0016",
+                "The number of batch operated resources exceeded the limit (50).",
+            ));
         }
         let mut entries = Vec::new();
         for e in list {
@@ -1140,7 +1517,10 @@ impl Registry {
         let created = {
             let m = self.read();
             Self::owned_service(&m, t, id)?;
-            let existing: HashSet<&str> = m.permissions_of(id).map(|p| p.permission.as_str()).collect();
+            let existing: HashSet<&str> = m
+                .permissions_of(id)
+                .map(|p| p.permission.as_str())
+                .collect();
             let mut seen = HashSet::new();
             entries
                 .into_iter()
@@ -1156,7 +1536,13 @@ impl Registry {
                 .collect::<Vec<_>>()
         };
         if !created.is_empty() {
-            self.commit(created.iter().cloned().map(|p| Mutation::Put(Record::Permission(p))).collect())?;
+            self.commit(
+                created
+                    .iter()
+                    .cloned()
+                    .map(|p| Mutation::Put(Record::Permission(p)))
+                    .collect(),
+            )?;
         }
         Ok(created)
     }
@@ -1165,7 +1551,12 @@ impl Registry {
     ///
     /// # Errors
     /// EndPoint.0005, 3036.
-    pub fn permissions_batch_delete(&self, t: &Tenant, id: &str, body: PermissionBatchDelete) -> Written<Vec<Permission>> {
+    pub fn permissions_batch_delete(
+        &self,
+        t: &Tenant,
+        id: &str,
+        body: PermissionBatchDelete,
+    ) -> Written<Vec<Permission>> {
         let list = require(body.permissions, "permissions")?;
         let _w = self.lock_writer();
         let removed = {
@@ -1174,14 +1565,28 @@ impl Registry {
             let mut out = Vec::new();
             for r in list {
                 let pid = require(r.id, "permissions[].id")?;
-                let p = m.permissions.get(&pid).filter(|p| p.service_id == id).ok_or_else(|| {
-                    ApiError::new("EndPoint.3036", format!("Invalid permissions: {pid} is not a permission of this service."))
-                })?;
+                let p = m
+                    .permissions
+                    .get(&pid)
+                    .filter(|p| p.service_id == id)
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            "EndPoint.3036",
+                            format!(
+                                "Invalid permissions: {pid} is not a permission of this service."
+                            ),
+                        )
+                    })?;
                 out.push(p.clone());
             }
             out
         };
-        self.commit(removed.iter().map(|p| Mutation::Delete(format!("permission/{}", p.id))).collect())?;
+        self.commit(
+            removed
+                .iter()
+                .map(|p| Mutation::Delete(format!("permission/{}", p.id)))
+                .collect(),
+        )?;
         Ok(removed)
     }
 
@@ -1189,16 +1594,33 @@ impl Registry {
     ///
     /// # Errors
     /// EndPoint.0005, 3036, 0002.
-    pub fn permission_describe(&self, t: &Tenant, id: &str, perm_id: &str, body: PermissionDescBody) -> Written<Permission> {
-        let d = require(require(body.permission, "permission")?.description, "permission.description")?;
+    pub fn permission_describe(
+        &self,
+        t: &Tenant,
+        id: &str,
+        perm_id: &str,
+        body: PermissionDescBody,
+    ) -> Written<Permission> {
+        let d = require(
+            require(body.permission, "permission")?.description,
+            "permission.description",
+        )?;
         check_description(&d)?;
         let _w = self.lock_writer();
         let p = {
             let m = self.read();
             Self::owned_service(&m, t, id)?;
-            let mut p = m.permissions.get(perm_id).filter(|p| p.service_id == id).cloned().ok_or_else(|| {
-                ApiError::new("EndPoint.3036", "Invalid permissions: no such permission of this service.")
-            })?;
+            let mut p = m
+                .permissions
+                .get(perm_id)
+                .filter(|p| p.service_id == id)
+                .cloned()
+                .ok_or_else(|| {
+                    ApiError::new(
+                        "EndPoint.3036",
+                        "Invalid permissions: no such permission of this service.",
+                    )
+                })?;
             p.description = d;
             p
         };
@@ -1209,7 +1631,10 @@ impl Registry {
     // ---- endpoints ----
 
     fn owned_endpoint<'m>(m: &'m Model, t: &Tenant, id: &str) -> Result<&'m Endpoint, ApiError> {
-        m.endpoints.get(id).filter(|e| e.project_id == t.project_id).ok_or_else(|| ApiError::new("EndPoint.2006", "The requested endpoint does not exist."))
+        m.endpoints
+            .get(id)
+            .filter(|e| e.project_id == t.project_id)
+            .ok_or_else(|| ApiError::new("EndPoint.2006", "The requested endpoint does not exist."))
     }
 
     /// Create an endpoint (a connection to a service).
@@ -1222,7 +1647,9 @@ impl Registry {
         let vpc_id = require(body.vpc_id, "vpc_id")?;
         let subnet_id = require(body.subnet_id, "subnet_id")?;
         if body.ip_version.as_deref().is_some_and(|v| v != "ipv4") || body.ipv6_address.is_some() {
-            return Err(ApiError::param("ip_version: only ipv4 endpoints are supported"));
+            return Err(ApiError::param(
+                "ip_version: only ipv4 endpoints are supported",
+            ));
         }
         let whitelist = parse_whitelist(&body.whitelist.unwrap_or_default())?;
         let description = body.description.unwrap_or_default();
@@ -1230,30 +1657,56 @@ impl Registry {
         let tags = body.tags.unwrap_or_default();
         check_tags(&tags)?;
         if body.duration.is_some_and(|d| d <= 0) {
-            return Err(ApiError::param("duration must be a positive number of seconds"));
+            return Err(ApiError::param(
+                "duration must be a positive number of seconds",
+            ));
         }
         let _w = self.lock_writer();
         let ep = {
             let m = self.read();
-            let svc = m.services.get(&service_id).ok_or_else(|| ApiError::new("EndPoint.2003", "The endpoint service does not exist."))?;
+            let svc = m.services.get(&service_id).ok_or_else(|| {
+                ApiError::new("EndPoint.2003", "The endpoint service does not exist.")
+            })?;
             if !m.visible(svc, &t.domain_id) {
-                return Err(ApiError::new("EndPoint.2012", "You have no permission to connect to the VPC endpoint service."));
+                return Err(ApiError::new(
+                    "EndPoint.2012",
+                    "You have no permission to connect to the VPC endpoint service.",
+                ));
             }
             if svc.status != ServiceStatus::Available {
-                return Err(ApiError::new("EndPoint.2004", "The endpoint service is unavailable (its backend was deleted)."));
+                return Err(ApiError::new(
+                    "EndPoint.2004",
+                    "The endpoint service is unavailable (its backend was deleted).",
+                ));
             }
-            m.vpcs.get(&vpc_id).filter(|v| v.project_id == t.project_id).ok_or_else(|| ApiError::new("EndPoint.0020", "Invalid VPC ID."))?;
+            m.vpcs
+                .get(&vpc_id)
+                .filter(|v| v.project_id == t.project_id)
+                .ok_or_else(|| ApiError::new("EndPoint.0020", "Invalid VPC ID."))?;
             let subnet = m
                 .subnets
                 .get(&subnet_id)
                 .filter(|s| s.project_id == t.project_id && s.vpc_id == vpc_id)
                 .ok_or_else(|| ApiError::new("EndPoint.0023", "Invalid subnet_id."))?;
             if subnet.ip_version != 4 {
-                return Err(ApiError::new("EndPoint.0023", "Invalid subnet_id: an endpoint's subnet must be IPv4."));
+                return Err(ApiError::new(
+                    "EndPoint.0023",
+                    "Invalid subnet_id: an endpoint's subnet must be IPv4.",
+                ));
             }
-            let owned = m.endpoints.values().filter(|e| e.project_id == t.project_id).count();
+            let owned = m
+                .endpoints
+                .values()
+                .filter(|e| e.project_id == t.project_id)
+                .count();
             if owned >= self.quotas.endpoint {
-                return Err(ApiError::new("Endpoint.1018", format!("Quota exceeded: at most {} endpoints.", self.quotas.endpoint)));
+                return Err(ApiError::new(
+                    "Endpoint.1018",
+                    format!(
+                        "Quota exceeded: at most {} endpoints.",
+                        self.quotas.endpoint
+                    ),
+                ));
             }
             let ip = self.pick_ip(&m, subnet, body.port_ip.as_deref())?;
             let mut marker = 0;
@@ -1271,7 +1724,11 @@ impl Registry {
                 subnet_id,
                 ip,
                 marker_id: marker,
-                status: if svc.approval_enabled { ConnectionStatus::PendingAcceptance } else { ConnectionStatus::Accepted },
+                status: if svc.approval_enabled {
+                    ConnectionStatus::PendingAcceptance
+                } else {
+                    ConnectionStatus::Accepted
+                },
                 enable_dns: body.enable_dns.unwrap_or(false),
                 whitelist,
                 enable_whitelist: body.enable_whitelist.unwrap_or(false),
@@ -1291,7 +1748,12 @@ impl Registry {
         Ok(ep)
     }
 
-    fn update_endpoint(&self, t: &Tenant, id: &str, f: impl FnOnce(&mut Endpoint) -> Result<(), ApiError>) -> Written<Endpoint> {
+    fn update_endpoint(
+        &self,
+        t: &Tenant,
+        id: &str,
+        f: impl FnOnce(&mut Endpoint) -> Result<(), ApiError>,
+    ) -> Written<Endpoint> {
         let _w = self.lock_writer();
         let ep = {
             let m = self.read();
@@ -1308,7 +1770,12 @@ impl Registry {
     ///
     /// # Errors
     /// EndPoint.2006, 2044, 2045.
-    pub fn update_whitelist(&self, t: &Tenant, id: &str, body: UpdateWhitelist) -> Written<Endpoint> {
+    pub fn update_whitelist(
+        &self,
+        t: &Tenant,
+        id: &str,
+        body: UpdateWhitelist,
+    ) -> Written<Endpoint> {
         let list = body.whitelist.as_deref().map(parse_whitelist).transpose()?;
         self.update_endpoint(t, id, |ep| {
             if let Some(l) = list {
@@ -1325,7 +1792,12 @@ impl Registry {
     ///
     /// # Errors
     /// EndPoint.2006, 0002.
-    pub fn update_routetables(&self, t: &Tenant, id: &str, body: UpdateRoutetables) -> Written<Endpoint> {
+    pub fn update_routetables(
+        &self,
+        t: &Tenant,
+        id: &str,
+        body: UpdateRoutetables,
+    ) -> Written<Endpoint> {
         let r = require(body.routetables, "routetables")?;
         self.update_endpoint(t, id, |ep| {
             ep.routetables = r;
@@ -1337,7 +1809,12 @@ impl Registry {
     ///
     /// # Errors
     /// EndPoint.2006.
-    pub fn update_policy(&self, t: &Tenant, id: &str, body: Option<UpdatePolicy>) -> Written<Endpoint> {
+    pub fn update_policy(
+        &self,
+        t: &Tenant,
+        id: &str,
+        body: Option<UpdatePolicy>,
+    ) -> Written<Endpoint> {
         self.update_endpoint(t, id, |ep| {
             match body {
                 Some(b) => {
@@ -1363,7 +1840,9 @@ impl Registry {
     /// EndPoint.2006, 0002.
     pub fn extend_endpoint(&self, t: &Tenant, id: &str, body: Extend) -> Written<Endpoint> {
         if body.duration.is_some_and(|d| d <= 0) {
-            return Err(ApiError::param("duration must be a positive number of seconds, or null"));
+            return Err(ApiError::param(
+                "duration must be a positive number of seconds, or null",
+            ));
         }
         self.update_endpoint(t, id, |ep| {
             ep.expires_at = body.duration.map(|d| now().saturating_add(d));
@@ -1405,7 +1884,12 @@ impl Registry {
             return Ok(0);
         }
         let n = frozen.len();
-        self.commit(frozen.into_iter().map(|e| Mutation::Put(Record::Endpoint(e))).collect())?;
+        self.commit(
+            frozen
+                .into_iter()
+                .map(|e| Mutation::Put(Record::Endpoint(e)))
+                .collect(),
+        )?;
         Ok(n)
     }
 
@@ -1416,7 +1900,11 @@ impl Registry {
     /// EndPoint.0001 if the store failed.
     pub fn import_endpoints(&self, eps: Vec<Endpoint>) -> Result<u64, ApiError> {
         let _w = self.lock_writer();
-        self.commit(eps.into_iter().map(|e| Mutation::Put(Record::Endpoint(e))).collect())
+        self.commit(
+            eps.into_iter()
+                .map(|e| Mutation::Put(Record::Endpoint(e)))
+                .collect(),
+        )
     }
 }
 
@@ -1426,18 +1914,43 @@ mod tests {
 
     #[test]
     fn ports_rules() {
-        let p = |c: i64, s: i64, proto: &str| PortBody { client_port: Some(c), server_port: Some(s), protocol: Some(proto.into()) };
+        let p = |c: i64, s: i64, proto: &str| PortBody {
+            client_port: Some(c),
+            server_port: Some(s),
+            protocol: Some(proto.into()),
+        };
         assert!(parse_ports(&[p(80, 8080, "TCP"), p(80, 8080, "UDP")]).is_ok());
         assert_eq!(parse_ports(&[]).unwrap_err().code, "EndPoint.0002");
-        assert_eq!(parse_ports(&[p(0, 1, "TCP")]).unwrap_err().code, "EndPoint.3043");
-        assert_eq!(parse_ports(&[p(1, 65536, "TCP")]).unwrap_err().code, "EndPoint.3043");
-        assert_eq!(parse_ports(&[p(1, 1, "ICMP")]).unwrap_err().code, "EndPoint.3075");
-        assert_eq!(parse_ports(&[p(1, 1, "TCP"), p(1, 2, "TCP")]).unwrap_err().code, "EndPoint.3044");
+        assert_eq!(
+            parse_ports(&[p(0, 1, "TCP")]).unwrap_err().code,
+            "EndPoint.3043"
+        );
+        assert_eq!(
+            parse_ports(&[p(1, 65536, "TCP")]).unwrap_err().code,
+            "EndPoint.3043"
+        );
+        assert_eq!(
+            parse_ports(&[p(1, 1, "ICMP")]).unwrap_err().code,
+            "EndPoint.3075"
+        );
+        assert_eq!(
+            parse_ports(&[p(1, 1, "TCP"), p(1, 2, "TCP")])
+                .unwrap_err()
+                .code,
+            "EndPoint.3044"
+        );
         let many: Vec<_> = (1..=201).map(|i| p(i, i, "TCP")).collect();
         assert_eq!(parse_ports(&many).unwrap_err().code, "EndPoint.3074");
         assert!(parse_ports(&many[..200]).is_ok());
-        let default_tcp = PortBody { client_port: Some(1), server_port: Some(2), protocol: None };
-        assert_eq!(parse_ports(&[default_tcp]).unwrap()[0].protocol, Protocol::Tcp);
+        let default_tcp = PortBody {
+            client_port: Some(1),
+            server_port: Some(2),
+            protocol: None,
+        };
+        assert_eq!(
+            parse_ports(&[default_tcp]).unwrap()[0].protocol,
+            Protocol::Tcp
+        );
     }
 
     #[test]
@@ -1448,7 +1961,14 @@ mod tests {
         assert!(parse_permission("iam:domain::a-b", "domainId").is_err());
         assert!(parse_permission("organizations:orgPath::o-1/r-2", "orgPath").is_ok());
         assert!(parse_permission("x", "other").is_err());
-        let p = Permission { id: "1".into(), service_id: "s".into(), permission: "iam:domain::d1".into(), permission_type: "domainId".into(), description: String::new(), created_at: 0 };
+        let p = Permission {
+            id: "1".into(),
+            service_id: "s".into(),
+            permission: "iam:domain::d1".into(),
+            permission_type: "domainId".into(),
+            description: String::new(),
+            created_at: 0,
+        };
         assert!(p.admits("d1") && !p.admits("d2"));
         assert!(check_service_name("svc_1-a").is_ok());
         assert!(check_service_name("").is_err());
@@ -1456,6 +1976,9 @@ mod tests {
         assert!(check_service_name("12345678901234567").is_err());
         assert!(check_description("<script>").is_err());
         assert!(parse_whitelist(&["10.0.0.0/8".into(), "192.0.2.1".into()]).is_ok());
-        assert_eq!(parse_whitelist(&["10.0.0.0/33".into()]).unwrap_err().code, "EndPoint.2044");
+        assert_eq!(
+            parse_whitelist(&["10.0.0.0/33".into()]).unwrap_err().code,
+            "EndPoint.2044"
+        );
     }
 }

@@ -97,7 +97,10 @@ impl RedbStore {
             let meta = rx.open_table(META)?;
             meta.get(REVISION)?.map_or(0, |v| v.value())
         };
-        Ok(Self { db, revision: watch::Sender::new(revision) })
+        Ok(Self {
+            db,
+            revision: watch::Sender::new(revision),
+        })
     }
 }
 
@@ -159,7 +162,10 @@ mod tests {
             let mut w = s.watch();
             assert_eq!(s.load().unwrap().revision, 0);
             let r = s
-                .commit(&[Op::Put("a".into(), b"1".to_vec()), Op::Put("b".into(), b"2".to_vec())])
+                .commit(&[
+                    Op::Put("a".into(), b"1".to_vec()),
+                    Op::Put("b".into(), b"2".to_vec()),
+                ])
                 .unwrap();
             assert_eq!(r, 1);
             assert!(w.has_changed().unwrap());

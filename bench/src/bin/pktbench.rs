@@ -289,9 +289,7 @@ fn reference_scenario(opts: &Opts, flows: usize, rounds: &[(u64, Duration)]) {
     let mut packets = 0;
     let mut allocs = 0;
     for &(min_packets, min_time) in rounds {
-        let r = drive(&ring, min_packets, min_time, |_, buf| {
-            reference(buf)
-        });
+        let r = drive(&ring, min_packets, min_time, |_, buf| reference(buf));
         ns.push(r.ns_per_packet);
         packets += r.packets;
         allocs += r.allocations;

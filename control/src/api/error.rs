@@ -20,7 +20,10 @@ pub struct ApiError {
 impl ApiError {
     /// An error with `code` and `msg`.
     pub fn new(code: &'static str, msg: impl Into<String>) -> Self {
-        Self { code, msg: msg.into() }
+        Self {
+            code,
+            msg: msg.into(),
+        }
     }
 
     /// EndPoint.0002: a parameter is missing, of the wrong type or out of range.
@@ -30,7 +33,10 @@ impl ApiError {
 
     /// EndPoint.0005: no such resource (also what another tenant's resource looks like).
     pub fn not_found(what: &str) -> Self {
-        Self::new("EndPoint.0005", format!("The requested resource does not exist: {what}."))
+        Self::new(
+            "EndPoint.0005",
+            format!("The requested resource does not exist: {what}."),
+        )
     }
 
     /// EndPoint.0001: the store failed; nothing was changed.
@@ -87,8 +93,14 @@ mod tests {
         assert_eq!(ApiError::auth("x").status(), StatusCode::UNAUTHORIZED);
         assert_eq!(ApiError::not_found("x").status(), StatusCode::NOT_FOUND);
         assert_eq!(ApiError::param("x").status(), StatusCode::BAD_REQUEST);
-        assert_eq!(ApiError::new("EndPoint.2012", "x").status(), StatusCode::BAD_REQUEST);
-        assert_eq!(ApiError::system("x").status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            ApiError::new("EndPoint.2012", "x").status(),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            ApiError::system("x").status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
         let resp = ApiError::param("bad").into_response_with_id("abc");
         assert_eq!(resp.headers()["x-request-id"], "abc");
     }

@@ -75,8 +75,12 @@ fn params(query: Option<&str>) -> HashMap<String, String> {
         .collect()
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::system(format!("worker failed: {e}")))?
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::system(format!("worker failed: {e}")))?
 }
 
 /// The project id of a `/v1/{project_id}/...` or `/v2/...` path, still encoded.
@@ -90,20 +94,43 @@ fn path_project(path: &str) -> Option<&str> {
 
 /// Verify a buffered request: signature, then the path's project against `X-Project-Id`
 /// and the credential.
-fn check(state: &ApiState, parts: &axum::http::request::Parts, bytes: &[u8]) -> Result<Tenant, ApiError> {
+fn check(
+    state: &ApiState,
+    parts: &axum::http::request::Parts,
+    bytes: &[u8],
+) -> Result<Tenant, ApiError> {
     let headers: &HeaderMap = &parts.headers;
-    let lookup = |name: &str| headers.get(name).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let lookup = |name: &str| {
+        headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    };
     let path = parts.uri.path();
     let query = parts.uri.query().unwrap_or("");
-    let signed = SignedRequest { method: parts.method.as_str(), path, query, header: &lookup, body: bytes };
-    let tenant = auth::verify(&state.credentials, &signed, chrono::Utc::now(), state.window).map_err(|e| {
+    let signed = SignedRequest {
+        method: parts.method.as_str(),
+        path,
+        query,
+        header: &lookup,
+        body: bytes,
+    };
+    let tenant = auth::verify(
+        &state.credentials,
+        &signed,
+        chrono::Utc::now(),
+        state.window,
+    )
+    .map_err(|e| {
         metrics::counter!("vpcep_api_auth_failures_total").increment(1);
         ApiError::auth(e.to_string())
     })?;
     if let Some(project) = path_project(path) {
         let project = percent_decode_str(project).decode_utf8_lossy();
         if lookup("x-project-id").as_deref() != Some(&*project) {
-            return Err(ApiError::new("EndPoint.0014", "Invalid project ID: X-Project-Id does not match the path."));
+            return Err(ApiError::new(
+                "EndPoint.0014",
+                "Invalid project ID: X-Project-Id does not match the path.",
+            ));
         }
         if tenant.project_id != project {
             return Err(ApiError::new(
@@ -120,8 +147,11 @@ pub async fn authenticate(State(state): State<ApiState>, req: Request, next: Nex
     let request_id = uuid::Uuid::new_v4().simple().to_string();
     let (mut parts, body) = req.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
-        return ApiError::new("EndPoint.0024", format!("The request body exceeds {MAX_BODY} bytes."))
-            .into_response_with_id(&request_id);
+        return ApiError::new(
+            "EndPoint.0024",
+            format!("The request body exceeds {MAX_BODY} bytes."),
+        )
+        .into_response_with_id(&request_id);
     };
     match check(&state, &parts, &bytes) {
         Ok(tenant) => {
@@ -130,7 +160,9 @@ pub async fn authenticate(State(state): State<ApiState>, req: Request, next: Nex
         Err(e) => return e.into_response_with_id(&request_id),
     }
     metrics::counter!("vpcep_api_requests_total").increment(1);
-    let mut resp = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+    let mut resp = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
     if !resp.headers().contains_key("x-request-id")
         && let Ok(v) = request_id.parse()
     {
@@ -148,30 +180,83 @@ pub fn router(state: ApiState) -> Router {
         .route("/", get(versions))
         .route("/{version}", get(version))
         .route(&format!("{pid}/quotas"), get(quotas))
-        .route(&format!("{pid}/vpc-endpoint-services"), get(list_services).post(create_service))
-        .route(&format!("{pid}/vpc-endpoint-services/describe"), get(describe_service))
-        .route(&format!("{pid}/vpc-endpoint-services/public"), get(public_services))
-        .route(&svc, get(show_service).put(update_service).delete(delete_service))
+        .route(
+            &format!("{pid}/vpc-endpoint-services"),
+            get(list_services).post(create_service),
+        )
+        .route(
+            &format!("{pid}/vpc-endpoint-services/describe"),
+            get(describe_service),
+        )
+        .route(
+            &format!("{pid}/vpc-endpoint-services/public"),
+            get(public_services),
+        )
+        .route(
+            &svc,
+            get(show_service).put(update_service).delete(delete_service),
+        )
         .route(&format!("{svc}/name"), put(rename_service))
         .route(&format!("{svc}/connections"), get(list_connections))
-        .route(&format!("{svc}/connections/action"), post(connection_action))
-        .route(&format!("{svc}/connections/description"), put(connection_descriptions))
+        .route(
+            &format!("{svc}/connections/action"),
+            post(connection_action),
+        )
+        .route(
+            &format!("{svc}/connections/description"),
+            put(connection_descriptions),
+        )
         .route(&format!("{svc}/permissions"), get(list_permissions))
-        .route(&format!("{svc}/permissions/action"), post(permission_action))
-        .route(&format!("{svc}/permissions/batch-create"), post(permissions_batch_create))
-        .route(&format!("{svc}/permissions/batch-delete"), post(permissions_batch_delete))
-        .route(&format!("{svc}/permissions/{{permission_id}}"), put(permission_describe))
-        .route(&format!("{pid}/vpc-endpoints"), get(list_endpoints).post(create_endpoint))
-        .route(&ep, get(show_endpoint).put(update_whitelist).delete(delete_endpoint))
+        .route(
+            &format!("{svc}/permissions/action"),
+            post(permission_action),
+        )
+        .route(
+            &format!("{svc}/permissions/batch-create"),
+            post(permissions_batch_create),
+        )
+        .route(
+            &format!("{svc}/permissions/batch-delete"),
+            post(permissions_batch_delete),
+        )
+        .route(
+            &format!("{svc}/permissions/{{permission_id}}"),
+            put(permission_describe),
+        )
+        .route(
+            &format!("{pid}/vpc-endpoints"),
+            get(list_endpoints).post(create_endpoint),
+        )
+        .route(
+            &ep,
+            get(show_endpoint)
+                .put(update_whitelist)
+                .delete(delete_endpoint),
+        )
         .route(&format!("{ep}/routetables"), put(update_routetables))
-        .route(&format!("{ep}/policy"), put(update_policy).delete(delete_policy))
+        .route(
+            &format!("{ep}/policy"),
+            put(update_policy).delete(delete_policy),
+        )
         .route(&format!("{ep}/expiry"), put(extend_endpoint))
         .route(&format!("{pid}/vpcs"), get(list_vpcs).post(create_vpc))
-        .route(&format!("{pid}/vpcs/{{id}}"), get(show_vpc).delete(delete_vpc))
-        .route(&format!("{pid}/subnets"), get(list_subnets).post(create_subnet))
-        .route(&format!("{pid}/subnets/{{id}}"), get(show_subnet).delete(delete_subnet))
+        .route(
+            &format!("{pid}/vpcs/{{id}}"),
+            get(show_vpc).delete(delete_vpc),
+        )
+        .route(
+            &format!("{pid}/subnets"),
+            get(list_subnets).post(create_subnet),
+        )
+        .route(
+            &format!("{pid}/subnets/{{id}}"),
+            get(show_subnet).delete(delete_subnet),
+        )
         .route(&format!("{pid}/ports"), get(list_ports).post(create_port))
-        .route(&format!("{pid}/ports/{{id}}"), get(show_port).delete(delete_port))
+        .route(
+            &format!("{pid}/ports/{{id}}"),
+            get(show_port).delete(delete_port),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
@@ -179,7 +264,10 @@ pub fn router(state: ApiState) -> Router {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new("APIGW.0101", "The API does not exist or has not been published.")
+    ApiError::new(
+        "APIGW.0101",
+        "The API does not exist or has not been published.",
+    )
 }
 
 async fn method_not_allowed() -> ApiError {
@@ -198,15 +286,27 @@ async fn versions() -> ApiResult {
 }
 
 async fn version(Path(v): Path<String>) -> ApiResult {
-    if v == "v1" { ok(json!({"version": version_object()})) } else { Err(not_found().await) }
+    if v == "v1" {
+        ok(json!({"version": version_object()}))
+    } else {
+        Err(not_found().await)
+    }
 }
 
 async fn quotas(State(s): State<ApiState>, ctx: Ctx, RawQuery(q): RawQuery) -> ApiResult {
     let p = params(q.as_deref());
     let m = s.registry.read();
     let qt = s.registry.quotas();
-    let services = m.services.values().filter(|x| x.project_id == ctx.project_id).count();
-    let endpoints = m.endpoints.values().filter(|x| x.project_id == ctx.project_id).count();
+    let services = m
+        .services
+        .values()
+        .filter(|x| x.project_id == ctx.project_id)
+        .count();
+    let endpoints = m
+        .endpoints
+        .values()
+        .filter(|x| x.project_id == ctx.project_id)
+        .count();
     let mut resources = vec![
         json!({"type": "endpoint_service", "used": services, "quota": qt.endpoint_service}),
         json!({"type": "endpoint", "used": endpoints, "quota": qt.endpoint}),
@@ -214,7 +314,11 @@ async fn quotas(State(s): State<ApiState>, ctx: Ctx, RawQuery(q): RawQuery) -> A
     match p.get("type").map(String::as_str) {
         None => {}
         Some(t @ ("endpoint_service" | "endpoint")) => resources.retain(|r| r["type"] == t),
-        Some(other) => return Err(ApiError::param(format!("type {other:?}: endpoint_service or endpoint"))),
+        Some(other) => {
+            return Err(ApiError::param(format!(
+                "type {other:?}: endpoint_service or endpoint"
+            )));
+        }
     }
     ok(json!({"quotas": {"resources": resources}}))
 }
@@ -229,7 +333,10 @@ async fn list_services(State(s): State<ApiState>, ctx: Ctx, RawQuery(q): RawQuer
     if let Some(st) = p.get("status")
         && !["creating", "available", "failed", "deleting", "suspended"].contains(&st.as_str())
     {
-        return Err(ApiError::new("EndPoint.0019", format!("Invalid status {st:?}.")));
+        return Err(ApiError::new(
+            "EndPoint.0019",
+            format!("Invalid status {st:?}."),
+        ));
     }
     let m = s.registry.read();
     let items: Vec<_> = m
@@ -252,46 +359,82 @@ async fn create_service(State(s): State<ApiState>, ctx: Ctx, b: Bytes) -> ApiRes
     ok(views::service(&s.registry.read(), &svc))
 }
 
-async fn show_service(State(s): State<ApiState>, ctx: Ctx, Path((_, id)): Path<(String, String)>) -> ApiResult {
+async fn show_service(
+    State(s): State<ApiState>,
+    ctx: Ctx,
+    Path((_, id)): Path<(String, String)>,
+) -> ApiResult {
     let m = s.registry.read();
-    let svc = m.services.get(&id).filter(|x| x.project_id == ctx.project_id).ok_or_else(|| ApiError::not_found("endpoint service"))?;
+    let svc = m
+        .services
+        .get(&id)
+        .filter(|x| x.project_id == ctx.project_id)
+        .ok_or_else(|| ApiError::not_found("endpoint service"))?;
     ok(views::service(&m, svc))
 }
 
-async fn update_service(State(s): State<ApiState>, ctx: Ctx, Path((_, id)): Path<(String, String)>, b: Bytes) -> ApiResult {
+async fn update_service(
+    State(s): State<ApiState>,
+    ctx: Ctx,
+    Path((_, id)): Path<(String, String)>,
+    b: Bytes,
+) -> ApiResult {
     let req: UpdateService = body(&b)?;
     let r = Arc::clone(&s.registry);
     let svc = blocking(move || r.update_service(&ctx, &id, req)).await?;
     ok(views::service(&s.registry.read(), &svc))
 }
 
-async fn delete_service(State(s): State<ApiState>, ctx: Ctx, Path((_, id)): Path<(String, String)>) -> ApiResult {
+async fn delete_service(
+    State(s): State<ApiState>,
+    ctx: Ctx,
+    Path((_, id)): Path<(String, String)>,
+) -> ApiResult {
     let r = Arc::clone(&s.registry);
     blocking(move || r.delete_service(&ctx, &id)).await?;
     no_content()
 }
 
-async fn rename_service(State(s): State<ApiState>, ctx: Ctx, Path((_, id)): Path<(String, String)>, b: Bytes) -> ApiResult {
+async fn rename_service(
+    State(s): State<ApiState>,
+    ctx: Ctx,
+    Path((_, id)): Path<(String, String)>,
+    b: Bytes,
+) -> ApiResult {
     let req: RenameService = body(&b)?;
     let r = Arc::clone(&s.registry);
     let svc = blocking(move || r.rename_service(&ctx, &id, req)).await?;
     ok(json!({"endpoint_service_name": svc.full_name}))
 }
 
-async fn list_connections(State(s): State<ApiState>, ctx: Ctx, Path((_, id)): Path<(String, String)>, RawQuery(q): RawQuery) -> ApiResult {
+async fn list_connections(
+    State(s): State<ApiState>,
+    ctx: Ctx,
+    Path((_, id)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
     let p = params(q.as_deref());
     let page = Page::from_params(&p, 1000)?;
     if let Some(st) = p.get("status")
         && !["pendingAcceptance", "accepted", "rejected", "failed"].contains(&st.as_str())
     {
-        return Err(ApiError::new("EndPoint.0019", format!("Invalid status {st:?}.")));
+        return Err(ApiError::new(
+            "EndPoint.0019",
+            format!("Invalid status {st:?}."),
+        ));
     }
     let marker = match p.get("marker_id") {
         None => None,
-        Some(v) => Some(v.parse::<u64>().map_err(|_| ApiError::new("EndPoint.0021", "Invalid marker_id."))?),
+        Some(v) => Some(
+            v.parse::<u64>()
+                .map_err(|_| ApiError::new("EndPoint.0021", "Invalid marker_id."))?,
+        ),
     };
     let m = s.registry.read();
-    m.services.get(&id).filter(|x| x.project_id == ctx.project_id).ok_or_else(|| ApiError::not_found("endpoint service"))?;
+    m.services
+        .get(&id)
+        .filter(|x| x.project_id == ctx.project_id)
+        .ok_or_else(|| ApiError::not_found("endpoint service"))?;
     let items: Vec<_> = m
         .endpoints_of(&id)
         .filter(|e| p.get("id").is_none_or(|i| *i == e.id))
@@ -303,7 +446,12 @@ async fn list_connections(State(s): State<ApiState>, ctx: Ctx, Path((_, id)): Pa
     ok(json!({"connections": list, "total_count": total}))
 }
 
-async fn connection_action(State(s): State<ApiState>, ctx: Ctx, Path((_, id)): Path<(String, String)>, b: Bytes) -> ApiResult {
+async fn connection_action(
+    State(s): State<ApiState>,
+    ctx: Ctx,
+    Path((_, id)): Path<(String, String)>,
+    b: Bytes,
+) -> ApiResult {
     let req: ConnectionAction = body(&b)?;
     let r = Arc::clone(&s.registry);
     let eps = blocking(move || r.connection_action(&ctx, &id, req)).await?;
@@ -311,7 +459,12 @@ async fn connection_action(State(s): State<ApiState>, ctx: Ctx, Path((_, id)): P
     ok(json!({"connections": list}))
 }
 
-async fn connection_descriptions(State(s): State<ApiState>, ctx: Ctx, Path((_, id)): Path<(String, String)>, b: Bytes) -> ApiResult {
+async fn connection_descriptions(
+    State(s): State<ApiState>,
+    ctx: Ctx,
+    Path((_, id)): Path<(String, String)>,
+    b: Bytes,
+) -> ApiResult {
     let req: ConnectionDescs = body(&b)?;
     let r = Arc::clone(&s.registry);
     let eps = blocking(move || r.connection_descriptions(&ctx, &id, req)).await?;
@@ -319,39 +472,72 @@ async fn connection_descriptions(State(s): State<ApiState>, ctx: Ctx, Path((_, i
     ok(json!({"connections": list}))
 }
 
-async fn list_permissions(State(s): State<ApiState>, ctx: Ctx, Path((_, id)): Path<(String, String)>, RawQuery(q): RawQuery) -> ApiResult {
+async fn list_permissions(
+    State(s): State<ApiState>,
+    ctx: Ctx,
+    Path((_, id)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
     let p = params(q.as_deref());
     let page = Page::from_params(&p, 500)?;
     let m = s.registry.read();
-    m.services.get(&id).filter(|x| x.project_id == ctx.project_id).ok_or_else(|| ApiError::not_found("endpoint service"))?;
+    m.services
+        .get(&id)
+        .filter(|x| x.project_id == ctx.project_id)
+        .ok_or_else(|| ApiError::not_found("endpoint service"))?;
     let items: Vec<_> = m
         .permissions_of(&id)
-        .filter(|x| p.get("permission").is_none_or(|w| x.permission.contains(w.as_str())))
+        .filter(|x| {
+            p.get("permission")
+                .is_none_or(|w| x.permission.contains(w.as_str()))
+        })
         .collect();
     let (items, total) = page.apply(items, |x| (x.created_at, x.created_at, x.id.clone()));
-    let list: Vec<Value> = items.into_iter().map(|x| views::permission(x, false)).collect();
+    let list: Vec<Value> = items
+        .into_iter()
+        .map(|x| views::permission(x, false))
+        .collect();
     ok(json!({"permissions": list, "total_count": total}))
 }
 
-async fn permission_action(State(s): State<ApiState>, ctx: Ctx, Path((_, id)): Path<(String, String)>, b: Bytes) -> ApiResult {
+async fn permission_action(
+    State(s): State<ApiState>,
+    ctx: Ctx,
+    Path((_, id)): Path<(String, String)>,
+    b: Bytes,
+) -> ApiResult {
     let req: PermissionAction = body(&b)?;
     let r = Arc::clone(&s.registry);
     let (perms, ptype) = blocking(move || r.permission_action(&ctx, &id, req)).await?;
     ok(json!({"permissions": perms, "permission_type": ptype}))
 }
 
-async fn permissions_batch_create(State(s): State<ApiState>, ctx: Ctx, Path((_, id)): Path<(String, String)>, b: Bytes) -> ApiResult {
+async fn permissions_batch_create(
+    State(s): State<ApiState>,
+    ctx: Ctx,
+    Path((_, id)): Path<(String, String)>,
+    b: Bytes,
+) -> ApiResult {
     let req: PermissionBatchCreate = body(&b)?;
     let r = Arc::clone(&s.registry);
     let created = blocking(move || r.permissions_batch_create(&ctx, &id, req)).await?;
-    ok(json!({"permissions": created.iter().map(|p| views::permission(p, true)).collect::<Vec<_>>()}))
+    ok(
+        json!({"permissions": created.iter().map(|p| views::permission(p, true)).collect::<Vec<_>>()}),
+    )
 }
 
-async fn permissions_batch_delete(State(s): State<ApiState>, ctx: Ctx, Path((_, id)): Path<(String, String)>, b: Bytes) -> ApiResult {
+async fn permissions_batch_delete(
+    State(s): State<ApiState>,
+    ctx: Ctx,
+    Path((_, id)): Path<(String, String)>,
+    b: Bytes,
+) -> ApiResult {
     let req: PermissionBatchDelete = body(&b)?;
     let r = Arc::clone(&s.registry);
     let removed = blocking(move || r.permissions_batch_delete(&ctx, &id, req)).await?;
-    ok(json!({"permissions": removed.iter().map(|p| views::permission(p, true)).collect::<Vec<_>>()}))
+    ok(
+        json!({"permissions": removed.iter().map(|p| views::permission(p, true)).collect::<Vec<_>>()}),
+    )
 }
 
 async fn permission_describe(
@@ -372,9 +558,15 @@ async fn describe_service(State(s): State<ApiState>, ctx: Ctx, RawQuery(q): RawQ
     let svc = match (p.get("endpoint_service_name"), p.get("id")) {
         (Some(name), None) => m.services.values().find(|x| x.full_name == *name),
         (None, Some(id)) => m.services.get(id),
-        _ => return Err(ApiError::param("give exactly one of endpoint_service_name and id")),
+        _ => {
+            return Err(ApiError::param(
+                "give exactly one of endpoint_service_name and id",
+            ));
+        }
     };
-    let svc = svc.filter(|x| m.visible(x, &ctx.domain_id)).ok_or_else(|| ApiError::not_found("endpoint service"))?;
+    let svc = svc
+        .filter(|x| m.visible(x, &ctx.domain_id))
+        .ok_or_else(|| ApiError::not_found("endpoint service"))?;
     ok(views::service_public(svc))
 }
 
@@ -405,13 +597,20 @@ async fn list_endpoints(State(s): State<ApiState>, ctx: Ctx, RawQuery(q): RawQue
         .filter(|e| p.get("vpc_id").is_none_or(|v| *v == e.vpc_id))
         .filter(|e| p.get("id").is_none_or(|v| *v == e.id))
         .filter(|e| {
-            let name = m.services.get(&e.service_id).map(|x| x.full_name.as_str()).unwrap_or("");
+            let name = m
+                .services
+                .get(&e.service_id)
+                .map(|x| x.full_name.as_str())
+                .unwrap_or("");
             name_matches(name, p.get("endpoint_service_name"))
         })
         .collect();
     let (items, total) = page.apply(items, |e| (e.created_at, e.updated_at, e.id.clone()));
     let region = s.registry.region();
-    let list: Vec<Value> = items.into_iter().map(|e| views::endpoint(&m, e, region, true)).collect();
+    let list: Vec<Value> = items
+        .into_iter()
+        .map(|e| views::endpoint(&m, e, region, true))
+        .collect();
     ok(json!({"endpoints": list, "total_count": total}))
 }
 
@@ -419,10 +618,19 @@ async fn create_endpoint(State(s): State<ApiState>, ctx: Ctx, b: Bytes) -> ApiRe
     let req: CreateEndpoint = body(&b)?;
     let r = Arc::clone(&s.registry);
     let ep = blocking(move || r.create_endpoint(&ctx, req)).await?;
-    ok(views::endpoint(&s.registry.read(), &ep, s.registry.region(), false))
+    ok(views::endpoint(
+        &s.registry.read(),
+        &ep,
+        s.registry.region(),
+        false,
+    ))
 }
 
-async fn show_endpoint(State(s): State<ApiState>, ctx: Ctx, Path((_, id)): Path<(String, String)>) -> ApiResult {
+async fn show_endpoint(
+    State(s): State<ApiState>,
+    ctx: Ctx,
+    Path((_, id)): Path<(String, String)>,
+) -> ApiResult {
     let m = s.registry.read();
     let ep = m
         .endpoints
@@ -432,51 +640,104 @@ async fn show_endpoint(State(s): State<ApiState>, ctx: Ctx, Path((_, id)): Path<
     ok(views::endpoint(&m, ep, s.registry.region(), true))
 }
 
-async fn update_whitelist(State(s): State<ApiState>, ctx: Ctx, Path((_, id)): Path<(String, String)>, b: Bytes) -> ApiResult {
+async fn update_whitelist(
+    State(s): State<ApiState>,
+    ctx: Ctx,
+    Path((_, id)): Path<(String, String)>,
+    b: Bytes,
+) -> ApiResult {
     let req: UpdateWhitelist = body(&b)?;
     let r = Arc::clone(&s.registry);
     let ep = blocking(move || r.update_whitelist(&ctx, &id, req)).await?;
-    ok(views::endpoint(&s.registry.read(), &ep, s.registry.region(), true))
+    ok(views::endpoint(
+        &s.registry.read(),
+        &ep,
+        s.registry.region(),
+        true,
+    ))
 }
 
-async fn delete_endpoint(State(s): State<ApiState>, ctx: Ctx, Path((_, id)): Path<(String, String)>) -> ApiResult {
+async fn delete_endpoint(
+    State(s): State<ApiState>,
+    ctx: Ctx,
+    Path((_, id)): Path<(String, String)>,
+) -> ApiResult {
     let r = Arc::clone(&s.registry);
     blocking(move || r.delete_endpoint(&ctx, &id)).await?;
     no_content()
 }
 
-async fn update_routetables(State(s): State<ApiState>, ctx: Ctx, Path((_, id)): Path<(String, String)>, b: Bytes) -> ApiResult {
+async fn update_routetables(
+    State(s): State<ApiState>,
+    ctx: Ctx,
+    Path((_, id)): Path<(String, String)>,
+    b: Bytes,
+) -> ApiResult {
     let req: UpdateRoutetables = body(&b)?;
     let r = Arc::clone(&s.registry);
     let ep = blocking(move || r.update_routetables(&ctx, &id, req)).await?;
     ok(json!({"routetables": ep.routetables, "error": []}))
 }
 
-async fn update_policy(State(s): State<ApiState>, ctx: Ctx, Path((_, id)): Path<(String, String)>, b: Bytes) -> ApiResult {
+async fn update_policy(
+    State(s): State<ApiState>,
+    ctx: Ctx,
+    Path((_, id)): Path<(String, String)>,
+    b: Bytes,
+) -> ApiResult {
     let req: UpdatePolicy = body(&b)?;
     let r = Arc::clone(&s.registry);
     let ep = blocking(move || r.update_policy(&ctx, &id, Some(req))).await?;
-    ok(views::endpoint(&s.registry.read(), &ep, s.registry.region(), true))
+    ok(views::endpoint(
+        &s.registry.read(),
+        &ep,
+        s.registry.region(),
+        true,
+    ))
 }
 
-async fn delete_policy(State(s): State<ApiState>, ctx: Ctx, Path((_, id)): Path<(String, String)>) -> ApiResult {
+async fn delete_policy(
+    State(s): State<ApiState>,
+    ctx: Ctx,
+    Path((_, id)): Path<(String, String)>,
+) -> ApiResult {
     let r = Arc::clone(&s.registry);
     let ep = blocking(move || r.update_policy(&ctx, &id, None)).await?;
-    ok(views::endpoint(&s.registry.read(), &ep, s.registry.region(), true))
+    ok(views::endpoint(
+        &s.registry.read(),
+        &ep,
+        s.registry.region(),
+        true,
+    ))
 }
 
-async fn extend_endpoint(State(s): State<ApiState>, ctx: Ctx, Path((_, id)): Path<(String, String)>, b: Bytes) -> ApiResult {
+async fn extend_endpoint(
+    State(s): State<ApiState>,
+    ctx: Ctx,
+    Path((_, id)): Path<(String, String)>,
+    b: Bytes,
+) -> ApiResult {
     let req: Extend = body(&b)?;
     let r = Arc::clone(&s.registry);
     let ep = blocking(move || r.extend_endpoint(&ctx, &id, req)).await?;
-    ok(views::endpoint(&s.registry.read(), &ep, s.registry.region(), true))
+    ok(views::endpoint(
+        &s.registry.read(),
+        &ep,
+        s.registry.region(),
+        true,
+    ))
 }
 
 // ---- inventory ----
 
 async fn list_vpcs(State(s): State<ApiState>, ctx: Ctx) -> ApiResult {
     let m = s.registry.read();
-    let list: Vec<Value> = m.vpcs.values().filter(|v| v.project_id == ctx.project_id).map(views::vpc).collect();
+    let list: Vec<Value> = m
+        .vpcs
+        .values()
+        .filter(|v| v.project_id == ctx.project_id)
+        .map(views::vpc)
+        .collect();
     ok(json!({"vpcs": list}))
 }
 
@@ -487,13 +748,25 @@ async fn create_vpc(State(s): State<ApiState>, ctx: Ctx, b: Bytes) -> ApiResult 
     ok(json!({"vpc": views::vpc(&v)}))
 }
 
-async fn show_vpc(State(s): State<ApiState>, ctx: Ctx, Path((_, id)): Path<(String, String)>) -> ApiResult {
+async fn show_vpc(
+    State(s): State<ApiState>,
+    ctx: Ctx,
+    Path((_, id)): Path<(String, String)>,
+) -> ApiResult {
     let m = s.registry.read();
-    let v = m.vpcs.get(&id).filter(|v| v.project_id == ctx.project_id).ok_or_else(|| ApiError::not_found("vpc"))?;
+    let v = m
+        .vpcs
+        .get(&id)
+        .filter(|v| v.project_id == ctx.project_id)
+        .ok_or_else(|| ApiError::not_found("vpc"))?;
     ok(json!({"vpc": views::vpc(v)}))
 }
 
-async fn delete_vpc(State(s): State<ApiState>, ctx: Ctx, Path((_, id)): Path<(String, String)>) -> ApiResult {
+async fn delete_vpc(
+    State(s): State<ApiState>,
+    ctx: Ctx,
+    Path((_, id)): Path<(String, String)>,
+) -> ApiResult {
     let r = Arc::clone(&s.registry);
     blocking(move || r.delete_vpc(&ctx, &id)).await?;
     no_content()
@@ -505,7 +778,9 @@ async fn list_subnets(State(s): State<ApiState>, ctx: Ctx, RawQuery(q): RawQuery
     let list: Vec<Value> = m
         .subnets
         .values()
-        .filter(|x| x.project_id == ctx.project_id && p.get("vpc_id").is_none_or(|v| *v == x.vpc_id))
+        .filter(|x| {
+            x.project_id == ctx.project_id && p.get("vpc_id").is_none_or(|v| *v == x.vpc_id)
+        })
         .map(views::subnet)
         .collect();
     ok(json!({"subnets": list}))
@@ -518,13 +793,25 @@ async fn create_subnet(State(s): State<ApiState>, ctx: Ctx, b: Bytes) -> ApiResu
     ok(json!({"subnet": views::subnet(&v)}))
 }
 
-async fn show_subnet(State(s): State<ApiState>, ctx: Ctx, Path((_, id)): Path<(String, String)>) -> ApiResult {
+async fn show_subnet(
+    State(s): State<ApiState>,
+    ctx: Ctx,
+    Path((_, id)): Path<(String, String)>,
+) -> ApiResult {
     let m = s.registry.read();
-    let v = m.subnets.get(&id).filter(|v| v.project_id == ctx.project_id).ok_or_else(|| ApiError::not_found("subnet"))?;
+    let v = m
+        .subnets
+        .get(&id)
+        .filter(|v| v.project_id == ctx.project_id)
+        .ok_or_else(|| ApiError::not_found("subnet"))?;
     ok(json!({"subnet": views::subnet(v)}))
 }
 
-async fn delete_subnet(State(s): State<ApiState>, ctx: Ctx, Path((_, id)): Path<(String, String)>) -> ApiResult {
+async fn delete_subnet(
+    State(s): State<ApiState>,
+    ctx: Ctx,
+    Path((_, id)): Path<(String, String)>,
+) -> ApiResult {
     let r = Arc::clone(&s.registry);
     blocking(move || r.delete_subnet(&ctx, &id)).await?;
     no_content()
@@ -536,7 +823,9 @@ async fn list_ports(State(s): State<ApiState>, ctx: Ctx, RawQuery(q): RawQuery) 
     let list: Vec<Value> = m
         .ports
         .values()
-        .filter(|x| x.project_id == ctx.project_id && p.get("subnet_id").is_none_or(|v| *v == x.subnet_id))
+        .filter(|x| {
+            x.project_id == ctx.project_id && p.get("subnet_id").is_none_or(|v| *v == x.subnet_id)
+        })
         .map(views::port)
         .collect();
     ok(json!({"ports": list}))
@@ -549,13 +838,25 @@ async fn create_port(State(s): State<ApiState>, ctx: Ctx, b: Bytes) -> ApiResult
     ok(json!({"port": views::port(&v)}))
 }
 
-async fn show_port(State(s): State<ApiState>, ctx: Ctx, Path((_, id)): Path<(String, String)>) -> ApiResult {
+async fn show_port(
+    State(s): State<ApiState>,
+    ctx: Ctx,
+    Path((_, id)): Path<(String, String)>,
+) -> ApiResult {
     let m = s.registry.read();
-    let v = m.ports.get(&id).filter(|v| v.project_id == ctx.project_id).ok_or_else(|| ApiError::not_found("port"))?;
+    let v = m
+        .ports
+        .get(&id)
+        .filter(|v| v.project_id == ctx.project_id)
+        .ok_or_else(|| ApiError::not_found("port"))?;
     ok(json!({"port": views::port(v)}))
 }
 
-async fn delete_port(State(s): State<ApiState>, ctx: Ctx, Path((_, id)): Path<(String, String)>) -> ApiResult {
+async fn delete_port(
+    State(s): State<ApiState>,
+    ctx: Ctx,
+    Path((_, id)): Path<(String, String)>,
+) -> ApiResult {
     let r = Arc::clone(&s.registry);
     blocking(move || r.delete_port(&ctx, &id)).await?;
     no_content()

@@ -14,7 +14,9 @@ fn ports(svc: &Service) -> Value {
 
 /// Connections in `creating` or `accepted`.
 pub fn connection_count(m: &Model, svc: &Service) -> usize {
-    m.endpoints_of(&svc.id).filter(|e| e.status == crate::model::ConnectionStatus::Accepted).count()
+    m.endpoints_of(&svc.id)
+        .filter(|e| e.status == crate::model::ConnectionStatus::Accepted)
+        .count()
 }
 
 /// The service object (create, show, update; list items add `domain_id` and a count).
@@ -68,7 +70,10 @@ pub fn active_status(ep: &Endpoint) -> &'static str {
 
 /// The internal DNS name of an endpoint.
 pub fn dns_name(ep: &Endpoint, region: &str) -> String {
-    format!("{}.vpcep.{region}.internal", ep.ip.to_string().replace('.', "-"))
+    format!(
+        "{}.vpcep.{region}.internal",
+        ep.ip.to_string().replace('.', "-")
+    )
 }
 
 /// The endpoint object; `with_dns` adds `dns_names` (not on create, like the real API).
@@ -102,7 +107,11 @@ pub fn endpoint(m: &Model, ep: &Endpoint, region: &str, with_dns: bool) -> Value
         "expires_at": ep.expires_at.map(format_time),
     });
     if with_dns && let Some(obj) = v.as_object_mut() {
-        let names: Vec<String> = if ep.enable_dns { vec![dns_name(ep, region)] } else { Vec::new() };
+        let names: Vec<String> = if ep.enable_dns {
+            vec![dns_name(ep, region)]
+        } else {
+            Vec::new()
+        };
         obj.insert("dns_names".into(), json!(names));
     }
     v

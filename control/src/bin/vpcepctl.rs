@@ -8,10 +8,19 @@ use control::client::{Client, ClientError, segment};
 use serde_json::{Value, json};
 
 #[derive(Debug, Parser)]
-#[command(name = "vpcepctl", version, about = "Drive a vpcep daemon's VPCEP API (signed with AK/SK)")]
+#[command(
+    name = "vpcepctl",
+    version,
+    about = "Drive a vpcep daemon's VPCEP API (signed with AK/SK)"
+)]
 struct Cli {
     /// API endpoint.
-    #[arg(long, env = "VPCEP_ENDPOINT", default_value = "http://127.0.0.1:9797", global = true)]
+    #[arg(
+        long,
+        env = "VPCEP_ENDPOINT",
+        default_value = "http://127.0.0.1:9797",
+        global = true
+    )]
     endpoint: String,
     /// Access key.
     #[arg(long, env = "VPCEP_AK", global = true)]
@@ -213,9 +222,15 @@ enum PermissionCmd {
     /// List the whitelist.
     List { service: String },
     /// Add entries (iam:domain::<id> or *).
-    Add { service: String, permissions: Vec<String> },
+    Add {
+        service: String,
+        permissions: Vec<String>,
+    },
     /// Remove entries.
-    Remove { service: String, permissions: Vec<String> },
+    Remove {
+        service: String,
+        permissions: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -262,10 +277,17 @@ enum EndpointCmd {
 fn parse_map(s: &str) -> Result<Value, String> {
     let parts: Vec<&str> = s.split(':').collect();
     let [proto, client, server] = parts.as_slice() else {
-        return Err(format!("mapping {s:?}: expected PROTO:CLIENT_PORT:SERVER_PORT"));
+        return Err(format!(
+            "mapping {s:?}: expected PROTO:CLIENT_PORT:SERVER_PORT"
+        ));
     };
-    let port = |p: &str| p.parse::<u32>().map_err(|_| format!("mapping {s:?}: {p:?} is not a port"));
-    Ok(json!({"protocol": proto.to_uppercase(), "client_port": port(client)?, "server_port": port(server)?}))
+    let port = |p: &str| {
+        p.parse::<u32>()
+            .map_err(|_| format!("mapping {s:?}: {p:?} is not a port"))
+    };
+    Ok(
+        json!({"protocol": proto.to_uppercase(), "client_port": port(client)?, "server_port": port(server)?}),
+    )
 }
 
 fn maps(v: &[String]) -> Result<Vec<Value>, String> {
@@ -278,10 +300,24 @@ fn columns(key: &str) -> &'static [&'static str] {
         "vpcs" => &["id", "name", "cidr"],
         "subnets" => &["id", "name", "vpc_id", "cidr", "gateway_ip"],
         "ports" => &["id", "name", "server_type", "ip", "subnet_id"],
-        "endpoint_services" => &["id", "service_name", "status", "server_type", "approval_enabled", "connection_count"],
+        "endpoint_services" => &[
+            "id",
+            "service_name",
+            "status",
+            "server_type",
+            "approval_enabled",
+            "connection_count",
+        ],
         "connections" => &["id", "status", "marker_id", "domain_id", "description"],
         "permissions" => &["id", "permission", "permission_type", "created_at"],
-        "endpoints" => &["id", "ip", "status", "active_status", "endpoint_service_name", "marker_id"],
+        "endpoints" => &[
+            "id",
+            "ip",
+            "status",
+            "active_status",
+            "endpoint_service_name",
+            "marker_id",
+        ],
         "resources" => &["type", "used", "quota"],
         _ => &[],
     }
@@ -298,14 +334,23 @@ fn cell(v: &Value) -> String {
 
 fn table(rows: &[Value], cols: &[&str]) -> String {
     let mut widths: Vec<usize> = cols.iter().map(|c| c.len()).collect();
-    let cells: Vec<Vec<String>> = rows.iter().map(|r| cols.iter().map(|c| cell(&r[*c])).collect()).collect();
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| cols.iter().map(|c| cell(&r[*c])).collect())
+        .collect();
     for row in &cells {
         for (w, c) in widths.iter_mut().zip(row) {
             *w = (*w).max(c.len());
         }
     }
     let line = |vals: Vec<String>| {
-        vals.iter().zip(&widths).map(|(v, w)| format!("{v:<w$}")).collect::<Vec<_>>().join("  ").trim_end().to_string()
+        vals.iter()
+            .zip(&widths)
+            .map(|(v, w)| format!("{v:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
     };
     let mut out = vec![line(cols.iter().map(|c| c.to_uppercase()).collect())];
     out.extend(cells.into_iter().map(line));
@@ -316,7 +361,9 @@ fn render(v: &Value, output: Output) -> String {
     if output == Output::Json {
         return serde_json::to_string_pretty(v).unwrap_or_default();
     }
-    let Some(obj) = v.as_object() else { return cell(v) };
+    let Some(obj) = v.as_object() else {
+        return cell(v);
+    };
     // A list response: the first array member with known columns.
     for (k, val) in obj {
         if let (Some(rows), cols) = (val.as_array(), columns(k))
@@ -329,18 +376,45 @@ fn render(v: &Value, output: Output) -> String {
         return render(q, output);
     }
     // One object (possibly wrapped as {"vpc": {...}}).
-    let inner = if obj.len() == 1 { obj.values().next().and_then(Value::as_object).unwrap_or(obj) } else { obj };
+    let inner = if obj.len() == 1 {
+        obj.values()
+            .next()
+            .and_then(Value::as_object)
+            .unwrap_or(obj)
+    } else {
+        obj
+    };
     let width = inner.keys().map(String::len).max().unwrap_or(0);
-    inner.iter().map(|(k, v)| format!("{k:<width$}  {}", cell(v))).collect::<Vec<_>>().join("\n")
+    inner
+        .iter()
+        .map(|(k, v)| format!("{k:<width$}  {}", cell(v)))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn run(cli: Cli) -> Result<Value, String> {
-    let need = |v: Option<String>, what: &str| v.ok_or_else(|| format!("missing --{what} (or VPCEP_{})", what.to_uppercase().replace('-', "_")));
-    let c = Client::new(&cli.endpoint, &need(cli.ak, "ak")?, &need(cli.sk, "sk")?, &need(cli.project_id, "project-id")?);
+    let need = |v: Option<String>, what: &str| {
+        v.ok_or_else(|| {
+            format!(
+                "missing --{what} (or VPCEP_{})",
+                what.to_uppercase().replace('-', "_")
+            )
+        })
+    };
+    let c = Client::new(
+        &cli.endpoint,
+        &need(cli.ak, "ak")?,
+        &need(cli.sk, "sk")?,
+        &need(cli.project_id, "project-id")?,
+    );
     let p = |rest: &str| c.path(rest);
     let e = |err: ClientError| err.to_string();
     let get = |path: String| c.call("GET", &path, &[], None).map_err(e);
-    let del = |path: String| c.call("DELETE", &path, &[], None).map(|_| json!({"deleted": true})).map_err(e);
+    let del = |path: String| {
+        c.call("DELETE", &path, &[], None)
+            .map(|_| json!({"deleted": true}))
+            .map_err(e)
+    };
     let post = |path: String, b: Value| c.call("POST", &path, &[], Some(&b)).map_err(e);
     let put = |path: String, b: Value| c.call("PUT", &path, &[], Some(&b)).map_err(e);
     let svc = |id: &str| p(&format!("/vpc-endpoint-services/{}", segment(id)));
@@ -371,10 +445,23 @@ fn run(cli: Cli) -> Result<Value, String> {
             Crud::Delete { id } => del(p(&format!("/ports/{}", segment(&id)))),
         },
         Command::Service(cmd) => match cmd {
-            ServiceCmd::Create { vpc, port, server_type, maps: m, name, no_approval, tcp_proxy, description } => {
+            ServiceCmd::Create {
+                vpc,
+                port,
+                server_type,
+                maps: m,
+                name,
+                no_approval,
+                tcp_proxy,
+                description,
+            } => {
                 let mut b = json!({"vpc_id": vpc, "port_id": port, "server_type": server_type, "ports": maps(&m)?,
                                    "approval_enabled": !no_approval, "service_type": "interface"});
-                for (k, v) in [("service_name", name), ("tcp_proxy", tcp_proxy), ("description", description)] {
+                for (k, v) in [
+                    ("service_name", name),
+                    ("tcp_proxy", tcp_proxy),
+                    ("description", description),
+                ] {
                     if let Some(v) = v {
                         b[k] = json!(v);
                     }
@@ -383,7 +470,13 @@ fn run(cli: Cli) -> Result<Value, String> {
             }
             ServiceCmd::List => get(p("/vpc-endpoint-services")),
             ServiceCmd::Show { id } => get(svc(&id)),
-            ServiceCmd::Update { id, port, maps: m, approval, description } => {
+            ServiceCmd::Update {
+                id,
+                port,
+                maps: m,
+                approval,
+                description,
+            } => {
                 let mut b = json!({});
                 if let Some(port) = port {
                     b["port_id"] = json!(port);
@@ -399,7 +492,10 @@ fn run(cli: Cli) -> Result<Value, String> {
                 }
                 put(svc(&id), b)
             }
-            ServiceCmd::Rename { id, name } => put(format!("{}/name", svc(&id)), json!({"endpoint_service_name": name})),
+            ServiceCmd::Rename { id, name } => put(
+                format!("{}/name", svc(&id)),
+                json!({"endpoint_service_name": name}),
+            ),
             ServiceCmd::Delete { id } => del(svc(&id)),
             ServiceCmd::Describe { name, id } => {
                 let q: Vec<(&str, String)> = match (name, id) {
@@ -407,41 +503,69 @@ fn run(cli: Cli) -> Result<Value, String> {
                     (None, Some(i)) => vec![("id", i)],
                     _ => return Err("give exactly one of --name and --id".into()),
                 };
-                c.call("GET", &p("/vpc-endpoint-services/describe"), &q, None).map_err(e)
+                c.call("GET", &p("/vpc-endpoint-services/describe"), &q, None)
+                    .map_err(e)
             }
             ServiceCmd::Public => get(p("/vpc-endpoint-services/public")),
         },
         Command::Connection(cmd) => match cmd {
             ConnectionCmd::List { service, status } => {
-                let q: Vec<(&str, String)> = status.map(|s| vec![("status", s)]).unwrap_or_default();
-                c.call("GET", &format!("{}/connections", svc(&service)), &q, None).map_err(e)
+                let q: Vec<(&str, String)> =
+                    status.map(|s| vec![("status", s)]).unwrap_or_default();
+                c.call("GET", &format!("{}/connections", svc(&service)), &q, None)
+                    .map_err(e)
             }
-            ConnectionCmd::Accept { service, endpoint_id } => post(
+            ConnectionCmd::Accept {
+                service,
+                endpoint_id,
+            } => post(
                 format!("{}/connections/action", svc(&service)),
                 json!({"action": "receive", "endpoints": [endpoint_id]}),
             ),
-            ConnectionCmd::Reject { service, endpoint_id } => post(
+            ConnectionCmd::Reject {
+                service,
+                endpoint_id,
+            } => post(
                 format!("{}/connections/action", svc(&service)),
                 json!({"action": "reject", "endpoints": [endpoint_id]}),
             ),
-            ConnectionCmd::Describe { service, endpoint_id, description } => put(
+            ConnectionCmd::Describe {
+                service,
+                endpoint_id,
+                description,
+            } => put(
                 format!("{}/connections/description", svc(&service)),
                 json!({"connections": [{"id": endpoint_id, "description": description}]}),
             ),
         },
         Command::Permission(cmd) => match cmd {
             PermissionCmd::List { service } => get(format!("{}/permissions", svc(&service))),
-            PermissionCmd::Add { service, permissions } => post(
+            PermissionCmd::Add {
+                service,
+                permissions,
+            } => post(
                 format!("{}/permissions/action", svc(&service)),
                 json!({"permissions": permissions, "permission_type": "domainId", "action": "add"}),
             ),
-            PermissionCmd::Remove { service, permissions } => post(
+            PermissionCmd::Remove {
+                service,
+                permissions,
+            } => post(
                 format!("{}/permissions/action", svc(&service)),
                 json!({"permissions": permissions, "permission_type": "domainId", "action": "remove"}),
             ),
         },
         Command::Endpoint(cmd) => match cmd {
-            EndpointCmd::Create { service, vpc, subnet, ip, whitelist, dns, duration, description } => {
+            EndpointCmd::Create {
+                service,
+                vpc,
+                subnet,
+                ip,
+                whitelist,
+                dns,
+                duration,
+                description,
+            } => {
                 let mut b = json!({"endpoint_service_id": service, "vpc_id": vpc, "subnet_id": subnet, "enable_dns": dns});
                 if let Some(ip) = ip {
                     b["port_ip"] = json!(ip);
@@ -460,12 +584,19 @@ fn run(cli: Cli) -> Result<Value, String> {
             }
             EndpointCmd::List => get(p("/vpc-endpoints")),
             EndpointCmd::Show { id } => get(ep(&id)),
-            EndpointCmd::Whitelist { id, cidrs, disable } => put(ep(&id), json!({"whitelist": cidrs, "enable_whitelist": !disable})),
+            EndpointCmd::Whitelist { id, cidrs, disable } => put(
+                ep(&id),
+                json!({"whitelist": cidrs, "enable_whitelist": !disable}),
+            ),
             EndpointCmd::Extend { id, duration } => {
                 let d = if duration == "never" {
                     Value::Null
                 } else {
-                    json!(duration.parse::<i64>().map_err(|_| format!("duration {duration:?}: seconds or never"))?)
+                    json!(
+                        duration
+                            .parse::<i64>()
+                            .map_err(|_| format!("duration {duration:?}: seconds or never"))?
+                    )
                 };
                 put(format!("{}/expiry", ep(&id)), json!({"duration": d}))
             }
@@ -473,8 +604,12 @@ fn run(cli: Cli) -> Result<Value, String> {
         },
         Command::Quota => get(p("/quotas")),
         Command::Raw { method, path, body } => {
-            let b = body.map(|s| serde_json::from_str::<Value>(&s)).transpose().map_err(|x| format!("body is not JSON: {x}"))?;
-            c.call(&method.to_uppercase(), &p(&path), &[], b.as_ref()).map_err(e)
+            let b = body
+                .map(|s| serde_json::from_str::<Value>(&s))
+                .transpose()
+                .map_err(|x| format!("body is not JSON: {x}"))?;
+            c.call(&method.to_uppercase(), &p(&path), &[], b.as_ref())
+                .map_err(e)
         }
     }
 }

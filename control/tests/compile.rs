@@ -1,0 +1,335 @@
+//! The compiler and pusher against a real registry and store: what an accept, a reject, a
+//! frozen endpoint, a suspended service and a whitelist publish into the dataplane's tables.
+
+#![allow(clippy::tests_outside_test_module, clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+
+use common::temp_dir;
+use control::auth::Tenant;
+use control::compile::Attachments;
+use control::push::{PushStatus, Pusher};
+use control::registry::{Quotas, Registry, Touched};
+use control::requests::*;
+use control::store::RedbStore;
+use dataplane::tables::{AcceptedKey, EndpointState, default_snat_range};
+use dataplane::{TablePublisher, Tables, VpcId};
+
+fn tenant(p: &str, d: &str) -> Tenant {
+    Tenant {
+        domain_id: d.into(),
+        project_id: p.into(),
+        ak: "ak".into(),
+    }
+}
+
+struct World {
+    reg: Arc<Registry>,
+    pusher: Pusher,
+    reader: dataplane::TableReader,
+    notes: std::sync::mpsc::Receiver<control::registry::ChangeNote>,
+    provider: Tenant,
+    user: Tenant,
+    svc: String,
+    ep: String,
+    port_sub: String,
+}
+
+impl World {
+    fn sync(&mut self) -> &Tables {
+        while let Ok(n) = self.notes.try_recv() {
+            self.pusher.apply(&self.reg, &n.touched, n.revision);
+        }
+        self.reader.load()
+    }
+}
+
+fn world() -> World {
+    let dir = temp_dir("compile");
+    let store = RedbStore::open(&dir.join("s.redb")).unwrap();
+    let reg = Arc::new(Registry::open(Arc::new(store), "r", Quotas::default()).unwrap());
+    let provider = tenant("pp", "dp");
+    let user = tenant("pu", "du");
+    let pvpc = reg
+        .create_vpc(
+            &provider,
+            CreateVpc {
+                name: None,
+                cidr: Some("10.0.0.0/16".into()),
+            },
+        )
+        .unwrap();
+    let psub = reg
+        .create_subnet(
+            &provider,
+            CreateSubnet {
+                name: None,
+                vpc_id: Some(pvpc.id.clone()),
+                cidr: Some("10.0.0.0/24".into()),
+                gateway_ip: None,
+                ip_version: None,
+            },
+        )
+        .unwrap();
+    let port = reg
+        .create_port(
+            &provider,
+            CreatePort {
+                name: None,
+                subnet_id: Some(psub.id.clone()),
+                ip: Some("10.0.0.10".into()),
+                server_type: Some("VM".into()),
+            },
+        )
+        .unwrap();
+    let svc: CreateService = serde_json::from_value(serde_json::json!({
+        "vpc_id": pvpc.id, "port_id": port.id, "server_type": "VM", "approval_enabled": true,
+        "ports": [{"client_port": 8080, "server_port": 80}, {"client_port": 53, "server_port": 5353, "protocol": "UDP"}]})).unwrap();
+    let svc = reg.create_service(&provider, svc).unwrap();
+    reg.permission_action(
+        &provider,
+        &svc.id,
+        PermissionAction {
+            permissions: Some(vec!["iam:domain::du".into()]),
+            permission_type: None,
+            action: Some("add".into()),
+        },
+    )
+    .unwrap();
+    let uvpc = reg
+        .create_vpc(
+            &user,
+            CreateVpc {
+                name: None,
+                cidr: Some("10.0.0.0/16".into()),
+            },
+        )
+        .unwrap();
+    let usub = reg
+        .create_subnet(
+            &user,
+            CreateSubnet {
+                name: None,
+                vpc_id: Some(uvpc.id.clone()),
+                cidr: Some("10.0.0.0/24".into()),
+                gateway_ip: None,
+                ip_version: None,
+            },
+        )
+        .unwrap();
+    let ep: CreateEndpoint = serde_json::from_value(serde_json::json!({"endpoint_service_id": svc.id, "vpc_id": uvpc.id, "subnet_id": usub.id, "port_ip": "10.0.0.200"})).unwrap();
+    let ep = reg.create_endpoint(&user, ep).unwrap();
+    // Attachment 0 carries the user's VPC, attachment 1 the provider's.
+    let att = Attachments::new([uvpc.id.as_str(), pvpc.id.as_str()]);
+    let publisher = TablePublisher::new(Tables::new(default_snat_range()));
+    let reader = publisher.reader();
+    let notes = reg.subscribe();
+    let pusher = Pusher::new(
+        publisher,
+        att,
+        default_snat_range(),
+        Arc::new(PushStatus::default()),
+    );
+    World {
+        reg,
+        pusher,
+        reader,
+        notes,
+        provider,
+        user,
+        svc: svc.id,
+        ep: ep.id,
+        port_sub: psub.id,
+    }
+}
+
+const EP_IP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 0, 0, 200);
+
+#[test]
+fn accept_reject_freeze_and_suspend_reach_the_tables() {
+    let mut w = world();
+    let tcp = AcceptedKey::new(VpcId(0), EP_IP, 6, 8080);
+    let udp = AcceptedKey::new(VpcId(0), EP_IP, 17, 53);
+    let t = w.sync();
+    assert_eq!(
+        t.endpoint(VpcId(0), EP_IP.to_bits()),
+        Some(EndpointState::Inactive),
+        "pending: ARP yes, traffic no"
+    );
+    assert!(t.accepted().is_empty());
+    assert!(t.is_snat_vpc(VpcId(1)) && !t.is_snat_vpc(VpcId(0)));
+
+    let accept = |w: &World, a: &str| {
+        w.reg
+            .connection_action(
+                &w.provider,
+                &w.svc,
+                ConnectionAction {
+                    action: Some(a.into()),
+                    endpoints: Some(vec![w.ep.clone()]),
+                },
+            )
+            .unwrap();
+    };
+    accept(&w, "receive");
+    let g1 = w.reader.load().generation();
+    let t = w.sync();
+    assert!(t.generation() > g1);
+    assert_eq!(
+        t.endpoint(VpcId(0), EP_IP.to_bits()),
+        Some(EndpointState::Accepted)
+    );
+    let target = t.accepted().get(&tcp).unwrap();
+    assert_eq!(
+        (
+            target.backend_vpc,
+            target.backend_ip.to_string().as_str(),
+            target.service_port
+        ),
+        (VpcId(1), "10.0.0.10", 80)
+    );
+    assert_eq!(t.accepted().get(&udp).unwrap().service_port, 5353);
+    assert_eq!(target.whitelist, None);
+
+    // A source whitelist compiles into the target.
+    w.reg
+        .update_whitelist(
+            &w.user,
+            &w.ep,
+            UpdateWhitelist {
+                whitelist: Some(vec!["192.0.2.0/24".into()]),
+                enable_whitelist: Some(true),
+            },
+        )
+        .unwrap();
+    let t = w.sync();
+    let wl = t.accepted().get(&tcp).unwrap().whitelist.clone().unwrap();
+    assert_eq!(wl.len(), 1);
+    assert!(wl[0].contains("192.0.2.9".parse().unwrap()));
+
+    accept(&w, "reject");
+    let t = w.sync();
+    assert!(
+        t.accepted().get(&tcp).is_none(),
+        "a rejected connection carries nothing"
+    );
+    assert_eq!(
+        t.endpoint(VpcId(0), EP_IP.to_bits()),
+        Some(EndpointState::Inactive)
+    );
+    accept(&w, "receive");
+    assert!(w.sync().accepted().contains_key(&tcp));
+
+    // Frozen by expiry.
+    w.reg
+        .extend_endpoint(&w.user, &w.ep, Extend { duration: Some(1) })
+        .unwrap();
+    assert_eq!(
+        w.reg
+            .freeze_expired(chrono::Utc::now().timestamp() + 5)
+            .unwrap(),
+        1
+    );
+    assert!(w.sync().accepted().is_empty());
+    w.reg
+        .extend_endpoint(&w.user, &w.ep, Extend { duration: None })
+        .unwrap();
+    assert!(w.sync().accepted().contains_key(&tcp));
+
+    // Backend deleted: suspended, nothing forwards; a new backend: forwards to it.
+    let port_id = w.reg.read().services[&w.svc].port_id.clone().unwrap();
+    w.reg.delete_port(&w.provider, &port_id).unwrap();
+    assert!(w.sync().accepted().is_empty());
+    let vm = w
+        .reg
+        .create_port(
+            &w.provider,
+            CreatePort {
+                name: None,
+                subnet_id: Some(w.port_sub.clone()),
+                ip: Some("10.0.0.11".into()),
+                server_type: Some("VM".into()),
+            },
+        )
+        .unwrap();
+    w.reg
+        .update_service(
+            &w.provider,
+            &w.svc,
+            UpdateService {
+                port_id: Some(vm.id),
+                ..UpdateService::default()
+            },
+        )
+        .unwrap();
+    let t = w.sync();
+    assert_eq!(
+        t.accepted().get(&tcp).unwrap().backend_ip.to_string(),
+        "10.0.0.11"
+    );
+
+    // A mapping added and removed at run time.
+    let ports: Vec<PortBody> =
+        serde_json::from_value(serde_json::json!([{"client_port": 9090, "server_port": 90}]))
+            .unwrap();
+    w.reg
+        .update_service(
+            &w.provider,
+            &w.svc,
+            UpdateService {
+                ports: Some(ports),
+                ..UpdateService::default()
+            },
+        )
+        .unwrap();
+    let t = w.sync();
+    assert!(!t.accepted().contains_key(&tcp));
+    assert_eq!(
+        t.accepted()
+            .get(&AcceptedKey::new(VpcId(0), EP_IP, 6, 9090))
+            .unwrap()
+            .service_port,
+        90
+    );
+
+    // Deleted endpoint: gone from every table.
+    w.reg.delete_endpoint(&w.user, &w.ep).unwrap();
+    let t = w.sync();
+    assert!(t.accepted().is_empty());
+    assert_eq!(t.endpoint(VpcId(0), EP_IP.to_bits()), None);
+}
+
+#[test]
+fn a_full_recompile_equals_the_incremental_result() {
+    let mut w = world();
+    w.reg
+        .connection_action(
+            &w.provider,
+            &w.svc,
+            ConnectionAction {
+                action: Some("receive".into()),
+                endpoints: Some(vec![w.ep.clone()]),
+            },
+        )
+        .unwrap();
+    let incremental = w.sync().clone();
+    let rev = w.reg.revision();
+    w.pusher.apply(&w.reg, &Touched::All, rev);
+    let full = w.reader.load();
+    let mut a: Vec<_> = incremental
+        .accepted()
+        .iter()
+        .map(|(k, v)| (*k, v.clone()))
+        .collect();
+    let mut b: Vec<_> = full
+        .accepted()
+        .iter()
+        .map(|(k, v)| (*k, v.clone()))
+        .collect();
+    a.sort_by_key(|(k, _)| (k.port, k.proto));
+    b.sort_by_key(|(k, _)| (k.port, k.proto));
+    assert_eq!(a, b);
+    assert_eq!(incremental.endpoint_count(), full.endpoint_count());
+}

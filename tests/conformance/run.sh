@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The SDK conformance run: a venv with the official SDK, a vpcepd on a temporary data
+# directory and loopback ports, the story script, and cleanup of everything it started.
+# Usage: tests/conformance/run.sh [path-to-target-dir]   (binaries from `cargo build`)
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+target="${1:-$root/target/debug}"
+venv="$root/.venv"
+if ! "$venv/bin/python" -c 'import huaweicloudsdkvpcep' 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check 'huaweicloudsdkvpcep==3.1.219' 'huaweicloudsdkcore==3.1.219'
+fi
+work="$(mktemp -d /tmp/vpcep-conformance.XXXXXX)"
+pid=""
+cleanup() {
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill "$pid"; wait "$pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+cat > "$work/credentials.toml" <<CREDS
+[[credentials]]
+ak = "PROVIDERAK0000000001"
+sk = "provider-secret"
+domain_id = "dprovider"
+project_id = "pprovider"
+
+[[credentials]]
+ak = "USERAK00000000000001"
+sk = "user-secret"
+domain_id = "duser"
+project_id = "puser"
+
+[[credentials]]
+ak = "STRANGERAK0000000001"
+sk = "stranger-secret"
+domain_id = "dstranger"
+project_id = "pstranger"
+CREDS
+port=$(( 20000 + RANDOM % 20000 ))
+cat > "$work/vpcepd.toml" <<CONF
+data_dir = "$work/data"
+credentials = "$work/credentials.toml"
+api_listen = "127.0.0.1:$port"
+admin_listen = "127.0.0.1:$((port + 1))"
+CONF
+"$target/vpcepd" --config "$work/vpcepd.toml" >"$work/vpcepd.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 100); do
+  if curl -sf "http://127.0.0.1:$((port + 1))/healthz" >/dev/null; then break; fi
+  kill -0 "$pid" 2>/dev/null || { cat "$work/vpcepd.log"; exit 1; }
+  sleep 0.1
+done
+export NO_PROXY=127.0.0.1,localhost VPCEP_URL="http://127.0.0.1:$port" VPCEPCTL="$target/vpcepctl"
+export HOME="$work"   # the SDK writes ~/.huaweicloud/application_id
+"$venv/bin/python" "$here/sdk_story.py"

@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""Conformance: the official Huawei Cloud SDK (huaweicloudsdkvpcep, unchanged) drives a
+running vpcepd through a whole provider and user story with two tenants, plus negative
+cases. Inventory (VPCs, subnets, ports) has no SDK of its own here, so it goes through
+vpcepctl. Prints one line per check and a closing 'conformance: N passed, N failed'.
+
+Environment: VPCEP_URL, VPCEPCTL (path), and the three tenants' keys as in credentials.
+"""
+import json
+import os
+import subprocess
+import sys
+import traceback
+
+from huaweicloudsdkcore.auth.credentials import BasicCredentials
+from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
+from huaweicloudsdkcore.http.http_config import HttpConfig
+from huaweicloudsdkvpcep.v1 import *  # noqa: F401,F403  (the SDK's request and body models)
+from huaweicloudsdkvpcep.v1 import VpcepClient
+
+URL = os.environ["VPCEP_URL"]
+CTL = os.environ["VPCEPCTL"]
+PROVIDER = ("PROVIDERAK0000000001", "provider-secret", "pprovider", "dprovider")
+USER = ("USERAK00000000000001", "user-secret", "puser", "duser")
+STRANGER = ("STRANGERAK0000000001", "stranger-secret", "pstranger", "dstranger")
+
+passed = 0
+failed = 0
+
+
+def check(name, cond, detail=""):
+    global passed, failed
+    if cond:
+        passed += 1
+        print(f"ok   {name}")
+    else:
+        failed += 1
+        print(f"FAIL {name} {detail}")
+
+
+def client(t, sk=None):
+    return (VpcepClient.new_builder()
+            .with_http_config(HttpConfig.get_default_config())
+            .with_credentials(BasicCredentials(t[0], sk or t[1], t[2]))
+            .with_endpoints([URL])
+            .build())
+
+
+def ctl(t, *args):
+    env = dict(os.environ, VPCEP_ENDPOINT=URL, VPCEP_AK=t[0], VPCEP_SK=t[1], VPCEP_PROJECT_ID=t[2])
+    out = subprocess.run([CTL, "-o", "json", *args], env=env, check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def expect_error(name, fn, status, code):
+    try:
+        fn()
+    except ClientRequestException as e:
+        check(name, e.status_code == status and e.error_code == code,
+              f"got {e.status_code} {e.error_code} {e.error_msg}")
+        check(name + " has a request id", bool(e.request_id))
+        return
+    check(name, False, "no error raised")
+
+
+def story():
+    p, u, x = client(PROVIDER), client(USER), client(STRANGER)
+    # Provider inventory (same CIDR on both sides: overlap is supported).
+    pvpc = ctl(PROVIDER, "vpc", "create", "--cidr", "10.0.0.0/16")["vpc"]["id"]
+    psub = ctl(PROVIDER, "subnet", "create", "--vpc", pvpc, "--cidr", "10.0.0.0/24")["subnet"]["id"]
+    pport = ctl(PROVIDER, "port", "create", "--subnet", psub, "--type", "VM", "--ip", "10.0.0.10")["port"]["id"]
+    uvpc = ctl(USER, "vpc", "create", "--cidr", "10.0.0.0/16")["vpc"]["id"]
+    usub = ctl(USER, "subnet", "create", "--vpc", uvpc, "--cidr", "10.0.0.0/24")["subnet"]["id"]
+
+    v = p.list_version_details(ListVersionDetailsRequest())
+    check("list_version_details", v.versions[0].id == "v1")
+
+    body = CreateEndpointServiceRequestBody(
+        port_id=pport, vpc_id=pvpc, service_name="demo_svc", server_type="VM", approval_enabled=True,
+        service_type="interface", tcp_proxy="close", description="conformance",
+        ports=[PortList(client_port=8080, server_port=80, protocol="TCP")],
+        tags=[TagList(key="env", value="test")])
+    svc = p.create_endpoint_service(CreateEndpointServiceRequest(body=body))
+    check("create_endpoint_service", svc.status == "available" and svc.service_name == f"region-1.demo_svc.{svc.id}",
+          str(svc))
+    sid = svc.id
+
+    shown = p.list_service_details(ListServiceDetailsRequest(vpc_endpoint_service_id=sid))
+    check("list_service_details", shown.ports[0].server_port == 80 and shown.approval_enabled is True)
+
+    listed = p.list_endpoint_service(ListEndpointServiceRequest(endpoint_service_name="a b+c/ü", limit=5, offset=0))
+    check("list_endpoint_service with an encoded name", listed.total_count == 0)
+    listed = p.list_endpoint_service(ListEndpointServiceRequest(endpoint_service_name="demo", sort_key="update_at", sort_dir="asc"))
+    check("list_endpoint_service", listed.total_count == 1 and listed.endpoint_services[0].id == sid)
+
+    # Invisible to the user until whitelisted.
+    expect_error("describe before whitelisting", lambda: u.list_service_describe_details(
+        ListServiceDescribeDetailsRequest(endpoint_service_name=svc.service_name)), 404, "EndPoint.0005")
+    expect_error("create_endpoint unwhitelisted -> EndPoint.2012", lambda: u.create_endpoint(CreateEndpointRequest(
+        body=CreateEndpointRequestBody(endpoint_service_id=sid, vpc_id=uvpc, subnet_id=usub))), 400, "EndPoint.2012")
+
+    r = p.add_or_remove_service_permissions(AddOrRemoveServicePermissionsRequest(
+        vpc_endpoint_service_id=sid, body=AddOrRemoveServicePermissionsRequestBody(
+            permissions=["iam:domain::duser"], permission_type="domainId", action="add")))
+    check("add_or_remove_service_permissions(add)", r.permissions == ["iam:domain::duser"])
+    perms = p.list_service_permissions_details(ListServicePermissionsDetailsRequest(vpc_endpoint_service_id=sid))
+    check("list_service_permissions_details", perms.total_count == 1 and perms.permissions[0].permission == "iam:domain::duser")
+
+    d = u.list_service_describe_details(ListServiceDescribeDetailsRequest(endpoint_service_name=svc.service_name))
+    check("list_service_describe_details by full name (user)", d.id == sid and d.is_charge is False)
+    pub = u.list_service_public_details(ListServicePublicDetailsRequest())
+    check("list_service_public_details", pub.total_count == 1 and pub.endpoint_services[0].owner == "dprovider")
+
+    ep = u.create_endpoint(CreateEndpointRequest(body=CreateEndpointRequestBody(
+        endpoint_service_id=sid, vpc_id=uvpc, subnet_id=usub, enable_dns=True, port_ip="10.0.0.200",
+        whitelist=["10.0.0.0/24"], enable_whitelist=True, description="conformance-ep")))
+    check("create_endpoint -> pendingAcceptance", ep.status == "pendingAcceptance" and ep.ip == "10.0.0.200", str(ep))
+    eid = ep.id
+
+    conns = p.list_service_connections(ListServiceConnectionsRequest(vpc_endpoint_service_id=sid, status="pendingAcceptance"))
+    check("list_service_connections(pendingAcceptance)", conns.total_count == 1 and conns.connections[0].id == eid
+          and conns.connections[0].marker_id == ep.marker_id and conns.connections[0].domain_id == "duser")
+
+    expect_error("the user cannot accept its own connection", lambda: u.accept_or_reject_endpoint(
+        AcceptOrRejectEndpointRequest(vpc_endpoint_service_id=sid, body=AcceptOrRejectEndpointRequestBody(
+            action="receive", endpoints=[eid]))), 404, "EndPoint.0005")
+    for action, want in [("receive", "accepted"), ("reject", "rejected"), ("receive", "accepted")]:
+        r = p.accept_or_reject_endpoint(AcceptOrRejectEndpointRequest(
+            vpc_endpoint_service_id=sid, body=AcceptOrRejectEndpointRequestBody(action=action, endpoints=[eid])))
+        shown = u.list_endpoint_info_details(ListEndpointInfoDetailsRequest(vpc_endpoint_id=eid))
+        check(f"accept_or_reject_endpoint({action}) -> {want}", r.connections[0].status == want and shown.status == want)
+    check("list_endpoint_info_details dns_names", shown.dns_names == ["10-0-0-200.vpcep.region-1.internal"], str(shown.dns_names))
+
+    r = p.update_endpoint_connections_desc(UpdateEndpointConnectionsDescRequest(
+        vpc_endpoint_service_id=sid, body=UpdateEndpointConnectionsDescRequestBody(
+            connections=[ConnectionsDesc(id=eid, description="ok by ops")])))
+    check("update_endpoint_connections_desc", r.connections[0].description == "ok by ops")
+
+    eps = u.list_endpoints(ListEndpointsRequest(endpoint_service_name="demo_svc"))
+    check("list_endpoints", eps.total_count == 1 and eps.endpoints[0].id == eid)
+    w = u.update_endpoint_white(UpdateEndpointWhiteRequest(vpc_endpoint_id=eid, body=UpdateEndpointWhiteRequestBody(
+        whitelist=["192.0.2.0/24"], enable_whitelist=True)))
+    check("update_endpoint_white", w.whitelist == ["192.0.2.0/24"])
+
+    q = u.list_quota_details(ListQuotaDetailsRequest(type="endpoint"))
+    check("list_quota_details", q.quotas.resources[0].type == "endpoint" and q.quotas.resources[0].used == 1)
+
+    up = p.update_endpoint_service(UpdateEndpointServiceRequest(vpc_endpoint_service_id=sid, body=UpdateEndpointServiceRequestBody(
+        approval_enabled=False, ports=[PortList(client_port=8080, server_port=80, protocol="TCP"),
+                                       PortList(client_port=5353, server_port=53, protocol="UDP")])))
+    check("update_endpoint_service (UDP mapping)", up.approval_enabled is False and len(up.ports) == 2)
+    n = p.update_endpoint_service_name(UpdateEndpointServiceNameRequest(
+        vpc_endpoint_service_id=sid, body=UpdateEndpointServiceNameRequestBody(endpoint_service_name="renamed")))
+    check("update_endpoint_service_name", n.endpoint_service_name == f"region-1.renamed.{sid}")
+
+    # Negative cases.
+    expect_error("the stranger cannot connect -> EndPoint.2012", lambda: x.create_endpoint(CreateEndpointRequest(
+        body=CreateEndpointRequestBody(endpoint_service_id=sid, vpc_id=uvpc, subnet_id=usub))), 400, "EndPoint.2012")
+    expect_error("the stranger cannot see the service", lambda: x.list_service_details(
+        ListServiceDetailsRequest(vpc_endpoint_service_id=sid)), 404, "EndPoint.0005")
+    expect_error("wrong SK -> 401 APIGW.0301", lambda: client(USER, sk="wrong").list_endpoints(ListEndpointsRequest()),
+                 401, "APIGW.0301")
+    expect_error("live connections block the service's deletion", lambda: p.delete_endpoint_service(
+        DeleteEndpointServiceRequest(vpc_endpoint_service_id=sid)), 400, "EndPoint.3006")
+
+    r = u.delete_endpoint(DeleteEndpointRequest(vpc_endpoint_id=eid))
+    check("delete_endpoint -> 204", r.status_code == 204)
+    r = p.delete_endpoint_service(DeleteEndpointServiceRequest(vpc_endpoint_service_id=sid))
+    check("delete_endpoint_service -> 204", r.status_code == 204)
+    expect_error("deleted service is gone", lambda: p.list_service_details(
+        ListServiceDetailsRequest(vpc_endpoint_service_id=sid)), 404, "EndPoint.0005")
+
+
+if __name__ == "__main__":
+    try:
+        story()
+    except Exception:  # any unexpected SDK error is a failure, shown in full
+        traceback.print_exc()
+        failed += 1
+    print(f"conformance: {passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
