@@ -6,8 +6,13 @@ cd "$(dirname "$0")"
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "toolchain components"
+step "toolchain components and system packages"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
+need=()
+for pkg in curl; do dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg"); done
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
 
 step "cargo fmt --all --check"
 cargo fmt --all --check
@@ -17,11 +22,15 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo test --workspace"
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+trap 'rm -f "$log" "${conf_log:-}"' EXIT
 cargo test --workspace 2>&1 | tee "$log"
 
 step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --document-private-items --quiet
+
+step "SDK conformance (official huaweicloudsdkvpcep in a venv against a running vpcepd)"
+conf_log=$(mktemp)
+bash tests/conformance/run.sh "$PWD/target/debug" 2>&1 | tee "$conf_log"
 
 step "pktbench smoke run (debug build; figures come from the release build, see BENCHMARKS.md)"
 cargo run --quiet -p bench --bin pktbench -- --quick --json
@@ -29,4 +38,5 @@ cargo run --quiet -p bench --bin pktbench -- --quick --json
 step "summary"
 # One plain closing line over every cargo test binary that ran.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
-     END { printf "suite: %d passed, %d failed\n", p, f }' "$log"
+     /^conformance: [0-9]+ passed/ { p += $2; f += $4 }
+     END { printf "suite: %d passed, %d failed\n", p, f }' "$log" "$conf_log"

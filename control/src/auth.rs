@@ -452,7 +452,7 @@ mod tests {
                 "SDK-HMAC-SHA256 Access=AK, SignedHeaders=host;x-sdk-date, Signature={}",
                 "z".repeat(64)
             ),
-            format!("SDK-HMAC-SHA256 Access=AK, SignedHeaders=host;x-sdk-date"),
+            "SDK-HMAC-SHA256 Access=AK, SignedHeaders=host;x-sdk-date".to_string(),
             format!(
                 "SDK-HMAC-SHA256 Access=AK, Access=B, SignedHeaders=host;x-sdk-date, Signature={sig}"
             ),

@@ -1,7 +1,7 @@
 //! The rules of the product, applied to the resource model.
 //!
 //! Every operation validates against the current model and returns the records it changes;
-//! [`Registry::commit`] writes them to the store in one durable transaction and only then
+//! `Registry::commit` writes them to the store in one durable transaction and only then
 //! applies them in memory and tells the pusher which endpoints to recompile. So an answer is
 //! sent only for a change that is on disk, a failed commit changes nothing, and writers are
 //! serialised (one `writer` lock) while readers keep reading the last committed model.
@@ -82,6 +82,7 @@ pub struct ChangeNote {
 }
 
 /// A record of any kind, as stored.
+#[allow(clippy::large_enum_variant)] // short-lived, built once per write
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "record", rename_all = "snake_case")]
 pub enum Record {
@@ -113,6 +114,7 @@ impl Record {
 }
 
 /// One change of a commit.
+#[allow(clippy::large_enum_variant)] // short-lived, built once per write
 #[derive(Clone, Debug)]
 pub enum Mutation {
     /// Create or replace.

@@ -26,22 +26,21 @@ pub enum Op {
 
 /// Why the store failed. A failed commit changed nothing.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The database file could not be opened or created.
-    #[error("cannot open the store: {0}")]
-    Open(#[from] redb::DatabaseError),
-    /// A transaction failed to begin.
-    #[error("store transaction failed: {0}")]
-    Transaction(#[from] redb::TransactionError),
-    /// A table could not be opened.
-    #[error("store table failed: {0}")]
-    Table(#[from] redb::TableError),
-    /// A read or write failed.
-    #[error("store I/O failed: {0}")]
-    Storage(#[from] redb::StorageError),
-    /// The commit failed; nothing was written.
-    #[error("store commit failed: {0}")]
-    Commit(#[from] redb::CommitError),
+#[error("store {op} failed: {source}")]
+pub struct StoreError {
+    /// What was being done: open, read, commit.
+    pub op: &'static str,
+    /// redb's error.
+    #[source]
+    pub source: Box<redb::Error>,
+}
+
+/// A mapper from any redb error to a [`StoreError`] for `op`.
+fn fail<E: Into<redb::Error>>(op: &'static str) -> impl Fn(E) -> StoreError {
+    move |e| StoreError {
+        op,
+        source: Box::new(e.into()),
+    }
 }
 
 /// Everything in the store at one revision.
@@ -84,18 +83,20 @@ impl RedbStore {
     /// # Errors
     /// [`StoreError`].
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(path)?;
+        let db = Database::create(path).map_err(fail("open"))?;
         // Make sure both tables exist so readers never see a missing table.
-        let tx = db.begin_write()?;
+        let tx = db.begin_write().map_err(fail("open"))?;
         {
-            tx.open_table(RESOURCES)?;
-            tx.open_table(META)?;
+            tx.open_table(RESOURCES).map_err(fail("open"))?;
+            tx.open_table(META).map_err(fail("open"))?;
         }
-        tx.commit()?;
+        tx.commit().map_err(fail("open"))?;
         let revision = {
-            let rx = db.begin_read()?;
-            let meta = rx.open_table(META)?;
-            meta.get(REVISION)?.map_or(0, |v| v.value())
+            let rx = db.begin_read().map_err(fail("open"))?;
+            let meta = rx.open_table(META).map_err(fail("open"))?;
+            meta.get(REVISION)
+                .map_err(fail("open"))?
+                .map_or(0, |v| v.value())
         };
         Ok(Self {
             db,
@@ -106,39 +107,49 @@ impl RedbStore {
 
 impl Store for RedbStore {
     fn load(&self) -> Result<Snapshot, StoreError> {
-        let rx = self.db.begin_read()?;
-        let table = rx.open_table(RESOURCES)?;
-        let meta = rx.open_table(META)?;
-        let revision = meta.get(REVISION)?.map_or(0, |v| v.value());
+        let rx = self.db.begin_read().map_err(fail("read"))?;
+        let table = rx.open_table(RESOURCES).map_err(fail("read"))?;
+        let meta = rx.open_table(META).map_err(fail("read"))?;
+        let revision = meta
+            .get(REVISION)
+            .map_err(fail("read"))?
+            .map_or(0, |v| v.value());
         let mut entries = Vec::new();
-        for item in table.iter()? {
-            let (k, v) = item?;
+        for item in table.iter().map_err(fail("read"))? {
+            let (k, v) = item.map_err(fail("read"))?;
             entries.push((k.value().to_string(), v.value().to_vec()));
         }
         Ok(Snapshot { revision, entries })
     }
 
     fn commit(&self, ops: &[Op]) -> Result<u64, StoreError> {
-        let tx = self.db.begin_write()?;
+        let e = fail("commit");
+        let tx = self.db.begin_write().map_err(&e)?;
         let revision;
         {
-            let mut table = tx.open_table(RESOURCES)?;
+            let mut table = tx.open_table(RESOURCES).map_err(fail("commit"))?;
             for op in ops {
                 match op {
                     Op::Put(k, v) => {
-                        table.insert(k.as_str(), v.as_slice())?;
+                        table
+                            .insert(k.as_str(), v.as_slice())
+                            .map_err(fail("commit"))?;
                     }
                     Op::Delete(k) => {
-                        table.remove(k.as_str())?;
+                        table.remove(k.as_str()).map_err(fail("commit"))?;
                     }
                 }
             }
-            let mut meta = tx.open_table(META)?;
-            revision = meta.get(REVISION)?.map_or(0, |v| v.value()) + 1;
-            meta.insert(REVISION, revision)?;
+            let mut meta = tx.open_table(META).map_err(fail("commit"))?;
+            revision = meta
+                .get(REVISION)
+                .map_err(fail("commit"))?
+                .map_or(0, |v| v.value())
+                + 1;
+            meta.insert(REVISION, revision).map_err(fail("commit"))?;
         }
         // Immediate durability is redb's default: commit returns after fsync.
-        tx.commit()?;
+        tx.commit().map_err(fail("commit"))?;
         self.revision.send_replace(revision);
         Ok(revision)
     }

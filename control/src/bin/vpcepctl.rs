@@ -221,7 +221,7 @@ enum ConnectionCmd {
 enum PermissionCmd {
     /// List the whitelist.
     List { service: String },
-    /// Add entries (iam:domain::<id> or *).
+    /// Add entries (`iam:domain::<id>` or `*`).
     Add {
         service: String,
         permissions: Vec<String>,

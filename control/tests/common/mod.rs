@@ -70,10 +70,12 @@ impl Env {
 
     pub fn with_config(tag: &str, f: impl FnOnce(&mut DaemonConfig)) -> Self {
         let dir = temp_dir(tag);
-        let mut cfg = DaemonConfig::default();
-        cfg.data_dir = dir.clone();
-        cfg.api_listen = "127.0.0.1:0".parse().unwrap();
-        cfg.admin_listen = "127.0.0.1:0".parse().unwrap();
+        let mut cfg = DaemonConfig {
+            data_dir: dir.clone(),
+            api_listen: "127.0.0.1:0".parse().unwrap(),
+            admin_listen: "127.0.0.1:0".parse().unwrap(),
+            ..DaemonConfig::default()
+        };
         f(&mut cfg);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
