@@ -1,10 +1,15 @@
-//! Bringing the dataplane up on the daemon's attachments: one packet backend and worker
-//! set per interface, sharing one conntrack and one neighbour table.
+//! Bringing the dataplane up on the daemon's attachments: per attachment one shared
+//! transmit socket and `workers` receive sockets (a fanout group), each receive socket
+//! driven by its own worker thread; all workers share one conntrack and one neighbour
+//! table.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::Instant;
 
-use dataplane::TablePublisher;
+use dataplane::io::af_packet::{AfPacketBackend, Interface, TxSocket};
+use dataplane::worker::{self, Worker};
+use dataplane::{Pipeline, Shared, TablePublisher, VpcId, WorkerCounters};
 
 use crate::config::DaemonConfig;
 use crate::daemon::{DaemonError, Dataplane};
@@ -12,20 +17,68 @@ use crate::daemon::{DaemonError, Dataplane};
 /// Start workers on every attachment of `cfg`.
 ///
 /// # Errors
-/// [`DaemonError::Attachment`]: real packet I/O lands with the AF_PACKET backend; until
-/// then a config with attachments is refused rather than silently serving the API alone.
+/// [`DaemonError::Attachment`] if an interface is missing or its sockets cannot be opened
+/// (no `CAP_NET_RAW`); [`DaemonError::Spawn`] if a thread cannot start.
 pub fn start_workers(
     cfg: &DaemonConfig,
-    _publisher: &TablePublisher,
-    _stop: Arc<AtomicBool>,
+    publisher: &TablePublisher,
+    stop: Arc<AtomicBool>,
 ) -> Result<Dataplane, DaemonError> {
-    let first = cfg
-        .attachments
-        .first()
-        .map(|a| a.interface.clone())
-        .unwrap_or_default();
-    Err(DaemonError::Attachment {
-        interface: first,
-        reason: "this build has no packet I/O backend yet".into(),
+    let attach_err = |interface: &str, e: std::io::Error| DaemonError::Attachment {
+        interface: interface.into(),
+        reason: e.to_string(),
+    };
+    let mut ifaces = Vec::new();
+    let mut tx = Vec::new();
+    for a in &cfg.attachments {
+        let iface = Interface::lookup(&a.interface).map_err(|e| attach_err(&a.interface, e))?;
+        tx.push(TxSocket::open(&iface).map_err(|e| attach_err(&a.interface, e))?);
+        ifaces.push(iface);
+    }
+    let tx = Arc::new(tx);
+    let mut dp_cfg = cfg.dataplane();
+    dp_cfg.attachments = ifaces.iter().map(|i| i.mac).collect();
+    let shared = Shared::new(&dp_cfg, Instant::now());
+    let mut counters = Vec::new();
+    let mut threads = Vec::new();
+    for (i, iface) in ifaces.iter().enumerate() {
+        let vpc = VpcId(u16::try_from(i).unwrap_or(u16::MAX));
+        // A fanout group id unique to this process and attachment.
+        let fanout = (cfg.workers > 1)
+            .then(|| u16::try_from((std::process::id() as usize + i) % 65_536).unwrap_or(0));
+        for w in 0..cfg.workers {
+            let backend = AfPacketBackend::open(iface, vpc, fanout, Arc::clone(&tx))
+                .map_err(|e| attach_err(&iface.name, e))?;
+            let c = Arc::new(WorkerCounters::default());
+            let worker = Worker::new(
+                backend,
+                publisher.reader(),
+                Pipeline::new(dp_cfg.clone(), shared.clone()),
+                Arc::clone(&c),
+            );
+            let name = format!("vpcep-{}-{w}", iface.name);
+            let handle = worker::spawn(name.clone(), worker, Arc::clone(&stop))
+                .map_err(DaemonError::Spawn)?;
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("{name}-join"))
+                    .spawn(move || match handle.join() {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            tracing::error!(worker = %name, error = %e, "worker stopped on an I/O error; exiting");
+                            std::process::exit(70);
+                        }
+                        Err(_) => std::process::exit(70),
+                    })
+                    .map_err(DaemonError::Spawn)?,
+            );
+            counters.push(c);
+        }
+        tracing::info!(interface = %iface.name, mac = %iface.mac, mtu = iface.mtu, vpc = vpc.0, workers = cfg.workers, "attachment up");
+    }
+    Ok(Dataplane {
+        counters,
+        conntrack: Some(Arc::clone(&shared.conntrack)),
+        threads,
     })
 }

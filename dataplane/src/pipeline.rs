@@ -641,6 +641,18 @@ impl Pipeline {
         removed
     }
 
+    /// Count a frame dropped before processing (e.g. `Oversize`); returns its verdict.
+    pub fn record_drop(&mut self, reason: DropReason) -> Verdict {
+        self.stats.rx_frames += 1;
+        self.stats.drop(reason);
+        Verdict::Drop(reason)
+    }
+
+    /// Count frames the backend failed to transmit.
+    pub fn record_tx_errors(&mut self, n: usize) {
+        self.stats.tx_errors += n as u64;
+    }
+
     /// Flows waiting in this pipeline's expiry queue (live ones and stale keys).
     pub fn expiry_backlog(&self) -> usize {
         self.expiry.len()

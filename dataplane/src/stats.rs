@@ -86,6 +86,8 @@ counters! {
     flows_revalidated,
     /// Flows removed because a re-check failed (see `DropReason::Revoked`).
     flows_revoked,
+    /// Frames the backend could not transmit (full queue, larger than the egress MTU).
+    tx_errors,
 }
 
 impl WorkerStats {

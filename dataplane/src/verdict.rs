@@ -46,6 +46,9 @@ pub enum DropReason {
     NotAccepted,
     /// A unicast frame for a MAC address other than the attachment's.
     NotForUs,
+    /// A frame larger than a batch slot (a GSO/GRO super-frame from a peer with offloads on);
+    /// not segmented, never forwarded cut.
+    Oversize,
     /// A new flow to an accepted endpoint on a protocol and port it does not map.
     PortNotMapped,
     /// A packet to a SNAT address that belongs to no flow: the provider side trying to open
@@ -71,7 +74,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Number of variants; a unit test matches every variant so this cannot drift.
-    pub const COUNT: usize = 17;
+    pub const COUNT: usize = 18;
 
     /// Every variant, in counter order.
     pub const ALL: [Self; Self::COUNT] = [
@@ -83,6 +86,7 @@ impl DropReason {
         Self::NoEndpoint,
         Self::NotAccepted,
         Self::NotForUs,
+        Self::Oversize,
         Self::PortNotMapped,
         Self::ReplyWithoutFlow,
         Self::Revoked,
@@ -111,6 +115,7 @@ impl DropReason {
             Self::NoEndpoint => "no_endpoint",
             Self::NotAccepted => "not_accepted",
             Self::NotForUs => "not_for_us",
+            Self::Oversize => "oversize",
             Self::PortNotMapped => "port_not_mapped",
             Self::ReplyWithoutFlow => "reply_without_flow",
             Self::Revoked => "revoked",
@@ -142,6 +147,7 @@ mod tests {
                 | DropReason::NoEndpoint
                 | DropReason::NotAccepted
                 | DropReason::NotForUs
+                | DropReason::Oversize
                 | DropReason::PortNotMapped
                 | DropReason::ReplyWithoutFlow
                 | DropReason::Revoked

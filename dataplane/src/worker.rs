@@ -11,6 +11,7 @@ use crate::io::{Backend, BackendError, Batch};
 use crate::pipeline::Pipeline;
 use crate::stats::WorkerCounters;
 use crate::tables::TableReader;
+use crate::verdict::DropReason;
 
 /// One worker: a backend, a table reader, a pipeline, a batch and its counters.
 #[allow(missing_debug_implementations)] // TableReader is not Debug
@@ -51,13 +52,17 @@ impl<B: Backend> Worker<B> {
         let now = Instant::now(); // one clock read per batch
         let tables = self.tables.load(); // one snapshot per batch
         for slot in self.batch.filled_mut() {
-            let ingress = slot.ingress;
-            slot.verdict = self
-                .pipeline
-                .process(now, tables, ingress, slot.bytes_mut());
+            slot.verdict = if slot.truncated {
+                self.pipeline.record_drop(DropReason::Oversize)
+            } else {
+                let ingress = slot.ingress;
+                self.pipeline
+                    .process(now, tables, ingress, slot.bytes_mut())
+            };
         }
         if n > 0 {
-            self.backend.send(&self.batch)?;
+            let failed = self.backend.send(&self.batch)?;
+            self.pipeline.record_tx_errors(failed);
         }
         self.pipeline.expire(now, budget);
         self.counters

@@ -55,6 +55,7 @@ fn worker_thread_forwards_and_publishes_counters() {
         ),
     );
     port.inject(A, vec![0u8; 5]); // malformed
+    port.inject(A, vec![0u8; dataplane::io::FRAME_CAPACITY + 100]); // a super-frame
     let mut out = Vec::new();
     poll_until("the SYN to come out", Duration::from_secs(5), || {
         out.extend(port.drain());
@@ -65,7 +66,10 @@ fn worker_thread_forwards_and_publishes_counters() {
     assert_eq!(seen(&out[0].1).dst, (BACKEND, 80));
     poll_until("counters", Duration::from_secs(5), || {
         let s = counters.snapshot();
-        s.rx_frames == 2 && s.forwarded == 1 && s.dropped(dataplane::DropReason::Malformed) == 1
+        s.rx_frames == 3
+            && s.forwarded == 1
+            && s.dropped(dataplane::DropReason::Malformed) == 1
+            && s.dropped(dataplane::DropReason::Oversize) == 1
     });
     assert_eq!(counters.generation.load(Ordering::Relaxed), 1);
 

@@ -18,29 +18,49 @@ use control::daemon::{self, Dataplane, Running};
 use control::model::{ConnectionStatus, Endpoint};
 use serde_json::{Value, json};
 
-const PROVIDER: (&str, &str, &str, &str) = ("BENCHPROVIDER0000001", "provider-secret", "dprovider", "pprovider");
+const PROVIDER: (&str, &str, &str, &str) = (
+    "BENCHPROVIDER0000001",
+    "provider-secret",
+    "dprovider",
+    "pprovider",
+);
 const USER: (&str, &str, &str, &str) = ("BENCHUSER00000000001", "user-secret", "duser", "puser");
 
 fn credentials() -> Credentials {
     Credentials::from_list(
         [PROVIDER, USER]
             .iter()
-            .map(|(ak, sk, d, p)| Credential { ak: (*ak).into(), sk: (*sk).into(), domain_id: (*d).into(), project_id: (*p).into() })
+            .map(|(ak, sk, d, p)| Credential {
+                ak: (*ak).into(),
+                sk: (*sk).into(),
+                domain_id: (*d).into(),
+                project_id: (*p).into(),
+            })
             .collect(),
     )
     .expect("valid credentials")
 }
 
-fn no_workers(_: &DaemonConfig, _: &dataplane::TablePublisher, _: Arc<AtomicBool>) -> Result<Dataplane, daemon::DaemonError> {
-    Ok(Dataplane { counters: Vec::new(), conntrack: None, threads: Vec::new() })
+fn no_workers(
+    _: &DaemonConfig,
+    _: &dataplane::TablePublisher,
+    _: Arc<AtomicBool>,
+) -> Result<Dataplane, daemon::DaemonError> {
+    Ok(Dataplane {
+        counters: Vec::new(),
+        conntrack: None,
+        threads: Vec::new(),
+    })
 }
 
 fn start(rt: &tokio::runtime::Runtime, cfg: &DaemonConfig) -> Running {
-    rt.block_on(daemon::start_with(cfg, credentials(), no_workers)).expect("daemon starts")
+    rt.block_on(daemon::start_with(cfg, credentials(), no_workers))
+        .expect("daemon starts")
 }
 
 fn call(c: &Client, method: &str, path: &str, body: Option<Value>) -> Value {
-    c.call(method, &c.path(path), &[], body.as_ref()).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    c.call(method, &c.path(path), &[], body.as_ref())
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
 }
 
 /// Run `f` on `threads` threads for `dur`; returns completed calls per second.
@@ -79,12 +99,24 @@ fn main() {
         if json_out {
             println!("{}", json_line(fields));
         } else {
-            println!("{}", fields.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("  "));
+            println!(
+                "{}",
+                fields
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join("  ")
+            );
         }
     };
 
-    let dir = std::env::temp_dir().join(format!("vpcep-apibench-{}", uuid::Uuid::new_v4().simple()));
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let dir =
+        std::env::temp_dir().join(format!("vpcep-apibench-{}", uuid::Uuid::new_v4().simple()));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
     let mut cfg = DaemonConfig {
         data_dir: dir.clone(),
         api_listen: "127.0.0.1:0".parse().expect("addr"),
@@ -97,37 +129,124 @@ fn main() {
     let url = format!("http://{}", running.api_addr);
     let p = Client::new(&url, PROVIDER.0, PROVIDER.1, PROVIDER.3);
     let u = Client::new(&url, USER.0, USER.1, USER.3);
-    let pvpc = call(&p, "POST", "/vpcs", Some(json!({"vpc": {"cidr": "10.0.0.0/16"}})))["vpc"]["id"].as_str().expect("id").to_string();
-    let psub = call(&p, "POST", "/subnets", Some(json!({"subnet": {"vpc_id": pvpc, "cidr": "10.0.0.0/24"}})))["subnet"]["id"].as_str().expect("id").to_string();
-    let port = call(&p, "POST", "/ports", Some(json!({"port": {"subnet_id": psub, "server_type": "VM", "ip": "10.0.0.10"}})))["port"]["id"].as_str().expect("id").to_string();
-    let svc = call(&p, "POST", "/vpc-endpoint-services", Some(json!({"vpc_id": pvpc, "port_id": port, "server_type": "VM",
-        "ports": [{"client_port": 8080, "server_port": 80}]})))["id"].as_str().expect("id").to_string();
-    call(&p, "POST", &format!("/vpc-endpoint-services/{svc}/permissions/action"), Some(json!({"permissions": ["*"], "action": "add"})));
-    let uvpc = call(&u, "POST", "/vpcs", Some(json!({"vpc": {"cidr": "10.0.0.0/8"}})))["vpc"]["id"].as_str().expect("id").to_string();
-    let usub = call(&u, "POST", "/subnets", Some(json!({"subnet": {"vpc_id": uvpc, "cidr": "10.0.0.0/12"}})))["subnet"]["id"].as_str().expect("id").to_string();
+    let pvpc = call(
+        &p,
+        "POST",
+        "/vpcs",
+        Some(json!({"vpc": {"cidr": "10.0.0.0/16"}})),
+    )["vpc"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let psub = call(
+        &p,
+        "POST",
+        "/subnets",
+        Some(json!({"subnet": {"vpc_id": pvpc, "cidr": "10.0.0.0/24"}})),
+    )["subnet"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let port = call(
+        &p,
+        "POST",
+        "/ports",
+        Some(json!({"port": {"subnet_id": psub, "server_type": "VM", "ip": "10.0.0.10"}})),
+    )["port"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let svc = call(
+        &p,
+        "POST",
+        "/vpc-endpoint-services",
+        Some(json!({"vpc_id": pvpc, "port_id": port, "server_type": "VM",
+        "ports": [{"client_port": 8080, "server_port": 80}]})),
+    )["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    call(
+        &p,
+        "POST",
+        &format!("/vpc-endpoint-services/{svc}/permissions/action"),
+        Some(json!({"permissions": ["*"], "action": "add"})),
+    );
+    let uvpc = call(
+        &u,
+        "POST",
+        "/vpcs",
+        Some(json!({"vpc": {"cidr": "10.0.0.0/8"}})),
+    )["vpc"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let usub = call(
+        &u,
+        "POST",
+        "/subnets",
+        Some(json!({"subnet": {"vpc_id": uvpc, "cidr": "10.0.0.0/12"}})),
+    )["subnet"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
     rt.block_on(running.shutdown());
     cfg.attachments = vec![
-        AttachmentConfig { interface: "user0".into(), vpc_id: uvpc.clone() },
-        AttachmentConfig { interface: "prov0".into(), vpc_id: pvpc.clone() },
+        AttachmentConfig {
+            interface: "user0".into(),
+            vpc_id: uvpc.clone(),
+        },
+        AttachmentConfig {
+            interface: "prov0".into(),
+            vpc_id: pvpc.clone(),
+        },
     ];
     let running = start(&rt, &cfg);
     let url = format!("http://{}", running.api_addr);
-    let clients: Vec<(Client, Client)> =
-        (0..4).map(|_| (Client::new(&url, PROVIDER.0, PROVIDER.1, PROVIDER.3), Client::new(&url, USER.0, USER.1, USER.3))).collect();
+    let clients: Vec<(Client, Client)> = (0..4)
+        .map(|_| {
+            (
+                Client::new(&url, PROVIDER.0, PROVIDER.1, PROVIDER.3),
+                Client::new(&url, USER.0, USER.1, USER.3),
+            )
+        })
+        .collect();
 
     // Reads: show the service (signed, verified, rendered).
     for threads in [1, 4] {
         let r = rate(threads, secs, |t, _| {
-            call(&clients[t].0, "GET", &format!("/vpc-endpoint-services/{svc}"), None);
+            call(
+                &clients[t].0,
+                "GET",
+                &format!("/vpc-endpoint-services/{svc}"),
+                None,
+            );
         });
-        emit(&[("measure", js("api_reads")), ("threads", threads.to_string()), ("per_second", format!("{r:.0}")), ("unit", js("req/s")), ("target", "5000".into())]);
+        emit(&[
+            ("measure", js("api_reads")),
+            ("threads", threads.to_string()),
+            ("per_second", format!("{r:.0}")),
+            ("unit", js("req/s")),
+            ("target", "5000".into()),
+        ]);
     }
     // Writes: create an endpoint (durable before the answer).
     for threads in [1, 4] {
         let r = rate(threads, secs, |t, _| {
-            call(&clients[t].1, "POST", "/vpc-endpoints", Some(json!({"endpoint_service_id": svc, "vpc_id": uvpc, "subnet_id": usub})));
+            call(
+                &clients[t].1,
+                "POST",
+                "/vpc-endpoints",
+                Some(json!({"endpoint_service_id": svc, "vpc_id": uvpc, "subnet_id": usub})),
+            );
         });
-        emit(&[("measure", js("api_writes_durable")), ("threads", threads.to_string()), ("per_second", format!("{r:.0}")), ("unit", js("req/s")), ("target", "1000".into())]);
+        emit(&[
+            ("measure", js("api_writes_durable")),
+            ("threads", threads.to_string()),
+            ("per_second", format!("{r:.0}")),
+            ("unit", js("req/s")),
+            ("target", "1000".into()),
+        ]);
     }
 
     // Fill to `endpoints` in bulk (one transaction per 10 k), all pending.
@@ -162,7 +281,10 @@ fn main() {
             updated_at: now,
         });
         if batch.len() == 10_000 {
-            running.registry.import_endpoints(std::mem::take(&mut batch)).expect("import");
+            running
+                .registry
+                .import_endpoints(std::mem::take(&mut batch))
+                .expect("import");
         }
     }
     if !batch.is_empty() {
@@ -175,25 +297,52 @@ fn main() {
             std::hint::spin_loop();
         }
     };
-    wait_applied(&running, running.registry.revision(), Duration::from_secs(120));
+    wait_applied(
+        &running,
+        running.registry.revision(),
+        Duration::from_secs(120),
+    );
     let total = running.registry.read().endpoints.len();
 
     // One accept (or reject) at a time, through the API: from sending the request to the
     // table generation that contains it being published.
-    let ids: Vec<String> = running.registry.read().endpoints.keys().take(if quick { 50 } else { 400 }).cloned().collect();
+    let ids: Vec<String> = running
+        .registry
+        .read()
+        .endpoints
+        .keys()
+        .take(if quick { 50 } else { 400 })
+        .cloned()
+        .collect();
     let provider = &clients[0].0;
     let mut live_ms = Vec::new();
     let mut api_ms = Vec::new();
     for (i, id) in ids.iter().enumerate() {
         let action = if i % 2 == 0 { "receive" } else { "reject" };
         let t0 = Instant::now();
-        call(provider, "POST", &format!("/vpc-endpoint-services/{svc}/connections/action"), Some(json!({"action": action, "endpoints": [id]})));
+        call(
+            provider,
+            "POST",
+            &format!("/vpc-endpoint-services/{svc}/connections/action"),
+            Some(json!({"action": action, "endpoints": [id]})),
+        );
         api_ms.push(t0.elapsed().as_secs_f64() * 1e3);
-        wait_applied(&running, running.registry.revision(), Duration::from_secs(5));
+        wait_applied(
+            &running,
+            running.registry.revision(),
+            Duration::from_secs(5),
+        );
         live_ms.push(t0.elapsed().as_secs_f64() * 1e3);
     }
-    emit(&[("measure", js("accept_live")), ("endpoints", total.to_string()), ("p50_ms", format!("{:.3}", percentile(live_ms.clone(), 0.5))),
-           ("p99_ms", format!("{:.3}", percentile(live_ms, 0.99))), ("api_p50_ms", format!("{:.3}", median(api_ms))), ("unit", js("ms")), ("target_p99_ms", "5".into())]);
+    emit(&[
+        ("measure", js("accept_live")),
+        ("endpoints", total.to_string()),
+        ("p50_ms", format!("{:.3}", percentile(live_ms.clone(), 0.5))),
+        ("p99_ms", format!("{:.3}", percentile(live_ms, 0.99))),
+        ("api_p50_ms", format!("{:.3}", median(api_ms))),
+        ("unit", js("ms")),
+        ("target_p99_ms", "5".into()),
+    ]);
 
     // Restart: from start to API answering and tables published for every endpoint.
     rt.block_on(running.shutdown());
@@ -203,11 +352,22 @@ fn main() {
     let c = Client::new(&url, PROVIDER.0, PROVIDER.1, PROVIDER.3);
     call(&c, "GET", "/quotas", None);
     let api_ms = t0.elapsed().as_secs_f64() * 1e3;
-    wait_applied(&running, running.registry.revision(), Duration::from_secs(60));
+    wait_applied(
+        &running,
+        running.registry.revision(),
+        Duration::from_secs(60),
+    );
     let published_ms = t0.elapsed().as_secs_f64() * 1e3;
     let addrs = running.push.endpoint_addresses.load(Ordering::Relaxed);
-    emit(&[("measure", js("restart")), ("endpoints", total.to_string()), ("api_answering_ms", format!("{api_ms:.1}")),
-           ("tables_published_ms", format!("{published_ms:.1}")), ("endpoint_addresses", addrs.to_string()), ("unit", js("ms")), ("target_ms", "2000".into())]);
+    emit(&[
+        ("measure", js("restart")),
+        ("endpoints", total.to_string()),
+        ("api_answering_ms", format!("{api_ms:.1}")),
+        ("tables_published_ms", format!("{published_ms:.1}")),
+        ("endpoint_addresses", addrs.to_string()),
+        ("unit", js("ms")),
+        ("target_ms", "2000".into()),
+    ]);
     rt.block_on(running.shutdown());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -100,19 +100,20 @@ impl Backend for MemBackend {
             slot.buffer_mut()[..len].copy_from_slice(&frame[..len]);
             slot.set_len(len);
             slot.ingress = vpc;
+            slot.truncated = frame.len() > len;
             n += 1;
         }
         batch.set_filled(n);
         Ok(n)
     }
 
-    fn send(&mut self, batch: &Batch) -> Result<(), BackendError> {
+    fn send(&mut self, batch: &Batch) -> Result<usize, BackendError> {
         let mut q = self.inner.queues.lock().map_err(|_| BackendError::Closed)?;
         for slot in batch.filled() {
             if let Some((vpc, bytes)) = slot.output() {
                 q.tx.push_back((vpc, bytes.to_vec()));
             }
         }
-        Ok(())
+        Ok(0)
     }
 }

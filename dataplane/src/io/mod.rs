@@ -1,6 +1,8 @@
 //! Packet I/O backends behind one batch trait. Backends are the only modules that make
 //! syscalls or use `unsafe`; tests and benches swap backends, never the core.
 
+#[cfg(target_os = "linux")]
+pub mod af_packet;
 pub mod mem;
 
 use core::time::Duration;
@@ -21,6 +23,8 @@ pub struct Slot {
     pub ingress: VpcId,
     /// Set by the worker after processing.
     pub verdict: Verdict,
+    /// Set by the backend: the frame was larger than the slot and arrived cut.
+    pub truncated: bool,
 }
 
 impl Slot {
@@ -30,6 +34,7 @@ impl Slot {
             len: 0,
             ingress: VpcId(0),
             verdict: Verdict::Consumed,
+            truncated: false,
         }
     }
 
@@ -151,9 +156,10 @@ pub trait Backend: Send {
     /// [`BackendError`] if the backend can no longer receive.
     fn recv(&mut self, batch: &mut Batch, timeout: Duration) -> Result<usize, BackendError>;
 
-    /// Transmit every slot whose verdict has an output.
+    /// Transmit every slot whose verdict has an output; returns how many frames could not
+    /// be sent (a full queue, a frame over the egress MTU), which the worker counts.
     ///
     /// # Errors
     /// [`BackendError`] if the backend can no longer send.
-    fn send(&mut self, batch: &Batch) -> Result<(), BackendError>;
+    fn send(&mut self, batch: &Batch) -> Result<usize, BackendError>;
 }

@@ -1,0 +1,361 @@
+//! AF_PACKET backend: raw Ethernet frames on Linux interfaces, batched with `recvmmsg` and
+//! `sendmmsg`.
+//!
+//! Per attachment there is one transmit socket (protocol 0: it receives nothing), shared by
+//! every worker, so any worker can forward onto any attachment; and per worker one receive
+//! socket (`ETH_P_ALL`, `PACKET_IGNORE_OUTGOING` so the daemon never sees its own frames,
+//! `PACKET_AUXDATA` for the checksum status), joined in a `PACKET_FANOUT` hash group when an
+//! attachment has several workers, so both directions of a flow keep to one worker per
+//! interface.
+//!
+//! The veth pitfalls (DESIGN.md section 6): a frame whose transport checksum the sender
+//! left to offload (`TP_STATUS_CSUMNOTREADY`) has it completed here before the pipeline sees
+//! it, so no frame leaves with a wrong checksum; a frame larger than a slot (a GSO or GRO
+//! super-frame) is marked truncated and counted as `Oversize`, never forwarded cut.
+//!
+//! This is the only module of the crate with `unsafe`; each block says why it holds.
+
+#![allow(unsafe_code)]
+
+use core::time::Duration;
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
+
+use super::{Backend, BackendError, Batch};
+use crate::flow::VpcId;
+use crate::wire::checksum;
+use crate::wire::ethernet::MacAddr;
+
+// Kernel ABI constants (linux/if_packet.h); stable since their introduction.
+const SOL_PACKET: libc::c_int = 263;
+const PACKET_AUXDATA: libc::c_int = 8;
+const PACKET_FANOUT: libc::c_int = 18;
+const PACKET_QDISC_BYPASS: libc::c_int = 20;
+const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+const PACKET_FANOUT_HASH: libc::c_int = 0;
+const TP_STATUS_CSUMNOTREADY: u32 = 1 << 3;
+const ETH_P_ALL: u16 = 0x0003;
+
+/// `struct tpacket_auxdata`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct TpacketAuxdata {
+    tp_status: u32,
+    tp_len: u32,
+    tp_snaplen: u32,
+    tp_mac: u16,
+    tp_net: u16,
+    tp_vlan_tci: u16,
+    tp_vlan_tpid: u16,
+}
+
+/// Most frames one `recvmmsg`/`sendmmsg` handles; batches are capped to it.
+pub const MAX_BATCH: usize = 64;
+const CMSG_SPACE: usize = 64;
+
+/// A network interface the daemon attaches to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Interface {
+    /// Its name.
+    pub name: String,
+    /// Its index.
+    pub ifindex: i32,
+    /// Its MAC address.
+    pub mac: MacAddr,
+    /// Its MTU.
+    pub mtu: usize,
+}
+
+impl Interface {
+    /// Look an interface up by name (in the caller's network namespace).
+    ///
+    /// # Errors
+    /// `NotFound` if there is no such interface; other I/O errors reading sysfs.
+    pub fn lookup(name: &str) -> io::Result<Self> {
+        let cname = CString::new(name)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface name has a NUL"))?;
+        // SAFETY: `cname` is a valid NUL-terminated string for the duration of the call.
+        let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+        if ifindex == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no interface named {name}"),
+            ));
+        }
+        let sys = |f: &str| {
+            std::fs::read_to_string(format!("/sys/class/net/{name}/{f}"))
+                .map(|s| s.trim().to_string())
+        };
+        let mac = sys("address")?.parse().map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{name} has no Ethernet address"),
+            )
+        })?;
+        let mtu = sys("mtu")?.parse().unwrap_or(1500);
+        Ok(Self {
+            name: name.into(),
+            ifindex: i32::try_from(ifindex).unwrap_or(i32::MAX),
+            mac,
+            mtu,
+        })
+    }
+}
+
+fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+fn packet_socket(protocol: u16) -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2) call; the returned descriptor is owned by the OwnedFd below.
+    let fd = cvt(unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::c_int::from(protocol.to_be()),
+        )
+    })?;
+    // SAFETY: `fd` was just returned by socket(2) and is not owned elsewhere.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn bind(fd: &OwnedFd, ifindex: i32, protocol: u16) -> io::Result<()> {
+    // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
+    let mut sll: libc::sockaddr_ll = unsafe { core::mem::zeroed() };
+    sll.sll_family = libc::sa_family_t::try_from(libc::AF_PACKET).unwrap_or(17);
+    sll.sll_protocol = protocol.to_be();
+    sll.sll_ifindex = ifindex;
+    let len = libc::socklen_t::try_from(size_of::<libc::sockaddr_ll>()).unwrap_or(20);
+    // SAFETY: `sll` is a valid sockaddr_ll of `len` bytes that outlives the call.
+    cvt(unsafe { libc::bind(fd.as_raw_fd(), (&raw const sll).cast(), len) })?;
+    Ok(())
+}
+
+fn setsockopt(
+    fd: &OwnedFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    let len = libc::socklen_t::try_from(size_of::<libc::c_int>()).unwrap_or(4);
+    // SAFETY: `value` is a c_int that outlives the call, and `len` is its size.
+    cvt(unsafe { libc::setsockopt(fd.as_raw_fd(), level, name, (&raw const value).cast(), len) })?;
+    Ok(())
+}
+
+/// The sending side of one attachment.
+#[derive(Debug)]
+pub struct TxSocket {
+    fd: OwnedFd,
+}
+
+impl TxSocket {
+    /// A transmit-only socket on `iface` (bound with protocol 0: it receives nothing).
+    ///
+    /// # Errors
+    /// The socket, bind or option call failed (e.g. no `CAP_NET_RAW`).
+    pub fn open(iface: &Interface) -> io::Result<Self> {
+        let fd = packet_socket(0)?;
+        bind(&fd, iface.ifindex, 0)?;
+        // Skip the qdisc: the daemon does its own batching. Old kernels lack it; not fatal.
+        let _ = setsockopt(&fd, SOL_PACKET, PACKET_QDISC_BYPASS, 1);
+        Ok(Self { fd })
+    }
+}
+
+/// A worker's receive socket plus every attachment's transmit socket.
+#[derive(Debug)]
+pub struct AfPacketBackend {
+    rx: OwnedFd,
+    ingress: VpcId,
+    tx: Arc<Vec<TxSocket>>,
+}
+
+impl AfPacketBackend {
+    /// A receive socket on `iface` for attachment `ingress`, joined to fanout group
+    /// `fanout` (when the attachment has several workers); `tx` is indexed by `VpcId`.
+    ///
+    /// # Errors
+    /// The socket, bind or option calls failed.
+    pub fn open(
+        iface: &Interface,
+        ingress: VpcId,
+        fanout: Option<u16>,
+        tx: Arc<Vec<TxSocket>>,
+    ) -> io::Result<Self> {
+        let rx = packet_socket(ETH_P_ALL)?;
+        setsockopt(&rx, SOL_PACKET, PACKET_AUXDATA, 1)?;
+        // Frames this host sends on the interface (ours included) are not input.
+        setsockopt(&rx, SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)?;
+        setsockopt(&rx, libc::SOL_SOCKET, libc::SO_RCVBUF, 8 << 20)?;
+        bind(&rx, iface.ifindex, ETH_P_ALL)?;
+        if let Some(group) = fanout {
+            setsockopt(
+                &rx,
+                SOL_PACKET,
+                PACKET_FANOUT,
+                i32::from(group) | (PACKET_FANOUT_HASH << 16),
+            )?;
+        }
+        Ok(Self { rx, ingress, tx })
+    }
+}
+
+impl Backend for AfPacketBackend {
+    fn recv(&mut self, batch: &mut Batch, timeout: Duration) -> Result<usize, BackendError> {
+        let mut pfd = libc::pollfd {
+            fd: self.rx.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+        // SAFETY: `pfd` is one valid pollfd that outlives the call.
+        let ready = unsafe { libc::poll(&raw mut pfd, 1, ms) };
+        if ready < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                batch.set_filled(0);
+                return Ok(0);
+            }
+            return Err(e.into());
+        }
+        if ready == 0 {
+            batch.set_filled(0);
+            return Ok(0);
+        }
+        let n = batch.capacity().min(MAX_BATCH);
+        let slots = &mut batch.slots_mut()[..n];
+        // SAFETY: all-zero is a valid value for these plain C structs.
+        let mut iov: [libc::iovec; MAX_BATCH] = unsafe { core::mem::zeroed() };
+        // SAFETY: as above.
+        let mut msgs: [libc::mmsghdr; MAX_BATCH] = unsafe { core::mem::zeroed() };
+        let mut cmsg = [[0u64; CMSG_SPACE / 8]; MAX_BATCH];
+        for (i, slot) in slots.iter_mut().enumerate() {
+            let buf = slot.buffer_mut();
+            iov[i] = libc::iovec {
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: buf.len(),
+            };
+            msgs[i].msg_hdr.msg_iov = &raw mut iov[i];
+            msgs[i].msg_hdr.msg_iovlen = 1;
+            msgs[i].msg_hdr.msg_control = cmsg[i].as_mut_ptr().cast();
+            msgs[i].msg_hdr.msg_controllen = CMSG_SPACE;
+        }
+        let vlen = libc::c_uint::try_from(n).unwrap_or(0);
+        // SAFETY: `msgs[..n]` point at `iov[..n]` (each into a live slot buffer of the stated
+        // length) and at `cmsg[..n]` (CMSG_SPACE bytes each); all outlive the call.
+        let got = unsafe {
+            libc::recvmmsg(
+                self.rx.as_raw_fd(),
+                msgs.as_mut_ptr(),
+                vlen,
+                libc::MSG_DONTWAIT,
+                core::ptr::null_mut(),
+            )
+        };
+        if got < 0 {
+            let e = io::Error::last_os_error();
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ) {
+                batch.set_filled(0);
+                return Ok(0);
+            }
+            return Err(e.into());
+        }
+        let got = usize::try_from(got).unwrap_or(0);
+        for (i, slot) in slots.iter_mut().enumerate().take(got) {
+            let hdr = &msgs[i].msg_hdr;
+            let len = usize::try_from(msgs[i].msg_len)
+                .unwrap_or(0)
+                .min(slot.buffer_mut().len());
+            slot.set_len(len);
+            slot.ingress = self.ingress;
+            slot.truncated = hdr.msg_flags & libc::MSG_TRUNC != 0;
+            // SAFETY: the kernel filled msg_control up to msg_controllen; CMSG_FIRSTHDR and
+            // CMSG_NXTHDR stay within it, and a PACKET_AUXDATA payload is a tpacket_auxdata
+            // (read unaligned: cmsg data alignment is only the kernel's promise).
+            let status = unsafe {
+                let mut status = 0;
+                let mut c = libc::CMSG_FIRSTHDR(hdr);
+                while !c.is_null() {
+                    if (*c).cmsg_level == SOL_PACKET && (*c).cmsg_type == PACKET_AUXDATA {
+                        let aux =
+                            core::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<TpacketAuxdata>());
+                        status = aux.tp_status;
+                    }
+                    c = libc::CMSG_NXTHDR(hdr, c);
+                }
+                status
+            };
+            if status & TP_STATUS_CSUMNOTREADY != 0 && !slot.truncated {
+                checksum::complete_partial(slot.bytes_mut());
+            }
+        }
+        batch.set_filled(got);
+        Ok(got)
+    }
+
+    fn send(&mut self, batch: &Batch) -> Result<usize, BackendError> {
+        let mut failed = 0;
+        // One sendmmsg per egress attachment (a batch usually goes to one or two).
+        for (vpc, tx) in self.tx.iter().enumerate() {
+            // SAFETY: all-zero is a valid value for these plain C structs.
+            let mut iov: [libc::iovec; MAX_BATCH] = unsafe { core::mem::zeroed() };
+            // SAFETY: as above.
+            let mut msgs: [libc::mmsghdr; MAX_BATCH] = unsafe { core::mem::zeroed() };
+            let mut n = 0;
+            for slot in batch.filled().iter().take(MAX_BATCH) {
+                let Some((out, bytes)) = slot.output() else {
+                    continue;
+                };
+                if out.index() != vpc {
+                    continue;
+                }
+                iov[n] = libc::iovec {
+                    iov_base: bytes.as_ptr().cast_mut().cast(),
+                    iov_len: bytes.len(),
+                };
+                msgs[n].msg_hdr.msg_iov = &raw mut iov[n];
+                msgs[n].msg_hdr.msg_iovlen = 1;
+                n += 1;
+            }
+            let mut sent = 0;
+            while sent < n {
+                let vlen = libc::c_uint::try_from(n - sent).unwrap_or(0);
+                // SAFETY: `msgs[sent..n]` point at `iov`, each at a live slot buffer of the
+                // stated length, which the kernel only reads; all outlive the call.
+                let r = unsafe {
+                    libc::sendmmsg(tx.fd.as_raw_fd(), msgs.as_mut_ptr().add(sent), vlen, 0)
+                };
+                if r < 0 {
+                    let e = io::Error::last_os_error();
+                    match e.kind() {
+                        io::ErrorKind::Interrupted => continue,
+                        // A full queue or a frame over the egress MTU: that frame is lost,
+                        // counted; the rest of the batch still goes.
+                        _ if matches!(
+                            e.raw_os_error(),
+                            Some(libc::EAGAIN | libc::ENOBUFS | libc::EMSGSIZE)
+                        ) =>
+                        {
+                            failed += 1;
+                            sent += 1;
+                        }
+                        _ => return Err(e.into()),
+                    }
+                } else {
+                    sent += usize::try_from(r).unwrap_or(1).max(1);
+                }
+            }
+        }
+        Ok(failed)
+    }
+}
