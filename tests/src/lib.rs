@@ -1,1 +1,614 @@
-//! placeholder
+//! Network-namespace test harness: RAII guards for namespaces and processes, a topology
+//! builder for "user VPCs, a provider VPC with the same CIDR, and a node running vpcepd",
+//! and helpers to drive the daemon through `vpcepctl` and read its `/status` and
+//! `/metrics`.
+//!
+//! Every name carries a per-run prefix (`v` + pid + counter), every namespace and process is
+//! removed or ended (by its pid) on drop, and traffic stays inside the namespaces made here.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A unique short prefix for this run and call (interface names must stay under 16 bytes).
+pub fn prefix() -> String {
+    format!(
+        "v{}{}",
+        std::process::id() % 100_000,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Run a command to completion; fail with its stderr if it fails.
+pub fn run(cmd: &mut Command) -> Result<Output> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(out)
+}
+
+/// `ip` with arguments.
+pub fn ip(args: &[&str]) -> Result<()> {
+    run(Command::new("ip").args(args)).map(|_| ())
+}
+
+/// Poll `cond` until it holds or `timeout` passes.
+pub fn poll_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// A network namespace, deleted on drop.
+#[derive(Debug)]
+pub struct Netns {
+    /// Its name.
+    pub name: String,
+}
+
+impl Netns {
+    /// Create a namespace with loopback up and IPv6 off (no router solicitations).
+    pub fn new(name: String) -> Result<Self> {
+        ip(&["netns", "add", &name])?;
+        let ns = Self { name };
+        ns.exec(&["ip", "link", "set", "lo", "up"])?;
+        ns.exec(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"])?;
+        ns.exec(&["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"])?;
+        Ok(ns)
+    }
+
+    /// A command that runs inside the namespace.
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, program]);
+        c
+    }
+
+    /// Run `args` inside the namespace and return its output.
+    pub fn exec(&self, args: &[&str]) -> Result<Output> {
+        run(self.command(args[0]).args(&args[1..]))
+    }
+
+    /// Start `args` inside the namespace, output to `log`, ended by pid on drop.
+    pub fn spawn(&self, args: &[&str], log: &Path) -> Result<Proc> {
+        let f = std::fs::File::create(log)?;
+        let child = self
+            .command(args[0])
+            .args(&args[1..])
+            .stdin(Stdio::null())
+            .stdout(f.try_clone()?)
+            .stderr(f)
+            .spawn()
+            .with_context(|| format!("spawning {args:?}"))?;
+        Ok(Proc {
+            child: Some(child),
+            log: log.to_path_buf(),
+        })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Ending processes is Proc's job; here the namespace (and its veth ends) goes.
+        let out = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+        if !matches!(out, Ok(ref o) if o.status.success()) && !std::thread::panicking() {
+            eprintln!("warning: could not delete netns {}", self.name);
+        }
+    }
+}
+
+/// A process started here, killed (by its own pid) and reaped on drop.
+#[derive(Debug)]
+pub struct Proc {
+    child: Option<Child>,
+    /// Where its output goes.
+    pub log: PathBuf,
+}
+
+impl Proc {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Still running?
+    pub fn alive(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, wait up to `timeout` for a clean exit; returns whether it exited cleanly.
+    pub fn terminate(&mut self, timeout: Duration) -> bool {
+        let Some(mut c) = self.child.take() else {
+            return false;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = c.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        false
+    }
+
+    /// The output so far.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Connect namespace `a` (interface `a_if`) to `b` (`b_if`) with a veth pair, both ends up
+/// with offloads off (the veth pitfalls: no partial checksums, no super-frames).
+pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> Result<()> {
+    ip(&[
+        "link", "add", a_if, "netns", &a.name, "type", "veth", "peer", "name", b_if, "netns",
+        &b.name,
+    ])?;
+    for (ns, dev) in [(a, a_if), (b, b_if)] {
+        ns.exec(&["ip", "link", "set", dev, "up"])?;
+        ns.exec(&[
+            "ethtool", "-K", dev, "tx", "off", "rx", "off", "tso", "off", "gso", "off", "gro",
+            "off",
+        ])?;
+    }
+    Ok(())
+}
+
+/// Where the workspace's binaries are (next to this test executable's `deps`).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    dir.join(name)
+}
+
+/// The provider's and user's keys in the daemon's credentials file.
+pub const PROVIDER: (&str, &str, &str, &str) = (
+    "PROVIDERAK0000000001",
+    "provider-secret",
+    "dprovider",
+    "pprovider",
+);
+/// The user's keys.
+pub const USER: (&str, &str, &str, &str) =
+    ("USERAK00000000000001", "user-secret", "duser", "puser");
+
+/// The standard world: user VPCs (`users` of them, each 10.0.0.0/24 with the client at
+/// 10.0.0.5), a provider VPC (10.0.0.0/24, backends at 10.0.0.10 and 10.0.0.11) and a node
+/// namespace running vpcepd with one attachment per VPC. VPC ids are created through the
+/// API before the daemon attaches them (it restarts once for that).
+#[derive(Debug)]
+pub struct World {
+    /// Per-run prefix.
+    pub prefix: String,
+    /// Scratch directory (config, credentials, store, logs).
+    pub dir: PathBuf,
+    /// The node namespace.
+    pub node: Netns,
+    /// The provider namespace.
+    pub provider: Netns,
+    /// User namespaces.
+    pub users: Vec<Netns>,
+    /// The daemon.
+    pub daemon: Option<Proc>,
+    /// The API port (node loopback).
+    pub api_port: u16,
+    /// The admin port (node loopback).
+    pub admin_port: u16,
+    /// Inventory ids: provider VPC, provider subnet, user VPCs and subnets.
+    pub ids: Value,
+}
+
+impl World {
+    /// Build the namespaces and links, create the inventory through the API, and start
+    /// the daemon with the attachments.
+    pub fn new(users: usize) -> Result<Self> {
+        let prefix = prefix();
+        let dir = std::env::temp_dir().join(format!("vpcep-netns-{prefix}"));
+        std::fs::create_dir_all(&dir)?;
+        let node = Netns::new(format!("{prefix}-node"))?;
+        let provider = Netns::new(format!("{prefix}-prov"))?;
+        let mut user_ns = Vec::new();
+        for i in 0..users {
+            user_ns.push(Netns::new(format!("{prefix}-u{i}"))?);
+        }
+        veth(&provider, "eth0", &node, &format!("{prefix}p"))?;
+        provider.exec(&["ip", "addr", "add", "10.0.0.10/24", "dev", "eth0"])?;
+        provider.exec(&["ip", "addr", "add", "10.0.0.11/24", "dev", "eth0"])?;
+        provider.exec(&["ip", "route", "add", "198.19.128.0/17", "dev", "eth0"])?;
+        for (i, u) in user_ns.iter().enumerate() {
+            veth(u, "eth0", &node, &format!("{prefix}u{i}"))?;
+            u.exec(&["ip", "addr", "add", "10.0.0.5/24", "dev", "eth0"])?;
+        }
+        node.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=0"])?;
+        // The API and admin ports live on the node namespace's own loopback.
+        let port = 9797;
+        let mut creds = String::new();
+        for (ak, sk, d, p) in [PROVIDER, USER] {
+            let _ = writeln!(
+                creds,
+                "[[credentials]]\nak = \"{ak}\"\nsk = \"{sk}\"\ndomain_id = \"{d}\"\nproject_id = \"{p}\"\n"
+            );
+        }
+        std::fs::write(dir.join("credentials.toml"), creds)?;
+        let mut w = Self {
+            prefix,
+            dir,
+            node,
+            provider,
+            users: user_ns,
+            daemon: None,
+            api_port: port,
+            admin_port: port + 1,
+            ids: Value::Null,
+        };
+        w.write_config(&[])?;
+        w.start_daemon()?;
+        // Inventory.
+        let pvpc = w.ctl(
+            PROVIDER,
+            &[
+                "vpc",
+                "create",
+                "--cidr",
+                "10.0.0.0/16",
+                "--name",
+                "provider",
+            ],
+        )?["vpc"]["id"]
+            .clone();
+        let psub = w.ctl(
+            PROVIDER,
+            &[
+                "subnet",
+                "create",
+                "--vpc",
+                s(&pvpc),
+                "--cidr",
+                "10.0.0.0/24",
+            ],
+        )?["subnet"]["id"]
+            .clone();
+        let mut uvpcs = Vec::new();
+        let mut usubs = Vec::new();
+        for i in 0..users {
+            let v = w.ctl(
+                USER,
+                &[
+                    "vpc",
+                    "create",
+                    "--cidr",
+                    "10.0.0.0/16",
+                    "--name",
+                    &format!("user{i}"),
+                ],
+            )?["vpc"]["id"]
+                .clone();
+            usubs.push(
+                w.ctl(
+                    USER,
+                    &["subnet", "create", "--vpc", s(&v), "--cidr", "10.0.0.0/24"],
+                )?["subnet"]["id"]
+                    .clone(),
+            );
+            uvpcs.push(v);
+        }
+        w.ids = serde_json::json!({"pvpc": pvpc, "psub": psub, "uvpcs": uvpcs, "usubs": usubs});
+        // Attach: users first (VpcId 0..), provider last.
+        let mut att: Vec<(String, String)> = (0..users)
+            .map(|i| {
+                (
+                    format!("{}u{i}", w.prefix),
+                    s(&w.ids["uvpcs"][i]).to_string(),
+                )
+            })
+            .collect();
+        att.push((format!("{}p", w.prefix), s(&pvpc).to_string()));
+        w.stop_daemon();
+        w.write_config(&att)?;
+        w.start_daemon()?;
+        Ok(w)
+    }
+
+    fn write_config(&self, attachments: &[(String, String)]) -> Result<()> {
+        let mut cfg = format!(
+            "region = \"region-1\"\napi_listen = \"127.0.0.1:{}\"\nadmin_listen = \"127.0.0.1:{}\"\ndata_dir = \"{}\"\ncredentials = \"{}\"\n",
+            self.api_port,
+            self.admin_port,
+            self.dir.join("data").display(),
+            self.dir.join("credentials.toml").display()
+        );
+        for (iface, vpc) in attachments {
+            let _ = write!(
+                cfg,
+                "\n[[attachments]]\ninterface = \"{iface}\"\nvpc_id = \"{vpc}\"\n"
+            );
+        }
+        std::fs::write(self.dir.join("vpcepd.toml"), cfg)?;
+        Ok(())
+    }
+
+    /// Start vpcepd in the node namespace and wait for its admin endpoint.
+    pub fn start_daemon(&mut self) -> Result<()> {
+        let cfg = self.dir.join("vpcepd.toml");
+        let log = self.dir.join("vpcepd.log");
+        let mut p = self.node.spawn(
+            &[
+                bin("vpcepd").to_str().unwrap_or("vpcepd"),
+                "--config",
+                cfg.to_str().unwrap_or(""),
+            ],
+            &log,
+        )?;
+        let url = format!("http://127.0.0.1:{}/healthz", self.admin_port);
+        let node = &self.node;
+        let ok = poll_until("vpcepd to answer /healthz", Duration::from_secs(10), || {
+            node.command("curl")
+                .args(["-sf", "-m", "1", &url])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+        if ok.is_err() || !p.alive() {
+            bail!("vpcepd did not start: {}", p.output());
+        }
+        self.daemon = Some(p);
+        Ok(())
+    }
+
+    /// Stop the daemon (SIGTERM); true if it exited cleanly.
+    pub fn stop_daemon(&mut self) -> bool {
+        self.daemon
+            .take()
+            .is_some_and(|mut p| p.terminate(Duration::from_secs(10)))
+    }
+
+    /// Kill the daemon with SIGKILL.
+    pub fn kill_daemon(&mut self) {
+        if let Some(mut p) = self.daemon.take() {
+            p.kill();
+        }
+    }
+
+    /// Run vpcepctl (JSON output) as tenant `t` inside the node namespace.
+    pub fn ctl(&self, t: (&str, &str, &str, &str), args: &[&str]) -> Result<Value> {
+        let out = self
+            .node
+            .command(bin("vpcepctl").to_str().unwrap_or("vpcepctl"))
+            .env(
+                "VPCEP_ENDPOINT",
+                format!("http://127.0.0.1:{}", self.api_port),
+            )
+            .env("VPCEP_AK", t.0)
+            .env("VPCEP_SK", t.1)
+            .env("VPCEP_PROJECT_ID", t.3)
+            .args(["-o", "json"])
+            .args(args)
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "vpcepctl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(serde_json::from_slice(&out.stdout)?)
+    }
+
+    /// The admin `/status` document.
+    pub fn status(&self) -> Result<Value> {
+        let out = self.node.exec(&[
+            "curl",
+            "-sf",
+            "-m",
+            "2",
+            &format!("http://127.0.0.1:{}/status", self.admin_port),
+        ])?;
+        Ok(serde_json::from_slice(&out.stdout)?)
+    }
+
+    /// Wait until the daemon has published the store's revision and every worker has
+    /// loaded that generation: "my change is live".
+    pub fn wait_live(&self) -> Result<()> {
+        poll_until(
+            "the change to be live in every worker",
+            Duration::from_secs(5),
+            || {
+                self.status().is_ok_and(|s| {
+                    s["applied_revision"] == s["revision"] && s["all_workers_current"] == true
+                })
+            },
+        )
+    }
+
+    /// A Prometheus counter's value (summing label sets that contain `label`, if given).
+    pub fn metric(&self, name: &str, label: Option<&str>) -> Result<f64> {
+        let out = self.node.exec(&[
+            "curl",
+            "-sf",
+            "-m",
+            "2",
+            &format!("http://127.0.0.1:{}/metrics", self.admin_port),
+        ])?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        Ok(text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| l.split(['{', ' ']).next() == Some(name))
+            .filter(|l| label.is_none_or(|lb| l.contains(lb)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum())
+    }
+
+    /// A drop counter by reason.
+    pub fn drops(&self, reason: &str) -> Result<f64> {
+        self.metric(
+            "vpcep_dataplane_drops_total",
+            Some(&format!("reason=\"{reason}\"")),
+        )
+    }
+
+    /// Create the provider's VM port at `ip` and a service with `maps` (PROTO:CLIENT:SERVER);
+    /// returns (service id, port id).
+    pub fn service(&self, ip: &str, maps: &[&str], approval: bool) -> Result<(String, String)> {
+        let port = self.ctl(
+            PROVIDER,
+            &[
+                "port",
+                "create",
+                "--subnet",
+                s(&self.ids["psub"]),
+                "--type",
+                "VM",
+                "--ip",
+                ip,
+            ],
+        )?["port"]["id"]
+            .clone();
+        let mut args = vec![
+            "service",
+            "create",
+            "--vpc",
+            s(&self.ids["pvpc"]),
+            "--port",
+            s(&port),
+            "--type",
+            "VM",
+        ];
+        for m in maps {
+            args.push("--map");
+            args.push(m);
+        }
+        if !approval {
+            args.push("--no-approval");
+        }
+        let svc = self.ctl(PROVIDER, &args)?["id"].clone();
+        self.ctl(
+            PROVIDER,
+            &["permission", "add", s(&svc), "iam:domain::duser"],
+        )?;
+        Ok((s(&svc).to_string(), s(&port).to_string()))
+    }
+
+    /// Create the user's endpoint in user VPC `i` at `ip` with extra vpcepctl arguments.
+    pub fn endpoint(&self, svc: &str, i: usize, ip: &str, extra: &[&str]) -> Result<Value> {
+        let mut args = vec![
+            "endpoint",
+            "create",
+            "--service",
+            svc,
+            "--vpc",
+            s(&self.ids["uvpcs"][i]),
+            "--subnet",
+            s(&self.ids["usubs"][i]),
+            "--ip",
+            ip,
+        ];
+        args.extend_from_slice(extra);
+        self.ctl(USER, &args)
+    }
+
+    /// Start a real HTTP server (python's http.server) in the provider namespace, bound to
+    /// `ip:port`, serving a directory with an `index.html` whose body is `body`.
+    pub fn http_server(&self, ip: &str, port: u16, body: &str) -> Result<Proc> {
+        let root = self.dir.join(format!("www-{ip}-{port}"));
+        std::fs::create_dir_all(&root)?;
+        std::fs::write(root.join("index.html"), body)?;
+        let log = self.dir.join(format!("http-{ip}-{port}.log"));
+        let p = self.provider.spawn(
+            &[
+                "python3",
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                ip,
+                "--directory",
+                root.to_str().unwrap_or("."),
+            ],
+            &log,
+        )?;
+        let prov = &self.provider;
+        poll_until("the HTTP server to listen", Duration::from_secs(5), || {
+            prov.command("ss")
+                .args(["-ltnH", &format!("sport = :{port}")])
+                .output()
+                .is_ok_and(|o| !o.stdout.is_empty())
+        })?;
+        Ok(p)
+    }
+
+    /// curl from user namespace `i`; returns the body, or an error if curl failed.
+    pub fn curl(&self, i: usize, url: &str, timeout_s: u32) -> Result<String> {
+        let out = self.users[i]
+            .command("curl")
+            .args(["-sf", "-m", &timeout_s.to_string(), url])
+            .output()?;
+        if !out.status.success() {
+            bail!("curl {url} failed ({})", out.status);
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.kill_daemon();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- vpcepd log ---\n{}",
+                std::fs::read_to_string(self.dir.join("vpcepd.log")).unwrap_or_default()
+            );
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A JSON value as a string slice ("" if not a string).
+pub fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or("")
+}
+
+/// True if running as root (the netns tests need it).
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}

@@ -85,8 +85,10 @@ fn rate(threads: usize, dur: Duration, f: impl Fn(usize, u64) + Sync) -> f64 {
 
 fn percentile(mut xs: Vec<f64>, p: f64) -> f64 {
     xs.sort_by(f64::total_cmp);
-    let i = ((xs.len() as f64 - 1.0) * p).round() as usize;
-    xs[i.min(xs.len() - 1)]
+    // Nearest rank: the smallest value with at least p of the sample at or below it.
+    let want = p * xs.len() as f64;
+    let rank = (1..=xs.len()).find(|k| *k as f64 >= want).unwrap_or(xs.len());
+    xs[rank.saturating_sub(1)]
 }
 
 fn main() {
