@@ -12,7 +12,7 @@ use control::daemon::{self, DaemonError};
 /// The vpcep node daemon: serves the VPCEP API v1, keeps the resources in an embedded
 /// store, and forwards endpoint traffic on its attachments.
 #[derive(Debug, Parser)]
-#[command(name = "vpcepd", version, about)]
+#[command(name = "vpcepd", version, about = "vpcep node daemon: the VPCEP API, its store, and the endpoint dataplane")]
 struct Cli {
     /// Configuration file (TOML); without it every key takes its default.
     #[arg(long, short = 'c', env = "VPCEPD_CONFIG")]
@@ -23,6 +23,21 @@ struct Cli {
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
+    /// Attach an interface to a VPC: IFACE=VPC_ID (repeatable; replaces the file's list).
+    #[arg(long = "attach", value_name = "IFACE=VPC_ID")]
+    attach: Vec<String>,
+    /// Credentials file (overrides the config).
+    #[arg(long)]
+    credentials: Option<PathBuf>,
+    /// Data directory (overrides the config).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// API listen address (overrides the config).
+    #[arg(long)]
+    api_listen: Option<std::net::SocketAddr>,
+    /// Admin listen address (overrides the config).
+    #[arg(long)]
+    admin_listen: Option<std::net::SocketAddr>,
 }
 
 fn init_logs(json: bool) {
@@ -38,11 +53,34 @@ fn init_logs(json: bool) {
     }
 }
 
-fn load(path: Option<&PathBuf>) -> anyhow::Result<(DaemonConfig, Credentials)> {
-    let cfg = match path {
+fn load(path: Option<&PathBuf>, cli: &Cli) -> anyhow::Result<(DaemonConfig, Credentials)> {
+    let mut cfg = match path {
         Some(p) => DaemonConfig::load(p)?,
         None => DaemonConfig::default(),
     };
+    if !cli.attach.is_empty() {
+        cfg.attachments = cli
+            .attach
+            .iter()
+            .map(|a| {
+                let (interface, vpc_id) = a.split_once('=').ok_or_else(|| anyhow::anyhow!("--attach {a:?}: expected IFACE=VPC_ID"))?;
+                Ok(control::config::AttachmentConfig { interface: interface.into(), vpc_id: vpc_id.into() })
+            })
+            .collect::<anyhow::Result<_>>()?;
+    }
+    if let Some(c) = &cli.credentials {
+        cfg.credentials = c.clone();
+    }
+    if let Some(d) = &cli.data_dir {
+        cfg.data_dir = d.clone();
+    }
+    if let Some(a) = cli.api_listen {
+        cfg.api_listen = a;
+    }
+    if let Some(a) = cli.admin_listen {
+        cfg.admin_listen = a;
+    }
+    cfg.validate()?;
     let creds = Credentials::load(&cfg.credentials)
         .with_context(|| format!("credentials file {}", cfg.credentials.display()))?;
     if creds.is_empty() {
@@ -58,7 +96,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logs(cli.log_json);
     if let Some(path) = &cli.check_config {
-        return match load(Some(path)) {
+        return match load(Some(path), &cli) {
             Ok((cfg, creds)) => {
                 println!(
                     "config ok: region {}, api {}, admin {}, {} attachments, {} credentials",
@@ -86,7 +124,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli) -> anyhow::Result<()> {
-    let (cfg, creds) = load(cli.config.as_ref())?;
+    let (cfg, creds) = load(cli.config.as_ref(), cli)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -19,7 +19,27 @@ use common::{PROVIDER, poll_until, temp_dir};
 use control::client::Client;
 use serde_json::{Value, json};
 
-fn spawn(dir: &std::path::Path, port: u16) -> Child {
+/// The daemon process, killed (by its pid) when dropped, also when the test fails.
+struct Daemon(Child);
+
+impl Daemon {
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn spawn(dir: &std::path::Path, port: u16) -> Daemon {
+    Daemon(spawn_child(dir, port))
+}
+
+fn spawn_child(dir: &std::path::Path, port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_vpcepd"))
         .arg("--config")
         .arg(dir.join("vpcepd.toml"))
@@ -150,8 +170,7 @@ fn sigkill_during_writes_loses_nothing_acknowledged() {
                 .unwrap_or(0)
                 >= target
         });
-        child.kill().unwrap();
-        child.wait().unwrap();
+        child.kill();
         stop.store(true, Ordering::Relaxed);
         let (p, d, in_flight) = writer.join().unwrap();
         acked_ports.extend(p);
@@ -195,7 +214,6 @@ fn sigkill_during_writes_loses_nothing_acknowledged() {
         }
         assert!(!acked_ports.is_empty());
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.kill();
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -364,8 +364,9 @@ fn render(v: &Value, output: Output) -> String {
     let Some(obj) = v.as_object() else {
         return cell(v);
     };
-    // A list response: the first array member with known columns.
-    for (k, val) in obj {
+    // A list response ({"things": [...]} or with "total_count"): the array as a table.
+    let is_list = obj.len() == 1 || (obj.len() == 2 && obj.contains_key("total_count"));
+    for (k, val) in obj.iter().filter(|_| is_list) {
         if let (Some(rows), cols) = (val.as_array(), columns(k))
             && !cols.is_empty()
         {

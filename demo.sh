@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# vpcep demo: a user VPC and a provider VPC with the same CIDR (10.0.0.0/24), a node
+# running vpcepd on its embedded defaults, a real HTTP backend, and curl through an
+# endpoint. Run as root:   bash demo.sh            (add --keep to leave the world running)
+set -euo pipefail
+cd "$(dirname "$0")"
+keep=0
+[ "${1:-}" = "--keep" ] && keep=1
+[ "$(id -u)" = 0 ] || { echo "demo.sh: run as root (it creates network namespaces)"; exit 1; }
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+need=()
+for c in ip:iproute2 curl:curl ethtool:ethtool python3:python3; do
+  command -v "${c%%:*}" >/dev/null || need+=("${c#*:}")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  say "installing ${need[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+say "building vpcepd and vpcepctl (release)"
+cargo build --release --quiet -p control --bins
+bin="$PWD/target/release"
+
+P="vpdemo$$"
+work="$(mktemp -d /tmp/vpcep-demo.XXXXXX)"
+pids=()
+cleanup() {
+  set +e
+  for p in "${pids[@]:-}"; do
+    [ -n "$p" ] || continue
+    kill "$p" 2>/dev/null
+    wait "$p" 2>/dev/null
+  done
+  for ns in user prov node; do ip netns del "$P-$ns" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+if [ $keep = 0 ]; then trap cleanup EXIT; else trap 'echo; echo "kept: namespaces $P-{user,prov,node}, files $work; remove with: ip netns del $P-user; ip netns del $P-prov; ip netns del $P-node"' EXIT; fi
+
+say "namespaces: $P-user (client 10.0.0.5), $P-prov (backend 10.0.0.10), $P-node (vpcepd)"
+for ns in user prov node; do
+  ip netns add "$P-$ns"
+  ip -n "$P-$ns" link set lo up
+  ip netns exec "$P-$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+done
+ip link add eth0 netns "$P-user" type veth peer name "${P}u" netns "$P-node"
+ip link add eth0 netns "$P-prov" type veth peer name "${P}p" netns "$P-node"
+for pair in "user eth0" "prov eth0" "node ${P}u" "node ${P}p"; do
+  set -- $pair
+  ip -n "$P-$1" link set "$2" up
+  # veth offloads off: no partial checksums, no super-frames (DESIGN.md section 6)
+  ip netns exec "$P-$1" ethtool -K "$2" tx off rx off tso off gso off gro off >/dev/null 2>&1 || true
+done
+ip -n "$P-user" addr add 10.0.0.5/24 dev eth0
+ip -n "$P-prov" addr add 10.0.0.10/24 dev eth0
+ip -n "$P-prov" route add 198.19.128.0/17 dev eth0   # the SNAT range is on-link in the provider VPC
+ip netns exec "$P-node" sysctl -qw net.ipv4.ip_forward=0
+
+cat > "$work/credentials.toml" <<CREDS
+[[credentials]]
+ak = "DEMOPROVIDERAK000001"
+sk = "demo-provider-secret"
+domain_id = "provideraccount"
+project_id = "provider-project"
+
+[[credentials]]
+ak = "DEMOUSERAK0000000001"
+sk = "demo-user-secret"
+domain_id = "useraccount"
+project_id = "user-project"
+CREDS
+
+start_daemon() {
+  ip netns exec "$P-node" "$bin/vpcepd" --credentials "$work/credentials.toml" --data-dir "$work/data" "$@" \
+    >>"$work/vpcepd.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 1 100); do
+    ip netns exec "$P-node" curl -sf -m 1 http://127.0.0.1:9798/healthz >/dev/null && return 0
+    sleep 0.1
+  done
+  cat "$work/vpcepd.log"; exit 1
+}
+provider() { ip netns exec "$P-node" env VPCEP_AK=DEMOPROVIDERAK000001 VPCEP_SK=demo-provider-secret VPCEP_PROJECT_ID=provider-project "$bin/vpcepctl" "$@"; }
+user() { ip netns exec "$P-node" env VPCEP_AK=DEMOUSERAK0000000001 VPCEP_SK=demo-user-secret VPCEP_PROJECT_ID=user-project "$bin/vpcepctl" "$@"; }
+id_of() { python3 -c 'import json,sys; d=json.load(sys.stdin); print((d.get(sys.argv[1]) or d)["id"])' "$1"; }
+
+say "vpcepd on its embedded defaults (API 127.0.0.1:9797, admin :9798 in $P-node)"
+start_daemon
+
+say "inventory: each tenant's VPC and subnet, the provider's VM port (10.0.0.10)"
+PVPC=$(provider -o json vpc create --name provider-vpc --cidr 10.0.0.0/16 | id_of vpc)
+PSUB=$(provider -o json subnet create --vpc "$PVPC" --cidr 10.0.0.0/24 | id_of subnet)
+PPORT=$(provider -o json port create --subnet "$PSUB" --type VM --ip 10.0.0.10 | id_of port)
+UVPC=$(user -o json vpc create --name user-vpc --cidr 10.0.0.0/16 | id_of vpc)
+USUB=$(user -o json subnet create --vpc "$UVPC" --cidr 10.0.0.0/24 | id_of subnet)
+provider vpc list; user subnet list
+
+say "restart vpcepd with the two VPCs attached to its interfaces (the store keeps everything)"
+kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
+start_daemon --attach "${P}u=$UVPC" --attach "${P}p=$PVPC"
+
+say "provider: endpoint service TCP 8080 -> 80 on the VM, approval required; whitelist the user"
+SVC=$(provider -o json service create --vpc "$PVPC" --port "$PPORT" --type VM --map TCP:8080:80 --name web | id_of x)
+provider service show "$SVC" | grep -E 'service_name|status|ports'
+provider permission add "$SVC" iam:domain::useraccount
+
+say "user: find the service by name, create endpoint 10.0.0.200 in the user VPC"
+NAME=$(provider -o json service show "$SVC" | python3 -c 'import json,sys; print(json.load(sys.stdin)["service_name"])')
+user service describe --name "$NAME"
+EP=$(user -o json endpoint create --service "$SVC" --vpc "$UVPC" --subnet "$USUB" --ip 10.0.0.200 | id_of x)
+user endpoint list
+
+say "provider: the connection waits for acceptance; accept it"
+provider connection list "$SVC"
+provider connection accept "$SVC" "$EP"
+
+say "backend: python3 -m http.server on 10.0.0.10:80"
+mkdir -p "$work/www"; echo "Hello through vpcep: a private service reached from an overlapping VPC." > "$work/www/index.html"
+ip netns exec "$P-prov" python3 -m http.server 80 --bind 10.0.0.10 --directory "$work/www" >"$work/http.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 50); do ip netns exec "$P-prov" ss -ltnH 'sport = :80' | grep -q . && break; sleep 0.1; done
+
+say "wait until the change is live in every worker (/status)"
+for _ in $(seq 1 100); do
+  st=$(ip netns exec "$P-node" curl -sf http://127.0.0.1:9798/status)
+  echo "$st" | python3 -c 'import json,sys; s=json.load(sys.stdin); sys.exit(0 if s["applied_revision"]==s["revision"] and s["all_workers_current"] else 1)' && break
+  sleep 0.05
+done
+echo "$st"
+
+say "client (10.0.0.5 in the user VPC): curl http://10.0.0.200:8080/"
+ip netns exec "$P-user" curl -sS -m 10 http://10.0.0.200:8080/
+echo "backend saw: $(tail -1 "$work/http.log")"
+
+say "dataplane counters (/metrics)"
+ip netns exec "$P-node" curl -sf http://127.0.0.1:9798/metrics | grep -E '^vpcep_(dataplane|conntrack)' | grep -v ' 0$'
+
+say "done"
+[ $keep = 1 ] && echo "the world keeps running; drive it with: ip netns exec $P-node $bin/vpcepctl --help"
+exit 0
