@@ -9,7 +9,7 @@ step() { printf '\n==> %s\n' "$*"; }
 step "toolchain components and system packages"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 need=()
-for pkg in curl; do dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg"); done
+for pkg in curl iproute2 ethtool iperf3 socat; do dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg"); done
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
@@ -27,6 +27,13 @@ cargo test --workspace 2>&1 | tee "$log"
 
 step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --document-private-items --quiet
+
+step "network-namespace suite (root): real clients through vpcepd between namespaces"
+if [ "$(id -u)" != 0 ]; then
+  echo "ci.sh: the network-namespace suite needs root" >&2
+  exit 1
+fi
+cargo test -p vpcep-tests --test netns -- --ignored --test-threads=2 2>&1 | tee -a "$log"
 
 step "SDK conformance (official huaweicloudsdkvpcep in a venv against a running vpcepd)"
 conf_log=$(mktemp)

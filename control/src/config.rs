@@ -240,6 +240,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_shipped_example_parses_and_states_the_defaults() {
+        let text = include_str!("../../deploy/vpcepd.example.toml");
+        let cfg = DaemonConfig::from_toml(text).unwrap();
+        let mut defaults = DaemonConfig::default();
+        defaults.attachments.clear();
+        assert_eq!(cfg, defaults, "the example documents exactly the defaults");
+        let creds = include_str!("../../deploy/credentials.example.toml");
+        assert_eq!(crate::auth::Credentials::from_toml(creds).unwrap().len(), 1);
+    }
+
+    #[test]
     fn defaults_and_refusals() {
         let d = DaemonConfig::default();
         assert_eq!(d.api_listen.port(), 9797);

@@ -12,7 +12,11 @@ use control::daemon::{self, DaemonError};
 /// The vpcep node daemon: serves the VPCEP API v1, keeps the resources in an embedded
 /// store, and forwards endpoint traffic on its attachments.
 #[derive(Debug, Parser)]
-#[command(name = "vpcepd", version, about = "vpcep node daemon: the VPCEP API, its store, and the endpoint dataplane")]
+#[command(
+    name = "vpcepd",
+    version,
+    about = "vpcep node daemon: the VPCEP API, its store, and the endpoint dataplane"
+)]
 struct Cli {
     /// Configuration file (TOML); without it every key takes its default.
     #[arg(long, short = 'c', env = "VPCEPD_CONFIG")]
@@ -63,8 +67,13 @@ fn load(path: Option<&PathBuf>, cli: &Cli) -> anyhow::Result<(DaemonConfig, Cred
             .attach
             .iter()
             .map(|a| {
-                let (interface, vpc_id) = a.split_once('=').ok_or_else(|| anyhow::anyhow!("--attach {a:?}: expected IFACE=VPC_ID"))?;
-                Ok(control::config::AttachmentConfig { interface: interface.into(), vpc_id: vpc_id.into() })
+                let (interface, vpc_id) = a
+                    .split_once('=')
+                    .ok_or_else(|| anyhow::anyhow!("--attach {a:?}: expected IFACE=VPC_ID"))?;
+                Ok(control::config::AttachmentConfig {
+                    interface: interface.into(),
+                    vpc_id: vpc_id.into(),
+                })
             })
             .collect::<anyhow::Result<_>>()?;
     }

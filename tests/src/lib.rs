@@ -193,10 +193,14 @@ pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> Result<()> {
     Ok(())
 }
 
-/// Where the workspace's binaries are (next to this test executable's `deps`).
+/// Where the workspace's binaries are: the profile directory of the running executable
+/// (`target/debug` for a test in `target/debug/deps`, `target/release` for a bench binary).
 pub fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let exe = std::env::current_exe().expect("executable path");
+    let mut dir = exe.parent().expect("target dir");
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir = dir.parent().expect("profile dir");
+    }
     dir.join(name)
 }
 

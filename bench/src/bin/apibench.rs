@@ -87,7 +87,9 @@ fn percentile(mut xs: Vec<f64>, p: f64) -> f64 {
     xs.sort_by(f64::total_cmp);
     // Nearest rank: the smallest value with at least p of the sample at or below it.
     let want = p * xs.len() as f64;
-    let rank = (1..=xs.len()).find(|k| *k as f64 >= want).unwrap_or(xs.len());
+    let rank = (1..=xs.len())
+        .find(|k| *k as f64 >= want)
+        .unwrap_or(xs.len());
     xs[rank.saturating_sub(1)]
 }
 

@@ -1,0 +1,143 @@
+//! Small traffic tools for the side-by-side benchmark, run inside namespaces:
+//!
+//! - `accept-server ADDR`: accept TCP connections and close them at once.
+//! - `connect-rate ADDR SECONDS THREADS`: open and close TCP connections as fast as
+//!   possible; prints connections per second (completed handshakes).
+//! - `udp-echo ADDR`: echo every UDP datagram.
+//! - `udp-rtt ADDR COUNT`: send 64-byte datagrams one at a time and time the echoes;
+//!   prints `p50_us p99_us lost`.
+
+use std::io::ErrorKind;
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let addr = |i: usize| -> Result<SocketAddr> {
+        args.get(i)
+            .context("missing address")?
+            .parse()
+            .context("bad address")
+    };
+    match args.first().map(String::as_str) {
+        Some("accept-server") => {
+            let l = TcpListener::bind(addr(1)?)?;
+            std::thread::scope(|s| {
+                for _ in 0..2 {
+                    s.spawn(|| {
+                        loop {
+                            match l.accept() {
+                                Ok((c, _)) => drop(c),
+                                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                                Err(_) => std::thread::sleep(Duration::from_millis(1)),
+                            }
+                        }
+                    });
+                }
+            });
+            Ok(())
+        }
+        Some("connect-rate") => {
+            let target = addr(1)?;
+            let secs: u64 = args.get(2).context("seconds")?.parse()?;
+            let threads: usize = args.get(3).context("threads")?.parse()?;
+            let done = AtomicU64::new(0);
+            let start = Instant::now();
+            std::thread::scope(|s| {
+                for _ in 0..threads {
+                    s.spawn(|| {
+                        while start.elapsed() < Duration::from_secs(secs) {
+                            if let Ok(c) =
+                                TcpStream::connect_timeout(&target, Duration::from_secs(1))
+                            {
+                                // RST on close: no TIME_WAIT pile-up on the client.
+                                let _ = socket_linger_zero(&c);
+                                done.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    });
+                }
+            });
+            println!(
+                "{:.0}",
+                done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        Some("udp-echo") => {
+            let s = UdpSocket::bind(addr(1)?)?;
+            let mut buf = [0u8; 2048];
+            loop {
+                let (n, from) = s.recv_from(&mut buf)?;
+                let _ = s.send_to(&buf[..n], from);
+            }
+        }
+        Some("udp-rtt") => {
+            let target = addr(1)?;
+            let count: usize = args.get(2).context("count")?.parse()?;
+            let s = UdpSocket::bind("0.0.0.0:0")?;
+            s.set_read_timeout(Some(Duration::from_millis(200)))?;
+            let mut rtts = Vec::with_capacity(count);
+            let mut lost = 0;
+            let mut buf = [0u8; 64];
+            for i in 0..count {
+                let mut msg = [0u8; 64];
+                msg[..8].copy_from_slice(&(i as u64).to_be_bytes());
+                let t = Instant::now();
+                s.send_to(&msg, target)?;
+                loop {
+                    match s.recv_from(&mut buf) {
+                        Ok((64, _)) if buf[..8] == msg[..8] => {
+                            rtts.push(t.elapsed().as_secs_f64() * 1e6);
+                            break;
+                        }
+                        Ok(_) => {}
+                        Err(_) => {
+                            lost += 1;
+                            break;
+                        }
+                    }
+                }
+            }
+            if rtts.is_empty() {
+                bail!("no echo came back");
+            }
+            rtts.sort_by(f64::total_cmp);
+            // Nearest rank on integers: index ceil(p% * n) - 1.
+            let at = |pct: usize| rtts[(pct * rtts.len()).div_ceil(100).saturating_sub(1)];
+            println!("{:.1} {:.1} {lost}", at(50), at(99));
+            Ok(())
+        }
+        _ => bail!(
+            "usage: netprobe accept-server ADDR | connect-rate ADDR SECS THREADS | udp-echo ADDR | udp-rtt ADDR COUNT"
+        ),
+    }
+}
+
+#[allow(unsafe_code)]
+fn socket_linger_zero(c: &TcpStream) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    let len = libc::socklen_t::try_from(size_of::<libc::linger>()).unwrap_or(8);
+    // SAFETY: `l` is a valid linger struct of `len` bytes that outlives the call.
+    let r = unsafe {
+        libc::setsockopt(
+            c.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&raw const l).cast(),
+            len,
+        )
+    };
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
