@@ -211,17 +211,21 @@ pub fn canonical_uri(raw_path: &str) -> String {
     out
 }
 
-/// The canonical query: pairs split on `&` before decoding, sorted by key then value,
-/// re-encoded. Also the exact string a signing client puts on the wire.
-pub fn canonical_query(raw_query: &str) -> String {
-    let mut pairs: Vec<(String, String)> = raw_query
+/// Query pairs as the SDK means them: split on `&` before decoding, each side
+/// percent-decoded only (`+` stays `+`), a key without `=` having an empty value.
+pub fn query_pairs(raw_query: &str) -> Vec<(String, String)> {
+    raw_query
         .split('&')
         .filter(|p| !p.is_empty())
         .map(|p| match p.split_once('=') {
             Some((k, v)) => (decode(k), decode(v)),
             None => (decode(p), String::new()),
         })
-        .collect();
+        .collect()
+}
+
+/// Sorted by key then value, each side encoded, joined with `&`.
+fn encode_sorted(mut pairs: Vec<(String, String)>) -> String {
     pairs.sort();
     pairs
         .iter()
@@ -230,18 +234,20 @@ pub fn canonical_query(raw_query: &str) -> String {
         .join("&")
 }
 
+/// The canonical query: [`query_pairs`] sorted and re-encoded. Also the exact string a
+/// signing client puts on the wire.
+pub fn canonical_query(raw_query: &str) -> String {
+    encode_sorted(query_pairs(raw_query))
+}
+
 /// Build a query string from unencoded pairs the way the SDK does (sorted, encoded).
 pub fn query_string(pairs: &[(&str, String)]) -> String {
-    let mut pairs: Vec<(String, String)> = pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_string(), v.clone()))
-        .collect();
-    pairs.sort();
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
+    encode_sorted(
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), v.clone()))
+            .collect(),
+    )
 }
 
 fn sha256_hex(data: &[u8]) -> String {

@@ -63,16 +63,7 @@ fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
 
 /// Query parameters decoded with percent-decoding only (`+` stays `+`, as the SDK means it).
 fn params(query: Option<&str>) -> HashMap<String, String> {
-    let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
-    query
-        .unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => (decode(k), decode(v)),
-            None => (decode(p), String::new()),
-        })
-        .collect()
+    auth::query_pairs(query.unwrap_or("")).into_iter().collect()
 }
 
 async fn blocking<T: Send + 'static>(
