@@ -56,6 +56,18 @@ fn default_workers() -> usize {
     1
 }
 
+/// Which packet I/O backend the workers use.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum IoBackend {
+    /// Raw AF_PACKET sockets, batched (`recvmmsg`/`sendmmsg`), shared transmit sockets,
+    /// checksum completion. The default.
+    #[default]
+    AfPacket,
+    /// pnet's datalink channel, one frame per call: the reference it is measured against.
+    Pnet,
+}
+
 /// Conntrack sizing and timeouts.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -125,6 +137,9 @@ pub struct DaemonConfig {
     /// Worker threads per attachment. Default 1.
     #[serde(default = "default_workers")]
     pub workers: usize,
+    /// Packet I/O backend: `af_packet` (default) or `pnet`.
+    #[serde(default)]
+    pub io: IoBackend,
     /// Conntrack.
     #[serde(default)]
     pub conntrack: ConntrackConfig,

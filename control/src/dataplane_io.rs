@@ -8,10 +8,11 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use dataplane::io::af_packet::{AfPacketBackend, Interface, TxSocket};
+use dataplane::io::pnet::PnetBackend;
 use dataplane::worker::{self, Worker};
 use dataplane::{Pipeline, Shared, TablePublisher, VpcId, WorkerCounters};
 
-use crate::config::DaemonConfig;
+use crate::config::{DaemonConfig, IoBackend};
 use crate::daemon::{DaemonError, Dataplane};
 
 /// Start workers on every attachment of `cfg`.
@@ -47,18 +48,29 @@ pub fn start_workers(
         let fanout = (cfg.workers > 1)
             .then(|| u16::try_from((std::process::id() as usize + i) % 65_536).unwrap_or(0));
         for w in 0..cfg.workers {
-            let backend = AfPacketBackend::open(iface, vpc, fanout, Arc::clone(&tx))
-                .map_err(|e| attach_err(&iface.name, e))?;
             let c = Arc::new(WorkerCounters::default());
-            let worker = Worker::new(
-                backend,
-                publisher.reader(),
-                Pipeline::new(dp_cfg.clone(), shared.clone()),
-                Arc::clone(&c),
-            );
+            let pipeline = Pipeline::new(dp_cfg.clone(), shared.clone());
             let name = format!("vpcep-{}-{w}", iface.name);
-            let handle = worker::spawn(name.clone(), worker, Arc::clone(&stop))
-                .map_err(DaemonError::Spawn)?;
+            let spawned = match cfg.io {
+                IoBackend::AfPacket => {
+                    let backend = AfPacketBackend::open(iface, vpc, fanout, Arc::clone(&tx))
+                        .map_err(|e| attach_err(&iface.name, e))?;
+                    let worker = Worker::new(backend, publisher.reader(), pipeline, Arc::clone(&c));
+                    worker::spawn(name.clone(), worker, Arc::clone(&stop))
+                }
+                IoBackend::Pnet => {
+                    let names: Vec<String> = cfg
+                        .attachments
+                        .iter()
+                        .map(|a| a.interface.clone())
+                        .collect();
+                    let backend = PnetBackend::open(&names, vpc, dp_cfg.idle_poll)
+                        .map_err(|e| attach_err(&iface.name, e))?;
+                    let worker = Worker::new(backend, publisher.reader(), pipeline, Arc::clone(&c));
+                    worker::spawn(name.clone(), worker, Arc::clone(&stop))
+                }
+            };
+            let handle = spawned.map_err(DaemonError::Spawn)?;
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("{name}-join"))

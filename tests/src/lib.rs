@@ -239,6 +239,8 @@ pub struct World {
     pub admin_port: u16,
     /// Inventory ids: provider VPC, provider subnet, user VPCs and subnets.
     pub ids: Value,
+    /// The attachments (interface, VPC id) of the daemon's config.
+    attachments: Vec<(String, String)>,
 }
 
 impl World {
@@ -283,8 +285,9 @@ impl World {
             api_port: port,
             admin_port: port + 1,
             ids: Value::Null,
+            attachments: Vec::new(),
         };
-        w.write_config(&[])?;
+        w.write_config("")?;
         w.start_daemon()?;
         // Inventory.
         let pvpc = w.ctl(
@@ -347,12 +350,14 @@ impl World {
             .collect();
         att.push((format!("{}p", w.prefix), s(&pvpc).to_string()));
         w.stop_daemon();
-        w.write_config(&att)?;
+        w.attachments = att;
+        w.write_config("")?;
         w.start_daemon()?;
         Ok(w)
     }
 
-    fn write_config(&self, attachments: &[(String, String)]) -> Result<()> {
+    /// Rewrite the daemon's config with `extra` TOML keys (takes effect at the next start).
+    pub fn write_config(&self, extra: &str) -> Result<()> {
         let mut cfg = format!(
             "region = \"region-1\"\napi_listen = \"127.0.0.1:{}\"\nadmin_listen = \"127.0.0.1:{}\"\ndata_dir = \"{}\"\ncredentials = \"{}\"\n",
             self.api_port,
@@ -360,7 +365,9 @@ impl World {
             self.dir.join("data").display(),
             self.dir.join("credentials.toml").display()
         );
-        for (iface, vpc) in attachments {
+        cfg.push_str(extra);
+        cfg.push('\n');
+        for (iface, vpc) in &self.attachments {
             let _ = write!(
                 cfg,
                 "\n[[attachments]]\ninterface = \"{iface}\"\nvpc_id = \"{vpc}\"\n"

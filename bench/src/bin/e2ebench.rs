@@ -252,6 +252,20 @@ fn main() -> Result<()> {
     let vp = measure(&w)?;
     let status = w.status()?;
 
+    // vpcepd again with pnet's channel, the I/O the design started from.
+    let pnet = if std::env::args().any(|a| a == "--no-pnet") {
+        None
+    } else {
+        w.stop_daemon();
+        w.write_config("io = \"pnet\"")?;
+        w.start_daemon()?;
+        w.wait_live()?;
+        let f = measure(&w)?;
+        w.stop_daemon();
+        w.write_config("")?;
+        Some(f)
+    };
+
     let rows: [(&str, f64, f64, &str, bool); 6] = [
         (
             "tcp_throughput_1_stream",
@@ -325,6 +339,77 @@ fn main() -> Result<()> {
                 "{measure:32} kernel {k:>12.3}  vpcepd {v:>12.3}  Gbit/s (kernel with GSO/TSO)  ratio {:.3}",
                 v / k
             );
+        }
+    }
+    if let Some(p) = pnet {
+        let rows: [(&str, f64, f64, f64, &str, bool); 6] = [
+            (
+                "tcp_throughput_1_stream",
+                kernel.tcp1_gbps,
+                vp.tcp1_gbps,
+                p.tcp1_gbps,
+                "Gbit/s",
+                true,
+            ),
+            (
+                "tcp_throughput_4_streams",
+                kernel.tcp4_gbps,
+                vp.tcp4_gbps,
+                p.tcp4_gbps,
+                "Gbit/s",
+                true,
+            ),
+            (
+                "udp_64b_packets_per_second",
+                kernel.udp_pps,
+                vp.udp_pps,
+                p.udp_pps,
+                "packets/s received",
+                true,
+            ),
+            (
+                "tcp_new_connections_per_second",
+                kernel.conn_per_s,
+                vp.conn_per_s,
+                p.conn_per_s,
+                "connections/s",
+                true,
+            ),
+            (
+                "udp_rtt_p50",
+                kernel.rtt_p50_us,
+                vp.rtt_p50_us,
+                p.rtt_p50_us,
+                "us",
+                false,
+            ),
+            (
+                "udp_rtt_p99",
+                kernel.rtt_p99_us,
+                vp.rtt_p99_us,
+                p.rtt_p99_us,
+                "us",
+                false,
+            ),
+        ];
+        for (measure, k, af, pn, unit, higher_better) in rows {
+            // Here `ratio` compares the two vpcepd backends: above 1.0, af_packet is better.
+            let ratio = if higher_better { af / pn } else { pn / af };
+            let fields = [
+                ("measure", js(&format!("{measure}_io_backends"))),
+                ("kernel", format!("{k:.3}")),
+                ("vpcepd", format!("{af:.3}")),
+                ("vpcepd_pnet", format!("{pn:.3}")),
+                ("unit", js(unit)),
+                ("ratio", format!("{ratio:.3}")),
+            ];
+            if json {
+                println!("{}", json_line(&fields));
+            } else {
+                println!(
+                    "{measure:32} af_packet {af:>12.3}  pnet {pn:>12.3}  {unit:20} af_packet/pnet {ratio:.3}"
+                );
+            }
         }
     }
     let _ = s(&status["revision"]);
