@@ -415,32 +415,24 @@ fn publish_scenarios(opts: &Opts, n: usize) {
         );
         single.push(start.elapsed().as_secs_f64() * 1e3);
     }
-    emit(
-        opts,
-        &[
-            ("scenario", js("table_publish")),
-            ("flows", n.to_string()),
-            ("connections", n.to_string()),
-            ("packets", "0".into()),
-            ("mpps", "0".into()),
-            ("ns_per_packet", "0".into()),
-            ("allocations_per_packet", "0".into()),
-            ("publish_ms", format!("{:.3}", median(full))),
-        ],
-    );
-    emit(
-        opts,
-        &[
-            ("scenario", js("table_single_change")),
-            ("flows", n.to_string()),
-            ("connections", n.to_string()),
-            ("packets", "0".into()),
-            ("mpps", "0".into()),
-            ("ns_per_packet", "0".into()),
-            ("allocations_per_packet", "0".into()),
-            ("publish_ms", format!("{:.4}", median(single))),
-        ],
-    );
+    for (name, ms) in [
+        ("table_publish", median(full)),
+        ("table_single_change", median(single)),
+    ] {
+        emit(
+            opts,
+            &[
+                ("scenario", js(name)),
+                ("flows", n.to_string()),
+                ("connections", n.to_string()),
+                ("packets", "0".into()),
+                ("mpps", "0".into()),
+                ("ns_per_packet", "0".into()),
+                ("allocations_per_packet", "0".into()),
+                ("publish_ms", format!("{ms:.4}")),
+            ],
+        );
+    }
 }
 
 fn label(flows: usize) -> String {
