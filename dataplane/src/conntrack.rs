@@ -53,6 +53,21 @@ pub struct Rewrite {
     pub dport: u16,
 }
 
+impl Rewrite {
+    /// The key of the reply to a packet rewritten this way and sent on `out`.
+    #[inline]
+    pub fn reply_key(&self, out: VpcId, proto: u8) -> FlowKey {
+        FlowKey {
+            src: self.dst,
+            dst: self.src,
+            sport: self.dport,
+            dport: self.sport,
+            vpc: out,
+            proto,
+        }
+    }
+}
+
 /// Flow states, kept in the low bits of the original entry's state byte.
 pub mod state {
     /// TCP: SYN seen from the client.
@@ -156,14 +171,7 @@ impl FlowEntry {
     /// The key of the other direction: the reply to a packet rewritten by this entry.
     #[inline]
     pub fn peer_key(&self, proto: u8) -> FlowKey {
-        FlowKey {
-            src: self.rewrite.dst,
-            dst: self.rewrite.src,
-            sport: self.rewrite.dport,
-            dport: self.rewrite.sport,
-            vpc: self.out_vpc,
-            proto,
-        }
+        self.rewrite.reply_key(self.out_vpc, proto)
     }
 
     /// The state byte.

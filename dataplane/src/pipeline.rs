@@ -304,11 +304,12 @@ impl Pipeline {
         let rw = entry.rewrite;
         let out = entry.out_vpc;
         let mut dst_mac = entry.dst_mac;
-        let peer = entry.peer_key(key.proto);
         drop(entry);
 
+        // The original direction's entry, for state only it keeps (rare: SYN, FIN, RST, the
+        // first UDP reply). Never looked up while this entry's guard is held.
         if let Some(f) = peer_update
-            && let Some(original) = ct.get(&peer)
+            && let Some(original) = ct.get(&rw.reply_key(out, key.proto))
         {
             original.update_state(|s| f(s, flags));
         }
