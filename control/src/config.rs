@@ -55,6 +55,9 @@ fn default_window() -> u64 {
 fn default_workers() -> usize {
     1
 }
+fn default_true() -> bool {
+    true
+}
 
 /// Which packet I/O backend the workers use.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -140,6 +143,11 @@ pub struct DaemonConfig {
     /// Packet I/O backend: `af_packet` (default) or `pnet`.
     #[serde(default)]
     pub io: IoBackend,
+    /// Keep the kernel's own stack off the attachments: a `tc` ingress filter drops every
+    /// frame after the daemon's packet sockets have their copy, so the kernel spends nothing
+    /// on frames it must not handle (and never answers for them). Default true.
+    #[serde(default = "default_true")]
+    pub ingress_drop: bool,
     /// Conntrack.
     #[serde(default)]
     pub conntrack: ConntrackConfig,

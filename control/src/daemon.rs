@@ -69,7 +69,6 @@ pub enum DaemonError {
 }
 
 /// A running daemon.
-#[derive(Debug)]
 pub struct Running {
     /// Where the API listens.
     pub api_addr: SocketAddr,
@@ -85,6 +84,16 @@ pub struct Running {
     worker_stop: Arc<AtomicBool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     threads: Vec<std::thread::JoinHandle<()>>,
+    on_stop: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl core::fmt::Debug for Running {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Running")
+            .field("api_addr", &self.api_addr)
+            .field("admin_addr", &self.admin_addr)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Running {
@@ -97,9 +106,13 @@ impl Running {
             let _ = t.await;
         }
         let threads: Vec<_> = self.threads.drain(..).collect();
+        let on_stop = self.on_stop.take();
         let _ = tokio::task::spawn_blocking(move || {
             for t in threads {
                 let _ = t.join();
+            }
+            if let Some(f) = on_stop {
+                f();
             }
         })
         .await;
@@ -191,6 +204,8 @@ pub struct Dataplane {
     pub conntrack: Option<Arc<dataplane::conntrack::ConnTrack>>,
     /// Worker threads.
     pub threads: Vec<std::thread::JoinHandle<()>>,
+    /// Undo what the start did to the interfaces, after the workers stopped.
+    pub on_stop: Option<Box<dyn FnOnce() + Send>>,
 }
 
 impl core::fmt::Debug for Dataplane {
@@ -236,6 +251,7 @@ pub async fn start_with(
             counters: Vec::new(),
             conntrack: None,
             threads: Vec::new(),
+            on_stop: None,
         }
     } else {
         start_workers(cfg, &publisher, Arc::clone(&worker_stop))?
@@ -246,6 +262,7 @@ pub async fn start_with(
     let pusher = Pusher::new(publisher, attachments, snat, Arc::clone(&push));
     let r = Arc::clone(&registry);
     let mut threads = dp.threads;
+    let on_stop = dp.on_stop;
     threads.push(
         std::thread::Builder::new()
             .name("vpcep-pusher".into())
@@ -325,5 +342,6 @@ pub async fn start_with(
         worker_stop,
         tasks,
         threads,
+        on_stop,
     })
 }

@@ -86,11 +86,61 @@ pub fn start_workers(
             );
             counters.push(c);
         }
+        if cfg.ingress_drop {
+            ingress_drop(&iface.name, true);
+        }
         tracing::info!(interface = %iface.name, mac = %iface.mac, mtu = iface.mtu, vpc = vpc.0, workers = cfg.workers, "attachment up");
     }
+    let names: Vec<String> = ifaces.iter().map(|i| i.name.clone()).collect();
+    let on_stop: Option<Box<dyn FnOnce() + Send>> = cfg.ingress_drop.then(|| {
+        Box::new(move || {
+            for n in &names {
+                ingress_drop(n, false);
+            }
+        }) as Box<dyn FnOnce() + Send>
+    });
     Ok(Dataplane {
+        on_stop,
         counters,
         conntrack: Some(Arc::clone(&shared.conntrack)),
         threads,
     })
+}
+
+/// Install (or remove) a `tc` ingress filter that drops every frame on `dev`. Packet
+/// sockets see frames before tc ingress, so the daemon keeps its copy while the kernel's
+/// stack spends nothing on them. Best effort: without `tc`, a warning, and the kernel
+/// simply keeps dropping the frames later (no address on the interface, no forwarding).
+fn ingress_drop(dev: &str, on: bool) {
+    let run = |args: &[&str]| {
+        std::process::Command::new("tc")
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .map(|o| {
+                if o.status.success() {
+                    Ok(())
+                } else {
+                    Err(String::from_utf8_lossy(&o.stderr).trim().to_string())
+                }
+            })
+            .unwrap_or_else(|e| Err(e.to_string()))
+    };
+    let result = if on {
+        run(&["qdisc", "replace", "dev", dev, "clsact"]).and_then(|()| {
+            run(&[
+                "filter", "replace", "dev", dev, "ingress", "pref", "49152", "protocol", "all",
+                "matchall", "action", "drop",
+            ])
+        })
+    } else {
+        run(&["qdisc", "del", "dev", dev, "clsact"])
+    };
+    match result {
+        Ok(()) => tracing::info!(interface = dev, installed = on, "kernel ingress drop"),
+        Err(e) => {
+            tracing::warn!(interface = dev, error = %e, "could not change the kernel ingress drop")
+        }
+    }
 }

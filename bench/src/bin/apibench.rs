@@ -50,6 +50,7 @@ fn no_workers(
         counters: Vec::new(),
         conntrack: None,
         threads: Vec::new(),
+        on_stop: None,
     })
 }
 
