@@ -116,3 +116,13 @@ pub fn snat_vpcs(m: &Model, att: &Attachments) -> Vec<VpcId> {
         .filter_map(|s| att.get(&s.vpc_id))
         .collect()
 }
+
+/// Backend addresses of available services on attached VPCs: the dataplane resolves their
+/// MACs ahead of traffic, so a flow's first packet is not lost to ARP.
+pub fn backends(m: &Model, att: &Attachments) -> Vec<(VpcId, std::net::Ipv4Addr)> {
+    m.services
+        .values()
+        .filter(|s| s.status == ServiceStatus::Available)
+        .filter_map(|s| Some((att.get(&s.vpc_id)?, m.backend_ip(s)?)))
+        .collect()
+}

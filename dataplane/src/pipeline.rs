@@ -17,6 +17,10 @@
 //!                       ─► insert both directions ─► rewrite ─► Forward
 //! ```
 //!
+//! Backends are resolved ahead of traffic ([`Pipeline::solicit`], driven by the worker on
+//! every new table generation and once a second), so the ARP request in a packet's place
+//! is the exception: a backend that did not answer yet, or one just added.
+//!
 //! Only a TCP SYN or a UDP datagram sent to an endpoint can open a flow, and only from the
 //! endpoint's side: nothing arriving at a SNAT address ever creates state (one-way access).
 //!
@@ -620,6 +624,49 @@ impl Pipeline {
             arp::OP_REPLY => Verdict::Consumed,
             _ => Verdict::Drop(DropReason::ArpNotForUs),
         }
+    }
+
+    /// ARP requests for the backends the tables name whose MAC is still unknown, at most
+    /// `budget` of them and each address at most once per `arp_retry` (shared with the
+    /// packet path), so the first packet of a flow is not lost to resolution. Calls
+    /// `emit(attachment, frame)` for each request; returns how many.
+    pub fn solicit(
+        &mut self,
+        now: Instant,
+        tables: &Tables,
+        budget: usize,
+        mut emit: impl FnMut(VpcId, &[u8]),
+    ) -> usize {
+        let now_secs = self.secs(now);
+        let snat = tables.snat();
+        let sender = snat.addr().to_bits() + u32::from(snat.size() > 2);
+        let mut sent = 0;
+        for &(vpc, ip) in tables.backends() {
+            if sent >= budget {
+                break;
+            }
+            let Some(&mac) = self.config.attachments.get(vpc.index()) else {
+                continue;
+            };
+            let neighbours = &self.shared.neighbours;
+            if neighbours.lookup(vpc, ip).is_some()
+                || !neighbours.should_ask(vpc, ip, now_secs, self.config.arp_retry)
+            {
+                continue;
+            }
+            let mut frame = [0u8; 60];
+            let len = emit_arp(
+                &mut frame,
+                arp::OP_REQUEST,
+                MacAddr::BROADCAST,
+                (mac, sender),
+                (MacAddr::default(), ip),
+            );
+            emit(vpc, &frame[..len]);
+            self.stats.arp_requests += 1;
+            sent += 1;
+        }
+        sent
     }
 
     /// Examine at most `budget` of this pipeline's flows for idleness, oldest first;

@@ -11,7 +11,7 @@ use crate::io::{Backend, BackendError, Batch};
 use crate::pipeline::Pipeline;
 use crate::stats::WorkerCounters;
 use crate::tables::TableReader;
-use crate::verdict::DropReason;
+use crate::verdict::{DropReason, Verdict};
 
 /// One worker: a backend, a table reader, a pipeline, a batch and its counters.
 #[allow(missing_debug_implementations)] // TableReader is not Debug
@@ -21,6 +21,8 @@ pub struct Worker<B: Backend> {
     pipeline: Pipeline,
     batch: Batch,
     counters: Arc<WorkerCounters>,
+    /// When backends were last solicited, and the table generation then.
+    solicited: Option<(Instant, u64)>,
 }
 
 impl<B: Backend> Worker<B> {
@@ -38,6 +40,7 @@ impl<B: Backend> Worker<B> {
             pipeline,
             batch,
             counters,
+            solicited: None,
         }
     }
 
@@ -65,8 +68,33 @@ impl<B: Backend> Worker<B> {
             self.pipeline.record_tx_errors(failed);
         }
         self.pipeline.expire(now, budget);
-        self.counters
-            .publish(self.pipeline.stats(), tables.generation());
+        // Resolve backends ahead of traffic: on every new generation, and once a second.
+        let generation = tables.generation();
+        let due = self
+            .solicited
+            .is_none_or(|(at, g)| g != generation || now.duration_since(at).as_secs() >= 1);
+        if due {
+            self.solicited = Some((now, generation));
+            let slots = self.batch.slots_mut();
+            let mut filled = 0;
+            let budget = slots.len();
+            self.pipeline.solicit(now, tables, budget, |vpc, frame| {
+                let slot = &mut slots[filled];
+                slot.buffer_mut()[..frame.len()].copy_from_slice(frame);
+                slot.set_len(frame.len());
+                slot.verdict = Verdict::Emit {
+                    vpc,
+                    len: frame.len(),
+                };
+                filled += 1;
+            });
+            if filled > 0 {
+                self.batch.set_filled(filled);
+                let failed = self.backend.send(&self.batch)?;
+                self.pipeline.record_tx_errors(failed);
+            }
+        }
+        self.counters.publish(self.pipeline.stats(), generation);
         Ok(n)
     }
 

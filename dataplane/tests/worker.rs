@@ -101,3 +101,45 @@ fn a_closed_backend_stops_the_worker_with_an_error() {
     let err = handle.join().unwrap().unwrap_err();
     assert!(matches!(err, dataplane::io::BackendError::Closed));
 }
+
+#[test]
+fn backends_are_resolved_ahead_of_traffic() {
+    let cfg = config(8);
+    let shared = Shared::new(&cfg, Instant::now());
+    let other = std::net::Ipv4Addr::new(10, 0, 0, 11);
+    // One backend known, one not: only the unknown one is asked for, with no packet sent.
+    shared.neighbours.learn(B, BACKEND.to_bits(), BACKEND_MAC);
+    let publisher = TablePublisher::new(tables().with_backends(vec![(B, BACKEND), (B, other)]));
+    let (backend, port) = mem::pair();
+    let counters = Arc::new(WorkerCounters::default());
+    let worker = Worker::new(
+        backend,
+        publisher.reader(),
+        dataplane::Pipeline::new(cfg, shared),
+        Arc::clone(&counters),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let handle = spawn("solicit".into(), worker, Arc::clone(&stop)).unwrap();
+    let mut out = Vec::new();
+    poll_until(
+        "an ARP request for the unknown backend",
+        Duration::from_secs(5),
+        || {
+            out.extend(port.drain());
+            !out.is_empty()
+        },
+    );
+    stop.store(true, Ordering::Relaxed);
+    handle.join().unwrap().unwrap();
+    assert_eq!(out.len(), 1, "one request, for the unresolved backend only");
+    let (vpc, frame) = &out[0];
+    assert_eq!(*vpc, B);
+    let p = etherparse::SlicedPacket::from_ethernet(frame).unwrap();
+    let Some(etherparse::NetSlice::Arp(a)) = p.net else {
+        panic!("not ARP")
+    };
+    assert_eq!(a.operation(), etherparse::ArpOperation::REQUEST);
+    assert_eq!(a.target_protocol_addr(), &other.octets());
+    assert_eq!(&frame[6..12], &MAC_B.0);
+    assert!(counters.snapshot().arp_requests >= 1);
+}

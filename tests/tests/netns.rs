@@ -41,9 +41,22 @@ fn requests(server: &Proc) -> usize {
 #[ignore = "needs root + netns"]
 fn curl_reaches_an_http_server_through_the_endpoint() {
     let (mut w, _svc, _ep, server) = accepted_http();
+    // The backend's MAC is resolved ahead of traffic: the first SYN is not lost to ARP.
+    poll_until("the backend to be resolved", Duration::from_secs(5), || {
+        w.metric("vpcep_dataplane_arp_learned_total", None)
+            .is_ok_and(|n| n >= 1.0)
+    })
+    .unwrap();
     let forwarded = w.metric("vpcep_dataplane_forwarded_total", None).unwrap();
+    let started = Instant::now();
     let body = w.curl(0, &format!("http://{EP}:8080/"), 10).unwrap();
     assert_eq!(body, "hello from the provider\n");
+    assert_eq!(w.drops("unknown_neighbour").unwrap(), 0.0);
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "no SYN retransmission: {:?}",
+        started.elapsed()
+    );
     assert!(w.metric("vpcep_dataplane_forwarded_total", None).unwrap() >= forwarded + 4.0);
     assert!(
         w.metric("vpcep_dataplane_flows_created_total", None)

@@ -40,6 +40,8 @@ pub struct Tables {
     snat: Ipv4Cidr,
     /// Attachments that carry a backend VPC: the daemon answers ARP for the SNAT range there.
     snat_vpcs: Arc<[VpcId]>,
+    /// Backend addresses the accepted connections lead to, resolved ahead of traffic.
+    backends: Arc<[(VpcId, u32)]>,
 }
 
 impl Tables {
@@ -51,6 +53,7 @@ impl Tables {
             endpoints: ShardedMap::new(),
             snat,
             snat_vpcs: Arc::from(Vec::new()),
+            backends: Arc::from(Vec::new()),
         }
     }
 
@@ -115,6 +118,23 @@ impl Tables {
         vpcs.dedup();
         let mut next = self.clone();
         next.snat_vpcs = vpcs.into();
+        next
+    }
+
+    /// Backend addresses to resolve ahead of traffic.
+    pub fn backends(&self) -> &[(VpcId, u32)] {
+        &self.backends
+    }
+
+    /// A copy whose backends to resolve are exactly `backends`.
+    pub fn with_backends(&self, mut backends: Vec<(VpcId, Ipv4Addr)>) -> Self {
+        backends.sort_unstable();
+        backends.dedup();
+        let mut next = self.clone();
+        next.backends = backends
+            .into_iter()
+            .map(|(v, ip)| (v, ip.to_bits()))
+            .collect();
         next
     }
 
