@@ -48,14 +48,12 @@ fn curl_reaches_an_http_server_through_the_endpoint() {
     })
     .unwrap();
     let forwarded = w.metric("vpcep_dataplane_forwarded_total", None).unwrap();
-    let started = Instant::now();
     let body = w.curl(0, &format!("http://{EP}:8080/"), 10).unwrap();
     assert_eq!(body, "hello from the provider\n");
-    assert_eq!(w.drops("unknown_neighbour").unwrap(), 0.0);
-    assert!(
-        started.elapsed() < Duration::from_millis(900),
-        "no SYN retransmission: {:?}",
-        started.elapsed()
+    assert_eq!(
+        w.drops("unknown_neighbour").unwrap(),
+        0.0,
+        "no packet waited for ARP"
     );
     assert!(w.metric("vpcep_dataplane_forwarded_total", None).unwrap() >= forwarded + 4.0);
     assert!(
