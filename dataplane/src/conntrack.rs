@@ -388,13 +388,6 @@ impl ConnTrack {
             .is_some_and(|e| e.dir == Direction::Original && state::evictable(e.state()));
         evictable && self.remove_flow(key)
     }
-
-    /// Approximate heap bytes of the map (slots and control bytes), for the benchmark's
-    /// bytes-per-flow figure.
-    pub fn approx_heap_bytes(&self) -> usize {
-        let slot = size_of::<(FlowKey, FlowEntry)>() + 1;
-        self.map.capacity() * slot
-    }
 }
 
 #[cfg(test)]

@@ -700,11 +700,6 @@ impl Pipeline {
     pub fn record_tx_errors(&mut self, n: usize) {
         self.stats.tx_errors += n as u64;
     }
-
-    /// Flows waiting in this pipeline's expiry queue (live ones and stale keys).
-    pub fn expiry_backlog(&self) -> usize {
-        self.expiry.len()
-    }
 }
 
 fn malformed(_: ParseError) -> DropReason {

@@ -27,22 +27,58 @@ fn poll_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// A worker thread over the in-memory backend, stopped and joined on drop.
+struct Running {
+    port: mem::MemPort,
+    counters: Arc<WorkerCounters>,
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<Result<(), dataplane::io::BackendError>>>,
+}
+
+impl Running {
+    fn start(publisher: &TablePublisher, shared: Shared, capacity: usize) -> Self {
+        let (backend, port) = mem::pair();
+        let counters = Arc::new(WorkerCounters::default());
+        let pipeline = dataplane::Pipeline::new(config(capacity), shared);
+        let worker = Worker::new(backend, publisher.reader(), pipeline, Arc::clone(&counters));
+        let stop = Arc::new(AtomicBool::new(false));
+        let handle = spawn("test-worker".into(), worker, Arc::clone(&stop)).unwrap();
+        Self {
+            port,
+            counters,
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    /// Stop the worker and return how its loop ended.
+    fn join(self) -> Result<(), dataplane::io::BackendError> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.wait()
+    }
+
+    /// Wait for the worker to end by itself and return how its loop ended.
+    fn wait(mut self) -> Result<(), dataplane::io::BackendError> {
+        self.handle.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
 #[test]
 fn worker_thread_forwards_and_publishes_counters() {
-    let cfg = config(64);
-    let shared = Shared::new(&cfg, Instant::now());
+    let shared = Shared::new(&config(64), Instant::now());
     shared.neighbours.learn(B, BACKEND.to_bits(), BACKEND_MAC);
     let mut publisher = TablePublisher::new(tables());
-    let (backend, port) = mem::pair();
-    let counters = Arc::new(WorkerCounters::default());
-    let worker = Worker::new(
-        backend,
-        publisher.reader(),
-        dataplane::Pipeline::new(cfg, shared),
-        Arc::clone(&counters),
-    );
-    let stop = Arc::new(AtomicBool::new(false));
-    let handle = spawn("test-worker".into(), worker, Arc::clone(&stop)).unwrap();
+    let w = Running::start(&publisher, shared, 64);
+    let (port, counters) = (&w.port, &w.counters);
 
     port.inject(
         A,
@@ -80,57 +116,37 @@ fn worker_thread_forwards_and_publishes_counters() {
         Duration::from_secs(5),
         || counters.generation.load(Ordering::Relaxed) == g,
     );
-    stop.store(true, Ordering::Relaxed);
-    handle.join().unwrap().unwrap();
+    w.join().unwrap();
 }
 
 #[test]
 fn a_closed_backend_stops_the_worker_with_an_error() {
-    let cfg = config(8);
-    let shared = Shared::new(&cfg, Instant::now());
     let publisher = TablePublisher::new(tables());
-    let (backend, port) = mem::pair();
-    let worker = Worker::new(
-        backend,
-        publisher.reader(),
-        dataplane::Pipeline::new(cfg, shared),
-        Arc::new(WorkerCounters::default()),
-    );
-    let handle = spawn("w".into(), worker, Arc::new(AtomicBool::new(false))).unwrap();
-    port.close();
-    let err = handle.join().unwrap().unwrap_err();
+    let w = Running::start(&publisher, Shared::new(&config(8), Instant::now()), 8);
+    w.port.close();
+    let err = w.wait().unwrap_err();
     assert!(matches!(err, dataplane::io::BackendError::Closed));
 }
 
 #[test]
 fn backends_are_resolved_ahead_of_traffic() {
-    let cfg = config(8);
-    let shared = Shared::new(&cfg, Instant::now());
+    let shared = Shared::new(&config(8), Instant::now());
     let other = std::net::Ipv4Addr::new(10, 0, 0, 11);
     // One backend known, one not: only the unknown one is asked for, with no packet sent.
     shared.neighbours.learn(B, BACKEND.to_bits(), BACKEND_MAC);
     let publisher = TablePublisher::new(tables().with_backends(vec![(B, BACKEND), (B, other)]));
-    let (backend, port) = mem::pair();
-    let counters = Arc::new(WorkerCounters::default());
-    let worker = Worker::new(
-        backend,
-        publisher.reader(),
-        dataplane::Pipeline::new(cfg, shared),
-        Arc::clone(&counters),
-    );
-    let stop = Arc::new(AtomicBool::new(false));
-    let handle = spawn("solicit".into(), worker, Arc::clone(&stop)).unwrap();
+    let w = Running::start(&publisher, shared, 8);
     let mut out = Vec::new();
     poll_until(
         "an ARP request for the unknown backend",
         Duration::from_secs(5),
         || {
-            out.extend(port.drain());
+            out.extend(w.port.drain());
             !out.is_empty()
         },
     );
-    stop.store(true, Ordering::Relaxed);
-    handle.join().unwrap().unwrap();
+    let counters = Arc::clone(&w.counters);
+    w.join().unwrap();
     assert_eq!(out.len(), 1, "one request, for the unresolved backend only");
     let (vpc, frame) = &out[0];
     assert_eq!(*vpc, B);

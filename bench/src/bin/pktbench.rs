@@ -199,6 +199,27 @@ fn drive(
     }
 }
 
+/// Run `rounds` of [`drive`] over `ring`; returns the median ns per packet, the packets in
+/// all rounds and the allocations per packet.
+fn rounds_of(
+    ring: &[u8],
+    rounds: &[(u64, Duration)],
+    mut f: impl FnMut(Instant, &mut [u8]) -> bool,
+) -> (f64, u64, f64) {
+    let mut ns = Vec::new();
+    let mut packets = 0;
+    let mut allocs = 0;
+    for &(min_packets, min_time) in rounds {
+        let r = drive(ring, min_packets, min_time, &mut f);
+        ns.push(r.ns_per_packet);
+        packets += r.packets;
+        allocs += r.allocations;
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let apk = allocs as f64 / packets as f64;
+    (median(ns), packets, apk)
+}
+
 /// What the reference loop does to each frame: check the same headers, read the 5-tuple,
 /// and copy the addresses and ports in place (no table, no checksum).
 fn reference(frame: &mut [u8]) -> bool {
@@ -249,22 +270,11 @@ fn packet_scenario(opts: &Opts, name: &str, flows: usize, reply: bool, rounds: &
     let order = shuffled(flows);
     let (frames, ingress) = if reply { (&rev, B) } else { (&fwd, A) };
     let ring = ring(frames, &order);
-    let mut ns = Vec::new();
-    let mut packets = 0;
-    let mut allocs = 0;
-    for &(min_packets, min_time) in rounds {
-        let r = drive(&ring, min_packets, min_time, |now, buf| {
-            matches!(p.process(now, &t, ingress, buf), Verdict::Forward(_))
-        });
-        ns.push(r.ns_per_packet);
-        packets += r.packets;
-        allocs += r.allocations;
-    }
-    let ns = median(ns);
+    let (ns, packets, apk) = rounds_of(&ring, rounds, |now, buf| {
+        matches!(p.process(now, &t, ingress, buf), Verdict::Forward(_))
+    });
     #[allow(clippy::cast_precision_loss)]
     let bytes_per_flow = held as f64 / flows as f64;
-    #[allow(clippy::cast_precision_loss)]
-    let apk = allocs as f64 / packets as f64;
     emit(
         opts,
         &[
@@ -285,18 +295,7 @@ fn reference_scenario(opts: &Opts, flows: usize, rounds: &[(u64, Duration)]) {
         .flat_map(|i| tcp_frame((CLIENT_MAC, MAC_A), client(i), (ENDPOINT, 8080), "A"))
         .collect();
     let ring = ring(&frames, &shuffled(flows));
-    let mut ns = Vec::new();
-    let mut packets = 0;
-    let mut allocs = 0;
-    for &(min_packets, min_time) in rounds {
-        let r = drive(&ring, min_packets, min_time, |_, buf| reference(buf));
-        ns.push(r.ns_per_packet);
-        packets += r.packets;
-        allocs += r.allocations;
-    }
-    let ns = median(ns);
-    #[allow(clippy::cast_precision_loss)]
-    let apk = allocs as f64 / packets as f64;
+    let (ns, packets, apk) = rounds_of(&ring, rounds, |_, buf| reference(buf));
     emit(
         opts,
         &[
