@@ -66,7 +66,14 @@ pub struct Config {
     pub arp_retry: Duration,
     /// How long a worker blocks waiting for frames before doing housekeeping. Default 10 ms.
     pub idle_poll: Duration,
+    /// Largest frame a worker takes, in bytes; a larger one is counted as `Oversize` and
+    /// never forwarded cut. Default 65,549: the largest IPv4 packet (a GSO or GRO
+    /// super-frame) behind an Ethernet header. Each batch slot holds this many bytes.
+    pub max_frame_bytes: usize,
 }
+
+/// The default [`Config::max_frame_bytes`]: a 65,535-byte IPv4 packet plus Ethernet.
+pub const MAX_FRAME_BYTES: usize = 65_535 + crate::wire::ethernet::HEADER_LEN;
 
 impl Default for Config {
     /// Tuned for a node with a few attachments and up to a million concurrent flows.
@@ -85,6 +92,7 @@ impl Default for Config {
             neighbour_capacity: 65_536,
             arp_retry: Duration::from_secs(1),
             idle_poll: Duration::from_millis(10),
+            max_frame_bytes: MAX_FRAME_BYTES,
         }
     }
 }
@@ -104,6 +112,12 @@ impl Config {
             return Err(format!(
                 "snat ports {}..={} must be a non-empty range above 0",
                 self.snat_port_first, self.snat_port_last
+            ));
+        }
+        if self.max_frame_bytes < 1514 || self.max_frame_bytes > 1 << 20 {
+            return Err(format!(
+                "max_frame_bytes {} must be between 1514 and 1048576",
+                self.max_frame_bytes
             ));
         }
         if self.attachments.len() > usize::from(u16::MAX) {

@@ -9,6 +9,7 @@ use crate::conntrack::Rewrite;
 use crate::wire::checksum::fold;
 use crate::wire::ethernet::{self, MacAddr};
 use crate::wire::ipv4::{self, PROTO_TCP};
+use crate::wire::offload::L4Checksum;
 use crate::wire::{read_u16, read_u32, write_u16, write_u32};
 
 const IP: usize = ethernet::HEADER_LEN;
@@ -39,8 +40,20 @@ fn apply(hc: u16, delta: u32) -> u16 {
 /// Rewrite `frame` with `rw`, decrement the TTL, set the MACs, and patch the IPv4 and
 /// transport checksums incrementally. A UDP checksum of zero ("none") stays zero; a
 /// computed zero is written as 0xffff (RFC 768).
+///
+/// With `l4` [`L4Checksum::Partial`] (checksum offload: the field holds the folded
+/// pseudo-header sum and is finished downstream) only the address change moves the field,
+/// and it is added, not complemented; the ports are summed when the checksum is finished.
+/// The payload of a super-frame is never read.
 #[inline]
-pub fn rewrite(frame: &mut [u8], proto: u8, rw: &Rewrite, src_mac: MacAddr, dst_mac: MacAddr) {
+pub fn rewrite(
+    frame: &mut [u8],
+    proto: u8,
+    l4: L4Checksum,
+    rw: &Rewrite,
+    src_mac: MacAddr,
+    dst_mac: MacAddr,
+) {
     frame[0..6].copy_from_slice(&dst_mac.0);
     frame[6..12].copy_from_slice(&src_mac.0);
 
@@ -68,7 +81,15 @@ pub fn rewrite(frame: &mut [u8], proto: u8, rw: &Rewrite, src_mac: MacAddr, dst_
         + u32::from(rw.sport)
         + u32::from(!old_dport)
         + u32::from(rw.dport);
-    if proto == PROTO_TCP {
+    let csum_at = if proto == PROTO_TCP {
+        TCP_CSUM
+    } else {
+        UDP_CSUM
+    };
+    if let L4Checksum::Partial { .. } = l4 {
+        let seed = read_u16(frame, csum_at);
+        write_u16(frame, csum_at, fold(u32::from(seed) + addr_delta));
+    } else if proto == PROTO_TCP {
         let hc = read_u16(frame, TCP_CSUM);
         write_u16(frame, TCP_CSUM, apply(hc, l4_delta));
     } else {
@@ -141,7 +162,14 @@ mod tests {
             sport: 3,
             dport: 4,
         };
-        rewrite(&mut f, 17, &rw, MacAddr::default(), MacAddr::default());
+        rewrite(
+            &mut f,
+            17,
+            L4Checksum::Complete,
+            &rw,
+            MacAddr::default(),
+            MacAddr::default(),
+        );
         assert_eq!(read_u16(&f, UDP_CSUM), 0);
         assert!(checksums_verify(&f));
     }
@@ -159,7 +187,7 @@ mod tests {
             let rw = Rewrite { src: nsrc, dst: ndst, sport: nsp, dport: ndp };
             let smac = MacAddr([2, 0, 0, 0, 0, 0xaa]);
             let dmac = MacAddr([2, 0, 0, 0, 0, 0xbb]);
-            rewrite(&mut f, if tcp { 6 } else { 17 }, &rw, smac, dmac);
+            rewrite(&mut f, if tcp { 6 } else { 17 }, L4Checksum::Complete, &rw, smac, dmac);
             prop_assert!(checksums_verify(&f));
             let p = SlicedPacket::from_ethernet(&f).unwrap();
             let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else { panic!() };

@@ -46,8 +46,9 @@ use crate::wire::ParseError;
 use crate::wire::arp::{self, ArpPacket};
 use crate::wire::ethernet::{self, EthernetFrame, MacAddr};
 use crate::wire::ipv4::{self, Ipv4Packet, PROTO_TCP, PROTO_UDP};
+use crate::wire::offload::L4Checksum;
 use crate::wire::tcp::{self, TcpPacket};
-use crate::wire::udp::UdpPacket;
+use crate::wire::udp::{self, UdpPacket};
 
 /// How many SNAT addresses a new flow tries, each with `snat_probes` ports.
 const SNAT_ADDRESS_TRIES: u64 = 4;
@@ -80,6 +81,7 @@ impl Shared {
 struct Parsed {
     key: FlowKey,
     flags: u8,
+    l4: L4Checksum,
 }
 
 /// One worker's packet processor. Owns its counters, its expiry queue and its eviction
@@ -150,8 +152,24 @@ impl Pipeline {
         ingress: VpcId,
         frame: &mut [u8],
     ) -> Verdict {
+        self.process_offloaded(now, tables, ingress, frame, L4Checksum::Complete)
+    }
+
+    /// [`Pipeline::process`] for a frame whose transport checksum field holds what `l4`
+    /// says (from the frame's vnet header). A partial checksum must start at the transport
+    /// header and point at its checksum field, or the frame is `Malformed`; it is patched
+    /// for the address change only and leaves partial. A GSO super-frame is one frame
+    /// here: its headers are checked and rewritten once, its payload never read.
+    pub fn process_offloaded(
+        &mut self,
+        now: Instant,
+        tables: &Tables,
+        ingress: VpcId,
+        frame: &mut [u8],
+        l4: L4Checksum,
+    ) -> Verdict {
         self.stats.rx_frames += 1;
-        let verdict = self.classify(now, tables, ingress, frame);
+        let verdict = self.classify(now, tables, ingress, frame, l4);
         match verdict {
             Verdict::Drop(reason) => self.stats.drop(reason),
             Verdict::Forward(_) => self.stats.forwarded += 1,
@@ -167,6 +185,7 @@ impl Pipeline {
         tables: &Tables,
         ingress: VpcId,
         frame: &mut [u8],
+        l4: L4Checksum,
     ) -> Verdict {
         let Some(&my_mac) = self.config.attachments.get(ingress.index()) else {
             return Verdict::Drop(DropReason::NotForUs);
@@ -177,7 +196,7 @@ impl Pipeline {
         let dst_mac = eth.dst();
         match eth.ethertype() {
             ethernet::ETHERTYPE_IPV4 if dst_mac == my_mac => {
-                match self.check_ipv4(ingress, frame) {
+                match self.check_ipv4(ingress, frame, l4) {
                     Ok(parsed) => self.ipv4(now, tables, ingress, frame, parsed),
                     Err(reason) => Verdict::Drop(reason),
                 }
@@ -193,7 +212,12 @@ impl Pipeline {
 
     /// Every check on the IPv4 and transport headers; the rewrite relies on them.
     #[inline(always)]
-    fn check_ipv4(&self, ingress: VpcId, frame: &[u8]) -> Result<Parsed, DropReason> {
+    fn check_ipv4(
+        &self,
+        ingress: VpcId,
+        frame: &[u8],
+        l4: L4Checksum,
+    ) -> Result<Parsed, DropReason> {
         let ip = Ipv4Packet::new_checked(&frame[ethernet::HEADER_LEN..])
             .map_err(|_| DropReason::Malformed)?;
         if ip.header_len() != ipv4::MIN_HEADER_LEN {
@@ -217,6 +241,18 @@ impl Pipeline {
             }
             _ => return Err(DropReason::UnsupportedProtocol),
         };
+        if let L4Checksum::Partial { start, offset } = l4 {
+            let field = if proto == PROTO_TCP {
+                tcp::CHECKSUM_OFFSET
+            } else {
+                udp::CHECKSUM_OFFSET
+            };
+            if usize::from(start) != ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN
+                || usize::from(offset) != field
+            {
+                return Err(DropReason::Malformed);
+            }
+        }
         if ip.ttl() <= 1 {
             return Err(DropReason::TtlExceeded);
         }
@@ -228,7 +264,7 @@ impl Pipeline {
             vpc: ingress,
             proto,
         };
-        Ok(Parsed { key, flags })
+        Ok(Parsed { key, flags, l4 })
     }
 
     #[inline(always)]
@@ -259,7 +295,7 @@ impl Pipeline {
         &mut self,
         tables: &Tables,
         frame: &mut [u8],
-        Parsed { key, flags }: Parsed,
+        Parsed { key, flags, l4 }: Parsed,
         now_secs: u32,
     ) -> Option<Verdict> {
         let ct = &*self.shared.conntrack;
@@ -327,7 +363,7 @@ impl Pipeline {
             .get(out.index())
             .copied()
             .unwrap_or_default();
-        nat::rewrite(frame, key.proto, &rw, src_mac, dst_mac);
+        nat::rewrite(frame, key.proto, l4, &rw, src_mac, dst_mac);
         if dir == Direction::Reply {
             self.stats.forwarded_reply += 1;
         }
@@ -387,7 +423,7 @@ impl Pipeline {
         endpoint: EndpointState,
         now_secs: u32,
     ) -> Verdict {
-        let Parsed { key, flags } = parsed;
+        let Parsed { key, flags, l4 } = parsed;
         if key.proto == PROTO_TCP && flags & (tcp::SYN | tcp::ACK | tcp::RST | tcp::FIN) != tcp::SYN
         {
             return Verdict::Drop(DropReason::TcpNoFlow);
@@ -511,7 +547,7 @@ impl Pipeline {
             .get(backend_vpc.index())
             .copied()
             .unwrap_or_default();
-        nat::rewrite(frame, key.proto, &rw, src_mac, backend_mac);
+        nat::rewrite(frame, key.proto, l4, &rw, src_mac, backend_mac);
         Verdict::Forward(backend_vpc)
     }
 

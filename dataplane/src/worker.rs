@@ -33,7 +33,8 @@ impl<B: Backend> Worker<B> {
         pipeline: Pipeline,
         counters: Arc<WorkerCounters>,
     ) -> Self {
-        let batch = Batch::new(pipeline.config().batch_size.get());
+        let config = pipeline.config();
+        let batch = Batch::new(config.batch_size.get(), config.max_frame_bytes);
         Self {
             backend,
             tables,
@@ -58,9 +59,9 @@ impl<B: Backend> Worker<B> {
             slot.verdict = if slot.truncated {
                 self.pipeline.record_drop(DropReason::Oversize)
             } else {
-                let ingress = slot.ingress;
+                let (ingress, l4) = (slot.ingress, slot.vnet.l4_checksum());
                 self.pipeline
-                    .process(now, tables, ingress, slot.bytes_mut())
+                    .process_offloaded(now, tables, ingress, slot.bytes_mut(), l4)
             };
         }
         if n > 0 {

@@ -91,7 +91,7 @@ fn worker_thread_forwards_and_publishes_counters() {
         ),
     );
     port.inject(A, vec![0u8; 5]); // malformed
-    port.inject(A, vec![0u8; dataplane::io::FRAME_CAPACITY + 100]); // a super-frame
+    port.inject(A, vec![0u8; dataplane::config::MAX_FRAME_BYTES + 100]); // over the limit
     let mut out = Vec::new();
     poll_until("the SYN to come out", Duration::from_secs(5), || {
         out.extend(port.drain());

@@ -176,19 +176,43 @@ impl Drop for Proc {
     }
 }
 
+/// The offload settings of a world's veth ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Offloads {
+    /// As every fresh veth comes: tx checksum, TSO and GSO on, GRO off. Senders hand
+    /// super-frames with partial checksums to the daemon.
+    Default,
+    /// `tx rx tso gso gro` all off: MTU-sized frames with complete checksums.
+    Off,
+}
+
+/// Set `dev` in `ns` to `mode`.
+///
+/// # Errors
+/// ethtool failed.
+pub fn set_offloads(ns: &Netns, dev: &str, mode: Offloads) -> Result<()> {
+    let (on, gro) = match mode {
+        Offloads::Default => ("on", "off"),
+        Offloads::Off => ("off", "off"),
+    };
+    ns.exec(&[
+        "ethtool", "-K", dev, "tx", on, "rx", on, "tso", on, "gso", on, "gro", gro,
+    ])?;
+    Ok(())
+}
+
 /// Connect namespace `a` (interface `a_if`) to `b` (`b_if`) with a veth pair, both ends up
-/// with offloads off (the veth pitfalls: no partial checksums, no super-frames).
-pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> Result<()> {
+/// and at the offloads of `mode`.
+pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str, mode: Offloads) -> Result<()> {
     ip(&[
         "link", "add", a_if, "netns", &a.name, "type", "veth", "peer", "name", b_if, "netns",
         &b.name,
     ])?;
     for (ns, dev) in [(a, a_if), (b, b_if)] {
         ns.exec(&["ip", "link", "set", dev, "up"])?;
-        ns.exec(&[
-            "ethtool", "-K", dev, "tx", "off", "rx", "off", "tso", "off", "gso", "off", "gro",
-            "off",
-        ])?;
+        if mode != Offloads::Default {
+            set_offloads(ns, dev, mode)?;
+        }
     }
     Ok(())
 }
@@ -244,9 +268,14 @@ pub struct World {
 }
 
 impl World {
-    /// Build the namespaces and links, create the inventory through the API, and start
-    /// the daemon with the attachments.
+    /// Build the namespaces and links (veths at their default offloads), create the
+    /// inventory through the API, and start the daemon with the attachments.
     pub fn new(users: usize) -> Result<Self> {
+        Self::with_offloads(users, Offloads::Default)
+    }
+
+    /// [`World::new`] with the veth ends at the offloads of `mode`.
+    pub fn with_offloads(users: usize, mode: Offloads) -> Result<Self> {
         let prefix = prefix();
         let dir = std::env::temp_dir().join(format!("vpcep-netns-{prefix}"));
         std::fs::create_dir_all(&dir)?;
@@ -256,12 +285,12 @@ impl World {
         for i in 0..users {
             user_ns.push(Netns::new(format!("{prefix}-u{i}"))?);
         }
-        veth(&provider, "eth0", &node, &format!("{prefix}p"))?;
+        veth(&provider, "eth0", &node, &format!("{prefix}p"), mode)?;
         provider.exec(&["ip", "addr", "add", "10.0.0.10/24", "dev", "eth0"])?;
         provider.exec(&["ip", "addr", "add", "10.0.0.11/24", "dev", "eth0"])?;
         provider.exec(&["ip", "route", "add", "198.19.128.0/17", "dev", "eth0"])?;
         for (i, u) in user_ns.iter().enumerate() {
-            veth(u, "eth0", &node, &format!("{prefix}u{i}"))?;
+            veth(u, "eth0", &node, &format!("{prefix}u{i}"), mode)?;
             u.exec(&["ip", "addr", "add", "10.0.0.5/24", "dev", "eth0"])?;
         }
         node.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=0"])?;

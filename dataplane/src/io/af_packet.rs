@@ -3,15 +3,18 @@
 //!
 //! Per attachment there is one transmit socket (protocol 0: it receives nothing), shared by
 //! every worker, so any worker can forward onto any attachment; and per worker one receive
-//! socket (`ETH_P_ALL`, `PACKET_IGNORE_OUTGOING` so the daemon never sees its own frames,
-//! `PACKET_AUXDATA` for the checksum status), joined in a `PACKET_FANOUT` hash group when an
-//! attachment has several workers, so both directions of a flow keep to one worker per
-//! interface.
+//! socket (`ETH_P_ALL`, `PACKET_IGNORE_OUTGOING` so the daemon never sees its own frames),
+//! joined in a `PACKET_FANOUT` hash group when an attachment has several workers, so both
+//! directions of a flow keep to one worker per interface.
 //!
-//! The veth pitfalls (DESIGN.md section 6): a frame whose transport checksum the sender
-//! left to offload (`TP_STATUS_CSUMNOTREADY`) has it completed here before the pipeline sees
-//! it, so no frame leaves with a wrong checksum; a frame larger than a slot (a GSO or GRO
-//! super-frame) is marked truncated and counted as `Oversize`, never forwarded cut.
+//! Offloads (DESIGN.md sections 2 and 7): both sockets use `PACKET_VNET_HDR`, so every frame
+//! travels with its `virtio_net_hdr`. A GSO super-frame (a sender's TSO/GSO, a NIC's GRO)
+//! arrives whole with its GSO type and size; a partial checksum arrives flagged
+//! `NEEDS_CSUM`. The pipeline rewrites the headers once and the frame leaves with the same
+//! header, so the kernel segments it (or hands it whole to a peer that takes it) and
+//! finishes the checksum: no software checksum over a payload on the hot path. A frame
+//! larger than a slot (`max_frame_bytes`) is marked truncated and counted as `Oversize`,
+//! never forwarded cut.
 //!
 //! This is the only module of the crate with `unsafe`; each block says why it holds.
 
@@ -25,35 +28,20 @@ use std::sync::Arc;
 
 use super::{Backend, BackendError, Batch};
 use crate::flow::VpcId;
-use crate::wire::checksum;
 use crate::wire::ethernet::MacAddr;
+use crate::wire::offload::{VNET_HDR_LEN, VnetHdr};
 
 // Kernel ABI constants (linux/if_packet.h); stable since their introduction.
 const SOL_PACKET: libc::c_int = 263;
-const PACKET_AUXDATA: libc::c_int = 8;
 const PACKET_FANOUT: libc::c_int = 18;
+const PACKET_VNET_HDR: libc::c_int = 15;
 const PACKET_QDISC_BYPASS: libc::c_int = 20;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 const PACKET_FANOUT_HASH: libc::c_int = 0;
-const TP_STATUS_CSUMNOTREADY: u32 = 1 << 3;
 const ETH_P_ALL: u16 = 0x0003;
-
-/// `struct tpacket_auxdata`.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct TpacketAuxdata {
-    tp_status: u32,
-    tp_len: u32,
-    tp_snaplen: u32,
-    tp_mac: u16,
-    tp_net: u16,
-    tp_vlan_tci: u16,
-    tp_vlan_tpid: u16,
-}
 
 /// Most frames one `recvmmsg`/`sendmmsg` handles; batches are capped to it.
 pub const MAX_BATCH: usize = 64;
-const CMSG_SPACE: usize = 64;
 
 /// A network interface the daemon attaches to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -162,6 +150,9 @@ impl TxSocket {
     /// The socket, bind or option call failed (e.g. no `CAP_NET_RAW`).
     pub fn open(iface: &Interface) -> io::Result<Self> {
         let fd = packet_socket(0)?;
+        // Every frame sent carries a virtio_net_hdr: partial checksums and GSO super-frames
+        // leave as they are, for the kernel (or the peer) to finish.
+        setsockopt(&fd, SOL_PACKET, PACKET_VNET_HDR, 1)?;
         bind(&fd, iface.ifindex, 0)?;
         // Skip the qdisc: the daemon does its own batching. Old kernels lack it; not fatal.
         let _ = setsockopt(&fd, SOL_PACKET, PACKET_QDISC_BYPASS, 1);
@@ -192,7 +183,9 @@ impl AfPacketBackend {
         tx: Arc<Vec<TxSocket>>,
     ) -> io::Result<Self> {
         let rx = packet_socket(ETH_P_ALL)?;
-        setsockopt(&rx, SOL_PACKET, PACKET_AUXDATA, 1)?;
+        // Every frame arrives after its virtio_net_hdr: super-frames whole, with their GSO
+        // type and size, and partial checksums flagged instead of completed.
+        setsockopt(&rx, SOL_PACKET, PACKET_VNET_HDR, 1)?;
         // Frames this host sends on the interface (ours included) are not input.
         setsockopt(&rx, SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)?;
         setsockopt(&rx, libc::SOL_SOCKET, libc::SO_RCVBUF, 8 << 20)?;
@@ -240,24 +233,28 @@ impl AfPacketBackend {
         let n = batch.capacity().min(MAX_BATCH);
         let slots = &mut batch.slots_mut()[..n];
         // SAFETY: all-zero is a valid value for these plain C structs.
-        let mut iov: [libc::iovec; MAX_BATCH] = unsafe { core::mem::zeroed() };
+        let mut iov: [[libc::iovec; 2]; MAX_BATCH] = unsafe { core::mem::zeroed() };
         // SAFETY: as above.
         let mut msgs: [libc::mmsghdr; MAX_BATCH] = unsafe { core::mem::zeroed() };
-        let mut cmsg = [[0u64; CMSG_SPACE / 8]; MAX_BATCH];
+        let mut vnet = [[0u8; VNET_HDR_LEN]; MAX_BATCH];
         for (i, slot) in slots.iter_mut().enumerate() {
             let buf = slot.buffer_mut();
-            iov[i] = libc::iovec {
-                iov_base: buf.as_mut_ptr().cast(),
-                iov_len: buf.len(),
-            };
-            msgs[i].msg_hdr.msg_iov = &raw mut iov[i];
-            msgs[i].msg_hdr.msg_iovlen = 1;
-            msgs[i].msg_hdr.msg_control = cmsg[i].as_mut_ptr().cast();
-            msgs[i].msg_hdr.msg_controllen = CMSG_SPACE;
+            iov[i] = [
+                libc::iovec {
+                    iov_base: vnet[i].as_mut_ptr().cast(),
+                    iov_len: VNET_HDR_LEN,
+                },
+                libc::iovec {
+                    iov_base: buf.as_mut_ptr().cast(),
+                    iov_len: buf.len(),
+                },
+            ];
+            msgs[i].msg_hdr.msg_iov = iov[i].as_mut_ptr();
+            msgs[i].msg_hdr.msg_iovlen = 2;
         }
         let vlen = libc::c_uint::try_from(n).unwrap_or(0);
-        // SAFETY: `msgs[..n]` point at `iov[..n]` (each into a live slot buffer of the stated
-        // length) and at `cmsg[..n]` (CMSG_SPACE bytes each); all outlive the call.
+        // SAFETY: `msgs[..n]` point at `iov[..n]`, each pair at a live `vnet` entry and a
+        // live slot buffer of the stated lengths; all outlive the call.
         let got = unsafe {
             libc::recvmmsg(
                 self.rx.as_raw_fd(),
@@ -283,29 +280,12 @@ impl AfPacketBackend {
             let hdr = &msgs[i].msg_hdr;
             let len = usize::try_from(msgs[i].msg_len)
                 .unwrap_or(0)
+                .saturating_sub(VNET_HDR_LEN)
                 .min(slot.buffer_mut().len());
             slot.set_len(len);
             slot.ingress = self.ingress;
+            slot.vnet = VnetHdr::from_bytes(&vnet[i]);
             slot.truncated = hdr.msg_flags & libc::MSG_TRUNC != 0;
-            // SAFETY: the kernel filled msg_control up to msg_controllen; CMSG_FIRSTHDR and
-            // CMSG_NXTHDR stay within it, and a PACKET_AUXDATA payload is a tpacket_auxdata
-            // (read unaligned: cmsg data alignment is only the kernel's promise).
-            let status = unsafe {
-                let mut status = 0;
-                let mut c = libc::CMSG_FIRSTHDR(hdr);
-                while !c.is_null() {
-                    if (*c).cmsg_level == SOL_PACKET && (*c).cmsg_type == PACKET_AUXDATA {
-                        let aux =
-                            core::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<TpacketAuxdata>());
-                        status = aux.tp_status;
-                    }
-                    c = libc::CMSG_NXTHDR(hdr, c);
-                }
-                status
-            };
-            if status & TP_STATUS_CSUMNOTREADY != 0 && !slot.truncated {
-                checksum::complete_partial(slot.bytes_mut());
-            }
         }
         batch.set_filled(got);
         Ok(got)
@@ -338,30 +318,39 @@ impl Backend for AfPacketBackend {
         // One sendmmsg per egress attachment (a batch usually goes to one or two).
         for (vpc, tx) in self.tx.iter().enumerate() {
             // SAFETY: all-zero is a valid value for these plain C structs.
-            let mut iov: [libc::iovec; MAX_BATCH] = unsafe { core::mem::zeroed() };
+            let mut iov: [[libc::iovec; 2]; MAX_BATCH] = unsafe { core::mem::zeroed() };
             // SAFETY: as above.
             let mut msgs: [libc::mmsghdr; MAX_BATCH] = unsafe { core::mem::zeroed() };
+            let mut vnet = [[0u8; VNET_HDR_LEN]; MAX_BATCH];
             let mut n = 0;
             for slot in batch.filled().iter().take(MAX_BATCH) {
-                let Some((out, bytes)) = slot.output() else {
+                let Some((out, hdr, bytes)) = slot.output() else {
                     continue;
                 };
                 if out.index() != vpc {
                     continue;
                 }
-                iov[n] = libc::iovec {
-                    iov_base: bytes.as_ptr().cast_mut().cast(),
-                    iov_len: bytes.len(),
-                };
-                msgs[n].msg_hdr.msg_iov = &raw mut iov[n];
-                msgs[n].msg_hdr.msg_iovlen = 1;
+                vnet[n] = hdr.to_bytes();
+                iov[n] = [
+                    libc::iovec {
+                        iov_base: vnet[n].as_mut_ptr().cast(),
+                        iov_len: VNET_HDR_LEN,
+                    },
+                    libc::iovec {
+                        iov_base: bytes.as_ptr().cast_mut().cast(),
+                        iov_len: bytes.len(),
+                    },
+                ];
+                msgs[n].msg_hdr.msg_iov = iov[n].as_mut_ptr();
+                msgs[n].msg_hdr.msg_iovlen = 2;
                 n += 1;
             }
             let mut sent = 0;
             while sent < n {
                 let vlen = libc::c_uint::try_from(n - sent).unwrap_or(0);
-                // SAFETY: `msgs[sent..n]` point at `iov`, each at a live slot buffer of the
-                // stated length, which the kernel only reads; all outlive the call.
+                // SAFETY: `msgs[sent..n]` point at `iov`, each pair at a live `vnet` entry and
+                // a live slot buffer of the stated lengths, which the kernel only reads; all
+                // outlive the call.
                 let r = unsafe {
                     libc::sendmmsg(tx.fd.as_raw_fd(), msgs.as_mut_ptr().add(sent), vlen, 0)
                 };

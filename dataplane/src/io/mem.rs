@@ -8,11 +8,12 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use super::{Backend, BackendError, Batch};
 use crate::flow::VpcId;
+use crate::wire::offload::VnetHdr;
 
 #[derive(Debug, Default)]
 struct Queues {
-    rx: VecDeque<(VpcId, Vec<u8>)>,
-    tx: VecDeque<(VpcId, Vec<u8>)>,
+    rx: VecDeque<(VpcId, VnetHdr, Vec<u8>)>,
+    tx: VecDeque<(VpcId, VnetHdr, Vec<u8>)>,
     closed: bool,
 }
 
@@ -48,13 +49,26 @@ pub fn pair() -> (MemBackend, MemPort) {
 impl MemPort {
     /// Queue a frame as if it arrived on attachment `vpc`.
     pub fn inject(&self, vpc: VpcId, frame: Vec<u8>) {
+        self.inject_offloaded(vpc, VnetHdr::NONE, frame);
+    }
+
+    /// Queue a frame with offload metadata, as a vnet-header backend receives it.
+    pub fn inject_offloaded(&self, vpc: VpcId, vnet: VnetHdr, frame: Vec<u8>) {
         let mut q = self.inner.queues.lock().expect("mem backend lock poisoned");
-        q.rx.push_back((vpc, frame));
+        q.rx.push_back((vpc, vnet, frame));
         self.inner.ready.notify_one();
     }
 
     /// Take every frame the worker has sent so far.
     pub fn drain(&self) -> Vec<(VpcId, Vec<u8>)> {
+        self.drain_offloaded()
+            .into_iter()
+            .map(|(vpc, _, frame)| (vpc, frame))
+            .collect()
+    }
+
+    /// Take every frame the worker has sent so far, with the metadata it was sent with.
+    pub fn drain_offloaded(&self) -> Vec<(VpcId, VnetHdr, Vec<u8>)> {
         let mut q = self.inner.queues.lock().expect("mem backend lock poisoned");
         q.tx.drain(..).collect()
     }
@@ -93,9 +107,10 @@ impl Backend for MemBackend {
         }
         let mut n = 0;
         for slot in batch.slots_mut() {
-            let Some((vpc, frame)) = q.rx.pop_front() else {
+            let Some((vpc, vnet, frame)) = q.rx.pop_front() else {
                 break;
             };
+            slot.vnet = vnet;
             let len = frame.len().min(slot.buffer_mut().len());
             slot.buffer_mut()[..len].copy_from_slice(&frame[..len]);
             slot.set_len(len);
@@ -110,8 +125,8 @@ impl Backend for MemBackend {
     fn send(&mut self, batch: &Batch) -> Result<usize, BackendError> {
         let mut q = self.inner.queues.lock().map_err(|_| BackendError::Closed)?;
         for slot in batch.filled() {
-            if let Some((vpc, bytes)) = slot.output() {
-                q.tx.push_back((vpc, bytes.to_vec()));
+            if let Some((vpc, vnet, bytes)) = slot.output() {
+                q.tx.push_back((vpc, vnet, bytes.to_vec()));
             }
         }
         Ok(0)

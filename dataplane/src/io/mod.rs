@@ -11,18 +11,19 @@ use core::time::Duration;
 
 use crate::flow::VpcId;
 use crate::verdict::Verdict;
+use crate::wire::offload::VnetHdr;
 
-/// Largest frame a batch slot holds: a 1500-byte MTU plus Ethernet, with room to spare for
-/// jumbo-ish frames that are then counted, not mangled.
-pub const FRAME_CAPACITY: usize = 2048;
-
-/// One frame of a batch: its bytes, the attachment it came in on, and what to do with it.
+/// One frame of a batch: its bytes, the attachment it came in on, its offload metadata, and
+/// what to do with it.
 #[derive(Clone, Debug)]
 pub struct Slot {
     buf: Box<[u8]>,
     len: usize,
     /// The attachment the frame arrived on.
     pub ingress: VpcId,
+    /// The frame's offload metadata (partial checksum, GSO), set by a backend that has it;
+    /// [`VnetHdr::NONE`] otherwise. Transmitted with the frame when it is forwarded.
+    pub vnet: VnetHdr,
     /// Set by the worker after processing.
     pub verdict: Verdict,
     /// Set by the backend: the frame was larger than the slot and arrived cut.
@@ -30,11 +31,12 @@ pub struct Slot {
 }
 
 impl Slot {
-    fn new() -> Self {
+    fn new(capacity: usize) -> Self {
         Self {
-            buf: vec![0; FRAME_CAPACITY].into_boxed_slice(),
+            buf: vec![0; capacity].into_boxed_slice(),
             len: 0,
             ingress: VpcId(0),
+            vnet: VnetHdr::NONE,
             verdict: Verdict::Consumed,
             truncated: false,
         }
@@ -64,11 +66,13 @@ impl Slot {
         self.len = len;
     }
 
-    /// What to transmit for this slot, if anything: `(attachment, bytes)`.
-    pub fn output(&self) -> Option<(VpcId, &[u8])> {
+    /// What to transmit for this slot, if anything: `(attachment, offload metadata,
+    /// bytes)`. A forwarded frame keeps the metadata it arrived with (its headers were
+    /// rewritten in place, their lengths unchanged); a frame the dataplane emitted has none.
+    pub fn output(&self) -> Option<(VpcId, VnetHdr, &[u8])> {
         match self.verdict {
-            Verdict::Forward(vpc) => Some((vpc, self.bytes())),
-            Verdict::Emit { vpc, len } => Some((vpc, &self.buf[..len])),
+            Verdict::Forward(vpc) => Some((vpc, self.vnet, self.bytes())),
+            Verdict::Emit { vpc, len } => Some((vpc, VnetHdr::NONE, &self.buf[..len])),
             Verdict::Drop(_) | Verdict::Consumed => None,
         }
     }
@@ -82,10 +86,10 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// A batch of `size` slots, allocated once.
-    pub fn new(size: usize) -> Self {
+    /// A batch of `size` slots of `frame_capacity` bytes each, allocated once.
+    pub fn new(size: usize, frame_capacity: usize) -> Self {
         Self {
-            slots: (0..size).map(|_| Slot::new()).collect(),
+            slots: (0..size).map(|_| Slot::new(frame_capacity)).collect(),
             filled: 0,
         }
     }

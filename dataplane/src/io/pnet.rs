@@ -13,6 +13,7 @@ use pnet_datalink::{Channel, Config, DataLinkReceiver, DataLinkSender, NetworkIn
 
 use super::{Backend, BackendError, Batch};
 use crate::flow::VpcId;
+use crate::wire::offload::VnetHdr;
 
 /// A worker's receive channel and a transmit channel per attachment.
 #[allow(missing_debug_implementations)] // pnet's channel halves are not Debug
@@ -76,6 +77,7 @@ impl Backend for PnetBackend {
                 slot.buffer_mut()[..len].copy_from_slice(&frame[..len]);
                 slot.set_len(len);
                 slot.ingress = self.ingress;
+                slot.vnet = VnetHdr::NONE;
                 slot.truncated = frame.len() > len;
                 1
             }
@@ -98,7 +100,7 @@ impl Backend for PnetBackend {
     fn send(&mut self, batch: &Batch) -> Result<usize, BackendError> {
         let mut failed = 0;
         for slot in batch.filled() {
-            let Some((vpc, bytes)) = slot.output() else {
+            let Some((vpc, _, bytes)) = slot.output() else {
                 continue;
             };
             match self

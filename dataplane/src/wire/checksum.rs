@@ -73,40 +73,6 @@ pub fn pseudo_header_sum(src: u32, dst: u32, protocol: u8, len: u16) -> u32 {
         + u32::from(len)
 }
 
-/// Finish a transport checksum the sender left partial (checksum offload: the field holds
-/// only the pseudo-header sum, as AF_PACKET reports with `TP_STATUS_CSUMNOTREADY`). Sums the
-/// whole TCP or UDP segment over that seed and writes the complement. Returns false, and
-/// changes nothing, if the frame is not Ethernet/IPv4/TCP-or-UDP with whole headers.
-pub fn complete_partial(frame: &mut [u8]) -> bool {
-    use super::ethernet::{ETHERTYPE_IPV4, EthernetFrame, HEADER_LEN};
-    use super::ipv4::{Ipv4Packet, PROTO_TCP, PROTO_UDP};
-    let Ok(eth) = EthernetFrame::new_checked(&*frame) else {
-        return false;
-    };
-    if eth.ethertype() != ETHERTYPE_IPV4 {
-        return false;
-    }
-    let Ok(ip) = Ipv4Packet::new_checked(&frame[HEADER_LEN..]) else {
-        return false;
-    };
-    let (start, end, proto) = (
-        HEADER_LEN + ip.header_len(),
-        HEADER_LEN + usize::from(ip.total_len()),
-        ip.protocol(),
-    );
-    let at = match proto {
-        PROTO_TCP if end >= start + 20 => start + 16,
-        PROTO_UDP if end >= start + 8 => start + 6,
-        _ => return false,
-    };
-    let mut c = !fold(sum(0, &frame[start..end]));
-    if proto == PROTO_UDP && c == 0 {
-        c = 0xffff;
-    }
-    frame[at..at + 2].copy_from_slice(&c.to_be_bytes());
-    true
-}
-
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -132,36 +98,6 @@ mod tests {
         // HC = ~(0xcd7a + 0x5555) = 0xdd2f; the right HC' is ~(0xcd7a + 0x3285) = 0x0000,
         // which equation 3 gives (equation 2 would give 0xffff).
         assert_eq!(update16(0xdd2f, 0x5555, 0x3285), 0x0000);
-    }
-
-    #[test]
-    fn complete_partial_matches_a_full_checksum() {
-        for tcp in [true, false] {
-            let b = etherparse::PacketBuilder::ethernet2([2; 6], [4; 6]).ipv4(
-                [10, 0, 0, 1],
-                [10, 0, 0, 2],
-                64,
-            );
-            let mut full = Vec::new();
-            if tcp {
-                b.tcp(1000, 80, 5, 100)
-                    .write(&mut full, b"hello world")
-                    .unwrap();
-            } else {
-                b.udp(1000, 53).write(&mut full, b"hello world").unwrap();
-            }
-            let at = if tcp { 14 + 20 + 16 } else { 14 + 20 + 6 };
-            let want = [full[at], full[at + 1]];
-            // What an offloading sender leaves: the pseudo-header sum, folded, not complemented.
-            let l4_len = u16::try_from(full.len() - 34).unwrap();
-            let pseudo =
-                pseudo_header_sum(0x0a00_0001, 0x0a00_0002, if tcp { 6 } else { 17 }, l4_len);
-            let mut partial = full.clone();
-            partial[at..at + 2].copy_from_slice(&fold(pseudo).to_be_bytes());
-            assert!(complete_partial(&mut partial));
-            assert_eq!([partial[at], partial[at + 1]], want);
-        }
-        assert!(!complete_partial(&mut [0u8; 20]));
     }
 
     /// Equal, except that all-zero data has two valid encodings of its checksum.

@@ -12,6 +12,7 @@ pub mod arp;
 pub mod checksum;
 pub mod ethernet;
 pub mod ipv4;
+pub mod offload;
 pub mod tcp;
 pub mod udp;
 

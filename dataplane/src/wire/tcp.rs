@@ -20,6 +20,10 @@ mod field {
     pub(super) const CHECKSUM: usize = 16;
 }
 
+/// Offset of the checksum field from the start of the TCP header (what a vnet
+/// header's `csum_offset` names).
+pub const CHECKSUM_OFFSET: usize = field::CHECKSUM;
+
 /// Length of a TCP header without options.
 pub const MIN_HEADER_LEN: usize = 20;
 

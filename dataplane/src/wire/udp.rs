@@ -11,6 +11,10 @@ mod field {
     pub(super) const CHECKSUM: usize = 6;
 }
 
+/// Offset of the checksum field from the start of the UDP header (what a vnet
+/// header's `csum_offset` names).
+pub const CHECKSUM_OFFSET: usize = field::CHECKSUM;
+
 /// Length of the UDP header.
 pub const HEADER_LEN: usize = 8;
 
