@@ -46,7 +46,7 @@ use crate::wire::ParseError;
 use crate::wire::arp::{self, ArpPacket};
 use crate::wire::ethernet::{self, EthernetFrame, MacAddr};
 use crate::wire::ipv4::{self, Ipv4Packet, PROTO_TCP, PROTO_UDP};
-use crate::wire::offload::L4Checksum;
+use crate::wire::offload::{L4Checksum, VnetHdr};
 use crate::wire::tcp::{self, TcpPacket};
 use crate::wire::udp::{self, UdpPacket};
 
@@ -152,27 +152,37 @@ impl Pipeline {
         ingress: VpcId,
         frame: &mut [u8],
     ) -> Verdict {
-        self.process_offloaded(now, tables, ingress, frame, L4Checksum::Complete)
+        self.process_offloaded(now, tables, ingress, frame, VnetHdr::NONE)
     }
 
-    /// [`Pipeline::process`] for a frame whose transport checksum field holds what `l4`
-    /// says (from the frame's vnet header). A partial checksum must start at the transport
-    /// header and point at its checksum field, or the frame is `Malformed`; it is patched
-    /// for the address change only and leaves partial. A GSO super-frame is one frame
-    /// here: its headers are checked and rewritten once, its payload never read.
+    /// [`Pipeline::process`] for a frame with offload metadata `vnet` (from its vnet
+    /// header). A partial checksum must start at the transport header and point at its
+    /// checksum field, or the frame is `Malformed`; it is patched for the address change
+    /// only and leaves partial. A GSO super-frame is one frame here: its headers are
+    /// checked and rewritten once, its payload never read; the backend sends it on with the
+    /// same metadata.
     pub fn process_offloaded(
         &mut self,
         now: Instant,
         tables: &Tables,
         ingress: VpcId,
         frame: &mut [u8],
-        l4: L4Checksum,
+        vnet: VnetHdr,
     ) -> Verdict {
         self.stats.rx_frames += 1;
+        let l4 = vnet.l4_checksum();
         let verdict = self.classify(now, tables, ingress, frame, l4);
         match verdict {
             Verdict::Drop(reason) => self.stats.drop(reason),
-            Verdict::Forward(_) => self.stats.forwarded += 1,
+            Verdict::Forward(_) => {
+                self.stats.forwarded += 1;
+                if vnet.is_gso() {
+                    self.stats.forwarded_super_frames += 1;
+                }
+                if l4 != L4Checksum::Complete {
+                    self.stats.forwarded_partial_csum += 1;
+                }
+            }
             Verdict::Emit { .. } | Verdict::Consumed => {}
         }
         verdict

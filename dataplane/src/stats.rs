@@ -70,6 +70,11 @@ counters! {
     forwarded,
     /// Of `forwarded`: frames in the reply direction (backend to client).
     forwarded_reply,
+    /// Of `forwarded`: GSO super-frames (a sender's TSO/GSO, a NIC's GRO), each NATed once
+    /// and sent on whole with its vnet header.
+    forwarded_super_frames,
+    /// Of `forwarded`: frames whose transport checksum arrived partial and left partial.
+    forwarded_partial_csum,
     /// ARP replies sent for endpoint or SNAT addresses.
     arp_replies,
     /// ARP requests sent for unresolved next hops.

@@ -59,9 +59,9 @@ impl<B: Backend> Worker<B> {
             slot.verdict = if slot.truncated {
                 self.pipeline.record_drop(DropReason::Oversize)
             } else {
-                let (ingress, l4) = (slot.ingress, slot.vnet.l4_checksum());
+                let (ingress, vnet) = (slot.ingress, slot.vnet);
                 self.pipeline
-                    .process_offloaded(now, tables, ingress, slot.bytes_mut(), l4)
+                    .process_offloaded(now, tables, ingress, slot.bytes_mut(), vnet)
             };
         }
         if n > 0 {

@@ -35,7 +35,6 @@ use crate::wire::offload::{VNET_HDR_LEN, VnetHdr};
 const SOL_PACKET: libc::c_int = 263;
 const PACKET_FANOUT: libc::c_int = 18;
 const PACKET_VNET_HDR: libc::c_int = 15;
-const PACKET_QDISC_BYPASS: libc::c_int = 20;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 const PACKET_FANOUT_HASH: libc::c_int = 0;
 const ETH_P_ALL: u16 = 0x0003;
@@ -154,8 +153,9 @@ impl TxSocket {
         // leave as they are, for the kernel (or the peer) to finish.
         setsockopt(&fd, SOL_PACKET, PACKET_VNET_HDR, 1)?;
         bind(&fd, iface.ifindex, 0)?;
-        // Skip the qdisc: the daemon does its own batching. Old kernels lack it; not fatal.
-        let _ = setsockopt(&fd, SOL_PACKET, PACKET_QDISC_BYPASS, 1);
+        // No PACKET_QDISC_BYPASS: the direct path drops any frame that needs segmenting
+        // (`__dev_direct_xmit` refuses an skb that validation replaced), so a super-frame
+        // sent to a device without TSO would be lost; dev_queue_xmit segments it in software.
         Ok(Self { fd })
     }
 }

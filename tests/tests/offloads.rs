@@ -1,0 +1,233 @@
+//! The world's defaults, end to end: every veth end as created (tx checksum, TSO and GSO on),
+//! so clients and backends hand the daemon GSO super-frames with partial checksums. Bulk
+//! data crosses in both directions and is checked by sha256 at the far end; UDP goes as GSO
+//! super-datagrams; and where the receiving kernel verifies checksums, it counts none bad.
+//! Run with `cargo test -p vpcep-tests -- --ignored`.
+
+#![allow(
+    clippy::tests_outside_test_module,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
+
+use std::time::Duration;
+
+use vpcep_tests::*;
+
+const EP: &str = "10.0.0.200";
+const MIB: usize = 1 << 20;
+
+/// The backend: on TCP 10.0.0.10:9000, a connection that starts with `U` is read to its end
+/// and answered with `<bytes> <sha256>`; one that starts with `D` gets `N` bytes of the
+/// seeded stream. On UDP 10.0.0.10:9001 every datagram is counted; `?` asks for the count.
+const BACKEND: &str = r#"
+import hashlib, random, socket, sys, threading
+n = int(sys.argv[1])
+def data(): return random.Random(7).randbytes(n)
+def serve(c):
+    kind = c.recv(1)
+    if kind == b"U":
+        h, total = hashlib.sha256(), 0
+        while True:
+            b = c.recv(1 << 16)
+            if not b: break
+            h.update(b); total += len(b)
+        c.sendall(b"%d %s" % (total, h.hexdigest().encode()))
+    elif kind == b"D":
+        c.sendall(data())
+    c.close()
+def udp():
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    u.bind(("10.0.0.10", 9001))
+    count = 0
+    while True:
+        d, a = u.recvfrom(65535)
+        if d == b"?": u.sendto(b"%d" % count, a)
+        else: count += 1
+threading.Thread(target=udp, daemon=True).start()
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("10.0.0.10", 9000)); s.listen(16)
+print("ready", flush=True)
+while True:
+    c, _ = s.accept(); threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+
+/// The client: `up` sends the seeded stream and prints the backend's answer and its own
+/// sha256; `down` prints the length and sha256 of what arrived and of what should have.
+const CLIENT: &str = r#"
+import hashlib, random, socket, sys
+mode, n, ep = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+data = random.Random(7).randbytes(n)
+c = socket.create_connection((ep, 9000), timeout=20)
+if mode == "up":
+    c.sendall(b"U" + data); c.shutdown(socket.SHUT_WR)
+    answer = b""
+    while True:
+        b = c.recv(4096)
+        if not b: break
+        answer += b
+    print(answer.decode(), "%d %s" % (n, hashlib.sha256(data).hexdigest()))
+else:
+    c.sendall(b"D")
+    h, total = hashlib.sha256(), 0
+    while True:
+        b = c.recv(1 << 16)
+        if not b: break
+        h.update(b); total += len(b)
+    print(total, h.hexdigest(), n, hashlib.sha256(data).hexdigest())
+"#;
+
+/// UDP GSO: 20 super-datagrams of 14,000 bytes cut into 1,400-byte datagrams
+/// (`UDP_SEGMENT`), then the backend's count.
+const UDP_GSO: &str = r#"
+import socket, sys, time
+ep = sys.argv[1]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_UDP, 103, 1400)  # UDP_SEGMENT
+s.connect((ep, 9001))
+for i in range(20):
+    s.send(bytes([i]) * 14000)
+    time.sleep(0.02)  # paced: the count is of the path, not of the receiver's buffer
+s.setsockopt(socket.SOL_UDP, 103, 0)
+s.settimeout(1)
+for _ in range(50):
+    s.send(b"?")
+    try:
+        n = int(s.recv(100))
+    except socket.timeout:
+        continue
+    if n >= 200: break
+    time.sleep(0.05)
+print(n)
+"#;
+
+fn world() -> (World, Proc) {
+    let w = World::new(1).unwrap();
+    let backend = w
+        .provider
+        .spawn(
+            &["python3", "-c", BACKEND, &(10 * MIB).to_string()],
+            &w.dir.join("backend.log"),
+        )
+        .unwrap();
+    let (svc, _) = w
+        .service("10.0.0.10", &["TCP:9000:9000", "UDP:9001:9001"], false)
+        .unwrap();
+    w.endpoint(&svc, 0, EP, &[]).unwrap();
+    w.wait_live().unwrap();
+    poll_until("the backend to listen", Duration::from_secs(10), || {
+        backend.output().contains("ready")
+    })
+    .unwrap();
+    (w, backend)
+}
+
+fn client(w: &World, args: &[&str]) -> Vec<String> {
+    let mut cmd = vec!["timeout", "60", "python3", "-c", CLIENT];
+    cmd.extend_from_slice(args);
+    let out = w.users[0].exec(&cmd).unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+/// 10 MiB up and 10 MiB down, each checked by sha256 at the receiving end.
+fn bulk_both_ways(w: &World) {
+    let n = (10 * MIB).to_string();
+    let up = client(w, &["up", &n, EP]);
+    assert_eq!(up.len(), 4, "upload: {up:?}");
+    assert_eq!(up[0], n, "bytes the backend received");
+    assert_eq!(up[1], up[3], "sha256 at the backend equals the client's");
+    let down = client(w, &["down", &n, EP]);
+    assert_eq!(down.len(), 4, "download: {down:?}");
+    assert_eq!(down[0], n, "bytes the client received");
+    assert_eq!(
+        down[1], down[3],
+        "sha256 at the client equals the backend's"
+    );
+}
+
+/// The kernel's checksum-error counters in `ns` (`nstat -az`, absolute).
+fn csum_errors(ns: &Netns) -> u64 {
+    let out = ns.exec(&["nstat", "-az"]).unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("CsumErrors"))
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum()
+}
+
+#[test]
+#[ignore = "needs root + netns"]
+fn ten_mib_each_way_through_default_offloads_arrive_intact_as_super_frames() {
+    let (w, _backend) = world();
+    bulk_both_ways(&w);
+    let super_frames = w
+        .metric("vpcep_dataplane_forwarded_super_frames_total", None)
+        .unwrap();
+    assert!(
+        super_frames > 100.0,
+        "TSO super-frames were forwarded whole: {super_frames}"
+    );
+    assert!(
+        w.metric("vpcep_dataplane_forwarded_partial_csum_total", None)
+            .unwrap()
+            >= super_frames
+    );
+    assert_eq!(w.drops("oversize").unwrap(), 0.0);
+    assert_eq!(w.drops("malformed").unwrap(), 0.0);
+}
+
+#[test]
+#[ignore = "needs root + netns"]
+fn udp_gso_super_datagrams_arrive_as_every_datagram() {
+    let (w, _backend) = world();
+    let out = w.users[0]
+        .exec(&["timeout", "30", "python3", "-c", UDP_GSO, EP])
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "200",
+        "20 super-datagrams of 10 datagrams each"
+    );
+    assert!(
+        w.metric("vpcep_dataplane_forwarded_super_frames_total", None)
+            .unwrap()
+            >= 20.0
+    );
+}
+
+#[test]
+#[ignore = "needs root + netns"]
+fn where_the_receiver_verifies_checksums_none_is_bad() {
+    // The senders keep their offloads (partial checksums, super-frames). The daemon's veth
+    // ends lose tx checksumming, so the kernel finishes each partial checksum in software
+    // from the seed the daemon patched, and the receivers lose rx checksumming, so their
+    // stacks verify every segment instead of trusting the veth.
+    let (w, _backend) = world();
+    let p = &w.prefix;
+    for dev in [format!("{p}p"), format!("{p}u0")] {
+        w.node.exec(&["ethtool", "-K", &dev, "tx", "off"]).unwrap();
+    }
+    for ns in [&w.provider, &w.users[0]] {
+        ns.exec(&["ethtool", "-K", "eth0", "rx", "off"]).unwrap();
+    }
+    let before = (csum_errors(&w.provider), csum_errors(&w.users[0]));
+    bulk_both_ways(&w);
+    let out = w.users[0]
+        .exec(&["timeout", "30", "python3", "-c", UDP_GSO, EP])
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "200");
+    assert_eq!(
+        (csum_errors(&w.provider), csum_errors(&w.users[0])),
+        before,
+        "no checksum errors at the backend or the client"
+    );
+    assert!(
+        w.metric("vpcep_dataplane_forwarded_partial_csum_total", None)
+            .unwrap()
+            > 100.0
+    );
+}
