@@ -55,6 +55,12 @@ fn default_window() -> u64 {
 fn default_workers() -> usize {
     1
 }
+fn default_spin_us() -> u64 {
+    50
+}
+fn default_max_frame() -> usize {
+    dataplane::config::MAX_FRAME_BYTES
+}
 fn default_true() -> bool {
     true
 }
@@ -63,12 +69,11 @@ fn default_true() -> bool {
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum IoBackend {
-    /// Raw AF_PACKET sockets, batched (`recvmmsg`/`sendmmsg`), shared transmit sockets,
-    /// checksum completion. The default.
+    /// Raw AF_PACKET sockets with vnet headers, batched (`recvmmsg`/`sendmmsg`), shared
+    /// transmit sockets. The default, and today the only one: pnet's channel was removed
+    /// (it cannot carry offloaded frames; see BENCHMARKS.md).
     #[default]
     AfPacket,
-    /// pnet's datalink channel, one frame per call: the reference it is measured against.
-    Pnet,
 }
 
 /// Conntrack sizing and timeouts.
@@ -137,10 +142,19 @@ pub struct DaemonConfig {
     /// The SNAT range. Default `198.19.128.0/17`.
     #[serde(default = "default_snat")]
     pub snat_range: String,
-    /// Worker threads per attachment. Default 1.
+    /// Worker threads; each serves every attachment (with several, each attachment's
+    /// receive sockets form one `PACKET_FANOUT` group). Default 1.
     #[serde(default = "default_workers")]
     pub workers: usize,
-    /// Packet I/O backend: `af_packet` (default) or `pnet`.
+    /// How long a worker that just had traffic keeps looking for frames before it sleeps,
+    /// in microseconds; 0 never spins. Default 50 (see BENCHMARKS.md).
+    #[serde(default = "default_spin_us")]
+    pub spin_us: u64,
+    /// Largest frame taken, in bytes (a GSO/GRO super-frame is one frame); larger frames
+    /// are dropped as `oversize`. Default 65549, the largest IPv4 packet plus Ethernet.
+    #[serde(default = "default_max_frame")]
+    pub max_frame_bytes: usize,
+    /// Packet I/O backend: `af_packet`.
     #[serde(default)]
     pub io: IoBackend,
     /// Keep the kernel's own stack off the attachments: a `tc` ingress filter drops every
@@ -204,6 +218,12 @@ impl DaemonConfig {
         if self.conntrack.capacity == 0 {
             return bad("conntrack.capacity must be above 0".into());
         }
+        if self.spin_us > 10_000 {
+            return bad("spin_us must be at most 10000".into());
+        }
+        self.dataplane()
+            .validate()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         let mut seen = std::collections::HashSet::new();
         for a in &self.attachments {
             if !seen.insert(&a.interface) {
@@ -253,6 +273,7 @@ impl DaemonConfig {
                 tcp_closed: Duration::from_secs(c.tcp_closed_secs),
                 udp: Duration::from_secs(c.udp_secs),
             },
+            max_frame_bytes: self.max_frame_bytes,
             ..dataplane::Config::default()
         }
     }

@@ -1,14 +1,14 @@
 //! Bringing the dataplane up on the daemon's attachments: per attachment one shared
-//! transmit socket and `workers` receive sockets (a fanout group), each receive socket
-//! driven by its own worker thread; all workers share one conntrack and one neighbour
-//! table.
+//! transmit socket; `workers` worker threads, each with a receive socket on every
+//! attachment (one fanout group per attachment when there are several workers), so a
+//! request and its reply crossing two attachments need not wake two threads. All workers
+//! share one conntrack and one neighbour table.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use dataplane::io::af_packet::{AfPacketBackend, Interface, TxSocket};
-use dataplane::io::pnet::PnetBackend;
 use dataplane::worker::{self, Worker};
 use dataplane::{Pipeline, Shared, TablePublisher, VpcId, WorkerCounters};
 
@@ -42,50 +42,47 @@ pub fn start_workers(
     let shared = Shared::new(&dp_cfg, Instant::now());
     let mut counters = Vec::new();
     let mut threads = Vec::new();
-    for (i, iface) in ifaces.iter().enumerate() {
-        let vpc = VpcId(u16::try_from(i).unwrap_or(u16::MAX));
-        // A fanout group id unique to this process and attachment.
-        let fanout = (cfg.workers > 1)
-            .then(|| u16::try_from((std::process::id() as usize + i) % 65_536).unwrap_or(0));
-        for w in 0..cfg.workers {
-            let c = Arc::new(WorkerCounters::default());
-            let pipeline = Pipeline::new(dp_cfg.clone(), shared.clone());
-            let name = format!("vpcep-{}-{w}", iface.name);
-            let spawned = match cfg.io {
-                IoBackend::AfPacket => {
-                    let backend = AfPacketBackend::open(iface, vpc, fanout, Arc::clone(&tx))
-                        .map_err(|e| attach_err(&iface.name, e))?;
-                    let worker = Worker::new(backend, publisher.reader(), pipeline, Arc::clone(&c));
-                    worker::spawn(name.clone(), worker, Arc::clone(&stop))
-                }
-                IoBackend::Pnet => {
-                    let names: Vec<String> = cfg
-                        .attachments
-                        .iter()
-                        .map(|a| a.interface.clone())
-                        .collect();
-                    let backend = PnetBackend::open(&names, vpc, dp_cfg.idle_poll)
-                        .map_err(|e| attach_err(&iface.name, e))?;
-                    let worker = Worker::new(backend, publisher.reader(), pipeline, Arc::clone(&c));
-                    worker::spawn(name.clone(), worker, Arc::clone(&stop))
-                }
-            };
-            let handle = spawned.map_err(DaemonError::Spawn)?;
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("{name}-join"))
-                    .spawn(move || match handle.join() {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => {
-                            tracing::error!(worker = %name, error = %e, "worker stopped on an I/O error; exiting");
-                            std::process::exit(70);
-                        }
-                        Err(_) => std::process::exit(70),
-                    })
-                    .map_err(DaemonError::Spawn)?,
-            );
-            counters.push(c);
-        }
+    // Per attachment, a fanout group id unique to this process when several workers share
+    // it; every worker has a receive socket on every attachment.
+    let attachments: Vec<(&Interface, VpcId, Option<u16>)> = ifaces
+        .iter()
+        .enumerate()
+        .map(|(i, iface)| {
+            let vpc = VpcId(u16::try_from(i).unwrap_or(u16::MAX));
+            let fanout = (cfg.workers > 1)
+                .then(|| u16::try_from((std::process::id() as usize + i) % 65_536).unwrap_or(0));
+            (iface, vpc, fanout)
+        })
+        .collect();
+    let spin = Duration::from_micros(cfg.spin_us);
+    for w in 0..cfg.workers {
+        let c = Arc::new(WorkerCounters::default());
+        let pipeline = Pipeline::new(dp_cfg.clone(), shared.clone());
+        let name = format!("vpcep-worker-{w}");
+        let IoBackend::AfPacket = cfg.io;
+        let backend = AfPacketBackend::open(&attachments, spin, Arc::clone(&tx)).map_err(|e| {
+            let names: Vec<&str> = ifaces.iter().map(|i| i.name.as_str()).collect();
+            attach_err(&names.join(","), e)
+        })?;
+        let worker = Worker::new(backend, publisher.reader(), pipeline, Arc::clone(&c));
+        let handle =
+            worker::spawn(name.clone(), worker, Arc::clone(&stop)).map_err(DaemonError::Spawn)?;
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("{name}-join"))
+                .spawn(move || match handle.join() {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::error!(worker = %name, error = %e, "worker stopped on an I/O error; exiting");
+                        std::process::exit(70);
+                    }
+                    Err(_) => std::process::exit(70),
+                })
+                .map_err(DaemonError::Spawn)?,
+        );
+        counters.push(c);
+    }
+    for &(iface, vpc, _) in &attachments {
         if cfg.ingress_drop {
             ingress_drop(&iface.name, true);
         }

@@ -34,6 +34,18 @@ impl Default for Timeouts {
     }
 }
 
+/// A [`Config`] that breaks a rule; the message names the field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidConfig(pub String);
+
+impl core::fmt::Display for InvalidConfig {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "invalid dataplane config: {}", self.0)
+    }
+}
+
+impl std::error::Error for InvalidConfig {}
+
 /// Everything a pipeline and its worker need besides tables.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -106,8 +118,12 @@ impl Config {
     /// Check cross-field rules.
     ///
     /// # Errors
-    /// A message naming the offending field.
-    pub fn validate(&self) -> Result<(), String> {
+    /// [`InvalidConfig`], naming the offending field.
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
+        self.check().map_err(InvalidConfig)
+    }
+
+    fn check(&self) -> Result<(), String> {
         if self.snat_port_first == 0 || self.snat_port_first > self.snat_port_last {
             return Err(format!(
                 "snat ports {}..={} must be a non-empty range above 0",

@@ -2,14 +2,24 @@
 //! conntrack) in the node namespace, and vpcepd on the same namespaces and veths.
 //!
 //! `cargo run --release -p bench --bin e2ebench -- --json` (as root) prints one JSON object
-//! per measure: `measure`, `kernel`, `vpcepd`, `unit`, `ratio` (above 1.0: vpcepd better;
-//! vpcepd/kernel for rates, kernel/vpcepd for latencies). Both sides run with offloads off
-//! on every veth (what vpcepd needs); one more line gives the kernel with its default
-//! offloads (GSO/TSO super-frames), what an operator gets out of the box.
+//! per measure and mode: `mode`, `measure`, `kernel`, `vpcepd`, `unit`, `ratio` (above 1.0:
+//! vpcepd better; vpcepd/kernel for rates, kernel/vpcepd for latencies and CPU cost).
 //!
-//! Traffic: iperf3 (TCP 1 and 4 streams, UDP 64-byte payloads counted at the receiver),
-//! netprobe (new TCP connections per second, UDP round-trip time), between a client
-//! namespace and a backend namespace created here and removed on exit.
+//! Modes, all in one run:
+//! - `default_offloads`: every veth end as created (tx checksum, TSO, GSO on; GRO off), what
+//!   an operator gets: senders hand over GSO super-frames with partial checksums.
+//! - `offloads_off`: `ethtool -K tx off rx off tso off gso off gro off` on every end:
+//!   MTU-sized frames with complete checksums.
+//!
+//! Traffic: iperf3 (TCP 1 and 4 streams in both directions, UDP 64-byte payloads counted at
+//! the receiver, UDP 1400-byte payloads as throughput), netprobe (new TCP connections per
+//! second, UDP round-trip time), between a client namespace and a backend namespace created
+//! here and removed on exit. CPU cost: the node's CPU seconds per second of a 1-stream TCP
+//! upload, divided by its Gbit/s; for the kernel the softirq time of every CPU
+//! (`/proc/stat`), for vpcepd the daemon's user and system time (`/proc/PID/stat`).
+//!
+//! `--workers N` runs vpcepd with N workers (default 1), `--spin-us N` with that bounded
+//! spin (default: the daemon's).
 
 use std::process::Command;
 use std::time::Duration;
@@ -17,19 +27,26 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use bench::{js, json_line};
 use serde_json::Value;
-use vpcep_tests::{Proc, World, bin, poll_until, s};
+use vpcep_tests::{Offloads, Proc, World, bin, poll_until, set_offloads};
 
 const EP: &str = "10.0.0.200";
 const SECS: &str = "5";
+/// The unit of `/proc/stat` and `/proc/PID/stat` times: USER_HZ, 100 on Linux whatever the
+/// kernel's own tick.
+const USER_HZ: f64 = 100.0;
 
 #[derive(Debug, Default, Clone, Copy)]
 struct Figures {
-    tcp1_gbps: f64,
-    tcp4_gbps: f64,
+    tcp1_up: f64,
+    tcp1_down: f64,
+    tcp4_up: f64,
+    tcp4_down: f64,
     udp_pps: f64,
+    udp1400_gbps: f64,
     conn_per_s: f64,
     rtt_p50_us: f64,
     rtt_p99_us: f64,
+    cpu_s_per_gbit: f64,
 }
 
 fn iperf(w: &World, extra: &[&str]) -> Result<Value> {
@@ -54,20 +71,62 @@ fn iperf(w: &World, extra: &[&str]) -> Result<Value> {
     Ok(v)
 }
 
-fn tcp_gbps(w: &World, streams: &str) -> Result<f64> {
-    let v = iperf(w, &["-P", streams])?;
+fn tcp_gbps(w: &World, streams: &str, reverse: bool) -> Result<f64> {
+    let mut args = vec!["-P", streams];
+    if reverse {
+        args.push("-R");
+    }
+    let v = iperf(w, &args)?;
     Ok(v["end"]["sum_received"]["bits_per_second"]
         .as_f64()
         .unwrap_or(0.0)
         / 1e9)
 }
 
-fn udp_pps(w: &World) -> Result<f64> {
-    let v = iperf(w, &["-u", "-l", "64", "-b", "0"])?;
+/// UDP at `len`-byte payloads, unlimited rate: (datagrams received per second, Gbit/s
+/// received).
+fn udp(w: &World, len: &str) -> Result<(f64, f64)> {
+    let v = iperf(w, &["-u", "-l", len, "-b", "0"])?;
     let sum = &v["end"]["sum"];
     let received =
         sum["packets"].as_f64().unwrap_or(0.0) - sum["lost_packets"].as_f64().unwrap_or(0.0);
-    Ok(received / sum["seconds"].as_f64().unwrap_or(1.0))
+    let secs = sum["seconds"].as_f64().unwrap_or(1.0);
+    let bytes: f64 = len.parse().unwrap_or(0.0);
+    Ok((received / secs, received * bytes * 8.0 / secs / 1e9))
+}
+
+/// CPU ticks (USER_HZ) so far: the softirq time of every CPU (`None`) or a process's user
+/// and system time.
+fn cpu_ticks(pid: Option<u32>) -> Result<f64> {
+    match pid {
+        None => {
+            let stat = std::fs::read_to_string("/proc/stat")?;
+            let cpu = stat.lines().next().context("/proc/stat")?;
+            // cpu user nice system idle iowait irq softirq ...
+            Ok(cpu.split_whitespace().nth(7).context("softirq")?.parse()?)
+        }
+        Some(pid) => {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+            // Fields after the command's closing parenthesis; utime and stime are 14 and 15.
+            let rest = stat.rsplit_once(')').context("stat")?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Ok(f.get(11).context("utime")?.parse::<f64>()?
+                + f.get(12).context("stime")?.parse::<f64>()?)
+        }
+    }
+}
+
+/// A 1-stream TCP upload and the node's CPU seconds per Gbit/s during it.
+fn cpu_per_gbit(w: &World, pid: Option<u32>) -> Result<f64> {
+    let before = cpu_ticks(pid)?;
+    let v = iperf(w, &["-P", "1"])?;
+    let after = cpu_ticks(pid)?;
+    let gbps = v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap_or(0.0)
+        / 1e9;
+    let secs = v["end"]["sum_received"]["seconds"].as_f64().unwrap_or(1.0);
+    Ok((after - before) / USER_HZ / secs / gbps)
 }
 
 fn probe(w: &World, args: &[&str]) -> Result<String> {
@@ -81,11 +140,16 @@ fn probe(w: &World, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-fn measure(w: &World) -> Result<Figures> {
+/// Every measure on `w` as it stands; `pid` is the daemon's (None: the kernel routes).
+fn measure(w: &World, pid: Option<u32>) -> Result<Figures> {
     let mut f = Figures {
-        tcp1_gbps: tcp_gbps(w, "1")?,
-        tcp4_gbps: tcp_gbps(w, "4")?,
-        udp_pps: udp_pps(w)?,
+        tcp1_up: tcp_gbps(w, "1", false)?,
+        tcp1_down: tcp_gbps(w, "1", true)?,
+        tcp4_up: tcp_gbps(w, "4", false)?,
+        tcp4_down: tcp_gbps(w, "4", true)?,
+        udp_pps: udp(w, "64")?.0,
+        udp1400_gbps: udp(w, "1400")?.1,
+        cpu_s_per_gbit: cpu_per_gbit(w, pid)?,
         ..Figures::default()
     };
     f.conn_per_s = probe(w, &["connect-rate", &format!("{EP}:9000"), SECS, "2"])?.parse()?;
@@ -153,8 +217,7 @@ fn kernel_off(w: &World) -> Result<()> {
     Ok(())
 }
 
-fn offloads(w: &World, on: bool) -> Result<()> {
-    let v = if on { "on" } else { "off" };
+fn offloads(w: &World, mode: Offloads) -> Result<()> {
     let p = &w.prefix;
     for (ns, dev) in [
         (&w.users[0], "eth0".to_string()),
@@ -162,9 +225,7 @@ fn offloads(w: &World, on: bool) -> Result<()> {
         (&w.node, format!("{p}u0")),
         (&w.node, format!("{p}p")),
     ] {
-        ns.exec(&[
-            "ethtool", "-K", &dev, "tx", v, "rx", v, "tso", v, "gso", v, "gro", v,
-        ])?;
+        set_offloads(ns, &dev, mode)?;
     }
     Ok(())
 }
@@ -193,7 +254,22 @@ fn main() -> Result<()> {
     if !status.success() {
         bail!("building vpcepd, vpcepctl and netprobe failed");
     }
-    let mut w = World::new(1)?;
+    let flag = |name: &str| std::env::args().skip_while(|a| a != name).nth(1);
+    let workers: usize = flag("--workers")
+        .map_or(Ok(1), |n| n.parse())
+        .context("--workers N")?;
+    let spin_us: Option<u64> = flag("--spin-us")
+        .map(|n| n.parse())
+        .transpose()
+        .context("--spin-us N")?;
+    let mut w = World::with_offloads(1, Offloads::Default)?;
+    let mut extra = format!("workers = {workers}");
+    if let Some(us) = spin_us {
+        extra.push_str(&format!("\nspin_us = {us}"));
+    }
+    w.stop_daemon();
+    w.write_config(&extra)?;
+    w.start_daemon()?;
     let (svc, _) = w.service(
         "10.0.0.10",
         &[
@@ -236,182 +312,94 @@ fn main() -> Result<()> {
             })
     })?;
 
-    // The kernel, same topology, offloads off.
-    w.stop_daemon();
-    kernel_on(&w)?;
-    let kernel = measure(&w)?;
-    offloads(&w, true)?;
-    let kernel_offload_tcp1 = tcp_gbps(&w, "1")?;
-    let kernel_offload_tcp4 = tcp_gbps(&w, "4")?;
-    offloads(&w, false)?;
-    kernel_off(&w)?;
-
-    // vpcepd.
-    w.start_daemon()?;
-    w.wait_live()?;
-    let vp = measure(&w)?;
-    let status = w.status()?;
-
-    // vpcepd again with pnet's channel, the I/O the design started from.
-    let pnet = if std::env::args().any(|a| a == "--no-pnet") {
-        None
-    } else {
+    let mut results = Vec::new();
+    for (mode, offload) in [
+        ("default_offloads", Offloads::Default),
+        ("offloads_off", Offloads::Off),
+    ] {
+        offloads(&w, offload)?;
         w.stop_daemon();
-        w.write_config("io = \"pnet\"")?;
+        kernel_on(&w)?;
+        let kernel = measure(&w, None)?;
+        kernel_off(&w)?;
         w.start_daemon()?;
         w.wait_live()?;
-        let f = measure(&w)?;
-        w.stop_daemon();
-        w.write_config("")?;
-        Some(f)
-    };
-
-    let rows: [(&str, f64, f64, &str, bool); 6] = [
-        (
-            "tcp_throughput_1_stream",
-            kernel.tcp1_gbps,
-            vp.tcp1_gbps,
-            "Gbit/s",
-            true,
-        ),
-        (
-            "tcp_throughput_4_streams",
-            kernel.tcp4_gbps,
-            vp.tcp4_gbps,
-            "Gbit/s",
-            true,
-        ),
-        (
-            "udp_64b_packets_per_second",
-            kernel.udp_pps,
-            vp.udp_pps,
-            "packets/s received",
-            true,
-        ),
-        (
-            "tcp_new_connections_per_second",
-            kernel.conn_per_s,
-            vp.conn_per_s,
-            "connections/s",
-            true,
-        ),
-        ("udp_rtt_p50", kernel.rtt_p50_us, vp.rtt_p50_us, "us", false),
-        ("udp_rtt_p99", kernel.rtt_p99_us, vp.rtt_p99_us, "us", false),
-    ];
-    for (measure, k, v, unit, higher_better) in rows {
-        let ratio = if higher_better { v / k } else { k / v };
-        let fields = [
-            ("measure", js(measure)),
-            ("kernel", format!("{k:.3}")),
-            ("vpcepd", format!("{v:.3}")),
-            ("unit", js(unit)),
-            ("ratio", format!("{ratio:.3}")),
-        ];
-        if json {
-            println!("{}", json_line(&fields));
-        } else {
-            println!("{measure:32} kernel {k:>12.3}  vpcepd {v:>12.3}  {unit:20} ratio {ratio:.3}");
-        }
+        let pid = w.daemon.as_ref().map(Proc::pid);
+        let vp = measure(&w, pid)?;
+        results.push((mode, kernel, vp));
     }
-    for (measure, k, v) in [
-        (
-            "tcp_throughput_1_stream_kernel_default_offloads",
-            kernel_offload_tcp1,
-            vp.tcp1_gbps,
-        ),
-        (
-            "tcp_throughput_4_streams_kernel_default_offloads",
-            kernel_offload_tcp4,
-            vp.tcp4_gbps,
-        ),
-    ] {
-        let fields = [
-            ("measure", js(measure)),
-            ("kernel", format!("{k:.3}")),
-            ("vpcepd", format!("{v:.3}")),
-            ("unit", js("Gbit/s")),
-            ("ratio", format!("{:.3}", v / k)),
-        ];
-        if json {
-            println!("{}", json_line(&fields));
-        } else {
-            println!(
-                "{measure:32} kernel {k:>12.3}  vpcepd {v:>12.3}  Gbit/s (kernel with GSO/TSO)  ratio {:.3}",
-                v / k
-            );
-        }
-    }
-    if let Some(p) = pnet {
-        let rows: [(&str, f64, f64, f64, &str, bool); 6] = [
+    for (mode, k, v) in results {
+        let rows: [(&str, f64, f64, &str, bool); 10] = [
+            ("tcp_upload_1_stream", k.tcp1_up, v.tcp1_up, "Gbit/s", true),
             (
-                "tcp_throughput_1_stream",
-                kernel.tcp1_gbps,
-                vp.tcp1_gbps,
-                p.tcp1_gbps,
+                "tcp_download_1_stream",
+                k.tcp1_down,
+                v.tcp1_down,
                 "Gbit/s",
                 true,
             ),
+            ("tcp_upload_4_streams", k.tcp4_up, v.tcp4_up, "Gbit/s", true),
             (
-                "tcp_throughput_4_streams",
-                kernel.tcp4_gbps,
-                vp.tcp4_gbps,
-                p.tcp4_gbps,
+                "tcp_download_4_streams",
+                k.tcp4_down,
+                v.tcp4_down,
                 "Gbit/s",
                 true,
             ),
             (
                 "udp_64b_packets_per_second",
-                kernel.udp_pps,
-                vp.udp_pps,
-                p.udp_pps,
+                k.udp_pps,
+                v.udp_pps,
                 "packets/s received",
                 true,
             ),
             (
-                "tcp_new_connections_per_second",
-                kernel.conn_per_s,
-                vp.conn_per_s,
-                p.conn_per_s,
-                "connections/s",
+                "udp_1400b_throughput",
+                k.udp1400_gbps,
+                v.udp1400_gbps,
+                "Gbit/s received",
                 true,
             ),
             (
-                "udp_rtt_p50",
-                kernel.rtt_p50_us,
-                vp.rtt_p50_us,
-                p.rtt_p50_us,
-                "us",
-                false,
+                "tcp_new_connections_per_second",
+                k.conn_per_s,
+                v.conn_per_s,
+                "connections/s",
+                true,
             ),
+            ("udp_rtt_p50", k.rtt_p50_us, v.rtt_p50_us, "us", false),
+            ("udp_rtt_p99", k.rtt_p99_us, v.rtt_p99_us, "us", false),
             (
-                "udp_rtt_p99",
-                kernel.rtt_p99_us,
-                vp.rtt_p99_us,
-                p.rtt_p99_us,
-                "us",
+                "cpu_per_gbit_tcp_upload_1_stream",
+                k.cpu_s_per_gbit,
+                v.cpu_s_per_gbit,
+                "CPU s per Gbit",
                 false,
             ),
         ];
-        for (measure, k, af, pn, unit, higher_better) in rows {
-            // Here `ratio` compares the two vpcepd backends: above 1.0, af_packet is better.
-            let ratio = if higher_better { af / pn } else { pn / af };
+        for (measure, k, v, unit, higher_better) in rows {
+            let ratio = if higher_better { v / k } else { k / v };
             let fields = [
-                ("measure", js(&format!("{measure}_io_backends"))),
+                ("mode", js(mode)),
+                ("measure", js(measure)),
                 ("kernel", format!("{k:.3}")),
-                ("vpcepd", format!("{af:.3}")),
-                ("vpcepd_pnet", format!("{pn:.3}")),
+                ("vpcepd", format!("{v:.3}")),
                 ("unit", js(unit)),
                 ("ratio", format!("{ratio:.3}")),
+                ("workers", workers.to_string()),
+                (
+                    "spin_us",
+                    spin_us.map_or_else(|| js("default"), |u| u.to_string()),
+                ),
             ];
             if json {
                 println!("{}", json_line(&fields));
             } else {
                 println!(
-                    "{measure:32} af_packet {af:>12.3}  pnet {pn:>12.3}  {unit:20} af_packet/pnet {ratio:.3}"
+                    "{mode:17} {measure:34} kernel {k:>12.3}  vpcepd {v:>12.3}  {unit:20} ratio {ratio:.3}"
                 );
             }
         }
     }
-    let _ = s(&status["revision"]);
     Ok(())
 }

@@ -25,6 +25,7 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::{Backend, BackendError, Batch};
 use crate::flow::VpcId;
@@ -160,157 +161,243 @@ impl TxSocket {
     }
 }
 
-/// A worker's receive socket plus every attachment's transmit socket.
+/// One receive socket of a worker: the attachment it listens on.
 #[derive(Debug)]
-pub struct AfPacketBackend {
-    rx: OwnedFd,
+struct RxSocket {
+    fd: OwnedFd,
     ingress: VpcId,
-    tx: Arc<Vec<TxSocket>>,
-    /// The last read filled a whole batch: read again before sleeping.
+    /// The last read filled all the room it had: read again before sleeping.
     busy: bool,
 }
 
+/// A worker's receive sockets (one per attachment it serves) plus every attachment's
+/// transmit socket.
+///
+/// One worker may serve several attachments: a request and its reply crossing two
+/// attachments are then handled by one thread, without waking a second one. Waiting is one
+/// `poll` over every receive socket, preceded by a bounded spin when traffic was flowing.
+#[derive(Debug)]
+pub struct AfPacketBackend {
+    rx: Vec<RxSocket>,
+    tx: Arc<Vec<TxSocket>>,
+    /// Which socket is read first next time, so none starves the others.
+    next: usize,
+    /// How long to keep looking for frames (zero-timeout polls) before sleeping.
+    spin: Duration,
+    /// Frames arrived recently: a spin is likely to pay.
+    warm: bool,
+}
+
 impl AfPacketBackend {
-    /// A receive socket on `iface` for attachment `ingress`, joined to fanout group
-    /// `fanout` (when the attachment has several workers); `tx` is indexed by `VpcId`.
+    /// Receive sockets on `attachments` (`(interface, attachment id, fanout group)`), each
+    /// joined to its fanout group if it has one; `tx` is indexed by `VpcId`.
     ///
     /// # Errors
     /// The socket, bind or option calls failed.
     pub fn open(
-        iface: &Interface,
-        ingress: VpcId,
-        fanout: Option<u16>,
+        attachments: &[(&Interface, VpcId, Option<u16>)],
+        spin: Duration,
         tx: Arc<Vec<TxSocket>>,
     ) -> io::Result<Self> {
-        let rx = packet_socket(ETH_P_ALL)?;
-        // Every frame arrives after its virtio_net_hdr: super-frames whole, with their GSO
-        // type and size, and partial checksums flagged instead of completed.
-        setsockopt(&rx, SOL_PACKET, PACKET_VNET_HDR, 1)?;
-        // Frames this host sends on the interface (ours included) are not input.
-        setsockopt(&rx, SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)?;
-        setsockopt(&rx, libc::SOL_SOCKET, libc::SO_RCVBUF, 8 << 20)?;
-        bind(&rx, iface.ifindex, ETH_P_ALL)?;
-        if let Some(group) = fanout {
-            setsockopt(
-                &rx,
-                SOL_PACKET,
-                PACKET_FANOUT,
-                i32::from(group) | (PACKET_FANOUT_HASH << 16),
-            )?;
+        let mut rx = Vec::with_capacity(attachments.len());
+        for &(iface, ingress, fanout) in attachments {
+            rx.push(RxSocket {
+                fd: rx_socket(iface, fanout)?,
+                ingress,
+                busy: false,
+            });
+        }
+        if rx.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a worker needs at least one attachment",
+            ));
         }
         Ok(Self {
             rx,
-            ingress,
             tx,
-            busy: false,
+            next: 0,
+            spin,
+            warm: false,
         })
     }
 }
 
+fn rx_socket(iface: &Interface, fanout: Option<u16>) -> io::Result<OwnedFd> {
+    let rx = packet_socket(ETH_P_ALL)?;
+    // Every frame arrives after its virtio_net_hdr: super-frames whole, with their GSO
+    // type and size, and partial checksums flagged instead of completed.
+    setsockopt(&rx, SOL_PACKET, PACKET_VNET_HDR, 1)?;
+    // Frames this host sends on the interface (ours included) are not input.
+    setsockopt(&rx, SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)?;
+    setsockopt(&rx, libc::SOL_SOCKET, libc::SO_RCVBUF, 8 << 20)?;
+    bind(&rx, iface.ifindex, ETH_P_ALL)?;
+    if let Some(group) = fanout {
+        setsockopt(
+            &rx,
+            SOL_PACKET,
+            PACKET_FANOUT,
+            i32::from(group) | (PACKET_FANOUT_HASH << 16),
+        )?;
+    }
+    Ok(rx)
+}
+
+/// Most receive sockets one worker polls.
+const MAX_RX: usize = 64;
+
 impl AfPacketBackend {
-    /// Sleep in `poll` until a frame is queued or `timeout` passes; true if one is.
-    fn wait(&self, timeout: Duration) -> Result<bool, BackendError> {
-        let mut pfd = libc::pollfd {
-            fd: self.rx.as_raw_fd(),
-            events: libc::POLLIN,
+    /// `poll` every receive socket for at most `timeout` (zero: just look); marks the ready
+    /// ones in `ready` and returns how many there are.
+    fn poll(&self, timeout: Duration, ready: &mut [bool; MAX_RX]) -> Result<usize, BackendError> {
+        let mut fds = [libc::pollfd {
+            fd: -1,
+            events: 0,
             revents: 0,
-        };
+        }; MAX_RX];
+        let n = self.rx.len().min(MAX_RX);
+        for (pfd, rx) in fds.iter_mut().zip(&self.rx) {
+            pfd.fd = rx.fd.as_raw_fd();
+            pfd.events = libc::POLLIN;
+        }
         let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
-        // SAFETY: `pfd` is one valid pollfd that outlives the call.
-        let ready = unsafe { libc::poll(&raw mut pfd, 1, ms) };
-        if ready < 0 {
+        let nfds = libc::nfds_t::try_from(n).unwrap_or(0);
+        // SAFETY: `fds[..n]` are valid pollfds that outlive the call.
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), nfds, ms) };
+        if r < 0 {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {
-                return Ok(false);
-            }
-            return Err(e.into());
-        }
-        Ok(ready > 0)
-    }
-
-    /// Read what is queued, without blocking, into the batch.
-    fn read_batch(&mut self, batch: &mut Batch) -> Result<usize, BackendError> {
-        let n = batch.capacity().min(MAX_BATCH);
-        let slots = &mut batch.slots_mut()[..n];
-        // SAFETY: all-zero is a valid value for these plain C structs.
-        let mut iov: [[libc::iovec; 2]; MAX_BATCH] = unsafe { core::mem::zeroed() };
-        // SAFETY: as above.
-        let mut msgs: [libc::mmsghdr; MAX_BATCH] = unsafe { core::mem::zeroed() };
-        let mut vnet = [[0u8; VNET_HDR_LEN]; MAX_BATCH];
-        for (i, slot) in slots.iter_mut().enumerate() {
-            let buf = slot.buffer_mut();
-            iov[i] = [
-                libc::iovec {
-                    iov_base: vnet[i].as_mut_ptr().cast(),
-                    iov_len: VNET_HDR_LEN,
-                },
-                libc::iovec {
-                    iov_base: buf.as_mut_ptr().cast(),
-                    iov_len: buf.len(),
-                },
-            ];
-            msgs[i].msg_hdr.msg_iov = iov[i].as_mut_ptr();
-            msgs[i].msg_hdr.msg_iovlen = 2;
-        }
-        let vlen = libc::c_uint::try_from(n).unwrap_or(0);
-        // SAFETY: `msgs[..n]` point at `iov[..n]`, each pair at a live `vnet` entry and a
-        // live slot buffer of the stated lengths; all outlive the call.
-        let got = unsafe {
-            libc::recvmmsg(
-                self.rx.as_raw_fd(),
-                msgs.as_mut_ptr(),
-                vlen,
-                libc::MSG_DONTWAIT,
-                core::ptr::null_mut(),
-            )
-        };
-        if got < 0 {
-            let e = io::Error::last_os_error();
-            if matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-            ) {
-                batch.set_filled(0);
                 return Ok(0);
             }
             return Err(e.into());
         }
-        let got = usize::try_from(got).unwrap_or(0);
-        for (i, slot) in slots.iter_mut().enumerate().take(got) {
-            let hdr = &msgs[i].msg_hdr;
-            let len = usize::try_from(msgs[i].msg_len)
-                .unwrap_or(0)
-                .saturating_sub(VNET_HDR_LEN)
-                .min(slot.buffer_mut().len());
-            slot.set_len(len);
-            slot.ingress = self.ingress;
-            slot.vnet = VnetHdr::from_bytes(&vnet[i]);
-            slot.truncated = hdr.msg_flags & libc::MSG_TRUNC != 0;
+        let mut count = 0;
+        for (flag, pfd) in ready.iter_mut().zip(&fds[..n]) {
+            *flag = pfd.revents & (libc::POLLIN | libc::POLLERR) != 0;
+            count += usize::from(*flag);
         }
-        batch.set_filled(got);
-        Ok(got)
+        Ok(count)
     }
+
+    /// Read, without blocking, from the sockets `which` selects (in rotation) into the
+    /// batch's free slots; returns the new fill level.
+    fn read_some(
+        &mut self,
+        batch: &mut Batch,
+        mut filled: usize,
+        which: impl Fn(usize, &RxSocket) -> bool,
+    ) -> Result<usize, BackendError> {
+        let cap = batch.capacity().min(MAX_BATCH);
+        let count = self.rx.len();
+        for k in 0..count {
+            if filled >= cap {
+                break;
+            }
+            let i = (self.next + k) % count;
+            if !which(i, &self.rx[i]) {
+                continue;
+            }
+            let room = cap - filled;
+            let got = read_batch(&self.rx[i], batch, filled, room)?;
+            self.rx[i].busy = got == room;
+            filled += got;
+        }
+        self.next = (self.next + 1) % count;
+        Ok(filled)
+    }
+}
+
+/// Read what `rx` has queued, without blocking, into `batch` slots `start..start + room`;
+/// returns how many frames arrived.
+fn read_batch(
+    rx: &RxSocket,
+    batch: &mut Batch,
+    start: usize,
+    room: usize,
+) -> Result<usize, BackendError> {
+    let n = room.min(MAX_BATCH);
+    let slots = &mut batch.slots_mut()[start..start + n];
+    // SAFETY: all-zero is a valid value for these plain C structs.
+    let mut iov: [[libc::iovec; 2]; MAX_BATCH] = unsafe { core::mem::zeroed() };
+    // SAFETY: as above.
+    let mut msgs: [libc::mmsghdr; MAX_BATCH] = unsafe { core::mem::zeroed() };
+    let mut vnet = [[0u8; VNET_HDR_LEN]; MAX_BATCH];
+    for (i, slot) in slots.iter_mut().enumerate() {
+        let buf = slot.buffer_mut();
+        iov[i] = [
+            libc::iovec {
+                iov_base: vnet[i].as_mut_ptr().cast(),
+                iov_len: VNET_HDR_LEN,
+            },
+            libc::iovec {
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: buf.len(),
+            },
+        ];
+        msgs[i].msg_hdr.msg_iov = iov[i].as_mut_ptr();
+        msgs[i].msg_hdr.msg_iovlen = 2;
+    }
+    let vlen = libc::c_uint::try_from(n).unwrap_or(0);
+    // SAFETY: `msgs[..n]` point at `iov[..n]`, each pair at a live `vnet` entry and a live
+    // slot buffer of the stated lengths; all outlive the call.
+    let got = unsafe {
+        libc::recvmmsg(
+            rx.fd.as_raw_fd(),
+            msgs.as_mut_ptr(),
+            vlen,
+            libc::MSG_DONTWAIT,
+            core::ptr::null_mut(),
+        )
+    };
+    if got < 0 {
+        let e = io::Error::last_os_error();
+        if matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+        ) {
+            return Ok(0);
+        }
+        return Err(e.into());
+    }
+    let got = usize::try_from(got).unwrap_or(0);
+    for (i, slot) in slots.iter_mut().enumerate().take(got) {
+        let hdr = &msgs[i].msg_hdr;
+        let len = usize::try_from(msgs[i].msg_len)
+            .unwrap_or(0)
+            .saturating_sub(VNET_HDR_LEN)
+            .min(slot.buffer_mut().len());
+        slot.set_len(len);
+        slot.ingress = rx.ingress;
+        slot.vnet = VnetHdr::from_bytes(&vnet[i]);
+        slot.truncated = hdr.msg_flags & libc::MSG_TRUNC != 0;
+    }
+    Ok(got)
 }
 
 impl Backend for AfPacketBackend {
     fn recv(&mut self, batch: &mut Batch, timeout: Duration) -> Result<usize, BackendError> {
-        // Under load the queue rarely runs dry: after a full batch, read first and sleep in
-        // poll only when nothing was there, which saves a syscall per batch.
-        if self.busy {
-            let got = self.read_batch(batch)?;
-            if got > 0 {
-                self.busy = got == batch.capacity().min(MAX_BATCH);
-                return Ok(got);
+        // Under load the queues rarely run dry: read the sockets whose last read filled
+        // its room first, and poll only when that finds nothing.
+        let mut filled = self.read_some(batch, 0, |_, rx| rx.busy)?;
+        let mut ready = [false; MAX_RX];
+        if filled == 0 && self.warm && !self.spin.is_zero() {
+            // Traffic was flowing: look again for a bounded time before sleeping, which
+            // saves a sleep and a wake-up per batch (latency) at the price of some CPU.
+            let start = Instant::now();
+            while self.poll(Duration::ZERO, &mut ready)? == 0 {
+                if start.elapsed() >= self.spin {
+                    break;
+                }
+                core::hint::spin_loop();
             }
+            filled = self.read_some(batch, 0, |i, _| ready[i])?;
         }
-        if !self.wait(timeout)? {
-            self.busy = false;
-            batch.set_filled(0);
-            return Ok(0);
+        if filled == 0 && self.poll(timeout, &mut ready)? > 0 {
+            filled = self.read_some(batch, 0, |i, _| ready[i])?;
         }
-        let got = self.read_batch(batch)?;
-        self.busy = got == batch.capacity().min(MAX_BATCH);
-        Ok(got)
+        self.warm = filled > 0;
+        batch.set_filled(filled);
+        Ok(filled)
     }
 
     fn send(&mut self, batch: &Batch) -> Result<usize, BackendError> {

@@ -4,8 +4,6 @@
 #[cfg(target_os = "linux")]
 pub mod af_packet;
 pub mod mem;
-#[cfg(target_os = "linux")]
-pub mod pnet;
 
 use core::time::Duration;
 
