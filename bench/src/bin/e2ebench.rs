@@ -235,24 +235,27 @@ fn main() -> Result<()> {
     if !vpcep_tests::is_root() {
         bail!("e2ebench needs root (it creates network namespaces)");
     }
-    // The daemon, its client and the probe, from this same release tree.
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "control",
-            "--bins",
-            "-p",
-            "bench",
-            "--bin",
-            "netprobe",
-        ])
-        .status()?;
-    if !status.success() {
-        bail!("building vpcepd, vpcepctl and netprobe failed");
+    // The daemon, its client and the probe, from this same release tree (`--no-build`:
+    // as they are beside this binary).
+    if !std::env::args().any(|a| a == "--no-build") {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "--release",
+                "--quiet",
+                "-p",
+                "control",
+                "--bins",
+                "-p",
+                "bench",
+                "--bin",
+                "netprobe",
+            ])
+            .status()?;
+        if !status.success() {
+            bail!("building vpcepd, vpcepctl and netprobe failed");
+        }
     }
     let flag = |name: &str| std::env::args().skip_while(|a| a != name).nth(1);
     let workers: usize = flag("--workers")
