@@ -76,6 +76,20 @@ pub enum IoBackend {
     AfPacket,
 }
 
+/// How a worker's receive sockets take frames from the kernel.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RxMode {
+    /// `recvmmsg` batches into the worker's own buffers. The default: a lone frame is
+    /// handed over at once.
+    #[default]
+    Recvmmsg,
+    /// A TPACKET_V3 ring (256 KiB blocks, 64 per socket): no system call per batch under
+    /// load, but a block that does not fill waits for the kernel's retire timer (a tick:
+    /// 4 ms at HZ=250). See BENCHMARKS.md.
+    TpacketV3,
+}
+
 /// Conntrack sizing and timeouts.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -157,6 +171,9 @@ pub struct DaemonConfig {
     /// Packet I/O backend: `af_packet`.
     #[serde(default)]
     pub io: IoBackend,
+    /// How receive sockets take frames: `recvmmsg` (default) or `tpacket_v3` (a ring).
+    #[serde(default)]
+    pub rx: RxMode,
     /// Keep the kernel's own stack off the attachments: a `tc` ingress filter drops every
     /// frame after the daemon's packet sockets have their copy, so the kernel spends nothing
     /// on frames it must not handle (and never answers for them). Default true.

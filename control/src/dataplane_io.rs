@@ -9,10 +9,11 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use dataplane::io::af_packet::{AfPacketBackend, Interface, TxSocket};
+use dataplane::io::ring::RingGeometry;
 use dataplane::worker::{self, Worker};
 use dataplane::{Pipeline, Shared, TablePublisher, VpcId, WorkerCounters};
 
-use crate::config::{DaemonConfig, IoBackend};
+use crate::config::{DaemonConfig, IoBackend, RxMode};
 use crate::daemon::{DaemonError, Dataplane};
 
 /// Start workers on every attachment of `cfg`.
@@ -60,10 +61,12 @@ pub fn start_workers(
         let pipeline = Pipeline::new(dp_cfg.clone(), shared.clone());
         let name = format!("vpcep-worker-{w}");
         let IoBackend::AfPacket = cfg.io;
-        let backend = AfPacketBackend::open(&attachments, spin, Arc::clone(&tx)).map_err(|e| {
-            let names: Vec<&str> = ifaces.iter().map(|i| i.name.as_str()).collect();
-            attach_err(&names.join(","), e)
-        })?;
+        let ring = (cfg.rx == RxMode::TpacketV3).then(RingGeometry::default);
+        let backend =
+            AfPacketBackend::open(&attachments, spin, ring, Arc::clone(&tx)).map_err(|e| {
+                let names: Vec<&str> = ifaces.iter().map(|i| i.name.as_str()).collect();
+                attach_err(&names.join(","), e)
+            })?;
         let worker = Worker::new(backend, publisher.reader(), pipeline, Arc::clone(&c));
         let handle =
             worker::spawn(name.clone(), worker, Arc::clone(&stop)).map_err(DaemonError::Spawn)?;

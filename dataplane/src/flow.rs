@@ -64,18 +64,6 @@ impl FlowKey {
                 | u64::from(self.proto),
         )
     }
-
-    /// The key of the opposite direction in the same VPC (addresses and ports swapped).
-    pub fn reverse(&self) -> Self {
-        Self {
-            src: self.dst,
-            dst: self.src,
-            sport: self.dport,
-            dport: self.sport,
-            vpc: self.vpc,
-            proto: self.proto,
-        }
-    }
 }
 
 impl PartialEq for FlowKey {
@@ -101,19 +89,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reverse_is_an_involution_and_keeps_the_vpc() {
+    fn keys_differ_by_vpc_and_protocol_and_stay_small() {
         let k = FlowKey::new(
             VpcId(3),
             6,
             (Ipv4Addr::new(10, 0, 0, 1), 40000),
             (Ipv4Addr::new(10, 0, 0, 200), 8080),
         );
-        let r = k.reverse();
-        assert_eq!(r.src, k.dst);
-        assert_eq!(r.sport, 8080);
-        assert_eq!(r.vpc, VpcId(3));
-        assert_eq!(r.reverse(), k);
-        assert_ne!(r, k);
+        assert_eq!((k.src, k.dport, k.vpc), (0x0a00_0001, 8080, VpcId(3)));
         assert_ne!(FlowKey { vpc: VpcId(4), ..k }, k);
         assert_ne!(FlowKey { proto: 17, ..k }, k);
         assert_eq!(size_of::<FlowKey>(), 16);

@@ -7,19 +7,11 @@
 
 use crate::conntrack::Rewrite;
 use crate::wire::checksum::fold;
-use crate::wire::ethernet::{self, MacAddr};
-use crate::wire::ipv4::{self, PROTO_TCP};
+use crate::wire::ethernet::{self, EthernetFrame, MacAddr};
+use crate::wire::ipv4::{Ipv4Packet, PROTO_TCP};
 use crate::wire::offload::L4Checksum;
-use crate::wire::{read_u16, read_u32, write_u16, write_u32};
-
-const IP: usize = ethernet::HEADER_LEN;
-const L4: usize = IP + ipv4::MIN_HEADER_LEN;
-const IP_TTL: usize = IP + 8;
-const IP_CSUM: usize = IP + 10;
-const IP_SRC: usize = IP + 12;
-const IP_DST: usize = IP + 16;
-const TCP_CSUM: usize = L4 + 16;
-const UDP_CSUM: usize = L4 + 6;
+use crate::wire::tcp::TcpPacket;
+use crate::wire::udp::UdpPacket;
 
 #[inline]
 fn words(v: u32) -> u32 {
@@ -35,6 +27,12 @@ fn not_words(v: u32) -> u32 {
 #[inline]
 fn apply(hc: u16, delta: u32) -> u16 {
     !fold(u32::from(!hc) + delta)
+}
+
+/// `~old + new` of one 16-bit word, for a pre-summed difference.
+#[inline]
+fn diff16(old: u16, new: u16) -> u32 {
+    u32::from(!old) + u32::from(new)
 }
 
 /// Rewrite `frame` with `rw`, decrement the TTL, set the MACs, and patch the IPv4 and
@@ -54,49 +52,53 @@ pub fn rewrite(
     src_mac: MacAddr,
     dst_mac: MacAddr,
 ) {
-    frame[0..6].copy_from_slice(&dst_mac.0);
-    frame[6..12].copy_from_slice(&src_mac.0);
+    let mut eth = EthernetFrame::new_unchecked(&mut *frame);
+    eth.set_dst(dst_mac);
+    eth.set_src(src_mac);
 
-    let old_src = read_u32(frame, IP_SRC);
-    let old_dst = read_u32(frame, IP_DST);
+    let mut ip = Ipv4Packet::new_unchecked(&mut frame[ethernet::HEADER_LEN..]);
+    let (old_src, old_dst) = (ip.src_u32(), ip.dst_u32());
     // The pseudo-header part of the change, shared by the IPv4 and L4 checksums.
     let addr_delta = not_words(old_src) + words(rw.src) + not_words(old_dst) + words(rw.dst);
-    write_u32(frame, IP_SRC, rw.src);
-    write_u32(frame, IP_DST, rw.dst);
+    ip.set_src_u32(rw.src);
+    ip.set_dst_u32(rw.dst);
+    // The TTL shares a 16-bit checksum word with the protocol byte. The pipeline dropped
+    // TTL <= 1, so this never wraps.
+    let ttl = ip.ttl();
+    ip.set_ttl(ttl - 1);
+    let ttl_delta = diff16(
+        u16::from_be_bytes([ttl, proto]),
+        u16::from_be_bytes([ttl - 1, proto]),
+    );
+    let hc = ip.checksum();
+    ip.set_checksum(apply(hc, addr_delta + ttl_delta));
 
-    // TTL shares a 16-bit word with the protocol byte.
-    let old_ttl_word = read_u16(frame, IP_TTL);
-    let new_ttl_word = old_ttl_word - 0x0100;
-    write_u16(frame, IP_TTL, new_ttl_word);
-    let ip_delta = addr_delta + u32::from(!old_ttl_word) + u32::from(new_ttl_word);
-    let hc = read_u16(frame, IP_CSUM);
-    write_u16(frame, IP_CSUM, apply(hc, ip_delta));
-
-    let old_sport = read_u16(frame, L4);
-    let old_dport = read_u16(frame, L4 + 2);
-    write_u16(frame, L4, rw.sport);
-    write_u16(frame, L4 + 2, rw.dport);
-    let l4_delta = addr_delta
-        + u32::from(!old_sport)
-        + u32::from(rw.sport)
-        + u32::from(!old_dport)
-        + u32::from(rw.dport);
-    let csum_at = if proto == PROTO_TCP {
-        TCP_CSUM
+    let segment = ip.payload_mut();
+    if proto == PROTO_TCP {
+        let mut tcp = TcpPacket::new_unchecked(segment);
+        let delta =
+            addr_delta + diff16(tcp.src_port(), rw.sport) + diff16(tcp.dst_port(), rw.dport);
+        tcp.set_src_port(rw.sport);
+        tcp.set_dst_port(rw.dport);
+        let hc = tcp.checksum();
+        tcp.set_checksum(match l4 {
+            L4Checksum::Partial { .. } => fold(u32::from(hc) + addr_delta),
+            L4Checksum::Complete => apply(hc, delta),
+        });
     } else {
-        UDP_CSUM
-    };
-    if let L4Checksum::Partial { .. } = l4 {
-        let seed = read_u16(frame, csum_at);
-        write_u16(frame, csum_at, fold(u32::from(seed) + addr_delta));
-    } else if proto == PROTO_TCP {
-        let hc = read_u16(frame, TCP_CSUM);
-        write_u16(frame, TCP_CSUM, apply(hc, l4_delta));
-    } else {
-        let hc = read_u16(frame, UDP_CSUM);
-        if hc != 0 {
-            let new = apply(hc, l4_delta);
-            write_u16(frame, UDP_CSUM, if new == 0 { 0xffff } else { new });
+        let mut udp = UdpPacket::new_unchecked(segment);
+        let delta =
+            addr_delta + diff16(udp.src_port(), rw.sport) + diff16(udp.dst_port(), rw.dport);
+        udp.set_src_port(rw.sport);
+        udp.set_dst_port(rw.dport);
+        let hc = udp.checksum();
+        match l4 {
+            L4Checksum::Partial { .. } => udp.set_checksum(fold(u32::from(hc) + addr_delta)),
+            L4Checksum::Complete if hc == 0 => {} // "no checksum" stays so
+            L4Checksum::Complete => {
+                let new = apply(hc, delta);
+                udp.set_checksum(if new == 0 { 0xffff } else { new });
+            }
         }
     }
 }
@@ -155,7 +157,7 @@ mod tests {
     #[test]
     fn udp_zero_checksum_stays_zero() {
         let mut f = frame(false, b"x", [10, 0, 0, 1], [10, 0, 0, 2], 1, 2);
-        f[UDP_CSUM..UDP_CSUM + 2].copy_from_slice(&[0, 0]);
+        f[40..42].copy_from_slice(&[0, 0]);
         let rw = Rewrite {
             src: 1,
             dst: 2,
@@ -170,7 +172,7 @@ mod tests {
             MacAddr::default(),
             MacAddr::default(),
         );
-        assert_eq!(read_u16(&f, UDP_CSUM), 0);
+        assert_eq!(&f[40..42], &[0, 0]);
         assert!(checksums_verify(&f));
     }
 
@@ -196,8 +198,8 @@ mod tests {
             prop_assert_eq!(ip.header().ttl(), 63);
             prop_assert_eq!(&f[0..6], &dmac.0);
             prop_assert_eq!(&f[6..12], &smac.0);
-            prop_assert_eq!(read_u16(&f, L4), nsp);
-            prop_assert_eq!(read_u16(&f, L4 + 2), ndp);
+            prop_assert_eq!(u16::from_be_bytes([f[34], f[35]]), nsp);
+            prop_assert_eq!(u16::from_be_bytes([f[36], f[37]]), ndp);
             prop_assert_eq!(ip.payload().payload.len() - if tcp { 20 } else { 8 }, payload.len());
         }
     }

@@ -231,3 +231,24 @@ fn where_the_receiver_verifies_checksums_none_is_bad() {
             > 100.0
     );
 }
+
+#[test]
+#[ignore = "needs root + netns"]
+fn the_tpacket_v3_ring_carries_the_same_traffic() {
+    let (mut w, _backend) = world();
+    w.stop_daemon();
+    w.write_config("rx = \"tpacket_v3\"").unwrap();
+    w.start_daemon().unwrap();
+    w.wait_live().unwrap();
+    bulk_both_ways(&w);
+    let out = w.users[0]
+        .exec(&["timeout", "30", "python3", "-c", UDP_GSO, EP])
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "200");
+    assert!(
+        w.metric("vpcep_dataplane_forwarded_super_frames_total", None)
+            .unwrap()
+            > 100.0
+    );
+    assert_eq!(w.drops("oversize").unwrap(), 0.0);
+}

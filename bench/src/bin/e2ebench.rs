@@ -19,7 +19,7 @@
 //! (`/proc/stat`), for vpcepd the daemon's user and system time (`/proc/PID/stat`).
 //!
 //! `--workers N` runs vpcepd with N workers (default 1), `--spin-us N` with that bounded
-//! spin (default: the daemon's).
+//! spin (default: the daemon's), `--rx tpacket_v3` with receive rings.
 
 use std::process::Command;
 use std::time::Duration;
@@ -266,7 +266,8 @@ fn main() -> Result<()> {
         .transpose()
         .context("--spin-us N")?;
     let mut w = World::with_offloads(1, Offloads::Default)?;
-    let mut extra = format!("workers = {workers}");
+    let rx = flag("--rx").unwrap_or_else(|| "recvmmsg".into());
+    let mut extra = format!("workers = {workers}\nrx = \"{rx}\"");
     if let Some(us) = spin_us {
         extra.push_str(&format!("\nspin_us = {us}"));
     }
@@ -390,6 +391,7 @@ fn main() -> Result<()> {
                 ("unit", js(unit)),
                 ("ratio", format!("{ratio:.3}")),
                 ("workers", workers.to_string()),
+                ("rx", js(&rx)),
                 (
                     "spin_us",
                     spin_us.map_or_else(|| js("default"), |u| u.to_string()),

@@ -27,6 +27,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::ring::{RingGeometry, RxRing};
 use super::{Backend, BackendError, Batch};
 use crate::flow::VpcId;
 use crate::wire::ethernet::MacAddr;
@@ -168,6 +169,15 @@ struct RxSocket {
     ingress: VpcId,
     /// The last read filled all the room it had: read again before sleeping.
     busy: bool,
+    /// A TPACKET_V3 ring, if the socket has one (else frames are read with `recvmmsg`).
+    ring: Option<RxRing>,
+}
+
+impl RxSocket {
+    /// Frames are waiting, as far as can be told without a system call.
+    fn ready_in_memory(&self) -> bool {
+        self.ring.as_ref().is_some_and(RxRing::ready)
+    }
 }
 
 /// A worker's receive sockets (one per attachment it serves) plus every attachment's
@@ -190,21 +200,25 @@ pub struct AfPacketBackend {
 
 impl AfPacketBackend {
     /// Receive sockets on `attachments` (`(interface, attachment id, fanout group)`), each
-    /// joined to its fanout group if it has one; `tx` is indexed by `VpcId`.
+    /// joined to its fanout group if it has one, each with a TPACKET_V3 ring of `ring` if
+    /// given (else read with `recvmmsg`); `tx` is indexed by `VpcId`.
     ///
     /// # Errors
     /// The socket, bind or option calls failed.
     pub fn open(
         attachments: &[(&Interface, VpcId, Option<u16>)],
         spin: Duration,
+        ring: Option<RingGeometry>,
         tx: Arc<Vec<TxSocket>>,
     ) -> io::Result<Self> {
         let mut rx = Vec::with_capacity(attachments.len());
         for &(iface, ingress, fanout) in attachments {
+            let (fd, ring) = rx_socket(iface, fanout, ring)?;
             rx.push(RxSocket {
-                fd: rx_socket(iface, fanout)?,
+                fd,
                 ingress,
                 busy: false,
+                ring,
             });
         }
         if rx.is_empty() {
@@ -223,11 +237,17 @@ impl AfPacketBackend {
     }
 }
 
-fn rx_socket(iface: &Interface, fanout: Option<u16>) -> io::Result<OwnedFd> {
+fn rx_socket(
+    iface: &Interface,
+    fanout: Option<u16>,
+    ring: Option<RingGeometry>,
+) -> io::Result<(OwnedFd, Option<RxRing>)> {
     let rx = packet_socket(ETH_P_ALL)?;
     // Every frame arrives after its virtio_net_hdr: super-frames whole, with their GSO
-    // type and size, and partial checksums flagged instead of completed.
+    // type and size, and partial checksums flagged instead of completed. (Before the ring:
+    // the ring's frame layout depends on it.)
     setsockopt(&rx, SOL_PACKET, PACKET_VNET_HDR, 1)?;
+    let ring = ring.map(|g| RxRing::setup(&rx, g)).transpose()?;
     // Frames this host sends on the interface (ours included) are not input.
     setsockopt(&rx, SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)?;
     setsockopt(&rx, libc::SOL_SOCKET, libc::SO_RCVBUF, 8 << 20)?;
@@ -240,7 +260,7 @@ fn rx_socket(iface: &Interface, fanout: Option<u16>) -> io::Result<OwnedFd> {
             i32::from(group) | (PACKET_FANOUT_HASH << 16),
         )?;
     }
-    Ok(rx)
+    Ok((rx, ring))
 }
 
 /// Most receive sockets one worker polls.
@@ -298,7 +318,7 @@ impl AfPacketBackend {
                 continue;
             }
             let room = cap - filled;
-            let got = read_batch(&self.rx[i], batch, filled, room)?;
+            let got = read_batch(&mut self.rx[i], batch, filled, room)?;
             self.rx[i].busy = got == room;
             filled += got;
         }
@@ -310,13 +330,28 @@ impl AfPacketBackend {
 /// Read what `rx` has queued, without blocking, into `batch` slots `start..start + room`;
 /// returns how many frames arrived.
 fn read_batch(
-    rx: &RxSocket,
+    rx: &mut RxSocket,
     batch: &mut Batch,
     start: usize,
     room: usize,
 ) -> Result<usize, BackendError> {
     let n = room.min(MAX_BATCH);
     let slots = &mut batch.slots_mut()[start..start + n];
+    if let Some(ring) = &mut rx.ring {
+        let ingress = rx.ingress;
+        let mut k = 0;
+        return Ok(ring.read(n, |frame| {
+            let slot = &mut slots[k];
+            let buf = slot.buffer_mut();
+            let len = frame.bytes.len().min(buf.len());
+            buf[..len].copy_from_slice(&frame.bytes[..len]);
+            slot.set_len(len);
+            slot.ingress = ingress;
+            slot.vnet = frame.vnet;
+            slot.truncated = frame.truncated || len < frame.bytes.len();
+            k += 1;
+        }));
+    }
     // SAFETY: all-zero is a valid value for these plain C structs.
     let mut iov: [[libc::iovec; 2]; MAX_BATCH] = unsafe { core::mem::zeroed() };
     // SAFETY: as above.
@@ -378,19 +413,28 @@ impl Backend for AfPacketBackend {
     fn recv(&mut self, batch: &mut Batch, timeout: Duration) -> Result<usize, BackendError> {
         // Under load the queues rarely run dry: read the sockets whose last read filled
         // its room first, and poll only when that finds nothing.
-        let mut filled = self.read_some(batch, 0, |_, rx| rx.busy)?;
+        let mut filled = self.read_some(batch, 0, |_, rx| rx.busy || rx.ready_in_memory())?;
         let mut ready = [false; MAX_RX];
         if filled == 0 && self.warm && !self.spin.is_zero() {
             // Traffic was flowing: look again for a bounded time before sleeping, which
             // saves a sleep and a wake-up per batch (latency) at the price of some CPU.
             let start = Instant::now();
-            while self.poll(Duration::ZERO, &mut ready)? == 0 {
+            let rings_only = self.rx.iter().all(|rx| rx.ring.is_some());
+            loop {
+                // Rings are looked at in memory; plain sockets need a zero-timeout poll.
+                if self.rx.iter().any(RxSocket::ready_in_memory) {
+                    filled = self.read_some(batch, 0, |_, rx| rx.ready_in_memory())?;
+                    break;
+                }
+                if !rings_only && self.poll(Duration::ZERO, &mut ready)? > 0 {
+                    filled = self.read_some(batch, 0, |i, _| ready[i])?;
+                    break;
+                }
                 if start.elapsed() >= self.spin {
                     break;
                 }
                 core::hint::spin_loop();
             }
-            filled = self.read_some(batch, 0, |i, _| ready[i])?;
         }
         if filled == 0 && self.poll(timeout, &mut ready)? > 0 {
             filled = self.read_some(batch, 0, |i, _| ready[i])?;

@@ -4,6 +4,8 @@
 #[cfg(target_os = "linux")]
 pub mod af_packet;
 pub mod mem;
+#[cfg(target_os = "linux")]
+pub mod ring;
 
 use core::time::Duration;
 

@@ -25,8 +25,6 @@ pub enum ParseError {
     /// A length field is inconsistent (IHL below 5, total length below the header, a TCP data
     /// offset below 5, a UDP length below 8).
     BadLength,
-    /// The IPv4 header checksum does not verify.
-    Checksum,
     /// The buffer is shorter than the header or than the length the header claims.
     Truncated,
     /// The version field is not the one this view reads.

@@ -53,6 +53,12 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
         Ok(Self { buf })
     }
 
+    /// Wrap a segment whose header was already checked (the pipeline parses each header
+    /// once with `new_checked`); accessors panic if it is shorter than the header.
+    pub fn new_unchecked(buf: T) -> Self {
+        Self { buf }
+    }
+
     /// Source port.
     pub fn src_port(&self) -> u16 {
         read_u16(self.buf.as_ref(), field::SRC_PORT)
