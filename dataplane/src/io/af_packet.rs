@@ -24,8 +24,11 @@ use core::time::Duration;
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
+
+use arc_swap::ArcSwap;
 
 use super::ring::{RingGeometry, RxRing};
 use super::{Backend, BackendError, Batch};
@@ -138,10 +141,56 @@ fn setsockopt(
     Ok(())
 }
 
-/// The sending side of one attachment.
+/// What a worker last saw of an attachment's link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum LinkState {
+    /// Frames flow.
+    Up = 0,
+    /// The interface exists but is down (or lost its carrier); its sockets wait for it.
+    Down = 1,
+    /// The interface is gone; it is looked for again with backoff, and taken back (with
+    /// the attachment's MAC) when it reappears.
+    Gone = 2,
+}
+
+impl LinkState {
+    /// The name `/status` shows.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Up => "up",
+            Self::Down => "down",
+            Self::Gone => "gone",
+        }
+    }
+}
+
+/// The sending side of one attachment, shared by every worker, and the attachment's link
+/// state. When the interface is deleted and created again, the first worker to notice
+/// re-opens the socket on the new interface.
 #[derive(Debug)]
 pub struct TxSocket {
-    fd: OwnedFd,
+    name: String,
+    mac: MacAddr,
+    fd: ArcSwap<OwnedFd>,
+    ifindex: AtomicI32,
+    state: AtomicU8,
+    /// Times the link was seen going away (down or gone).
+    flaps: AtomicU64,
+    /// One re-open at a time.
+    reopening: Mutex<()>,
+}
+
+fn tx_fd(ifindex: i32) -> io::Result<OwnedFd> {
+    let fd = packet_socket(0)?;
+    // Every frame sent carries a virtio_net_hdr: partial checksums and GSO super-frames
+    // leave as they are, for the kernel (or the peer) to finish.
+    setsockopt(&fd, SOL_PACKET, PACKET_VNET_HDR, 1)?;
+    bind(&fd, ifindex, 0)?;
+    // No PACKET_QDISC_BYPASS: the direct path drops any frame that needs segmenting
+    // (`__dev_direct_xmit` refuses an skb that validation replaced), so a super-frame
+    // sent to a device without TSO would be lost; dev_queue_xmit segments it in software.
+    Ok(fd)
 }
 
 impl TxSocket {
@@ -150,16 +199,111 @@ impl TxSocket {
     /// # Errors
     /// The socket, bind or option call failed (e.g. no `CAP_NET_RAW`).
     pub fn open(iface: &Interface) -> io::Result<Self> {
-        let fd = packet_socket(0)?;
-        // Every frame sent carries a virtio_net_hdr: partial checksums and GSO super-frames
-        // leave as they are, for the kernel (or the peer) to finish.
-        setsockopt(&fd, SOL_PACKET, PACKET_VNET_HDR, 1)?;
-        bind(&fd, iface.ifindex, 0)?;
-        // No PACKET_QDISC_BYPASS: the direct path drops any frame that needs segmenting
-        // (`__dev_direct_xmit` refuses an skb that validation replaced), so a super-frame
-        // sent to a device without TSO would be lost; dev_queue_xmit segments it in software.
-        Ok(Self { fd })
+        Ok(Self {
+            name: iface.name.clone(),
+            mac: iface.mac,
+            fd: ArcSwap::from_pointee(tx_fd(iface.ifindex)?),
+            ifindex: AtomicI32::new(iface.ifindex),
+            state: AtomicU8::new(LinkState::Up as u8),
+            flaps: AtomicU64::new(0),
+            reopening: Mutex::new(()),
+        })
     }
+
+    /// The interface name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The link state last seen.
+    pub fn state(&self) -> LinkState {
+        match self.state.load(Ordering::Relaxed) {
+            0 => LinkState::Up,
+            1 => LinkState::Down,
+            _ => LinkState::Gone,
+        }
+    }
+
+    /// Times the link went away since the daemon started.
+    pub fn flaps(&self) -> u64 {
+        self.flaps.load(Ordering::Relaxed)
+    }
+
+    fn set_state(&self, next: LinkState) {
+        let prev = self.state.swap(next as u8, Ordering::Relaxed);
+        if prev == LinkState::Up as u8 && next != LinkState::Up {
+            self.flaps.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(interface = %self.name, state = next.name(), "attachment link lost");
+        } else if prev != LinkState::Up as u8 && next == LinkState::Up {
+            tracing::info!(interface = %self.name, "attachment link back");
+        }
+    }
+
+    /// Look at the interface again: its current index if it exists and is up. A new index
+    /// means it was created again: the transmit socket moves to it, and it gets the
+    /// attachment's MAC back (clients and backends have that MAC in their caches).
+    fn check(&self) -> Option<i32> {
+        let Ok(iface) = Interface::lookup(&self.name) else {
+            self.set_state(LinkState::Gone);
+            return None;
+        };
+        if iface.ifindex != self.ifindex.load(Ordering::Relaxed) {
+            let _guard = self
+                .reopening
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if iface.ifindex != self.ifindex.load(Ordering::Relaxed) {
+                if iface.mac != self.mac
+                    && let Err(e) = set_mac(&self.name, self.mac)
+                {
+                    tracing::warn!(interface = %self.name, error = %e, "could not restore the attachment's MAC");
+                }
+                match tx_fd(iface.ifindex) {
+                    Ok(fd) => {
+                        self.fd.store(Arc::new(fd));
+                        self.ifindex.store(iface.ifindex, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        tracing::warn!(interface = %self.name, error = %e, "could not re-open the attachment");
+                        self.set_state(LinkState::Gone);
+                        return None;
+                    }
+                }
+            }
+        }
+        let up = std::fs::read_to_string(format!("/sys/class/net/{}/operstate", self.name))
+            .is_ok_and(|s| matches!(s.trim(), "up" | "unknown"));
+        self.set_state(if up { LinkState::Up } else { LinkState::Down });
+        up.then_some(iface.ifindex)
+    }
+}
+
+/// Set `name`'s MAC (SIOCSIFHWADDR).
+fn set_mac(name: &str, mac: MacAddr) -> io::Result<()> {
+    // SAFETY: all-zero is a valid ifreq.
+    let mut req: libc::ifreq = unsafe { core::mem::zeroed() };
+    for (dst, src) in req
+        .ifr_name
+        .iter_mut()
+        .zip(name.bytes().take(libc::IFNAMSIZ - 1))
+    {
+        *dst = libc::c_char::from_ne_bytes([src]);
+    }
+    let mut addr: libc::sockaddr = req_hwaddr_zero();
+    addr.sa_family = libc::ARPHRD_ETHER;
+    for (dst, src) in addr.sa_data.iter_mut().zip(mac.0) {
+        *dst = libc::c_char::from_ne_bytes([src]);
+    }
+    req.ifr_ifru.ifru_hwaddr = addr;
+    let fd = packet_socket(0)?;
+    // SAFETY: `req` is a valid ifreq for SIOCSIFHWADDR that outlives the call.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCSIFHWADDR, &raw mut req) })?;
+    Ok(())
+}
+
+fn req_hwaddr_zero() -> libc::sockaddr {
+    // SAFETY: all-zero is a valid sockaddr.
+    unsafe { core::mem::zeroed() }
 }
 
 /// One receive socket of a worker: the attachment it listens on.
@@ -167,6 +311,12 @@ impl TxSocket {
 struct RxSocket {
     fd: OwnedFd,
     ingress: VpcId,
+    /// The interface index the socket is bound to.
+    ifindex: i32,
+    fanout: Option<u16>,
+    /// The socket reported an error (link down, interface gone): check the link, with
+    /// backoff, until it is up again.
+    down: bool,
     /// The last read filled all the room it had: read again before sleeping.
     busy: bool,
     /// A TPACKET_V3 ring, if the socket has one (else frames are read with `recvmmsg`).
@@ -196,7 +346,16 @@ pub struct AfPacketBackend {
     spin: Duration,
     /// Frames arrived recently: a spin is likely to pay.
     warm: bool,
+    /// Ring geometry of the receive sockets, for re-opening them.
+    geometry: Option<RingGeometry>,
+    /// When to look at links that went away next, and the current backoff.
+    check_at: Instant,
+    backoff: Duration,
 }
+
+/// First and longest wait between two looks at a link that went away.
+const LINK_BACKOFF_MIN: Duration = Duration::from_millis(100);
+const LINK_BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 impl AfPacketBackend {
     /// Receive sockets on `attachments` (`(interface, attachment id, fanout group)`), each
@@ -211,12 +370,16 @@ impl AfPacketBackend {
         ring: Option<RingGeometry>,
         tx: Arc<Vec<TxSocket>>,
     ) -> io::Result<Self> {
+        let geometry = ring;
         let mut rx = Vec::with_capacity(attachments.len());
         for &(iface, ingress, fanout) in attachments {
-            let (fd, ring) = rx_socket(iface, fanout, ring)?;
+            let (fd, ring) = rx_socket(iface.ifindex, fanout, geometry)?;
             rx.push(RxSocket {
                 fd,
                 ingress,
+                ifindex: iface.ifindex,
+                fanout,
+                down: false,
                 busy: false,
                 ring,
             });
@@ -233,12 +396,15 @@ impl AfPacketBackend {
             next: 0,
             spin,
             warm: false,
+            geometry,
+            check_at: Instant::now(),
+            backoff: LINK_BACKOFF_MIN,
         })
     }
 }
 
 fn rx_socket(
-    iface: &Interface,
+    ifindex: i32,
     fanout: Option<u16>,
     ring: Option<RingGeometry>,
 ) -> io::Result<(OwnedFd, Option<RxRing>)> {
@@ -251,7 +417,7 @@ fn rx_socket(
     // Frames this host sends on the interface (ours included) are not input.
     setsockopt(&rx, SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)?;
     setsockopt(&rx, libc::SOL_SOCKET, libc::SO_RCVBUF, 8 << 20)?;
-    bind(&rx, iface.ifindex, ETH_P_ALL)?;
+    bind(&rx, ifindex, ETH_P_ALL)?;
     if let Some(group) = fanout {
         setsockopt(
             &rx,
@@ -269,7 +435,11 @@ const MAX_RX: usize = 64;
 impl AfPacketBackend {
     /// `poll` every receive socket for at most `timeout` (zero: just look); marks the ready
     /// ones in `ready` and returns how many there are.
-    fn poll(&self, timeout: Duration, ready: &mut [bool; MAX_RX]) -> Result<usize, BackendError> {
+    fn poll(
+        &mut self,
+        timeout: Duration,
+        ready: &mut [bool; MAX_RX],
+    ) -> Result<usize, BackendError> {
         let mut fds = [libc::pollfd {
             fd: -1,
             events: 0,
@@ -292,8 +462,15 @@ impl AfPacketBackend {
             return Err(e.into());
         }
         let mut count = 0;
-        for (flag, pfd) in ready.iter_mut().zip(&fds[..n]) {
-            *flag = pfd.revents & (libc::POLLIN | libc::POLLERR) != 0;
+        for (i, (flag, pfd)) in ready.iter_mut().zip(&fds[..n]).enumerate() {
+            if pfd.revents & libc::POLLERR != 0 {
+                // A link that went down or away reports it once on its sockets; take the
+                // error (a ring socket is never read with a system call that would) and
+                // check the link with backoff.
+                let e = take_error(&self.rx[i].fd);
+                self.mark_down(i, &e);
+            }
+            *flag = pfd.revents & libc::POLLIN != 0;
             count += usize::from(*flag);
         }
         Ok(count)
@@ -318,7 +495,15 @@ impl AfPacketBackend {
                 continue;
             }
             let room = cap - filled;
-            let got = read_batch(&mut self.rx[i], batch, filled, room)?;
+            let got = match read_batch(&mut self.rx[i], batch, filled, room) {
+                Ok(got) => got,
+                Err(e) => {
+                    // The worker goes on with the other attachments and checks this one
+                    // with backoff (`check_links`).
+                    self.mark_down(i, &e);
+                    0
+                }
+            };
             self.rx[i].busy = got == room;
             filled += got;
         }
@@ -409,8 +594,84 @@ fn read_batch(
     Ok(got)
 }
 
+/// The pending error of a socket (`SO_ERROR`, which also clears it).
+fn take_error(fd: &OwnedFd) -> io::Error {
+    let mut err: libc::c_int = 0;
+    let mut len = libc::socklen_t::try_from(size_of::<libc::c_int>()).unwrap_or(4);
+    // SAFETY: `err` and `len` are live and sized for SO_ERROR's int.
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&raw mut err).cast(),
+            &raw mut len,
+        )
+    };
+    if r < 0 {
+        io::Error::last_os_error()
+    } else {
+        io::Error::from_raw_os_error(err)
+    }
+}
+
+impl AfPacketBackend {
+    /// Socket `i` reported `e`: mark it down and have its link looked at now.
+    fn mark_down(&mut self, i: usize, e: &dyn std::fmt::Display) {
+        let rx = &mut self.rx[i];
+        if !rx.down {
+            tracing::warn!(ingress = rx.ingress.0, error = %e, "receive failed; checking the link");
+        }
+        rx.down = true;
+        if let Some(tx) = self.tx.get(rx.ingress.index()) {
+            tx.set_state(LinkState::Down);
+        }
+        self.check_at = Instant::now();
+    }
+
+    /// Look at the links of sockets that reported an error, at most once per backoff:
+    /// a link back up carries on with the same socket; an interface created again gets a
+    /// new socket (and the attachment's MAC, see [`TxSocket`]).
+    fn check_links(&mut self) {
+        let now = Instant::now();
+        if now < self.check_at || !self.rx.iter().any(|rx| rx.down) {
+            return;
+        }
+        let mut all_up = true;
+        for rx in self.rx.iter_mut().filter(|rx| rx.down) {
+            let Some(tx) = self.tx.get(rx.ingress.index()) else {
+                continue;
+            };
+            match tx.check() {
+                Some(ifindex) if ifindex == rx.ifindex => rx.down = false,
+                Some(ifindex) => match rx_socket(ifindex, rx.fanout, self.geometry) {
+                    Ok((fd, ring)) => {
+                        rx.fd = fd;
+                        rx.ring = ring;
+                        rx.ifindex = ifindex;
+                        rx.down = false;
+                        tracing::info!(interface = tx.name(), "attachment re-opened");
+                    }
+                    Err(e) => {
+                        tracing::warn!(interface = tx.name(), error = %e, "could not re-open");
+                        all_up = false;
+                    }
+                },
+                None => all_up = false,
+            }
+        }
+        self.backoff = if all_up {
+            LINK_BACKOFF_MIN
+        } else {
+            (self.backoff * 2).min(LINK_BACKOFF_MAX)
+        };
+        self.check_at = now + self.backoff;
+    }
+}
+
 impl Backend for AfPacketBackend {
     fn recv(&mut self, batch: &mut Batch, timeout: Duration) -> Result<usize, BackendError> {
+        self.check_links();
         // Under load the queues rarely run dry: read the sockets whose last read filled
         // its room first, and poll only when that finds nothing.
         let mut filled = self.read_some(batch, 0, |_, rx| rx.busy || rx.ready_in_memory())?;
@@ -476,15 +737,15 @@ impl Backend for AfPacketBackend {
                 msgs[n].msg_hdr.msg_iovlen = 2;
                 n += 1;
             }
+            let fd = tx.fd.load();
             let mut sent = 0;
             while sent < n {
                 let vlen = libc::c_uint::try_from(n - sent).unwrap_or(0);
                 // SAFETY: `msgs[sent..n]` point at `iov`, each pair at a live `vnet` entry and
                 // a live slot buffer of the stated lengths, which the kernel only reads; all
                 // outlive the call.
-                let r = unsafe {
-                    libc::sendmmsg(tx.fd.as_raw_fd(), msgs.as_mut_ptr().add(sent), vlen, 0)
-                };
+                let r =
+                    unsafe { libc::sendmmsg(fd.as_raw_fd(), msgs.as_mut_ptr().add(sent), vlen, 0) };
                 if r < 0 {
                     let e = io::Error::last_os_error();
                     match e.kind() {
@@ -498,6 +759,16 @@ impl Backend for AfPacketBackend {
                         {
                             failed += 1;
                             sent += 1;
+                        }
+                        // The egress link is down or gone: the rest of this batch for it
+                        // is lost, counted; the receive side notices and checks the link.
+                        _ if matches!(
+                            e.raw_os_error(),
+                            Some(libc::ENETDOWN | libc::ENXIO | libc::ENODEV | libc::EIO)
+                        ) =>
+                        {
+                            failed += n - sent;
+                            break;
                         }
                         _ => return Err(e.into()),
                     }

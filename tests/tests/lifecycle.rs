@@ -1,0 +1,95 @@
+//! A node that stays up, end to end: an attachment whose link goes down and up, or whose
+//! interface is deleted and created again, comes back by itself, while the daemon, its API
+//! and the other attachments keep running.
+//! Run with `cargo test -p vpcep-tests -- --ignored`.
+
+#![allow(
+    clippy::tests_outside_test_module,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
+
+use std::time::Duration;
+
+use vpcep_tests::*;
+
+const EP: &str = "10.0.0.200";
+
+/// Two user VPCs with an accepted HTTP endpoint each.
+fn world() -> (World, Proc) {
+    let w = World::new(2).unwrap();
+    let server = w.http_server("10.0.0.10", 80, "still here\n").unwrap();
+    let (svc, _) = w.service("10.0.0.10", &["TCP:8080:80"], false).unwrap();
+    w.endpoint(&svc, 0, EP, &[]).unwrap();
+    w.endpoint(&svc, 1, EP, &[]).unwrap();
+    w.wait_live().unwrap();
+    for i in 0..2 {
+        assert_eq!(
+            w.curl(i, &format!("http://{EP}:8080/"), 10).unwrap(),
+            "still here\n"
+        );
+    }
+    (w, server)
+}
+
+/// Curl from user VPC `i` until it answers, within `timeout`.
+fn answers_within(w: &World, i: usize, timeout: Duration) {
+    poll_until(
+        &format!("user {i} to reach the service again"),
+        timeout,
+        || {
+            w.curl(i, &format!("http://{EP}:8080/"), 2)
+                .is_ok_and(|b| b == "still here\n")
+        },
+    )
+    .unwrap();
+}
+
+#[test]
+#[ignore = "needs root + netns"]
+fn a_link_that_goes_down_and_up_comes_back_and_the_rest_keeps_running() {
+    let (mut w, _server) = world();
+    let dev = format!("{}u0", w.prefix);
+    w.node.exec(&["ip", "link", "set", &dev, "down"]).unwrap();
+    // The other VPC and the API are unaffected while the link is down.
+    assert_eq!(
+        w.curl(1, &format!("http://{EP}:8080/"), 10).unwrap(),
+        "still here\n"
+    );
+    w.status().unwrap();
+    assert!(
+        w.daemon.as_mut().unwrap().alive(),
+        "the daemon is still running"
+    );
+    w.node.exec(&["ip", "link", "set", &dev, "up"]).unwrap();
+    answers_within(&w, 0, Duration::from_secs(15));
+    assert!(w.daemon.as_mut().unwrap().alive());
+}
+
+#[test]
+#[ignore = "needs root + netns"]
+fn an_interface_deleted_and_created_again_is_taken_back() {
+    let (mut w, _server) = world();
+    let dev = format!("{}u0", w.prefix);
+    // Deleting the node's end deletes the pair: the client loses its eth0 too.
+    w.node.exec(&["ip", "link", "del", &dev]).unwrap();
+    assert_eq!(
+        w.curl(1, &format!("http://{EP}:8080/"), 10).unwrap(),
+        "still here\n"
+    );
+    assert!(
+        w.daemon.as_mut().unwrap().alive(),
+        "the daemon is still running"
+    );
+    // The operator creates it again, with the same names.
+    veth(&w.users[0], "eth0", &w.node, &dev, Offloads::Default).unwrap();
+    w.users[0]
+        .exec(&["ip", "addr", "add", "10.0.0.5/24", "dev", "eth0"])
+        .unwrap();
+    answers_within(&w, 0, Duration::from_secs(20));
+    assert_eq!(
+        w.curl(1, &format!("http://{EP}:8080/"), 10).unwrap(),
+        "still here\n"
+    );
+    assert!(w.daemon.as_mut().unwrap().alive());
+}
