@@ -380,6 +380,16 @@ impl ConnTrack {
         }
     }
 
+    /// The original-direction keys of every flow (a copy: each shard's lock is held only
+    /// while its keys are copied). Off the fast path: snapshots and diagnostics.
+    pub fn original_keys(&self) -> Vec<FlowKey> {
+        self.map
+            .iter()
+            .filter(|e| e.value().dir == Direction::Original)
+            .map(|e| *e.key())
+            .collect()
+    }
+
     /// Evict the flow whose original key is `key` if it is embryonic or unreplied.
     pub fn evict_if_embryonic(&self, key: &FlowKey) -> bool {
         let evictable = self

@@ -26,6 +26,7 @@ pub mod io;
 pub mod nat;
 pub mod neighbour;
 pub mod pipeline;
+pub mod snapshot;
 pub mod stats;
 pub mod tables;
 pub mod verdict;

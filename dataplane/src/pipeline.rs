@@ -735,6 +735,12 @@ impl Pipeline {
         removed
     }
 
+    /// Take flows this pipeline did not create (those of the previous process, loaded from
+    /// a snapshot) into its expiry sweep, so they age out like its own.
+    pub fn adopt(&mut self, keys: impl IntoIterator<Item = FlowKey>) {
+        self.expiry.extend(keys);
+    }
+
     /// Count a frame dropped before processing (e.g. `Oversize`); returns its verdict.
     pub fn record_drop(&mut self, reason: DropReason) -> Verdict {
         self.stats.rx_frames += 1;

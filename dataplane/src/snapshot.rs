@@ -1,0 +1,417 @@
+//! Conntrack snapshots: the flow table written out when the daemon stops for a planned
+//! restart or an upgrade, and read back when it starts, so established flows (and the SNAT
+//! ports they hold) carry on where they were.
+//!
+//! The format is a small versioned binary (little-endian), written to a temporary file and
+//! renamed, so a crash while writing never leaves a half file under the real name:
+//!
+//! ```text
+//!  "VPCEPCT1"  u32 attachment count, then each attachment's VPC id (u16 length + UTF-8)
+//!  u64 flow count, then per flow:
+//!    original key   src u32, dst u32, sport u16, dport u16, vpc u16, proto u8
+//!    original entry rewrite (src u32, dst u32, sport u16, dport u16), out vpc u16,
+//!                   next-hop MAC [6], state u8, idle seconds u32
+//!    reply entry    next-hop MAC [6] (the client's), state u8, idle seconds u32
+//! ```
+//!
+//! Attachments are recorded by VPC id, not by index: a flow whose VPCs are no longer
+//! attached is left out on load, and the others are renumbered to the new attachment
+//! order. Loaded flows carry generation stamp 0, so each is re-checked against the tables
+//! of the new process at its first packet: a connection rejected while the daemon was down
+//! stops there. Idle time is kept; the timers of the new tracker start from it.
+//!
+//! A snapshot that cannot be read (missing, truncated, another version) loads nothing and
+//! says why: it never keeps the daemon from starting.
+
+use std::io::{self, Read, Write};
+use std::path::Path;
+
+use crate::conntrack::{ConnTrack, Direction, FlowEntry, Rewrite};
+use crate::flow::{FlowKey, VpcId};
+use crate::wire::ethernet::MacAddr;
+
+const MAGIC: &[u8; 8] = b"VPCEPCT1";
+/// Longest VPC id a snapshot holds.
+const MAX_ID_LEN: usize = 256;
+/// Most attachments a snapshot holds.
+const MAX_ATTACHMENTS: u32 = 65_535;
+
+/// What one flow of a snapshot holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Record {
+    key: FlowKey,
+    rewrite: Rewrite,
+    out_vpc: VpcId,
+    backend_mac: MacAddr,
+    state: u8,
+    idle: u32,
+    client_mac: MacAddr,
+    reply_state: u8,
+    reply_idle: u32,
+}
+
+/// Write every flow of `ct` to `path` (atomically: a temporary file, then a rename).
+/// `attachments` are the VPC ids of the attachments, indexed by [`VpcId`]; `now_secs` is
+/// the tracker's present (see [`ConnTrack::secs`]). Returns how many flows were written.
+///
+/// # Errors
+/// The file could not be written.
+pub fn save(
+    ct: &ConnTrack,
+    attachments: &[String],
+    now_secs: u32,
+    path: &Path,
+) -> io::Result<usize> {
+    let mut records = Vec::with_capacity(ct.len());
+    for key in ct.original_keys() {
+        let Some((rewrite, out_vpc, backend_mac, state, last, peer)) = ct.get(&key).map(|e| {
+            (
+                e.rewrite,
+                e.out_vpc,
+                e.dst_mac,
+                e.state(),
+                e.last_seen(),
+                e.peer_key(key.proto),
+            )
+        }) else {
+            continue;
+        };
+        // One shard lock at a time: the original's guard is gone before the reply lookup.
+        let Some((client_mac, reply_state, reply_last)) =
+            ct.get(&peer).map(|e| (e.dst_mac, e.state(), e.last_seen()))
+        else {
+            continue;
+        };
+        records.push(Record {
+            key,
+            rewrite,
+            out_vpc,
+            backend_mac,
+            state,
+            idle: now_secs.saturating_sub(last),
+            client_mac,
+            reply_state,
+            reply_idle: now_secs.saturating_sub(reply_last),
+        });
+    }
+    let tmp = path.with_extension("tmp");
+    let mut out = io::BufWriter::new(std::fs::File::create(&tmp)?);
+    out.write_all(MAGIC)?;
+    let count = u32::try_from(attachments.len())
+        .ok()
+        .filter(|n| *n <= MAX_ATTACHMENTS)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "too many attachments"))?;
+    out.write_all(&count.to_le_bytes())?;
+    for id in attachments {
+        let len = u16::try_from(id.len())
+            .ok()
+            .filter(|n| usize::from(*n) <= MAX_ID_LEN)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "VPC id too long"))?;
+        out.write_all(&len.to_le_bytes())?;
+        out.write_all(id.as_bytes())?;
+    }
+    out.write_all(&(records.len() as u64).to_le_bytes())?;
+    for r in &records {
+        write_record(&mut out, r)?;
+    }
+    let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(records.len())
+}
+
+/// Read the snapshot at `path` into `ct`, mapping the recorded attachments to `attachments`
+/// (the VPC ids of the new attachment order); flows of VPCs no longer attached, and flows
+/// that no longer fit the tracker, are left out. `now_secs` is the new tracker's present.
+/// Returns the original keys of the flows loaded, for the pipelines' expiry sweeps.
+///
+/// # Errors
+/// The file is missing, unreadable, truncated or of another format; nothing was loaded
+/// from a file whose header did not read (flows before a truncation are kept).
+pub fn load(
+    ct: &ConnTrack,
+    attachments: &[String],
+    now_secs: u32,
+    path: &Path,
+) -> io::Result<Vec<FlowKey>> {
+    let mut input = io::BufReader::new(std::fs::File::open(path)?);
+    let mut magic = [0u8; 8];
+    input.read_exact(&mut magic)?;
+    if &magic != MAGIC {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a vpcep conntrack snapshot (or another version)",
+        ));
+    }
+    let count = read_u32(&mut input)?;
+    if count > MAX_ATTACHMENTS {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "attachment count",
+        ));
+    }
+    let mut map = Vec::new();
+    for _ in 0..count {
+        let len = usize::from(read_u16(&mut input)?);
+        if len > MAX_ID_LEN {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "VPC id length"));
+        }
+        let mut id = vec![0u8; len];
+        input.read_exact(&mut id)?;
+        let now = attachments
+            .iter()
+            .position(|a| a.as_bytes() == id.as_slice())
+            .and_then(|i| u16::try_from(i).ok())
+            .map(VpcId);
+        map.push(now);
+    }
+    let remap = |v: VpcId| map.get(v.index()).copied().flatten();
+    let flows = read_u64(&mut input)?;
+    let mut loaded = Vec::new();
+    for _ in 0..flows {
+        let r = read_record(&mut input)?;
+        let (Some(vpc), Some(out_vpc)) = (remap(r.key.vpc), remap(r.out_vpc)) else {
+            continue;
+        };
+        let key = FlowKey { vpc, ..r.key };
+        if !ct.try_reserve() {
+            break;
+        }
+        let original = FlowEntry::new(
+            r.rewrite,
+            out_vpc,
+            r.backend_mac,
+            Direction::Original,
+            r.state,
+            0,
+            now_secs.saturating_sub(r.idle),
+        );
+        let back = Rewrite {
+            src: key.dst,
+            dst: key.src,
+            sport: key.dport,
+            dport: key.sport,
+        };
+        let reply_key = r.rewrite.reply_key(out_vpc, key.proto);
+        let reply = FlowEntry::new(
+            back,
+            vpc,
+            r.client_mac,
+            Direction::Reply,
+            r.reply_state,
+            0,
+            now_secs.saturating_sub(r.reply_idle),
+        );
+        if !ct.insert_if_vacant(reply_key, reply) {
+            ct.release();
+            continue;
+        }
+        if !ct.insert_if_vacant(key, original) {
+            ct.remove_entry(&reply_key);
+            ct.release();
+            continue;
+        }
+        loaded.push(key);
+    }
+    Ok(loaded)
+}
+
+fn write_record(out: &mut impl Write, r: &Record) -> io::Result<()> {
+    let k = &r.key;
+    out.write_all(&k.src.to_le_bytes())?;
+    out.write_all(&k.dst.to_le_bytes())?;
+    out.write_all(&k.sport.to_le_bytes())?;
+    out.write_all(&k.dport.to_le_bytes())?;
+    out.write_all(&k.vpc.0.to_le_bytes())?;
+    out.write_all(&[k.proto])?;
+    let w = &r.rewrite;
+    out.write_all(&w.src.to_le_bytes())?;
+    out.write_all(&w.dst.to_le_bytes())?;
+    out.write_all(&w.sport.to_le_bytes())?;
+    out.write_all(&w.dport.to_le_bytes())?;
+    out.write_all(&r.out_vpc.0.to_le_bytes())?;
+    out.write_all(&r.backend_mac.0)?;
+    out.write_all(&[r.state])?;
+    out.write_all(&r.idle.to_le_bytes())?;
+    out.write_all(&r.client_mac.0)?;
+    out.write_all(&[r.reply_state])?;
+    out.write_all(&r.reply_idle.to_le_bytes())
+}
+
+fn read_record(input: &mut impl Read) -> io::Result<Record> {
+    let key = FlowKey {
+        src: read_u32(input)?,
+        dst: read_u32(input)?,
+        sport: read_u16(input)?,
+        dport: read_u16(input)?,
+        vpc: VpcId(read_u16(input)?),
+        proto: read_u8(input)?,
+    };
+    let rewrite = Rewrite {
+        src: read_u32(input)?,
+        dst: read_u32(input)?,
+        sport: read_u16(input)?,
+        dport: read_u16(input)?,
+    };
+    Ok(Record {
+        key,
+        rewrite,
+        out_vpc: VpcId(read_u16(input)?),
+        backend_mac: read_mac(input)?,
+        state: read_u8(input)?,
+        idle: read_u32(input)?,
+        client_mac: read_mac(input)?,
+        reply_state: read_u8(input)?,
+        reply_idle: read_u32(input)?,
+    })
+}
+
+fn read_u8(input: &mut impl Read) -> io::Result<u8> {
+    let mut b = [0u8; 1];
+    input.read_exact(&mut b)?;
+    Ok(b[0])
+}
+
+fn read_u16(input: &mut impl Read) -> io::Result<u16> {
+    let mut b = [0u8; 2];
+    input.read_exact(&mut b)?;
+    Ok(u16::from_le_bytes(b))
+}
+
+fn read_u32(input: &mut impl Read) -> io::Result<u32> {
+    let mut b = [0u8; 4];
+    input.read_exact(&mut b)?;
+    Ok(u32::from_le_bytes(b))
+}
+
+fn read_u64(input: &mut impl Read) -> io::Result<u64> {
+    let mut b = [0u8; 8];
+    input.read_exact(&mut b)?;
+    Ok(u64::from_le_bytes(b))
+}
+
+fn read_mac(input: &mut impl Read) -> io::Result<MacAddr> {
+    let mut b = [0u8; 6];
+    input.read_exact(&mut b)?;
+    Ok(MacAddr(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::config::Timeouts;
+    use crate::conntrack::state;
+
+    fn flow(ct: &ConnTrack, vpc: u16, client_port: u16, now: u32) -> FlowKey {
+        let key = FlowKey {
+            src: 0x0a00_0005,
+            dst: 0x0a00_00c8,
+            sport: client_port,
+            dport: 8080,
+            vpc: VpcId(vpc),
+            proto: 6,
+        };
+        let rw = Rewrite {
+            src: 0xc613_8001,
+            dst: 0x0a00_000a,
+            sport: 2000 + client_port,
+            dport: 80,
+        };
+        let back = Rewrite {
+            src: key.dst,
+            dst: key.src,
+            sport: key.dport,
+            dport: key.sport,
+        };
+        assert!(ct.try_reserve());
+        let out = VpcId(2);
+        assert!(ct.insert_if_vacant(
+            rw.reply_key(out, 6),
+            FlowEntry::new(
+                back,
+                key.vpc,
+                MacAddr([2, 0, 0, 0, 0, 1]),
+                Direction::Reply,
+                state::SEEN,
+                9,
+                now
+            )
+        ));
+        assert!(ct.insert_if_vacant(
+            key,
+            FlowEntry::new(
+                rw,
+                out,
+                MacAddr([2, 0, 0, 0, 0, 0x10]),
+                Direction::Original,
+                state::ESTABLISHED,
+                9,
+                now
+            )
+        ));
+        key
+    }
+
+    #[test]
+    fn flows_survive_a_round_trip_renumbered_and_re_checked() {
+        let epoch = Instant::now();
+        let ct = ConnTrack::new(100, Timeouts::default(), epoch);
+        let a = flow(&ct, 0, 40000, 100);
+        let b = flow(&ct, 1, 40001, 95);
+        let dir = std::env::temp_dir().join(format!("vpcep-snap-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("conntrack.snapshot");
+        let old = ["vpc-a".to_string(), "vpc-b".into(), "vpc-p".into()];
+        assert_eq!(save(&ct, &old, 110, &path).unwrap(), 2);
+
+        // The new process attaches vpc-p first and no longer vpc-a.
+        let ct2 = ConnTrack::new(100, Timeouts::default(), epoch + Duration::from_secs(200));
+        let new = ["vpc-p".to_string(), "vpc-b".into()];
+        let loaded = load(&ct2, &new, 5, &path).unwrap();
+        assert_eq!(loaded.len(), 1, "the flow of vpc-a is left out");
+        assert_eq!(ct2.len(), 1);
+        let key = FlowKey { vpc: VpcId(1), ..b };
+        assert_eq!(loaded[0], key);
+        let e = ct2.get(&key).unwrap();
+        assert_eq!(e.out_vpc, VpcId(0), "the provider attachment is renumbered");
+        assert_eq!(e.state(), state::ESTABLISHED);
+        assert!(
+            !e.checked_at(9),
+            "re-checked against the new tables at its next packet"
+        );
+        assert_eq!(
+            e.last_seen(),
+            0,
+            "idle 15 s before, 5 s into the new tracker: saturates"
+        );
+        let peer = e.peer_key(6);
+        drop(e);
+        let r = ct2.get(&peer).unwrap();
+        assert_eq!(r.dir, Direction::Reply);
+        assert_eq!(r.out_vpc, VpcId(1));
+        assert_eq!(r.dst_mac, MacAddr([2, 0, 0, 0, 0, 1]));
+        drop(r);
+        let _ = a;
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_bad_snapshot_loads_nothing_and_says_why() {
+        let ct = ConnTrack::new(10, Timeouts::default(), Instant::now());
+        let dir = std::env::temp_dir().join(format!("vpcep-snap-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("conntrack.snapshot");
+        assert!(load(&ct, &[], 0, &path).is_err(), "missing");
+        std::fs::write(&path, b"VPCEPCT9garbage").unwrap();
+        assert!(load(&ct, &[], 0, &path).is_err(), "another version");
+        std::fs::write(&path, b"VPCEPCT1\x01\x00\x00\x00\xff\xff").unwrap();
+        assert!(
+            load(&ct, &[], 0, &path).is_err(),
+            "an id longer than allowed"
+        );
+        assert!(ct.is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
