@@ -204,6 +204,10 @@ impl Pipeline {
             return Verdict::Drop(DropReason::Malformed);
         };
         let dst_mac = eth.dst();
+        if eth.src().is_multicast() {
+            // Multicast and broadcast (all ones has the group bit) are never a source.
+            return Verdict::Drop(DropReason::SourceMac);
+        }
         match eth.ethertype() {
             ethernet::ETHERTYPE_IPV4 if dst_mac == my_mac => {
                 match self.check_ipv4(ingress, frame, l4) {

@@ -46,8 +46,8 @@ pub enum DropReason {
     NotAccepted,
     /// A unicast frame for a MAC address other than the attachment's.
     NotForUs,
-    /// A frame larger than a batch slot (a GSO/GRO super-frame from a peer with offloads on);
-    /// not segmented, never forwarded cut.
+    /// A frame larger than `max_frame_bytes` (by default, larger than any IPv4 packet);
+    /// never forwarded cut.
     Oversize,
     /// A new flow to an accepted endpoint on a protocol and port it does not map.
     PortNotMapped,
@@ -60,6 +60,9 @@ pub enum DropReason {
     Revoked,
     /// No SNAT port was free for the flow's (SNAT IP, backend IP, backend port, protocol).
     SnatExhausted,
+    /// A frame whose source MAC is multicast or broadcast, which no host sends: spoofed or
+    /// broken, dropped before anything is learned from it.
+    SourceMac,
     /// The client's address is not in the endpoint's source whitelist.
     SourceNotWhitelisted,
     /// A TCP segment without SYN (or with SYN and ACK) that matches no flow.
@@ -68,13 +71,17 @@ pub enum DropReason {
     TtlExceeded,
     /// The next hop's MAC is unknown; an ARP request was sent in the frame's place.
     UnknownNeighbour,
-    /// Not IPv4 or ARP (IPv6, VLAN tags, ...), or an IP protocol other than TCP and UDP.
+    /// Not IPv4 or ARP (IPv6, a VLAN tag left in the frame, ...), or an IP protocol other
+    /// than TCP and UDP.
     UnsupportedProtocol,
+    /// A frame that carried an 802.1Q tag, which the kernel stripped and reported beside it:
+    /// no attachment names a VLAN, so it belongs to no VPC here (never to the untagged one).
+    VlanTagged,
 }
 
 impl DropReason {
     /// Number of variants; a unit test matches every variant so this cannot drift.
-    pub const COUNT: usize = 18;
+    pub const COUNT: usize = 20;
 
     /// Every variant, in counter order.
     pub const ALL: [Self; Self::COUNT] = [
@@ -91,11 +98,13 @@ impl DropReason {
         Self::ReplyWithoutFlow,
         Self::Revoked,
         Self::SnatExhausted,
+        Self::SourceMac,
         Self::SourceNotWhitelisted,
         Self::TcpNoFlow,
         Self::TtlExceeded,
         Self::UnknownNeighbour,
         Self::UnsupportedProtocol,
+        Self::VlanTagged,
     ];
 
     /// The counter index.
@@ -120,11 +129,13 @@ impl DropReason {
             Self::ReplyWithoutFlow => "reply_without_flow",
             Self::Revoked => "revoked",
             Self::SnatExhausted => "snat_exhausted",
+            Self::SourceMac => "source_mac",
             Self::SourceNotWhitelisted => "source_not_whitelisted",
             Self::TcpNoFlow => "tcp_no_flow",
             Self::TtlExceeded => "ttl_exceeded",
             Self::UnknownNeighbour => "unknown_neighbour",
             Self::UnsupportedProtocol => "unsupported_protocol",
+            Self::VlanTagged => "vlan_tagged",
         }
     }
 }
@@ -152,11 +163,13 @@ mod tests {
                 | DropReason::ReplyWithoutFlow
                 | DropReason::Revoked
                 | DropReason::SnatExhausted
+                | DropReason::SourceMac
                 | DropReason::SourceNotWhitelisted
                 | DropReason::TcpNoFlow
                 | DropReason::TtlExceeded
                 | DropReason::UnknownNeighbour
-                | DropReason::UnsupportedProtocol => true,
+                | DropReason::UnsupportedProtocol
+                | DropReason::VlanTagged => true,
             };
             assert!(known);
         }

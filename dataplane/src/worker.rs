@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use crate::io::{Backend, BackendError, Batch};
+use crate::io::{Backend, BackendError, Batch, VlanTag};
 use crate::pipeline::Pipeline;
 use crate::stats::WorkerCounters;
 use crate::tables::TableReader;
@@ -58,6 +58,15 @@ impl<B: Backend> Worker<B> {
         for slot in self.batch.filled_mut() {
             slot.verdict = if slot.truncated {
                 self.pipeline.record_drop(DropReason::Oversize)
+            } else if slot.vlan != VlanTag::None {
+                // No attachment names a VLAN: a tagged frame belongs to no VPC here (never
+                // to the attachment's untagged one). Unknown metadata is not trusted either.
+                let reason = if slot.vlan == VlanTag::Unknown {
+                    DropReason::Malformed
+                } else {
+                    DropReason::VlanTagged
+                };
+                self.pipeline.record_drop(reason)
             } else {
                 let (ingress, vnet) = (slot.ingress, slot.vnet);
                 self.pipeline

@@ -747,3 +747,15 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_multicast_or_broadcast_source_mac_is_dropped_before_anything_is_learned() {
+    let mut w = World::new(tables());
+    let before = w.stats();
+    for src in [MacAddr::BROADCAST, MacAddr([0x01, 0, 0x5e, 0, 0, 1])] {
+        let mut syn = tcp((src, MAC_A), (CLIENT, 40000), (ENDPOINT, 8080), "S", b"");
+        assert_eq!(w.send(A, &mut syn), Verdict::Drop(DropReason::SourceMac));
+    }
+    assert_moved!(before, w.stats(), ["rx_frames" => 2, "drop:source_mac" => 2]);
+    assert!(w.pipeline.shared().conntrack.is_empty());
+}

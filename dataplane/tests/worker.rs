@@ -120,6 +120,46 @@ fn worker_thread_forwards_and_publishes_counters() {
 }
 
 #[test]
+fn a_frame_whose_vlan_tag_the_kernel_stripped_belongs_to_no_vpc() {
+    let shared = Shared::new(&config(64), Instant::now());
+    shared.neighbours.learn(B, BACKEND.to_bits(), BACKEND_MAC);
+    let publisher = TablePublisher::new(tables());
+    let w = Running::start(&publisher, shared, 64);
+    let syn = |port| {
+        tcp(
+            (CLIENT_MAC, MAC_A),
+            (CLIENT, port),
+            (ENDPOINT, 8080),
+            "S",
+            b"",
+        )
+    };
+    let none = dataplane::wire::offload::VnetHdr::NONE;
+    w.port
+        .inject_with(A, none, dataplane::io::VlanTag::Tagged(100), syn(40000));
+    w.port
+        .inject_with(A, none, dataplane::io::VlanTag::Unknown, syn(40001));
+    w.port.inject(A, syn(40002));
+    let mut out = Vec::new();
+    poll_until(
+        "the untagged SYN to come out",
+        Duration::from_secs(5),
+        || {
+            out.extend(w.port.drain());
+            !out.is_empty()
+        },
+    );
+    assert_eq!(out.len(), 1, "only the untagged frame is forwarded");
+    poll_until("counters", Duration::from_secs(5), || {
+        let s = w.counters.snapshot();
+        s.rx_frames == 3
+            && s.forwarded == 1
+            && s.dropped(dataplane::DropReason::VlanTagged) == 1
+            && s.dropped(dataplane::DropReason::Malformed) == 1
+    });
+}
+
+#[test]
 fn a_closed_backend_stops_the_worker_with_an_error() {
     let publisher = TablePublisher::new(tables());
     let w = Running::start(&publisher, Shared::new(&config(8), Instant::now()), 8);

@@ -31,7 +31,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 
 use super::ring::{RingGeometry, RxRing};
-use super::{Backend, BackendError, Batch};
+use super::{Backend, BackendError, Batch, VlanTag};
 use crate::flow::VpcId;
 use crate::wire::ethernet::MacAddr;
 use crate::wire::offload::{VNET_HDR_LEN, VnetHdr};
@@ -43,6 +43,26 @@ const PACKET_VNET_HDR: libc::c_int = 15;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 const PACKET_FANOUT_HASH: libc::c_int = 0;
 const ETH_P_ALL: u16 = 0x0003;
+const PACKET_AUXDATA: libc::c_int = 8;
+const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
+/// Room for one `PACKET_AUXDATA` control message.
+const CMSG_SPACE: usize = 64;
+
+/// Size of `struct tpacket_auxdata`.
+const AUXDATA_LEN: u32 = 20;
+
+/// `struct tpacket_auxdata`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct TpacketAuxdata {
+    tp_status: u32,
+    tp_len: u32,
+    tp_snaplen: u32,
+    tp_mac: u16,
+    tp_net: u16,
+    tp_vlan_tci: u16,
+    tp_vlan_tpid: u16,
+}
 
 /// Most frames one `recvmmsg`/`sendmmsg` handles; batches are capped to it.
 pub const MAX_BATCH: usize = 64;
@@ -413,6 +433,8 @@ fn rx_socket(
     // type and size, and partial checksums flagged instead of completed. (Before the ring:
     // the ring's frame layout depends on it.)
     setsockopt(&rx, SOL_PACKET, PACKET_VNET_HDR, 1)?;
+    // The VLAN tag the kernel strips off is reported beside the frame.
+    setsockopt(&rx, SOL_PACKET, PACKET_AUXDATA, 1)?;
     let ring = ring.map(|g| RxRing::setup(&rx, g)).transpose()?;
     // Frames this host sends on the interface (ours included) are not input.
     setsockopt(&rx, SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)?;
@@ -512,6 +534,32 @@ impl AfPacketBackend {
     }
 }
 
+/// The VLAN tag `PACKET_AUXDATA` reports for a received message, if any.
+fn vlan_of(hdr: &libc::msghdr) -> VlanTag {
+    // SAFETY: the kernel filled `msg_control` up to `msg_controllen`; CMSG_FIRSTHDR and
+    // CMSG_NXTHDR stay within it. A PACKET_AUXDATA payload is read only when `cmsg_len`
+    // covers a whole `tpacket_auxdata` (read unaligned: cmsg data alignment is only the
+    // kernel's promise).
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(hdr);
+        while !c.is_null() {
+            let whole = (*c).cmsg_len as usize >= libc::CMSG_LEN(AUXDATA_LEN) as usize;
+            if (*c).cmsg_level == SOL_PACKET && (*c).cmsg_type == PACKET_AUXDATA && whole {
+                let aux = core::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<TpacketAuxdata>());
+                return if aux.tp_status & TP_STATUS_VLAN_VALID != 0 {
+                    VlanTag::Tagged(aux.tp_vlan_tci & 0x0fff)
+                } else {
+                    VlanTag::None
+                };
+            }
+            c = libc::CMSG_NXTHDR(hdr, c);
+        }
+    }
+    VlanTag::None
+}
+
+const _: () = assert!(size_of::<TpacketAuxdata>() == AUXDATA_LEN as usize);
+
 /// Read what `rx` has queued, without blocking, into `batch` slots `start..start + room`;
 /// returns how many frames arrived.
 fn read_batch(
@@ -534,6 +582,7 @@ fn read_batch(
             slot.ingress = ingress;
             slot.vnet = frame.vnet;
             slot.truncated = frame.truncated || len < frame.bytes.len();
+            slot.vlan = frame.vlan.map_or(VlanTag::None, VlanTag::Tagged);
             k += 1;
         }));
     }
@@ -542,6 +591,7 @@ fn read_batch(
     // SAFETY: as above.
     let mut msgs: [libc::mmsghdr; MAX_BATCH] = unsafe { core::mem::zeroed() };
     let mut vnet = [[0u8; VNET_HDR_LEN]; MAX_BATCH];
+    let mut cmsg = [[0u64; CMSG_SPACE / 8]; MAX_BATCH];
     for (i, slot) in slots.iter_mut().enumerate() {
         let buf = slot.buffer_mut();
         iov[i] = [
@@ -556,10 +606,13 @@ fn read_batch(
         ];
         msgs[i].msg_hdr.msg_iov = iov[i].as_mut_ptr();
         msgs[i].msg_hdr.msg_iovlen = 2;
+        msgs[i].msg_hdr.msg_control = cmsg[i].as_mut_ptr().cast();
+        msgs[i].msg_hdr.msg_controllen = CMSG_SPACE;
     }
     let vlen = libc::c_uint::try_from(n).unwrap_or(0);
     // SAFETY: `msgs[..n]` point at `iov[..n]`, each pair at a live `vnet` entry and a live
-    // slot buffer of the stated lengths; all outlive the call.
+    // slot buffer of the stated lengths, and at `cmsg[..n]` (CMSG_SPACE bytes each); all
+    // outlive the call.
     let got = unsafe {
         libc::recvmmsg(
             rx.fd.as_raw_fd(),
@@ -590,6 +643,11 @@ fn read_batch(
         slot.ingress = rx.ingress;
         slot.vnet = VnetHdr::from_bytes(&vnet[i]);
         slot.truncated = hdr.msg_flags & libc::MSG_TRUNC != 0;
+        slot.vlan = if hdr.msg_flags & libc::MSG_CTRUNC != 0 {
+            VlanTag::Unknown
+        } else {
+            vlan_of(hdr)
+        };
     }
     Ok(got)
 }

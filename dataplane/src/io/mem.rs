@@ -6,13 +6,13 @@ use core::time::Duration;
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
 
-use super::{Backend, BackendError, Batch};
+use super::{Backend, BackendError, Batch, VlanTag};
 use crate::flow::VpcId;
 use crate::wire::offload::VnetHdr;
 
 #[derive(Debug, Default)]
 struct Queues {
-    rx: VecDeque<(VpcId, VnetHdr, Vec<u8>)>,
+    rx: VecDeque<(VpcId, VnetHdr, VlanTag, Vec<u8>)>,
     tx: VecDeque<(VpcId, VnetHdr, Vec<u8>)>,
     closed: bool,
 }
@@ -54,8 +54,13 @@ impl MemPort {
 
     /// Queue a frame with offload metadata, as a vnet-header backend receives it.
     pub fn inject_offloaded(&self, vpc: VpcId, vnet: VnetHdr, frame: Vec<u8>) {
+        self.inject_with(vpc, vnet, VlanTag::None, frame);
+    }
+
+    /// Queue a frame with offload metadata and the VLAN tag a kernel stripped off it.
+    pub fn inject_with(&self, vpc: VpcId, vnet: VnetHdr, vlan: VlanTag, frame: Vec<u8>) {
         let mut q = self.inner.queues.lock().expect("mem backend lock poisoned");
-        q.rx.push_back((vpc, vnet, frame));
+        q.rx.push_back((vpc, vnet, vlan, frame));
         self.inner.ready.notify_one();
     }
 
@@ -107,10 +112,11 @@ impl Backend for MemBackend {
         }
         let mut n = 0;
         for slot in batch.slots_mut() {
-            let Some((vpc, vnet, frame)) = q.rx.pop_front() else {
+            let Some((vpc, vnet, vlan, frame)) = q.rx.pop_front() else {
                 break;
             };
             slot.vnet = vnet;
+            slot.vlan = vlan;
             let len = frame.len().min(slot.buffer_mut().len());
             slot.buffer_mut()[..len].copy_from_slice(&frame[..len]);
             slot.set_len(len);

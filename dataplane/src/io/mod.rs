@@ -28,6 +28,8 @@ pub struct Slot {
     pub verdict: Verdict,
     /// Set by the backend: the frame was larger than the slot and arrived cut.
     pub truncated: bool,
+    /// Set by the backend: what it learned of an 802.1Q tag the kernel stripped off.
+    pub vlan: VlanTag,
 }
 
 impl Slot {
@@ -39,6 +41,7 @@ impl Slot {
             vnet: VnetHdr::NONE,
             verdict: Verdict::Consumed,
             truncated: false,
+            vlan: VlanTag::None,
         }
     }
 
@@ -76,6 +79,19 @@ impl Slot {
             Verdict::Drop(_) | Verdict::Consumed => None,
         }
     }
+}
+
+/// An 802.1Q tag the kernel took off a frame before a packet socket saw it (it reports the
+/// tag beside the frame, in `PACKET_AUXDATA` or the ring's frame header).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum VlanTag {
+    /// Untagged (or the backend cannot tell: the in-memory one).
+    #[default]
+    None,
+    /// Tagged with this VLAN id.
+    Tagged(u16),
+    /// The frame's metadata arrived cut (`MSG_CTRUNC`): whether it was tagged is unknown.
+    Unknown,
 }
 
 /// A fixed set of preallocated frame slots; `filled` of them hold received frames.

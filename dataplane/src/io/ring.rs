@@ -40,7 +40,11 @@ const BLOCK_FIRST: usize = 16;
 const PKT_NEXT: usize = 0;
 const PKT_SNAPLEN: usize = 12;
 const PKT_LEN: usize = 16;
+const PKT_STATUS: usize = 20;
 const PKT_MAC: usize = 24;
+/// `tp_vlan_tci` of `tpacket_hdr_variant1`.
+const PKT_VLAN_TCI: usize = 32;
+const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
 
 /// `struct tpacket_req3`.
 #[repr(C)]
@@ -85,6 +89,8 @@ pub struct RingFrame<'a> {
     pub vnet: VnetHdr,
     /// The frame was longer than what the block could hold.
     pub truncated: bool,
+    /// The VLAN id of an 802.1Q tag the kernel stripped, if any.
+    pub vlan: Option<u16>,
 }
 
 /// A mapped TPACKET_V3 receive ring.
@@ -226,6 +232,8 @@ impl RxRing {
                 let len = self.u32_at(pkt + PKT_LEN) as usize;
                 let mac = usize::from(self.u16_at(pkt + PKT_MAC));
                 let next = self.u32_at(pkt + PKT_NEXT) as usize;
+                let vlan = (self.u32_at(pkt + PKT_STATUS) & TP_STATUS_VLAN_VALID != 0)
+                    .then(|| self.u16_at(pkt + PKT_VLAN_TCI) & 0x0fff);
                 let data = pkt + mac;
                 if mac < VNET_HDR_LEN || data + snaplen > end {
                     self.read = num;
@@ -246,6 +254,7 @@ impl RxRing {
                     bytes,
                     vnet: VnetHdr::from_bytes(&hdr),
                     truncated: snaplen < len,
+                    vlan,
                 });
                 n += 1;
                 self.read += 1;
