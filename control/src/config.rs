@@ -74,6 +74,9 @@ pub enum IoBackend {
     /// (it cannot carry offloaded frames; see BENCHMARKS.md).
     #[default]
     AfPacket,
+    /// AF_XDP sockets in copy mode, one worker: measured against AF_PACKET, and correct
+    /// only where peers run with offloads off (it carries no checksum-offload metadata).
+    AfXdp,
 }
 
 /// How a worker's receive sockets take frames from the kernel.
@@ -234,6 +237,9 @@ impl DaemonConfig {
         }
         if self.conntrack.capacity == 0 {
             return bad("conntrack.capacity must be above 0".into());
+        }
+        if self.io == IoBackend::AfXdp && self.workers != 1 {
+            return bad("io = \"af_xdp\" runs one worker (workers = 1)".into());
         }
         if self.spin_us > 10_000 {
             return bad("spin_us must be at most 10000".into());

@@ -9,6 +9,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use dataplane::io::af_packet::{AfPacketBackend, Interface, TxSocket};
+use dataplane::io::af_xdp::AfXdpBackend;
 use dataplane::io::ring::RingGeometry;
 use dataplane::worker::{self, Worker};
 use dataplane::{Pipeline, Shared, TablePublisher, VpcId, WorkerCounters};
@@ -60,16 +61,27 @@ pub fn start_workers(
         let c = Arc::new(WorkerCounters::default());
         let pipeline = Pipeline::new(dp_cfg.clone(), shared.clone());
         let name = format!("vpcep-worker-{w}");
-        let IoBackend::AfPacket = cfg.io;
-        let ring = (cfg.rx == RxMode::TpacketV3).then(RingGeometry::default);
-        let backend =
-            AfPacketBackend::open(&attachments, spin, ring, Arc::clone(&tx)).map_err(|e| {
-                let names: Vec<&str> = ifaces.iter().map(|i| i.name.as_str()).collect();
-                attach_err(&names.join(","), e)
-            })?;
-        let worker = Worker::new(backend, publisher.reader(), pipeline, Arc::clone(&c));
-        let handle =
-            worker::spawn(name.clone(), worker, Arc::clone(&stop)).map_err(DaemonError::Spawn)?;
+        let names = || {
+            let names: Vec<&str> = ifaces.iter().map(|i| i.name.as_str()).collect();
+            names.join(",")
+        };
+        let handle = match cfg.io {
+            IoBackend::AfPacket => {
+                let ring = (cfg.rx == RxMode::TpacketV3).then(RingGeometry::default);
+                let backend = AfPacketBackend::open(&attachments, spin, ring, Arc::clone(&tx))
+                    .map_err(|e| attach_err(&names(), e))?;
+                let worker = Worker::new(backend, publisher.reader(), pipeline, Arc::clone(&c));
+                worker::spawn(name.clone(), worker, Arc::clone(&stop))
+            }
+            IoBackend::AfXdp => {
+                let xsk: Vec<_> = attachments.iter().map(|&(i, v, _)| (i, v)).collect();
+                let backend =
+                    AfXdpBackend::open(&xsk, spin).map_err(|e| attach_err(&names(), e))?;
+                let worker = Worker::new(backend, publisher.reader(), pipeline, Arc::clone(&c));
+                worker::spawn(name.clone(), worker, Arc::clone(&stop))
+            }
+        }
+        .map_err(DaemonError::Spawn)?;
         threads.push(
             std::thread::Builder::new()
                 .name(format!("{name}-join"))

@@ -19,7 +19,8 @@
 //! (`/proc/stat`), for vpcepd the daemon's user and system time (`/proc/PID/stat`).
 //!
 //! `--workers N` runs vpcepd with N workers (default 1), `--spin-us N` with that bounded
-//! spin (default: the daemon's), `--rx tpacket_v3` with receive rings.
+//! spin (default: the daemon's), `--rx tpacket_v3` with receive rings, `--io af_xdp` with
+//! XDP sockets (then add `--offloads-off-only`: AF_XDP carries no offload metadata).
 
 use std::process::Command;
 use std::time::Duration;
@@ -267,7 +268,8 @@ fn main() -> Result<()> {
         .context("--spin-us N")?;
     let mut w = World::with_offloads(1, Offloads::Default)?;
     let rx = flag("--rx").unwrap_or_else(|| "recvmmsg".into());
-    let mut extra = format!("workers = {workers}\nrx = \"{rx}\"");
+    let io = flag("--io").unwrap_or_else(|| "af_packet".into());
+    let mut extra = format!("workers = {workers}\nrx = \"{rx}\"\nio = \"{io}\"");
     if let Some(us) = spin_us {
         extra.push_str(&format!("\nspin_us = {us}"));
     }
@@ -317,10 +319,14 @@ fn main() -> Result<()> {
     })?;
 
     let mut results = Vec::new();
+    let only_off = std::env::args().any(|a| a == "--offloads-off-only");
     for (mode, offload) in [
         ("default_offloads", Offloads::Default),
         ("offloads_off", Offloads::Off),
     ] {
+        if only_off && offload == Offloads::Default {
+            continue;
+        }
         offloads(&w, offload)?;
         w.stop_daemon();
         kernel_on(&w)?;
@@ -392,6 +398,7 @@ fn main() -> Result<()> {
                 ("ratio", format!("{ratio:.3}")),
                 ("workers", workers.to_string()),
                 ("rx", js(&rx)),
+                ("io", js(&io)),
                 (
                     "spin_us",
                     spin_us.map_or_else(|| js("default"), |u| u.to_string()),

@@ -3,6 +3,8 @@
 
 #[cfg(target_os = "linux")]
 pub mod af_packet;
+#[cfg(target_os = "linux")]
+pub mod af_xdp;
 pub mod mem;
 #[cfg(target_os = "linux")]
 pub mod ring;
