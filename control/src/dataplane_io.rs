@@ -4,6 +4,7 @@
 //! request and its reply crossing two attachments need not wake two threads. All workers
 //! share one conntrack and one neighbour table.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
@@ -12,7 +13,7 @@ use dataplane::io::af_packet::{AfPacketBackend, Interface, TxSocket};
 use dataplane::io::af_xdp::AfXdpBackend;
 use dataplane::io::ring::RingGeometry;
 use dataplane::worker::{self, Worker};
-use dataplane::{Pipeline, Shared, TablePublisher, VpcId, WorkerCounters};
+use dataplane::{FlowKey, Pipeline, Shared, TablePublisher, VpcId, WorkerCounters};
 
 use crate::config::{DaemonConfig, IoBackend, RxMode};
 use crate::daemon::{DaemonError, Dataplane};
@@ -42,6 +43,10 @@ pub fn start_workers(
     let mut dp_cfg = cfg.dataplane();
     dp_cfg.attachments = ifaces.iter().map(|i| i.mac).collect();
     let shared = Shared::new(&dp_cfg, Instant::now());
+    // The flows of the previous process, if it stopped for a planned restart or upgrade.
+    let vpc_ids: Vec<String> = cfg.attachments.iter().map(|a| a.vpc_id.clone()).collect();
+    let snapshot = cfg.data_dir.join(SNAPSHOT);
+    let mut adopted = restore_flows(&shared, &vpc_ids, &snapshot);
     let mut counters = Vec::new();
     let mut threads = Vec::new();
     // Per attachment, a fanout group id unique to this process when several workers share
@@ -59,7 +64,9 @@ pub fn start_workers(
     let spin = Duration::from_micros(cfg.spin_us);
     for w in 0..cfg.workers {
         let c = Arc::new(WorkerCounters::default());
-        let pipeline = Pipeline::new(dp_cfg.clone(), shared.clone());
+        let mut pipeline = Pipeline::new(dp_cfg.clone(), shared.clone());
+        // The first worker's expiry sweep takes the restored flows.
+        pipeline.adopt(adopted.drain(..));
         let name = format!("vpcep-worker-{w}");
         let names = || {
             let names: Vec<&str> = ifaces.iter().map(|i| i.name.as_str()).collect();
@@ -104,19 +111,60 @@ pub fn start_workers(
         tracing::info!(interface = %iface.name, mac = %iface.mac, mtu = iface.mtu, vpc = vpc.0, workers = cfg.workers, "attachment up");
     }
     let names: Vec<String> = ifaces.iter().map(|i| i.name.clone()).collect();
-    let on_stop: Option<Box<dyn FnOnce() + Send>> = cfg.ingress_drop.then(|| {
-        Box::new(move || {
+    let drop_filters = cfg.ingress_drop;
+    let conntrack = Arc::clone(&shared.conntrack);
+    // Runs once the workers have stopped: the flow table is final. Save it for the next
+    // process (a planned restart or an upgrade), then hand the links back to the kernel.
+    let on_stop: Option<Box<dyn FnOnce() + Send>> = Some(Box::new(move || {
+        let now = conntrack.secs(Instant::now());
+        match dataplane::snapshot::save(&conntrack, &vpc_ids, now, &snapshot) {
+            Ok(n) => {
+                tracing::info!(flows = n, path = %snapshot.display(), "conntrack saved for the next start")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, path = %snapshot.display(), "could not save conntrack; flows end with this process")
+            }
+        }
+        if drop_filters {
             for n in &names {
                 ingress_drop(n, false);
             }
-        }) as Box<dyn FnOnce() + Send>
-    });
+        }
+    }));
     Ok(Dataplane {
         on_stop,
         counters,
         conntrack: Some(Arc::clone(&shared.conntrack)),
         threads,
     })
+}
+
+/// The conntrack snapshot's file name in the data directory.
+const SNAPSHOT: &str = "conntrack.snapshot";
+
+/// Load the snapshot a planned stop left, then remove it (it describes that moment only: a
+/// later crash must not bring it back). Returns the restored flows' original keys. A
+/// missing file is the normal case of a first start or a crash; a bad one is logged and
+/// ignored, never a reason not to start.
+fn restore_flows(shared: &Shared, vpc_ids: &[String], path: &Path) -> Vec<FlowKey> {
+    let now = shared.conntrack.secs(Instant::now());
+    let keys = match dataplane::snapshot::load(&shared.conntrack, vpc_ids, now, path) {
+        Ok(keys) => {
+            tracing::info!(flows = keys.len(), path = %path.display(), "conntrack restored from the last stop");
+            keys
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            tracing::warn!(error = %e, path = %path.display(), "conntrack snapshot ignored");
+            Vec::new()
+        }
+    };
+    if let Err(e) = std::fs::remove_file(path)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(error = %e, path = %path.display(), "could not remove the conntrack snapshot");
+    }
+    keys
 }
 
 /// Install (or remove) a `tc` ingress filter that drops every frame on `dev`. Packet

@@ -1,0 +1,171 @@
+//! Planned restarts keep flows: the daemon saves its flow table when it stops (SIGTERM,
+//! as for an upgrade) and the next one loads it, so an open TCP stream carries on (every
+//! byte arrives, checked by sha256) and a UDP flow's reply still finds its way back.
+//! Run with `cargo test -p vpcep-tests -- --ignored`.
+
+#![allow(
+    clippy::tests_outside_test_module,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
+
+use std::time::{Duration, Instant};
+
+use vpcep_tests::*;
+
+const EP: &str = "10.0.0.200";
+
+/// TCP 10.0.0.10:9000: reads to the end, answers `<bytes> <sha256>`. UDP 10.0.0.10:9001:
+/// answers each datagram twice, at once and three seconds later.
+const BACKEND: &str = r#"
+import hashlib, socket, threading, time
+def tcp():
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("10.0.0.10", 9000)); s.listen(4)
+    while True:
+        c, _ = s.accept()
+        h, n = hashlib.sha256(), 0
+        while True:
+            b = c.recv(65536)
+            if not b: break
+            h.update(b); n += len(b)
+        c.sendall(b"%d %s" % (n, h.hexdigest().encode())); c.close()
+def later(u, d, a):
+    time.sleep(3); u.sendto(b"late:" + d, a)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("10.0.0.10", 9001))
+threading.Thread(target=tcp, daemon=True).start()
+print("ready", flush=True)
+while True:
+    d, a = u.recvfrom(2048)
+    u.sendto(b"now:" + d, a)
+    threading.Thread(target=later, args=(u, d, a), daemon=True).start()
+"#;
+
+/// Sends 80 chunks of 32 KiB, one every 50 ms (4 s), then prints the backend's answer and
+/// its own byte count and sha256.
+const STREAM: &str = r#"
+import hashlib, random, socket, sys, time
+c = socket.create_connection((sys.argv[1], 9000), timeout=30)
+h, n, r = hashlib.sha256(), 0, random.Random(3)
+for i in range(80):
+    b = r.randbytes(32768); c.sendall(b); h.update(b); n += len(b)
+    time.sleep(0.05)
+c.shutdown(socket.SHUT_WR)
+answer = b""
+while True:
+    b = c.recv(4096)
+    if not b: break
+    answer += b
+print(answer.decode(), n, h.hexdigest(), flush=True)
+"#;
+
+/// One datagram; prints the immediate answer and the late one (or `timeout`).
+const UDP: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(15)
+s.sendto(b"x", (sys.argv[1], 9001))
+for _ in range(2):
+    try:
+        d, _ = s.recvfrom(2048); print(d.decode(), flush=True)
+    except socket.timeout:
+        print("timeout", flush=True)
+"#;
+
+fn world() -> (World, Proc) {
+    let w = World::new(1).unwrap();
+    let backend = w
+        .provider
+        .spawn(&["python3", "-c", BACKEND], &w.dir.join("backend.log"))
+        .unwrap();
+    let (svc, _) = w
+        .service("10.0.0.10", &["TCP:9000:9000", "UDP:9001:9001"], false)
+        .unwrap();
+    w.endpoint(&svc, 0, EP, &[]).unwrap();
+    w.wait_live().unwrap();
+    poll_until("the backend", Duration::from_secs(10), || {
+        backend.output().contains("ready")
+    })
+    .unwrap();
+    (w, backend)
+}
+
+/// Restart the daemon the way an operator or an upgrade does; returns how long frames of
+/// the flow went unforwarded: from SIGTERM until the new process forwarded again.
+fn restart(w: &mut World) -> Duration {
+    let start = Instant::now();
+    assert!(w.stop_daemon(), "SIGTERM: clean exit");
+    w.start_daemon().unwrap();
+    w.wait_live().unwrap();
+    poll_until(
+        "the new process to forward",
+        Duration::from_secs(20),
+        || {
+            w.metric("vpcep_dataplane_forwarded_total", None)
+                .is_ok_and(|n| n > 0.0)
+        },
+    )
+    .unwrap();
+    start.elapsed()
+}
+
+#[test]
+#[ignore = "needs root + netns"]
+fn a_tcp_stream_carries_on_through_a_restart_with_every_byte() {
+    let (mut w, _backend) = world();
+    let log = w.dir.join("stream.log");
+    let mut client = w.users[0]
+        .spawn(&["timeout", "60", "python3", "-c", STREAM, EP], &log)
+        .unwrap();
+    poll_until("the stream to flow", Duration::from_secs(10), || {
+        w.metric("vpcep_dataplane_forwarded_total", None)
+            .is_ok_and(|n| n > 20.0)
+    })
+    .unwrap();
+    let gap = restart(&mut w);
+    eprintln!(
+        "restart gap (SIGTERM to forwarding again): {} ms",
+        gap.as_millis()
+    );
+    poll_until("the stream to end", Duration::from_secs(45), || {
+        !client.alive()
+    })
+    .unwrap();
+    let out: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(out.len(), 4, "client: {out:?}");
+    assert_eq!(out[0], out[2], "bytes at the backend");
+    assert_eq!(out[1], out[3], "sha256 at the backend");
+    assert_eq!(out[2], (80 * 32768).to_string());
+    assert!(
+        w.metric("vpcep_dataplane_flows_created_total", None)
+            .unwrap()
+            == 0.0,
+        "the stream went on in the restored flow, not a new one"
+    );
+}
+
+#[test]
+#[ignore = "needs root + netns"]
+fn a_udp_reply_after_a_restart_still_reaches_the_client() {
+    let (mut w, _backend) = world();
+    let log = w.dir.join("udp.log");
+    let mut client = w.users[0]
+        .spawn(&["timeout", "30", "python3", "-c", UDP, EP], &log)
+        .unwrap();
+    poll_until("the first answer", Duration::from_secs(5), || {
+        std::fs::read_to_string(&log).is_ok_and(|s| s.contains("now:x"))
+    })
+    .unwrap();
+    // The backend answers again three seconds later, to the SNAT address and port of a
+    // flow that only the saved table knows.
+    restart(&mut w);
+    poll_until("the client to finish", Duration::from_secs(20), || {
+        !client.alive()
+    })
+    .unwrap();
+    let out = std::fs::read_to_string(&log).unwrap();
+    assert!(out.contains("late:x"), "client saw: {out}");
+}
