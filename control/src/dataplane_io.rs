@@ -117,7 +117,7 @@ pub fn start_workers(
     // process (a planned restart or an upgrade), then hand the links back to the kernel.
     let on_stop: Option<Box<dyn FnOnce() + Send>> = Some(Box::new(move || {
         let now = conntrack.secs(Instant::now());
-        match dataplane::snapshot::save(&conntrack, &vpc_ids, now, &snapshot) {
+        match dataplane::snapshot::save(&conntrack, &vpc_ids, now, wall_secs(), &snapshot) {
             Ok(n) => {
                 tracing::info!(flows = n, path = %snapshot.display(), "conntrack saved for the next start")
             }
@@ -139,6 +139,13 @@ pub fn start_workers(
     })
 }
 
+/// The wall clock in Unix seconds (0 if it is before 1970): snapshots measure downtime.
+fn wall_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// The conntrack snapshot's file name in the data directory.
 const SNAPSHOT: &str = "conntrack.snapshot";
 
@@ -148,7 +155,7 @@ const SNAPSHOT: &str = "conntrack.snapshot";
 /// ignored, never a reason not to start.
 fn restore_flows(shared: &Shared, vpc_ids: &[String], path: &Path) -> Vec<FlowKey> {
     let now = shared.conntrack.secs(Instant::now());
-    let keys = match dataplane::snapshot::load(&shared.conntrack, vpc_ids, now, path) {
+    let keys = match dataplane::snapshot::load(&shared.conntrack, vpc_ids, now, wall_secs(), path) {
         Ok(keys) => {
             tracing::info!(flows = keys.len(), path = %path.display(), "conntrack restored from the last stop");
             keys

@@ -346,7 +346,8 @@ impl ConnTrack {
         }
     }
 
-    fn timeout_secs(&self, proto: u8, s: u8) -> u64 {
+    /// The idle timeout, in seconds, of a flow of protocol `proto` in state `s`.
+    pub fn timeout_secs(&self, proto: u8, s: u8) -> u64 {
         let t = &self.timeouts;
         let d = if proto == PROTO_TCP {
             match s & state::MASK {

@@ -6,7 +6,8 @@
 //! renamed, so a crash while writing never leaves a half file under the real name:
 //!
 //! ```text
-//!  "VPCEPCT1"  u32 attachment count, then each attachment's VPC id (u16 length + UTF-8)
+//!  "VPCEPCT1"  u64 wall-clock seconds (Unix) when written
+//!             u32 attachment count, then each attachment's VPC id (u16 length + UTF-8)
 //!  u64 flow count, then per flow:
 //!    original key   src u32, dst u32, sport u16, dport u16, vpc u16, proto u8
 //!    original entry rewrite (src u32, dst u32, sport u16, dport u16), out vpc u16,
@@ -18,7 +19,9 @@
 //! attached is left out on load, and the others are renumbered to the new attachment
 //! order. Loaded flows carry generation stamp 0, so each is re-checked against the tables
 //! of the new process at its first packet: a connection rejected while the daemon was down
-//! stops there. Idle time is kept; the timers of the new tracker start from it.
+//! stops there. Idle time is kept, and the time the daemon was down is added to it: a flow
+//! that timed out meanwhile is not loaded. (The new tracker's clock starts at zero, so
+//! the idle time a loaded flow had is not carried further: it gets a fresh timer.)
 //!
 //! A snapshot that cannot be read (missing, truncated, another version) loads nothing and
 //! says why: it never keeps the daemon from starting.
@@ -52,7 +55,9 @@ struct Record {
 
 /// Write every flow of `ct` to `path` (atomically: a temporary file, then a rename).
 /// `attachments` are the VPC ids of the attachments, indexed by [`VpcId`]; `now_secs` is
-/// the tracker's present (see [`ConnTrack::secs`]). Returns how many flows were written.
+/// the tracker's present (see [`ConnTrack::secs`]) and `wall_secs` the wall clock's (Unix
+/// seconds), from which the next start measures the downtime. Returns how many flows were
+/// written.
 ///
 /// # Errors
 /// The file could not be written.
@@ -60,6 +65,7 @@ pub fn save(
     ct: &ConnTrack,
     attachments: &[String],
     now_secs: u32,
+    wall_secs: u64,
     path: &Path,
 ) -> io::Result<usize> {
     let mut records = Vec::with_capacity(ct.len());
@@ -97,6 +103,7 @@ pub fn save(
     let tmp = path.with_extension("tmp");
     let mut out = io::BufWriter::new(std::fs::File::create(&tmp)?);
     out.write_all(MAGIC)?;
+    out.write_all(&wall_secs.to_le_bytes())?;
     let count = u32::try_from(attachments.len())
         .ok()
         .filter(|n| *n <= MAX_ATTACHMENTS)
@@ -122,8 +129,10 @@ pub fn save(
 
 /// Read the snapshot at `path` into `ct`, mapping the recorded attachments to `attachments`
 /// (the VPC ids of the new attachment order); flows of VPCs no longer attached, and flows
-/// that no longer fit the tracker, are left out. `now_secs` is the new tracker's present.
-/// Returns the original keys of the flows loaded, for the pipelines' expiry sweeps.
+/// that no longer fit the tracker, or whose idle time plus the downtime (from the saved
+/// wall clock to `wall_secs`) reached their timeout, are left out. `now_secs` is the new
+/// tracker's present. Returns the original keys of the flows loaded, for the pipelines'
+/// expiry sweeps.
 ///
 /// # Errors
 /// The file is missing, unreadable, truncated or of another format; nothing was loaded
@@ -132,6 +141,7 @@ pub fn load(
     ct: &ConnTrack,
     attachments: &[String],
     now_secs: u32,
+    wall_secs: u64,
     path: &Path,
 ) -> io::Result<Vec<FlowKey>> {
     let mut input = io::BufReader::new(std::fs::File::open(path)?);
@@ -143,6 +153,9 @@ pub fn load(
             "not a vpcep conntrack snapshot (or another version)",
         ));
     }
+    let saved_at = read_u64(&mut input)?;
+    // A clock that went backwards counts as no downtime.
+    let down = u32::try_from(wall_secs.saturating_sub(saved_at)).unwrap_or(u32::MAX);
     let count = read_u32(&mut input)?;
     if count > MAX_ATTACHMENTS {
         return Err(io::Error::new(
@@ -174,6 +187,10 @@ pub fn load(
             continue;
         };
         let key = FlowKey { vpc, ..r.key };
+        let idle = r.idle.min(r.reply_idle).saturating_add(down);
+        if u64::from(idle) >= ct.timeout_secs(key.proto, r.state) {
+            continue; // timed out while the daemon was down
+        }
         if !ct.try_reserve() {
             break;
         }
@@ -364,12 +381,12 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("conntrack.snapshot");
         let old = ["vpc-a".to_string(), "vpc-b".into(), "vpc-p".into()];
-        assert_eq!(save(&ct, &old, 110, &path).unwrap(), 2);
+        assert_eq!(save(&ct, &old, 110, 1_000_000, &path).unwrap(), 2);
 
         // The new process attaches vpc-p first and no longer vpc-a.
         let ct2 = ConnTrack::new(100, Timeouts::default(), epoch + Duration::from_secs(200));
         let new = ["vpc-p".to_string(), "vpc-b".into()];
-        let loaded = load(&ct2, &new, 5, &path).unwrap();
+        let loaded = load(&ct2, &new, 5, 1_000_060, &path).unwrap();
         assert_eq!(loaded.len(), 1, "the flow of vpc-a is left out");
         assert_eq!(ct2.len(), 1);
         let key = FlowKey { vpc: VpcId(1), ..b };
@@ -398,17 +415,47 @@ mod tests {
     }
 
     #[test]
+    fn flows_that_timed_out_while_the_daemon_was_down_are_not_loaded() {
+        let epoch = Instant::now();
+        let ct = ConnTrack::new(100, Timeouts::default(), epoch);
+        flow(&ct, 0, 40000, 100); // established: 350 s timeout
+        let dir = std::env::temp_dir().join(format!("vpcep-snap-down-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("conntrack.snapshot");
+        let ids = ["a".to_string(), "b".into(), "p".into()];
+        save(&ct, &ids, 100, 5_000, &path).unwrap();
+        let fresh = || ConnTrack::new(100, Timeouts::default(), Instant::now());
+        let ct2 = fresh();
+        assert_eq!(
+            load(&ct2, &ids, 0, 5_349, &path).unwrap().len(),
+            1,
+            "349 s down"
+        );
+        let ct3 = fresh();
+        assert!(
+            load(&ct3, &ids, 0, 5_350, &path).unwrap().is_empty(),
+            "350 s down"
+        );
+        assert!(ct3.is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn a_bad_snapshot_loads_nothing_and_says_why() {
         let ct = ConnTrack::new(10, Timeouts::default(), Instant::now());
         let dir = std::env::temp_dir().join(format!("vpcep-snap-bad-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("conntrack.snapshot");
-        assert!(load(&ct, &[], 0, &path).is_err(), "missing");
+        assert!(load(&ct, &[], 0, 0, &path).is_err(), "missing");
         std::fs::write(&path, b"VPCEPCT9garbage").unwrap();
-        assert!(load(&ct, &[], 0, &path).is_err(), "another version");
-        std::fs::write(&path, b"VPCEPCT1\x01\x00\x00\x00\xff\xff").unwrap();
+        assert!(load(&ct, &[], 0, 0, &path).is_err(), "another version");
+        let mut long_id = b"VPCEPCT1".to_vec();
+        long_id.extend_from_slice(&[0; 8]); // written at
+        long_id.extend_from_slice(&1u32.to_le_bytes()); // one attachment
+        long_id.extend_from_slice(&u16::MAX.to_le_bytes()); // whose id is too long
+        std::fs::write(&path, long_id).unwrap();
         assert!(
-            load(&ct, &[], 0, &path).is_err(),
+            load(&ct, &[], 0, 0, &path).is_err(),
             "an id longer than allowed"
         );
         assert!(ct.is_empty());
