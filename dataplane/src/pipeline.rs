@@ -442,6 +442,9 @@ impl Pipeline {
         {
             return Verdict::Drop(DropReason::TcpNoFlow);
         }
+        if !tables.admits_source(key.vpc, key.src) {
+            return Verdict::Drop(DropReason::SourceOutsideVpc);
+        }
         if endpoint != EndpointState::Accepted {
             return Verdict::Drop(DropReason::NotAccepted);
         }

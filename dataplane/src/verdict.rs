@@ -65,6 +65,10 @@ pub enum DropReason {
     SourceMac,
     /// The client's address is not in the endpoint's source whitelist.
     SourceNotWhitelisted,
+    /// A new flow whose source address lies in none of the ingress VPC's subnets: forged
+    /// (to pass a whitelist, say) or from outside the VPC. Replies would go to the sender's
+    /// MAC, so the address is checked before anything opens.
+    SourceOutsideVpc,
     /// A TCP segment without SYN (or with SYN and ACK) that matches no flow.
     TcpNoFlow,
     /// TTL of 1 or 0: forwarding would expire it.
@@ -81,7 +85,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Number of variants; a unit test matches every variant so this cannot drift.
-    pub const COUNT: usize = 20;
+    pub const COUNT: usize = 21;
 
     /// Every variant, in counter order.
     pub const ALL: [Self; Self::COUNT] = [
@@ -100,6 +104,7 @@ impl DropReason {
         Self::SnatExhausted,
         Self::SourceMac,
         Self::SourceNotWhitelisted,
+        Self::SourceOutsideVpc,
         Self::TcpNoFlow,
         Self::TtlExceeded,
         Self::UnknownNeighbour,
@@ -131,6 +136,7 @@ impl DropReason {
             Self::SnatExhausted => "snat_exhausted",
             Self::SourceMac => "source_mac",
             Self::SourceNotWhitelisted => "source_not_whitelisted",
+            Self::SourceOutsideVpc => "source_outside_vpc",
             Self::TcpNoFlow => "tcp_no_flow",
             Self::TtlExceeded => "ttl_exceeded",
             Self::UnknownNeighbour => "unknown_neighbour",
@@ -165,6 +171,7 @@ mod tests {
                 | DropReason::SnatExhausted
                 | DropReason::SourceMac
                 | DropReason::SourceNotWhitelisted
+                | DropReason::SourceOutsideVpc
                 | DropReason::TcpNoFlow
                 | DropReason::TtlExceeded
                 | DropReason::UnknownNeighbour

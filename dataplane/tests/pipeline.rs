@@ -759,3 +759,28 @@ fn a_multicast_or_broadcast_source_mac_is_dropped_before_anything_is_learned() {
     assert_moved!(before, w.stats(), ["rx_frames" => 2, "drop:source_mac" => 2]);
     assert!(w.pipeline.shared().conntrack.is_empty());
 }
+
+#[test]
+fn a_source_outside_the_ingress_vpc_opens_nothing() {
+    let subnets = |c: &[&str]| Some(c.iter().map(|s| s.parse().unwrap()).collect::<Vec<_>>());
+    // VPC A holds 10.0.0.0/24; B and C say nothing (not enforced).
+    let mut w = World::new(tables().with_sources(vec![subnets(&["10.0.0.0/24"])]));
+    let before = w.stats();
+    let forged = std::net::Ipv4Addr::new(192, 0, 2, 7);
+    let mut syn = tcp(TO_EP, (forged, 40000), (ENDPOINT, 8080), "S", b"");
+    assert_eq!(
+        w.send(A, &mut syn),
+        Verdict::Drop(DropReason::SourceOutsideVpc)
+    );
+    let mut q = udp(TO_EP, (forged, 5000), (ENDPOINT, 5353), b"q");
+    assert_eq!(
+        w.send(A, &mut q),
+        Verdict::Drop(DropReason::SourceOutsideVpc)
+    );
+    let mut ok = tcp(TO_EP, (CLIENT, 40000), (ENDPOINT, 8080), "S", b"");
+    assert_eq!(w.send(A, &mut ok), Verdict::Forward(B));
+    assert_moved!(before, w.stats(), [
+        "rx_frames" => 3, "forwarded" => 1, "flows_created" => 1,
+        "drop:source_outside_vpc" => 2,
+    ]);
+}

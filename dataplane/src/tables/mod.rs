@@ -42,6 +42,9 @@ pub struct Tables {
     snat_vpcs: Arc<[VpcId]>,
     /// Backend addresses the accepted connections lead to, resolved ahead of traffic.
     backends: Arc<[(VpcId, u32)]>,
+    /// Per attachment (indexed by [`VpcId`]), the prefixes a client's source address must
+    /// fall in (the VPC's subnets); `None` (or past the end): not enforced.
+    sources: Arc<[Option<Arc<[Ipv4Cidr]>>]>,
 }
 
 impl Tables {
@@ -54,7 +57,26 @@ impl Tables {
             snat,
             snat_vpcs: Arc::from(Vec::new()),
             backends: Arc::from(Vec::new()),
+            sources: Arc::from(Vec::new()),
         }
+    }
+
+    /// True if a client on attachment `vpc` may have source address `ip`: it lies in one
+    /// of the VPC's subnets (or the tables say nothing about the VPC).
+    #[inline]
+    pub fn admits_source(&self, vpc: VpcId, ip: u32) -> bool {
+        match self.sources.get(vpc.index()) {
+            Some(Some(prefixes)) => prefixes.iter().any(|p| p.contains_u32(ip)),
+            _ => true,
+        }
+    }
+
+    /// A copy whose source prefixes are `sources`, indexed by [`VpcId`] (`None`: the VPC's
+    /// sources are not checked).
+    pub fn with_sources(&self, sources: Vec<Option<Vec<Ipv4Cidr>>>) -> Self {
+        let mut next = self.clone();
+        next.sources = sources.into_iter().map(|s| s.map(Arc::from)).collect();
+        next
     }
 
     /// The generation the publisher gave this snapshot.
