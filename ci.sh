@@ -22,7 +22,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo test --workspace"
 log=$(mktemp)
-trap 'rm -f "$log" "${conf_log:-}"' EXIT
+trap 'rm -f "$log" "${conf_log:-}" "${fuzz_log:-}"' EXIT
 cargo test --workspace 2>&1 | tee "$log"
 
 step "cargo doc (warnings are errors)"
@@ -38,6 +38,19 @@ cargo test -p vpcep-tests --test netns -- --ignored --test-threads=2 2>&1 | tee 
 step "SDK conformance (official huaweicloudsdkvpcep in a venv against a running vpcepd)"
 conf_log=$(mktemp)
 bash tests/conformance/run.sh "$PWD/target/debug" 2>&1 | tee "$conf_log"
+
+step "bounded fuzz runs (cargo-fuzz on stable: -s none), each target 30 s"
+command -v cargo-fuzz >/dev/null || cargo install --quiet --locked cargo-fuzz
+fuzz_log=$(mktemp)
+for target in process parse; do
+  (cd dataplane/fuzz && CARGO_TARGET_DIR="$PWD/../../target/fuzz" \
+    cargo fuzz run -s none "$target" -- -max_total_time=30 2>&1) | tee -a "$fuzz_log" | grep -E '^Done|panicked|SUMMARY|crash-' || true
+done
+if grep -qE 'panicked|SUMMARY: libFuzzer|deadly signal' "$fuzz_log"; then
+  echo "ci.sh: a fuzz target failed; the input is in dataplane/fuzz/artifacts" >&2
+  exit 1
+fi
+grep -q '^Done' "$fuzz_log" || { echo "ci.sh: the fuzz targets did not run" >&2; exit 1; }
 
 step "pktbench smoke run (debug build; figures come from the release build, see BENCHMARKS.md)"
 cargo run --quiet -p bench --bin pktbench -- --quick --json
