@@ -43,9 +43,12 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
-    /// The store could not be opened or loaded.
+    /// The store could not be opened.
     #[error("cannot open the store: {0}")]
-    Store(String),
+    Store(#[from] crate::store::StoreError),
+    /// The store's records could not be loaded.
+    #[error("cannot load the store: {0}")]
+    Load(#[from] crate::registry::LoadError),
     /// A listener could not bind (port busy, no permission).
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -56,12 +59,13 @@ pub enum DaemonError {
         source: std::io::Error,
     },
     /// An attachment's interface is missing or cannot be opened.
-    #[error("attachment {interface}: {reason}")]
+    #[error("attachment {interface}: {source}")]
     Attachment {
         /// The interface.
         interface: String,
         /// What went wrong.
-        reason: String,
+        #[source]
+        source: std::io::Error,
     },
     /// A thread could not be spawned.
     #[error("cannot spawn a thread: {0}")]
@@ -237,12 +241,8 @@ pub async fn start_with(
         path: cfg.data_dir.display().to_string(),
         source,
     })?;
-    let store = RedbStore::open(&cfg.data_dir.join("state.redb"))
-        .map_err(|e| DaemonError::Store(e.to_string()))?;
-    let registry = Arc::new(
-        Registry::open(Arc::new(store), &cfg.region, cfg.quotas)
-            .map_err(|e| DaemonError::Store(e.to_string()))?,
-    );
+    let store = RedbStore::open(&cfg.data_dir.join("state.redb"))?;
+    let registry = Arc::new(Registry::open(Arc::new(store), &cfg.region, cfg.quotas)?);
     let snat = cfg.snat()?;
     let publisher = TablePublisher::new(Tables::new(snat));
     let worker_stop = Arc::new(AtomicBool::new(false));
