@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use control::client::{Client, ClientError, segment};
-use serde_json::{Value, json};
+use control::requests::*;
+use serde_json::{Value, json, to_value};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -274,7 +275,7 @@ enum EndpointCmd {
     Delete { id: String },
 }
 
-fn parse_map(s: &str) -> Result<Value, String> {
+fn parse_map(s: &str) -> Result<PortBody, String> {
     let parts: Vec<&str> = s.split(':').collect();
     let [proto, client, server] = parts.as_slice() else {
         return Err(format!(
@@ -283,14 +284,17 @@ fn parse_map(s: &str) -> Result<Value, String> {
     };
     let port = |p: &str| {
         p.parse::<u32>()
+            .map(i64::from)
             .map_err(|_| format!("mapping {s:?}: {p:?} is not a port"))
     };
-    Ok(
-        json!({"protocol": proto.to_uppercase(), "client_port": port(client)?, "server_port": port(server)?}),
-    )
+    Ok(PortBody {
+        protocol: Some(proto.to_uppercase()),
+        client_port: Some(port(client)?),
+        server_port: Some(port(server)?),
+    })
 }
 
-fn maps(v: &[String]) -> Result<Vec<Value>, String> {
+fn maps(v: &[String]) -> Result<Vec<PortBody>, String> {
     v.iter().map(|m| parse_map(m)).collect()
 }
 
@@ -416,13 +420,28 @@ fn run(cli: Cli) -> Result<Value, String> {
             .map(|_| json!({"deleted": true}))
             .map_err(e)
     };
-    let post = |path: String, b: Value| c.call("POST", &path, &[], Some(&b)).map_err(e);
-    let put = |path: String, b: Value| c.call("PUT", &path, &[], Some(&b)).map_err(e);
+    // Bodies are the server's own typed wire bodies, serialized.
+    let post = |path: String, b: Result<Value, serde_json::Error>| {
+        c.send("POST", &path, &b.map_err(|x| x.to_string())?)
+            .map_err(e)
+    };
+    let put = |path: String, b: Result<Value, serde_json::Error>| {
+        c.send("PUT", &path, &b.map_err(|x| x.to_string())?)
+            .map_err(e)
+    };
     let svc = |id: &str| p(&format!("/vpc-endpoint-services/{}", segment(id)));
     let ep = |id: &str| p(&format!("/vpc-endpoints/{}", segment(id)));
     match cli.command {
         Command::Vpc(cmd) => match cmd {
-            Crud::Create(a) => post(p("/vpcs"), json!({"vpc": {"name": a.name, "cidr": a.cidr}})),
+            Crud::Create(a) => post(
+                p("/vpcs"),
+                to_value(VpcEnvelope {
+                    vpc: CreateVpc {
+                        name: a.name,
+                        cidr: Some(a.cidr),
+                    },
+                }),
+            ),
             Crud::List => get(p("/vpcs")),
             Crud::Show { id } => get(p(&format!("/vpcs/{}", segment(&id)))),
             Crud::Delete { id } => del(p(&format!("/vpcs/{}", segment(&id)))),
@@ -430,7 +449,15 @@ fn run(cli: Cli) -> Result<Value, String> {
         Command::Subnet(cmd) => match cmd {
             Crud::Create(a) => post(
                 p("/subnets"),
-                json!({"subnet": {"vpc_id": a.vpc, "cidr": a.cidr, "name": a.name, "gateway_ip": a.gateway, "ip_version": a.ip_version}}),
+                to_value(SubnetEnvelope {
+                    subnet: CreateSubnet {
+                        vpc_id: Some(a.vpc),
+                        cidr: Some(a.cidr),
+                        name: a.name,
+                        gateway_ip: a.gateway,
+                        ip_version: Some(a.ip_version),
+                    },
+                }),
             ),
             Crud::List => get(p("/subnets")),
             Crud::Show { id } => get(p(&format!("/subnets/{}", segment(&id)))),
@@ -439,7 +466,14 @@ fn run(cli: Cli) -> Result<Value, String> {
         Command::Port(cmd) => match cmd {
             Crud::Create(a) => post(
                 p("/ports"),
-                json!({"port": {"subnet_id": a.subnet, "server_type": a.server_type, "ip": a.ip, "name": a.name}}),
+                to_value(PortEnvelope {
+                    port: CreatePort {
+                        subnet_id: Some(a.subnet),
+                        server_type: Some(a.server_type),
+                        ip: a.ip,
+                        name: a.name,
+                    },
+                }),
             ),
             Crud::List => get(p("/ports")),
             Crud::Show { id } => get(p(&format!("/ports/{}", segment(&id)))),
@@ -456,18 +490,19 @@ fn run(cli: Cli) -> Result<Value, String> {
                 tcp_proxy,
                 description,
             } => {
-                let mut b = json!({"vpc_id": vpc, "port_id": port, "server_type": server_type, "ports": maps(&m)?,
-                                   "approval_enabled": !no_approval, "service_type": "interface"});
-                for (k, v) in [
-                    ("service_name", name),
-                    ("tcp_proxy", tcp_proxy),
-                    ("description", description),
-                ] {
-                    if let Some(v) = v {
-                        b[k] = json!(v);
-                    }
-                }
-                post(p("/vpc-endpoint-services"), b)
+                let b = CreateService {
+                    vpc_id: Some(vpc),
+                    port_id: Some(port),
+                    server_type: Some(server_type),
+                    ports: Some(maps(&m)?),
+                    approval_enabled: Some(!no_approval),
+                    service_type: Some("interface".into()),
+                    service_name: name,
+                    tcp_proxy,
+                    description,
+                    ..CreateService::default()
+                };
+                post(p("/vpc-endpoint-services"), to_value(b))
             }
             ServiceCmd::List => get(p("/vpc-endpoint-services")),
             ServiceCmd::Show { id } => get(svc(&id)),
@@ -478,24 +513,20 @@ fn run(cli: Cli) -> Result<Value, String> {
                 approval,
                 description,
             } => {
-                let mut b = json!({});
-                if let Some(port) = port {
-                    b["port_id"] = json!(port);
-                }
-                if !m.is_empty() {
-                    b["ports"] = json!(maps(&m)?);
-                }
-                if let Some(a) = approval {
-                    b["approval_enabled"] = json!(matches!(a.as_str(), "on" | "true" | "yes"));
-                }
-                if let Some(d) = description {
-                    b["description"] = json!(d);
-                }
-                put(svc(&id), b)
+                let b = UpdateService {
+                    port_id: port,
+                    ports: if m.is_empty() { None } else { Some(maps(&m)?) },
+                    approval_enabled: approval.map(|a| matches!(a.as_str(), "on" | "true" | "yes")),
+                    description,
+                    ..UpdateService::default()
+                };
+                put(svc(&id), to_value(b))
             }
             ServiceCmd::Rename { id, name } => put(
                 format!("{}/name", svc(&id)),
-                json!({"endpoint_service_name": name}),
+                to_value(RenameService {
+                    endpoint_service_name: Some(name),
+                }),
             ),
             ServiceCmd::Delete { id } => del(svc(&id)),
             ServiceCmd::Describe { name, id } => {
@@ -521,14 +552,20 @@ fn run(cli: Cli) -> Result<Value, String> {
                 endpoint_id,
             } => post(
                 format!("{}/connections/action", svc(&service)),
-                json!({"action": "receive", "endpoints": [endpoint_id]}),
+                to_value(ConnectionAction {
+                    action: Some("receive".into()),
+                    endpoints: Some(vec![endpoint_id]),
+                }),
             ),
             ConnectionCmd::Reject {
                 service,
                 endpoint_id,
             } => post(
                 format!("{}/connections/action", svc(&service)),
-                json!({"action": "reject", "endpoints": [endpoint_id]}),
+                to_value(ConnectionAction {
+                    action: Some("reject".into()),
+                    endpoints: Some(vec![endpoint_id]),
+                }),
             ),
             ConnectionCmd::Describe {
                 service,
@@ -536,7 +573,12 @@ fn run(cli: Cli) -> Result<Value, String> {
                 description,
             } => put(
                 format!("{}/connections/description", svc(&service)),
-                json!({"connections": [{"id": endpoint_id, "description": description}]}),
+                to_value(ConnectionDescs {
+                    connections: Some(vec![ConnectionDesc {
+                        id: Some(endpoint_id),
+                        description: Some(description),
+                    }]),
+                }),
             ),
         },
         Command::Permission(cmd) => match cmd {
@@ -546,14 +588,22 @@ fn run(cli: Cli) -> Result<Value, String> {
                 permissions,
             } => post(
                 format!("{}/permissions/action", svc(&service)),
-                json!({"permissions": permissions, "permission_type": "domainId", "action": "add"}),
+                to_value(PermissionAction {
+                    permissions: Some(permissions),
+                    permission_type: Some("domainId".into()),
+                    action: Some("add".into()),
+                }),
             ),
             PermissionCmd::Remove {
                 service,
                 permissions,
             } => post(
                 format!("{}/permissions/action", svc(&service)),
-                json!({"permissions": permissions, "permission_type": "domainId", "action": "remove"}),
+                to_value(PermissionAction {
+                    permissions: Some(permissions),
+                    permission_type: Some("domainId".into()),
+                    action: Some("remove".into()),
+                }),
             ),
         },
         Command::Endpoint(cmd) => match cmd {
@@ -567,39 +617,41 @@ fn run(cli: Cli) -> Result<Value, String> {
                 duration,
                 description,
             } => {
-                let mut b = json!({"endpoint_service_id": service, "vpc_id": vpc, "subnet_id": subnet, "enable_dns": dns});
-                if let Some(ip) = ip {
-                    b["port_ip"] = json!(ip);
-                }
-                if !whitelist.is_empty() {
-                    b["whitelist"] = json!(whitelist);
-                    b["enable_whitelist"] = json!(true);
-                }
-                if let Some(d) = duration {
-                    b["duration"] = json!(d);
-                }
-                if let Some(d) = description {
-                    b["description"] = json!(d);
-                }
-                post(p("/vpc-endpoints"), b)
+                let enable_whitelist = (!whitelist.is_empty()).then_some(true);
+                let b = CreateEndpoint {
+                    endpoint_service_id: Some(service),
+                    vpc_id: Some(vpc),
+                    subnet_id: Some(subnet),
+                    enable_dns: Some(dns),
+                    port_ip: ip,
+                    whitelist: enable_whitelist.map(|_| whitelist),
+                    enable_whitelist,
+                    duration,
+                    description,
+                    ..CreateEndpoint::default()
+                };
+                post(p("/vpc-endpoints"), to_value(b))
             }
             EndpointCmd::List => get(p("/vpc-endpoints")),
             EndpointCmd::Show { id } => get(ep(&id)),
             EndpointCmd::Whitelist { id, cidrs, disable } => put(
                 ep(&id),
-                json!({"whitelist": cidrs, "enable_whitelist": !disable}),
+                to_value(UpdateWhitelist {
+                    whitelist: Some(cidrs),
+                    enable_whitelist: Some(!disable),
+                }),
             ),
             EndpointCmd::Extend { id, duration } => {
-                let d = if duration == "never" {
-                    Value::Null
+                let duration = if duration == "never" {
+                    None
                 } else {
-                    json!(
+                    Some(
                         duration
                             .parse::<i64>()
-                            .map_err(|_| format!("duration {duration:?}: seconds or never"))?
+                            .map_err(|_| format!("duration {duration:?}: seconds or never"))?,
                     )
                 };
-                put(format!("{}/expiry", ep(&id)), json!({"duration": d}))
+                put(format!("{}/expiry", ep(&id)), to_value(Extend { duration }))
             }
             EndpointCmd::Delete { id } => del(ep(&id)),
         },
