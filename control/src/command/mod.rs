@@ -8,9 +8,9 @@
 //! commands live by resource in [`inventory`], [`services`] (with connections and
 //! whitelists) and [`endpoints`].
 
-mod endpoints;
-mod inventory;
-mod services;
+pub mod endpoints;
+pub mod inventory;
+pub mod services;
 
 use std::collections::HashSet;
 use std::net::IpAddr;

@@ -262,6 +262,18 @@ mod tests {
         let mut at = endpoint_body(&svc.id, &vpc, &sub);
         at.port_ip = Some("10.1.0.2".into());
         assert_eq!(code(at), ErrorCode::PortIpInUse);
+        // An IPv6 subnet cannot hold an endpoint.
+        let v6 = crate::requests::CreateSubnet {
+            vpc_id: Some(vpc.to_string()),
+            cidr: Some("2001:db8::/64".into()),
+            ip_version: Some(6),
+            ..Default::default()
+        };
+        let v6 = r.create_subnet(&u, v6.try_into().unwrap()).unwrap();
+        assert_eq!(
+            code(endpoint_body(&svc.id, &vpc, &v6.id)),
+            ErrorCode::InvalidSubnetId
+        );
         // Suspended: nothing new connects.
         let backend = r.read().services[&svc.id].port_id.clone().unwrap();
         r.delete_port(&p, &backend).unwrap();

@@ -267,10 +267,9 @@ mod tests {
             let port = s.port_id.clone().unwrap();
             (s.vpc_id.clone(), m.ports[&port].subnet_id.clone(), port)
         };
-        assert_eq!(
-            r.delete_vpc(&p, &vpc).unwrap_err().code,
-            ErrorCode::InvalidVpcId
-        );
+        let e = r.delete_vpc(&p, &vpc).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidVpcId);
+        assert!(e.msg.contains("endpoint service"), "{}", e.msg);
         assert_eq!(
             r.delete_subnet(&p, &sub).unwrap_err().code,
             ErrorCode::InvalidSubnetId

@@ -270,6 +270,20 @@ mod tests {
             code(r.create_service(&p, b.try_into().unwrap())),
             ErrorCode::InvalidPortId
         );
+        // An IPv6 load balancer cannot be a backend.
+        let v6 = crate::requests::CreateSubnet {
+            vpc_id: Some(vpc.to_string()),
+            cidr: Some("2001:db8::/64".into()),
+            ip_version: Some(6),
+            ..Default::default()
+        };
+        let v6 = r.create_subnet(&p, v6.try_into().unwrap()).unwrap();
+        let lb6 = port(&r, &p, &v6.id, "LB", Some("2001:db8::5"));
+        let mut b = service_body(&vpc, &lb6.id, true);
+        b.server_type = Some("LB".into());
+        let e = r.create_service(&p, b.try_into().unwrap()).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidPortId);
+        assert!(e.msg.contains("IPv6 load balancer"), "{}", e.msg);
     }
 
     #[test]
