@@ -24,8 +24,11 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 pub use self::mem::MemStore;
 pub use self::redb::RedbStore;
 
-/// Commits remembered for watches that start in the past.
+/// Most commits remembered for watches that start in the past.
 pub const HISTORY: usize = 1024;
+/// Most operations remembered over those commits (the newest commit is always kept), so a
+/// bulk import does not pin its records in memory.
+pub const HISTORY_OPS: usize = 16_384;
 
 /// One write of a commit.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -131,6 +134,7 @@ pub trait Store: Send + Sync + 'static {
 pub struct Feed {
     revision: u64,
     history: VecDeque<Event>,
+    history_ops: usize,
     watchers: Vec<Sender<Event>>,
 }
 
@@ -140,6 +144,7 @@ impl Feed {
         Self {
             revision,
             history: VecDeque::new(),
+            history_ops: 0,
             watchers: Vec::new(),
         }
     }
@@ -170,10 +175,15 @@ impl Feed {
             revision,
             ops: ops.into(),
         };
-        if self.history.len() == HISTORY {
-            self.history.pop_front();
-        }
+        self.history_ops += event.ops.len();
         self.history.push_back(event.clone());
+        while self.history.len() > HISTORY
+            || (self.history.len() > 1 && self.history_ops > HISTORY_OPS)
+        {
+            if let Some(old) = self.history.pop_front() {
+                self.history_ops -= old.ops.len();
+            }
+        }
         self.watchers.retain(|w| w.send(event.clone()).is_ok());
     }
 
@@ -274,5 +284,24 @@ mod tests {
             std::iter::from_fn(|| w.try_recv().ok()).count(),
             HISTORY - 1
         );
+    }
+
+    #[test]
+    fn a_bulk_commit_does_not_pin_the_history() {
+        let s = MemStore::default();
+        let bulk: Vec<Op> = (0..HISTORY_OPS).map(|i| put(&i.to_string(), "v")).collect();
+        for _ in 0..2 {
+            s.commit(Txn {
+                compare: Compare::Always,
+                ops: bulk.clone(),
+            })
+            .unwrap();
+        }
+        // Only the newest bulk commit is remembered.
+        assert!(matches!(
+            s.watch(0),
+            Err(StoreError::Compacted { from: 0, oldest: 1 })
+        ));
+        assert_eq!(s.watch(1).unwrap().try_recv().unwrap().revision, 2);
     }
 }
