@@ -69,7 +69,7 @@ pub enum DaemonError {
     },
     /// A thread could not be spawned.
     #[error("cannot spawn a thread: {0}")]
-    Spawn(std::io::Error),
+    Spawn(#[source] std::io::Error),
 }
 
 /// A running daemon.

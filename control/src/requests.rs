@@ -4,7 +4,7 @@
 //!
 //! Unknown fields are refused (`deny_unknown_fields`), so every field the official SDK may
 //! send is listed, including those the product stores without acting on. Field types are
-//! checked by serde; `command.rs` turns each body into a validated command (`TryFrom`), and
+//! checked by serde; `command/` turns each body into a validated command (`TryFrom`), and
 //! cross-resource rules live in `registry/`. Absent fields are not serialized.
 
 use serde::{Deserialize, Serialize};

@@ -3,7 +3,7 @@
 //!
 //! A request is authenticated first ([`auth::authenticate`]). A write handler then calls
 //! [`command`]: the body is decoded into its wire type (`requests.rs`), turned into a
-//! validated command (`command.rs`, `TryFrom`), and applied by the registry on the blocking
+//! validated command (`command/`, `TryFrom`), and applied by the registry on the blocking
 //! pool (a write waits for the store's fsync). A read handler queries the model through the
 //! caller's [`crate::model::TenantView`]. Either way the answer is a typed view
 //! ([`views`]). Handlers live by resource: [`services`] (with connections and whitelists),

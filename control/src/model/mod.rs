@@ -3,7 +3,7 @@
 //!
 //! Records are typed: ids are newtypes ([`ids`]), addresses and blocks are `std::net` and
 //! `ipnet` types, and every closed set of values is an enum. Values are parsed once, at the
-//! edge (`command.rs`), so a record cannot hold an invalid value. The serde shapes are the
+//! edge (`command/`), so a record cannot hold an invalid value. The serde shapes are the
 //! ones the store has always held, so existing data loads unchanged. The rules that relate
 //! records live in `registry/`; [`index::Model`] is the in-memory set with its indexes and
 //! queries, [`tenant::TenantView`] the one place where tenancy is applied.

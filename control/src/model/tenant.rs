@@ -255,3 +255,78 @@ impl<'m> TenantView<'m> {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{ConnectionQuery, ServiceQuery};
+    use crate::registry::testing::*;
+
+    #[test]
+    fn a_tenant_sees_only_its_own_and_whitelisted_services() {
+        let r = registry();
+        let (p, u, x) = (tenant("p"), tenant("u"), tenant("x"));
+        let svc = service(&r, &p, true, &[&u]);
+        let (uvpc, usub) = network(&r, &u, "10.1.0.0/16");
+        let ep = endpoint(&r, &u, endpoint_body(&svc.id, &uvpc, &usub)).unwrap();
+        let m = r.read();
+        let (pv, uv, xv) = (m.tenant(&p), m.tenant(&u), m.tenant(&x));
+        // Owned resources: only through their owner's view.
+        assert!(pv.service(svc.id.as_str()).is_some());
+        assert!(uv.service(svc.id.as_str()).is_none());
+        assert!(uv.endpoint(ep.id.as_str()).is_some());
+        assert!(pv.endpoint(ep.id.as_str()).is_none());
+        assert!(xv.vpc(uvpc.as_str()).is_none() && xv.subnet(usub.as_str()).is_none());
+        assert_eq!(
+            (pv.vpcs().count(), uv.vpcs().count(), xv.vpcs().count()),
+            (1, 1, 0)
+        );
+        // Visibility: the owner's account and whitelisted accounts, nobody else.
+        assert!(pv.visible_service(svc.id.as_str()).is_some());
+        assert!(uv.visible_service_named(&svc.full_name).is_some());
+        assert!(xv.visible_service(svc.id.as_str()).is_none());
+        assert!(
+            xv.visible_services_where(ServiceQuery::default())
+                .is_empty()
+        );
+        // Connections and whitelists are the owning project's to list.
+        let q = ConnectionQuery::default();
+        assert_eq!(pv.connections_where(svc.id.as_str(), q).unwrap().len(), 1);
+        assert!(uv.connections_where(svc.id.as_str(), q).is_none());
+        assert!(uv.permissions_where(svc.id.as_str(), None).is_none());
+        let status = ConnectionQuery {
+            status: Some("accepted"),
+            ..q
+        };
+        assert!(
+            pv.connections_where(svc.id.as_str(), status)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn queries_filter_by_name_id_and_status() {
+        let r = registry();
+        let p = tenant("p");
+        let svc = service(&r, &p, true, &[]);
+        let m = r.read();
+        let v = m.tenant(&p);
+        let q = |name: Option<&str>, status: Option<&str>| {
+            v.services_where(ServiceQuery {
+                id: None,
+                name,
+                status,
+            })
+            .len()
+        };
+        let part = &svc.id.as_str()[..8].to_uppercase();
+        assert_eq!(
+            q(Some(part), None),
+            1,
+            "case-insensitive part of the full name"
+        );
+        assert_eq!(q(Some("nope"), None), 0);
+        assert_eq!(q(None, Some("available")), 1);
+        assert_eq!(q(None, Some("suspended")), 0);
+    }
+}
