@@ -119,7 +119,9 @@ impl Model {
         }
     }
 
-    fn insert(&mut self, r: Record) {
+    /// Add a record whose key is not in the model yet (loading a store); [`Model::apply`]
+    /// is the way to change the model otherwise.
+    pub fn insert(&mut self, r: Record) {
         match r {
             Record::Vpc(v) => {
                 self.vpcs.insert(v.id.clone(), v);

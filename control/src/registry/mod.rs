@@ -133,7 +133,8 @@ impl Registry {
         for (key, value) in snap.entries {
             let record: Record = serde_json::from_slice(&value)
                 .map_err(|source| LoadError::Decode { key, source })?;
-            model.apply(Mutation::Put(record));
+            // Keys are unique in a store: no replace step on load.
+            model.insert(record);
         }
         Ok(Self {
             store,
