@@ -13,7 +13,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use dataplane::{TablePublisher, Tables, WorkerCounters};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use serde_json::json;
+use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -145,23 +145,37 @@ struct AdminState {
 
 /// The `/status` document: the store revision, what the pusher published, and the
 /// generation each worker has loaded, so a caller can wait for "my change is live".
-fn status_json(s: &AdminState) -> serde_json::Value {
-    let published = s.push.published_generation.load(Ordering::Acquire);
-    let workers: Vec<u64> = s
-        .workers
-        .iter()
-        .map(|w| w.generation.load(Ordering::Relaxed))
-        .collect();
-    json!({
-        "revision": s.registry.revision(),
-        "applied_revision": s.push.applied_revision.load(Ordering::Acquire),
-        "published_generation": published,
-        "worker_generations": workers,
-        "all_workers_current": workers.iter().all(|g| *g == published),
-        "accepted_entries": s.push.accepted_entries.load(Ordering::Relaxed),
-        "endpoint_addresses": s.push.endpoint_addresses.load(Ordering::Relaxed),
-        "conntrack_flows": s.conntrack.as_ref().map_or(0, |c| c.len()),
-    })
+#[derive(Debug, Serialize)]
+struct Status {
+    revision: u64,
+    applied_revision: u64,
+    published_generation: u64,
+    worker_generations: Vec<u64>,
+    all_workers_current: bool,
+    accepted_entries: u64,
+    endpoint_addresses: u64,
+    conntrack_flows: usize,
+}
+
+impl Status {
+    fn of(s: &AdminState) -> Self {
+        let published = s.push.published_generation.load(Ordering::Acquire);
+        let workers: Vec<u64> = s
+            .workers
+            .iter()
+            .map(|w| w.generation.load(Ordering::Relaxed))
+            .collect();
+        Self {
+            revision: s.registry.revision(),
+            applied_revision: s.push.applied_revision.load(Ordering::Acquire),
+            published_generation: published,
+            all_workers_current: workers.iter().all(|g| *g == published),
+            worker_generations: workers,
+            accepted_entries: s.push.accepted_entries.load(Ordering::Relaxed),
+            endpoint_addresses: s.push.endpoint_addresses.load(Ordering::Relaxed),
+            conntrack_flows: s.conntrack.as_ref().map_or(0, |c| c.len()),
+        }
+    }
 }
 
 fn admin_router(state: AdminState) -> Router {
@@ -169,7 +183,7 @@ fn admin_router(state: AdminState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
             "/status",
-            get(|State(s): State<AdminState>| async move { axum::Json(status_json(&s)) }),
+            get(|State(s): State<AdminState>| async move { axum::Json(Status::of(&s)) }),
         )
         .route(
             "/metrics",
