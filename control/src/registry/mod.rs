@@ -1,6 +1,6 @@
 //! The registry: the rules of the product, applied to the model, over a [`Store`].
 //!
-//! Every write goes through [`Registry::write`]: it takes the writer lock, lets a rule read
+//! Every write goes through one helper, `Registry::write`: it takes the writer lock, lets a rule read
 //! the committed model and decide the records to change, commits them to the store in one
 //! transaction (compared on the revision the rule read), and only then applies them in
 //! memory and sends the pusher a change note. So an answer is sent only for a change that is
@@ -96,7 +96,7 @@ pub enum LoadError {
 }
 
 /// What a rule decided: the records to write (maybe none) and the answer.
-pub type Plan<T> = (Vec<Mutation>, T);
+pub(crate) type Plan<T> = (Vec<Mutation>, T);
 
 /// The registry: the model, its store, and the rules.
 pub struct Registry {
@@ -198,7 +198,7 @@ impl Registry {
     /// # Errors
     /// The rule's rejection, or [`crate::error::ErrorCode::System`] if the store failed
     /// (then nothing changed).
-    pub fn write<T>(
+    pub(crate) fn write<T>(
         &self,
         rule: impl FnOnce(&Model) -> Result<Plan<T>, Rejection>,
     ) -> Result<T, Rejection> {
@@ -217,7 +217,7 @@ impl Registry {
     ///
     /// # Errors
     /// As for [`Registry::write`].
-    pub fn write_as<T>(
+    pub(crate) fn write_as<T>(
         &self,
         t: &Tenant,
         rule: impl FnOnce(TenantView<'_>) -> Result<Plan<T>, Rejection>,
