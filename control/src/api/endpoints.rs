@@ -3,7 +3,9 @@
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
+use super::error::ApiError;
 use super::page::{Page, params};
 use super::views::{EndpointView, paged};
 use super::{ApiResult, ApiState, Ctx, command, no_content, ok, run};
@@ -70,14 +72,9 @@ pub async fn show(State(s): State<ApiState>, ctx: Ctx, Path((_, id)): EndpointPa
 }
 
 /// Apply an [`EndpointChange`] decoded from wire body `W`.
-async fn change<W>(
-    s: &ApiState,
-    ctx: Ctx,
-    id: EndpointId,
-    b: &Bytes,
-) -> Result<Endpoint, super::error::ApiError>
+async fn change<W>(s: &ApiState, ctx: Ctx, id: EndpointId, b: &Bytes) -> Result<Endpoint, ApiError>
 where
-    W: serde::de::DeserializeOwned,
+    W: DeserializeOwned,
     EndpointChange: TryFrom<W, Error = Rejection>,
 {
     command::<W, EndpointChange, _>(s, b, move |r, c| r.update_endpoint(&ctx, &id, c)).await
