@@ -227,6 +227,11 @@ impl Registry {
 
     /// Write `muts` durably, then apply them and notify the pusher. Called with the writer
     /// lock held (only by [`Registry::write`]).
+    ///
+    /// The transaction compares on the revision the model reflects. With one writer per
+    /// store that always holds; once a store is shared (etcd), a lost race is refused like
+    /// any store failure and changes nothing, and catching up from the store's watch is the
+    /// etcd engine's work, not done here.
     fn commit(&self, muts: Vec<Mutation>) -> Result<u64, Rejection> {
         let mut ops = Vec::with_capacity(muts.len());
         for m in &muts {
@@ -434,6 +439,32 @@ mod tests {
         let last = std::iter::from_fn(|| notes.try_recv().ok()).last().unwrap();
         assert_eq!(last.touched, Touched::Endpoints(vec![ep.id.clone()]));
         assert_eq!(last.revision, r.revision());
+    }
+
+    #[test]
+    fn a_commit_that_loses_a_race_changes_nothing() {
+        use crate::store::{Compare, Op, Txn};
+        let store = Arc::new(MemStore::default());
+        let r = Registry::open(store.clone(), "r", Quotas::default()).unwrap();
+        let p = tenant("p");
+        let vpc = || crate::command::NewVpc {
+            name: String::new(),
+            cidr: "10.0.0.0/16".parse().unwrap(),
+        };
+        r.create_vpc(&p, vpc()).unwrap();
+        // Another writer (another node, once the store is shared) commits first.
+        store
+            .commit(Txn {
+                compare: Compare::Always,
+                ops: vec![Op::Delete("nothing/here".into())],
+            })
+            .unwrap();
+        let before = r.revision();
+        let err = r.create_vpc(&p, vpc()).unwrap_err();
+        assert_eq!(err.code, ErrorCode::System);
+        assert_eq!(r.revision(), before, "the registry did not move");
+        assert_eq!(r.read().vpcs.len(), 1, "nor did the model");
+        assert_eq!(store.load().unwrap().entries.len(), 1, "nor did the store");
     }
 
     #[test]
