@@ -43,7 +43,7 @@ pub struct NewSubnet {
     pub vpc_id: VpcId,
     /// Its block, of the family asked for.
     pub cidr: IpNet,
-    /// The gateway, if given (IPv4: the first host by default).
+    /// The gateway, if given: an address of the block (IPv4: the first host by default).
     pub gateway_ip: Option<IpAddr>,
 }
 
@@ -53,35 +53,27 @@ impl TryFrom<CreateSubnet> for NewSubnet {
     fn try_from(b: CreateSubnet) -> Result<Self, Rejection> {
         let vpc_id = require(b.vpc_id, "vpc_id")?.into();
         let cidr = require(b.cidr, "cidr")?;
-        let gateway = |family: &str| -> Result<Option<IpAddr>, Rejection> {
-            b.gateway_ip
-                .as_deref()
-                .map(|g| {
-                    g.parse::<IpAddr>()
-                        .ok()
-                        .filter(|a| {
-                            (a.is_ipv4() && family == "4") || (a.is_ipv6() && family == "6")
-                        })
-                        .ok_or_else(|| {
-                            Rejection::param("gateway_ip must be an address of the subnet")
-                        })
-                })
-                .transpose()
-        };
-        let (cidr, gateway_ip) = match b.ip_version.unwrap_or(4) {
-            4 => {
-                let net = parse_ipv4_block(&cidr)
-                    .ok_or_else(|| Rejection::param(format!("cidr {cidr:?} is not IPv4")))?;
-                (IpNet::V4(net), gateway("4")?)
-            }
-            6 => {
-                let net = cidr
-                    .parse::<Ipv6Net>()
-                    .map_err(|_| Rejection::param("cidr: an IPv6 address and prefix"))?;
-                (IpNet::V6(net), gateway("6")?)
-            }
+        let cidr = match b.ip_version.unwrap_or(4) {
+            4 => IpNet::V4(
+                parse_ipv4_block(&cidr)
+                    .ok_or_else(|| Rejection::param(format!("cidr {cidr:?} is not IPv4")))?,
+            ),
+            6 => IpNet::V6(
+                cidr.parse::<Ipv6Net>()
+                    .map_err(|_| Rejection::param("cidr: an IPv6 address and prefix"))?,
+            ),
             _ => return Err(Rejection::param("ip_version must be 4 or 6")),
         };
+        let gateway_ip = b
+            .gateway_ip
+            .as_deref()
+            .map(|g| {
+                g.parse::<IpAddr>()
+                    .ok()
+                    .filter(|a| cidr.contains(a))
+                    .ok_or_else(|| Rejection::param("gateway_ip must be an address of the subnet"))
+            })
+            .transpose()?;
         Ok(Self {
             name: b.name.unwrap_or_default(),
             vpc_id,

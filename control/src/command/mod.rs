@@ -354,6 +354,15 @@ mod tests {
         assert!(subnet("2001:db8::/64", None, None).is_err());
         assert!(subnet("10.0.0.0/24", Some(5), None).is_err());
         assert!(subnet("10.0.0.0/24", None, Some("2001:db8::1")).is_err());
+        assert!(
+            subnet("10.0.0.0/24", None, Some("10.0.1.1")).is_err(),
+            "outside the block"
+        );
+        assert!(subnet("2001:db8::/64", Some(6), Some("2001:db9::1")).is_err());
+        let gw = subnet("10.0.0.0/24", None, Some("10.0.0.254"))
+            .unwrap()
+            .gateway_ip;
+        assert_eq!(gw, Some("10.0.0.254".parse().unwrap()));
         let edit = PermissionEdit::try_from(PermissionAction {
             permissions: Some(vec!["iam:domain::abc".into()]),
             permission_type: None,

@@ -4,7 +4,7 @@
 //! subnet is not deleted while something is in it. Deleting a port suspends every service
 //! it backs, in the same commit.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::IpNet;
 
@@ -93,17 +93,12 @@ impl Registry {
                             other.id, other.cidr
                         )));
                     }
-                    match cmd.gateway_ip {
-                        Some(IpAddr::V4(g)) if net.contains(&g) => Some(IpAddr::V4(g)),
-                        Some(_) => {
-                            return Err(Rejection::param(
-                                "gateway_ip must be an address of the subnet",
-                            ));
-                        }
-                        None => Some(IpAddr::V4(std::net::Ipv4Addr::from_bits(
+                    // The command checked that a given gateway is inside the block.
+                    Some(
+                        cmd.gateway_ip.unwrap_or(IpAddr::V4(Ipv4Addr::from_bits(
                             net.network().to_bits() + 1,
                         ))),
-                    }
+                    )
                 }
                 IpNet::V6(_) => cmd.gateway_ip,
             };
