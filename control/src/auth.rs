@@ -143,16 +143,8 @@ impl Credentials {
     }
 }
 
-/// Who sent a verified request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Tenant {
-    /// The account.
-    pub domain_id: String,
-    /// The project.
-    pub project_id: String,
-    /// The access key that signed.
-    pub ak: String,
-}
+/// Who sent a verified request (defined with the model, where tenancy is applied).
+pub use crate::model::Tenant;
 
 /// Why a request failed authentication. Every variant answers 401 `APIGW.0301`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -404,8 +396,8 @@ pub fn verify(
     mac.verify_slice(&expected)
         .map_err(|_| AuthError::BadSignature)?;
     Ok(Tenant {
-        domain_id: cred.domain_id.clone(),
-        project_id: cred.project_id.clone(),
+        domain_id: cred.domain_id.as_str().into(),
+        project_id: cred.project_id.as_str().into(),
         ak: cred.ak.clone(),
     })
 }

@@ -1,10 +1,14 @@
 //! A signing VPCEP API client (blocking), used by `vpcepctl`, the tests and the benchmarks.
 //! It signs like the official SDK: SDK-HMAC-SHA256 over content-type, host, x-project-id
 //! and x-sdk-date, with the query sorted and RFC 3986-encoded.
+//!
+//! Bodies are the typed wire bodies of [`crate::requests`] ([`Client::send`]); raw JSON
+//! ([`Client::raw`], [`Client::call`]) is for tests that probe the wire format itself.
 
+use serde::Serialize;
 use serde_json::Value;
 
-use crate::auth::{self, SignedRequest};
+use crate::auth::{self, AuthError, SignedRequest};
 
 /// An API error as the server sent it, or a transport failure.
 #[derive(Debug, thiserror::Error)]
@@ -20,8 +24,23 @@ pub enum ClientError {
         msg: String,
     },
     /// The request could not be sent or the answer read.
-    #[error("request failed: {0}")]
-    Transport(String),
+    #[error("request to {url} failed: {source}")]
+    Transport {
+        /// Where it went.
+        url: String,
+        /// The HTTP client's error.
+        #[source]
+        source: Box<ureq::Error>,
+    },
+    /// The request could not be signed (a header value the signer refuses).
+    #[error("cannot sign the request: {0}")]
+    Sign(#[from] AuthError),
+    /// The body could not be encoded.
+    #[error("cannot encode the body: {0}")]
+    Encode(#[from] serde_json::Error),
+    /// Not GET, POST, PUT or DELETE.
+    #[error("unsupported method {0}")]
+    Method(String),
 }
 
 /// A client for one tenant.
@@ -83,7 +102,7 @@ impl Client {
     /// body (`Null` when empty).
     ///
     /// # Errors
-    /// [`ClientError::Transport`] if nothing came back.
+    /// [`ClientError`] if nothing came back.
     pub fn raw(
         &self,
         method: &str,
@@ -91,9 +110,40 @@ impl Client {
         query: &[(&str, String)],
         body: Option<&Value>,
     ) -> Result<(u16, Value), ClientError> {
+        self.exchange(
+            method,
+            path,
+            query,
+            body.map(|b| b.to_string().into_bytes()),
+        )
+    }
+
+    /// Send `body` (a typed wire body) and expect success, like [`Client::call`].
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub fn send<B: Serialize + ?Sized>(
+        &self,
+        method: &str,
+        path: &str,
+        body: &B,
+    ) -> Result<Value, ClientError> {
+        let bytes = serde_json::to_vec(body)?;
+        let (status, json) = self.exchange(method, path, &[], Some(bytes))?;
+        Self::check(status, json)
+    }
+
+    fn exchange(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<Vec<u8>>,
+    ) -> Result<(u16, Value), ClientError> {
         let query = auth::query_string(query);
-        let body_bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
-        let content_type = if body.is_some() {
+        let has_body = body.is_some();
+        let body_bytes = body.unwrap_or_default();
+        let content_type = if has_body {
             "application/json;charset=utf-8"
         } else {
             "application/json"
@@ -119,14 +169,16 @@ impl Client {
             body: &body_bytes,
         };
         let signed: Vec<&str> = headers.iter().map(|(k, _)| *k).collect();
-        let authorization = auth::authorization(&req, &signed, &self.ak, &self.sk)
-            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let authorization = auth::authorization(&req, &signed, &self.ak, &self.sk)?;
         let url = if query.is_empty() {
             format!("{}{path}", self.base)
         } else {
             format!("{}{path}?{query}", self.base)
         };
-        let t = |e: ureq::Error| ClientError::Transport(format!("{e} ({url})"));
+        let t = |e: ureq::Error| ClientError::Transport {
+            url: url.clone(),
+            source: Box::new(e),
+        };
         macro_rules! headers {
             ($b:expr) => {
                 $b.header("Content-Type", content_type)
@@ -144,11 +196,7 @@ impl Client {
             "PUT" => headers!(self.agent.put(&url))
                 .send(&body_bytes[..])
                 .map_err(t)?,
-            other => {
-                return Err(ClientError::Transport(format!(
-                    "unsupported method {other}"
-                )));
-            }
+            other => return Err(ClientError::Method(other.to_string())),
         };
         let status = resp.status().as_u16();
         let text = resp.into_body().read_to_string().map_err(t)?;
@@ -172,6 +220,10 @@ impl Client {
         body: Option<&Value>,
     ) -> Result<Value, ClientError> {
         let (status, json) = self.raw(method, path, query, body)?;
+        Self::check(status, json)
+    }
+
+    fn check(status: u16, json: Value) -> Result<Value, ClientError> {
         if status >= 400 {
             return Err(ClientError::Api {
                 status,

@@ -13,8 +13,7 @@ use std::sync::Arc;
 use dataplane::VpcId;
 use dataplane::tables::{AcceptedKey, EndpointKey, EndpointState, Ipv4Cidr, Target};
 
-use crate::model::{ConnectionStatus, Endpoint, ServiceStatus};
-use crate::registry::Model;
+use crate::model::{ConnectionStatus, Endpoint, Model, ServiceStatus, SourceCidr};
 
 /// Which VPC each attachment of this node carries: VPC id to attachment index.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -34,8 +33,8 @@ impl Attachments {
     }
 
     /// The attachment carrying `vpc_id`, if any.
-    pub fn get(&self, vpc_id: &str) -> Option<VpcId> {
-        self.by_vpc.get(vpc_id).copied()
+    pub fn get(&self, vpc_id: &crate::model::VpcId) -> Option<VpcId> {
+        self.by_vpc.get(vpc_id.as_str()).copied()
     }
 }
 
@@ -51,10 +50,16 @@ pub struct Compiled {
 /// A stable 64-bit connection id for logs and metrics: the first 8 bytes of the endpoint's
 /// UUID.
 fn connection_id(ep: &Endpoint) -> u64 {
-    uuid::Uuid::parse_str(&ep.id).map_or(ep.marker_id, |u| {
+    uuid::Uuid::parse_str(ep.id.as_str()).map_or(ep.marker_id, |u| {
         let b = u.as_bytes();
         u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
     })
+}
+
+/// A whitelist entry as the dataplane's prefix type.
+fn cidr(c: &SourceCidr) -> Ipv4Cidr {
+    let net = c.net();
+    Ipv4Cidr::new(net.addr(), net.prefix_len()).expect("an ipnet prefix is at most 32")
 }
 
 /// Compile one endpoint.
@@ -80,7 +85,7 @@ pub fn endpoint(m: &Model, att: &Attachments, ep: &Endpoint) -> Compiled {
         return inactive;
     };
     let whitelist = ep.enable_whitelist.then(|| {
-        let list: Vec<Ipv4Cidr> = ep.whitelist.iter().filter_map(|c| c.parse().ok()).collect();
+        let list: Vec<Ipv4Cidr> = ep.whitelist.iter().map(cidr).collect();
         Arc::<[Ipv4Cidr]>::from(list)
     });
     let accepted = svc

@@ -13,7 +13,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use dataplane::{TablePublisher, Tables, WorkerCounters};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use serde_json::json;
+use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -43,9 +43,12 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
-    /// The store could not be opened or loaded.
+    /// The store could not be opened.
     #[error("cannot open the store: {0}")]
-    Store(String),
+    Store(#[from] crate::store::StoreError),
+    /// The store's records could not be loaded.
+    #[error("cannot load the store: {0}")]
+    Load(#[from] crate::registry::LoadError),
     /// A listener could not bind (port busy, no permission).
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -56,16 +59,17 @@ pub enum DaemonError {
         source: std::io::Error,
     },
     /// An attachment's interface is missing or cannot be opened.
-    #[error("attachment {interface}: {reason}")]
+    #[error("attachment {interface}: {source}")]
     Attachment {
         /// The interface.
         interface: String,
         /// What went wrong.
-        reason: String,
+        #[source]
+        source: std::io::Error,
     },
     /// A thread could not be spawned.
     #[error("cannot spawn a thread: {0}")]
-    Spawn(std::io::Error),
+    Spawn(#[source] std::io::Error),
 }
 
 /// A running daemon.
@@ -141,23 +145,37 @@ struct AdminState {
 
 /// The `/status` document: the store revision, what the pusher published, and the
 /// generation each worker has loaded, so a caller can wait for "my change is live".
-fn status_json(s: &AdminState) -> serde_json::Value {
-    let published = s.push.published_generation.load(Ordering::Acquire);
-    let workers: Vec<u64> = s
-        .workers
-        .iter()
-        .map(|w| w.generation.load(Ordering::Relaxed))
-        .collect();
-    json!({
-        "revision": s.registry.revision(),
-        "applied_revision": s.push.applied_revision.load(Ordering::Acquire),
-        "published_generation": published,
-        "worker_generations": workers,
-        "all_workers_current": workers.iter().all(|g| *g == published),
-        "accepted_entries": s.push.accepted_entries.load(Ordering::Relaxed),
-        "endpoint_addresses": s.push.endpoint_addresses.load(Ordering::Relaxed),
-        "conntrack_flows": s.conntrack.as_ref().map_or(0, |c| c.len()),
-    })
+#[derive(Debug, Serialize)]
+struct Status {
+    revision: u64,
+    applied_revision: u64,
+    published_generation: u64,
+    worker_generations: Vec<u64>,
+    all_workers_current: bool,
+    accepted_entries: u64,
+    endpoint_addresses: u64,
+    conntrack_flows: usize,
+}
+
+impl Status {
+    fn of(s: &AdminState) -> Self {
+        let published = s.push.published_generation.load(Ordering::Acquire);
+        let workers: Vec<u64> = s
+            .workers
+            .iter()
+            .map(|w| w.generation.load(Ordering::Relaxed))
+            .collect();
+        Self {
+            revision: s.registry.revision(),
+            applied_revision: s.push.applied_revision.load(Ordering::Acquire),
+            published_generation: published,
+            all_workers_current: workers.iter().all(|g| *g == published),
+            worker_generations: workers,
+            accepted_entries: s.push.accepted_entries.load(Ordering::Relaxed),
+            endpoint_addresses: s.push.endpoint_addresses.load(Ordering::Relaxed),
+            conntrack_flows: s.conntrack.as_ref().map_or(0, |c| c.len()),
+        }
+    }
 }
 
 fn admin_router(state: AdminState) -> Router {
@@ -165,7 +183,7 @@ fn admin_router(state: AdminState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
             "/status",
-            get(|State(s): State<AdminState>| async move { axum::Json(status_json(&s)) }),
+            get(|State(s): State<AdminState>| async move { axum::Json(Status::of(&s)) }),
         )
         .route(
             "/metrics",
@@ -237,12 +255,8 @@ pub async fn start_with(
         path: cfg.data_dir.display().to_string(),
         source,
     })?;
-    let store = RedbStore::open(&cfg.data_dir.join("state.redb"))
-        .map_err(|e| DaemonError::Store(e.to_string()))?;
-    let registry = Arc::new(
-        Registry::open(Arc::new(store), &cfg.region, cfg.quotas)
-            .map_err(|e| DaemonError::Store(e.to_string()))?,
-    );
+    let store = RedbStore::open(&cfg.data_dir.join("state.redb"))?;
+    let registry = Arc::new(Registry::open(Arc::new(store), &cfg.region, cfg.quotas)?);
     let snat = cfg.snat()?;
     let publisher = TablePublisher::new(Tables::new(snat));
     let worker_stop = Arc::new(AtomicBool::new(false));

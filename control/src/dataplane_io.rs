@@ -30,7 +30,7 @@ pub fn start_workers(
 ) -> Result<Dataplane, DaemonError> {
     let attach_err = |interface: &str, e: std::io::Error| DaemonError::Attachment {
         interface: interface.into(),
-        reason: e.to_string(),
+        source: e,
     };
     let mut ifaces = Vec::new();
     let mut tx = Vec::new();

@@ -18,6 +18,7 @@ use dataplane::tables::{AcceptedKey, EndpointKey, Ipv4Cidr};
 use dataplane::{TablePublisher, Tables};
 
 use crate::compile::{self, Attachments};
+use crate::model::EndpointId;
 use crate::registry::{ChangeNote, Registry, Touched};
 
 /// What the pusher has done, readable from anywhere.
@@ -39,7 +40,7 @@ pub struct Pusher {
     publisher: TablePublisher,
     attachments: Attachments,
     snat: Ipv4Cidr,
-    contributed: HashMap<String, (Vec<AcceptedKey>, Option<EndpointKey>)>,
+    contributed: HashMap<EndpointId, (Vec<AcceptedKey>, Option<EndpointKey>)>,
     status: Arc<PushStatus>,
 }
 
@@ -71,7 +72,7 @@ impl Pusher {
             }
             Touched::Endpoints(_) => (*self.publisher.current()).clone(),
         };
-        let ids: Vec<String> = match touched {
+        let ids: Vec<EndpointId> = match touched {
             Touched::All => m.endpoints.keys().cloned().collect(),
             Touched::Endpoints(ids) => ids.clone(),
         };

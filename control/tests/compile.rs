@@ -8,8 +8,8 @@ mod common;
 use std::sync::Arc;
 
 use common::temp_dir;
-use control::auth::Tenant;
 use control::compile::Attachments;
+use control::model::{EndpointId, ServiceId, SubnetId, Tenant};
 use control::push::{PushStatus, Pusher};
 use control::registry::{Quotas, Registry, Touched};
 use control::requests::*;
@@ -25,6 +25,11 @@ fn tenant(p: &str, d: &str) -> Tenant {
     }
 }
 
+/// `body` as the command `C`, as the API would parse it.
+fn cmd<W, C: TryFrom<W, Error = control::error::Rejection>>(body: W) -> C {
+    C::try_from(body).unwrap()
+}
+
 struct World {
     reg: Arc<Registry>,
     pusher: Pusher,
@@ -32,9 +37,9 @@ struct World {
     notes: std::sync::mpsc::Receiver<control::registry::ChangeNote>,
     provider: Tenant,
     user: Tenant,
-    svc: String,
-    ep: String,
-    port_sub: String,
+    svc: ServiceId,
+    ep: EndpointId,
+    port_sub: SubnetId,
 }
 
 impl World {
@@ -55,72 +60,72 @@ fn world() -> World {
     let pvpc = reg
         .create_vpc(
             &provider,
-            CreateVpc {
+            cmd(CreateVpc {
                 name: None,
                 cidr: Some("10.0.0.0/16".into()),
-            },
+            }),
         )
         .unwrap();
     let psub = reg
         .create_subnet(
             &provider,
-            CreateSubnet {
+            cmd(CreateSubnet {
                 name: None,
-                vpc_id: Some(pvpc.id.clone()),
+                vpc_id: Some(pvpc.id.to_string()),
                 cidr: Some("10.0.0.0/24".into()),
                 gateway_ip: None,
                 ip_version: None,
-            },
+            }),
         )
         .unwrap();
     let port = reg
         .create_port(
             &provider,
-            CreatePort {
+            cmd(CreatePort {
                 name: None,
-                subnet_id: Some(psub.id.clone()),
+                subnet_id: Some(psub.id.to_string()),
                 ip: Some("10.0.0.10".into()),
                 server_type: Some("VM".into()),
-            },
+            }),
         )
         .unwrap();
     let svc: CreateService = serde_json::from_value(serde_json::json!({
         "vpc_id": pvpc.id, "port_id": port.id, "server_type": "VM", "approval_enabled": true,
         "ports": [{"client_port": 8080, "server_port": 80}, {"client_port": 53, "server_port": 5353, "protocol": "UDP"}]})).unwrap();
-    let svc = reg.create_service(&provider, svc).unwrap();
+    let svc = reg.create_service(&provider, cmd(svc)).unwrap();
     reg.permission_action(
         &provider,
         &svc.id,
-        PermissionAction {
+        cmd(PermissionAction {
             permissions: Some(vec!["iam:domain::du".into()]),
             permission_type: None,
             action: Some("add".into()),
-        },
+        }),
     )
     .unwrap();
     let uvpc = reg
         .create_vpc(
             &user,
-            CreateVpc {
+            cmd(CreateVpc {
                 name: None,
                 cidr: Some("10.0.0.0/16".into()),
-            },
+            }),
         )
         .unwrap();
     let usub = reg
         .create_subnet(
             &user,
-            CreateSubnet {
+            cmd(CreateSubnet {
                 name: None,
-                vpc_id: Some(uvpc.id.clone()),
+                vpc_id: Some(uvpc.id.to_string()),
                 cidr: Some("10.0.0.0/24".into()),
                 gateway_ip: None,
                 ip_version: None,
-            },
+            }),
         )
         .unwrap();
     let ep: CreateEndpoint = serde_json::from_value(serde_json::json!({"endpoint_service_id": svc.id, "vpc_id": uvpc.id, "subnet_id": usub.id, "port_ip": "10.0.0.200"})).unwrap();
-    let ep = reg.create_endpoint(&user, ep).unwrap();
+    let ep = reg.create_endpoint(&user, cmd(ep)).unwrap();
     // Attachment 0 carries the user's VPC, attachment 1 the provider's.
     let att = Attachments::new([uvpc.id.as_str(), pvpc.id.as_str()]);
     let publisher = TablePublisher::new(Tables::new(default_snat_range()));
@@ -163,13 +168,13 @@ fn accept_reject_freeze_and_suspend_reach_the_tables() {
 
     let accept = |w: &World, a: &str| {
         w.reg
-            .connection_action(
+            .decide_connection(
                 &w.provider,
                 &w.svc,
-                ConnectionAction {
+                cmd(ConnectionAction {
                     action: Some(a.into()),
-                    endpoints: Some(vec![w.ep.clone()]),
-                },
+                    endpoints: Some(vec![w.ep.to_string()]),
+                }),
             )
             .unwrap();
     };
@@ -195,13 +200,13 @@ fn accept_reject_freeze_and_suspend_reach_the_tables() {
 
     // A source whitelist compiles into the target.
     w.reg
-        .update_whitelist(
+        .update_endpoint(
             &w.user,
             &w.ep,
-            UpdateWhitelist {
+            cmd(UpdateWhitelist {
                 whitelist: Some(vec!["192.0.2.0/24".into()]),
                 enable_whitelist: Some(true),
-            },
+            }),
         )
         .unwrap();
     let t = w.sync();
@@ -224,7 +229,7 @@ fn accept_reject_freeze_and_suspend_reach_the_tables() {
 
     // Frozen by expiry.
     w.reg
-        .extend_endpoint(&w.user, &w.ep, Extend { duration: Some(1) })
+        .update_endpoint(&w.user, &w.ep, cmd(Extend { duration: Some(1) }))
         .unwrap();
     assert_eq!(
         w.reg
@@ -234,34 +239,37 @@ fn accept_reject_freeze_and_suspend_reach_the_tables() {
     );
     assert!(w.sync().accepted().is_empty());
     w.reg
-        .extend_endpoint(&w.user, &w.ep, Extend { duration: None })
+        .update_endpoint(&w.user, &w.ep, cmd(Extend { duration: None }))
         .unwrap();
     assert!(w.sync().accepted().contains_key(&tcp));
 
     // Backend deleted: suspended, nothing forwards; a new backend: forwards to it.
-    let port_id = w.reg.read().services[&w.svc].port_id.clone().unwrap();
+    let port_id = w.reg.read().services[w.svc.as_str()]
+        .port_id
+        .clone()
+        .unwrap();
     w.reg.delete_port(&w.provider, &port_id).unwrap();
     assert!(w.sync().accepted().is_empty());
     let vm = w
         .reg
         .create_port(
             &w.provider,
-            CreatePort {
+            cmd(CreatePort {
                 name: None,
-                subnet_id: Some(w.port_sub.clone()),
+                subnet_id: Some(w.port_sub.to_string()),
                 ip: Some("10.0.0.11".into()),
                 server_type: Some("VM".into()),
-            },
+            }),
         )
         .unwrap();
     w.reg
         .update_service(
             &w.provider,
             &w.svc,
-            UpdateService {
-                port_id: Some(vm.id),
+            cmd(UpdateService {
+                port_id: Some(vm.id.to_string()),
                 ..UpdateService::default()
-            },
+            }),
         )
         .unwrap();
     let t = w.sync();
@@ -278,10 +286,10 @@ fn accept_reject_freeze_and_suspend_reach_the_tables() {
         .update_service(
             &w.provider,
             &w.svc,
-            UpdateService {
+            cmd(UpdateService {
                 ports: Some(ports),
                 ..UpdateService::default()
-            },
+            }),
         )
         .unwrap();
     let t = w.sync();
@@ -305,13 +313,13 @@ fn accept_reject_freeze_and_suspend_reach_the_tables() {
 fn a_full_recompile_equals_the_incremental_result() {
     let mut w = world();
     w.reg
-        .connection_action(
+        .decide_connection(
             &w.provider,
             &w.svc,
-            ConnectionAction {
+            cmd(ConnectionAction {
                 action: Some("receive".into()),
-                endpoints: Some(vec![w.ep.clone()]),
-            },
+                endpoints: Some(vec![w.ep.to_string()]),
+            }),
         )
         .unwrap();
     let incremental = w.sync().clone();

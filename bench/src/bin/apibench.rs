@@ -15,7 +15,7 @@ use control::auth::{Credential, Credentials};
 use control::client::Client;
 use control::config::{AttachmentConfig, DaemonConfig};
 use control::daemon::{self, Dataplane, Running};
-use control::model::{ConnectionStatus, Endpoint};
+use control::model::{ConnectionStatus, Endpoint, EndpointId};
 use serde_json::{Value, json};
 
 const PROVIDER: (&str, &str, &str, &str) = (
@@ -262,12 +262,12 @@ fn main() {
     for i in have..endpoints {
         next_ip += 1;
         batch.push(Endpoint {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: EndpointId::random(),
             project_id: USER.3.into(),
             domain_id: USER.2.into(),
-            service_id: svc.clone(),
-            vpc_id: uvpc.clone(),
-            subnet_id: usub.clone(),
+            service_id: svc.as_str().into(),
+            vpc_id: uvpc.as_str().into(),
+            subnet_id: usub.as_str().into(),
             ip: Ipv4Addr::from(next_ip),
             marker_id: 1_000_000 + i as u64,
             status: ConnectionStatus::PendingAcceptance,
@@ -311,7 +311,7 @@ fn main() {
 
     // One accept (or reject) at a time, through the API: from sending the request to the
     // table generation that contains it being published.
-    let ids: Vec<String> = running
+    let ids: Vec<EndpointId> = running
         .registry
         .read()
         .endpoints

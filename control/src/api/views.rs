@@ -1,71 +1,107 @@
-//! JSON shapes of API.md section 6, built from the model.
+//! The JSON shapes of API.md section 6, as typed views of the model (`Serialize` structs
+//! that borrow from it). Fields appear in the order API.md lists them.
 
-use serde_json::{Value, json};
+use std::net::Ipv4Addr;
 
-use crate::model::{Endpoint, Permission, Port, Service, Subnet, Vpc, format_time};
-use crate::registry::Model;
+use serde::Serialize;
+use serde_json::Value;
 
-fn ports(svc: &Service) -> Value {
-    svc.ports
-        .iter()
-        .map(|p| json!({"client_port": p.client_port, "server_port": p.server_port, "protocol": p.protocol.as_str()}))
-        .collect()
+use crate::model::*;
+
+/// The `error` member of services, endpoints and connections: always empty.
+type NoErrors = [u8; 0];
+
+/// A service, as its owner sees it (create, show, update, list).
+#[derive(Debug, Serialize)]
+pub struct ServiceView<'m> {
+    id: &'m ServiceId,
+    port_id: &'m str,
+    service_name: &'m str,
+    server_type: &'static str,
+    vpc_id: &'m VpcId,
+    pool_id: &'static str,
+    approval_enabled: bool,
+    status: &'static str,
+    service_type: &'static str,
+    created_at: String,
+    updated_at: String,
+    project_id: &'m ProjectId,
+    domain_id: &'m DomainId,
+    ip: String,
+    ports: &'m [PortMapping],
+    tcp_proxy: &'static str,
+    tags: &'m [Tag],
+    description: &'m str,
+    enable_policy: bool,
+    ip_version: &'static str,
+    connection_count: usize,
+    supported_editions: [&'static str; 1],
+    cidr_type: &'static str,
+    error: NoErrors,
 }
 
-/// Connections in `creating` or `accepted`.
-pub fn connection_count(m: &Model, svc: &Service) -> usize {
-    m.endpoints_of(&svc.id)
-        .filter(|e| e.status == crate::model::ConnectionStatus::Accepted)
-        .count()
+impl<'m> ServiceView<'m> {
+    /// The view of `svc`.
+    pub fn new(m: &'m Model, svc: &'m Service) -> Self {
+        Self {
+            id: &svc.id,
+            port_id: svc.port_id.as_ref().map_or("", PortId::as_str),
+            service_name: &svc.full_name,
+            server_type: svc.server_type.as_str(),
+            vpc_id: &svc.vpc_id,
+            pool_id: "",
+            approval_enabled: svc.approval_enabled,
+            status: svc.status.as_str(),
+            service_type: "interface",
+            created_at: format_time(svc.created_at),
+            updated_at: format_time(svc.updated_at),
+            project_id: &svc.project_id,
+            domain_id: &svc.domain_id,
+            ip: m
+                .backend_ip(svc)
+                .map(|ip| ip.to_string())
+                .unwrap_or_default(),
+            ports: &svc.ports,
+            tcp_proxy: svc.tcp_proxy.as_str(),
+            tags: &svc.tags,
+            description: &svc.description,
+            enable_policy: false,
+            ip_version: "ipv4",
+            connection_count: m.connection_count(svc),
+            supported_editions: ["basic"],
+            cidr_type: "internal",
+            error: [],
+        }
+    }
 }
 
-/// The service object (create, show, update; list items add `domain_id` and a count).
-pub fn service(m: &Model, svc: &Service) -> Value {
-    json!({
-        "id": svc.id,
-        "port_id": svc.port_id.clone().unwrap_or_default(),
-        "service_name": svc.full_name,
-        "server_type": svc.server_type.as_str(),
-        "vpc_id": svc.vpc_id,
-        "pool_id": "",
-        "approval_enabled": svc.approval_enabled,
-        "status": svc.status.as_str(),
-        "service_type": "interface",
-        "created_at": format_time(svc.created_at),
-        "updated_at": format_time(svc.updated_at),
-        "project_id": svc.project_id,
-        "domain_id": svc.domain_id,
-        "ip": m.backend_ip(svc).map(|ip| ip.to_string()).unwrap_or_default(),
-        "ports": ports(svc),
-        "tcp_proxy": svc.tcp_proxy,
-        "tags": svc.tags,
-        "description": svc.description,
-        "enable_policy": false,
-        "ip_version": "ipv4",
-        "connection_count": connection_count(m, svc),
-        "supported_editions": ["basic"],
-        "cidr_type": "internal",
-        "error": [],
-    })
+/// A service as other accounts see it (describe, public list).
+#[derive(Debug, Serialize)]
+pub struct PublicServiceView<'m> {
+    id: &'m ServiceId,
+    owner: &'m DomainId,
+    service_name: &'m str,
+    service_type: &'static str,
+    created_at: String,
+    is_charge: bool,
+    enable_policy: bool,
+    public_border_group: &'static str,
 }
 
-/// The public view of a service (describe, public list).
-pub fn service_public(svc: &Service) -> Value {
-    json!({
-        "id": svc.id,
-        "owner": svc.domain_id,
-        "service_name": svc.full_name,
-        "service_type": "interface",
-        "created_at": format_time(svc.created_at),
-        "is_charge": false,
-        "enable_policy": false,
-        "public_border_group": "",
-    })
-}
-
-/// The endpoint's `active_status`.
-pub fn active_status(ep: &Endpoint) -> &'static str {
-    if ep.frozen { "frozen" } else { "active" }
+impl<'m> PublicServiceView<'m> {
+    /// The public view of `svc`.
+    pub fn new(svc: &'m Service) -> Self {
+        Self {
+            id: &svc.id,
+            owner: &svc.domain_id,
+            service_name: &svc.full_name,
+            service_type: "interface",
+            created_at: format_time(svc.created_at),
+            is_charge: false,
+            enable_policy: false,
+            public_border_group: "",
+        }
+    }
 }
 
 /// The internal DNS name of an endpoint.
@@ -76,92 +112,314 @@ pub fn dns_name(ep: &Endpoint, region: &str) -> String {
     )
 }
 
-/// The endpoint object; `with_dns` adds `dns_names` (not on create, like the real API).
-pub fn endpoint(m: &Model, ep: &Endpoint, region: &str, with_dns: bool) -> Value {
-    let svc = m.services.get(&ep.service_id);
-    let mut v = json!({
-        "id": ep.id,
-        "service_type": "interface",
-        "status": ep.status.as_str(),
-        "active_status": [active_status(ep)],
-        "enable_status": "enable",
-        "specification_name": "default",
-        "endpoint_service_name": svc.map(|s| s.full_name.clone()).unwrap_or_default(),
-        "marker_id": ep.marker_id,
-        "endpoint_service_id": ep.service_id,
-        "enable_dns": ep.enable_dns,
-        "ip": ep.ip.to_string(),
-        "vpc_id": ep.vpc_id,
-        "subnet_id": ep.subnet_id,
-        "created_at": format_time(ep.created_at),
-        "updated_at": format_time(ep.updated_at),
-        "project_id": ep.project_id,
-        "tags": ep.tags,
-        "error": [],
-        "whitelist": ep.whitelist,
-        "enable_whitelist": ep.enable_whitelist,
-        "routetables": ep.routetables,
-        "description": ep.description,
-        "policy_statement": ep.policy_statement,
-        "policy_document": ep.policy_document.clone().unwrap_or(Value::Null),
-        "expires_at": ep.expires_at.map(format_time),
-    });
-    if with_dns && let Some(obj) = v.as_object_mut() {
-        let names: Vec<String> = if ep.enable_dns {
-            vec![dns_name(ep, region)]
-        } else {
-            Vec::new()
-        };
-        obj.insert("dns_names".into(), json!(names));
+/// An endpoint, as its owner sees it.
+#[derive(Debug, Serialize)]
+pub struct EndpointView<'m> {
+    id: &'m EndpointId,
+    service_type: &'static str,
+    status: &'static str,
+    active_status: [&'static str; 1],
+    enable_status: &'static str,
+    specification_name: &'static str,
+    endpoint_service_name: &'m str,
+    marker_id: u64,
+    endpoint_service_id: &'m ServiceId,
+    enable_dns: bool,
+    ip: Ipv4Addr,
+    vpc_id: &'m VpcId,
+    subnet_id: &'m SubnetId,
+    created_at: String,
+    updated_at: String,
+    project_id: &'m ProjectId,
+    tags: &'m [Tag],
+    error: NoErrors,
+    whitelist: &'m [SourceCidr],
+    enable_whitelist: bool,
+    routetables: &'m [String],
+    description: &'m str,
+    policy_statement: &'m [Value],
+    policy_document: Option<&'m Value>,
+    expires_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dns_names: Option<Vec<String>>,
+}
+
+impl<'m> EndpointView<'m> {
+    /// The view of `ep`; `with_dns` adds `dns_names` (not on create, like the real API).
+    pub fn new(m: &'m Model, ep: &'m Endpoint, region: &str, with_dns: bool) -> Self {
+        Self {
+            id: &ep.id,
+            service_type: "interface",
+            status: ep.status.as_str(),
+            active_status: [if ep.frozen { "frozen" } else { "active" }],
+            enable_status: "enable",
+            specification_name: "default",
+            endpoint_service_name: m
+                .services
+                .get(&ep.service_id)
+                .map_or("", |s| s.full_name.as_str()),
+            marker_id: ep.marker_id,
+            endpoint_service_id: &ep.service_id,
+            enable_dns: ep.enable_dns,
+            ip: ep.ip,
+            vpc_id: &ep.vpc_id,
+            subnet_id: &ep.subnet_id,
+            created_at: format_time(ep.created_at),
+            updated_at: format_time(ep.updated_at),
+            project_id: &ep.project_id,
+            tags: &ep.tags,
+            error: [],
+            whitelist: &ep.whitelist,
+            enable_whitelist: ep.enable_whitelist,
+            routetables: &ep.routetables,
+            description: &ep.description,
+            policy_statement: &ep.policy_statement,
+            policy_document: ep.policy_document.as_ref(),
+            expires_at: ep.expires_at.map(format_time),
+            dns_names: with_dns.then(|| {
+                if ep.enable_dns {
+                    vec![dns_name(ep, region)]
+                } else {
+                    Vec::new()
+                }
+            }),
+        }
     }
-    v
 }
 
 /// A connection, as the provider sees it.
-pub fn connection(ep: &Endpoint) -> Value {
-    json!({
-        "id": ep.id,
-        "marker_id": ep.marker_id,
-        "created_at": format_time(ep.created_at),
-        "updated_at": format_time(ep.updated_at),
-        "domain_id": ep.domain_id,
-        "error": [],
-        "status": ep.status.as_str(),
-        "description": ep.connection_description,
-    })
+#[derive(Debug, Serialize)]
+pub struct ConnectionView<'m> {
+    id: &'m EndpointId,
+    marker_id: u64,
+    created_at: String,
+    updated_at: String,
+    domain_id: &'m DomainId,
+    error: NoErrors,
+    status: &'static str,
+    description: &'m str,
 }
 
-/// A whitelist entry; `with_desc` for the batch operations.
-pub fn permission(p: &Permission, with_desc: bool) -> Value {
-    let mut v = json!({
-        "id": p.id,
-        "permission": p.permission,
-        "permission_type": p.permission_type,
-        "created_at": format_time(p.created_at),
-    });
-    if with_desc && let Some(o) = v.as_object_mut() {
-        o.insert("description".into(), json!(p.description));
+impl<'m> ConnectionView<'m> {
+    /// The provider's view of `ep`.
+    pub fn new(ep: &'m Endpoint) -> Self {
+        Self {
+            id: &ep.id,
+            marker_id: ep.marker_id,
+            created_at: format_time(ep.created_at),
+            updated_at: format_time(ep.updated_at),
+            domain_id: &ep.domain_id,
+            error: [],
+            status: ep.status.as_str(),
+            description: &ep.connection_description,
+        }
     }
-    v
+}
+
+/// A whitelist entry.
+#[derive(Debug, Serialize)]
+pub struct PermissionView<'m> {
+    id: &'m PermissionId,
+    permission: &'m str,
+    permission_type: &'static str,
+    created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'m str>,
+}
+
+impl<'m> PermissionView<'m> {
+    /// The view of `p`; `with_desc` for the batch operations.
+    pub fn new(p: &'m Permission, with_desc: bool) -> Self {
+        Self {
+            id: &p.id,
+            permission: &p.permission,
+            permission_type: p.permission_type.as_str(),
+            created_at: format_time(p.created_at),
+            description: with_desc.then_some(p.description.as_str()),
+        }
+    }
 }
 
 /// A VPC (Huawei VPC API shape, trimmed).
-pub fn vpc(v: &Vpc) -> Value {
-    json!({"id": v.id, "name": v.name, "cidr": v.cidr, "status": "OK", "project_id": v.project_id,
-           "created_at": format_time(v.created_at)})
+#[derive(Debug, Serialize)]
+pub struct VpcView<'m> {
+    id: &'m VpcId,
+    name: &'m str,
+    cidr: ipnet::Ipv4Net,
+    status: &'static str,
+    project_id: &'m ProjectId,
+    created_at: String,
+}
+
+impl<'m> VpcView<'m> {
+    /// The view of `v`.
+    pub fn new(v: &'m Vpc) -> Self {
+        Self {
+            id: &v.id,
+            name: &v.name,
+            cidr: v.cidr,
+            status: "OK",
+            project_id: &v.project_id,
+            created_at: format_time(v.created_at),
+        }
+    }
 }
 
 /// A subnet.
-pub fn subnet(s: &Subnet) -> Value {
-    json!({"id": s.id, "name": s.name, "vpc_id": s.vpc_id, "cidr": s.cidr, "gateway_ip": s.gateway_ip,
-           "ip_version": s.ip_version, "status": "ACTIVE", "project_id": s.project_id,
-           "created_at": format_time(s.created_at)})
+#[derive(Debug, Serialize)]
+pub struct SubnetView<'m> {
+    id: &'m SubnetId,
+    name: &'m str,
+    vpc_id: &'m VpcId,
+    cidr: ipnet::IpNet,
+    gateway_ip: String,
+    ip_version: u8,
+    status: &'static str,
+    project_id: &'m ProjectId,
+    created_at: String,
+}
+
+impl<'m> SubnetView<'m> {
+    /// The view of `s`.
+    pub fn new(s: &'m Subnet) -> Self {
+        Self {
+            id: &s.id,
+            name: &s.name,
+            vpc_id: &s.vpc_id,
+            cidr: s.cidr,
+            gateway_ip: s.gateway_ip.map(|g| g.to_string()).unwrap_or_default(),
+            ip_version: s.ip_version(),
+            status: "ACTIVE",
+            project_id: &s.project_id,
+            created_at: format_time(s.created_at),
+        }
+    }
+}
+
+/// One fixed address of a port.
+#[derive(Debug, Serialize)]
+pub struct FixedIp<'m> {
+    subnet_id: &'m SubnetId,
+    ip_address: std::net::IpAddr,
 }
 
 /// A port.
-pub fn port(p: &Port) -> Value {
-    json!({"id": p.id, "name": p.name, "vpc_id": p.vpc_id, "subnet_id": p.subnet_id,
-           "fixed_ips": [{"subnet_id": p.subnet_id, "ip_address": p.ip}], "ip": p.ip,
-           "ip_version": p.ip_version, "server_type": p.server_type.as_str(), "status": "ACTIVE",
-           "project_id": p.project_id, "created_at": format_time(p.created_at)})
+#[derive(Debug, Serialize)]
+pub struct PortView<'m> {
+    id: &'m PortId,
+    name: &'m str,
+    vpc_id: &'m VpcId,
+    subnet_id: &'m SubnetId,
+    fixed_ips: [FixedIp<'m>; 1],
+    ip: std::net::IpAddr,
+    ip_version: u8,
+    server_type: &'static str,
+    status: &'static str,
+    project_id: &'m ProjectId,
+    created_at: String,
+}
+
+impl<'m> PortView<'m> {
+    /// The view of `p`.
+    pub fn new(p: &'m Port) -> Self {
+        Self {
+            id: &p.id,
+            name: &p.name,
+            vpc_id: &p.vpc_id,
+            subnet_id: &p.subnet_id,
+            fixed_ips: [FixedIp {
+                subnet_id: &p.subnet_id,
+                ip_address: p.ip,
+            }],
+            ip: p.ip,
+            ip_version: p.ip_version(),
+            server_type: p.server_type.as_str(),
+            status: "ACTIVE",
+            project_id: &p.project_id,
+            created_at: format_time(p.created_at),
+        }
+    }
+}
+
+/// A list and, for the paged lists, the count before paging.
+#[derive(Debug, Serialize)]
+pub struct Listed<T> {
+    /// The items, under the list's name.
+    #[serde(flatten)]
+    pub items: Named<Vec<T>>,
+    /// How many matched, before paging.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_count: Option<usize>,
+}
+
+/// A value under a member name chosen at run time (`{"vpcs": [...]}`, `{"vpc": {...}}`).
+#[derive(Debug)]
+pub struct Named<T>(pub &'static str, pub T);
+
+impl<T: Serialize> Serialize for Named<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(1))?;
+        map.serialize_entry(self.0, &self.1)?;
+        map.end()
+    }
+}
+
+/// `{name: items, "total_count": total}`.
+pub fn paged<T>(name: &'static str, items: Vec<T>, total: usize) -> Listed<T> {
+    Listed {
+        items: Named(name, items),
+        total_count: Some(total),
+    }
+}
+
+/// `{name: items}`.
+pub fn listed<T>(name: &'static str, items: Vec<T>) -> Listed<T> {
+    Listed {
+        items: Named(name, items),
+        total_count: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn lists_and_names_render_as_the_api_shapes_them() {
+        let v = serde_json::to_value(paged("things", vec![1, 2], 7)).unwrap();
+        assert_eq!(v, json!({"things": [1, 2], "total_count": 7}));
+        let v = serde_json::to_value(listed("things", vec!["a"])).unwrap();
+        assert_eq!(v, json!({"things": ["a"]}));
+        let v = serde_json::to_value(Named("vpc", 3)).unwrap();
+        assert_eq!(v, json!({"vpc": 3}));
+    }
+
+    #[test]
+    fn an_endpoint_renders_every_member_with_the_whitelist_as_given() {
+        let m = Model::default();
+        let ep: Endpoint = serde_json::from_value(json!({
+            "id": "e", "project_id": "p", "domain_id": "d", "service_id": "s", "vpc_id": "v",
+            "subnet_id": "n", "ip": "10.0.0.7", "marker_id": 9, "status": "accepted",
+            "enable_dns": true, "whitelist": ["192.0.2.7", "198.51.100.0/24"],
+            "enable_whitelist": true, "description": "", "connection_description": "",
+            "tags": [], "routetables": [], "policy_statement": [], "policy_document": null,
+            "expires_at": null, "frozen": true, "created_at": 0, "updated_at": 0}))
+        .unwrap();
+        let v = serde_json::to_value(EndpointView::new(&m, &ep, "r", true)).unwrap();
+        assert_eq!(v["whitelist"], json!(["192.0.2.7", "198.51.100.0/24"]));
+        assert_eq!(v["ip"], "10.0.0.7");
+        assert_eq!(v["active_status"], json!(["frozen"]));
+        assert_eq!(v["dns_names"], json!(["10-0-0-7.vpcep.r.internal"]));
+        assert_eq!(
+            (v["policy_document"].clone(), v["expires_at"].clone()),
+            (Value::Null, Value::Null)
+        );
+        assert_eq!(v["error"], json!([]));
+        assert_eq!(v["created_at"], "1970-01-01T00:00:00Z");
+        let v = serde_json::to_value(EndpointView::new(&m, &ep, "r", false)).unwrap();
+        assert!(v.get("dns_names").is_none());
+    }
 }

@@ -1,80 +1,36 @@
-//! The durable store: a transactional key-value space with a revision and a watch.
+//! [`RedbStore`]: the embedded engine, a single redb file under the data directory.
 //!
-//! [`Store`] is the interface a distributed engine (etcd) can implement later; [`RedbStore`]
-//! is the embedded one: a single redb file under the data directory. A commit is one redb
-//! write transaction with immediate durability (fsync) that writes every operation and the
-//! new revision together, so a crash at any point leaves either all of a change or none
-//! of it, and `commit` returns only once the change is on disk.
+//! A commit is one redb write transaction with immediate durability (fsync) that writes
+//! every operation and the new revision together, so a crash at any point leaves either all
+//! of a change or none of it, and `commit` returns only once the change is on disk. The
+//! compare is checked and the watchers are told under one lock, so revisions reach them in
+//! order. The watch history starts at open: older revisions are compacted.
 
 use std::path::Path;
+use std::sync::Mutex;
+use std::sync::mpsc::Receiver;
 
 use redb::{Database, ReadableTable, TableDefinition};
-use tokio::sync::watch;
+
+use super::{Event, Feed, Op, Snapshot, Store, StoreError, Txn};
 
 const RESOURCES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("resources");
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 const REVISION: &str = "revision";
 
-/// One write of a commit.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Op {
-    /// Store `value` under `key`.
-    Put(String, Vec<u8>),
-    /// Remove `key`.
-    Delete(String),
-}
-
-/// Why the store failed. A failed commit changed nothing.
-#[derive(Debug, thiserror::Error)]
-#[error("store {op} failed: {source}")]
-pub struct StoreError {
-    /// What was being done: open, read, commit.
-    pub op: &'static str,
-    /// redb's error.
-    #[source]
-    pub source: Box<redb::Error>,
-}
-
 /// A mapper from any redb error to a [`StoreError`] for `op`.
 fn fail<E: Into<redb::Error>>(op: &'static str) -> impl Fn(E) -> StoreError {
-    move |e| StoreError {
+    move |e| StoreError::Engine {
         op,
         source: Box::new(e.into()),
     }
-}
-
-/// Everything in the store at one revision.
-#[derive(Debug, Default)]
-pub struct Snapshot {
-    /// The revision of the last commit (0 for an empty store).
-    pub revision: u64,
-    /// Every key and value.
-    pub entries: Vec<(String, Vec<u8>)>,
-}
-
-/// A transactional key-value space with revisions and a watch.
-pub trait Store: Send + Sync + 'static {
-    /// Read everything.
-    ///
-    /// # Errors
-    /// [`StoreError`].
-    fn load(&self) -> Result<Snapshot, StoreError>;
-
-    /// Apply `ops` atomically and durably; returns the new revision.
-    ///
-    /// # Errors
-    /// [`StoreError`]; then nothing was applied.
-    fn commit(&self, ops: &[Op]) -> Result<u64, StoreError>;
-
-    /// A receiver that sees every new revision.
-    fn watch(&self) -> watch::Receiver<u64>;
 }
 
 /// The embedded store: one redb file.
 #[derive(Debug)]
 pub struct RedbStore {
     db: Database,
-    revision: watch::Sender<u64>,
+    feed: Mutex<Feed>,
 }
 
 impl RedbStore {
@@ -100,8 +56,14 @@ impl RedbStore {
         };
         Ok(Self {
             db,
-            revision: watch::Sender::new(revision),
+            feed: Mutex::new(Feed::new(revision)),
         })
+    }
+
+    fn feed(&self) -> std::sync::MutexGuard<'_, Feed> {
+        self.feed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -122,13 +84,15 @@ impl Store for RedbStore {
         Ok(Snapshot { revision, entries })
     }
 
-    fn commit(&self, ops: &[Op]) -> Result<u64, StoreError> {
-        let e = fail("commit");
-        let tx = self.db.begin_write().map_err(&e)?;
+    fn commit(&self, txn: Txn) -> Result<u64, StoreError> {
+        // Held across the write so that compare, commit and publish are one step.
+        let mut feed = self.feed();
+        feed.check(txn.compare)?;
+        let tx = self.db.begin_write().map_err(fail("commit"))?;
         let revision;
         {
             let mut table = tx.open_table(RESOURCES).map_err(fail("commit"))?;
-            for op in ops {
+            for op in &txn.ops {
                 match op {
                     Op::Put(k, v) => {
                         table
@@ -150,43 +114,43 @@ impl Store for RedbStore {
         }
         // Immediate durability is redb's default: commit returns after fsync.
         tx.commit().map_err(fail("commit"))?;
-        self.revision.send_replace(revision);
+        feed.publish(revision, txn.ops);
         Ok(revision)
     }
 
-    fn watch(&self) -> watch::Receiver<u64> {
-        self.revision.subscribe()
+    fn watch(&self, from: u64) -> Result<Receiver<Event>, StoreError> {
+        self.feed().watch(from)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::{Compare, tests::contract};
     use super::*;
 
     #[test]
-    fn commit_load_reopen_and_watch() {
+    fn keeps_the_contract_and_survives_a_reopen() {
         let dir = std::env::temp_dir().join(format!("vpcep-store-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("state.redb");
         {
             let s = RedbStore::open(&path).unwrap();
-            let mut w = s.watch();
             assert_eq!(s.load().unwrap().revision, 0);
-            let r = s
-                .commit(&[
-                    Op::Put("a".into(), b"1".to_vec()),
-                    Op::Put("b".into(), b"2".to_vec()),
-                ])
-                .unwrap();
-            assert_eq!(r, 1);
-            assert!(w.has_changed().unwrap());
-            assert_eq!(*w.borrow_and_update(), 1);
-            assert_eq!(s.commit(&[Op::Delete("a".into())]).unwrap(), 2);
+            contract(&s);
         }
         let s = RedbStore::open(&path).unwrap();
         let snap = s.load().unwrap();
         assert_eq!(snap.revision, 2);
         assert_eq!(snap.entries, vec![("b".to_string(), b"2".to_vec())]);
+        // History starts at open: older revisions are compacted, the current one is not.
+        assert!(matches!(s.watch(1), Err(StoreError::Compacted { .. })));
+        let w = s.watch(2).unwrap();
+        s.commit(Txn {
+            compare: Compare::Revision(2),
+            ops: vec![Op::Delete("b".into())],
+        })
+        .unwrap();
+        assert_eq!(w.try_recv().unwrap().revision, 3);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

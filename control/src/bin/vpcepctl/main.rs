@@ -1,0 +1,301 @@
+//! `vpcepctl`: a command-line client for the VPCEP API that signs its requests.
+//! Readable tables by default, `-o json` for scripts; errors print the API's error code.
+//! Request bodies are the server's own typed wire bodies (`control::requests`).
+
+mod cli;
+mod render;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use control::client::{Client, ClientError, segment};
+use control::requests::*;
+use serde_json::{Value, json, to_value};
+
+use crate::cli::*;
+use crate::render::render;
+
+fn run(cli: Cli) -> Result<Value, String> {
+    let need = |v: Option<String>, what: &str| {
+        v.ok_or_else(|| {
+            format!(
+                "missing --{what} (or VPCEP_{})",
+                what.to_uppercase().replace('-', "_")
+            )
+        })
+    };
+    let c = Client::new(
+        &cli.endpoint,
+        &need(cli.ak, "ak")?,
+        &need(cli.sk, "sk")?,
+        &need(cli.project_id, "project-id")?,
+    );
+    let p = |rest: &str| c.path(rest);
+    let e = |err: ClientError| err.to_string();
+    let get = |path: String| c.call("GET", &path, &[], None).map_err(e);
+    let del = |path: String| {
+        c.call("DELETE", &path, &[], None)
+            .map(|_| json!({"deleted": true}))
+            .map_err(e)
+    };
+    // Bodies are the server's own typed wire bodies, serialized.
+    let post = |path: String, b: Result<Value, serde_json::Error>| {
+        c.send("POST", &path, &b.map_err(|x| x.to_string())?)
+            .map_err(e)
+    };
+    let put = |path: String, b: Result<Value, serde_json::Error>| {
+        c.send("PUT", &path, &b.map_err(|x| x.to_string())?)
+            .map_err(e)
+    };
+    let svc = |id: &str| p(&format!("/vpc-endpoint-services/{}", segment(id)));
+    let ep = |id: &str| p(&format!("/vpc-endpoints/{}", segment(id)));
+    match cli.command {
+        Command::Vpc(cmd) => match cmd {
+            Crud::Create(a) => post(
+                p("/vpcs"),
+                to_value(VpcEnvelope {
+                    vpc: CreateVpc {
+                        name: a.name,
+                        cidr: Some(a.cidr),
+                    },
+                }),
+            ),
+            Crud::List => get(p("/vpcs")),
+            Crud::Show { id } => get(p(&format!("/vpcs/{}", segment(&id)))),
+            Crud::Delete { id } => del(p(&format!("/vpcs/{}", segment(&id)))),
+        },
+        Command::Subnet(cmd) => match cmd {
+            Crud::Create(a) => post(
+                p("/subnets"),
+                to_value(SubnetEnvelope {
+                    subnet: CreateSubnet {
+                        vpc_id: Some(a.vpc),
+                        cidr: Some(a.cidr),
+                        name: a.name,
+                        gateway_ip: a.gateway,
+                        ip_version: Some(a.ip_version),
+                    },
+                }),
+            ),
+            Crud::List => get(p("/subnets")),
+            Crud::Show { id } => get(p(&format!("/subnets/{}", segment(&id)))),
+            Crud::Delete { id } => del(p(&format!("/subnets/{}", segment(&id)))),
+        },
+        Command::Port(cmd) => match cmd {
+            Crud::Create(a) => post(
+                p("/ports"),
+                to_value(PortEnvelope {
+                    port: CreatePort {
+                        subnet_id: Some(a.subnet),
+                        server_type: Some(a.server_type),
+                        ip: a.ip,
+                        name: a.name,
+                    },
+                }),
+            ),
+            Crud::List => get(p("/ports")),
+            Crud::Show { id } => get(p(&format!("/ports/{}", segment(&id)))),
+            Crud::Delete { id } => del(p(&format!("/ports/{}", segment(&id)))),
+        },
+        Command::Service(cmd) => match cmd {
+            ServiceCmd::Create {
+                vpc,
+                port,
+                server_type,
+                maps: m,
+                name,
+                no_approval,
+                tcp_proxy,
+                description,
+            } => {
+                let b = CreateService {
+                    vpc_id: Some(vpc),
+                    port_id: Some(port),
+                    server_type: Some(server_type),
+                    ports: Some(maps(&m)?),
+                    approval_enabled: Some(!no_approval),
+                    service_type: Some("interface".into()),
+                    service_name: name,
+                    tcp_proxy,
+                    description,
+                    ..CreateService::default()
+                };
+                post(p("/vpc-endpoint-services"), to_value(b))
+            }
+            ServiceCmd::List => get(p("/vpc-endpoint-services")),
+            ServiceCmd::Show { id } => get(svc(&id)),
+            ServiceCmd::Update {
+                id,
+                port,
+                maps: m,
+                approval,
+                description,
+            } => {
+                let b = UpdateService {
+                    port_id: port,
+                    ports: if m.is_empty() { None } else { Some(maps(&m)?) },
+                    approval_enabled: approval.map(|a| matches!(a.as_str(), "on" | "true" | "yes")),
+                    description,
+                    ..UpdateService::default()
+                };
+                put(svc(&id), to_value(b))
+            }
+            ServiceCmd::Rename { id, name } => put(
+                format!("{}/name", svc(&id)),
+                to_value(RenameService {
+                    endpoint_service_name: Some(name),
+                }),
+            ),
+            ServiceCmd::Delete { id } => del(svc(&id)),
+            ServiceCmd::Describe { name, id } => {
+                let q: Vec<(&str, String)> = match (name, id) {
+                    (Some(n), None) => vec![("endpoint_service_name", n)],
+                    (None, Some(i)) => vec![("id", i)],
+                    _ => return Err("give exactly one of --name and --id".into()),
+                };
+                c.call("GET", &p("/vpc-endpoint-services/describe"), &q, None)
+                    .map_err(e)
+            }
+            ServiceCmd::Public => get(p("/vpc-endpoint-services/public")),
+        },
+        Command::Connection(cmd) => match cmd {
+            ConnectionCmd::List { service, status } => {
+                let q: Vec<(&str, String)> =
+                    status.map(|s| vec![("status", s)]).unwrap_or_default();
+                c.call("GET", &format!("{}/connections", svc(&service)), &q, None)
+                    .map_err(e)
+            }
+            ConnectionCmd::Accept {
+                service,
+                endpoint_id,
+            } => post(
+                format!("{}/connections/action", svc(&service)),
+                to_value(ConnectionAction {
+                    action: Some("receive".into()),
+                    endpoints: Some(vec![endpoint_id]),
+                }),
+            ),
+            ConnectionCmd::Reject {
+                service,
+                endpoint_id,
+            } => post(
+                format!("{}/connections/action", svc(&service)),
+                to_value(ConnectionAction {
+                    action: Some("reject".into()),
+                    endpoints: Some(vec![endpoint_id]),
+                }),
+            ),
+            ConnectionCmd::Describe {
+                service,
+                endpoint_id,
+                description,
+            } => put(
+                format!("{}/connections/description", svc(&service)),
+                to_value(ConnectionDescs {
+                    connections: Some(vec![ConnectionDesc {
+                        id: Some(endpoint_id),
+                        description: Some(description),
+                    }]),
+                }),
+            ),
+        },
+        Command::Permission(cmd) => match cmd {
+            PermissionCmd::List { service } => get(format!("{}/permissions", svc(&service))),
+            PermissionCmd::Add {
+                service,
+                permissions,
+            } => post(
+                format!("{}/permissions/action", svc(&service)),
+                to_value(PermissionAction {
+                    permissions: Some(permissions),
+                    permission_type: Some("domainId".into()),
+                    action: Some("add".into()),
+                }),
+            ),
+            PermissionCmd::Remove {
+                service,
+                permissions,
+            } => post(
+                format!("{}/permissions/action", svc(&service)),
+                to_value(PermissionAction {
+                    permissions: Some(permissions),
+                    permission_type: Some("domainId".into()),
+                    action: Some("remove".into()),
+                }),
+            ),
+        },
+        Command::Endpoint(cmd) => match cmd {
+            EndpointCmd::Create {
+                service,
+                vpc,
+                subnet,
+                ip,
+                whitelist,
+                dns,
+                duration,
+                description,
+            } => {
+                let enable_whitelist = (!whitelist.is_empty()).then_some(true);
+                let b = CreateEndpoint {
+                    endpoint_service_id: Some(service),
+                    vpc_id: Some(vpc),
+                    subnet_id: Some(subnet),
+                    enable_dns: Some(dns),
+                    port_ip: ip,
+                    whitelist: enable_whitelist.map(|_| whitelist),
+                    enable_whitelist,
+                    duration,
+                    description,
+                    ..CreateEndpoint::default()
+                };
+                post(p("/vpc-endpoints"), to_value(b))
+            }
+            EndpointCmd::List => get(p("/vpc-endpoints")),
+            EndpointCmd::Show { id } => get(ep(&id)),
+            EndpointCmd::Whitelist { id, cidrs, disable } => put(
+                ep(&id),
+                to_value(UpdateWhitelist {
+                    whitelist: Some(cidrs),
+                    enable_whitelist: Some(!disable),
+                }),
+            ),
+            EndpointCmd::Extend { id, duration } => {
+                let duration = if duration == "never" {
+                    None
+                } else {
+                    Some(
+                        duration
+                            .parse::<i64>()
+                            .map_err(|_| format!("duration {duration:?}: seconds or never"))?,
+                    )
+                };
+                put(format!("{}/expiry", ep(&id)), to_value(Extend { duration }))
+            }
+            EndpointCmd::Delete { id } => del(ep(&id)),
+        },
+        Command::Quota => get(p("/quotas")),
+        Command::Raw { method, path, body } => {
+            let b = body
+                .map(|s| serde_json::from_str::<Value>(&s))
+                .transpose()
+                .map_err(|x| format!("body is not JSON: {x}"))?;
+            c.call(&method.to_uppercase(), &p(&path), &[], b.as_ref())
+                .map_err(e)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let output = cli.output;
+    match run(cli) {
+        Ok(v) => {
+            println!("{}", render(&v, output));
+            ExitCode::SUCCESS
+        }
+        Err(msg) => {
+            eprintln!("vpcepctl: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}

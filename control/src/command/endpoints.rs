@@ -1,0 +1,123 @@
+//! Commands of the user side: new endpoints and changes to them.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use super::{description, only_ipv4, parse_whitelist, port_ip, positive_duration, tags};
+use crate::error::{ErrorCode, Rejection, require};
+use crate::model::*;
+use crate::requests::*;
+
+/// Create an endpoint.
+#[derive(Clone, Debug)]
+pub struct NewEndpoint {
+    /// The service.
+    pub service_id: ServiceId,
+    /// The user's VPC.
+    pub vpc_id: VpcId,
+    /// The user's subnet.
+    pub subnet_id: SubnetId,
+    /// A chosen address; automatic when absent.
+    pub ip: Option<Ipv4Addr>,
+    /// Internal DNS name.
+    pub enable_dns: bool,
+    /// Source whitelist.
+    pub whitelist: Vec<SourceCidr>,
+    /// Enforce it.
+    pub enable_whitelist: bool,
+    /// Free text.
+    pub description: String,
+    /// Tags.
+    pub tags: Vec<Tag>,
+    /// Route tables (stored).
+    pub routetables: Vec<String>,
+    /// Policy statements (stored).
+    pub policy_statement: Vec<serde_json::Value>,
+    /// Policy document (stored).
+    pub policy_document: Option<serde_json::Value>,
+    /// Seconds until it expires.
+    pub lifetime: Option<i64>,
+}
+
+impl TryFrom<CreateEndpoint> for NewEndpoint {
+    type Error = Rejection;
+
+    fn try_from(b: CreateEndpoint) -> Result<Self, Rejection> {
+        let service_id = require(b.endpoint_service_id, "endpoint_service_id")?.into();
+        let vpc_id = require(b.vpc_id, "vpc_id")?.into();
+        let subnet_id = require(b.subnet_id, "subnet_id")?.into();
+        only_ipv4(b.ip_version.as_deref(), b.ipv6_address.is_some())?;
+        let ip = match port_ip(b.port_ip)? {
+            None => None,
+            Some(IpAddr::V4(a)) => Some(a),
+            Some(IpAddr::V6(a)) => {
+                return Err(Rejection::new(
+                    ErrorCode::InvalidPortIp,
+                    format!("Invalid Port IP address {a}: endpoints are IPv4."),
+                ));
+            }
+        };
+        Ok(Self {
+            service_id,
+            vpc_id,
+            subnet_id,
+            ip,
+            whitelist: parse_whitelist(&b.whitelist.unwrap_or_default())?,
+            description: description(b.description)?,
+            tags: tags(b.tags)?,
+            lifetime: positive_duration(b.duration, "")?,
+            enable_dns: b.enable_dns.unwrap_or(false),
+            enable_whitelist: b.enable_whitelist.unwrap_or(false),
+            routetables: b.routetables.unwrap_or_default(),
+            policy_statement: b.policy_statement.unwrap_or_default(),
+            policy_document: b.policy_document,
+        })
+    }
+}
+
+/// Change an endpoint (owner side).
+#[derive(Clone, Debug)]
+pub enum EndpointChange {
+    /// Replace the whitelist and/or switch its enforcement.
+    Whitelist(Option<Vec<SourceCidr>>, Option<bool>),
+    /// Replace the route tables.
+    Routetables(Vec<String>),
+    /// Replace policy statements and/or document.
+    Policy(Option<Vec<serde_json::Value>>, Option<serde_json::Value>),
+    /// Remove the policy.
+    ClearPolicy,
+    /// A new lifetime from now (`None`: none); unfreezes.
+    Lifetime(Option<i64>),
+}
+
+impl TryFrom<UpdateWhitelist> for EndpointChange {
+    type Error = Rejection;
+
+    fn try_from(b: UpdateWhitelist) -> Result<Self, Rejection> {
+        let list = b.whitelist.as_deref().map(parse_whitelist).transpose()?;
+        Ok(Self::Whitelist(list, b.enable_whitelist))
+    }
+}
+
+impl TryFrom<UpdateRoutetables> for EndpointChange {
+    type Error = Rejection;
+
+    fn try_from(b: UpdateRoutetables) -> Result<Self, Rejection> {
+        Ok(Self::Routetables(require(b.routetables, "routetables")?))
+    }
+}
+
+impl TryFrom<UpdatePolicy> for EndpointChange {
+    type Error = Rejection;
+
+    fn try_from(b: UpdatePolicy) -> Result<Self, Rejection> {
+        Ok(Self::Policy(b.policy_statement, b.policy_document))
+    }
+}
+
+impl TryFrom<Extend> for EndpointChange {
+    type Error = Rejection;
+
+    fn try_from(b: Extend) -> Result<Self, Rejection> {
+        Ok(Self::Lifetime(positive_duration(b.duration, ", or null")?))
+    }
+}

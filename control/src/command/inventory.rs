@@ -1,0 +1,134 @@
+//! Commands of the network inventory: new VPCs, subnets and ports (bare or in the Huawei
+//! VPC API's envelopes).
+
+use std::net::IpAddr;
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+
+use super::port_ip;
+use crate::error::{Rejection, require};
+use crate::model::net::parse_ipv4_block;
+use crate::model::*;
+use crate::requests::*;
+
+/// Create a VPC.
+#[derive(Clone, Debug)]
+pub struct NewVpc {
+    /// Name.
+    pub name: String,
+    /// Its IPv4 block.
+    pub cidr: Ipv4Net,
+}
+
+impl TryFrom<CreateVpc> for NewVpc {
+    type Error = Rejection;
+
+    fn try_from(b: CreateVpc) -> Result<Self, Rejection> {
+        let cidr = require(b.cidr, "cidr")?;
+        let cidr = parse_ipv4_block(&cidr)
+            .ok_or_else(|| Rejection::param(format!("cidr {cidr:?} is not an IPv4 CIDR")))?;
+        Ok(Self {
+            name: b.name.unwrap_or_default(),
+            cidr,
+        })
+    }
+}
+
+/// Create a subnet.
+#[derive(Clone, Debug)]
+pub struct NewSubnet {
+    /// Name.
+    pub name: String,
+    /// Its VPC.
+    pub vpc_id: VpcId,
+    /// Its block, of the family asked for.
+    pub cidr: IpNet,
+    /// The gateway, if given: an address of the block (IPv4: the first host by default).
+    pub gateway_ip: Option<IpAddr>,
+}
+
+impl TryFrom<CreateSubnet> for NewSubnet {
+    type Error = Rejection;
+
+    fn try_from(b: CreateSubnet) -> Result<Self, Rejection> {
+        let vpc_id = require(b.vpc_id, "vpc_id")?.into();
+        let cidr = require(b.cidr, "cidr")?;
+        let cidr = match b.ip_version.unwrap_or(4) {
+            4 => IpNet::V4(
+                parse_ipv4_block(&cidr)
+                    .ok_or_else(|| Rejection::param(format!("cidr {cidr:?} is not IPv4")))?,
+            ),
+            6 => IpNet::V6(
+                cidr.parse::<Ipv6Net>()
+                    .map_err(|_| Rejection::param("cidr: an IPv6 address and prefix"))?,
+            ),
+            _ => return Err(Rejection::param("ip_version must be 4 or 6")),
+        };
+        let gateway_ip = b
+            .gateway_ip
+            .as_deref()
+            .map(|g| {
+                g.parse::<IpAddr>()
+                    .ok()
+                    .filter(|a| cidr.contains(a))
+                    .ok_or_else(|| Rejection::param("gateway_ip must be an address of the subnet"))
+            })
+            .transpose()?;
+        Ok(Self {
+            name: b.name.unwrap_or_default(),
+            vpc_id,
+            cidr,
+            gateway_ip,
+        })
+    }
+}
+
+/// Create a port.
+#[derive(Clone, Debug)]
+pub struct NewPort {
+    /// Name.
+    pub name: String,
+    /// Its subnet.
+    pub subnet_id: SubnetId,
+    /// A chosen address (required in IPv6 subnets); automatic when absent.
+    pub ip: Option<IpAddr>,
+    /// NIC or VIP.
+    pub server_type: ServerType,
+}
+
+impl TryFrom<CreatePort> for NewPort {
+    type Error = Rejection;
+
+    fn try_from(b: CreatePort) -> Result<Self, Rejection> {
+        Ok(Self {
+            subnet_id: require(b.subnet_id, "subnet_id")?.into(),
+            server_type: ServerType::parse(&require(b.server_type, "server_type")?)?,
+            ip: port_ip(b.ip)?,
+            name: b.name.unwrap_or_default(),
+        })
+    }
+}
+
+impl TryFrom<VpcEnvelope> for NewVpc {
+    type Error = Rejection;
+
+    fn try_from(b: VpcEnvelope) -> Result<Self, Rejection> {
+        b.vpc.try_into()
+    }
+}
+
+impl TryFrom<SubnetEnvelope> for NewSubnet {
+    type Error = Rejection;
+
+    fn try_from(b: SubnetEnvelope) -> Result<Self, Rejection> {
+        b.subnet.try_into()
+    }
+}
+
+impl TryFrom<PortEnvelope> for NewPort {
+    type Error = Rejection;
+
+    fn try_from(b: PortEnvelope) -> Result<Self, Rejection> {
+        b.port.try_into()
+    }
+}

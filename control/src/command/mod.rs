@@ -1,0 +1,402 @@
+//! Validated commands: each wire body of `requests.rs` becomes one command through
+//! `TryFrom`, which checks everything that needs no other resource (presence, ranges,
+//! spellings, formats) and parses every value into its model type. After this point nothing
+//! is re-parsed; the registry applies the rules that relate resources.
+//!
+//! The shape follows firecracker's `ParsedRequest` -> `VmmAction`: parse at the edge, act on
+//! typed values inside. This module holds the checks shared by every resource; the
+//! commands live by resource in [`inventory`], [`services`] (with connections and
+//! whitelists) and [`endpoints`].
+
+pub mod endpoints;
+pub mod inventory;
+pub mod services;
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+pub use self::endpoints::*;
+pub use self::inventory::*;
+pub use self::services::*;
+use crate::error::{ErrorCode, Rejection, require};
+use crate::model::*;
+use crate::requests::*;
+
+/// Most port mappings in one request (the API's limit).
+pub const MAX_PORTS: usize = 200;
+/// Most tags on a resource.
+pub const MAX_TAGS: usize = 20;
+/// Most entries in an endpoint's source whitelist.
+pub const MAX_WHITELIST: usize = 20;
+/// Most entries in one batch of permissions.
+pub const MAX_BATCH: usize = 50;
+
+/// Check a free-text description: at most 128 characters, no `<` or `>`.
+///
+/// # Errors
+/// [`ErrorCode::Parameter`].
+pub fn check_description(d: &str) -> Result<(), Rejection> {
+    if d.chars().count() > 128 || d.contains(['<', '>']) {
+        return Err(Rejection::param(
+            "description: at most 128 characters, without < or >",
+        ));
+    }
+    Ok(())
+}
+
+fn description(d: Option<String>) -> Result<String, Rejection> {
+    let d = d.unwrap_or_default();
+    check_description(&d)?;
+    Ok(d)
+}
+
+/// Check a resource's tags: at most [`MAX_TAGS`], keys non-empty and unique, sizes bounded.
+///
+/// # Errors
+/// EndPoint.3066 to 3069.
+pub fn check_tags(tags: &[Tag]) -> Result<(), Rejection> {
+    if tags.len() > MAX_TAGS {
+        return Err(Rejection::new(
+            ErrorCode::TooManyTags,
+            "The maximum number of tags has been reached.",
+        ));
+    }
+    let mut keys = HashSet::new();
+    for t in tags {
+        if t.key.is_empty() {
+            return Err(Rejection::new(
+                ErrorCode::TagEmpty,
+                "The tag cannot be empty.",
+            ));
+        }
+        if t.key.chars().count() > 128 || t.value.chars().count() > 255 {
+            return Err(Rejection::new(
+                ErrorCode::TagInvalid,
+                "Tag keys and values should meet relevant requirements.",
+            ));
+        }
+        if !keys.insert(&t.key) {
+            return Err(Rejection::new(
+                ErrorCode::TagKeyDuplicated,
+                "The tag key cannot be duplicated.",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn tags(t: Option<Vec<Tag>>) -> Result<Vec<Tag>, Rejection> {
+    let t = t.unwrap_or_default();
+    check_tags(&t)?;
+    Ok(t)
+}
+
+fn port_number(v: Option<i64>, which: &str) -> Result<u16, Rejection> {
+    let v = v.ok_or_else(|| {
+        Rejection::new(
+            ErrorCode::InvalidServicePort,
+            format!("{which} is required"),
+        )
+    })?;
+    u16::try_from(v).ok().filter(|p| *p >= 1).ok_or_else(|| {
+        Rejection::new(
+            ErrorCode::InvalidServicePort,
+            format!("The service port is invalid: {which} {v} is not in 1..65535."),
+        )
+    })
+}
+
+/// Parse port mappings: 1 to [`MAX_PORTS`], ports in range, no client or server port twice
+/// for one protocol.
+///
+/// # Errors
+/// EndPoint.0002, 3043, 3044, 3074, 3075.
+pub fn parse_ports(ports: &[PortBody]) -> Result<Vec<PortMapping>, Rejection> {
+    if ports.is_empty() {
+        return Err(Rejection::param("ports must hold at least one mapping"));
+    }
+    if ports.len() > MAX_PORTS {
+        return Err(Rejection::new(
+            ErrorCode::TooManyPorts,
+            format!("The maximum of ports has been reached: at most {MAX_PORTS} per request."),
+        ));
+    }
+    let mut out = Vec::with_capacity(ports.len());
+    let mut clients = HashSet::new();
+    let mut servers = HashSet::new();
+    for p in ports {
+        let protocol = match p.protocol.as_deref().unwrap_or("TCP") {
+            "TCP" => Protocol::Tcp,
+            "UDP" => Protocol::Udp,
+            other => {
+                return Err(Rejection::new(
+                    ErrorCode::InvalidProtocol,
+                    format!("The protocol is invalid: {other:?} (TCP or UDP)."),
+                ));
+            }
+        };
+        let m = PortMapping {
+            protocol,
+            client_port: port_number(p.client_port, "client_port")?,
+            server_port: port_number(p.server_port, "server_port")?,
+        };
+        if !clients.insert((protocol, m.client_port)) || !servers.insert((protocol, m.server_port))
+        {
+            return Err(Rejection::new(
+                ErrorCode::PortsConflict,
+                format!(
+                    "The parameter ports conflicted: {} client port {} or server port {} appears twice.",
+                    protocol.as_str(),
+                    m.client_port,
+                    m.server_port
+                ),
+            ));
+        }
+        out.push(m);
+    }
+    Ok(out)
+}
+
+/// Parse a source whitelist: at most [`MAX_WHITELIST`] IPv4 addresses or blocks.
+///
+/// # Errors
+/// EndPoint.2044, 2045.
+pub fn parse_whitelist(list: &[String]) -> Result<Vec<SourceCidr>, Rejection> {
+    if list.len() > MAX_WHITELIST {
+        return Err(Rejection::new(
+            ErrorCode::WhitelistFull,
+            "The maximum number of whitelist records has been reached.",
+        ));
+    }
+    list.iter()
+        .map(|s| {
+            s.parse().map_err(|_| {
+                Rejection::new(
+                    ErrorCode::InvalidWhitelist,
+                    format!("Invalid whitelist entry {s:?}: an IPv4 address or CIDR."),
+                )
+            })
+        })
+        .collect()
+}
+
+fn positive_duration(d: Option<i64>, what: &str) -> Result<Option<i64>, Rejection> {
+    if d.is_some_and(|d| d <= 0) {
+        return Err(Rejection::param(format!(
+            "duration must be a positive number of seconds{what}"
+        )));
+    }
+    Ok(d)
+}
+
+fn only_ipv4(version: Option<&str>, v6_field_set: bool) -> Result<(), Rejection> {
+    if version.is_some_and(|v| v != "ipv4") || v6_field_set {
+        return Err(Rejection::param("ip_version: only ipv4 is supported"));
+    }
+    Ok(())
+}
+
+fn batch<T>(list: Option<Vec<T>>, field: &str) -> Result<Vec<T>, Rejection> {
+    let list = require(list, field)?;
+    if list.len() > MAX_BATCH {
+        return Err(Rejection::new(
+            ErrorCode::BatchLimit,
+            format!("The number of batch operated resources exceeded the limit ({MAX_BATCH})."),
+        ));
+    }
+    Ok(list)
+}
+
+fn port_ip(s: Option<String>) -> Result<Option<IpAddr>, Rejection> {
+    s.map(|s| {
+        s.parse().map_err(|_| {
+            Rejection::new(
+                ErrorCode::InvalidPortIp,
+                format!("Invalid Port IP address {s:?}."),
+            )
+        })
+    })
+    .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_rules() {
+        let p = |c: i64, s: i64, proto: &str| PortBody {
+            client_port: Some(c),
+            server_port: Some(s),
+            protocol: Some(proto.into()),
+        };
+        let code = |r: Result<Vec<PortMapping>, Rejection>| r.unwrap_err().code;
+        assert!(parse_ports(&[p(80, 8080, "TCP"), p(80, 8080, "UDP")]).is_ok());
+        assert_eq!(code(parse_ports(&[])), ErrorCode::Parameter);
+        assert_eq!(
+            code(parse_ports(&[p(0, 1, "TCP")])),
+            ErrorCode::InvalidServicePort
+        );
+        assert_eq!(
+            code(parse_ports(&[p(1, 65536, "TCP")])),
+            ErrorCode::InvalidServicePort
+        );
+        assert_eq!(
+            code(parse_ports(&[p(1, 1, "ICMP")])),
+            ErrorCode::InvalidProtocol
+        );
+        assert_eq!(
+            code(parse_ports(&[p(1, 1, "TCP"), p(1, 2, "TCP")])),
+            ErrorCode::PortsConflict
+        );
+        let many: Vec<_> = (1..=201).map(|i| p(i, i, "TCP")).collect();
+        assert_eq!(code(parse_ports(&many)), ErrorCode::TooManyPorts);
+        assert!(parse_ports(&many[..200]).is_ok());
+        let default_tcp = PortBody {
+            client_port: Some(1),
+            server_port: Some(2),
+            protocol: None,
+        };
+        assert_eq!(
+            parse_ports(&[default_tcp]).unwrap()[0].protocol,
+            Protocol::Tcp
+        );
+    }
+
+    #[test]
+    fn whitelists_descriptions_and_tags() {
+        assert!(parse_whitelist(&["10.0.0.0/8".into(), "192.0.2.1".into()]).is_ok());
+        assert_eq!(
+            parse_whitelist(&["10.0.0.0/33".into()]).unwrap_err().code,
+            ErrorCode::InvalidWhitelist
+        );
+        let big: Vec<String> = (0..21).map(|i| format!("192.0.2.{i}")).collect();
+        assert_eq!(
+            parse_whitelist(&big).unwrap_err().code,
+            ErrorCode::WhitelistFull
+        );
+        assert!(check_description("<script>").is_err());
+        assert!(check_description(&"x".repeat(128)).is_ok());
+        assert!(check_description(&"x".repeat(129)).is_err());
+        let tag = |k: &str| Tag {
+            key: k.into(),
+            value: String::new(),
+        };
+        assert_eq!(
+            check_tags(&[tag("")]).unwrap_err().code,
+            ErrorCode::TagEmpty
+        );
+        assert_eq!(
+            check_tags(&[tag("a"), tag("a")]).unwrap_err().code,
+            ErrorCode::TagKeyDuplicated
+        );
+        assert_eq!(
+            check_tags(&[tag(&"k".repeat(129))]).unwrap_err().code,
+            ErrorCode::TagInvalid
+        );
+        let many: Vec<Tag> = (0..21).map(|i| tag(&i.to_string())).collect();
+        assert_eq!(check_tags(&many).unwrap_err().code, ErrorCode::TooManyTags);
+    }
+
+    #[test]
+    fn bodies_become_typed_commands() {
+        let svc: NewService = CreateService {
+            port_id: Some("p".into()),
+            vpc_id: Some("v".into()),
+            server_type: Some("VIP".into()),
+            ports: Some(vec![PortBody {
+                client_port: Some(80),
+                server_port: Some(8080),
+                protocol: None,
+            }]),
+            ..CreateService::default()
+        }
+        .try_into()
+        .unwrap();
+        assert_eq!(
+            (svc.server_type, svc.tcp_proxy, svc.approval_enabled),
+            (ServerType::Lb, TcpProxy::Close, true)
+        );
+        let bad = |b: CreateService| NewService::try_from(b).unwrap_err().code;
+        assert_eq!(bad(CreateService::default()), ErrorCode::Parameter);
+        let decision = |a: &str, n: usize| {
+            Decision::try_from(ConnectionAction {
+                action: Some(a.into()),
+                endpoints: Some(vec!["e".into(); n]),
+            })
+        };
+        assert_eq!(
+            decision("receive", 1).unwrap().status,
+            ConnectionStatus::Accepted
+        );
+        assert_eq!(
+            decision("accept", 1).unwrap_err().code,
+            ErrorCode::InvalidConnectionAction
+        );
+        assert_eq!(
+            decision("reject", 2).unwrap_err().code,
+            ErrorCode::OneEndpointOnly
+        );
+        let subnet = |cidr: &str, v: Option<u8>, gw: Option<&str>| {
+            NewSubnet::try_from(CreateSubnet {
+                vpc_id: Some("v".into()),
+                cidr: Some(cidr.into()),
+                ip_version: v,
+                gateway_ip: gw.map(Into::into),
+                name: None,
+            })
+        };
+        assert_eq!(
+            subnet("10.0.1.7/24", None, None).unwrap().cidr.to_string(),
+            "10.0.1.0/24"
+        );
+        assert!(subnet("2001:db8::/64", Some(6), Some("2001:db8::1")).is_ok());
+        assert!(subnet("2001:db8::/64", None, None).is_err());
+        assert!(subnet("10.0.0.0/24", Some(5), None).is_err());
+        assert!(subnet("10.0.0.0/24", None, Some("2001:db8::1")).is_err());
+        assert!(
+            subnet("10.0.0.0/24", None, Some("10.0.1.1")).is_err(),
+            "outside the block"
+        );
+        assert!(subnet("2001:db8::/64", Some(6), Some("2001:db9::1")).is_err());
+        let gw = subnet("10.0.0.0/24", None, Some("10.0.0.254"))
+            .unwrap()
+            .gateway_ip;
+        assert_eq!(gw, Some("10.0.0.254".parse().unwrap()));
+        let edit = PermissionEdit::try_from(PermissionAction {
+            permissions: Some(vec!["iam:domain::abc".into()]),
+            permission_type: None,
+            action: Some("drop".into()),
+        });
+        assert_eq!(edit.unwrap_err().code, ErrorCode::InvalidPermissionAction);
+        let too_many = PermissionAction {
+            permissions: Some(vec!["*".into(); 51]),
+            permission_type: None,
+            action: Some("add".into()),
+        };
+        assert_eq!(
+            PermissionEdit::try_from(too_many).unwrap_err().code,
+            ErrorCode::BatchLimit
+        );
+        let ep = |ip: &str| {
+            NewEndpoint::try_from(CreateEndpoint {
+                endpoint_service_id: Some("s".into()),
+                vpc_id: Some("v".into()),
+                subnet_id: Some("n".into()),
+                port_ip: Some(ip.into()),
+                ..CreateEndpoint::default()
+            })
+        };
+        assert_eq!(ep("10.0.0.300").unwrap_err().code, ErrorCode::InvalidPortIp);
+        assert_eq!(ep("fd00::1").unwrap_err().code, ErrorCode::InvalidPortIp);
+        assert_eq!(
+            ep("10.0.0.3").unwrap().ip,
+            Some(std::net::Ipv4Addr::new(10, 0, 0, 3))
+        );
+        assert!(EndpointChange::try_from(Extend { duration: Some(0) }).is_err());
+        assert!(matches!(
+            EndpointChange::try_from(Extend { duration: None }),
+            Ok(EndpointChange::Lifetime(None))
+        ));
+    }
+}

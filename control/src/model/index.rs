@@ -1,0 +1,271 @@
+//! [`Model`]: every record in memory, with the indexes the rules and the compiler need, and
+//! the queries over them. [`Record`] and [`Mutation`] are what a commit writes; a record's
+//! store key is `<kind>/<id>`.
+//!
+//! The model only changes through [`Model::apply`], so the indexes cannot drift from the
+//! records. Tenancy is not applied here: see [`crate::model::TenantView`].
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+use super::*;
+
+/// A record of any kind, as stored.
+#[allow(clippy::large_enum_variant)] // short-lived, built once per write
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "record", rename_all = "snake_case")]
+pub enum Record {
+    /// A VPC.
+    Vpc(Vpc),
+    /// A subnet.
+    Subnet(Subnet),
+    /// A port.
+    Port(Port),
+    /// An endpoint service.
+    Service(Service),
+    /// A whitelist entry.
+    Permission(Permission),
+    /// An endpoint.
+    Endpoint(Endpoint),
+}
+
+/// The store key of a record: its kind and its id.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Key {
+    /// A VPC.
+    Vpc(VpcId),
+    /// A subnet.
+    Subnet(SubnetId),
+    /// A port.
+    Port(PortId),
+    /// An endpoint service.
+    Service(ServiceId),
+    /// A whitelist entry.
+    Permission(PermissionId),
+    /// An endpoint.
+    Endpoint(EndpointId),
+}
+
+impl Key {
+    /// The store's spelling: `<kind>/<id>`.
+    pub fn encode(&self) -> String {
+        match self {
+            Self::Vpc(id) => format!("vpc/{id}"),
+            Self::Subnet(id) => format!("subnet/{id}"),
+            Self::Port(id) => format!("port/{id}"),
+            Self::Service(id) => format!("service/{id}"),
+            Self::Permission(id) => format!("permission/{id}"),
+            Self::Endpoint(id) => format!("endpoint/{id}"),
+        }
+    }
+}
+
+impl Record {
+    /// The record's key.
+    pub fn key(&self) -> Key {
+        match self {
+            Self::Vpc(r) => Key::Vpc(r.id.clone()),
+            Self::Subnet(r) => Key::Subnet(r.id.clone()),
+            Self::Port(r) => Key::Port(r.id.clone()),
+            Self::Service(r) => Key::Service(r.id.clone()),
+            Self::Permission(r) => Key::Permission(r.id.clone()),
+            Self::Endpoint(r) => Key::Endpoint(r.id.clone()),
+        }
+    }
+}
+
+/// One change of a commit.
+#[allow(clippy::large_enum_variant)] // short-lived, built once per write
+#[derive(Clone, Debug)]
+pub enum Mutation {
+    /// Create or replace.
+    Put(Record),
+    /// Remove.
+    Delete(Key),
+}
+
+/// The model in memory, with the indexes the rules need.
+#[derive(Debug, Default)]
+pub struct Model {
+    /// VPCs by id.
+    pub vpcs: BTreeMap<VpcId, Vpc>,
+    /// Subnets by id.
+    pub subnets: BTreeMap<SubnetId, Subnet>,
+    /// Ports by id.
+    pub ports: BTreeMap<PortId, Port>,
+    /// Services by id.
+    pub services: BTreeMap<ServiceId, Service>,
+    /// Permissions by id.
+    pub permissions: BTreeMap<PermissionId, Permission>,
+    /// Endpoints by id.
+    pub endpoints: BTreeMap<EndpointId, Endpoint>,
+    endpoints_by_service: HashMap<ServiceId, BTreeSet<EndpointId>>,
+    permissions_by_service: HashMap<ServiceId, BTreeSet<PermissionId>>,
+    used_ips: HashMap<SubnetId, BTreeSet<u32>>,
+    markers: HashSet<u64>,
+}
+
+impl Model {
+    /// Apply one committed change.
+    pub fn apply(&mut self, m: Mutation) {
+        match m {
+            Mutation::Put(r) => {
+                self.remove(&r.key());
+                self.insert(r);
+            }
+            Mutation::Delete(key) => self.remove(&key),
+        }
+    }
+
+    /// Add a record whose key is not in the model yet (loading a store); [`Model::apply`]
+    /// is the way to change the model otherwise.
+    pub fn insert(&mut self, r: Record) {
+        match r {
+            Record::Vpc(v) => {
+                self.vpcs.insert(v.id.clone(), v);
+            }
+            Record::Subnet(s) => {
+                self.subnets.insert(s.id.clone(), s);
+            }
+            Record::Port(p) => {
+                if let Some(ip) = p.ipv4() {
+                    self.used_ips
+                        .entry(p.subnet_id.clone())
+                        .or_default()
+                        .insert(ip.to_bits());
+                }
+                self.ports.insert(p.id.clone(), p);
+            }
+            Record::Service(s) => {
+                self.services.insert(s.id.clone(), s);
+            }
+            Record::Permission(p) => {
+                self.permissions_by_service
+                    .entry(p.service_id.clone())
+                    .or_default()
+                    .insert(p.id.clone());
+                self.permissions.insert(p.id.clone(), p);
+            }
+            Record::Endpoint(e) => {
+                self.endpoints_by_service
+                    .entry(e.service_id.clone())
+                    .or_default()
+                    .insert(e.id.clone());
+                self.used_ips
+                    .entry(e.subnet_id.clone())
+                    .or_default()
+                    .insert(e.ip.to_bits());
+                self.markers.insert(e.marker_id);
+                self.endpoints.insert(e.id.clone(), e);
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &Key) {
+        match key {
+            Key::Vpc(id) => {
+                self.vpcs.remove(id);
+            }
+            Key::Subnet(id) => {
+                self.subnets.remove(id);
+            }
+            Key::Port(id) => {
+                if let Some(p) = self.ports.remove(id)
+                    && let Some(ip) = p.ipv4()
+                    && let Some(set) = self.used_ips.get_mut(&p.subnet_id)
+                {
+                    set.remove(&ip.to_bits());
+                }
+            }
+            Key::Service(id) => {
+                self.services.remove(id);
+            }
+            Key::Permission(id) => {
+                if let Some(p) = self.permissions.remove(id)
+                    && let Some(set) = self.permissions_by_service.get_mut(&p.service_id)
+                {
+                    set.remove(id);
+                }
+            }
+            Key::Endpoint(id) => {
+                if let Some(e) = self.endpoints.remove(id) {
+                    if let Some(set) = self.endpoints_by_service.get_mut(&e.service_id) {
+                        set.remove(id);
+                    }
+                    if let Some(set) = self.used_ips.get_mut(&e.subnet_id) {
+                        set.remove(&e.ip.to_bits());
+                    }
+                    self.markers.remove(&e.marker_id);
+                }
+            }
+        }
+    }
+
+    /// Endpoints connected to a service.
+    pub fn endpoints_of<'m>(&'m self, service_id: &str) -> impl Iterator<Item = &'m Endpoint> {
+        self.endpoints_by_service
+            .get(service_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.endpoints.get(id))
+    }
+
+    /// Whitelist entries of a service.
+    pub fn permissions_of<'m>(&'m self, service_id: &str) -> impl Iterator<Item = &'m Permission> {
+        self.permissions_by_service
+            .get(service_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.permissions.get(id))
+    }
+
+    /// Services whose backend is `port_id`, except `exclude`.
+    pub fn services_on<'m>(
+        &'m self,
+        port_id: &'m PortId,
+        exclude: Option<&'m ServiceId>,
+    ) -> impl Iterator<Item = &'m Service> {
+        self.services
+            .values()
+            .filter(move |s| s.port_id.as_ref() == Some(port_id) && Some(&s.id) != exclude)
+    }
+
+    /// Connections that count for a service's `connection_count`: the accepted ones.
+    pub fn connection_count(&self, svc: &Service) -> usize {
+        self.endpoints_of(svc.id.as_str())
+            .filter(|e| e.status == ConnectionStatus::Accepted)
+            .count()
+    }
+
+    /// True if account `domain_id` may see and connect to `svc` (its owner's account always).
+    pub fn visible(&self, svc: &Service, domain_id: &DomainId) -> bool {
+        svc.domain_id == *domain_id
+            || self
+                .permissions_of(svc.id.as_str())
+                .any(|p| p.admits(domain_id))
+    }
+
+    /// The backend address of a service, if it has a live IPv4 backend.
+    pub fn backend_ip(&self, svc: &Service) -> Option<Ipv4Addr> {
+        self.ports.get(svc.port_id.as_ref()?)?.ipv4()
+    }
+
+    /// True if `ip` is taken by a port or an endpoint of subnet `subnet_id`.
+    pub fn ip_in_use(&self, subnet_id: &SubnetId, ip: Ipv4Addr) -> bool {
+        self.used_ips
+            .get(subnet_id)
+            .is_some_and(|u| u.contains(&ip.to_bits()))
+    }
+
+    /// Taken IPv4 addresses of a subnet, ascending, as host-order integers.
+    pub fn used_ips(&self, subnet_id: &SubnetId) -> impl Iterator<Item = u32> + '_ {
+        self.used_ips.get(subnet_id).into_iter().flatten().copied()
+    }
+
+    /// True if a connection already uses packet id `marker`.
+    pub fn marker_taken(&self, marker: u64) -> bool {
+        self.markers.contains(&marker)
+    }
+}

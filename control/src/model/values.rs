@@ -1,0 +1,267 @@
+//! The closed sets and checked values of the model: server types, protocols, statuses, the
+//! TCP proxy mode, permission types and service names. Each parses the API's spelling
+//! once (refusing anything else with the API's error code) and serializes as the API and
+//! the store spell it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ErrorCode, Rejection};
+
+/// What a port is: a cloud server's NIC or a load balancer's VIP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServerType {
+    /// A load balancer's VIP.
+    #[serde(rename = "LB")]
+    Lb,
+    /// A cloud server's NIC.
+    #[serde(rename = "VM")]
+    Vm,
+}
+
+impl ServerType {
+    /// The API's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Lb => "LB",
+            Self::Vm => "VM",
+        }
+    }
+
+    /// Parse the API's spelling (`VIP` is the deprecated name of an LB VIP).
+    ///
+    /// # Errors
+    /// [`ErrorCode::InvalidServerType`].
+    pub fn parse(s: &str) -> Result<Self, Rejection> {
+        match s {
+            "VM" => Ok(Self::Vm),
+            "LB" | "VIP" => Ok(Self::Lb),
+            _ => Err(Rejection::new(
+                ErrorCode::InvalidServerType,
+                "Invalid serverType: VM or LB.",
+            )),
+        }
+    }
+}
+
+/// Transport protocol of a port mapping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Protocol {
+    /// TCP.
+    #[serde(rename = "TCP")]
+    Tcp,
+    /// UDP.
+    #[serde(rename = "UDP")]
+    Udp,
+}
+
+impl Protocol {
+    /// The API's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tcp => "TCP",
+            Self::Udp => "UDP",
+        }
+    }
+
+    /// The IP protocol number.
+    pub fn number(self) -> u8 {
+        match self {
+            Self::Tcp => 6,
+            Self::Udp => 17,
+        }
+    }
+}
+
+/// An endpoint service's status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ServiceStatus {
+    /// Connectable.
+    Available,
+    /// Its backend port was deleted; a new backend of the same type resumes it.
+    Suspended,
+}
+
+impl ServiceStatus {
+    /// The API's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Available => "available",
+            Self::Suspended => "suspended",
+        }
+    }
+}
+
+/// How a service's backend learns the client's address (stored and returned; the
+/// dataplane does not act on it yet).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TcpProxy {
+    /// Nothing is carried.
+    #[default]
+    Close,
+    /// Both the TCP option and the Proxy Protocol.
+    Open,
+    /// Proxy Protocol in the TCP payload.
+    ProxyOpen,
+    /// The TOA TCP option.
+    ToaOpen,
+}
+
+impl TcpProxy {
+    /// The API's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Close => "close",
+            Self::Open => "open",
+            Self::ProxyOpen => "proxy_open",
+            Self::ToaOpen => "toa_open",
+        }
+    }
+
+    /// Parse the API's spelling.
+    ///
+    /// # Errors
+    /// [`ErrorCode::Parameter`].
+    pub fn parse(s: &str) -> Result<Self, Rejection> {
+        match s {
+            "close" => Ok(Self::Close),
+            "open" => Ok(Self::Open),
+            "proxy_open" => Ok(Self::ProxyOpen),
+            "toa_open" => Ok(Self::ToaOpen),
+            _ => Err(Rejection::param(
+                "tcp_proxy must be close, toa_open, proxy_open or open",
+            )),
+        }
+    }
+}
+
+/// A service's short name: 1 to 16 characters of `A-Z a-z 0-9 _ -`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ServiceName(String);
+
+impl ServiceName {
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for ServiceName {
+    type Error = Rejection;
+
+    fn try_from(name: String) -> Result<Self, Rejection> {
+        let ok = !name.is_empty()
+            && name.len() <= 16
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if ok {
+            Ok(Self(name))
+        } else {
+            Err(Rejection::new(
+                ErrorCode::InvalidServiceName,
+                "Invalid service name: 1 to 16 characters of A-Z a-z 0-9 _ -.",
+            ))
+        }
+    }
+}
+
+impl From<ServiceName> for String {
+    fn from(n: ServiceName) -> Self {
+        n.0
+    }
+}
+
+/// What a whitelist entry names.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PermissionType {
+    /// An account: `iam:domain::<id>`, or `*` for every account.
+    #[default]
+    DomainId,
+    /// An organization path: `organizations:orgPath::<path>`.
+    OrgPath,
+}
+
+impl PermissionType {
+    /// The API's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::DomainId => "domainId",
+            Self::OrgPath => "orgPath",
+        }
+    }
+
+    /// Parse the API's spelling.
+    ///
+    /// # Errors
+    /// [`ErrorCode::Parameter`].
+    pub fn parse(s: &str) -> Result<Self, Rejection> {
+        match s {
+            "domainId" => Ok(Self::DomainId),
+            "orgPath" => Ok(Self::OrgPath),
+            _ => Err(Rejection::param(
+                "permission_type must be domainId or orgPath",
+            )),
+        }
+    }
+
+    /// Check that `p` is a permission string of this type.
+    ///
+    /// # Errors
+    /// [`ErrorCode::InvalidPermission`].
+    pub fn check(self, p: &str) -> Result<(), Rejection> {
+        let ok = match self {
+            Self::DomainId => {
+                p == "*"
+                    || p.strip_prefix("iam:domain::").is_some_and(|id| {
+                        !id.is_empty()
+                            && id.len() <= 64
+                            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'*')
+                    })
+            }
+            Self::OrgPath => p
+                .strip_prefix("organizations:orgPath::")
+                .is_some_and(|path| {
+                    !path.is_empty()
+                        && path.len() <= 1024
+                        && path
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"/*?-".contains(&b))
+                }),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Rejection::new(
+                ErrorCode::InvalidPermission,
+                format!("Invalid permission {p:?}."),
+            ))
+        }
+    }
+}
+
+/// An endpoint's (connection's) status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ConnectionStatus {
+    /// Accepted: may carry traffic.
+    Accepted,
+    /// Waiting for the provider.
+    PendingAcceptance,
+    /// Rejected by the provider.
+    Rejected,
+}
+
+impl ConnectionStatus {
+    /// The API's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::PendingAcceptance => "pendingAcceptance",
+            Self::Rejected => "rejected",
+        }
+    }
+}

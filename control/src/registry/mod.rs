@@ -1,0 +1,360 @@
+//! The registry: the rules of the product, applied to the model, over a [`Store`].
+//!
+//! Every write goes through one helper, `Registry::write`: it takes the writer lock, lets a rule read
+//! the committed model and decide the records to change, commits them to the store in one
+//! transaction (compared on the revision the rule read), and only then applies them in
+//! memory and sends the pusher a change note. So an answer is sent only for a change that is
+//! stored, a failed commit changes nothing, writers are serialised, and readers keep reading
+//! the last committed model. Lock order: `writer`, then `model` (read, then write), then
+//! `notes`; no other lock is taken while one of these is held.
+//!
+//! The rules live by resource: [`inventory`] (VPCs, subnets, ports), [`ipam`] (addresses),
+//! [`services`], [`connections`], [`permissions`], [`endpoints`]. Tenancy is applied through
+//! [`crate::model::TenantView`]. Nothing here knows about HTTP.
+
+pub mod connections;
+pub mod endpoints;
+pub mod inventory;
+pub mod ipam;
+pub mod permissions;
+pub mod services;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Rejection;
+use crate::model::index::Key;
+use crate::model::{EndpointId, Model, Mutation, Record, Tenant, TenantView};
+use crate::store::{Compare, Op, Store, StoreError, Txn};
+
+/// Per-project quotas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quotas {
+    /// Endpoint services per project. Default 50.
+    #[serde(default = "default_service_quota")]
+    pub endpoint_service: usize,
+    /// Endpoints per project. Default 500.
+    #[serde(default = "default_endpoint_quota")]
+    pub endpoint: usize,
+}
+
+fn default_service_quota() -> usize {
+    50
+}
+
+fn default_endpoint_quota() -> usize {
+    500
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Self {
+            endpoint_service: default_service_quota(),
+            endpoint: default_endpoint_quota(),
+        }
+    }
+}
+
+/// What a commit changed, for the pusher.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Touched {
+    /// Recompile everything (after a load).
+    All,
+    /// Recompile these endpoints (changed, deleted, or their service changed).
+    Endpoints(Vec<EndpointId>),
+}
+
+/// A change to the pusher: what to recompile and the store revision it reflects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChangeNote {
+    /// What changed.
+    pub touched: Touched,
+    /// The revision after the change.
+    pub revision: u64,
+}
+
+/// Why loading the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The store could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A record could not be decoded.
+    #[error("corrupt record {key}: {source}")]
+    Decode {
+        /// The record's key.
+        key: String,
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// What a rule decided: the records to write (maybe none) and the answer.
+pub(crate) type Plan<T> = (Vec<Mutation>, T);
+
+/// The registry: the model, its store, and the rules.
+pub struct Registry {
+    store: Arc<dyn Store>,
+    model: RwLock<Model>,
+    writer: Mutex<()>,
+    region: String,
+    quotas: Quotas,
+    notes: Mutex<Vec<Sender<ChangeNote>>>,
+    revision: AtomicU64,
+}
+
+impl core::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Registry")
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Now, in seconds since the epoch.
+pub(crate) fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+impl Registry {
+    /// A registry over `store`, loading everything it holds.
+    ///
+    /// # Errors
+    /// [`LoadError`] if the store cannot be read or holds a corrupt record.
+    pub fn open(store: Arc<dyn Store>, region: &str, quotas: Quotas) -> Result<Self, LoadError> {
+        let snap = store.load()?;
+        let mut model = Model::default();
+        for (key, value) in snap.entries {
+            let record: Record = serde_json::from_slice(&value)
+                .map_err(|source| LoadError::Decode { key, source })?;
+            // Keys are unique in a store: no replace step on load.
+            model.insert(record);
+        }
+        Ok(Self {
+            store,
+            model: RwLock::new(model),
+            writer: Mutex::new(()),
+            region: region.to_string(),
+            quotas,
+            notes: Mutex::new(Vec::new()),
+            revision: AtomicU64::new(snap.revision),
+        })
+    }
+
+    /// Subscribe to change notes (the pusher does). The first note it sees is `All`.
+    pub fn subscribe(&self) -> Receiver<ChangeNote> {
+        let (tx, rx) = channel();
+        let _ = tx.send(ChangeNote {
+            touched: Touched::All,
+            revision: self.revision(),
+        });
+        self.lock_notes().push(tx);
+        rx
+    }
+
+    /// Drop every subscriber (the pusher then finishes its queue and stops).
+    pub fn close_subscribers(&self) {
+        self.lock_notes().clear();
+    }
+
+    /// The revision of the last commit.
+    pub fn revision(&self) -> u64 {
+        self.revision.load(Ordering::Acquire)
+    }
+
+    /// The region, first part of service names.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// The quotas.
+    pub fn quotas(&self) -> Quotas {
+        self.quotas
+    }
+
+    /// A read view of the committed model.
+    pub fn read(&self) -> RwLockReadGuard<'_, Model> {
+        self.model
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn lock_notes(&self) -> MutexGuard<'_, Vec<Sender<ChangeNote>>> {
+        self.notes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The one write path: under the writer lock, `rule` reads the committed model and
+    /// decides; its mutations are committed (durably), applied and announced; its answer is
+    /// returned. A rule that changes nothing commits nothing.
+    ///
+    /// # Errors
+    /// The rule's rejection, or [`crate::error::ErrorCode::System`] if the store failed
+    /// (then nothing changed).
+    pub(crate) fn write<T>(
+        &self,
+        rule: impl FnOnce(&Model) -> Result<Plan<T>, Rejection>,
+    ) -> Result<T, Rejection> {
+        let _writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (muts, out) = rule(&self.read())?;
+        if !muts.is_empty() {
+            self.commit(muts)?;
+        }
+        Ok(out)
+    }
+
+    /// [`Registry::write`] with the model seen as `t` sees it.
+    ///
+    /// # Errors
+    /// As for [`Registry::write`].
+    pub(crate) fn write_as<T>(
+        &self,
+        t: &Tenant,
+        rule: impl FnOnce(TenantView<'_>) -> Result<Plan<T>, Rejection>,
+    ) -> Result<T, Rejection> {
+        self.write(|m| rule(m.tenant(t)))
+    }
+
+    /// Write `muts` durably, then apply them and notify the pusher. Called with the writer
+    /// lock held (only by [`Registry::write`]).
+    ///
+    /// The transaction compares on the revision the model reflects. With one writer per
+    /// store that always holds; once a store is shared (etcd), a lost race is refused like
+    /// any store failure and changes nothing, and catching up from the store's watch is the
+    /// etcd engine's work, not done here.
+    fn commit(&self, muts: Vec<Mutation>) -> Result<u64, Rejection> {
+        let mut ops = Vec::with_capacity(muts.len());
+        for m in &muts {
+            ops.push(match m {
+                Mutation::Put(r) => Op::Put(
+                    r.key().encode(),
+                    serde_json::to_vec(r)
+                        .map_err(|e| Rejection::system(format!("cannot encode record: {e}")))?,
+                ),
+                Mutation::Delete(k) => Op::Delete(k.encode()),
+            });
+        }
+        let txn = Txn {
+            compare: Compare::Revision(self.revision()),
+            ops,
+        };
+        let revision = self.store.commit(txn).map_err(|e| {
+            tracing::error!(error = %e, "store commit failed; the change was not applied");
+            Rejection::system("System error. Please retry.")
+        })?;
+        let mut touched = BTreeSet::new();
+        {
+            let mut model = self
+                .model
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for m in &muts {
+                match m {
+                    Mutation::Put(Record::Endpoint(e)) => {
+                        touched.insert(e.id.clone());
+                    }
+                    Mutation::Put(Record::Service(s)) => {
+                        touched.extend(model.endpoints_of(s.id.as_str()).map(|e| e.id.clone()));
+                    }
+                    Mutation::Delete(Key::Endpoint(id)) => {
+                        touched.insert(id.clone());
+                    }
+                    _ => {}
+                }
+            }
+            for m in muts {
+                model.apply(m);
+            }
+            self.revision.store(revision, Ordering::Release);
+        }
+        let note = ChangeNote {
+            touched: Touched::Endpoints(touched.into_iter().collect()),
+            revision,
+        };
+        self.lock_notes().retain(|tx| tx.send(note.clone()).is_ok());
+        Ok(revision)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing;
+
+#[cfg(test)]
+mod tests {
+    use super::testing::*;
+    use super::*;
+    use crate::error::ErrorCode;
+    use crate::store::MemStore;
+
+    #[test]
+    fn a_write_commits_applies_and_notes_once() {
+        let r = registry();
+        let notes = r.subscribe();
+        assert_eq!(notes.try_recv().unwrap().touched, Touched::All);
+        let p = tenant("p");
+        let u = tenant("u");
+        let svc = service(&r, &p, true, &[&u]);
+        let before = r.revision();
+        let (uvpc, usub) = network(&r, &u, "10.1.0.0/16");
+        let ep = endpoint(&r, &u, endpoint_body(&svc.id, &uvpc, &usub)).unwrap();
+        assert_eq!(r.revision(), before + 3);
+        let last = std::iter::from_fn(|| notes.try_recv().ok()).last().unwrap();
+        assert_eq!(last.touched, Touched::Endpoints(vec![ep.id.clone()]));
+        assert_eq!(last.revision, r.revision());
+    }
+
+    #[test]
+    fn a_commit_that_loses_a_race_changes_nothing() {
+        use crate::store::{Compare, Op, Txn};
+        let store = Arc::new(MemStore::default());
+        let r = Registry::open(store.clone(), "r", Quotas::default()).unwrap();
+        let p = tenant("p");
+        let vpc = || crate::command::NewVpc {
+            name: String::new(),
+            cidr: "10.0.0.0/16".parse().unwrap(),
+        };
+        r.create_vpc(&p, vpc()).unwrap();
+        // Another writer (another node, once the store is shared) commits first.
+        store
+            .commit(Txn {
+                compare: Compare::Always,
+                ops: vec![Op::Delete("nothing/here".into())],
+            })
+            .unwrap();
+        let before = r.revision();
+        let err = r.create_vpc(&p, vpc()).unwrap_err();
+        assert_eq!(err.code, ErrorCode::System);
+        assert_eq!(r.revision(), before, "the registry did not move");
+        assert_eq!(r.read().vpcs.len(), 1, "nor did the model");
+        assert_eq!(store.load().unwrap().entries.len(), 1, "nor did the store");
+    }
+
+    #[test]
+    fn a_rejected_write_changes_nothing_and_a_reload_restores_everything() {
+        let store = Arc::new(MemStore::default());
+        let r = Registry::open(store.clone(), "r", Quotas::default()).unwrap();
+        let p = tenant("p");
+        let svc = service(&r, &p, false, &[]);
+        let rev = r.revision();
+        let err = r
+            .write(|_| Err::<Plan<()>, _>(Rejection::param("no")))
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::Parameter);
+        assert_eq!(r.revision(), rev);
+        let again = Registry::open(store, "r", Quotas::default()).unwrap();
+        assert_eq!(again.revision(), rev);
+        let m = again.read();
+        assert_eq!(m.services.get(&svc.id), Some(&svc));
+        assert_eq!((m.vpcs.len(), m.subnets.len(), m.ports.len()), (1, 1, 1));
+    }
+}
