@@ -36,6 +36,35 @@ impl Attachments {
     pub fn get(&self, vpc_id: &crate::model::VpcId) -> Option<VpcId> {
         self.by_vpc.get(vpc_id.as_str()).copied()
     }
+
+    /// Number of attachments.
+    pub fn len(&self) -> usize {
+        self.by_vpc.len()
+    }
+
+    /// True if the node has no attachment.
+    pub fn is_empty(&self) -> bool {
+        self.by_vpc.is_empty()
+    }
+}
+
+/// Per attachment (indexed by `VpcId`), the IPv4 subnets of the VPC it carries: a client's
+/// source address must lie in one of them (anti-spoofing: replies go to the sender's MAC,
+/// so a forged address must open nothing). Every attachment gets a list; one whose VPC has
+/// no IPv4 subnet opens no flow.
+pub fn sources(m: &Model, att: &Attachments) -> Vec<Option<Vec<Ipv4Cidr>>> {
+    let mut out = vec![Some(Vec::new()); att.len()];
+    for s in m.subnets.values() {
+        let (Some(vpc), ipnet::IpNet::V4(net)) = (att.get(&s.vpc_id), s.cidr) else {
+            continue;
+        };
+        if let Some(Some(list)) = out.get_mut(vpc.index())
+            && let Some(c) = Ipv4Cidr::new(net.addr(), net.prefix_len())
+        {
+            list.push(c);
+        }
+    }
+    out
 }
 
 /// What one endpoint contributes to the tables.

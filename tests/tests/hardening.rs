@@ -56,3 +56,32 @@ for _ in range(5):
     s.send(frame.ljust(64, b"\0"))
 print("sent 5")
 "#;
+
+#[test]
+#[ignore = "needs root + netns"]
+fn a_source_address_outside_the_vpc_opens_nothing() {
+    let w = World::new(1).unwrap();
+    let _server = w.http_server("10.0.0.10", 80, "from inside\n").unwrap();
+    let (svc, _) = w.service("10.0.0.10", &["TCP:8080:80"], false).unwrap();
+    w.endpoint(&svc, 0, EP, &[]).unwrap();
+    w.wait_live().unwrap();
+    // The VM forges an address its VPC does not hold (192.0.2.7 is in no subnet of it).
+    w.users[0]
+        .exec(&["ip", "addr", "add", "192.0.2.7/32", "dev", "eth0"])
+        .unwrap();
+    let forged = w.users[0]
+        .command("curl")
+        .args(["-sS", "-m", "3", "--interface", "192.0.2.7"])
+        .arg(format!("http://{EP}:8080/"))
+        .output()
+        .unwrap();
+    assert!(
+        !forged.status.success(),
+        "the forged source reached the service"
+    );
+    assert!(w.drops("source_outside_vpc").unwrap() >= 1.0);
+    assert_eq!(
+        w.curl(0, &format!("http://{EP}:8080/"), 10).unwrap(),
+        "from inside\n"
+    );
+}
