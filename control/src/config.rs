@@ -96,6 +96,9 @@ pub enum RxMode {
 pub struct ConntrackConfig {
     /// Maximum flows. Default 1048576.
     pub capacity: usize,
+    /// The share of `capacity` one VPC's clients may hold, in percent (1 to 100; 100 is no
+    /// per-VPC limit). Default 50.
+    pub vpc_percent: u8,
     /// Embryonic TCP idle timeout, seconds. Default 30.
     pub tcp_embryonic_secs: u64,
     /// Established TCP idle timeout, seconds. Default 350.
@@ -112,6 +115,7 @@ impl Default for ConntrackConfig {
     fn default() -> Self {
         Self {
             capacity: 1 << 20,
+            vpc_percent: 50,
             tcp_embryonic_secs: 30,
             tcp_established_secs: 350,
             tcp_closing_secs: 30,
@@ -283,6 +287,7 @@ impl DaemonConfig {
         let c = &self.conntrack;
         dataplane::Config {
             conntrack_capacity: NonZeroUsize::new(c.capacity).unwrap_or(NonZeroUsize::MIN),
+            conntrack_vpc_percent: c.vpc_percent,
             timeouts: dataplane::Timeouts {
                 tcp_embryonic: Duration::from_secs(c.tcp_embryonic_secs),
                 tcp_established: Duration::from_secs(c.tcp_established_secs),
