@@ -325,6 +325,12 @@ mod tests {
             DaemonConfig::from_toml("nonsense = 1").is_err(),
             "unknown keys are refused"
         );
+        assert!(
+            DaemonConfig::from_toml("[conntrack]\nvpc_percent = 0").is_err(),
+            "a VPC share of 0 % would refuse every flow"
+        );
+        let fifth = DaemonConfig::from_toml("[conntrack]\ncapacity = 1000\nvpc_percent = 20");
+        assert_eq!(fifth.unwrap().dataplane().conntrack_vpc_limit(), 200);
         assert!(DaemonConfig::from_toml("snat_range = \"10.0.0.0/31\"").is_err());
         assert!(DaemonConfig::from_toml("workers = 0").is_err());
         assert!(DaemonConfig::from_toml("[conntrack]\ncapacity = 5\nbogus = 1").is_err());

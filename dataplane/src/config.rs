@@ -174,3 +174,29 @@ impl Config {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(capacity: usize, percent: u8) -> Config {
+        Config {
+            conntrack_capacity: capacity.try_into().unwrap(),
+            conntrack_vpc_percent: percent,
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn the_vpc_share_is_a_percentage_of_the_capacity() {
+        assert_eq!(Config::default().conntrack_vpc_limit(), 1 << 19);
+        assert_eq!(with(1 << 20, 100).conntrack_vpc_limit(), 1 << 20);
+        assert_eq!(with(64, 50).conntrack_vpc_limit(), 32);
+        assert_eq!(with(250, 10).conntrack_vpc_limit(), 25);
+        assert_eq!(with(3, 10).conntrack_vpc_limit(), 1, "never zero");
+        assert_eq!(with(usize::MAX, 100).conntrack_vpc_limit(), usize::MAX);
+        assert!(Config::default().validate().is_ok());
+        assert!(with(64, 0).validate().is_err());
+        assert!(with(64, 101).validate().is_err());
+    }
+}

@@ -391,6 +391,17 @@ impl ConnTrack {
         }
     }
 
+    /// Offer a live evictable flow found by an expiry sweep as a candidate again, if its
+    /// VPC's ring has room: rings only remember recent flows, and this brings back the
+    /// older embryonic ones once the recent ones are used up (a flood that stopped).
+    fn offer(&self, key: FlowKey) {
+        if let Some(mut ring) = self.ring(key.vpc)
+            && ring.len() < self.candidates_per_vpc
+        {
+            ring.push_back(key);
+        }
+    }
+
     /// Evict one embryonic or unreplied flow to make room for a new flow of `vpc`,
     /// examining at most `attempts` candidates (each examined candidate leaves its ring:
     /// one that established meanwhile is never a candidate again). For [`Full::Vpc`] the
@@ -483,7 +494,8 @@ impl ConnTrack {
         d.as_secs()
     }
 
-    /// Check the flow whose original key is `key`; remove it if idle past its timeout.
+    /// Check the flow whose original key is `key`; remove it if idle past its timeout. A
+    /// live embryonic or unreplied flow is offered as an eviction candidate again.
     pub fn age(&self, key: &FlowKey, now_secs: u32) -> Aging {
         let (last, s, peer) = match self.map.get(key) {
             Some(e) if e.dir == Direction::Original => {
@@ -498,6 +510,9 @@ impl ConnTrack {
             self.remove_flow(key);
             Aging::Expired
         } else {
+            if state::evictable(s) {
+                self.offer(*key);
+            }
             Aging::Alive
         }
     }
@@ -673,6 +688,33 @@ mod tests {
         assert_eq!(ct.try_reserve(VpcId(1)), Ok(()));
         ct.release(VpcId(1));
         assert_eq!(ct.len(), 2);
+    }
+
+    #[test]
+    fn the_expiry_sweep_gives_evictions_back_their_older_candidates() {
+        let config = Config {
+            attachments: vec![MacAddr::default()],
+            conntrack_capacity: 4.try_into().unwrap(),
+            conntrack_vpc_percent: 100,
+            eviction_candidates: 1,
+            ..Config::default()
+        };
+        let ct = ConnTrack::new(&config, Instant::now());
+        let old = pair(&ct, 1, SYN_SENT, 0);
+        let est = pair(&ct, 2, ESTABLISHED, 0);
+        let recent = pair(&ct, 3, SYN_SENT, 0); // the ring holds one: this one
+        assert_eq!(ct.evict(VpcId(0), Full::Node, 8), Some(VpcId(0)));
+        assert!(ct.get(&recent).is_none());
+        assert_eq!(ct.evict(VpcId(0), Full::Node, 8), None, "ring used up");
+        assert_eq!(ct.age(&est, 1), Aging::Alive);
+        assert_eq!(
+            ct.evict(VpcId(0), Full::Node, 8),
+            None,
+            "established: not offered"
+        );
+        assert_eq!(ct.age(&old, 1), Aging::Alive);
+        assert_eq!(ct.evict(VpcId(0), Full::Node, 8), Some(VpcId(0)));
+        assert!(ct.get(&old).is_none() && ct.get(&est).is_some());
     }
 
     #[test]
