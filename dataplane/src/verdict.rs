@@ -28,7 +28,8 @@ pub enum Verdict {
 #[repr(u8)]
 pub enum DropReason {
     /// An ARP packet the daemon does not answer: a request for an address it does not own,
-    /// a reply nobody asked for, or an unsupported ARP format.
+    /// a gratuitous ARP, a reply nobody asked for (no request of ours outstanding for its
+    /// sender), or an unsupported ARP format. None of them touches the neighbour table.
     ArpNotForUs,
     /// A new flow found the conntrack table at capacity and nothing evictable node-wide
     /// (every flow established or replied), or its pipeline's expiry queue full of live keys.
