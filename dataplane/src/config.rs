@@ -75,7 +75,8 @@ pub struct Config {
     /// Recently opened flows the node remembers per VPC as eviction candidates (shared by
     /// every pipeline, so any worker can evict any worker's embryonic flows). Default 4096.
     pub eviction_candidates: usize,
-    /// How many candidates one new flow may examine to evict one. Default 8.
+    /// How many candidates of one VPC a new flow may examine to evict one (node-wide, each
+    /// VPC in turn gets this many). Default 8.
     pub eviction_attempts: usize,
     /// Maximum neighbour (ARP) entries on the node. The table holds only the backends the
     /// tables name (clients' MACs live in their flows), so this is far above need.

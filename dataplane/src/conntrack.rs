@@ -403,34 +403,35 @@ impl ConnTrack {
     }
 
     /// Evict one embryonic or unreplied flow to make room for a new flow of `vpc`,
-    /// examining at most `attempts` candidates (each examined candidate leaves its ring:
-    /// one that established meanwhile is never a candidate again). For [`Full::Vpc`] the
-    /// victim is one of `vpc`'s own flows; for [`Full::Node`] it is taken node-wide, from
-    /// the VPC with the most flows first, then from the others in turn. Returns the VPC
-    /// whose flow was evicted.
+    /// examining at most `attempts` candidates of each VPC it looks at (each examined
+    /// candidate leaves its ring: one that established meanwhile is never a candidate
+    /// again, so rings of established flows drain). For [`Full::Vpc`] the victim is one of
+    /// `vpc`'s own flows; for [`Full::Node`] it is taken node-wide, from the VPC with the
+    /// most flows first, then from the others in turn, so a heavy VPC of established flows
+    /// does not hide a lighter one's flood (at most `attempts` times the attachments'
+    /// count examined). Returns the VPC whose flow was evicted.
     pub fn evict(&self, vpc: VpcId, why: Full, attempts: usize) -> Option<VpcId> {
-        let mut budget = attempts;
         match why {
-            Full::Vpc => self.evict_from(vpc, &mut budget).then_some(vpc),
+            Full::Vpc => self.evict_from(vpc, attempts).then_some(vpc),
             Full::Node => {
                 let vpcs = self.vpc_flows.len();
                 let heaviest = (0..vpcs).max_by_key(|&i| self.vpc_flows[i].load(Relaxed))?;
                 (0..vpcs)
                     .map(|i| (heaviest + i) % vpcs)
                     .filter_map(|i| u16::try_from(i).ok().map(VpcId))
-                    .find(|&victim| budget > 0 && self.evict_from(victim, &mut budget))
+                    .find(|&victim| self.evict_from(victim, attempts))
             }
         }
     }
 
-    /// Pop candidates of `vpc` until one is evicted or `budget` runs out.
-    fn evict_from(&self, vpc: VpcId, budget: &mut usize) -> bool {
-        while *budget > 0 {
+    /// Pop candidates of `vpc` until one is evicted or `budget` of them were examined.
+    fn evict_from(&self, vpc: VpcId, mut budget: usize) -> bool {
+        while budget > 0 {
             // The ring's lock is released before the flow is looked up: never two locks.
             let Some(key) = self.ring(vpc).and_then(|mut r| r.pop_front()) else {
                 return false;
             };
-            *budget -= 1;
+            budget -= 1;
             if self.evict_if_embryonic(&key) {
                 return true;
             }
@@ -688,6 +689,21 @@ mod tests {
         assert_eq!(ct.try_reserve(VpcId(1)), Ok(()));
         ct.release(VpcId(1));
         assert_eq!(ct.len(), 2);
+    }
+
+    #[test]
+    fn a_heavy_vpc_of_established_flows_does_not_hide_a_lighter_flood() {
+        let (a, c) = (VpcId(0), VpcId(2));
+        let ct = tracker(16, 100);
+        for port in 0..12 {
+            pair_in(&ct, c, 100 + port, ESTABLISHED, 0);
+        }
+        let flood: Vec<_> = (0..4).map(|p| pair_in(&ct, a, p, SYN_SENT, 0)).collect();
+        assert_eq!(ct.try_reserve(VpcId(1)), Err(Full::Node));
+        // C's ring holds 12 established flows, more than one call examines there.
+        assert_eq!(ct.evict(VpcId(1), Full::Node, 8), Some(a));
+        assert_eq!((ct.len_of(a), ct.len_of(c)), (3, 12));
+        assert!(ct.get(&flood[0]).is_none());
     }
 
     #[test]
