@@ -9,8 +9,8 @@
 //! - The original-direction entry holds the flow's state (TCP handshake and close, UDP
 //!   replied or not); each entry has its own last-seen time, and a flow is idle when both
 //!   are. Hot fields are atomics updated under the shard's read lock.
-//! - Each entry records the table generation it was last checked against; the pipeline
-//!   re-checks a flow when the generation moves (opte's epoch).
+//! - Each entry records the generation it was last checked against (the tables' plus the
+//!   neighbour table's epoch); the pipeline re-checks a flow when it moves (opte's epoch).
 //! - Capacity is hard: a flow is admitted only after reserving one unit, both node-wide
 //!   and in the share of its VPC (the ingress attachment of the flow's opener, see
 //!   [`ConnTrack::try_reserve`]). When either is full, an embryonic or unreplied flow is

@@ -16,12 +16,15 @@
 //!   forgotten (the kernel's `FAILED`): new flows wait for an answer instead of going to a
 //!   dead MAC. An entry nobody asked for nor confirmed in [`GC_STALE_FACTOR`] reachable
 //!   times (a backend gone from the tables) is removed by [`Neighbours::sweep`].
+//! - **Changes reach the flows.** Every MAC change bumps [`Neighbours::epoch`]; pipelines
+//!   fold it into the generation flows are re-checked against, so flows to a backend that
+//!   moved follow it on their next packet.
 //! - **Bounded**: at most `neighbour_capacity` entries, and `neighbour_per_vpc` per
 //!   attachment, so one provider VPC with many backends cannot take every entry.
 //!
 //! Times are whole seconds on the conntrack's clock, passed in; nothing here reads the clock.
 
-use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering::Relaxed};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use dashmap::DashMap;
 use foldhash::fast::RandomState;
@@ -86,6 +89,8 @@ pub struct Neighbours {
     retry_secs: u32,
     /// The second the last sweep ran (one sweep per reachable time, node-wide).
     swept_at: AtomicU32,
+    /// Number of MAC changes so far.
+    epoch: AtomicU64,
 }
 
 impl Neighbours {
@@ -104,7 +109,14 @@ impl Neighbours {
             reachable_secs: secs(config.neighbour_reachable),
             retry_secs: secs(config.arp_retry),
             swept_at: AtomicU32::new(0),
+            epoch: AtomicU64::new(0),
         }
+    }
+
+    /// How many times a resolved MAC changed. Only grows; read once per batch.
+    #[inline]
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Relaxed)
     }
 
     /// The MAC of `ip` on `vpc`, if resolved (reachable or stale: a stale MAC is used while
@@ -126,6 +138,9 @@ impl Neighbours {
         };
         match self.map.entry((vpc, ip)) {
             dashmap::Entry::Occupied(mut o) => {
+                if o.get().mac.is_some_and(|old| old != mac) {
+                    self.epoch.fetch_add(1, Relaxed);
+                }
                 o.insert(entry);
                 true
             }
@@ -189,7 +204,10 @@ impl Neighbours {
         let outcome = match e.mac {
             None => Answer::Resolved,
             Some(old) if old == mac => Answer::Confirmed,
-            Some(_) => Answer::Changed,
+            Some(_) => {
+                self.epoch.fetch_add(1, Relaxed);
+                Answer::Changed
+            }
         };
         *e = Entry {
             mac: Some(mac),
@@ -321,8 +339,10 @@ mod tests {
         assert_eq!(n.answer(V0, 1, MAC, 30), Answer::Confirmed);
         assert_eq!(n.solicit(V0, 1, 59), Solicit::Wait);
         assert_eq!(n.solicit(V0, 1, 60), Solicit::Send);
+        assert_eq!(n.epoch(), 0);
         assert_eq!(n.answer(V0, 1, OTHER, 60), Answer::Changed);
         assert_eq!(n.lookup(V0, 1), Some(OTHER));
+        assert_eq!(n.epoch(), 1, "a change moves the epoch");
         // No answer to PROBES requests: the MAC is forgotten, the address still asked for.
         for t in 90..90 + u32::from(PROBES) {
             assert_eq!(n.solicit(V0, 1, t), Solicit::Send);

@@ -7,7 +7,9 @@
 //!                     └─ IPv4 ─► checks: IHL 5, checksum, not a fragment, TCP/UDP, TTL > 1
 //!                                   │
 //!                       conntrack hit? ── yes ─► generation moved? ─► re-check against the
-//!                                   │               accepted table (revoke or keep)
+//!                                   │               accepted table (revoke or keep) and
+//!                                   │               the backend's MAC (tables or a
+//!                                   │               verified neighbour change)
 //!                                   │            TCP/UDP state, last seen ─► rewrite ─► Forward
 //!                                   no
 //!                       endpoint on this attachment? ── no ─► SNAT address? ReplyWithoutFlow
@@ -100,14 +102,15 @@ pub struct Pipeline {
     /// Where the next [`Pipeline::solicit`] resumes in the tables' backend list.
     solicit_cursor: usize,
     hasher: RandomState,
-    /// The last `now` seen and its value in tracker seconds (one conversion per batch).
-    clock: (Instant, u32),
+    /// The last `now` seen, its value in tracker seconds, and the neighbour table's epoch
+    /// then (one conversion and one load per batch).
+    clock: (Instant, u32, u64),
 }
 
 impl Pipeline {
     /// A pipeline over `shared` with `config`.
     pub fn new(config: Config, shared: Shared) -> Self {
-        let clock = (Instant::now(), 0);
+        let clock = (Instant::now(), 0, 0);
         let mut p = Self {
             config,
             shared,
@@ -118,6 +121,7 @@ impl Pipeline {
             clock,
         };
         p.clock.1 = p.shared.conntrack.secs(p.clock.0);
+        p.clock.2 = p.shared.neighbours.epoch();
         p
     }
 
@@ -146,9 +150,19 @@ impl Pipeline {
     #[inline]
     fn secs(&mut self, now: Instant) -> u32 {
         if self.clock.0 != now {
-            self.clock = (now, self.shared.conntrack.secs(now));
+            let epoch = self.shared.neighbours.epoch();
+            self.clock = (now, self.shared.conntrack.secs(now), epoch);
         }
         self.clock.1
+    }
+
+    /// The generation flows are stamped with and re-checked against: the tables' plus the
+    /// neighbour table's epoch (both only grow), so a verified MAC change reaches every
+    /// flow to that neighbour on its next packet from the next batch on, as a table change
+    /// does. Valid after [`Pipeline::secs`] for this batch.
+    #[inline]
+    fn generation(&self, tables: &Tables) -> u64 {
+        tables.generation().wrapping_add(self.clock.2)
     }
 
     /// Classify `frame`, received on attachment `ingress`, and rewrite it in place.
@@ -321,7 +335,7 @@ impl Pipeline {
     ) -> Option<Verdict> {
         let ct = &*self.shared.conntrack;
         let entry = ct.get(&key)?;
-        let generation = tables.generation();
+        let generation = self.generation(tables);
         let mut refreshed_mac = None;
         if !entry.checked_at(generation) {
             match self.recheck(tables, &key, &entry) {
@@ -494,7 +508,7 @@ impl Pipeline {
         };
         let count = self.config.snat_port_count();
         let start = usize::try_from(self.hasher.hash_one(key)).unwrap_or(0) % count;
-        let generation = tables.generation();
+        let generation = self.generation(tables);
         let probes = self.config.snat_probes.get().min(count);
         let mut chosen = None;
         // The client's own SNAT address first, then a few neighbours in the range, so one

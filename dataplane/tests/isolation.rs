@@ -421,7 +421,8 @@ fn a_spoofed_arp_cannot_move_a_resolved_backend() {
         "forwarded" => 1, "flows_created" => 1,
     ]);
 
-    // A verified move: the answer to our next request gives a new MAC, and new flows use it.
+    // A verified move: the answer to our next request gives a new MAC; from the next batch
+    // on, new flows and the established one use it.
     w.advance(Duration::from_secs(31));
     let now = w.now;
     let before = w.stats();
@@ -431,12 +432,17 @@ fn a_spoofed_arp_cannot_move_a_resolved_backend() {
     assert_eq!(asked.len(), 1);
     let mut moved = arp(REPLY, MAC_B, (NEW_BACKEND_MAC, BACKEND), (MAC_B, sip));
     assert_eq!(w.send(B, &mut moved), Verdict::Consumed);
+    w.advance(Duration::from_millis(1));
+    let now = w.now;
     let (v, f) = syn(&mut w.pipeline, now, &w.tables, A, (CLIENT, 40003));
     assert_eq!(v, Verdict::Forward(B));
     assert_eq!(seen(&f).dst_mac, NEW_BACKEND_MAC);
+    let mut up = tcp((CLIENT_MAC, MAC_A), client, (ENDPOINT, 8080), "A", b"more");
+    assert_eq!(w.send(A, &mut up), Verdict::Forward(B));
+    assert_eq!((seen(&up).dst_mac, seen(&up).src), (NEW_BACKEND_MAC, snat));
     assert_moved!(before, w.stats(), [
-        "arp_requests" => 1, "rx_frames" => 2, "arp_learned" => 1, "neighbours_changed" => 1,
-        "forwarded" => 1, "flows_created" => 1,
+        "arp_requests" => 1, "rx_frames" => 3, "arp_learned" => 1, "neighbours_changed" => 1,
+        "forwarded" => 2, "flows_created" => 1, "flows_revalidated" => 1,
     ]);
 }
 
