@@ -9,7 +9,9 @@
 //!   client's MAC, taken from the frame that opened it.
 //! - **Verified changes only.** A MAC is set or changed only by a reply to a request we
 //!   sent and have not had answered yet ([`Neighbours::answer`]); the first answer closes
-//!   the question. One unsolicited frame can neither add nor move an entry.
+//!   the question. One unsolicited frame can neither add nor move an entry; one that
+//!   contradicts a resolved MAC only has it re-verified at once ([`Neighbours::doubt`]),
+//!   so a backend that moved and announced it is followed within a second or two.
 //! - **Aging, as the kernel does.** An answer makes an entry reachable for
 //!   `neighbour_reachable`; then it is stale: still used, and re-verified by a fresh
 //!   request when the worker next solicits. After [`PROBES`] unanswered requests the MAC is
@@ -34,7 +36,8 @@ use crate::flow::VpcId;
 use crate::wire::ethernet::MacAddr;
 
 /// Unanswered requests after which a stale neighbour's MAC is forgotten (the kernel's
-/// `ucast_probes` + `mcast_probes` default to 3 each; one kind of probe here).
+/// `ucast_solicit` and `mcast_solicit` default to 3; every probe here is a broadcast, so a
+/// backend that moved to a new MAC answers too).
 pub const PROBES: u8 = 3;
 
 /// An entry neither asked for nor confirmed for this many reachable times is removed.
@@ -50,6 +53,8 @@ struct Entry {
     asked_at: u32,
     /// Requests sent since the last answer; above zero, a question is outstanding.
     unanswered: u8,
+    /// An unsolicited frame contradicted `mac` since the last answer: verify now.
+    doubted: bool,
 }
 
 /// What [`Neighbours::solicit`] decided for one address.
@@ -135,6 +140,7 @@ impl Neighbours {
             confirmed_at: 0,
             asked_at: 0,
             unanswered: 0,
+            doubted: false,
         };
         match self.map.entry((vpc, ip)) {
             dashmap::Entry::Occupied(mut o) => {
@@ -156,9 +162,10 @@ impl Neighbours {
 
     /// Decide whether to send an ARP request for `ip` on `vpc` at `now_secs`, and record it
     /// as asked if so: an unknown address gets an entry (room permitting); an unresolved
-    /// one is asked again after `arp_retry`; a stale one is re-verified (broadcast, so a
-    /// backend that moved answers too), and after [`PROBES`] unanswered requests its MAC is
-    /// forgotten. A reachable one needs nothing.
+    /// one is asked again after `arp_retry`; a stale or doubted one is re-verified
+    /// (broadcast, so a backend that moved answers too), and after [`PROBES`] unanswered
+    /// requests its MAC is forgotten. A reachable one needs nothing. Requests for one
+    /// address are at least `arp_retry` apart, whatever doubts arrive.
     pub fn solicit(&self, vpc: VpcId, ip: u32, now_secs: u32) -> Solicit {
         let mut e = match self.map.entry((vpc, ip)) {
             dashmap::Entry::Occupied(o) => o.into_ref(),
@@ -171,15 +178,17 @@ impl Neighbours {
                     confirmed_at: now_secs,
                     asked_at: now_secs,
                     unanswered: 1,
+                    doubted: false,
                 });
                 return Solicit::Send;
             }
         };
         let reachable = e.mac.is_some()
             && e.unanswered == 0
+            && !e.doubted
             && now_secs.saturating_sub(e.confirmed_at) < self.reachable_secs;
-        let asked_recently =
-            e.unanswered > 0 && now_secs.saturating_sub(e.asked_at) < self.retry_secs;
+        let asked_recently = (e.unanswered > 0 || e.doubted)
+            && now_secs.saturating_sub(e.asked_at) < self.retry_secs;
         if reachable || asked_recently {
             return Solicit::Wait;
         }
@@ -188,7 +197,25 @@ impl Neighbours {
         }
         e.asked_at = now_secs;
         e.unanswered = e.unanswered.saturating_add(1);
+        e.doubted = false;
         Solicit::Send
+    }
+
+    /// An unsolicited ARP frame (gratuitous, a request, a reply nobody asked for) says `ip`
+    /// on `vpc` is at `mac`. It changes nothing; if it contradicts a resolved MAC, the
+    /// entry is doubted: the next [`Neighbours::solicit`] re-verifies it at once instead of
+    /// when it turns stale, so a backend that really moved (a floating address taken over,
+    /// announced by gratuitous ARP) is followed within a second or two, and a spoofer gains
+    /// nothing but one more request. Returns whether it contradicted.
+    pub fn doubt(&self, vpc: VpcId, ip: u32, mac: MacAddr) -> bool {
+        let Some(mut e) = self.map.get_mut(&(vpc, ip)) else {
+            return false;
+        };
+        let contradicts = e.mac.is_some_and(|known| known != mac);
+        if contradicts && e.unanswered == 0 {
+            e.doubted = true;
+        }
+        contradicts
     }
 
     /// An ARP reply from `ip` at `mac` on `vpc`. Taken only if it answers a request of ours
@@ -214,6 +241,7 @@ impl Neighbours {
             confirmed_at: now_secs,
             asked_at: e.asked_at,
             unanswered: 0,
+            doubted: false,
         };
         outcome
     }
@@ -351,6 +379,24 @@ mod tests {
         assert_eq!(n.solicit(V0, 1, 93), Solicit::Send);
         assert_eq!(n.lookup(V0, 1), None, "failed");
         assert_eq!(n.answer(V0, 1, MAC, 93), Answer::Resolved);
+    }
+
+    #[test]
+    fn a_contradiction_brings_verification_forward_and_changes_nothing() {
+        let n = table(8, 8);
+        assert!(n.learn(V0, 1, MAC));
+        assert_eq!(n.solicit(V0, 1, 5), Solicit::Wait, "reachable");
+        assert!(!n.doubt(V0, 1, MAC), "agreement is no doubt");
+        assert!(!n.doubt(V0, 2, OTHER), "unknown addresses are not created");
+        assert!(n.doubt(V0, 1, OTHER));
+        assert_eq!(n.lookup(V0, 1), Some(MAC), "nothing changed");
+        assert_eq!(n.solicit(V0, 1, 5), Solicit::Send, "verified at once");
+        assert_eq!(n.answer(V0, 1, MAC, 5), Answer::Confirmed);
+        // A spoofer repeating itself gets one request per arp_retry, no more.
+        assert!(n.doubt(V0, 1, OTHER));
+        assert_eq!(n.solicit(V0, 1, 5), Solicit::Wait);
+        assert_eq!(n.solicit(V0, 1, 6), Solicit::Send);
+        assert_eq!(n.len(), 1);
     }
 
     #[test]

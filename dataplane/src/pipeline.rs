@@ -3,7 +3,8 @@
 //! ```text
 //!  frame ─► Ethernet ─┬─ ARP ──► request for an endpoint or SNAT address? ─► reply (Emit)
 //!                     │          reply to our outstanding request? ─► resolve (Consumed)
-//!                     │          anything else (gratuitous, unsolicited) ─► ArpNotForUs
+//!                     │          anything else (gratuitous, unsolicited) ─► ArpNotForUs;
+//!                     │            one contradicting a neighbour has it re-verified
 //!                     └─ IPv4 ─► checks: IHL 5, checksum, not a fragment, TCP/UDP, TTL > 1
 //!                                   │
 //!                       conntrack hit? ── yes ─► generation moved? ─► re-check against the
@@ -671,7 +672,8 @@ impl Pipeline {
     /// ARP: answer requests for our addresses, and take replies only as answers to our own
     /// outstanding requests. Nothing a tenant sends on its own creates or changes an entry:
     /// not a request (anyone can send one from any address; learning from them is what
-    /// let one VPC fill the table), not a gratuitous ARP, not an unsolicited reply.
+    /// let one VPC fill the table), not a gratuitous ARP, not an unsolicited reply. One
+    /// that contradicts a resolved neighbour only has it re-verified sooner.
     fn arp(
         &mut self,
         tables: &Tables,
@@ -692,12 +694,26 @@ impl Pipeline {
         let sender = sender_ip.to_bits();
         let ours = tables.endpoint(ingress, target).is_some()
             || (tables.is_snat_vpc(ingress) && tables.snat().contains_u32(target));
+        let valid_sender = sender != 0 && !sender_mac.is_multicast();
+        let neighbours = &self.shared.neighbours;
+        let answer = if ours && op == arp::OP_REPLY && valid_sender {
+            neighbours.answer(ingress, sender, sender_mac, now_secs)
+        } else {
+            Answer::Unsolicited
+        };
+        // Not an answer to our question: it may cast doubt on a neighbour, never move it.
+        if answer == Answer::Unsolicited
+            && valid_sender
+            && neighbours.doubt(ingress, sender, sender_mac)
+        {
+            self.stats.arp_conflicts += 1;
+        }
         if !ours {
             // Gratuitous ARP (target = sender) or traffic between others.
             return Verdict::Drop(DropReason::ArpNotForUs);
         }
-        match op {
-            arp::OP_REQUEST => {
+        match (op, answer) {
+            (arp::OP_REQUEST, _) => {
                 let len = emit_arp(
                     frame,
                     arp::OP_REPLY,
@@ -708,23 +724,14 @@ impl Pipeline {
                 self.stats.arp_replies += 1;
                 Verdict::Emit { vpc: ingress, len }
             }
-            arp::OP_REPLY if sender != 0 && !sender_mac.is_multicast() => {
-                match self
-                    .shared
-                    .neighbours
-                    .answer(ingress, sender, sender_mac, now_secs)
-                {
-                    Answer::Unsolicited => Verdict::Drop(DropReason::ArpNotForUs),
-                    Answer::Changed => {
-                        self.stats.arp_learned += 1;
-                        self.stats.neighbours_changed += 1;
-                        Verdict::Consumed
-                    }
-                    Answer::Confirmed | Answer::Resolved => {
-                        self.stats.arp_learned += 1;
-                        Verdict::Consumed
-                    }
-                }
+            (arp::OP_REPLY, Answer::Changed) => {
+                self.stats.arp_learned += 1;
+                self.stats.neighbours_changed += 1;
+                Verdict::Consumed
+            }
+            (arp::OP_REPLY, Answer::Confirmed | Answer::Resolved) => {
+                self.stats.arp_learned += 1;
+                Verdict::Consumed
             }
             _ => Verdict::Drop(DropReason::ArpNotForUs),
         }

@@ -82,6 +82,11 @@ counters! {
     /// ARP replies that answered one of our outstanding requests (a neighbour resolved,
     /// confirmed or changed). Replies nobody asked for are `drop:arp_not_for_us`.
     arp_learned,
+    /// Unsolicited ARP frames (gratuitous, a request, or a reply nobody asked for) whose
+    /// sender claims a MAC other than the one a resolved neighbour has: nothing changes,
+    /// and the neighbour is re-verified by the next solicit (a spoof, or a backend that
+    /// moved and announced itself).
+    arp_conflicts,
     /// Of `arp_learned`: answers that changed a resolved neighbour's MAC (a backend that
     /// moved, or a spoofer that won the race against the real host).
     neighbours_changed,

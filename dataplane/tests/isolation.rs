@@ -394,13 +394,15 @@ fn a_spoofed_arp_cannot_move_a_resolved_backend() {
     assert_eq!(v, Verdict::Forward(B));
     assert_eq!(seen(&f).dst_mac, BACKEND_MAC);
     assert_moved!(before, w.stats(), [
-        "rx_frames" => 6, "drop:arp_not_for_us" => 3, "forwarded" => 3, "forwarded_reply" => 1,
-        "flows_created" => 1, "flows_revalidated" => 2,
+        "rx_frames" => 6, "drop:arp_not_for_us" => 3, "arp_conflicts" => 3, "forwarded" => 3,
+        "forwarded_reply" => 1, "flows_created" => 1, "flows_revalidated" => 2,
     ]);
 
-    // Stale after 30 s: re-verified. The real host answers first; the spoofer's answer to
-    // the same question comes second and changes nothing.
-    w.advance(Duration::from_secs(31));
+    // The contradictions have it re-verified by the worker's next solicit, a second later
+    // (reachable, it would wait 30 s). The real host answers first; the spoofer's answer
+    // to the same question comes second and changes nothing, and its doubt is heard again
+    // only after arp_retry.
+    w.advance(Duration::from_secs(1));
     let before = w.stats();
     let now = w.now;
     let mut asked = Vec::new();
@@ -413,12 +415,13 @@ fn a_spoofed_arp_cannot_move_a_resolved_backend() {
     assert_eq!(w.send(B, &mut real), Verdict::Consumed);
     let mut late = arp(REPLY, MAC_B, spoof, (MAC_B, sip));
     assert_eq!(w.send(B, &mut late), Verdict::Drop(DropReason::ArpNotForUs));
+    assert_eq!(w.pipeline.solicit(now, &w.tables, 64, |_, _| {}), 0);
     let (v, f) = syn(&mut w.pipeline, now, &w.tables, A, (CLIENT, 40002));
     assert_eq!(v, Verdict::Forward(B));
     assert_eq!(seen(&f).dst_mac, BACKEND_MAC);
     assert_moved!(before, w.stats(), [
         "arp_requests" => 1, "rx_frames" => 3, "arp_learned" => 1, "drop:arp_not_for_us" => 1,
-        "forwarded" => 1, "flows_created" => 1,
+        "arp_conflicts" => 1, "forwarded" => 1, "flows_created" => 1,
     ]);
 
     // A verified move: the answer to our next request gives a new MAC; from the next batch
