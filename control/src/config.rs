@@ -99,6 +99,9 @@ pub enum RxMode {
 pub struct ConntrackConfig {
     /// Maximum flows. Default 1048576.
     pub capacity: usize,
+    /// The share of `capacity` one VPC's clients may hold, in percent (1 to 100; 100 is no
+    /// per-VPC limit). Default 50.
+    pub vpc_percent: u8,
     /// Embryonic TCP idle timeout, seconds. Default 30.
     pub tcp_embryonic_secs: u64,
     /// Established TCP idle timeout, seconds. Default 350.
@@ -115,6 +118,7 @@ impl Default for ConntrackConfig {
     fn default() -> Self {
         Self {
             capacity: 1 << 20,
+            vpc_percent: 50,
             tcp_embryonic_secs: 30,
             tcp_established_secs: 350,
             tcp_closing_secs: 30,
@@ -289,6 +293,7 @@ impl DaemonConfig {
         let c = &self.conntrack;
         dataplane::Config {
             conntrack_capacity: NonZeroUsize::new(c.capacity).unwrap_or(NonZeroUsize::MIN),
+            conntrack_vpc_percent: c.vpc_percent,
             timeouts: dataplane::Timeouts {
                 tcp_embryonic: Duration::from_secs(c.tcp_embryonic_secs),
                 tcp_established: Duration::from_secs(c.tcp_established_secs),
@@ -326,6 +331,12 @@ mod tests {
             DaemonConfig::from_toml("nonsense = 1").is_err(),
             "unknown keys are refused"
         );
+        assert!(
+            DaemonConfig::from_toml("[conntrack]\nvpc_percent = 0").is_err(),
+            "a VPC share of 0 % would refuse every flow"
+        );
+        let fifth = DaemonConfig::from_toml("[conntrack]\ncapacity = 1000\nvpc_percent = 20");
+        assert_eq!(fifth.unwrap().dataplane().conntrack_vpc_limit(), 200);
         assert!(DaemonConfig::from_toml("snat_range = \"10.0.0.0/31\"").is_err());
         assert!(DaemonConfig::from_toml("workers = 0").is_err());
         assert!(DaemonConfig::from_toml("[conntrack]\ncapacity = 5\nbogus = 1").is_err());

@@ -54,6 +54,11 @@ pub struct Config {
     pub attachments: Vec<MacAddr>,
     /// Maximum number of flows (each flow is two conntrack entries). Default 1,048,576.
     pub conntrack_capacity: NonZeroUsize,
+    /// The share of `conntrack_capacity` that the clients of one VPC (the ingress
+    /// attachment of the flow's opener) may hold, in percent (1 to 100). Default 50: a
+    /// tenant that floods fills its own half and then only replaces its own embryonic
+    /// flows, while the other VPCs keep the rest. 100 turns the per-VPC limit off.
+    pub conntrack_vpc_percent: u8,
     /// Idle timeouts.
     pub timeouts: Timeouts,
     /// First SNAT port. Default 1024.
@@ -67,14 +72,24 @@ pub struct Config {
     pub batch_size: NonZeroUsize,
     /// Flows examined for expiry per batch. Default 64.
     pub expire_budget: usize,
-    /// Recent embryonic/unreplied flows each pipeline remembers as eviction candidates.
-    /// Default 4096.
+    /// Recently opened flows the node remembers per VPC as eviction candidates (shared by
+    /// every pipeline, so any worker can evict any worker's embryonic flows). Default 4096.
     pub eviction_candidates: usize,
-    /// How many candidates one new flow may try to evict. Default 8.
+    /// How many candidates of one VPC a new flow may examine to evict one (node-wide, each
+    /// VPC in turn gets this many). Default 8.
     pub eviction_attempts: usize,
-    /// Maximum neighbour (ARP) entries. Default 65,536.
+    /// Maximum neighbour (ARP) entries on the node. The table holds only the backends the
+    /// tables name (clients' MACs live in their flows), so this is far above need.
+    /// Default 16,384.
     pub neighbour_capacity: usize,
-    /// Minimum gap between two ARP requests for one unresolved address. Default 1 s.
+    /// Maximum neighbour entries of one attachment, so one provider VPC with many backends
+    /// cannot take every entry. Default 4096.
+    pub neighbour_per_vpc: usize,
+    /// How long an answer to our ARP request keeps a neighbour reachable; after that it is
+    /// stale (still used) and re-verified with a fresh request, as the kernel does with
+    /// `base_reachable_time`. Default 30 s.
+    pub neighbour_reachable: Duration,
+    /// Minimum gap between two ARP requests for one address. Default 1 s.
     pub arp_retry: Duration,
     /// How long a worker blocks waiting for frames before doing housekeeping. Default 10 ms.
     pub idle_poll: Duration,
@@ -93,6 +108,7 @@ impl Default for Config {
         Self {
             attachments: Vec::new(),
             conntrack_capacity: NonZeroUsize::new(1 << 20).expect("non-zero"),
+            conntrack_vpc_percent: 50,
             timeouts: Timeouts::default(),
             snat_port_first: 1024,
             snat_port_last: 65535,
@@ -101,7 +117,9 @@ impl Default for Config {
             expire_budget: 64,
             eviction_candidates: 4096,
             eviction_attempts: 8,
-            neighbour_capacity: 65_536,
+            neighbour_capacity: 16_384,
+            neighbour_per_vpc: 4096,
+            neighbour_reachable: Duration::from_secs(30),
             arp_retry: Duration::from_secs(1),
             idle_poll: Duration::from_millis(10),
             max_frame_bytes: MAX_FRAME_BYTES,
@@ -113,6 +131,15 @@ impl Config {
     /// Number of SNAT ports per pool.
     pub fn snat_port_count(&self) -> usize {
         usize::from(self.snat_port_last.saturating_sub(self.snat_port_first)) + 1
+    }
+
+    /// The most flows the clients of one VPC may hold: `conntrack_vpc_percent` of the
+    /// capacity, at least one.
+    pub fn conntrack_vpc_limit(&self) -> usize {
+        let capacity = self.conntrack_capacity.get();
+        let percent = usize::from(self.conntrack_vpc_percent.clamp(1, 100));
+        // capacity / 100 * percent loses nothing that matters and cannot overflow.
+        (capacity / 100 * percent + capacity % 100 * percent / 100).max(1)
     }
 
     /// Check cross-field rules.
@@ -136,9 +163,41 @@ impl Config {
                 self.max_frame_bytes
             ));
         }
+        if !(1..=100).contains(&self.conntrack_vpc_percent) {
+            return Err(format!(
+                "conntrack_vpc_percent {} must be 1 to 100",
+                self.conntrack_vpc_percent
+            ));
+        }
         if self.attachments.len() > usize::from(u16::MAX) {
             return Err("at most 65535 attachments".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(capacity: usize, percent: u8) -> Config {
+        Config {
+            conntrack_capacity: capacity.try_into().unwrap(),
+            conntrack_vpc_percent: percent,
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn the_vpc_share_is_a_percentage_of_the_capacity() {
+        assert_eq!(Config::default().conntrack_vpc_limit(), 1 << 19);
+        assert_eq!(with(1 << 20, 100).conntrack_vpc_limit(), 1 << 20);
+        assert_eq!(with(64, 50).conntrack_vpc_limit(), 32);
+        assert_eq!(with(250, 10).conntrack_vpc_limit(), 25);
+        assert_eq!(with(3, 10).conntrack_vpc_limit(), 1, "never zero");
+        assert_eq!(with(usize::MAX, 100).conntrack_vpc_limit(), usize::MAX);
+        assert!(Config::default().validate().is_ok());
+        assert!(with(64, 0).validate().is_err());
+        assert!(with(64, 101).validate().is_err());
     }
 }

@@ -9,23 +9,32 @@
 //! - The original-direction entry holds the flow's state (TCP handshake and close, UDP
 //!   replied or not); each entry has its own last-seen time, and a flow is idle when both
 //!   are. Hot fields are atomics updated under the shard's read lock.
-//! - Each entry records the table generation it was last checked against; the pipeline
-//!   re-checks a flow when the generation moves (opte's epoch).
-//! - Capacity is hard: a flow is admitted only after reserving one unit; when full, the
-//!   pipeline may evict embryonic or unreplied flows, never established ones.
+//! - Each entry records the generation it was last checked against (the tables' plus the
+//!   neighbour table's epoch); the pipeline re-checks a flow when it moves (opte's epoch).
+//! - Capacity is hard: a flow is admitted only after reserving one unit, both node-wide
+//!   and in the share of its VPC (the ingress attachment of the flow's opener, see
+//!   [`ConnTrack::try_reserve`]). When either is full, an embryonic or unreplied flow is
+//!   evicted to make room ([`ConnTrack::evict`]), never an established one.
+//! - Eviction candidates are kept per VPC for the whole node (not per worker), so a worker
+//!   that never saw the flood can still evict it. They sit in one short `Mutex`ed ring per
+//!   VPC, touched only when a flow opens or is evicted, never on a hit; pushing is a few
+//!   nanoseconds under the lock, and two workers contend only while both open flows for
+//!   the same VPC.
 //!
 //! Nothing here reads the clock: times come in as `Instant`s and are stored as whole
 //! seconds since the tracker's epoch. A lookup holds one shard lock for its duration, never
 //! across another lookup.
 
 use core::sync::atomic::{AtomicU8, AtomicU32, AtomicUsize, Ordering::Relaxed};
+use std::collections::VecDeque;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use dashmap::DashMap;
 use dashmap::mapref::one::Ref;
 use foldhash::fast::RandomState;
 
-use crate::config::Timeouts;
+use crate::config::{Config, Timeouts};
 use crate::flow::{FlowKey, VpcId};
 use crate::wire::ethernet::MacAddr;
 use crate::wire::{ipv4::PROTO_TCP, tcp};
@@ -241,30 +250,56 @@ pub enum Aging {
     Gone,
 }
 
+/// Why [`ConnTrack::try_reserve`] found no room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Full {
+    /// The node's capacity is taken.
+    Node,
+    /// The VPC holds its whole share (`conntrack_vpc_percent`), or is not an attachment.
+    Vpc,
+}
+
 /// The shared flow table.
 #[derive(Debug)]
 pub struct ConnTrack {
     map: DashMap<FlowKey, FlowEntry, RandomState>,
     capacity: usize,
     flows: AtomicUsize,
+    /// The most flows one VPC's clients may hold.
+    vpc_limit: usize,
+    /// Flows per VPC of the opener, indexed by [`VpcId::index`].
+    vpc_flows: Box<[AtomicUsize]>,
+    /// Per VPC, recently opened flows' original keys, oldest first: eviction candidates.
+    /// Each ring holds at most `candidates_per_vpc` keys and never reallocates.
+    candidates: Box<[Mutex<VecDeque<FlowKey>>]>,
+    candidates_per_vpc: usize,
     epoch: Instant,
     timeouts: Timeouts,
 }
 
 impl ConnTrack {
-    /// A tracker for at most `capacity` flows whose clock starts at `epoch`.
+    /// A tracker sized by `config` (capacity, per-VPC share, attachments, eviction
+    /// candidates, timeouts) whose clock starts at `epoch`.
     ///
     /// The map is not pre-sized: memory follows the live flow count.
-    pub fn new(capacity: usize, timeouts: Timeouts, epoch: Instant) -> Self {
+    pub fn new(config: &Config, epoch: Instant) -> Self {
         // 128 shards: one lock covers about 1/128 of the flows, and with 2^20 flows a shard
         // is about 16 k entries.
         let map = DashMap::with_hasher_and_shard_amount(RandomState::default(), 128);
+        let vpcs = config.attachments.len();
+        let candidates_per_vpc = config.eviction_candidates;
         Self {
             map,
-            capacity,
+            capacity: config.conntrack_capacity.get(),
             flows: AtomicUsize::new(0),
+            vpc_limit: config.conntrack_vpc_limit(),
+            vpc_flows: (0..vpcs).map(|_| AtomicUsize::new(0)).collect(),
+            candidates: (0..vpcs)
+                .map(|_| Mutex::new(VecDeque::with_capacity(candidates_per_vpc)))
+                .collect(),
+            candidates_per_vpc,
             epoch,
-            timeouts,
+            timeouts: config.timeouts,
         }
     }
 
@@ -289,25 +324,119 @@ impl ConnTrack {
         self.capacity
     }
 
+    /// Number of flows opened by clients of `vpc`.
+    pub fn len_of(&self, vpc: VpcId) -> usize {
+        self.vpc_flows
+            .get(vpc.index())
+            .map_or(0, |n| n.load(Relaxed))
+    }
+
+    /// The most flows one VPC's clients may hold.
+    pub fn vpc_limit(&self) -> usize {
+        self.vpc_limit
+    }
+
     /// Look up one direction. Hold the guard briefly: it holds the shard's read lock.
     #[inline]
     pub fn get(&self, key: &FlowKey) -> Option<Ref<'_, FlowKey, FlowEntry>> {
         self.map.get(key)
     }
 
-    /// Reserve room for one flow.
-    pub fn try_reserve(&self) -> bool {
-        if self.flows.fetch_add(1, Relaxed) < self.capacity {
-            true
-        } else {
+    /// Reserve room for one flow opened by a client of `vpc`: one unit of the VPC's share,
+    /// then one of the node's capacity.
+    ///
+    /// # Errors
+    /// [`Full`] says which limit refused; nothing stays reserved.
+    pub fn try_reserve(&self, vpc: VpcId) -> Result<(), Full> {
+        let share = self.vpc_flows.get(vpc.index()).ok_or(Full::Vpc)?;
+        // A share of 100 % is no limit: a VPC that holds everything meets the node's.
+        if share.fetch_add(1, Relaxed) >= self.vpc_limit && self.vpc_limit < self.capacity {
+            share.fetch_sub(1, Relaxed);
+            return Err(Full::Vpc);
+        }
+        if self.flows.fetch_add(1, Relaxed) >= self.capacity {
             self.flows.fetch_sub(1, Relaxed);
-            false
+            share.fetch_sub(1, Relaxed);
+            return Err(Full::Node);
+        }
+        Ok(())
+    }
+
+    /// Give back a reservation of `vpc` that was not used.
+    pub fn release(&self, vpc: VpcId) {
+        if let Some(share) = self.vpc_flows.get(vpc.index()) {
+            share.fetch_sub(1, Relaxed);
+        }
+        self.flows.fetch_sub(1, Relaxed);
+    }
+
+    fn ring(&self, vpc: VpcId) -> Option<MutexGuard<'_, VecDeque<FlowKey>>> {
+        let ring = self.candidates.get(vpc.index())?;
+        // A panic while holding the lock aborts the daemon (panic = "abort"); in tests, a
+        // ring of keys is valid whatever happened.
+        Some(ring.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Remember the original key of a flow just opened as an eviction candidate of its
+    /// VPC; the oldest candidate makes way when the ring is full.
+    pub fn remember(&self, key: FlowKey) {
+        if self.candidates_per_vpc == 0 {
+            return;
+        }
+        if let Some(mut ring) = self.ring(key.vpc) {
+            if ring.len() >= self.candidates_per_vpc {
+                ring.pop_front();
+            }
+            ring.push_back(key);
         }
     }
 
-    /// Give back a reservation that was not used.
-    pub fn release(&self) {
-        self.flows.fetch_sub(1, Relaxed);
+    /// Offer a live evictable flow found by an expiry sweep as a candidate again, if its
+    /// VPC's ring has room: rings only remember recent flows, and this brings back the
+    /// older embryonic ones once the recent ones are used up (a flood that stopped).
+    fn offer(&self, key: FlowKey) {
+        if let Some(mut ring) = self.ring(key.vpc)
+            && ring.len() < self.candidates_per_vpc
+        {
+            ring.push_back(key);
+        }
+    }
+
+    /// Evict one embryonic or unreplied flow to make room for a new flow of `vpc`,
+    /// examining at most `attempts` candidates of each VPC it looks at (each examined
+    /// candidate leaves its ring: one that established meanwhile is never a candidate
+    /// again, so rings of established flows drain). For [`Full::Vpc`] the victim is one of
+    /// `vpc`'s own flows; for [`Full::Node`] it is taken node-wide, from the VPC with the
+    /// most flows first, then from the others in turn, so a heavy VPC of established flows
+    /// does not hide a lighter one's flood (at most `attempts` times the attachments'
+    /// count examined). Returns the VPC whose flow was evicted.
+    pub fn evict(&self, vpc: VpcId, why: Full, attempts: usize) -> Option<VpcId> {
+        match why {
+            Full::Vpc => self.evict_from(vpc, attempts).then_some(vpc),
+            Full::Node => {
+                let vpcs = self.vpc_flows.len();
+                let heaviest = (0..vpcs).max_by_key(|&i| self.vpc_flows[i].load(Relaxed))?;
+                (0..vpcs)
+                    .map(|i| (heaviest + i) % vpcs)
+                    .filter_map(|i| u16::try_from(i).ok().map(VpcId))
+                    .find(|&victim| self.evict_from(victim, attempts))
+            }
+        }
+    }
+
+    /// Pop candidates of `vpc` until one is evicted or `budget` of them were examined.
+    fn evict_from(&self, vpc: VpcId, mut budget: usize) -> bool {
+        while budget > 0 {
+            // The ring's lock is released before the flow is looked up: never two locks.
+            let Some(key) = self.ring(vpc).and_then(|mut r| r.pop_front()) else {
+                return false;
+            };
+            budget -= 1;
+            if self.evict_if_embryonic(&key) {
+                return true;
+            }
+        }
+        false
     }
 
     /// Insert `entry` under `key` if the key is free; returns whether it was inserted.
@@ -328,14 +457,19 @@ impl ConnTrack {
         self.map.remove(key);
     }
 
-    /// Remove the flow `key` belongs to (both directions) and release its capacity.
-    /// Returns false if `key` was not present.
+    /// Remove the flow `key` belongs to (both directions) and release its capacity, in
+    /// the node's count and in its VPC's. Returns false if `key` was not present.
     pub fn remove_flow(&self, key: &FlowKey) -> bool {
         let Some((_, entry)) = self.map.remove(key) else {
             return false;
         };
         self.map.remove(&entry.peer_key(key.proto));
-        self.flows.fetch_sub(1, Relaxed);
+        // The opener's VPC: the key's own on the original entry, the way back on a reply.
+        let opener = match entry.dir {
+            Direction::Original => key.vpc,
+            Direction::Reply => entry.out_vpc,
+        };
+        self.release(opener);
         true
     }
 
@@ -362,7 +496,8 @@ impl ConnTrack {
         d.as_secs()
     }
 
-    /// Check the flow whose original key is `key`; remove it if idle past its timeout.
+    /// Check the flow whose original key is `key`; remove it if idle past its timeout. A
+    /// live embryonic or unreplied flow is offered as an eviction candidate again.
     pub fn age(&self, key: &FlowKey, now_secs: u32) -> Aging {
         let (last, s, peer) = match self.map.get(key) {
             Some(e) if e.dir == Direction::Original => {
@@ -377,6 +512,9 @@ impl ConnTrack {
             self.remove_flow(key);
             Aging::Expired
         } else {
+            if state::evictable(s) {
+                self.offer(*key);
+            }
             Aging::Alive
         }
     }
@@ -442,13 +580,28 @@ mod tests {
         assert!(!evictable(ESTABLISHED) && !evictable(UDP_REPLIED) && !evictable(CLOSING));
     }
 
+    fn tracker(capacity: usize, vpc_percent: u8) -> ConnTrack {
+        let config = Config {
+            attachments: vec![MacAddr::default(); 3],
+            conntrack_capacity: capacity.try_into().unwrap(),
+            conntrack_vpc_percent: vpc_percent,
+            ..Config::default()
+        };
+        ConnTrack::new(&config, Instant::now())
+    }
+
     fn pair(ct: &ConnTrack, client_port: u16, st: u8, now: u32) -> FlowKey {
+        pair_in(ct, VpcId(0), client_port, st, now)
+    }
+
+    /// A flow opened by a client of `vpc`, remembered as a candidate.
+    fn pair_in(ct: &ConnTrack, vpc: VpcId, client_port: u16, st: u8, now: u32) -> FlowKey {
         let fwd = FlowKey {
             src: 0x0a00_000a,
             dst: 0x0a00_00c8,
             sport: client_port,
             dport: 80,
-            vpc: VpcId(0),
+            vpc,
             proto: PROTO_TCP,
         };
         let rw = Rewrite {
@@ -473,28 +626,26 @@ mod tests {
             sport: fwd.dport,
             dport: fwd.sport,
         };
-        let r = FlowEntry::new(
-            back,
-            VpcId(0),
-            MacAddr::default(),
-            Direction::Reply,
-            0,
-            1,
-            now,
-        );
-        assert!(ct.try_reserve());
+        let r = FlowEntry::new(back, vpc, MacAddr::default(), Direction::Reply, 0, 1, now);
+        assert_eq!(ct.try_reserve(vpc), Ok(()));
         assert!(ct.insert_if_vacant(rev, r));
         assert!(ct.insert_if_vacant(fwd, e));
+        ct.remember(fwd);
         fwd
     }
 
     #[test]
     fn capacity_eviction_and_aging() {
-        let ct = ConnTrack::new(2, Timeouts::default(), Instant::now());
+        let ct = tracker(2, 100);
         let a = pair(&ct, 1000, ESTABLISHED, 0);
         let b = pair(&ct, 1001, SYN_SENT, 0);
         assert_eq!(ct.len(), 2);
-        assert!(!ct.try_reserve(), "hard capacity");
+        assert_eq!(ct.try_reserve(VpcId(0)), Err(Full::Node), "hard capacity");
+        assert_eq!(
+            ct.len_of(VpcId(0)),
+            2,
+            "a refused reservation leaves nothing"
+        );
         assert!(
             !ct.evict_if_embryonic(&a),
             "established flows are never evicted"
@@ -516,9 +667,87 @@ mod tests {
     }
 
     #[test]
+    fn vpc_shares_and_node_wide_eviction() {
+        let (a, c) = (VpcId(0), VpcId(2));
+        let ct = tracker(4, 50);
+        assert_eq!(ct.vpc_limit(), 2);
+        let est = pair_in(&ct, a, 1, ESTABLISHED, 0);
+        let emb = pair_in(&ct, a, 2, SYN_SENT, 0);
+        assert_eq!(ct.try_reserve(a), Err(Full::Vpc));
+        assert_eq!(
+            ct.try_reserve(VpcId(9)),
+            Err(Full::Vpc),
+            "not an attachment"
+        );
+        // At its share, A can only replace its own embryonic flow.
+        assert_eq!(ct.evict(a, Full::Vpc, 8), Some(a));
+        assert!(ct.get(&emb).is_none() && ct.get(&est).is_some());
+        assert_eq!(ct.evict(a, Full::Vpc, 8), None, "established flows stay");
+        pair_in(&ct, a, 3, SYN_SENT, 0);
+        pair_in(&ct, c, 11, ESTABLISHED, 0);
+        pair_in(&ct, c, 12, UDP_UNREPLIED, 0);
+        assert_eq!((ct.len(), ct.len_of(a), ct.len_of(c)), (4, 2, 2));
+        assert_eq!(ct.try_reserve(VpcId(1)), Err(Full::Node));
+        // Node-wide: the heaviest VPC first (a tie goes to the last), then the others.
+        assert_eq!(ct.evict(VpcId(1), Full::Node, 8), Some(c));
+        assert_eq!(ct.evict(VpcId(1), Full::Node, 8), Some(a));
+        assert_eq!(
+            ct.evict(VpcId(1), Full::Node, 8),
+            None,
+            "only established flows"
+        );
+        assert_eq!((ct.len(), ct.len_of(a), ct.len_of(c)), (2, 1, 1));
+        assert_eq!(ct.try_reserve(VpcId(1)), Ok(()));
+        ct.release(VpcId(1));
+        assert_eq!(ct.len(), 2);
+    }
+
+    #[test]
+    fn a_heavy_vpc_of_established_flows_does_not_hide_a_lighter_flood() {
+        let (a, c) = (VpcId(0), VpcId(2));
+        let ct = tracker(16, 100);
+        for port in 0..12 {
+            pair_in(&ct, c, 100 + port, ESTABLISHED, 0);
+        }
+        let flood: Vec<_> = (0..4).map(|p| pair_in(&ct, a, p, SYN_SENT, 0)).collect();
+        assert_eq!(ct.try_reserve(VpcId(1)), Err(Full::Node));
+        // C's ring holds 12 established flows, more than one call examines there.
+        assert_eq!(ct.evict(VpcId(1), Full::Node, 8), Some(a));
+        assert_eq!((ct.len_of(a), ct.len_of(c)), (3, 12));
+        assert!(ct.get(&flood[0]).is_none());
+    }
+
+    #[test]
+    fn the_expiry_sweep_gives_evictions_back_their_older_candidates() {
+        let config = Config {
+            attachments: vec![MacAddr::default()],
+            conntrack_capacity: 4.try_into().unwrap(),
+            conntrack_vpc_percent: 100,
+            eviction_candidates: 1,
+            ..Config::default()
+        };
+        let ct = ConnTrack::new(&config, Instant::now());
+        let old = pair(&ct, 1, SYN_SENT, 0);
+        let est = pair(&ct, 2, ESTABLISHED, 0);
+        let recent = pair(&ct, 3, SYN_SENT, 0); // the ring holds one: this one
+        assert_eq!(ct.evict(VpcId(0), Full::Node, 8), Some(VpcId(0)));
+        assert!(ct.get(&recent).is_none());
+        assert_eq!(ct.evict(VpcId(0), Full::Node, 8), None, "ring used up");
+        assert_eq!(ct.age(&est, 1), Aging::Alive);
+        assert_eq!(
+            ct.evict(VpcId(0), Full::Node, 8),
+            None,
+            "established: not offered"
+        );
+        assert_eq!(ct.age(&old, 1), Aging::Alive);
+        assert_eq!(ct.evict(VpcId(0), Full::Node, 8), Some(VpcId(0)));
+        assert!(ct.get(&old).is_none() && ct.get(&est).is_some());
+    }
+
+    #[test]
     fn secs_saturate() {
         let epoch = Instant::now();
-        let ct = ConnTrack::new(1, Timeouts::default(), epoch);
+        let ct = tracker(1, 50);
         assert_eq!(ct.secs(epoch + Duration::from_millis(2500)), 2);
         assert_eq!(
             ct.secs(epoch.checked_sub(Duration::from_secs(1)).unwrap_or(epoch)),

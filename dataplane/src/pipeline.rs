@@ -2,18 +2,23 @@
 //!
 //! ```text
 //!  frame ─► Ethernet ─┬─ ARP ──► request for an endpoint or SNAT address? ─► reply (Emit)
-//!                     │          reply to us? ─► learn the neighbour (Consumed)
+//!                     │          reply to our outstanding request? ─► resolve (Consumed)
+//!                     │          anything else (gratuitous, unsolicited) ─► ArpNotForUs;
+//!                     │            one contradicting a neighbour has it re-verified
 //!                     └─ IPv4 ─► checks: IHL 5, checksum, not a fragment, TCP/UDP, TTL > 1
 //!                                   │
 //!                       conntrack hit? ── yes ─► generation moved? ─► re-check against the
-//!                                   │               accepted table (revoke or keep)
+//!                                   │               accepted table (revoke or keep) and
+//!                                   │               the backend's MAC (tables or a
+//!                                   │               verified neighbour change)
 //!                                   │            TCP/UDP state, last seen ─► rewrite ─► Forward
 //!                                   no
 //!                       endpoint on this attachment? ── no ─► SNAT address? ReplyWithoutFlow
 //!                                   │                                       else NoEndpoint
 //!                       TCP SYN only? accepted? port mapped? source whitelisted?
 //!                       backend MAC known? (no: ARP request in the frame's place)
-//!                       room in conntrack? (evict embryonic) ─► SNAT port (reply key free)
+//!                       room in the VPC's share and the node? (else evict embryonic,
+//!                       node-wide) ─► SNAT port (reply key free)
 //!                       ─► insert both directions ─► rewrite ─► Forward
 //! ```
 //!
@@ -23,6 +28,11 @@
 //!
 //! Only a TCP SYN or a UDP datagram sent to an endpoint can open a flow, and only from the
 //! endpoint's side: nothing arriving at a SNAT address ever creates state (one-way access).
+//!
+//! Isolation between tenants: a VPC's clients hold at most their share of conntrack, and
+//! a full table evicts embryonic or unreplied flows of the heaviest VPC first, never an
+//! established flow (see [`crate::conntrack`]). ARP from tenants creates no neighbour
+//! entries; only the answers to our own requests do (see [`crate::neighbour`]).
 //!
 //! `process` never allocates on the established path, never blocks except for one conntrack
 //! shard lock per lookup, never logs and never reads the clock.
@@ -35,10 +45,10 @@ use std::time::Instant;
 use foldhash::fast::RandomState;
 
 use crate::config::Config;
-use crate::conntrack::{Aging, ConnTrack, Direction, FlowEntry, Rewrite, state, tcp_next};
+use crate::conntrack::{Aging, ConnTrack, Direction, FlowEntry, Full, Rewrite, state, tcp_next};
 use crate::flow::{FlowKey, VpcId};
 use crate::nat;
-use crate::neighbour::Neighbours;
+use crate::neighbour::{Answer, Neighbours, Solicit};
 use crate::stats::WorkerStats;
 use crate::tables::{AcceptedKey, EndpointState, Tables};
 use crate::verdict::{DropReason, Verdict};
@@ -66,12 +76,8 @@ impl Shared {
     /// Fresh tables sized by `config`, with the tracker's clock starting at `epoch`.
     pub fn new(config: &Config, epoch: Instant) -> Self {
         Self {
-            conntrack: Arc::new(ConnTrack::new(
-                config.conntrack_capacity.get(),
-                config.timeouts,
-                epoch,
-            )),
-            neighbours: Arc::new(Neighbours::new(config.neighbour_capacity)),
+            conntrack: Arc::new(ConnTrack::new(config, epoch)),
+            neighbours: Arc::new(Neighbours::new(config)),
         }
     }
 }
@@ -84,37 +90,39 @@ struct Parsed {
     l4: L4Checksum,
 }
 
-/// One worker's packet processor. Owns its counters, its expiry queue and its eviction
-/// candidates; shares conntrack and neighbours with the other pipelines.
+/// One worker's packet processor. Owns its counters and its expiry queue; shares
+/// conntrack (with its eviction candidates) and neighbours with the other pipelines.
 #[derive(Debug)]
 pub struct Pipeline {
     config: Config,
     shared: Shared,
     stats: WorkerStats,
-    /// Original keys of flows this pipeline created, oldest first: the expiry sweep.
+    /// Original keys of flows this pipeline created, oldest first: the expiry sweep. At
+    /// most the conntrack capacity long (see `make_expiry_room`).
     expiry: VecDeque<FlowKey>,
-    /// Recently created flows that may be evicted while still embryonic, oldest first.
-    candidates: VecDeque<FlowKey>,
+    /// Where the next [`Pipeline::solicit`] resumes in the tables' backend list.
+    solicit_cursor: usize,
     hasher: RandomState,
-    /// The last `now` seen and its value in tracker seconds (one conversion per batch).
-    clock: (Instant, u32),
+    /// The last `now` seen, its value in tracker seconds, and the neighbour table's epoch
+    /// then (one conversion and one load per batch).
+    clock: (Instant, u32, u64),
 }
 
 impl Pipeline {
     /// A pipeline over `shared` with `config`.
     pub fn new(config: Config, shared: Shared) -> Self {
-        let candidates = VecDeque::with_capacity(config.eviction_candidates);
-        let clock = (Instant::now(), 0);
+        let clock = (Instant::now(), 0, 0);
         let mut p = Self {
             config,
             shared,
             stats: WorkerStats::default(),
             expiry: VecDeque::new(),
-            candidates,
+            solicit_cursor: 0,
             hasher: RandomState::default(),
             clock,
         };
         p.clock.1 = p.shared.conntrack.secs(p.clock.0);
+        p.clock.2 = p.shared.neighbours.epoch();
         p
     }
 
@@ -133,12 +141,29 @@ impl Pipeline {
         &self.config
     }
 
+    /// Keys in this pipeline's expiry queue (live flows it opened, and keys of flows
+    /// removed otherwise that the sweep has not reached yet). Never above the conntrack
+    /// capacity.
+    pub fn expiry_len(&self) -> usize {
+        self.expiry.len()
+    }
+
     #[inline]
     fn secs(&mut self, now: Instant) -> u32 {
         if self.clock.0 != now {
-            self.clock = (now, self.shared.conntrack.secs(now));
+            let epoch = self.shared.neighbours.epoch();
+            self.clock = (now, self.shared.conntrack.secs(now), epoch);
         }
         self.clock.1
+    }
+
+    /// The generation flows are stamped with and re-checked against: the tables' plus the
+    /// neighbour table's epoch (both only grow), so a verified MAC change reaches every
+    /// flow to that neighbour on its next packet from the next batch on, as a table change
+    /// does. Valid after [`Pipeline::secs`] for this batch.
+    #[inline]
+    fn generation(&self, tables: &Tables) -> u64 {
+        tables.generation().wrapping_add(self.clock.2)
     }
 
     /// Classify `frame`, received on attachment `ingress`, and rewrite it in place.
@@ -217,7 +242,8 @@ impl Pipeline {
             }
             ethernet::ETHERTYPE_IPV4 => Verdict::Drop(DropReason::NotForUs),
             ethernet::ETHERTYPE_ARP if dst_mac == my_mac || dst_mac == MacAddr::BROADCAST => {
-                self.arp(tables, ingress, my_mac, frame)
+                let now_secs = self.secs(now);
+                self.arp(tables, ingress, my_mac, frame, now_secs)
             }
             ethernet::ETHERTYPE_ARP => Verdict::Drop(DropReason::NotForUs),
             _ => Verdict::Drop(DropReason::UnsupportedProtocol),
@@ -314,7 +340,7 @@ impl Pipeline {
     ) -> Option<Verdict> {
         let ct = &*self.shared.conntrack;
         let entry = ct.get(&key)?;
-        let generation = tables.generation();
+        let generation = self.generation(tables);
         let mut refreshed_mac = None;
         if !entry.checked_at(generation) {
             match self.recheck(tables, &key, &entry) {
@@ -469,8 +495,14 @@ impl Pipeline {
             let sender = self.snat_ip(tables, &key, 0);
             return self.ask_neighbour(backend_vpc, backend_ip, sender, frame, now_secs);
         };
-        let room = ct.try_reserve() || (self.evict_one(&ct) && ct.try_reserve());
-        if !room {
+        if let Err(full) = self.reserve(&ct, key.vpc) {
+            return Verdict::Drop(match full {
+                Full::Node => DropReason::ConntrackFull,
+                Full::Vpc => DropReason::ConntrackVpcLimit,
+            });
+        }
+        if !self.make_expiry_room(&ct, now_secs) {
+            ct.release(key.vpc);
             return Verdict::Drop(DropReason::ConntrackFull);
         }
 
@@ -484,7 +516,7 @@ impl Pipeline {
         };
         let count = self.config.snat_port_count();
         let start = usize::try_from(self.hasher.hash_one(key)).unwrap_or(0) % count;
-        let generation = tables.generation();
+        let generation = self.generation(tables);
         let probes = self.config.snat_probes.get().min(count);
         let mut chosen = None;
         // The client's own SNAT address first, then a few neighbours in the range, so one
@@ -518,7 +550,7 @@ impl Pipeline {
             }
         }
         let Some((snat_ip, port, reply_key)) = chosen else {
-            ct.release();
+            ct.release(key.vpc);
             return Verdict::Drop(DropReason::SnatExhausted);
         };
 
@@ -545,19 +577,14 @@ impl Pipeline {
         if !ct.insert_if_vacant(key, original) {
             // Another worker opened the same flow first: use theirs.
             ct.remove_entry(&reply_key);
-            ct.release();
+            ct.release(key.vpc);
             return self
                 .established(tables, frame, parsed, now_secs)
                 .unwrap_or(Verdict::Drop(DropReason::TcpNoFlow));
         }
         self.stats.flows_created += 1;
         self.expiry.push_back(key);
-        if self.config.eviction_candidates > 0 {
-            if self.candidates.len() >= self.config.eviction_candidates {
-                self.candidates.pop_front();
-            }
-            self.candidates.push_back(key);
-        }
+        ct.remember(key);
         let src_mac = self
             .config
             .attachments
@@ -583,14 +610,31 @@ impl Pipeline {
         base + u32::try_from(offset).unwrap_or(0)
     }
 
-    /// Evict one embryonic or unreplied flow among this pipeline's recent ones.
-    fn evict_one(&mut self, ct: &ConnTrack) -> bool {
-        for _ in 0..self.config.eviction_attempts {
-            let Some(k) = self.candidates.pop_front() else {
-                return false;
-            };
-            if ct.evict_if_embryonic(&k) {
-                self.stats.flows_evicted += 1;
+    /// Reserve room for a flow opened from `vpc`; when its share or the node is full,
+    /// evict one embryonic or unreplied flow (its own for the share, node-wide for the
+    /// node) and try once more.
+    fn reserve(&mut self, ct: &ConnTrack, vpc: VpcId) -> Result<(), Full> {
+        let Err(full) = ct.try_reserve(vpc) else {
+            return Ok(());
+        };
+        if ct.evict(vpc, full, self.config.eviction_attempts).is_none() {
+            return Err(full);
+        }
+        self.stats.flows_evicted += 1;
+        // Another worker may take the room first: then this flow is refused.
+        ct.try_reserve(vpc)
+    }
+
+    /// Keep the expiry queue within the conntrack capacity. Live flows never exceed the
+    /// capacity, so a full queue holds keys of flows removed otherwise (evicted, revoked);
+    /// up to `expire_budget` keys from its front are examined to drop one. False if none
+    /// was found: the new flow is refused rather than the queue grown.
+    fn make_expiry_room(&mut self, ct: &ConnTrack, now_secs: u32) -> bool {
+        if self.expiry.len() < ct.capacity() {
+            return true;
+        }
+        for _ in 0..self.config.expire_budget.min(self.expiry.len()) {
+            if sweep_one(&mut self.expiry, &mut self.stats, ct, now_secs) != Some(Aging::Alive) {
                 return true;
             }
         }
@@ -613,12 +657,13 @@ impl Pipeline {
         let Some(&mac) = self.config.attachments.get(vpc.index()) else {
             return Verdict::Consumed;
         };
-        if !self
-            .shared
-            .neighbours
-            .should_ask(vpc, ip, now_secs, self.config.arp_retry)
-        {
-            return Verdict::Consumed;
+        match self.shared.neighbours.solicit(vpc, ip, now_secs) {
+            Solicit::Send => {}
+            Solicit::Wait => return Verdict::Consumed,
+            Solicit::Full => {
+                self.stats.neighbours_refused += 1;
+                return Verdict::Consumed;
+            }
         }
         let len = emit_arp(
             frame,
@@ -631,12 +676,18 @@ impl Pipeline {
         Verdict::Emit { vpc, len }
     }
 
+    /// ARP: answer requests for our addresses, and take replies only as answers to our own
+    /// outstanding requests. Nothing a tenant sends on its own creates or changes an entry:
+    /// not a request (anyone can send one from any address; learning from them is what
+    /// let one VPC fill the table), not a gratuitous ARP, not an unsolicited reply. One
+    /// that contradicts a resolved neighbour only has it re-verified sooner.
     fn arp(
         &mut self,
         tables: &Tables,
         ingress: VpcId,
         my_mac: MacAddr,
         frame: &mut [u8],
+        now_secs: u32,
     ) -> Verdict {
         let (op, sender_mac, sender_ip, target_ip) =
             match ArpPacket::new_checked(&frame[ethernet::HEADER_LEN..]) {
@@ -650,20 +701,26 @@ impl Pipeline {
         let sender = sender_ip.to_bits();
         let ours = tables.endpoint(ingress, target).is_some()
             || (tables.is_snat_vpc(ingress) && tables.snat().contains_u32(target));
-        let neighbours = &self.shared.neighbours;
         let valid_sender = sender != 0 && !sender_mac.is_multicast();
+        let neighbours = &self.shared.neighbours;
+        let answer = if ours && op == arp::OP_REPLY && valid_sender {
+            neighbours.answer(ingress, sender, sender_mac, now_secs)
+        } else {
+            Answer::Unsolicited
+        };
+        // Not an answer to our question: it may cast doubt on a neighbour, never move it.
+        if answer == Answer::Unsolicited
+            && valid_sender
+            && neighbours.doubt(ingress, sender, sender_mac)
+        {
+            self.stats.arp_conflicts += 1;
+        }
         if !ours {
-            // Gratuitous ARP or traffic between others: refresh a known neighbour only.
-            if valid_sender && neighbours.refresh(ingress, sender, sender_mac) {
-                self.stats.arp_learned += 1;
-            }
+            // Gratuitous ARP (target = sender) or traffic between others.
             return Verdict::Drop(DropReason::ArpNotForUs);
         }
-        if valid_sender && neighbours.learn(ingress, sender, sender_mac) {
-            self.stats.arp_learned += 1;
-        }
-        match op {
-            arp::OP_REQUEST => {
+        match (op, answer) {
+            (arp::OP_REQUEST, _) => {
                 let len = emit_arp(
                     frame,
                     arp::OP_REPLY,
@@ -674,15 +731,27 @@ impl Pipeline {
                 self.stats.arp_replies += 1;
                 Verdict::Emit { vpc: ingress, len }
             }
-            arp::OP_REPLY => Verdict::Consumed,
+            (arp::OP_REPLY, Answer::Changed) => {
+                self.stats.arp_learned += 1;
+                self.stats.neighbours_changed += 1;
+                Verdict::Consumed
+            }
+            (arp::OP_REPLY, Answer::Confirmed | Answer::Resolved) => {
+                self.stats.arp_learned += 1;
+                Verdict::Consumed
+            }
             _ => Verdict::Drop(DropReason::ArpNotForUs),
         }
     }
 
-    /// ARP requests for the backends the tables name whose MAC is still unknown, at most
-    /// `budget` of them and each address at most once per `arp_retry` (shared with the
-    /// packet path), so the first packet of a flow is not lost to resolution. Calls
-    /// `emit(attachment, frame)` for each request; returns how many.
+    /// ARP requests for the backends the tables name that are unresolved, or stale and due
+    /// for re-verification (see [`crate::neighbour`]): at most `budget` of them, each
+    /// address at most once per `arp_retry` (shared with the packet path), so the first
+    /// packet of a flow is not lost to resolution and a moved backend is noticed. Resumes
+    /// where the last call stopped, so every backend gets its turn however many there are;
+    /// looks at each backend at most once per call. Also runs the neighbour table's sweep
+    /// (at most once per reachable time node-wide). Calls `emit(attachment, frame)` for
+    /// each request; returns how many.
     pub fn solicit(
         &mut self,
         now: Instant,
@@ -693,19 +762,23 @@ impl Pipeline {
         let now_secs = self.secs(now);
         let snat = tables.snat();
         let sender = snat.addr().to_bits() + u32::from(snat.size() > 2);
+        let backends = tables.backends();
         let mut sent = 0;
-        for &(vpc, ip) in tables.backends() {
-            if sent >= budget {
-                break;
-            }
+        let mut looked = 0;
+        while sent < budget && looked < backends.len() {
+            let at = (self.solicit_cursor + looked) % backends.len();
+            looked += 1;
+            let (vpc, ip) = backends[at];
             let Some(&mac) = self.config.attachments.get(vpc.index()) else {
                 continue;
             };
-            let neighbours = &self.shared.neighbours;
-            if neighbours.lookup(vpc, ip).is_some()
-                || !neighbours.should_ask(vpc, ip, now_secs, self.config.arp_retry)
-            {
-                continue;
+            match self.shared.neighbours.solicit(vpc, ip, now_secs) {
+                Solicit::Send => {}
+                Solicit::Wait => continue,
+                Solicit::Full => {
+                    self.stats.neighbours_refused += 1;
+                    continue;
+                }
             }
             let mut frame = [0u8; 60];
             let len = emit_arp(
@@ -719,6 +792,11 @@ impl Pipeline {
             self.stats.arp_requests += 1;
             sent += 1;
         }
+        self.solicit_cursor = match backends.len() {
+            0 => 0,
+            n => (self.solicit_cursor + looked) % n,
+        };
+        self.stats.neighbours_expired += self.shared.neighbours.sweep(now_secs) as u64;
         sent
     }
 
@@ -729,16 +807,10 @@ impl Pipeline {
         let ct = &*self.shared.conntrack;
         let mut removed = 0;
         for _ in 0..budget.min(self.expiry.len()) {
-            let Some(key) = self.expiry.pop_front() else {
-                break;
-            };
-            match ct.age(&key, now_secs) {
-                Aging::Alive => self.expiry.push_back(key),
-                Aging::Expired => removed += 1,
-                Aging::Gone => {}
+            if sweep_one(&mut self.expiry, &mut self.stats, ct, now_secs) == Some(Aging::Expired) {
+                removed += 1;
             }
         }
-        self.stats.flows_expired += removed as u64;
         removed
     }
 
@@ -759,6 +831,24 @@ impl Pipeline {
     pub fn record_tx_errors(&mut self, n: usize) {
         self.stats.tx_errors += n as u64;
     }
+}
+
+/// Examine the oldest key of an expiry queue: requeue it if its flow is alive, drop it if
+/// the flow expired (counted) or is gone. `None` if the queue is empty.
+fn sweep_one(
+    expiry: &mut VecDeque<FlowKey>,
+    stats: &mut WorkerStats,
+    ct: &ConnTrack,
+    now_secs: u32,
+) -> Option<Aging> {
+    let key = expiry.pop_front()?;
+    let aging = ct.age(&key, now_secs);
+    match aging {
+        Aging::Alive => expiry.push_back(key),
+        Aging::Expired => stats.flows_expired += 1,
+        Aging::Gone => {}
+    }
+    Some(aging)
 }
 
 fn malformed(_: ParseError) -> DropReason {

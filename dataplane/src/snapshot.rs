@@ -191,8 +191,8 @@ pub fn load(
         if u64::from(idle) >= ct.timeout_secs(key.proto, r.state) {
             continue; // timed out while the daemon was down
         }
-        if !ct.try_reserve() {
-            break;
+        if ct.try_reserve(vpc).is_err() {
+            continue; // the VPC's share or the node is full: this flow ends here
         }
         let original = FlowEntry::new(
             r.rewrite,
@@ -220,12 +220,12 @@ pub fn load(
             now_secs.saturating_sub(r.reply_idle),
         );
         if !ct.insert_if_vacant(reply_key, reply) {
-            ct.release();
+            ct.release(vpc);
             continue;
         }
         if !ct.insert_if_vacant(key, original) {
             ct.remove_entry(&reply_key);
-            ct.release();
+            ct.release(vpc);
             continue;
         }
         loaded.push(key);
@@ -318,8 +318,19 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::config::Timeouts;
+    use crate::config::Config;
     use crate::conntrack::state;
+
+    /// A tracker of 100 flows over three attachments, no per-VPC share.
+    fn tracker(epoch: Instant) -> ConnTrack {
+        let config = Config {
+            attachments: vec![MacAddr::default(); 3],
+            conntrack_capacity: 100.try_into().unwrap(),
+            conntrack_vpc_percent: 100,
+            ..Config::default()
+        };
+        ConnTrack::new(&config, epoch)
+    }
 
     fn flow(ct: &ConnTrack, vpc: u16, client_port: u16, now: u32) -> FlowKey {
         let key = FlowKey {
@@ -342,7 +353,7 @@ mod tests {
             sport: key.dport,
             dport: key.sport,
         };
-        assert!(ct.try_reserve());
+        assert!(ct.try_reserve(VpcId(vpc)).is_ok());
         let out = VpcId(2);
         assert!(ct.insert_if_vacant(
             rw.reply_key(out, 6),
@@ -374,7 +385,7 @@ mod tests {
     #[test]
     fn flows_survive_a_round_trip_renumbered_and_re_checked() {
         let epoch = Instant::now();
-        let ct = ConnTrack::new(100, Timeouts::default(), epoch);
+        let ct = tracker(epoch);
         let a = flow(&ct, 0, 40000, 100);
         let b = flow(&ct, 1, 40001, 95);
         let dir = std::env::temp_dir().join(format!("vpcep-snap-{}", std::process::id()));
@@ -384,7 +395,7 @@ mod tests {
         assert_eq!(save(&ct, &old, 110, 1_000_000, &path).unwrap(), 2);
 
         // The new process attaches vpc-p first and no longer vpc-a.
-        let ct2 = ConnTrack::new(100, Timeouts::default(), epoch + Duration::from_secs(200));
+        let ct2 = tracker(epoch + Duration::from_secs(200));
         let new = ["vpc-p".to_string(), "vpc-b".into()];
         let loaded = load(&ct2, &new, 5, 1_000_060, &path).unwrap();
         assert_eq!(loaded.len(), 1, "the flow of vpc-a is left out");
@@ -417,14 +428,14 @@ mod tests {
     #[test]
     fn flows_that_timed_out_while_the_daemon_was_down_are_not_loaded() {
         let epoch = Instant::now();
-        let ct = ConnTrack::new(100, Timeouts::default(), epoch);
+        let ct = tracker(epoch);
         flow(&ct, 0, 40000, 100); // established: 350 s timeout
         let dir = std::env::temp_dir().join(format!("vpcep-snap-down-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("conntrack.snapshot");
         let ids = ["a".to_string(), "b".into(), "p".into()];
         save(&ct, &ids, 100, 5_000, &path).unwrap();
-        let fresh = || ConnTrack::new(100, Timeouts::default(), Instant::now());
+        let fresh = || tracker(Instant::now());
         let ct2 = fresh();
         assert_eq!(
             load(&ct2, &ids, 0, 5_349, &path).unwrap().len(),
@@ -442,7 +453,7 @@ mod tests {
 
     #[test]
     fn a_bad_snapshot_loads_nothing_and_says_why() {
-        let ct = ConnTrack::new(10, Timeouts::default(), Instant::now());
+        let ct = tracker(Instant::now());
         let dir = std::env::temp_dir().join(format!("vpcep-snap-bad-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("conntrack.snapshot");

@@ -77,15 +77,31 @@ counters! {
     forwarded_partial_csum,
     /// ARP replies sent for endpoint or SNAT addresses.
     arp_replies,
-    /// ARP requests sent for unresolved next hops.
+    /// ARP requests sent: for unresolved backends, and to re-verify stale ones.
     arp_requests,
-    /// Neighbours learned or refreshed from ARP.
+    /// ARP replies that answered one of our outstanding requests (a neighbour resolved,
+    /// confirmed or changed). Replies nobody asked for are `drop:arp_not_for_us`.
     arp_learned,
+    /// Unsolicited ARP frames (gratuitous, a request, or a reply nobody asked for) whose
+    /// sender claims a MAC other than the one a resolved neighbour has: nothing changes,
+    /// and the neighbour is re-verified by the next solicit (a spoof, or a backend that
+    /// moved and announced itself).
+    arp_conflicts,
+    /// Of `arp_learned`: answers that changed a resolved neighbour's MAC (a backend that
+    /// moved, or a spoofer that won the race against the real host).
+    neighbours_changed,
+    /// Neighbour entries not created because the table or the attachment's share was full.
+    neighbours_refused,
+    /// Neighbour entries removed by the sweep (nobody asked for them for two reachable
+    /// times: backends gone from the tables). Counted by the worker that swept.
+    neighbours_expired,
     /// Flows created (a flow is both directions).
     flows_created,
     /// Flows removed by idle expiry.
     flows_expired,
-    /// Embryonic or unreplied flows evicted to make room for a new flow.
+    /// Embryonic or unreplied flows evicted to make room for a new flow: from the opener's
+    /// own VPC when it held its whole share, else node-wide (heaviest VPC first). Counted by
+    /// the pipeline that opened the new flow, whichever pipeline opened the victim.
     flows_evicted,
     /// Flows re-checked against a newer table generation and kept.
     flows_revalidated,

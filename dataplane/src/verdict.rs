@@ -28,10 +28,16 @@ pub enum Verdict {
 #[repr(u8)]
 pub enum DropReason {
     /// An ARP packet the daemon does not answer: a request for an address it does not own,
-    /// a reply nobody asked for, or an unsupported ARP format.
+    /// a gratuitous ARP, a reply nobody asked for (no request of ours outstanding for its
+    /// sender), or an unsupported ARP format. None of them touches the neighbour table.
     ArpNotForUs,
-    /// A new flow found the conntrack table at capacity and nothing evictable.
+    /// A new flow found the conntrack table at capacity and nothing evictable node-wide
+    /// (every flow established or replied), or its pipeline's expiry queue full of live keys.
     ConntrackFull,
+    /// A new flow from a VPC whose clients hold their whole share of conntrack
+    /// (`conntrack_vpc_percent`) with none of them evictable: one tenant cannot take the
+    /// room of the others.
+    ConntrackVpcLimit,
     /// An IPv4 fragment (more-fragments set or a non-zero offset); not reassembled.
     Fragment,
     /// An IPv4 header with options (IHL above 5); refused like source routing would be.
@@ -85,12 +91,13 @@ pub enum DropReason {
 
 impl DropReason {
     /// Number of variants; a unit test matches every variant so this cannot drift.
-    pub const COUNT: usize = 21;
+    pub const COUNT: usize = 22;
 
     /// Every variant, in counter order.
     pub const ALL: [Self; Self::COUNT] = [
         Self::ArpNotForUs,
         Self::ConntrackFull,
+        Self::ConntrackVpcLimit,
         Self::Fragment,
         Self::IpOptions,
         Self::Malformed,
@@ -123,6 +130,7 @@ impl DropReason {
         match self {
             Self::ArpNotForUs => "arp_not_for_us",
             Self::ConntrackFull => "conntrack_full",
+            Self::ConntrackVpcLimit => "conntrack_vpc_limit",
             Self::Fragment => "fragment",
             Self::IpOptions => "ip_options",
             Self::Malformed => "malformed",
@@ -158,6 +166,7 @@ mod tests {
             let known = match reason {
                 DropReason::ArpNotForUs
                 | DropReason::ConntrackFull
+                | DropReason::ConntrackVpcLimit
                 | DropReason::Fragment
                 | DropReason::IpOptions
                 | DropReason::Malformed

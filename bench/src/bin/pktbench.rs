@@ -88,6 +88,7 @@ fn config(capacity: usize) -> Config {
     Config {
         attachments: vec![MAC_A, MAC_B],
         conntrack_capacity: capacity.max(1).try_into().expect("non-zero"),
+        conntrack_vpc_percent: 100, // every flow comes from one VPC
         ..Config::default()
     }
 }

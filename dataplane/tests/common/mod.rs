@@ -256,3 +256,45 @@ macro_rules! assert_moved {
         assert_eq!(common::moved(&$before, &$after), want);
     }};
 }
+
+/// Build an Ethernet/ARP frame: `op` 1 (request) or 2 (reply), from `sender` to `target`
+/// (hardware and protocol addresses), sent to `eth_dst`.
+pub fn arp(
+    op: u16,
+    eth_dst: MacAddr,
+    sender: (MacAddr, Ipv4Addr),
+    target: (MacAddr, Ipv4Addr),
+) -> Vec<u8> {
+    use etherparse::{ArpHardwareId, ArpOperation, ArpPacket, EtherType};
+    let pkt = ArpPacket::new(
+        ArpHardwareId::ETHERNET,
+        EtherType::IPV4,
+        ArpOperation::from(op),
+        &sender.0.0,
+        &sender.1.octets(),
+        &target.0.0,
+        &target.1.octets(),
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    PacketBuilder::ethernet2(sender.0.0, eth_dst.0)
+        .arp(pkt)
+        .write(&mut out)
+        .unwrap();
+    out
+}
+
+/// What a test reads off an ARP frame: (operation, sender, target).
+pub fn seen_arp(frame: &[u8]) -> (u16, (MacAddr, Ipv4Addr), (MacAddr, Ipv4Addr)) {
+    let p = SlicedPacket::from_ethernet(frame).unwrap();
+    let Some(NetSlice::Arp(a)) = p.net else {
+        panic!("not ARP: {frame:?}")
+    };
+    let mac = |b: &[u8]| MacAddr(b.try_into().unwrap());
+    let ip = |b: &[u8]| Ipv4Addr::from(<[u8; 4]>::try_from(b).unwrap());
+    (
+        a.operation().0,
+        (mac(a.sender_hw_addr()), ip(a.sender_protocol_addr())),
+        (mac(a.target_hw_addr()), ip(a.target_protocol_addr())),
+    )
+}
