@@ -141,6 +141,27 @@ struct AdminState {
     push: Arc<PushStatus>,
     workers: Arc<Vec<Arc<WorkerCounters>>>,
     conntrack: Option<Arc<dataplane::conntrack::ConnTrack>>,
+    links: Arc<Vec<(String, Arc<dyn LinkStatus>)>>,
+}
+
+/// What `/status` shows of one attachment's link (the AF_PACKET transmit socket, shared by
+/// the workers, keeps it).
+pub trait LinkStatus: Send + Sync {
+    /// The interface name.
+    fn interface(&self) -> String;
+    /// `up`, `down` or `gone`.
+    fn state(&self) -> &'static str;
+    /// Times the link went away since the daemon started.
+    fn flaps(&self) -> u64;
+}
+
+/// One attachment in `/status`.
+#[derive(Debug, Serialize)]
+struct AttachmentView {
+    interface: String,
+    vpc_id: String,
+    state: &'static str,
+    flaps: u64,
 }
 
 /// The `/status` document: the store revision, what the pusher published, and the
@@ -155,6 +176,7 @@ struct Status {
     accepted_entries: u64,
     endpoint_addresses: u64,
     conntrack_flows: usize,
+    attachments: Vec<AttachmentView>,
 }
 
 impl Status {
@@ -174,6 +196,16 @@ impl Status {
             accepted_entries: s.push.accepted_entries.load(Ordering::Relaxed),
             endpoint_addresses: s.push.endpoint_addresses.load(Ordering::Relaxed),
             conntrack_flows: s.conntrack.as_ref().map_or(0, |c| c.len()),
+            attachments: s
+                .links
+                .iter()
+                .map(|(vpc_id, l)| AttachmentView {
+                    interface: l.interface(),
+                    vpc_id: vpc_id.clone(),
+                    state: l.state(),
+                    flaps: l.flaps(),
+                })
+                .collect(),
         }
     }
 }
@@ -224,6 +256,8 @@ pub struct Dataplane {
     pub threads: Vec<std::thread::JoinHandle<()>>,
     /// Undo what the start did to the interfaces, after the workers stopped.
     pub on_stop: Option<Box<dyn FnOnce() + Send>>,
+    /// Each attachment's VPC id and link, in attachment order.
+    pub links: Vec<(String, Arc<dyn LinkStatus>)>,
 }
 
 impl core::fmt::Debug for Dataplane {
@@ -266,6 +300,7 @@ pub async fn start_with(
             conntrack: None,
             threads: Vec::new(),
             on_stop: None,
+            links: Vec::new(),
         }
     } else {
         start_workers(cfg, &publisher, Arc::clone(&worker_stop))?
@@ -310,6 +345,7 @@ pub async fn start_with(
         push: Arc::clone(&push),
         workers: Arc::clone(&workers),
         conntrack: dp.conntrack,
+        links: Arc::new(dp.links),
     };
     let mut tasks = Vec::new();
     for (listener, router) in [

@@ -16,7 +16,7 @@ use dataplane::worker::{self, Worker};
 use dataplane::{FlowKey, Pipeline, Shared, TablePublisher, VpcId, WorkerCounters};
 
 use crate::config::{DaemonConfig, IoBackend, RxMode};
-use crate::daemon::{DaemonError, Dataplane};
+use crate::daemon::{DaemonError, Dataplane, LinkStatus};
 
 /// Start workers on every attachment of `cfg`.
 ///
@@ -131,12 +131,47 @@ pub fn start_workers(
             }
         }
     }));
+    let links = cfg
+        .attachments
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let link: Arc<dyn LinkStatus> = Arc::new(Link {
+                tx: Arc::clone(&tx),
+                index: i,
+            });
+            (a.vpc_id.clone(), link)
+        })
+        .collect();
     Ok(Dataplane {
+        links,
         on_stop,
         counters,
         conntrack: Some(Arc::clone(&shared.conntrack)),
         threads,
     })
+}
+
+/// One attachment's link, as its shared transmit socket sees it.
+struct Link {
+    tx: Arc<Vec<TxSocket>>,
+    index: usize,
+}
+
+impl LinkStatus for Link {
+    fn interface(&self) -> String {
+        self.tx
+            .get(self.index)
+            .map_or_else(String::new, |t| t.name().to_string())
+    }
+
+    fn state(&self) -> &'static str {
+        self.tx.get(self.index).map_or("gone", |t| t.state().name())
+    }
+
+    fn flaps(&self) -> u64 {
+        self.tx.get(self.index).map_or(0, TxSocket::flaps)
+    }
 }
 
 /// The wall clock in Unix seconds (0 if it is before 1970): snapshots measure downtime.

@@ -32,6 +32,24 @@ fn world() -> (World, Proc) {
     (w, server)
 }
 
+/// Wait until `/status` shows attachment `interface` in `state`.
+fn link_state(w: &World, interface: &str, state: &str) {
+    poll_until(
+        &format!("{interface} to show {state} in /status"),
+        Duration::from_secs(15),
+        || {
+            w.status().is_ok_and(|s| {
+                s["attachments"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|a| a["interface"] == interface && a["state"] == state)
+            })
+        },
+    )
+    .unwrap();
+}
+
 /// Curl from user VPC `i` until it answers, within `timeout`.
 fn answers_within(w: &World, i: usize, timeout: Duration) {
     poll_until(
@@ -50,7 +68,9 @@ fn answers_within(w: &World, i: usize, timeout: Duration) {
 fn a_link_that_goes_down_and_up_comes_back_and_the_rest_keeps_running() {
     let (mut w, _server) = world();
     let dev = format!("{}u0", w.prefix);
+    link_state(&w, &dev, "up");
     w.node.exec(&["ip", "link", "set", &dev, "down"]).unwrap();
+    link_state(&w, &dev, "down");
     // The other VPC and the API are unaffected while the link is down.
     assert_eq!(
         w.curl(1, &format!("http://{EP}:8080/"), 10).unwrap(),
@@ -63,6 +83,15 @@ fn a_link_that_goes_down_and_up_comes_back_and_the_rest_keeps_running() {
     );
     w.node.exec(&["ip", "link", "set", &dev, "up"]).unwrap();
     answers_within(&w, 0, Duration::from_secs(15));
+    link_state(&w, &dev, "up");
+    let s = w.status().unwrap();
+    let flaps: Vec<u64> = s["attachments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["flaps"].as_u64().unwrap())
+        .collect();
+    assert_eq!(flaps, vec![1, 0, 0], "one flap, on the link that went down");
     assert!(w.daemon.as_mut().unwrap().alive());
 }
 
@@ -73,6 +102,7 @@ fn an_interface_deleted_and_created_again_is_taken_back() {
     let dev = format!("{}u0", w.prefix);
     // Deleting the node's end deletes the pair: the client loses its eth0 too.
     w.node.exec(&["ip", "link", "del", &dev]).unwrap();
+    link_state(&w, &dev, "gone");
     assert_eq!(
         w.curl(1, &format!("http://{EP}:8080/"), 10).unwrap(),
         "still here\n"
@@ -87,6 +117,7 @@ fn an_interface_deleted_and_created_again_is_taken_back() {
         .exec(&["ip", "addr", "add", "10.0.0.5/24", "dev", "eth0"])
         .unwrap();
     answers_within(&w, 0, Duration::from_secs(20));
+    link_state(&w, &dev, "up");
     assert_eq!(
         w.curl(1, &format!("http://{EP}:8080/"), 10).unwrap(),
         "still here\n"

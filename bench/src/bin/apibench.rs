@@ -51,6 +51,7 @@ fn no_workers(
         conntrack: None,
         threads: Vec::new(),
         on_stop: None,
+        links: Vec::new(),
     })
 }
 
