@@ -7,206 +7,124 @@
 
 use std::fmt;
 
-/// An error code of the API. Variants follow the order of API.md section 8 (by code), then
-/// the gateway's codes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ErrorCode {
-    /// `EndPoint.0001`: system error; nothing was changed, retry.
-    System,
-    /// `EndPoint.0002`: a parameter is missing, of the wrong type or out of range.
-    Parameter,
-    /// `EndPoint.0004`: the credential has no permission for the path's project.
-    NoPermission,
-    /// `EndPoint.0005`: the requested resource does not exist (or is another tenant's).
-    NotFound,
-    /// `EndPoint.0006`: invalid `limit`.
-    InvalidLimit,
-    /// `EndPoint.0010`: invalid `offset`.
-    InvalidOffset,
-    /// `EndPoint.0014`: invalid project id (`X-Project-Id` does not match the path).
-    InvalidProjectId,
-    /// `EndPoint.0016`: the number of batch operated resources exceeded the limit.
-    BatchLimit,
-    /// `EndPoint.0017`: invalid `sort_key`.
-    InvalidSortKey,
-    /// `EndPoint.0018`: invalid `sort_dir`.
-    InvalidSortDir,
-    /// `EndPoint.0019`: invalid status filter.
-    InvalidStatus,
-    /// `EndPoint.0020`: invalid VPC id (unknown, another tenant's, or still in use).
-    InvalidVpcId,
-    /// `EndPoint.0021`: invalid `marker_id`.
-    InvalidMarkerId,
-    /// `EndPoint.0023`: invalid subnet id (unknown, wrong family, or still in use).
-    InvalidSubnetId,
-    /// `EndPoint.0024`: the request body is too large (vpcep's code for the body limit).
-    BodyTooLarge,
-    /// `EndPoint.1003`: invalid service name.
-    InvalidServiceName,
-    /// `Endpoint.1018` (lower-case p, as documented): quota exceeded.
-    QuotaExceeded,
-    /// `EndPoint.2003`: the endpoint service does not exist.
-    ServiceNotFound,
-    /// `EndPoint.2004`: the endpoint service is unavailable (its backend was deleted).
-    ServiceUnavailable,
-    /// `EndPoint.2006`: the requested endpoint does not exist.
-    EndpointNotFound,
-    /// `EndPoint.2012`: no permission to connect to the VPC endpoint service.
-    NotWhitelisted,
-    /// `EndPoint.2013`: the endpoint does not belong to the endpoint service.
-    NotAConnection,
-    /// `EndPoint.2027`: invalid connection action (`receive` or `reject`).
-    InvalidConnectionAction,
-    /// `EndPoint.2031`: only one endpoint is allowed.
-    OneEndpointOnly,
-    /// `EndPoint.2041`: invalid port IP address.
-    InvalidPortIp,
-    /// `EndPoint.2042`: the port IP is in use.
-    PortIpInUse,
-    /// `EndPoint.2043`: the port IP is not valid for the subnet (or the subnet is full).
-    PortIpOutsideSubnet,
-    /// `EndPoint.2044`: invalid whitelist entry.
-    InvalidWhitelist,
-    /// `EndPoint.2045`: the maximum number of whitelist records has been reached.
-    WhitelistFull,
-    /// `EndPoint.3002`: invalid permission.
-    InvalidPermission,
-    /// `EndPoint.3003`: invalid port id (unknown, wrong VPC, IPv6, or too many services).
-    InvalidPortId,
-    /// `EndPoint.3006`: the endpoint service is being used.
-    ServiceInUse,
-    /// `EndPoint.3021`: invalid server type.
-    InvalidServerType,
-    /// `EndPoint.3035`: invalid permission action (`add` or `remove`).
-    InvalidPermissionAction,
-    /// `EndPoint.3036`: invalid permissions (not a permission of this service).
-    InvalidPermissions,
-    /// `EndPoint.3043`: the service port is invalid.
-    InvalidServicePort,
-    /// `EndPoint.3044`: the ports conflict with each other or with another service's.
-    PortsConflict,
-    /// `EndPoint.3066`: the tag cannot be empty.
-    TagEmpty,
-    /// `EndPoint.3067`: the tag key cannot be duplicated.
-    TagKeyDuplicated,
-    /// `EndPoint.3068`: tag keys and values should meet relevant requirements.
-    TagInvalid,
-    /// `EndPoint.3069`: the maximum number of tags has been reached.
-    TooManyTags,
-    /// `EndPoint.3074`: the maximum of ports has been reached.
-    TooManyPorts,
-    /// `EndPoint.3075`: the protocol is invalid.
-    InvalidProtocol,
-    /// `APIGW.0101`: the API does not exist or has not been published.
-    ApiNotFound,
-    /// `APIGW.0102`: the method is not allowed for this API.
-    MethodNotAllowed,
-    /// `APIGW.0301`: incorrect IAM authentication information (signature, date, key).
-    AuthFailed,
+/// Declares [`ErrorCode`] from one list, so the enum, [`ErrorCode::ALL`] and
+/// [`ErrorCode::as_str`] cannot drift apart.
+macro_rules! error_codes {
+    ($($(#[$doc:meta])* $name:ident => $code:literal,)*) => {
+        /// An error code of the API. Variants follow the order of API.md section 8 (by
+        /// code), then the gateway's codes.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum ErrorCode {
+            $($(#[$doc])* $name,)*
+        }
+
+        impl ErrorCode {
+            /// Every code, in declaration order.
+            pub const ALL: &'static [Self] = &[$(Self::$name,)*];
+
+            /// The code as the API spells it.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$name => $code,)*
+                }
+            }
+        }
+    };
 }
 
-impl ErrorCode {
-    /// Every code, in declaration order (for tests that must cover them all).
-    pub const ALL: [Self; 46] = [
-        Self::System,
-        Self::Parameter,
-        Self::NoPermission,
-        Self::NotFound,
-        Self::InvalidLimit,
-        Self::InvalidOffset,
-        Self::InvalidProjectId,
-        Self::BatchLimit,
-        Self::InvalidSortKey,
-        Self::InvalidSortDir,
-        Self::InvalidStatus,
-        Self::InvalidVpcId,
-        Self::InvalidMarkerId,
-        Self::InvalidSubnetId,
-        Self::BodyTooLarge,
-        Self::InvalidServiceName,
-        Self::QuotaExceeded,
-        Self::ServiceNotFound,
-        Self::ServiceUnavailable,
-        Self::EndpointNotFound,
-        Self::NotWhitelisted,
-        Self::NotAConnection,
-        Self::InvalidConnectionAction,
-        Self::OneEndpointOnly,
-        Self::InvalidPortIp,
-        Self::PortIpInUse,
-        Self::PortIpOutsideSubnet,
-        Self::InvalidWhitelist,
-        Self::WhitelistFull,
-        Self::InvalidPermission,
-        Self::InvalidPortId,
-        Self::ServiceInUse,
-        Self::InvalidServerType,
-        Self::InvalidPermissionAction,
-        Self::InvalidPermissions,
-        Self::InvalidServicePort,
-        Self::PortsConflict,
-        Self::TagEmpty,
-        Self::TagKeyDuplicated,
-        Self::TagInvalid,
-        Self::TooManyTags,
-        Self::TooManyPorts,
-        Self::InvalidProtocol,
-        Self::ApiNotFound,
-        Self::MethodNotAllowed,
-        Self::AuthFailed,
-    ];
-
-    /// The code as the API spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::System => "EndPoint.0001",
-            Self::Parameter => "EndPoint.0002",
-            Self::NoPermission => "EndPoint.0004",
-            Self::NotFound => "EndPoint.0005",
-            Self::InvalidLimit => "EndPoint.0006",
-            Self::InvalidOffset => "EndPoint.0010",
-            Self::InvalidProjectId => "EndPoint.0014",
-            Self::BatchLimit => "EndPoint.0016",
-            Self::InvalidSortKey => "EndPoint.0017",
-            Self::InvalidSortDir => "EndPoint.0018",
-            Self::InvalidStatus => "EndPoint.0019",
-            Self::InvalidVpcId => "EndPoint.0020",
-            Self::InvalidMarkerId => "EndPoint.0021",
-            Self::InvalidSubnetId => "EndPoint.0023",
-            Self::BodyTooLarge => "EndPoint.0024",
-            Self::InvalidServiceName => "EndPoint.1003",
-            Self::QuotaExceeded => "Endpoint.1018",
-            Self::ServiceNotFound => "EndPoint.2003",
-            Self::ServiceUnavailable => "EndPoint.2004",
-            Self::EndpointNotFound => "EndPoint.2006",
-            Self::NotWhitelisted => "EndPoint.2012",
-            Self::NotAConnection => "EndPoint.2013",
-            Self::InvalidConnectionAction => "EndPoint.2027",
-            Self::OneEndpointOnly => "EndPoint.2031",
-            Self::InvalidPortIp => "EndPoint.2041",
-            Self::PortIpInUse => "EndPoint.2042",
-            Self::PortIpOutsideSubnet => "EndPoint.2043",
-            Self::InvalidWhitelist => "EndPoint.2044",
-            Self::WhitelistFull => "EndPoint.2045",
-            Self::InvalidPermission => "EndPoint.3002",
-            Self::InvalidPortId => "EndPoint.3003",
-            Self::ServiceInUse => "EndPoint.3006",
-            Self::InvalidServerType => "EndPoint.3021",
-            Self::InvalidPermissionAction => "EndPoint.3035",
-            Self::InvalidPermissions => "EndPoint.3036",
-            Self::InvalidServicePort => "EndPoint.3043",
-            Self::PortsConflict => "EndPoint.3044",
-            Self::TagEmpty => "EndPoint.3066",
-            Self::TagKeyDuplicated => "EndPoint.3067",
-            Self::TagInvalid => "EndPoint.3068",
-            Self::TooManyTags => "EndPoint.3069",
-            Self::TooManyPorts => "EndPoint.3074",
-            Self::InvalidProtocol => "EndPoint.3075",
-            Self::ApiNotFound => "APIGW.0101",
-            Self::MethodNotAllowed => "APIGW.0102",
-            Self::AuthFailed => "APIGW.0301",
-        }
-    }
+error_codes! {
+    /// `EndPoint.0001`: system error; nothing was changed, retry.
+    System => "EndPoint.0001",
+    /// `EndPoint.0002`: a parameter is missing, of the wrong type or out of range.
+    Parameter => "EndPoint.0002",
+    /// `EndPoint.0004`: the credential has no permission for the path's project.
+    NoPermission => "EndPoint.0004",
+    /// `EndPoint.0005`: the requested resource does not exist (or is another tenant's).
+    NotFound => "EndPoint.0005",
+    /// `EndPoint.0006`: invalid `limit`.
+    InvalidLimit => "EndPoint.0006",
+    /// `EndPoint.0010`: invalid `offset`.
+    InvalidOffset => "EndPoint.0010",
+    /// `EndPoint.0014`: invalid project id (`X-Project-Id` does not match the path).
+    InvalidProjectId => "EndPoint.0014",
+    /// `EndPoint.0016`: the number of batch operated resources exceeded the limit.
+    BatchLimit => "EndPoint.0016",
+    /// `EndPoint.0017`: invalid `sort_key`.
+    InvalidSortKey => "EndPoint.0017",
+    /// `EndPoint.0018`: invalid `sort_dir`.
+    InvalidSortDir => "EndPoint.0018",
+    /// `EndPoint.0019`: invalid status filter.
+    InvalidStatus => "EndPoint.0019",
+    /// `EndPoint.0020`: invalid VPC id (unknown, another tenant's, or still in use).
+    InvalidVpcId => "EndPoint.0020",
+    /// `EndPoint.0021`: invalid `marker_id`.
+    InvalidMarkerId => "EndPoint.0021",
+    /// `EndPoint.0023`: invalid subnet id (unknown, wrong family, or still in use).
+    InvalidSubnetId => "EndPoint.0023",
+    /// `EndPoint.0024`: the request body is too large (vpcep's code for the body limit).
+    BodyTooLarge => "EndPoint.0024",
+    /// `EndPoint.1003`: invalid service name.
+    InvalidServiceName => "EndPoint.1003",
+    /// `Endpoint.1018` (lower-case p, as documented): quota exceeded.
+    QuotaExceeded => "Endpoint.1018",
+    /// `EndPoint.2003`: the endpoint service does not exist.
+    ServiceNotFound => "EndPoint.2003",
+    /// `EndPoint.2004`: the endpoint service is unavailable (its backend was deleted).
+    ServiceUnavailable => "EndPoint.2004",
+    /// `EndPoint.2006`: the requested endpoint does not exist.
+    EndpointNotFound => "EndPoint.2006",
+    /// `EndPoint.2012`: no permission to connect to the VPC endpoint service.
+    NotWhitelisted => "EndPoint.2012",
+    /// `EndPoint.2013`: the endpoint does not belong to the endpoint service.
+    NotAConnection => "EndPoint.2013",
+    /// `EndPoint.2027`: invalid connection action (`receive` or `reject`).
+    InvalidConnectionAction => "EndPoint.2027",
+    /// `EndPoint.2031`: only one endpoint is allowed.
+    OneEndpointOnly => "EndPoint.2031",
+    /// `EndPoint.2041`: invalid port IP address.
+    InvalidPortIp => "EndPoint.2041",
+    /// `EndPoint.2042`: the port IP is in use.
+    PortIpInUse => "EndPoint.2042",
+    /// `EndPoint.2043`: the port IP is not valid for the subnet (or the subnet is full).
+    PortIpOutsideSubnet => "EndPoint.2043",
+    /// `EndPoint.2044`: invalid whitelist entry.
+    InvalidWhitelist => "EndPoint.2044",
+    /// `EndPoint.2045`: the maximum number of whitelist records has been reached.
+    WhitelistFull => "EndPoint.2045",
+    /// `EndPoint.3002`: invalid permission.
+    InvalidPermission => "EndPoint.3002",
+    /// `EndPoint.3003`: invalid port id (unknown, wrong VPC, IPv6, or too many services).
+    InvalidPortId => "EndPoint.3003",
+    /// `EndPoint.3006`: the endpoint service is being used.
+    ServiceInUse => "EndPoint.3006",
+    /// `EndPoint.3021`: invalid server type.
+    InvalidServerType => "EndPoint.3021",
+    /// `EndPoint.3035`: invalid permission action (`add` or `remove`).
+    InvalidPermissionAction => "EndPoint.3035",
+    /// `EndPoint.3036`: invalid permissions (not a permission of this service).
+    InvalidPermissions => "EndPoint.3036",
+    /// `EndPoint.3043`: the service port is invalid.
+    InvalidServicePort => "EndPoint.3043",
+    /// `EndPoint.3044`: the ports conflict with each other or with another service's.
+    PortsConflict => "EndPoint.3044",
+    /// `EndPoint.3066`: the tag cannot be empty.
+    TagEmpty => "EndPoint.3066",
+    /// `EndPoint.3067`: the tag key cannot be duplicated.
+    TagKeyDuplicated => "EndPoint.3067",
+    /// `EndPoint.3068`: tag keys and values should meet relevant requirements.
+    TagInvalid => "EndPoint.3068",
+    /// `EndPoint.3069`: the maximum number of tags has been reached.
+    TooManyTags => "EndPoint.3069",
+    /// `EndPoint.3074`: the maximum of ports has been reached.
+    TooManyPorts => "EndPoint.3074",
+    /// `EndPoint.3075`: the protocol is invalid.
+    InvalidProtocol => "EndPoint.3075",
+    /// `APIGW.0101`: the API does not exist or has not been published.
+    ApiNotFound => "APIGW.0101",
+    /// `APIGW.0102`: the method is not allowed for this API.
+    MethodNotAllowed => "APIGW.0102",
+    /// `APIGW.0301`: incorrect IAM authentication information (signature, date, key).
+    AuthFailed => "APIGW.0301",
 }
 
 impl fmt::Display for ErrorCode {
@@ -277,7 +195,7 @@ mod tests {
     fn every_code_is_listed_once_and_spelled_as_documented() {
         let spelled: HashSet<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
         assert_eq!(spelled.len(), ErrorCode::ALL.len());
-        for c in ErrorCode::ALL {
+        for &c in ErrorCode::ALL {
             let s = c.as_str();
             assert!(
                 s.starts_with("EndPoint.") || s == "Endpoint.1018" || s.starts_with("APIGW."),

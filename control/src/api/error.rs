@@ -123,7 +123,7 @@ mod tests {
         assert_eq!(s(ErrorCode::System), 500);
         assert_eq!(s(ErrorCode::NotWhitelisted), 400);
         // Every code maps to a client or server error status.
-        for c in ErrorCode::ALL {
+        for &c in ErrorCode::ALL {
             assert!(
                 status(c).is_client_error() || status(c).is_server_error(),
                 "{c}"
