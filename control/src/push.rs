@@ -76,8 +76,13 @@ impl Pusher {
             Touched::All => m.endpoints.keys().cloned().collect(),
             Touched::Endpoints(ids) => ids.clone(),
         };
+        // Every removal of the batch goes before every addition: an endpoint deleted and
+        // another created at its address in one batch must leave the new one in place,
+        // whichever order the ids come in.
         let mut accepted = Vec::new();
         let mut addresses = Vec::new();
+        let mut added = Vec::new();
+        let mut added_addresses = Vec::new();
         for id in &ids {
             if let Some((keys, addr)) = self.contributed.remove(id) {
                 accepted.extend(keys.into_iter().map(Change::Remove));
@@ -86,14 +91,16 @@ impl Pusher {
             if let Some(ep) = m.endpoints.get(id) {
                 let c = compile::endpoint(&m, &self.attachments, ep);
                 let keys: Vec<AcceptedKey> = c.accepted.iter().map(|(k, _)| *k).collect();
-                accepted.extend(c.accepted.into_iter().map(|(k, t)| Change::Put(k, t)));
+                added.extend(c.accepted.into_iter().map(|(k, t)| Change::Put(k, t)));
                 if let Some((k, s)) = c.address {
-                    addresses.push(Change::Put(k, s));
+                    added_addresses.push(Change::Put(k, s));
                 }
                 self.contributed
                     .insert(id.clone(), (keys, c.address.map(|(k, _)| k)));
             }
         }
+        accepted.extend(added);
+        addresses.extend(added_addresses);
         let next = base
             .with_accepted(accepted)
             .with_endpoints(addresses)

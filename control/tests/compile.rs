@@ -341,3 +341,44 @@ fn a_full_recompile_equals_the_incremental_result() {
     assert_eq!(a, b);
     assert_eq!(incremental.endpoint_count(), full.endpoint_count());
 }
+
+#[test]
+fn an_endpoint_deleted_and_recreated_with_its_address_in_one_batch_stays_in_the_tables() {
+    let mut w = world();
+    let t = w.sync();
+    assert_eq!(
+        t.endpoint(VpcId(0), EP_IP.to_bits()),
+        Some(EndpointState::Inactive)
+    );
+    // Delete the endpoint and create another at the same address; the pusher sees both in
+    // one batch, the new one first (ids come in any order), as a coalesced note would.
+    let old = w.ep.clone();
+    w.reg.delete_endpoint(&w.user, &old).unwrap();
+    let usub = w
+        .reg
+        .read()
+        .subnets
+        .values()
+        .find(|s| s.project_id.as_str() == "pu")
+        .unwrap()
+        .id
+        .clone();
+    let uvpc = w.reg.read().subnets.get(&usub).unwrap().vpc_id.clone();
+    let body: CreateEndpoint = serde_json::from_value(serde_json::json!({
+        "endpoint_service_id": w.svc, "vpc_id": uvpc, "subnet_id": usub,
+        "port_ip": "10.0.0.200"}))
+    .unwrap();
+    let new = w.reg.create_endpoint(&w.user, cmd(body)).unwrap().id;
+    while w.notes.try_recv().is_ok() {}
+    let revision = w.reg.revision();
+    w.pusher.apply(
+        &w.reg,
+        &Touched::Endpoints(vec![new.clone(), old.clone()]),
+        revision,
+    );
+    assert_eq!(
+        w.reader.load().endpoint(VpcId(0), EP_IP.to_bits()),
+        Some(EndpointState::Inactive),
+        "the new endpoint's address survives the old one's removal"
+    );
+}
