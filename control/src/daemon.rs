@@ -362,14 +362,20 @@ pub async fn start_with(
             }
         }));
     }
-    // The expiry sweeper: freezes endpoints whose lifetime ended, once a second.
+    // The expiry sweeper: sleeps until the next endpoint's expiry second (at most a second,
+    // so endpoints created or extended meanwhile are seen), then freezes what expired.
     let r = Arc::clone(&registry);
     let mut rx = stop_rx.clone();
     tasks.push(tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
+            let now_ms = chrono::Utc::now().timestamp_millis();
+            let wait_ms = r
+                .next_expiry()
+                .map_or(1000, |t| t.saturating_mul(1000).saturating_sub(now_ms))
+                .clamp(10, 1000);
+            let wait = Duration::from_millis(u64::try_from(wait_ms).unwrap_or(1000));
             tokio::select! {
-                _ = tick.tick() => {}
+                _ = tokio::time::sleep(wait) => {}
                 _ = rx.wait_for(|s| *s) => break,
             }
             let r = Arc::clone(&r);

@@ -173,6 +173,21 @@ impl Registry {
     /// # Errors
     /// EndPoint.0001 if the store failed (nothing was frozen).
     pub fn freeze_expired(&self, at: i64) -> Result<usize, Rejection> {
+        self.freeze_expired_at(at)
+    }
+
+    /// When the next endpoint expires (Unix seconds), if any is due to: the sweeper sleeps
+    /// until then, so an endpoint stops at its expiry time rather than at a periodic sweep.
+    pub fn next_expiry(&self) -> Option<i64> {
+        self.read()
+            .endpoints
+            .values()
+            .filter(|e| !e.frozen)
+            .filter_map(|e| e.expires_at)
+            .min()
+    }
+
+    fn freeze_expired_at(&self, at: i64) -> Result<usize, Rejection> {
         self.write(|m| {
             let muts: Vec<Mutation> = m
                 .endpoints
