@@ -123,6 +123,19 @@ impl Running {
     }
 }
 
+/// Ends the process (exit code 70) when dropped, unless the daemon is stopping: held by a
+/// thread the daemon cannot run without.
+struct ExitUnlessStopping(Arc<AtomicBool>, &'static str);
+
+impl Drop for ExitUnlessStopping {
+    fn drop(&mut self) {
+        if !self.0.load(Ordering::Relaxed) {
+            tracing::error!(thread = self.1, "a thread the daemon needs ended; exiting");
+            std::process::exit(70);
+        }
+    }
+}
+
 /// The process-wide Prometheus recorder (installed once).
 pub fn prometheus() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -315,7 +328,16 @@ pub async fn start_with(
     threads.push(
         std::thread::Builder::new()
             .name("vpcep-pusher".into())
-            .spawn(move || pusher.run(r, notes))
+            .spawn({
+                let stopping = Arc::clone(&worker_stop);
+                move || {
+                    // The pusher ends only when the daemon stops. If it ends otherwise (a
+                    // panic unwinding in a debug build; release builds abort), nothing would
+                    // enforce what the API goes on acknowledging: exit loudly instead.
+                    let _guard = ExitUnlessStopping(stopping, "the pusher");
+                    pusher.run(r, notes);
+                }
+            })
             .map_err(DaemonError::Spawn)?,
     );
     let workers = Arc::new(dp.counters);
