@@ -39,18 +39,20 @@ step "SDK conformance (official huaweicloudsdkvpcep in a venv against a running 
 conf_log=$(mktemp)
 bash tests/conformance/run.sh "$PWD/target/debug" 2>&1 | tee "$conf_log"
 
-step "bounded fuzz runs (cargo-fuzz on stable: -s none), each target 30 s"
+step "bounded fuzz runs (cargo-fuzz on stable: -s none), each target 30 s: the pipeline, the wire views, the signature checker, the request decoders"
 command -v cargo-fuzz >/dev/null || cargo install --quiet --locked cargo-fuzz
 fuzz_log=$(mktemp)
-for target in process parse; do
-  (cd dataplane/fuzz && CARGO_TARGET_DIR="$PWD/../../target/fuzz" \
+for t in dataplane:process dataplane:parse control:auth control:decode; do
+  crate=${t%%:*} target=${t#*:}
+  echo "fuzz $crate/$target"
+  (cd "$crate/fuzz" && CARGO_TARGET_DIR="$PWD/../../target/fuzz-$crate" \
     cargo fuzz run -s none "$target" -- -max_total_time=30 2>&1) | tee -a "$fuzz_log" | grep -E '^Done|panicked|SUMMARY|crash-' || true
 done
 if grep -qE 'panicked|SUMMARY: libFuzzer|deadly signal' "$fuzz_log"; then
-  echo "ci.sh: a fuzz target failed; the input is in dataplane/fuzz/artifacts" >&2
+  echo "ci.sh: a fuzz target failed; the input is in dataplane/fuzz/artifacts or control/fuzz/artifacts" >&2
   exit 1
 fi
-grep -q '^Done' "$fuzz_log" || { echo "ci.sh: the fuzz targets did not run" >&2; exit 1; }
+[ "$(grep -c '^Done' "$fuzz_log")" = 4 ] || { echo "ci.sh: not every fuzz target ran" >&2; exit 1; }
 
 step "pktbench smoke run (debug build; figures come from the release build, see BENCHMARKS.md)"
 cargo run --quiet -p bench --bin pktbench -- --quick --json
