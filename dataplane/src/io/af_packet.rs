@@ -808,16 +808,6 @@ impl Backend for AfPacketBackend {
                     let e = io::Error::last_os_error();
                     match e.kind() {
                         io::ErrorKind::Interrupted => continue,
-                        // A full queue or a frame over the egress MTU: that frame is lost,
-                        // counted; the rest of the batch still goes.
-                        _ if matches!(
-                            e.raw_os_error(),
-                            Some(libc::EAGAIN | libc::ENOBUFS | libc::EMSGSIZE)
-                        ) =>
-                        {
-                            failed += 1;
-                            sent += 1;
-                        }
                         // The egress link is down or gone: the rest of this batch for it
                         // is lost, counted; the receive side notices and checks the link.
                         _ if matches!(
@@ -828,7 +818,22 @@ impl Backend for AfPacketBackend {
                             failed += n - sent;
                             break;
                         }
-                        _ => return Err(e.into()),
+                        // The socket itself is unusable: the worker cannot go on.
+                        _ if matches!(
+                            e.raw_os_error(),
+                            Some(libc::EBADF | libc::ENOTSOCK | libc::EFAULT)
+                        ) =>
+                        {
+                            return Err(e.into());
+                        }
+                        // Anything else concerns the first frame of what was left (a full
+                        // queue, a frame over the egress MTU, a vnet header the kernel
+                        // refuses): that frame is lost, counted, and the rest of the batch
+                        // still goes. A frame a peer sent can never stop the worker.
+                        _ => {
+                            failed += 1;
+                            sent += 1;
+                        }
                     }
                 } else {
                     sent += usize::try_from(r).unwrap_or(1).max(1);
