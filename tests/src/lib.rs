@@ -584,6 +584,26 @@ impl World {
         self.ctl(USER, &args)
     }
 
+    /// Start a python backend (`script` with `args`) in the provider namespace, publish it
+    /// as a service (TCP 9000 and UDP 9001, same ports) with an accepted endpoint at
+    /// 10.0.0.200 in the first user VPC, and wait until the change is live and the script
+    /// printed `ready`.
+    ///
+    /// # Errors
+    /// A step failed or timed out.
+    pub fn python_backend_with_endpoint(&self, script: &str, args: &[&str]) -> Result<Proc> {
+        let mut cmd = vec!["python3", "-c", script];
+        cmd.extend_from_slice(args);
+        let backend = self.provider.spawn(&cmd, &self.dir.join("backend.log"))?;
+        let (svc, _) = self.service("10.0.0.10", &["TCP:9000:9000", "UDP:9001:9001"], false)?;
+        self.endpoint(&svc, 0, "10.0.0.200", &[])?;
+        self.wait_live()?;
+        poll_until("the backend to listen", Duration::from_secs(10), || {
+            backend.output().contains("ready")
+        })?;
+        Ok(backend)
+    }
+
     /// Start a real HTTP server (python's http.server) in the provider namespace, bound to
     /// `ip:port`, serving a directory with an `index.html` whose body is `body`.
     pub fn http_server(&self, ip: &str, port: u16, body: &str) -> Result<Proc> {

@@ -10,8 +10,6 @@
     clippy::expect_used
 )]
 
-use std::time::Duration;
-
 use vpcep_tests::*;
 
 const EP: &str = "10.0.0.200";
@@ -105,21 +103,8 @@ print(n)
 fn world() -> (World, Proc) {
     let w = World::new(1).unwrap();
     let backend = w
-        .provider
-        .spawn(
-            &["python3", "-c", BACKEND, &(10 * MIB).to_string()],
-            &w.dir.join("backend.log"),
-        )
+        .python_backend_with_endpoint(BACKEND, &[&(10 * MIB).to_string()])
         .unwrap();
-    let (svc, _) = w
-        .service("10.0.0.10", &["TCP:9000:9000", "UDP:9001:9001"], false)
-        .unwrap();
-    w.endpoint(&svc, 0, EP, &[]).unwrap();
-    w.wait_live().unwrap();
-    poll_until("the backend to listen", Duration::from_secs(10), || {
-        backend.output().contains("ready")
-    })
-    .unwrap();
     (w, backend)
 }
 

@@ -73,19 +73,7 @@ for _ in range(2):
 
 fn world() -> (World, Proc) {
     let w = World::new(1).unwrap();
-    let backend = w
-        .provider
-        .spawn(&["python3", "-c", BACKEND], &w.dir.join("backend.log"))
-        .unwrap();
-    let (svc, _) = w
-        .service("10.0.0.10", &["TCP:9000:9000", "UDP:9001:9001"], false)
-        .unwrap();
-    w.endpoint(&svc, 0, EP, &[]).unwrap();
-    w.wait_live().unwrap();
-    poll_until("the backend", Duration::from_secs(10), || {
-        backend.output().contains("ready")
-    })
-    .unwrap();
+    let backend = w.python_backend_with_endpoint(BACKEND, &[]).unwrap();
     (w, backend)
 }
 
