@@ -31,6 +31,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 
 use super::ring::{RingGeometry, RxRing};
+use super::sys::{cvt, setsockopt};
 use super::{Backend, BackendError, Batch, VlanTag};
 use crate::flow::VpcId;
 use crate::wire::ethernet::MacAddr;
@@ -116,14 +117,6 @@ impl Interface {
     }
 }
 
-fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
-}
-
 fn packet_socket(protocol: u16) -> io::Result<OwnedFd> {
     // SAFETY: plain socket(2) call; the returned descriptor is owned by the OwnedFd below.
     let fd = cvt(unsafe {
@@ -146,18 +139,6 @@ fn bind(fd: &OwnedFd, ifindex: i32, protocol: u16) -> io::Result<()> {
     let len = libc::socklen_t::try_from(size_of::<libc::sockaddr_ll>()).unwrap_or(20);
     // SAFETY: `sll` is a valid sockaddr_ll of `len` bytes that outlives the call.
     cvt(unsafe { libc::bind(fd.as_raw_fd(), (&raw const sll).cast(), len) })?;
-    Ok(())
-}
-
-fn setsockopt(
-    fd: &OwnedFd,
-    level: libc::c_int,
-    name: libc::c_int,
-    value: libc::c_int,
-) -> io::Result<()> {
-    let len = libc::socklen_t::try_from(size_of::<libc::c_int>()).unwrap_or(4);
-    // SAFETY: `value` is a c_int that outlives the call, and `len` is its size.
-    cvt(unsafe { libc::setsockopt(fd.as_raw_fd(), level, name, (&raw const value).cast(), len) })?;
     Ok(())
 }
 
@@ -205,7 +186,7 @@ fn tx_fd(ifindex: i32) -> io::Result<OwnedFd> {
     let fd = packet_socket(0)?;
     // Every frame sent carries a virtio_net_hdr: partial checksums and GSO super-frames
     // leave as they are, for the kernel (or the peer) to finish.
-    setsockopt(&fd, SOL_PACKET, PACKET_VNET_HDR, 1)?;
+    setsockopt(&fd, SOL_PACKET, PACKET_VNET_HDR, &1)?;
     bind(&fd, ifindex, 0)?;
     // No PACKET_QDISC_BYPASS: the direct path drops any frame that needs segmenting
     // (`__dev_direct_xmit` refuses an skb that validation replaced), so a super-frame
@@ -432,20 +413,20 @@ fn rx_socket(
     // Every frame arrives after its virtio_net_hdr: super-frames whole, with their GSO
     // type and size, and partial checksums flagged instead of completed. (Before the ring:
     // the ring's frame layout depends on it.)
-    setsockopt(&rx, SOL_PACKET, PACKET_VNET_HDR, 1)?;
+    setsockopt(&rx, SOL_PACKET, PACKET_VNET_HDR, &1)?;
     // The VLAN tag the kernel strips off is reported beside the frame.
-    setsockopt(&rx, SOL_PACKET, PACKET_AUXDATA, 1)?;
+    setsockopt(&rx, SOL_PACKET, PACKET_AUXDATA, &1)?;
     let ring = ring.map(|g| RxRing::setup(&rx, g)).transpose()?;
     // Frames this host sends on the interface (ours included) are not input.
-    setsockopt(&rx, SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)?;
-    setsockopt(&rx, libc::SOL_SOCKET, libc::SO_RCVBUF, 8 << 20)?;
+    setsockopt(&rx, SOL_PACKET, PACKET_IGNORE_OUTGOING, &1)?;
+    setsockopt(&rx, libc::SOL_SOCKET, libc::SO_RCVBUF, &(8 << 20))?;
     bind(&rx, ifindex, ETH_P_ALL)?;
     if let Some(group) = fanout {
         setsockopt(
             &rx,
             SOL_PACKET,
             PACKET_FANOUT,
-            i32::from(group) | (PACKET_FANOUT_HASH << 16),
+            &(i32::from(group) | (PACKET_FANOUT_HASH << 16)),
         )?;
     }
     Ok((rx, ring))

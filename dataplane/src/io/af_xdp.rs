@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
 use super::af_packet::Interface;
+use super::sys::{cvt, setsockopt};
 use super::{Backend, BackendError, Batch, VlanTag};
 use crate::flow::VpcId;
 use crate::wire::offload::VnetHdr;
@@ -95,14 +96,6 @@ struct XdpDesc {
     addr: u64,
     len: u32,
     options: u32,
-}
-
-fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
 }
 
 /// `bpf(cmd, attr, 128)`; `attr` is the zero-padded `union bpf_attr`.
@@ -236,13 +229,6 @@ impl Drop for Xsk {
     }
 }
 
-fn sockopt<T>(fd: &OwnedFd, name: libc::c_int, v: &T) -> io::Result<()> {
-    let len = libc::socklen_t::try_from(size_of::<T>()).unwrap_or(0);
-    // SAFETY: `v` is a live `T` of `len` bytes.
-    cvt(unsafe { libc::setsockopt(fd.as_raw_fd(), SOL_XDP, name, (v as *const T).cast(), len) })?;
-    Ok(())
-}
-
 impl Xsk {
     fn open(iface: &Interface, ingress: VpcId) -> io::Result<Self> {
         // SAFETY: plain socket(2); the descriptor is owned below.
@@ -274,11 +260,11 @@ impl Xsk {
             tx_metadata_len: 0,
         };
         let setup = || -> io::Result<Rings> {
-            sockopt(&fd, XDP_UMEM_REG, &reg)?;
-            sockopt(&fd, XDP_UMEM_FILL_RING, &RING)?;
-            sockopt(&fd, XDP_UMEM_COMPLETION_RING, &RING)?;
-            sockopt(&fd, XDP_RX_RING, &RING)?;
-            sockopt(&fd, XDP_TX_RING, &RING)?;
+            setsockopt(&fd, SOL_XDP, XDP_UMEM_REG, &reg)?;
+            setsockopt(&fd, SOL_XDP, XDP_UMEM_FILL_RING, &RING)?;
+            setsockopt(&fd, SOL_XDP, XDP_UMEM_COMPLETION_RING, &RING)?;
+            setsockopt(&fd, SOL_XDP, XDP_RX_RING, &RING)?;
+            setsockopt(&fd, SOL_XDP, XDP_TX_RING, &RING)?;
             let mut off = XdpMmapOffsets::default();
             let mut len = libc::socklen_t::try_from(size_of::<XdpMmapOffsets>()).unwrap_or(0);
             // SAFETY: `off` and `len` are live and sized for the option.

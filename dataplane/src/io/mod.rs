@@ -8,6 +8,8 @@ pub mod af_xdp;
 pub mod mem;
 #[cfg(target_os = "linux")]
 pub mod ring;
+#[cfg(target_os = "linux")]
+mod sys;
 
 use core::time::Duration;
 

@@ -22,6 +22,7 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use super::sys::setsockopt;
 use crate::wire::offload::{VNET_HDR_LEN, VnetHdr};
 
 const SOL_PACKET: libc::c_int = 263;
@@ -110,25 +111,6 @@ pub struct RxRing {
 // process), and the kernel's side is synchronised through the block status protocol.
 unsafe impl Send for RxRing {}
 
-fn setsockopt_raw<T>(fd: &OwnedFd, name: libc::c_int, value: &T) -> io::Result<()> {
-    let len = libc::socklen_t::try_from(size_of::<T>()).unwrap_or(0);
-    // SAFETY: `value` points at a live `T` of `len` bytes for the duration of the call.
-    let r = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            SOL_PACKET,
-            name,
-            (value as *const T).cast(),
-            len,
-        )
-    };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
 impl RxRing {
     /// Switch `fd` (a packet socket with `PACKET_VNET_HDR` already set, not yet bound) to
     /// TPACKET_V3 and map a receive ring of `geometry`.
@@ -136,7 +118,7 @@ impl RxRing {
     /// # Errors
     /// The kernel refused the version, the ring or the mapping.
     pub fn setup(fd: &OwnedFd, geometry: RingGeometry) -> io::Result<Self> {
-        setsockopt_raw(fd, PACKET_VERSION, &TPACKET_V3)?;
+        setsockopt(fd, SOL_PACKET, PACKET_VERSION, &TPACKET_V3)?;
         // Frame size matters to V3 only as a sanity check: frames are packed in blocks.
         let frame_size = 2048;
         let req = TpacketReq3 {
@@ -148,7 +130,7 @@ impl RxRing {
             tp_sizeof_priv: 0,
             tp_feature_req_word: 0,
         };
-        setsockopt_raw(fd, PACKET_RX_RING, &req)?;
+        setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &req)?;
         let len = usize::try_from(u64::from(geometry.block_size) * u64::from(geometry.block_nr))
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "ring too large"))?;
         // SAFETY: a fresh shared mapping of the socket's ring, `len` bytes as configured;
