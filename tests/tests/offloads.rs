@@ -237,3 +237,45 @@ fn the_tpacket_v3_ring_carries_the_same_traffic() {
     );
     assert_eq!(w.drops("oversize").unwrap(), 0.0);
 }
+
+#[test]
+#[ignore = "needs root + netns"]
+fn gro_on_the_attachment_makes_super_frames_that_arrive_intact() {
+    // What a physical NIC does: the client sends MTU-sized segments (no TSO), and GRO on
+    // the daemon's interface merges them before the packet socket sees them. The backend
+    // verifies every checksum (rx off on its end, tx off on the daemon's egress).
+    let (w, _backend) = world();
+    let p = &w.prefix;
+    w.users[0]
+        .exec(&["ethtool", "-K", "eth0", "tso", "off", "gso", "off"])
+        .unwrap();
+    w.node
+        .exec(&["ethtool", "-K", &format!("{p}u0"), "gro", "on"])
+        .unwrap();
+    w.node
+        .exec(&["ethtool", "-K", &format!("{p}p"), "tx", "off"])
+        .unwrap();
+    w.provider
+        .exec(&["ethtool", "-K", "eth0", "rx", "off"])
+        .unwrap();
+    let before = csum_errors(&w.provider);
+    let n = (10 * MIB).to_string();
+    let up = client(&w, &["up", &n, EP]);
+    assert_eq!(up.len(), 4, "upload: {up:?}");
+    assert_eq!(
+        (&up[0], &up[1]),
+        (&n, &up[3]),
+        "bytes and sha256 at the backend"
+    );
+    assert_eq!(
+        csum_errors(&w.provider),
+        before,
+        "no checksum errors at the backend"
+    );
+    assert!(
+        w.metric("vpcep_dataplane_forwarded_super_frames_total", None)
+            .unwrap()
+            > 10.0,
+        "GRO aggregates went through whole"
+    );
+}
