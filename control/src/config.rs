@@ -31,6 +31,12 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// Largest `auth_window_secs`: a day. Larger values are refused at load (a huge one would
+/// overflow the date arithmetic).
+pub const MAX_AUTH_WINDOW_SECS: u64 = 86_400;
+/// Largest `api.replay_cache_entries`.
+pub const MAX_REPLAY_ENTRIES: usize = 1 << 24;
+
 fn default_region() -> String {
     "region-1".into()
 }
@@ -128,6 +134,27 @@ impl Default for ConntrackConfig {
     }
 }
 
+/// The API's own limits and security options (`[api]`).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Accept `X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD`, which leaves the body out of the
+    /// signature. Default false: the body is always hashed and signed.
+    pub allow_unsigned_payload: bool,
+    /// Most write signatures remembered against replay (each until its date window closes;
+    /// about 100 bytes each). When all are live, new writes get EndPoint.0022. Default 262144.
+    pub replay_cache_entries: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            allow_unsigned_payload: false,
+            replay_cache_entries: 1 << 18,
+        }
+    }
+}
+
 /// One interface bound to one VPC.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -157,9 +184,13 @@ pub struct DaemonConfig {
     /// The credentials file. Default `/etc/vpcep/credentials.toml`.
     #[serde(default = "default_credentials")]
     pub credentials: PathBuf,
-    /// Allowed difference between `X-Sdk-Date` and the clock, seconds. Default 900.
+    /// Allowed difference between `X-Sdk-Date` and the clock, seconds (1 to 86400).
+    /// Default 900.
     #[serde(default = "default_window")]
     pub auth_window_secs: u64,
+    /// The API's limits and security options.
+    #[serde(default)]
+    pub api: ApiConfig,
     /// The SNAT range. Default `198.19.128.0/17`.
     #[serde(default = "default_snat")]
     pub snat_range: String,
@@ -236,6 +267,16 @@ impl DaemonConfig {
             return bad("region must be a non-empty word".into());
         }
         self.snat()?;
+        if !(1..=MAX_AUTH_WINDOW_SECS).contains(&self.auth_window_secs) {
+            return bad(format!(
+                "auth_window_secs must be 1 to {MAX_AUTH_WINDOW_SECS}"
+            ));
+        }
+        if !(1..=MAX_REPLAY_ENTRIES).contains(&self.api.replay_cache_entries) {
+            return bad(format!(
+                "api.replay_cache_entries must be 1 to {MAX_REPLAY_ENTRIES}"
+            ));
+        }
         if self.workers == 0 || self.workers > 64 {
             return bad("workers must be 1 to 64".into());
         }
@@ -267,6 +308,12 @@ impl DaemonConfig {
             }
         }
         Ok(())
+    }
+
+    /// The date window of signed requests.
+    pub fn auth_window(&self) -> chrono::TimeDelta {
+        // validate() keeps the value at most a day, so this cannot saturate.
+        chrono::TimeDelta::seconds(i64::try_from(self.auth_window_secs).unwrap_or(i64::MAX))
     }
 
     /// The SNAT range.
@@ -339,6 +386,25 @@ mod tests {
         assert_eq!(fifth.unwrap().dataplane().conntrack_vpc_limit(), 200);
         assert!(DaemonConfig::from_toml("snat_range = \"10.0.0.0/31\"").is_err());
         assert!(DaemonConfig::from_toml("workers = 0").is_err());
+        // Beyond i64 TOML itself refuses; within it, validate() does (no panic either way).
+        assert!(DaemonConfig::from_toml("auth_window_secs = 18446744073709551615").is_err());
+        for huge in [
+            "auth_window_secs = 9223372036854775807",
+            "auth_window_secs = 86401",
+            "auth_window_secs = 0",
+            "[api]\nreplay_cache_entries = 0",
+        ] {
+            assert!(
+                matches!(DaemonConfig::from_toml(huge), Err(ConfigError::Invalid(_))),
+                "{huge}"
+            );
+        }
+        assert_eq!(
+            DaemonConfig::from_toml("auth_window_secs = 86400")
+                .unwrap()
+                .auth_window(),
+            chrono::TimeDelta::days(1)
+        );
         assert!(DaemonConfig::from_toml("[conntrack]\ncapacity = 5\nbogus = 1").is_err());
         let two = "[[attachments]]\ninterface = \"a\"\nvpc_id = \"v\"\n[[attachments]]\ninterface = \"a\"\nvpc_id = \"w\"\n";
         assert!(DaemonConfig::from_toml(two).is_err());

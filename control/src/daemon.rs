@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::api::{self, ApiState};
-use crate::auth::Credentials;
+use crate::auth::{Credentials, PayloadPolicy, ReplayCache};
 use crate::compile::Attachments;
 use crate::config::DaemonConfig;
 use crate::push::{PushStatus, Pusher};
@@ -303,7 +303,13 @@ pub async fn start_with(
     let api_state = ApiState {
         registry: Arc::clone(&registry),
         credentials: Arc::new(credentials),
-        window: chrono::TimeDelta::seconds(i64::try_from(cfg.auth_window_secs).unwrap_or(900)),
+        window: cfg.auth_window(),
+        payload: if cfg.api.allow_unsigned_payload {
+            PayloadPolicy::AllowUnsigned
+        } else {
+            PayloadPolicy::RequireHash
+        },
+        replay: Arc::new(ReplayCache::new(cfg.api.replay_cache_entries)),
     };
     let admin_state = AdminState {
         registry: Arc::clone(&registry),

@@ -37,6 +37,9 @@ pub enum ErrorCode {
     InvalidVpcId,
     /// `EndPoint.0021`: invalid `marker_id`.
     InvalidMarkerId,
+    /// `EndPoint.0022`: the number of requests exceeded the limit; try later (answered
+    /// 429, the status the SDK retries, rather than the documented 400).
+    Throttled,
     /// `EndPoint.0023`: invalid subnet id (unknown, wrong family, or still in use).
     InvalidSubnetId,
     /// `EndPoint.0024`: the request body is too large (vpcep's code for the body limit).
@@ -107,7 +110,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in declaration order (for tests that must cover them all).
-    pub const ALL: [Self; 46] = [
+    pub const ALL: [Self; 47] = [
         Self::System,
         Self::Parameter,
         Self::NoPermission,
@@ -121,6 +124,7 @@ impl ErrorCode {
         Self::InvalidStatus,
         Self::InvalidVpcId,
         Self::InvalidMarkerId,
+        Self::Throttled,
         Self::InvalidSubnetId,
         Self::BodyTooLarge,
         Self::InvalidServiceName,
@@ -172,6 +176,7 @@ impl ErrorCode {
             Self::InvalidStatus => "EndPoint.0019",
             Self::InvalidVpcId => "EndPoint.0020",
             Self::InvalidMarkerId => "EndPoint.0021",
+            Self::Throttled => "EndPoint.0022",
             Self::InvalidSubnetId => "EndPoint.0023",
             Self::BodyTooLarge => "EndPoint.0024",
             Self::InvalidServiceName => "EndPoint.1003",

@@ -4,19 +4,38 @@
 //! against the raw request target, headers and body, and `X-Project-Id` and the
 //! credential's project must both match the `{project_id}` of the path. The caller's
 //! [`Tenant`] then rides in the request's extensions.
+//!
+//! Before the signature: a request with two `Authorization`, `X-Sdk-Date`, `X-Project-Id`,
+//! `Host` or `X-Sdk-Content-Sha256` headers is refused (which one counts would be a guess),
+//! and so is one where any signed header repeats. After it: a write (any method but GET and
+//! HEAD) must carry a signature not seen before inside its date window ([`ReplayCache`]).
+//! Reads are not checked: the SDK legitimately repeats an identical GET within a second
+//! (same date, same signature), and replaying a read changes nothing.
+//!
+//! [`ReplayCache`]: crate::auth::ReplayCache
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 use percent_encoding::percent_decode_str;
 
 use super::error::ApiError;
 use super::{ApiState, MAX_BODY};
-use crate::auth::{self, SignedRequest};
+use crate::auth::{self, AuthError, ReplayError, SignedRequest};
 use crate::error::ErrorCode;
 use crate::model::Tenant;
+
+/// Headers that must appear at most once: the signature, its date, the project and the
+/// host it covers, and the payload hash.
+const SINGLE_HEADERS: [&str; 5] = [
+    "authorization",
+    "host",
+    "x-project-id",
+    "x-sdk-content-sha256",
+    "x-sdk-date",
+];
 
 /// The project id of a `/v1/{project_id}/...` or `/v2/...` path, still encoded.
 fn path_project(path: &str) -> Option<&str> {
@@ -35,10 +54,23 @@ fn check(
     bytes: &[u8],
 ) -> Result<Tenant, ApiError> {
     let headers: &HeaderMap = &parts.headers;
+    let auth_failed = |e: AuthError| {
+        metrics::counter!("vpcep_api_auth_failures_total").increment(1);
+        ApiError::new(ErrorCode::AuthFailed, e.to_string())
+    };
+    for name in SINGLE_HEADERS {
+        if headers.get_all(name).iter().nth(1).is_some() {
+            return Err(auth_failed(AuthError::DuplicateHeader(name)));
+        }
+    }
+    // A repeated signed header reads as absent, so the signature cannot verify.
     let lookup = |name: &str| {
-        headers
-            .get(name)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        let mut all = headers.get_all(name).iter();
+        let first = all.next()?;
+        if all.next().is_some() {
+            return None;
+        }
+        Some(String::from_utf8_lossy(first.as_bytes()).into_owned())
     };
     let path = parts.uri.path();
     let query = parts.uri.query().unwrap_or("");
@@ -49,16 +81,32 @@ fn check(
         header: &lookup,
         body: bytes,
     };
-    let tenant = auth::verify(
+    let now = chrono::Utc::now();
+    let verified = auth::verify_with(
         &state.credentials,
         &signed,
-        chrono::Utc::now(),
+        now,
         state.window,
+        state.payload,
     )
-    .map_err(|e| {
-        metrics::counter!("vpcep_api_auth_failures_total").increment(1);
-        ApiError::new(ErrorCode::AuthFailed, e.to_string())
-    })?;
+    .map_err(auth_failed)?;
+    if !matches!(parts.method, Method::GET | Method::HEAD) {
+        match state.replay.admit(&verified, now) {
+            Ok(()) => {}
+            Err(ReplayError::Replayed) => {
+                metrics::counter!("vpcep_api_replays_refused_total").increment(1);
+                return Err(auth_failed(AuthError::Replayed));
+            }
+            Err(ReplayError::Full) => {
+                metrics::counter!("vpcep_api_replay_cache_full_total").increment(1);
+                return Err(ApiError::new(
+                    ErrorCode::Throttled,
+                    "The number of requests exceeded the limit. Please try later.",
+                ));
+            }
+        }
+    }
+    let tenant = verified.tenant;
     if let Some(project) = path_project(path) {
         let project = percent_decode_str(project).decode_utf8_lossy();
         if lookup("x-project-id").as_deref() != Some(&*project) {

@@ -21,6 +21,7 @@ pub fn status(code: ErrorCode) -> StatusCode {
         MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         System => StatusCode::INTERNAL_SERVER_ERROR,
         BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        Throttled => StatusCode::TOO_MANY_REQUESTS,
         Parameter
         | InvalidLimit
         | InvalidOffset

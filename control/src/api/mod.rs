@@ -31,7 +31,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use self::error::ApiError;
-use crate::auth::Credentials;
+use crate::auth::{Credentials, PayloadPolicy, ReplayCache};
 use crate::error::Rejection;
 use crate::model::Tenant;
 use crate::registry::Registry;
@@ -48,6 +48,10 @@ pub struct ApiState {
     pub credentials: Arc<Credentials>,
     /// Allowed clock difference for `X-Sdk-Date`.
     pub window: TimeDelta,
+    /// Whether `UNSIGNED-PAYLOAD` is accepted.
+    pub payload: PayloadPolicy,
+    /// Write signatures already used.
+    pub replay: Arc<ReplayCache>,
 }
 
 /// What a handler returns.
