@@ -249,3 +249,91 @@ fn an_unknown_key_and_a_bad_signature_look_the_same() {
         (s2, code(&v2), &v2["error_msg"])
     );
 }
+
+#[test]
+fn a_record_that_does_not_load_is_quarantined_and_the_daemon_starts() {
+    use control::store::{Compare, Op, RedbStore, Store, Txn};
+    let mut env = Env::new("quarantine");
+    let vpc = ok(
+        &env.provider,
+        "POST",
+        "/vpcs",
+        Some(serde_json::json!({"vpc": {"name": "kept", "cidr": "10.1.0.0/16"}})),
+    );
+    let r = env.running.take().unwrap();
+    env.rt.block_on(r.shutdown());
+    {
+        // What the old code stored for a 126-deep policy_document sits deeper than serde's
+        // recursion limit; plus plain garbage and a record of the wrong shape.
+        let deep = format!("{}1{}", "[".repeat(130), "]".repeat(130));
+        let store = RedbStore::open(&env.dir.join("state.redb")).unwrap();
+        store
+            .commit(Txn {
+                compare: Compare::Always,
+                ops: vec![
+                    Op::Put("endpoint/deep".into(), deep.into_bytes()),
+                    Op::Put("endpoint/garbage".into(), b"{not json".to_vec()),
+                    Op::Put("vpc/shape".into(), br#"{"kind":"vpc"}"#.to_vec()),
+                ],
+            })
+            .unwrap();
+    }
+    env.restart_from_stopped();
+    let reg = &env.running().registry;
+    assert_eq!(reg.quarantined(), 3);
+    assert_eq!(reg.read().vpcs.len(), 1, "the good record loaded");
+    let id = vpc["vpc"]["id"].as_str().unwrap();
+    ok(&env.provider, "GET", &format!("/vpcs/{id}"), None);
+    // Kept aside in the store, and not loaded (nor counted twice) at the next start.
+    let r = env.running.take().unwrap();
+    env.rt.block_on(r.shutdown());
+    {
+        let store = RedbStore::open(&env.dir.join("state.redb")).unwrap();
+        let keys: Vec<String> = store
+            .load()
+            .unwrap()
+            .entries
+            .into_iter()
+            .map(|(k, _)| k)
+            .filter(|k| k.starts_with("quarantine/"))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "quarantine/endpoint/deep",
+                "quarantine/endpoint/garbage",
+                "quarantine/vpc/shape"
+            ]
+        );
+    }
+    env.restart_from_stopped();
+    assert_eq!(env.running().registry.quarantined(), 3);
+    assert_eq!(env.running().registry.read().vpcs.len(), 1);
+}
+
+#[test]
+fn a_deep_policy_document_is_refused_at_the_edge() {
+    let env = Env::new("deep");
+    let (svc, _, _) = service(&env.provider, false);
+    whitelist(&env.provider, &svc, USER.2);
+    let (uvpc, usub) = network(&env.user, "10.1.0.0/16");
+    let ep = endpoint(&env.user, &svc, &uvpc, &usub);
+    let eid = ep["id"].as_str().unwrap();
+    let deep: Value =
+        serde_json::from_str(&format!("{}1{}", "[".repeat(125), "]".repeat(125))).unwrap();
+    fails(
+        &env.user,
+        "PUT",
+        &format!("/vpc-endpoints/{eid}/policy"),
+        Some(serde_json::json!({ "policy_document": deep })),
+        400,
+        "EndPoint.0002",
+    );
+    let shallow = serde_json::json!({"Statement": [{"Effect": "Allow", "Action": ["*"]}]});
+    ok(
+        &env.user,
+        "PUT",
+        &format!("/vpc-endpoints/{eid}/policy"),
+        Some(serde_json::json!({ "policy_document": shallow })),
+    );
+}

@@ -84,15 +84,6 @@ pub enum LoadError {
     /// The store could not be read.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// A record could not be decoded.
-    #[error("corrupt record {key}: {source}")]
-    Decode {
-        /// The record's key.
-        key: String,
-        /// The JSON error.
-        #[source]
-        source: serde_json::Error,
-    },
 }
 
 /// What a rule decided: the records to write (maybe none) and the answer.
@@ -107,7 +98,11 @@ pub struct Registry {
     quotas: Quotas,
     notes: Mutex<Vec<Sender<ChangeNote>>>,
     revision: AtomicU64,
+    quarantined: usize,
 }
+
+/// The key prefix under which records that failed to load are kept aside.
+pub const QUARANTINE: &str = "quarantine/";
 
 impl core::fmt::Debug for Registry {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -125,16 +120,45 @@ pub(crate) fn now() -> i64 {
 impl Registry {
     /// A registry over `store`, loading everything it holds.
     ///
+    /// A record that does not decode is quarantined, not fatal: it is moved under
+    /// [`QUARANTINE`] in the store (its bytes kept for an operator, in one transaction with
+    /// its removal), logged, and counted (`vpcep_store_quarantined_total`), and the rest
+    /// loads. One tenant's bad record must not keep the node from starting for every tenant.
+    /// If the move cannot be committed, the record is still skipped (and found again at the
+    /// next start).
+    ///
     /// # Errors
-    /// [`LoadError`] if the store cannot be read or holds a corrupt record.
+    /// [`LoadError`] if the store cannot be read.
     pub fn open(store: Arc<dyn Store>, region: &str, quotas: Quotas) -> Result<Self, LoadError> {
-        let snap = store.load()?;
+        let mut snap = store.load()?;
         let mut model = Model::default();
+        let mut aside = Vec::new();
+        let mut quarantined = 0;
         for (key, value) in snap.entries {
-            let record: Record = serde_json::from_slice(&value)
-                .map_err(|source| LoadError::Decode { key, source })?;
-            // Keys are unique in a store: no replace step on load.
-            model.insert(record);
+            if key.starts_with(QUARANTINE) {
+                quarantined += 1;
+                continue;
+            }
+            match serde_json::from_slice::<Record>(&value) {
+                // Keys are unique in a store: no replace step on load.
+                Ok(record) => model.insert(record),
+                Err(error) => {
+                    tracing::error!(%key, %error, "quarantined a record that does not load");
+                    metrics::counter!("vpcep_store_quarantined_total").increment(1);
+                    quarantined += 1;
+                    aside.push(Op::Put(format!("{QUARANTINE}{key}"), value));
+                    aside.push(Op::Delete(key));
+                }
+            }
+        }
+        if !aside.is_empty() {
+            match store.commit(Txn {
+                compare: Compare::Revision(snap.revision),
+                ops: aside,
+            }) {
+                Ok(revision) => snap.revision = revision,
+                Err(e) => tracing::error!(error = %e, "cannot move quarantined records aside"),
+            }
         }
         Ok(Self {
             store,
@@ -144,7 +168,13 @@ impl Registry {
             quotas,
             notes: Mutex::new(Vec::new()),
             revision: AtomicU64::new(snap.revision),
+            quarantined,
         })
+    }
+
+    /// Records kept aside under [`QUARANTINE`] because they did not load (at open).
+    pub fn quarantined(&self) -> usize {
+        self.quarantined
     }
 
     /// Subscribe to change notes (the pusher does). The first note it sees is `All`.
