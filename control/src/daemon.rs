@@ -256,8 +256,13 @@ pub async fn start_with(
         source,
     })?;
     let store = RedbStore::open(&cfg.data_dir.join("state.redb"))?;
-    let registry = Arc::new(Registry::open(Arc::new(store), &cfg.region, cfg.quotas)?);
     let snat = cfg.snat()?;
+    let registry = Arc::new(
+        Registry::open(Arc::new(store), &cfg.region, cfg.quotas)?.with_reserved(
+            ipnet::Ipv4Net::new(snat.addr(), snat.prefix())
+                .expect("a parsed Ipv4Cidr has a prefix of at most 32"),
+        ),
+    );
     let publisher = TablePublisher::new(Tables::new(snat));
     let worker_stop = Arc::new(AtomicBool::new(false));
     let dp = if cfg.attachments.is_empty() {

@@ -337,3 +337,101 @@ fn a_deep_policy_document_is_refused_at_the_edge() {
         Some(serde_json::json!({ "policy_document": shallow })),
     );
 }
+
+#[test]
+fn inventory_is_bounded_by_quotas_names_and_the_snat_range() {
+    let env = Env::with_config("bounded", |c| {
+        c.quotas.vpc = 2;
+        c.quotas.subnet = 1;
+        c.quotas.port = 1;
+    });
+    let p = &env.provider;
+    let vpc =
+        |name: &str, cidr: &str| Some(serde_json::json!({"vpc": {"name": name, "cidr": cidr}}));
+    // The default SNAT range is 198.19.128.0/17: inside it, around it, refused.
+    for cidr in ["198.19.200.0/24", "198.16.0.0/12"] {
+        fails(p, "POST", "/vpcs", vpc("v", cidr), 400, "EndPoint.0002");
+    }
+    fails(
+        p,
+        "POST",
+        "/vpcs",
+        vpc(&"n".repeat(65), "10.0.0.0/16"),
+        400,
+        "EndPoint.0002",
+    );
+    let (_, sub) = network(p, "10.0.0.0/16");
+    ok(p, "POST", "/vpcs", vpc(&"n".repeat(64), "10.1.0.0/16"));
+    fails(
+        p,
+        "POST",
+        "/vpcs",
+        vpc("third", "10.2.0.0/16"),
+        400,
+        "Endpoint.1018",
+    );
+    let vpcs = ok(p, "GET", "/vpcs", None);
+    let second = vpcs["vpcs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["cidr"] == "10.1.0.0/16")
+        .unwrap()["id"]
+        .clone();
+    fails(
+        p,
+        "POST",
+        "/subnets",
+        Some(serde_json::json!({"subnet": {"vpc_id": second, "cidr": "10.1.0.0/24"}})),
+        400,
+        "Endpoint.1018",
+    );
+    port(p, &sub, "VM", None);
+    fails(
+        p,
+        "POST",
+        "/ports",
+        Some(serde_json::json!({"port": {"subnet_id": sub, "server_type": "VM"}})),
+        400,
+        "Endpoint.1018",
+    );
+    // Another tenant has its own quota.
+    network(&env.user, "10.0.0.0/16");
+}
+
+#[test]
+fn connection_descriptions_are_capped_and_ids_unique() {
+    let env = Env::new("descs");
+    let (svc, _, _) = service(&env.provider, true);
+    whitelist(&env.provider, &svc, USER.2);
+    let (uvpc, usub) = network(&env.user, "10.1.0.0/16");
+    let eid = endpoint(&env.user, &svc, &uvpc, &usub)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = format!("/vpc-endpoint-services/{svc}/connections/description");
+    let one = serde_json::json!({"id": eid, "description": "d"});
+    fails(
+        &env.provider,
+        "PUT",
+        &path,
+        Some(serde_json::json!({"connections": [one, one]})),
+        400,
+        "EndPoint.0002",
+    );
+    let many: Vec<Value> = (0..51).map(|_| one.clone()).collect();
+    fails(
+        &env.provider,
+        "PUT",
+        &path,
+        Some(serde_json::json!({ "connections": many })),
+        400,
+        "EndPoint.0016",
+    );
+    ok(
+        &env.provider,
+        "PUT",
+        &path,
+        Some(serde_json::json!({"connections": [one]})),
+    );
+}

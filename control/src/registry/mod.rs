@@ -41,6 +41,27 @@ pub struct Quotas {
     /// Endpoints per project. Default 500.
     #[serde(default = "default_endpoint_quota")]
     pub endpoint: usize,
+    /// VPCs per project. Default 100.
+    #[serde(default = "default_vpc_quota")]
+    pub vpc: usize,
+    /// Subnets per project. Default 500.
+    #[serde(default = "default_subnet_quota")]
+    pub subnet: usize,
+    /// Ports per project. Default 5000.
+    #[serde(default = "default_port_quota")]
+    pub port: usize,
+}
+
+fn default_vpc_quota() -> usize {
+    100
+}
+
+fn default_subnet_quota() -> usize {
+    500
+}
+
+fn default_port_quota() -> usize {
+    5000
 }
 
 fn default_service_quota() -> usize {
@@ -56,6 +77,9 @@ impl Default for Quotas {
         Self {
             endpoint_service: default_service_quota(),
             endpoint: default_endpoint_quota(),
+            vpc: default_vpc_quota(),
+            subnet: default_subnet_quota(),
+            port: default_port_quota(),
         }
     }
 }
@@ -99,6 +123,7 @@ pub struct Registry {
     notes: Mutex<Vec<Sender<ChangeNote>>>,
     revision: AtomicU64,
     quarantined: usize,
+    reserved: Option<ipnet::Ipv4Net>,
 }
 
 /// The key prefix under which records that failed to load are kept aside.
@@ -169,7 +194,21 @@ impl Registry {
             notes: Mutex::new(Vec::new()),
             revision: AtomicU64::new(snap.revision),
             quarantined,
+            reserved: None,
         })
+    }
+
+    /// Reserve `range` (the node's SNAT range): no tenant VPC may overlap it, since a tenant
+    /// address there would be taken for the node's own translated source.
+    #[must_use]
+    pub fn with_reserved(mut self, range: ipnet::Ipv4Net) -> Self {
+        self.reserved = Some(range);
+        self
+    }
+
+    /// The reserved range, if any.
+    pub fn reserved(&self) -> Option<ipnet::Ipv4Net> {
+        self.reserved
     }
 
     /// Records kept aside under [`QUARANTINE`] because they did not load (at open).
