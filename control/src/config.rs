@@ -34,6 +34,10 @@ pub enum ConfigError {
 /// Largest `auth_window_secs`: a day. Larger values are refused at load (a huge one would
 /// overflow the date arithmetic).
 pub const MAX_AUTH_WINDOW_SECS: u64 = 86_400;
+/// Largest conntrack timeout: a week.
+pub const MAX_TIMEOUT_SECS: u64 = 7 * 86_400;
+/// Largest `conntrack.capacity` (each flow costs two entries of about 100 bytes).
+pub const MAX_CONNTRACK_CAPACITY: usize = 1 << 27;
 /// Largest `api.replay_cache_entries`.
 pub const MAX_REPLAY_ENTRIES: usize = 1 << 24;
 
@@ -280,8 +284,23 @@ impl DaemonConfig {
         if self.workers == 0 || self.workers > 64 {
             return bad("workers must be 1 to 64".into());
         }
-        if self.conntrack.capacity == 0 {
-            return bad("conntrack.capacity must be above 0".into());
+        if !(1..=MAX_CONNTRACK_CAPACITY).contains(&self.conntrack.capacity) {
+            return bad(format!(
+                "conntrack.capacity must be 1 to {MAX_CONNTRACK_CAPACITY}"
+            ));
+        }
+        let c = &self.conntrack;
+        for (name, secs) in [
+            ("tcp_embryonic_secs", c.tcp_embryonic_secs),
+            ("tcp_established_secs", c.tcp_established_secs),
+            ("tcp_closing_secs", c.tcp_closing_secs),
+            ("tcp_closed_secs", c.tcp_closed_secs),
+            ("udp_secs", c.udp_secs),
+        ] {
+            // A timeout is added to the workers' clock: a huge one would overflow `Instant`.
+            if !(1..=MAX_TIMEOUT_SECS).contains(&secs) {
+                return bad(format!("conntrack.{name} must be 1 to {MAX_TIMEOUT_SECS}"));
+            }
         }
         if self.io == IoBackend::AfXdp && self.workers != 1 {
             return bad("io = \"af_xdp\" runs one worker (workers = 1)".into());
@@ -393,6 +412,9 @@ mod tests {
             "auth_window_secs = 86401",
             "auth_window_secs = 0",
             "[api]\nreplay_cache_entries = 0",
+            "[conntrack]\nudp_secs = 9223372036854775807",
+            "[conntrack]\ntcp_established_secs = 0",
+            "[conntrack]\ncapacity = 9223372036854775807",
         ] {
             assert!(
                 matches!(DaemonConfig::from_toml(huge), Err(ConfigError::Invalid(_))),
