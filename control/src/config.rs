@@ -38,6 +38,8 @@ pub const MAX_AUTH_WINDOW_SECS: u64 = 86_400;
 pub const MAX_TIMEOUT_SECS: u64 = 7 * 86_400;
 /// Largest `conntrack.capacity` (each flow costs two entries of about 100 bytes).
 pub const MAX_CONNTRACK_CAPACITY: usize = 1 << 27;
+/// Largest `api.max_connections` (tokio's semaphore takes at most `usize::MAX >> 3`).
+pub const MAX_CONNECTIONS: usize = 1 << 20;
 /// Largest `api.replay_cache_entries`.
 pub const MAX_REPLAY_ENTRIES: usize = 1 << 24;
 
@@ -148,6 +150,16 @@ pub struct ApiConfig {
     /// Most write signatures remembered against replay (each until its date window closes;
     /// about 100 bytes each). When all are live, new writes get EndPoint.0022. Default 262144.
     pub replay_cache_entries: usize,
+    /// Seconds a client has to send a request's headers (API and admin). Default 10.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a client has to send a request's body once the headers arrived. Default 30.
+    pub body_timeout_secs: u64,
+    /// Most connections served at once, per listener; more wait unaccepted. Default 1024.
+    pub max_connections: usize,
+    /// Requests per second one project may make, sustained. Default 100.
+    pub rate_per_sec: u32,
+    /// Requests one project may make in a burst above the rate. Default 200.
+    pub rate_burst: u32,
 }
 
 impl Default for ApiConfig {
@@ -155,6 +167,11 @@ impl Default for ApiConfig {
         Self {
             allow_unsigned_payload: false,
             replay_cache_entries: 1 << 18,
+            header_read_timeout_secs: 10,
+            body_timeout_secs: 30,
+            max_connections: 1024,
+            rate_per_sec: 100,
+            rate_burst: 200,
         }
     }
 }
@@ -281,6 +298,23 @@ impl DaemonConfig {
                 "api.replay_cache_entries must be 1 to {MAX_REPLAY_ENTRIES}"
             ));
         }
+        let api = &self.api;
+        for (name, secs) in [
+            ("header_read_timeout_secs", api.header_read_timeout_secs),
+            ("body_timeout_secs", api.body_timeout_secs),
+        ] {
+            if !(1..=3600).contains(&secs) {
+                return bad(format!("api.{name} must be 1 to 3600"));
+            }
+        }
+        if !(1..=MAX_CONNECTIONS).contains(&api.max_connections) {
+            return bad(format!(
+                "api.max_connections must be 1 to {MAX_CONNECTIONS}"
+            ));
+        }
+        if api.rate_per_sec == 0 || api.rate_burst == 0 {
+            return bad("api.rate_per_sec and api.rate_burst must be above 0".into());
+        }
         if self.workers == 0 || self.workers > 64 {
             return bad("workers must be 1 to 64".into());
         }
@@ -333,6 +367,20 @@ impl DaemonConfig {
     pub fn auth_window(&self) -> chrono::TimeDelta {
         // validate() keeps the value at most a day, so this cannot saturate.
         chrono::TimeDelta::seconds(i64::try_from(self.auth_window_secs).unwrap_or(i64::MAX))
+    }
+
+    /// The limits of the HTTP listeners.
+    pub fn http_limits(&self) -> crate::api::http::HttpLimits {
+        crate::api::http::HttpLimits {
+            header_read_timeout: Duration::from_secs(self.api.header_read_timeout_secs),
+            max_connections: self.api.max_connections,
+        }
+    }
+
+    /// The per-project request rate limiter.
+    pub fn rate_limit(&self) -> crate::api::http::RateLimit {
+        let nz = |v: u32| std::num::NonZeroU32::new(v).unwrap_or(std::num::NonZeroU32::MIN);
+        crate::api::http::RateLimit::new(nz(self.api.rate_per_sec), nz(self.api.rate_burst))
     }
 
     /// The SNAT range.
@@ -413,6 +461,10 @@ mod tests {
             "auth_window_secs = 0",
             "[api]\nreplay_cache_entries = 0",
             "[conntrack]\nudp_secs = 9223372036854775807",
+            "[api]\nheader_read_timeout_secs = 0",
+            "[api]\nbody_timeout_secs = 9223372036854775807",
+            "[api]\nmax_connections = 9223372036854775807",
+            "[api]\nrate_per_sec = 0",
             "[conntrack]\ntcp_established_secs = 0",
             "[conntrack]\ncapacity = 9223372036854775807",
         ] {

@@ -315,6 +315,8 @@ pub async fn start_with(
             PayloadPolicy::RequireHash
         },
         replay: Arc::new(ReplayCache::new(cfg.api.replay_cache_entries)),
+        body_timeout: Duration::from_secs(cfg.api.body_timeout_secs),
+        rate: Arc::new(cfg.rate_limit()),
     };
     let admin_state = AdminState {
         registry: Arc::clone(&registry),
@@ -327,15 +329,12 @@ pub async fn start_with(
         (api_listener, api::router(api_state)),
         (admin_listener, admin_router(admin_state)),
     ] {
-        let mut rx = stop_rx.clone();
-        tasks.push(tokio::spawn(async move {
-            let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
-                let _ = rx.wait_for(|s| *s).await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "listener failed");
-            }
-        }));
+        tasks.push(tokio::spawn(api::http::serve(
+            listener,
+            router,
+            cfg.http_limits(),
+            stop_rx.clone(),
+        )));
     }
     // The expiry sweeper: freezes endpoints whose lifetime ended, once a second.
     let r = Arc::clone(&registry);

@@ -435,3 +435,101 @@ fn connection_descriptions_are_capped_and_ids_unique() {
         Some(serde_json::json!({"connections": [one]})),
     );
 }
+
+/// Read what the server sends until it closes the connection or `patience` passes; `None`
+/// if it was still open then.
+fn read_until_closed(s: &mut TcpStream, patience: std::time::Duration) -> Option<String> {
+    s.set_read_timeout(Some(patience)).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Some(String::from_utf8_lossy(&out).into_owned()),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return Some(String::from_utf8_lossy(&out).into_owned());
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
+#[test]
+fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    let env = Env::with_config("slowloris", |c| c.api.header_read_timeout_secs = 1);
+    for addr in [env.running().api_addr, env.running().admin_addr] {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET /v1/pprovider/vpcs HTTP/1.1\r\nHost: x\r\n")
+            .unwrap();
+        let t = std::time::Instant::now();
+        assert!(
+            read_until_closed(&mut s, std::time::Duration::from_secs(5)).is_some(),
+            "{addr}: still open after 5 s"
+        );
+        assert!(t.elapsed() < std::time::Duration::from_secs(4));
+    }
+}
+
+#[test]
+fn a_body_that_never_arrives_is_cut_off() {
+    let env = Env::with_config("slowbody", |c| c.api.body_timeout_secs = 1);
+    let mut s = TcpStream::connect(env.running().api_addr).unwrap();
+    s.write_all(
+        b"POST /v1/pprovider/vpcs HTTP/1.1\r\nHost: x\r\ncontent-length: 100\r\n\r\n{\"vpc\"",
+    )
+    .unwrap();
+    let got = read_until_closed(&mut s, std::time::Duration::from_secs(5))
+        .expect("answered and closed within 5 s");
+    assert!(got.starts_with("HTTP/1.1 400"), "{got}");
+    assert!(got.contains("EndPoint.0002"), "{got}");
+}
+
+#[test]
+fn connections_past_the_cap_wait_unserved() {
+    let env = Env::with_config("conncap", |c| c.api.max_connections = 1);
+    let holder = TcpStream::connect(env.running().api_addr).unwrap();
+    // Let the server accept the holder before the second one connects.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let mut s = TcpStream::connect(env.running().api_addr).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    assert!(
+        read_until_closed(&mut s, std::time::Duration::from_millis(500)).is_none(),
+        "served past the cap"
+    );
+    drop(holder);
+    let got = read_until_closed(&mut s, std::time::Duration::from_secs(5)).unwrap();
+    assert!(got.starts_with("HTTP/1.1 "), "{got}");
+}
+
+#[test]
+fn each_project_has_its_own_request_rate() {
+    let env = Env::with_config("rate", |c| {
+        c.api.rate_per_sec = 1;
+        c.api.rate_burst = 3;
+    });
+    let statuses: Vec<u16> = (0..6)
+        .map(|_| {
+            env.provider
+                .raw("GET", &env.provider.path("/vpcs"), &[], None)
+                .unwrap()
+                .0
+        })
+        .collect();
+    assert!(statuses[..3].iter().all(|s| *s == 200), "{statuses:?}");
+    let (s, v) = env
+        .provider
+        .raw("GET", &env.provider.path("/vpcs"), &[], None)
+        .unwrap();
+    assert_eq!((s, code(&v)), (429, "EndPoint.0022"), "{v}");
+    // Another project is not slowed down by the first.
+    let (s, _) = env
+        .user
+        .raw("GET", &env.user.path("/vpcs"), &[], None)
+        .unwrap();
+    assert_eq!(s, 200);
+    // A throttled request did not pass authentication's other steps: no 401 here.
+    let w =
+        Raw::signed(&env, PROVIDER, "POST", "/vpcs", &vpc_body("t"), &[]).header("x-ignored", "1");
+    assert_eq!(w.send(&env).0, 429);
+}

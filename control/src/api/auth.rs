@@ -16,7 +16,7 @@
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Method};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use percent_encoding::percent_decode_str;
@@ -90,6 +90,15 @@ fn check(
         state.payload,
     )
     .map_err(auth_failed)?;
+    // The rate is charged before the replay cache, so a throttled write (which the SDK
+    // retries, signed anew) has not used up its signature.
+    if !state.rate.admit(verified.tenant.project_id.as_str()) {
+        metrics::counter!("vpcep_api_throttled_total").increment(1);
+        return Err(ApiError::new(
+            ErrorCode::Throttled,
+            "The number of requests exceeded the limit. Please try later.",
+        ));
+    }
     if !matches!(parts.method, Method::GET | Method::HEAD) {
         match state.replay.admit(&verified, now) {
             Ok(()) => {}
@@ -129,18 +138,46 @@ fn check(
 pub async fn authenticate(State(state): State<ApiState>, req: Request, next: Next) -> Response {
     let request_id = uuid::Uuid::new_v4().simple().to_string();
     let (mut parts, body) = req.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
-        return ApiError::new(
-            ErrorCode::BodyTooLarge,
-            format!("The request body exceeds {MAX_BODY} bytes."),
-        )
-        .into_response_with_id(&request_id);
+    let bytes = match tokio::time::timeout(state.body_timeout, axum::body::to_bytes(body, MAX_BODY))
+        .await
+    {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => {
+            return ApiError::new(
+                ErrorCode::BodyTooLarge,
+                format!("The request body exceeds {MAX_BODY} bytes."),
+            )
+            .into_response_with_id(&request_id);
+        }
+        Err(_) => {
+            metrics::counter!("vpcep_api_body_timeouts_total").increment(1);
+            let mut resp = ApiError::new(
+                ErrorCode::Parameter,
+                format!(
+                    "The request body did not arrive within {} s.",
+                    state.body_timeout.as_secs()
+                ),
+            )
+            .into_response_with_id(&request_id);
+            // The rest of the body is not read: the connection cannot be reused.
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return resp;
+        }
     };
     match check(&state, &parts, &bytes) {
         Ok(tenant) => {
             parts.extensions.insert(tenant);
         }
-        Err(e) => return e.into_response_with_id(&request_id),
+        Err(e) => {
+            let throttled = e.0.code == ErrorCode::Throttled;
+            let mut resp = e.into_response_with_id(&request_id);
+            if throttled {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            return resp;
+        }
     }
     metrics::counter!("vpcep_api_requests_total").increment(1);
     let mut resp = next

@@ -12,6 +12,7 @@
 pub mod auth;
 pub mod endpoints;
 pub mod error;
+pub mod http;
 pub mod inventory;
 pub mod meta;
 pub mod page;
@@ -52,6 +53,10 @@ pub struct ApiState {
     pub payload: PayloadPolicy,
     /// Write signatures already used.
     pub replay: Arc<ReplayCache>,
+    /// How long a request's body may take to arrive.
+    pub body_timeout: std::time::Duration,
+    /// The per-project request rate.
+    pub rate: Arc<http::RateLimit>,
 }
 
 /// What a handler returns.
