@@ -176,6 +176,25 @@ impl Default for ApiConfig {
     }
 }
 
+/// The audit log (`[audit]`): `audit.log` in the data directory.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Rotate when the file would pass this size, in bytes. Default 16777216 (16 MiB).
+    pub max_bytes: u64,
+    /// Rotated files kept (`audit.log.1` is the newest). Default 5.
+    pub files: usize,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: 16 << 20,
+            files: 5,
+        }
+    }
+}
+
 /// One interface bound to one VPC.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -212,6 +231,9 @@ pub struct DaemonConfig {
     /// The API's limits and security options.
     #[serde(default)]
     pub api: ApiConfig,
+    /// The audit log.
+    #[serde(default)]
+    pub audit: AuditConfig,
     /// The SNAT range. Default `198.19.128.0/17`.
     #[serde(default = "default_snat")]
     pub snat_range: String,
@@ -314,6 +336,9 @@ impl DaemonConfig {
         }
         if api.rate_per_sec == 0 || api.rate_burst == 0 {
             return bad("api.rate_per_sec and api.rate_burst must be above 0".into());
+        }
+        if self.audit.max_bytes < 4096 || self.audit.files > 1000 {
+            return bad("audit.max_bytes must be at least 4096, audit.files at most 1000".into());
         }
         if self.workers == 0 || self.workers > 64 {
             return bad("workers must be 1 to 64".into());

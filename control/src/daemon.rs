@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::api::{self, ApiState};
+use crate::audit::AuditLog;
 use crate::auth::{Credentials, PayloadPolicy, ReplayCache};
 use crate::compile::Attachments;
 use crate::config::DaemonConfig;
@@ -38,6 +39,15 @@ pub enum DaemonError {
     #[error("cannot create data directory {path}: {source}")]
     DataDir {
         /// The directory.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The audit log could not be opened.
+    #[error("cannot open the audit log {path}: {source}")]
+    Audit {
+        /// The file.
         path: String,
         /// The I/O error.
         #[source]
@@ -317,6 +327,14 @@ pub async fn start_with(
         replay: Arc::new(ReplayCache::new(cfg.api.replay_cache_entries)),
         body_timeout: Duration::from_secs(cfg.api.body_timeout_secs),
         rate: Arc::new(cfg.rate_limit()),
+        audit: Some(Arc::new(
+            AuditLog::open(&cfg.data_dir, cfg.audit.max_bytes, cfg.audit.files).map_err(
+                |source| DaemonError::Audit {
+                    path: cfg.data_dir.join(crate::audit::FILE).display().to_string(),
+                    source,
+                },
+            )?,
+        )),
     };
     let admin_state = AdminState {
         registry: Arc::clone(&registry),

@@ -533,3 +533,94 @@ fn each_project_has_its_own_request_rate() {
         Raw::signed(&env, PROVIDER, "POST", "/vpcs", &vpc_body("t"), &[]).header("x-ignored", "1");
     assert_eq!(w.send(&env).0, 429);
 }
+
+#[test]
+fn every_write_is_one_audit_line_and_vpcepctl_reads_them_back() {
+    let env = Env::new("audit");
+    let vpc = ok(
+        &env.provider,
+        "POST",
+        "/vpcs",
+        Some(serde_json::json!({"vpc": {"name": "a", "cidr": "10.0.0.0/16"}})),
+    );
+    let vpc_id = vpc["vpc"]["id"].as_str().unwrap().to_string();
+    fails(
+        &env.user,
+        "DELETE",
+        &format!("/vpcs/{vpc_id}"),
+        None,
+        404,
+        "EndPoint.0005",
+    );
+    ok(&env.provider, "GET", "/vpcs", None); // a read: not recorded
+    // Unauthenticated: not recorded either.
+    let (s, _) = Raw::signed(
+        &env,
+        (PROVIDER.0, "wrong", PROVIDER.2, PROVIDER.3),
+        "POST",
+        "/vpcs",
+        &vpc_body("x"),
+        &[],
+    )
+    .send(&env);
+    assert_eq!(s, 401);
+    ok(&env.provider, "DELETE", &format!("/vpcs/{vpc_id}"), None);
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vpcepctl"))
+        .args(["audit", "-o", "json", "--data-dir"])
+        .arg(&env.dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = v["audit"].as_array().unwrap();
+    let brief: Vec<(&str, &str, &str, &str)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["project_id"].as_str().unwrap(),
+                r["operation"].as_str().unwrap(),
+                r["resource_id"].as_str().unwrap_or(""),
+                r["result"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let del = format!("DELETE /v1/pprovider/vpcs/{vpc_id}");
+    let udel = format!("DELETE /v1/puser/vpcs/{vpc_id}");
+    assert_eq!(
+        brief,
+        [
+            (
+                "pprovider",
+                "POST /v1/pprovider/vpcs",
+                vpc_id.as_str(),
+                "OK"
+            ),
+            ("puser", udel.as_str(), vpc_id.as_str(), "EndPoint.0005"),
+            ("pprovider", del.as_str(), vpc_id.as_str(), "OK"),
+        ]
+    );
+    let first = &rows[0];
+    assert_eq!(
+        (
+            first["domain_id"].as_str(),
+            first["ak"].as_str(),
+            first["status"].as_u64()
+        ),
+        (Some(PROVIDER.2), Some(PROVIDER.0), Some(200))
+    );
+    assert_eq!(first["request_id"].as_str().unwrap().len(), 32);
+    assert!(first["at"].as_str().unwrap().ends_with('Z'));
+    // Filters.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vpcepctl"))
+        .args(["audit", "-o", "json", "--project", "puser", "--data-dir"])
+        .arg(&env.dir)
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["audit"].as_array().unwrap().len(), 1);
+}

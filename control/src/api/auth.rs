@@ -23,6 +23,7 @@ use percent_encoding::percent_decode_str;
 
 use super::error::ApiError;
 use super::{ApiState, MAX_BODY};
+use crate::audit::{AuditEntry, AuditLog};
 use crate::auth::{self, AuthError, ReplayError, SignedRequest};
 use crate::error::ErrorCode;
 use crate::model::Tenant;
@@ -165,9 +166,12 @@ pub async fn authenticate(State(state): State<ApiState>, req: Request, next: Nex
             return resp;
         }
     };
-    match check(&state, &parts, &bytes) {
+    // Writes of an authenticated caller are audited: (who, operation).
+    let audit = match check(&state, &parts, &bytes) {
         Ok(tenant) => {
-            parts.extensions.insert(tenant);
+            parts.extensions.insert(tenant.clone());
+            (!matches!(parts.method, Method::GET | Method::HEAD))
+                .then(|| (tenant, format!("{} {}", parts.method, parts.uri.path())))
         }
         Err(e) => {
             let throttled = e.0.code == ErrorCode::Throttled;
@@ -178,7 +182,7 @@ pub async fn authenticate(State(state): State<ApiState>, req: Request, next: Nex
             }
             return resp;
         }
-    }
+    };
     metrics::counter!("vpcep_api_requests_total").increment(1);
     let mut resp = next
         .run(Request::from_parts(parts, Body::from(bytes)))
@@ -188,5 +192,53 @@ pub async fn authenticate(State(state): State<ApiState>, req: Request, next: Nex
     {
         resp.headers_mut().insert("x-request-id", v);
     }
-    resp
+    match (audit, &state.audit) {
+        (Some((tenant, operation)), Some(log)) => record(log, tenant, operation, resp).await,
+        _ => resp,
+    }
+}
+
+/// Record a write's answer in the audit log; the answer goes out unchanged.
+async fn record(log: &AuditLog, tenant: Tenant, operation: String, resp: Response) -> Response {
+    let (parts, body) = resp.into_parts();
+    // Answers to writes are small JSON documents; one that is not is sent as is, unread.
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
+        tracing::warn!(%operation, "audit: the answer could not be read back");
+        return Response::from_parts(parts, Body::empty());
+    };
+    let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    let result = parts
+        .extensions
+        .get::<ErrorCode>()
+        .map_or("OK", |c| c.as_str());
+    let path_id = operation
+        .split(' ')
+        .nth(1)
+        .and_then(|p| p.trim_start_matches('/').split('/').nth(3))
+        .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned());
+    let body_id = || {
+        let id = |v: &serde_json::Value| v.get("id").and_then(|i| i.as_str()).map(String::from);
+        id(&json).or_else(|| json.as_object()?.values().find_map(id))
+    };
+    let entry = AuditEntry {
+        at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        domain_id: tenant.domain_id.to_string(),
+        project_id: tenant.project_id.to_string(),
+        ak: tenant.ak,
+        resource_id: path_id.or_else(body_id),
+        operation,
+        status: parts.status.as_u16(),
+        result: result.to_string(),
+        request_id: parts
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string(),
+    };
+    if let Err(e) = log.record(&entry) {
+        metrics::counter!("vpcep_audit_write_failures_total").increment(1);
+        tracing::warn!(error = %e, "audit: cannot write the log");
+    }
+    Response::from_parts(parts, Body::from(bytes))
 }

@@ -57,6 +57,8 @@ pub struct ApiState {
     pub body_timeout: std::time::Duration,
     /// The per-project request rate.
     pub rate: Arc<http::RateLimit>,
+    /// Where writes are recorded.
+    pub audit: Option<Arc<crate::audit::AuditLog>>,
 }
 
 /// What a handler returns.
