@@ -14,7 +14,9 @@
 //!   sent with body B and the header set to sha256(A)); `UNSIGNED-PAYLOAD` only under
 //!   [`PayloadPolicy::AllowUnsigned`];
 //! - an unknown access key and a bad signature get the same answer, after the same work;
-//! - [`ReplayCache`] refuses a signature seen before while it is still inside the date window.
+//! - [`ReplayCache`] refuses a signature seen before while it is still inside the date window,
+//!   unless that earlier use was refused ([`ReplayCache::release`]): a signature makes at most
+//!   one successful write.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
@@ -580,6 +582,21 @@ impl ReplayCache {
         Ok(())
     }
 
+    /// Forget `v`'s signature: its write was refused and changed nothing, so using it again
+    /// (a client's retry within the same second signs identically) may not do more than the
+    /// first use could have. A signature thus makes at most one successful write.
+    pub fn release(&self, v: &Verified) {
+        let mut inner = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if inner.seen.remove(&v.signature).is_some()
+            && let Some(pos) = inner.order.iter().rposition(|(s, _)| *s == v.signature)
+        {
+            inner.order.remove(pos);
+        }
+    }
+
     /// Signatures held now.
     pub fn len(&self) -> usize {
         self.inner
@@ -688,6 +705,15 @@ mod tests {
         assert_eq!(c.admit(&v(1, 10), later), Err(ReplayError::Replayed));
         assert_eq!(c.admit(&v(4, 20), t0 + TimeDelta::seconds(11)), Ok(()));
         assert_eq!(c.len(), 1, "expired entries went from the front");
+        let t11 = t0 + TimeDelta::seconds(11);
+        c.release(&v(4, 20));
+        assert!(c.is_empty());
+        assert_eq!(
+            c.admit(&v(4, 20), t11),
+            Ok(()),
+            "a released signature is usable again"
+        );
+        assert_eq!(c.admit(&v(4, 20), t11), Err(ReplayError::Replayed));
     }
 
     #[test]

@@ -207,6 +207,11 @@ fn a_write_signature_is_refused_the_second_time() {
         1,
         "one VPC, not two"
     );
+    // A refused write changed nothing; the client's identical retry (same second, same
+    // signature) gets the rule's answer again, not a 401.
+    let gone = Raw::signed(&env, PROVIDER, "DELETE", "/vpcs/no-such-vpc", b"", &[]);
+    assert_eq!(code(&gone.send(&env).1), "EndPoint.0005");
+    assert_eq!(code(&gone.send(&env).1), "EndPoint.0005");
     // A read may repeat (the SDK sends identical GETs within one second).
     let r = Raw::signed(&env, PROVIDER, "GET", "/vpcs", b"", &[]);
     assert_eq!(r.send(&env).0, 200);

@@ -8,7 +8,10 @@
 //! Before the signature: a request with two `Authorization`, `X-Sdk-Date`, `X-Project-Id`,
 //! `Host` or `X-Sdk-Content-Sha256` headers is refused (which one counts would be a guess),
 //! and so is one where any signed header repeats. After it: a write (any method but GET and
-//! HEAD) must carry a signature not seen before inside its date window ([`ReplayCache`]).
+//! HEAD) must carry a signature not seen before inside its date window ([`ReplayCache`]);
+//! a write that is refused (any status but 2xx) releases its signature, so a client's
+//! identical retry within the same second works, and a signature makes at most one
+//! successful write.
 //! Reads are not checked: the SDK legitimately repeats an identical GET within a second
 //! (same date, same signature), and replaying a read changes nothing.
 //!
@@ -24,7 +27,7 @@ use percent_encoding::percent_decode_str;
 use super::error::ApiError;
 use super::{ApiState, MAX_BODY};
 use crate::audit::{AuditEntry, AuditLog};
-use crate::auth::{self, AuthError, ReplayError, SignedRequest};
+use crate::auth::{self, AuthError, ReplayError, SignedRequest, Verified};
 use crate::error::ErrorCode;
 use crate::model::Tenant;
 
@@ -49,11 +52,13 @@ fn path_project(path: &str) -> Option<&str> {
 
 /// Verify a buffered request: signature, then the path's project against `X-Project-Id`
 /// and the credential.
+///
+/// Returns the caller and, for a write, its signature as admitted to the replay cache.
 fn check(
     state: &ApiState,
     parts: &axum::http::request::Parts,
     bytes: &[u8],
-) -> Result<Tenant, ApiError> {
+) -> Result<(Tenant, Option<Verified>), ApiError> {
     let headers: &HeaderMap = &parts.headers;
     let auth_failed = |e: AuthError| {
         metrics::counter!("vpcep_api_auth_failures_total").increment(1);
@@ -100,23 +105,7 @@ fn check(
             "The number of requests exceeded the limit. Please try later.",
         ));
     }
-    if !matches!(parts.method, Method::GET | Method::HEAD) {
-        match state.replay.admit(&verified, now) {
-            Ok(()) => {}
-            Err(ReplayError::Replayed) => {
-                metrics::counter!("vpcep_api_replays_refused_total").increment(1);
-                return Err(auth_failed(AuthError::Replayed));
-            }
-            Err(ReplayError::Full) => {
-                metrics::counter!("vpcep_api_replay_cache_full_total").increment(1);
-                return Err(ApiError::new(
-                    ErrorCode::Throttled,
-                    "The number of requests exceeded the limit. Please try later.",
-                ));
-            }
-        }
-    }
-    let tenant = verified.tenant;
+    let tenant = verified.tenant.clone();
     if let Some(project) = path_project(path) {
         let project = percent_decode_str(project).decode_utf8_lossy();
         if lookup("x-project-id").as_deref() != Some(&*project) {
@@ -132,7 +121,25 @@ fn check(
             ));
         }
     }
-    Ok(tenant)
+    // Last, so that a request refused above has not used up its signature.
+    let write = !matches!(parts.method, Method::GET | Method::HEAD);
+    if write {
+        match state.replay.admit(&verified, now) {
+            Ok(()) => {}
+            Err(ReplayError::Replayed) => {
+                metrics::counter!("vpcep_api_replays_refused_total").increment(1);
+                return Err(auth_failed(AuthError::Replayed));
+            }
+            Err(ReplayError::Full) => {
+                metrics::counter!("vpcep_api_replay_cache_full_total").increment(1);
+                return Err(ApiError::new(
+                    ErrorCode::Throttled,
+                    "The number of requests exceeded the limit. Please try later.",
+                ));
+            }
+        }
+    }
+    Ok((tenant, write.then_some(verified)))
 }
 
 /// Authenticate every request; on success the [`Tenant`] is in the request's extensions.
@@ -167,11 +174,12 @@ pub async fn authenticate(State(state): State<ApiState>, req: Request, next: Nex
         }
     };
     // Writes of an authenticated caller are audited: (who, operation).
-    let audit = match check(&state, &parts, &bytes) {
-        Ok(tenant) => {
+    let (audit, admitted) = match check(&state, &parts, &bytes) {
+        Ok((tenant, admitted)) => {
             parts.extensions.insert(tenant.clone());
-            (!matches!(parts.method, Method::GET | Method::HEAD))
-                .then(|| (tenant, format!("{} {}", parts.method, parts.uri.path())))
+            let audit = (!matches!(parts.method, Method::GET | Method::HEAD))
+                .then(|| (tenant, format!("{} {}", parts.method, parts.uri.path())));
+            (audit, admitted)
         }
         Err(e) => {
             let throttled = e.0.code == ErrorCode::Throttled;
@@ -187,6 +195,10 @@ pub async fn authenticate(State(state): State<ApiState>, req: Request, next: Nex
     let mut resp = next
         .run(Request::from_parts(parts, Body::from(bytes)))
         .await;
+    if let Some(v) = admitted.filter(|_| !resp.status().is_success()) {
+        // A refused write changed nothing: its signature may be used again.
+        state.replay.release(&v);
+    }
     if !resp.headers().contains_key("x-request-id")
         && let Ok(v) = request_id.parse()
     {
