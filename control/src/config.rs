@@ -160,6 +160,11 @@ pub struct ApiConfig {
     pub rate_per_sec: u32,
     /// Requests one project may make in a burst above the rate. Default 200.
     pub rate_burst: u32,
+    /// Serve the API over TLS with this certificate chain (PEM); with `tls_key`. Default
+    /// none: plain HTTP.
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `tls_cert` (PEM, PKCS#8, SEC1 or PKCS#1).
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for ApiConfig {
@@ -172,6 +177,8 @@ impl Default for ApiConfig {
             max_connections: 1024,
             rate_per_sec: 100,
             rate_burst: 200,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -334,6 +341,9 @@ impl DaemonConfig {
                 "api.max_connections must be 1 to {MAX_CONNECTIONS}"
             ));
         }
+        if api.tls_cert.is_some() != api.tls_key.is_some() {
+            return bad("api.tls_cert and api.tls_key go together".into());
+        }
         if api.rate_per_sec == 0 || api.rate_burst == 0 {
             return bad("api.rate_per_sec and api.rate_burst must be above 0".into());
         }
@@ -490,6 +500,7 @@ mod tests {
             "[api]\nbody_timeout_secs = 9223372036854775807",
             "[api]\nmax_connections = 9223372036854775807",
             "[api]\nrate_per_sec = 0",
+            "[api]\ntls_cert = \"/c.pem\"",
             "[conntrack]\ntcp_established_secs = 0",
             "[conntrack]\ncapacity = 9223372036854775807",
         ] {

@@ -53,6 +53,9 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
+    /// The API's TLS certificate or key is unusable.
+    #[error("API TLS: {0}")]
+    Tls(#[from] api::http::TlsError),
     /// The store could not be opened.
     #[error("cannot open the store: {0}")]
     Store(#[from] crate::store::StoreError),
@@ -260,6 +263,11 @@ pub async fn start_with(
     ) -> Result<Dataplane, DaemonError>,
 ) -> Result<Running, DaemonError> {
     cfg.validate()?;
+    // Before anything starts, so a bad certificate stops nothing half-started.
+    let api_tls = match (&cfg.api.tls_cert, &cfg.api.tls_key) {
+        (Some(cert), Some(key)) => Some(api::http::tls_acceptor(cert, key)?),
+        _ => None,
+    };
     let _ = prometheus();
     std::fs::create_dir_all(&cfg.data_dir).map_err(|source| DaemonError::DataDir {
         path: cfg.data_dir.display().to_string(),
@@ -343,14 +351,15 @@ pub async fn start_with(
         conntrack: dp.conntrack,
     };
     let mut tasks = Vec::new();
-    for (listener, router) in [
-        (api_listener, api::router(api_state)),
-        (admin_listener, admin_router(admin_state)),
+    for (listener, router, tls) in [
+        (api_listener, api::router(api_state), api_tls),
+        (admin_listener, admin_router(admin_state), None),
     ] {
         tasks.push(tokio::spawn(api::http::serve(
             listener,
             router,
             cfg.http_limits(),
+            tls,
             stop_rx.clone(),
         )));
     }

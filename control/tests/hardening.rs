@@ -629,3 +629,77 @@ fn every_write_is_one_audit_line_and_vpcepctl_reads_them_back() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["audit"].as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn the_api_speaks_tls_when_configured() {
+    let tls = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tls");
+    let env = Env::with_config("tls", |c| {
+        c.api.tls_cert = Some(tls.join("cert.pem"));
+        c.api.tls_key = Some(tls.join("key.pem"));
+    });
+    let req = Raw::signed(&env, PROVIDER, "GET", "/vpcs", b"", &[]);
+    let mut curl = std::process::Command::new("curl");
+    curl.args(["-sS", "--max-time", "10", "--cacert"])
+        .arg(tls.join("ca.pem"));
+    for (k, v) in &req.headers {
+        curl.arg("-H").arg(format!("{k}: {v}"));
+    }
+    let url = format!("https://{}{}", env.running().api_addr, req.path);
+    let out = curl
+        .arg("-w")
+        .arg("\n%{http_code}")
+        .arg(&url)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.ends_with("\n200"),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("\"vpcs\""), "{text}");
+    // Plain HTTP on the TLS port gets no answer.
+    let mut plain = TcpStream::connect(env.running().api_addr).unwrap();
+    plain
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let got = read_until_closed(&mut plain, std::time::Duration::from_secs(5)).unwrap_or_default();
+    assert!(
+        !got.starts_with("HTTP/1.1 "),
+        "plain HTTP was answered on the TLS listener"
+    );
+    // The admin listener stays plain (loopback by default).
+    let mut a = TcpStream::connect(env.running().admin_addr).unwrap();
+    a.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    let got = read_until_closed(&mut a, std::time::Duration::from_secs(5)).unwrap();
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+}
+
+#[test]
+fn a_bad_certificate_stops_the_start() {
+    let tls = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tls");
+    let dir = temp_dir("badtls");
+    let cfg = control::config::DaemonConfig {
+        data_dir: dir.clone(),
+        api_listen: "127.0.0.1:0".parse().unwrap(),
+        admin_listen: "127.0.0.1:0".parse().unwrap(),
+        api: control::config::ApiConfig {
+            // The CA certificate with the server's key: they do not match.
+            tls_cert: Some(tls.join("ca.pem")),
+            tls_key: Some(tls.join("key.pem")),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let err = rt
+        .block_on(control::daemon::start_with(
+            &cfg,
+            credentials(),
+            |_, _, _| unreachable!(),
+        ))
+        .unwrap_err();
+    assert!(err.to_string().contains("TLS"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -9,6 +9,9 @@
 //! the per-tenant request rate after authentication ([`RateLimit`]), since only then is the
 //! tenant known. An unauthenticated request costs one HMAC and is bounded by the connection
 //! cap and the header timeout.
+//!
+//! TLS is optional ([`tls_acceptor`], rustls with the `ring` provider): the handshake must
+//! finish within the header-read timeout, and then the connection is served as above.
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -21,6 +24,76 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+/// Why the TLS certificate or key could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file is not PEM of the expected kind.
+    #[error("{path}: {source}")]
+    Pem {
+        /// The file.
+        path: String,
+        /// The PEM error.
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    /// The certificate file holds no certificate.
+    #[error("{0}: no certificate")]
+    NoCertificate(String),
+    /// rustls refused the pair (a key that does not match, an unsupported key type).
+    #[error("TLS configuration: {0}")]
+    Config(#[from] rustls::Error),
+}
+
+/// A TLS acceptor for the certificate chain in `cert` and the private key in `key` (PEM).
+///
+/// # Errors
+/// [`TlsError`].
+pub fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<TlsAcceptor, TlsError> {
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|source| TlsError::Read {
+            path: p.display().to_string(),
+            source,
+        })
+    };
+    fn pem(p: &std::path::Path) -> impl Fn(rustls::pki_types::pem::Error) -> TlsError + '_ {
+        move |source| TlsError::Pem {
+            path: p.display().to_string(),
+            source,
+        }
+    }
+    let chain = CertificateDer::pem_slice_iter(&read(cert)?)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(pem(cert))?;
+    if chain.is_empty() {
+        return Err(TlsError::NoCertificate(cert.display().to_string()));
+    }
+    let key = PrivateKeyDer::from_pem_slice(&read(key)?).map_err(pem(key))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
 
 /// The limits of one listener.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +110,7 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: HttpLimits,
+    tls: Option<TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
@@ -64,9 +138,23 @@ pub async fn serve(
         metrics::gauge!("vpcep_api_connections").increment(1.0);
         let svc = TowerToHyperService::new(router.clone());
         let mut stop = stop.clone();
+        let tls = tls.clone();
         conns.spawn(async move {
             let _permit = permit;
-            serve_connection(stream, peer, svc, limits, &mut stop).await;
+            match tls {
+                None => serve_connection(stream, peer, svc, limits, &mut stop).await,
+                Some(acceptor) => {
+                    let handshake =
+                        tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream));
+                    match handshake.await {
+                        Ok(Ok(stream)) => {
+                            serve_connection(stream, peer, svc, limits, &mut stop).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            }
             metrics::gauge!("vpcep_api_connections").decrement(1.0);
         });
         // Reap finished connections so the set does not grow with the history.
@@ -80,13 +168,15 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-async fn serve_connection(
-    stream: tokio::net::TcpStream,
+async fn serve_connection<S>(
+    stream: S,
     peer: SocketAddr,
     svc: TowerToHyperService<Router>,
     limits: HttpLimits,
     stop: &mut watch::Receiver<bool>,
-) {
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
