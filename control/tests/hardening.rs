@@ -476,6 +476,25 @@ fn a_client_that_never_finishes_its_headers_is_cut_off() {
 }
 
 #[test]
+fn an_idle_connection_is_cut_off() {
+    let env = Env::with_config("idle", |c| c.api.header_read_timeout_secs = 1);
+    // Silent from the start, and silent after one request on a kept-alive connection.
+    let mut silent = TcpStream::connect(env.running().api_addr).unwrap();
+    let t = std::time::Instant::now();
+    assert!(
+        read_until_closed(&mut silent, std::time::Duration::from_secs(5)).is_some(),
+        "a silent connection is still open after 5 s"
+    );
+    assert!(t.elapsed() < std::time::Duration::from_secs(4));
+    let mut kept = TcpStream::connect(env.running().api_addr).unwrap();
+    kept.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let got = read_until_closed(&mut kept, std::time::Duration::from_secs(5))
+        .expect("closed after the keep-alive idle time");
+    assert!(got.starts_with("HTTP/1.1 401"), "{got}");
+}
+
+#[test]
 fn a_body_that_never_arrives_is_cut_off() {
     let env = Env::with_config("slowbody", |c| c.api.body_timeout_secs = 1);
     let mut s = TcpStream::connect(env.running().api_addr).unwrap();
