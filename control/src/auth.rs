@@ -7,9 +7,20 @@
 //! 3986 unreserved characters left bare and a trailing `/` added; the query split on `&`,
 //! decoded, sorted by key then value and re-encoded; the signed headers lower-cased with
 //! trimmed values; the SHA-256 of the body. The signature is compared in constant time.
+//!
+//! Hardening beyond the SDK's own rules (issue 10):
+//! - the body is always hashed, and a present `X-Sdk-Content-Sha256` must equal that hash
+//!   (the SDK's signer would take the header instead, so a request signed for body A could be
+//!   sent with body B and the header set to sha256(A)); `UNSIGNED-PAYLOAD` only under
+//!   [`PayloadPolicy::AllowUnsigned`];
+//! - an unknown access key and a bad signature get the same answer, after the same work;
+//! - [`ReplayCache`] refuses a signature seen before while it is still inside the date window,
+//!   unless that earlier use was refused ([`ReplayCache::release`]): a signature makes at most
+//!   one successful write.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
+use std::sync::Mutex;
 
 use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 use hmac::{Hmac, Mac};
@@ -23,6 +34,8 @@ type HmacSha256 = Hmac<Sha256>;
 pub const ALGORITHM: &str = "SDK-HMAC-SHA256";
 /// SHA-256 of the empty string, the payload hash of a request without a body.
 pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+/// The `X-Sdk-Content-Sha256` value that asks the server not to hash the body.
+pub const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
 /// The `X-Sdk-Date` format.
 pub const DATE_FORMAT: &str = "%Y%m%dT%H%M%SZ";
 
@@ -152,8 +165,9 @@ pub enum AuthError {
     /// No `Authorization` header, or not the SDK-HMAC-SHA256 form.
     #[error("Incorrect IAM authentication information: missing or malformed Authorization header")]
     Malformed,
-    /// The access key is unknown.
-    #[error("Incorrect IAM authentication information: unknown access key")]
+    /// The access key is unknown. Worded like [`AuthError::BadSignature`] on purpose, so a
+    /// caller cannot tell which access keys exist.
+    #[error("Incorrect IAM authentication information: verify aksk signature fail")]
     UnknownKey,
     /// `X-Sdk-Date` is missing or unparsable.
     #[error("Incorrect IAM authentication information: missing or invalid X-Sdk-Date")]
@@ -167,6 +181,28 @@ pub enum AuthError {
     /// The signature does not verify.
     #[error("Incorrect IAM authentication information: verify aksk signature fail")]
     BadSignature,
+    /// `X-Sdk-Content-Sha256` is present and is neither the body's SHA-256 nor an allowed
+    /// `UNSIGNED-PAYLOAD`.
+    #[error(
+        "Incorrect IAM authentication information: X-Sdk-Content-Sha256 does not match the body"
+    )]
+    PayloadHash,
+    /// This signature was already used (a replay inside the date window).
+    #[error("Incorrect IAM authentication information: the signature was already used")]
+    Replayed,
+    /// A header the signature depends on appears more than once.
+    #[error("Incorrect IAM authentication information: duplicate {0} header")]
+    DuplicateHeader(&'static str),
+}
+
+/// Whether `X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD` may leave a body out of the signature.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PayloadPolicy {
+    /// `UNSIGNED-PAYLOAD` is accepted: the body is then not covered by the signature.
+    AllowUnsigned,
+    /// The body is always covered. The default.
+    #[default]
+    RequireHash,
 }
 
 /// The parts of a request that the signature covers.
@@ -246,11 +282,47 @@ fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
-/// The canonical request for `req`, signing the headers in `signed` (lower-case, sorted).
+/// The payload hash of the canonical request: always the SHA-256 of the body (of the empty
+/// string for no body). A present `X-Sdk-Content-Sha256` must equal it, or be
+/// `UNSIGNED-PAYLOAD` where `policy` allows that (then, for a non-empty body, the canonical
+/// request carries `UNSIGNED-PAYLOAD`, as the SDK signs it).
 ///
 /// # Errors
-/// [`AuthError::SignedHeaders`] if a signed header is absent.
+/// [`AuthError::PayloadHash`].
+pub fn payload_hash(req: &SignedRequest<'_>, policy: PayloadPolicy) -> Result<String, AuthError> {
+    let hash = sha256_hex(req.body);
+    match (req.header)("x-sdk-content-sha256") {
+        None => Ok(hash),
+        Some(h) if h.trim().eq_ignore_ascii_case(&hash) => Ok(hash),
+        Some(h) if h.trim() == UNSIGNED_PAYLOAD && policy == PayloadPolicy::AllowUnsigned => {
+            Ok(if req.body.is_empty() {
+                hash
+            } else {
+                UNSIGNED_PAYLOAD.to_string()
+            })
+        }
+        Some(_) => Err(AuthError::PayloadHash),
+    }
+}
+
+/// The canonical request for `req`, signing the headers in `signed` (lower-case, sorted);
+/// the body is always hashed ([`PayloadPolicy::RequireHash`]).
+///
+/// # Errors
+/// [`AuthError::SignedHeaders`] if a signed header is absent, [`AuthError::PayloadHash`].
 pub fn canonical_request(req: &SignedRequest<'_>, signed: &[&str]) -> Result<String, AuthError> {
+    canonical_request_with(req, signed, PayloadPolicy::RequireHash)
+}
+
+/// [`canonical_request`] under `policy`.
+///
+/// # Errors
+/// As [`canonical_request`].
+pub fn canonical_request_with(
+    req: &SignedRequest<'_>,
+    signed: &[&str],
+    policy: PayloadPolicy,
+) -> Result<String, AuthError> {
     let mut headers = String::new();
     for name in signed {
         let value = (req.header)(name).ok_or(AuthError::SignedHeaders)?;
@@ -259,13 +331,7 @@ pub fn canonical_request(req: &SignedRequest<'_>, signed: &[&str]) -> Result<Str
         headers.push_str(value.trim());
         headers.push('\n');
     }
-    let payload = if req.body.is_empty() {
-        EMPTY_SHA256.to_string()
-    } else if let Some(h) = (req.header)("x-sdk-content-sha256") {
-        h
-    } else {
-        sha256_hex(req.body)
-    };
+    let payload = payload_hash(req, policy)?;
     Ok(format!(
         "{}\n{}\n{}\n{}\n{}\n{}",
         req.method,
@@ -292,7 +358,8 @@ fn hmac(sk: &str) -> HmacSha256 {
 /// [`AuthError`] if a signed header or `X-Sdk-Date` is missing.
 pub fn signature(req: &SignedRequest<'_>, signed: &[&str], sk: &str) -> Result<String, AuthError> {
     let date = (req.header)("x-sdk-date").ok_or(AuthError::BadDate)?;
-    let sts = string_to_sign(&date, &canonical_request(req, signed)?);
+    let canonical = canonical_request_with(req, signed, PayloadPolicy::AllowUnsigned)?;
+    let sts = string_to_sign(&date, &canonical);
     let mut mac = hmac(sk);
     mac.update(sts.as_bytes());
     Ok(hex::encode(mac.finalize().into_bytes()))
@@ -368,7 +435,19 @@ fn parse_authorization(value: &str) -> Result<ParsedAuth<'_>, AuthError> {
     })
 }
 
-/// Verify `req` against `creds` at time `now`, allowing `window` of clock difference.
+/// A verified request: who sent it, and what a [`ReplayCache`] needs to remember it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verified {
+    /// The caller.
+    pub tenant: Tenant,
+    /// The raw signature (32 bytes).
+    pub signature: [u8; 32],
+    /// When the signature stops being accepted (its `X-Sdk-Date` plus the window).
+    pub valid_until: DateTime<Utc>,
+}
+
+/// Verify `req` against `creds` at time `now`, allowing `window` of clock difference; the
+/// body is always hashed.
 ///
 /// # Errors
 /// [`AuthError`]; every failure is a 401 `APIGW.0301`.
@@ -378,28 +457,159 @@ pub fn verify(
     now: DateTime<Utc>,
     window: TimeDelta,
 ) -> Result<Tenant, AuthError> {
+    verify_with(creds, req, now, window, PayloadPolicy::RequireHash).map(|v| v.tenant)
+}
+
+/// [`verify`] under a payload `policy`, returning what a replay check needs.
+///
+/// # Errors
+/// As [`verify`].
+pub fn verify_with(
+    creds: &Credentials,
+    req: &SignedRequest<'_>,
+    now: DateTime<Utc>,
+    window: TimeDelta,
+    policy: PayloadPolicy,
+) -> Result<Verified, AuthError> {
     let value = (req.header)("authorization").ok_or(AuthError::Malformed)?;
     let parsed = parse_authorization(&value)?;
-    let cred = creds.get(parsed.ak).ok_or(AuthError::UnknownKey)?;
     let date = (req.header)("x-sdk-date").ok_or(AuthError::BadDate)?;
     let at = NaiveDateTime::parse_from_str(&date, DATE_FORMAT)
         .map_err(|_| AuthError::BadDate)?
         .and_utc();
+    let valid_until = at.checked_add_signed(window).ok_or(AuthError::BadDate)?;
     if (now - at).abs() > window {
         return Err(AuthError::Expired);
     }
-    let sts = string_to_sign(&date, &canonical_request(req, &parsed.signed)?);
-    let mut mac = hmac(&cred.sk);
+    let canonical = canonical_request_with(req, &parsed.signed, policy)?;
+    let sts = string_to_sign(&date, &canonical);
+    let mut signature = [0u8; 32];
+    hex::decode_to_slice(parsed.signature, &mut signature).map_err(|_| AuthError::Malformed)?;
+    // An unknown key costs the same HMAC as a known one and gets the same answer.
+    let cred = creds.get(parsed.ak);
+    let mut mac = hmac(cred.map_or("", |c| c.sk.as_str()));
     mac.update(sts.as_bytes());
-    let expected = hex::decode(parsed.signature).map_err(|_| AuthError::Malformed)?;
     // Constant-time comparison.
-    mac.verify_slice(&expected)
-        .map_err(|_| AuthError::BadSignature)?;
-    Ok(Tenant {
-        domain_id: cred.domain_id.as_str().into(),
-        project_id: cred.project_id.as_str().into(),
-        ak: cred.ak.clone(),
+    let good = mac.verify_slice(&signature).is_ok();
+    let Some(cred) = cred.filter(|_| good) else {
+        return Err(if cred.is_none() {
+            AuthError::UnknownKey
+        } else {
+            AuthError::BadSignature
+        });
+    };
+    Ok(Verified {
+        tenant: Tenant {
+            domain_id: cred.domain_id.as_str().into(),
+            project_id: cred.project_id.as_str().into(),
+            ak: cred.ak.clone(),
+        },
+        signature,
+        valid_until,
     })
+}
+
+/// The signatures seen recently, each kept until its date window closes, so one cannot be
+/// used twice. Bounded: when every slot holds a signature still inside its window, a new one
+/// is refused ([`ReplayError::Full`]) rather than an old one forgotten, since forgetting
+/// would reopen that signature to replay.
+#[derive(Debug)]
+pub struct ReplayCache {
+    capacity: usize,
+    inner: Mutex<ReplayInner>,
+}
+
+#[derive(Debug, Default)]
+struct ReplayInner {
+    seen: HashMap<[u8; 32], DateTime<Utc>>,
+    /// Insertion order with each entry's end of validity; entries are evicted from the front
+    /// once expired. Windows are one length for every entry, so this order is also (up to
+    /// clock skew of the callers) the order of expiry.
+    order: VecDeque<([u8; 32], DateTime<Utc>)>,
+}
+
+/// Why [`ReplayCache::admit`] refused a signature.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReplayError {
+    /// Every slot holds a signature that is still valid; try again later.
+    #[error("the replay cache is full")]
+    Full,
+    /// The signature was seen before and is still valid.
+    #[error("the signature was already used")]
+    Replayed,
+}
+
+impl ReplayCache {
+    /// A cache of at most `capacity` signatures.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            inner: Mutex::new(ReplayInner::default()),
+        }
+    }
+
+    /// Record `v`'s signature at `now`.
+    ///
+    /// # Errors
+    /// [`ReplayError::Replayed`] if it is already recorded, [`ReplayError::Full`] if there
+    /// is no room.
+    pub fn admit(&self, v: &Verified, now: DateTime<Utc>) -> Result<(), ReplayError> {
+        let mut inner = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while let Some((sig, until)) = inner.order.front().copied() {
+            if until >= now {
+                break;
+            }
+            inner.order.pop_front();
+            inner.seen.remove(&sig);
+        }
+        if inner.seen.get(&v.signature).is_some_and(|u| *u >= now) {
+            return Err(ReplayError::Replayed);
+        }
+        if inner.order.len() >= self.capacity {
+            // Clock skew between callers can leave an expired entry behind a live one.
+            let ReplayInner { seen, order } = &mut *inner;
+            order.retain(|(_, u)| *u >= now);
+            seen.retain(|_, u| *u >= now);
+            if order.len() >= self.capacity {
+                return Err(ReplayError::Full);
+            }
+        }
+        inner.seen.insert(v.signature, v.valid_until);
+        inner.order.push_back((v.signature, v.valid_until));
+        Ok(())
+    }
+
+    /// Forget `v`'s signature: its write was refused and changed nothing, so using it again
+    /// (a client's retry within the same second signs identically) may not do more than the
+    /// first use could have. A signature thus makes at most one successful write.
+    pub fn release(&self, v: &Verified) {
+        let mut inner = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if inner.seen.remove(&v.signature).is_some()
+            && let Some(pos) = inner.order.iter().rposition(|(s, _)| *s == v.signature)
+        {
+            inner.order.remove(pos);
+        }
+    }
+
+    /// Signatures held now.
+    pub fn len(&self) -> usize {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .order
+            .len()
+    }
+
+    /// True if none is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Now as an `X-Sdk-Date` value.
@@ -469,6 +679,83 @@ mod tests {
                 Some(AuthError::SignedHeaders),
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn the_replay_cache_forgets_a_signature_only_after_its_window() {
+        let t0 = DateTime::from_timestamp(1_000_000, 0).unwrap();
+        let v = |b: u8, until: i64| Verified {
+            tenant: Tenant {
+                domain_id: "d".into(),
+                project_id: "p".into(),
+                ak: "a".into(),
+            },
+            signature: [b; 32],
+            valid_until: t0 + TimeDelta::seconds(until),
+        };
+        let c = ReplayCache::new(2);
+        assert_eq!(c.admit(&v(1, 10), t0), Ok(()));
+        assert_eq!(c.admit(&v(1, 10), t0), Err(ReplayError::Replayed));
+        assert_eq!(c.admit(&v(2, 5), t0), Ok(()));
+        assert_eq!(c.admit(&v(3, 10), t0), Err(ReplayError::Full));
+        // Entry 2 expired (skew put it behind entry 1): the full scan finds it.
+        let later = t0 + TimeDelta::seconds(6);
+        assert_eq!(c.admit(&v(3, 10), later), Ok(()));
+        assert_eq!(c.admit(&v(1, 10), later), Err(ReplayError::Replayed));
+        assert_eq!(c.admit(&v(4, 20), t0 + TimeDelta::seconds(11)), Ok(()));
+        assert_eq!(c.len(), 1, "expired entries went from the front");
+        let t11 = t0 + TimeDelta::seconds(11);
+        c.release(&v(4, 20));
+        assert!(c.is_empty());
+        assert_eq!(
+            c.admit(&v(4, 20), t11),
+            Ok(()),
+            "a released signature is usable again"
+        );
+        assert_eq!(c.admit(&v(4, 20), t11), Err(ReplayError::Replayed));
+    }
+
+    #[test]
+    fn a_content_hash_header_must_match_the_body() {
+        let body = b"{}";
+        let good = sha256_hex(body);
+        for (header, policy, want) in [
+            (None, PayloadPolicy::RequireHash, Ok(good.clone())),
+            (
+                Some(good.clone()),
+                PayloadPolicy::RequireHash,
+                Ok(good.clone()),
+            ),
+            (
+                Some(EMPTY_SHA256.into()),
+                PayloadPolicy::RequireHash,
+                Err(AuthError::PayloadHash),
+            ),
+            (
+                Some(UNSIGNED_PAYLOAD.into()),
+                PayloadPolicy::RequireHash,
+                Err(AuthError::PayloadHash),
+            ),
+            (
+                Some(UNSIGNED_PAYLOAD.into()),
+                PayloadPolicy::AllowUnsigned,
+                Ok(UNSIGNED_PAYLOAD.into()),
+            ),
+        ] {
+            let lookup = |n: &str| {
+                (n == "x-sdk-content-sha256")
+                    .then(|| header.clone())
+                    .flatten()
+            };
+            let req = SignedRequest {
+                method: "POST",
+                path: "/",
+                query: "",
+                header: &lookup,
+                body,
+            };
+            assert_eq!(payload_hash(&req, policy), want, "{header:?} {policy:?}");
         }
     }
 

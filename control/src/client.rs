@@ -1,6 +1,7 @@
 //! A signing VPCEP API client (blocking), used by `vpcepctl`, the tests and the benchmarks.
 //! It signs like the official SDK: SDK-HMAC-SHA256 over content-type, host, x-project-id
-//! and x-sdk-date, with the query sorted and RFC 3986-encoded.
+//! and x-sdk-date, with the query sorted and RFC 3986-encoded; it also signs a random
+//! `X-Request-Nonce`, so no two of its signatures are equal (see the replay cache).
 //!
 //! Bodies are the typed wire bodies of [`crate::requests`] ([`Client::send`]); raw JSON
 //! ([`Client::raw`], [`Client::call`]) is for tests that probe the wire format itself.
@@ -149,10 +150,14 @@ impl Client {
             "application/json"
         };
         let date = auth::sdk_date(chrono::Utc::now());
+        // A signed nonce makes every signature unique, so two identical writes within one
+        // second are not taken for a replay (the server refuses a write signature twice).
+        let nonce = uuid::Uuid::new_v4().simple().to_string();
         let headers = [
             ("content-type", content_type),
             ("host", self.host.as_str()),
             ("x-project-id", self.project_id.as_str()),
+            ("x-request-nonce", nonce.as_str()),
             ("x-sdk-date", date.as_str()),
         ];
         let lookup = |name: &str| {
@@ -183,6 +188,7 @@ impl Client {
             ($b:expr) => {
                 $b.header("Content-Type", content_type)
                     .header("X-Project-Id", &self.project_id)
+                    .header("X-Request-Nonce", &nonce)
                     .header("X-Sdk-Date", &date)
                     .header("Authorization", &authorization)
             };

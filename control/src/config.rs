@@ -31,6 +31,18 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// Largest `auth_window_secs`: a day. Larger values are refused at load (a huge one would
+/// overflow the date arithmetic).
+pub const MAX_AUTH_WINDOW_SECS: u64 = 86_400;
+/// Largest conntrack timeout: a week.
+pub const MAX_TIMEOUT_SECS: u64 = 7 * 86_400;
+/// Largest `conntrack.capacity` (each flow costs two entries of about 100 bytes).
+pub const MAX_CONNTRACK_CAPACITY: usize = 1 << 27;
+/// Largest `api.max_connections` (tokio's semaphore takes at most `usize::MAX >> 3`).
+pub const MAX_CONNECTIONS: usize = 1 << 20;
+/// Largest `api.replay_cache_entries`.
+pub const MAX_REPLAY_ENTRIES: usize = 1 << 24;
+
 fn default_region() -> String {
     "region-1".into()
 }
@@ -128,6 +140,68 @@ impl Default for ConntrackConfig {
     }
 }
 
+/// The API's own limits and security options (`[api]`).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Accept `X-Sdk-Content-Sha256: UNSIGNED-PAYLOAD`, which leaves the body out of the
+    /// signature. Default false: the body is always hashed and signed.
+    pub allow_unsigned_payload: bool,
+    /// Most write signatures remembered against replay (each until its date window closes;
+    /// about 100 bytes each). When all are live, new writes get EndPoint.0022. Default 262144.
+    pub replay_cache_entries: usize,
+    /// Seconds a client has to send a request's headers (API and admin). Default 10.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a client has to send a request's body once the headers arrived. Default 30.
+    pub body_timeout_secs: u64,
+    /// Most connections served at once, per listener; more wait unaccepted. Default 1024.
+    pub max_connections: usize,
+    /// Requests per second one project may make, sustained. Default 100.
+    pub rate_per_sec: u32,
+    /// Requests one project may make in a burst above the rate. Default 200.
+    pub rate_burst: u32,
+    /// Serve the API over TLS with this certificate chain (PEM); with `tls_key`. Default
+    /// none: plain HTTP.
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `tls_cert` (PEM, PKCS#8, SEC1 or PKCS#1).
+    pub tls_key: Option<PathBuf>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            allow_unsigned_payload: false,
+            replay_cache_entries: 1 << 18,
+            header_read_timeout_secs: 10,
+            body_timeout_secs: 30,
+            max_connections: 1024,
+            rate_per_sec: 100,
+            rate_burst: 200,
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
+}
+
+/// The audit log (`[audit]`): `audit.log` in the data directory.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Rotate when the file would pass this size, in bytes. Default 16777216 (16 MiB).
+    pub max_bytes: u64,
+    /// Rotated files kept (`audit.log.1` is the newest). Default 5.
+    pub files: usize,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: 16 << 20,
+            files: 5,
+        }
+    }
+}
+
 /// One interface bound to one VPC.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -157,9 +231,16 @@ pub struct DaemonConfig {
     /// The credentials file. Default `/etc/vpcep/credentials.toml`.
     #[serde(default = "default_credentials")]
     pub credentials: PathBuf,
-    /// Allowed difference between `X-Sdk-Date` and the clock, seconds. Default 900.
+    /// Allowed difference between `X-Sdk-Date` and the clock, seconds (1 to 86400).
+    /// Default 900.
     #[serde(default = "default_window")]
     pub auth_window_secs: u64,
+    /// The API's limits and security options.
+    #[serde(default)]
+    pub api: ApiConfig,
+    /// The audit log.
+    #[serde(default)]
+    pub audit: AuditConfig,
     /// The SNAT range. Default `198.19.128.0/17`.
     #[serde(default = "default_snat")]
     pub snat_range: String,
@@ -236,11 +317,59 @@ impl DaemonConfig {
             return bad("region must be a non-empty word".into());
         }
         self.snat()?;
+        if !(1..=MAX_AUTH_WINDOW_SECS).contains(&self.auth_window_secs) {
+            return bad(format!(
+                "auth_window_secs must be 1 to {MAX_AUTH_WINDOW_SECS}"
+            ));
+        }
+        if !(1..=MAX_REPLAY_ENTRIES).contains(&self.api.replay_cache_entries) {
+            return bad(format!(
+                "api.replay_cache_entries must be 1 to {MAX_REPLAY_ENTRIES}"
+            ));
+        }
+        let api = &self.api;
+        for (name, secs) in [
+            ("header_read_timeout_secs", api.header_read_timeout_secs),
+            ("body_timeout_secs", api.body_timeout_secs),
+        ] {
+            if !(1..=3600).contains(&secs) {
+                return bad(format!("api.{name} must be 1 to 3600"));
+            }
+        }
+        if !(1..=MAX_CONNECTIONS).contains(&api.max_connections) {
+            return bad(format!(
+                "api.max_connections must be 1 to {MAX_CONNECTIONS}"
+            ));
+        }
+        if api.tls_cert.is_some() != api.tls_key.is_some() {
+            return bad("api.tls_cert and api.tls_key go together".into());
+        }
+        if api.rate_per_sec == 0 || api.rate_burst == 0 {
+            return bad("api.rate_per_sec and api.rate_burst must be above 0".into());
+        }
+        if self.audit.max_bytes < 4096 || self.audit.files > 1000 {
+            return bad("audit.max_bytes must be at least 4096, audit.files at most 1000".into());
+        }
         if self.workers == 0 || self.workers > 64 {
             return bad("workers must be 1 to 64".into());
         }
-        if self.conntrack.capacity == 0 {
-            return bad("conntrack.capacity must be above 0".into());
+        if !(1..=MAX_CONNTRACK_CAPACITY).contains(&self.conntrack.capacity) {
+            return bad(format!(
+                "conntrack.capacity must be 1 to {MAX_CONNTRACK_CAPACITY}"
+            ));
+        }
+        let c = &self.conntrack;
+        for (name, secs) in [
+            ("tcp_embryonic_secs", c.tcp_embryonic_secs),
+            ("tcp_established_secs", c.tcp_established_secs),
+            ("tcp_closing_secs", c.tcp_closing_secs),
+            ("tcp_closed_secs", c.tcp_closed_secs),
+            ("udp_secs", c.udp_secs),
+        ] {
+            // A timeout is added to the workers' clock: a huge one would overflow `Instant`.
+            if !(1..=MAX_TIMEOUT_SECS).contains(&secs) {
+                return bad(format!("conntrack.{name} must be 1 to {MAX_TIMEOUT_SECS}"));
+            }
         }
         if self.io == IoBackend::AfXdp && self.workers != 1 {
             return bad("io = \"af_xdp\" runs one worker (workers = 1)".into());
@@ -267,6 +396,26 @@ impl DaemonConfig {
             }
         }
         Ok(())
+    }
+
+    /// The date window of signed requests.
+    pub fn auth_window(&self) -> chrono::TimeDelta {
+        // validate() keeps the value at most a day, so this cannot saturate.
+        chrono::TimeDelta::seconds(i64::try_from(self.auth_window_secs).unwrap_or(i64::MAX))
+    }
+
+    /// The limits of the HTTP listeners.
+    pub fn http_limits(&self) -> crate::api::http::HttpLimits {
+        crate::api::http::HttpLimits {
+            header_read_timeout: Duration::from_secs(self.api.header_read_timeout_secs),
+            max_connections: self.api.max_connections,
+        }
+    }
+
+    /// The per-project request rate limiter.
+    pub fn rate_limit(&self) -> crate::api::http::RateLimit {
+        let nz = |v: u32| std::num::NonZeroU32::new(v).unwrap_or(std::num::NonZeroU32::MIN);
+        crate::api::http::RateLimit::new(nz(self.api.rate_per_sec), nz(self.api.rate_burst))
     }
 
     /// The SNAT range.
@@ -339,6 +488,33 @@ mod tests {
         assert_eq!(fifth.unwrap().dataplane().conntrack_vpc_limit(), 200);
         assert!(DaemonConfig::from_toml("snat_range = \"10.0.0.0/31\"").is_err());
         assert!(DaemonConfig::from_toml("workers = 0").is_err());
+        // Beyond i64 TOML itself refuses; within it, validate() does (no panic either way).
+        assert!(DaemonConfig::from_toml("auth_window_secs = 18446744073709551615").is_err());
+        for huge in [
+            "auth_window_secs = 9223372036854775807",
+            "auth_window_secs = 86401",
+            "auth_window_secs = 0",
+            "[api]\nreplay_cache_entries = 0",
+            "[conntrack]\nudp_secs = 9223372036854775807",
+            "[api]\nheader_read_timeout_secs = 0",
+            "[api]\nbody_timeout_secs = 9223372036854775807",
+            "[api]\nmax_connections = 9223372036854775807",
+            "[api]\nrate_per_sec = 0",
+            "[api]\ntls_cert = \"/c.pem\"",
+            "[conntrack]\ntcp_established_secs = 0",
+            "[conntrack]\ncapacity = 9223372036854775807",
+        ] {
+            assert!(
+                matches!(DaemonConfig::from_toml(huge), Err(ConfigError::Invalid(_))),
+                "{huge}"
+            );
+        }
+        assert_eq!(
+            DaemonConfig::from_toml("auth_window_secs = 86400")
+                .unwrap()
+                .auth_window(),
+            chrono::TimeDelta::days(1)
+        );
         assert!(DaemonConfig::from_toml("[conntrack]\ncapacity = 5\nbogus = 1").is_err());
         let two = "[[attachments]]\ninterface = \"a\"\nvpc_id = \"v\"\n[[attachments]]\ninterface = \"a\"\nvpc_id = \"w\"\n";
         assert!(DaemonConfig::from_toml(two).is_err());

@@ -18,7 +18,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::api::{self, ApiState};
-use crate::auth::Credentials;
+use crate::audit::AuditLog;
+use crate::auth::{Credentials, PayloadPolicy, ReplayCache};
 use crate::compile::Attachments;
 use crate::config::DaemonConfig;
 use crate::push::{PushStatus, Pusher};
@@ -43,6 +44,18 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
+    /// The audit log could not be opened.
+    #[error("cannot open the audit log {path}: {source}")]
+    Audit {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The API's TLS certificate or key is unusable.
+    #[error("API TLS: {0}")]
+    Tls(#[from] api::http::TlsError),
     /// The store could not be opened.
     #[error("cannot open the store: {0}")]
     Store(#[from] crate::store::StoreError),
@@ -297,14 +310,24 @@ pub async fn start_with(
     ) -> Result<Dataplane, DaemonError>,
 ) -> Result<Running, DaemonError> {
     cfg.validate()?;
+    // Before anything starts, so a bad certificate stops nothing half-started.
+    let api_tls = match (&cfg.api.tls_cert, &cfg.api.tls_key) {
+        (Some(cert), Some(key)) => Some(api::http::tls_acceptor(cert, key)?),
+        _ => None,
+    };
     let _ = prometheus();
     std::fs::create_dir_all(&cfg.data_dir).map_err(|source| DaemonError::DataDir {
         path: cfg.data_dir.display().to_string(),
         source,
     })?;
     let store = RedbStore::open(&cfg.data_dir.join("state.redb"))?;
-    let registry = Arc::new(Registry::open(Arc::new(store), &cfg.region, cfg.quotas)?);
     let snat = cfg.snat()?;
+    let registry = Arc::new(
+        Registry::open(Arc::new(store), &cfg.region, cfg.quotas)?.with_reserved(
+            ipnet::Ipv4Net::new(snat.addr(), snat.prefix())
+                .expect("a parsed Ipv4Cidr has a prefix of at most 32"),
+        ),
+    );
     let publisher = TablePublisher::new(Tables::new(snat));
     let worker_stop = Arc::new(AtomicBool::new(false));
     let dp = if cfg.attachments.is_empty() {
@@ -360,7 +383,23 @@ pub async fn start_with(
     let api_state = ApiState {
         registry: Arc::clone(&registry),
         credentials: Arc::new(credentials),
-        window: chrono::TimeDelta::seconds(i64::try_from(cfg.auth_window_secs).unwrap_or(900)),
+        window: cfg.auth_window(),
+        payload: if cfg.api.allow_unsigned_payload {
+            PayloadPolicy::AllowUnsigned
+        } else {
+            PayloadPolicy::RequireHash
+        },
+        replay: Arc::new(ReplayCache::new(cfg.api.replay_cache_entries)),
+        body_timeout: Duration::from_secs(cfg.api.body_timeout_secs),
+        rate: Arc::new(cfg.rate_limit()),
+        audit: Some(Arc::new(
+            AuditLog::open(&cfg.data_dir, cfg.audit.max_bytes, cfg.audit.files).map_err(
+                |source| DaemonError::Audit {
+                    path: cfg.data_dir.join(crate::audit::FILE).display().to_string(),
+                    source,
+                },
+            )?,
+        )),
     };
     let admin_state = AdminState {
         registry: Arc::clone(&registry),
@@ -370,19 +409,17 @@ pub async fn start_with(
         links: Arc::new(dp.links),
     };
     let mut tasks = Vec::new();
-    for (listener, router) in [
-        (api_listener, api::router(api_state)),
-        (admin_listener, admin_router(admin_state)),
+    for (listener, router, tls) in [
+        (api_listener, api::router(api_state), api_tls),
+        (admin_listener, admin_router(admin_state), None),
     ] {
-        let mut rx = stop_rx.clone();
-        tasks.push(tokio::spawn(async move {
-            let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
-                let _ = rx.wait_for(|s| *s).await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "listener failed");
-            }
-        }));
+        tasks.push(tokio::spawn(api::http::serve(
+            listener,
+            router,
+            cfg.http_limits(),
+            tls,
+            stop_rx.clone(),
+        )));
     }
     // The expiry sweeper: sleeps until the next endpoint's expiry second (at most a second,
     // so endpoints created or extended meanwhile are seen), then freezes what expired.

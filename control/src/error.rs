@@ -59,6 +59,9 @@ error_codes! {
     InvalidVpcId => "EndPoint.0020",
     /// `EndPoint.0021`: invalid `marker_id`.
     InvalidMarkerId => "EndPoint.0021",
+    /// `EndPoint.0022`: the number of requests exceeded the limit; try later (answered
+    /// 429, the status the SDK retries, rather than the documented 400).
+    Throttled => "EndPoint.0022",
     /// `EndPoint.0023`: invalid subnet id (unknown, wrong family, or still in use).
     InvalidSubnetId => "EndPoint.0023",
     /// `EndPoint.0024`: the request body is too large (vpcep's code for the body limit).

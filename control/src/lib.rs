@@ -11,6 +11,7 @@
 //! [`error::ErrorCode`] to an HTTP status.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod client;
 pub mod command;

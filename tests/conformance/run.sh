@@ -13,8 +13,11 @@ if ! "$venv/bin/python" -c 'import huaweicloudsdkvpcep' 2>/dev/null; then
 fi
 work="$(mktemp -d /tmp/vpcep-conformance.XXXXXX)"
 pid=""
+tls_pid=""
 cleanup() {
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill "$pid"; wait "$pid" 2>/dev/null || true; fi
+  for p in "$pid" "$tls_pid"; do
+    if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then kill "$p"; wait "$p" 2>/dev/null || true; fi
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -54,3 +57,27 @@ done
 export NO_PROXY=127.0.0.1,localhost VPCEP_URL="http://127.0.0.1:$port" VPCEPCTL="$target/vpcepctl"
 export HOME="$work"   # the SDK writes ~/.huaweicloud/application_id
 "$venv/bin/python" "$here/sdk_story.py"
+
+# The same SDK over https: a second daemon with the API on TLS (the test CA and certificate
+# of control/tests/data/tls), the client trusting that CA.
+tls="$root/control/tests/data/tls"
+tls_port=$(( port + 2 ))
+cat > "$work/vpcepd-tls.toml" <<CONF
+data_dir = "$work/data-tls"
+credentials = "$work/credentials.toml"
+api_listen = "127.0.0.1:$tls_port"
+admin_listen = "127.0.0.1:$((tls_port + 1))"
+
+[api]
+tls_cert = "$tls/cert.pem"
+tls_key = "$tls/key.pem"
+CONF
+"$target/vpcepd" --config "$work/vpcepd-tls.toml" >"$work/vpcepd-tls.log" 2>&1 &
+tls_pid=$!
+for _ in $(seq 1 100); do
+  if curl -sf "http://127.0.0.1:$((tls_port + 1))/healthz" >/dev/null; then break; fi
+  kill -0 "$tls_pid" 2>/dev/null || { cat "$work/vpcepd-tls.log"; exit 1; }
+  sleep 0.1
+done
+VPCEP_TLS_URL="https://127.0.0.1:$tls_port" VPCEP_TLS_CA="$tls/ca.pem" \
+  "$venv/bin/python" "$here/sdk_tls.py"

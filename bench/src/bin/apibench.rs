@@ -130,6 +130,9 @@ fn main() {
         ..DaemonConfig::default()
     };
     cfg.quotas.endpoint = endpoints + 10_000;
+    // Throughput is the measure here: no per-project rate limit in the way.
+    cfg.api.rate_per_sec = 1_000_000;
+    cfg.api.rate_burst = 1_000_000;
     // Inventory first, then attach both VPCs so the compiler has real work to do.
     let running = start(&rt, &cfg);
     let url = format!("http://{}", running.api_addr);

@@ -4,19 +4,42 @@
 //! against the raw request target, headers and body, and `X-Project-Id` and the
 //! credential's project must both match the `{project_id}` of the path. The caller's
 //! [`Tenant`] then rides in the request's extensions.
+//!
+//! Before the signature: a request with two `Authorization`, `X-Sdk-Date`, `X-Project-Id`,
+//! `Host` or `X-Sdk-Content-Sha256` headers is refused (which one counts would be a guess),
+//! and so is one where any signed header repeats. After it: a write (any method but GET and
+//! HEAD) must carry a signature not seen before inside its date window ([`ReplayCache`]);
+//! a write that is refused (any status but 2xx) releases its signature, so a client's
+//! identical retry within the same second works, and a signature makes at most one
+//! successful write.
+//! Reads are not checked: the SDK legitimately repeats an identical GET within a second
+//! (same date, same signature), and replaying a read changes nothing.
+//!
+//! [`ReplayCache`]: crate::auth::ReplayCache
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use percent_encoding::percent_decode_str;
 
 use super::error::ApiError;
 use super::{ApiState, MAX_BODY};
-use crate::auth::{self, SignedRequest};
+use crate::audit::{AuditEntry, AuditLog};
+use crate::auth::{self, AuthError, ReplayError, SignedRequest, Verified};
 use crate::error::ErrorCode;
 use crate::model::Tenant;
+
+/// Headers that must appear at most once: the signature, its date, the project and the
+/// host it covers, and the payload hash.
+const SINGLE_HEADERS: [&str; 5] = [
+    "authorization",
+    "host",
+    "x-project-id",
+    "x-sdk-content-sha256",
+    "x-sdk-date",
+];
 
 /// The project id of a `/v1/{project_id}/...` or `/v2/...` path, still encoded.
 fn path_project(path: &str) -> Option<&str> {
@@ -29,16 +52,31 @@ fn path_project(path: &str) -> Option<&str> {
 
 /// Verify a buffered request: signature, then the path's project against `X-Project-Id`
 /// and the credential.
+///
+/// Returns the caller and, for a write, its signature as admitted to the replay cache.
 fn check(
     state: &ApiState,
     parts: &axum::http::request::Parts,
     bytes: &[u8],
-) -> Result<Tenant, ApiError> {
+) -> Result<(Tenant, Option<Verified>), ApiError> {
     let headers: &HeaderMap = &parts.headers;
+    let auth_failed = |e: AuthError| {
+        metrics::counter!("vpcep_api_auth_failures_total").increment(1);
+        ApiError::new(ErrorCode::AuthFailed, e.to_string())
+    };
+    for name in SINGLE_HEADERS {
+        if headers.get_all(name).iter().nth(1).is_some() {
+            return Err(auth_failed(AuthError::DuplicateHeader(name)));
+        }
+    }
+    // A repeated signed header reads as absent, so the signature cannot verify.
     let lookup = |name: &str| {
-        headers
-            .get(name)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        let mut all = headers.get_all(name).iter();
+        let first = all.next()?;
+        if all.next().is_some() {
+            return None;
+        }
+        Some(String::from_utf8_lossy(first.as_bytes()).into_owned())
     };
     let path = parts.uri.path();
     let query = parts.uri.query().unwrap_or("");
@@ -49,16 +87,25 @@ fn check(
         header: &lookup,
         body: bytes,
     };
-    let tenant = auth::verify(
+    let now = chrono::Utc::now();
+    let verified = auth::verify_with(
         &state.credentials,
         &signed,
-        chrono::Utc::now(),
+        now,
         state.window,
+        state.payload,
     )
-    .map_err(|e| {
-        metrics::counter!("vpcep_api_auth_failures_total").increment(1);
-        ApiError::new(ErrorCode::AuthFailed, e.to_string())
-    })?;
+    .map_err(auth_failed)?;
+    // The rate is charged before the replay cache, so a throttled write (which the SDK
+    // retries, signed anew) has not used up its signature.
+    if !state.rate.admit(verified.tenant.project_id.as_str()) {
+        metrics::counter!("vpcep_api_throttled_total").increment(1);
+        return Err(ApiError::new(
+            ErrorCode::Throttled,
+            "The number of requests exceeded the limit. Please try later.",
+        ));
+    }
+    let tenant = verified.tenant.clone();
     if let Some(project) = path_project(path) {
         let project = percent_decode_str(project).decode_utf8_lossy();
         if lookup("x-project-id").as_deref() != Some(&*project) {
@@ -74,34 +121,136 @@ fn check(
             ));
         }
     }
-    Ok(tenant)
+    // Last, so that a request refused above has not used up its signature.
+    let write = !matches!(parts.method, Method::GET | Method::HEAD);
+    if write {
+        match state.replay.admit(&verified, now) {
+            Ok(()) => {}
+            Err(ReplayError::Replayed) => {
+                metrics::counter!("vpcep_api_replays_refused_total").increment(1);
+                return Err(auth_failed(AuthError::Replayed));
+            }
+            Err(ReplayError::Full) => {
+                metrics::counter!("vpcep_api_replay_cache_full_total").increment(1);
+                return Err(ApiError::new(
+                    ErrorCode::Throttled,
+                    "The number of requests exceeded the limit. Please try later.",
+                ));
+            }
+        }
+    }
+    Ok((tenant, write.then_some(verified)))
 }
 
 /// Authenticate every request; on success the [`Tenant`] is in the request's extensions.
 pub async fn authenticate(State(state): State<ApiState>, req: Request, next: Next) -> Response {
     let request_id = uuid::Uuid::new_v4().simple().to_string();
     let (mut parts, body) = req.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
-        return ApiError::new(
-            ErrorCode::BodyTooLarge,
-            format!("The request body exceeds {MAX_BODY} bytes."),
-        )
-        .into_response_with_id(&request_id);
-    };
-    match check(&state, &parts, &bytes) {
-        Ok(tenant) => {
-            parts.extensions.insert(tenant);
+    let bytes = match tokio::time::timeout(state.body_timeout, axum::body::to_bytes(body, MAX_BODY))
+        .await
+    {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => {
+            return ApiError::new(
+                ErrorCode::BodyTooLarge,
+                format!("The request body exceeds {MAX_BODY} bytes."),
+            )
+            .into_response_with_id(&request_id);
         }
-        Err(e) => return e.into_response_with_id(&request_id),
-    }
+        Err(_) => {
+            metrics::counter!("vpcep_api_body_timeouts_total").increment(1);
+            let mut resp = ApiError::new(
+                ErrorCode::Parameter,
+                format!(
+                    "The request body did not arrive within {} s.",
+                    state.body_timeout.as_secs()
+                ),
+            )
+            .into_response_with_id(&request_id);
+            // The rest of the body is not read: the connection cannot be reused.
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return resp;
+        }
+    };
+    // Writes of an authenticated caller are audited: (who, operation).
+    let (audit, admitted) = match check(&state, &parts, &bytes) {
+        Ok((tenant, admitted)) => {
+            parts.extensions.insert(tenant.clone());
+            let audit = (!matches!(parts.method, Method::GET | Method::HEAD))
+                .then(|| (tenant, format!("{} {}", parts.method, parts.uri.path())));
+            (audit, admitted)
+        }
+        Err(e) => {
+            let throttled = e.0.code == ErrorCode::Throttled;
+            let mut resp = e.into_response_with_id(&request_id);
+            if throttled {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            return resp;
+        }
+    };
     metrics::counter!("vpcep_api_requests_total").increment(1);
     let mut resp = next
         .run(Request::from_parts(parts, Body::from(bytes)))
         .await;
+    if let Some(v) = admitted.filter(|_| !resp.status().is_success()) {
+        // A refused write changed nothing: its signature may be used again.
+        state.replay.release(&v);
+    }
     if !resp.headers().contains_key("x-request-id")
         && let Ok(v) = request_id.parse()
     {
         resp.headers_mut().insert("x-request-id", v);
     }
-    resp
+    match (audit, &state.audit) {
+        (Some((tenant, operation)), Some(log)) => record(log, tenant, operation, resp).await,
+        _ => resp,
+    }
+}
+
+/// Record a write's answer in the audit log; the answer goes out unchanged.
+async fn record(log: &AuditLog, tenant: Tenant, operation: String, resp: Response) -> Response {
+    let (parts, body) = resp.into_parts();
+    // Answers to writes are small JSON documents; one that is not is sent as is, unread.
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
+        tracing::warn!(%operation, "audit: the answer could not be read back");
+        return Response::from_parts(parts, Body::empty());
+    };
+    let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    let result = parts
+        .extensions
+        .get::<ErrorCode>()
+        .map_or("OK", |c| c.as_str());
+    let path_id = operation
+        .split(' ')
+        .nth(1)
+        .and_then(|p| p.trim_start_matches('/').split('/').nth(3))
+        .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned());
+    let body_id = || {
+        let id = |v: &serde_json::Value| v.get("id").and_then(|i| i.as_str()).map(String::from);
+        id(&json).or_else(|| json.as_object()?.values().find_map(id))
+    };
+    let entry = AuditEntry {
+        at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        domain_id: tenant.domain_id.to_string(),
+        project_id: tenant.project_id.to_string(),
+        ak: tenant.ak,
+        resource_id: path_id.or_else(body_id),
+        operation,
+        status: parts.status.as_u16(),
+        result: result.to_string(),
+        request_id: parts
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string(),
+    };
+    if let Err(e) = log.record(&entry) {
+        metrics::counter!("vpcep_audit_write_failures_total").increment(1);
+        tracing::warn!(error = %e, "audit: cannot write the log");
+    }
+    Response::from_parts(parts, Body::from(bytes))
 }

@@ -21,6 +21,7 @@ pub fn status(code: ErrorCode) -> StatusCode {
         MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         System => StatusCode::INTERNAL_SERVER_ERROR,
         BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        Throttled => StatusCode::TOO_MANY_REQUESTS,
         Parameter
         | InvalidLimit
         | InvalidOffset
@@ -93,6 +94,8 @@ impl ApiError {
             request_id,
         };
         let mut resp = (self.status(), axum::Json(body)).into_response();
+        // For the audit log, which records the code of every failed write.
+        resp.extensions_mut().insert(self.0.code);
         if let Ok(v) = HeaderValue::from_str(request_id) {
             resp.headers_mut().insert("x-request-id", v);
         }

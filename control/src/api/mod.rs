@@ -12,6 +12,7 @@
 pub mod auth;
 pub mod endpoints;
 pub mod error;
+pub mod http;
 pub mod inventory;
 pub mod meta;
 pub mod page;
@@ -31,7 +32,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use self::error::ApiError;
-use crate::auth::Credentials;
+use crate::auth::{Credentials, PayloadPolicy, ReplayCache};
 use crate::error::Rejection;
 use crate::model::Tenant;
 use crate::registry::Registry;
@@ -48,6 +49,16 @@ pub struct ApiState {
     pub credentials: Arc<Credentials>,
     /// Allowed clock difference for `X-Sdk-Date`.
     pub window: TimeDelta,
+    /// Whether `UNSIGNED-PAYLOAD` is accepted.
+    pub payload: PayloadPolicy,
+    /// Write signatures already used.
+    pub replay: Arc<ReplayCache>,
+    /// How long a request's body may take to arrive.
+    pub body_timeout: std::time::Duration,
+    /// The per-project request rate.
+    pub rate: Arc<http::RateLimit>,
+    /// Where writes are recorded.
+    pub audit: Option<Arc<crate::audit::AuditLog>>,
 }
 
 /// What a handler returns.

@@ -2,7 +2,10 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use super::{description, only_ipv4, parse_whitelist, port_ip, positive_duration, tags};
+use super::{
+    check_policy, check_routetables, description, only_ipv4, parse_whitelist, port_ip,
+    positive_duration, tags,
+};
 use crate::error::{ErrorCode, Rejection, require};
 use crate::model::*;
 use crate::requests::*;
@@ -56,6 +59,9 @@ impl TryFrom<CreateEndpoint> for NewEndpoint {
                 ));
             }
         };
+        let routetables = b.routetables.unwrap_or_default();
+        check_routetables(&routetables)?;
+        check_policy(b.policy_statement.as_deref(), b.policy_document.as_ref())?;
         Ok(Self {
             service_id,
             vpc_id,
@@ -67,7 +73,7 @@ impl TryFrom<CreateEndpoint> for NewEndpoint {
             lifetime: positive_duration(b.duration, "")?,
             enable_dns: b.enable_dns.unwrap_or(false),
             enable_whitelist: b.enable_whitelist.unwrap_or(false),
-            routetables: b.routetables.unwrap_or_default(),
+            routetables,
             policy_statement: b.policy_statement.unwrap_or_default(),
             policy_document: b.policy_document,
         })
@@ -102,7 +108,9 @@ impl TryFrom<UpdateRoutetables> for EndpointChange {
     type Error = Rejection;
 
     fn try_from(b: UpdateRoutetables) -> Result<Self, Rejection> {
-        Ok(Self::Routetables(require(b.routetables, "routetables")?))
+        let list = require(b.routetables, "routetables")?;
+        check_routetables(&list)?;
+        Ok(Self::Routetables(list))
     }
 }
 
@@ -110,6 +118,7 @@ impl TryFrom<UpdatePolicy> for EndpointChange {
     type Error = Rejection;
 
     fn try_from(b: UpdatePolicy) -> Result<Self, Rejection> {
+        check_policy(b.policy_statement.as_deref(), b.policy_document.as_ref())?;
         Ok(Self::Policy(b.policy_statement, b.policy_document))
     }
 }

@@ -11,6 +11,20 @@ use crate::model::net::parse_ipv4_block;
 use crate::model::*;
 use crate::requests::*;
 
+/// Longest name of a VPC, subnet or port, in characters (the Huawei VPC API's limit).
+pub const MAX_NAME_CHARS: usize = 64;
+
+/// A name: absent is empty; at most [`MAX_NAME_CHARS`] characters, no control characters.
+fn name(n: Option<String>) -> Result<String, Rejection> {
+    let n = n.unwrap_or_default();
+    if n.chars().count() > MAX_NAME_CHARS || n.chars().any(char::is_control) {
+        return Err(Rejection::param(format!(
+            "name: at most {MAX_NAME_CHARS} characters, no control characters"
+        )));
+    }
+    Ok(n)
+}
+
 /// Create a VPC.
 #[derive(Clone, Debug)]
 pub struct NewVpc {
@@ -28,7 +42,7 @@ impl TryFrom<CreateVpc> for NewVpc {
         let cidr = parse_ipv4_block(&cidr)
             .ok_or_else(|| Rejection::param(format!("cidr {cidr:?} is not an IPv4 CIDR")))?;
         Ok(Self {
-            name: b.name.unwrap_or_default(),
+            name: name(b.name)?,
             cidr,
         })
     }
@@ -75,7 +89,7 @@ impl TryFrom<CreateSubnet> for NewSubnet {
             })
             .transpose()?;
         Ok(Self {
-            name: b.name.unwrap_or_default(),
+            name: name(b.name)?,
             vpc_id,
             cidr,
             gateway_ip,
@@ -104,7 +118,7 @@ impl TryFrom<CreatePort> for NewPort {
             subnet_id: require(b.subnet_id, "subnet_id")?.into(),
             server_type: ServerType::parse(&require(b.server_type, "server_type")?)?,
             ip: port_ip(b.ip)?,
-            name: b.name.unwrap_or_default(),
+            name: name(b.name)?,
         })
     }
 }

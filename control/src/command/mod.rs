@@ -31,6 +31,108 @@ pub const MAX_WHITELIST: usize = 20;
 /// Most entries in one batch of permissions.
 pub const MAX_BATCH: usize = 50;
 
+/// Deepest nesting of a free-form JSON field (the policies): a scalar is depth 1,
+/// `{"a":[1]}` depth 3. Far below serde_json's recursion limit of 128, so a stored record
+/// (which nests the field a few levels deeper) always loads again.
+pub const MAX_JSON_DEPTH: usize = 16;
+/// Largest free-form JSON field, in bytes of compact JSON. In memory a `serde_json::Value`
+/// costs about 16 times that.
+pub const MAX_JSON_BYTES: usize = 16 * 1024;
+/// Most policy statements on an endpoint.
+pub const MAX_POLICY_STATEMENTS: usize = 20;
+/// Most route tables on an endpoint.
+pub const MAX_ROUTETABLES: usize = 20;
+/// Longest route table id, in characters.
+pub const MAX_ROUTETABLE_CHARS: usize = 64;
+
+/// Check a free-form JSON field: at most [`MAX_JSON_DEPTH`] deep and [`MAX_JSON_BYTES`]
+/// long.
+///
+/// # Errors
+/// [`ErrorCode::Parameter`].
+pub fn check_json(v: &serde_json::Value, field: &str) -> Result<(), Rejection> {
+    use serde_json::Value;
+    // Iterative, so a deep value costs no stack here.
+    let mut stack = vec![(v, 1usize)];
+    while let Some((v, depth)) = stack.pop() {
+        if depth > MAX_JSON_DEPTH {
+            return Err(Rejection::param(format!(
+                "{field}: nested deeper than {MAX_JSON_DEPTH} levels"
+            )));
+        }
+        match v {
+            Value::Array(a) => stack.extend(a.iter().map(|x| (x, depth + 1))),
+            Value::Object(o) => stack.extend(o.values().map(|x| (x, depth + 1))),
+            _ => {}
+        }
+    }
+    let len = serde_json::to_vec(v).map_or(usize::MAX, |b| b.len());
+    if len > MAX_JSON_BYTES {
+        return Err(Rejection::param(format!(
+            "{field}: larger than {MAX_JSON_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// Check policy statements and a policy document: at most [`MAX_POLICY_STATEMENTS`]
+/// statements, each and the document within [`check_json`]'s bounds, and all of them
+/// together within [`MAX_JSON_BYTES`].
+///
+/// # Errors
+/// [`ErrorCode::Parameter`].
+pub fn check_policy(
+    statements: Option<&[serde_json::Value]>,
+    document: Option<&serde_json::Value>,
+) -> Result<(), Rejection> {
+    let statements = statements.unwrap_or_default();
+    if statements.len() > MAX_POLICY_STATEMENTS {
+        return Err(Rejection::param(format!(
+            "policy_statement: at most {MAX_POLICY_STATEMENTS} statements"
+        )));
+    }
+    for st in statements {
+        check_json(st, "policy_statement")?;
+    }
+    if let Some(d) = document {
+        check_json(d, "policy_document")?;
+    }
+    let total = serde_json::to_vec(&(statements, document)).map_or(usize::MAX, |b| b.len());
+    if total > MAX_JSON_BYTES {
+        return Err(Rejection::param(format!(
+            "policy: larger than {MAX_JSON_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// Check route table ids: at most [`MAX_ROUTETABLES`], each 1 to [`MAX_ROUTETABLE_CHARS`]
+/// characters, none twice.
+///
+/// # Errors
+/// [`ErrorCode::Parameter`].
+pub fn check_routetables(list: &[String]) -> Result<(), Rejection> {
+    if list.len() > MAX_ROUTETABLES {
+        return Err(Rejection::param(format!(
+            "routetables: at most {MAX_ROUTETABLES} entries"
+        )));
+    }
+    let mut seen = HashSet::new();
+    for r in list {
+        if r.is_empty() || r.chars().count() > MAX_ROUTETABLE_CHARS {
+            return Err(Rejection::param(format!(
+                "routetables: each id is 1 to {MAX_ROUTETABLE_CHARS} characters"
+            )));
+        }
+        if !seen.insert(r) {
+            return Err(Rejection::param(format!(
+                "routetables: {r:?} appears twice"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Check a free-text description: at most 128 characters, no `<` or `>`.
 ///
 /// # Errors
@@ -222,6 +324,38 @@ fn port_ip(s: Option<String>) -> Result<Option<IpAddr>, Rejection> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn nested(depth: usize) -> serde_json::Value {
+        let text = format!("{}1{}", "[".repeat(depth - 1), "]".repeat(depth - 1));
+        serde_json::from_str(&text).unwrap()
+    }
+
+    #[test]
+    fn free_form_json_is_bounded_in_depth_size_and_count() {
+        assert!(check_json(&nested(MAX_JSON_DEPTH), "f").is_ok());
+        // The finding: a policy_document 126 deep was stored, and the record no longer loaded.
+        for depth in [MAX_JSON_DEPTH + 1, 126] {
+            let e = check_policy(None, Some(&nested(depth))).unwrap_err();
+            assert_eq!(e.code, ErrorCode::Parameter, "{depth}");
+        }
+        let big = serde_json::Value::String("x".repeat(MAX_JSON_BYTES));
+        assert!(check_policy(None, Some(&big)).is_err());
+        let st = serde_json::json!({"Effect": "Allow", "Action": ["obs:*"]});
+        let many = vec![st.clone(); MAX_POLICY_STATEMENTS + 1];
+        assert!(check_policy(Some(&many[1..]), Some(&st)).is_ok());
+        assert!(check_policy(Some(&many), None).is_err());
+        let half = serde_json::Value::String("x".repeat(MAX_JSON_BYTES / 2));
+        assert!(
+            check_policy(Some(std::slice::from_ref(&half)), Some(&half)).is_err(),
+            "together"
+        );
+        let rt = |n: usize| (0..n).map(|i| format!("rt-{i}")).collect::<Vec<_>>();
+        assert!(check_routetables(&rt(MAX_ROUTETABLES)).is_ok());
+        assert!(check_routetables(&rt(MAX_ROUTETABLES + 1)).is_err());
+        assert!(check_routetables(&["a".into(), "a".into()]).is_err());
+        assert!(check_routetables(&[String::new()]).is_err());
+        assert!(check_routetables(&["r".repeat(MAX_ROUTETABLE_CHARS + 1)]).is_err());
+    }
 
     #[test]
     fn ports_rules() {

@@ -151,12 +151,18 @@ impl TryFrom<ConnectionDescs> for ConnectionNotes {
     type Error = Rejection;
 
     fn try_from(b: ConnectionDescs) -> Result<Self, Rejection> {
-        require(b.connections, "connections")?
+        let mut seen = std::collections::HashSet::new();
+        batch(b.connections, "connections")?
             .into_iter()
             .map(|c| {
                 let id = require(c.id, "connections[].id")?;
                 let d = require(c.description, "connections[].description")?;
                 check_description(&d)?;
+                if !seen.insert(id.clone()) {
+                    return Err(Rejection::param(format!(
+                        "connections[].id {id:?} appears twice"
+                    )));
+                }
                 Ok((id.into(), d))
             })
             .collect::<Result<_, _>>()

@@ -303,6 +303,7 @@ mod tests {
         let r = registry_with(Quotas {
             endpoint_service: 5,
             endpoint: 2,
+            ..Quotas::default()
         });
         let p = tenant("p");
         let u = tenant("u");

@@ -14,12 +14,32 @@ use crate::error::{ErrorCode, Rejection};
 use crate::model::index::Key;
 use crate::model::*;
 
+/// Refuse one more of `what` when the tenant already holds `quota`.
+fn quota_check(held: usize, quota: usize, what: &str) -> Result<(), Rejection> {
+    if held >= quota {
+        return Err(Rejection::new(
+            ErrorCode::QuotaExceeded,
+            format!("Quota exceeded: at most {quota} {what}."),
+        ));
+    }
+    Ok(())
+}
+
 impl Registry {
     /// Create a VPC.
     ///
     /// # Errors
-    /// EndPoint.0001 if the store failed.
+    /// EndPoint.0002 for a block overlapping the reserved (SNAT) range, Endpoint.1018 over
+    /// the quota, EndPoint.0001 if the store failed.
     pub fn create_vpc(&self, t: &Tenant, cmd: NewVpc) -> Result<Vpc, Rejection> {
+        if let Some(r) = self.reserved()
+            && (r.contains(&cmd.cidr) || cmd.cidr.contains(&r))
+        {
+            return Err(Rejection::param(format!(
+                "cidr {} overlaps the node's reserved SNAT range {r}",
+                cmd.cidr
+            )));
+        }
         let vpc = Vpc {
             id: VpcId::random(),
             project_id: t.project_id.clone(),
@@ -28,7 +48,11 @@ impl Registry {
             cidr: cmd.cidr,
             created_at: now(),
         };
-        self.write(|_| Ok((vec![Mutation::Put(Record::Vpc(vpc.clone()))], vpc)))
+        let quota = self.quotas().vpc;
+        self.write_as(t, |v| {
+            quota_check(v.vpcs().count(), quota, "VPCs")?;
+            Ok((vec![Mutation::Put(Record::Vpc(vpc.clone()))], vpc))
+        })
     }
 
     /// Delete a VPC; refused while it holds a service, an endpoint or a subnet.
@@ -66,7 +90,9 @@ impl Registry {
     /// EndPoint.0020 for an unknown VPC, EndPoint.0002 for a block outside the VPC's, an
     /// overlap, or a gateway outside the block.
     pub fn create_subnet(&self, t: &Tenant, cmd: NewSubnet) -> Result<Subnet, Rejection> {
+        let quota = self.quotas().subnet;
         self.write_as(t, |v| {
+            quota_check(v.subnets(None).count(), quota, "subnets")?;
             let vpc = v
                 .vpc(cmd.vpc_id.as_str())
                 .ok_or_else(|| Rejection::new(ErrorCode::InvalidVpcId, "Invalid VPC ID."))?;
@@ -144,7 +170,9 @@ impl Registry {
     /// EndPoint.0023 for an unknown subnet, EndPoint.0002 for an IPv6 subnet without an
     /// address, EndPoint.2041/2042/2043 for a bad, used or foreign address.
     pub fn create_port(&self, t: &Tenant, cmd: NewPort) -> Result<Port, Rejection> {
+        let quota = self.quotas().port;
         self.write_as(t, |v| {
+            quota_check(v.ports(None).count(), quota, "ports")?;
             let subnet = v
                 .subnet(cmd.subnet_id.as_str())
                 .ok_or_else(|| Rejection::new(ErrorCode::InvalidSubnetId, "Invalid subnet_id."))?;

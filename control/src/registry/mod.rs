@@ -41,6 +41,27 @@ pub struct Quotas {
     /// Endpoints per project. Default 500.
     #[serde(default = "default_endpoint_quota")]
     pub endpoint: usize,
+    /// VPCs per project. Default 100.
+    #[serde(default = "default_vpc_quota")]
+    pub vpc: usize,
+    /// Subnets per project. Default 500.
+    #[serde(default = "default_subnet_quota")]
+    pub subnet: usize,
+    /// Ports per project. Default 5000.
+    #[serde(default = "default_port_quota")]
+    pub port: usize,
+}
+
+fn default_vpc_quota() -> usize {
+    100
+}
+
+fn default_subnet_quota() -> usize {
+    500
+}
+
+fn default_port_quota() -> usize {
+    5000
 }
 
 fn default_service_quota() -> usize {
@@ -56,6 +77,9 @@ impl Default for Quotas {
         Self {
             endpoint_service: default_service_quota(),
             endpoint: default_endpoint_quota(),
+            vpc: default_vpc_quota(),
+            subnet: default_subnet_quota(),
+            port: default_port_quota(),
         }
     }
 }
@@ -84,15 +108,6 @@ pub enum LoadError {
     /// The store could not be read.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// A record could not be decoded.
-    #[error("corrupt record {key}: {source}")]
-    Decode {
-        /// The record's key.
-        key: String,
-        /// The JSON error.
-        #[source]
-        source: serde_json::Error,
-    },
 }
 
 /// What a rule decided: the records to write (maybe none) and the answer.
@@ -107,7 +122,12 @@ pub struct Registry {
     quotas: Quotas,
     notes: Mutex<Vec<Sender<ChangeNote>>>,
     revision: AtomicU64,
+    quarantined: usize,
+    reserved: Option<ipnet::Ipv4Net>,
 }
+
+/// The key prefix under which records that failed to load are kept aside.
+pub const QUARANTINE: &str = "quarantine/";
 
 impl core::fmt::Debug for Registry {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -125,16 +145,45 @@ pub(crate) fn now() -> i64 {
 impl Registry {
     /// A registry over `store`, loading everything it holds.
     ///
+    /// A record that does not decode is quarantined, not fatal: it is moved under
+    /// [`QUARANTINE`] in the store (its bytes kept for an operator, in one transaction with
+    /// its removal), logged, and counted (`vpcep_store_quarantined_total`), and the rest
+    /// loads. One tenant's bad record must not keep the node from starting for every tenant.
+    /// If the move cannot be committed, the record is still skipped (and found again at the
+    /// next start).
+    ///
     /// # Errors
-    /// [`LoadError`] if the store cannot be read or holds a corrupt record.
+    /// [`LoadError`] if the store cannot be read.
     pub fn open(store: Arc<dyn Store>, region: &str, quotas: Quotas) -> Result<Self, LoadError> {
-        let snap = store.load()?;
+        let mut snap = store.load()?;
         let mut model = Model::default();
+        let mut aside = Vec::new();
+        let mut quarantined = 0;
         for (key, value) in snap.entries {
-            let record: Record = serde_json::from_slice(&value)
-                .map_err(|source| LoadError::Decode { key, source })?;
-            // Keys are unique in a store: no replace step on load.
-            model.insert(record);
+            if key.starts_with(QUARANTINE) {
+                quarantined += 1;
+                continue;
+            }
+            match serde_json::from_slice::<Record>(&value) {
+                // Keys are unique in a store: no replace step on load.
+                Ok(record) => model.insert(record),
+                Err(error) => {
+                    tracing::error!(%key, %error, "quarantined a record that does not load");
+                    metrics::counter!("vpcep_store_quarantined_total").increment(1);
+                    quarantined += 1;
+                    aside.push(Op::Put(format!("{QUARANTINE}{key}"), value));
+                    aside.push(Op::Delete(key));
+                }
+            }
+        }
+        if !aside.is_empty() {
+            match store.commit(Txn {
+                compare: Compare::Revision(snap.revision),
+                ops: aside,
+            }) {
+                Ok(revision) => snap.revision = revision,
+                Err(e) => tracing::error!(error = %e, "cannot move quarantined records aside"),
+            }
         }
         Ok(Self {
             store,
@@ -144,7 +193,27 @@ impl Registry {
             quotas,
             notes: Mutex::new(Vec::new()),
             revision: AtomicU64::new(snap.revision),
+            quarantined,
+            reserved: None,
         })
+    }
+
+    /// Reserve `range` (the node's SNAT range): no tenant VPC may overlap it, since a tenant
+    /// address there would be taken for the node's own translated source.
+    #[must_use]
+    pub fn with_reserved(mut self, range: ipnet::Ipv4Net) -> Self {
+        self.reserved = Some(range);
+        self
+    }
+
+    /// The reserved range, if any.
+    pub fn reserved(&self) -> Option<ipnet::Ipv4Net> {
+        self.reserved
+    }
+
+    /// Records kept aside under [`QUARANTINE`] because they did not load (at open).
+    pub fn quarantined(&self) -> usize {
+        self.quarantined
     }
 
     /// Subscribe to change notes (the pusher does). The first note it sees is `All`.

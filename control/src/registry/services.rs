@@ -291,6 +291,7 @@ mod tests {
         let r = registry_with(Quotas {
             endpoint_service: 1,
             endpoint: 1,
+            ..Quotas::default()
         });
         let p = tenant("p");
         let svc = service(&r, &p, true, &[]);

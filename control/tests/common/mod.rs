@@ -127,6 +127,25 @@ impl Env {
         self.running = Some(running);
     }
 
+    /// Start a daemon again on the same data directory after `running` was taken and shut
+    /// down (to change the store in between).
+    pub fn restart_from_stopped(&mut self) {
+        assert!(self.running.is_none());
+        let running = self
+            .rt
+            .block_on(daemon::start_with(
+                &self.cfg,
+                credentials(),
+                |_, _, _| unreachable!(),
+            ))
+            .unwrap();
+        let url = format!("http://{}", running.api_addr);
+        self.provider = Client::new(&url, PROVIDER.0, PROVIDER.1, PROVIDER.3);
+        self.user = Client::new(&url, USER.0, USER.1, USER.3);
+        self.stranger = Client::new(&url, STRANGER.0, STRANGER.1, STRANGER.3);
+        self.running = Some(running);
+    }
+
     /// Wait until the pusher has published the registry's current revision.
     pub fn wait_live(&self) {
         let r = self.running();

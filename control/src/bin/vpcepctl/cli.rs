@@ -66,6 +66,18 @@ pub(crate) enum Command {
     Endpoint(EndpointCmd),
     /// Quotas and usage.
     Quota,
+    /// The daemon's audit log (read from its data directory; no keys needed).
+    Audit {
+        /// The daemon's data directory.
+        #[arg(long, env = "VPCEP_DATA_DIR", default_value = "/var/lib/vpcep")]
+        data_dir: std::path::PathBuf,
+        /// Only this project's writes.
+        #[arg(long = "project")]
+        project: Option<String>,
+        /// Only the last N entries.
+        #[arg(long)]
+        tail: Option<usize>,
+    },
     /// Any API call: METHOD PATH-AFTER-PROJECT [JSON-BODY].
     Raw {
         /// GET, POST, PUT or DELETE.

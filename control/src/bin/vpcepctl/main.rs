@@ -15,7 +15,30 @@ use serde_json::{Value, json, to_value};
 use crate::cli::*;
 use crate::render::render;
 
+/// `vpcepctl audit`: the entries of the audit log, oldest first, as `{"audit": [...]}`.
+fn audit(
+    dir: &std::path::Path,
+    project: Option<&str>,
+    tail: Option<usize>,
+) -> Result<Value, String> {
+    let mut entries = control::audit::read(dir)
+        .map_err(|e| format!("cannot read the audit log in {}: {e}", dir.display()))?;
+    entries.retain(|e| project.is_none_or(|p| e.project_id == p));
+    if let Some(n) = tail {
+        entries.drain(..entries.len().saturating_sub(n));
+    }
+    Ok(json!({ "audit": entries }))
+}
+
 fn run(cli: Cli) -> Result<Value, String> {
+    if let Command::Audit {
+        data_dir,
+        project,
+        tail,
+    } = &cli.command
+    {
+        return audit(data_dir, project.as_deref(), *tail);
+    }
     let need = |v: Option<String>, what: &str| {
         v.ok_or_else(|| {
             format!(
@@ -274,6 +297,7 @@ fn run(cli: Cli) -> Result<Value, String> {
             EndpointCmd::Delete { id } => del(ep(&id)),
         },
         Command::Quota => get(p("/quotas")),
+        Command::Audit { .. } => unreachable!("answered before a client is made"),
         Command::Raw { method, path, body } => {
             let b = body
                 .map(|s| serde_json::from_str::<Value>(&s))

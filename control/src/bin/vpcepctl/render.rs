@@ -29,6 +29,15 @@ fn columns(key: &str) -> &'static [&'static str] {
             "marker_id",
         ],
         "resources" => &["type", "used", "quota"],
+        "audit" => &[
+            "at",
+            "project_id",
+            "ak",
+            "operation",
+            "resource_id",
+            "result",
+            "request_id",
+        ],
         _ => &[],
     }
 }
