@@ -2,10 +2,16 @@
 //! `sendmmsg`.
 //!
 //! Per attachment there is one transmit socket (protocol 0: it receives nothing), shared by
-//! every worker, so any worker can forward onto any attachment; and per worker one receive
-//! socket (`ETH_P_ALL`, `PACKET_IGNORE_OUTGOING` so the daemon never sees its own frames),
-//! joined in a `PACKET_FANOUT` hash group when an attachment has several workers, so both
-//! directions of a flow keep to one worker per interface.
+//! every worker, so any worker can forward onto any attachment; it also keeps the
+//! attachment's link state. Each worker has a receive socket on every attachment
+//! (`ETH_P_ALL`, `PACKET_IGNORE_OUTGOING` so the daemon never sees its own frames,
+//! `PACKET_AUXDATA` for the VLAN tag the kernel stripped), waits on all of them in one
+//! `poll` after a bounded spin, and with several workers each attachment's sockets form a
+//! `PACKET_FANOUT` hash group. A receive socket may use a TPACKET_V3 ring (`ring.rs`).
+//!
+//! Links: an error on a receive socket (link down, interface deleted) marks it down; the
+//! worker goes on with the others and looks at the link again with backoff, re-opening the
+//! sockets if the interface was created again. Only a broken socket ends the worker.
 //!
 //! Offloads (DESIGN.md sections 2 and 7): both sockets use `PACKET_VNET_HDR`, so every frame
 //! travels with its `virtio_net_hdr`. A GSO super-frame (a sender's TSO/GSO, a NIC's GRO)
@@ -16,7 +22,8 @@
 //! larger than a slot (`max_frame_bytes`) is marked truncated and counted as `Oversize`,
 //! never forwarded cut.
 //!
-//! This is the only module of the crate with `unsafe`; each block says why it holds.
+//! `unsafe` lives in the I/O modules only (this one, `ring.rs`, `af_xdp.rs`, `sys.rs`);
+//! each block says why it holds.
 
 #![allow(unsafe_code)]
 
