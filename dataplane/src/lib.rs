@@ -8,9 +8,10 @@
 //!   reads the clock, does I/O, allocates on the established path, or logs.
 //! - **Driver** ([`worker`]): owns one backend, one table reader and one pipeline; reads the
 //!   clock and loads the tables once per batch.
-//! - **Backends** ([`io`]): in-memory queues for tests and benches, and raw AF_PACKET
-//!   sockets with vnet headers (batched; GSO super-frames and partial checksums pass
-//!   through). Syscalls and `unsafe` live there only.
+//! - **Backends** ([`io`]): in-memory queues for tests and benches; raw AF_PACKET sockets
+//!   with vnet headers (batched, optionally on a TPACKET_V3 ring; GSO super-frames and
+//!   partial checksums pass through), the default; and AF_XDP sockets for peers without
+//!   offloads. Syscalls and `unsafe` live there only.
 //!
 //! Per-packet invariants: a frame is either forwarded rewritten in place with correct
 //! checksums, replaced by a frame the dataplane generated (ARP), or dropped with a
