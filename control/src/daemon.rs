@@ -23,7 +23,7 @@ use crate::auth::{Credentials, PayloadPolicy, ReplayCache};
 use crate::compile::Attachments;
 use crate::config::DaemonConfig;
 use crate::push::{PushStatus, Pusher};
-use crate::registry::Registry;
+use crate::registry::{Registry, Touched};
 use crate::store::RedbStore;
 
 /// Why the daemon could not start.
@@ -328,8 +328,20 @@ pub async fn start_with(
                 .expect("a parsed Ipv4Cidr has a prefix of at most 32"),
         ),
     );
-    let publisher = TablePublisher::new(Tables::new(snat));
     let worker_stop = Arc::new(AtomicBool::new(false));
+    let push = Arc::new(PushStatus::default());
+    let attachments = Attachments::new(cfg.attachments.iter().map(|a| a.vpc_id.as_str()));
+    let notes = registry.subscribe();
+    let mut pusher = Pusher::new(
+        TablePublisher::new(Tables::new(snat)),
+        attachments,
+        snat,
+        Arc::clone(&push),
+    );
+    // The first tables are compiled and published before any worker reads a frame, so the
+    // flows a planned restart restored are re-checked against the real accepted table at
+    // their first packet, never against an empty placeholder (which would revoke them).
+    pusher.apply(&registry, &Touched::All, registry.revision());
     let dp = if cfg.attachments.is_empty() {
         Dataplane {
             counters: Vec::new(),
@@ -339,12 +351,8 @@ pub async fn start_with(
             links: Vec::new(),
         }
     } else {
-        start_workers(cfg, &publisher, Arc::clone(&worker_stop))?
+        start_workers(cfg, pusher.publisher(), Arc::clone(&worker_stop))?
     };
-    let push = Arc::new(PushStatus::default());
-    let attachments = Attachments::new(cfg.attachments.iter().map(|a| a.vpc_id.as_str()));
-    let notes = registry.subscribe();
-    let pusher = Pusher::new(publisher, attachments, snat, Arc::clone(&push));
     let r = Arc::clone(&registry);
     let mut threads = dp.threads;
     let on_stop = dp.on_stop;

@@ -61,6 +61,11 @@ impl Pusher {
         }
     }
 
+    /// The publisher, for the workers' readers.
+    pub fn publisher(&self) -> &TablePublisher {
+        &self.publisher
+    }
+
     /// Apply one (coalesced) note: compile, publish, record. Returns the generation.
     pub fn apply(&mut self, registry: &Registry, touched: &Touched, revision: u64) -> u64 {
         let started = Instant::now();

@@ -954,3 +954,49 @@ fn a_restart_restores_everything() {
     assert_eq!(endpoint(&env.user, &svc, &uvpc, &usub)["ip"], "10.0.0.3");
     env.wait_live();
 }
+
+#[test]
+fn the_tables_are_published_before_any_worker_starts() {
+    // Flows a planned restart restored are re-checked at their first packet against the
+    // tables the workers see: those must already be the real ones, not an empty
+    // placeholder that would revoke them.
+    let mut env = Env::new("tables-first");
+    let (svc, _, pvpc) = service(&env.provider, false);
+    whitelist(&env.provider, &svc, "duser");
+    let (uvpc, usub) = network(&env.user, "10.0.0.0/16");
+    endpoint(&env.user, &svc, &uvpc, &usub);
+    let r = env.running.take().unwrap();
+    env.rt.block_on(r.shutdown());
+    let mut cfg = env.cfg.clone();
+    for (i, vpc) in [uvpc, pvpc].into_iter().enumerate() {
+        cfg.attachments.push(control::config::AttachmentConfig {
+            interface: format!("none{i}"),
+            vpc_id: vpc,
+        });
+    }
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let seen_in = std::sync::Arc::clone(&seen);
+    let running = env
+        .rt
+        .block_on(control::daemon::start_with(
+            &cfg,
+            credentials(),
+            move |_, publisher, _| {
+                *seen_in.lock().unwrap() = Some(publisher.current().accepted().len());
+                Ok(control::daemon::Dataplane {
+                    counters: Vec::new(),
+                    conntrack: None,
+                    threads: Vec::new(),
+                    on_stop: None,
+                    links: Vec::new(),
+                })
+            },
+        ))
+        .unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        Some(1),
+        "the accepted connection was in the tables when the workers started"
+    );
+    env.running = Some(running);
+}
