@@ -322,6 +322,15 @@ fn endpoint_addresses_whitelists_and_policy() {
     assert_eq!(auto["ip"], "10.0.0.3");
     let id = sid(&chosen);
     let shown = ok(u, "GET", &format!("/vpc-endpoints/{id}"), None);
+    assert_eq!(shown["status"], "pendingAcceptance");
+    assert_eq!(shown["dns_names"], json!([]), "no name before acceptance");
+    ok(
+        p,
+        "POST",
+        &format!("/vpc-endpoint-services/{svc}/connections/action"),
+        Some(json!({"action": "receive", "endpoints": [id]})),
+    );
+    let shown = ok(u, "GET", &format!("/vpc-endpoints/{id}"), None);
     assert_eq!(
         shown["dns_names"],
         json!(["10-0-0-2.vpcep.region-1.internal"])

@@ -176,8 +176,10 @@ impl<'m> EndpointView<'m> {
             policy_statement: &ep.policy_statement,
             policy_document: ep.policy_document.as_ref(),
             expires_at: ep.expires_at.map(format_time),
+            // The name exists once the connection is accepted (the user guide), not while
+            // it waits or after a reject.
             dns_names: with_dns.then(|| {
-                if ep.enable_dns {
+                if ep.enable_dns && ep.status == ConnectionStatus::Accepted {
                     vec![dns_name(ep, region)]
                 } else {
                     Vec::new()
@@ -421,5 +423,20 @@ mod tests {
         assert_eq!(v["created_at"], "1970-01-01T00:00:00Z");
         let v = serde_json::to_value(EndpointView::new(&m, &ep, "r", false)).unwrap();
         assert!(v.get("dns_names").is_none());
+        for status in [
+            ConnectionStatus::PendingAcceptance,
+            ConnectionStatus::Rejected,
+        ] {
+            let waiting = Endpoint {
+                status,
+                ..ep.clone()
+            };
+            let v = serde_json::to_value(EndpointView::new(&m, &waiting, "r", true)).unwrap();
+            assert_eq!(
+                v["dns_names"],
+                json!([]),
+                "no name before acceptance: {status:?}"
+            );
+        }
     }
 }
