@@ -346,12 +346,16 @@ impl Xsk {
         for (k, slot) in slots.iter_mut().take(n as usize).enumerate() {
             let k32 = u32::try_from(k).unwrap_or(0);
             let d = self.rx.get(cons.wrapping_add(k32));
-            let len = (d.len as usize).min(FRAME_SIZE as usize);
             let buf = slot.buffer_mut();
-            let len = len.min(buf.len());
             let at = usize::try_from(d.addr).unwrap_or(0) % self.umem_len;
-            // SAFETY: `at + len` lies within the UMEM: the kernel wrote `len` bytes at
-            // `addr`, a chunk start of ours, and `len` is capped at the chunk size.
+            // Never past the UMEM, whatever the descriptor says.
+            let len = (d.len as usize)
+                .min(FRAME_SIZE as usize)
+                .min(buf.len())
+                .min(self.umem_len - at);
+            // SAFETY: `at < umem_len` and `len <= umem_len - at`, so `at .. at + len` lies
+            // within the UMEM mapping; the kernel wrote the frame there before publishing
+            // the descriptor (acquire load of the producer index above).
             let src = unsafe { core::slice::from_raw_parts(self.umem.add(at), len) };
             buf[..len].copy_from_slice(src);
             slot.set_len(len);
