@@ -50,6 +50,8 @@ const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
 /// Chunks per UMEM, and their size: a chunk holds one MTU frame.
 const FRAMES: u32 = 4096;
 const FRAME_SIZE: u32 = 4096;
+/// Most XDP sockets (attachments) one worker polls.
+const MAX_SOCKS: usize = 64;
 /// Ring sizes (descriptors).
 const RING: u32 = 2048;
 
@@ -512,6 +514,12 @@ impl AfXdpBackend {
     /// # Errors
     /// The kernel refused the socket, a ring, the program or its attachment.
     pub fn open(attachments: &[(&Interface, VpcId)], spin: Duration) -> io::Result<Self> {
+        if attachments.len() > MAX_SOCKS {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "af_xdp serves at most 64 attachments",
+            ));
+        }
         let socks = attachments
             .iter()
             .map(|&(iface, vpc)| Xsk::open(iface, vpc))
@@ -542,17 +550,18 @@ impl AfXdpBackend {
     }
 
     fn poll(&self, timeout: Duration) -> io::Result<()> {
-        let mut fds: Vec<libc::pollfd> = self
-            .socks
-            .iter()
-            .map(|s| libc::pollfd {
-                fd: s.fd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            })
-            .collect();
+        // No allocation per wait: at most MAX_SOCKS sockets are polled.
+        let mut fds = [libc::pollfd {
+            fd: -1,
+            events: 0,
+            revents: 0,
+        }; MAX_SOCKS];
+        for (pfd, s) in fds.iter_mut().zip(&self.socks) {
+            pfd.fd = s.fd.as_raw_fd();
+            pfd.events = libc::POLLIN;
+        }
         let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
-        let n = libc::nfds_t::try_from(fds.len()).unwrap_or(0);
+        let n = libc::nfds_t::try_from(self.socks.len().min(MAX_SOCKS)).unwrap_or(0);
         // SAFETY: `fds` are valid pollfds that outlive the call.
         let r = unsafe { libc::poll(fds.as_mut_ptr(), n, ms) };
         if r < 0 {

@@ -5,6 +5,8 @@
 pub mod af_packet;
 #[cfg(target_os = "linux")]
 pub mod af_xdp;
+#[cfg(target_os = "linux")]
+pub mod link;
 pub mod mem;
 #[cfg(target_os = "linux")]
 pub mod ring;
