@@ -4,14 +4,17 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use dataplane::{TablePublisher, Tables, WorkerCounters};
+
+use crate::node::{ConfigStatus, Node, ReloadError, Reloaded, StartWorkers};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
 use tokio::net::TcpListener;
@@ -23,7 +26,7 @@ use crate::auth::{Credentials, PayloadPolicy, ReplayCache};
 use crate::compile::Attachments;
 use crate::config::DaemonConfig;
 use crate::push::{PushStatus, Pusher};
-use crate::registry::{Registry, Touched};
+use crate::registry::Registry;
 use crate::store::RedbStore;
 
 /// Why the daemon could not start.
@@ -95,13 +98,12 @@ pub struct Running {
     pub registry: Arc<Registry>,
     /// What the pusher published.
     pub push: Arc<PushStatus>,
-    /// Each worker's counters.
-    pub workers: Arc<Vec<Arc<WorkerCounters>>>,
+    /// The reloadable part: the dataplane, the credentials, the config revision.
+    pub node: Arc<Node>,
     stop: watch::Sender<bool>,
-    worker_stop: Arc<AtomicBool>,
+    stopping: Arc<AtomicBool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-    on_stop: Option<Box<dyn FnOnce() + Send>>,
+    pusher: Option<std::thread::JoinHandle<()>>,
 }
 
 impl core::fmt::Debug for Running {
@@ -114,26 +116,39 @@ impl core::fmt::Debug for Running {
 }
 
 impl Running {
+    /// Read the config file again and apply it (see [`crate::node`]): what SIGHUP and
+    /// `POST /reload` do.
+    ///
+    /// # Errors
+    /// [`ReloadError`]: nothing changed.
+    pub async fn reload(&self) -> Result<Reloaded, ReloadError> {
+        reload(Arc::clone(&self.node)).await
+    }
+
     /// Stop listeners, the sweeper and the workers, and wait for them.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
-        self.worker_stop.store(true, Ordering::Relaxed);
+        self.stopping.store(true, Ordering::Relaxed);
         self.registry.close_subscribers();
         for t in self.tasks.drain(..) {
             let _ = t.await;
         }
-        let threads: Vec<_> = self.threads.drain(..).collect();
-        let on_stop = self.on_stop.take();
+        let pusher = self.pusher.take();
+        let node = Arc::clone(&self.node);
         let _ = tokio::task::spawn_blocking(move || {
-            for t in threads {
+            if let Some(t) = pusher {
                 let _ = t.join();
             }
-            if let Some(f) = on_stop {
-                f();
-            }
+            node.stop();
         })
         .await;
     }
+}
+
+async fn reload(node: Arc<Node>) -> Result<Reloaded, ReloadError> {
+    tokio::task::spawn_blocking(move || node.reload())
+        .await
+        .unwrap_or_else(|e| Err(ReloadError::Invalid(format!("the reload panicked: {e}"))))
 }
 
 /// Ends the process (exit code 70) when dropped, unless the daemon is stopping: held by a
@@ -165,9 +180,7 @@ pub fn prometheus() -> &'static PrometheusHandle {
 struct AdminState {
     registry: Arc<Registry>,
     push: Arc<PushStatus>,
-    workers: Arc<Vec<Arc<WorkerCounters>>>,
-    conntrack: Option<Arc<dataplane::conntrack::ConnTrack>>,
-    links: Arc<Vec<(String, Arc<dyn LinkStatus>)>>,
+    node: Arc<Node>,
 }
 
 /// What `/status` shows of one attachment's link (the AF_PACKET transmit socket, shared by
@@ -202,14 +215,16 @@ struct Status {
     accepted_entries: u64,
     endpoint_addresses: u64,
     conntrack_flows: usize,
+    config: ConfigStatus,
     attachments: Vec<AttachmentView>,
 }
 
 impl Status {
     fn of(s: &AdminState) -> Self {
         let published = s.push.published_generation.load(Ordering::Acquire);
-        let workers: Vec<u64> = s
-            .workers
+        let dp = s.node.view();
+        let workers: Vec<u64> = dp
+            .counters
             .iter()
             .map(|w| w.generation.load(Ordering::Relaxed))
             .collect();
@@ -221,8 +236,9 @@ impl Status {
             worker_generations: workers,
             accepted_entries: s.push.accepted_entries.load(Ordering::Relaxed),
             endpoint_addresses: s.push.endpoint_addresses.load(Ordering::Relaxed),
-            conntrack_flows: s.conntrack.as_ref().map_or(0, |c| c.len()),
-            attachments: s
+            conntrack_flows: dp.conntrack.as_ref().map_or(0, |c| c.len()),
+            config: s.node.config_status(),
+            attachments: dp
                 .links
                 .iter()
                 .map(|(vpc_id, l)| AttachmentView {
@@ -240,16 +256,30 @@ fn admin_router(state: AdminState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
+            "/reload",
+            post(|State(s): State<AdminState>| async move {
+                match reload(s.node).await {
+                    Ok(r) => (StatusCode::OK, axum::Json(serde_json::json!(r))),
+                    Err(e) => (
+                        match e {
+                            ReloadError::NoSource => StatusCode::CONFLICT,
+                            _ => StatusCode::UNPROCESSABLE_ENTITY,
+                        },
+                        axum::Json(serde_json::json!({ "error": e.to_string() })),
+                    ),
+                }
+            }),
+        )
+        .route(
             "/status",
             get(|State(s): State<AdminState>| async move { axum::Json(Status::of(&s)) }),
         )
         .route(
             "/metrics",
             get(|State(s): State<AdminState>| async move {
-                let total = dataplane::stats::sum(s.workers.iter().map(|w| w.as_ref()));
-                dataplane::stats::export(&total);
+                dataplane::stats::export(&s.node.totals());
                 metrics::gauge!("vpcep_conntrack_flows")
-                    .set(s.conntrack.as_ref().map_or(0, |c| c.len()) as f64);
+                    .set(s.node.view().conntrack.as_ref().map_or(0, |c| c.len()) as f64);
                 metrics::gauge!("vpcep_store_revision").set(s.registry.revision() as f64);
                 metrics::gauge!("vpcep_published_generation")
                     .set(s.push.published_generation.load(Ordering::Relaxed) as f64);
@@ -296,18 +326,21 @@ impl core::fmt::Debug for Dataplane {
 
 /// Start the daemon with `credentials`, using `start_workers` to bring up the dataplane on
 /// the attachments (the binary passes the AF_PACKET one; with no attachments it is not
-/// called).
+/// called). A reload calls it again with the new config, after the old dataplane stopped.
 ///
 /// # Errors
 /// [`DaemonError`].
 pub async fn start_with(
     cfg: &DaemonConfig,
     credentials: Credentials,
-    start_workers: impl FnOnce(
+    start_workers: impl Fn(
         &DaemonConfig,
         &TablePublisher,
         Arc<AtomicBool>,
-    ) -> Result<Dataplane, DaemonError>,
+    ) -> Result<Dataplane, DaemonError>
+    + Send
+    + Sync
+    + 'static,
 ) -> Result<Running, DaemonError> {
     cfg.validate()?;
     // Before anything starts, so a bad certificate stops nothing half-started.
@@ -328,50 +361,37 @@ pub async fn start_with(
                 .expect("a parsed Ipv4Cidr has a prefix of at most 32"),
         ),
     );
-    let worker_stop = Arc::new(AtomicBool::new(false));
+    let stopping = Arc::new(AtomicBool::new(false));
     let push = Arc::new(PushStatus::default());
-    let attachments = Attachments::new(cfg.attachments.iter().map(|a| a.vpc_id.as_str()));
     let notes = registry.subscribe();
-    let mut pusher = Pusher::new(
+    let pusher = Arc::new(Mutex::new(Pusher::new(
         TablePublisher::new(Tables::new(snat)),
-        attachments,
+        Attachments::new(cfg.attachments.iter().map(|a| a.vpc_id.as_str())),
         snat,
         Arc::clone(&push),
-    );
-    // The first tables are compiled and published before any worker reads a frame, so the
-    // flows a planned restart restored are re-checked against the real accepted table at
-    // their first packet, never against an empty placeholder (which would revoke them).
-    pusher.apply(&registry, &Touched::All, registry.revision());
-    let dp = if cfg.attachments.is_empty() {
-        Dataplane {
-            counters: Vec::new(),
-            conntrack: None,
-            threads: Vec::new(),
-            on_stop: None,
-            links: Vec::new(),
-        }
-    } else {
-        start_workers(cfg, pusher.publisher(), Arc::clone(&worker_stop))?
-    };
+    )));
+    let start: Arc<StartWorkers> = Arc::new(start_workers);
+    let node = Arc::new(Node::start(
+        cfg.clone(),
+        credentials,
+        start,
+        Arc::clone(&pusher),
+        Arc::clone(&registry),
+    )?);
     let r = Arc::clone(&registry);
-    let mut threads = dp.threads;
-    let on_stop = dp.on_stop;
-    threads.push(
-        std::thread::Builder::new()
-            .name("vpcep-pusher".into())
-            .spawn({
-                let stopping = Arc::clone(&worker_stop);
-                move || {
-                    // The pusher ends only when the daemon stops. If it ends otherwise (a
-                    // panic unwinding in a debug build; release builds abort), nothing would
-                    // enforce what the API goes on acknowledging: exit loudly instead.
-                    let _guard = ExitUnlessStopping(stopping, "the pusher");
-                    pusher.run(r, notes);
-                }
-            })
-            .map_err(DaemonError::Spawn)?,
-    );
-    let workers = Arc::new(dp.counters);
+    let pusher_thread = std::thread::Builder::new()
+        .name("vpcep-pusher".into())
+        .spawn({
+            let stopping = Arc::clone(&stopping);
+            move || {
+                // The pusher ends only when the daemon stops. If it ends otherwise (a panic
+                // unwinding in a debug build; release builds abort), nothing would enforce
+                // what the API goes on acknowledging: exit loudly instead.
+                let _guard = ExitUnlessStopping(stopping, "the pusher");
+                Pusher::run(&pusher, &r, &notes);
+            }
+        })
+        .map_err(DaemonError::Spawn)?;
 
     let api_listener = bind(cfg.api_listen).await?;
     let admin_listener = bind(cfg.admin_listen).await?;
@@ -390,7 +410,7 @@ pub async fn start_with(
     let (stop, stop_rx) = watch::channel(false);
     let api_state = ApiState {
         registry: Arc::clone(&registry),
-        credentials: Arc::new(credentials),
+        credentials: node.credentials(),
         window: cfg.auth_window(),
         payload: if cfg.api.allow_unsigned_payload {
             PayloadPolicy::AllowUnsigned
@@ -412,9 +432,7 @@ pub async fn start_with(
     let admin_state = AdminState {
         registry: Arc::clone(&registry),
         push: Arc::clone(&push),
-        workers: Arc::clone(&workers),
-        conntrack: dp.conntrack,
-        links: Arc::new(dp.links),
+        node: Arc::clone(&node),
     };
     let mut tasks = Vec::new();
     for (listener, router, tls) in [
@@ -460,11 +478,10 @@ pub async fn start_with(
         admin_addr,
         registry,
         push,
-        workers,
+        node,
         stop,
-        worker_stop,
+        stopping,
         tasks,
-        threads,
-        on_stop,
+        pusher: Some(pusher_thread),
     })
 }

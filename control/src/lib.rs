@@ -21,6 +21,7 @@ pub mod daemon;
 pub mod dataplane_io;
 pub mod error;
 pub mod model;
+pub mod node;
 pub mod push;
 pub mod registry;
 pub mod requests;

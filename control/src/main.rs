@@ -2,16 +2,18 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
 use control::auth::Credentials;
 use control::config::DaemonConfig;
 use control::daemon::{self, DaemonError};
+use tokio::signal::unix::{SignalKind, signal};
 
 /// The vpcep node daemon: serves the VPCEP API v1, keeps the resources in an embedded
 /// store, and forwards endpoint traffic on its attachments.
-#[derive(Debug, Parser)]
+#[derive(Clone, Debug, Parser)]
 #[command(
     name = "vpcepd",
     version,
@@ -142,10 +144,29 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         let running = daemon::start_with(&cfg, creds, control::dataplane_io::start_workers)
             .await
             .map_err(|e: DaemonError| anyhow::anyhow!(e))?;
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
-            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        // A reload reads the same files with the same command-line overrides.
+        let (path, overrides) = (cli.config.clone(), cli.clone());
+        running.node.set_source(Arc::new(move || {
+            load(path.as_ref(), &overrides).map_err(|e| format!("{e:#}"))
+        }));
+        let mut term = signal(SignalKind::terminate())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {
+                    tracing::info!("SIGINT: shutting down");
+                    break;
+                }
+                _ = term.recv() => {
+                    tracing::info!("SIGTERM: shutting down");
+                    break;
+                }
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading the config");
+                    // The outcome is logged and counted by the reload itself.
+                    let _ = running.reload().await;
+                }
+            }
         }
         running.shutdown().await;
         tracing::info!("stopped");

@@ -8,9 +8,9 @@
 //! Notes that arrive while it works are coalesced into the next generation.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use dataplane::tables::sharded::Change;
@@ -138,9 +138,16 @@ impl Pusher {
         generation
     }
 
+    /// Compile for `attachments` from now on (a reload changed them); the caller applies
+    /// [`Touched::All`] next, before any worker reads the tables.
+    pub fn set_attachments(&mut self, attachments: Attachments) {
+        self.attachments = attachments;
+    }
+
     /// Run until the registry drops every sender: wait for a note, drain the queue into one
-    /// batch, apply it.
-    pub fn run(mut self, registry: Arc<Registry>, notes: Receiver<ChangeNote>) {
+    /// batch, apply it. The pusher is locked for each batch only, so a reload can take it
+    /// between two batches.
+    pub fn run(pusher: &Mutex<Self>, registry: &Registry, notes: &Receiver<ChangeNote>) {
         while let Ok(first) = notes.recv() {
             let mut revision = first.revision;
             let mut all = first.touched == Touched::All;
@@ -160,7 +167,10 @@ impl Pusher {
             } else {
                 Touched::Endpoints(ids.into_iter().collect())
             };
-            self.apply(&registry, &touched, revision);
+            pusher
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .apply(registry, &touched, revision);
         }
     }
 }

@@ -89,7 +89,7 @@ fn check(
     };
     let now = chrono::Utc::now();
     let verified = auth::verify_with(
-        &state.credentials,
+        &state.credentials.load(),
         &signed,
         now,
         state.window,

@@ -46,7 +46,7 @@ pub struct ApiState {
     /// The registry.
     pub registry: Arc<Registry>,
     /// Accepted credentials.
-    pub credentials: Arc<Credentials>,
+    pub credentials: Arc<arc_swap::ArcSwap<Credentials>>,
     /// Allowed clock difference for `X-Sdk-Date`.
     pub window: TimeDelta,
     /// Whether `UNSIGNED-PAYLOAD` is accepted.

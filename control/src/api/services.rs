@@ -123,7 +123,10 @@ pub async fn connections(
     let (items, total) = page.apply(items, |e| (e.created_at, e.updated_at, e.id.as_str()));
     ok(paged(
         "connections",
-        items.into_iter().map(ConnectionView::new).collect(),
+        items
+            .into_iter()
+            .map(|e| ConnectionView::new(&m, e))
+            .collect(),
         total,
     ))
 }
@@ -138,9 +141,10 @@ pub async fn decide(
     let eps =
         command::<ConnectionAction, _, _>(&s, &b, move |r, c| r.decide_connection(&ctx, &id, c))
             .await?;
+    let m = s.registry.read();
     ok(listed(
         "connections",
-        eps.iter().map(ConnectionView::new).collect(),
+        eps.iter().map(|e| ConnectionView::new(&m, e)).collect(),
     ))
 }
 
@@ -154,9 +158,10 @@ pub async fn describe_connections(
     let eps =
         command::<ConnectionDescs, _, _>(&s, &b, move |r, c| r.describe_connections(&ctx, &id, c))
             .await?;
+    let m = s.registry.read();
     ok(listed(
         "connections",
-        eps.iter().map(ConnectionView::new).collect(),
+        eps.iter().map(|e| ConnectionView::new(&m, e)).collect(),
     ))
 }
 

@@ -6,10 +6,32 @@ use std::net::Ipv4Addr;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::model::health;
 use crate::model::*;
 
-/// The `error` member of services, endpoints and connections: always empty.
-type NoErrors = [u8; 0];
+/// An entry of a service's `error` member (`code`/`message`, as API.md says).
+#[derive(Debug, Serialize)]
+pub struct ServiceError {
+    code: &'static str,
+    message: String,
+}
+
+/// An entry of an endpoint's or connection's `error` member.
+#[derive(Debug, Serialize)]
+pub struct EndpointError {
+    error_code: &'static str,
+    error_message: String,
+}
+
+fn endpoint_errors(m: &Model, ep: &Endpoint) -> Vec<EndpointError> {
+    m.endpoint_failure(ep)
+        .map(|error_message| EndpointError {
+            error_code: health::NOT_ATTACHED,
+            error_message,
+        })
+        .into_iter()
+        .collect()
+}
 
 /// A service, as its owner sees it (create, show, update, list).
 #[derive(Debug, Serialize)]
@@ -37,7 +59,7 @@ pub struct ServiceView<'m> {
     connection_count: usize,
     supported_editions: [&'static str; 1],
     cidr_type: &'static str,
-    error: NoErrors,
+    error: Vec<ServiceError>,
 }
 
 impl<'m> ServiceView<'m> {
@@ -51,7 +73,7 @@ impl<'m> ServiceView<'m> {
             vpc_id: &svc.vpc_id,
             pool_id: "",
             approval_enabled: svc.approval_enabled,
-            status: svc.status.as_str(),
+            status: m.service_status(svc),
             service_type: "interface",
             created_at: format_time(svc.created_at),
             updated_at: format_time(svc.updated_at),
@@ -70,7 +92,14 @@ impl<'m> ServiceView<'m> {
             connection_count: m.connection_count(svc),
             supported_editions: ["basic"],
             cidr_type: "internal",
-            error: [],
+            error: m
+                .service_failure(svc)
+                .map(|message| ServiceError {
+                    code: health::NOT_ATTACHED,
+                    message,
+                })
+                .into_iter()
+                .collect(),
         }
     }
 }
@@ -132,7 +161,7 @@ pub struct EndpointView<'m> {
     updated_at: String,
     project_id: &'m ProjectId,
     tags: &'m [Tag],
-    error: NoErrors,
+    error: Vec<EndpointError>,
     whitelist: &'m [SourceCidr],
     enable_whitelist: bool,
     routetables: &'m [String],
@@ -150,7 +179,7 @@ impl<'m> EndpointView<'m> {
         Self {
             id: &ep.id,
             service_type: "interface",
-            status: ep.status.as_str(),
+            status: m.endpoint_status(ep),
             active_status: [if ep.frozen { "frozen" } else { "active" }],
             enable_status: "enable",
             specification_name: "default",
@@ -168,7 +197,7 @@ impl<'m> EndpointView<'m> {
             updated_at: format_time(ep.updated_at),
             project_id: &ep.project_id,
             tags: &ep.tags,
-            error: [],
+            error: endpoint_errors(m, ep),
             whitelist: &ep.whitelist,
             enable_whitelist: ep.enable_whitelist,
             routetables: &ep.routetables,
@@ -197,22 +226,22 @@ pub struct ConnectionView<'m> {
     created_at: String,
     updated_at: String,
     domain_id: &'m DomainId,
-    error: NoErrors,
+    error: Vec<EndpointError>,
     status: &'static str,
     description: &'m str,
 }
 
 impl<'m> ConnectionView<'m> {
     /// The provider's view of `ep`.
-    pub fn new(ep: &'m Endpoint) -> Self {
+    pub fn new(m: &Model, ep: &'m Endpoint) -> Self {
         Self {
             id: &ep.id,
             marker_id: ep.marker_id,
             created_at: format_time(ep.created_at),
             updated_at: format_time(ep.updated_at),
             domain_id: &ep.domain_id,
-            error: [],
-            status: ep.status.as_str(),
+            error: endpoint_errors(m, ep),
+            status: m.endpoint_status(ep),
             description: &ep.connection_description,
         }
     }

@@ -105,6 +105,9 @@ pub struct Model {
     permissions_by_service: HashMap<ServiceId, BTreeSet<PermissionId>>,
     used_ips: HashMap<SubnetId, BTreeSet<u32>>,
     markers: HashSet<u64>,
+    /// The VPCs the dataplanes attach (`None`: unknown here, as on an API-only node); not
+    /// stored: the daemon sets it from its config (see [`super::health`]).
+    pub attached: Option<std::sync::Arc<BTreeSet<VpcId>>>,
 }
 
 impl Model {

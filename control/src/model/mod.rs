@@ -11,6 +11,7 @@
 //! Times are whole seconds since the Unix epoch; the API renders them as
 //! `YYYY-MM-DDTHH:MM:SSZ`.
 
+pub mod health;
 pub mod ids;
 pub mod index;
 pub mod net;

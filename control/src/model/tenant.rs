@@ -49,10 +49,10 @@ pub struct ServiceQuery<'q> {
 }
 
 impl ServiceQuery<'_> {
-    fn matches(&self, s: &Service) -> bool {
+    fn matches(&self, m: &Model, s: &Service) -> bool {
         self.id.is_none_or(|id| s.id == id)
             && name_matches(&s.full_name, self.name)
-            && self.status.is_none_or(|st| st == s.status.as_str())
+            && self.status.is_none_or(|st| st == m.service_status(s))
     }
 }
 
@@ -176,7 +176,9 @@ impl<'m> TenantView<'m> {
 
     /// The tenant's services matching `q`.
     pub fn services_where(self, q: ServiceQuery<'_>) -> Vec<&'m Service> {
-        self.services().filter(|s| q.matches(s)).collect()
+        self.services()
+            .filter(|s| q.matches(self.model, s))
+            .collect()
     }
 
     /// Service `id` if the tenant's account may see it (own, or whitelisted).
@@ -201,7 +203,7 @@ impl<'m> TenantView<'m> {
         self.model
             .services
             .values()
-            .filter(|s| self.model.visible(s, &self.tenant.domain_id) && q.matches(s))
+            .filter(|s| self.model.visible(s, &self.tenant.domain_id) && q.matches(self.model, s))
             .collect()
     }
 
@@ -234,7 +236,10 @@ impl<'m> TenantView<'m> {
                 .endpoints_of(svc.id.as_str())
                 .filter(|e| q.id.is_none_or(|id| e.id == id))
                 .filter(|e| q.marker_id.is_none_or(|m| m == e.marker_id))
-                .filter(|e| q.status.is_none_or(|st| st == e.status.as_str()))
+                .filter(|e| {
+                    q.status
+                        .is_none_or(|st| st == self.model.endpoint_status(e))
+                })
                 .collect(),
         )
     }

@@ -247,6 +247,15 @@ impl Registry {
         self.quotas
     }
 
+    /// Record which VPCs the dataplanes attach (`None`: unknown, as on an API-only node);
+    /// views derive the `failed` status from it (see [`crate::model::health`]).
+    pub fn set_attached(&self, vpcs: Option<BTreeSet<crate::model::VpcId>>) {
+        self.model
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .attached = vpcs.map(Arc::new);
+    }
+
     /// A read view of the committed model.
     pub fn read(&self) -> RwLockReadGuard<'_, Model> {
         self.model

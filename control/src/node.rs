@@ -1,0 +1,418 @@
+//! What a running daemon can change without a restart, and the reload that changes it.
+//!
+//! A reload (SIGHUP, or `POST /reload` on the admin listener) reads the config file and the
+//! credentials file again. It may change:
+//! - the attachments (added, removed, moved to another interface);
+//! - the conntrack settings (timeouts, capacity, per-VPC share);
+//! - the credentials (key pairs added and revoked; they take effect at the next request).
+//!
+//! Anything else (listeners, data directory, SNAT range, workers, I/O backend, quotas, API
+//! limits) needs a restart: a reload that changes it is refused whole, and the old config
+//! keeps running. So is a file that does not parse or validate, or an attachment whose
+//! interface cannot be opened (the old dataplane is started again). Every refusal is a log
+//! line, `vpcep_config_reloads_total{result="failed"}` and the `/status` `config` block.
+//!
+//! When the attachments or conntrack settings change, the dataplane is rebuilt in the
+//! process, the way a planned restart does it: the workers stop, conntrack is saved to the
+//! snapshot file, the pusher publishes tables compiled for the new attachments, and new
+//! workers start and restore the snapshot. Flows of attachments that are gone are left out
+//! (they end); every other flow carries on. Frames that arrive in between (the workers'
+//! stop and start, a few milliseconds) are lost, as on a link blip: TCP retransmits them.
+//! The rest of the daemon (the API, the store, the pusher) runs on untouched.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use dataplane::stats::WorkerStats;
+use dataplane::{TablePublisher, WorkerCounters};
+use serde::Serialize;
+
+use crate::auth::Credentials;
+use crate::compile::Attachments;
+use crate::config::DaemonConfig;
+use crate::daemon::{DaemonError, Dataplane, LinkStatus};
+use crate::push::Pusher;
+use crate::registry::{Registry, Touched};
+
+/// Brings the dataplane up on a config's attachments (the binary passes the AF_PACKET
+/// one). It may be called again by a reload, after the previous dataplane stopped.
+pub type StartWorkers = dyn Fn(&DaemonConfig, &TablePublisher, Arc<AtomicBool>) -> Result<Dataplane, DaemonError>
+    + Send
+    + Sync;
+
+/// Reads the config and credentials again for a reload (the binary re-reads its files and
+/// applies its command-line overrides); the error is shown as is.
+pub type ConfigSource = dyn Fn() -> Result<(DaemonConfig, Credentials), String> + Send + Sync;
+
+/// What `/status` and `/metrics` read of the live dataplane.
+#[derive(Default)]
+pub struct DataplaneView {
+    /// Each worker's counters.
+    pub counters: Vec<Arc<WorkerCounters>>,
+    /// The shared conntrack.
+    pub conntrack: Option<Arc<dataplane::conntrack::ConnTrack>>,
+    /// Each attachment's VPC id and link, in attachment order.
+    pub links: Vec<(String, Arc<dyn LinkStatus>)>,
+}
+
+impl core::fmt::Debug for DataplaneView {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("DataplaneView")
+            .field("workers", &self.counters.len())
+            .field("attachments", &self.links.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A started dataplane: what it takes to stop it.
+struct Live {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    on_stop: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl Live {
+    /// Stop the workers, wait for them, then run the stop hook (it saves conntrack).
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            let _ = t.join();
+        }
+        if let Some(f) = self.on_stop {
+            f();
+        }
+    }
+}
+
+/// Why a reload changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The daemon was started without a config source (tests, embedded use).
+    #[error("this daemon has no config file to reload")]
+    NoSource,
+    /// The files do not read, parse or validate.
+    #[error("{0}")]
+    Invalid(String),
+    /// Settings that need a restart changed.
+    #[error("these settings change only with a restart: {}", .0.join(", "))]
+    NeedsRestart(Vec<&'static str>),
+    /// The new dataplane did not start; the old one was started again.
+    #[error("the new attachments did not start ({0}); the previous ones are back")]
+    Dataplane(String),
+}
+
+/// What a successful reload did.
+#[derive(Debug, Serialize)]
+pub struct Reloaded {
+    /// The config revision now running.
+    pub revision: u64,
+    /// Whether the dataplane was rebuilt (attachments or conntrack changed).
+    pub dataplane_rebuilt: bool,
+    /// How long the workers were stopped, in milliseconds (0 if not rebuilt).
+    pub dataplane_gap_ms: f64,
+    /// Attachments now.
+    pub attachments: usize,
+    /// Key pairs now.
+    pub credentials: usize,
+}
+
+/// The `config` block of `/status`.
+#[derive(Debug, Serialize)]
+pub struct ConfigStatus {
+    /// 1 at start, one more at every successful reload.
+    pub revision: u64,
+    /// Reloads refused since the start.
+    pub reloads_failed: u64,
+    /// Why the last refused reload was refused (cleared by a successful one).
+    pub last_error: Option<String>,
+}
+
+struct Inner {
+    cfg: DaemonConfig,
+    live: Option<Live>,
+    source: Option<Arc<ConfigSource>>,
+}
+
+/// The reloadable part of a running daemon.
+pub struct Node {
+    inner: Mutex<Inner>,
+    view: ArcSwap<DataplaneView>,
+    /// Counters of dataplanes a reload replaced, so totals never go backwards.
+    retired: Mutex<WorkerStats>,
+    credentials: Arc<ArcSwap<Credentials>>,
+    pusher: Arc<Mutex<Pusher>>,
+    registry: Arc<Registry>,
+    start: Arc<StartWorkers>,
+    revision: AtomicU64,
+    failed: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+impl core::fmt::Debug for Node {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Node")
+            .field("revision", &self.revision)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The VPCs `cfg` attaches; `None` for a node that attaches nothing (it cannot tell what
+/// other nodes attach, so it fails nothing).
+fn attached(cfg: &DaemonConfig) -> Option<BTreeSet<crate::model::VpcId>> {
+    (!cfg.attachments.is_empty()).then(|| {
+        cfg.attachments
+            .iter()
+            .map(|a| a.vpc_id.as_str().into())
+            .collect()
+    })
+}
+
+/// The settings of `new` that differ from `old` and need a restart.
+fn needs_restart(old: &DaemonConfig, new: &DaemonConfig) -> Vec<&'static str> {
+    let mut probe = new.clone();
+    probe.attachments.clone_from(&old.attachments);
+    probe.conntrack = old.conntrack.clone();
+    probe.credentials.clone_from(&old.credentials);
+    if probe == *old {
+        return Vec::new();
+    }
+    let mut changed = Vec::new();
+    macro_rules! fields {
+        ($($f:ident),*) => { $( if old.$f != new.$f { changed.push(stringify!($f)); } )* };
+    }
+    fields!(
+        region,
+        api_listen,
+        admin_listen,
+        data_dir,
+        auth_window_secs,
+        api,
+        audit,
+        snat_range,
+        workers,
+        spin_us,
+        max_frame_bytes,
+        io,
+        rx,
+        ingress_drop,
+        quotas
+    );
+    if changed.is_empty() {
+        changed.push("(a setting other than attachments, conntrack and credentials)");
+    }
+    changed
+}
+
+impl Node {
+    /// Start the dataplane for `cfg` (none if it attaches nothing) and keep what a reload
+    /// needs.
+    ///
+    /// # Errors
+    /// What `start` returns.
+    pub fn start(
+        cfg: DaemonConfig,
+        credentials: Credentials,
+        start: Arc<StartWorkers>,
+        pusher: Arc<Mutex<Pusher>>,
+        registry: Arc<Registry>,
+    ) -> Result<Self, DaemonError> {
+        let node = Self {
+            inner: Mutex::new(Inner {
+                cfg: cfg.clone(),
+                live: None,
+                source: None,
+            }),
+            view: ArcSwap::from_pointee(DataplaneView::default()),
+            retired: Mutex::new(WorkerStats::default()),
+            credentials: Arc::new(ArcSwap::from_pointee(credentials)),
+            pusher,
+            registry,
+            start,
+            revision: AtomicU64::new(1),
+            failed: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+        };
+        let live = node.launch(&cfg)?;
+        lock(&node.inner).live = live;
+        Ok(node)
+    }
+
+    /// Where reloads read the config from.
+    pub fn set_source(&self, source: Arc<ConfigSource>) {
+        lock(&self.inner).source = Some(source);
+    }
+
+    /// The credentials the API checks (swapped by reloads).
+    pub fn credentials(&self) -> Arc<ArcSwap<Credentials>> {
+        Arc::clone(&self.credentials)
+    }
+
+    /// The live dataplane's counters, conntrack and links.
+    pub fn view(&self) -> Arc<DataplaneView> {
+        self.view.load_full()
+    }
+
+    /// Every counter since the start, across reloads.
+    pub fn totals(&self) -> WorkerStats {
+        let mut total = lock(&self.retired).clone();
+        total.add(&dataplane::stats::sum(
+            self.view.load().counters.iter().map(AsRef::as_ref),
+        ));
+        total
+    }
+
+    /// The `/status` `config` block.
+    pub fn config_status(&self) -> ConfigStatus {
+        ConfigStatus {
+            revision: self.revision.load(Ordering::Relaxed),
+            reloads_failed: self.failed.load(Ordering::Relaxed),
+            last_error: lock(&self.last_error).clone(),
+        }
+    }
+
+    /// Publish tables compiled for `cfg`'s attachments, then start its dataplane (none if
+    /// it attaches nothing), and show it. The pusher is held throughout, so no generation
+    /// for other attachments is published in between.
+    fn launch(&self, cfg: &DaemonConfig) -> Result<Option<Live>, DaemonError> {
+        let mut pusher = lock(&self.pusher);
+        pusher.set_attachments(Attachments::new(
+            cfg.attachments.iter().map(|a| a.vpc_id.as_str()),
+        ));
+        // The first tables are compiled and published before any worker reads a frame, so
+        // restored flows are re-checked against the real accepted table at their first
+        // packet, never against an empty placeholder (which would revoke them).
+        pusher.apply(&self.registry, &Touched::All, self.registry.revision());
+        self.registry.set_attached(attached(cfg));
+        if cfg.attachments.is_empty() {
+            self.view.store(Arc::new(DataplaneView::default()));
+            return Ok(None);
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let dp = (self.start)(cfg, pusher.publisher(), Arc::clone(&stop))?;
+        self.view.store(Arc::new(DataplaneView {
+            counters: dp.counters,
+            conntrack: dp.conntrack,
+            links: dp.links,
+        }));
+        Ok(Some(Live {
+            stop,
+            threads: dp.threads,
+            on_stop: dp.on_stop,
+        }))
+    }
+
+    /// Stop the dataplane (it saves conntrack for the next start). Blocking.
+    pub fn stop(&self) {
+        if let Some(live) = lock(&self.inner).live.take() {
+            live.stop();
+        }
+    }
+
+    /// Read the config again and apply what changed; on any error nothing changes. Blocking
+    /// (it joins worker threads): call it from a blocking context.
+    ///
+    /// # Errors
+    /// [`ReloadError`]: the old config runs on.
+    pub fn reload(&self) -> Result<Reloaded, ReloadError> {
+        let mut inner = lock(&self.inner);
+        let result = self.try_reload(&mut inner);
+        match &result {
+            Ok(r) => {
+                *lock(&self.last_error) = None;
+                metrics::counter!("vpcep_config_reloads_total", "result" => "ok").increment(1);
+                tracing::info!(
+                    revision = r.revision,
+                    dataplane_rebuilt = r.dataplane_rebuilt,
+                    gap_ms = r.dataplane_gap_ms,
+                    attachments = r.attachments,
+                    credentials = r.credentials,
+                    "config reloaded"
+                );
+            }
+            Err(e) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                *lock(&self.last_error) = Some(e.to_string());
+                metrics::counter!("vpcep_config_reloads_total", "result" => "failed").increment(1);
+                tracing::error!(error = %e, "config reload refused; the previous config keeps running");
+            }
+        }
+        result
+    }
+
+    fn try_reload(&self, inner: &mut Inner) -> Result<Reloaded, ReloadError> {
+        let source = inner.source.clone().ok_or(ReloadError::NoSource)?;
+        let (cfg, credentials) = source().map_err(ReloadError::Invalid)?;
+        let fixed = needs_restart(&inner.cfg, &cfg);
+        if !fixed.is_empty() {
+            return Err(ReloadError::NeedsRestart(fixed));
+        }
+        let rebuild =
+            cfg.attachments != inner.cfg.attachments || cfg.conntrack != inner.cfg.conntrack;
+        let mut gap_ms = 0.0;
+        if rebuild {
+            let stopped = Instant::now();
+            if let Some(live) = inner.live.take() {
+                let view = self.view.load();
+                lock(&self.retired).add(&dataplane::stats::sum(
+                    view.counters.iter().map(AsRef::as_ref),
+                ));
+                live.stop();
+            }
+            match self.launch(&cfg) {
+                Ok(live) => inner.live = live,
+                Err(e) => {
+                    // Back to what ran before (its conntrack was saved again by the stop).
+                    match self.launch(&inner.cfg) {
+                        Ok(live) => inner.live = live,
+                        Err(again) => tracing::error!(
+                            error = %again,
+                            "the previous attachments did not start again either; no dataplane until the next good reload"
+                        ),
+                    }
+                    return Err(ReloadError::Dataplane(e.to_string()));
+                }
+            }
+            gap_ms = stopped.elapsed().as_secs_f64() * 1e3;
+            metrics::histogram!("vpcep_reload_dataplane_gap_seconds").record(gap_ms / 1e3);
+        }
+        let keys = credentials.len();
+        self.credentials.store(Arc::new(credentials));
+        let attachments = cfg.attachments.len();
+        inner.cfg = cfg;
+        Ok(Reloaded {
+            revision: self.revision.fetch_add(1, Ordering::Relaxed) + 1,
+            dataplane_rebuilt: rebuild,
+            dataplane_gap_ms: gap_ms,
+            attachments,
+            credentials: keys,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_attachments_conntrack_and_credentials_change_without_a_restart() {
+        let old = DaemonConfig::default();
+        let mut new = old.clone();
+        new.attachments.push(crate::config::AttachmentConfig {
+            interface: "eth9".into(),
+            vpc_id: "v".into(),
+        });
+        new.conntrack.udp_secs += 1;
+        new.credentials = "/elsewhere.toml".into();
+        assert!(needs_restart(&old, &new).is_empty());
+        new.workers += 1;
+        new.api_listen = "127.0.0.1:1".parse().unwrap();
+        assert_eq!(needs_restart(&old, &new), ["api_listen", "workers"]);
+    }
+}
