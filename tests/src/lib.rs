@@ -242,7 +242,7 @@ pub const USER: (&str, &str, &str, &str) =
 /// The standard world: user VPCs (`users` of them, each 10.0.0.0/24 with the client at
 /// 10.0.0.5), a provider VPC (10.0.0.0/24, backends at 10.0.0.10 and 10.0.0.11) and a node
 /// namespace running vpcepd with one attachment per VPC. VPC ids are created through the
-/// API before the daemon attaches them (it restarts once for that).
+/// API before the daemon attaches them (a live reload, no restart).
 #[derive(Debug)]
 pub struct World {
     /// Per-run prefix.
@@ -378,11 +378,43 @@ impl World {
             })
             .collect();
         att.push((format!("{}p", w.prefix), s(&pvpc).to_string()));
-        w.stop_daemon();
+        // Attached by a live reload, as an operator adds VPCs to a running node.
         w.attachments = att;
         w.write_config("")?;
-        w.start_daemon()?;
+        w.reload()?;
         Ok(w)
+    }
+
+    /// The attachments (interface, VPC id) the config file names.
+    pub fn attachments(&self) -> &[(String, String)] {
+        &self.attachments
+    }
+
+    /// Name other attachments in the config (takes effect at the next reload or start).
+    pub fn set_attachments(&mut self, attachments: Vec<(String, String)>) {
+        self.attachments = attachments;
+    }
+
+    /// Ask the daemon to reload its config (`POST /reload` on the admin listener); the
+    /// daemon's answer, or an error with its refusal.
+    pub fn reload(&self) -> Result<Value> {
+        let out = self.node.exec(&[
+            "curl",
+            "-s",
+            "-m",
+            "30",
+            "-X",
+            "POST",
+            "-w",
+            "\n%{http_code}",
+            &format!("http://127.0.0.1:{}/reload", self.admin_port),
+        ])?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let (body, code) = text.rsplit_once('\n').unwrap_or((&text, ""));
+        if code != "200" {
+            bail!("reload refused ({code}): {body}");
+        }
+        Ok(serde_json::from_str(body)?)
     }
 
     /// Rewrite the daemon's config with `extra` TOML keys (takes effect at the next start).
