@@ -70,8 +70,12 @@ domain_id = "useraccount"
 project_id = "user-project"
 CREDS
 
+# Embedded defaults but for where the store and the credentials live; attachments are added
+# to this file later and taken by a live reload.
+printf 'data_dir = "%s"\ncredentials = "%s"\n' "$work/data" "$work/credentials.toml" > "$work/vpcepd.toml"
+
 start_daemon() {
-  ip netns exec "$P-node" "$bin/vpcepd" --credentials "$work/credentials.toml" --data-dir "$work/data" "$@" \
+  ip netns exec "$P-node" "$bin/vpcepd" --config "$work/vpcepd.toml" "$@" \
     >>"$work/vpcepd.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 1 100); do
@@ -95,9 +99,9 @@ UVPC=$(user -o json vpc create --name user-vpc --cidr 10.0.0.0/16 | id_of vpc)
 USUB=$(user -o json subnet create --vpc "$UVPC" --cidr 10.0.0.0/24 | id_of subnet)
 provider vpc list; user subnet list
 
-say "restart vpcepd with the two VPCs attached to its interfaces (the store keeps everything)"
-kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
-start_daemon --attach "${P}u=$UVPC" --attach "${P}p=$PVPC"
+say "attach the two VPCs to the node's interfaces: edit the config, reload it live (no restart; SIGHUP does the same)"
+printf '\n[[attachments]]\ninterface = "%s"\nvpc_id = "%s"\n' "${P}u" "$UVPC" "${P}p" "$PVPC" >> "$work/vpcepd.toml"
+ip netns exec "$P-node" curl -sS -f -m 30 -X POST http://127.0.0.1:9798/reload; echo
 
 say "provider: endpoint service TCP 8080 -> 80 on the VM, approval required; whitelist the user"
 SVC=$(provider -o json service create --vpc "$PVPC" --port "$PPORT" --type VM --map TCP:8080:80 --name web | id_of x)
