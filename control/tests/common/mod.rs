@@ -110,15 +110,27 @@ impl Env {
 
     /// Stop the daemon and start a new one on the same data directory (same ports: 0).
     pub fn restart(&mut self) {
+        self.restart_with(|_, _, _| unreachable!("no attachments"));
+    }
+
+    /// The same, with `start` as the dataplane starter (called for attachments, at the
+    /// start and at every reload that changes them).
+    pub fn restart_with(
+        &mut self,
+        start: impl Fn(
+            &DaemonConfig,
+            &dataplane::TablePublisher,
+            std::sync::Arc<std::sync::atomic::AtomicBool>,
+        ) -> Result<daemon::Dataplane, daemon::DaemonError>
+        + Send
+        + Sync
+        + 'static,
+    ) {
         let r = self.running.take().unwrap();
         self.rt.block_on(r.shutdown());
         let running = self
             .rt
-            .block_on(daemon::start_with(
-                &self.cfg,
-                credentials(),
-                |_, _, _| unreachable!(),
-            ))
+            .block_on(daemon::start_with(&self.cfg, credentials(), start))
             .unwrap();
         let url = format!("http://{}", running.api_addr);
         self.provider = Client::new(&url, PROVIDER.0, PROVIDER.1, PROVIDER.3);
