@@ -302,6 +302,9 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, DaemonError> {
         .map_err(|source| DaemonError::Bind { addr, source })
 }
 
+/// See [`Dataplane::on_stop`].
+pub type OnStop = Box<dyn FnOnce(&[String]) + Send>;
+
 /// The dataplane of this node: its workers and their shared tables.
 pub struct Dataplane {
     /// Each worker's counters.
@@ -310,8 +313,10 @@ pub struct Dataplane {
     pub conntrack: Option<Arc<dataplane::conntrack::ConnTrack>>,
     /// Worker threads.
     pub threads: Vec<std::thread::JoinHandle<()>>,
-    /// Undo what the start did to the interfaces, after the workers stopped.
-    pub on_stop: Option<Box<dyn FnOnce() + Send>>,
+    /// Runs after the workers stopped: saves conntrack, and undoes what the start did to
+    /// the interfaces, except those the next dataplane (a reload's) keeps, given as the
+    /// argument (none at the daemon's own stop).
+    pub on_stop: Option<OnStop>,
     /// Each attachment's VPC id and link, in attachment order.
     pub links: Vec<(String, Arc<dyn LinkStatus>)>,
 }

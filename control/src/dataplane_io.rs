@@ -16,7 +16,7 @@ use dataplane::worker::{self, Worker};
 use dataplane::{FlowKey, Pipeline, Shared, TablePublisher, VpcId, WorkerCounters};
 
 use crate::config::{DaemonConfig, IoBackend, RxMode};
-use crate::daemon::{DaemonError, Dataplane, LinkStatus};
+use crate::daemon::{DaemonError, Dataplane, LinkStatus, OnStop};
 
 /// Start workers on every attachment of `cfg`.
 ///
@@ -105,7 +105,9 @@ pub fn start_workers(
         counters.push(c);
     }
     for &(iface, vpc, _) in &attachments {
-        if cfg.ingress_drop {
+        // Installed once per interface for the life of the process: a reload that keeps
+        // the interface keeps its filter (and spends no `tc` run on it).
+        if cfg.ingress_drop && lock_drops().insert(iface.name.clone()) {
             ingress_drop(&iface.name, true);
         }
         tracing::info!(interface = %iface.name, mac = %iface.mac, mtu = iface.mtu, vpc = vpc.0, workers = cfg.workers, "attachment up");
@@ -115,7 +117,7 @@ pub fn start_workers(
     let conntrack = Arc::clone(&shared.conntrack);
     // Runs once the workers have stopped: the flow table is final. Save it for the next
     // process (a planned restart or an upgrade), then hand the links back to the kernel.
-    let on_stop: Option<Box<dyn FnOnce() + Send>> = Some(Box::new(move || {
+    let on_stop: Option<OnStop> = Some(Box::new(move |keep: &[String]| {
         let now = conntrack.secs(Instant::now());
         match dataplane::snapshot::save(&conntrack, &vpc_ids, now, wall_secs(), &snapshot) {
             Ok(n) => {
@@ -126,8 +128,10 @@ pub fn start_workers(
             }
         }
         if drop_filters {
-            for n in &names {
-                ingress_drop(n, false);
+            for n in names.iter().filter(|n| !keep.contains(n)) {
+                if lock_drops().remove(n) {
+                    ingress_drop(n, false);
+                }
             }
         }
     }));
@@ -207,6 +211,15 @@ fn restore_flows(shared: &Shared, vpc_ids: &[String], path: &Path) -> Vec<FlowKe
         tracing::warn!(error = %e, path = %path.display(), "could not remove the conntrack snapshot");
     }
     keys
+}
+
+/// The interfaces this process installed an ingress drop on.
+fn lock_drops() -> std::sync::MutexGuard<'static, std::collections::BTreeSet<String>> {
+    static DROPS: std::sync::Mutex<std::collections::BTreeSet<String>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    DROPS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Install (or remove) a `tc` ingress filter that drops every frame on `dev`. Packet

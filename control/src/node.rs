@@ -33,7 +33,7 @@ use serde::Serialize;
 use crate::auth::Credentials;
 use crate::compile::Attachments;
 use crate::config::DaemonConfig;
-use crate::daemon::{DaemonError, Dataplane, LinkStatus};
+use crate::daemon::{DaemonError, Dataplane, LinkStatus, OnStop};
 use crate::push::Pusher;
 use crate::registry::{Registry, Touched};
 
@@ -71,18 +71,23 @@ impl core::fmt::Debug for DataplaneView {
 struct Live {
     stop: Arc<AtomicBool>,
     threads: Vec<std::thread::JoinHandle<()>>,
-    on_stop: Option<Box<dyn FnOnce() + Send>>,
+    on_stop: Option<OnStop>,
 }
 
 impl Live {
-    /// Stop the workers, wait for them, then run the stop hook (it saves conntrack).
-    fn stop(self) {
+    /// Stop the workers, wait for them, then run the stop hook (it saves conntrack, and
+    /// leaves the interfaces of `next`, the config that follows, as they are).
+    fn stop(self, next: Option<&DaemonConfig>) {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.threads {
             let _ = t.join();
         }
         if let Some(f) = self.on_stop {
-            f();
+            let keep: Vec<String> = next
+                .into_iter()
+                .flat_map(|c| c.attachments.iter().map(|a| a.interface.clone()))
+                .collect();
+            f(&keep);
         }
     }
 }
@@ -311,7 +316,7 @@ impl Node {
     /// Stop the dataplane (it saves conntrack for the next start). Blocking.
     pub fn stop(&self) {
         if let Some(live) = lock(&self.inner).live.take() {
-            live.stop();
+            live.stop(None);
         }
     }
 
@@ -363,8 +368,9 @@ impl Node {
                 lock(&self.retired).add(&dataplane::stats::sum(
                     view.counters.iter().map(AsRef::as_ref),
                 ));
-                live.stop();
+                live.stop(Some(&cfg));
             }
+            let stopped_in = stopped.elapsed();
             match self.launch(&cfg) {
                 Ok(live) => inner.live = live,
                 Err(e) => {
@@ -380,6 +386,11 @@ impl Node {
                 }
             }
             gap_ms = stopped.elapsed().as_secs_f64() * 1e3;
+            tracing::info!(
+                stop_ms = stopped_in.as_secs_f64() * 1e3,
+                gap_ms,
+                "dataplane rebuilt: workers stopped and conntrack saved, then started and restored"
+            );
             metrics::histogram!("vpcep_reload_dataplane_gap_seconds").record(gap_ms / 1e3);
         }
         let keys = credentials.len();

@@ -161,6 +161,13 @@ fn attachments_are_removed_and_added_while_another_vpcs_stream_carries_on() {
         "reload gap (workers stopped to started): {} ms",
         r["dataplane_gap_ms"]
     );
+    let daemon_log = std::fs::read_to_string(w.dir.join("vpcepd.log")).unwrap_or_default();
+    for line in daemon_log
+        .lines()
+        .filter(|l| l.contains("dataplane rebuilt"))
+    {
+        eprintln!("{line}");
+    }
     let st = w.status().unwrap();
     assert_eq!(st["config"]["revision"].as_u64().unwrap(), revision + 1);
     assert_eq!(st["attachments"].as_array().unwrap().len(), 2);
