@@ -124,6 +124,11 @@ pub struct ConntrackConfig {
     pub tcp_closed_secs: u64,
     /// UDP idle timeout, seconds. Default 120.
     pub udp_secs: u64,
+    /// How often the flow table is also written to the snapshot file while running, in
+    /// seconds, so a crash (kill -9, OOM, power) loses only the flows opened since the
+    /// last write; 0: only at a planned stop. The interval stretches to ten times the last
+    /// write's duration, so writing costs at most a tenth of a core. Default 1.
+    pub snapshot_interval_secs: u64,
 }
 
 impl Default for ConntrackConfig {
@@ -136,6 +141,7 @@ impl Default for ConntrackConfig {
             tcp_closing_secs: 30,
             tcp_closed_secs: 10,
             udp_secs: 120,
+            snapshot_interval_secs: 1,
         }
     }
 }
@@ -370,6 +376,11 @@ impl DaemonConfig {
             if !(1..=MAX_TIMEOUT_SECS).contains(&secs) {
                 return bad(format!("conntrack.{name} must be 1 to {MAX_TIMEOUT_SECS}"));
             }
+        }
+        if c.snapshot_interval_secs > MAX_TIMEOUT_SECS {
+            return bad(format!(
+                "conntrack.snapshot_interval_secs must be 0 to {MAX_TIMEOUT_SECS}"
+            ));
         }
         if self.io == IoBackend::AfXdp && self.workers != 1 {
             return bad("io = \"af_xdp\" runs one worker (workers = 1)".into());

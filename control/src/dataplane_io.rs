@@ -112,6 +112,15 @@ pub fn start_workers(
         }
         tracing::info!(interface = %iface.name, mac = %iface.mac, mtu = iface.mtu, vpc = vpc.0, workers = cfg.workers, "attachment up");
     }
+    if cfg.conntrack.snapshot_interval_secs > 0 {
+        threads.push(spawn_snapshots(
+            Arc::clone(&shared.conntrack),
+            vpc_ids.clone(),
+            snapshot.clone(),
+            Duration::from_secs(cfg.conntrack.snapshot_interval_secs),
+            Arc::clone(&stop),
+        )?);
+    }
     let names: Vec<String> = ifaces.iter().map(|i| i.name.clone()).collect();
     let drop_filters = cfg.ingress_drop;
     let conntrack = Arc::clone(&shared.conntrack);
@@ -176,6 +185,48 @@ impl LinkStatus for Link {
     fn flaps(&self) -> u64 {
         self.tx.get(self.index).map_or(0, TxSocket::flaps)
     }
+}
+
+/// Write the flow table to `path` every `interval` (stretched to ten times the last write's
+/// duration) until `stop`, so a crash loses only the flows opened since the last write.
+/// The planned stop's own save follows this thread's end (the workers' threads are joined
+/// first), so the two never write at once.
+fn spawn_snapshots(
+    ct: Arc<dataplane::conntrack::ConnTrack>,
+    vpc_ids: Vec<String>,
+    path: std::path::PathBuf,
+    interval: Duration,
+    stop: Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<()>, DaemonError> {
+    std::thread::Builder::new()
+        .name("vpcep-snapshot".into())
+        .spawn(move || {
+            let mut next = Instant::now() + interval;
+            let mut failing = false;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // Short naps: the stop (a reload's, too) waits for this thread.
+                std::thread::sleep(Duration::from_millis(10));
+                if Instant::now() < next {
+                    continue;
+                }
+                let began = Instant::now();
+                let result =
+                    dataplane::snapshot::save(&ct, &vpc_ids, ct.secs(began), wall_secs(), &path);
+                let took = began.elapsed();
+                match result {
+                    Ok(_) => failing = false,
+                    // Logged once per run of failures, not every second.
+                    Err(e) if !failing => {
+                        failing = true;
+                        tracing::warn!(error = %e, path = %path.display(), "could not write the periodic conntrack snapshot");
+                    }
+                    Err(_) => {}
+                }
+                metrics::histogram!("vpcep_conntrack_snapshot_seconds").record(took.as_secs_f64());
+                next = Instant::now() + interval.max(took * 10);
+            }
+        })
+        .map_err(DaemonError::Spawn)
 }
 
 /// The wall clock in Unix seconds (0 if it is before 1970): snapshots measure downtime.

@@ -1,6 +1,7 @@
-//! Planned restarts keep flows: the daemon saves its flow table when it stops (SIGTERM,
-//! as for an upgrade) and the next one loads it, so an open TCP stream carries on (every
-//! byte arrives, checked by sha256) and a UDP flow's reply still finds its way back.
+//! Restarts keep flows: the daemon saves its flow table when it stops (SIGTERM, as for an
+//! upgrade), and every second while it runs (for a crash), and the next one loads it, so an
+//! open TCP stream carries on (every byte arrives, checked by sha256) and a UDP flow's
+//! reply still finds its way back.
 //! Run with `cargo test -p vpcep-tests -- --ignored`.
 
 #![allow(
@@ -96,9 +97,9 @@ fn restart(w: &mut World) -> Duration {
     start.elapsed()
 }
 
-#[test]
-#[ignore = "needs root + netns"]
-fn a_tcp_stream_carries_on_through_a_restart_with_every_byte() {
+/// Stream through `interrupt` (which returns the gap) and check every byte arrived, in the
+/// flow that was open before (no new flow since the new process started).
+fn stream_through(what: &str, interrupt: impl FnOnce(&mut World) -> Duration) {
     let (mut w, _backend) = world();
     let log = w.dir.join("stream.log");
     let mut client = w.users[0]
@@ -109,9 +110,9 @@ fn a_tcp_stream_carries_on_through_a_restart_with_every_byte() {
             .is_ok_and(|n| n > 20.0)
     })
     .unwrap();
-    let gap = restart(&mut w);
+    let gap = interrupt(&mut w);
     eprintln!(
-        "restart gap (SIGTERM to forwarding again): {} ms",
+        "{what} gap (stop to forwarding again): {} ms",
         gap.as_millis()
     );
     poll_until("the stream to end", Duration::from_secs(45), || {
@@ -133,6 +134,44 @@ fn a_tcp_stream_carries_on_through_a_restart_with_every_byte() {
             == 0.0,
         "the stream went on in the restored flow, not a new one"
     );
+}
+
+#[test]
+#[ignore = "needs root + netns"]
+fn a_tcp_stream_carries_on_through_a_restart_with_every_byte() {
+    stream_through("restart", restart);
+}
+
+#[test]
+#[ignore = "needs root + netns"]
+fn a_tcp_stream_carries_on_through_a_crash_with_every_byte() {
+    // kill -9: no chance to save. The flow table written in the background (every second)
+    // carries the stream, which was opened before the last two writes.
+    stream_through("kill -9", |w| {
+        let writes = || {
+            w.metric("vpcep_conntrack_snapshot_seconds_count", None)
+                .unwrap_or(0.0)
+        };
+        let seen = writes();
+        poll_until("two periodic snapshots", Duration::from_secs(10), || {
+            writes() >= seen + 2.0
+        })
+        .unwrap();
+        let start = Instant::now();
+        w.kill_daemon();
+        w.start_daemon().unwrap();
+        w.wait_live().unwrap();
+        poll_until(
+            "the new process to forward",
+            Duration::from_secs(20),
+            || {
+                w.metric("vpcep_dataplane_forwarded_total", None)
+                    .is_ok_and(|n| n > 0.0)
+            },
+        )
+        .unwrap();
+        start.elapsed()
+    });
 }
 
 #[test]
