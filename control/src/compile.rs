@@ -5,13 +5,14 @@
 //! port mapping of its service. It may carry traffic when its connection is accepted, it is
 //! not frozen, its service is available with a live IPv4 backend, and both its VPC and the
 //! backend's VPC are attached to this node. Anything else compiles to "inactive": the
-//! dataplane answers ARP but forwards nothing.
+//! dataplane answers ARP but forwards nothing. An accepted endpoint with `enable_dns` in an
+//! attached VPC also compiles to its private DNS name, for that VPC's resolver.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use dataplane::VpcId;
-use dataplane::tables::{AcceptedKey, EndpointKey, EndpointState, Ipv4Cidr, Target};
+use dataplane::tables::{AcceptedKey, DnsKey, EndpointKey, EndpointState, Ipv4Cidr, Target};
 
 use crate::model::{ConnectionStatus, Endpoint, Model, ServiceStatus, SourceCidr};
 
@@ -139,6 +140,15 @@ pub fn endpoint(m: &Model, att: &Attachments, ep: &Endpoint) -> Compiled {
         accepted,
         address: Some((key, EndpointState::Accepted)),
     }
+}
+
+/// The private DNS name `ep` contributes, if any: accepted, `enable_dns`, in an attached VPC.
+pub fn dns(att: &Attachments, ep: &Endpoint, region: &str) -> Option<(DnsKey, u32)> {
+    if !ep.enable_dns || ep.status != ConnectionStatus::Accepted {
+        return None;
+    }
+    let vpc = att.get(&ep.vpc_id)?;
+    Some(((vpc, Arc::from(ep.dns_name(region))), ep.ip.to_bits()))
 }
 
 /// Attachments on which the daemon owns the SNAT range: those carrying a VPC that holds an

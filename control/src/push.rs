@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use dataplane::tables::sharded::Change;
-use dataplane::tables::{AcceptedKey, EndpointKey, Ipv4Cidr};
+use dataplane::tables::{AcceptedKey, DnsKey, EndpointKey, Ipv4Cidr};
 use dataplane::{TablePublisher, Tables};
 
 use crate::compile::{self, Attachments};
@@ -34,13 +34,21 @@ pub struct PushStatus {
     pub endpoint_addresses: AtomicU64,
 }
 
+/// What one endpoint put in the live tables, to take out when it changes.
+#[derive(Debug)]
+struct Contribution {
+    accepted: Vec<AcceptedKey>,
+    address: Option<EndpointKey>,
+    dns: Option<DnsKey>,
+}
+
 /// The pusher's state.
 #[allow(missing_debug_implementations)] // holds a TablePublisher
 pub struct Pusher {
     publisher: TablePublisher,
     attachments: Attachments,
     snat: Ipv4Cidr,
-    contributed: HashMap<EndpointId, (Vec<AcceptedKey>, Option<EndpointKey>)>,
+    contributed: HashMap<EndpointId, Contribution>,
     status: Arc<PushStatus>,
 }
 
@@ -86,29 +94,43 @@ impl Pusher {
         // whichever order the ids come in.
         let mut accepted = Vec::new();
         let mut addresses = Vec::new();
+        let mut names = Vec::new();
         let mut added = Vec::new();
         let mut added_addresses = Vec::new();
+        let mut added_names = Vec::new();
         for id in &ids {
-            if let Some((keys, addr)) = self.contributed.remove(id) {
-                accepted.extend(keys.into_iter().map(Change::Remove));
-                addresses.extend(addr.map(Change::Remove));
+            if let Some(old) = self.contributed.remove(id) {
+                accepted.extend(old.accepted.into_iter().map(Change::Remove));
+                addresses.extend(old.address.map(Change::Remove));
+                names.extend(old.dns.map(Change::Remove));
             }
             if let Some(ep) = m.endpoints.get(id) {
                 let c = compile::endpoint(&m, &self.attachments, ep);
+                let dns = compile::dns(&self.attachments, ep, registry.region());
                 let keys: Vec<AcceptedKey> = c.accepted.iter().map(|(k, _)| *k).collect();
                 added.extend(c.accepted.into_iter().map(|(k, t)| Change::Put(k, t)));
                 if let Some((k, s)) = c.address {
                     added_addresses.push(Change::Put(k, s));
                 }
-                self.contributed
-                    .insert(id.clone(), (keys, c.address.map(|(k, _)| k)));
+                let dns_key = dns.as_ref().map(|(k, _)| k.clone());
+                added_names.extend(dns.map(|(k, ip)| Change::Put(k, ip)));
+                self.contributed.insert(
+                    id.clone(),
+                    Contribution {
+                        accepted: keys,
+                        address: c.address.map(|(k, _)| k),
+                        dns: dns_key,
+                    },
+                );
             }
         }
         accepted.extend(added);
         addresses.extend(added_addresses);
+        names.extend(added_names);
         let next = base
             .with_accepted(accepted)
             .with_endpoints(addresses)
+            .with_dns(names)
             .with_snat_vpcs(compile::snat_vpcs(&m, &self.attachments))
             .with_backends(compile::backends(&m, &self.attachments))
             .with_sources(compile::sources(&m, &self.attachments));

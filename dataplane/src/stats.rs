@@ -109,6 +109,9 @@ counters! {
     flows_revoked,
     /// Frames the backend could not transmit (full queue, larger than the egress MTU).
     tx_errors,
+    /// Frames for a control-plane service's address (the private DNS resolver's `dns_ip`):
+    /// left to that service's own socket, neither forwarded nor dropped.
+    service_frames,
 }
 
 impl WorkerStats {

@@ -133,14 +133,6 @@ impl<'m> PublicServiceView<'m> {
     }
 }
 
-/// The internal DNS name of an endpoint.
-pub fn dns_name(ep: &Endpoint, region: &str) -> String {
-    format!(
-        "{}.vpcep.{region}.internal",
-        ep.ip.to_string().replace('.', "-")
-    )
-}
-
 /// An endpoint, as its owner sees it.
 #[derive(Debug, Serialize)]
 pub struct EndpointView<'m> {
@@ -209,7 +201,7 @@ impl<'m> EndpointView<'m> {
             // it waits or after a reject.
             dns_names: with_dns.then(|| {
                 if ep.enable_dns && ep.status == ConnectionStatus::Accepted {
-                    vec![dns_name(ep, region)]
+                    vec![ep.dns_name(region)]
                 } else {
                     Vec::new()
                 }

@@ -272,6 +272,25 @@ pub struct Endpoint {
     pub updated_at: i64,
 }
 
+impl Endpoint {
+    /// The private DNS name of the endpoint, in lower case: the address with dashes, under
+    /// the region's endpoint zone (`10-0-0-7.vpcep.<region>.internal`). It exists (the API
+    /// shows it, the resolvers answer it) only while `enable_dns` is on and the connection
+    /// is accepted.
+    pub fn dns_name(&self, region: &str) -> String {
+        format!(
+            "{}.{}",
+            self.ip.to_string().replace('.', "-"),
+            dns_zone(region)
+        )
+    }
+}
+
+/// The private DNS zone of the region's endpoints, in lower case.
+pub fn dns_zone(region: &str) -> String {
+    format!("vpcep.{}.internal", region.to_ascii_lowercase())
+}
+
 /// Render seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ`.
 pub fn format_time(secs: i64) -> String {
     chrono::DateTime::from_timestamp(secs, 0)

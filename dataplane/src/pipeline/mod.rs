@@ -326,6 +326,10 @@ impl Pipeline {
             None if tables.snat().contains_u32(parsed.key.dst) && tables.is_snat_vpc(ingress) => {
                 Verdict::Drop(DropReason::ReplyWithoutFlow)
             }
+            None if tables.is_service_address(ingress, parsed.key.dst) => {
+                self.stats.service_frames += 1;
+                Verdict::Consumed
+            }
             None => Verdict::Drop(DropReason::NoEndpoint),
         }
     }

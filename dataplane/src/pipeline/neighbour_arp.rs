@@ -89,6 +89,11 @@ impl Pipeline {
             self.stats.arp_conflicts += 1;
         }
         if !ours {
+            if tables.is_service_address(ingress, target) {
+                // The resolver's own socket answers (and learns) for its address.
+                self.stats.service_frames += 1;
+                return Verdict::Consumed;
+            }
             // Gratuitous ARP (target = sender) or traffic between others.
             return Verdict::Drop(DropReason::ArpNotForUs);
         }

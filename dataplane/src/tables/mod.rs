@@ -31,6 +31,10 @@ pub enum EndpointState {
 /// Key of the endpoint address table: `(vpc, address)`.
 pub type EndpointKey = (VpcId, u32);
 
+/// Key of the private DNS names: `(vpc, name)`, the name in lower case without the final
+/// dot. Each VPC sees only its own names.
+pub type DnsKey = (VpcId, Arc<str>);
+
 /// The frozen snapshot the fast path reads.
 #[derive(Clone, Debug)]
 pub struct Tables {
@@ -45,6 +49,12 @@ pub struct Tables {
     /// Per attachment (indexed by [`VpcId`]), the prefixes a client's source address must
     /// fall in (the VPC's subnets); `None` (or past the end): not enforced.
     sources: Arc<[Option<Arc<[Ipv4Cidr]>>]>,
+    /// The private DNS names of accepted endpoints (`enable_dns`), per attachment: read by
+    /// the resolvers, off the fast path; a name goes with the generation that drops it.
+    dns: ShardedMap<DnsKey, u32>,
+    /// Addresses a control-plane service owns on an attachment (the private DNS resolver's
+    /// `dns_ip`): its own socket answers for them, the pipeline leaves their frames alone.
+    service_addrs: Arc<[(VpcId, u32)]>,
 }
 
 impl Tables {
@@ -58,7 +68,41 @@ impl Tables {
             snat_vpcs: Arc::from(Vec::new()),
             backends: Arc::from(Vec::new()),
             sources: Arc::from(Vec::new()),
+            dns: ShardedMap::new(),
+            service_addrs: Arc::from(Vec::new()),
         }
+    }
+
+    /// True if `ip` is a control-plane service's address on attachment `vpc`.
+    #[inline]
+    pub fn is_service_address(&self, vpc: VpcId, ip: u32) -> bool {
+        self.service_addrs.contains(&(vpc, ip))
+    }
+
+    /// A copy whose service addresses are exactly `addrs`.
+    pub fn with_service_addresses(&self, addrs: &[(VpcId, Ipv4Addr)]) -> Self {
+        let mut next = self.clone();
+        next.service_addrs = addrs.iter().map(|(v, ip)| (*v, ip.to_bits())).collect();
+        next
+    }
+
+    /// The address of private DNS name `name` (lower case, no final dot) in `vpc`.
+    pub fn dns_name(&self, vpc: VpcId, name: &str) -> Option<Ipv4Addr> {
+        self.dns
+            .get(&(vpc, Arc::from(name)))
+            .map(|ip| Ipv4Addr::from_bits(*ip))
+    }
+
+    /// Number of private DNS names.
+    pub fn dns_count(&self) -> usize {
+        self.dns.len()
+    }
+
+    /// A copy with private DNS names changed; untouched shards are shared.
+    pub fn with_dns(&self, changes: impl IntoIterator<Item = Change<DnsKey, u32>>) -> Self {
+        let mut next = self.clone();
+        next.dns = self.dns.apply(changes);
+        next
     }
 
     /// True if a client on attachment `vpc` may have source address `ip`: it lies in one
