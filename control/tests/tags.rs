@@ -440,3 +440,38 @@ fn org_path_permissions_admit_the_accounts_of_that_organisation() {
     rt.block_on(running.shutdown());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn vpcepctl_tags_a_service_and_finds_it() {
+    let env = Env::new("ctltags");
+    let (svc, _, _) = service(&env.provider, true);
+    let ctl = |args: &[&str]| -> Value {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vpcepctl"))
+            .args(["-o", "json"])
+            .args(args)
+            .env("VPCEP_ENDPOINT", env.url())
+            .env("VPCEP_AK", PROVIDER.0)
+            .env("VPCEP_SK", PROVIDER.1)
+            .env("VPCEP_PROJECT_ID", PROVIDER.3)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    ctl(&["tag", "add", "endpoint_service", &svc, "env=prod", "team=a"]);
+    ctl(&["tag", "remove", "endpoint_service", &svc, "team"]);
+    assert_eq!(
+        ctl(&["tag", "list", "endpoint_service"]),
+        json!({"tags": [{"key": "env", "values": ["prod"]}]})
+    );
+    let found = ctl(&["tag", "find", "endpoint_service", "env=prod,dev"]);
+    assert_eq!(found["resources"][0]["resource_id"], svc.as_str());
+    assert_eq!(
+        ctl(&["tag", "find", "endpoint_service", "team", "--count"]),
+        json!({"total_count": 0})
+    );
+}
