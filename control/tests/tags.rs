@@ -474,4 +474,17 @@ fn vpcepctl_tags_a_service_and_finds_it() {
         ctl(&["tag", "find", "endpoint_service", "team", "--count"]),
         json!({"total_count": 0})
     );
+    // Whitelist entries: the type follows the strings.
+    let r = ctl(&["permission", "add", &svc, "organizations:orgPath::o-1/r-1"]);
+    assert_eq!(r["permission_type"], "orgPath");
+    let r = ctl(&["permission", "add", &svc, "iam:domain::duser"]);
+    assert_eq!(r["permission_type"], "domainId");
+    ctl(&[
+        "permission",
+        "remove",
+        &svc,
+        "organizations:orgPath::o-1/r-1",
+    ]);
+    let list = ctl(&["permission", "list", &svc]);
+    assert_eq!(list["permissions"].as_array().unwrap().len(), 1, "{list}");
 }

@@ -237,5 +237,24 @@ mod tests {
         );
         let e = Credentials::from_toml(&two).unwrap_err().to_string();
         assert!(e.contains("two organisation units"), "{e}");
+        // The example file's commented [[orgs]] table is valid once uncommented.
+        let example = include_str!("../../../deploy/credentials.example.toml");
+        let on: Vec<&str> = example
+            .lines()
+            .map(|l| {
+                l.strip_prefix("# ")
+                    .filter(|r| {
+                        ["[[orgs]]", "path", "domains"]
+                            .iter()
+                            .any(|k| r.starts_with(k))
+                    })
+                    .unwrap_or(l)
+            })
+            .collect();
+        let c = Credentials::from_toml(&on.join("\n")).unwrap();
+        assert_eq!(
+            c.org_path("exampleaccount"),
+            Some("o-example/r-root/ou-sales")
+        );
     }
 }

@@ -233,7 +233,7 @@ pub(crate) enum ConnectionCmd {
 pub(crate) enum PermissionCmd {
     /// List the whitelist.
     List { service: String },
-    /// Add entries (`iam:domain::<id>` or `*`).
+    /// Add entries (`iam:domain::<id>`, `*`, or `organizations:orgPath::<path>`).
     Add {
         service: String,
         permissions: Vec<String>,

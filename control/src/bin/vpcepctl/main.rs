@@ -230,8 +230,8 @@ fn run(cli: Cli) -> Result<Value, String> {
             } => post(
                 format!("{}/permissions/action", svc(&service)),
                 to_value(PermissionAction {
+                    permission_type: Some(permission_type(&permissions)?.into()),
                     permissions: Some(permissions),
-                    permission_type: Some("domainId".into()),
                     action: Some("add".into()),
                 }),
             ),
@@ -241,8 +241,8 @@ fn run(cli: Cli) -> Result<Value, String> {
             } => post(
                 format!("{}/permissions/action", svc(&service)),
                 to_value(PermissionAction {
+                    permission_type: Some(permission_type(&permissions)?.into()),
                     permissions: Some(permissions),
-                    permission_type: Some("domainId".into()),
                     action: Some("remove".into()),
                 }),
             ),
@@ -307,6 +307,19 @@ fn run(cli: Cli) -> Result<Value, String> {
             c.call(&method.to_uppercase(), &p(&path), &[], b.as_ref())
                 .map_err(e)
         }
+    }
+}
+
+/// The `permission_type` of a list of whitelist entries: one type per request, as the API
+/// takes it (`orgPath` for `organizations:orgPath::...` entries, else `domainId`).
+fn permission_type(list: &[String]) -> Result<&'static str, String> {
+    let org = |p: &String| p.starts_with("organizations:orgPath::");
+    if list.iter().all(org) && !list.is_empty() {
+        Ok("orgPath")
+    } else if list.iter().any(org) {
+        Err("give organisation paths and accounts in separate calls".into())
+    } else {
+        Ok("domainId")
     }
 }
 
