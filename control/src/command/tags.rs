@@ -443,3 +443,243 @@ impl TryFrom<ResourceQueryBody> for ResourceFilter {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::requests::{MatchBody, TagBody};
+
+    fn body(key: &str, value: Option<&str>) -> TagBody {
+        TagBody {
+            key: Some(key.into()),
+            value: value.map(Into::into),
+        }
+    }
+
+    fn edit(action: &str, tags: Vec<TagBody>) -> Result<TagEdit, Rejection> {
+        TagEdit::try_from(TagAction {
+            tags: Some(tags),
+            action: Some(action.into()),
+        })
+    }
+
+    #[test]
+    fn tag_actions_parse_and_refuse_with_the_apis_codes() {
+        assert_eq!(
+            edit("create", vec![body("env", Some("prod"))]).unwrap(),
+            TagEdit::Create(vec![Tag {
+                key: "env".into(),
+                value: "prod".into()
+            }])
+        );
+        assert_eq!(
+            edit("delete", vec![body("env", None), body("team", Some("a"))]).unwrap(),
+            TagEdit::Delete(vec![
+                ("env".into(), None),
+                ("team".into(), Some("a".into()))
+            ])
+        );
+        let code = |r: Result<TagEdit, Rejection>| r.unwrap_err().code;
+        assert_eq!(
+            code(edit("add", vec![body("a", Some(""))])),
+            ErrorCode::InvalidAction
+        );
+        assert_eq!(code(edit("create", vec![])), ErrorCode::TagEmpty);
+        assert_eq!(
+            code(edit("create", vec![body("a", None)])),
+            ErrorCode::Parameter,
+            "a value to create"
+        );
+        assert_eq!(
+            code(edit("create", vec![body("", Some("v"))])),
+            ErrorCode::TagEmpty
+        );
+        assert_eq!(
+            code(edit("delete", vec![body("a", None), body("a", Some("x"))])),
+            ErrorCode::TagKeyDuplicated
+        );
+        let eleven = (0..11).map(|i| body(&format!("k{i}"), Some(""))).collect();
+        assert_eq!(code(edit("create", eleven)), ErrorCode::TooManyTags);
+        for (k, v) in [
+            (" a", "v"),
+            ("a ", "v"),
+            ("_sys_x", "v"),
+            ("a/b", "v"),
+            ("a", "<v>"),
+            ("a", "v\n"),
+        ] {
+            assert_eq!(
+                code(edit("create", vec![body(k, Some(v))])),
+                ErrorCode::TagInvalid,
+                "{k:?}={v:?}"
+            );
+        }
+        // Letters of any script, and the allowed marks; `/` in values.
+        assert!(edit("create", vec![body("環境 a_b.c:d=e+f-g@h", Some("x/y z"))]).is_ok());
+        assert_eq!(
+            ResourceType::parse("vpc").unwrap_err().code,
+            ErrorCode::InvalidResourceType
+        );
+        assert_eq!(
+            ResourceType::parse("endpoint").unwrap(),
+            ResourceType::Endpoint
+        );
+    }
+
+    #[test]
+    fn create_bodies_split_off_the_duration_tag() {
+        let t = |k: &str, v: &str| Tag {
+            key: k.into(),
+            value: v.into(),
+        };
+        let (own, life) =
+            split_create_tags(vec![t("env", "a"), t(DURATION_TAG, "60")], true).unwrap();
+        assert_eq!((own, life), (vec![t("env", "a")], Some(60)));
+        let code = |tags: Vec<Tag>, ep: bool| split_create_tags(tags, ep).unwrap_err().code;
+        assert_eq!(
+            code(vec![t(DURATION_TAG, "60")], false),
+            ErrorCode::TagInvalid,
+            "services"
+        );
+        assert_eq!(code(vec![t(EXPIRES_TAG, "x")], true), ErrorCode::TagInvalid);
+        assert_eq!(
+            code(vec![t(DURATION_TAG, "-1")], true),
+            ErrorCode::TagInvalid
+        );
+        // Reserved keys do not count towards the limit.
+        let mut many: Vec<Tag> = (0..MAX_TAGS).map(|i| t(&format!("k{i}"), "")).collect();
+        many.push(t(DURATION_TAG, "5"));
+        assert!(split_create_tags(many.clone(), true).is_ok());
+        many.push(t("one-more", ""));
+        assert_eq!(code(many, true), ErrorCode::TooManyTags);
+    }
+
+    #[test]
+    fn queries_parse_pages_filters_and_matches() {
+        let q = |b: ResourceQueryBody| ResourceFilter::try_from(b);
+        let filter = |extra: ResourceQueryBody| ResourceQueryBody {
+            action: Some("filter".into()),
+            ..extra
+        };
+        let f = q(filter(ResourceQueryBody::default())).unwrap();
+        assert_eq!(
+            (f.limit, f.offset, f.count_only, f.in_enterprise_project),
+            (1000, 0, false, true)
+        );
+        let paged = q(filter(ResourceQueryBody {
+            limit: Some("5".into()),
+            offset: Some(serde_json::json!(7)),
+            ..ResourceQueryBody::default()
+        }))
+        .unwrap();
+        assert_eq!(
+            (paged.limit, paged.offset),
+            (5, 7),
+            "strings (the SDK) and numbers"
+        );
+        let code = |b: ResourceQueryBody| q(b).unwrap_err().code;
+        for bad in ["0", "1001", "-1", "x"] {
+            let b = filter(ResourceQueryBody {
+                limit: Some(bad.into()),
+                ..ResourceQueryBody::default()
+            });
+            assert_eq!(code(b), ErrorCode::InvalidLimit, "{bad}");
+        }
+        let b = filter(ResourceQueryBody {
+            offset: Some("-1".into()),
+            ..ResourceQueryBody::default()
+        });
+        assert_eq!(code(b), ErrorCode::InvalidOffset);
+        let b = ResourceQueryBody {
+            action: Some("list".into()),
+            ..ResourceQueryBody::default()
+        };
+        assert_eq!(code(b), ErrorCode::InvalidAction);
+        assert_eq!(code(ResourceQueryBody::default()), ErrorCode::Parameter);
+        let tv = |k: &str, vals: &[&str]| TagValuesBody {
+            key: Some(k.into()),
+            values: Some(vals.iter().map(|s| s.to_string()).collect()),
+        };
+        // Keys and values are trimmed; keys unique, values unique per key, ten at most.
+        let f = q(filter(ResourceQueryBody {
+            tags: Some(vec![tv(" env ", &[" prod"])]),
+            ..ResourceQueryBody::default()
+        }))
+        .unwrap();
+        assert_eq!(
+            f.tags,
+            [TagFilter {
+                key: "env".into(),
+                values: vec!["prod".into()]
+            }]
+        );
+        let with_tags = |tags: Vec<TagValuesBody>| {
+            filter(ResourceQueryBody {
+                tags_any: Some(tags),
+                ..ResourceQueryBody::default()
+            })
+        };
+        assert_eq!(
+            code(with_tags(vec![tv("a", &[]), tv("a ", &[])])),
+            ErrorCode::TagKeyDuplicated
+        );
+        assert_eq!(
+            code(with_tags(vec![tv("a", &["x", "x"])])),
+            ErrorCode::Parameter
+        );
+        assert_eq!(code(with_tags(vec![tv(" ", &[])])), ErrorCode::TagEmpty);
+        let eleven: Vec<TagValuesBody> = (0..11).map(|i| tv(&format!("k{i}"), &[])).collect();
+        assert_eq!(code(with_tags(eleven)), ErrorCode::Parameter);
+        let no_values = TagValuesBody {
+            key: Some("a".into()),
+            values: None,
+        };
+        assert_eq!(
+            code(with_tags(vec![no_values])),
+            ErrorCode::Parameter,
+            "values may be [] but not absent"
+        );
+        // System tags: the default enterprise project only.
+        let sys = |vals: &[&str], key: &str| {
+            q(filter(ResourceQueryBody {
+                sys_tags: Some(vec![tv(key, vals)]),
+                ..ResourceQueryBody::default()
+            }))
+        };
+        assert!(
+            sys(&["0"], ENTERPRISE_PROJECT_TAG)
+                .unwrap()
+                .in_enterprise_project
+        );
+        assert!(
+            !sys(&["42"], ENTERPRISE_PROJECT_TAG)
+                .unwrap()
+                .in_enterprise_project
+        );
+        assert_eq!(
+            sys(&[], "_sys_other").unwrap_err().code,
+            ErrorCode::Parameter
+        );
+        // Matches: resource_name and resource_id, each once.
+        let m = |k: &str, v: &str| MatchBody {
+            key: Some(k.into()),
+            value: Some(v.into()),
+        };
+        let with_matches = |ms: Vec<MatchBody>| {
+            q(filter(ResourceQueryBody {
+                matches: Some(ms),
+                ..ResourceQueryBody::default()
+            }))
+        };
+        let f = with_matches(vec![m("resource_name", "web"), m("resource_id", "x")]).unwrap();
+        assert_eq!(
+            (f.name.as_deref(), f.id.as_deref()),
+            (Some("web"), Some("x"))
+        );
+        assert!(with_matches(vec![m("resource_name", "a"), m("resource_name", "b")]).is_err());
+        assert!(with_matches(vec![m("status", "a")]).is_err());
+        // An empty name matches only an empty name.
+        let f = with_matches(vec![m("resource_name", "")]).unwrap();
+        assert!(!f.matches("id", "web", &[]) && f.matches("id", "", &[]));
+    }
+}

@@ -441,6 +441,22 @@ mod tests {
         assert!(!org_path_admits("o-?/r-1/ou-a", "o-22/r-1/ou-a"));
         assert!(!org_path_admits("o-1/*", "o-2/r-1"));
         assert!(org_path_admits("*", "o-9/r"));
+        for ok in ["192.0.2.7", "backend.example.com", "a-1.b", "localhost"] {
+            assert!(ServiceIp::try_from(ok.to_string()).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "10.0.0.256",
+            "1.2.3",
+            "fd00::1",
+            "a..b",
+            "-a.b",
+            "a_b.c",
+            "a.b-",
+        ] {
+            let e = ServiceIp::try_from(bad.to_string()).unwrap_err();
+            assert_eq!(e.code, ErrorCode::Parameter, "{bad}");
+        }
         assert!(ServiceName::try_from("svc_1-a".to_string()).is_ok());
         for bad in ["", "a.b", "12345678901234567"] {
             assert_eq!(
