@@ -14,8 +14,8 @@
 //! successful write.
 //! Reads are not checked: the SDK legitimately repeats an identical GET within a second
 //! (same date, same signature), and replaying a read changes nothing. The one read sent as
-//! a POST, the tag API's `.../resource_instances/action` query, counts as a read ([`is_write`]),
-//! for the replay cache and for the audit log alike.
+//! a POST, the tag API's `.../resource_instances/action` query, counts as a read
+//! (`is_write`), for the replay cache and for the audit log alike.
 //!
 //! [`ReplayCache`]: crate::auth::ReplayCache
 

@@ -11,6 +11,7 @@
 pub mod endpoints;
 pub mod inventory;
 pub mod services;
+pub mod tag_query;
 pub mod tags;
 
 use std::collections::HashSet;
@@ -19,6 +20,7 @@ use std::net::IpAddr;
 pub use self::endpoints::*;
 pub use self::inventory::*;
 pub use self::services::*;
+pub use self::tag_query::*;
 pub use self::tags::*;
 use crate::error::{ErrorCode, Rejection, require};
 use crate::model::*;
