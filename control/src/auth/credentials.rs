@@ -1,7 +1,7 @@
 //! The credentials file: the key pairs the daemon accepts (`[[credentials]]`: access key,
 //! secret key, account, project) and the accounts' organisations (`[[orgs]]`: an
 //! organisation path and the accounts in that unit), which `orgPath` whitelist entries
-//! match. Loaded at start and on SIGHUP; an invalid file is refused whole.
+//! match. Read when the daemon starts; an invalid file is refused whole.
 //!
 //! ```toml
 //! [[credentials]]
