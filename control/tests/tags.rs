@@ -474,6 +474,22 @@ fn vpcepctl_tags_a_service_and_finds_it() {
         ctl(&["tag", "find", "endpoint_service", "team", "--count"]),
         json!({"total_count": 0})
     );
+    // The table form: one row per resource, tags as KEY=VALUE.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vpcepctl"))
+        .args(["tag", "find", "endpoint_service", "env"])
+        .env("VPCEP_ENDPOINT", env.url())
+        .env("VPCEP_AK", PROVIDER.0)
+        .env("VPCEP_SK", PROVIDER.1)
+        .env("VPCEP_PROJECT_ID", PROVIDER.3)
+        .output()
+        .unwrap();
+    let table = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("RESOURCE_ID"), "{table}");
+    assert!(
+        lines[1].starts_with(&svc) && lines[1].ends_with("env=prod"),
+        "{table}"
+    );
     // Whitelist entries: the type follows the strings.
     let r = ctl(&["permission", "add", &svc, "organizations:orgPath::o-1/r-1"]);
     assert_eq!(r["permission_type"], "orgPath");
