@@ -43,6 +43,8 @@ error_codes! {
     NotFound => "EndPoint.0005",
     /// `EndPoint.0006`: invalid `limit`.
     InvalidLimit => "EndPoint.0006",
+    /// `EndPoint.0007`: invalid `action` (of the tag API).
+    InvalidAction => "EndPoint.0007",
     /// `EndPoint.0010`: invalid `offset`.
     InvalidOffset => "EndPoint.0010",
     /// `EndPoint.0014`: invalid project id (`X-Project-Id` does not match the path).
@@ -118,6 +120,8 @@ error_codes! {
     TagInvalid => "EndPoint.3068",
     /// `EndPoint.3069`: the maximum number of tags has been reached.
     TooManyTags => "EndPoint.3069",
+    /// `EndPoint.3070`: invalid resource type (the tag API takes `endpoint_service`, `endpoint`).
+    InvalidResourceType => "EndPoint.3070",
     /// `EndPoint.3074`: the maximum of ports has been reached.
     TooManyPorts => "EndPoint.3074",
     /// `EndPoint.3075`: the protocol is invalid.

@@ -48,7 +48,7 @@ pub struct CreateService {
     /// `VM` or `LB`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_type: Option<String>,
-    /// Stored, unused (interface-VLAN backends).
+    /// Interface-VLAN backend: an IPv4 address or a domain name (stored and returned).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ip: Option<String>,
     /// Port mappings.
@@ -93,7 +93,7 @@ pub struct UpdateService {
     /// New description.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    /// Stored, unused.
+    /// New interface-VLAN backend address or domain name; `""` clears it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ip: Option<String>,
 }
@@ -299,13 +299,101 @@ pub struct UpdatePolicy {
     pub policy_document: Option<serde_json::Value>,
 }
 
-/// vpcep extension, `PUT .../vpc-endpoints/{id}/expiry`: a new lifetime from now, or none.
+/// vpcep extension, `PUT .../vpc-endpoints/{id}/expiry`: extend the lifetime, or end it.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Extend {
-    /// Seconds from now; `null` removes the expiry.
+    /// Seconds added to what is left (counted from now once expired); `null` removes the
+    /// expiry.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration: Option<i64>,
+}
+
+/// One tag of a tag action (`ResourceTag`): `value` is required to create, optional to
+/// delete (absent: delete by key).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TagBody {
+    /// Key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+/// `POST /v1/{project_id}/{resource_type}/{resource_id}/tags/action`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TagAction {
+    /// The tags.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<TagBody>>,
+    /// `create` or `delete`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+}
+
+/// A tag filter (`TagValuesList`): `values` empty means any value.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TagValuesBody {
+    /// Key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Values, any of which matches.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub values: Option<Vec<String>>,
+}
+
+/// A search field of a resource query (`Match`): `resource_name` or `resource_id`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchBody {
+    /// The field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+/// `POST /v1/{project_id}/{resource_type}/resource_instances/action`
+/// (`QueryResourceInstanceTagsBody`). `limit` and `offset` are JSON strings in the SDK;
+/// numbers are taken too.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceQueryBody {
+    /// Has every one of these.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<TagValuesBody>>,
+    /// Has at least one of these.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tags_any: Option<Vec<TagValuesBody>>,
+    /// Does not have all of these.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_tags: Option<Vec<TagValuesBody>>,
+    /// Has none of these.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_tags_any: Option<Vec<TagValuesBody>>,
+    /// System tags: `_sys_enterprise_project_id` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sys_tags: Option<Vec<TagValuesBody>>,
+    /// Page size, `"1"` to `"1000"` (default `"1000"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<serde_json::Value>,
+    /// Skipped resources (default `"0"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset: Option<serde_json::Value>,
+    /// `filter` or `count`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// Search fields.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matches: Option<Vec<MatchBody>>,
+    /// Only resources without tags (the four tag filters are then ignored).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub without_any_tag: Option<bool>,
 }
 
 /// `POST /v1/{project_id}/vpcs`.

@@ -22,6 +22,7 @@ fn tenant(p: &str, d: &str) -> Tenant {
         domain_id: d.into(),
         project_id: p.into(),
         ak: "ak".into(),
+        org_path: None,
     }
 }
 

@@ -64,6 +64,76 @@ def expect_error(name, fn, status, code):
     check(name, False, "no error raised")
 
 
+def tag_story(p, u, x, sid, eid, full_name):
+    """Operations 26-28 (tags) and the duration tag, through the SDK's own request models."""
+    def action(c, rtype, rid, act, tags):
+        return c.batch_add_or_remove_resource_instance(BatchAddOrRemoveResourceInstanceRequest(
+            resource_type=rtype, resource_id=rid, body=BatchAddOrRemoveResourceInstanceRequestBody(
+                action=act, tags=[ResourceTag(key=k, value=v) for k, v in tags])))
+
+    r = action(p, "endpoint_service", sid, "create", [("env", "prod"), ("team", "net")])
+    check("batch_add_or_remove_resource_instance(create) -> 204", r.status_code == 204)
+    shown = p.list_service_details(ListServiceDetailsRequest(vpc_endpoint_service_id=sid))
+    got = sorted((t.key, t.value) for t in shown.tags)
+    check("tags changed after create (env replaced, team added)", got == [("env", "prod"), ("team", "net")], str(got))
+    r = p.list_query_project_resource_tags(ListQueryProjectResourceTagsRequest(resource_type="endpoint_service"))
+    got = [(t.key, t.values) for t in r.tags]
+    check("list_query_project_resource_tags", got == [("env", ["prod"]), ("team", ["net"])], str(got))
+
+    def instances(c, rtype, **kw):
+        return c.list_resource_instances(ListResourceInstancesRequest(
+            resource_type=rtype, body=QueryResourceInstanceTagsBody(**kw)))
+
+    r = instances(p, "endpoint_service", action="filter", tags=[TagValuesList(key="env", values=["prod", "dev"])],
+                  matches=[Match(key="resource_name", value="RENAMED")], limit="10", offset="0")
+    check("list_resource_instances(filter)", r.total_count == 1 and r.resources[0].resource_id == sid
+          and r.resources[0].resource_name == full_name, str(r))
+    r = instances(p, "endpoint_service", action="filter", limit="1", offset="1")
+    check("list_resource_instances paging", r.total_count == 1 and r.resources == [], str(r))
+    r = instances(p, "endpoint_service", action="count", not_tags_any=[TagValuesList(key="team", values=[])])
+    check("list_resource_instances(count, not_tags_any)", r.total_count == 0 and r.resources is None, str(r))
+    r = instances(x, "endpoint_service", action="count")
+    check("another tenant counts none of them", r.total_count == 0)
+    action(p, "endpoint_service", sid, "delete", [("team", None)])
+    shown = p.list_service_details(ListServiceDetailsRequest(vpc_endpoint_service_id=sid))
+    check("batch_add_or_remove_resource_instance(delete)", [(t.key, t.value) for t in shown.tags] == [("env", "prod")])
+
+    expect_error("another tenant cannot tag the service", lambda: action(
+        x, "endpoint_service", sid, "create", [("k", "v")]), 404, "EndPoint.0005")
+    expect_error("the provider cannot tag the user's endpoint", lambda: action(
+        p, "endpoint", eid, "create", [("k", "v")]), 404, "EndPoint.2006")
+    expect_error("bad resource_type -> EndPoint.3070", lambda: action(
+        p, "vpc", sid, "create", [("k", "v")]), 400, "EndPoint.3070")
+    expect_error("bad tag action -> EndPoint.0007", lambda: action(
+        p, "endpoint_service", sid, "replace", [("k", "v")]), 400, "EndPoint.0007")
+    expect_error("duplicate tag keys -> EndPoint.3067", lambda: action(
+        p, "endpoint_service", sid, "create", [("k", "1"), ("k", "2")]), 400, "EndPoint.3067")
+    expect_error("tag characters -> EndPoint.3068", lambda: action(
+        p, "endpoint_service", sid, "create", [("a<b", "v")]), 400, "EndPoint.3068")
+    expect_error("too many tags in one action -> EndPoint.3069", lambda: action(
+        p, "endpoint_service", sid, "create", [(f"k{i}", "") for i in range(11)]), 400, "EndPoint.3069")
+
+    # The duration: the SDK has no field for it, so it travels as the reserved tag
+    # vpcep:duration; each create of it extends the endpoint by that many seconds.
+    action(u, "endpoint", eid, "create", [("vpcep:duration", "3600"), ("app", "db")])
+    first = {t.key: t.value for t in u.list_endpoint_info_details(
+        ListEndpointInfoDetailsRequest(vpc_endpoint_id=eid)).tags}
+    check("the duration tag sets an expiry", "vpcep:expires_at" in first and first["app"] == "db", str(first))
+    action(u, "endpoint", eid, "create", [("vpcep:duration", "60")])
+    ep = u.list_endpoint_info_details(ListEndpointInfoDetailsRequest(vpc_endpoint_id=eid))
+    after = {t.key: t.value for t in ep.tags}
+
+    def secs(s):
+        return time.mktime(time.strptime(s, "%Y-%m-%dT%H:%M:%SZ"))
+    check("the duration tag extends by its value", secs(after["vpcep:expires_at"]) - secs(first["vpcep:expires_at"]) == 60
+          and ep.active_status == ["active"], str(after))
+    r = instances(u, "endpoint", action="filter", tags=[TagValuesList(key="app", values=["db"])])
+    check("list_resource_instances(endpoint)", r.total_count == 1 and r.resources[0].resource_id == eid)
+    action(u, "endpoint", eid, "delete", [("vpcep:duration", None)])
+    ep = u.list_endpoint_info_details(ListEndpointInfoDetailsRequest(vpc_endpoint_id=eid))
+    check("deleting the duration tag ends the expiry", [(t.key, t.value) for t in ep.tags] == [("app", "db")])
+
+
 def story():
     p, u, x = client(PROVIDER), client(USER), client(STRANGER)
     # Provider inventory (same CIDR on both sides: overlap is supported).
@@ -157,6 +227,8 @@ def story():
     n = p.update_endpoint_service_name(UpdateEndpointServiceNameRequest(
         vpc_endpoint_service_id=sid, body=UpdateEndpointServiceNameRequestBody(endpoint_service_name="renamed")))
     check("update_endpoint_service_name", n.endpoint_service_name == f"region-1.renamed.{sid}")
+
+    tag_story(p, u, x, sid, eid, n.endpoint_service_name)
 
     # Negative cases.
     expect_error("the stranger cannot connect -> EndPoint.2012", lambda: x.create_endpoint(CreateEndpointRequest(

@@ -28,7 +28,7 @@ pub fn check(data: &[u8]) {
         return;
     };
     let b = Bytes::copy_from_slice(rest);
-    match which % 17 {
+    match which % 19 {
         0 => one::<VpcEnvelope, NewVpc>(&b),
         1 => one::<SubnetEnvelope, NewSubnet>(&b),
         2 => one::<PortEnvelope, NewPort>(&b),
@@ -45,6 +45,8 @@ pub fn check(data: &[u8]) {
         13 => one::<UpdateWhitelist, EndpointChange>(&b),
         14 => one::<UpdateRoutetables, EndpointChange>(&b),
         15 => one::<UpdatePolicy, EndpointChange>(&b),
-        _ => one::<Extend, EndpointChange>(&b),
+        16 => one::<Extend, EndpointChange>(&b),
+        17 => one::<TagAction, TagEdit>(&b),
+        _ => one::<ResourceQueryBody, ResourceFilter>(&b),
     }
 }

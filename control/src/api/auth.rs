@@ -13,7 +13,9 @@
 //! identical retry within the same second works, and a signature makes at most one
 //! successful write.
 //! Reads are not checked: the SDK legitimately repeats an identical GET within a second
-//! (same date, same signature), and replaying a read changes nothing.
+//! (same date, same signature), and replaying a read changes nothing. The one read sent as
+//! a POST, the tag API's `.../resource_instances/action` query, counts as a read
+//! (`is_write`), for the replay cache and for the audit log alike.
 //!
 //! [`ReplayCache`]: crate::auth::ReplayCache
 
@@ -122,7 +124,7 @@ fn check(
         }
     }
     // Last, so that a request refused above has not used up its signature.
-    let write = !matches!(parts.method, Method::GET | Method::HEAD);
+    let write = is_write(&parts.method, parts.uri.path());
     if write {
         match state.replay.admit(&verified, now) {
             Ok(()) => {}
@@ -177,7 +179,7 @@ pub async fn authenticate(State(state): State<ApiState>, req: Request, next: Nex
     let (audit, admitted) = match check(&state, &parts, &bytes) {
         Ok((tenant, admitted)) => {
             parts.extensions.insert(tenant.clone());
-            let audit = (!matches!(parts.method, Method::GET | Method::HEAD))
+            let audit = is_write(&parts.method, parts.uri.path())
                 .then(|| (tenant, format!("{} {}", parts.method, parts.uri.path())));
             (audit, admitted)
         }
@@ -208,6 +210,12 @@ pub async fn authenticate(State(state): State<ApiState>, req: Request, next: Nex
         (Some((tenant, operation)), Some(log)) => record(log, tenant, operation, resp).await,
         _ => resp,
     }
+}
+
+/// True if a request may change something: any method but GET and HEAD, except the tag
+/// API's query (`POST .../resource_instances/action`), which only reads.
+fn is_write(method: &Method, path: &str) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD) && !path.ends_with("/resource_instances/action")
 }
 
 /// Record a write's answer in the audit log; the answer goes out unchanged.

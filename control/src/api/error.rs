@@ -24,6 +24,7 @@ pub fn status(code: ErrorCode) -> StatusCode {
         Throttled => StatusCode::TOO_MANY_REQUESTS,
         Parameter
         | InvalidLimit
+        | InvalidAction
         | InvalidOffset
         | InvalidProjectId
         | BatchLimit
@@ -58,6 +59,7 @@ pub fn status(code: ErrorCode) -> StatusCode {
         | TagKeyDuplicated
         | TagInvalid
         | TooManyTags
+        | InvalidResourceType
         | TooManyPorts
         | InvalidProtocol => StatusCode::BAD_REQUEST,
     }

@@ -7,7 +7,8 @@
 //! pool (a write waits for the store's fsync). A read handler queries the model through the
 //! caller's [`crate::model::TenantView`]. Either way the answer is a typed view
 //! ([`views`]). Handlers live by resource: [`services`] (with connections and whitelists),
-//! [`endpoints`], [`inventory`]; [`meta`] holds versions, quotas and the fallbacks.
+//! [`endpoints`], [`inventory`], [`tags`]; [`meta`] holds versions, quotas and the
+//! fallbacks.
 
 pub mod auth;
 pub mod endpoints;
@@ -17,6 +18,7 @@ pub mod inventory;
 pub mod meta;
 pub mod page;
 pub mod services;
+pub mod tags;
 pub mod views;
 
 use std::sync::Arc;
@@ -125,7 +127,7 @@ where
 
 /// The API router with authentication.
 pub fn router(state: ApiState) -> Router {
-    use self::{endpoints as ep, inventory as inv, meta, services as svc};
+    use self::{endpoints as ep, inventory as inv, meta, services as svc, tags};
     let pid = "/v1/{project_id}";
     let s = format!("{pid}/vpc-endpoint-services/{{service_id}}");
     let e = format!("{pid}/vpc-endpoints/{{endpoint_id}}");
@@ -201,6 +203,17 @@ pub fn router(state: ApiState) -> Router {
         .route(
             &format!("{pid}/ports/{{id}}"),
             get(inv::port).delete(inv::delete_port),
+        )
+        // The tag API: `{resource_type}` is checked by the handlers (EndPoint.3070); the
+        // static segments above take precedence over it.
+        .route(&format!("{pid}/{{resource_type}}/tags"), get(tags::list))
+        .route(
+            &format!("{pid}/{{resource_type}}/resource_instances/action"),
+            post(tags::instances),
+        )
+        .route(
+            &format!("{pid}/{{resource_type}}/{{resource_id}}/tags/action"),
+            post(tags::action),
         )
         .fallback(meta::not_found)
         .method_not_allowed_fallback(meta::method_not_allowed)

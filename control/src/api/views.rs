@@ -79,10 +79,14 @@ impl<'m> ServiceView<'m> {
             updated_at: format_time(svc.updated_at),
             project_id: &svc.project_id,
             domain_id: &svc.domain_id,
-            ip: m
-                .backend_ip(svc)
-                .map(|ip| ip.to_string())
-                .unwrap_or_default(),
+            // The address the provider gave (`ip`), else the backend port's.
+            ip: match &svc.ip {
+                Some(ip) => ip.as_str().to_string(),
+                None => m
+                    .backend_ip(svc)
+                    .map(|ip| ip.to_string())
+                    .unwrap_or_default(),
+            },
             ports: &svc.ports,
             tcp_proxy: svc.tcp_proxy.as_str(),
             tags: &svc.tags,

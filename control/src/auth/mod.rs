@@ -18,16 +18,14 @@
 //!   unless that earlier use was refused ([`ReplayCache::release`]): a signature makes at most
 //!   one successful write.
 
-use std::collections::HashMap;
-use std::path::Path;
-
 use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 use hmac::{Hmac, Mac};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+mod credentials;
 mod replay;
+pub use credentials::{Credential, Credentials, CredentialsError, OrgMembership};
 pub use replay::{ReplayCache, ReplayError};
 
 type HmacSha256 = Hmac<Sha256>;
@@ -47,116 +45,6 @@ const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'_')
     .remove(b'~');
-
-/// One key pair and the tenant it signs for.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct Credential {
-    /// Access key id.
-    pub ak: String,
-    /// Secret key.
-    pub sk: String,
-    /// The account.
-    pub domain_id: String,
-    /// The project the key may act in.
-    pub project_id: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CredentialsFile {
-    credentials: Vec<Credential>,
-}
-
-/// The credentials the daemon accepts, by access key.
-#[derive(Clone, Debug, Default)]
-pub struct Credentials {
-    by_ak: HashMap<String, Credential>,
-}
-
-/// Why a credentials file could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum CredentialsError {
-    /// The file could not be read.
-    #[error("cannot read credentials file {path}: {source}")]
-    Read {
-        /// The file.
-        path: String,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML of the expected shape.
-    #[error("invalid credentials file: {0}")]
-    Parse(#[from] toml::de::Error),
-    /// An entry is unusable (empty field or duplicate access key).
-    #[error("invalid credentials file: {0}")]
-    Invalid(String),
-}
-
-impl Credentials {
-    /// Parse the TOML form: one `[[credentials]]` table per key pair.
-    ///
-    /// # Errors
-    /// [`CredentialsError`] for bad TOML, empty fields or a duplicate access key.
-    pub fn from_toml(text: &str) -> Result<Self, CredentialsError> {
-        let file: CredentialsFile = toml::from_str(text)?;
-        Self::from_list(file.credentials)
-    }
-
-    /// Build from a list.
-    ///
-    /// # Errors
-    /// [`CredentialsError::Invalid`] for empty fields or a duplicate access key.
-    pub fn from_list(list: Vec<Credential>) -> Result<Self, CredentialsError> {
-        let mut by_ak = HashMap::new();
-        for c in list {
-            if [&c.ak, &c.sk, &c.domain_id, &c.project_id]
-                .iter()
-                .any(|s| s.trim().is_empty())
-            {
-                return Err(CredentialsError::Invalid(format!(
-                    "entry {:?} has an empty field",
-                    c.ak
-                )));
-            }
-            let ak = c.ak.clone();
-            if by_ak.insert(ak.clone(), c).is_some() {
-                return Err(CredentialsError::Invalid(format!(
-                    "access key {ak:?} appears twice"
-                )));
-            }
-        }
-        Ok(Self { by_ak })
-    }
-
-    /// Read and parse a credentials file.
-    ///
-    /// # Errors
-    /// [`CredentialsError`].
-    pub fn load(path: &Path) -> Result<Self, CredentialsError> {
-        let text = std::fs::read_to_string(path).map_err(|source| CredentialsError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::from_toml(&text)
-    }
-
-    /// The credential for an access key.
-    pub fn get(&self, ak: &str) -> Option<&Credential> {
-        self.by_ak.get(ak)
-    }
-
-    /// Number of key pairs.
-    pub fn len(&self) -> usize {
-        self.by_ak.len()
-    }
-
-    /// True if there are none.
-    pub fn is_empty(&self) -> bool {
-        self.by_ak.is_empty()
-    }
-}
 
 /// Who sent a verified request (defined with the model, where tenancy is applied).
 pub use crate::model::Tenant;
@@ -505,6 +393,7 @@ pub fn verify_with(
             domain_id: cred.domain_id.as_str().into(),
             project_id: cred.project_id.as_str().into(),
             ak: cred.ak.clone(),
+            org_path: creds.org_path(&cred.domain_id).map(String::from),
         },
         signature,
         valid_until,
@@ -622,26 +511,5 @@ mod tests {
             };
             assert_eq!(payload_hash(&req, policy), want, "{header:?} {policy:?}");
         }
-    }
-
-    #[test]
-    fn credentials_file() {
-        let c = Credentials::from_toml(
-            "[[credentials]]\nak = \"A\"\nsk = \"S\"\ndomain_id = \"d\"\nproject_id = \"p\"\n",
-        )
-        .unwrap();
-        assert_eq!(c.get("A").unwrap().project_id, "p");
-        assert!(
-            Credentials::from_toml("[[credentials]]\nak = \"A\"\nsk = \"S\"\ndomain_id = \"d\"\n")
-                .is_err()
-        );
-        assert!(
-            Credentials::from_toml(
-                "[[credentials]]\nak=\"A\"\nsk=\"\"\ndomain_id=\"d\"\nproject_id=\"p\"\nx=1"
-            )
-            .is_err()
-        );
-        let dup = "[[credentials]]\nak=\"A\"\nsk=\"S\"\ndomain_id=\"d\"\nproject_id=\"p\"\n";
-        assert!(Credentials::from_toml(&format!("{dup}{dup}")).is_err());
     }
 }

@@ -126,6 +126,7 @@ mod tests {
                 domain_id: "d".into(),
                 project_id: "p".into(),
                 ak: "a".into(),
+                org_path: None,
             },
             signature: [b; 32],
             valid_until: t0 + TimeDelta::seconds(until),

@@ -2,9 +2,10 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use super::tags::DURATION_TAG;
 use super::{
     check_policy, check_routetables, description, only_ipv4, parse_whitelist, port_ip,
-    positive_duration, tags,
+    positive_duration, split_create_tags,
 };
 use crate::error::{ErrorCode, Rejection, require};
 use crate::model::*;
@@ -62,6 +63,17 @@ impl TryFrom<CreateEndpoint> for NewEndpoint {
         let routetables = b.routetables.unwrap_or_default();
         check_routetables(&routetables)?;
         check_policy(b.policy_statement.as_deref(), b.policy_document.as_ref())?;
+        // The lifetime comes from the `duration` extension field or, for the official SDK,
+        // from the duration tag; not from both.
+        let (tags, tagged) = split_create_tags(b.tags.unwrap_or_default(), true)?;
+        let lifetime = match (positive_duration(b.duration, "")?, tagged) {
+            (Some(_), Some(_)) => {
+                return Err(Rejection::param(format!(
+                    "duration: give it as the duration field or the {DURATION_TAG} tag, not both"
+                )));
+            }
+            (d, t) => d.or(t),
+        };
         Ok(Self {
             service_id,
             vpc_id,
@@ -69,8 +81,8 @@ impl TryFrom<CreateEndpoint> for NewEndpoint {
             ip,
             whitelist: parse_whitelist(&b.whitelist.unwrap_or_default())?,
             description: description(b.description)?,
-            tags: tags(b.tags)?,
-            lifetime: positive_duration(b.duration, "")?,
+            tags,
+            lifetime,
             enable_dns: b.enable_dns.unwrap_or(false),
             enable_whitelist: b.enable_whitelist.unwrap_or(false),
             routetables,
@@ -91,7 +103,8 @@ pub enum EndpointChange {
     Policy(Option<Vec<serde_json::Value>>, Option<serde_json::Value>),
     /// Remove the policy.
     ClearPolicy,
-    /// A new lifetime from now (`None`: none); unfreezes.
+    /// Extend the lifetime by this many seconds (added to what is left, or to now once
+    /// expired), unfreezing; `None`: never expire.
     Lifetime(Option<i64>),
 }
 

@@ -11,6 +11,8 @@
 pub mod endpoints;
 pub mod inventory;
 pub mod services;
+pub mod tag_query;
+pub mod tags;
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -18,6 +20,8 @@ use std::net::IpAddr;
 pub use self::endpoints::*;
 pub use self::inventory::*;
 pub use self::services::*;
+pub use self::tag_query::*;
+pub use self::tags::*;
 use crate::error::{ErrorCode, Rejection, require};
 use crate::model::*;
 use crate::requests::*;
@@ -152,45 +156,14 @@ fn description(d: Option<String>) -> Result<String, Rejection> {
     Ok(d)
 }
 
-/// Check a resource's tags: at most [`MAX_TAGS`], keys non-empty and unique, sizes bounded.
+/// Check a resource's tags: at most [`MAX_TAGS`], keys non-empty and unique, keys and values
+/// of the tag rules ([`tags::check_tag`]).
 ///
 /// # Errors
 /// EndPoint.3066 to 3069.
-pub fn check_tags(tags: &[Tag]) -> Result<(), Rejection> {
-    if tags.len() > MAX_TAGS {
-        return Err(Rejection::new(
-            ErrorCode::TooManyTags,
-            "The maximum number of tags has been reached.",
-        ));
-    }
-    let mut keys = HashSet::new();
-    for t in tags {
-        if t.key.is_empty() {
-            return Err(Rejection::new(
-                ErrorCode::TagEmpty,
-                "The tag cannot be empty.",
-            ));
-        }
-        if t.key.chars().count() > 128 || t.value.chars().count() > 255 {
-            return Err(Rejection::new(
-                ErrorCode::TagInvalid,
-                "Tag keys and values should meet relevant requirements.",
-            ));
-        }
-        if !keys.insert(&t.key) {
-            return Err(Rejection::new(
-                ErrorCode::TagKeyDuplicated,
-                "The tag key cannot be duplicated.",
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn tags(t: Option<Vec<Tag>>) -> Result<Vec<Tag>, Rejection> {
-    let t = t.unwrap_or_default();
-    check_tags(&t)?;
-    Ok(t)
+pub fn check_tags(list: &[Tag]) -> Result<(), Rejection> {
+    check_unique(list)?;
+    check_count(list)
 }
 
 fn port_number(v: Option<i64>, which: &str) -> Result<u16, Rejection> {

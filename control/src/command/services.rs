@@ -1,7 +1,7 @@
 //! Commands of the provider side: services, decisions on their connections, and their
 //! whitelists.
 
-use super::{batch, check_description, description, only_ipv4, parse_ports, tags};
+use super::{batch, check_description, description, only_ipv4, parse_ports, split_create_tags};
 use crate::error::{ErrorCode, Rejection, require};
 use crate::model::*;
 use crate::requests::*;
@@ -27,6 +27,8 @@ pub struct NewService {
     pub description: String,
     /// Tags.
     pub tags: Vec<Tag>,
+    /// Interface-VLAN backend address or name (stored and returned).
+    pub ip: Option<ServiceIp>,
 }
 
 impl TryFrom<CreateService> for NewService {
@@ -57,7 +59,12 @@ impl TryFrom<CreateService> for NewService {
                 .transpose()?
                 .unwrap_or_default(),
             description: description(b.description)?,
-            tags: tags(b.tags)?,
+            tags: split_create_tags(b.tags.unwrap_or_default(), false)?.0,
+            ip: b
+                .ip
+                .filter(|ip| !ip.is_empty())
+                .map(ServiceIp::try_from)
+                .transpose()?,
         })
     }
 }
@@ -77,6 +84,8 @@ pub struct ServiceChange {
     pub tcp_proxy: Option<TcpProxy>,
     /// New description.
     pub description: Option<String>,
+    /// New interface-VLAN backend address or name (`Some(None)`: cleared).
+    pub ip: Option<Option<ServiceIp>>,
 }
 
 impl TryFrom<UpdateService> for ServiceChange {
@@ -93,6 +102,14 @@ impl TryFrom<UpdateService> for ServiceChange {
             port_id: b.port_id.map(PortId::from),
             tcp_proxy: b.tcp_proxy.as_deref().map(TcpProxy::parse).transpose()?,
             description: b.description,
+            ip: b
+                .ip
+                .map(|ip| {
+                    (!ip.is_empty())
+                        .then(|| ServiceIp::try_from(ip))
+                        .transpose()
+                })
+                .transpose()?,
         })
     }
 }

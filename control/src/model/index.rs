@@ -242,12 +242,11 @@ impl Model {
             .count()
     }
 
-    /// True if account `domain_id` may see and connect to `svc` (its owner's account always).
-    pub fn visible(&self, svc: &Service, domain_id: &DomainId) -> bool {
-        svc.domain_id == *domain_id
-            || self
-                .permissions_of(svc.id.as_str())
-                .any(|p| p.admits(domain_id))
+    /// True if `who` may see and connect to `svc` (its owner's account always, others
+    /// through a whitelist entry, by account or organisation).
+    pub fn visible(&self, svc: &Service, who: &Tenant) -> bool {
+        svc.domain_id == who.domain_id
+            || self.permissions_of(svc.id.as_str()).any(|p| p.admits(who))
     }
 
     /// The backend address of a service, if it has a live IPv4 backend.

@@ -181,6 +181,10 @@ pub struct Service {
     pub created_at: i64,
     /// Last change.
     pub updated_at: i64,
+    /// The interface-VLAN backend address or domain name given by the provider (stored and
+    /// returned; traffic goes to the backend port). Records written before it load as `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<ServiceIp>,
 }
 
 impl Service {
@@ -212,15 +216,60 @@ pub struct Permission {
 }
 
 impl Permission {
-    /// True if this entry lets account `domain_id` see and connect to the service.
-    pub fn admits(&self, domain_id: &DomainId) -> bool {
+    /// True if this entry lets `who` see and connect to the service: its account
+    /// (`iam:domain::<id>`, `*`), or its organisation path (`organizations:orgPath::<path>`,
+    /// see [`org_path_admits`]).
+    pub fn admits(&self, who: &Tenant) -> bool {
         match self.permission.as_str() {
             "*" | "iam:domain::*" => true,
-            p => p
-                .strip_prefix("iam:domain::")
-                .is_some_and(|d| *domain_id == d),
+            p => match p.strip_prefix("organizations:orgPath::") {
+                Some(pattern) => who
+                    .org_path
+                    .as_deref()
+                    .is_some_and(|path| org_path_admits(pattern, path)),
+                None => p
+                    .strip_prefix("iam:domain::")
+                    .is_some_and(|d| who.domain_id == *d),
+            },
         }
     }
+}
+
+/// True if an `orgPath` permission `pattern` admits an account whose organisation path is
+/// `path` (`<org id>/<root id>/<ou id>/...`, from the credentials file): the pattern names
+/// the account's unit or one above it, so `o-1/r-1/ou-a` admits accounts of `ou-a` and of
+/// every unit below it. In the pattern `*` stands for any run of characters (`/` included)
+/// and `?` for one character, so `o-1/*` admits the whole organisation `o-1`.
+pub fn org_path_admits(pattern: &str, path: &str) -> bool {
+    glob(pattern.as_bytes(), path.as_bytes())
+        || glob(format!("{pattern}/*").as_bytes(), path.as_bytes())
+}
+
+/// `*`/`?` wildcard match, iterative (no backtracking blow-up: one saved star).
+fn glob(p: &[u8], s: &[u8]) -> bool {
+    let (mut pi, mut si) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while si < s.len() {
+        match p.get(pi) {
+            Some(b'*') => {
+                star = Some((pi, si));
+                pi += 1;
+            }
+            Some(&c) if c == b'?' || c == s[si] => {
+                pi += 1;
+                si += 1;
+            }
+            _ => match star {
+                Some((sp, ss)) => {
+                    pi = sp + 1;
+                    si = ss + 1;
+                    star = Some((sp, ss + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
 }
 
 /// An endpoint: an address in the user's subnet connected to one service.
@@ -381,7 +430,53 @@ mod tests {
             description: String::new(),
             created_at: 0,
         };
-        assert!(p.admits(&"d1".into()) && !p.admits(&"d2".into()));
+        let who = |d: &str, org: Option<&str>| Tenant {
+            domain_id: d.into(),
+            project_id: "p".into(),
+            ak: "ak".into(),
+            org_path: org.map(Into::into),
+        };
+        assert!(p.admits(&who("d1", None)) && !p.admits(&who("d2", None)));
+        let org = Permission {
+            permission: "organizations:orgPath::o-1/r-1/ou-a".into(),
+            permission_type: PermissionType::OrgPath,
+            ..p
+        };
+        assert!(org.admits(&who("d2", Some("o-1/r-1/ou-a"))));
+        assert!(
+            org.admits(&who("d2", Some("o-1/r-1/ou-a/ou-b"))),
+            "a unit below"
+        );
+        assert!(
+            !org.admits(&who("d2", Some("o-1/r-1/ou-ab"))),
+            "not a prefix of a name"
+        );
+        assert!(
+            !org.admits(&who("d2", Some("o-1/r-1"))),
+            "not the unit above"
+        );
+        assert!(!org.admits(&who("d2", None)), "outside any organisation");
+        assert!(org_path_admits("o-1/*", "o-1/r-1/ou-z"));
+        assert!(org_path_admits("o-?/r-1/ou-a", "o-2/r-1/ou-a"));
+        assert!(!org_path_admits("o-?/r-1/ou-a", "o-22/r-1/ou-a"));
+        assert!(!org_path_admits("o-1/*", "o-2/r-1"));
+        assert!(org_path_admits("*", "o-9/r"));
+        for ok in ["192.0.2.7", "backend.example.com", "a-1.b", "localhost"] {
+            assert!(ServiceIp::try_from(ok.to_string()).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "10.0.0.256",
+            "1.2.3",
+            "fd00::1",
+            "a..b",
+            "-a.b",
+            "a_b.c",
+            "a.b-",
+        ] {
+            let e = ServiceIp::try_from(bad.to_string()).unwrap_err();
+            assert_eq!(e.code, ErrorCode::Parameter, "{bad}");
+        }
         assert!(ServiceName::try_from("svc_1-a".to_string()).is_ok());
         for bad in ["", "a.b", "12345678901234567"] {
             assert_eq!(

@@ -18,6 +18,9 @@ pub struct Tenant {
     pub project_id: ProjectId,
     /// The access key that signed.
     pub ak: String,
+    /// The account's organisation path (`<org id>/<root id>/<ou id>...`), if the credentials
+    /// file puts it in an organisation; `orgPath` permissions match it.
+    pub org_path: Option<String>,
 }
 
 /// The model as one tenant sees it.
@@ -186,7 +189,7 @@ impl<'m> TenantView<'m> {
         self.model
             .services
             .get(id)
-            .filter(|s| self.model.visible(s, &self.tenant.domain_id))
+            .filter(|s| self.model.visible(s, self.tenant))
     }
 
     /// The service with full name `name`, if the tenant's account may see it.
@@ -195,7 +198,7 @@ impl<'m> TenantView<'m> {
             .services
             .values()
             .find(|s| s.full_name == name)
-            .filter(|s| self.model.visible(s, &self.tenant.domain_id))
+            .filter(|s| self.model.visible(s, self.tenant))
     }
 
     /// Every service the tenant's account may see, matching `q`.
@@ -203,7 +206,7 @@ impl<'m> TenantView<'m> {
         self.model
             .services
             .values()
-            .filter(|s| self.model.visible(s, &self.tenant.domain_id) && q.matches(self.model, s))
+            .filter(|s| self.model.visible(s, self.tenant) && q.matches(self.model, s))
             .collect()
     }
 

@@ -265,3 +265,51 @@ impl ConnectionStatus {
         }
     }
 }
+
+/// A service's interface-VLAN backend (`ip`): an IPv4 address or a domain name (at most 253
+/// characters, labels of 1 to 63 letters, digits and inner `-`, separated by `.`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ServiceIp(String);
+
+impl ServiceIp {
+    /// The address or name as given.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for ServiceIp {
+    type Error = Rejection;
+
+    fn try_from(s: String) -> Result<Self, Rejection> {
+        if s.parse::<std::net::Ipv4Addr>().is_ok() {
+            return Ok(Self(s));
+        }
+        let label = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        };
+        // A name whose last label is all digits would read as a mistyped address.
+        let numeric_tld = s
+            .rsplit('.')
+            .next()
+            .is_some_and(|t| t.bytes().all(|b| b.is_ascii_digit()));
+        if s.len() <= 253 && s.split('.').all(label) && !numeric_tld {
+            Ok(Self(s))
+        } else {
+            Err(Rejection::param(format!(
+                "ip: {s:?} is neither an IPv4 address nor a domain name"
+            )))
+        }
+    }
+}
+
+impl From<ServiceIp> for String {
+    fn from(n: ServiceIp) -> Self {
+        n.0
+    }
+}

@@ -9,7 +9,7 @@ use crate::command::{EndpointChange, NewEndpoint};
 use crate::error::{ErrorCode, Rejection};
 use crate::model::index::Key;
 use crate::model::*;
-use crate::registry::ipam;
+use crate::registry::{ipam, tags};
 
 fn endpoint_not_found() -> Rejection {
     Rejection::new(
@@ -44,7 +44,7 @@ impl Registry {
                     "The endpoint service does not exist.",
                 )
             })?;
-            if !m.visible(svc, &t.domain_id) {
+            if !m.visible(svc, t) {
                 return Err(Rejection::new(
                     ErrorCode::NotWhitelisted,
                     "You have no permission to connect to the VPC endpoint service.",
@@ -77,7 +77,7 @@ impl Registry {
             }
             let ip = ipam::pick(m, subnet, cmd.ip)?;
             let ts = now();
-            let ep = Endpoint {
+            let mut ep = Endpoint {
                 id: EndpointId::random(),
                 project_id: t.project_id.clone(),
                 domain_id: t.domain_id.clone(),
@@ -100,11 +100,14 @@ impl Registry {
                 routetables: cmd.routetables,
                 policy_statement: cmd.policy_statement,
                 policy_document: cmd.policy_document,
-                expires_at: cmd.lifetime.map(|d| ts.saturating_add(d)),
+                expires_at: None,
                 frozen: false,
                 created_at: ts,
                 updated_at: ts,
             };
+            if cmd.lifetime.is_some() {
+                tags::set_lifetime(&mut ep, cmd.lifetime, ts);
+            }
             Ok((vec![Mutation::Put(Record::Endpoint(ep.clone()))], ep))
         })
     }
@@ -147,10 +150,7 @@ impl Registry {
                     ep.policy_statement.clear();
                     ep.policy_document = None;
                 }
-                EndpointChange::Lifetime(d) => {
-                    ep.expires_at = d.map(|d| ts.saturating_add(d));
-                    ep.frozen = false;
-                }
+                EndpointChange::Lifetime(d) => tags::set_lifetime(&mut ep, d, ts),
             }
             ep.updated_at = ts;
             Ok((vec![Mutation::Put(Record::Endpoint(ep.clone()))], ep))

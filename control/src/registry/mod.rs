@@ -9,7 +9,7 @@
 //! `notes`; no other lock is taken while one of these is held.
 //!
 //! The rules live by resource: [`inventory`] (VPCs, subnets, ports), [`ipam`] (addresses),
-//! [`services`], [`connections`], [`permissions`], [`endpoints`]. Tenancy is applied through
+//! [`services`], [`connections`], [`permissions`], [`endpoints`], [`tags`]. Tenancy is applied through
 //! [`crate::model::TenantView`]. Nothing here knows about HTTP.
 
 pub mod connections;
@@ -18,6 +18,7 @@ pub mod inventory;
 pub mod ipam;
 pub mod permissions;
 pub mod services;
+pub mod tags;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};

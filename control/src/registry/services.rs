@@ -124,6 +124,7 @@ impl Registry {
                 status: ServiceStatus::Available,
                 created_at: ts,
                 updated_at: ts,
+                ip: cmd.ip,
             };
             Ok((vec![Mutation::Put(Record::Service(svc.clone()))], svc))
         })
@@ -170,6 +171,9 @@ impl Registry {
             }
             if let Some(d) = cmd.description {
                 svc.description = d;
+            }
+            if let Some(ip) = cmd.ip {
+                svc.ip = ip;
             }
             svc.updated_at = now();
             Ok((vec![Mutation::Put(Record::Service(svc.clone()))], svc))

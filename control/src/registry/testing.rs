@@ -24,6 +24,7 @@ pub(crate) fn tenant(name: &str) -> Tenant {
         domain_id: format!("d{name}").into(),
         project_id: format!("p{name}").into(),
         ak: "ak".into(),
+        org_path: None,
     }
 }
 

@@ -64,6 +64,9 @@ pub(crate) enum Command {
     /// Endpoints (user side).
     #[command(subcommand)]
     Endpoint(EndpointCmd),
+    /// Tags of services and endpoints (RESOURCE_TYPE: endpoint_service or endpoint).
+    #[command(subcommand)]
+    Tag(TagCmd),
     /// Quotas and usage.
     Quota,
     /// The daemon's audit log (read from its data directory; no keys needed).
@@ -230,7 +233,7 @@ pub(crate) enum ConnectionCmd {
 pub(crate) enum PermissionCmd {
     /// List the whitelist.
     List { service: String },
-    /// Add entries (`iam:domain::<id>` or `*`).
+    /// Add entries (`iam:domain::<id>`, `*`, or `organizations:orgPath::<path>`).
     Add {
         service: String,
         permissions: Vec<String>,
@@ -304,4 +307,35 @@ pub(crate) fn parse_map(s: &str) -> Result<PortBody, String> {
 
 pub(crate) fn maps(v: &[String]) -> Result<Vec<PortBody>, String> {
     v.iter().map(|m| parse_map(m)).collect()
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TagCmd {
+    /// Add tags (an existing key takes the new value); on an endpoint,
+    /// vpcep:duration=SECS extends its lifetime.
+    Add {
+        resource_type: String,
+        id: String,
+        /// KEY=VALUE, one or more.
+        #[arg(required = true)]
+        tags: Vec<String>,
+    },
+    /// Remove tags: KEY, or KEY=VALUE (only if the value matches).
+    Remove {
+        resource_type: String,
+        id: String,
+        #[arg(required = true)]
+        tags: Vec<String>,
+    },
+    /// Every key and its values on the project's resources of a type.
+    List { resource_type: String },
+    /// The project's resources that have every one of the tags: KEY (any value) or
+    /// KEY=V1,V2 (one of the values).
+    Find {
+        resource_type: String,
+        tags: Vec<String>,
+        /// Only the number of resources.
+        #[arg(long)]
+        count: bool,
+    },
 }

@@ -230,8 +230,8 @@ fn run(cli: Cli) -> Result<Value, String> {
             } => post(
                 format!("{}/permissions/action", svc(&service)),
                 to_value(PermissionAction {
+                    permission_type: Some(permission_type(&permissions)?.into()),
                     permissions: Some(permissions),
-                    permission_type: Some("domainId".into()),
                     action: Some("add".into()),
                 }),
             ),
@@ -241,8 +241,8 @@ fn run(cli: Cli) -> Result<Value, String> {
             } => post(
                 format!("{}/permissions/action", svc(&service)),
                 to_value(PermissionAction {
+                    permission_type: Some(permission_type(&permissions)?.into()),
                     permissions: Some(permissions),
-                    permission_type: Some("domainId".into()),
                     action: Some("remove".into()),
                 }),
             ),
@@ -296,6 +296,7 @@ fn run(cli: Cli) -> Result<Value, String> {
             }
             EndpointCmd::Delete { id } => del(ep(&id)),
         },
+        Command::Tag(cmd) => tag(&c, cmd),
         Command::Quota => get(p("/quotas")),
         Command::Audit { .. } => unreachable!("answered before a client is made"),
         Command::Raw { method, path, body } => {
@@ -305,6 +306,96 @@ fn run(cli: Cli) -> Result<Value, String> {
                 .map_err(|x| format!("body is not JSON: {x}"))?;
             c.call(&method.to_uppercase(), &p(&path), &[], b.as_ref())
                 .map_err(e)
+        }
+    }
+}
+
+/// The `permission_type` of a list of whitelist entries: one type per request, as the API
+/// takes it (`orgPath` for `organizations:orgPath::...` entries, else `domainId`).
+fn permission_type(list: &[String]) -> Result<&'static str, String> {
+    let org = |p: &String| p.starts_with("organizations:orgPath::");
+    if list.iter().all(org) && !list.is_empty() {
+        Ok("orgPath")
+    } else if list.iter().any(org) {
+        Err("give organisation paths and accounts in separate calls".into())
+    } else {
+        Ok("domainId")
+    }
+}
+
+/// `vpcepctl tag ...`: the tag API, with the server's own wire bodies.
+fn tag(c: &Client, cmd: TagCmd) -> Result<Value, String> {
+    let e = |x: ClientError| x.to_string();
+    let action = |rt: &str, id: &str, act: &str, tags: Vec<String>| {
+        let tags = tags
+            .into_iter()
+            .map(|t| match t.split_once('=') {
+                Some((k, v)) => TagBody {
+                    key: Some(k.into()),
+                    value: Some(v.into()),
+                },
+                None => TagBody {
+                    key: Some(t),
+                    value: None,
+                },
+            })
+            .collect();
+        let body = TagAction {
+            tags: Some(tags),
+            action: Some(act.into()),
+        };
+        let path = c.path(&format!("/{}/{}/tags/action", segment(rt), segment(id)));
+        c.send("POST", &path, &body)
+            .map(|_| json!({"tagged": id}))
+            .map_err(e)
+    };
+    match cmd {
+        TagCmd::Add {
+            resource_type,
+            id,
+            tags,
+        } => action(&resource_type, &id, "create", tags),
+        TagCmd::Remove {
+            resource_type,
+            id,
+            tags,
+        } => action(&resource_type, &id, "delete", tags),
+        TagCmd::List { resource_type } => c
+            .call(
+                "GET",
+                &c.path(&format!("/{}/tags", segment(&resource_type))),
+                &[],
+                None,
+            )
+            .map_err(e),
+        TagCmd::Find {
+            resource_type,
+            tags,
+            count,
+        } => {
+            let filters = tags
+                .into_iter()
+                .map(|t| {
+                    let (key, values) = match t.split_once('=') {
+                        Some((k, v)) => (k.to_string(), v.split(',').map(String::from).collect()),
+                        None => (t, Vec::new()),
+                    };
+                    TagValuesBody {
+                        key: Some(key),
+                        values: Some(values),
+                    }
+                })
+                .collect();
+            let body = ResourceQueryBody {
+                tags: Some(filters),
+                action: Some(if count { "count" } else { "filter" }.into()),
+                ..ResourceQueryBody::default()
+            };
+            let path = c.path(&format!(
+                "/{}/resource_instances/action",
+                segment(&resource_type)
+            ));
+            c.send("POST", &path, &body).map_err(e)
         }
     }
 }

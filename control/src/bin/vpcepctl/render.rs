@@ -29,6 +29,8 @@ fn columns(key: &str) -> &'static [&'static str] {
             "marker_id",
         ],
         "resources" => &["type", "used", "quota"],
+        "tagged_resources" => &["resource_id", "resource_name", "tags"],
+        "tags" => &["key", "values"],
         "audit" => &[
             "at",
             "project_id",
@@ -47,6 +49,14 @@ fn cell(v: &Value) -> String {
         Value::String(s) => s.clone(),
         Value::Null => String::new(),
         Value::Array(a) => a.iter().map(cell).collect::<Vec<_>>().join(","),
+        // A tag.
+        Value::Object(o) if o.contains_key("key") => {
+            format!(
+                "{}={}",
+                cell(&o["key"]),
+                o.get("value").map(cell).unwrap_or_default()
+            )
+        }
         other => other.to_string(),
     }
 }
@@ -86,6 +96,16 @@ pub(crate) fn render(v: &Value, output: Output) -> String {
     // A list response ({"things": [...]} or with "total_count"): the array as a table.
     let is_list = obj.len() == 1 || (obj.len() == 2 && obj.contains_key("total_count"));
     for (k, val) in obj.iter().filter(|_| is_list) {
+        // The tag API's resources are not the quota's.
+        let tagged = val
+            .as_array()
+            .and_then(|r| r.first())
+            .is_some_and(|r| r.get("resource_id").is_some());
+        let k = if tagged {
+            "tagged_resources"
+        } else {
+            k.as_str()
+        };
         if let (Some(rows), cols) = (val.as_array(), columns(k))
             && !cols.is_empty()
         {
