@@ -330,7 +330,8 @@ pub async fn start_with(
     );
     let worker_stop = Arc::new(AtomicBool::new(false));
     let push = Arc::new(PushStatus::default());
-    let attachments = Attachments::new(cfg.attachments.iter().map(|a| a.vpc_id.as_str()));
+    let attachments = Attachments::new(cfg.attachments.iter().map(|a| a.vpc_id.as_str()))
+        .with_port_security(cfg.attachments.iter().map(|a| a.port_security));
     let notes = registry.subscribe();
     let mut pusher = Pusher::new(
         TablePublisher::new(Tables::new(snat)),
