@@ -11,7 +11,10 @@
 //! conntrack lookup and shard lock. One probe of this frozen, lock-free set is cheaper; it
 //! stops a frame of another MAC from passing for an open flow's client (or its backend: the
 //! check holds on provider attachments too), and cuts a flow the moment its port is deleted
-//! or moves. Attachments without port security pay one bounds check.
+//! or moves. Attachments without port security pay one bounds check. Measured (callgrind,
+//! `pktbench --only port_security` against `established_tcp`, 1,000 flows): 75 instructions
+//! more per packet, on 615 (+12 %), about what the conntrack map lookup itself costs; a
+//! `u128`-packed key instead of the tuple saved nothing.
 //!
 //! The pairs are chosen by tenants (through the API), never by remote peers, but the probe
 //! keys come from frames: the set is hashed with a randomly seeded hasher all the same.
