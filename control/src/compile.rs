@@ -9,10 +9,14 @@
 //! attached VPC also compiles to its private DNS name, for that VPC's resolver.
 
 use std::collections::HashMap;
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use dataplane::VpcId;
-use dataplane::tables::{AcceptedKey, DnsKey, EndpointKey, EndpointState, Ipv4Cidr, Target};
+use dataplane::tables::{
+    AcceptedKey, DnsKey, EndpointKey, EndpointState, Ipv4Cidr, PortSet, Target,
+};
+use dataplane::wire::ethernet::MacAddr;
 
 use crate::model::{ConnectionStatus, Endpoint, Model, ServiceStatus, SourceCidr};
 
@@ -20,6 +24,8 @@ use crate::model::{ConnectionStatus, Endpoint, Model, ServiceStatus, SourceCidr}
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Attachments {
     by_vpc: HashMap<String, VpcId>,
+    /// Per attachment (indexed by `VpcId`), whether it has port security on.
+    port_security: Vec<bool>,
 }
 
 impl Attachments {
@@ -28,9 +34,28 @@ impl Attachments {
         let by_vpc = vpcs
             .into_iter()
             .enumerate()
-            .map(|(i, v)| (v.to_string(), VpcId(u16::try_from(i).unwrap_or(u16::MAX))))
+            .map(|(i, v)| (v.to_string(), VpcId(to_u16(i))))
             .collect();
-        Self { by_vpc }
+        Self {
+            by_vpc,
+            port_security: Vec::new(),
+        }
+    }
+
+    /// The same attachments with port security on or off, in attachment order (missing
+    /// ones: off).
+    #[must_use]
+    pub fn with_port_security(mut self, flags: impl IntoIterator<Item = bool>) -> Self {
+        self.port_security = flags.into_iter().collect();
+        self
+    }
+
+    /// True if attachment `vpc` has port security on.
+    pub fn port_security(&self, vpc: VpcId) -> bool {
+        self.port_security
+            .get(vpc.index())
+            .copied()
+            .unwrap_or(false)
     }
 
     /// The attachment carrying `vpc_id`, if any.
@@ -66,6 +91,29 @@ pub fn sources(m: &Model, att: &Attachments) -> Vec<Option<Vec<Ipv4Cidr>>> {
         }
     }
     out
+}
+
+/// Per attachment (indexed by `VpcId`), for those with port security on, the (IPv4
+/// address, MAC) pairs of the ports of the VPC they carry: the only sources they take. A
+/// port without a MAC (stored before ports had one) and an IPv6 port contribute nothing.
+/// `None` where port security is off.
+pub fn ports(m: &Model, att: &Attachments) -> Vec<Option<PortSet>> {
+    let mut pairs: Vec<Option<Vec<(Ipv4Addr, MacAddr)>>> = (0..att.len())
+        .map(|i| att.port_security(VpcId(to_u16(i))).then(Vec::new))
+        .collect();
+    for p in m.ports.values() {
+        let (Some(vpc), Some(ip), Some(mac)) = (att.get(&p.vpc_id), p.ipv4(), p.mac_address) else {
+            continue;
+        };
+        if let Some(Some(list)) = pairs.get_mut(vpc.index()) {
+            list.push((ip, MacAddr(mac.octets())));
+        }
+    }
+    pairs.into_iter().map(|p| p.map(PortSet::new)).collect()
+}
+
+fn to_u16(i: usize) -> u16 {
+    u16::try_from(i).unwrap_or(u16::MAX)
 }
 
 /// What one endpoint contributes to the tables.
@@ -163,10 +211,70 @@ pub fn snat_vpcs(m: &Model, att: &Attachments) -> Vec<VpcId> {
 
 /// Backend addresses of available services on attached VPCs: the dataplane resolves their
 /// MACs ahead of traffic, so a flow's first packet is not lost to ARP.
-pub fn backends(m: &Model, att: &Attachments) -> Vec<(VpcId, std::net::Ipv4Addr)> {
+pub fn backends(m: &Model, att: &Attachments) -> Vec<(VpcId, Ipv4Addr)> {
     m.services
         .values()
         .filter(|s| s.status == ServiceStatus::Available)
         .filter_map(|s| Some((att.get(&s.vpc_id)?, m.backend_ip(s)?)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use super::*;
+    use crate::model::{MacAddress, Port, Record, ServerType};
+
+    fn port(vpc: &str, ip: &str, mac: Option<&str>) -> Record {
+        Record::Port(Port {
+            id: crate::model::PortId::random(),
+            project_id: "p".into(),
+            domain_id: "d".into(),
+            vpc_id: vpc.into(),
+            subnet_id: "s".into(),
+            name: String::new(),
+            ip: ip.parse::<IpAddr>().unwrap(),
+            server_type: ServerType::Vm,
+            mac_address: mac.map(|m| m.parse::<MacAddress>().unwrap()),
+            created_at: 0,
+        })
+    }
+
+    #[test]
+    fn port_security_publishes_the_ports_of_secured_attachments_only() {
+        let mut m = Model::default();
+        for r in [
+            port("users", "10.0.0.5", Some("02:00:00:00:00:05")),
+            port("users", "10.0.0.6", None), // stored before ports had a MAC
+            port("users", "2001:db8::5", Some("02:00:00:00:00:06")),
+            port("provider", "10.0.0.10", Some("02:00:00:00:00:10")),
+            port("elsewhere", "10.0.0.7", Some("02:00:00:00:00:07")),
+        ] {
+            m.insert(r);
+        }
+        let att = Attachments::new(["users", "provider", "third"]).with_port_security([true]);
+        assert!(att.port_security(VpcId(0)) && !att.port_security(VpcId(1)));
+        let out = ports(&m, &att);
+        assert_eq!(out.len(), 3);
+        assert!(out[1].is_none() && out[2].is_none(), "off where not asked");
+        let users = out[0].as_ref().unwrap();
+        assert_eq!(users.len(), 1, "only the IPv4 port with a MAC");
+        let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap().to_bits();
+        assert!(users.admits(ip("10.0.0.5"), MacAddr([2, 0, 0, 0, 0, 5])));
+        assert!(!users.admits(ip("10.0.0.5"), MacAddr([2, 0, 0, 0, 0, 6])));
+        assert!(
+            !users.admits(ip("10.0.0.7"), MacAddr([2, 0, 0, 0, 0, 7])),
+            "another VPC's"
+        );
+
+        // Into the tables: the provider's attachment (off) takes anything.
+        let t = dataplane::Tables::new(dataplane::tables::default_snat_range()).with_ports(out);
+        assert!(t.admits_port(VpcId(0), ip("10.0.0.5"), MacAddr([2, 0, 0, 0, 0, 5])));
+        assert!(!t.admits_port(VpcId(0), ip("10.0.0.6"), MacAddr([2, 0, 0, 0, 0, 5])));
+        assert!(t.admits_port(VpcId(1), ip("10.0.0.99"), MacAddr([2, 0, 0, 0, 0, 9])));
+        // A secured attachment whose VPC has no port takes nothing.
+        let none = ports(&Model::default(), &att);
+        assert!(none[0].as_ref().unwrap().is_empty());
+    }
 }

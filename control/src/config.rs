@@ -209,13 +209,20 @@ impl Default for AuditConfig {
 }
 
 /// One interface bound to one VPC.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct AttachmentConfig {
     /// The interface name (it must exist when the daemon starts).
     pub interface: String,
     /// The VPC it carries (the inventory's VPC id).
     pub vpc_id: String,
+    /// Port security: take a packet (and an ARP message for the daemon's addresses) only
+    /// from the source address and source MAC of one port of the VPC's inventory, flows
+    /// already open included; anything else drops as `port_security`. On a provider VPC,
+    /// the backends must then be ports with their real MACs. Default false: a source
+    /// address need only lie in one of the VPC's subnets.
+    #[serde(default)]
+    pub port_security: bool,
 }
 
 /// The whole file.
@@ -495,6 +502,15 @@ mod tests {
             DaemonConfig::from_toml("[conntrack]\nvpc_percent = 0").is_err(),
             "a VPC share of 0 % would refuse every flow"
         );
+        let att = "[[attachments]]\ninterface = \"a\"\nvpc_id = \"v\"\n";
+        let cfg = DaemonConfig::from_toml(att).unwrap();
+        assert!(
+            !cfg.attachments[0].port_security,
+            "port security is off by default"
+        );
+        let cfg = DaemonConfig::from_toml(&format!("{att}port_security = true")).unwrap();
+        assert!(cfg.attachments[0].port_security);
+        assert!(DaemonConfig::from_toml(&format!("{att}port_security = \"yes\"")).is_err());
         let fifth = DaemonConfig::from_toml("[conntrack]\ncapacity = 1000\nvpc_percent = 20");
         assert_eq!(fifth.unwrap().dataplane().conntrack_vpc_limit(), 200);
         assert!(DaemonConfig::from_toml("snat_range = \"10.0.0.0/31\"").is_err());

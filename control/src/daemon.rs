@@ -23,7 +23,6 @@ use tokio::sync::watch;
 use crate::api::{self, ApiState};
 use crate::audit::AuditLog;
 use crate::auth::{Credentials, PayloadPolicy, ReplayCache};
-use crate::compile::Attachments;
 use crate::config::DaemonConfig;
 use crate::push::{PushStatus, Pusher};
 use crate::registry::Registry;
@@ -371,7 +370,7 @@ pub async fn start_with(
     let notes = registry.subscribe();
     let pusher = Arc::new(Mutex::new(Pusher::new(
         TablePublisher::new(Tables::new(snat)),
-        Attachments::new(cfg.attachments.iter().map(|a| a.vpc_id.as_str())),
+        crate::node::attachments(cfg),
         snat,
         Arc::clone(&push),
     )));

@@ -29,7 +29,8 @@ struct Cli {
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
-    /// Attach an interface to a VPC: IFACE=VPC_ID (repeatable; replaces the file's list).
+    /// Attach an interface to a VPC: IFACE=VPC_ID (repeatable; replaces the file's list;
+    /// port security off: the file's `[[attachments]]` can turn it on).
     #[arg(long = "attach", value_name = "IFACE=VPC_ID")]
     attach: Vec<String>,
     /// Credentials file (overrides the config).
@@ -75,6 +76,7 @@ fn load(path: Option<&PathBuf>, cli: &Cli) -> anyhow::Result<(DaemonConfig, Cred
                 Ok(control::config::AttachmentConfig {
                     interface: interface.into(),
                     vpc_id: vpc_id.into(),
+                    port_security: false,
                 })
             })
             .collect::<anyhow::Result<_>>()?;

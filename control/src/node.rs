@@ -168,6 +168,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// What the compiler needs of `cfg`'s attachments: their VPCs, and which have port
+/// security.
+pub fn attachments(cfg: &DaemonConfig) -> Attachments {
+    Attachments::new(cfg.attachments.iter().map(|a| a.vpc_id.as_str()))
+        .with_port_security(cfg.attachments.iter().map(|a| a.port_security))
+}
+
 /// The VPCs `cfg` attaches; `None` for a node that attaches nothing (it cannot tell what
 /// other nodes attach, so it fails nothing).
 fn attached(cfg: &DaemonConfig) -> Option<BTreeSet<crate::model::VpcId>> {
@@ -287,9 +294,7 @@ impl Node {
     /// for other attachments is published in between.
     fn launch(&self, cfg: &DaemonConfig) -> Result<Option<Live>, DaemonError> {
         let mut pusher = lock(&self.pusher);
-        pusher.set_attachments(Attachments::new(
-            cfg.attachments.iter().map(|a| a.vpc_id.as_str()),
-        ));
+        pusher.set_attachments(attachments(cfg));
         // The first tables are compiled and published before any worker reads a frame, so
         // restored flows are re-checked against the real accepted table at their first
         // packet, never against an empty placeholder (which would revoke them).
@@ -418,6 +423,7 @@ mod tests {
         new.attachments.push(crate::config::AttachmentConfig {
             interface: "eth9".into(),
             vpc_id: "v".into(),
+            ..Default::default()
         });
         new.conntrack.udp_secs += 1;
         new.credentials = "/elsewhere.toml".into();

@@ -445,6 +445,9 @@ pub struct CreatePort {
     /// `VM` or `LB`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_type: Option<String>,
+    /// The MAC address (`fa:16:3e:01:02:03`); assigned when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mac_address: Option<String>,
 }
 
 /// Wrapper the Huawei VPC API uses: `{"vpc": {...}}` and so on.

@@ -53,6 +53,11 @@ impl World {
 }
 
 fn world() -> World {
+    world_with(&[])
+}
+
+/// The world with port security on the attachments `secured` says (user, provider).
+fn world_with(secured: &[bool]) -> World {
     let dir = temp_dir("compile");
     let store = RedbStore::open(&dir.join("s.redb")).unwrap();
     let reg = Arc::new(Registry::open(Arc::new(store), "r", Quotas::default()).unwrap());
@@ -87,6 +92,7 @@ fn world() -> World {
                 subnet_id: Some(psub.id.to_string()),
                 ip: Some("10.0.0.10".into()),
                 server_type: Some("VM".into()),
+                mac_address: None,
             }),
         )
         .unwrap();
@@ -128,7 +134,8 @@ fn world() -> World {
     let ep: CreateEndpoint = serde_json::from_value(serde_json::json!({"endpoint_service_id": svc.id, "vpc_id": uvpc.id, "subnet_id": usub.id, "port_ip": "10.0.0.200"})).unwrap();
     let ep = reg.create_endpoint(&user, cmd(ep)).unwrap();
     // Attachment 0 carries the user's VPC, attachment 1 the provider's.
-    let att = Attachments::new([uvpc.id.as_str(), pvpc.id.as_str()]);
+    let att = Attachments::new([uvpc.id.as_str(), pvpc.id.as_str()])
+        .with_port_security(secured.iter().copied());
     let publisher = TablePublisher::new(Tables::new(default_snat_range()));
     let reader = publisher.reader();
     let notes = reg.subscribe();
@@ -260,6 +267,7 @@ fn accept_reject_freeze_and_suspend_reach_the_tables() {
                 subnet_id: Some(w.port_sub.to_string()),
                 ip: Some("10.0.0.11".into()),
                 server_type: Some("VM".into()),
+                mac_address: None,
             }),
         )
         .unwrap();
@@ -381,5 +389,56 @@ fn an_endpoint_deleted_and_recreated_with_its_address_in_one_batch_stays_in_the_
         w.reader.load().endpoint(VpcId(0), EP_IP.to_bits()),
         Some(EndpointState::Inactive),
         "the new endpoint's address survives the old one's removal"
+    );
+}
+
+#[test]
+fn port_security_follows_the_ports_of_the_inventory() {
+    let mut w = world_with(&[true, false]);
+    let (vm, mac) = (
+        "10.0.0.5".parse::<std::net::Ipv4Addr>().unwrap().to_bits(),
+        dataplane::wire::ethernet::MacAddr([0x02, 0, 0, 0, 0, 0x05]),
+    );
+    let t = w.sync();
+    assert!(t.port_security(VpcId(0)).unwrap().is_empty(), "no port yet");
+    assert!(t.port_security(VpcId(1)).is_none(), "off on the provider's");
+    assert!(!t.admits_port(VpcId(0), vm, mac));
+    let usub = w
+        .reg
+        .read()
+        .subnets
+        .values()
+        .find(|s| s.project_id.as_str() == "pu")
+        .unwrap()
+        .id
+        .clone();
+    let port = w
+        .reg
+        .create_port(
+            &w.user,
+            cmd(CreatePort {
+                name: None,
+                subnet_id: Some(usub.to_string()),
+                ip: Some("10.0.0.5".into()),
+                server_type: Some("VM".into()),
+                mac_address: Some("02:00:00:00:00:05".into()),
+            }),
+        )
+        .unwrap();
+    let t = w.sync();
+    assert!(
+        t.admits_port(VpcId(0), vm, mac),
+        "a new port is live with the next push"
+    );
+    assert!(!t.admits_port(
+        VpcId(0),
+        vm,
+        dataplane::wire::ethernet::MacAddr([2, 0, 0, 0, 0, 6])
+    ));
+    assert_eq!(t.port_security(VpcId(0)).unwrap().len(), 1);
+    w.reg.delete_port(&w.user, &port.id).unwrap();
+    assert!(
+        !w.sync().admits_port(VpcId(0), vm, mac),
+        "a deleted one is gone"
     );
 }

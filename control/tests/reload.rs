@@ -79,6 +79,7 @@ fn a_reload_attaches_vpcs_and_failed_endpoints_heal() {
             .map(|(i, v)| AttachmentConfig {
                 interface: format!("if{i}"),
                 vpc_id: (*v).to_string(),
+                ..Default::default()
             })
             .collect();
     };

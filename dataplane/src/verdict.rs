@@ -57,6 +57,12 @@ pub enum DropReason {
     Oversize,
     /// A new flow to an accepted endpoint on a protocol and port it does not map.
     PortNotMapped,
+    /// A packet (or an ARP message for one of our addresses) on an attachment with
+    /// `port_security` whose source address and source MAC are not those of one known port
+    /// of the VPC: an address or a MAC forged (or a VM the inventory does not know). Checked
+    /// on every packet there, flows already open included, so a frame of another MAC never
+    /// passes for an open flow's client or backend.
+    PortSecurity,
     /// A packet to a SNAT address that belongs to no flow: the provider side trying to open
     /// a flow (access is one-way), or a late packet of an expired flow.
     ReplyWithoutFlow,
@@ -91,7 +97,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Number of variants; a unit test matches every variant so this cannot drift.
-    pub const COUNT: usize = 22;
+    pub const COUNT: usize = 23;
 
     /// Every variant, in counter order.
     pub const ALL: [Self; Self::COUNT] = [
@@ -106,6 +112,7 @@ impl DropReason {
         Self::NotForUs,
         Self::Oversize,
         Self::PortNotMapped,
+        Self::PortSecurity,
         Self::ReplyWithoutFlow,
         Self::Revoked,
         Self::SnatExhausted,
@@ -139,6 +146,7 @@ impl DropReason {
             Self::NotForUs => "not_for_us",
             Self::Oversize => "oversize",
             Self::PortNotMapped => "port_not_mapped",
+            Self::PortSecurity => "port_security",
             Self::ReplyWithoutFlow => "reply_without_flow",
             Self::Revoked => "revoked",
             Self::SnatExhausted => "snat_exhausted",
@@ -175,6 +183,7 @@ mod tests {
                 | DropReason::NotForUs
                 | DropReason::Oversize
                 | DropReason::PortNotMapped
+                | DropReason::PortSecurity
                 | DropReason::ReplyWithoutFlow
                 | DropReason::Revoked
                 | DropReason::SnatExhausted

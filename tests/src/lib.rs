@@ -265,6 +265,8 @@ pub struct World {
     pub ids: Value,
     /// The attachments (interface, VPC id) of the daemon's config.
     attachments: Vec<(String, String)>,
+    /// Attachments (by index) written with `port_security = true`.
+    secured: Vec<usize>,
 }
 
 impl World {
@@ -315,6 +317,7 @@ impl World {
             admin_port: port + 1,
             ids: Value::Null,
             attachments: Vec::new(),
+            secured: Vec::new(),
         };
         w.write_config("")?;
         w.start_daemon()?;
@@ -428,14 +431,48 @@ impl World {
         );
         cfg.push_str(extra);
         cfg.push('\n');
-        for (iface, vpc) in &self.attachments {
+        for (i, (iface, vpc)) in self.attachments.iter().enumerate() {
             let _ = write!(
                 cfg,
                 "\n[[attachments]]\ninterface = \"{iface}\"\nvpc_id = \"{vpc}\"\n"
             );
+            if self.secured.contains(&i) {
+                cfg.push_str("port_security = true\n");
+            }
         }
         std::fs::write(self.dir.join("vpcepd.toml"), cfg)?;
         Ok(())
+    }
+
+    /// Turn `port_security` on for these attachments (users are 0.., the provider last)
+    /// and off for the others, from the next config written.
+    pub fn secure(&mut self, attachments: &[usize]) {
+        self.secured = attachments.to_vec();
+    }
+
+    /// The index of the provider's attachment.
+    pub fn provider_attachment(&self) -> usize {
+        self.users.len()
+    }
+
+    /// Create a port in user VPC `i` at `ip` with MAC `mac` (the user VM's own MAC when
+    /// `None`); returns its view.
+    pub fn user_port(&self, i: usize, ip: &str, mac: Option<&str>) -> Result<Value> {
+        let own = mac_of(&self.users[i], "eth0")?;
+        let mac = mac.unwrap_or(&own);
+        let args = [
+            "port",
+            "create",
+            "--subnet",
+            s(&self.ids["usubs"][i]),
+            "--type",
+            "VM",
+            "--ip",
+            ip,
+            "--mac",
+            mac,
+        ];
+        Ok(self.ctl(USER, &args)?["port"].clone())
     }
 
     /// Start vpcepd in the node namespace and wait for its admin endpoint.
@@ -556,9 +593,11 @@ impl World {
         )
     }
 
-    /// Create the provider's VM port at `ip` and a service with `maps` (PROTO:CLIENT:SERVER);
-    /// returns (service id, port id).
+    /// Create the provider's VM port at `ip` (with the MAC of the provider's interface, as
+    /// port security wants) and a service with `maps` (PROTO:CLIENT:SERVER); returns
+    /// (service id, port id).
     pub fn service(&self, ip: &str, maps: &[&str], approval: bool) -> Result<(String, String)> {
+        let mac = mac_of(&self.provider, "eth0")?;
         let port = self.ctl(
             PROVIDER,
             &[
@@ -570,6 +609,8 @@ impl World {
                 "VM",
                 "--ip",
                 ip,
+                "--mac",
+                &mac,
             ],
         )?["port"]["id"]
             .clone();
@@ -690,6 +731,12 @@ impl Drop for World {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The MAC address of interface `dev` in `ns` (`aa:bb:cc:dd:ee:ff`).
+pub fn mac_of(ns: &Netns, dev: &str) -> Result<String> {
+    let out = ns.exec(&["cat", &format!("/sys/class/net/{dev}/address")])?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// A JSON value as a string slice ("" if not a string).

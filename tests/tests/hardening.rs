@@ -86,6 +86,128 @@ fn a_source_address_outside_the_vpc_opens_nothing() {
     );
 }
 
+/// curl from user VM `i` with source address `src`; the body, or `None` if it failed.
+fn curl_from(w: &World, i: usize, src: &str, url: &str) -> Option<String> {
+    let out = w.users[i]
+        .command("curl")
+        .args(["-sf", "-m", "3", "--interface", src, url])
+        .output()
+        .unwrap();
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+#[ignore = "needs root + netns"]
+fn port_security_stops_a_vm_passing_for_a_whitelisted_neighbour() {
+    let mut w = World::new(1).unwrap();
+    let _server = w
+        .http_server("10.0.0.10", 80, "whitelisted only\n")
+        .unwrap();
+    let (svc, _) = w.service("10.0.0.10", &["TCP:8080:80"], false).unwrap();
+    // The VM at 10.0.0.5 is a port with its real MAC; 10.0.0.7 is another VM's port (not
+    // running here), and the only address the endpoint's whitelist admits.
+    let vm_mac = mac_of(&w.users[0], "eth0").unwrap();
+    assert_eq!(
+        w.user_port(0, "10.0.0.5", None).unwrap()["mac_address"],
+        vm_mac.as_str()
+    );
+    w.user_port(0, "10.0.0.7", Some("02:00:00:00:00:07"))
+        .unwrap();
+    let ep = w
+        .endpoint(&svc, 0, EP, &["--whitelist", "10.0.0.7"])
+        .unwrap();
+    w.wait_live().unwrap();
+    // The VM knows the endpoint's MAC for good, so what is tested is its IPv4 packets (ARP
+    // under port security has its pipeline test).
+    let node_mac = mac_of(&w.node, &format!("{}u0", w.prefix)).unwrap();
+    w.users[0]
+        .exec(&[
+            "ip",
+            "neigh",
+            "replace",
+            EP,
+            "lladdr",
+            &node_mac,
+            "dev",
+            "eth0",
+            "nud",
+            "permanent",
+        ])
+        .unwrap();
+    let url = format!("http://{EP}:8080/");
+    assert_eq!(curl_from(&w, 0, "10.0.0.5", &url), None, "not whitelisted");
+    assert!(w.drops("source_not_whitelisted").unwrap() >= 1.0);
+
+    // Port security off: the VM forges its neighbour's address (in its own subnet, so the
+    // subnet check passes) and gets a whole HTTP exchange; the replies come to its MAC.
+    w.users[0]
+        .exec(&["ip", "addr", "add", "10.0.0.7/32", "dev", "eth0"])
+        .unwrap();
+    assert_eq!(
+        curl_from(&w, 0, "10.0.0.7", &url).as_deref(),
+        Some("whitelisted only\n"),
+        "without port security a forged in-subnet address passes the whitelist"
+    );
+    assert_eq!(w.drops("port_security").unwrap(), 0.0);
+
+    // Port security on, for the users' VPC and the provider's (whose backend is a port with
+    // its real MAC).
+    w.stop_daemon();
+    w.secure(&[0, w.provider_attachment()]);
+    w.write_config("").unwrap();
+    w.start_daemon().unwrap();
+    w.wait_live().unwrap();
+    assert_eq!(
+        curl_from(&w, 0, "10.0.0.7", &url),
+        None,
+        "the forged address is dropped"
+    );
+    let counted = |at_least: f64| {
+        poll_until(
+            "port_security drops to be counted",
+            std::time::Duration::from_secs(5),
+            || w.drops("port_security").is_ok_and(|n| n >= at_least),
+        )
+    };
+    counted(1.0).unwrap();
+    let dropped = w.drops("port_security").unwrap();
+    assert_eq!(
+        w.metric("vpcep_dataplane_flows_created_total", None)
+            .unwrap(),
+        0.0
+    );
+
+    // The genuine port still works, both ways, once the whitelist admits it.
+    w.ctl(
+        USER,
+        &[
+            "endpoint",
+            "whitelist",
+            s(&ep["id"]),
+            "10.0.0.5",
+            "10.0.0.7",
+        ],
+    )
+    .unwrap();
+    w.wait_live().unwrap();
+    assert_eq!(
+        curl_from(&w, 0, "10.0.0.5", &url).as_deref(),
+        Some("whitelisted only\n")
+    );
+    // The right address from another MAC: dropped too.
+    w.users[0]
+        .exec(&["ip", "link", "set", "eth0", "address", "02:00:00:00:00:99"])
+        .unwrap();
+    assert_eq!(
+        curl_from(&w, 0, "10.0.0.5", &url),
+        None,
+        "a new MAC is no known port"
+    );
+    counted(dropped + 1.0).unwrap();
+}
+
 /// Keeps one HTTP/1.1 connection open and asks for `/` every 200 ms for `argv[2]` seconds;
 /// prints `ok failed`.
 const KEEPALIVE: &str = r#"

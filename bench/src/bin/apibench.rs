@@ -204,10 +204,12 @@ fn main() {
         AttachmentConfig {
             interface: "user0".into(),
             vpc_id: uvpc.clone(),
+            port_security: false,
         },
         AttachmentConfig {
             interface: "prov0".into(),
             vpc_id: pvpc.clone(),
+            port_security: false,
         },
     ];
     let running = start(&rt, &cfg);

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bench::{CountingAlloc, allocations, js, json_line, live_bytes, median};
 use dataplane::tables::sharded::Change;
-use dataplane::tables::{AcceptedKey, EndpointState, Target, default_snat_range};
+use dataplane::tables::{AcceptedKey, EndpointState, PortSet, Target, default_snat_range};
 use dataplane::wire::ethernet::MacAddr;
 use dataplane::wire::ipv4::Ipv4Packet;
 use dataplane::wire::tcp::TcpPacket;
@@ -93,16 +93,25 @@ fn config(capacity: usize) -> Config {
     }
 }
 
-/// A pipeline with `flows` established TCP flows; returns it with the forward (client to
-/// endpoint) and reply (backend to SNAT) frames of every flow, and the heap bytes the
-/// flows took.
-fn established(flows: usize) -> (Pipeline, Tables, Vec<u8>, Vec<u8>, usize) {
+/// [`tables`] with port security on both attachments: every client host of `flows` flows
+/// (250 of them at most per /24) and the backend are known ports.
+fn secured_tables(flows: usize) -> Tables {
+    let clients = (0..flows.min(250 * 60_000)).map(|i| (client(i).0, CLIENT_MAC));
+    tables().with_ports(vec![
+        Some(PortSet::new(clients)),
+        Some(PortSet::new([(BACKEND, BACKEND_MAC)])),
+    ])
+}
+
+/// A pipeline with `flows` established TCP flows under tables `t`; returns it with the
+/// forward (client to endpoint) and reply (backend to SNAT) frames of every flow, and the
+/// heap bytes the flows took.
+fn established(flows: usize, t: Tables) -> (Pipeline, Tables, Vec<u8>, Vec<u8>, usize) {
     let cfg = config(flows + 16);
     let now = Instant::now();
     let shared = Shared::new(&cfg, now);
     shared.neighbours.learn(B, BACKEND.to_bits(), BACKEND_MAC);
     let mut p = Pipeline::new(cfg, shared);
-    let t = tables();
     // Frames sit back to back in one buffer each way, as in a ring.
     let mut fwd = Vec::with_capacity(flows * FRAME);
     let mut rev = Vec::with_capacity(flows * FRAME);
@@ -266,8 +275,15 @@ fn f2(x: f64) -> String {
     format!("{x:.2}")
 }
 
-fn packet_scenario(opts: &Opts, name: &str, flows: usize, reply: bool, rounds: &[(u64, Duration)]) {
-    let (mut p, t, fwd, rev, held) = established(flows);
+/// Packets of `flows` established flows (their replies if `reply`) under tables `t`.
+fn packet_scenario(
+    opts: &Opts,
+    name: &str,
+    (flows, t): (usize, Tables),
+    reply: bool,
+    rounds: &[(u64, Duration)],
+) {
+    let (mut p, t, fwd, rev, held) = established(flows, t);
     let order = shuffled(flows);
     let (frames, ingress) = if reply { (&rev, B) } else { (&fwd, A) };
     let ring = ring(frames, &order);
@@ -485,17 +501,24 @@ fn main() {
     for &n in sizes {
         let name = format!("established_tcp_{}", label(n));
         if want(&name) {
-            packet_scenario(&opts, &name, n, false, &rounds);
+            packet_scenario(&opts, &name, (n, tables()), false, &rounds);
         }
         let name = format!("reference_parse_copy_{}", label(n));
         if want(&name) {
             reference_scenario(&opts, n, &rounds);
         }
     }
+    // The same established flows with port security on: one set probe more per packet.
+    let secured_flows = if opts.quick { 1_000 } else { 100_000 };
+    let name = format!("port_security_tcp_{}", label(secured_flows));
+    if want(&name) {
+        let t = secured_tables(secured_flows);
+        packet_scenario(&opts, &name, (secured_flows, t), false, &rounds);
+    }
     let reply_flows = if opts.quick { 1_000 } else { 100_000 };
     let name = format!("reply_tcp_{}", label(reply_flows));
     if want(&name) {
-        packet_scenario(&opts, &name, reply_flows, true, &rounds);
+        packet_scenario(&opts, &name, (reply_flows, tables()), true, &rounds);
     }
     if want("new_flows") {
         new_flows_scenario(&opts, if opts.quick { 10_000 } else { 1_000_000 });

@@ -341,6 +341,8 @@ pub struct PortView<'m> {
     ip: std::net::IpAddr,
     ip_version: u8,
     server_type: &'static str,
+    /// `null` for a port stored before ports had a MAC address.
+    mac_address: Option<MacAddress>,
     status: &'static str,
     project_id: &'m ProjectId,
     created_at: String,
@@ -361,6 +363,7 @@ impl<'m> PortView<'m> {
             ip: p.ip,
             ip_version: p.ip_version(),
             server_type: p.server_type.as_str(),
+            mac_address: p.mac_address,
             status: "ACTIVE",
             project_id: &p.project_id,
             created_at: format_time(p.created_at),

@@ -108,17 +108,27 @@ pub struct NewPort {
     pub ip: Option<IpAddr>,
     /// NIC or VIP.
     pub server_type: ServerType,
+    /// A chosen MAC address (unicast); assigned when absent.
+    pub mac_address: Option<MacAddress>,
 }
 
 impl TryFrom<CreatePort> for NewPort {
     type Error = Rejection;
 
     fn try_from(b: CreatePort) -> Result<Self, Rejection> {
+        let mac_address = b
+            .mac_address
+            .map(|m| {
+                m.parse::<MacAddress>()
+                    .map_err(|e| Rejection::param(format!("mac_address: {e}")))
+            })
+            .transpose()?;
         Ok(Self {
             subnet_id: require(b.subnet_id, "subnet_id")?.into(),
             server_type: ServerType::parse(&require(b.server_type, "server_type")?)?,
             ip: port_ip(b.ip)?,
             name: name(b.name)?,
+            mac_address,
         })
     }
 }

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::ids::*;
 pub use self::index::{Model, Mutation, Record};
-pub use self::net::SourceCidr;
+pub use self::net::{MacAddress, SourceCidr};
 pub use self::tenant::{Tenant, TenantView};
 pub use self::values::*;
 
@@ -106,6 +106,10 @@ pub struct Port {
     pub ip: IpAddr,
     /// NIC or VIP.
     pub server_type: ServerType,
+    /// Its MAC address: given at creation, or assigned (`fa:16:3e:..`). `None` only for a
+    /// port stored before ports had one; port security admits no frame of such a port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac_address: Option<MacAddress>,
     /// Creation time.
     pub created_at: i64,
 }
@@ -368,6 +372,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(port.ipv4(), Some(Ipv4Addr::new(10, 0, 0, 10)));
+        assert_eq!(
+            port.mac_address, None,
+            "a port stored before MACs loads without one"
+        );
+        let back = serde_json::to_value(&port).unwrap();
+        assert!(back.get("mac_address").is_none(), "and is stored as it was");
         let svc: Service = serde_json::from_str(
             r#"{"id":"s","project_id":"p","domain_id":"d","name":"web","full_name":"r.web.s",
                 "vpc_id":"v","port_id":null,"server_type":"LB","approval_enabled":true,

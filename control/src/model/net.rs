@@ -1,6 +1,7 @@
 //! Address types of the model that `ipnet` and `std::net` do not give as-is: an IPv4 block
 //! parsed the way the API has always taken it, an endpoint's source-whitelist entry that
-//! renders exactly as it was given, and the store's spelling of an absent gateway.
+//! renders exactly as it was given, a port's MAC address, and the store's spelling of an
+//! absent gateway.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
@@ -83,6 +84,77 @@ impl fmt::Display for SourceCidr {
     }
 }
 
+/// A port's MAC address: unicast (the group bit clear) and not all zeros, written as six
+/// pairs of hex digits separated by `:` (either case in; lower case out).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct MacAddress([u8; 6]);
+
+impl MacAddress {
+    /// The six bytes.
+    pub fn octets(self) -> [u8; 6] {
+        self.0
+    }
+
+    /// A random address with OpenStack's `fa:16:3e` prefix (unicast, locally
+    /// administered), for a port created without one.
+    pub fn random() -> Self {
+        let [a, b, c] = rand::random::<[u8; 3]>();
+        Self([0xfa, 0x16, 0x3e, a, b, c])
+    }
+}
+
+/// Why a MAC address did not parse.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a unicast MAC address (six hex pairs separated by ':')")]
+pub struct MacAddressError(String);
+
+impl FromStr for MacAddress {
+    type Err = MacAddressError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || MacAddressError(s.to_string());
+        let mut out = [0u8; 6];
+        let mut parts = s.split(':');
+        for byte in &mut out {
+            let part = parts.next().ok_or_else(bad)?;
+            if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(bad());
+            }
+            *byte = u8::from_str_radix(part, 16).map_err(|_| bad())?;
+        }
+        if parts.next().is_some() || out[0] & 1 == 1 || out == [0; 6] {
+            return Err(bad());
+        }
+        Ok(Self(out))
+    }
+}
+
+impl TryFrom<String> for MacAddress {
+    type Error = MacAddressError;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<MacAddress> for String {
+    fn from(m: MacAddress) -> Self {
+        m.to_string()
+    }
+}
+
+impl fmt::Display for MacAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
+    }
+}
+
 /// Serde for an optional address stored and shown as a string, `""` meaning none (how an
 /// IPv6 subnet without a gateway has always been stored).
 pub mod empty_is_none {
@@ -134,6 +206,36 @@ mod tests {
         );
         for bad in ["10.0.0.0/33", "x", "", "10.0.0/8", "2001:db8::/32"] {
             assert!(bad.parse::<SourceCidr>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn mac_addresses_are_unicast_six_hex_pairs() {
+        let m: MacAddress = "FA:16:3e:00:0A:ff".parse().unwrap();
+        assert_eq!(m.to_string(), "fa:16:3e:00:0a:ff");
+        assert_eq!(m.octets(), [0xfa, 0x16, 0x3e, 0, 0x0a, 0xff]);
+        let json = serde_json::to_string(&m).unwrap();
+        assert_eq!(json, r#""fa:16:3e:00:0a:ff""#);
+        assert_eq!(serde_json::from_str::<MacAddress>(&json).unwrap(), m);
+        for bad in [
+            "",
+            "fa:16:3e:00:0a",
+            "fa:16:3e:00:0a:ff:01",
+            "fa:16:3e:0:a:ff",
+            "fa-16-3e-00-0a-ff",
+            "fa:16:3e:00:0a:+f",
+            "fa:16:3e:00:0a:gg",
+            "01:00:5e:00:00:01",
+            "ff:ff:ff:ff:ff:ff",
+            "00:00:00:00:00:00",
+        ] {
+            assert!(bad.parse::<MacAddress>().is_err(), "{bad}");
+            assert!(serde_json::from_str::<MacAddress>(&format!("{bad:?}")).is_err());
+        }
+        for _ in 0..16 {
+            let r = MacAddress::random();
+            assert_eq!(r.to_string().parse::<MacAddress>().unwrap(), r);
+            assert_eq!(&r.octets()[..3], &[0xfa, 0x16, 0x3e]);
         }
     }
 

@@ -164,7 +164,8 @@ impl Registry {
         })
     }
 
-    /// Create a port (a NIC or an LB VIP) in one of the tenant's subnets.
+    /// Create a port (a NIC or an LB VIP) in one of the tenant's subnets, with the MAC
+    /// address given or a random one.
     ///
     /// # Errors
     /// EndPoint.0023 for an unknown subnet, EndPoint.0002 for an IPv6 subnet without an
@@ -195,6 +196,8 @@ impl Registry {
                 }
                 _ => return Err(wrong_family()),
             };
+            // Two ports may share a MAC: a VM with two addresses is two ports here.
+            let mac_address = cmd.mac_address.unwrap_or_else(MacAddress::random);
             let port = Port {
                 id: PortId::random(),
                 project_id: t.project_id.clone(),
@@ -204,6 +207,7 @@ impl Registry {
                 name: cmd.name,
                 ip,
                 server_type: cmd.server_type,
+                mac_address: Some(mac_address),
                 created_at: now(),
             };
             Ok((vec![Mutation::Put(Record::Port(port.clone()))], port))
@@ -340,6 +344,7 @@ mod tests {
                     server_type: Some("LB".into()),
                     ip: ip.map(Into::into),
                     name: None,
+                    mac_address: None,
                 }
                 .try_into()?,
             )
@@ -358,5 +363,46 @@ mod tests {
             create(&v4, Some("nope")).unwrap_err().code,
             ErrorCode::InvalidPortIp
         );
+    }
+
+    #[test]
+    fn ports_get_a_unicast_mac() {
+        let r = registry();
+        let t = tenant("p");
+        let (_, sub) = network(&r, &t, "10.0.0.0/16");
+        let create = |mac: Option<&str>| {
+            r.create_port(
+                &t,
+                crate::requests::CreatePort {
+                    subnet_id: Some(sub.to_string()),
+                    server_type: Some("VM".into()),
+                    ip: None,
+                    name: None,
+                    mac_address: mac.map(Into::into),
+                }
+                .try_into()?,
+            )
+        };
+        let given = create(Some("02:00:00:AB:cd:01")).unwrap();
+        assert_eq!(given.mac_address.unwrap().to_string(), "02:00:00:ab:cd:01");
+        // A VM with a second address is a second port with the same MAC.
+        let second = create(Some("02:00:00:ab:cd:01")).unwrap();
+        assert_eq!(second.mac_address, given.mac_address);
+        // Assigned when absent: unicast, locally administered, OpenStack's prefix.
+        let assigned = create(None).unwrap().mac_address.unwrap();
+        assert_eq!(&assigned.octets()[..3], &[0xfa, 0x16, 0x3e]);
+        // Not a unicast MAC: refused at the edge, nothing stored.
+        let ports = r.read().ports.len();
+        for bad in [
+            "01:00:5e:00:00:01",
+            "ff:ff:ff:ff:ff:ff",
+            "00:00:00:00:00:00",
+            "x",
+        ] {
+            let e = create(Some(bad)).unwrap_err();
+            assert_eq!(e.code, ErrorCode::Parameter, "{bad}");
+            assert!(e.msg.contains("mac_address"), "{}", e.msg);
+        }
+        assert_eq!(r.read().ports.len(), ports);
     }
 }

@@ -58,6 +58,7 @@ pub(crate) fn port(r: &Registry, t: &Tenant, sub: &SubnetId, kind: &str, ip: Opt
         server_type: Some(kind.into()),
         ip: ip.map(Into::into),
         name: None,
+        mac_address: None,
     };
     r.create_port(t, body.try_into().unwrap()).unwrap()
 }

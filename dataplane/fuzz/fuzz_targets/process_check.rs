@@ -4,7 +4,9 @@
 //! byte of each picks the attachment). Nothing may panic, and nothing may leave for a key
 //! the accepted table does not allow: every forwarded frame either opens (or belongs to) a
 //! flow to an accepted `(attachment, endpoint, protocol, port)` from inside the VPC, or
-//! answers one that such a frame opened earlier in the same run.
+//! answers one that such a frame opened earlier in the same run. Attachment 2 has port
+//! security on: nothing from it leaves unless its (source address, source MAC) is a known
+//! port's.
 
 #![allow(
     clippy::unwrap_used,
@@ -18,7 +20,7 @@ use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::time::Instant;
 
-use dataplane::tables::{AcceptedKey, Target, default_snat_range};
+use dataplane::tables::{AcceptedKey, PortSet, Target, default_snat_range};
 use dataplane::wire::ethernet::{EthernetFrame, MacAddr};
 use dataplane::wire::ipv4::{Ipv4Packet, PROTO_TCP};
 use dataplane::wire::tcp::TcpPacket;
@@ -27,6 +29,7 @@ use dataplane::{Config, Pipeline, Shared, Tables, Verdict, VpcId};
 
 const A: VpcId = VpcId(0);
 const B: VpcId = VpcId(1);
+const C: VpcId = VpcId(2);
 const MARK: &[u8] = &[0xff, 0xfe, 0xfd];
 
 /// (vpc, src, dst, sport, dport, proto) of an IPv4 TCP/UDP frame, if it is one.
@@ -59,14 +62,24 @@ pub fn run(data: &[u8]) {
     let ep = Ipv4Addr::new(10, 0, 0, 200);
     let tables = Tables::new(default_snat_range())
         .with_endpoint(A, ep, [(6, 8080, target(80)), (17, 5353, target(53))])
+        .with_endpoint(C, ep, [(6, 8080, target(80))])
         .with_sources(vec![
             Some(vec!["10.0.0.0/24".parse().expect("prefix")]),
             None,
+        ])
+        .with_ports(vec![
+            None,
+            None,
+            Some(PortSet::new([(
+                Ipv4Addr::new(10, 0, 0, 5),
+                MacAddr([2, 0, 0, 0, 0, 1]),
+            )])),
         ]);
     let config = Config {
         attachments: vec![
             MacAddr([2, 0, 0, 0, 0, 0xa0]),
             MacAddr([2, 0, 0, 0, 0, 0xb0]),
+            MacAddr([2, 0, 0, 0, 0, 0xc0]),
         ],
         conntrack_capacity: 64.try_into().expect("non-zero"),
         ..Config::default()
@@ -87,10 +100,15 @@ pub fn run(data: &[u8]) {
         let ingress = VpcId(u16::from(first % 3));
         let mut buf = frame.to_vec();
         let before = five_tuple(ingress, &buf);
+        let src_mac = EthernetFrame::new_checked(&buf[..]).map(|e| e.src());
         let verdict = p.process(now, &tables, ingress, &mut buf);
         if let Verdict::Forward(out) = verdict {
             let (vpc, src, dst, sport, dport, proto) =
                 before.expect("only a TCP/UDP frame is ever forwarded");
+            assert!(
+                tables.admits_port(vpc, src, src_mac.expect("an Ethernet frame")),
+                "forwarded a frame of no known port from a port-secured attachment"
+            );
             let accepted = tables
                 .accepted()
                 .get(&AcceptedKey::new(vpc, Ipv4Addr::from(dst), proto, dport))

@@ -7,6 +7,8 @@
 //!                     │            one contradicting a neighbour has it re-verified
 //!                     └─ IPv4 ─► checks: IHL 5, checksum, not a fragment, TCP/UDP, TTL > 1
 //!                                   │
+//!                       port_security here? (source IP, source MAC) a known port? ─ no ─►
+//!                                   │                                        PortSecurity
 //!                       conntrack hit? ── yes ─► generation moved? ─► re-check against the
 //!                                   │               accepted table (revoke or keep) and
 //!                                   │               the backend's MAC (tables or a
@@ -28,6 +30,9 @@
 //!
 //! Only a TCP SYN or a UDP datagram sent to an endpoint can open a flow, and only from the
 //! endpoint's side: nothing arriving at a SNAT address ever creates state (one-way access).
+//!
+//! Port security is checked on every packet of an attachment that has it, flows already
+//! open included (why: [`crate::tables::ports`]).
 //!
 //! Isolation between tenants: a VPC's clients hold at most their share of conntrack, and
 //! a full table evicts embryonic or unreplied flows of the heaviest VPC first, never an
@@ -318,6 +323,9 @@ impl Pipeline {
         parsed: Parsed,
     ) -> Verdict {
         let now_secs = self.secs(now);
+        if !admits_port(tables, &parsed.key, frame) {
+            return Verdict::Drop(DropReason::PortSecurity);
+        }
         if let Some(v) = self.established(tables, frame, parsed, now_secs) {
             return v;
         }
@@ -695,6 +703,16 @@ fn sweep_one(
         Aging::Gone => {}
     }
     Some(aging)
+}
+
+/// Port security: true if the attachment of `key` has it off, or the packet's source address
+/// and source MAC (from `frame`, already checked as Ethernet) are one known port's.
+#[inline(always)]
+fn admits_port(tables: &Tables, key: &FlowKey, frame: &[u8]) -> bool {
+    tables.port_security(key.vpc).is_none_or(|ports| {
+        let mac = EthernetFrame::new_unchecked(frame).src();
+        ports.admits(key.src, mac)
+    })
 }
 
 fn malformed(_: ParseError) -> DropReason {

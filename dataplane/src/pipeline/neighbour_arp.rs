@@ -53,7 +53,8 @@ impl Pipeline {
     /// outstanding requests. Nothing a tenant sends on its own creates or changes an entry:
     /// not a request (anyone can send one from any address; learning from them is what
     /// let one VPC fill the table), not a gratuitous ARP, not an unsolicited reply. One
-    /// that contradicts a resolved neighbour only has it re-verified sooner.
+    /// that contradicts a resolved neighbour only has it re-verified sooner. On an attachment
+    /// with port security, the sender must be a known port, or nothing happens at all.
     pub(super) fn arp(
         &mut self,
         tables: &Tables,
@@ -74,6 +75,15 @@ impl Pipeline {
         let sender = sender_ip.to_bits();
         let ours = tables.endpoint(ingress, target).is_some()
             || (tables.is_snat_vpc(ingress) && tables.snat().contains_u32(target));
+        // Port security: an (address, MAC) that is no known port is answered nothing, and
+        // teaches or casts doubt on nothing.
+        if !tables.admits_port(ingress, sender, sender_mac) {
+            return Verdict::Drop(if ours {
+                DropReason::PortSecurity
+            } else {
+                DropReason::ArpNotForUs
+            });
+        }
         let valid_sender = sender != 0 && !sender_mac.is_multicast();
         let neighbours = &self.shared.neighbours;
         let answer = if ours && op == arp::OP_REPLY && valid_sender {

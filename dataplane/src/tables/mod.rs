@@ -7,6 +7,7 @@
 //! anywhere a worker reads.
 
 pub mod accepted;
+pub mod ports;
 pub mod sharded;
 
 use core::net::Ipv4Addr;
@@ -15,8 +16,10 @@ use std::sync::Arc;
 use arc_swap::{ArcSwap, Cache};
 
 pub use self::accepted::{AcceptedKey, AcceptedTable, Ipv4Cidr, Target};
+pub use self::ports::PortSet;
 use self::sharded::{Change, ShardedMap};
 use crate::flow::VpcId;
+use crate::wire::ethernet::MacAddr;
 
 /// What an endpoint address is to the dataplane.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +58,9 @@ pub struct Tables {
     /// Addresses a control-plane service owns on an attachment (the private DNS resolver's
     /// `dns_ip`): its own socket answers for them, the pipeline leaves their frames alone.
     service_addrs: Arc<[(VpcId, u32)]>,
+    /// Per attachment (indexed by [`VpcId`]), the known ports when the attachment has
+    /// `port_security`; `None` (or past the end): off.
+    ports: Arc<[Option<Arc<PortSet>>]>,
 }
 
 impl Tables {
@@ -70,6 +76,7 @@ impl Tables {
             sources: Arc::from(Vec::new()),
             dns: ShardedMap::new(),
             service_addrs: Arc::from(Vec::new()),
+            ports: Arc::from(Vec::new()),
         }
     }
 
@@ -120,6 +127,29 @@ impl Tables {
     pub fn with_sources(&self, sources: Vec<Option<Vec<Ipv4Cidr>>>) -> Self {
         let mut next = self.clone();
         next.sources = sources.into_iter().map(|s| s.map(Arc::from)).collect();
+        next
+    }
+
+    /// The known ports of attachment `vpc` if it has `port_security` on: a packet there is
+    /// taken only from a pair of them (see [`PortSet`]). `None`: off.
+    #[inline]
+    pub fn port_security(&self, vpc: VpcId) -> Option<&PortSet> {
+        self.ports.get(vpc.index())?.as_deref()
+    }
+
+    /// True if attachment `vpc` takes a packet from address `ip` (host order) and MAC
+    /// `mac`: port security is off there, or the pair is a known port.
+    #[inline]
+    pub fn admits_port(&self, vpc: VpcId, ip: u32, mac: MacAddr) -> bool {
+        self.port_security(vpc)
+            .is_none_or(|ports| ports.admits(ip, mac))
+    }
+
+    /// A copy whose port-security sets are `ports`, indexed by [`VpcId`] (`None`: port
+    /// security off on that attachment).
+    pub fn with_ports(&self, ports: Vec<Option<PortSet>>) -> Self {
+        let mut next = self.clone();
+        next.ports = ports.into_iter().map(|p| p.map(Arc::new)).collect();
         next
     }
 

@@ -138,6 +138,9 @@ pub(crate) struct PortCreate {
     /// Fixed address; automatic when absent.
     #[arg(long)]
     pub(crate) ip: Option<String>,
+    /// The VM's MAC address (what port security checks); assigned when absent.
+    #[arg(long)]
+    pub(crate) mac: Option<String>,
     #[arg(long)]
     pub(crate) name: Option<String>,
 }

@@ -113,6 +113,7 @@ fn run(cli: Cli) -> Result<Value, String> {
                         server_type: Some(a.server_type),
                         ip: a.ip,
                         name: a.name,
+                        mac_address: a.mac,
                     },
                 }),
             ),

@@ -9,7 +9,14 @@ fn columns(key: &str) -> &'static [&'static str] {
     match key {
         "vpcs" => &["id", "name", "cidr"],
         "subnets" => &["id", "name", "vpc_id", "cidr", "gateway_ip"],
-        "ports" => &["id", "name", "server_type", "ip", "subnet_id"],
+        "ports" => &[
+            "id",
+            "name",
+            "server_type",
+            "ip",
+            "mac_address",
+            "subnet_id",
+        ],
         "endpoint_services" => &[
             "id",
             "service_name",
