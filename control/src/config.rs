@@ -223,6 +223,34 @@ pub struct AttachmentConfig {
     /// address need only lie in one of the VPC's subnets.
     #[serde(default)]
     pub port_security: bool,
+    /// The private DNS resolver's address in this VPC: the daemon answers ARP for it, and
+    /// DNS on UDP and TCP port 53 (see `[dns]`). Default none: no resolver here.
+    #[serde(default)]
+    pub dns_ip: Option<std::net::Ipv4Addr>,
+}
+
+/// The private DNS resolvers (`[dns]`), one per attachment with a `dns_ip`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsConfig {
+    /// Resolvers to forward names outside the endpoint zone to (`ip:port`, at most 8, the
+    /// first that answers wins); reached from the node's own network. Default none: such
+    /// names are REFUSED.
+    pub upstreams: Vec<SocketAddr>,
+    /// TTL of the endpoint names' A records, seconds (0 to 86400). Default 60.
+    pub ttl_secs: u32,
+    /// DNS-over-TCP connections each resolver serves at once. Default 16.
+    pub tcp_connections: usize,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        Self {
+            upstreams: Vec::new(),
+            ttl_secs: 60,
+            tcp_connections: 16,
+        }
+    }
 }
 
 /// The whole file.
@@ -286,6 +314,9 @@ pub struct DaemonConfig {
     /// Quotas per project.
     #[serde(default)]
     pub quotas: Quotas,
+    /// The private DNS resolvers.
+    #[serde(default)]
+    pub dns: DnsConfig,
     /// Interfaces and their VPCs; none: the API alone.
     #[serde(default)]
     pub attachments: Vec<AttachmentConfig>,
@@ -329,7 +360,30 @@ impl DaemonConfig {
         if self.region.is_empty() || self.region.contains(char::is_whitespace) {
             return bad("region must be a non-empty word".into());
         }
-        self.snat()?;
+        let snat = self.snat()?;
+        for a in &self.attachments {
+            if let Some(ip) = a.dns_ip
+                && (ip.is_unspecified()
+                    || ip.is_broadcast()
+                    || ip.is_multicast()
+                    || ip.is_loopback()
+                    || snat.contains_u32(ip.to_bits()))
+            {
+                return bad(format!(
+                    "attachments: dns_ip {ip} of {} must be a unicast address outside the SNAT range",
+                    a.interface
+                ));
+            }
+        }
+        if self.dns.upstreams.len() > 8 {
+            return bad("dns.upstreams: at most 8".into());
+        }
+        if self.dns.ttl_secs > 86_400 {
+            return bad("dns.ttl_secs must be 0 to 86400".into());
+        }
+        if !(1..=1024).contains(&self.dns.tcp_connections) {
+            return bad("dns.tcp_connections must be 1 to 1024".into());
+        }
         if !(1..=MAX_AUTH_WINDOW_SECS).contains(&self.auth_window_secs) {
             return bad(format!(
                 "auth_window_secs must be 1 to {MAX_AUTH_WINDOW_SECS}"

@@ -112,6 +112,31 @@ pub fn start_workers(
         }
         tracing::info!(interface = %iface.name, mac = %iface.mac, mtu = iface.mtu, vpc = vpc.0, workers = cfg.workers, "attachment up");
     }
+    // The private DNS resolvers, one per attachment with a `dns_ip`.
+    let zone = crate::dns::Zone {
+        name: crate::model::dns_zone(&cfg.region),
+        ttl: cfg.dns.ttl_secs,
+        forwards: !cfg.dns.upstreams.is_empty(),
+    };
+    for (&(iface, vpc, _), a) in attachments.iter().zip(&cfg.attachments) {
+        let Some(addr) = a.dns_ip else { continue };
+        let resolver = crate::dns::server::Resolver {
+            iface: iface.clone(),
+            vpc,
+            addr,
+        };
+        threads.push(
+            crate::dns::server::spawn(
+                resolver,
+                publisher.reader(),
+                zone.clone(),
+                cfg.dns.upstreams.clone(),
+                cfg.dns.tcp_connections,
+                Arc::clone(&stop),
+            )
+            .map_err(|e| attach_err(&a.interface, e))?,
+        );
+    }
     if cfg.conntrack.snapshot_interval_secs > 0 {
         threads.push(spawn_snapshots(
             Arc::clone(&shared.conntrack),

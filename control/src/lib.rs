@@ -19,6 +19,7 @@ pub mod compile;
 pub mod config;
 pub mod daemon;
 pub mod dataplane_io;
+pub mod dns;
 pub mod error;
 pub mod model;
 pub mod node;

@@ -76,7 +76,7 @@ fn load(path: Option<&PathBuf>, cli: &Cli) -> anyhow::Result<(DaemonConfig, Cred
                 Ok(control::config::AttachmentConfig {
                     interface: interface.into(),
                     vpc_id: vpc_id.into(),
-                    port_security: false,
+                    ..Default::default()
                 })
             })
             .collect::<anyhow::Result<_>>()?;

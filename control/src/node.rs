@@ -4,6 +4,7 @@
 //! credentials file again. It may change:
 //! - the attachments (added, removed, moved to another interface);
 //! - the conntrack settings (timeouts, capacity, per-VPC share);
+//! - the private DNS resolvers (`dns_ip` of an attachment, `[dns]`);
 //! - the credentials (key pairs added and revoked; they take effect at the next request).
 //!
 //! Anything else (listeners, data directory, SNAT range, workers, I/O backend, quotas, API
@@ -191,6 +192,7 @@ fn needs_restart(old: &DaemonConfig, new: &DaemonConfig) -> Vec<&'static str> {
     let mut probe = new.clone();
     probe.attachments.clone_from(&old.attachments);
     probe.conntrack = old.conntrack.clone();
+    probe.dns = old.dns.clone();
     probe.credentials.clone_from(&old.credentials);
     if probe == *old {
         return Vec::new();
@@ -295,6 +297,13 @@ impl Node {
     fn launch(&self, cfg: &DaemonConfig) -> Result<Option<Live>, DaemonError> {
         let mut pusher = lock(&self.pusher);
         pusher.set_attachments(attachments(cfg));
+        pusher.set_service_addresses(
+            cfg.attachments
+                .iter()
+                .enumerate()
+                .filter_map(|(i, a)| Some((dataplane::VpcId(u16::try_from(i).ok()?), a.dns_ip?)))
+                .collect(),
+        );
         // The first tables are compiled and published before any worker reads a frame, so
         // restored flows are re-checked against the real accepted table at their first
         // packet, never against an empty placeholder (which would revoke them).
@@ -363,8 +372,9 @@ impl Node {
         if !fixed.is_empty() {
             return Err(ReloadError::NeedsRestart(fixed));
         }
-        let rebuild =
-            cfg.attachments != inner.cfg.attachments || cfg.conntrack != inner.cfg.conntrack;
+        let rebuild = cfg.attachments != inner.cfg.attachments
+            || cfg.conntrack != inner.cfg.conntrack
+            || cfg.dns != inner.cfg.dns;
         let mut gap_ms = 0.0;
         if rebuild {
             let stopped = Instant::now();

@@ -49,6 +49,7 @@ pub struct Pusher {
     attachments: Attachments,
     snat: Ipv4Cidr,
     contributed: HashMap<EndpointId, Contribution>,
+    service_addrs: Vec<(dataplane::VpcId, std::net::Ipv4Addr)>,
     status: Arc<PushStatus>,
 }
 
@@ -65,6 +66,7 @@ impl Pusher {
             attachments,
             snat,
             contributed: HashMap::new(),
+            service_addrs: Vec::new(),
             status,
         }
     }
@@ -131,6 +133,7 @@ impl Pusher {
             .with_accepted(accepted)
             .with_endpoints(addresses)
             .with_dns(names)
+            .with_service_addresses(&self.service_addrs)
             .with_snat_vpcs(compile::snat_vpcs(&m, &self.attachments))
             .with_backends(compile::backends(&m, &self.attachments))
             .with_sources(compile::sources(&m, &self.attachments))
@@ -165,6 +168,12 @@ impl Pusher {
     /// [`Touched::All`] next, before any worker reads the tables.
     pub fn set_attachments(&mut self, attachments: Attachments) {
         self.attachments = attachments;
+    }
+
+    /// The addresses control-plane services own on the attachments (the resolvers'
+    /// `dns_ip`s): published in every generation from now on, so the workers leave them be.
+    pub fn set_service_addresses(&mut self, addrs: Vec<(dataplane::VpcId, std::net::Ipv4Addr)>) {
+        self.service_addrs = addrs;
     }
 
     /// Run until the registry drops every sender: wait for a note, drain the queue into one

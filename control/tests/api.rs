@@ -981,7 +981,7 @@ fn the_tables_are_published_before_any_worker_starts() {
         cfg.attachments.push(control::config::AttachmentConfig {
             interface: format!("none{i}"),
             vpc_id: vpc,
-            port_security: false,
+            ..Default::default()
         });
     }
     let seen = std::sync::Arc::new(std::sync::Mutex::new(None));

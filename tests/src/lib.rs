@@ -267,6 +267,8 @@ pub struct World {
     attachments: Vec<(String, String)>,
     /// Attachments (by index) written with `port_security = true`.
     secured: Vec<usize>,
+    /// Attachments with a private DNS resolver, and its address.
+    dns_ips: Vec<(usize, String)>,
 }
 
 impl World {
@@ -318,6 +320,7 @@ impl World {
             ids: Value::Null,
             attachments: Vec::new(),
             secured: Vec::new(),
+            dns_ips: Vec::new(),
         };
         w.write_config("")?;
         w.start_daemon()?;
@@ -439,6 +442,9 @@ impl World {
             if self.secured.contains(&i) {
                 cfg.push_str("port_security = true\n");
             }
+            if let Some((_, ip)) = self.dns_ips.iter().find(|(a, _)| *a == i) {
+                let _ = writeln!(cfg, "dns_ip = \"{ip}\"");
+            }
         }
         std::fs::write(self.dir.join("vpcepd.toml"), cfg)?;
         Ok(())
@@ -448,6 +454,15 @@ impl World {
     /// and off for the others, from the next config written.
     pub fn secure(&mut self, attachments: &[usize]) {
         self.secured = attachments.to_vec();
+    }
+
+    /// Give attachment `i` a private DNS resolver at `ip` (`None`: none), from the next
+    /// config written.
+    pub fn set_dns_ip(&mut self, i: usize, ip: Option<&str>) {
+        self.dns_ips.retain(|(a, _)| *a != i);
+        if let Some(ip) = ip {
+            self.dns_ips.push((i, ip.to_string()));
+        }
     }
 
     /// The index of the provider's attachment.

@@ -204,12 +204,12 @@ fn main() {
         AttachmentConfig {
             interface: "user0".into(),
             vpc_id: uvpc.clone(),
-            port_security: false,
+            ..Default::default()
         },
         AttachmentConfig {
             interface: "prov0".into(),
             vpc_id: pvpc.clone(),
-            port_security: false,
+            ..Default::default()
         },
     ];
     let running = start(&rt, &cfg);

@@ -5,6 +5,11 @@
 //!
 //! The workers' own sockets still see those frames; the pipeline knows the address (see
 //! [`crate::tables::Tables::is_service_address`]) and leaves them to the service.
+//!
+//! Like the workers' sockets it uses `PACKET_VNET_HDR`, so a frame whose transport checksum
+//! the sender left to offload (a veth peer at its default offloads) can be recognised and
+//! its checksum finished here; the service's stack then sees ordinary frames. Super-frames
+//! (GSO) are not for a service that takes single queries: they are dropped.
 
 #![allow(unsafe_code)]
 
@@ -16,6 +21,7 @@ use std::time::Duration;
 use super::af_packet::{Interface, bind, packet_socket};
 use super::sys::{cvt, setsockopt};
 use crate::wire::ethernet::MacAddr;
+use crate::wire::offload::{VNET_HDR_LEN, VnetHdr, complete_partial};
 
 const ETH_P_ALL: u16 = 0x0003;
 
@@ -64,6 +70,7 @@ impl PuntSocket {
             filter: program.as_ptr().cast_mut(),
         };
         setsockopt(&fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog)?;
+        setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_VNET_HDR, &1)?;
         bind(&fd, iface.ifindex, ETH_P_ALL)?;
         Ok(Self {
             fd,
@@ -82,7 +89,11 @@ impl PuntSocket {
         self.mtu
     }
 
-    /// Read one frame into `buf` without waiting; `None` if there is none.
+    /// Bytes [`PuntSocket::send`] needs in front of a frame.
+    pub const HEADROOM: usize = VNET_HDR_LEN;
+
+    /// Read one frame into `buf` without waiting; `None` if there is none (or it was a
+    /// super-frame, or larger than `buf`). Checksums come complete.
     ///
     /// # Errors
     /// The receive failed (the link went away).
@@ -103,22 +114,41 @@ impl PuntSocket {
                 _ => Err(e),
             };
         }
-        // MSG_TRUNC reports the frame's real length: a frame larger than `buf` is dropped.
+        // MSG_TRUNC reports the real length: a frame larger than `buf` is dropped.
         let n = usize::try_from(n).unwrap_or(usize::MAX);
-        Ok((n <= buf.len()).then_some(n))
+        if n > buf.len() || n < VNET_HDR_LEN {
+            return Ok(None);
+        }
+        let mut hdr = [0u8; VNET_HDR_LEN];
+        hdr.copy_from_slice(&buf[..VNET_HDR_LEN]);
+        let vnet = VnetHdr::from_bytes(&hdr);
+        if vnet.is_gso() {
+            return Ok(None);
+        }
+        buf.copy_within(VNET_HDR_LEN..n, 0);
+        let len = n - VNET_HDR_LEN;
+        if vnet.needs_csum() && !complete_partial(&mut buf[..len]) {
+            return Ok(None);
+        }
+        Ok(Some(len))
     }
 
-    /// Send one whole Ethernet frame.
+    /// Send one whole Ethernet frame, which starts [`PuntSocket::HEADROOM`] bytes into
+    /// `buf` (the room is overwritten with a plain vnet header).
     ///
     /// # Errors
     /// The send failed (full queue, link down).
-    pub fn send(&self, frame: &[u8]) -> io::Result<()> {
-        // SAFETY: `frame` is valid for reads of `frame.len()` bytes for the duration of the call.
+    pub fn send(&self, buf: &mut [u8]) -> io::Result<()> {
+        let Some(room) = buf.get_mut(..VNET_HDR_LEN) else {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no headroom"));
+        };
+        room.copy_from_slice(&VnetHdr::NONE.to_bytes());
+        // SAFETY: `buf` is valid for reads of `buf.len()` bytes for the duration of the call.
         let n = unsafe {
             libc::send(
                 self.fd.as_raw_fd(),
-                frame.as_ptr().cast(),
-                frame.len(),
+                buf.as_ptr().cast(),
+                buf.len(),
                 libc::MSG_DONTWAIT,
             )
         };
