@@ -215,6 +215,23 @@ mod tests {
         assert_eq!(r.metadata.response_code, ResponseCode::Refused);
     }
 
+    proptest::proptest! {
+        /// Whatever a tenant sends, the resolver answers with a well-formed message with
+        /// the same id, or says nothing; it never panics.
+        #[test]
+        fn any_bytes_get_a_parseable_answer_or_none(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..600)
+        ) {
+            for forwards in [false, true] {
+                if let Reply::Answer(b) = answer(&bytes, VpcId(0), &tables(), &zone(forwards)) {
+                    let m = Message::from_vec(&b).unwrap();
+                    proptest::prop_assert_eq!(m.metadata.id, u16::from_be_bytes([bytes[0], bytes[1]]));
+                    proptest::prop_assert_eq!(m.metadata.message_type, MessageType::Response);
+                }
+            }
+        }
+    }
+
     #[test]
     fn bad_messages_get_formerr_or_nothing() {
         assert_eq!(
