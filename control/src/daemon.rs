@@ -320,6 +320,20 @@ pub struct Dataplane {
     pub links: Vec<(String, Arc<dyn LinkStatus>)>,
 }
 
+impl Dataplane {
+    /// No dataplane: no workers, no conntrack, no links (an API-only node, or a starter
+    /// for tests and benches that carry no packets).
+    pub fn none() -> Self {
+        Self {
+            counters: Vec::new(),
+            conntrack: None,
+            threads: Vec::new(),
+            on_stop: None,
+            links: Vec::new(),
+        }
+    }
+}
+
 impl core::fmt::Debug for Dataplane {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Dataplane")

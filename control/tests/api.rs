@@ -993,13 +993,7 @@ fn the_tables_are_published_before_any_worker_starts() {
             credentials(),
             move |_, publisher, _| {
                 *seen_in.lock().unwrap() = Some(publisher.current().accepted().len());
-                Ok(control::daemon::Dataplane {
-                    counters: Vec::new(),
-                    conntrack: None,
-                    threads: Vec::new(),
-                    on_stop: None,
-                    links: Vec::new(),
-                })
+                Ok(control::daemon::Dataplane::none())
             },
         ))
         .unwrap();

@@ -58,13 +58,7 @@ fn a_reload_attaches_vpcs_and_failed_endpoints_heal() {
         seen.lock()
             .unwrap()
             .push((cfg.attachments.len(), publisher.current().accepted().len()));
-        Ok(Dataplane {
-            counters: Vec::new(),
-            conntrack: None,
-            threads: Vec::new(),
-            on_stop: None,
-            links: Vec::new(),
-        })
+        Ok(Dataplane::none())
     });
     let next: Arc<Mutex<DaemonConfig>> = Arc::new(Mutex::new(env.cfg.clone()));
     let source = Arc::clone(&next);

@@ -21,47 +21,6 @@ use vpcep_tests::*;
 const EP: &str = "10.0.0.200";
 const HTTP_EP: &str = "10.0.0.201";
 
-/// TCP 10.0.0.10:9000: reads to the end, answers `<bytes> <sha256>`. UDP 10.0.0.10:9001:
-/// answers each datagram.
-const BACKEND: &str = r#"
-import hashlib, socket, threading
-def tcp():
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("10.0.0.10", 9000)); s.listen(4)
-    while True:
-        c, _ = s.accept()
-        h, n = hashlib.sha256(), 0
-        while True:
-            b = c.recv(65536)
-            if not b: break
-            h.update(b); n += len(b)
-        c.sendall(b"%d %s" % (n, h.hexdigest().encode())); c.close()
-u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("10.0.0.10", 9001))
-threading.Thread(target=tcp, daemon=True).start()
-print("ready", flush=True)
-while True:
-    d, a = u.recvfrom(2048)
-    u.sendto(b"now:" + d, a)
-"#;
-
-/// Sends 120 chunks of 32 KiB, one every 50 ms (6 s), then prints the backend's answer and
-/// its own byte count and sha256.
-const STREAM: &str = r#"
-import hashlib, random, socket, sys, time
-c = socket.create_connection((sys.argv[1], 9000), timeout=30)
-h, n, r = hashlib.sha256(), 0, random.Random(5)
-for i in range(120):
-    b = r.randbytes(32768); c.sendall(b); h.update(b); n += len(b)
-    time.sleep(0.05)
-c.shutdown(socket.SHUT_WR)
-answer = b""
-while True:
-    b = c.recv(4096)
-    if not b: break
-    answer += b
-print(answer.decode(), n, h.hexdigest(), flush=True)
-"#;
-
 /// One UDP datagram to `argv[1]:9001`; prints the answer or `timeout`.
 const UDP: &str = r#"
 import socket, sys
@@ -77,7 +36,7 @@ except socket.timeout:
 /// 10.0.0.201 in both (served from 10.0.0.11).
 fn world() -> (World, Proc, Proc) {
     let w = World::new(2).unwrap();
-    let backend = w.python_backend_with_endpoint(BACKEND, &[]).unwrap();
+    let backend = w.python_backend_with_endpoint(SHA_BACKEND, &[]).unwrap();
     let http = w.http_server("10.0.0.11", 80, "still here\n").unwrap();
     let (svc, _) = w.service("10.0.0.11", &["TCP:8080:80"], false).unwrap();
     w.endpoint(&svc, 0, HTTP_EP, &[]).unwrap();
@@ -136,7 +95,7 @@ fn attachments_are_removed_and_added_while_another_vpcs_stream_carries_on() {
     let (mut w, _backend, _http) = world();
     let log = w.dir.join("stream.log");
     let mut client = w.users[0]
-        .spawn(&["timeout", "60", "python3", "-c", STREAM, EP], &log)
+        .spawn(&["timeout", "60", "python3", "-c", STREAM, EP, "120"], &log)
         .unwrap();
     poll_until("the stream to flow", Duration::from_secs(10), || {
         w.metric("vpcep_dataplane_forwarded_total", None)
@@ -218,15 +177,7 @@ fn attachments_are_removed_and_added_while_another_vpcs_stream_carries_on() {
         !client.alive()
     })
     .unwrap();
-    let out: Vec<String> = std::fs::read_to_string(&log)
-        .unwrap()
-        .split_whitespace()
-        .map(str::to_string)
-        .collect();
-    assert_eq!(out.len(), 4, "client: {out:?}");
-    assert_eq!(out[0], out[2], "bytes at the backend");
-    assert_eq!(out[1], out[3], "sha256 at the backend");
-    assert_eq!(out[2], (120 * 32768).to_string());
+    stream_result(&log, 120);
     assert!(
         w.daemon.as_mut().unwrap().alive(),
         "the same process all along"

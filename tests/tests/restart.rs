@@ -16,50 +16,6 @@ use vpcep_tests::*;
 
 const EP: &str = "10.0.0.200";
 
-/// TCP 10.0.0.10:9000: reads to the end, answers `<bytes> <sha256>`. UDP 10.0.0.10:9001:
-/// answers each datagram twice, at once and three seconds later.
-const BACKEND: &str = r#"
-import hashlib, socket, threading, time
-def tcp():
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("10.0.0.10", 9000)); s.listen(4)
-    while True:
-        c, _ = s.accept()
-        h, n = hashlib.sha256(), 0
-        while True:
-            b = c.recv(65536)
-            if not b: break
-            h.update(b); n += len(b)
-        c.sendall(b"%d %s" % (n, h.hexdigest().encode())); c.close()
-def later(u, d, a):
-    time.sleep(3); u.sendto(b"late:" + d, a)
-u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("10.0.0.10", 9001))
-threading.Thread(target=tcp, daemon=True).start()
-print("ready", flush=True)
-while True:
-    d, a = u.recvfrom(2048)
-    u.sendto(b"now:" + d, a)
-    threading.Thread(target=later, args=(u, d, a), daemon=True).start()
-"#;
-
-/// Sends 80 chunks of 32 KiB, one every 50 ms (4 s), then prints the backend's answer and
-/// its own byte count and sha256.
-const STREAM: &str = r#"
-import hashlib, random, socket, sys, time
-c = socket.create_connection((sys.argv[1], 9000), timeout=30)
-h, n, r = hashlib.sha256(), 0, random.Random(3)
-for i in range(80):
-    b = r.randbytes(32768); c.sendall(b); h.update(b); n += len(b)
-    time.sleep(0.05)
-c.shutdown(socket.SHUT_WR)
-answer = b""
-while True:
-    b = c.recv(4096)
-    if not b: break
-    answer += b
-print(answer.decode(), n, h.hexdigest(), flush=True)
-"#;
-
 /// One datagram; prints the immediate answer and the late one (or `timeout`).
 const UDP: &str = r#"
 import socket, sys
@@ -74,7 +30,7 @@ for _ in range(2):
 
 fn world() -> (World, Proc) {
     let w = World::new(1).unwrap();
-    let backend = w.python_backend_with_endpoint(BACKEND, &[]).unwrap();
+    let backend = w.python_backend_with_endpoint(SHA_BACKEND, &[]).unwrap();
     (w, backend)
 }
 
@@ -83,17 +39,7 @@ fn world() -> (World, Proc) {
 fn restart(w: &mut World) -> Duration {
     let start = Instant::now();
     assert!(w.stop_daemon(), "SIGTERM: clean exit");
-    w.start_daemon().unwrap();
-    w.wait_live().unwrap();
-    poll_until(
-        "the new process to forward",
-        Duration::from_secs(20),
-        || {
-            w.metric("vpcep_dataplane_forwarded_total", None)
-                .is_ok_and(|n| n > 0.0)
-        },
-    )
-    .unwrap();
+    w.start_and_forward().unwrap();
     start.elapsed()
 }
 
@@ -103,7 +49,7 @@ fn stream_through(what: &str, interrupt: impl FnOnce(&mut World) -> Duration) {
     let (mut w, _backend) = world();
     let log = w.dir.join("stream.log");
     let mut client = w.users[0]
-        .spawn(&["timeout", "60", "python3", "-c", STREAM, EP], &log)
+        .spawn(&["timeout", "60", "python3", "-c", STREAM, EP, "80"], &log)
         .unwrap();
     poll_until("the stream to flow", Duration::from_secs(10), || {
         w.metric("vpcep_dataplane_forwarded_total", None)
@@ -119,15 +65,7 @@ fn stream_through(what: &str, interrupt: impl FnOnce(&mut World) -> Duration) {
         !client.alive()
     })
     .unwrap();
-    let out: Vec<String> = std::fs::read_to_string(&log)
-        .unwrap()
-        .split_whitespace()
-        .map(str::to_string)
-        .collect();
-    assert_eq!(out.len(), 4, "client: {out:?}");
-    assert_eq!(out[0], out[2], "bytes at the backend");
-    assert_eq!(out[1], out[3], "sha256 at the backend");
-    assert_eq!(out[2], (80 * 32768).to_string());
+    stream_result(&log, 80);
     assert!(
         w.metric("vpcep_dataplane_flows_created_total", None)
             .unwrap()
@@ -159,17 +97,7 @@ fn a_tcp_stream_carries_on_through_a_crash_with_every_byte() {
         .unwrap();
         let start = Instant::now();
         w.kill_daemon();
-        w.start_daemon().unwrap();
-        w.wait_live().unwrap();
-        poll_until(
-            "the new process to forward",
-            Duration::from_secs(20),
-            || {
-                w.metric("vpcep_dataplane_forwarded_total", None)
-                    .is_ok_and(|n| n > 0.0)
-            },
-        )
-        .unwrap();
+        w.start_and_forward().unwrap();
         start.elapsed()
     });
 }

@@ -46,13 +46,7 @@ fn no_workers(
     _: &dataplane::TablePublisher,
     _: Arc<AtomicBool>,
 ) -> Result<Dataplane, daemon::DaemonError> {
-    Ok(Dataplane {
-        counters: Vec::new(),
-        conntrack: None,
-        threads: Vec::new(),
-        on_stop: None,
-        links: Vec::new(),
-    })
+    Ok(Dataplane::none())
 }
 
 fn start(rt: &tokio::runtime::Runtime, cfg: &DaemonConfig) -> Running {
