@@ -326,13 +326,22 @@ mod tests {
             &svc.id,
             UpdateService {
                 service_name: Some("web".into()),
-                tcp_proxy: Some("toa_open".into()),
+                tcp_proxy: Some("close".into()),
                 ..UpdateService::default()
             },
         )
         .unwrap();
         assert_eq!(renamed.full_name, format!("r.web.{}", svc.id));
-        assert_eq!(renamed.tcp_proxy, TcpProxy::ToaOpen);
+        assert_eq!(renamed.tcp_proxy, TcpProxy::Close);
+        // Not carried by the dataplane yet: refused, not stored and ignored.
+        let refused = UpdateService {
+            tcp_proxy: Some("toa_open".into()),
+            ..UpdateService::default()
+        };
+        assert_eq!(
+            update(&r, &p, &svc.id, refused).unwrap_err().code,
+            ErrorCode::Parameter
+        );
         assert_eq!(
             update(&r, &tenant("x"), &svc.id, UpdateService::default())
                 .unwrap_err()
