@@ -24,7 +24,7 @@ use crate::compile::Attachments;
 use crate::config::DaemonConfig;
 use crate::push::{PushStatus, Pusher};
 use crate::registry::{Registry, Touched};
-use crate::store::RedbStore;
+use crate::store::StoreEngine;
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -195,6 +195,7 @@ struct AttachmentView {
 #[derive(Debug, Serialize)]
 struct Status {
     revision: u64,
+    store_up: bool,
     applied_revision: u64,
     published_generation: u64,
     worker_generations: Vec<u64>,
@@ -215,6 +216,7 @@ impl Status {
             .collect();
         Self {
             revision: s.registry.revision(),
+            store_up: s.registry.store_up(),
             applied_revision: s.push.applied_revision.load(Ordering::Acquire),
             published_generation: published,
             all_workers_current: workers.iter().all(|g| *g == published),
@@ -320,10 +322,10 @@ pub async fn start_with(
         path: cfg.data_dir.display().to_string(),
         source,
     })?;
-    let store = RedbStore::open(&cfg.data_dir.join("state.redb"))?;
+    let store = crate::store::config::open(cfg.store, &cfg.etcd, &cfg.data_dir)?;
     let snat = cfg.snat()?;
     let registry = Arc::new(
-        Registry::open(Arc::new(store), &cfg.region, cfg.quotas)?.with_reserved(
+        Registry::open(store, &cfg.region, cfg.quotas)?.with_reserved(
             ipnet::Ipv4Net::new(snat.addr(), snat.prefix())
                 .expect("a parsed Ipv4Cidr has a prefix of at most 32"),
         ),
@@ -371,6 +373,12 @@ pub async fn start_with(
             })
             .map_err(DaemonError::Spawn)?,
     );
+    if cfg.store == StoreEngine::Etcd {
+        // A shared store: other nodes' commits come through the follower.
+        let follower =
+            crate::registry::follow::spawn(Arc::clone(&registry), Arc::clone(&worker_stop));
+        threads.push(follower.map_err(DaemonError::Spawn)?);
+    }
     let workers = Arc::new(dp.counters);
 
     let api_listener = bind(cfg.api_listen).await?;
