@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
+pub mod etcd;
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A unique short prefix for this run and call (interface names must stay under 16 bytes).
@@ -87,19 +89,11 @@ impl Netns {
 
     /// Start `args` inside the namespace, output to `log`, ended by pid on drop.
     pub fn spawn(&self, args: &[&str], log: &Path) -> Result<Proc> {
-        let f = std::fs::File::create(log)?;
-        let child = self
-            .command(args[0])
-            .args(&args[1..])
-            .stdin(Stdio::null())
-            .stdout(f.try_clone()?)
-            .stderr(f)
-            .spawn()
-            .with_context(|| format!("spawning {args:?}"))?;
-        Ok(Proc {
-            child: Some(child),
-            log: log.to_path_buf(),
-        })
+        let mut cmd = self.command(args[0]);
+        cmd.args(&args[1..]);
+        // A fresh log per start.
+        std::fs::File::create(log)?;
+        Proc::spawn(cmd, log)
     }
 }
 
@@ -124,6 +118,24 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// Start `cmd`, output to `log` (appended, so a restart keeps the earlier output).
+    pub fn spawn(mut cmd: Command, log: &Path) -> Result<Self> {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(f.try_clone()?)
+            .stderr(f)
+            .spawn()
+            .with_context(|| format!("spawning {cmd:?}"))?;
+        Ok(Self {
+            child: Some(child),
+            log: log.to_path_buf(),
+        })
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)

@@ -1,0 +1,275 @@
+//! The etcd store against a real etcd (on host loopback ports; no namespaces, no root): the
+//! [`Store`] contract, a conflict between two connections, paged loads, a compacted watch
+//! and the registry's resync, and etcd going away and coming back under a registry.
+//!
+//! Needs the `etcd` binary (apt `etcd-server`): `cargo test -p vpcep-tests --test etcd_store
+//! -- --ignored`.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use anyhow::Result;
+use control::command::NewVpc;
+use control::error::ErrorCode;
+use control::model::Tenant;
+use control::registry::{Quotas, Registry, follow};
+use control::store::{Compare, EtcdConfig, EtcdStore, Op, Store, StoreError, Txn};
+use vpcep_tests::etcd::Etcd;
+use vpcep_tests::poll_until;
+
+fn config(etcd: &Etcd, prefix: &str) -> EtcdConfig {
+    EtcdConfig {
+        endpoints: vec![etcd.url.clone()],
+        prefix: prefix.into(),
+        timeout_ms: 1000,
+        ..EtcdConfig::default()
+    }
+}
+
+fn put(k: &str, v: &str) -> Op {
+    Op::Put(k.into(), v.as_bytes().to_vec())
+}
+
+fn tenant() -> Tenant {
+    Tenant {
+        domain_id: "d".into(),
+        project_id: "p".into(),
+        ak: "ak".into(),
+    }
+}
+
+fn vpc(cidr: &str) -> NewVpc {
+    NewVpc {
+        name: String::new(),
+        cidr: cidr.parse().expect("a CIDR"),
+    }
+}
+
+#[test]
+#[ignore = "needs etcd (apt etcd-server)"]
+fn the_etcd_store_keeps_the_store_contract() -> Result<()> {
+    let etcd = Etcd::start()?;
+    let s = EtcdStore::connect(&config(&etcd, "/contract/"))?;
+    let start = s.load()?;
+    assert_eq!(
+        (start.revision, start.entries.len()),
+        (0, 0),
+        "a fresh prefix"
+    );
+    let w = s.watch(0)?;
+    let r1 = s.commit(Txn {
+        compare: Compare::Revision(0),
+        ops: vec![put("a", "1"), put("b", "2")],
+    })?;
+    let r2 = s.commit(Txn {
+        compare: Compare::Always,
+        ops: vec![Op::Delete("a".into())],
+    })?;
+    assert!(r2 > r1 && r1 > 0);
+    // A stale compare applies nothing, and says where the store is.
+    let err = s
+        .commit(Txn {
+            compare: Compare::Revision(r1),
+            ops: vec![put("c", "3")],
+        })
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict { expected, actual } if expected == r1 && actual == r2),
+        "{err}"
+    );
+    let snap = s.load()?;
+    assert_eq!(snap.revision, r2);
+    assert_eq!(snap.entries, vec![("b".to_string(), b"2".to_vec())]);
+    // The watch saw both commits, each whole and in order.
+    let e1 = w.recv_timeout(Duration::from_secs(5))?;
+    assert_eq!(
+        (e1.revision, &*e1.ops),
+        (r1, &[put("a", "1"), put("b", "2")][..])
+    );
+    let e2 = w.recv_timeout(Duration::from_secs(5))?;
+    assert_eq!((e2.revision, &*e2.ops), (r2, &[Op::Delete("a".into())][..]));
+    // One started later replays from its revision.
+    let again = s.watch(r1)?;
+    assert_eq!(again.recv_timeout(Duration::from_secs(5))?.revision, r2);
+    // Another prefix is another store.
+    let other = EtcdStore::connect(&config(&etcd, "/other/"))?;
+    assert_eq!(other.load()?.entries.len(), 0);
+    Ok(())
+}
+
+#[test]
+#[ignore = "needs etcd (apt etcd-server)"]
+fn two_connections_racing_on_one_revision_exactly_one_wins() -> Result<()> {
+    let etcd = Etcd::start()?;
+    let cfg = config(&etcd, "/race/");
+    let stores = [EtcdStore::connect(&cfg)?, EtcdStore::connect(&cfg)?];
+    for round in 0..10 {
+        let at = stores[0].load()?.revision;
+        let barrier = Barrier::new(2);
+        let wins: Vec<bool> = std::thread::scope(|scope| {
+            let handles: Vec<_> = stores
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    let barrier = &barrier;
+                    scope.spawn(move || {
+                        barrier.wait();
+                        s.commit(Txn {
+                            compare: Compare::Revision(at),
+                            ops: vec![put("quota", &format!("{round}-{i}"))],
+                        })
+                        .is_ok()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(
+            wins.iter().filter(|w| **w).count(),
+            1,
+            "round {round}: {wins:?}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+#[ignore = "needs etcd (apt etcd-server)"]
+fn a_load_larger_than_a_page_is_whole_and_ordered() -> Result<()> {
+    let etcd = Etcd::start()?;
+    let s = EtcdStore::connect(&config(&etcd, "/paged/"))?;
+    // 1300 keys, in commits of 100 operations (etcd allows 128 per transaction).
+    for chunk in 0..13 {
+        let ops = (0..100)
+            .map(|i| put(&format!("k/{:05}", chunk * 100 + i), "v"))
+            .collect();
+        s.commit(Txn {
+            compare: Compare::Always,
+            ops,
+        })?;
+    }
+    let snap = s.load()?;
+    assert_eq!(snap.entries.len(), 1300);
+    let keys: Vec<&str> = snap.entries.iter().map(|(k, _)| k.as_str()).collect();
+    let mut sorted = keys.clone();
+    sorted.sort_unstable();
+    assert_eq!(keys, sorted);
+    assert_eq!(keys[0], "k/00000");
+    assert_eq!(keys[1299], "k/01299");
+    Ok(())
+}
+
+#[test]
+#[ignore = "needs etcd (apt etcd-server)"]
+fn a_compacted_watch_makes_the_follower_resync() -> Result<()> {
+    let etcd = Etcd::start()?;
+    let cfg = config(&etcd, "/compact/");
+    let one = Registry::open(Arc::new(EtcdStore::connect(&cfg)?), "r", Quotas::default())?;
+    // The second node opens now and follows only later: what it missed is compacted away.
+    let two = Arc::new(Registry::open(
+        Arc::new(EtcdStore::connect(&cfg)?),
+        "r",
+        Quotas::default(),
+    )?);
+    let stale = two.revision();
+    let t = tenant();
+    let a = one.create_vpc(&t, vpc("10.1.0.0/16"))?;
+    let b = one.create_vpc(&t, vpc("10.2.0.0/16"))?;
+    one.delete_vpc(&t, &a.id)?;
+    etcd.compact(etcd.revision()?)?;
+    let raw = EtcdStore::connect(&cfg)?;
+    assert!(matches!(
+        raw.watch(stale),
+        Err(StoreError::Compacted { .. })
+    ));
+    let stop = Arc::new(AtomicBool::new(false));
+    let follower = follow::spawn(Arc::clone(&two), Arc::clone(&stop))?;
+    poll_until("the second node to resync", Duration::from_secs(10), || {
+        two.revision() == one.revision()
+    })?;
+    {
+        let m = two.read();
+        assert!(
+            m.vpcs.contains_key(&b.id),
+            "the VPC made meanwhile is there"
+        );
+        assert!(
+            !m.vpcs.contains_key(&a.id),
+            "the one deleted meanwhile is not"
+        );
+    }
+    // And it follows from there: a new change arrives by the watch.
+    let c = one.create_vpc(&t, vpc("10.3.0.0/16"))?;
+    poll_until(
+        "the new VPC on the second node",
+        Duration::from_secs(10),
+        || two.read().vpcs.contains_key(&c.id),
+    )?;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    follower.join().expect("the follower ends cleanly");
+    Ok(())
+}
+
+#[test]
+#[ignore = "needs etcd (apt etcd-server)"]
+fn without_etcd_writes_are_503_and_nothing_is_lost_when_it_returns() -> Result<()> {
+    let mut etcd = Etcd::start()?;
+    let cfg = config(&etcd, "/away/");
+    let stop = Arc::new(AtomicBool::new(false));
+    let nodes: Vec<Arc<Registry>> = (0..2)
+        .map(|_| -> Result<_> {
+            let r = Arc::new(Registry::open(
+                Arc::new(EtcdStore::connect(&cfg)?),
+                "r",
+                Quotas::default(),
+            )?);
+            follow::spawn(Arc::clone(&r), Arc::clone(&stop))?;
+            Ok(r)
+        })
+        .collect::<Result<_>>()?;
+    let t = tenant();
+    let before = nodes[0].create_vpc(&t, vpc("10.1.0.0/16"))?;
+    poll_until("node 2 to see the VPC", Duration::from_secs(10), || {
+        nodes[1].read().vpcs.contains_key(&before.id)
+    })?;
+    etcd.stop();
+    let err = nodes[0].create_vpc(&t, vpc("10.2.0.0/16")).unwrap_err();
+    assert_eq!(err.code, ErrorCode::StoreUnavailable, "{err}");
+    assert!(!nodes[0].store_up());
+    // Reads go on from what each node applied.
+    assert!(nodes[1].read().vpcs.contains_key(&before.id));
+    etcd.restart()?;
+    // A write through node 2 once etcd is back reaches node 1; the VPC from before is kept.
+    let after = poll_write(&nodes[1], &t, "10.3.0.0/16")?;
+    poll_until(
+        "node 1 to see the VPC made after the restart",
+        Duration::from_secs(10),
+        || nodes[0].read().vpcs.contains_key(&after.id),
+    )?;
+    assert!(nodes[0].store_up());
+    for n in &nodes {
+        let m = n.read();
+        assert!(m.vpcs.contains_key(&before.id) && m.vpcs.len() == 2);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    Ok(())
+}
+
+/// Create a VPC, retrying while the store is still coming back (503).
+fn poll_write(r: &Registry, t: &Tenant, cidr: &str) -> Result<control::model::Vpc> {
+    let mut made = None;
+    poll_until("a write to succeed", Duration::from_secs(15), || {
+        match r.create_vpc(t, vpc(cidr)) {
+            Ok(v) => {
+                made = Some(v);
+                true
+            }
+            Err(e) => {
+                assert_eq!(e.code, ErrorCode::StoreUnavailable, "{e}");
+                false
+            }
+        }
+    })?;
+    Ok(made.expect("set when the poll ended"))
+}
