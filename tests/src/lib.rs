@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
+pub mod cluster;
 pub mod etcd;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -277,6 +278,8 @@ pub struct World {
     pub ids: Value,
     /// The attachments (interface, VPC id) of the daemon's config.
     attachments: Vec<(String, String)>,
+    /// Config keys written at every start (a cluster's store).
+    base: String,
 }
 
 impl World {
@@ -288,6 +291,15 @@ impl World {
 
     /// [`World::new`] with the veth ends at the offloads of `mode`.
     pub fn with_offloads(users: usize, mode: Offloads) -> Result<Self> {
+        Self::build(users, mode, String::new())?.provision()
+    }
+
+    /// The namespaces, links and credentials of a world, with no daemon yet; `base` is
+    /// config written at every start.
+    ///
+    /// # Errors
+    /// A namespace or link could not be made.
+    pub fn build(users: usize, mode: Offloads, base: String) -> Result<Self> {
         let prefix = prefix();
         let dir = std::env::temp_dir().join(format!("vpcep-netns-{prefix}"));
         std::fs::create_dir_all(&dir)?;
@@ -316,7 +328,7 @@ impl World {
             );
         }
         std::fs::write(dir.join("credentials.toml"), creds)?;
-        let mut w = Self {
+        Ok(Self {
             prefix,
             dir,
             node,
@@ -327,7 +339,18 @@ impl World {
             admin_port: port + 1,
             ids: Value::Null,
             attachments: Vec::new(),
-        };
+            base,
+        })
+    }
+
+    /// Start the daemon of a [`World::build`], create the inventory through its API, and
+    /// restart it with the attachments.
+    ///
+    /// # Errors
+    /// A step failed.
+    pub fn provision(mut self) -> Result<Self> {
+        let users = self.users.len();
+        let w = &mut self;
         w.write_config("")?;
         w.start_daemon()?;
         // Inventory.
@@ -394,7 +417,7 @@ impl World {
         w.attachments = att;
         w.write_config("")?;
         w.start_daemon()?;
-        Ok(w)
+        Ok(self)
     }
 
     /// Rewrite the daemon's config with `extra` TOML keys (takes effect at the next start).
@@ -406,6 +429,8 @@ impl World {
             self.dir.join("data").display(),
             self.dir.join("credentials.toml").display()
         );
+        cfg.push_str(&self.base);
+        cfg.push('\n');
         cfg.push_str(extra);
         cfg.push('\n');
         for (iface, vpc) in &self.attachments {

@@ -1,0 +1,123 @@
+//! Two vpcepd nodes on one etcd, each in its own namespace with its own links to the same
+//! user and provider VPCs (see `vpcep_tests::cluster`): a change made through one node's API
+//! is answered by the other's and live in its dataplane (curl through it); two nodes racing
+//! for one endpoint address: exactly one wins; etcd away: writes get 503 (EndPoint.0025)
+//! and both dataplanes keep forwarding; etcd back: nothing is lost, and new changes flow.
+//!
+//! As root: `cargo test -p vpcep-tests --test cluster -- --ignored`.
+
+use std::sync::Barrier;
+
+use vpcep_tests::cluster::Cluster;
+use vpcep_tests::{USER, is_root, s};
+
+#[test]
+#[ignore = "needs root + netns + etcd"]
+fn a_cluster_shares_one_truth_and_survives_an_etcd_restart() {
+    assert!(is_root(), "run as root");
+    let mut c = Cluster::new(2, 1).unwrap();
+    let (one, two) = (&c.nodes[0], &c.nodes[1]);
+    // Each node's provider namespace is a host of the same provider VPC at 10.0.0.10; the
+    // body says which node's side answered.
+    let _www1 = one.http_server("10.0.0.10", 8080, "via node 1").unwrap();
+    let _www2 = two.http_server("10.0.0.10", 8080, "via node 2").unwrap();
+
+    // A write through node 1 ...
+    let (svc, _) = one.service("10.0.0.10", &["TCP:80:8080"], false).unwrap();
+    let ep = one.endpoint(&svc, 0, "10.0.0.200", &[]).unwrap();
+    let ep_id = s(&ep["id"]).to_string();
+    c.wait_live_everywhere(0).unwrap();
+    // ... is answered by node 2's API ...
+    let shown = two.ctl(USER, &["endpoint", "show", &ep_id]).unwrap();
+    assert_eq!(s(&shown["ip"]), "10.0.0.200");
+    assert_eq!(s(&shown["status"]), "accepted");
+    // ... and live in both dataplanes.
+    assert_eq!(one.curl(0, "http://10.0.0.200/", 5).unwrap(), "via node 1");
+    assert_eq!(two.curl(0, "http://10.0.0.200/", 5).unwrap(), "via node 2");
+    assert!(two.status().unwrap()["accepted_entries"].as_u64().unwrap() > 0);
+
+    // Two nodes race to create an endpoint at the same address: exactly one wins, and the
+    // loser is told the address is in use (it retried on the winner's model).
+    for (round, ip) in ["10.0.0.201", "10.0.0.202", "10.0.0.203"]
+        .iter()
+        .enumerate()
+    {
+        let barrier = Barrier::new(2);
+        let results: Vec<Result<serde_json::Value, String>> = std::thread::scope(|scope| {
+            let hs: Vec<_> = c
+                .nodes
+                .iter()
+                .map(|w| {
+                    let (barrier, svc) = (&barrier, &svc);
+                    scope.spawn(move || {
+                        barrier.wait();
+                        w.endpoint(svc, 0, ip, &[]).map_err(|e| e.to_string())
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let wins = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(wins, 1, "round {round}: {results:?}");
+        let loss = results.iter().find_map(|r| r.as_ref().err()).unwrap();
+        assert!(loss.contains("EndPoint.2042"), "round {round}: {loss}");
+    }
+    c.wait_live_everywhere(1).unwrap();
+    let listed = |w: &vpcep_tests::World| {
+        let v = w.ctl(USER, &["endpoint", "list"]).unwrap();
+        let mut ids: Vec<String> = v["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| s(&e["id"]).to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let before = listed(&c.nodes[0]);
+    assert_eq!(before.len(), 4);
+    assert_eq!(listed(&c.nodes[1]), before);
+
+    // etcd away: writes answer 503 with EndPoint.0025 on either node; reads and both
+    // dataplanes go on (fail static).
+    c.etcd.stop();
+    let err = c.nodes[1]
+        .endpoint(&svc, 0, "10.0.0.210", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("EndPoint.0025"), "{err}");
+    assert_eq!(listed(&c.nodes[1]), before);
+    assert_eq!(
+        c.nodes[1].curl(0, "http://10.0.0.200/", 5).unwrap(),
+        "via node 2"
+    );
+    assert_eq!(
+        c.nodes[0].curl(0, "http://10.0.0.200/", 5).unwrap(),
+        "via node 1"
+    );
+    assert_eq!(c.nodes[1].status().unwrap()["store_up"], false);
+
+    // etcd back on the same data: nothing lost, and a change made through node 2 now is
+    // live on node 1.
+    c.etcd.restart().unwrap();
+    let mut made = None;
+    vpcep_tests::poll_until(
+        "a write to go through once etcd is back",
+        std::time::Duration::from_secs(20),
+        || {
+            made = c.nodes[1].endpoint(&svc, 0, "10.0.0.211", &[]).ok();
+            made.is_some()
+        },
+    )
+    .unwrap();
+    c.wait_live_everywhere(1).unwrap();
+    let after = listed(&c.nodes[0]);
+    assert_eq!(after.len(), 5);
+    assert!(before.iter().all(|id| after.contains(id)));
+    assert_eq!(listed(&c.nodes[1]), after);
+    assert_eq!(
+        c.nodes[0].curl(0, "http://10.0.0.211/", 5).unwrap(),
+        "via node 1"
+    );
+    assert_eq!(c.nodes[0].status().unwrap()["store_up"], true);
+}
