@@ -479,7 +479,10 @@ mod tests {
         assert_eq!(cfg, defaults, "the example documents exactly the defaults");
         let cluster = include_str!("../../deploy/cluster.example.toml");
         let cfg = DaemonConfig::from_toml(cluster).unwrap();
-        assert_eq!((cfg.store, cfg.etcd.endpoints.len()), (StoreEngine::Etcd, 3));
+        assert_eq!(
+            (cfg.store, cfg.etcd.endpoints.len()),
+            (StoreEngine::Etcd, 3)
+        );
         let creds = include_str!("../../deploy/credentials.example.toml");
         assert_eq!(crate::auth::Credentials::from_toml(creds).unwrap().len(), 1);
     }

@@ -6,6 +6,12 @@
 //!
 //! As root: `cargo test -p vpcep-tests --test cluster -- --ignored`.
 
+#![allow(
+    clippy::tests_outside_test_module,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
+
 use std::sync::Barrier;
 
 use vpcep_tests::cluster::Cluster;

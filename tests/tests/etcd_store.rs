@@ -5,6 +5,12 @@
 //! Needs the `etcd` binary (apt `etcd-server`): `cargo test -p vpcep-tests --test etcd_store
 //! -- --ignored`.
 
+#![allow(
+    clippy::tests_outside_test_module,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
+
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;

@@ -83,6 +83,7 @@ fn mutation_of(op: &Op) -> Option<Mutation> {
 /// The thread could not be spawned.
 pub fn spawn(registry: Arc<Registry>, stop: Arc<AtomicBool>) -> std::io::Result<JoinHandle<()>> {
     registry.followed.store(true, Ordering::Release);
+    metrics::gauge!("vpcep_store_up").set(if registry.store_up() { 1.0 } else { 0.0 });
     std::thread::Builder::new()
         .name("vpcep-follower".into())
         .spawn(move || follow(&registry, &stop))
@@ -203,7 +204,7 @@ mod tests {
             revision: two.revision() + 1,
             ops: vec![Op::Put(key, b"{".to_vec())].into(),
         });
-        assert!(two.read().endpoints.get(&ep.id).is_none());
+        assert!(!two.read().endpoints.contains_key(&ep.id));
         // A resync brings the store's whole truth back.
         assert_eq!(two.resync().unwrap(), one.revision());
         assert_eq!(

@@ -37,6 +37,16 @@ use tokio::runtime::{Handle, Runtime};
 use super::config::EtcdConfig;
 use super::{Compare, Event, Op, Snapshot, Store, StoreError, Txn};
 
+/// One page of a load: its entries, whether more follow, the etcd revision it was read at,
+/// and the store's revision (read with the first page only).
+struct Page {
+    entries: Vec<(String, Vec<u8>)>,
+    /// Where the next page starts (the last etcd key read, then a zero byte), if there is one.
+    next: Option<Vec<u8>>,
+    at: i64,
+    revision: u64,
+}
+
 /// Keys per page of a load (a page is one gRPC message: well under its 4 MiB limit).
 const PAGE: i64 = 512;
 
@@ -247,11 +257,7 @@ impl EtcdStore {
     /// One page of the load: keys from `start` on, at etcd revision `at` (0: now, and then
     /// the revision key is read with it, in one transaction). Returns the page, whether more
     /// follow, the etcd revision read at, and the store's revision.
-    fn page(
-        &self,
-        start: Vec<u8>,
-        at: i64,
-    ) -> Result<(Vec<(String, Vec<u8>)>, bool, i64, u64), StoreError> {
+    fn page(&self, start: Vec<u8>, at: i64) -> Result<Page, StoreError> {
         let client = self.client.clone();
         let keys = self.keys.clone();
         let range = GetOptions::new()
@@ -289,25 +295,32 @@ impl EtcdStore {
             .iter()
             .filter_map(|kv| Some((self.keys.record(kv.key())?, kv.value().to_vec())))
             .collect();
-        Ok((entries, more, at, u64::try_from(revision).unwrap_or(0)))
+        let next = kvs.last().filter(|_| more).map(|kv| {
+            let mut k = kv.key().to_vec();
+            k.push(0);
+            k
+        });
+        Ok(Page {
+            entries,
+            next,
+            at,
+            revision: u64::try_from(revision).unwrap_or(0),
+        })
     }
 
     /// [`Store::load`], once.
     fn load_once(&self) -> Result<Snapshot, StoreError> {
-        let (mut entries, mut more, at, revision) =
-            self.page(self.keys.data.clone().into_bytes(), 0)?;
-        while more {
-            let Some((last, _)) = entries.last() else {
-                break;
-            };
-            // The next key after `last`: `last` followed by a zero byte.
-            let mut start = format!("{}{last}", self.keys.data).into_bytes();
-            start.push(0);
-            let (page, m, _, _) = self.page(start, at)?;
-            entries.extend(page);
-            more = m;
+        let first = self.page(self.keys.data.clone().into_bytes(), 0)?;
+        let (mut entries, mut next) = (first.entries, first.next);
+        while let Some(start) = next {
+            let page = self.page(start, first.at)?;
+            entries.extend(page.entries);
+            next = page.next;
         }
-        Ok(Snapshot { revision, entries })
+        Ok(Snapshot {
+            revision: first.revision,
+            entries,
+        })
     }
 }
 
@@ -459,18 +472,18 @@ async fn forward(mut stream: WatchStream, keys: Keys, tx: Sender<Event>) {
             match &mut pending {
                 Some((r, ops)) if *r == rev => ops.push(op),
                 _ => {
-                    if let Some(done) = pending.replace((rev, vec![op])) {
-                        if send(&tx, done).is_err() {
-                            return;
-                        }
+                    if let Some(done) = pending.replace((rev, vec![op]))
+                        && send(&tx, done).is_err()
+                    {
+                        return;
                     }
                 }
             }
         }
-        if let Some(done) = pending {
-            if send(&tx, done).is_err() {
-                return;
-            }
+        if let Some(done) = pending
+            && send(&tx, done).is_err()
+        {
+            return;
         }
     }
 }
