@@ -102,6 +102,7 @@ pub struct Running {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     threads: Vec<std::thread::JoinHandle<()>>,
     on_stop: Option<Box<dyn FnOnce() + Send>>,
+    members: Option<crate::store::members::Membership>,
 }
 
 impl core::fmt::Debug for Running {
@@ -116,6 +117,9 @@ impl core::fmt::Debug for Running {
 impl Running {
     /// Stop listeners, the sweeper and the workers, and wait for them.
     pub async fn shutdown(mut self) {
+        if let Some(m) = self.members.take() {
+            m.leave().await;
+        }
         let _ = self.stop.send(true);
         self.worker_stop.store(true, Ordering::Relaxed);
         self.registry.close_subscribers();
@@ -322,10 +326,10 @@ pub async fn start_with(
         path: cfg.data_dir.display().to_string(),
         source,
     })?;
-    let store = crate::store::config::open(cfg.store, &cfg.etcd, &cfg.data_dir)?;
+    let opened = crate::store::config::open(cfg.store, &cfg.etcd, &cfg.data_dir)?;
     let snat = cfg.snat()?;
     let registry = Arc::new(
-        Registry::open(store, &cfg.region, cfg.quotas)?.with_reserved(
+        Registry::open(opened.store, &cfg.region, cfg.quotas)?.with_reserved(
             ipnet::Ipv4Net::new(snat.addr(), snat.prefix())
                 .expect("a parsed Ipv4Cidr has a prefix of at most 32"),
         ),
@@ -424,10 +428,22 @@ pub async fn start_with(
         conntrack: dp.conntrack,
         links: Arc::new(dp.links),
     };
+    // With etcd: this node in the member list, and `/cluster` on the admin listener.
+    let members = opened.etcd.as_ref().map(|etcd| {
+        crate::cluster::join(
+            etcd,
+            cfg,
+            api_addr,
+            Arc::clone(&registry),
+            Arc::clone(&push),
+            Arc::clone(&workers),
+        )
+    });
+    let admin = admin_router(admin_state).merge(crate::cluster::router(opened.etcd));
     let mut tasks = Vec::new();
     for (listener, router, tls) in [
         (api_listener, api::router(api_state), api_tls),
-        (admin_listener, admin_router(admin_state), None),
+        (admin_listener, admin, None),
     ] {
         tasks.push(tokio::spawn(api::http::serve(
             listener,
@@ -474,5 +490,6 @@ pub async fn start_with(
         tasks,
         threads,
         on_stop,
+        members,
     })
 }

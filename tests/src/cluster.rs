@@ -42,7 +42,7 @@ impl Cluster {
         for i in 0..nodes {
             let (etcd_ip, node_ip) = mgmt(i);
             let base = format!(
-                "store = \"etcd\"\netcd = {{ endpoints = [\"http://{etcd_ip}:2379\"], prefix = \"/vpcep/\", timeout_ms = 1000 }}"
+                "store = \"etcd\"\netcd = {{ endpoints = [\"http://{etcd_ip}:2379\"], prefix = \"/vpcep/\", timeout_ms = 1000, node_name = \"node-{i}\" }}"
             );
             let w = World::build(users, Offloads::Default, base)?;
             let dev = format!("{}m", w.prefix);

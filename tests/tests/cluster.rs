@@ -13,6 +13,7 @@
 )]
 
 use std::sync::Barrier;
+use std::time::{Duration, Instant};
 
 use vpcep_tests::cluster::Cluster;
 use vpcep_tests::{USER, is_root, s};
@@ -109,7 +110,7 @@ fn a_cluster_shares_one_truth_and_survives_an_etcd_restart() {
     let mut made = None;
     vpcep_tests::poll_until(
         "a write to go through once etcd is back",
-        std::time::Duration::from_secs(20),
+        Duration::from_secs(20),
         || {
             made = c.nodes[1].endpoint(&svc, 0, "10.0.0.211", &[]).ok();
             made.is_some()
@@ -126,4 +127,34 @@ fn a_cluster_shares_one_truth_and_survives_an_etcd_restart() {
         "via node 1"
     );
     assert_eq!(c.nodes[0].status().unwrap()["store_up"], true);
+
+    // The member list: both nodes, from their leases, at the revision they applied.
+    let names = |w: &vpcep_tests::World| -> Vec<(String, u64)> {
+        let v = w.ctl(USER, &["cluster", "status"]).unwrap();
+        v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| (s(&n["name"]).to_string(), n["revision"].as_u64().unwrap()))
+            .collect()
+    };
+    let rev = c.nodes[0].status().unwrap()["revision"].as_u64().unwrap();
+    vpcep_tests::poll_until(
+        "both nodes listed at the current revision",
+        Duration::from_secs(5),
+        || names(&c.nodes[1]) == [("node-0".to_string(), rev), ("node-1".to_string(), rev)],
+    )
+    .unwrap();
+    // kill -9 node 2: its lease expires (TTL 3 s) and it leaves the list.
+    c.nodes[1].kill_daemon();
+    let killed = Instant::now();
+    vpcep_tests::poll_until(
+        "node 2 to leave the member list",
+        Duration::from_secs(10),
+        || names(&c.nodes[0]).len() == 1,
+    )
+    .unwrap();
+    let gone = killed.elapsed();
+    assert!(gone < Duration::from_secs(5), "left after {gone:?}");
+    println!("a killed node left the member list after {gone:?}");
 }

@@ -279,3 +279,64 @@ fn poll_write(r: &Registry, t: &Tenant, cidr: &str) -> Result<control::model::Vp
     })?;
     Ok(made.expect("set when the poll ended"))
 }
+
+#[test]
+#[ignore = "needs etcd (apt etcd-server)"]
+fn members_hold_their_names_by_lease_and_leave_when_they_die() -> Result<()> {
+    use control::store::members::{Membership, NodeRecord, members};
+    let etcd = Etcd::start()?;
+    let cfg = config(&etcd, "/members/");
+    let record = |name: &'static str, revision: u64| {
+        move || NodeRecord {
+            name: name.into(),
+            revision,
+            ..NodeRecord::default()
+        }
+    };
+    let ttl = Duration::from_secs(2);
+    let a_store = Arc::new(EtcdStore::connect(&cfg)?);
+    let b_store = Arc::new(EtcdStore::connect(&cfg)?);
+    let a = Membership::join(&a_store, "a", ttl, record("a", 1));
+    let _b = Membership::join(&b_store, "b", ttl, record("b", 2));
+    let listed = |s: &EtcdStore| -> Vec<(String, u64)> {
+        members(s)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|n| (n.name, n.revision))
+            .collect()
+    };
+    let both = vec![("a".to_string(), 1), ("b".to_string(), 2)];
+    poll_until("both members listed", Duration::from_secs(5), || {
+        listed(&a_store) == both
+    })?;
+    // A second node configured with a taken name stays out of the list, and renewals keep
+    // the members listed past the TTL.
+    let _impostor = Membership::join(&b_store, "a", ttl, record("a", 99));
+    std::thread::sleep(ttl * 2);
+    assert_eq!(listed(&a_store), both);
+    // A clean leave revokes the lease at once ...
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(a.leave());
+    let left = std::time::Instant::now();
+    poll_until("a to leave", Duration::from_secs(1), || {
+        !listed(&b_store).iter().any(|(n, r)| n == "a" && *r == 1)
+    })?;
+    assert!(left.elapsed() < Duration::from_secs(1));
+    // ... and a node that dies (its connection and tasks gone) leaves within the TTL.
+    let died = std::time::Instant::now();
+    drop(b_store);
+    drop(_b);
+    drop(_impostor);
+    let observer = EtcdStore::connect(&cfg)?;
+    poll_until("every member to be gone", Duration::from_secs(6), || {
+        listed(&observer).is_empty()
+    })?;
+    assert!(
+        died.elapsed() < ttl + Duration::from_secs(2),
+        "{:?}",
+        died.elapsed()
+    );
+    Ok(())
+}

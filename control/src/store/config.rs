@@ -51,6 +51,12 @@ pub struct EtcdConfig {
     pub user: Option<String>,
     /// A file holding `user`'s password (one line), so the password is not in this file.
     pub password_file: Option<PathBuf>,
+    /// This node's name in the cluster (`vpcepctl cluster status`); unique per cluster.
+    /// Default: the host name.
+    pub node_name: Option<String>,
+    /// Seconds a node's membership lease lives without renewal (2 to 60): a node that dies
+    /// leaves the member list this long after. Default 3.
+    pub lease_ttl_secs: u64,
 }
 
 impl Default for EtcdConfig {
@@ -64,6 +70,8 @@ impl Default for EtcdConfig {
             key_file: None,
             user: None,
             password_file: None,
+            node_name: None,
+            lease_ttl_secs: 3,
         }
     }
 }
@@ -107,7 +115,28 @@ impl EtcdConfig {
         if self.user.is_some() != self.password_file.is_some() {
             return Err("etcd.user and etcd.password_file go together".into());
         }
+        if !(2..=60).contains(&self.lease_ttl_secs) {
+            return Err("etcd.lease_ttl_secs must be 2 to 60".into());
+        }
+        if let Some(n) = &self.node_name
+            && (n.is_empty()
+                || n.len() > 64
+                || !n.bytes().all(|b| b.is_ascii_graphic() && b != b'/'))
+        {
+            return Err("etcd.node_name must be 1 to 64 printable characters, no '/'".into());
+        }
         Ok(())
+    }
+
+    /// This node's name: `node_name`, or the host name.
+    pub fn node_name(&self) -> String {
+        self.node_name.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "vpcepd".into())
+        })
     }
 
     /// The per-request deadline.
@@ -116,19 +145,34 @@ impl EtcdConfig {
     }
 }
 
+/// An opened store: the trait object the registry uses, and the etcd connection when the
+/// engine is etcd (membership uses it too).
+#[allow(missing_debug_implementations)] // a dyn Store is not Debug
+pub struct Opened {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The same store as etcd, if it is.
+    pub etcd: Option<Arc<EtcdStore>>,
+}
+
 /// Open the store the configuration names: redb under `data_dir`, or a connection to etcd.
 ///
 /// # Errors
 /// [`StoreError`]: the file cannot be opened, or etcd's settings cannot be used (an
 /// unreadable certificate or password file, a bad URL, refused credentials).
-pub fn open(
-    engine: StoreEngine,
-    etcd: &EtcdConfig,
-    data_dir: &Path,
-) -> Result<Arc<dyn Store>, StoreError> {
+pub fn open(engine: StoreEngine, etcd: &EtcdConfig, data_dir: &Path) -> Result<Opened, StoreError> {
     Ok(match engine {
-        StoreEngine::Redb => Arc::new(RedbStore::open(&data_dir.join("state.redb"))?),
-        StoreEngine::Etcd => Arc::new(EtcdStore::connect(etcd)?),
+        StoreEngine::Redb => Opened {
+            store: Arc::new(RedbStore::open(&data_dir.join("state.redb"))?),
+            etcd: None,
+        },
+        StoreEngine::Etcd => {
+            let e = Arc::new(EtcdStore::connect(etcd)?);
+            Opened {
+                store: Arc::clone(&e) as Arc<dyn Store>,
+                etcd: Some(e),
+            }
+        }
     })
 }
 
@@ -152,6 +196,9 @@ mod tests {
         assert!(bad(|c| c.prefix = "/".into()).contains("prefix"));
         assert!(bad(|c| c.timeout_ms = 0).contains("timeout_ms"));
         assert!(bad(|c| c.user = Some("u".into())).contains("password_file"));
+        assert!(bad(|c| c.lease_ttl_secs = 1).contains("lease_ttl_secs"));
+        assert!(bad(|c| c.node_name = Some("a/b".into())).contains("node_name"));
+        assert!(bad(|c| c.node_name = Some(String::new())).contains("node_name"));
         assert!(
             bad(|c| {
                 c.endpoints = vec!["https://e:2379".into()];

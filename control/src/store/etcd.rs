@@ -231,7 +231,7 @@ impl EtcdStore {
         }
     }
 
-    fn call<T: Send + 'static>(
+    pub(super) fn call<T: Send + 'static>(
         &self,
         op: &'static str,
         f: impl Future<Output = Result<T, etcd_client::Error>> + Send + 'static,

@@ -18,6 +18,7 @@
 pub mod config;
 mod etcd;
 mod mem;
+pub mod members;
 mod redb;
 
 use std::collections::VecDeque;

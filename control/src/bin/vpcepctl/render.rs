@@ -29,6 +29,15 @@ fn columns(key: &str) -> &'static [&'static str] {
             "marker_id",
         ],
         "resources" => &["type", "used", "quota"],
+        "nodes" => &[
+            "name",
+            "revision",
+            "applied_revision",
+            "published_generation",
+            "all_workers_current",
+            "attachments",
+            "api",
+        ],
         "audit" => &[
             "at",
             "project_id",
