@@ -136,9 +136,8 @@ pub struct Registry {
     reserved: Option<ipnet::Ipv4Net>,
 }
 
-/// Times a write that lost a race to another node is tried again, after catching up.
-pub const WRITE_RETRIES: usize = 5;
-/// How long a write that lost a race waits for the follower to bring the winner's commit.
+/// How long a write that keeps losing races to other nodes goes on trying (each time after
+/// the follower brought the winner's commit): then it answers EndPoint.0001.
 pub const CATCH_UP: Duration = Duration::from_secs(3);
 
 /// The key prefix under which records that failed to load are kept aside.
@@ -270,7 +269,7 @@ impl Registry {
         &self,
         mut rule: impl FnMut(&Model) -> Result<Plan<T>, Rejection>,
     ) -> Result<T, Rejection> {
-        let mut tries = 0;
+        let started = Instant::now();
         loop {
             let behind = {
                 let _writer = self.lock_writer();
@@ -280,7 +279,9 @@ impl Registry {
                 }
                 match self.commit(muts) {
                     Ok(_) => return Ok(out),
-                    Err(Lost::Race(actual)) if tries < WRITE_RETRIES && self.is_followed() => {
+                    Err(Lost::Race(actual))
+                        if self.is_followed() && started.elapsed() < CATCH_UP =>
+                    {
                         actual
                     }
                     Err(Lost::Race(_)) => {
@@ -296,9 +297,8 @@ impl Registry {
             // follower, which needs the writer lock: wait for it without the lock, then run
             // the rule again on the model that includes the winner's change (the loser of a
             // race for one IP then gets "in use", not a system error).
-            tries += 1;
             metrics::counter!("vpcep_store_conflicts_total").increment(1);
-            if !self.wait_for(behind, CATCH_UP) {
+            if !self.wait_for(behind, CATCH_UP.saturating_sub(started.elapsed())) {
                 return Err(Rejection::store_unavailable());
             }
         }

@@ -47,8 +47,11 @@ struct Page {
     revision: u64,
 }
 
-/// Keys per page of a load (a page is one gRPC message: well under its 4 MiB limit).
-const PAGE: i64 = 512;
+/// Keys per page of a load. A page is one gRPC message: records are about 1 KiB, so a page
+/// is a few MiB, under [`MAX_MESSAGE`] (etcd sends messages of any size).
+const PAGE: i64 = 4096;
+/// Largest message taken from etcd (tonic's default, 4 MiB, is too small for a page).
+const MAX_MESSAGE: usize = 64 << 20;
 
 /// The store on an etcd cluster.
 pub struct EtcdStore {
@@ -268,7 +271,10 @@ impl EtcdStore {
                 TxnOp::get(keys.revision.clone(), None),
                 TxnOp::get(start, Some(range)),
             ]);
-            let resp = self.call("load", async move { client.kv_client().txn(txn).await })?;
+            let resp = self.call("load", async move {
+                let mut kv = client.kv_client().max_decoding_message_size(MAX_MESSAGE);
+                kv.txn(txn).await
+            })?;
             let at = resp.header().map_or(0, |h| h.revision());
             // The responses come in the order of the operations.
             let mut rs = resp.op_responses().into_iter();
@@ -426,7 +432,8 @@ impl Store for EtcdStore {
         let start = i64::try_from(from).unwrap_or(i64::MAX).saturating_add(1);
         let stream = self.call("watch", async move {
             let opts = WatchOptions::new().with_prefix().with_start_revision(start);
-            client.watch_client().watch(data, Some(opts)).await
+            let mut w = client.watch_client().max_decoding_message_size(MAX_MESSAGE);
+            w.watch(data, Some(opts)).await
         })?;
         let (tx, rx) = channel();
         self.handle.spawn(forward(stream, self.keys.clone(), tx));
