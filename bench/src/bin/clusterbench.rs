@@ -339,7 +339,7 @@ fn main() {
     for i in have..endpoints {
         batch.push(pending(
             &inv,
-            0x0a08_0000 + i as u32,
+            0x0a08_0000 + u32::try_from(i).expect("fewer than 2^32 endpoints"),
             1_000_000 + i as u64,
             now,
         ));

@@ -1,7 +1,7 @@
 //! The durable store: a transactional key-value space with revisions, compare-on-revision
 //! transactions, and a watch from a revision.
 //!
-//! [`Store`] is shaped like etcd's API so that an etcd engine can implement it later:
+//! [`Store`] is shaped like etcd's API, which [`EtcdStore`] implements:
 //! - every commit makes one new revision (etcd: the cluster revision);
 //! - a [`Txn`] carries a [`Compare`] that must hold for its operations to apply (etcd:
 //!   `Txn` with a `Compare` on `mod_revision`); a failed compare is
