@@ -158,3 +158,46 @@ fn a_cluster_shares_one_truth_and_survives_an_etcd_restart() {
     assert!(gone < Duration::from_secs(5), "left after {gone:?}");
     println!("a killed node left the member list after {gone:?}");
 }
+
+#[test]
+#[ignore = "needs root + netns + etcd"]
+fn a_node_cut_off_from_etcd_keeps_forwarding_and_catches_up() {
+    assert!(is_root(), "run as root");
+    let c = Cluster::new(2, 1).unwrap();
+    let (one, two) = (&c.nodes[0], &c.nodes[1]);
+    let _www1 = one.http_server("10.0.0.10", 8080, "via node 1").unwrap();
+    let _www2 = two.http_server("10.0.0.10", 8080, "via node 2").unwrap();
+    let (svc, _) = one.service("10.0.0.10", &["TCP:80:8080"], false).unwrap();
+    one.endpoint(&svc, 0, "10.0.0.200", &[]).unwrap();
+    c.wait_live_everywhere(0).unwrap();
+
+    // Cut node 2's link to etcd (no reset: its packets just go nowhere).
+    let mgmt = format!("{}m", two.prefix);
+    let link = |state: &str| two.node.exec(&["ip", "link", "set", &mgmt, state]).unwrap();
+    link("down");
+    // Node 1 goes on: a new endpoint is live there.
+    one.endpoint(&svc, 0, "10.0.0.201", &[]).unwrap();
+    one.wait_live().unwrap();
+    assert_eq!(one.curl(0, "http://10.0.0.201/", 5).unwrap(), "via node 1");
+    // Node 2 refuses writes with 503 EndPoint.0025, and keeps forwarding what it had.
+    let err = two
+        .endpoint(&svc, 0, "10.0.0.202", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("EndPoint.0025"), "{err}");
+    assert_eq!(two.status().unwrap()["store_up"], false);
+    assert_eq!(two.curl(0, "http://10.0.0.200/", 5).unwrap(), "via node 2");
+    assert!(
+        two.curl(0, "http://10.0.0.201/", 1).is_err(),
+        "not there yet"
+    );
+
+    // Reconnected, it catches up from where it was: the endpoint made meanwhile is live.
+    link("up");
+    let reconnected = Instant::now();
+    c.wait_live_everywhere(0).unwrap();
+    let caught_up = reconnected.elapsed();
+    assert_eq!(two.curl(0, "http://10.0.0.201/", 5).unwrap(), "via node 2");
+    assert_eq!(two.status().unwrap()["store_up"], true);
+    println!("node 2 caught up {caught_up:?} after its link came back");
+}
