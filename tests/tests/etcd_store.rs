@@ -340,3 +340,126 @@ fn members_hold_their_names_by_lease_and_leave_when_they_die() -> Result<()> {
     );
     Ok(())
 }
+
+/// Base64 of `s`, as etcd's JSON gateway spells keys (a small encoder: the tests have no
+/// base64 crate).
+fn b64(s: &str) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in s.as_bytes().chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(A[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[test]
+#[ignore = "needs etcd (apt etcd-server)"]
+fn a_user_with_a_password_works_within_its_prefix_only() -> Result<()> {
+    let etcd = Etcd::start()?;
+    let j = |path: &str, body: serde_json::Value| etcd.json(path, &body);
+    // root (auth needs it), and a user "vpcep" that may read and write /auth/ only.
+    j("/v3/auth/role/add", serde_json::json!({"name": "root"}))?;
+    j(
+        "/v3/auth/user/add",
+        serde_json::json!({"name": "root", "password": "root-pw"}),
+    )?;
+    j(
+        "/v3/auth/user/grant",
+        serde_json::json!({"user": "root", "role": "root"}),
+    )?;
+    j("/v3/auth/role/add", serde_json::json!({"name": "vpcep"}))?;
+    j(
+        "/v3/auth/role/grant",
+        serde_json::json!({"name": "vpcep", "perm": {"permType": "READWRITE",
+            "key": b64("/auth/"), "range_end": b64("/auth0")}}),
+    )?;
+    j(
+        "/v3/auth/user/add",
+        serde_json::json!({"name": "vpcep", "password": "vpcep-pw"}),
+    )?;
+    j(
+        "/v3/auth/user/grant",
+        serde_json::json!({"user": "vpcep", "role": "vpcep"}),
+    )?;
+    j("/v3/auth/enable", serde_json::json!({}))?;
+    let dir = std::env::temp_dir().join(format!("vpcep-etcd-auth-{}", vpcep_tests::prefix()));
+    std::fs::create_dir_all(&dir)?;
+    let (good, bad) = (dir.join("good"), dir.join("bad"));
+    std::fs::write(&good, "vpcep-pw\n")?;
+    std::fs::write(&bad, "guess\n")?;
+    let with = |prefix: &str, pw: &std::path::Path| EtcdConfig {
+        user: Some("vpcep".into()),
+        password_file: Some(pw.to_path_buf()),
+        ..config(&etcd, prefix)
+    };
+    // The right password, in its prefix: the contract's basics.
+    let s = EtcdStore::connect(&with("/auth/", &good))?;
+    let w = s.watch(0)?;
+    let r = s.commit(Txn {
+        compare: Compare::Revision(0),
+        ops: vec![put("k", "v")],
+    })?;
+    assert_eq!(s.load()?.entries, vec![("k".to_string(), b"v".to_vec())]);
+    assert_eq!(w.recv_timeout(Duration::from_secs(5))?.revision, r);
+    // A wrong password is refused at connect; another prefix is refused, not "unreachable".
+    let err = EtcdStore::connect(&with("/auth/", &bad)).unwrap_err();
+    assert!(matches!(err, StoreError::Etcd { .. }), "{err}");
+    let other = EtcdStore::connect(&with("/other/", &good))?;
+    let err = other.load().unwrap_err();
+    assert!(
+        matches!(err, StoreError::Etcd { .. }) && !err.is_unavailable(),
+        "{err}"
+    );
+    // Without a user nothing is readable.
+    let anonymous = EtcdStore::connect(&config(&etcd, "/auth/"))?;
+    assert!(anonymous.load().is_err());
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+#[test]
+#[ignore = "needs etcd (apt etcd-server) and openssl"]
+fn tls_with_a_client_certificate() -> Result<()> {
+    let etcd = Etcd::start_tls()?;
+    let tls = etcd.tls.clone().expect("a TLS etcd");
+    let cfg = EtcdConfig {
+        ca_file: Some(tls.ca.clone()),
+        cert_file: Some(tls.cert.clone()),
+        key_file: Some(tls.key.clone()),
+        ..config(&etcd, "/tls/")
+    };
+    cfg.validate().map_err(anyhow::Error::msg)?;
+    let s = EtcdStore::connect(&cfg)?;
+    let r = s.commit(Txn {
+        compare: Compare::Revision(0),
+        ops: vec![put("k", "v")],
+    })?;
+    let snap = s.load()?;
+    assert_eq!((snap.revision, snap.entries.len()), (r, 1));
+    // Without the client certificate etcd refuses the connection.
+    let no_cert = EtcdStore::connect(&EtcdConfig {
+        cert_file: None,
+        key_file: None,
+        ..cfg.clone()
+    })?;
+    assert!(no_cert.load().is_err());
+    // Plain HTTP to a TLS port gets nothing.
+    let plain = EtcdStore::connect(&EtcdConfig {
+        endpoints: vec![etcd.url.replace("https://", "http://")],
+        ..config(&etcd, "/tls/")
+    })?;
+    assert!(plain.load().is_err());
+    Ok(())
+}
