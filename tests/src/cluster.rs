@@ -1,8 +1,10 @@
 //! A cluster of nodes on one etcd: an etcd namespace linked to every node's namespace by a
 //! management veth (etcd side 192.0.2.(4i+1)/30, node side 192.0.2.(4i+2)/30), and one
 //! [`World`] per node whose vpcepd runs with `store = "etcd"`. The first node creates the
-//! inventory; the others attach the same user and provider VPCs (their own namespaces play
-//! the same VPCs' other hosts), so a change made on any node is live on all of them.
+//! inventory; the next `shared - 1` attach the same user and provider VPCs (their own
+//! namespaces play the same VPCs' other hosts), so a change made on any of them is live on
+//! all of them; the last `islands` nodes create and attach VPCs of their own (same tenants),
+//! so they answer for the shared VPCs' records but compile none of them.
 
 use std::time::Duration;
 
@@ -32,11 +34,20 @@ fn mgmt(i: usize) -> (String, String) {
 }
 
 impl Cluster {
-    /// `nodes` nodes with `users` user VPCs each, on a fresh etcd.
+    /// `nodes` nodes sharing VPCs, with `users` user VPCs each, on a fresh etcd.
     ///
     /// # Errors
     /// A namespace, link, etcd or daemon could not be set up.
     pub fn new(nodes: usize, users: usize) -> Result<Self> {
+        Self::with_islands(nodes, 0, users)
+    }
+
+    /// `shared` nodes sharing VPCs and `islands` nodes with VPCs of their own.
+    ///
+    /// # Errors
+    /// As for [`Cluster::new`].
+    pub fn with_islands(shared: usize, islands: usize, users: usize) -> Result<Self> {
+        let nodes = shared + islands;
         let etcd_ns = Netns::new(format!("{}-etcd", prefix()))?;
         let mut worlds = Vec::new();
         for i in 0..nodes {
@@ -67,8 +78,12 @@ impl Cluster {
         let mut rest = worlds.split_off(1);
         let first = worlds.pop().expect("at least one node").provision()?;
         let mut nodes = vec![first];
-        for w in rest.drain(..) {
-            let w = join(w, &nodes[0])?;
+        for (i, w) in rest.drain(..).enumerate() {
+            let w = if i + 1 < shared {
+                join(w, &nodes[0])?
+            } else {
+                w.provision()?
+            };
             nodes.push(w);
         }
         Ok(Self {

@@ -1,6 +1,7 @@
-//! Two vpcepd nodes on one etcd, each in its own namespace with its own links to the same
-//! user and provider VPCs (see `vpcep_tests::cluster`): a change made through one node's API
-//! is answered by the other's and live in its dataplane (curl through it); two nodes racing
+//! vpcepd nodes on one etcd, each in its own namespace, two with their own links to the same
+//! user and provider VPCs and a third with VPCs of its own (see `vpcep_tests::cluster`): a
+//! change made through one node's API is answered by the others' and live in the dataplane of
+//! those that attach its VPC (curl through them), and compiled by no other; two nodes racing
 //! for one endpoint address: exactly one wins; etcd away: writes get 503 (EndPoint.0025)
 //! and both dataplanes keep forwarding; etcd back: nothing is lost, and new changes flow.
 //!
@@ -22,8 +23,8 @@ use vpcep_tests::{USER, is_root, s};
 #[ignore = "needs root + netns + etcd"]
 fn a_cluster_shares_one_truth_and_survives_an_etcd_restart() {
     assert!(is_root(), "run as root");
-    let mut c = Cluster::new(2, 1).unwrap();
-    let (one, two) = (&c.nodes[0], &c.nodes[1]);
+    let mut c = Cluster::with_islands(2, 1, 1).unwrap();
+    let (one, two, three) = (&c.nodes[0], &c.nodes[1], &c.nodes[2]);
     // Each node's provider namespace is a host of the same provider VPC at 10.0.0.10; the
     // body says which node's side answered.
     let _www1 = one.http_server("10.0.0.10", 8080, "via node 1").unwrap();
@@ -38,10 +39,17 @@ fn a_cluster_shares_one_truth_and_survives_an_etcd_restart() {
     let shown = two.ctl(USER, &["endpoint", "show", &ep_id]).unwrap();
     assert_eq!(s(&shown["ip"]), "10.0.0.200");
     assert_eq!(s(&shown["status"]), "accepted");
-    // ... and live in both dataplanes.
+    // ... and live in both dataplanes that attach its VPC ...
     assert_eq!(one.curl(0, "http://10.0.0.200/", 5).unwrap(), "via node 1");
     assert_eq!(two.curl(0, "http://10.0.0.200/", 5).unwrap(), "via node 2");
-    assert!(two.status().unwrap()["accepted_entries"].as_u64().unwrap() > 0);
+    let entries = |w: &vpcep_tests::World, what: &str| w.status().unwrap()[what].as_u64().unwrap();
+    assert!(entries(two, "accepted_entries") > 0);
+    assert_eq!(entries(two, "endpoint_addresses"), 1);
+    // ... while the node with other VPCs knows it but compiles nothing of it.
+    let shown = three.ctl(USER, &["endpoint", "show", &ep_id]).unwrap();
+    assert_eq!(s(&shown["ip"]), "10.0.0.200");
+    assert_eq!(entries(three, "accepted_entries"), 0);
+    assert_eq!(entries(three, "endpoint_addresses"), 0);
 
     // Two nodes race to create an endpoint at the same address: exactly one wins, and the
     // loser is told the address is in use (it retried on the winner's model).
@@ -51,8 +59,7 @@ fn a_cluster_shares_one_truth_and_survives_an_etcd_restart() {
     {
         let barrier = Barrier::new(2);
         let results: Vec<Result<serde_json::Value, String>> = std::thread::scope(|scope| {
-            let hs: Vec<_> = c
-                .nodes
+            let hs: Vec<_> = c.nodes[..2]
                 .iter()
                 .map(|w| {
                     let (barrier, svc) = (&barrier, &svc);
@@ -84,6 +91,7 @@ fn a_cluster_shares_one_truth_and_survives_an_etcd_restart() {
     let before = listed(&c.nodes[0]);
     assert_eq!(before.len(), 4);
     assert_eq!(listed(&c.nodes[1]), before);
+    assert_eq!(listed(&c.nodes[2]), before);
 
     // etcd away: writes answer 503 with EndPoint.0025 on either node; reads and both
     // dataplanes go on (fail static).
@@ -128,7 +136,7 @@ fn a_cluster_shares_one_truth_and_survives_an_etcd_restart() {
     );
     assert_eq!(c.nodes[0].status().unwrap()["store_up"], true);
 
-    // The member list: both nodes, from their leases, at the revision they applied.
+    // The member list: every node, from its lease, at the revision it applied.
     let names = |w: &vpcep_tests::World| -> Vec<(String, u64)> {
         let v = w.ctl(USER, &["cluster", "status"]).unwrap();
         v["nodes"]
@@ -139,10 +147,11 @@ fn a_cluster_shares_one_truth_and_survives_an_etcd_restart() {
             .collect()
     };
     let rev = c.nodes[0].status().unwrap()["revision"].as_u64().unwrap();
+    let all = ["node-0", "node-1", "node-2"].map(|n| (n.to_string(), rev));
     vpcep_tests::poll_until(
-        "both nodes listed at the current revision",
+        "every node listed at the current revision",
         Duration::from_secs(5),
-        || names(&c.nodes[1]) == [("node-0".to_string(), rev), ("node-1".to_string(), rev)],
+        || names(&c.nodes[1]) == all,
     )
     .unwrap();
     // kill -9 node 2: its lease expires (TTL 3 s) and it leaves the list.
@@ -151,7 +160,13 @@ fn a_cluster_shares_one_truth_and_survives_an_etcd_restart() {
     vpcep_tests::poll_until(
         "node 2 to leave the member list",
         Duration::from_secs(10),
-        || names(&c.nodes[0]).len() == 1,
+        || {
+            names(&c.nodes[0])
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>()
+                == ["node-0", "node-2"]
+        },
     )
     .unwrap();
     let gone = killed.elapsed();
