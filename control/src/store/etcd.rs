@@ -234,6 +234,7 @@ impl EtcdStore {
         }
     }
 
+    /// [`EtcdStore::run`] with this store's runtime and deadline.
     pub(super) fn call<T: Send + 'static>(
         &self,
         op: &'static str,
@@ -258,8 +259,7 @@ impl EtcdStore {
     }
 
     /// One page of the load: keys from `start` on, at etcd revision `at` (0: now, and then
-    /// the revision key is read with it, in one transaction). Returns the page, whether more
-    /// follow, the etcd revision read at, and the store's revision.
+    /// the revision key is read with it, in one transaction).
     fn page(&self, start: Vec<u8>, at: i64) -> Result<Page, StoreError> {
         let client = self.client.clone();
         let keys = self.keys.clone();
@@ -289,10 +289,8 @@ impl EtcdStore {
             (kvs, more, at, revision)
         } else {
             let mut g = self.call("load", async move {
-                client
-                    .kv_client()
-                    .get(start, Some(range.with_revision(at)))
-                    .await
+                let mut kv = client.kv_client().max_decoding_message_size(MAX_MESSAGE);
+                kv.get(start, Some(range.with_revision(at))).await
             })?;
             let more = g.more();
             (g.take_kvs(), more, at, 0)
