@@ -10,6 +10,7 @@ use dataplane::tables::Ipv4Cidr;
 use serde::Deserialize;
 
 use crate::registry::Quotas;
+use crate::store::{EtcdConfig, StoreEngine};
 
 /// Why a configuration is unusable.
 #[derive(Debug, thiserror::Error)]
@@ -266,9 +267,17 @@ pub struct DaemonConfig {
     /// The admin listener (`/healthz`, `/status`, `/metrics`). Default `127.0.0.1:9798`.
     #[serde(default = "default_admin")]
     pub admin_listen: SocketAddr,
-    /// Where the store lives (`state.redb`). Default `/var/lib/vpcep`.
+    /// Where the node's files live (`state.redb` with the redb store, the audit log).
+    /// Default `/var/lib/vpcep`.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
+    /// The store's engine: `redb` (one node, the default) or `etcd` (a cluster; see
+    /// `[etcd]`).
+    #[serde(default)]
+    pub store: StoreEngine,
+    /// The etcd store's settings (used with `store = "etcd"`).
+    #[serde(default)]
+    pub etcd: EtcdConfig,
     /// The credentials file. Default `/etc/vpcep/credentials.toml`.
     #[serde(default = "default_credentials")]
     pub credentials: PathBuf,
@@ -384,6 +393,7 @@ impl DaemonConfig {
         if !(1..=1024).contains(&self.dns.tcp_connections) {
             return bad("dns.tcp_connections must be 1 to 1024".into());
         }
+        self.etcd.validate().map_err(ConfigError::Invalid)?;
         if !(1..=MAX_AUTH_WINDOW_SECS).contains(&self.auth_window_secs) {
             return bad(format!(
                 "auth_window_secs must be 1 to {MAX_AUTH_WINDOW_SECS}"
@@ -539,6 +549,12 @@ mod tests {
         let mut defaults = DaemonConfig::default();
         defaults.attachments.clear();
         assert_eq!(cfg, defaults, "the example documents exactly the defaults");
+        let cluster = include_str!("../../deploy/cluster.example.toml");
+        let cfg = DaemonConfig::from_toml(cluster).unwrap();
+        assert_eq!(
+            (cfg.store, cfg.etcd.endpoints.len()),
+            (StoreEngine::Etcd, 3)
+        );
         let creds = include_str!("../../deploy/credentials.example.toml");
         assert_eq!(crate::auth::Credentials::from_toml(creds).unwrap().len(), 1);
     }
@@ -599,6 +615,15 @@ mod tests {
         assert!(DaemonConfig::from_toml("[conntrack]\ncapacity = 5\nbogus = 1").is_err());
         let two = "[[attachments]]\ninterface = \"a\"\nvpc_id = \"v\"\n[[attachments]]\ninterface = \"a\"\nvpc_id = \"w\"\n";
         assert!(DaemonConfig::from_toml(two).is_err());
+        let etcd =
+            "store = \"etcd\"\n[etcd]\nendpoints = [\"http://10.0.0.1:2379\"]\nprefix = \"/c1/\"\n";
+        let cfg = DaemonConfig::from_toml(etcd).unwrap();
+        assert_eq!(
+            (cfg.store, cfg.etcd.prefix.as_str()),
+            (StoreEngine::Etcd, "/c1/")
+        );
+        assert!(DaemonConfig::from_toml("store = \"zookeeper\"").is_err());
+        assert!(DaemonConfig::from_toml("[etcd]\nprefix = \"nope\"").is_err());
         let ok = "region = \"r\"\n[[attachments]]\ninterface = \"a\"\nvpc_id = \"v\"\n";
         assert_eq!(DaemonConfig::from_toml(ok).unwrap().attachments.len(), 1);
     }

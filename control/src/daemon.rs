@@ -26,7 +26,7 @@ use crate::auth::{Credentials, PayloadPolicy, ReplayCache};
 use crate::config::DaemonConfig;
 use crate::push::{PushStatus, Pusher};
 use crate::registry::Registry;
-use crate::store::RedbStore;
+use crate::store::StoreEngine;
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +103,9 @@ pub struct Running {
     stopping: Arc<AtomicBool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     pusher: Option<std::thread::JoinHandle<()>>,
+    /// Other threads the daemon runs (the etcd follower).
+    threads: Vec<std::thread::JoinHandle<()>>,
+    members: Option<crate::store::members::Membership>,
 }
 
 impl core::fmt::Debug for Running {
@@ -126,6 +129,9 @@ impl Running {
 
     /// Stop listeners, the sweeper and the workers, and wait for them.
     pub async fn shutdown(mut self) {
+        if let Some(m) = self.members.take() {
+            m.leave().await;
+        }
         let _ = self.stop.send(true);
         self.stopping.store(true, Ordering::Relaxed);
         self.registry.close_subscribers();
@@ -133,9 +139,13 @@ impl Running {
             let _ = t.await;
         }
         let pusher = self.pusher.take();
+        let threads: Vec<_> = self.threads.drain(..).collect();
         let node = Arc::clone(&self.node);
         let _ = tokio::task::spawn_blocking(move || {
             if let Some(t) = pusher {
+                let _ = t.join();
+            }
+            for t in threads {
                 let _ = t.join();
             }
             node.stop();
@@ -207,6 +217,7 @@ struct AttachmentView {
 #[derive(Debug, Serialize)]
 struct Status {
     revision: u64,
+    store_up: bool,
     applied_revision: u64,
     published_generation: u64,
     worker_generations: Vec<u64>,
@@ -229,6 +240,7 @@ impl Status {
             .collect();
         Self {
             revision: s.registry.revision(),
+            store_up: s.registry.store_up(),
             applied_revision: s.push.applied_revision.load(Ordering::Acquire),
             published_generation: published,
             all_workers_current: workers.iter().all(|g| *g == published),
@@ -371,10 +383,10 @@ pub async fn start_with(
         path: cfg.data_dir.display().to_string(),
         source,
     })?;
-    let store = RedbStore::open(&cfg.data_dir.join("state.redb"))?;
+    let opened = crate::store::config::open(cfg.store, &cfg.etcd, &cfg.data_dir)?;
     let snat = cfg.snat()?;
     let registry = Arc::new(
-        Registry::open(Arc::new(store), &cfg.region, cfg.quotas)?.with_reserved(
+        Registry::open(opened.store, &cfg.region, cfg.quotas)?.with_reserved(
             ipnet::Ipv4Net::new(snat.addr(), snat.prefix())
                 .expect("a parsed Ipv4Cidr has a prefix of at most 32"),
         ),
@@ -410,6 +422,12 @@ pub async fn start_with(
             }
         })
         .map_err(DaemonError::Spawn)?;
+    let mut threads = Vec::new();
+    if cfg.store == StoreEngine::Etcd {
+        // A shared store: other nodes' commits come through the follower.
+        let follower = crate::registry::follow::spawn(Arc::clone(&registry), Arc::clone(&stopping));
+        threads.push(follower.map_err(DaemonError::Spawn)?);
+    }
 
     let api_listener = bind(cfg.api_listen).await?;
     let admin_listener = bind(cfg.admin_listen).await?;
@@ -452,10 +470,22 @@ pub async fn start_with(
         push: Arc::clone(&push),
         node: Arc::clone(&node),
     };
+    // With etcd: this node in the member list, and `/cluster` on the admin listener.
+    let members = opened.etcd.as_ref().map(|etcd| {
+        crate::cluster::join(
+            etcd,
+            cfg,
+            api_addr,
+            Arc::clone(&registry),
+            Arc::clone(&push),
+            Arc::clone(&node),
+        )
+    });
+    let admin = admin_router(admin_state).merge(crate::cluster::router(opened.etcd));
     let mut tasks = Vec::new();
     for (listener, router, tls) in [
         (api_listener, api::router(api_state), api_tls),
-        (admin_listener, admin_router(admin_state), None),
+        (admin_listener, admin, None),
     ] {
         tasks.push(tokio::spawn(api::http::serve(
             listener,
@@ -501,5 +531,7 @@ pub async fn start_with(
         stopping,
         tasks,
         pusher: Some(pusher_thread),
+        threads,
+        members,
     })
 }

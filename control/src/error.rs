@@ -68,6 +68,10 @@ error_codes! {
     InvalidSubnetId => "EndPoint.0023",
     /// `EndPoint.0024`: the request body is too large (vpcep's code for the body limit).
     BodyTooLarge => "EndPoint.0024",
+    /// `EndPoint.0025`: the shared store (etcd) cannot be reached or did not answer in time
+    /// (vpcep's code, answered 503); nothing was changed by this node, retry later. Reads
+    /// go on from the node's last applied revision, and its dataplane keeps forwarding.
+    StoreUnavailable => "EndPoint.0025",
     /// `EndPoint.1003`: invalid service name.
     InvalidServiceName => "EndPoint.1003",
     /// `Endpoint.1018` (lower-case p, as documented): quota exceeded.
@@ -170,6 +174,15 @@ impl Rejection {
         Self::new(
             ErrorCode::NotFound,
             format!("The requested resource does not exist: {what}."),
+        )
+    }
+
+    /// [`ErrorCode::StoreUnavailable`]: the store cannot be reached; nothing was changed.
+    pub fn store_unavailable() -> Self {
+        Self::new(
+            ErrorCode::StoreUnavailable,
+            "The store (etcd) is unreachable or did not answer in time; this node changed \
+             nothing. Retry later.",
         )
     }
 

@@ -14,6 +14,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod client;
+pub mod cluster;
 pub mod command;
 pub mod compile;
 pub mod config;

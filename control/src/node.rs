@@ -216,7 +216,9 @@ fn needs_restart(old: &DaemonConfig, new: &DaemonConfig) -> Vec<&'static str> {
         io,
         rx,
         ingress_drop,
-        quotas
+        quotas,
+        store,
+        etcd
     );
     if changed.is_empty() {
         changed.push("(a setting other than attachments, conntrack and credentials)");
@@ -256,6 +258,16 @@ impl Node {
         let live = node.launch(&cfg)?;
         lock(&node.inner).live = live;
         Ok(node)
+    }
+
+    /// The VPC ids of the attachments running now.
+    pub fn attached_vpcs(&self) -> Vec<String> {
+        lock(&self.inner)
+            .cfg
+            .attachments
+            .iter()
+            .map(|a| a.vpc_id.clone())
+            .collect()
     }
 
     /// Where reloads read the config from.

@@ -8,12 +8,18 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
+
+pub mod cluster;
+pub mod etcd;
+mod proc;
+
+pub use self::proc::Proc;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -87,19 +93,11 @@ impl Netns {
 
     /// Start `args` inside the namespace, output to `log`, ended by pid on drop.
     pub fn spawn(&self, args: &[&str], log: &Path) -> Result<Proc> {
-        let f = std::fs::File::create(log)?;
-        let child = self
-            .command(args[0])
-            .args(&args[1..])
-            .stdin(Stdio::null())
-            .stdout(f.try_clone()?)
-            .stderr(f)
-            .spawn()
-            .with_context(|| format!("spawning {args:?}"))?;
-        Ok(Proc {
-            child: Some(child),
-            log: log.to_path_buf(),
-        })
+        let mut cmd = self.command(args[0]);
+        cmd.args(&args[1..]);
+        // A fresh log per start.
+        std::fs::File::create(log)?;
+        Proc::spawn(cmd, log)
     }
 }
 
@@ -112,67 +110,6 @@ impl Drop for Netns {
         if !matches!(out, Ok(ref o) if o.status.success()) && !std::thread::panicking() {
             eprintln!("warning: could not delete netns {}", self.name);
         }
-    }
-}
-
-/// A process started here, killed (by its own pid) and reaped on drop.
-#[derive(Debug)]
-pub struct Proc {
-    child: Option<Child>,
-    /// Where its output goes.
-    pub log: PathBuf,
-}
-
-impl Proc {
-    /// The process id.
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
-    }
-
-    /// Still running?
-    pub fn alive(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
-    }
-
-    /// SIGKILL and reap.
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// SIGTERM, wait up to `timeout` for a clean exit; returns whether it exited cleanly.
-    pub fn terminate(&mut self, timeout: Duration) -> bool {
-        let Some(mut c) = self.child.take() else {
-            return false;
-        };
-        let _ = Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
-            .status();
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = c.try_wait() {
-                return status.success();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = c.kill();
-        let _ = c.wait();
-        false
-    }
-
-    /// The output so far.
-    pub fn output(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 
@@ -269,6 +206,8 @@ pub struct World {
     secured: Vec<usize>,
     /// Attachments with a private DNS resolver, and its address.
     dns_ips: Vec<(usize, String)>,
+    /// Config keys written at every start (a cluster's store).
+    base: String,
 }
 
 impl World {
@@ -280,6 +219,15 @@ impl World {
 
     /// [`World::new`] with the veth ends at the offloads of `mode`.
     pub fn with_offloads(users: usize, mode: Offloads) -> Result<Self> {
+        Self::build(users, mode, String::new())?.provision()
+    }
+
+    /// The namespaces, links and credentials of a world, with no daemon yet; `base` is
+    /// config written at every start.
+    ///
+    /// # Errors
+    /// A namespace or link could not be made.
+    pub fn build(users: usize, mode: Offloads, base: String) -> Result<Self> {
         let prefix = prefix();
         let dir = std::env::temp_dir().join(format!("vpcep-netns-{prefix}"));
         std::fs::create_dir_all(&dir)?;
@@ -308,7 +256,7 @@ impl World {
             );
         }
         std::fs::write(dir.join("credentials.toml"), creds)?;
-        let mut w = Self {
+        Ok(Self {
             prefix,
             dir,
             node,
@@ -321,7 +269,18 @@ impl World {
             attachments: Vec::new(),
             secured: Vec::new(),
             dns_ips: Vec::new(),
-        };
+            base,
+        })
+    }
+
+    /// Start the daemon of a [`World::build`], create the inventory through its API, and
+    /// attach the VPCs by a live reload.
+    ///
+    /// # Errors
+    /// A step failed.
+    pub fn provision(mut self) -> Result<Self> {
+        let users = self.users.len();
+        let w = &mut self;
         w.write_config("")?;
         w.start_daemon()?;
         // Inventory.
@@ -388,7 +347,7 @@ impl World {
         w.attachments = att;
         w.write_config("")?;
         w.reload()?;
-        Ok(w)
+        Ok(self)
     }
 
     /// The attachments (interface, VPC id) the config file names.
@@ -432,6 +391,8 @@ impl World {
             self.dir.join("data").display(),
             self.dir.join("credentials.toml").display()
         );
+        cfg.push_str(&self.base);
+        cfg.push('\n');
         cfg.push_str(extra);
         cfg.push('\n');
         for (i, (iface, vpc)) in self.attachments.iter().enumerate() {

@@ -22,6 +22,7 @@ pub fn status(code: ErrorCode) -> StatusCode {
         System => StatusCode::INTERNAL_SERVER_ERROR,
         BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         Throttled => StatusCode::TOO_MANY_REQUESTS,
+        StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         Parameter
         | InvalidLimit
         | InvalidAction
@@ -126,6 +127,7 @@ mod tests {
         assert_eq!(s(ErrorCode::MethodNotAllowed), 405);
         assert_eq!(s(ErrorCode::BodyTooLarge), 413);
         assert_eq!(s(ErrorCode::System), 500);
+        assert_eq!(s(ErrorCode::StoreUnavailable), 503);
         assert_eq!(s(ErrorCode::NotWhitelisted), 400);
         // Every code maps to a client or server error status.
         for &c in ErrorCode::ALL {

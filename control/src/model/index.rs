@@ -60,6 +60,24 @@ impl Key {
             Self::Endpoint(id) => format!("endpoint/{id}"),
         }
     }
+
+    /// Read the store's spelling back (what another node's delete names); `None` for a key
+    /// that is not a record's.
+    pub fn decode(key: &str) -> Option<Self> {
+        let (kind, id) = key.split_once('/')?;
+        if id.is_empty() {
+            return None;
+        }
+        Some(match kind {
+            "vpc" => Self::Vpc(id.into()),
+            "subnet" => Self::Subnet(id.into()),
+            "port" => Self::Port(id.into()),
+            "service" => Self::Service(id.into()),
+            "permission" => Self::Permission(id.into()),
+            "endpoint" => Self::Endpoint(id.into()),
+            _ => return None,
+        })
+    }
 }
 
 impl Record {

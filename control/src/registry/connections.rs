@@ -60,6 +60,8 @@ impl Registry {
         cmd: ConnectionNotes,
     ) -> Result<Vec<Endpoint>, Rejection> {
         self.write_as(t, |v| {
+            // Cloned: the rule runs again if another node commits first.
+            let cmd = cmd.clone();
             let eps = cmd
                 .0
                 .into_iter()

@@ -37,6 +37,8 @@ impl Registry {
     /// (VPC, subnet), 2042/2043 (address), 1018 (quota).
     pub fn create_endpoint(&self, t: &Tenant, cmd: NewEndpoint) -> Result<Endpoint, Rejection> {
         self.write_as(t, |v| {
+            // Cloned: the rule runs again if another node commits first.
+            let cmd = cmd.clone();
             let m = v.model();
             let svc = m.services.get(&cmd.service_id).ok_or_else(|| {
                 Rejection::new(
@@ -123,6 +125,8 @@ impl Registry {
         change: EndpointChange,
     ) -> Result<Endpoint, Rejection> {
         self.write_as(t, |v| {
+            // Cloned: the rule runs again if another node commits first.
+            let change = change.clone();
             let mut ep = v
                 .endpoint(id.as_str())
                 .ok_or_else(endpoint_not_found)?
@@ -213,8 +217,8 @@ impl Registry {
     pub fn import_endpoints(&self, eps: Vec<Endpoint>) -> Result<u64, Rejection> {
         self.write(|_| {
             let muts = eps
-                .into_iter()
-                .map(|e| Mutation::Put(Record::Endpoint(e)))
+                .iter()
+                .map(|e| Mutation::Put(Record::Endpoint(e.clone())))
                 .collect();
             Ok((muts, ()))
         })?;

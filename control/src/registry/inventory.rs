@@ -50,6 +50,8 @@ impl Registry {
         };
         let quota = self.quotas().vpc;
         self.write_as(t, |v| {
+            // Cloned: the rule runs again if another node commits first.
+            let vpc = vpc.clone();
             quota_check(v.vpcs().count(), quota, "VPCs")?;
             Ok((vec![Mutation::Put(Record::Vpc(vpc.clone()))], vpc))
         })
@@ -92,6 +94,8 @@ impl Registry {
     pub fn create_subnet(&self, t: &Tenant, cmd: NewSubnet) -> Result<Subnet, Rejection> {
         let quota = self.quotas().subnet;
         self.write_as(t, |v| {
+            // Cloned: the rule runs again if another node commits first.
+            let cmd = cmd.clone();
             quota_check(v.subnets(None).count(), quota, "subnets")?;
             let vpc = v
                 .vpc(cmd.vpc_id.as_str())
@@ -173,6 +177,8 @@ impl Registry {
     pub fn create_port(&self, t: &Tenant, cmd: NewPort) -> Result<Port, Rejection> {
         let quota = self.quotas().port;
         self.write_as(t, |v| {
+            // Cloned: the rule runs again if another node commits first.
+            let cmd = cmd.clone();
             quota_check(v.ports(None).count(), quota, "ports")?;
             let subnet = v
                 .subnet(cmd.subnet_id.as_str())

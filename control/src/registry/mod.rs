@@ -14,6 +14,7 @@
 
 pub mod connections;
 pub mod endpoints;
+pub mod follow;
 pub mod inventory;
 pub mod ipam;
 pub mod permissions;
@@ -21,16 +22,18 @@ pub mod services;
 pub mod tags;
 
 use std::collections::BTreeSet;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::Rejection;
 use crate::model::index::Key;
 use crate::model::{EndpointId, Model, Mutation, Record, Tenant, TenantView};
-use crate::store::{Compare, Op, Store, StoreError, Txn};
+use crate::store::{Compare, Op, Snapshot, Store, StoreError, Txn};
 
 /// Per-project quotas.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
@@ -123,9 +126,20 @@ pub struct Registry {
     quotas: Quotas,
     notes: Mutex<Vec<Sender<ChangeNote>>>,
     revision: AtomicU64,
+    /// Signalled whenever `revision` moves (a writer that lost a race waits on it).
+    moved: (Mutex<()>, Condvar),
+    /// A follower applies other writers' commits ([`follow`]): a lost race is retried.
+    followed: AtomicBool,
+    /// Whether the store answered last time it was asked (cleared by a write or a watch
+    /// that found it unreachable, set again when one succeeds).
+    store_up: AtomicBool,
     quarantined: usize,
     reserved: Option<ipnet::Ipv4Net>,
 }
+
+/// How long a write that keeps losing races to other nodes goes on trying (each time after
+/// the follower brought the winner's commit): then it answers EndPoint.0001.
+pub const CATCH_UP: Duration = Duration::from_secs(3);
 
 /// The key prefix under which records that failed to load are kept aside.
 pub const QUARANTINE: &str = "quarantine/";
@@ -157,26 +171,8 @@ impl Registry {
     /// [`LoadError`] if the store cannot be read.
     pub fn open(store: Arc<dyn Store>, region: &str, quotas: Quotas) -> Result<Self, LoadError> {
         let mut snap = store.load()?;
-        let mut model = Model::default();
-        let mut aside = Vec::new();
-        let mut quarantined = 0;
-        for (key, value) in snap.entries {
-            if key.starts_with(QUARANTINE) {
-                quarantined += 1;
-                continue;
-            }
-            match serde_json::from_slice::<Record>(&value) {
-                // Keys are unique in a store: no replace step on load.
-                Ok(record) => model.insert(record),
-                Err(error) => {
-                    tracing::error!(%key, %error, "quarantined a record that does not load");
-                    metrics::counter!("vpcep_store_quarantined_total").increment(1);
-                    quarantined += 1;
-                    aside.push(Op::Put(format!("{QUARANTINE}{key}"), value));
-                    aside.push(Op::Delete(key));
-                }
-            }
-        }
+        let (model, aside, quarantined) = model_of(std::mem::take(&mut snap.entries));
+        metrics::counter!("vpcep_store_quarantined_total").increment((aside.len() / 2) as u64);
         if !aside.is_empty() {
             match store.commit(Txn {
                 compare: Compare::Revision(snap.revision),
@@ -194,6 +190,9 @@ impl Registry {
             quotas,
             notes: Mutex::new(Vec::new()),
             revision: AtomicU64::new(snap.revision),
+            moved: (Mutex::new(()), Condvar::new()),
+            followed: AtomicBool::new(false),
+            store_up: AtomicBool::new(true),
             quarantined,
             reserved: None,
         })
@@ -279,17 +278,41 @@ impl Registry {
     /// (then nothing changed).
     pub(crate) fn write<T>(
         &self,
-        rule: impl FnOnce(&Model) -> Result<Plan<T>, Rejection>,
+        mut rule: impl FnMut(&Model) -> Result<Plan<T>, Rejection>,
     ) -> Result<T, Rejection> {
-        let _writer = self
-            .writer
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (muts, out) = rule(&self.read())?;
-        if !muts.is_empty() {
-            self.commit(muts)?;
+        let started = Instant::now();
+        loop {
+            let behind = {
+                let _writer = self.lock_writer();
+                let (muts, out) = rule(&self.read())?;
+                if muts.is_empty() {
+                    return Ok(out);
+                }
+                match self.commit(muts) {
+                    Ok(_) => return Ok(out),
+                    Err(Lost::Race(actual))
+                        if self.is_followed() && started.elapsed() < CATCH_UP =>
+                    {
+                        actual
+                    }
+                    Err(Lost::Race(_)) => {
+                        return Err(Rejection::system(
+                            "Another writer changed the store first; nothing was changed. \
+                             Please retry.",
+                        ));
+                    }
+                    Err(Lost::Refused(r)) => return Err(r),
+                }
+            };
+            // Another node committed first. Its commit reaches this node through the
+            // follower, which needs the writer lock: wait for it without the lock, then run
+            // the rule again on the model that includes the winner's change (the loser of a
+            // race for one IP then gets "in use", not a system error).
+            metrics::counter!("vpcep_store_conflicts_total").increment(1);
+            if !self.wait_for(behind, CATCH_UP.saturating_sub(started.elapsed())) {
+                return Err(Rejection::store_unavailable());
+            }
         }
-        Ok(out)
     }
 
     /// [`Registry::write`] with the model seen as `t` sees it.
@@ -299,7 +322,7 @@ impl Registry {
     pub(crate) fn write_as<T>(
         &self,
         t: &Tenant,
-        rule: impl FnOnce(TenantView<'_>) -> Result<Plan<T>, Rejection>,
+        mut rule: impl FnMut(TenantView<'_>) -> Result<Plan<T>, Rejection>,
     ) -> Result<T, Rejection> {
         self.write(|m| rule(m.tenant(t)))
     }
@@ -308,17 +331,17 @@ impl Registry {
     /// lock held (only by [`Registry::write`]).
     ///
     /// The transaction compares on the revision the model reflects. With one writer per
-    /// store that always holds; once a store is shared (etcd), a lost race is refused like
-    /// any store failure and changes nothing, and catching up from the store's watch is the
-    /// etcd engine's work, not done here.
-    fn commit(&self, muts: Vec<Mutation>) -> Result<u64, Rejection> {
+    /// store that always holds; once a store is shared (etcd), a lost race changes nothing
+    /// and is [`Lost::Race`], which [`Registry::write`] retries once the follower caught up.
+    fn commit(&self, muts: Vec<Mutation>) -> Result<u64, Lost> {
         let mut ops = Vec::with_capacity(muts.len());
         for m in &muts {
             ops.push(match m {
                 Mutation::Put(r) => Op::Put(
                     r.key().encode(),
-                    serde_json::to_vec(r)
-                        .map_err(|e| Rejection::system(format!("cannot encode record: {e}")))?,
+                    serde_json::to_vec(r).map_err(|e| {
+                        Lost::Refused(Rejection::system(format!("cannot encode record: {e}")))
+                    })?,
                 ),
                 Mutation::Delete(k) => Op::Delete(k.encode()),
             });
@@ -327,10 +350,28 @@ impl Registry {
             compare: Compare::Revision(self.revision()),
             ops,
         };
-        let revision = self.store.commit(txn).map_err(|e| {
-            tracing::error!(error = %e, "store commit failed; the change was not applied");
-            Rejection::system("System error. Please retry.")
-        })?;
+        let revision = match self.store.commit(txn) {
+            Ok(revision) => revision,
+            Err(StoreError::Conflict { actual, .. }) => return Err(Lost::Race(actual)),
+            Err(e) => {
+                tracing::error!(error = %e, "store commit failed; the change was not applied");
+                let unavailable = e.is_unavailable();
+                self.set_store_up(!unavailable);
+                return Err(Lost::Refused(if unavailable {
+                    Rejection::store_unavailable()
+                } else {
+                    Rejection::system("System error. Please retry.")
+                }));
+            }
+        };
+        self.set_store_up(true);
+        self.apply_committed(muts, revision);
+        Ok(revision)
+    }
+
+    /// Apply a committed change to the model, move the revision, and notify the pusher of
+    /// the endpoints it touched. Called with the writer lock held.
+    fn apply_committed(&self, muts: Vec<Mutation>, revision: u64) {
         let mut touched = BTreeSet::new();
         {
             let mut model = self
@@ -354,15 +395,133 @@ impl Registry {
             for m in muts {
                 model.apply(m);
             }
-            self.revision.store(revision, Ordering::Release);
+            self.set_revision(revision);
         }
-        let note = ChangeNote {
+        self.notify(ChangeNote {
             touched: Touched::Endpoints(touched.into_iter().collect()),
             revision,
-        };
-        self.lock_notes().retain(|tx| tx.send(note.clone()).is_ok());
-        Ok(revision)
+        });
     }
+
+    /// Replace the whole model with `snap` (a follower's resync). Called with the writer
+    /// lock held. Records that do not decode are skipped and counted (the node that wrote
+    /// them, or the next start, quarantines them).
+    fn replace(&self, snap: Snapshot) {
+        let (model, aside, _) = model_of(snap.entries);
+        if !aside.is_empty() {
+            tracing::error!(
+                records = aside.len() / 2,
+                "skipped records that do not load"
+            );
+        }
+        *self
+            .model
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = model;
+        self.set_revision(snap.revision);
+        self.notify(ChangeNote {
+            touched: Touched::All,
+            revision: snap.revision,
+        });
+    }
+
+    fn notify(&self, note: ChangeNote) {
+        self.lock_notes().retain(|tx| tx.send(note.clone()).is_ok());
+    }
+
+    fn lock_writer(&self) -> MutexGuard<'_, ()> {
+        self.writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn set_revision(&self, revision: u64) {
+        let _moved = self
+            .moved
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.revision.store(revision, Ordering::Release);
+        self.moved.1.notify_all();
+    }
+
+    /// Wait until the model reflects `revision`, at most `limit`; whether it does.
+    fn wait_for(&self, revision: u64, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut guard = self
+            .moved
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while self.revision() < revision {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            guard = self
+                .moved
+                .1
+                .wait_timeout(guard, left)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+        true
+    }
+
+    fn is_followed(&self) -> bool {
+        self.followed.load(Ordering::Acquire)
+    }
+
+    fn set_store_up(&self, up: bool) {
+        if self.store_up.swap(up, Ordering::AcqRel) != up {
+            metrics::gauge!("vpcep_store_up").set(if up { 1.0 } else { 0.0 });
+            if up {
+                tracing::info!("the store answers again");
+            } else {
+                tracing::warn!("the store is unreachable: writes answer 503, tables stay");
+            }
+        }
+    }
+
+    /// Whether the store answered the last write or watch (a shared store can be away: the
+    /// node then serves reads from its last applied revision and its tables stay).
+    pub fn store_up(&self) -> bool {
+        self.store_up.load(Ordering::Acquire)
+    }
+}
+
+/// Why a commit did not happen.
+enum Lost {
+    /// Another writer committed first; the store is at this revision.
+    Race(u64),
+    /// The store failed or refused (the rejection says how).
+    Refused(Rejection),
+}
+
+/// Build a model from a store's entries. Returns it, the operations that would quarantine
+/// the records that do not decode, and how many records are (or would be) quarantined.
+fn model_of(entries: Vec<(String, Vec<u8>)>) -> (Model, Vec<Op>, usize) {
+    let mut model = Model::default();
+    let mut aside = Vec::new();
+    let mut quarantined = 0;
+    for (key, value) in entries {
+        if key.starts_with(QUARANTINE) {
+            quarantined += 1;
+            continue;
+        }
+        match serde_json::from_slice::<Record>(&value) {
+            // Keys are unique in a store: no replace step on load.
+            Ok(record) => model.insert(record),
+            Err(error) => {
+                // Counted by the caller: quarantined at open, skipped by a follower's resync.
+                tracing::error!(%key, %error, "a stored record does not load");
+                quarantined += 1;
+                aside.push(Op::Put(format!("{QUARANTINE}{key}"), value));
+                aside.push(Op::Delete(key));
+            }
+        }
+    }
+    (model, aside, quarantined)
 }
 
 #[cfg(test)]

@@ -83,6 +83,8 @@ impl Registry {
         cmd: NewPermissions,
     ) -> Result<Vec<Permission>, Rejection> {
         self.write_as(t, |v| {
+            // Cloned: the rule runs again if another node commits first.
+            let cmd = cmd.clone();
             let svc = owned(v, service)?;
             let existing: HashSet<&str> = v
                 .model()
@@ -154,6 +156,8 @@ impl Registry {
         cmd: PermissionNote,
     ) -> Result<Permission, Rejection> {
         self.write_as(t, |v| {
+            // Cloned: the rule runs again if another node commits first.
+            let cmd = cmd.clone();
             let svc = owned(v, service)?;
             let mut p = v
                 .model()

@@ -94,6 +94,8 @@ impl Registry {
     /// EndPoint.0020 (VPC), 3003/3021 (backend), 3044 (ports), 1018 (quota).
     pub fn create_service(&self, t: &Tenant, cmd: NewService) -> Result<Service, Rejection> {
         self.write_as(t, |v| {
+            // Cloned: the rule runs again if another node commits first.
+            let cmd = cmd.clone();
             v.vpc(cmd.vpc_id.as_str())
                 .ok_or_else(|| Rejection::new(ErrorCode::InvalidVpcId, "Invalid VPC ID."))?;
             check_backend(v, &cmd.port_id, &cmd.vpc_id, cmd.server_type, None)?;
@@ -142,6 +144,8 @@ impl Registry {
         cmd: ServiceChange,
     ) -> Result<Service, Rejection> {
         self.write_as(t, |v| {
+            // Cloned: the rule runs again if another node commits first.
+            let cmd = cmd.clone();
             let mut svc = v
                 .service(id.as_str())
                 .ok_or_else(service_not_found)?

@@ -195,7 +195,7 @@ impl Registry {
                         .service(id)
                         .ok_or_else(|| Rejection::not_found("endpoint service"))?
                         .clone();
-                    apply(&mut svc.tags, edit, rt)?;
+                    apply(&mut svc.tags, edit.clone(), rt)?;
                     svc.updated_at = ts;
                     Record::Service(svc)
                 }
@@ -209,7 +209,7 @@ impl Registry {
                             )
                         })?
                         .clone();
-                    if let Some(d) = apply(&mut ep.tags, edit, rt)? {
+                    if let Some(d) = apply(&mut ep.tags, edit.clone(), rt)? {
                         set_lifetime(&mut ep, d, ts);
                     }
                     ep.updated_at = ts;

@@ -1,7 +1,7 @@
 //! The durable store: a transactional key-value space with revisions, compare-on-revision
 //! transactions, and a watch from a revision.
 //!
-//! [`Store`] is shaped like etcd's API so that an etcd engine can implement it later:
+//! [`Store`] is shaped like etcd's API, which [`EtcdStore`] implements:
 //! - every commit makes one new revision (etcd: the cluster revision);
 //! - a [`Txn`] carries a [`Compare`] that must hold for its operations to apply (etcd:
 //!   `Txn` with a `Compare` on `mod_revision`); a failed compare is
@@ -10,17 +10,24 @@
 //!   ones; a revision the store no longer remembers is [`StoreError::Compacted`], and the
 //!   caller resyncs from [`Store::load`] (etcd: a compacted watch).
 //!
-//! Two engines: [`RedbStore`] (embedded, durable: one redb file, fsync per commit) and
-//! [`MemStore`] (in memory, for rule tests). Both keep their recent history for watches in
-//! the same [`Feed`].
+//! Three engines: [`RedbStore`] (embedded, durable: one redb file, fsync per commit),
+//! [`EtcdStore`] (an etcd cluster that many nodes share; its watch also brings the other
+//! nodes' commits), and [`MemStore`] (in memory, for rule tests). redb and memory keep their
+//! recent history for watches in the same [`Feed`]; etcd keeps its own, until compaction.
 
+pub mod config;
+mod etcd;
 mod mem;
+pub mod members;
 mod redb;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, channel};
+use std::time::Duration;
 
+pub use self::config::{EtcdConfig, StoreEngine};
+pub use self::etcd::EtcdStore;
 pub use self::mem::MemStore;
 pub use self::redb::RedbStore;
 
@@ -91,9 +98,57 @@ pub enum StoreError {
     Compacted {
         /// The revision asked for.
         from: u64,
-        /// The oldest revision a watch can start from.
+        /// The oldest revision a watch can start from (0: the engine does not say; etcd).
         oldest: u64,
     },
+    /// etcd refused the request (refused credentials, too many operations in one
+    /// transaction, a request too large); nothing was applied.
+    #[error("etcd {op} failed: {source}")]
+    Etcd {
+        /// What was being done: connect, load, commit, watch.
+        op: &'static str,
+        /// The client's error.
+        #[source]
+        source: Box<etcd_client::Error>,
+    },
+    /// A setting of the engine cannot be used (an unreadable certificate or password file).
+    #[error("{what} {path}: {source}")]
+    Setting {
+        /// The setting.
+        what: &'static str,
+        /// The file it names.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// etcd did not answer within the deadline. A commit may still apply: a watch brings
+    /// it then, like any other node's.
+    #[error("etcd did not answer {op} within {after:?}")]
+    Timeout {
+        /// What was being done.
+        op: &'static str,
+        /// The deadline.
+        after: Duration,
+    },
+    /// etcd cannot be reached (connection refused or lost, or no leader); nothing was
+    /// applied.
+    #[error("etcd is unreachable ({op}): {source}")]
+    Unavailable {
+        /// What was being done.
+        op: &'static str,
+        /// The client's error.
+        #[source]
+        source: Box<etcd_client::Error>,
+    },
+}
+
+impl StoreError {
+    /// Whether the store could not be reached (or did not answer in time): the API's 503,
+    /// worth retrying later, rather than a failure of the request itself.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Timeout { .. } | Self::Unavailable { .. })
+    }
 }
 
 /// Everything in the store at one revision.

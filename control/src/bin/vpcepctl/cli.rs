@@ -81,6 +81,9 @@ pub(crate) enum Command {
         #[arg(long)]
         tail: Option<usize>,
     },
+    /// The cluster of a node on etcd (read from its admin endpoint; no keys needed).
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
     /// Any API call: METHOD PATH-AFTER-PROJECT [JSON-BODY].
     Raw {
         /// GET, POST, PUT or DELETE.
@@ -245,6 +248,16 @@ pub(crate) enum PermissionCmd {
     Remove {
         service: String,
         permissions: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ClusterCmd {
+    /// The live nodes (from their etcd leases): revisions, table generation, attachments.
+    Status {
+        /// A node's admin endpoint.
+        #[arg(long, env = "VPCEP_ADMIN", default_value = "http://127.0.0.1:9798")]
+        admin: String,
     },
 }
 

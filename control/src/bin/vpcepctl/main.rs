@@ -30,7 +30,33 @@ fn audit(
     Ok(json!({ "audit": entries }))
 }
 
+/// `vpcepctl cluster status`: a node's `/cluster` document, `{"nodes": [...]}`.
+fn cluster_status(admin: &str) -> Result<Value, String> {
+    let url = format!("{}/cluster", admin.trim_end_matches('/'));
+    let mut resp = ureq::get(&url)
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .call()
+        .map_err(|e| format!("{url}: {e}"))?;
+    let ok = resp.status().is_success();
+    let body: Value = resp
+        .body_mut()
+        .read_json()
+        .map_err(|e| format!("{url}: {e}"))?;
+    if !ok {
+        return Err(format!(
+            "{url}: {}",
+            body["error"].as_str().unwrap_or("failed")
+        ));
+    }
+    Ok(body)
+}
+
 fn run(cli: Cli) -> Result<Value, String> {
+    if let Command::Cluster(ClusterCmd::Status { admin }) = &cli.command {
+        return cluster_status(admin);
+    }
     if let Command::Audit {
         data_dir,
         project,
@@ -299,7 +325,9 @@ fn run(cli: Cli) -> Result<Value, String> {
         },
         Command::Tag(cmd) => tag(&c, cmd),
         Command::Quota => get(p("/quotas")),
-        Command::Audit { .. } => unreachable!("answered before a client is made"),
+        Command::Audit { .. } | Command::Cluster(_) => {
+            unreachable!("answered before a client is made")
+        }
         Command::Raw { method, path, body } => {
             let b = body
                 .map(|s| serde_json::from_str::<Value>(&s))

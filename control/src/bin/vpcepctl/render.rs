@@ -38,6 +38,15 @@ fn columns(key: &str) -> &'static [&'static str] {
         "resources" => &["type", "used", "quota"],
         "tagged_resources" => &["resource_id", "resource_name", "tags"],
         "tags" => &["key", "values"],
+        "nodes" => &[
+            "name",
+            "revision",
+            "applied_revision",
+            "published_generation",
+            "all_workers_current",
+            "attachments",
+            "api",
+        ],
         "audit" => &[
             "at",
             "project_id",

@@ -1,0 +1,462 @@
+//! Cluster benchmark: vpcepd nodes on one etcd, with 100 k endpoints in it. Measures writes
+//! per second through etcd (one node, and spread over the nodes, which race), the time from
+//! a change's API answer until every node has published tables with it (p50, p99), and a
+//! node's restart until its tables are published; the same writes on redb in the same run,
+//! for comparison.
+//!
+//! `cargo run --release -p bench --bin clusterbench -- --json` prints one JSON object per
+//! measure (`--quick`: 2 k endpoints, 1 s per rate). etcd (apt `etcd-server`) runs on host
+//! loopback ports with a temporary data directory, started and stopped by the tests'
+//! harness; the daemons run in-process on loopback, with their attachments configured (so
+//! the pusher compiles for them) but no packet workers: "live" is "published", which a
+//! worker loads at its next batch (apibench's definition).
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bench::{js, json_line, median};
+use control::auth::{Credential, Credentials};
+use control::client::Client;
+use control::config::{AttachmentConfig, DaemonConfig};
+use control::daemon::{self, Dataplane, Running};
+use control::model::{ConnectionStatus, Endpoint, EndpointId};
+use control::store::StoreEngine;
+use serde_json::{Value, json};
+use vpcep_tests::etcd::Etcd;
+
+const PROVIDER: (&str, &str, &str, &str) = (
+    "BENCHPROVIDER0000001",
+    "provider-secret",
+    "dprovider",
+    "pprovider",
+);
+const USER: (&str, &str, &str, &str) = ("BENCHUSER00000000001", "user-secret", "duser", "puser");
+
+fn credentials() -> Credentials {
+    Credentials::from_list(
+        [PROVIDER, USER]
+            .iter()
+            .map(|(ak, sk, d, p)| Credential {
+                ak: (*ak).into(),
+                sk: (*sk).into(),
+                domain_id: (*d).into(),
+                project_id: (*p).into(),
+            })
+            .collect(),
+    )
+    .expect("valid credentials")
+}
+
+fn no_workers(
+    _: &DaemonConfig,
+    _: &dataplane::TablePublisher,
+    _: Arc<AtomicBool>,
+) -> Result<Dataplane, daemon::DaemonError> {
+    Ok(Dataplane::none())
+}
+
+fn start(rt: &tokio::runtime::Runtime, cfg: &DaemonConfig) -> Running {
+    rt.block_on(daemon::start_with(cfg, credentials(), no_workers))
+        .expect("daemon starts")
+}
+
+fn call(c: &Client, method: &str, path: &str, body: Option<Value>) -> Value {
+    c.call(method, &c.path(path), &[], body.as_ref())
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+}
+
+fn id(v: &Value) -> String {
+    v.as_str().expect("an id").to_string()
+}
+
+/// Run `f` on `threads` threads for `dur`; returns completed calls per second.
+fn rate(threads: usize, dur: Duration, f: impl Fn(usize) + Sync) -> f64 {
+    let done = AtomicU64::new(0);
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let (f, done) = (&f, &done);
+            s.spawn(move || {
+                while start.elapsed() < dur {
+                    f(t);
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+fn percentile(mut xs: Vec<f64>, p: f64) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let want = p * xs.len() as f64;
+    let rank = (1..=xs.len())
+        .find(|k| *k as f64 >= want)
+        .unwrap_or(xs.len());
+    xs[rank.saturating_sub(1)]
+}
+
+/// The inventory the writes need: a provider service open to everyone, a user VPC.
+struct Inventory {
+    pvpc: String,
+    svc: String,
+    uvpc: String,
+    usub: String,
+}
+
+fn inventory(url: &str) -> Inventory {
+    let p = Client::new(url, PROVIDER.0, PROVIDER.1, PROVIDER.3);
+    let u = Client::new(url, USER.0, USER.1, USER.3);
+    let body = |k: &str, v: Value| Some(json!({ k: v }));
+    let pvpc = id(&call(
+        &p,
+        "POST",
+        "/vpcs",
+        body("vpc", json!({"cidr": "10.0.0.0/16"})),
+    )["vpc"]["id"]);
+    let psub = id(&call(
+        &p,
+        "POST",
+        "/subnets",
+        body("subnet", json!({"vpc_id": pvpc, "cidr": "10.0.0.0/24"})),
+    )["subnet"]["id"]);
+    let port = id(&call(
+        &p,
+        "POST",
+        "/ports",
+        body(
+            "port",
+            json!({"subnet_id": psub, "server_type": "VM", "ip": "10.0.0.10"}),
+        ),
+    )["port"]["id"]);
+    let svc = id(&call(
+        &p,
+        "POST",
+        "/vpc-endpoint-services",
+        Some(json!({"vpc_id": pvpc, "port_id": port, "server_type": "VM",
+        "ports": [{"client_port": 8080, "server_port": 80}]})),
+    )["id"]);
+    call(
+        &p,
+        "POST",
+        &format!("/vpc-endpoint-services/{svc}/permissions/action"),
+        Some(json!({"permissions": ["*"], "action": "add"})),
+    );
+    let uvpc = id(&call(
+        &u,
+        "POST",
+        "/vpcs",
+        body("vpc", json!({"cidr": "10.0.0.0/8"})),
+    )["vpc"]["id"]);
+    let usub = id(&call(
+        &u,
+        "POST",
+        "/subnets",
+        body("subnet", json!({"vpc_id": uvpc, "cidr": "10.0.0.0/12"})),
+    )["subnet"]["id"]);
+    Inventory {
+        pvpc,
+        svc,
+        uvpc,
+        usub,
+    }
+}
+
+/// Endpoint creates per second through `urls` (one client per thread, thread `t` on
+/// `urls[t % len]`).
+fn writes(urls: &[String], inv: &Inventory, threads: usize, dur: Duration) -> f64 {
+    let clients: Vec<Client> = (0..threads)
+        .map(|t| Client::new(&urls[t % urls.len()], USER.0, USER.1, USER.3))
+        .collect();
+    rate(threads, dur, |t| {
+        call(
+            &clients[t],
+            "POST",
+            "/vpc-endpoints",
+            Some(
+                json!({"endpoint_service_id": inv.svc, "vpc_id": inv.uvpc, "subnet_id": inv.usub}),
+            ),
+        );
+    })
+}
+
+fn base_config(dir: &std::path::Path, endpoints: usize) -> DaemonConfig {
+    let mut cfg = DaemonConfig {
+        data_dir: dir.to_path_buf(),
+        api_listen: "127.0.0.1:0".parse().expect("addr"),
+        admin_listen: "127.0.0.1:0".parse().expect("addr"),
+        ..DaemonConfig::default()
+    };
+    cfg.quotas.endpoint = endpoints + 100_000;
+    cfg.api.rate_per_sec = 1_000_000;
+    cfg.api.rate_burst = 1_000_000;
+    cfg
+}
+
+/// Wait until every node has published tables of at least `rev`.
+fn wait_all(nodes: &[Running], rev: u64, deadline: Duration) {
+    let t = Instant::now();
+    for n in nodes {
+        while n.push.applied_revision.load(Ordering::Acquire) < rev {
+            assert!(t.elapsed() < deadline, "a node did not catch up");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+}
+
+fn pending(inv: &Inventory, ip: u32, marker: u64, now: i64) -> Endpoint {
+    Endpoint {
+        id: EndpointId::random(),
+        project_id: USER.3.into(),
+        domain_id: USER.2.into(),
+        service_id: inv.svc.as_str().into(),
+        vpc_id: inv.uvpc.as_str().into(),
+        subnet_id: inv.usub.as_str().into(),
+        ip: Ipv4Addr::from(ip),
+        marker_id: marker,
+        status: ConnectionStatus::PendingAcceptance,
+        enable_dns: false,
+        whitelist: Vec::new(),
+        enable_whitelist: false,
+        description: String::new(),
+        connection_description: String::new(),
+        tags: Vec::new(),
+        routetables: Vec::new(),
+        policy_statement: Vec::new(),
+        policy_document: None,
+        expires_at: None,
+        frozen: false,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let json_out = args.iter().any(|a| a == "--json");
+    let quick = args.iter().any(|a| a == "--quick");
+    let endpoints: usize = if quick { 2_000 } else { 100_000 };
+    let secs = Duration::from_secs(if quick { 1 } else { 5 });
+    let n_nodes = 3;
+    let emit = |fields: &[(&str, String)]| {
+        if json_out {
+            println!("{}", json_line(fields));
+        } else {
+            let line: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            println!("{}", line.join("  "));
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let scratch = std::env::temp_dir().join(format!(
+        "vpcep-clusterbench-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+
+    // redb first, for comparison: the same writes on one node.
+    {
+        let cfg = base_config(&scratch.join("redb"), endpoints);
+        let node = start(&rt, &cfg);
+        let url = format!("http://{}", node.api_addr);
+        let inv = inventory(&url);
+        for threads in [1, 4] {
+            let r = writes(std::slice::from_ref(&url), &inv, threads, secs);
+            emit(&[
+                ("measure", js("writes")),
+                ("store", js("redb")),
+                ("nodes", "1".into()),
+                ("threads", threads.to_string()),
+                ("per_second", format!("{r:.0}")),
+                ("unit", js("req/s")),
+            ]);
+        }
+        rt.block_on(node.shutdown());
+    }
+
+    // The cluster.
+    let etcd = Etcd::start().expect("etcd starts (apt-get install etcd-server)");
+    let cfgs: Vec<DaemonConfig> = (0..n_nodes)
+        .map(|i| {
+            let mut c = base_config(&scratch.join(format!("node{i}")), endpoints);
+            c.store = StoreEngine::Etcd;
+            c.etcd.endpoints = vec![etcd.url.clone()];
+            c.etcd.node_name = Some(format!("node-{i}"));
+            c
+        })
+        .collect();
+    let first = start(&rt, &cfgs[0]);
+    let inv = inventory(&format!("http://{}", first.api_addr));
+    rt.block_on(first.shutdown());
+    let attach = |mut c: DaemonConfig| {
+        c.attachments = vec![
+            AttachmentConfig {
+                interface: "user0".into(),
+                vpc_id: inv.uvpc.clone(),
+                ..AttachmentConfig::default()
+            },
+            AttachmentConfig {
+                interface: "prov0".into(),
+                vpc_id: inv.pvpc.clone(),
+                ..AttachmentConfig::default()
+            },
+        ];
+        c
+    };
+    let cfgs: Vec<DaemonConfig> = cfgs.into_iter().map(attach).collect();
+    let mut nodes: Vec<Running> = cfgs.iter().map(|c| start(&rt, c)).collect();
+    let urls: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("http://{}", n.api_addr))
+        .collect();
+    for (threads, spread) in [(1, 1), (4, 1), (3, n_nodes)] {
+        let r = writes(&urls[..spread], &inv, threads, secs);
+        emit(&[
+            ("measure", js("writes")),
+            ("store", js("etcd")),
+            ("nodes", n_nodes.to_string()),
+            ("through_nodes", spread.to_string()),
+            ("threads", threads.to_string()),
+            ("per_second", format!("{r:.0}")),
+            ("unit", js("req/s")),
+            ("target", "1000".into()),
+        ]);
+    }
+
+    // Fill to `endpoints`, 100 per transaction (etcd's default --max-txn-ops is 128).
+    let t0 = Instant::now();
+    let have = nodes[0].registry.read().endpoints.len();
+    let now = chrono::Utc::now().timestamp();
+    let mut batch = Vec::new();
+    for i in have..endpoints {
+        batch.push(pending(
+            &inv,
+            0x0a08_0000 + u32::try_from(i).expect("fewer than 2^32 endpoints"),
+            1_000_000 + i as u64,
+            now,
+        ));
+        if batch.len() == 100 {
+            nodes[0]
+                .registry
+                .import_endpoints(std::mem::take(&mut batch))
+                .expect("import");
+        }
+    }
+    if !batch.is_empty() {
+        nodes[0].registry.import_endpoints(batch).expect("import");
+    }
+    let filled = nodes[0].registry.revision();
+    wait_all(&nodes, filled, Duration::from_secs(300));
+    let total = nodes[n_nodes - 1].registry.read().endpoints.len();
+    emit(&[
+        ("measure", js("bulk_import")),
+        ("store", js("etcd")),
+        ("endpoints", total.to_string()),
+        (
+            "seconds_until_live_on_all",
+            format!("{:.1}", t0.elapsed().as_secs_f64()),
+        ),
+        ("unit", js("s")),
+    ]);
+
+    // One accept or reject at a time, through node i % n: from the API's answer until every
+    // node published tables with it (and from the request, for the API's share).
+    let ids: Vec<EndpointId> = nodes[0]
+        .registry
+        .read()
+        .endpoints
+        .keys()
+        .take(if quick { 60 } else { 300 })
+        .cloned()
+        .collect();
+    let providers: Vec<Client> = urls
+        .iter()
+        .map(|u| Client::new(u, PROVIDER.0, PROVIDER.1, PROVIDER.3))
+        .collect();
+    let (mut from_answer, mut from_request, mut api) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, id) in ids.iter().enumerate() {
+        let action = if i % 2 == 0 { "receive" } else { "reject" };
+        let t0 = Instant::now();
+        call(
+            &providers[i % n_nodes],
+            "POST",
+            &format!("/vpc-endpoint-services/{}/connections/action", inv.svc),
+            Some(json!({"action": action, "endpoints": [id]})),
+        );
+        let answered = Instant::now();
+        let rev = nodes[i % n_nodes].registry.revision();
+        wait_all(&nodes, rev, Duration::from_secs(5));
+        from_answer.push(answered.elapsed().as_secs_f64() * 1e3);
+        from_request.push(t0.elapsed().as_secs_f64() * 1e3);
+        api.push((answered - t0).as_secs_f64() * 1e3);
+    }
+    emit(&[
+        ("measure", js("change_live_on_all_nodes")),
+        ("nodes", n_nodes.to_string()),
+        ("endpoints", total.to_string()),
+        (
+            "p50_ms",
+            format!("{:.3}", percentile(from_answer.clone(), 0.5)),
+        ),
+        ("p99_ms", format!("{:.3}", percentile(from_answer, 0.99))),
+        (
+            "from_request_p99_ms",
+            format!("{:.3}", percentile(from_request, 0.99)),
+        ),
+        ("api_p50_ms", format!("{:.3}", median(api))),
+        ("unit", js("ms")),
+        ("target_p99_ms", "100".into()),
+    ]);
+
+    // A node restarts: from start until the API answers and its tables hold everything.
+    let last = nodes.pop().expect("nodes");
+    rt.block_on(last.shutdown());
+    let t0 = Instant::now();
+    let again = start(&rt, &cfgs[n_nodes - 1]);
+    let api_ms = t0.elapsed().as_secs_f64() * 1e3;
+    wait_all(
+        std::slice::from_ref(&again),
+        nodes[0].registry.revision(),
+        Duration::from_secs(60),
+    );
+    let published_ms = t0.elapsed().as_secs_f64() * 1e3;
+    emit(&[
+        ("measure", js("node_restart")),
+        ("store", js("etcd")),
+        (
+            "endpoints",
+            again.registry.read().endpoints.len().to_string(),
+        ),
+        ("api_answering_ms", format!("{api_ms:.1}")),
+        ("tables_published_ms", format!("{published_ms:.1}")),
+        (
+            "endpoint_addresses",
+            again
+                .push
+                .endpoint_addresses
+                .load(Ordering::Relaxed)
+                .to_string(),
+        ),
+        ("unit", js("ms")),
+        ("target_ms", "2000".into()),
+    ]);
+    emit(&[
+        ("measure", js("failover")),
+        ("measured", "false".into()),
+        (
+            "why",
+            js("no VIP ownership election yet: every node attaching a VPC answers for it"),
+        ),
+        ("target_ms", "3000".into()),
+    ]);
+    nodes.push(again);
+    for n in nodes {
+        rt.block_on(n.shutdown());
+    }
+    drop(etcd);
+    let _ = std::fs::remove_dir_all(&scratch);
+}

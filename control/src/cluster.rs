@@ -1,0 +1,80 @@
+//! The daemon's side of a cluster on etcd: this node's record in the member list (from its
+//! registry, pusher, workers and attachments), and the admin endpoint `/cluster`, which
+//! lists the live members (what `vpcepctl cluster status` shows).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+
+use crate::config::DaemonConfig;
+use crate::node::Node;
+use crate::push::PushStatus;
+use crate::registry::Registry;
+use crate::store::EtcdStore;
+use crate::store::members::{self, Membership, NodeRecord};
+
+/// Join the member list as `etcd.node_name`, the record rebuilt at each renewal.
+pub fn join(
+    etcd: &Arc<EtcdStore>,
+    cfg: &DaemonConfig,
+    api: SocketAddr,
+    registry: Arc<Registry>,
+    push: Arc<PushStatus>,
+    node: Arc<Node>,
+) -> Membership {
+    let name = cfg.etcd.node_name();
+    let ttl = std::time::Duration::from_secs(cfg.etcd.lease_ttl_secs);
+    let me = name.clone();
+    tracing::info!(node = %name, ?ttl, "joining the cluster's member list");
+    Membership::join(etcd, &name, ttl, move || {
+        let published = push.published_generation.load(Ordering::Acquire);
+        NodeRecord {
+            name: me.clone(),
+            api: api.to_string(),
+            revision: registry.revision(),
+            applied_revision: push.applied_revision.load(Ordering::Acquire),
+            published_generation: published,
+            all_workers_current: node
+                .view()
+                .counters
+                .iter()
+                .all(|w| w.generation.load(Ordering::Relaxed) == published),
+            // What this node attaches now (a reload may have changed it).
+            attachments: node.attached_vpcs(),
+            at: chrono::Utc::now().timestamp(),
+        }
+    })
+}
+
+/// `GET /cluster`: `{"nodes": [...]}`, the live members by name; 404 on a node whose store
+/// is not etcd, 503 if etcd cannot be read.
+pub fn router(etcd: Option<Arc<EtcdStore>>) -> Router {
+    Router::new().route("/cluster", get(list)).with_state(etcd)
+}
+
+async fn list(State(etcd): State<Option<Arc<EtcdStore>>>) -> Response {
+    let Some(etcd) = etcd else {
+        let msg = "this node is not in a cluster (store = \"redb\")";
+        return (StatusCode::NOT_FOUND, axum::Json(json!({ "error": msg }))).into_response();
+    };
+    match tokio::task::spawn_blocking(move || members::members(&etcd)).await {
+        Ok(Ok(nodes)) => axum::Json(json!({ "nodes": nodes })).into_response(),
+        Ok(Err(e)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({ "error": e.to_string() })),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            axum::Json(json!({ "error": e.to_string() })),
+        )
+            .into_response(),
+    }
+}
