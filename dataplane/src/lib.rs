@@ -20,6 +20,7 @@
 
 #![warn(missing_docs)]
 
+pub mod announce;
 pub mod config;
 pub mod conntrack;
 pub mod flow;

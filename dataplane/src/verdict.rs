@@ -45,7 +45,8 @@ pub enum DropReason {
     /// Malformed bytes: truncated headers, bad IHL, total length beyond the frame, a bad
     /// IPv4 header checksum, a bad TCP data offset or UDP length.
     Malformed,
-    /// Addressed to no endpoint of this attachment and to no SNAT address.
+    /// Addressed to no endpoint of this attachment and to no SNAT address, or a new flow
+    /// to an endpoint of an attachment this node is the standby of (another node owns it).
     NoEndpoint,
     /// A new flow to an endpoint whose connection is not accepted (pending, rejected,
     /// frozen, or its service suspended).

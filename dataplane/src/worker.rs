@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+use crate::announce::{self, Announcer};
 use crate::io::{Backend, BackendError, Batch, VlanTag};
 use crate::pipeline::Pipeline;
 use crate::stats::WorkerCounters;
@@ -23,6 +24,8 @@ pub struct Worker<B: Backend> {
     counters: Arc<WorkerCounters>,
     /// When backends were last solicited, and the table generation then.
     solicited: Option<(Instant, u64)>,
+    /// The gratuitous ARP this worker is sending (it claimed the tables' announcement).
+    announcer: Option<Announcer>,
 }
 
 impl<B: Backend> Worker<B> {
@@ -42,6 +45,7 @@ impl<B: Backend> Worker<B> {
             batch,
             counters,
             solicited: None,
+            announcer: None,
         }
     }
 
@@ -104,8 +108,60 @@ impl<B: Backend> Worker<B> {
                 self.pipeline.record_tx_errors(failed);
             }
         }
+        self.announce(now)?;
         self.counters.publish(self.pipeline.stats(), generation);
         Ok(n)
+    }
+
+    /// Take the tables' announcement if no worker has, and send its next frames (see
+    /// [`crate::announce`]).
+    fn announce(&mut self, now: Instant) -> Result<(), BackendError> {
+        let tables = self.tables.load();
+        if self.announcer.is_none()
+            && let Some(a) = tables.announcement()
+            && a.claim()
+        {
+            let an = Announcer::new(a, tables);
+            tracing::info!(
+                attachments = ?a.vpcs(),
+                addresses = an.len(),
+                "now the owner: announcing the addresses with gratuitous ARP"
+            );
+            self.announcer = Some(an);
+        }
+        let Some(an) = &mut self.announcer else {
+            return Ok(());
+        };
+        let macs = &self.pipeline.config().attachments;
+        let mut left = announce::PER_STEP;
+        let mut failed = 0;
+        while left > 0 {
+            let slots = self.batch.slots_mut();
+            let budget = slots.len().min(left);
+            let mut filled = 0;
+            an.step(now, budget, macs, |vpc, frame| {
+                let slot = &mut slots[filled];
+                slot.buffer_mut()[..frame.len()].copy_from_slice(frame);
+                slot.set_len(frame.len());
+                slot.verdict = Verdict::Emit {
+                    vpc,
+                    len: frame.len(),
+                };
+                filled += 1;
+            });
+            if filled == 0 {
+                break;
+            }
+            left -= filled;
+            self.batch.set_filled(filled);
+            failed += self.backend.send(&self.batch)?;
+        }
+        self.pipeline.record_tx_errors(failed);
+        if an.done() {
+            tracing::info!(frames = an.sent(), "gratuitous ARP sent");
+            self.announcer = None;
+        }
+        Ok(())
     }
 
     /// Run until `stop` is set or the backend fails.

@@ -330,6 +330,9 @@ impl Pipeline {
             return v;
         }
         match tables.endpoint(ingress, parsed.key.dst) {
+            // A standby opens no flow: the owner serves the address (a client that still
+            // sends here has a stale neighbour entry, which the owner's announcement fixes).
+            Some(_) if !tables.owns(ingress) => Verdict::Drop(DropReason::NoEndpoint),
             Some(endpoint) => self.open(tables, frame, parsed, endpoint, now_secs),
             None if tables.snat().contains_u32(parsed.key.dst) && tables.is_snat_vpc(ingress) => {
                 Verdict::Drop(DropReason::ReplyWithoutFlow)

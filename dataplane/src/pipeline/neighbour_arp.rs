@@ -73,8 +73,10 @@ impl Pipeline {
             };
         let target = target_ip.to_bits();
         let sender = sender_ip.to_bits();
-        let ours = tables.endpoint(ingress, target).is_some()
-            || (tables.is_snat_vpc(ingress) && tables.snat().contains_u32(target));
+        // A standby leaves the attachment's addresses to their owner (another node).
+        let ours = tables.owns(ingress)
+            && (tables.endpoint(ingress, target).is_some()
+                || (tables.is_snat_vpc(ingress) && tables.snat().contains_u32(target)));
         // Port security: an (address, MAC) that is no known port is answered nothing, and
         // teaches or casts doubt on nothing.
         if !tables.admits_port(ingress, sender, sender_mac) {
@@ -157,6 +159,11 @@ impl Pipeline {
             let at = (self.solicit_cursor + looked) % backends.len();
             looked += 1;
             let (vpc, ip) = backends[at];
+            // A standby asks nothing: its request would teach the backend that the SNAT
+            // address is at this node's MAC.
+            if !tables.owns(vpc) {
+                continue;
+            }
             let Some(&mac) = self.config.attachments.get(vpc.index()) else {
                 continue;
             };

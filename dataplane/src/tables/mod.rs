@@ -16,6 +16,7 @@ use std::sync::Arc;
 use arc_swap::{ArcSwap, Cache};
 
 pub use self::accepted::{AcceptedKey, AcceptedTable, Ipv4Cidr, Target};
+use crate::announce::Announcement;
 pub use self::ports::PortSet;
 use self::sharded::{Change, ShardedMap};
 use crate::flow::VpcId;
@@ -61,6 +62,13 @@ pub struct Tables {
     /// Per attachment (indexed by [`VpcId`]), the known ports when the attachment has
     /// `port_security`; `None` (or past the end): off.
     ports: Arc<[Option<Arc<PortSet>>]>,
+    /// Attachments this node is the standby of (another node of the cluster owns their
+    /// addresses): no ARP answered, no backend solicited, no new flow opened there. Empty
+    /// (every attachment owned) unless the cluster elects owners.
+    standby: Arc<[VpcId]>,
+    /// Attachments this node has just become the owner of: one worker announces their
+    /// addresses with gratuitous ARP (see [`crate::announce`]).
+    announcement: Option<Arc<Announcement>>,
 }
 
 impl Tables {
@@ -77,7 +85,55 @@ impl Tables {
             dns: ShardedMap::new(),
             service_addrs: Arc::from(Vec::new()),
             ports: Arc::from(Vec::new()),
+            standby: Arc::from(Vec::new()),
+            announcement: None,
         }
+    }
+
+    /// True if this node owns attachment `vpc`'s addresses (it answers ARP for them and
+    /// opens flows to them); false on a standby.
+    #[inline]
+    pub fn owns(&self, vpc: VpcId) -> bool {
+        !self.standby.contains(&vpc)
+    }
+
+    /// A copy that is the standby of exactly `vpcs` and owns every other attachment.
+    pub fn with_standby(&self, mut vpcs: Vec<VpcId>) -> Self {
+        vpcs.sort_unstable();
+        vpcs.dedup();
+        let mut next = self.clone();
+        next.standby = vpcs.into();
+        next
+    }
+
+    /// A copy that asks the workers to announce `vpcs` (just become owned) with
+    /// gratuitous ARP; it replaces an announcement not yet taken by a worker.
+    pub fn with_announcement(&self, vpcs: Vec<VpcId>) -> Self {
+        let mut next = self.clone();
+        next.announcement = Some(Arc::new(Announcement::new(vpcs)));
+        next
+    }
+
+    /// The latest announcement (taken or not).
+    pub fn announcement(&self) -> Option<&Arc<Announcement>> {
+        self.announcement.as_ref()
+    }
+
+    /// A copy with `other`'s standby attachments and announcement (tables rebuilt from
+    /// scratch keep who owns what).
+    pub fn with_ownership_of(&self, other: &Self) -> Self {
+        let mut next = self.clone();
+        next.standby = Arc::clone(&other.standby);
+        next.announcement.clone_from(&other.announcement);
+        next
+    }
+
+    /// The endpoint addresses on attachment `vpc` (host order), in no particular order.
+    pub fn endpoints_of(&self, vpc: VpcId) -> impl Iterator<Item = u32> + '_ {
+        self.endpoints
+            .iter()
+            .filter(move |((v, _), _)| *v == vpc)
+            .map(|((_, ip), _)| *ip)
     }
 
     /// True if `ip` is a control-plane service's address on attachment `vpc`.

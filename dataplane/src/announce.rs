@@ -1,0 +1,238 @@
+//! Gratuitous ARP when this node becomes the owner of attachments (a cluster's failover):
+//! the hosts of those VPCs still map the addresses to the previous owner's MAC, and would
+//! go on sending there until their neighbour entries age out (seconds). An [`Announcement`]
+//! in the tables names the attachments just owned; the first worker that loads it takes it
+//! ([`Announcement::claim`]) and runs an [`Announcer`]: one ARP request per address with
+//! sender and target both the address (the form Linux takes to update, even within its
+//! `locktime`, an entry it has; it creates none), broadcast from the attachment's MAC.
+//!
+//! The addresses: every endpoint address of the attachment, and on an attachment that
+//! carries backends (a SNAT VPC) every usable address of the SNAT range, since a backend
+//! may have cached any of them (the range is up to a /17: 32,766 frames). Endpoint addresses
+//! go first, the clients' side. The announcement is sent [`ROUNDS`] times, [`ROUND_GAP`]
+//! apart (one frame lost to a busy host must not leave it on the old MAC), at most
+//! [`PER_STEP`] frames per worker turn so the worker keeps serving traffic meanwhile.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::flow::VpcId;
+use crate::tables::Tables;
+use crate::wire::arp::{self, ArpPacket};
+use crate::wire::ethernet::{self, EthernetFrame, MacAddr};
+
+/// Times the whole announcement is sent.
+pub const ROUNDS: u8 = 2;
+/// Pause between two rounds.
+pub const ROUND_GAP: Duration = Duration::from_secs(1);
+/// Frames one worker turn sends at most.
+pub const PER_STEP: usize = 1024;
+
+/// Attachments just owned, to announce once (by whichever worker claims it first).
+#[derive(Debug)]
+pub struct Announcement {
+    vpcs: Box<[VpcId]>,
+    claimed: AtomicBool,
+}
+
+impl Announcement {
+    /// An announcement of `vpcs`, not yet claimed.
+    pub fn new(vpcs: Vec<VpcId>) -> Self {
+        Self {
+            vpcs: vpcs.into(),
+            claimed: AtomicBool::new(false),
+        }
+    }
+
+    /// The attachments to announce.
+    pub fn vpcs(&self) -> &[VpcId] {
+        &self.vpcs
+    }
+
+    /// True for the first caller only: that worker sends the announcement.
+    pub fn claim(&self) -> bool {
+        !self.claimed.swap(true, Ordering::AcqRel)
+    }
+}
+
+/// One worker's announcement in progress.
+#[derive(Debug)]
+pub struct Announcer {
+    addrs: Vec<(VpcId, u32)>,
+    next: usize,
+    rounds_left: u8,
+    resume_at: Option<Instant>,
+    sent: u64,
+}
+
+impl Announcer {
+    /// The addresses `announcement` covers in `tables`: endpoint addresses first, then the
+    /// SNAT range on the attachments that carry backends.
+    pub fn new(announcement: &Announcement, tables: &Tables) -> Self {
+        let mut addrs = Vec::new();
+        for &vpc in announcement.vpcs() {
+            addrs.extend(tables.endpoints_of(vpc).map(|ip| (vpc, ip)));
+        }
+        let snat = tables.snat();
+        let (first, usable) = match snat.size() {
+            0..=2 => (0, snat.size()),
+            n => (1, n - 2), // not the network and broadcast addresses
+        };
+        let base = snat.addr().to_bits();
+        for &vpc in announcement.vpcs() {
+            if tables.is_snat_vpc(vpc) {
+                addrs.extend(
+                    (first..first + usable)
+                        .filter_map(|o| u32::try_from(o).ok())
+                        .map(|o| (vpc, base + o)),
+                );
+            }
+        }
+        Self {
+            addrs,
+            next: 0,
+            rounds_left: ROUNDS,
+            resume_at: None,
+            sent: 0,
+        }
+    }
+
+    /// The addresses each round announces.
+    pub fn len(&self) -> usize {
+        self.addrs.len()
+    }
+
+    /// True if there is nothing to announce.
+    pub fn is_empty(&self) -> bool {
+        self.addrs.is_empty()
+    }
+
+    /// Frames sent so far.
+    pub fn sent(&self) -> u64 {
+        self.sent
+    }
+
+    /// True once every round is sent.
+    pub fn done(&self) -> bool {
+        self.rounds_left == 0 || self.addrs.is_empty()
+    }
+
+    /// Send the next frames (at most `budget`) through `emit(attachment, frame)`, each from
+    /// the attachment's MAC in `macs` (indexed by [`VpcId`]); returns how many.
+    pub fn step(
+        &mut self,
+        now: Instant,
+        budget: usize,
+        macs: &[MacAddr],
+        mut emit: impl FnMut(VpcId, &[u8]),
+    ) -> usize {
+        if self.done() || self.resume_at.is_some_and(|t| now < t) {
+            return 0;
+        }
+        self.resume_at = None;
+        let mut frame = [0u8; 60];
+        let mut n = 0;
+        while n < budget && self.next < self.addrs.len() {
+            let (vpc, ip) = self.addrs[self.next];
+            self.next += 1;
+            let Some(&mac) = macs.get(vpc.index()) else {
+                continue;
+            };
+            gratuitous(&mut frame, mac, ip);
+            emit(vpc, &frame);
+            n += 1;
+        }
+        self.sent += n as u64;
+        if self.next == self.addrs.len() {
+            self.next = 0;
+            self.rounds_left -= 1;
+            self.resume_at = Some(now + ROUND_GAP);
+        }
+        n
+    }
+}
+
+/// Write a gratuitous ARP request for `ip` (host order) from `mac` into `frame` (60 bytes,
+/// the Ethernet minimum, zero padded).
+pub fn gratuitous(frame: &mut [u8; 60], mac: MacAddr, ip: u32) {
+    const ARP_END: usize = ethernet::HEADER_LEN + arp::PACKET_LEN;
+    let mut eth = EthernetFrame::new_unchecked(&mut frame[..]);
+    eth.set_dst(MacAddr::BROADCAST);
+    eth.set_src(mac);
+    eth.set_ethertype(ethernet::ETHERTYPE_ARP);
+    ArpPacket::emit(
+        &mut frame[ethernet::HEADER_LEN..ARP_END],
+        arp::OP_REQUEST,
+        (mac, ip.into()),
+        (MacAddr::default(), ip.into()),
+    );
+    frame[ARP_END..].fill(0);
+}
+
+#[cfg(test)]
+mod tests {
+    use core::net::Ipv4Addr;
+
+    use super::*;
+    use crate::tables::{EndpointState, Ipv4Cidr, sharded::Change};
+
+    fn ip(s: &str) -> u32 {
+        s.parse::<Ipv4Addr>().unwrap().to_bits()
+    }
+
+    #[test]
+    fn an_announcement_is_claimed_once() {
+        let a = Announcement::new(vec![VpcId(0)]);
+        assert!(a.claim());
+        assert!(!a.claim());
+    }
+
+    #[test]
+    fn announces_endpoints_then_the_snat_range_in_rounds() {
+        let snat = Ipv4Cidr::new(Ipv4Addr::new(198, 19, 128, 0), 29).unwrap();
+        let tables = Tables::new(snat)
+            .with_endpoints([
+                Change::Put((VpcId(0), ip("10.0.0.200")), EndpointState::Accepted),
+                Change::Put((VpcId(2), ip("10.0.0.201")), EndpointState::Accepted),
+            ])
+            .with_snat_vpcs(vec![VpcId(1)]);
+        let a = Announcement::new(vec![VpcId(0), VpcId(1)]);
+        let mut an = Announcer::new(&a, &tables);
+        // One endpoint on 0 (not the one on 2, not announced), six SNAT addresses on 1.
+        assert_eq!(an.len(), 7);
+        let macs = [MacAddr([2, 0, 0, 0, 0, 1]), MacAddr([2, 0, 0, 0, 0, 2])];
+        let now = Instant::now();
+        let mut frames = Vec::new();
+        assert_eq!(an.step(now, 4, &macs, |v, f| frames.push((v, f.to_vec()))), 4);
+        assert_eq!(an.step(now, 4, &macs, |v, f| frames.push((v, f.to_vec()))), 3);
+        // The second round waits for the gap.
+        assert_eq!(an.step(now, 100, &macs, |_, _| {}), 0);
+        assert!(!an.done());
+        let (vpc, f) = &frames[0];
+        assert_eq!(*vpc, VpcId(0));
+        let eth = EthernetFrame::new_checked(&f[..]).unwrap();
+        assert_eq!(eth.dst(), MacAddr::BROADCAST);
+        assert_eq!(eth.src(), macs[0]);
+        let arp = ArpPacket::new_checked(&f[ethernet::HEADER_LEN..]).unwrap();
+        assert_eq!(arp.operation(), arp::OP_REQUEST);
+        assert_eq!(arp.sender_mac(), macs[0]);
+        assert_eq!(arp.sender_ip(), Ipv4Addr::new(10, 0, 0, 200));
+        assert_eq!(arp.target_ip(), Ipv4Addr::new(10, 0, 0, 200));
+        let snat_ips: Vec<Ipv4Addr> = frames[1..]
+            .iter()
+            .map(|(v, f)| {
+                assert_eq!(*v, VpcId(1));
+                ArpPacket::new_checked(&f[ethernet::HEADER_LEN..])
+                    .unwrap()
+                    .sender_ip()
+            })
+            .collect();
+        let want: Vec<Ipv4Addr> = (1..=6).map(|i| Ipv4Addr::new(198, 19, 128, i)).collect();
+        assert_eq!(snat_ips, want);
+        let later = now + ROUND_GAP;
+        assert_eq!(an.step(later, 100, &macs, |_, _| {}), 7);
+        assert!(an.done());
+        assert_eq!(an.sent(), 14);
+        assert_eq!(an.step(later + ROUND_GAP, 100, &macs, |_, _| {}), 0);
+    }
+}
