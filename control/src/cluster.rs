@@ -3,8 +3,9 @@
 //! lists the live members (what `vpcepctl cluster status` shows).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::Router;
 use axum::extract::State;
@@ -15,10 +16,11 @@ use serde_json::json;
 
 use crate::config::DaemonConfig;
 use crate::node::Node;
-use crate::push::PushStatus;
+use crate::push::{PushStatus, Pusher};
 use crate::registry::Registry;
 use crate::store::EtcdStore;
 use crate::store::members::{self, Membership, NodeRecord};
+use crate::store::owners::Election;
 
 /// Join the member list as `etcd.node_name`, the record rebuilt at each renewal.
 pub fn join(
@@ -48,9 +50,56 @@ pub fn join(
                 .all(|w| w.generation.load(Ordering::Relaxed) == published),
             // What this node attaches now (a reload may have changed it).
             attachments: node.attached_vpcs(),
+            owns: push
+                .owned_vpcs()
+                .unwrap_or_else(|| node.attached_vpcs()),
             at: chrono::Utc::now().timestamp(),
         }
     })
+}
+
+/// With `etcd.failover` on: campaign for the VPCs this node attaches (see
+/// [`crate::store::owners`]). Each change of what it owns is published to the dataplane by
+/// a thread of its own (`vpcep-owners`), so the etcd runtime never waits for the pusher.
+///
+/// # Errors
+/// The thread cannot be started.
+pub fn elect(
+    etcd: &Arc<EtcdStore>,
+    cfg: &DaemonConfig,
+    pusher: Arc<Mutex<Pusher>>,
+    node: Arc<Node>,
+) -> std::io::Result<Option<Election>> {
+    if !cfg.etcd.failover {
+        return Ok(None);
+    }
+    let (tx, rx) = std::sync::mpsc::channel::<BTreeSet<String>>();
+    std::thread::Builder::new()
+        .name("vpcep-owners".into())
+        .spawn(move || {
+            // Ends when the election is dropped (its sender with it).
+            while let Ok(mut owned) = rx.recv() {
+                while let Ok(newer) = rx.try_recv() {
+                    owned = newer;
+                }
+                let generation = pusher
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .set_owned(Some(owned));
+                tracing::debug!(generation, "ownership published");
+            }
+        })?;
+    let ttl = std::time::Duration::from_secs(cfg.etcd.lease_ttl_secs);
+    let on_owned = Box::new(move |owned: BTreeSet<String>| {
+        let _ = tx.send(owned);
+    });
+    Ok(Some(Election::start(
+        etcd,
+        &cfg.etcd.node_name(),
+        ttl,
+        Box::new(move || node.attached_vpcs()),
+        on_owned,
+    )))
 }
 
 /// `GET /cluster`: `{"nodes": [...]}`, the live members by name; 404 on a node whose store

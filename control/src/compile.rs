@@ -58,6 +58,11 @@ impl Attachments {
             .unwrap_or(false)
     }
 
+    /// Every attachment: its VPC id and index, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, VpcId)> {
+        self.by_vpc.iter().map(|(id, v)| (id.as_str(), *v))
+    }
+
     /// The attachment carrying `vpc_id`, if any.
     pub fn get(&self, vpc_id: &crate::model::VpcId) -> Option<VpcId> {
         self.by_vpc.get(vpc_id.as_str()).copied()

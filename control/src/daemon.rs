@@ -106,6 +106,7 @@ pub struct Running {
     /// Other threads the daemon runs (the etcd follower).
     threads: Vec<std::thread::JoinHandle<()>>,
     members: Option<crate::store::members::Membership>,
+    election: Option<crate::store::owners::Election>,
 }
 
 impl core::fmt::Debug for Running {
@@ -129,6 +130,10 @@ impl Running {
 
     /// Stop listeners, the sweeper and the workers, and wait for them.
     pub async fn shutdown(mut self) {
+        // The VPCs this node owns go to a standby now, not at the lease's expiry.
+        if let Some(e) = self.election.take() {
+            e.resign().await;
+        }
         if let Some(m) = self.members.take() {
             m.leave().await;
         }
@@ -208,6 +213,8 @@ pub trait LinkStatus: Send + Sync {
 struct AttachmentView {
     interface: String,
     vpc_id: String,
+    /// Whether this node owns the VPC's addresses (false: a standby; see `etcd.failover`).
+    owner: bool,
     state: &'static str,
     flaps: u64,
 }
@@ -227,6 +234,9 @@ struct Status {
     conntrack_flows: usize,
     config: ConfigStatus,
     attachments: Vec<AttachmentView>,
+    /// The VPC ids this node owns when the cluster elects owners (absent: it owns all).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owned_vpcs: Option<Vec<String>>,
 }
 
 impl Status {
@@ -255,10 +265,12 @@ impl Status {
                 .map(|(vpc_id, l)| AttachmentView {
                     interface: l.interface(),
                     vpc_id: vpc_id.clone(),
+                    owner: s.push.owns(vpc_id),
                     state: l.state(),
                     flaps: l.flaps(),
                 })
                 .collect(),
+            owned_vpcs: s.push.owned_vpcs(),
         }
     }
 }
@@ -400,6 +412,10 @@ pub async fn start_with(
         snat,
         Arc::clone(&push),
     )));
+    if opened.etcd.is_some() && cfg.etcd.failover {
+        // A standby of every attachment until the election says what it owns.
+        lock_pusher(&pusher).set_owned(Some(std::collections::BTreeSet::new()));
+    }
     let start: Arc<StartWorkers> = Arc::new(start_workers);
     let node = Arc::new(Node::start(
         cfg.clone(),
@@ -409,6 +425,7 @@ pub async fn start_with(
         Arc::clone(&registry),
     )?);
     let r = Arc::clone(&registry);
+    let p = Arc::clone(&pusher);
     let pusher_thread = std::thread::Builder::new()
         .name("vpcep-pusher".into())
         .spawn({
@@ -418,7 +435,7 @@ pub async fn start_with(
                 // unwinding in a debug build; release builds abort), nothing would enforce
                 // what the API goes on acknowledging: exit loudly instead.
                 let _guard = ExitUnlessStopping(stopping, "the pusher");
-                Pusher::run(&pusher, &r, &notes);
+                Pusher::run(&p, &r, &notes);
             }
         })
         .map_err(DaemonError::Spawn)?;
@@ -481,6 +498,11 @@ pub async fn start_with(
             Arc::clone(&node),
         )
     });
+    let election = match &opened.etcd {
+        Some(etcd) => crate::cluster::elect(etcd, cfg, Arc::clone(&pusher), Arc::clone(&node))
+            .map_err(DaemonError::Spawn)?,
+        None => None,
+    };
     let admin = admin_router(admin_state).merge(crate::cluster::router(opened.etcd));
     let mut tasks = Vec::new();
     for (listener, router, tls) in [
@@ -533,5 +555,10 @@ pub async fn start_with(
         pusher: Some(pusher_thread),
         threads,
         members,
+        election,
     })
+}
+
+fn lock_pusher(p: &Mutex<Pusher>) -> std::sync::MutexGuard<'_, Pusher> {
+    p.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -32,6 +32,29 @@ pub struct PushStatus {
     pub accepted_entries: AtomicU64,
     /// Endpoint addresses in the live generation.
     pub endpoint_addresses: AtomicU64,
+    /// The VPC ids whose addresses this node owns, when the cluster elects owners (see
+    /// [`crate::store::owners`]); `None`: it owns every attachment.
+    pub owned: Mutex<Option<BTreeSet<String>>>,
+}
+
+impl PushStatus {
+    /// Whether this node owns attachment `vpc_id`'s addresses.
+    pub fn owns(&self, vpc_id: &str) -> bool {
+        self.owned
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_none_or(|o| o.contains(vpc_id))
+    }
+
+    /// The VPC ids this node owns, if the cluster elects owners.
+    pub fn owned_vpcs(&self) -> Option<Vec<String>> {
+        self.owned
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|o| o.iter().cloned().collect())
+    }
 }
 
 /// What one endpoint put in the live tables, to take out when it changes.
@@ -50,6 +73,8 @@ pub struct Pusher {
     snat: Ipv4Cidr,
     contributed: HashMap<EndpointId, Contribution>,
     service_addrs: Vec<(dataplane::VpcId, std::net::Ipv4Addr)>,
+    /// The VPC ids this node owns (`None`: all); the other attachments are standby.
+    owned: Option<BTreeSet<String>>,
     status: Arc<PushStatus>,
 }
 
@@ -67,6 +92,7 @@ impl Pusher {
             snat,
             contributed: HashMap::new(),
             service_addrs: Vec::new(),
+            owned: None,
             status,
         }
     }
@@ -83,7 +109,7 @@ impl Pusher {
         let base: Tables = match touched {
             Touched::All => {
                 self.contributed.clear();
-                Tables::new(self.snat)
+                Tables::new(self.snat).with_ownership_of(&self.publisher.current())
             }
             Touched::Endpoints(_) => (*self.publisher.current()).clone(),
         };
@@ -137,7 +163,8 @@ impl Pusher {
             .with_snat_vpcs(compile::snat_vpcs(&m, &self.attachments))
             .with_backends(compile::backends(&m, &self.attachments))
             .with_sources(compile::sources(&m, &self.attachments))
-            .with_ports(compile::ports(&m, &self.attachments));
+            .with_ports(compile::ports(&m, &self.attachments))
+            .with_standby(self.standby());
         drop(m);
         let (entries, addrs) = (next.accepted().len() as u64, next.endpoint_count() as u64);
         let generation = self.publisher.publish(next);
@@ -161,6 +188,47 @@ impl Pusher {
             endpoints = ids.len(),
             "tables published"
         );
+        generation
+    }
+
+    /// The attachments this node is the standby of.
+    fn standby(&self) -> Vec<dataplane::VpcId> {
+        let Some(owned) = &self.owned else {
+            return Vec::new();
+        };
+        self.attachments
+            .iter()
+            .filter(|(id, _)| !owned.contains(*id))
+            .map(|(_, v)| v)
+            .collect()
+    }
+
+    /// Own exactly the VPCs `owned` (`None`: every attachment) from now on, and publish it
+    /// at once: the attachments just owned are announced with gratuitous ARP, those given
+    /// up go quiet. Returns the generation.
+    pub fn set_owned(&mut self, owned: Option<BTreeSet<String>>) -> u64 {
+        let gained: Vec<dataplane::VpcId> = match &owned {
+            Some(now) => now
+                .iter()
+                .filter(|v| self.owned.as_ref().is_some_and(|was| !was.contains(*v)))
+                .filter_map(|v| self.attachments.get(&v.as_str().into()))
+                .collect(),
+            None => Vec::new(),
+        };
+        self.owned.clone_from(&owned);
+        *self
+            .status
+            .owned
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = owned;
+        let mut next = self.publisher.current().with_standby(self.standby());
+        if !gained.is_empty() {
+            next = next.with_announcement(gained);
+        }
+        let generation = self.publisher.publish(next);
+        self.status
+            .published_generation
+            .store(generation, Ordering::Release);
         generation
     }
 

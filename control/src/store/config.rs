@@ -57,6 +57,13 @@ pub struct EtcdConfig {
     /// Seconds a node's membership lease lives without renewal (2 to 60): a node that dies
     /// leaves the member list this long after. Default 3.
     pub lease_ttl_secs: u64,
+    /// Elect one owner per VPC that several nodes attach (see [`super::owners`]): only the
+    /// owner answers ARP for the VPC's endpoint addresses (and the SNAT range on a provider
+    /// VPC) and opens flows there; when its lease expires a standby takes over and sends
+    /// gratuitous ARP. For nodes whose attachments to a VPC share one L2 segment. Set it
+    /// false where each node's attachment is a segment of its own (every node then serves
+    /// its own segment). Default true.
+    pub failover: bool,
 }
 
 impl Default for EtcdConfig {
@@ -72,6 +79,7 @@ impl Default for EtcdConfig {
             password_file: None,
             node_name: None,
             lease_ttl_secs: 3,
+            failover: true,
         }
     }
 }

@@ -38,6 +38,10 @@ pub struct NodeRecord {
     pub all_workers_current: bool,
     /// The VPC ids it attaches.
     pub attachments: Vec<String>,
+    /// The VPC ids whose addresses it owns (every attachment unless `etcd.failover`
+    /// elects owners; see [`super::owners`]).
+    #[serde(default)]
+    pub owns: Vec<String>,
     /// When it wrote this, seconds since the epoch.
     pub at: i64,
 }

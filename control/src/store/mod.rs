@@ -19,6 +19,7 @@ pub mod config;
 mod etcd;
 mod mem;
 pub mod members;
+pub mod owners;
 mod redb;
 
 use std::collections::VecDeque;

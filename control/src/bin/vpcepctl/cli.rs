@@ -253,7 +253,8 @@ pub(crate) enum PermissionCmd {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ClusterCmd {
-    /// The live nodes (from their etcd leases): revisions, table generation, attachments.
+    /// The live nodes (from their etcd leases): revisions, table generation, attachments,
+    /// and the VPCs whose addresses each owns.
     Status {
         /// A node's admin endpoint.
         #[arg(long, env = "VPCEP_ADMIN", default_value = "http://127.0.0.1:9798")]

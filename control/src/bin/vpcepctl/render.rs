@@ -45,6 +45,7 @@ fn columns(key: &str) -> &'static [&'static str] {
             "published_generation",
             "all_workers_current",
             "attachments",
+            "owns",
             "api",
         ],
         "audit" => &[

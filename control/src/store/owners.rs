@@ -1,0 +1,305 @@
+//! Who owns a shared VPC's addresses: an election on etcd, one per VPC. When several nodes
+//! attach the same VPC (on the same L2 segment), exactly one of them answers ARP for the
+//! VPC's endpoint addresses (and, on a provider VPC, for the SNAT range) and opens flows
+//! there: the owner. The others are standbys.
+//!
+//! The owner of VPC `v` is the node whose lease holds `<prefix>owners/<v>` (the value is the
+//! node's name). Each node keeps a lease of its own (TTL `etcd.lease_ttl_secs`) and, at
+//! every campaign, takes in one transaction each owner key of its attachments that does not
+//! exist (the etcd election idiom: `create_revision == 0`), and gives up the keys of VPCs it
+//! no longer attaches. Nodes that attach the same set of VPCs therefore own all of them or
+//! none: a user VPC and the provider VPC its flows lead to stay on one node, which must be
+//! so (the backends' replies come back to the owner of the SNAT range). Nodes with
+//! different but overlapping sets may split them; see the README.
+//!
+//! A campaign runs every third of the TTL (with the lease's renewal) and at once when an
+//! owner key is deleted: a dead owner's lease expires after the TTL, etcd deletes its keys,
+//! the watch tells the standbys, and the first campaign to commit wins. A node that stops
+//! cleanly revokes its lease, which hands its VPCs over at once.
+//!
+//! Fail static: while etcd cannot be reached, a node keeps what it owned (the dataplane
+//! goes on as it was). If only this node is cut off and its lease expires meanwhile, a
+//! standby takes over, and both answer until this node is back and sees the keys held by
+//! another lease: it steps down at its next campaign.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use etcd_client::{
+    Client, Compare, CompareOp, GetOptions, LeaseKeepAliveStream, LeaseKeeper,
+    PutOptions, Txn, TxnOp, WatchOptions, WatchStream,
+};
+use tokio::sync::watch;
+
+use super::EtcdStore;
+
+/// What the election reports: the VPC ids this node owns now.
+pub type OnOwned = Box<dyn Fn(BTreeSet<String>) + Send + Sync>;
+
+/// The VPC ids this node attaches now (read at every campaign, so a reload takes effect).
+pub type Attached = Box<dyn Fn() -> Vec<String> + Send + Sync>;
+
+/// A node's part in the elections: dropped or [`Election::resign`]: it stops campaigning.
+#[derive(Debug)]
+pub struct Election {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Election {
+    /// Campaign as `name` for the VPCs `attached()` returns, under a lease of `ttl`;
+    /// `on_owned` is called with the owned set at the first campaign and at every change.
+    pub fn start(
+        store: &Arc<EtcdStore>,
+        name: &str,
+        ttl: Duration,
+        attached: Attached,
+        on_owned: OnOwned,
+    ) -> Self {
+        let (stop, stopped) = watch::channel(false);
+        let e = Elector {
+            client: store.client().clone(),
+            prefix: format!("{}owners/", store.prefix()),
+            name: name.to_string(),
+            ttl,
+            attached,
+            on_owned,
+        };
+        let task = store.runtime().spawn(e.run(stopped));
+        Self { stop, task }
+    }
+
+    /// Stop and revoke the lease: the VPCs this node owned go to a standby at once. Waits
+    /// at most 2 s.
+    pub async fn resign(self) {
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.task).await;
+    }
+}
+
+/// A lease and its keep-alive stream (opened again after an error).
+struct Lease {
+    id: i64,
+    keeper: Option<(LeaseKeeper, LeaseKeepAliveStream)>,
+    /// When etcd last confirmed it alive.
+    renewed: Instant,
+}
+
+struct Elector {
+    client: Client,
+    prefix: String,
+    name: String,
+    ttl: Duration,
+    attached: Attached,
+    on_owned: OnOwned,
+}
+
+/// How a renewal went.
+enum Renewal {
+    Alive,
+    /// etcd says the lease is gone (expired while this node was away).
+    Expired,
+    /// etcd did not answer; try again.
+    Unreachable,
+}
+
+impl Elector {
+    async fn run(mut self, mut stopped: watch::Receiver<bool>) {
+        let period = self.ttl / 3;
+        let ttl_secs = i64::try_from(self.ttl.as_secs()).unwrap_or(3).max(2);
+        let mut lease: Option<Lease> = None;
+        let mut events: Option<WatchStream> = None;
+        let mut owned: Option<BTreeSet<String>> = None;
+        loop {
+            if lease.is_none() {
+                lease = self.grant(ttl_secs).await;
+            }
+            if events.is_none() {
+                let opts = WatchOptions::new().with_prefix();
+                events = self.client.watch(self.prefix.clone(), Some(opts)).await.ok();
+            }
+            if let Some(l) = &mut lease
+                && l.renewed.elapsed() >= period
+            {
+                match self.renew(l).await {
+                    Renewal::Alive => {}
+                    Renewal::Expired => lease = None,
+                    // Past the TTL without a renewal, the lease is gone for sure.
+                    Renewal::Unreachable if l.renewed.elapsed() > self.ttl => lease = None,
+                    Renewal::Unreachable => {}
+                }
+            }
+            if let Some(l) = &lease {
+                match self.campaign(l.id).await {
+                    Ok(now) if owned.as_ref() != Some(&now) => {
+                        tracing::info!(owned = ?now, "VPC ownership changed");
+                        (self.on_owned)(now.clone());
+                        owned = Some(now);
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::debug!(%error, "campaign failed; ownership kept as it was");
+                    }
+                }
+            }
+            // Wait for the next period, a change of an owner key (a deletion: a VPC may be
+            // free; our own puts: one more campaign confirms them), or the stop.
+            let changed = async {
+                match &mut events {
+                    Some(s) => {
+                        if !matches!(s.message().await, Ok(Some(_))) {
+                            // The watch ended: open it again at the next turn.
+                            events = None;
+                        }
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            let stop = tokio::select! {
+                () = tokio::time::sleep(period) => false,
+                () = changed => false,
+                // Set, or the [`Election`] dropped: stop either way.
+                r = stopped.wait_for(|s| *s) => r.map(|_| true).unwrap_or(true),
+            };
+            if stop {
+                if let Some(l) = lease {
+                    let _ = self.client.lease_revoke(l.id).await;
+                }
+                return;
+            }
+        }
+    }
+
+    async fn grant(&mut self, ttl_secs: i64) -> Option<Lease> {
+        match self.client.lease_grant(ttl_secs, None).await {
+            Ok(g) => Some(Lease {
+                id: g.id(),
+                keeper: None,
+                renewed: Instant::now(),
+            }),
+            Err(error) => {
+                tracing::debug!(%error, "cannot take an election lease; trying again");
+                None
+            }
+        }
+    }
+
+    async fn renew(&mut self, l: &mut Lease) -> Renewal {
+        if l.keeper.is_none() {
+            l.keeper = self.client.lease_keep_alive(l.id).await.ok();
+        }
+        let Some((keeper, acks)) = &mut l.keeper else {
+            return Renewal::Unreachable;
+        };
+        let ack = async {
+            keeper.keep_alive().await?;
+            acks.message().await
+        };
+        match tokio::time::timeout(self.ttl / 3, ack).await {
+            Ok(Ok(Some(a))) if a.ttl() > 0 => {
+                l.renewed = Instant::now();
+                Renewal::Alive
+            }
+            Ok(Ok(Some(_))) => Renewal::Expired,
+            _ => {
+                l.keeper = None;
+                Renewal::Unreachable
+            }
+        }
+    }
+
+    /// One campaign: take the free owner keys of the attached VPCs and give up those of VPCs
+    /// no longer attached, in one transaction; then read who owns what.
+    async fn campaign(&mut self, lease: i64) -> Result<BTreeSet<String>, etcd_client::Error> {
+        let attached: BTreeSet<String> = (self.attached)().into_iter().collect();
+        let held = self
+            .client
+            .get(
+                self.prefix.clone(),
+                Some(GetOptions::new().with_prefix()),
+            )
+            .await?;
+        let mut ops = Vec::new();
+        for kv in held.kvs() {
+            let Some(vpc) = self.vpc_of(kv.key()) else {
+                continue;
+            };
+            if kv.lease() == lease && !attached.contains(vpc) {
+                let key = kv.key().to_vec();
+                ops.push(TxnOp::txn(
+                    Txn::new()
+                        .when([Compare::lease(key.clone(), CompareOp::Equal, lease)])
+                        .and_then([TxnOp::delete(key, None)]),
+                ));
+            }
+        }
+        let taken: BTreeSet<&str> = held
+            .kvs()
+            .iter()
+            .filter_map(|kv| self.vpc_of(kv.key()))
+            .collect();
+        for vpc in &attached {
+            if taken.contains(vpc.as_str()) {
+                continue;
+            }
+            let key = format!("{}{vpc}", self.prefix);
+            let put = TxnOp::put(
+                key.clone(),
+                self.name.clone(),
+                Some(PutOptions::new().with_lease(lease)),
+            );
+            ops.push(TxnOp::txn(
+                Txn::new()
+                    .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+                    .and_then([put]),
+            ));
+        }
+        if !ops.is_empty() {
+            // One transaction: a node takes every free VPC of its set or, if another node
+            // committed first, none that the other took.
+            self.client.txn(Txn::new().and_then(ops)).await?;
+        }
+        let now = self
+            .client
+            .get(
+                self.prefix.clone(),
+                Some(GetOptions::new().with_prefix()),
+            )
+            .await?;
+        Ok(now
+            .kvs()
+            .iter()
+            .filter(|kv| kv.lease() == lease)
+            .filter_map(|kv| self.vpc_of(kv.key()))
+            .filter(|v| attached.contains(*v))
+            .map(str::to_string)
+            .collect())
+    }
+
+    /// The VPC id of an owner key.
+    fn vpc_of<'a>(&self, key: &'a [u8]) -> Option<&'a str> {
+        std::str::from_utf8(key.strip_prefix(self.prefix.as_bytes())?).ok()
+    }
+}
+
+/// Who owns each VPC with an owner: `(vpc id, node name)`, by VPC id.
+///
+/// # Errors
+/// etcd cannot be read.
+pub fn owners(store: &EtcdStore) -> Result<Vec<(String, String)>, super::StoreError> {
+    let mut client = store.client().clone();
+    let prefix = format!("{}owners/", store.prefix());
+    let p = prefix.clone();
+    let got = store.call("owners", async move {
+        client.get(p, Some(GetOptions::new().with_prefix())).await
+    })?;
+    Ok(got
+        .kvs()
+        .iter()
+        .filter_map(|kv| {
+            let vpc = std::str::from_utf8(kv.key().strip_prefix(prefix.as_bytes())?).ok()?;
+            Some((vpc.to_string(), String::from_utf8_lossy(kv.value()).into_owned()))
+        })
+        .collect())
+}
