@@ -47,13 +47,30 @@ impl Cluster {
     /// # Errors
     /// As for [`Cluster::new`].
     pub fn with_islands(shared: usize, islands: usize, users: usize) -> Result<Self> {
+        Self::make(shared, islands, users, false)
+    }
+
+    /// `nodes` nodes whose attachments to the shared VPCs are ports of one L2 segment per
+    /// VPC (a bridge in the first node's user and provider namespaces, which hold the VPCs'
+    /// hosts; the other nodes' own VPC namespaces are left unlinked), with `etcd.failover`
+    /// on: one node owns the VPCs, the others are standbys.
+    ///
+    /// # Errors
+    /// As for [`Cluster::new`].
+    pub fn on_one_segment(nodes: usize, users: usize) -> Result<Self> {
+        Self::make(nodes, 0, users, true)
+    }
+
+    fn make(shared: usize, islands: usize, users: usize, one_segment: bool) -> Result<Self> {
         let nodes = shared + islands;
         let etcd_ns = Netns::new(format!("{}-etcd", prefix()))?;
         let mut worlds = Vec::new();
         for i in 0..nodes {
             let (etcd_ip, node_ip) = mgmt(i);
+            // Without one segment, each node's VPC hosts are its own: every node serves
+            // its copy, so none is a standby.
             let base = format!(
-                "store = \"etcd\"\netcd = {{ endpoints = [\"http://{etcd_ip}:2379\"], prefix = \"/vpcep/\", timeout_ms = 1000, node_name = \"node-{i}\" }}"
+                "store = \"etcd\"\netcd = {{ endpoints = [\"http://{etcd_ip}:2379\"], prefix = \"/vpcep/\", timeout_ms = 1000, node_name = \"node-{i}\", failover = {one_segment} }}"
             );
             let w = World::build(users, Offloads::Default, base)?;
             let dev = format!("{}m", w.prefix);
@@ -69,6 +86,9 @@ impl Cluster {
             w.node
                 .exec(&["ip", "addr", "add", &format!("{node_ip}/30"), "dev", &dev])?;
             worlds.push(w);
+        }
+        if one_segment {
+            join_segments(&worlds)?;
         }
         let ips: Vec<String> = (0..nodes).map(|i| mgmt(i).0).collect();
         let etcd = Etcd::start_in(
@@ -115,6 +135,56 @@ impl Cluster {
         }
         Ok(())
     }
+}
+
+/// Make each VPC of `worlds[0]` one L2 segment: a bridge `br0` in its namespace takes the
+/// host's link (and its addresses and routes), and every other world's attachment to that
+/// VPC is re-linked as a port of it.
+fn join_segments(worlds: &[World]) -> Result<()> {
+    let first = &worlds[0];
+    let mut segments: Vec<(&Netns, String)> = first
+        .users
+        .iter()
+        .enumerate()
+        .map(|(i, u)| (u, format!("u{i}")))
+        .collect();
+    segments.push((&first.provider, "p".to_string()));
+    for (host, suffix) in segments {
+        let addrs = host.exec(&["ip", "-o", "-4", "addr", "show", "dev", "eth0"])?;
+        let addrs: Vec<String> = String::from_utf8_lossy(&addrs.stdout)
+            .lines()
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                w.find(|x| *x == "inet")?;
+                w.next().map(str::to_string)
+            })
+            .collect();
+        let routes = host.exec(&["ip", "-o", "-4", "route", "show", "dev", "eth0"])?;
+        let routes: Vec<String> = String::from_utf8_lossy(&routes.stdout)
+            .lines()
+            .filter(|l| !l.contains("proto kernel"))
+            .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+            .collect();
+        host.exec(&["ip", "link", "add", "br0", "type", "bridge"])?;
+        host.exec(&["ip", "link", "set", "eth0", "master", "br0"])?;
+        host.exec(&["ip", "link", "set", "br0", "up"])?;
+        host.exec(&["ip", "addr", "flush", "dev", "eth0"])?;
+        for a in &addrs {
+            host.exec(&["ip", "addr", "add", a, "dev", "br0"])?;
+        }
+        for r in &routes {
+            host.exec(&["ip", "route", "replace", r, "dev", "br0"])?;
+        }
+        for (k, w) in worlds.iter().enumerate().skip(1) {
+            let dev = format!("{}{suffix}", w.prefix);
+            // Its own host's link goes; its attachment becomes a port of the bridge.
+            w.node.exec(&["ip", "link", "del", &dev])?;
+            let port = format!("n{k}");
+            veth(host, &port, &w.node, &dev, Offloads::Default)?;
+            host.exec(&["ip", "link", "set", &port, "master", "br0"])?;
+        }
+    }
+    Ok(())
 }
 
 /// Start `w`'s daemon on the VPCs of `first` (same ids, its own interfaces).

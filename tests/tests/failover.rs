@@ -1,0 +1,203 @@
+//! Failover between two vpcepd nodes on one etcd whose attachments to the user and the
+//! provider VPC are ports of one L2 segment per VPC (see `Cluster::on_one_segment`): one
+//! node owns the VPCs and alone answers ARP (the client's neighbour entry holds its MAC);
+//! kill -9 it: the standby owns them once the owner's lease expires, announces with
+//! gratuitous ARP (the client's entry and the backend's entries for the SNAT addresses move
+//! to its MACs) and serves: the failover time is printed. The killed node comes back as a
+//! standby.
+//!
+//! As root: `cargo test -p vpcep-tests --test failover -- --ignored`.
+
+#![allow(
+    clippy::tests_outside_test_module,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use vpcep_tests::cluster::Cluster;
+use vpcep_tests::{Netns, USER, World, is_root, mac_of, poll_until, s};
+
+/// The MAC `ns` maps `ip` to on `dev`, if it has an entry with one.
+fn neighbour(ns: &Netns, dev: &str, ip: &str) -> Option<String> {
+    let out = ns.exec(&["ip", "neigh", "show", ip, "dev", dev]).ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut words = text.split_whitespace();
+    words.find(|w| *w == "lladdr")?;
+    words.next().map(str::to_string)
+}
+
+/// The MACs `ns` has for addresses of the SNAT range (198.19.128.0/17) on `dev`.
+fn snat_neighbours(ns: &Netns, dev: &str) -> Vec<(String, String)> {
+    let out = ns.exec(&["ip", "neigh", "show", "dev", dev]).unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let ip = w.next()?;
+            let in_range = ip.starts_with("198.19.")
+                && ip.split('.').nth(2)?.parse::<u8>().ok()? >= 128;
+            w.find(|x| *x == "lladdr")?;
+            in_range.then(|| (ip.to_string(), w.next().unwrap_or_default().to_string()))
+        })
+        .collect()
+}
+
+/// The VPC ids `w` says it owns.
+fn owned(w: &World) -> Option<Vec<String>> {
+    let st = w.status().ok()?;
+    let mut v: Vec<String> = st["owned_vpcs"]
+        .as_array()?
+        .iter()
+        .map(|x| s(x).to_string())
+        .collect();
+    v.sort();
+    Some(v)
+}
+
+/// The MAC of node `n`'s attachment `what` (`u0`, `p`).
+fn mac(c: &Cluster, n: usize, what: &str) -> String {
+    let w = &c.nodes[n];
+    mac_of(&w.node, &format!("{}{what}", w.prefix)).unwrap()
+}
+
+/// ARP replies node `n` sent.
+fn replies(c: &Cluster, n: usize) -> f64 {
+    c.nodes[n]
+        .metric("vpcep_dataplane_arp_replies_total", None)
+        .unwrap()
+}
+
+/// The VPC ids `vpcepctl cluster status` (asked on node `n`) lists as owned by `name`.
+fn listed_owns(c: &Cluster, n: usize, name: &str) -> Option<Vec<String>> {
+    let listed = c.nodes[n].ctl(USER, &["cluster", "status"]).ok()?;
+    let node = listed["nodes"]
+        .as_array()?
+        .iter()
+        .find(|x| x["name"] == name)?
+        .clone();
+    let mut v: Vec<String> = node["owns"]
+        .as_array()?
+        .iter()
+        .map(|x| s(x).to_string())
+        .collect();
+    v.sort();
+    Some(v)
+}
+
+#[test]
+#[ignore = "needs root + netns + etcd"]
+fn the_standby_takes_over_a_dead_owners_vpcs_and_announces_them() {
+    assert!(is_root(), "run as root");
+    let mut c = Cluster::on_one_segment(2, 1).unwrap();
+    // The VPC hosts live in node 1's namespaces (the segments' bridges).
+    let client = |c: &Cluster| neighbour(&c.nodes[0].users[0], "br0", "10.0.0.200");
+    let backend = |c: &Cluster| snat_neighbours(&c.nodes[0].provider, "br0");
+    let _www = c.nodes[0]
+        .http_server("10.0.0.10", 8080, "the backend")
+        .unwrap();
+    let (svc, _) = c.nodes[0]
+        .service("10.0.0.10", &["TCP:80:8080"], false)
+        .unwrap();
+    c.nodes[0].endpoint(&svc, 0, "10.0.0.200", &[]).unwrap();
+    c.wait_live_everywhere(0).unwrap();
+
+    // Exactly one node owns both VPCs; the other none.
+    let mut vpcs = vec![
+        s(&c.nodes[0].ids["uvpcs"][0]).to_string(),
+        s(&c.nodes[0].ids["pvpc"]).to_string(),
+    ];
+    vpcs.sort();
+    let mut owner = 0;
+    poll_until("one owner of both VPCs", Duration::from_secs(10), || {
+        let (a, b) = (owned(&c.nodes[0]), owned(&c.nodes[1]));
+        let none = Some(Vec::new());
+        if a.as_ref() == Some(&vpcs) && b == none {
+            owner = 0;
+            true
+        } else if b.as_ref() == Some(&vpcs) && a == none {
+            owner = 1;
+            true
+        } else {
+            false
+        }
+    })
+    .unwrap();
+    let standby = 1 - owner;
+    let (owner_u, owner_p) = (mac(&c, owner, "u0"), mac(&c, owner, "p"));
+    let (standby_u, standby_p) = (mac(&c, standby, "u0"), mac(&c, standby, "p"));
+    let st = c.nodes[standby].status().unwrap();
+    let flags: Vec<&Value> = st["attachments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| &a["owner"])
+        .collect();
+    assert_eq!(flags, [&Value::Bool(false), &Value::Bool(false)], "{st}");
+
+    // Only the owner answers: the client's entry holds its MAC, the standby sent no reply.
+    assert_eq!(
+        c.nodes[0].curl(0, "http://10.0.0.200/", 5).unwrap(),
+        "the backend"
+    );
+    assert_eq!(client(&c).as_deref(), Some(owner_u.as_str()));
+    assert!(replies(&c, owner) >= 1.0);
+    assert_eq!(replies(&c, standby), 0.0);
+    // The backend reached the client's SNAT address at the owner.
+    let snat = backend(&c);
+    assert!(!snat.is_empty());
+    assert!(snat.iter().all(|(_, m)| *m == owner_p), "{snat:?}");
+    // The member list says who owns what.
+    poll_until("the member list to show ownership", Duration::from_secs(5), || {
+        listed_owns(&c, standby, &format!("node-{owner}")).as_ref() == Some(&vpcs)
+            && listed_owns(&c, standby, &format!("node-{standby}")) == Some(Vec::new())
+    })
+    .unwrap();
+
+    // kill -9 the owner; the standby serves once its lease expires.
+    c.nodes[owner].kill_daemon();
+    let killed = Instant::now();
+    let mut moved_after = None;
+    poll_until(
+        "the standby to serve the endpoint",
+        Duration::from_secs(15),
+        || {
+            if moved_after.is_none() && client(&c).as_deref() == Some(&standby_u) {
+                moved_after = Some(killed.elapsed());
+            }
+            c.nodes[0]
+                .curl(0, "http://10.0.0.200/", 1)
+                .is_ok_and(|b| b == "the backend")
+        },
+    )
+    .unwrap();
+    let failover = killed.elapsed();
+    println!(
+        "failover: the client is served again {failover:?} after kill -9 of the owner (TTL 3 s); its neighbour entry moved after {moved_after:?}"
+    );
+    assert!(failover < Duration::from_secs(5), "{failover:?}");
+    assert_eq!(owned(&c.nodes[standby]), Some(vpcs.clone()));
+    // Gratuitous ARP moved the client's entry (without it, the entry would have stayed on
+    // the dead MAC for its reachable time, 15 to 45 s) and every SNAT entry of the backend.
+    assert_eq!(client(&c).as_deref(), Some(standby_u.as_str()));
+    let snat = backend(&c);
+    assert!(snat.iter().all(|(_, m)| *m == standby_p), "{snat:?}");
+
+    // The killed node comes back: a standby now, answering nothing.
+    c.nodes[owner].start_daemon().unwrap();
+    c.nodes[owner].wait_live().unwrap();
+    poll_until(
+        "the restarted node to be a standby",
+        Duration::from_secs(10),
+        || owned(&c.nodes[owner]) == Some(Vec::new()),
+    )
+    .unwrap();
+    assert_eq!(
+        c.nodes[0].curl(0, "http://10.0.0.200/", 5).unwrap(),
+        "the backend"
+    );
+    assert_eq!(client(&c).as_deref(), Some(standby_u.as_str()));
+    assert_eq!(replies(&c, owner), 0.0);
+}
