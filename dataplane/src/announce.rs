@@ -26,7 +26,7 @@ pub const ROUNDS: u8 = 2;
 /// Pause between two rounds.
 pub const ROUND_GAP: Duration = Duration::from_secs(1);
 /// Frames one worker turn sends at most.
-pub const PER_STEP: usize = 1024;
+pub const PER_STEP: usize = 4096;
 
 /// Attachments just owned, to announce once (by whichever worker claims it first).
 #[derive(Debug)]
