@@ -2,8 +2,8 @@
 //! registry, pusher, workers and attachments), and the admin endpoint `/cluster`, which
 //! lists the live members (what `vpcepctl cluster status` shows).
 
-use std::net::SocketAddr;
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -50,9 +50,7 @@ pub fn join(
                 .all(|w| w.generation.load(Ordering::Relaxed) == published),
             // What this node attaches now (a reload may have changed it).
             attachments: node.attached_vpcs(),
-            owns: push
-                .owned_vpcs()
-                .unwrap_or_else(|| node.attached_vpcs()),
+            owns: push.owned_vpcs().unwrap_or_else(|| node.attached_vpcs()),
             at: chrono::Utc::now().timestamp(),
         }
     })

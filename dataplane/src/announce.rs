@@ -203,8 +203,14 @@ mod tests {
         let macs = [MacAddr([2, 0, 0, 0, 0, 1]), MacAddr([2, 0, 0, 0, 0, 2])];
         let now = Instant::now();
         let mut frames = Vec::new();
-        assert_eq!(an.step(now, 4, &macs, |v, f| frames.push((v, f.to_vec()))), 4);
-        assert_eq!(an.step(now, 4, &macs, |v, f| frames.push((v, f.to_vec()))), 3);
+        assert_eq!(
+            an.step(now, 4, &macs, |v, f| frames.push((v, f.to_vec()))),
+            4
+        );
+        assert_eq!(
+            an.step(now, 4, &macs, |v, f| frames.push((v, f.to_vec()))),
+            3
+        );
         // The second round waits for the gap.
         assert_eq!(an.step(now, 100, &macs, |_, _| {}), 0);
         assert!(!an.done());

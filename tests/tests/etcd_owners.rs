@@ -70,9 +70,9 @@ impl Node {
         let want: BTreeSet<String> = want.iter().map(ToString::to_string).collect();
         let started = Instant::now();
         while self.last.as_ref() != Some(&want) {
-            let left = within.checked_sub(started.elapsed()).unwrap_or_else(|| {
-                panic!("owns {:?}, not {want:?}, after {within:?}", self.last)
-            });
+            let left = within
+                .checked_sub(started.elapsed())
+                .unwrap_or_else(|| panic!("owns {:?}, not {want:?}, after {within:?}", self.last));
             if let Ok(o) = self.owned.recv_timeout(left) {
                 self.last = Some(o);
             }

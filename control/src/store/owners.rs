@@ -27,8 +27,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etcd_client::{
-    Client, Compare, CompareOp, GetOptions, LeaseKeepAliveStream, LeaseKeeper,
-    PutOptions, Txn, TxnOp, WatchOptions, WatchStream,
+    Client, Compare, CompareOp, GetOptions, LeaseKeepAliveStream, LeaseKeeper, PutOptions, Txn,
+    TxnOp, WatchOptions, WatchStream,
 };
 use tokio::sync::watch;
 
@@ -117,7 +117,11 @@ impl Elector {
             }
             if events.is_none() {
                 let opts = WatchOptions::new().with_prefix();
-                events = self.client.watch(self.prefix.clone(), Some(opts)).await.ok();
+                events = self
+                    .client
+                    .watch(self.prefix.clone(), Some(opts))
+                    .await
+                    .ok();
             }
             if let Some(l) = &mut lease
                 && l.renewed.elapsed() >= period
@@ -198,6 +202,7 @@ impl Elector {
         };
         match tokio::time::timeout(self.ttl / 3, ack).await {
             Ok(Ok(Some(a))) if a.ttl() > 0 => {
+                tracing::debug!(lease = l.id, ttl = a.ttl(), "election lease renewed");
                 l.renewed = Instant::now();
                 Renewal::Alive
             }
@@ -215,10 +220,7 @@ impl Elector {
         let attached: BTreeSet<String> = (self.attached)().into_iter().collect();
         let held = self
             .client
-            .get(
-                self.prefix.clone(),
-                Some(GetOptions::new().with_prefix()),
-            )
+            .get(self.prefix.clone(), Some(GetOptions::new().with_prefix()))
             .await?;
         let mut ops = Vec::new();
         for kv in held.kvs() {
@@ -262,10 +264,7 @@ impl Elector {
         }
         let now = self
             .client
-            .get(
-                self.prefix.clone(),
-                Some(GetOptions::new().with_prefix()),
-            )
+            .get(self.prefix.clone(), Some(GetOptions::new().with_prefix()))
             .await?;
         Ok(now
             .kvs()
@@ -299,7 +298,10 @@ pub fn owners(store: &EtcdStore) -> Result<Vec<(String, String)>, super::StoreEr
         .iter()
         .filter_map(|kv| {
             let vpc = std::str::from_utf8(kv.key().strip_prefix(prefix.as_bytes())?).ok()?;
-            Some((vpc.to_string(), String::from_utf8_lossy(kv.value()).into_owned()))
+            Some((
+                vpc.to_string(),
+                String::from_utf8_lossy(kv.value()).into_owned(),
+            ))
         })
         .collect())
 }

@@ -16,9 +16,9 @@ use std::sync::Arc;
 use arc_swap::{ArcSwap, Cache};
 
 pub use self::accepted::{AcceptedKey, AcceptedTable, Ipv4Cidr, Target};
-use crate::announce::Announcement;
 pub use self::ports::PortSet;
 use self::sharded::{Change, ShardedMap};
+use crate::announce::Announcement;
 use crate::flow::VpcId;
 use crate::wire::ethernet::MacAddr;
 
