@@ -1,8 +1,9 @@
 //! Cluster benchmark: vpcepd nodes on one etcd, with 100 k endpoints in it. Measures writes
 //! per second through etcd (one node, and spread over the nodes, which race), the time from
-//! a change's API answer until every node has published tables with it (p50, p99), and a
-//! node's restart until its tables are published; the same writes on redb in the same run,
-//! for comparison.
+//! a change's API answer until every node has published tables with it (p50, p99), a
+//! node's restart until its tables are published, and the failover of a VPC's ownership
+//! when its owner dies (lease TTL 3 s, the default, and 2 s); the same writes on redb in the
+//! same run, for comparison.
 //!
 //! `cargo run --release -p bench --bin clusterbench -- --json` prints one JSON object per
 //! measure (`--quick`: 2 k endpoints, 1 s per rate). etcd (apt `etcd-server`) runs on host
@@ -11,6 +12,7 @@
 //! the pusher compiles for them) but no packet workers: "live" is "published", which a
 //! worker loads at its next batch (apibench's definition).
 
+use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,7 +24,8 @@ use control::client::Client;
 use control::config::{AttachmentConfig, DaemonConfig};
 use control::daemon::{self, Dataplane, Running};
 use control::model::{ConnectionStatus, Endpoint, EndpointId};
-use control::store::StoreEngine;
+use control::store::owners::Election;
+use control::store::{EtcdConfig, EtcdStore, StoreEngine};
 use serde_json::{Value, json};
 use vpcep_tests::etcd::Etcd;
 
@@ -231,6 +234,83 @@ fn pending(inv: &Inventory, ip: u32, marker: u64, now: i64) -> Endpoint {
         created_at: now,
         updated_at: now,
     }
+}
+
+/// One side of an election: its own etcd connection and runtime (as a process has), its
+/// election, and what it is told it owns.
+struct Side {
+    store: Arc<EtcdStore>,
+    election: Election,
+    owned: std::sync::mpsc::Receiver<BTreeSet<String>>,
+}
+
+impl Side {
+    fn start(etcd: &Etcd, name: &str, ttl_secs: u64) -> Self {
+        let cfg = EtcdConfig {
+            endpoints: vec![etcd.url.clone()],
+            prefix: "/failover-bench/".into(),
+            timeout_ms: 1000,
+            lease_ttl_secs: ttl_secs,
+            ..EtcdConfig::default()
+        };
+        let store = Arc::new(EtcdStore::connect(&cfg).expect("etcd"));
+        let (tx, owned) = std::sync::mpsc::channel();
+        let election = Election::start(
+            &store,
+            name,
+            Duration::from_secs(ttl_secs),
+            Box::new(|| vec!["user".to_string(), "provider".to_string()]),
+            Box::new(move |o| {
+                let _ = tx.send(o);
+            }),
+        );
+        Self {
+            store,
+            election,
+            owned,
+        }
+    }
+
+    /// Wait until told it owns `n` VPCs.
+    fn wait_owns(&self, n: usize, within: Duration) {
+        let t = Instant::now();
+        loop {
+            let left = within.saturating_sub(t.elapsed());
+            match self.owned.recv_timeout(left) {
+                Ok(o) if o.len() == n => return,
+                Ok(_) => {}
+                Err(_) => panic!("not owning {n} VPCs after {within:?}"),
+            }
+        }
+    }
+}
+
+/// Failover of the election, `samples` times: the owner of two VPCs dies (its runtime and
+/// connection dropped: its lease is never revoked, as under kill -9) at a random point of
+/// its renewal period; milliseconds until the standby is told it owns them. (The netns
+/// test `tests/tests/failover.rs` adds the publication and the gratuitous ARP to a real
+/// client: tens of milliseconds more.)
+fn failover(rt: &tokio::runtime::Runtime, etcd: &Etcd, ttl_secs: u64, samples: usize) -> Vec<f64> {
+    let mut out = Vec::new();
+    for i in 0..samples {
+        let a = Side::start(etcd, &format!("a{ttl_secs}-{i}"), ttl_secs);
+        a.wait_owns(2, Duration::from_secs(5));
+        let b = Side::start(etcd, &format!("b{ttl_secs}-{i}"), ttl_secs);
+        b.wait_owns(0, Duration::from_secs(5));
+        // Anywhere in the owner's renewal period (a third of the TTL).
+        let phase = uuid::Uuid::new_v4().as_u128() % u128::from(ttl_secs * 1000 / 3);
+        std::thread::sleep(Duration::from_millis(u64::try_from(phase).unwrap_or(0)));
+        let Side {
+            store, election, ..
+        } = a;
+        drop(store); // the runtime goes, the election's task with it
+        drop(election);
+        let killed = Instant::now();
+        b.wait_owns(2, Duration::from_secs(ttl_secs + 3));
+        out.push(killed.elapsed().as_secs_f64() * 1e3);
+        rt.block_on(b.election.resign());
+    }
+    out
 }
 
 fn main() {
@@ -444,15 +524,25 @@ fn main() {
         ("unit", js("ms")),
         ("target_ms", "2000".into()),
     ]);
-    emit(&[
-        ("measure", js("failover")),
-        ("measured", "false".into()),
-        (
-            "why",
-            js("no VIP ownership election yet: every node attaching a VPC answers for it"),
-        ),
-        ("target_ms", "3000".into()),
-    ]);
+    for ttl_secs in [3, 2] {
+        let samples = if quick { 2 } else { 6 };
+        let ms = failover(&rt, &etcd, ttl_secs, samples);
+        emit(&[
+            ("measure", js("failover")),
+            (
+                "what",
+                js(
+                    "the owner's etcd session dies (no revoke, as kill -9) until the standby owns its VPCs",
+                ),
+            ),
+            ("lease_ttl_secs", ttl_secs.to_string()),
+            ("samples", ms.len().to_string()),
+            ("p50_ms", format!("{:.0}", percentile(ms.clone(), 0.5))),
+            ("max_ms", format!("{:.0}", percentile(ms, 1.0))),
+            ("unit", js("ms")),
+            ("target_ms", "3000".into()),
+        ]);
+    }
     nodes.push(again);
     for n in nodes {
         rt.block_on(n.shutdown());
