@@ -3,8 +3,9 @@
 //! node owns the VPCs and alone answers ARP (the client's neighbour entry holds its MAC);
 //! kill -9 it: the standby owns them once the owner's lease expires, announces with
 //! gratuitous ARP (the client's entry and the backend's entries for the SNAT addresses move
-//! to its MACs) and serves: the failover time is printed. The killed node comes back as a
-//! standby.
+//! to its MACs) and serves: the failover time is printed. A connection open through the
+//! dead owner does not carry on (nodes share no conntrack): its client times out. The
+//! killed node comes back as a standby.
 //!
 //! As root: `cargo test -p vpcep-tests --test failover -- --ignored`.
 
@@ -19,6 +20,24 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use vpcep_tests::cluster::Cluster;
 use vpcep_tests::{Netns, USER, World, is_root, mac_of, poll_until, s};
+
+/// A client with a connection to the endpoint open: connects, waits for the file named by
+/// its argument, then sends a request and says what came of it within 3 s.
+const OPEN_FLOW: &str = r#"
+import os, socket, sys, time
+s = socket.create_connection(("10.0.0.200", 80), timeout=5)
+print("connected", flush=True)
+while not os.path.exists(sys.argv[1]):
+    time.sleep(0.05)
+s.settimeout(3)
+try:
+    s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+    print("answered" if s.recv(100) else "closed", flush=True)
+except socket.timeout:
+    print("timed out", flush=True)
+except OSError as e:
+    print("error", e, flush=True)
+"#;
 
 /// The MAC `ns` maps `ip` to on `dev`, if it has an entry with one.
 fn neighbour(ns: &Netns, dev: &str, ip: &str) -> Option<String> {
@@ -160,6 +179,19 @@ fn the_standby_takes_over_a_dead_owners_vpcs_and_announces_them() {
     )
     .unwrap();
 
+    // A connection open through the owner, idle while it dies.
+    let go = c.nodes[0].dir.join("go");
+    let open_flow = c.nodes[0].users[0]
+        .spawn(
+            &["python3", "-c", OPEN_FLOW, go.to_str().unwrap()],
+            &c.nodes[0].dir.join("open-flow.log"),
+        )
+        .unwrap();
+    poll_until("the connection to open", Duration::from_secs(5), || {
+        open_flow.output().contains("connected")
+    })
+    .unwrap();
+
     // kill -9 the owner; the standby serves once its lease expires.
     c.nodes[owner].kill_daemon();
     let killed = Instant::now();
@@ -219,6 +251,20 @@ fn the_standby_takes_over_a_dead_owners_vpcs_and_announces_them() {
         snat.len(),
         killed.elapsed()
     );
+
+    // The connection opened through the dead owner does not carry on: the new owner has
+    // no conntrack entry for it and drops its segments (no RST); its client times out.
+    std::fs::write(&go, b"").unwrap();
+    poll_until("the open connection's fate", Duration::from_secs(8), || {
+        open_flow.output().lines().count() >= 2
+    })
+    .unwrap();
+    assert!(
+        open_flow.output().contains("timed out"),
+        "{}",
+        open_flow.output()
+    );
+    assert!(c.nodes[standby].drops("tcp_no_flow").unwrap() >= 1.0);
 
     // The killed node comes back: a standby now, answering nothing.
     c.nodes[owner].start_daemon().unwrap();
