@@ -4,7 +4,10 @@
 //! inventory; the next `shared - 1` attach the same user and provider VPCs (their own
 //! namespaces play the same VPCs' other hosts), so a change made on any of them is live on
 //! all of them; the last `islands` nodes create and attach VPCs of their own (same tenants),
-//! so they answer for the shared VPCs' records but compile none of them.
+//! so they answer for the shared VPCs' records but compile none of them. Those nodes run
+//! with `etcd.failover = false` (each has its own copy of the VPCs' segments, so each must
+//! serve it); [`Cluster::on_one_segment`] makes the shared VPCs one L2 segment each instead,
+//! with the election on.
 
 use std::time::Duration;
 
