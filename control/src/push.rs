@@ -274,3 +274,68 @@ impl Pusher {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use dataplane::VpcId;
+    use dataplane::tables::default_snat_range;
+
+    use super::*;
+
+    fn owned(v: &[&str]) -> Option<BTreeSet<String>> {
+        Some(v.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn ownership_is_published_and_only_gains_are_announced() {
+        let snat = default_snat_range();
+        let status = Arc::new(PushStatus::default());
+        let mut p = Pusher::new(
+            TablePublisher::new(Tables::new(snat)),
+            Attachments::new(["u", "p", "x"]),
+            snat,
+            Arc::clone(&status),
+        );
+        let owns = |p: &Pusher| -> Vec<bool> {
+            let t = p.publisher().current();
+            (0..3).map(|i| t.owns(VpcId(i))).collect()
+        };
+        // Before any election: owns everything, announces nothing.
+        assert_eq!(owns(&p), [true, true, true]);
+        assert!(status.owns("x"));
+        // A standby of everything until the election says otherwise.
+        let g1 = p.set_owned(owned(&[]));
+        assert_eq!(owns(&p), [false, false, false]);
+        assert!(p.publisher().current().announcement().is_none());
+        assert_eq!(status.owned_vpcs(), Some(Vec::new()));
+        // Won two: they are owned and announced.
+        let g2 = p.set_owned(owned(&["u", "p"]));
+        assert!(g2 > g1);
+        assert_eq!(status.published_generation.load(Ordering::Relaxed), g2);
+        assert_eq!(owns(&p), [true, true, false]);
+        let t = p.publisher().current();
+        let a = t.announcement().unwrap();
+        let mut vpcs = a.vpcs().to_vec();
+        vpcs.sort_unstable();
+        assert_eq!(vpcs, [VpcId(0), VpcId(1)]);
+        assert!(a.claim());
+        assert!(status.owns("u") && !status.owns("x"));
+        // The same set again, and a loss: no new announcement.
+        p.set_owned(owned(&["u", "p"]));
+        p.set_owned(owned(&["u"]));
+        assert_eq!(owns(&p), [true, false, false]);
+        assert!(!p.publisher().current().announcement().unwrap().claim());
+        // Regained: announced again, alone.
+        p.set_owned(owned(&["u", "p"]));
+        let t = p.publisher().current();
+        assert_eq!(t.announcement().unwrap().vpcs(), [VpcId(1)]);
+        // Attachments moved by a reload: the standby follows the VPC ids.
+        p.set_attachments(Attachments::new(["x", "p", "u"]));
+        p.set_owned(owned(&["u", "p"]));
+        assert_eq!(owns(&p), [false, true, true]);
+        // No election (redb, or failover off): owns everything.
+        p.set_owned(None);
+        assert_eq!(owns(&p), [true, true, true]);
+        assert_eq!(status.owned_vpcs(), None);
+    }
+}
