@@ -5,7 +5,8 @@
 //! gratuitous ARP (the client's entry and the backend's entries for the SNAT addresses move
 //! to its MACs) and serves: the failover time is printed. A connection open through the
 //! dead owner does not carry on (nodes share no conntrack): its client times out. The
-//! killed node comes back as a standby.
+//! killed node comes back as a standby, and takes over at once when the owner stops
+//! cleanly (it revokes its lease).
 //!
 //! As root: `cargo test -p vpcep-tests --test failover -- --ignored`.
 
@@ -281,4 +282,33 @@ fn the_standby_takes_over_a_dead_owners_vpcs_and_announces_them() {
     );
     assert_eq!(client(&c).as_deref(), Some(standby_u.as_str()));
     assert_eq!(replies(&c, owner), 0.0);
+
+    // The owner now stops cleanly: it revokes its lease, and the restarted node owns the
+    // VPCs and serves at once, not a TTL later.
+    assert!(c.nodes[standby].stop_daemon(), "a clean stop");
+    let stopped = Instant::now();
+    poll_until(
+        "the other node to serve again",
+        Duration::from_secs(10),
+        || {
+            c.nodes[0].users[0]
+                .command("curl")
+                .args([
+                    "-sf",
+                    "--connect-timeout",
+                    "0.2",
+                    "-m",
+                    "1",
+                    "http://10.0.0.200/",
+                ])
+                .output()
+                .is_ok_and(|o| o.status.success() && o.stdout == b"the backend")
+        },
+    )
+    .unwrap();
+    let handover = stopped.elapsed();
+    println!("clean stop of the owner: the client is served again after {handover:?}");
+    assert!(handover < Duration::from_secs(1), "{handover:?}");
+    assert_eq!(owned(&c.nodes[owner]), Some(vpcs));
+    assert_eq!(client(&c).as_deref(), Some(owner_u.as_str()));
 }
