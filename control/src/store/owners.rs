@@ -17,6 +17,9 @@
 //! the watch tells the standbys, and the first campaign to commit wins. A node that stops
 //! cleanly revokes its lease, which hands its VPCs over at once.
 //!
+//! Every etcd call of the loop has a deadline of a third of the TTL, so a stop or the next
+//! campaign never waits on an etcd that does not answer.
+//!
 //! Fail static: while etcd cannot be reached, a node keeps what it owned (the dataplane
 //! goes on as it was). If only this node is cut off and its lease expires meanwhile, a
 //! standby takes over, and both answer until this node is back and sees the keys held by
@@ -117,11 +120,11 @@ impl Elector {
             }
             if events.is_none() {
                 let opts = WatchOptions::new().with_prefix();
-                events = self
-                    .client
-                    .watch(self.prefix.clone(), Some(opts))
+                let watch = self.client.watch(self.prefix.clone(), Some(opts));
+                events = tokio::time::timeout(period, watch)
                     .await
-                    .ok();
+                    .ok()
+                    .and_then(Result::ok);
             }
             if let Some(l) = &mut lease
                 && l.renewed.elapsed() >= period
@@ -135,7 +138,10 @@ impl Elector {
                 }
             }
             if let Some(l) = &lease {
-                match self.campaign(l.id).await {
+                let campaign = tokio::time::timeout(period, self.campaign(l.id));
+                match campaign.await.unwrap_or(Err(etcd_client::Error::ElectError(
+                    "the campaign took longer than a third of the TTL".into(),
+                ))) {
                     Ok(now) if owned.as_ref() != Some(&now) => {
                         tracing::info!(owned = ?now, "VPC ownership changed");
                         (self.on_owned)(now.clone());
@@ -176,7 +182,12 @@ impl Elector {
     }
 
     async fn grant(&mut self, ttl_secs: i64) -> Option<Lease> {
-        match self.client.lease_grant(ttl_secs, None).await {
+        let grant = self.client.lease_grant(ttl_secs, None);
+        match tokio::time::timeout(self.ttl / 3, grant)
+            .await
+            .unwrap_or(Err(etcd_client::Error::LeaseKeepAliveError(
+                "no answer within a third of the TTL".into(),
+            ))) {
             Ok(g) => Some(Lease {
                 id: g.id(),
                 keeper: None,
