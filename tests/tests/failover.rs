@@ -107,15 +107,12 @@ fn listed_owns(c: &Cluster, n: usize, name: &str) -> Option<Vec<String>> {
     Some(v)
 }
 
-#[test]
-#[ignore = "needs root + netns + etcd"]
-fn the_standby_takes_over_a_dead_owners_vpcs_and_announces_them() {
-    assert!(is_root(), "run as root");
-    let mut c = Cluster::on_one_segment(2, 1).unwrap();
-    // The VPC hosts live in node 1's namespaces (the segments' bridges).
-    let client = |c: &Cluster| neighbour(&c.nodes[0].users[0], "br0", "10.0.0.200");
-    let backend = |c: &Cluster| snat_neighbours(&c.nodes[0].provider, "br0");
-    let _www = c.nodes[0]
+/// Two nodes on one segment per VPC, an HTTP backend, an endpoint at 10.0.0.200 live on
+/// both; waits for one owner of both VPCs. Returns the cluster, the VPC ids (sorted), the
+/// owner's index and the backend (kept running).
+fn setup() -> (Cluster, Vec<String>, usize, vpcep_tests::Proc) {
+    let c = Cluster::on_one_segment(2, 1).unwrap();
+    let www = c.nodes[0]
         .http_server("10.0.0.10", 8080, "the backend")
         .unwrap();
     let (svc, _) = c.nodes[0]
@@ -123,7 +120,6 @@ fn the_standby_takes_over_a_dead_owners_vpcs_and_announces_them() {
         .unwrap();
     c.nodes[0].endpoint(&svc, 0, "10.0.0.200", &[]).unwrap();
     c.wait_live_everywhere(0).unwrap();
-
     // Exactly one node owns both VPCs; the other none.
     let mut vpcs = vec![
         s(&c.nodes[0].ids["uvpcs"][0]).to_string(),
@@ -145,6 +141,33 @@ fn the_standby_takes_over_a_dead_owners_vpcs_and_announces_them() {
         }
     })
     .unwrap();
+    (c, vpcs, owner, www)
+}
+
+/// curl the endpoint from the client (a short connect timeout); true if the backend answered.
+fn served(c: &Cluster) -> bool {
+    c.nodes[0].users[0]
+        .command("curl")
+        .args([
+            "-sf",
+            "--connect-timeout",
+            "0.2",
+            "-m",
+            "1",
+            "http://10.0.0.200/",
+        ])
+        .output()
+        .is_ok_and(|o| o.status.success() && o.stdout == b"the backend")
+}
+
+#[test]
+#[ignore = "needs root + netns + etcd"]
+fn the_standby_takes_over_a_dead_owners_vpcs_and_announces_them() {
+    assert!(is_root(), "run as root");
+    let (mut c, vpcs, owner, _www) = setup();
+    // The VPC hosts live in node 1's namespaces (the segments' bridges).
+    let client = |c: &Cluster| neighbour(&c.nodes[0].users[0], "br0", "10.0.0.200");
+    let backend = |c: &Cluster| snat_neighbours(&c.nodes[0].provider, "br0");
     let standby = 1 - owner;
     let (owner_u, owner_p) = (mac(&c, owner, "u0"), mac(&c, owner, "p"));
     let (standby_u, standby_p) = (mac(&c, standby, "u0"), mac(&c, standby, "p"));
@@ -311,4 +334,73 @@ fn the_standby_takes_over_a_dead_owners_vpcs_and_announces_them() {
     assert!(handover < Duration::from_secs(1), "{handover:?}");
     assert_eq!(owned(&c.nodes[owner]), Some(vpcs));
     assert_eq!(client(&c).as_deref(), Some(owner_u.as_str()));
+}
+
+#[test]
+#[ignore = "needs root + netns + etcd"]
+fn an_owner_cut_off_from_etcd_keeps_serving_then_steps_down() {
+    assert!(is_root(), "run as root");
+    let (c, vpcs, owner, _www) = setup();
+    let standby = 1 - owner;
+    assert!(served(&c));
+    // Cut the owner's link to etcd: its lease expires there and the standby takes over,
+    // while the owner, which cannot tell, keeps what it owns (fail static).
+    let mgmt = format!("{}m", c.nodes[owner].prefix);
+    let link = |state: &str| {
+        c.nodes[owner]
+            .node
+            .exec(&["ip", "link", "set", &mgmt, state])
+            .unwrap()
+    };
+    link("down");
+    poll_until("the standby to take over", Duration::from_secs(10), || {
+        owned(&c.nodes[standby]).as_ref() == Some(&vpcs)
+    })
+    .unwrap();
+    assert_eq!(owned(&c.nodes[owner]), Some(vpcs.clone()));
+    // The standby's announcement moved the client: it is served through the standby.
+    let standby_u = mac(&c, standby, "u0");
+    poll_until("the client to move", Duration::from_secs(3), || {
+        neighbour(&c.nodes[0].users[0], "br0", "10.0.0.200").as_deref() == Some(&standby_u)
+    })
+    .unwrap();
+    // Both answer ARP meanwhile (a backend's question about a new SNAT address may get the
+    // cut-off node's answer first); the new owner's second round of announcements, a
+    // second later, settles it.
+    poll_until("the new owner to serve", Duration::from_secs(5), || {
+        served(&c)
+    })
+    .unwrap();
+    // Back: the cut-off node sees the keys held by another lease and steps down.
+    link("up");
+    let back = Instant::now();
+    poll_until(
+        "the old owner to step down",
+        Duration::from_secs(10),
+        || owned(&c.nodes[owner]) == Some(Vec::new()),
+    )
+    .unwrap();
+    println!(
+        "a cut-off owner stepped down {:?} after its link came back",
+        back.elapsed()
+    );
+    assert_eq!(owned(&c.nodes[standby]), Some(vpcs));
+    let replies_before = c.nodes[owner]
+        .metric("vpcep_dataplane_arp_replies_total", None)
+        .unwrap();
+    // A fresh ARP request from the client: only the new owner answers.
+    c.nodes[0].users[0]
+        .exec(&["ip", "neigh", "flush", "dev", "br0"])
+        .unwrap();
+    assert!(served(&c));
+    assert_eq!(
+        neighbour(&c.nodes[0].users[0], "br0", "10.0.0.200").as_deref(),
+        Some(standby_u.as_str())
+    );
+    assert_eq!(
+        c.nodes[owner]
+            .metric("vpcep_dataplane_arp_replies_total", None)
+            .unwrap(),
+        replies_before
+    );
 }
