@@ -991,8 +991,10 @@ fn the_tables_are_published_before_any_worker_starts() {
         .block_on(control::daemon::start_with(
             &cfg,
             credentials(),
-            move |_, publisher, _| {
-                *seen_in.lock().unwrap() = Some(publisher.current().accepted().len());
+            move |_, tables, _, ready| {
+                // Once ready, before any worker runs, the tables are the real ones.
+                ready();
+                *seen_in.lock().unwrap() = Some(tables.clone().load().accepted().len());
                 Ok(control::daemon::Dataplane::none())
             },
         ))

@@ -13,6 +13,9 @@ use crate::stats::WorkerCounters;
 use crate::tables::TableReader;
 use crate::verdict::{DropReason, Verdict};
 
+/// Most batches a stopping worker still takes from its sockets.
+const DRAIN_BATCHES: usize = 256;
+
 /// One worker: a backend, a table reader, a pipeline, a batch and its counters.
 #[allow(missing_debug_implementations)] // TableReader is not Debug
 pub struct Worker<B: Backend> {
@@ -51,8 +54,13 @@ impl<B: Backend> Worker<B> {
     /// The backend's error; the worker should stop.
     pub fn step(&mut self) -> Result<usize, BackendError> {
         let idle_poll = self.pipeline.config().idle_poll;
+        self.step_waiting(idle_poll)
+    }
+
+    /// [`Worker::step`], waiting at most `wait` for frames.
+    fn step_waiting(&mut self, wait: std::time::Duration) -> Result<usize, BackendError> {
         let budget = self.pipeline.config().expire_budget;
-        let n = self.backend.recv(&mut self.batch, idle_poll)?;
+        let n = self.backend.recv(&mut self.batch, wait)?;
         let now = Instant::now(); // one clock read per batch
         let tables = self.tables.load(); // one snapshot per batch
         for slot in self.batch.filled_mut() {
@@ -115,6 +123,13 @@ impl<B: Backend> Worker<B> {
     pub fn run(&mut self, stop: &AtomicBool) -> Result<(), BackendError> {
         while !stop.load(Ordering::Relaxed) {
             self.step()?;
+        }
+        // Forward what the sockets already hold before going (bounded): in a reload, the
+        // new workers' sockets share the fanout groups and take everything after this.
+        for _ in 0..DRAIN_BATCHES {
+            if self.step_waiting(std::time::Duration::ZERO)? == 0 {
+                break;
+            }
         }
         Ok(())
     }

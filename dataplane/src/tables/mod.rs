@@ -264,7 +264,9 @@ pub struct TablePublisher {
 }
 
 /// A reader half. One per worker thread; `load` is a pointer compare when nothing changed.
+/// A clone reads the same slot (with its own cache): hand one to each thread.
 #[allow(missing_debug_implementations)] // arc_swap::Cache is not Debug
+#[derive(Clone)]
 pub struct TableReader {
     cache: Cache<Arc<ArcSwap<Tables>>, Arc<Tables>>,
 }
