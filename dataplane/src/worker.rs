@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use crate::io::{Backend, BackendError, Batch, VlanTag};
+use crate::io::{Backend, BackendError, Batch, Slot, VlanTag};
 use crate::pipeline::Pipeline;
 use crate::stats::WorkerCounters;
 use crate::tables::TableReader;
@@ -55,6 +55,14 @@ impl<B: Backend> Worker<B> {
         let n = self.backend.recv(&mut self.batch, idle_poll)?;
         let now = Instant::now(); // one clock read per batch
         let tables = self.tables.load(); // one snapshot per batch
+        let plain = |s: &Slot| !s.truncated && s.vlan == VlanTag::None;
+        self.pipeline.prefetch(
+            self.batch
+                .filled()
+                .iter()
+                .filter(|s| plain(s))
+                .map(|s| (s.ingress, s.bytes())),
+        );
         for slot in self.batch.filled_mut() {
             slot.verdict = if slot.truncated {
                 self.pipeline.record_drop(DropReason::Oversize)

@@ -47,7 +47,10 @@ use std::time::Instant;
 use foldhash::fast::RandomState;
 
 use crate::config::Config;
-use crate::conntrack::{Aging, ConnTrack, Direction, FlowEntry, Full, Rewrite, state, tcp_next};
+use crate::conntrack::{
+    Aging, ConnTrack, Direction, FlowEntry, FlowInit, Full, InsertError, Rewrite, stamp, state,
+    tcp_next,
+};
 use crate::flow::{FlowKey, VpcId};
 use crate::nat;
 use crate::neighbour::Neighbours;
@@ -62,7 +65,10 @@ use crate::wire::tcp::{self, TcpPacket};
 use crate::wire::udp::{self, UdpPacket};
 
 /// How many SNAT addresses a new flow tries, each with `snat_probes` ports.
-const SNAT_ADDRESS_TRIES: u64 = 4;
+const SNAT_ADDRESS_TRIES: usize = 4;
+
+/// The most frames one [`Pipeline::prefetch`] warms: a worker's batch, or a chunk of it.
+pub const PREFETCH_MAX: usize = 64;
 
 /// State shared by every pipeline of a node: the flow table and the neighbour table.
 #[derive(Clone, Debug)]
@@ -107,6 +113,8 @@ pub struct Pipeline {
     /// The last `now` seen, its value in tracker seconds, and the neighbour table's epoch
     /// then (one conversion and one load per batch).
     clock: (Instant, u32, u64),
+    /// Conntrack hashes of the frames [`Pipeline::prefetch`] is warming.
+    prefetched: [u64; PREFETCH_MAX],
 }
 
 impl Pipeline {
@@ -121,6 +129,7 @@ impl Pipeline {
             solicit_cursor: 0,
             hasher: RandomState::default(),
             clock,
+            prefetched: [0; PREFETCH_MAX],
         };
         p.clock.1 = p.shared.conntrack.secs(p.clock.0);
         p.clock.2 = p.shared.neighbours.epoch();
@@ -165,6 +174,31 @@ impl Pipeline {
     #[inline]
     fn generation(&self, tables: &Tables) -> u64 {
         tables.generation().wrapping_add(self.clock.2)
+    }
+
+    /// Warm the conntrack cache lines the next frames will need, before they are processed
+    /// one by one (what VPP and DPVS do with a receive batch): first every frame's index
+    /// bucket is loaded, then every record those buckets name, so the cache misses of up to
+    /// [`PREFETCH_MAX`] frames overlap instead of each packet waiting for two in turn.
+    /// Frames past [`PREFETCH_MAX`], and frames that are not plain IPv4 TCP or UDP, are
+    /// skipped. Changes nothing, counts nothing; the loads are ordinary loads whose values
+    /// are discarded (safe code has no prefetch instruction).
+    pub fn prefetch<'f>(&mut self, frames: impl IntoIterator<Item = (VpcId, &'f [u8])>) {
+        let ct = &*self.shared.conntrack;
+        let mut n = 0;
+        let mut sink = 0u64;
+        for (ingress, frame) in frames.into_iter().take(PREFETCH_MAX) {
+            if let Some(key) = flow_key(ingress, frame) {
+                let h = ct.hash(&key);
+                sink ^= ct.prefetch_bucket(h);
+                self.prefetched[n] = h;
+                n += 1;
+            }
+        }
+        for &h in &self.prefetched[..n] {
+            sink ^= u64::from(ct.prefetch_record(h));
+        }
+        std::hint::black_box(sink);
     }
 
     /// Classify `frame`, received on attachment `ingress`, and rewrite it in place.
@@ -342,16 +376,18 @@ impl Pipeline {
         let ct = &*self.shared.conntrack;
         let entry = ct.get(&key)?;
         let generation = self.generation(tables);
-        let mut refreshed_mac = None;
+        let mut dst_mac = entry.dst_mac;
         if !entry.checked_at(generation) {
             match self.recheck(tables, &key, &entry) {
                 Some(mac) => {
                     entry.set_checked(generation);
                     self.stats.flows_revalidated += 1;
-                    refreshed_mac = mac.filter(|m| *m != entry.dst_mac);
+                    if let Some(mac) = mac.filter(|m| *m != entry.dst_mac) {
+                        entry.set_dst_mac(mac);
+                        dst_mac = mac;
+                    }
                 }
                 None => {
-                    drop(entry);
                     if ct.remove_flow(&key) {
                         self.stats.flows_revoked += 1;
                     }
@@ -360,8 +396,8 @@ impl Pipeline {
             }
         }
         let dir = entry.dir;
-        // State changes that involve only this entry happen under its read guard.
-        let mut peer_update: Option<fn(u8, u8) -> u8> = None;
+        // Both directions live in one record: the flow's state (on the original direction)
+        // is updated in place whichever direction the packet travels.
         if key.proto == PROTO_TCP {
             if dir == Direction::Original {
                 let s = entry.state();
@@ -369,11 +405,11 @@ impl Pipeline {
                     entry.update_state(|s| tcp_next(s, Direction::Original, flags));
                 }
             } else if flags & (tcp::SYN | tcp::FIN | tcp::RST) != 0 {
-                peer_update = Some(|s, flags| tcp_next(s, Direction::Reply, flags));
+                entry.update_flow_state(|s| tcp_next(s, Direction::Reply, flags));
             }
         } else if dir == Direction::Reply && entry.state() & state::SEEN == 0 {
             entry.update_state(|s| s | state::SEEN);
-            peer_update = Some(|s, _| {
+            entry.update_flow_state(|s| {
                 if s & state::MASK == state::UDP_UNREPLIED {
                     state::UDP_REPLIED
                 } else {
@@ -384,20 +420,6 @@ impl Pipeline {
         entry.touch(now_secs);
         let rw = entry.rewrite;
         let out = entry.out_vpc;
-        let mut dst_mac = entry.dst_mac;
-        drop(entry);
-
-        // The original direction's entry, for state only it keeps (rare: SYN, FIN, RST, the
-        // first UDP reply). Never looked up while this entry's guard is held.
-        if let Some(f) = peer_update
-            && let Some(original) = ct.get(&rw.reply_key(out, key.proto))
-        {
-            original.update_state(|s| f(s, flags));
-        }
-        if let Some(mac) = refreshed_mac {
-            ct.set_dst_mac(&key, mac);
-            dst_mac = mac;
-        }
         let src_mac = self
             .config
             .attachments
@@ -413,7 +435,12 @@ impl Pipeline {
 
     /// Re-check an entry against the current tables. `None`: the flow is no longer allowed.
     /// `Some(mac)`: still allowed; `mac` is the next hop's current MAC if known.
-    fn recheck(&self, tables: &Tables, key: &FlowKey, e: &FlowEntry) -> Option<Option<MacAddr>> {
+    fn recheck(
+        &self,
+        tables: &Tables,
+        key: &FlowKey,
+        e: &FlowEntry<'_>,
+    ) -> Option<Option<MacAddr>> {
         // Recover (client, endpoint) and (backend) from whichever direction this entry is.
         let (client_vpc, client_ip, endpoint_ip, client_port, backend_vpc, backend_ip, bport) =
             match e.dir {
@@ -509,80 +536,64 @@ impl Pipeline {
 
         // SNAT: the reply key (backend -> snat:port) must be free; inserting it reserves it.
         let client_mac = EthernetFrame::new_unchecked(&*frame).src();
-        let back = Rewrite {
-            src: key.dst,
-            dst: key.src,
-            sport: key.dport,
-            dport: key.sport,
-        };
         let count = self.config.snat_port_count();
         let start = usize::try_from(self.hasher.hash_one(key)).unwrap_or(0) % count;
-        let generation = self.generation(tables);
+        let g = stamp(self.generation(tables));
         let probes = self.config.snat_probes.get().min(count);
-        let mut chosen = None;
-        // The client's own SNAT address first, then a few neighbours in the range, so one
-        // busy client does not exhaust its pool while others sit empty.
-        'addresses: for attempt in 0..SNAT_ADDRESS_TRIES {
-            let snat_ip = self.snat_ip(tables, &key, attempt);
-            for i in 0..probes {
-                let offset = u16::try_from((start + i) % count).unwrap_or(0);
-                let port = self.config.snat_port_first + offset;
-                let reply_key = FlowKey {
-                    src: backend_ip,
-                    dst: snat_ip,
-                    sport: service_port,
-                    dport: port,
-                    vpc: backend_vpc,
-                    proto: key.proto,
-                };
-                let reply = FlowEntry::new(
-                    back,
-                    key.vpc,
-                    client_mac,
-                    Direction::Reply,
-                    0,
-                    generation,
-                    now_secs,
-                );
-                if ct.insert_if_vacant(reply_key, reply) {
-                    chosen = Some((snat_ip, port, reply_key));
-                    break 'addresses;
-                }
-            }
-        }
-        let Some((snat_ip, port, reply_key)) = chosen else {
-            ct.release(key.vpc);
-            return Verdict::Drop(DropReason::SnatExhausted);
-        };
-
-        let rw = Rewrite {
-            src: snat_ip,
-            dst: backend_ip,
-            sport: port,
-            dport: service_port,
-        };
         let initial = if key.proto == PROTO_TCP {
             state::SYN_SENT
         } else {
             state::UDP_UNREPLIED
         };
-        let original = FlowEntry::new(
-            rw,
-            backend_vpc,
+        let flow = FlowInit {
+            key,
+            rewrite: Rewrite {
+                src: 0,
+                dst: backend_ip,
+                sport: 0,
+                dport: service_port,
+            },
+            out_vpc: backend_vpc,
             backend_mac,
-            Direction::Original,
-            initial,
-            generation,
-            now_secs,
-        );
-        if !ct.insert_if_vacant(key, original) {
-            // Another worker opened the same flow first: use theirs.
-            ct.remove_entry(&reply_key);
-            ct.release(key.vpc);
-            return self
-                .established(tables, frame, parsed, now_secs)
-                .unwrap_or(Verdict::Drop(DropReason::TcpNoFlow));
-        }
+            client_mac,
+            state: initial,
+            reply_state: 0,
+            generation: [g, g],
+            last_seen: [now_secs, now_secs],
+        };
+        // The client's own SNAT address first, then a few neighbours in the range, so one
+        // busy client does not exhaust its pool while others sit empty.
+        let first_port = self.config.snat_port_first;
+        let snat_ips: [u32; SNAT_ADDRESS_TRIES] =
+            core::array::from_fn(|i| self.snat_ip(tables, &key, i as u64));
+        let candidates = snat_ips.into_iter().flat_map(|ip| {
+            (0..probes).map(move |i| {
+                let offset = u16::try_from((start + i) % count).unwrap_or(0);
+                (ip, first_port + offset)
+            })
+        });
+        let rw = match ct.insert_flow(&flow, candidates) {
+            Ok((snat_ip, port)) => Rewrite {
+                src: snat_ip,
+                sport: port,
+                ..flow.rewrite
+            },
+            Err(InsertError::Exists) => {
+                // Another worker opened the same flow first: use theirs.
+                ct.release(key.vpc);
+                return self
+                    .established(tables, frame, parsed, now_secs)
+                    .unwrap_or(Verdict::Drop(DropReason::TcpNoFlow));
+            }
+            Err(InsertError::SnatExhausted) => {
+                ct.release(key.vpc);
+                return Verdict::Drop(DropReason::SnatExhausted);
+            }
+            Err(InsertError::TableFull) => {
+                ct.release(key.vpc);
+                return Verdict::Drop(DropReason::ConntrackFull);
+            }
+        };
         self.stats.flows_created += 1;
         self.expiry.push_back(key);
         ct.remember(key);
@@ -691,6 +702,30 @@ fn sweep_one(
         Aging::Gone => {}
     }
     Some(aging)
+}
+
+/// The conntrack key of a plain IPv4 TCP or UDP frame, as [`Pipeline::process`] would
+/// build it once every check passed; `None` for anything else. Only lengths are checked:
+/// a key of a frame `process` later drops just warmed a line for nothing.
+fn flow_key(ingress: VpcId, frame: &[u8]) -> Option<FlowKey> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    if eth.ethertype() != ethernet::ETHERTYPE_IPV4 {
+        return None;
+    }
+    let ip = Ipv4Packet::new_checked(&frame[ethernet::HEADER_LEN..]).ok()?;
+    let proto = ip.protocol();
+    let ports = ip.payload().get(..4)?;
+    if ip.header_len() != ipv4::MIN_HEADER_LEN || !matches!(proto, PROTO_TCP | PROTO_UDP) {
+        return None;
+    }
+    Some(FlowKey {
+        src: ip.src_u32(),
+        dst: ip.dst_u32(),
+        sport: u16::from_be_bytes([ports[0], ports[1]]),
+        dport: u16::from_be_bytes([ports[2], ports[3]]),
+        vpc: ingress,
+        proto,
+    })
 }
 
 fn malformed(_: ParseError) -> DropReason {
