@@ -36,6 +36,8 @@ const BATCH: usize = 64;
 
 struct Opts {
     json: bool,
+    /// Process batches without [`Pipeline::prefetch`] (to measure what it brings).
+    no_prefetch: bool,
     quick: bool,
     rounds: usize,
     only: Option<String>,
@@ -126,9 +128,10 @@ fn established(flows: usize) -> (Pipeline, Tables, Vec<u8>, Vec<u8>, usize) {
         fwd.extend_from_slice(&ack);
         rev.extend_from_slice(&tcp_frame((BACKEND_MAC, MAC_B), (BACKEND, 80), snat, "A"));
     }
-    // The heap the flows hold: conntrack (both directions) and the expiry queue. The frame
-    // buffers were allocated before `heap_before`.
-    let held = live_bytes().saturating_sub(heap_before);
+    // The memory the flows hold: the conntrack table (allocated whole for the capacity,
+    // `flows + 16`, when the tracker was made) and what the heap grew by while they opened
+    // (the expiry queue). The frame buffers were allocated before `heap_before`.
+    let held = live_bytes().saturating_sub(heap_before) + p.shared().conntrack.footprint();
     (p, t, fwd, rev, held)
 }
 
@@ -164,26 +167,26 @@ fn ring(frames: &[u8], order: &[u32]) -> Vec<u8> {
 }
 
 /// Run the ring of frames through `f`, front to back and round again, until at least
-/// `min_packets` and `min_time`.
+/// `min_packets` and `min_time`. Each batch of up to `BATCH` frames is copied into a work
+/// buffer (as a receive ring hands frames to the worker) and `f` gets the whole batch.
 fn drive(
     ring: &[u8],
     min_packets: u64,
     min_time: Duration,
     mut f: impl FnMut(Instant, &mut [u8]) -> bool,
 ) -> Run {
-    let mut buf = [0u8; FRAME];
+    let mut work = vec![0u8; BATCH * FRAME];
     let mut packets = 0u64;
     let alloc0 = allocations();
     let start = Instant::now();
     'outer: loop {
         for chunk in ring.chunks(BATCH * FRAME) {
             let now = Instant::now(); // one clock read per batch, as the worker does
-            for frame in chunk.chunks_exact(FRAME) {
-                buf.copy_from_slice(frame);
-                let ok = f(now, &mut buf);
-                debug_assert!(ok);
-                black_box(&buf);
-            }
+            let buf = &mut work[..chunk.len()];
+            buf.copy_from_slice(chunk);
+            let ok = f(now, buf);
+            debug_assert!(ok);
+            black_box(&work);
             packets += (chunk.len() / FRAME) as u64;
             if packets >= min_packets && now - start >= min_time {
                 break 'outer;
@@ -219,6 +222,24 @@ fn rounds_of(
     #[allow(clippy::cast_precision_loss)]
     let apk = allocs as f64 / packets as f64;
     (median(ns), packets, apk)
+}
+
+/// What the worker does with a batch: warm the conntrack lines of all its frames (unless
+/// `prefetch` is off), then process them one by one. True if every frame was forwarded.
+fn process_batch(
+    p: &mut Pipeline,
+    prefetch: bool,
+    now: Instant,
+    t: &Tables,
+    ingress: VpcId,
+    batch: &mut [u8],
+) -> bool {
+    if prefetch {
+        p.prefetch(batch.chunks_exact(FRAME).map(|f| (ingress, f)));
+    }
+    batch.chunks_exact_mut(FRAME).fold(true, |ok, f| {
+        matches!(p.process(now, t, ingress, f), Verdict::Forward(_)) && ok
+    })
 }
 
 /// What the reference loop does to each frame: check the same headers, read the 5-tuple,
@@ -271,8 +292,9 @@ fn packet_scenario(opts: &Opts, name: &str, flows: usize, reply: bool, rounds: &
     let order = shuffled(flows);
     let (frames, ingress) = if reply { (&rev, B) } else { (&fwd, A) };
     let ring = ring(frames, &order);
-    let (ns, packets, apk) = rounds_of(&ring, rounds, |now, buf| {
-        matches!(p.process(now, &t, ingress, buf), Verdict::Forward(_))
+    let prefetch = !opts.no_prefetch;
+    let (ns, packets, apk) = rounds_of(&ring, rounds, |now, batch| {
+        process_batch(&mut p, prefetch, now, &t, ingress, batch)
     });
     #[allow(clippy::cast_precision_loss)]
     let bytes_per_flow = held as f64 / flows as f64;
@@ -296,7 +318,9 @@ fn reference_scenario(opts: &Opts, flows: usize, rounds: &[(u64, Duration)]) {
         .flat_map(|i| tcp_frame((CLIENT_MAC, MAC_A), client(i), (ENDPOINT, 8080), "A"))
         .collect();
     let ring = ring(&frames, &shuffled(flows));
-    let (ns, packets, apk) = rounds_of(&ring, rounds, |_, buf| reference(buf));
+    let (ns, packets, apk) = rounds_of(&ring, rounds, |_, batch| {
+        batch.chunks_exact_mut(FRAME).all(reference)
+    });
     emit(
         opts,
         &[
@@ -327,8 +351,9 @@ fn new_flows_scenario(opts: &Opts, flows: usize) {
         shared.neighbours.learn(B, BACKEND.to_bits(), BACKEND_MAC);
         let mut p = Pipeline::new(cfg, shared);
         let t = tables();
-        let r = drive(&frames, flows as u64, Duration::ZERO, |now, buf| {
-            matches!(p.process(now, &t, A, buf), Verdict::Forward(_))
+        let prefetch = !opts.no_prefetch;
+        let r = drive(&frames, flows as u64, Duration::ZERO, |now, batch| {
+            process_batch(&mut p, prefetch, now, &t, A, batch)
         });
         assert_eq!(
             p.stats().flows_created,
@@ -447,6 +472,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut opts = Opts {
         json: false,
+        no_prefetch: false,
         quick: false,
         rounds: 5,
         only: None,
@@ -455,6 +481,7 @@ fn main() {
     while let Some(a) = it.next() {
         match a.as_str() {
             "--json" => opts.json = true,
+            "--no-prefetch" => opts.no_prefetch = true,
             "--quick" => opts.quick = true,
             "--rounds" => {
                 opts.rounds = it
@@ -506,6 +533,8 @@ fn main() {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: pktbench [--json] [--quick] [--rounds N] [--only SCENARIO_PREFIX]");
+    eprintln!(
+        "usage: pktbench [--json] [--quick] [--no-prefetch] [--rounds N] [--only SCENARIO_PREFIX]"
+    );
     std::process::exit(2)
 }

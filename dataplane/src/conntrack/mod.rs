@@ -115,11 +115,15 @@ pub struct FlowEntry<'a> {
 }
 
 impl<'a> FlowEntry<'a> {
+    #[inline]
     fn new(table: &'a FlowTable, found: Found) -> Self {
-        let f = &found.init;
+        let w = &found.words;
         let (rewrite, out_vpc, dst_mac) = match found.dir {
-            Direction::Original => (f.rewrite, f.out_vpc, f.backend_mac),
-            Direction::Reply => (Rewrite::back_to(&f.key), f.key.vpc, f.client_mac),
+            Direction::Original => (w.rewrite(), w.out_vpc(), w.backend_mac()),
+            Direction::Reply => {
+                let key = w.key();
+                (Rewrite::back_to(&key), key.vpc, w.client_mac())
+            }
         };
         Self {
             table,
@@ -132,8 +136,8 @@ impl<'a> FlowEntry<'a> {
     }
 
     /// The whole flow as read at the lookup.
-    pub fn flow(&self) -> &FlowInit {
-        &self.found.init
+    pub fn flow(&self) -> FlowInit {
+        self.found.words.flow()
     }
 
     /// The key of the other direction: the reply to a packet rewritten by this entry.
@@ -161,7 +165,7 @@ impl<'a> FlowEntry<'a> {
     }
 
     fn update(&self, dir: Direction, f: impl Fn(u8) -> u8) -> u8 {
-        let (slot, inc) = (self.found.slot, self.found.incarnation);
+        let (slot, inc) = (self.found.slot, self.found.words.incarnation());
         self.table
             .update_state(slot, inc, dir, f)
             .unwrap_or_else(|| self.table.state(slot, dir))
@@ -202,7 +206,7 @@ impl<'a> FlowEntry<'a> {
 
     /// Replace this direction's next-hop MAC (after a neighbour changed).
     pub fn set_dst_mac(&self, mac: MacAddr) {
-        let (slot, inc) = (self.found.slot, self.found.incarnation);
+        let (slot, inc) = (self.found.slot, self.found.words.incarnation());
         self.table.set_mac(slot, inc, self.dir, mac);
     }
 }
@@ -344,11 +348,18 @@ impl ConnTrack {
         self.table.touch_bucket(h)
     }
 
-    /// Second prefetch stage (after the first for a whole batch): load the records the
-    /// bucket names for this hash.
+    /// Second prefetch stage, once the bucket is in cache: the record the bucket names for
+    /// hash `h` (the first whose tag matches), without reading it.
     #[inline]
-    pub fn prefetch_record(&self, h: u64) -> u32 {
-        self.table.touch_record(h)
+    pub fn record_of(&self, h: u64) -> Option<u32> {
+        self.table.record_of(h)
+    }
+
+    /// Third prefetch stage: load record `slot` (any value; [`u64::MAX`] and other
+    /// out-of-range values load nothing). Returns a value to feed `black_box`.
+    #[inline]
+    pub fn prefetch_record(&self, slot: u64) -> u32 {
+        self.table.touch_record(slot)
     }
 
     /// Look up one direction.
@@ -519,15 +530,11 @@ impl ConnTrack {
     /// Remove the flow `e` was found in, unless another caller removed it first.
     fn remove_entry(&self, e: &FlowEntry<'_>) -> bool {
         let t = &self.table;
-        let Found {
-            slot,
-            incarnation,
-            init,
-            ..
-        } = e.found;
-        if !t.kill(slot, incarnation) {
+        let Found { slot, words, .. } = e.found;
+        if !t.kill(slot, words.incarnation()) {
             return false;
         }
+        let init = words.flow();
         t.remove(t.hash(&init.key), slot, Direction::Original);
         t.remove(t.hash(&init.reply_key()), slot, Direction::Reply);
         t.release(slot);
@@ -574,12 +581,12 @@ impl ConnTrack {
     /// Every flow, each as read consistently on its own. Off the fast path: snapshots and
     /// diagnostics.
     pub fn flows(&self) -> Vec<FlowInit> {
-        self.table.live().map(|(_, _, f)| f).collect()
+        self.table.live().collect()
     }
 
     /// The original-direction keys of every flow (a copy). Off the fast path.
     pub fn original_keys(&self) -> Vec<FlowKey> {
-        self.table.live().map(|(_, _, f)| f.key).collect()
+        self.table.live().map(|f| f.key).collect()
     }
 
     /// Evict the flow whose original key is `key` if it is embryonic or unreplied.

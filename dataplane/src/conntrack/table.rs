@@ -123,18 +123,137 @@ impl FlowInit {
     }
 }
 
-/// One direction of a flow as a lookup found it: a copy of the fields a packet needs, and
-/// the record's address for the hot fields.
+/// A record's words as read, consistent under its sequence lock.
+#[derive(Clone, Copy, Debug)]
+pub struct Words([u32; RECORD_WORDS]);
+
+impl Words {
+    /// The record's incarnation and live bit (the state word's top byte).
+    #[inline]
+    pub fn incarnation(&self) -> u8 {
+        self.0[STATE].to_be_bytes()[0]
+    }
+
+    #[inline]
+    fn live(&self) -> bool {
+        self.0[STATE] & LIVE != 0
+    }
+
+    #[inline]
+    fn proto(&self) -> u8 {
+        self.0[STATE].to_be_bytes()[1]
+    }
+
+    /// The original key.
+    #[inline]
+    pub fn key(&self) -> FlowKey {
+        let w = &self.0;
+        FlowKey {
+            src: w[KEY_SRC],
+            dst: w[KEY_DST],
+            sport: high(w[KEY_PORTS]),
+            dport: low(w[KEY_PORTS]),
+            vpc: VpcId(high(w[VPCS])),
+            proto: self.proto(),
+        }
+    }
+
+    /// The rewrite of original-direction packets.
+    #[inline]
+    pub fn rewrite(&self) -> Rewrite {
+        let w = &self.0;
+        Rewrite {
+            src: w[RW_SRC],
+            dst: w[RW_DST],
+            sport: high(w[RW_PORTS]),
+            dport: low(w[RW_PORTS]),
+        }
+    }
+
+    /// The attachment original-direction packets leave on.
+    #[inline]
+    pub fn out_vpc(&self) -> VpcId {
+        VpcId(low(self.0[VPCS]))
+    }
+
+    /// The backend's MAC.
+    #[inline]
+    pub fn backend_mac(&self) -> MacAddr {
+        let [b0, b1, b2, b3] = self.0[BMAC_HI].to_be_bytes();
+        let [b4, b5, _, _] = self.0[MACS].to_be_bytes();
+        MacAddr([b0, b1, b2, b3, b4, b5])
+    }
+
+    /// The client's MAC.
+    #[inline]
+    pub fn client_mac(&self) -> MacAddr {
+        let [_, _, c0, c1] = self.0[MACS].to_be_bytes();
+        let [c2, c3, c4, c5] = self.0[CMAC_LO].to_be_bytes();
+        MacAddr([c0, c1, c2, c3, c4, c5])
+    }
+
+    /// True if `key` is this record's key in direction `dir`: word compares, nothing built.
+    #[inline]
+    fn matches(&self, key: &FlowKey, dir: Direction) -> bool {
+        let w = &self.0;
+        let ports = (u32::from(key.sport) << 16) | u32::from(key.dport);
+        let vpc = u32::from(key.vpc.0);
+        let same = match dir {
+            Direction::Original => {
+                w[KEY_SRC] == key.src
+                    && w[KEY_DST] == key.dst
+                    && w[KEY_PORTS] == ports
+                    && w[VPCS] >> 16 == vpc
+            }
+            Direction::Reply => {
+                w[RW_DST] == key.src
+                    && w[RW_SRC] == key.dst
+                    && w[RW_PORTS].rotate_left(16) == ports
+                    && w[VPCS] & 0xffff == vpc
+            }
+        };
+        same && self.proto() == key.proto && self.live()
+    }
+
+    /// The whole flow.
+    pub fn flow(&self) -> FlowInit {
+        let [_, _, reply_state, state] = self.0[STATE].to_be_bytes();
+        FlowInit {
+            key: self.key(),
+            rewrite: self.rewrite(),
+            out_vpc: self.out_vpc(),
+            backend_mac: self.backend_mac(),
+            client_mac: self.client_mac(),
+            state,
+            reply_state,
+            generation: [self.0[GENERATION[0]], self.0[GENERATION[1]]],
+            last_seen: [self.0[LAST[0]], self.0[LAST[1]]],
+        }
+    }
+}
+
+#[inline]
+#[allow(clippy::cast_possible_truncation)]
+fn high(w: u32) -> u16 {
+    (w >> 16) as u16
+}
+
+#[inline]
+#[allow(clippy::cast_possible_truncation)]
+fn low(w: u32) -> u16 {
+    w as u16
+}
+
+/// One direction of a flow as a lookup found it: the record's words, and its address for
+/// the hot fields.
 #[derive(Clone, Copy, Debug)]
 pub struct Found {
     /// The record.
     pub slot: u32,
     /// Which direction the looked-up key is.
     pub dir: Direction,
-    /// The record's incarnation and live bit (the state word's top byte) when read.
-    pub incarnation: u8,
-    /// The whole record as read, consistent under its sequence lock.
-    pub init: FlowInit,
+    /// The record as read.
+    pub words: Words,
 }
 
 /// The table: records, index, free list.
@@ -238,14 +357,24 @@ impl FlowTable {
     }
 
     #[inline]
-    fn rec(&self, slot: u32, word: usize) -> &AtomicU32 {
-        &self.records[self.rbase + slot as usize * RECORD_WORDS + word]
+    fn record(&self, slot: u32) -> &[AtomicU32; RECORD_WORDS] {
+        let at = self.rbase + slot as usize * RECORD_WORDS;
+        self.records[at..at + RECORD_WORDS]
+            .try_into()
+            .expect("a record is RECORD_WORDS long")
     }
 
     #[inline]
-    fn bucket(&self, b: usize) -> &[AtomicU64] {
+    fn rec(&self, slot: u32, word: usize) -> &AtomicU32 {
+        &self.record(slot)[word]
+    }
+
+    #[inline]
+    fn bucket(&self, b: usize) -> &[AtomicU64; BUCKET_WORDS] {
         let at = self.ibase + b * BUCKET_WORDS;
-        &self.index[at..at + BUCKET_WORDS]
+        self.index[at..at + BUCKET_WORDS]
+            .try_into()
+            .expect("a bucket is BUCKET_WORDS long")
     }
 
     #[inline]
@@ -268,74 +397,43 @@ impl FlowTable {
         self.bucket(self.home(h))[0].load(Relaxed)
     }
 
-    /// Load the records the key's home bucket names with its tag (the second prefetch
-    /// stage, once the bucket is in cache).
+    /// The record the key's home bucket names with the key's tag (the first such entry), if
+    /// any: where a lookup will most likely read.
     #[inline]
-    pub fn touch_record(&self, h: u64) -> u32 {
+    pub fn record_of(&self, h: u64) -> Option<u32> {
         let tag = Self::tag(h);
-        let mut acc = 0;
-        for e in &self.bucket(self.home(h))[1..] {
+        self.bucket(self.home(h))[1..].iter().find_map(|e| {
             let e = e.load(Relaxed);
-            if e != 0 && Self::tag(e) == tag {
-                acc ^= self.rec(split(e).1, SEQ).load(Relaxed);
-            }
-        }
-        acc
+            (e != 0 && Self::tag(e) == tag).then(|| split(e).1)
+        })
     }
 
-    /// Read record `slot` consistently; `None` if it is not live or a writer kept it busy.
-    pub fn read(&self, slot: u32) -> Option<(u8, FlowInit)> {
+    /// Load record `slot`'s first word, if `slot` names a record (a prefetch, as
+    /// [`FlowTable::touch_bucket`]).
+    #[inline]
+    pub fn touch_record(&self, slot: u64) -> u32 {
+        usize::try_from(slot)
+            .ok()
+            .and_then(|s| s.checked_mul(RECORD_WORDS))
+            .and_then(|at| self.records.get(self.rbase + at))
+            .map_or(0, |w| w.load(Relaxed))
+    }
+
+    /// Read record `slot` consistently (live or not); `None` if a writer kept it busy.
+    #[inline]
+    pub fn read(&self, slot: u32) -> Option<Words> {
+        let r = self.record(slot);
         for _ in 0..READ_RETRIES {
-            let s1 = self.rec(slot, SEQ).load(Acquire);
+            let s1 = r[SEQ].load(Acquire);
             if s1 & 1 == 1 {
                 spin_loop();
                 continue;
             }
-            let w = |i| self.rec(slot, i).load(Relaxed);
-            let (state, src, dst, ports, vpcs) =
-                (w(STATE), w(KEY_SRC), w(KEY_DST), w(KEY_PORTS), w(VPCS));
-            let (rs, rd, rp) = (w(RW_SRC), w(RW_DST), w(RW_PORTS));
-            let (bhi, macs, clo) = (w(BMAC_HI), w(MACS), w(CMAC_LO));
-            let last = [w(LAST[0]), w(LAST[1])];
-            let generation = [w(GENERATION[0]), w(GENERATION[1])];
+            let words: [u32; RECORD_WORDS] = core::array::from_fn(|i| r[i].load(Relaxed));
             fence(Acquire);
-            if self.rec(slot, SEQ).load(Relaxed) != s1 {
-                continue;
+            if r[SEQ].load(Relaxed) == s1 {
+                return Some(Words(words));
             }
-            if state & LIVE == 0 {
-                return None;
-            }
-            let [inc, proto, reply_state, st] = state.to_be_bytes();
-            let [vk0, vk1, vo0, vo1] = vpcs.to_be_bytes();
-            let [sp0, sp1, dp0, dp1] = ports.to_be_bytes();
-            let [rs0, rs1, rd0, rd1] = rp.to_be_bytes();
-            let [b0, b1, b2, b3] = bhi.to_be_bytes();
-            let [b4, b5, c0, c1] = macs.to_be_bytes();
-            let [c2, c3, c4, c5] = clo.to_be_bytes();
-            let init = FlowInit {
-                key: FlowKey {
-                    src,
-                    dst,
-                    sport: u16::from_be_bytes([sp0, sp1]),
-                    dport: u16::from_be_bytes([dp0, dp1]),
-                    vpc: VpcId(u16::from_be_bytes([vk0, vk1])),
-                    proto,
-                },
-                rewrite: Rewrite {
-                    src: rs,
-                    dst: rd,
-                    sport: u16::from_be_bytes([rs0, rs1]),
-                    dport: u16::from_be_bytes([rd0, rd1]),
-                },
-                out_vpc: VpcId(u16::from_be_bytes([vo0, vo1])),
-                backend_mac: MacAddr([b0, b1, b2, b3, b4, b5]),
-                client_mac: MacAddr([c0, c1, c2, c3, c4, c5]),
-                state: st,
-                reply_state,
-                generation,
-                last_seen: last,
-            };
-            return Some((inc, init));
         }
         None
     }
@@ -489,19 +587,10 @@ impl FlowTable {
                     continue;
                 }
                 let (_, slot, dir) = split(e);
-                if let Some((incarnation, init)) = self.read(slot) {
-                    let k = match dir {
-                        Direction::Original => init.key,
-                        Direction::Reply => init.reply_key(),
-                    };
-                    if k == *key {
-                        return Some(Found {
-                            slot,
-                            dir,
-                            incarnation,
-                            init,
-                        });
-                    }
+                if let Some(words) = self.read(slot)
+                    && words.matches(key, dir)
+                {
+                    return Some(Found { slot, dir, words });
                 }
             }
             if bucket[0].load(Acquire) >> 1 == 0 {
@@ -665,9 +754,9 @@ impl FlowTable {
     }
 
     /// Every live record (a copy, each consistent on its own). Off the fast path.
-    pub fn live(&self) -> impl Iterator<Item = (u32, u8, FlowInit)> + '_ {
+    pub fn live(&self) -> impl Iterator<Item = FlowInit> + '_ {
         let high = self.fresh.load(Acquire);
-        (0..high).filter_map(|slot| self.read(slot).map(|(inc, f)| (slot, inc, f)))
+        (0..high).filter_map(|slot| self.read(slot).filter(Words::live).map(|w| w.flow()))
     }
 
     /// Index entries in use (both directions of every flow). Off the fast path.

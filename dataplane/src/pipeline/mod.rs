@@ -186,17 +186,25 @@ impl Pipeline {
     pub fn prefetch<'f>(&mut self, frames: impl IntoIterator<Item = (VpcId, &'f [u8])>) {
         let ct = &*self.shared.conntrack;
         let mut n = 0;
-        let mut sink = 0u64;
         for (ingress, frame) in frames.into_iter().take(PREFETCH_MAX) {
             if let Some(key) = flow_key(ingress, frame) {
-                let h = ct.hash(&key);
-                sink ^= ct.prefetch_bucket(h);
-                self.prefetched[n] = h;
+                self.prefetched[n] = ct.hash(&key);
                 n += 1;
             }
         }
-        for &h in &self.prefetched[..n] {
-            sink ^= u64::from(ct.prefetch_record(h));
+        // Loads alone in a tight loop: a load waiting for memory blocks retirement, so the
+        // fewer instructions between two loads, the more of them are in flight at once.
+        let hashes = &mut self.prefetched[..n];
+        let mut sink = 0u64;
+        for &h in hashes.iter() {
+            sink ^= ct.prefetch_bucket(h);
+        }
+        // The buckets are in cache now: find each one's record, then load them all.
+        for h in hashes.iter_mut() {
+            *h = ct.record_of(*h).map_or(u64::MAX, u64::from);
+        }
+        for &slot in hashes.iter() {
+            sink ^= u64::from(ct.prefetch_record(slot));
         }
         std::hint::black_box(sink);
     }
