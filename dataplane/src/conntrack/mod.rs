@@ -94,7 +94,7 @@ impl Rewrite {
 pub mod state;
 pub mod table;
 pub use state::tcp_next;
-pub use table::{FlowInit, FlowTable, IndexError};
+pub use table::{FlowInit, FlowTable, IndexError, Record};
 
 use table::Found;
 
@@ -102,7 +102,7 @@ use table::Found;
 /// needs (copied), and handles on the flow's hot fields. Holds no lock.
 #[derive(Clone, Copy, Debug)]
 pub struct FlowEntry<'a> {
-    table: &'a FlowTable,
+    rec: Record<'a>,
     found: Found,
     /// Which direction this entry serves.
     pub dir: Direction,
@@ -115,8 +115,8 @@ pub struct FlowEntry<'a> {
 }
 
 impl<'a> FlowEntry<'a> {
-    #[inline]
-    fn new(table: &'a FlowTable, found: Found) -> Self {
+    #[inline(always)]
+    fn new(rec: Record<'a>, found: Found) -> Self {
         let w = &found.words;
         let (rewrite, out_vpc, dst_mac) = match found.dir {
             Direction::Original => (w.rewrite(), w.out_vpc(), w.backend_mac()),
@@ -126,7 +126,7 @@ impl<'a> FlowEntry<'a> {
             }
         };
         Self {
-            table,
+            rec,
             found,
             dir: found.dir,
             rewrite,
@@ -135,9 +135,16 @@ impl<'a> FlowEntry<'a> {
         }
     }
 
-    /// The whole flow as read at the lookup.
+    /// The flow's fields as read at the lookup (last seen and generation read as zero:
+    /// use [`FlowEntry::last_seen`] and [`FlowEntry::idle_since`]).
     pub fn flow(&self) -> FlowInit {
         self.found.words.flow()
+    }
+
+    /// The flow's last packet in either direction (seconds since the tracker's epoch).
+    pub fn idle_since(&self) -> u32 {
+        let original = self.rec.last_seen(Direction::Original).load(Relaxed);
+        original.max(self.rec.last_seen(Direction::Reply).load(Relaxed))
     }
 
     /// The key of the other direction: the reply to a packet rewritten by this entry.
@@ -150,7 +157,7 @@ impl<'a> FlowEntry<'a> {
     /// on the reply direction).
     #[inline]
     pub fn state(&self) -> u8 {
-        self.table.state(self.found.slot, self.dir)
+        self.rec.state(self.dir)
     }
 
     /// Apply `f` to this direction's state byte atomically; returns the new value
@@ -165,40 +172,35 @@ impl<'a> FlowEntry<'a> {
     }
 
     fn update(&self, dir: Direction, f: impl Fn(u8) -> u8) -> u8 {
-        let (slot, inc) = (self.found.slot, self.found.words.incarnation());
-        self.table
-            .update_state(slot, inc, dir, f)
-            .unwrap_or_else(|| self.table.state(slot, dir))
+        let inc = self.found.words.incarnation();
+        self.rec
+            .update_state(inc, dir, f)
+            .unwrap_or_else(|| self.rec.state(dir))
     }
 
     /// True if this direction was last checked against `generation`.
     #[inline]
     pub fn checked_at(&self, generation: u64) -> bool {
-        self.table
-            .generation(self.found.slot, self.dir)
-            .load(Relaxed)
-            == stamp(generation)
+        self.rec.generation(self.dir).load(Relaxed) == stamp(generation)
     }
 
     /// Record that this direction was checked against `generation`.
     pub fn set_checked(&self, generation: u64) {
-        self.table
-            .generation(self.found.slot, self.dir)
+        self.rec
+            .generation(self.dir)
             .store(stamp(generation), Relaxed);
     }
 
     /// Last time (seconds since the tracker's epoch) a packet of this direction matched.
     pub fn last_seen(&self) -> u32 {
-        self.table
-            .last_seen(self.found.slot, self.dir)
-            .load(Relaxed)
+        self.rec.last_seen(self.dir).load(Relaxed)
     }
 
     /// Record a packet at `now_secs`; writes only when the second changed, so a busy flow
     /// does not write its cache line on every packet.
     #[inline]
     pub fn touch(&self, now_secs: u32) {
-        let last = self.table.last_seen(self.found.slot, self.dir);
+        let last = self.rec.last_seen(self.dir);
         if last.load(Relaxed) != now_secs {
             last.store(now_secs, Relaxed);
         }
@@ -206,8 +208,8 @@ impl<'a> FlowEntry<'a> {
 
     /// Replace this direction's next-hop MAC (after a neighbour changed).
     pub fn set_dst_mac(&self, mac: MacAddr) {
-        let (slot, inc) = (self.found.slot, self.found.words.incarnation());
-        self.table.set_mac(slot, inc, self.dir, mac);
+        self.rec
+            .set_mac(self.found.words.incarnation(), self.dir, mac);
     }
 }
 
@@ -363,16 +365,16 @@ impl ConnTrack {
     }
 
     /// Look up one direction.
-    #[inline]
+    #[inline(always)]
     pub fn get(&self, key: &FlowKey) -> Option<FlowEntry<'_>> {
         self.get_hashed(key, self.table.hash(key))
     }
 
     /// Look up one direction whose hash ([`ConnTrack::hash`]) is `h`.
-    #[inline]
+    #[inline(always)]
     pub fn get_hashed(&self, key: &FlowKey, h: u64) -> Option<FlowEntry<'_>> {
         let found = self.table.get(key, h)?;
-        Some(FlowEntry::new(&self.table, found))
+        Some(FlowEntry::new(self.table.at(found.slot), found))
     }
 
     /// Reserve room for one flow opened by a client of `vpc`: one unit of the VPC's share,
@@ -564,9 +566,8 @@ impl ConnTrack {
         let Some(e) = self.get(key).filter(|e| e.dir == Direction::Original) else {
             return Aging::Gone;
         };
-        let f = e.flow();
         let s = e.state();
-        let idle = u64::from(now_secs.saturating_sub(f.last_seen[0].max(f.last_seen[1])));
+        let idle = u64::from(now_secs.saturating_sub(e.idle_since()));
         if idle >= self.timeout_secs(key.proto, s) {
             self.remove_entry(&e);
             Aging::Expired

@@ -76,6 +76,8 @@ const MACS: usize = 10;
 /// client MAC bytes 2..6.
 const CMAC_LO: usize = 11;
 const LAST: [usize; 2] = [12, 13];
+/// The hot words start here: last seen, then generation.
+const HOT: usize = 12;
 const GENERATION: [usize; 2] = [14, 15];
 /// A free record's link to the next free one (slot + 1, 0 for none); reuses a key word.
 const LINK: usize = KEY_SRC;
@@ -193,7 +195,7 @@ impl Words {
     }
 
     /// True if `key` is this record's key in direction `dir`: word compares, nothing built.
-    #[inline]
+    #[inline(always)]
     fn matches(&self, key: &FlowKey, dir: Direction) -> bool {
         let w = &self.0;
         let ports = (u32::from(key.sport) << 16) | u32::from(key.dport);
@@ -215,7 +217,8 @@ impl Words {
         same && self.proto() == key.proto && self.live()
     }
 
-    /// The whole flow.
+    /// The whole flow (last seen and generation only if read with
+    /// [`FlowTable::read_all`]).
     pub fn flow(&self) -> FlowInit {
         let [_, _, reply_state, state] = self.0[STATE].to_be_bytes();
         FlowInit {
@@ -254,6 +257,104 @@ pub struct Found {
     pub dir: Direction,
     /// The record as read.
     pub words: Words,
+}
+
+/// One record's words: the handle a lookup keeps for the hot fields.
+#[derive(Clone, Copy, Debug)]
+pub struct Record<'a>(&'a [AtomicU32; RECORD_WORDS]);
+
+impl<'a> Record<'a> {
+    #[inline(always)]
+    fn word(&self, i: usize) -> &'a AtomicU32 {
+        &self.0[i]
+    }
+
+    /// Take the record's sequence lock; returns the even value it had.
+    fn lock(&self) -> u32 {
+        let seq = self.word(SEQ);
+        loop {
+            let s = seq.load(Relaxed);
+            if s & 1 == 0
+                && seq
+                    .compare_exchange_weak(s, s + 1, Acquire, Relaxed)
+                    .is_ok()
+            {
+                fence(Release);
+                return s;
+            }
+            spin_loop();
+        }
+    }
+
+    fn unlock(&self, s: u32) {
+        self.word(SEQ).store(s.wrapping_add(2), Release);
+    }
+
+    /// Replace the backend's (`Original`) or the client's (`Reply`) MAC of a live record
+    /// of incarnation `inc`; nothing if the record went away meanwhile.
+    pub fn set_mac(&self, inc: u8, dir: Direction, mac: MacAddr) {
+        let s = self.lock();
+        if self.word(STATE).load(Relaxed) >> 24 == u32::from(inc) {
+            let (hi, lo) = mac_words(mac);
+            let macs = self.word(MACS);
+            let cur = macs.load(Relaxed);
+            match dir {
+                Direction::Original => {
+                    self.word(BMAC_HI).store(hi, Relaxed);
+                    macs.store((u32::from(lo) << 16) | (cur & 0xffff), Relaxed);
+                }
+                Direction::Reply => {
+                    macs.store((cur & 0xffff_0000) | (hi >> 16), Relaxed);
+                    let lo32 = ((hi & 0xffff) << 16) | u32::from(lo);
+                    self.word(CMAC_LO).store(lo32, Relaxed);
+                }
+            }
+        }
+        self.unlock(s);
+    }
+
+    /// The state byte of `dir` in the live record of incarnation `inc`.
+    #[inline]
+    pub fn state(&self, dir: Direction) -> u8 {
+        let w = self.word(STATE).load(Relaxed);
+        let shift = if dir == Direction::Original { 0 } else { 8 };
+        (w >> shift).to_le_bytes()[0]
+    }
+
+    /// Apply `f` to the state byte of `dir` atomically, if the record is still incarnation
+    /// `inc`; returns the new value (`None`: the flow went away).
+    pub fn update_state(&self, inc: u8, dir: Direction, f: impl Fn(u8) -> u8) -> Option<u8> {
+        let shift = if dir == Direction::Original { 0 } else { 8 };
+        let word = self.word(STATE);
+        let mut cur = word.load(Relaxed);
+        loop {
+            if cur >> 24 != u32::from(inc) {
+                return None;
+            }
+            let old = (cur >> shift).to_le_bytes()[0];
+            let next = f(old);
+            if next == old {
+                return Some(old);
+            }
+            let new = (cur & !(0xff << shift)) | (u32::from(next) << shift);
+            match word.compare_exchange_weak(cur, new, Relaxed, Relaxed) {
+                Ok(_) => return Some(next),
+                Err(seen) => cur = seen,
+            }
+        }
+    }
+
+    /// The last-seen time of `dir`.
+    #[inline]
+    pub fn last_seen(&self, dir: Direction) -> &'a AtomicU32 {
+        self.word(LAST[dir as usize])
+    }
+
+    /// The generation stamp of `dir` in a record.
+    #[inline]
+    pub fn generation(&self, dir: Direction) -> &'a AtomicU32 {
+        self.word(GENERATION[dir as usize])
+    }
 }
 
 /// The table: records, index, free list.
@@ -356,7 +457,7 @@ impl FlowTable {
         self.hasher.hash_one(key)
     }
 
-    #[inline]
+    #[inline(always)]
     fn record(&self, slot: u32) -> &[AtomicU32; RECORD_WORDS] {
         let at = self.rbase + slot as usize * RECORD_WORDS;
         self.records[at..at + RECORD_WORDS]
@@ -369,7 +470,13 @@ impl FlowTable {
         &self.record(slot)[word]
     }
 
-    #[inline]
+    /// The handle on record `slot`.
+    #[inline(always)]
+    pub fn at(&self, slot: u32) -> Record<'_> {
+        Record(self.record(slot))
+    }
+
+    #[inline(always)]
     fn bucket(&self, b: usize) -> &[AtomicU64; BUCKET_WORDS] {
         let at = self.ibase + b * BUCKET_WORDS;
         self.index[at..at + BUCKET_WORDS]
@@ -419,8 +526,10 @@ impl FlowTable {
             .map_or(0, |w| w.load(Relaxed))
     }
 
-    /// Read record `slot` consistently (live or not); `None` if a writer kept it busy.
-    #[inline]
+    /// Read record `slot` consistently (live or not); `None` if a writer kept it busy. The
+    /// hot words (last seen, generation), which change without the sequence lock, read as
+    /// zero: see [`FlowTable::read_all`].
+    #[inline(always)]
     pub fn read(&self, slot: u32) -> Option<Words> {
         let r = self.record(slot);
         for _ in 0..READ_RETRIES {
@@ -429,7 +538,8 @@ impl FlowTable {
                 spin_loop();
                 continue;
             }
-            let words: [u32; RECORD_WORDS] = core::array::from_fn(|i| r[i].load(Relaxed));
+            let words: [u32; RECORD_WORDS] =
+                core::array::from_fn(|i| if i < HOT { r[i].load(Relaxed) } else { 0 });
             fence(Acquire);
             if r[SEQ].load(Relaxed) == s1 {
                 return Some(Words(words));
@@ -438,34 +548,25 @@ impl FlowTable {
         None
     }
 
-    /// Take the record's sequence lock; returns the even value it had.
-    fn lock_record(&self, slot: u32) -> u32 {
-        let seq = self.rec(slot, SEQ);
-        loop {
-            let s = seq.load(Relaxed);
-            if s & 1 == 0
-                && seq
-                    .compare_exchange_weak(s, s + 1, Acquire, Relaxed)
-                    .is_ok()
-            {
-                fence(Release);
-                return s;
+    /// [`FlowTable::read`] with the hot words too. Off the fast path.
+    pub fn read_all(&self, slot: u32) -> Option<Words> {
+        let r = self.record(slot);
+        self.read(slot).map(|Words(mut w)| {
+            for (i, word) in w.iter_mut().enumerate().skip(HOT) {
+                *word = r[i].load(Relaxed);
             }
-            spin_loop();
-        }
-    }
-
-    fn unlock_record(&self, slot: u32, s: u32) {
-        self.rec(slot, SEQ).store(s.wrapping_add(2), Release);
+            Words(w)
+        })
     }
 
     /// Write a whole record (live, next incarnation). The record must be one this caller
     /// took with [`FlowTable::alloc`] and has not published yet.
     pub fn write(&self, slot: u32, f: &FlowInit) {
-        let s = self.lock_record(slot);
-        let old = self.rec(slot, STATE).load(Relaxed);
+        let rec = self.at(slot);
+        let s = rec.lock();
+        let old = rec.word(STATE).load(Relaxed);
         let inc = ((old >> 25).wrapping_add(1) & 0x7f) << 25;
-        let st = |i, v| self.rec(slot, i).store(v, Relaxed);
+        let st = |i, v| rec.word(i).store(v, Relaxed);
         let k = &f.key;
         st(
             STATE,
@@ -494,88 +595,16 @@ impl FlowTable {
             st(LAST[d], f.last_seen[d]);
             st(GENERATION[d], f.generation[d]);
         }
-        self.unlock_record(slot, s);
-    }
-
-    /// Replace the backend's (`Original`) or the client's (`Reply`) MAC of a live record
-    /// of incarnation `inc`; nothing if the record went away meanwhile.
-    pub fn set_mac(&self, slot: u32, inc: u8, dir: Direction, mac: MacAddr) {
-        let s = self.lock_record(slot);
-        if self.rec(slot, STATE).load(Relaxed) >> 24 == u32::from(inc) {
-            let (hi, lo) = mac_words(mac);
-            let macs = self.rec(slot, MACS);
-            let cur = macs.load(Relaxed);
-            match dir {
-                Direction::Original => {
-                    self.rec(slot, BMAC_HI).store(hi, Relaxed);
-                    macs.store((u32::from(lo) << 16) | (cur & 0xffff), Relaxed);
-                }
-                Direction::Reply => {
-                    macs.store((cur & 0xffff_0000) | (hi >> 16), Relaxed);
-                    let lo32 = ((hi & 0xffff) << 16) | u32::from(lo);
-                    self.rec(slot, CMAC_LO).store(lo32, Relaxed);
-                }
-            }
-        }
-        self.unlock_record(slot, s);
-    }
-
-    /// The state byte of `dir` in the live record of incarnation `inc`.
-    #[inline]
-    pub fn state(&self, slot: u32, dir: Direction) -> u8 {
-        let w = self.rec(slot, STATE).load(Relaxed);
-        let shift = if dir == Direction::Original { 0 } else { 8 };
-        (w >> shift).to_le_bytes()[0]
-    }
-
-    /// Apply `f` to the state byte of `dir` atomically, if the record is still incarnation
-    /// `inc`; returns the new value (`None`: the flow went away).
-    pub fn update_state(
-        &self,
-        slot: u32,
-        inc: u8,
-        dir: Direction,
-        f: impl Fn(u8) -> u8,
-    ) -> Option<u8> {
-        let shift = if dir == Direction::Original { 0 } else { 8 };
-        let word = self.rec(slot, STATE);
-        let mut cur = word.load(Relaxed);
-        loop {
-            if cur >> 24 != u32::from(inc) {
-                return None;
-            }
-            let old = (cur >> shift).to_le_bytes()[0];
-            let next = f(old);
-            if next == old {
-                return Some(old);
-            }
-            let new = (cur & !(0xff << shift)) | (u32::from(next) << shift);
-            match word.compare_exchange_weak(cur, new, Relaxed, Relaxed) {
-                Ok(_) => return Some(next),
-                Err(seen) => cur = seen,
-            }
-        }
-    }
-
-    /// The hot word `LAST[dir]` or `GENERATION[dir]` of a record.
-    #[inline]
-    pub fn last_seen(&self, slot: u32, dir: Direction) -> &AtomicU32 {
-        self.rec(slot, LAST[dir as usize])
-    }
-
-    /// The generation stamp of `dir` in a record.
-    #[inline]
-    pub fn generation(&self, slot: u32, dir: Direction) -> &AtomicU32 {
-        self.rec(slot, GENERATION[dir as usize])
+        rec.unlock(s);
     }
 
     /// Look `key` (hash `h`) up: the record and direction, if present.
-    #[inline]
+    #[inline(always)]
     pub fn get(&self, key: &FlowKey, h: u64) -> Option<Found> {
         self.find(key, h)
     }
 
-    #[inline]
+    #[inline(always)]
     fn find(&self, key: &FlowKey, h: u64) -> Option<Found> {
         let tag = Self::tag(h);
         let mut b = self.home(h);
@@ -718,24 +747,26 @@ impl FlowTable {
     /// Kill record `slot` if it is still incarnation `inc` and live; returns whether this
     /// call did (exactly one of several racing removers does).
     pub fn kill(&self, slot: u32, inc: u8) -> bool {
-        let s = self.lock_record(slot);
-        let state = self.rec(slot, STATE);
+        let rec = self.at(slot);
+        let s = rec.lock();
+        let state = rec.word(STATE);
         let w = state.load(Relaxed);
         let mine = w >> 24 == u32::from(inc) && w & LIVE != 0;
         if mine {
             state.store(w & !LIVE, Relaxed);
         }
-        self.unlock_record(slot, s);
+        rec.unlock(s);
         mine
     }
 
     /// Kill and give back a record this caller took with [`FlowTable::alloc`] and whose
     /// index entries are gone (or were never made).
     pub fn kill_and_release(&self, slot: u32) {
-        let s = self.lock_record(slot);
-        let state = self.rec(slot, STATE);
+        let rec = self.at(slot);
+        let s = rec.lock();
+        let state = rec.word(STATE);
         state.store(state.load(Relaxed) & !LIVE, Relaxed);
-        self.unlock_record(slot, s);
+        rec.unlock(s);
         self.release(slot);
     }
 
@@ -756,7 +787,7 @@ impl FlowTable {
     /// Every live record (a copy, each consistent on its own). Off the fast path.
     pub fn live(&self) -> impl Iterator<Item = FlowInit> + '_ {
         let high = self.fresh.load(Acquire);
-        (0..high).filter_map(|slot| self.read(slot).filter(Words::live).map(|w| w.flow()))
+        (0..high).filter_map(|slot| self.read_all(slot).filter(Words::live).map(|w| w.flow()))
     }
 
     /// Index entries in use (both directions of every flow). Off the fast path.

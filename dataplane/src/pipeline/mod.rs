@@ -70,6 +70,11 @@ const SNAT_ADDRESS_TRIES: usize = 4;
 /// The most frames one [`Pipeline::prefetch`] warms: a worker's batch, or a chunk of it.
 pub const PREFETCH_MAX: usize = 64;
 
+/// Below this many flows [`Pipeline::prefetch`] does nothing: their records and buckets
+/// (two 64-byte lines a flow, 2 MiB here) stay in the caches, and warming them would only
+/// add instructions (about 100 a packet).
+pub const PREFETCH_MIN_FLOWS: usize = 1 << 14;
+
 /// State shared by every pipeline of a node: the flow table and the neighbour table.
 #[derive(Clone, Debug)]
 pub struct Shared {
@@ -181,10 +186,14 @@ impl Pipeline {
     /// bucket is loaded, then every record those buckets name, so the cache misses of up to
     /// [`PREFETCH_MAX`] frames overlap instead of each packet waiting for two in turn.
     /// Frames past [`PREFETCH_MAX`], and frames that are not plain IPv4 TCP or UDP, are
-    /// skipped. Changes nothing, counts nothing; the loads are ordinary loads whose values
+    /// skipped, and so is the whole batch while the tracker holds fewer than
+    /// [`PREFETCH_MIN_FLOWS`]. Changes nothing, counts nothing; the loads are ordinary loads whose values
     /// are discarded (safe code has no prefetch instruction).
     pub fn prefetch<'f>(&mut self, frames: impl IntoIterator<Item = (VpcId, &'f [u8])>) {
         let ct = &*self.shared.conntrack;
+        if ct.len() < PREFETCH_MIN_FLOWS {
+            return;
+        }
         let mut n = 0;
         for (ingress, frame) in frames.into_iter().take(PREFETCH_MAX) {
             if let Some(key) = flow_key(ingress, frame) {
