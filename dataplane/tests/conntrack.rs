@@ -3,6 +3,13 @@
 //! collisions), and workers racing on one shared tracker (no lost, duplicated or torn
 //! flows; hard capacity; eviction never takes an established flow).
 
+// An integration-test crate: every item is test code.
+#![allow(
+    clippy::tests_outside_test_module,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
+
 use std::collections::{HashMap, HashSet};
 use std::sync::Barrier;
 use std::time::Instant;
@@ -39,7 +46,7 @@ fn key(i: u32) -> FlowKey {
         sport: u16::try_from(1000 + i).unwrap(),
         dport: 8080,
         vpc: CLIENT_VPC,
-        proto: if i % 2 == 0 { 6 } else { 17 },
+        proto: if i.is_multiple_of(2) { 6 } else { 17 },
     }
 }
 
@@ -297,7 +304,7 @@ fn workers_sharing_the_table_lose_duplicate_and_tear_nothing() {
     assert_eq!(ct.index_entries(), 2 * left);
     assert_eq!(ct.flows().len(), left);
     for i in 0..WORKERS * PER_WORKER {
-        let live = (i + ROUNDS - 1) % 2 != 0;
+        let live = !(i + ROUNDS - 1).is_multiple_of(2);
         assert_eq!(ct.get(&key_of(i)).is_some(), live, "flow {i}");
     }
 }

@@ -237,9 +237,12 @@ fn process_batch(
     if prefetch {
         p.prefetch(batch.chunks_exact(FRAME).map(|f| (ingress, f)));
     }
-    batch.chunks_exact_mut(FRAME).fold(true, |ok, f| {
-        matches!(p.process(now, t, ingress, f), Verdict::Forward(_)) && ok
-    })
+    // Every frame is processed, even after one that was not forwarded.
+    let mut forwarded = true;
+    for f in batch.chunks_exact_mut(FRAME) {
+        forwarded &= matches!(p.process(now, t, ingress, f), Verdict::Forward(_));
+    }
+    forwarded
 }
 
 /// What the reference loop does to each frame: check the same headers, read the 5-tuple,
