@@ -174,7 +174,7 @@ impl Words {
     }
 
     /// The whole flow (last seen and generation only if read with
-    /// [`FlowTable::read_all`]).
+    /// [`Record::read_all`]).
     pub fn flow(&self) -> FlowInit {
         let [_, _, reply_state, state] = self.0[STATE].to_be_bytes();
         FlowInit {

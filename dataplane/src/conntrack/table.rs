@@ -53,7 +53,7 @@ const BUCKET_WORDS: usize = 8;
 /// The most entries a bucket holds on average when every flow is in: 4 of 7.
 const MEAN_LOAD: usize = 4;
 /// The most records the slot part of an index entry can name (31 bits, plus one).
-pub(crate) const MAX_RECORDS: usize = (1 << 31) - 2;
+pub const MAX_RECORDS: usize = (1 << 31) - 2;
 
 /// What the index could not do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
