@@ -11,7 +11,7 @@ use std::hint::black_box;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use bench::{CountingAlloc, allocations, js, json_line, live_bytes, median};
+use bench::{CountingAlloc, allocations, js, json_line, live_bytes, median, thread_cpu_time};
 use dataplane::tables::sharded::Change;
 use dataplane::tables::{AcceptedKey, EndpointState, Target, default_snat_range};
 use dataplane::wire::ethernet::MacAddr;
@@ -152,6 +152,8 @@ fn shuffled(n: usize) -> Vec<u32> {
 struct Run {
     packets: u64,
     ns_per_packet: f64,
+    /// CPU time of this thread per packet (the wall clock also counts waiting for a core).
+    cpu_ns_per_packet: f64,
     allocations: u64,
 }
 
@@ -179,6 +181,7 @@ fn drive(
     let mut packets = 0u64;
     let alloc0 = allocations();
     let start = Instant::now();
+    let cpu0 = thread_cpu_time();
     'outer: loop {
         for chunk in ring.chunks(BATCH * FRAME) {
             let now = Instant::now(); // one clock read per batch, as the worker does
@@ -194,34 +197,41 @@ fn drive(
         }
     }
     let elapsed = start.elapsed();
+    let cpu = thread_cpu_time() - cpu0;
     #[allow(clippy::cast_precision_loss)]
-    let ns = elapsed.as_nanos() as f64 / packets as f64;
+    let (ns, cpu_ns) = (
+        elapsed.as_nanos() as f64 / packets as f64,
+        cpu.as_nanos() as f64 / packets as f64,
+    );
     Run {
         packets,
         ns_per_packet: ns,
+        cpu_ns_per_packet: cpu_ns,
         allocations: allocations() - alloc0,
     }
 }
 
-/// Run `rounds` of [`drive`] over `ring`; returns the median ns per packet, the packets in
-/// all rounds and the allocations per packet.
+/// Run `rounds` of [`drive`] over `ring`; returns the median wall and CPU ns per packet,
+/// the packets in all rounds and the allocations per packet.
 fn rounds_of(
     ring: &[u8],
     rounds: &[(u64, Duration)],
     mut f: impl FnMut(Instant, &mut [u8]) -> bool,
-) -> (f64, u64, f64) {
+) -> (f64, f64, u64, f64) {
     let mut ns = Vec::new();
+    let mut cpu_ns = Vec::new();
     let mut packets = 0;
     let mut allocs = 0;
     for &(min_packets, min_time) in rounds {
         let r = drive(ring, min_packets, min_time, &mut f);
         ns.push(r.ns_per_packet);
+        cpu_ns.push(r.cpu_ns_per_packet);
         packets += r.packets;
         allocs += r.allocations;
     }
     #[allow(clippy::cast_precision_loss)]
     let apk = allocs as f64 / packets as f64;
-    (median(ns), packets, apk)
+    (median(ns), median(cpu_ns), packets, apk)
 }
 
 /// What the worker does with a batch: warm the conntrack lines of all its frames (unless
@@ -296,7 +306,7 @@ fn packet_scenario(opts: &Opts, name: &str, flows: usize, reply: bool, rounds: &
     let (frames, ingress) = if reply { (&rev, B) } else { (&fwd, A) };
     let ring = ring(frames, &order);
     let prefetch = !opts.no_prefetch;
-    let (ns, packets, apk) = rounds_of(&ring, rounds, |now, batch| {
+    let (ns, cpu_ns, packets, apk) = rounds_of(&ring, rounds, |now, batch| {
         process_batch(&mut p, prefetch, now, &t, ingress, batch)
     });
     #[allow(clippy::cast_precision_loss)]
@@ -309,6 +319,8 @@ fn packet_scenario(opts: &Opts, name: &str, flows: usize, reply: bool, rounds: &
             ("packets", packets.to_string()),
             ("mpps", f2(1e3 / ns)),
             ("ns_per_packet", f2(ns)),
+            ("cpu_mpps", f2(1e3 / cpu_ns)),
+            ("cpu_ns_per_packet", f2(cpu_ns)),
             ("allocations_per_packet", format!("{apk:.4}")),
             ("conntrack_bytes_per_flow", format!("{bytes_per_flow:.1}")),
             ("frame_bytes", FRAME.to_string()),
@@ -321,7 +333,7 @@ fn reference_scenario(opts: &Opts, flows: usize, rounds: &[(u64, Duration)]) {
         .flat_map(|i| tcp_frame((CLIENT_MAC, MAC_A), client(i), (ENDPOINT, 8080), "A"))
         .collect();
     let ring = ring(&frames, &shuffled(flows));
-    let (ns, packets, apk) = rounds_of(&ring, rounds, |_, batch| {
+    let (ns, cpu_ns, packets, apk) = rounds_of(&ring, rounds, |_, batch| {
         batch.chunks_exact_mut(FRAME).all(reference)
     });
     emit(
@@ -335,6 +347,7 @@ fn reference_scenario(opts: &Opts, flows: usize, rounds: &[(u64, Duration)]) {
             ("packets", packets.to_string()),
             ("mpps", f2(1e3 / ns)),
             ("ns_per_packet", f2(ns)),
+            ("cpu_ns_per_packet", f2(cpu_ns)),
             ("allocations_per_packet", format!("{apk:.4}")),
             ("frame_bytes", FRAME.to_string()),
         ],
