@@ -3,7 +3,7 @@
 //! each direction's key to its record. Shared by every worker without a lock on lookup.
 //!
 //! ```text
-//!  index (2^k buckets, one cache line each)           records (capacity slots, 64 B each)
+//!  index (capacity / 2 buckets, a cache line each)    records (capacity slots, 64 B each)
 //!  ┌ meta: lock bit, overflow count ┐                  ┌ seq, state, original key,     ┐
 //!  │ 7 entries: hash tag 32 | slot  │ ── slot, dir ──► │ rewrite, VPCs, both MACs,     │
 //!  │            + 1 31 | direction 1│                  │ last seen x2, generation x2   │
@@ -11,10 +11,11 @@
 //! ```
 //!
 //! - **Sizes are fixed at creation**: `capacity` records and enough buckets that they hold
-//!   both keys of every flow at an average of at most four entries in seven, so nothing
-//!   ever grows or rehashes and the memory per flow is known (64 B of record and 32 to 64 B
-//!   of index). Both arrays are zeroed by the allocator, so untouched pages cost nothing.
-//! - **Index**: a key's home bucket is its hash's low bits; an entry that does not fit goes
+//!   both keys of every flow at an average of four entries in seven, so nothing ever grows
+//!   or rehashes and the memory per flow of capacity is fixed: 64 B of record and 32 B of
+//!   index. Both arrays are zeroed by the allocator, so untouched pages cost nothing.
+//! - **Index**: a key's home bucket is its hash's low 32 bits scaled to the bucket count,
+//!   and its 32-bit tag the high bits; an entry that does not fit goes
 //!   to the next bucket, and every bucket it passed counts it in its overflow count, so a
 //!   lookup stops at the first bucket that has no overflow (F14's scheme). Entries never
 //!   move: a reader never misses a live entry. Inserting a key takes its home bucket's lock
@@ -31,7 +32,8 @@
 //! Deliberate trade-off: `touch` and `set_checked` through a handle whose flow was removed
 //! and whose record was reused meanwhile write the new flow's last-seen time or generation
 //! stamp (to the current values): at worst the new flow lives one timeout longer, or skips
-//! one re-check against the tables the same batch already checked it against.
+//! one re-check against the tables the same batch already checked it against. A state
+//! change carries the incarnation and is dropped instead.
 //!
 //! Everything here is atomics: no `unsafe`, and no lock on the lookup path.
 
@@ -73,7 +75,8 @@ pub struct FlowTable {
     index: Box<[AtomicU64]>,
     /// Word offset of bucket 0 (aligns it to 64 bytes).
     ibase: usize,
-    mask: usize,
+    /// Bucket count: exactly enough for the mean load, not rounded to a power of two.
+    buckets: usize,
     /// Free list head: tag (32 bits, against ABA) | slot + 1 (0: empty).
     free: AtomicU64,
     /// Records never handed out yet start here.
@@ -85,7 +88,7 @@ impl core::fmt::Debug for FlowTable {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("FlowTable")
             .field("capacity", &self.capacity)
-            .field("buckets", &(self.mask + 1))
+            .field("buckets", &self.buckets)
             .finish_non_exhaustive()
     }
 }
@@ -125,10 +128,7 @@ impl FlowTable {
     /// If `capacity` is above [`MAX_RECORDS`] (the config refuses it first).
     pub fn new(capacity: usize, hasher: RandomState) -> Self {
         assert!(capacity <= MAX_RECORDS, "conntrack capacity {capacity}");
-        let buckets = (2 * capacity)
-            .div_ceil(MEAN_LOAD)
-            .next_power_of_two()
-            .max(2);
+        let buckets = (2 * capacity).div_ceil(MEAN_LOAD).max(2);
         let (records, rbase) = zeroed::<AtomicU32>(capacity * RECORD_WORDS);
         let (index, ibase) = zeroed::<AtomicU64>(buckets * BUCKET_WORDS);
         Self {
@@ -137,7 +137,7 @@ impl FlowTable {
             capacity,
             index,
             ibase,
-            mask: buckets - 1,
+            buckets,
             free: AtomicU64::new(0),
             fresh: AtomicU32::new(0),
             hasher,
@@ -177,11 +177,17 @@ impl FlowTable {
             .expect("a bucket is BUCKET_WORDS long")
     }
 
+    /// The hash's low 32 bits scaled to the bucket count (a multiply, not a modulo, and
+    /// no power-of-two rounding of the index's size).
     #[inline]
     fn home(&self, h: u64) -> usize {
-        #[allow(clippy::cast_possible_truncation)]
-        let low = h as usize;
-        low & self.mask
+        let scaled = (h & 0xffff_ffff) * self.buckets as u64;
+        usize::try_from(scaled >> 32).unwrap_or(0)
+    }
+
+    #[inline]
+    fn next(&self, b: usize) -> usize {
+        if b + 1 == self.buckets { 0 } else { b + 1 }
     }
 
     #[inline]
@@ -241,7 +247,7 @@ impl FlowTable {
     fn find(&self, key: &FlowKey, h: u64) -> Option<Found> {
         let tag = Self::tag(h);
         let mut b = self.home(h);
-        for _ in 0..=self.mask {
+        for _ in 0..self.buckets {
             let bucket = self.bucket(b);
             for e in &bucket[1..] {
                 let e = e.load(Acquire);
@@ -258,7 +264,7 @@ impl FlowTable {
             if bucket[0].load(Acquire) >> 1 == 0 {
                 return None;
             }
-            b = (b + 1) & self.mask;
+            b = self.next(b);
         }
         None
     }
@@ -309,7 +315,7 @@ impl FlowTable {
     /// bucket it passes (before it is placed, so a reader never stops short of it).
     fn place(&self, home: usize, e: u64) -> Result<(), IndexError> {
         let mut b = home;
-        for _ in 0..=self.mask {
+        for _ in 0..self.buckets {
             let bucket = self.bucket(b);
             for way in &bucket[1..] {
                 if way.load(Relaxed) == 0 && way.compare_exchange(0, e, Release, Relaxed).is_ok() {
@@ -317,10 +323,10 @@ impl FlowTable {
                 }
             }
             bucket[0].fetch_add(2, Release);
-            b = (b + 1) & self.mask;
+            b = self.next(b);
         }
         // Undo the counts: the walk went round the whole table.
-        for i in 0..=self.mask {
+        for i in 0..self.buckets {
             self.bucket(i)[0].fetch_sub(2, Relaxed);
         }
         Err(IndexError::Full)
@@ -332,7 +338,7 @@ impl FlowTable {
         let want = entry(Self::tag(h), slot, dir);
         let home = self.home(h);
         let mut b = home;
-        for _ in 0..=self.mask {
+        for _ in 0..self.buckets {
             let bucket = self.bucket(b);
             for way in &bucket[1..] {
                 if way.load(Relaxed) == want
@@ -341,7 +347,7 @@ impl FlowTable {
                     let mut p = home;
                     while p != b {
                         self.bucket(p)[0].fetch_sub(2, Release);
-                        p = (p + 1) & self.mask;
+                        p = self.next(p);
                     }
                     return true;
                 }
@@ -349,7 +355,7 @@ impl FlowTable {
             if bucket[0].load(Acquire) >> 1 == 0 {
                 return false;
             }
-            b = (b + 1) & self.mask;
+            b = self.next(b);
         }
         false
     }
@@ -417,7 +423,7 @@ impl FlowTable {
 
     /// Index entries in use (both directions of every flow). Off the fast path.
     pub fn entries(&self) -> usize {
-        (0..=self.mask)
+        (0..self.buckets)
             .map(|b| {
                 self.bucket(b)[1..]
                     .iter()
