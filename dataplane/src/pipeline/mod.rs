@@ -34,8 +34,10 @@
 //! established flow (see [`crate::conntrack`]). ARP from tenants creates no neighbour
 //! entries; only the answers to our own requests do (see [`crate::neighbour`]).
 //!
-//! `process` never allocates on the established path, never blocks except for one conntrack
-//! shard lock per lookup, never logs and never reads the clock.
+//! `process` never allocates on the established path, takes no lock there (conntrack
+//! lookups are lock-free; opening a flow takes its two keys' bucket locks in turn), never
+//! logs and never reads the clock. Workers call [`Pipeline::prefetch`] on a whole batch
+//! first, so the batch's conntrack cache misses overlap.
 
 mod neighbour_arp;
 mod prefetch;
@@ -178,8 +180,8 @@ impl Pipeline {
 
     /// Classify `frame`, received on attachment `ingress`, and rewrite it in place.
     ///
-    /// Never allocates on the established path, blocks (beyond a conntrack shard lock held
-    /// for one lookup), logs or reads the clock.
+    /// Never allocates on the established path, takes no lock there, logs or reads the
+    /// clock.
     pub fn process(
         &mut self,
         now: Instant,
