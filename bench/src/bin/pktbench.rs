@@ -4,8 +4,10 @@
 //! scenario: the established TCP fast path at 1 k, 100 k and 1 M flows (64-byte frames),
 //! the reply direction, new-flow setup, a 100 k-connection table publish and a single
 //! change, and a reference loop that only copies and parses the same frames (the floor).
-//! Each figure is the median of several rounds. `--quick` shrinks everything for a smoke
-//! run.
+//! Each figure is the median of several rounds, in wall-clock and in the thread's CPU time
+//! (the machine may be shared). Frames go through the pipeline in batches of 64, each
+//! warmed with `Pipeline::prefetch` first as the worker does (`--no-prefetch` turns that
+//! off, to measure it). `--quick` shrinks everything for a smoke run.
 
 use std::hint::black_box;
 use std::net::Ipv4Addr;
