@@ -97,8 +97,10 @@ impl core::fmt::Debug for FlowTable {
 /// (in elements) of the first aligned one.
 fn zeroed<T: FromZeros>(n: usize) -> (Box<[T]>, usize) {
     let per_line = 64 / size_of::<T>();
-    let b = <[T]>::new_box_zeroed_with_elems(n + per_line)
-        .unwrap_or_else(|_| std::alloc::handle_alloc_error(std::alloc::Layout::new::<T>()));
+    let b = <[T]>::new_box_zeroed_with_elems(n + per_line).unwrap_or_else(|_| {
+        let layout = std::alloc::Layout::array::<T>(n + per_line);
+        std::alloc::handle_alloc_error(layout.unwrap_or(std::alloc::Layout::new::<T>()))
+    });
     let addr = b.as_ptr() as usize;
     let offset = ((64 - addr % 64) % 64) / size_of::<T>();
     (b, offset)
