@@ -270,10 +270,12 @@ fn workers_sharing_the_table_lose_duplicate_and_tear_nothing() {
             None => assert!(!must, "flow {i} lost"),
         }
     };
+    let barrier = Barrier::new(usize::try_from(WORKERS).unwrap());
     std::thread::scope(|s| {
         for w in 0..WORKERS {
-            let ct = &ct;
+            let (ct, barrier) = (&ct, &barrier);
             s.spawn(move || {
+                barrier.wait();
                 let mine = w * PER_WORKER..(w + 1) * PER_WORKER;
                 for round in 0..ROUNDS {
                     for i in mine.clone() {
@@ -383,4 +385,62 @@ fn the_table_costs_96_bytes_a_flow_of_capacity_whatever_the_capacity() {
         assert!(bytes >= capacity * 96, "{capacity}: {bytes}");
         assert!(bytes <= capacity * 96 + 256, "{capacity}: {bytes}");
     }
+}
+
+#[test]
+fn workers_churning_the_same_flows_keep_one_flow_a_key_and_exact_counts() {
+    // Every worker opens and removes flows from one small pool at random, so the same key
+    // is opened, removed and opened again by different workers at once.
+    const POOL: u32 = 48;
+    let ct = tracker(usize::try_from(POOL).unwrap());
+    let port = |i: u32| u16::try_from(30_000 + i).unwrap();
+    let barrier = Barrier::new(4);
+    std::thread::scope(|s| {
+        for w in 0..4u64 {
+            let (ct, barrier) = (&ct, &barrier);
+            s.spawn(move || {
+                barrier.wait();
+                let mut x = 0x9e37_79b9_7f4a_7c15_u64 ^ (w << 32 | 1);
+                for _ in 0..20_000 {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let i = u32::try_from(x % u64::from(POOL)).unwrap();
+                    match (x >> 8) % 3 {
+                        0 | 1 => {
+                            if ct.try_reserve(CLIENT_VPC).is_err() {
+                                continue;
+                            }
+                            match ct.insert_flow(&flow(i, SYN_SENT), [(SNAT_IP, port(i))]) {
+                                Ok(_) => {}
+                                // Its reply key is the live flow's, or the original is.
+                                Err(InsertError::SnatExhausted | InsertError::Exists) => {
+                                    ct.release(CLIENT_VPC);
+                                }
+                                Err(e) => panic!("flow {i}: {e:?}"),
+                            }
+                        }
+                        _ => {
+                            ct.remove_flow(&key(i));
+                        }
+                    }
+                    if let Some(e) = ct.get(&key(i)) {
+                        assert_eq!(e.rewrite.sport, port(i), "flow {i}");
+                    }
+                }
+            });
+        }
+    });
+    let live = (0..POOL).filter(|&i| ct.get(&key(i)).is_some()).count();
+    for i in (0..POOL).filter(|&i| ct.get(&key(i)).is_some()) {
+        assert_flow(&ct, i, port(i));
+    }
+    assert_eq!(ct.len(), live, "no reservation leaked or lost");
+    assert_eq!(ct.len_of(CLIENT_VPC), live);
+    assert_eq!(
+        ct.index_entries(),
+        2 * live,
+        "one entry a key and direction"
+    );
+    assert_eq!(ct.flows().len(), live);
 }
