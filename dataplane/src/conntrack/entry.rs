@@ -3,7 +3,6 @@
 
 use core::sync::atomic::Ordering::Relaxed;
 
-use super::FlowInit;
 use super::record::Found;
 use super::{Direction, Record, Rewrite, stamp};
 use crate::flow::{FlowKey, VpcId};
@@ -14,7 +13,9 @@ use crate::wire::ethernet::MacAddr;
 #[derive(Clone, Copy, Debug)]
 pub struct FlowEntry<'a> {
     rec: Record<'a>,
-    pub(super) found: Found,
+    /// The record's slot and incarnation, to remove exactly this flow.
+    pub(super) slot: u32,
+    pub(super) incarnation: u8,
     /// Which direction this entry serves.
     pub dir: Direction,
     /// The rewrite for packets matching the looked-up key.
@@ -27,7 +28,7 @@ pub struct FlowEntry<'a> {
 
 impl<'a> FlowEntry<'a> {
     #[inline(always)]
-    pub(super) fn new(rec: Record<'a>, found: Found) -> Self {
+    pub(super) fn new(rec: Record<'a>, found: &Found) -> Self {
         let w = &found.words;
         let (rewrite, out_vpc, dst_mac) = match found.dir {
             Direction::Original => (w.rewrite(), w.out_vpc(), w.backend_mac()),
@@ -38,18 +39,13 @@ impl<'a> FlowEntry<'a> {
         };
         Self {
             rec,
-            found,
+            slot: found.slot,
+            incarnation: w.incarnation(),
             dir: found.dir,
             rewrite,
             out_vpc,
             dst_mac,
         }
-    }
-
-    /// The flow's fields as read at the lookup (last seen and generation read as zero:
-    /// use [`FlowEntry::last_seen`] and [`FlowEntry::idle_since`]).
-    pub fn flow(&self) -> FlowInit {
-        self.found.words.flow()
     }
 
     /// The flow's last packet in either direction (seconds since the tracker's epoch).
@@ -83,7 +79,7 @@ impl<'a> FlowEntry<'a> {
     }
 
     fn update(&self, dir: Direction, f: impl Fn(u8) -> u8) -> u8 {
-        let inc = self.found.words.incarnation();
+        let inc = self.incarnation;
         self.rec
             .update_state(inc, dir, f)
             .unwrap_or_else(|| self.rec.state(dir))
@@ -119,7 +115,6 @@ impl<'a> FlowEntry<'a> {
 
     /// Replace this direction's next-hop MAC (after a neighbour changed).
     pub fn set_dst_mac(&self, mac: MacAddr) {
-        self.rec
-            .set_mac(self.found.words.incarnation(), self.dir, mac);
+        self.rec.set_mac(self.incarnation, self.dir, mac);
     }
 }

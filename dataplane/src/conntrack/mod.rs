@@ -99,8 +99,6 @@ pub use record::{FlowInit, Record};
 pub use state::tcp_next;
 pub use table::{FlowTable, IndexError};
 
-use record::Found;
-
 /// Generation stamps keep the low 32 bits: a flow idle for 2^32 publishes is long expired.
 #[allow(clippy::cast_possible_truncation)]
 pub fn stamp(generation: u64) -> u32 {
@@ -262,7 +260,7 @@ impl ConnTrack {
     #[inline(always)]
     pub fn get_hashed(&self, key: &FlowKey, h: u64) -> Option<FlowEntry<'_>> {
         let found = self.table.get(key, h)?;
-        Some(FlowEntry::new(self.table.at(found.slot), found))
+        Some(FlowEntry::new(self.table.at(found.slot), &found))
     }
 
     /// Reserve room for one flow opened by a client of `vpc`: one unit of the VPC's share,
@@ -420,10 +418,10 @@ impl ConnTrack {
     /// Remove the flow `e` was found in, unless another caller removed it first.
     fn remove_entry(&self, e: &FlowEntry<'_>) -> bool {
         let t = &self.table;
-        let Found { slot, words, .. } = e.found;
-        if !t.kill(slot, words.incarnation()) {
+        let slot = e.slot;
+        let Some(words) = t.kill(slot, e.incarnation) else {
             return false;
-        }
+        };
         let init = words.flow();
         t.remove(t.hash(&init.key), slot, Direction::Original);
         t.remove(t.hash(&init.reply_key()), slot, Direction::Reply);

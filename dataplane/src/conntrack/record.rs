@@ -203,8 +203,7 @@ fn low(w: u32) -> u16 {
     w as u16
 }
 
-/// One direction of a flow as a lookup found it: the record's words, and its address for
-/// the hot fields.
+/// One direction of a flow as a lookup found it: the record's words and where it is.
 #[derive(Clone, Copy, Debug)]
 pub struct Found {
     /// The record.
@@ -299,17 +298,19 @@ impl<'a> Record<'a> {
     }
 
     /// Kill the record if it is still incarnation `inc` (any, for `None`) and live; returns
-    /// whether this call did (exactly one of several racing removers does).
-    pub fn kill(&self, inc: Option<u8>) -> bool {
+    /// its words as they were (read under the lock) if this call did: exactly one of
+    /// several racing removers does.
+    pub fn kill(&self, inc: Option<u8>) -> Option<Words> {
         let s = self.lock();
         let state = self.word(STATE);
         let w = state.load(Relaxed);
         let mine = inc.is_none_or(|inc| w >> 24 == u32::from(inc)) && w & LIVE != 0;
+        let words = mine.then(|| Words(core::array::from_fn(|i| self.0[i].load(Relaxed))));
         if mine {
             state.store(w & !LIVE, Relaxed);
         }
         self.unlock(s);
-        mine
+        words
     }
 
     /// The free-list link word (meaningful only while the record is free).

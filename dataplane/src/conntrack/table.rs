@@ -385,9 +385,9 @@ impl FlowTable {
             .ok()
     }
 
-    /// Kill record `slot` if it is still incarnation `inc` and live; returns whether this
-    /// call did (exactly one of several racing removers does).
-    pub fn kill(&self, slot: u32, inc: u8) -> bool {
+    /// Kill record `slot` if it is still incarnation `inc` and live; returns its words if
+    /// this call did (exactly one of several racing removers does).
+    pub fn kill(&self, slot: u32, inc: u8) -> Option<Words> {
         self.at(slot).kill(Some(inc))
     }
 
