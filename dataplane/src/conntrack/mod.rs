@@ -17,8 +17,8 @@
 //!   and in the share of its VPC (the ingress attachment of the flow's opener, see
 //!   [`ConnTrack::try_reserve`]). When either is full, an embryonic or unreplied flow is
 //!   evicted to make room ([`ConnTrack::evict`]), never an established one. The table has
-//!   exactly `capacity` records, so it never grows: memory is fixed at start (about 100
-//!   bytes per flow of capacity, zeroed lazily by the kernel).
+//!   exactly `capacity` records, so it never grows: memory is fixed at start (96 bytes a
+//!   flow of capacity, zeroed pages the kernel backs as flows first touch them).
 //! - Eviction candidates are kept per VPC for the whole node (not per worker), so a worker
 //!   that never saw the flood can still evict it. They sit in one short `Mutex`ed ring per
 //!   VPC, touched only when a flow opens or is evicted, never on a hit; pushing is a few
