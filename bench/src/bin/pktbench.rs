@@ -40,6 +40,8 @@ struct Opts {
     json: bool,
     /// Process batches without [`Pipeline::prefetch`] (to measure what it brings).
     no_prefetch: bool,
+    /// Leave the conntrack table on small pages (to measure what huge pages bring).
+    no_huge_pages: bool,
     quick: bool,
     rounds: usize,
     only: Option<String>,
@@ -100,10 +102,13 @@ fn config(capacity: usize) -> Config {
 /// A pipeline with `flows` established TCP flows; returns it with the forward (client to
 /// endpoint) and reply (backend to SNAT) frames of every flow, and the heap bytes the
 /// flows took.
-fn established(flows: usize) -> (Pipeline, Tables, Vec<u8>, Vec<u8>, usize) {
+fn established(flows: usize, huge_pages: bool) -> (Pipeline, Tables, Vec<u8>, Vec<u8>, usize) {
     let cfg = config(flows + 16);
     let now = Instant::now();
     let shared = Shared::new(&cfg, now);
+    if huge_pages {
+        advise(&shared);
+    }
     shared.neighbours.learn(B, BACKEND.to_bits(), BACKEND_MAC);
     let mut p = Pipeline::new(cfg, shared);
     let t = tables();
@@ -135,6 +140,15 @@ fn established(flows: usize) -> (Pipeline, Tables, Vec<u8>, Vec<u8>, usize) {
     // (the expiry queue). The frame buffers were allocated before `heap_before`.
     let held = live_bytes().saturating_sub(heap_before) + p.shared().conntrack.footprint();
     (p, t, fwd, rev, held)
+}
+
+/// Back the conntrack table with huge pages, as the daemon does.
+fn advise(shared: &Shared) {
+    for (addr, len) in shared.conntrack.regions() {
+        if let Err(e) = dataplane::io::memory::advise_huge_pages(addr, len) {
+            eprintln!("no huge pages for the conntrack table: {e}");
+        }
+    }
 }
 
 /// A pseudo-random visiting order, so the table sees no locality the real world lacks.
@@ -303,7 +317,7 @@ fn f2(x: f64) -> String {
 }
 
 fn packet_scenario(opts: &Opts, name: &str, flows: usize, reply: bool, rounds: &[(u64, Duration)]) {
-    let (mut p, t, fwd, rev, held) = established(flows);
+    let (mut p, t, fwd, rev, held) = established(flows, !opts.no_huge_pages);
     let order = shuffled(flows);
     let (frames, ingress) = if reply { (&rev, B) } else { (&fwd, A) };
     let ring = ring(frames, &order);
@@ -366,6 +380,9 @@ fn new_flows_scenario(opts: &Opts, flows: usize) {
     for _ in 0..opts.rounds {
         let cfg = config(flows + 16);
         let shared = Shared::new(&cfg, Instant::now());
+        if !opts.no_huge_pages {
+            advise(&shared);
+        }
         shared.neighbours.learn(B, BACKEND.to_bits(), BACKEND_MAC);
         let mut p = Pipeline::new(cfg, shared);
         let t = tables();
@@ -491,6 +508,7 @@ fn main() {
     let mut opts = Opts {
         json: false,
         no_prefetch: false,
+        no_huge_pages: false,
         quick: false,
         rounds: 5,
         only: None,
@@ -500,6 +518,7 @@ fn main() {
         match a.as_str() {
             "--json" => opts.json = true,
             "--no-prefetch" => opts.no_prefetch = true,
+            "--no-huge-pages" => opts.no_huge_pages = true,
             "--quick" => opts.quick = true,
             "--rounds" => {
                 opts.rounds = it
@@ -552,7 +571,8 @@ fn main() {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: pktbench [--json] [--quick] [--no-prefetch] [--rounds N] [--only SCENARIO_PREFIX]"
+        "usage: pktbench [--json] [--quick] [--no-prefetch] [--no-huge-pages] [--rounds N] \
+         [--only SCENARIO_PREFIX]"
     );
     std::process::exit(2)
 }

@@ -206,6 +206,12 @@ impl ConnTrack {
         self.table.footprint()
     }
 
+    /// The table's allocations as (address, bytes), for memory advice by the driver
+    /// (`io::memory::advise_huge_pages`); the core itself makes no system call.
+    pub fn regions(&self) -> [(usize, usize); 2] {
+        self.table.regions()
+    }
+
     /// Index entries in use: two per flow (diagnostics and tests).
     pub fn index_entries(&self) -> usize {
         self.table.entries()

@@ -146,6 +146,15 @@ impl FlowTable {
         }
     }
 
+    /// The table's two allocations (records, index) as (address, bytes), for memory
+    /// advice from the I/O layer (huge pages).
+    pub fn regions(&self) -> [(usize, usize); 2] {
+        [
+            (self.records.as_ptr() as usize, self.records.len() * 4),
+            (self.index.as_ptr() as usize, self.index.len() * 8),
+        ]
+    }
+
     /// Bytes this table holds (records, index, alignment), fixed at creation.
     pub fn footprint(&self) -> usize {
         self.records.len() * 4 + self.index.len() * 8
