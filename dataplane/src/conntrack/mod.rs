@@ -18,7 +18,9 @@
 //!   [`ConnTrack::try_reserve`]). When either is full, an embryonic or unreplied flow is
 //!   evicted to make room ([`ConnTrack::evict`]), never an established one. The table has
 //!   exactly `capacity` records, so it never grows: memory is fixed at start (96 bytes a
-//!   flow of capacity, zeroed pages the kernel backs as flows first touch them).
+//!   flow of capacity, zeroed pages the kernel backs as flows first touch them; the daemon
+//!   asks for huge pages over [`ConnTrack::regions`], so the 32-byte-a-flow index is
+//!   resident after a few dozen flows).
 //! - Eviction candidates are kept per VPC for the whole node (not per worker), so a worker
 //!   that never saw the flood can still evict it. They sit in one short `Mutex`ed ring per
 //!   VPC, touched only when a flow opens or is evicted, never on a hit; pushing is a few
