@@ -69,6 +69,14 @@ pub fn start_workers(
     let mut dp_cfg = cfg.dataplane();
     dp_cfg.attachments = ifaces.iter().map(|i| i.mac).collect();
     let shared = Shared::new(&dp_cfg, Instant::now());
+    // Huge pages for the conntrack table, before any flow touches it: at a million flows
+    // every lookup would otherwise also miss the TLB. Advice only; without THP the table
+    // works on small pages.
+    for (addr, len) in shared.conntrack.regions() {
+        if let Err(e) = dataplane::io::memory::advise_huge_pages(addr, len) {
+            tracing::warn!(error = %e, "conntrack table stays on small pages");
+        }
+    }
     // Every worker has a receive socket on every attachment, all of an attachment's in one
     // fanout group (even with one worker: a reload's sockets join it).
     let attachments: Vec<(&Interface, VpcId, Option<u16>)> = ifaces

@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crate::io::{Backend, BackendError, Batch, VlanTag};
-use crate::pipeline::Pipeline;
+use crate::pipeline::{PREFETCH_MAX, Pipeline};
 use crate::stats::WorkerCounters;
 use crate::tables::TableReader;
 use crate::verdict::{DropReason, Verdict};
@@ -63,23 +63,34 @@ impl<B: Backend> Worker<B> {
         let n = self.backend.recv(&mut self.batch, wait)?;
         let now = Instant::now(); // one clock read per batch
         let tables = self.tables.load(); // one snapshot per batch
-        for slot in self.batch.filled_mut() {
-            slot.verdict = if slot.truncated {
-                self.pipeline.record_drop(DropReason::Oversize)
-            } else if slot.vlan != VlanTag::None {
-                // No attachment names a VLAN: a tagged frame belongs to no VPC here (never
-                // to the attachment's untagged one). Unknown metadata is not trusted either.
-                let reason = if slot.vlan == VlanTag::Unknown {
-                    DropReason::Malformed
+        // Warm the conntrack lines of a chunk of frames, then process them: the chunk's
+        // cache misses overlap (see `Pipeline::prefetch`).
+        for chunk in self.batch.filled_mut().chunks_mut(PREFETCH_MAX) {
+            self.pipeline.prefetch(
+                chunk
+                    .iter()
+                    .filter(|s| !s.truncated && s.vlan == VlanTag::None)
+                    .map(|s| (s.ingress, s.bytes())),
+            );
+            for slot in chunk {
+                slot.verdict = if slot.truncated {
+                    self.pipeline.record_drop(DropReason::Oversize)
+                } else if slot.vlan != VlanTag::None {
+                    // No attachment names a VLAN: a tagged frame belongs to no VPC here
+                    // (never to the attachment's untagged one). Unknown metadata is not
+                    // trusted either.
+                    let reason = if slot.vlan == VlanTag::Unknown {
+                        DropReason::Malformed
+                    } else {
+                        DropReason::VlanTagged
+                    };
+                    self.pipeline.record_drop(reason)
                 } else {
-                    DropReason::VlanTagged
+                    let (ingress, vnet) = (slot.ingress, slot.vnet);
+                    self.pipeline
+                        .process_offloaded(now, tables, ingress, slot.bytes_mut(), vnet)
                 };
-                self.pipeline.record_drop(reason)
-            } else {
-                let (ingress, vnet) = (slot.ingress, slot.vnet);
-                self.pipeline
-                    .process_offloaded(now, tables, ingress, slot.bytes_mut(), vnet)
-            };
+            }
         }
         if n > 0 {
             let failed = self.backend.send(&self.batch)?;
