@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use dataplane::io::af_packet::{AfPacketBackend, Interface, TxSocket};
+use dataplane::io::af_packet::{AfPacketBackend, Interface, TxSocket, fanout_group};
 use dataplane::io::af_xdp::AfXdpBackend;
 use dataplane::io::ring::RingGeometry;
 use dataplane::worker::{self, Worker};
@@ -17,16 +17,6 @@ use dataplane::{FlowKey, Pipeline, Shared, TableReader, VpcId, WorkerCounters};
 
 use crate::config::{DaemonConfig, IoBackend, RxMode};
 use crate::daemon::{DaemonError, Dataplane, LinkStatus, OnStop};
-
-/// A fanout group id for `ifindex`, the same for every dataplane this process starts on
-/// that interface (a reload's new receive sockets join the running ones' group), and
-/// unlikely to be another process's.
-fn fanout_group(ifindex: i32) -> u16 {
-    let h = u64::from(std::process::id())
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        .wrapping_add(u64::from(ifindex.unsigned_abs()));
-    u16::try_from(h % 65_521).unwrap_or(0)
-}
 
 /// A worker's opened backend, before it runs.
 enum Opened {
