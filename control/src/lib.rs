@@ -20,6 +20,7 @@ pub mod config;
 pub mod daemon;
 pub mod dataplane_io;
 pub mod error;
+pub mod gateway_services;
 pub mod model;
 pub mod node;
 pub mod push;

@@ -4,7 +4,10 @@
 //! credentials file again. It may change:
 //! - the attachments (added, removed, moved to another interface);
 //! - the conntrack settings (timeouts, capacity, per-VPC share);
-//! - the credentials (key pairs added and revoked; they take effect at the next request).
+//! - the credentials (key pairs added and revoked; they take effect at the next request);
+//! - the gateway services (`[[gateway_services]]`): the set the API shows is replaced and
+//!   the pusher recompiles every table; flows to prefixes no longer routed are revoked at
+//!   their next packet.
 //!
 //! Anything else (listeners, data directory, SNAT range, workers, I/O backend, quotas, API
 //! limits) needs a restart: a reload that changes it is refused whole, and the old config
@@ -186,12 +189,26 @@ fn attached(cfg: &DaemonConfig) -> Option<BTreeSet<crate::model::VpcId>> {
     })
 }
 
+/// Give the registry `cfg`'s gateway services (existing ones keep their creation time);
+/// true if they changed.
+fn set_gateways(registry: &Registry, cfg: &DaemonConfig) -> bool {
+    let list = crate::gateway_services::resolve(
+        &cfg.gateway_services,
+        &cfg.attachments,
+        registry.region(),
+        &registry.gateway_services(),
+        chrono::Utc::now().timestamp(),
+    );
+    registry.set_gateway_services(list)
+}
+
 /// The settings of `new` that differ from `old` and need a restart.
 fn needs_restart(old: &DaemonConfig, new: &DaemonConfig) -> Vec<&'static str> {
     let mut probe = new.clone();
     probe.attachments.clone_from(&old.attachments);
     probe.conntrack = old.conntrack.clone();
     probe.credentials.clone_from(&old.credentials);
+    probe.gateway_services.clone_from(&old.gateway_services);
     if probe == *old {
         return Vec::new();
     }
@@ -217,7 +234,9 @@ fn needs_restart(old: &DaemonConfig, new: &DaemonConfig) -> Vec<&'static str> {
         quotas
     );
     if changed.is_empty() {
-        changed.push("(a setting other than attachments, conntrack and credentials)");
+        changed.push(
+            "(a setting other than attachments, conntrack, gateway services and credentials)",
+        );
     }
     changed
 }
@@ -251,6 +270,7 @@ impl Node {
             failed: AtomicU64::new(0),
             last_error: Mutex::new(None),
         };
+        set_gateways(&node.registry, &cfg);
         let live = node.launch(&cfg)?;
         lock(&node.inner).live = live;
         Ok(node)
@@ -397,6 +417,12 @@ impl Node {
                 "dataplane rebuilt: workers stopped and conntrack saved, then started and restored"
             );
             metrics::histogram!("vpcep_reload_dataplane_gap_seconds").record(gap_ms / 1e3);
+        }
+        if set_gateways(&self.registry, &cfg) {
+            tracing::info!(
+                gateway_services = cfg.gateway_services.len(),
+                "gateway services replaced"
+            );
         }
         let keys = credentials.len();
         self.credentials.store(Arc::new(credentials));

@@ -40,11 +40,13 @@ impl Model {
                 ep.vpc_id
             ));
         }
-        let svc = self.services.get(&ep.service_id)?;
-        (!self.is_attached(&svc.vpc_id)).then(|| {
+        let svc_vpc = match self.services.get(&ep.service_id) {
+            Some(svc) => &svc.vpc_id,
+            None => &self.gateways.get(&ep.service_id)?.vpc_id,
+        };
+        (!self.is_attached(svc_vpc)).then(|| {
             format!(
-                "The service's VPC {} is not attached to any node: nothing carries this endpoint's traffic.",
-                svc.vpc_id
+                "The service's VPC {svc_vpc} is not attached to any node: nothing carries this endpoint's traffic."
             )
         })
     }

@@ -19,7 +19,7 @@ fn endpoint_not_found() -> Rejection {
 }
 
 /// A packet id no connection uses: 53 bits, so exact in every JSON client; never 0.
-fn new_marker(m: &Model) -> u64 {
+pub(super) fn new_marker(m: &Model) -> u64 {
     let mut rng = rand::rng();
     loop {
         let marker = rng.random::<u64>() >> 11;
@@ -38,6 +38,9 @@ impl Registry {
     pub fn create_endpoint(&self, t: &Tenant, cmd: NewEndpoint) -> Result<Endpoint, Rejection> {
         self.write_as(t, |v| {
             let m = v.model();
+            if let Some(g) = m.gateways.get(&cmd.service_id) {
+                return self.gateway_endpoint(t, v, g, cmd);
+            }
             let svc = m.services.get(&cmd.service_id).ok_or_else(|| {
                 Rejection::new(
                     ErrorCode::ServiceNotFound,
@@ -56,10 +59,18 @@ impl Registry {
                     "The endpoint service is unavailable (its backend was deleted).",
                 ));
             }
+            if !cmd.routetables.is_empty() {
+                return Err(Rejection::param(
+                    "routetables: only endpoints of a gateway service take route tables",
+                ));
+            }
             v.vpc(cmd.vpc_id.as_str())
                 .ok_or_else(|| Rejection::new(ErrorCode::InvalidVpcId, "Invalid VPC ID."))?;
+            let subnet_id = cmd
+                .subnet_id
+                .ok_or_else(|| Rejection::missing("subnet_id"))?;
             let subnet = v
-                .subnet(cmd.subnet_id.as_str())
+                .subnet(subnet_id.as_str())
                 .filter(|s| s.vpc_id == cmd.vpc_id)
                 .ok_or_else(|| Rejection::new(ErrorCode::InvalidSubnetId, "Invalid subnet_id."))?;
             if subnet.ipv4().is_none() {
@@ -83,7 +94,7 @@ impl Registry {
                 domain_id: t.domain_id.clone(),
                 service_id: cmd.service_id,
                 vpc_id: cmd.vpc_id,
-                subnet_id: cmd.subnet_id,
+                subnet_id,
                 ip,
                 marker_id: new_marker(m),
                 status: if svc.approval_enabled {
@@ -137,7 +148,9 @@ impl Registry {
                         ep.enable_whitelist = e;
                     }
                 }
-                EndpointChange::Routetables(r) => ep.routetables = r,
+                EndpointChange::Routetables(r) => {
+                    ep.routetables = super::gateways::routetables(v.model(), &ep, r)?;
+                }
                 EndpointChange::Policy(statement, document) => {
                     if let Some(s) = statement {
                         ep.policy_statement = s;
