@@ -40,9 +40,19 @@ impl Model {
                 ep.vpc_id
             ));
         }
-        let svc_vpc = match self.services.get(&ep.service_id) {
-            Some(svc) => &svc.vpc_id,
-            None => &self.gateways.get(&ep.service_id)?.vpc_id,
+        let svc_vpc = match (
+            self.services.get(&ep.service_id),
+            self.gateways.get(&ep.service_id),
+        ) {
+            (Some(svc), _) => &svc.vpc_id,
+            (None, Some(g)) => &g.vpc_id,
+            // A gateway service the operator took out of the config.
+            (None, None) => {
+                return Some(format!(
+                    "The service {} is no longer offered: nothing carries this endpoint's traffic.",
+                    ep.service_id
+                ));
+            }
         };
         (!self.is_attached(svc_vpc)).then(|| {
             format!(
