@@ -106,14 +106,13 @@ pub fn validate(
             (None, Some(i)) => return bad(n, format!("interface {i} is no attachment")),
             _ => return bad(n, "give exactly one of vpc_id and interface".into()),
         }
-        if let Some(hop) = g.next_hop {
-            if hop.is_unspecified()
+        if let Some(hop) = g.next_hop
+            && (hop.is_unspecified()
                 || hop.is_broadcast()
                 || hop.is_multicast()
-                || snat.contains(&hop)
-            {
-                return bad(n, format!("next_hop {hop} cannot be a router"));
-            }
+                || snat.contains(&hop))
+        {
+            return bad(n, format!("next_hop {hop} cannot be a router"));
         }
         if g.description.chars().count() > 128 || g.description.contains(['<', '>']) {
             return bad(n, "description: at most 128 characters, no < or >".into());

@@ -443,7 +443,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_attachments_conntrack_and_credentials_change_without_a_restart() {
+    fn only_attachments_conntrack_gateways_and_credentials_change_without_a_restart() {
         let old = DaemonConfig::default();
         let mut new = old.clone();
         new.attachments.push(crate::config::AttachmentConfig {
@@ -453,6 +453,12 @@ mod tests {
         });
         new.conntrack.udp_secs += 1;
         new.credentials = "/elsewhere.toml".into();
+        new.gateway_services = toml::from_str::<DaemonConfig>(
+            "[[gateway_services]]\nname = \"obs\"\nprefixes = [\"100.125.0.0/16\"]\nvpc_id = \"v\"",
+        )
+        .unwrap()
+        .gateway_services;
+        assert_eq!(new.gateway_services.len(), 1);
         assert!(needs_restart(&old, &new).is_empty());
         new.workers += 1;
         new.api_listen = "127.0.0.1:1".parse().unwrap();

@@ -184,6 +184,7 @@ mod tests {
                 | DropReason::IpOptions
                 | DropReason::Malformed
                 | DropReason::NoEndpoint
+                | DropReason::NoRoute
                 | DropReason::NotAccepted
                 | DropReason::NotForUs
                 | DropReason::Oversize
