@@ -311,7 +311,8 @@ pub struct Endpoint {
     pub connection_description: String,
     /// Tags.
     pub tags: Vec<Tag>,
-    /// Route tables (gateway endpoints; stored only).
+    /// Route tables (gateway endpoints: recorded and returned; see
+    /// [`crate::registry::gateways`]).
     pub routetables: Vec<String>,
     /// Policy statements (stored and returned).
     pub policy_statement: Vec<serde_json::Value>,

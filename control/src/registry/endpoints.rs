@@ -126,7 +126,8 @@ impl Registry {
     /// Change one of the tenant's endpoints.
     ///
     /// # Errors
-    /// EndPoint.2006.
+    /// EndPoint.2006; EndPoint.0002 for route tables on an interface endpoint or a source
+    /// whitelist on a gateway endpoint.
     pub fn update_endpoint(
         &self,
         t: &Tenant,
@@ -141,6 +142,7 @@ impl Registry {
             let ts = now();
             match change {
                 EndpointChange::Whitelist(list, enable) => {
+                    super::gateways::no_whitelist(v.model(), &ep, list.as_deref(), enable)?;
                     if let Some(l) = list {
                         ep.whitelist = l;
                     }

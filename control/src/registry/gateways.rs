@@ -168,6 +168,26 @@ fn default_routetables(list: Vec<String>, vpc: &VpcId) -> Vec<String> {
     }
 }
 
+/// Refuse a source whitelist (`list`, or enforcement switched on) for gateway endpoint
+/// `ep`: the whitelist is an interface endpoint's.
+///
+/// # Errors
+/// EndPoint.0002.
+pub(super) fn no_whitelist(
+    m: &Model,
+    ep: &Endpoint,
+    list: Option<&[SourceCidr]>,
+    enable: Option<bool>,
+) -> Result<(), Rejection> {
+    let asks = list.is_some_and(|l| !l.is_empty()) || enable == Some(true);
+    if asks && m.gateways.contains_key(&ep.service_id) {
+        return Err(Rejection::param(
+            "whitelist: only interface endpoints have a source whitelist",
+        ));
+    }
+    Ok(())
+}
+
 /// The route tables of endpoint `ep` after an update to `list`: gateway endpoints only.
 ///
 /// # Errors
@@ -278,6 +298,13 @@ mod tests {
         assert_eq!(up.routetables, ["rtb-c"]);
         let up = r.update_endpoint(&u, &ep2.id, change(Vec::new())).unwrap();
         assert_eq!(up.routetables, [vpc.to_string()]);
+        // No source whitelist on a gateway endpoint; switching it off is harmless.
+        let cidr: SourceCidr = "10.1.0.0/24".parse().unwrap();
+        let wl = EndpointChange::Whitelist(Some(vec![cidr]), Some(true));
+        let err = r.update_endpoint(&u, &ep2.id, wl).unwrap_err();
+        assert_eq!(err.code.as_str(), "EndPoint.0002");
+        let off = EndpointChange::Whitelist(Some(Vec::new()), Some(false));
+        assert!(r.update_endpoint(&u, &ep2.id, off).is_ok());
     }
 
     #[test]
