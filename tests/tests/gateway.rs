@@ -3,7 +3,8 @@
 //! is a gateway service in the daemon's config. A user VPC creates a gateway endpoint,
 //! routes 100.125.0.0/16 through the endpoint's address, and reaches the store on any port,
 //! TCP and UDP; other prefixes drop as `no_route`. After the endpoint is deleted it reaches
-//! nothing; a new endpoint works again until a reload takes the service out of the config.
+//! nothing, and a connection open through it is cut (revoked at its next packet); a new
+//! endpoint works again until a reload takes the service out of the config.
 //! Run with `cargo test -p vpcep-tests -- --ignored`.
 
 #![allow(
@@ -19,14 +20,41 @@ use vpcep_tests::*;
 
 const STORE_IP: &str = "100.125.0.10";
 
-/// Answers each UDP datagram on 100.125.0.10:5353 with `store:` and the datagram.
-const UDP_ECHO: &str = r#"
-import socket
+/// Answers each UDP datagram on 100.125.0.10:5353 with `store:` and the datagram, and
+/// echoes TCP on 100.125.0.10:7000.
+const ECHO: &str = r#"
+import socket, threading
+def serve(c):
+    while True:
+        b = c.recv(4096)
+        if not b: break
+        c.sendall(b)
+def tcp():
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("100.125.0.10", 7000)); s.listen(4)
+    while True:
+        c, _ = s.accept()
+        threading.Thread(target=serve, args=(c,), daemon=True).start()
+threading.Thread(target=tcp, daemon=True).start()
 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("100.125.0.10", 5353))
 print("ready", flush=True)
 while True:
     d, a = u.recvfrom(2048)
     u.sendto(b"store:" + d, a)
+"#;
+
+/// One TCP connection to argv[1]:7000, a ping every 100 ms: prints `ok` per echo, `cut`
+/// when one does not come back within a second.
+const PINGER: &str = r#"
+import socket, sys, time
+c = socket.create_connection((sys.argv[1], 7000), timeout=5)
+c.settimeout(1)
+while True:
+    try:
+        c.sendall(b"ping"); assert c.recv(16) == b"ping"; print("ok", flush=True)
+    except Exception:
+        print("cut", flush=True); break
+    time.sleep(0.1)
 "#;
 
 /// Sends one datagram to argv[1]:5353 and prints the answer (exit 1 after 2 s without).
@@ -174,9 +202,9 @@ fn a_user_vpc_reaches_the_object_store_through_a_gateway_endpoint_until_it_is_de
     let _http = store_http(&w, &store, 80, "object store");
     let _http2 = store_http(&w, &store, 9443, "object store, another port");
     let udp = store
-        .spawn(&["python3", "-c", UDP_ECHO], &w.dir.join("udp.log"))
+        .spawn(&["python3", "-c", ECHO], &w.dir.join("echo.log"))
         .unwrap();
-    poll_until("the UDP echo", Duration::from_secs(5), || {
+    poll_until("the echo server", Duration::from_secs(5), || {
         udp.output().contains("ready")
     })
     .unwrap();
@@ -240,9 +268,35 @@ fn a_user_vpc_reaches_the_object_store_through_a_gateway_endpoint_until_it_is_de
     assert!(w.curl(0, "http://100.127.0.10/", 2).is_err());
     assert!(w.drops("no_route").unwrap() > before);
 
-    // Deleted: the store is out of reach.
+    // An open connection to the store, echoing.
+    let pinger = u
+        .spawn(
+            &["python3", "-c", PINGER, STORE_IP],
+            &w.dir.join("pinger.log"),
+        )
+        .unwrap();
+    poll_until("the pinger's echoes", Duration::from_secs(10), || {
+        pinger.output().matches("ok").count() >= 3
+    })
+    .unwrap();
+    let revoked = w
+        .metric("vpcep_dataplane_flows_revoked_total", None)
+        .unwrap();
+
+    // Deleted: the store is out of reach, and the open connection is cut.
     w.ctl(USER, &["endpoint", "delete", &ep]).unwrap();
     w.wait_live().unwrap();
+    poll_until(
+        "the open connection to be cut",
+        Duration::from_secs(10),
+        || pinger.output().contains("cut"),
+    )
+    .unwrap();
+    assert!(
+        w.metric("vpcep_dataplane_flows_revoked_total", None)
+            .unwrap()
+            > revoked
+    );
     unreachable(&w, &url);
     assert!(udp_ask(&w).is_none());
 
