@@ -138,6 +138,7 @@ fn tenants_find_gateway_services_and_connect_without_approval() {
         Some(json!({"routetables": ["rtb-1", "rtb-2"]})),
     );
     assert_eq!(rt["routetables"], json!(["rtb-1", "rtb-2"]));
+    assert_eq!(rt["error"], json!([]));
     fails(
         u,
         "PUT",
@@ -286,4 +287,68 @@ fn the_pusher_publishes_routes_while_the_endpoint_lives_and_the_service_exists()
     let t = sync(&mut reader);
     assert!(t.gateways(VpcId(0)).is_none());
     assert_eq!(t.endpoint(VpcId(0), ep.ip.to_bits()), None);
+
+    // An endpoint with a lifetime routes until it expires (frozen), then nothing.
+    let body = CreateEndpoint {
+        endpoint_service_id: Some(gid.to_string()),
+        vpc_id: Some(vpc.id.to_string()),
+        duration: Some(60),
+        ..CreateEndpoint::default()
+    };
+    let ep = reg.create_endpoint(&u, body.try_into().unwrap()).unwrap();
+    assert!(sync(&mut reader).gateways(VpcId(0)).is_some());
+    assert_eq!(reg.freeze_expired(ep.expires_at.unwrap()).unwrap(), 1);
+    let t = sync(&mut reader);
+    assert!(t.gateways(VpcId(0)).is_none());
+    assert_eq!(
+        t.endpoint(VpcId(0), ep.ip.to_bits()),
+        Some(EndpointState::Inactive)
+    );
+}
+
+#[test]
+fn a_gateway_service_on_a_vpc_this_node_does_not_attach_routes_nothing() {
+    let reg = Registry::open(Arc::new(MemStore::default()), "r", Quotas::default()).unwrap();
+    let u = tenant();
+    let vpc = reg
+        .create_vpc(
+            &u,
+            CreateVpc {
+                name: None,
+                cidr: Some("10.1.0.0/16".into()),
+            }
+            .try_into()
+            .unwrap(),
+        )
+        .unwrap();
+    let sub = CreateSubnet {
+        vpc_id: Some(vpc.id.to_string()),
+        cidr: Some("10.1.0.0/24".into()),
+        ..CreateSubnet::default()
+    };
+    reg.create_subnet(&u, sub.try_into().unwrap()).unwrap();
+    reg.set_gateway_services(resolve(
+        &[obs_config("elsewhere")],
+        &[],
+        "r",
+        &reg.gateway_services(),
+        1,
+    ));
+    let gid = reg.gateway_services().keys().next().unwrap().clone();
+    let body = CreateEndpoint {
+        endpoint_service_id: Some(gid.to_string()),
+        vpc_id: Some(vpc.id.to_string()),
+        ..CreateEndpoint::default()
+    };
+    let ep = reg.create_endpoint(&u, body.try_into().unwrap()).unwrap();
+    let att = Attachments::new([vpc.id.as_str()]);
+    let m = reg.read();
+    assert!(
+        control::compile::gateways(&m, &att)
+            .iter()
+            .all(|t| t.is_empty())
+    );
+    let c = control::compile::endpoint(&m, &att, &ep);
+    assert_eq!(c.address.map(|(_, s)| s), Some(EndpointState::Inactive));
+    assert!(control::compile::snat_vpcs(&m, &att).is_empty());
 }
