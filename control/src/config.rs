@@ -330,6 +330,9 @@ pub struct DaemonConfig {
     /// Interfaces and their VPCs; none: the API alone.
     #[serde(default)]
     pub attachments: Vec<AttachmentConfig>,
+    /// The operator's gateway services (see [`crate::gateway_services`]). Reloadable.
+    #[serde(default)]
+    pub gateway_services: Vec<crate::gateway_services::GatewayServiceConfig>,
 }
 
 impl Default for DaemonConfig {
@@ -478,7 +481,10 @@ impl DaemonConfig {
                 return bad(format!("VPC {} is attached twice", a.vpc_id));
             }
         }
-        Ok(())
+        let snat = self.snat()?;
+        let snat = ipnet::Ipv4Net::new(snat.addr(), snat.prefix())
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        crate::gateway_services::validate(&self.gateway_services, &self.attachments, snat)
     }
 
     /// The date window of signed requests.

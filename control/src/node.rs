@@ -5,7 +5,10 @@
 //! - the attachments (added, removed, moved to another interface);
 //! - the conntrack settings (timeouts, capacity, per-VPC share);
 //! - the private DNS resolvers (`dns_ip` of an attachment, `[dns]`);
-//! - the credentials (key pairs added and revoked; they take effect at the next request).
+//! - the credentials (key pairs added and revoked; they take effect at the next request);
+//! - the gateway services (`[[gateway_services]]`): the set the API shows is replaced and
+//!   the pusher recompiles every table; flows to prefixes no longer routed are revoked at
+//!   their next packet.
 //!
 //! Anything else (listeners, data directory, SNAT range, workers, I/O backend, quotas, API
 //! limits) needs a restart: a reload that changes it is refused whole, and the old config
@@ -199,6 +202,19 @@ fn attached(cfg: &DaemonConfig) -> Option<BTreeSet<crate::model::VpcId>> {
     })
 }
 
+/// Give the registry `cfg`'s gateway services (existing ones keep their creation time);
+/// true if they changed.
+fn set_gateways(registry: &Registry, cfg: &DaemonConfig) -> bool {
+    let list = crate::gateway_services::resolve(
+        &cfg.gateway_services,
+        &cfg.attachments,
+        registry.region(),
+        &registry.gateway_services(),
+        chrono::Utc::now().timestamp(),
+    );
+    registry.set_gateway_services(list)
+}
+
 /// The settings of `new` that differ from `old` and need a restart.
 fn needs_restart(old: &DaemonConfig, new: &DaemonConfig) -> Vec<&'static str> {
     let mut probe = new.clone();
@@ -206,6 +222,7 @@ fn needs_restart(old: &DaemonConfig, new: &DaemonConfig) -> Vec<&'static str> {
     probe.conntrack = old.conntrack.clone();
     probe.dns = old.dns.clone();
     probe.credentials.clone_from(&old.credentials);
+    probe.gateway_services.clone_from(&old.gateway_services);
     if probe == *old {
         return Vec::new();
     }
@@ -233,7 +250,9 @@ fn needs_restart(old: &DaemonConfig, new: &DaemonConfig) -> Vec<&'static str> {
         etcd
     );
     if changed.is_empty() {
-        changed.push("(a setting other than attachments, conntrack and credentials)");
+        changed.push(
+            "(a setting other than attachments, conntrack, gateway services and credentials)",
+        );
     }
     changed
 }
@@ -267,6 +286,7 @@ impl Node {
             failed: AtomicU64::new(0),
             last_error: Mutex::new(None),
         };
+        set_gateways(&node.registry, &cfg);
         let (live, _) = node.launch(&cfg, &mut None)?;
         lock(&node.inner).live = live;
         Ok(node)
@@ -464,6 +484,12 @@ impl Node {
             );
             metrics::histogram!("vpcep_reload_dataplane_gap_seconds").record(gap_ms / 1e3);
         }
+        if set_gateways(&self.registry, &cfg) {
+            tracing::info!(
+                gateway_services = cfg.gateway_services.len(),
+                "gateway services replaced"
+            );
+        }
         let keys = credentials.len();
         self.credentials.store(Arc::new(credentials));
         let attachments = cfg.attachments.len();
@@ -483,7 +509,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_attachments_conntrack_and_credentials_change_without_a_restart() {
+    fn only_attachments_conntrack_gateways_and_credentials_change_without_a_restart() {
         let old = DaemonConfig::default();
         let mut new = old.clone();
         new.attachments.push(crate::config::AttachmentConfig {
@@ -493,6 +519,12 @@ mod tests {
         });
         new.conntrack.udp_secs += 1;
         new.credentials = "/elsewhere.toml".into();
+        new.gateway_services = toml::from_str::<DaemonConfig>(
+            "[[gateway_services]]\nname = \"obs\"\nprefixes = [\"100.125.0.0/16\"]\nvpc_id = \"v\"",
+        )
+        .unwrap()
+        .gateway_services;
+        assert_eq!(new.gateway_services.len(), 1);
         assert!(needs_restart(&old, &new).is_empty());
         new.workers += 1;
         new.api_listen = "127.0.0.1:1".parse().unwrap();

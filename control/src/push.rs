@@ -137,7 +137,8 @@ impl Pusher {
             .with_snat_vpcs(compile::snat_vpcs(&m, &self.attachments))
             .with_backends(compile::backends(&m, &self.attachments))
             .with_sources(compile::sources(&m, &self.attachments))
-            .with_ports(compile::ports(&m, &self.attachments));
+            .with_ports(compile::ports(&m, &self.attachments))
+            .with_gateways(compile::gateways(&m, &self.attachments));
         drop(m);
         let (entries, addrs) = (next.accepted().len() as u64, next.endpoint_count() as u64);
         let generation = self.publisher.publish(next);

@@ -368,13 +368,15 @@ fn endpoint_addresses_whitelists_and_policy() {
         )
         .unwrap();
     assert_eq!((s, cleared["policy_statement"].clone()), (200, json!([])));
-    let rt = ok(
+    // Route tables belong to gateway endpoints (tests/gateway.rs).
+    fails(
         u,
         "PUT",
         &format!("/vpc-endpoints/{id}/routetables"),
         Some(json!({"routetables": ["rt-1"]})),
+        400,
+        "EndPoint.0002",
     );
-    assert_eq!(rt["routetables"], json!(["rt-1"]));
 }
 
 #[test]

@@ -2,8 +2,9 @@
 //!
 //! `cargo run --release -p bench --bin pktbench -- --json` prints one JSON object per
 //! scenario: the established TCP fast path at 1 k, 100 k and 1 M flows (64-byte frames),
-//! the reply direction, new-flow setup, a 100 k-connection table publish and a single
-//! change, and a reference loop that only copies and parses the same frames (the floor).
+//! the reply direction, new-flow setup (to an endpoint, and through a gateway route), a
+//! 100 k-connection table publish and a single change, and a reference loop that only
+//! copies and parses the same frames (the floor).
 //! Each figure is the median of several rounds, in wall-clock and in the thread's CPU time
 //! (the machine may be shared). Frames go through the pipeline in batches of 64, each
 //! warmed with `Pipeline::prefetch` first as the worker does (`--no-prefetch` turns that
@@ -15,7 +16,10 @@ use std::time::{Duration, Instant};
 
 use bench::{CountingAlloc, allocations, js, json_line, live_bytes, median, thread_cpu_time};
 use dataplane::tables::sharded::Change;
-use dataplane::tables::{AcceptedKey, EndpointState, PortSet, Target, default_snat_range};
+use dataplane::tables::{
+    AcceptedKey, EndpointState, GatewayRoute, GatewayTable, Ipv4Cidr, PortSet, Target,
+    default_snat_range,
+};
 use dataplane::wire::ethernet::MacAddr;
 use dataplane::wire::ipv4::Ipv4Packet;
 use dataplane::wire::tcp::TcpPacket;
@@ -390,9 +394,28 @@ fn reference_scenario(opts: &Opts, flows: usize, rounds: &[(u64, Duration)]) {
     );
 }
 
-fn new_flows_scenario(opts: &Opts, flows: usize) {
+/// Tables where A's gateway endpoint routes 100.125.0.0/16 to B through BACKEND.
+fn gateway_tables() -> Tables {
+    let route = GatewayRoute {
+        out_vpc: B,
+        next_hop: Some(BACKEND.to_bits()),
+    };
+    let prefix = Ipv4Cidr::new(Ipv4Addr::new(100, 125, 0, 0), 16).expect("a /16");
+    Tables::new(default_snat_range())
+        .with_gateways(vec![GatewayTable::new([(prefix, route)])])
+        .with_snat_vpcs(vec![B])
+}
+
+/// `flows` SYNs from distinct clients to `dst` through tables `t`, each opening a flow.
+fn new_flows_scenario(
+    opts: &Opts,
+    name: &str,
+    flows: usize,
+    t: fn() -> Tables,
+    dst: (Ipv4Addr, u16),
+) {
     let frames: Vec<u8> = (0..flows)
-        .flat_map(|i| tcp_frame((CLIENT_MAC, MAC_A), client(i), (ENDPOINT, 8080), "S"))
+        .flat_map(|i| tcp_frame((CLIENT_MAC, MAC_A), client(i), dst, "S"))
         .collect();
     let mut rates = Vec::new();
     let mut allocs = 0;
@@ -405,7 +428,7 @@ fn new_flows_scenario(opts: &Opts, flows: usize) {
         }
         shared.neighbours.learn(B, BACKEND.to_bits(), BACKEND_MAC);
         let mut p = Pipeline::new(cfg, shared);
-        let t = tables();
+        let t = t();
         let prefetch = !opts.no_prefetch;
         let r = drive(&frames, flows as u64, Duration::ZERO, |now, batch| {
             process_batch(&mut p, prefetch, now, &t, A, batch)
@@ -425,7 +448,7 @@ fn new_flows_scenario(opts: &Opts, flows: usize) {
     emit(
         opts,
         &[
-            ("scenario", js("new_flows")),
+            ("scenario", js(name)),
             ("flows", flows.to_string()),
             ("packets", packets.to_string()),
             ("mpps", f2(cps / 1e6)),
@@ -588,8 +611,14 @@ fn main() {
     if want(&name) {
         packet_scenario(&opts, &name, (reply_flows, tables()), true, &rounds);
     }
+    let new_flows = if opts.quick { 10_000 } else { 1_000_000 };
     if want("new_flows") {
-        new_flows_scenario(&opts, if opts.quick { 10_000 } else { 1_000_000 });
+        new_flows_scenario(&opts, "new_flows", new_flows, tables, (ENDPOINT, 8080));
+    }
+    // The same through a gateway endpoint's route: any port of a service prefix.
+    if want("gateway_new_flows") {
+        let dst = (Ipv4Addr::new(100, 125, 0, 10), 443);
+        new_flows_scenario(&opts, "gateway_new_flows", new_flows, gateway_tables, dst);
     }
     if want("table") {
         publish_scenarios(&opts, if opts.quick { 10_000 } else { 100_000 });

@@ -16,7 +16,7 @@
 //!                                   │            TCP/UDP state, last seen ─► rewrite ─► Forward
 //!                                   no
 //!                       endpoint on this attachment? ── no ─► SNAT address? ReplyWithoutFlow
-//!                                   │                                       else NoEndpoint
+//!                                   │                      else gateway prefix? (gateway.rs)
 //!                       TCP SYN only? accepted? port mapped? source whitelisted?
 //!                       backend MAC known? (no: ARP request in the frame's place)
 //!                       room in the VPC's share and the node? (else evict embryonic,
@@ -44,6 +44,8 @@
 //! logs and never reads the clock. Workers call [`Pipeline::prefetch`] on a whole batch
 //! first, so the batch's conntrack cache misses overlap.
 
+mod expiry;
+mod gateway;
 mod neighbour_arp;
 mod prefetch;
 
@@ -58,8 +60,7 @@ use foldhash::fast::RandomState;
 
 use crate::config::Config;
 use crate::conntrack::{
-    Aging, ConnTrack, Direction, FlowEntry, FlowInit, Full, InsertError, Rewrite, stamp, state,
-    tcp_next,
+    ConnTrack, Direction, FlowEntry, FlowInit, Full, InsertError, Rewrite, stamp, state, tcp_next,
 };
 use crate::flow::{FlowKey, VpcId};
 use crate::nat;
@@ -94,6 +95,16 @@ impl Shared {
             neighbours: Arc::new(Neighbours::new(config)),
         }
     }
+}
+
+/// Where an admitted flow goes: the backend (or a gateway destination) on attachment
+/// `vpc`, at `ip:port`, through the neighbour `hop` (the backend itself, or a router).
+#[derive(Clone, Copy)]
+struct Destination {
+    vpc: VpcId,
+    ip: u32,
+    port: u16,
+    hop: u32,
 }
 
 /// What the IPv4 checks found: enough to build the flow key and track TCP state.
@@ -349,7 +360,7 @@ impl Pipeline {
                 self.stats.service_frames += 1;
                 Verdict::Consumed
             }
-            None => Verdict::Drop(DropReason::NoEndpoint),
+            None => self.gateway(tables, frame, parsed, now_secs),
         }
     }
 
@@ -452,12 +463,14 @@ impl Pipeline {
                     key.sport,
                 ),
             };
-        let target = tables.accepted().get(&AcceptedKey {
+        let Some(target) = tables.accepted().get(&AcceptedKey {
             vpc: client_vpc,
             proto: key.proto,
             port: client_port,
             endpoint: endpoint_ip,
-        })?;
+        }) else {
+            return self.recheck_gateway(tables, key, e);
+        };
         let same_backend = target.backend_vpc == backend_vpc
             && target.backend_ip.to_bits() == backend_ip
             && target.service_port == bport;
@@ -480,13 +493,9 @@ impl Pipeline {
         endpoint: EndpointState,
         now_secs: u32,
     ) -> Verdict {
-        let Parsed { key, flags, l4 } = parsed;
-        if key.proto == PROTO_TCP && flags & (tcp::SYN | tcp::ACK | tcp::RST | tcp::FIN) != tcp::SYN
-        {
-            return Verdict::Drop(DropReason::TcpNoFlow);
-        }
-        if !tables.admits_source(key.vpc, key.src) {
-            return Verdict::Drop(DropReason::SourceOutsideVpc);
+        let key = parsed.key;
+        if let Some(refused) = refuse_opening(tables, parsed) {
+            return Verdict::Drop(refused);
         }
         if endpoint != EndpointState::Accepted {
             return Verdict::Drop(DropReason::NotAccepted);
@@ -503,14 +512,36 @@ impl Pipeline {
         if !target.admits(key.src) {
             return Verdict::Drop(DropReason::SourceNotWhitelisted);
         }
-        let backend_vpc = target.backend_vpc;
-        let backend_ip = target.backend_ip.to_bits();
-        let service_port = target.service_port;
+        let to = Destination {
+            vpc: target.backend_vpc,
+            ip: target.backend_ip.to_bits(),
+            port: target.service_port,
+            hop: target.backend_ip.to_bits(),
+        };
+        self.install(tables, frame, parsed, to, now_secs)
+    }
+
+    /// Open an admitted flow to `to`: SNAT port, both conntrack entries, rewrite.
+    fn install(
+        &mut self,
+        tables: &Tables,
+        frame: &mut [u8],
+        parsed: Parsed,
+        to: Destination,
+        now_secs: u32,
+    ) -> Verdict {
+        let Parsed { key, l4, .. } = parsed;
+        let Destination {
+            vpc: backend_vpc,
+            ip: backend_ip,
+            port: service_port,
+            hop,
+        } = to;
         let ct = Arc::clone(&self.shared.conntrack);
 
-        let Some(backend_mac) = self.shared.neighbours.lookup(backend_vpc, backend_ip) else {
+        let Some(backend_mac) = self.shared.neighbours.lookup(backend_vpc, hop) else {
             let sender = self.snat_ip(tables, &key, 0);
-            return self.ask_neighbour(backend_vpc, backend_ip, sender, frame, now_secs);
+            return self.ask_neighbour(backend_vpc, hop, sender, frame, now_secs);
         };
         if let Err(full) = self.reserve(&ct, key.vpc) {
             return Verdict::Drop(match full {
@@ -626,42 +657,6 @@ impl Pipeline {
         ct.try_reserve(vpc)
     }
 
-    /// Keep the expiry queue within the conntrack capacity. Live flows never exceed the
-    /// capacity, so a full queue holds keys of flows removed otherwise (evicted, revoked);
-    /// up to `expire_budget` keys from its front are examined to drop one. False if none
-    /// was found: the new flow is refused rather than the queue grown.
-    fn make_expiry_room(&mut self, ct: &ConnTrack, now_secs: u32) -> bool {
-        if self.expiry.len() < ct.capacity() {
-            return true;
-        }
-        for _ in 0..self.config.expire_budget.min(self.expiry.len()) {
-            if sweep_one(&mut self.expiry, &mut self.stats, ct, now_secs) != Some(Aging::Alive) {
-                return true;
-            }
-        }
-        false
-    }
-
-    /// Examine at most `budget` of this pipeline's flows for idleness, oldest first;
-    /// returns how many were removed.
-    pub fn expire(&mut self, now: Instant, budget: usize) -> usize {
-        let now_secs = self.secs(now);
-        let ct = &*self.shared.conntrack;
-        let mut removed = 0;
-        for _ in 0..budget.min(self.expiry.len()) {
-            if sweep_one(&mut self.expiry, &mut self.stats, ct, now_secs) == Some(Aging::Expired) {
-                removed += 1;
-            }
-        }
-        removed
-    }
-
-    /// Take flows this pipeline did not create (those of the previous process, loaded from
-    /// a snapshot) into its expiry sweep, so they age out like its own.
-    pub fn adopt(&mut self, keys: impl IntoIterator<Item = FlowKey>) {
-        self.expiry.extend(keys);
-    }
-
     /// Count a frame dropped before processing (e.g. `Oversize`); returns its verdict.
     pub fn record_drop(&mut self, reason: DropReason) -> Verdict {
         self.stats.rx_frames += 1;
@@ -675,22 +670,14 @@ impl Pipeline {
     }
 }
 
-/// Examine the oldest key of an expiry queue: requeue it if its flow is alive, drop it if
-/// the flow expired (counted) or is gone. `None` if the queue is empty.
-fn sweep_one(
-    expiry: &mut VecDeque<FlowKey>,
-    stats: &mut WorkerStats,
-    ct: &ConnTrack,
-    now_secs: u32,
-) -> Option<Aging> {
-    let key = expiry.pop_front()?;
-    let aging = ct.age(&key, now_secs);
-    match aging {
-        Aging::Alive => expiry.push_back(key),
-        Aging::Expired => stats.flows_expired += 1,
-        Aging::Gone => {}
+/// Why a packet that matches no flow may not open one, if it may not: a TCP segment other
+/// than a bare SYN, or a source address outside the ingress VPC's subnets.
+#[inline]
+fn refuse_opening(tables: &Tables, Parsed { key, flags, .. }: Parsed) -> Option<DropReason> {
+    if key.proto == PROTO_TCP && flags & (tcp::SYN | tcp::ACK | tcp::RST | tcp::FIN) != tcp::SYN {
+        return Some(DropReason::TcpNoFlow);
     }
-    Some(aging)
+    (!tables.admits_source(key.vpc, key.src)).then_some(DropReason::SourceOutsideVpc)
 }
 
 /// Port security: true if the attachment of `key` has it off, or the packet's source address
