@@ -7,6 +7,9 @@
 //! backend's VPC are attached to this node. Anything else compiles to "inactive": the
 //! dataplane answers ARP but forwards nothing. An accepted endpoint with `enable_dns` in an
 //! attached VPC also compiles to its private DNS name, for that VPC's resolver.
+//!
+//! A gateway endpoint compiles to its address (the VPC's next hop to the service) and, per
+//! VPC, to the gateway routes of [`gateways`].
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -14,7 +17,8 @@ use std::sync::Arc;
 
 use dataplane::VpcId;
 use dataplane::tables::{
-    AcceptedKey, DnsKey, EndpointKey, EndpointState, Ipv4Cidr, PortSet, Target,
+    AcceptedKey, DnsKey, EndpointKey, EndpointState, GatewayRoute, GatewayTable, Ipv4Cidr, PortSet,
+    Target,
 };
 use dataplane::wire::ethernet::MacAddr;
 
@@ -158,6 +162,18 @@ pub fn endpoint(m: &Model, att: &Attachments, ep: &Endpoint) -> Compiled {
     if ep.status != ConnectionStatus::Accepted || ep.frozen {
         return inactive;
     }
+    if let Some(g) = m.gateways.get(&ep.service_id) {
+        // A gateway endpoint's address is its VPC's next hop to the service's prefixes;
+        // the routes themselves are compiled per VPC ([`gateways`]).
+        return if att.get(&g.vpc_id).is_some() {
+            Compiled {
+                accepted: Vec::new(),
+                address: Some((key, EndpointState::Accepted)),
+            }
+        } else {
+            inactive
+        };
+    }
     let Some(svc) = m.services.get(&ep.service_id) else {
         return inactive;
     };
@@ -205,23 +221,61 @@ pub fn dns(att: &Attachments, ep: &Endpoint, region: &str) -> Option<(DnsKey, u3
 }
 
 /// Attachments on which the daemon owns the SNAT range: those carrying a VPC that holds an
-/// available service.
+/// available service or a gateway service.
 pub fn snat_vpcs(m: &Model, att: &Attachments) -> Vec<VpcId> {
     m.services
         .values()
         .filter(|s| s.status == ServiceStatus::Available)
-        .filter_map(|s| att.get(&s.vpc_id))
+        .map(|s| &s.vpc_id)
+        .chain(m.gateways.values().map(|g| &g.vpc_id))
+        .filter_map(|v| att.get(v))
         .collect()
 }
 
-/// Backend addresses of available services on attached VPCs: the dataplane resolves their
-/// MACs ahead of traffic, so a flow's first packet is not lost to ARP.
+/// Backend addresses of available services on attached VPCs, and the next hops of gateway
+/// services: the dataplane resolves their MACs ahead of traffic, so a flow's first packet
+/// is not lost to ARP.
 pub fn backends(m: &Model, att: &Attachments) -> Vec<(VpcId, Ipv4Addr)> {
     m.services
         .values()
         .filter(|s| s.status == ServiceStatus::Available)
         .filter_map(|s| Some((att.get(&s.vpc_id)?, m.backend_ip(s)?)))
+        .chain(
+            m.gateways
+                .values()
+                .filter_map(|g| Some((att.get(&g.vpc_id)?, g.next_hop?))),
+        )
         .collect()
+}
+
+/// Per attachment (indexed by `VpcId`), the gateway routes of the VPC it carries: the
+/// prefixes of every gateway service one of its accepted, unfrozen endpoints connects to,
+/// when the service's VPC is attached too. Built whole at every push from the gateway
+/// services' endpoint index (a handful of endpoints, not a scan of all).
+pub fn gateways(m: &Model, att: &Attachments) -> Vec<GatewayTable> {
+    let mut routes: Vec<Vec<(Ipv4Cidr, GatewayRoute)>> = vec![Vec::new(); att.len()];
+    for g in m.gateways.values() {
+        let Some(out_vpc) = att.get(&g.vpc_id) else {
+            continue;
+        };
+        let route = GatewayRoute {
+            out_vpc,
+            next_hop: g.next_hop.map(Ipv4Addr::to_bits),
+        };
+        for ep in m.endpoints_of(g.id.as_str()) {
+            if ep.status != ConnectionStatus::Accepted || ep.frozen {
+                continue;
+            }
+            if let Some(list) = att.get(&ep.vpc_id).and_then(|v| routes.get_mut(v.index())) {
+                list.extend(
+                    g.prefixes
+                        .iter()
+                        .filter_map(|p| Some((Ipv4Cidr::new(p.addr(), p.prefix_len())?, route))),
+                );
+            }
+        }
+    }
+    routes.into_iter().map(GatewayTable::new).collect()
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ pub enum ConfigError {
 pub const MAX_AUTH_WINDOW_SECS: u64 = 86_400;
 /// Largest conntrack timeout: a week.
 pub const MAX_TIMEOUT_SECS: u64 = 7 * 86_400;
-/// Largest `conntrack.capacity` (each flow costs two entries of about 100 bytes).
+/// Largest `conntrack.capacity` (each flow of capacity reserves 96 bytes of table at start).
 pub const MAX_CONNTRACK_CAPACITY: usize = 1 << 27;
 /// Largest `api.max_connections` (tokio's semaphore takes at most `usize::MAX >> 3`).
 pub const MAX_CONNECTIONS: usize = 1 << 20;
@@ -110,7 +110,8 @@ pub enum RxMode {
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConntrackConfig {
-    /// Maximum flows. Default 1048576.
+    /// Maximum flows. Default 1048576. The flow table is allocated for all of them at start:
+    /// 96 bytes a flow (96 MiB by default), backed by memory as flows first touch it.
     pub capacity: usize,
     /// The share of `capacity` one VPC's clients may hold, in percent (1 to 100; 100 is no
     /// per-VPC limit). Default 50.
@@ -329,6 +330,9 @@ pub struct DaemonConfig {
     /// Interfaces and their VPCs; none: the API alone.
     #[serde(default)]
     pub attachments: Vec<AttachmentConfig>,
+    /// The operator's gateway services (see [`crate::gateway_services`]). Reloadable.
+    #[serde(default)]
+    pub gateway_services: Vec<crate::gateway_services::GatewayServiceConfig>,
 }
 
 impl Default for DaemonConfig {
@@ -477,7 +481,10 @@ impl DaemonConfig {
                 return bad(format!("VPC {} is attached twice", a.vpc_id));
             }
         }
-        Ok(())
+        let snat = self.snat()?;
+        let snat = ipnet::Ipv4Net::new(snat.addr(), snat.prefix())
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        crate::gateway_services::validate(&self.gateway_services, &self.attachments, snat)
     }
 
     /// The date window of signed requests.

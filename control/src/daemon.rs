@@ -377,8 +377,9 @@ pub async fn start_with(
     credentials: Credentials,
     start_workers: impl Fn(
         &DaemonConfig,
-        &TablePublisher,
+        &dataplane::TableReader,
         Arc<AtomicBool>,
+        &mut dyn FnMut(),
     ) -> Result<Dataplane, DaemonError>
     + Send
     + Sync

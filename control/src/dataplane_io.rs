@@ -9,24 +9,40 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use dataplane::io::af_packet::{AfPacketBackend, Interface, TxSocket};
+use dataplane::io::af_packet::{AfPacketBackend, Interface, TxSocket, fanout_group};
 use dataplane::io::af_xdp::AfXdpBackend;
 use dataplane::io::ring::RingGeometry;
 use dataplane::worker::{self, Worker};
-use dataplane::{FlowKey, Pipeline, Shared, TablePublisher, VpcId, WorkerCounters};
+use dataplane::{FlowKey, Pipeline, Shared, TableReader, VpcId, WorkerCounters};
 
 use crate::config::{DaemonConfig, IoBackend, RxMode};
 use crate::daemon::{DaemonError, Dataplane, LinkStatus, OnStop};
 
-/// Start workers on every attachment of `cfg`.
+/// A worker's opened backend, before it runs.
+enum Opened {
+    Packet(AfPacketBackend),
+    Xdp(AfXdpBackend),
+}
+
+/// Start workers on every attachment of `cfg`, reading the tables through `tables`.
+///
+/// `ready` is called once everything that can fail is open and before any flow is read or
+/// any worker runs: it stops the dataplane this one replaces (a reload; it saves its flows)
+/// and publishes the tables for `cfg`'s attachments. AF_PACKET receive sockets are opened
+/// before it, in each interface's fanout group, so a reload's new sockets take their share
+/// of the frames (queued until the new workers run) while the old workers drain theirs:
+/// nothing is lost between the two. XDP sockets cannot share a queue, so with AF_XDP the
+/// old dataplane stops first.
 ///
 /// # Errors
 /// [`DaemonError::Attachment`] if an interface is missing or its sockets cannot be opened
-/// (no `CAP_NET_RAW`); [`DaemonError::Spawn`] if a thread cannot start.
+/// (no `CAP_NET_RAW`); [`DaemonError::Spawn`] if a thread cannot start. An error before
+/// `ready` leaves the running dataplane untouched.
 pub fn start_workers(
     cfg: &DaemonConfig,
-    publisher: &TablePublisher,
+    tables: &TableReader,
     stop: Arc<AtomicBool>,
+    ready: &mut dyn FnMut(),
 ) -> Result<Dataplane, DaemonError> {
     let attach_err = |interface: &str, e: std::io::Error| DaemonError::Attachment {
         interface: interface.into(),
@@ -43,48 +59,67 @@ pub fn start_workers(
     let mut dp_cfg = cfg.dataplane();
     dp_cfg.attachments = ifaces.iter().map(|i| i.mac).collect();
     let shared = Shared::new(&dp_cfg, Instant::now());
-    // The flows of the previous process, if it stopped for a planned restart or upgrade.
-    let vpc_ids: Vec<String> = cfg.attachments.iter().map(|a| a.vpc_id.clone()).collect();
-    let snapshot = cfg.data_dir.join(SNAPSHOT);
-    let mut adopted = restore_flows(&shared, &vpc_ids, &snapshot);
-    let mut counters = Vec::new();
-    let mut threads = Vec::new();
-    // Per attachment, a fanout group id unique to this process when several workers share
-    // it; every worker has a receive socket on every attachment.
+    // Huge pages for the conntrack table, before any flow touches it: at a million flows
+    // every lookup would otherwise also miss the TLB. Advice only; without THP the table
+    // works on small pages.
+    for (addr, len) in shared.conntrack.regions() {
+        if let Err(e) = dataplane::io::memory::advise_huge_pages(addr, len) {
+            tracing::warn!(error = %e, "conntrack table stays on small pages");
+        }
+    }
+    // Every worker has a receive socket on every attachment, all of an attachment's in one
+    // fanout group (even with one worker: a reload's sockets join it).
     let attachments: Vec<(&Interface, VpcId, Option<u16>)> = ifaces
         .iter()
         .enumerate()
         .map(|(i, iface)| {
             let vpc = VpcId(u16::try_from(i).unwrap_or(u16::MAX));
-            let fanout = (cfg.workers > 1)
-                .then(|| u16::try_from((std::process::id() as usize + i) % 65_536).unwrap_or(0));
-            (iface, vpc, fanout)
+            (iface, vpc, Some(fanout_group(iface.ifindex)))
         })
         .collect();
+    let names = || {
+        let names: Vec<&str> = ifaces.iter().map(|i| i.name.as_str()).collect();
+        names.join(",")
+    };
     let spin = Duration::from_micros(cfg.spin_us);
-    for w in 0..cfg.workers {
+    let mut opened = Vec::new();
+    match cfg.io {
+        IoBackend::AfPacket => {
+            for _ in 0..cfg.workers {
+                let ring = (cfg.rx == RxMode::TpacketV3).then(RingGeometry::default);
+                let backend = AfPacketBackend::open(&attachments, spin, ring, Arc::clone(&tx))
+                    .map_err(|e| attach_err(&names(), e))?;
+                opened.push(Opened::Packet(backend));
+            }
+            ready();
+        }
+        IoBackend::AfXdp => {
+            ready();
+            let xsk: Vec<_> = attachments.iter().map(|&(i, v, _)| (i, v)).collect();
+            let backend = AfXdpBackend::open(&xsk, spin).map_err(|e| attach_err(&names(), e))?;
+            opened.push(Opened::Xdp(backend));
+        }
+    }
+    // The flows of the previous process (a planned restart, an upgrade, a crash) or of the
+    // dataplane this one replaces (a reload).
+    let vpc_ids: Vec<String> = cfg.attachments.iter().map(|a| a.vpc_id.clone()).collect();
+    let snapshot = cfg.data_dir.join(SNAPSHOT);
+    let mut adopted = restore_flows(&shared, &vpc_ids, &snapshot);
+    let mut counters = Vec::new();
+    let mut threads = Vec::new();
+    for (w, backend) in opened.into_iter().enumerate() {
         let c = Arc::new(WorkerCounters::default());
         let mut pipeline = Pipeline::new(dp_cfg.clone(), shared.clone());
         // The first worker's expiry sweep takes the restored flows.
         pipeline.adopt(adopted.drain(..));
         let name = format!("vpcep-worker-{w}");
-        let names = || {
-            let names: Vec<&str> = ifaces.iter().map(|i| i.name.as_str()).collect();
-            names.join(",")
-        };
-        let handle = match cfg.io {
-            IoBackend::AfPacket => {
-                let ring = (cfg.rx == RxMode::TpacketV3).then(RingGeometry::default);
-                let backend = AfPacketBackend::open(&attachments, spin, ring, Arc::clone(&tx))
-                    .map_err(|e| attach_err(&names(), e))?;
-                let worker = Worker::new(backend, publisher.reader(), pipeline, Arc::clone(&c));
+        let handle = match backend {
+            Opened::Packet(b) => {
+                let worker = Worker::new(b, tables.clone(), pipeline, Arc::clone(&c));
                 worker::spawn(name.clone(), worker, Arc::clone(&stop))
             }
-            IoBackend::AfXdp => {
-                let xsk: Vec<_> = attachments.iter().map(|&(i, v, _)| (i, v)).collect();
-                let backend =
-                    AfXdpBackend::open(&xsk, spin).map_err(|e| attach_err(&names(), e))?;
-                let worker = Worker::new(backend, publisher.reader(), pipeline, Arc::clone(&c));
+            Opened::Xdp(b) => {
+                let worker = Worker::new(b, tables.clone(), pipeline, Arc::clone(&c));
                 worker::spawn(name.clone(), worker, Arc::clone(&stop))
             }
         }
@@ -128,7 +163,7 @@ pub fn start_workers(
         threads.push(
             crate::dns::server::spawn(
                 resolver,
-                publisher.reader(),
+                tables.clone(),
                 zone.clone(),
                 cfg.dns.upstreams.clone(),
                 cfg.dns.tcp_connections,

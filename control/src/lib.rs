@@ -22,6 +22,7 @@ pub mod daemon;
 pub mod dataplane_io;
 pub mod dns;
 pub mod error;
+pub mod gateway_services;
 pub mod model;
 pub mod node;
 pub mod push;

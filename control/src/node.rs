@@ -5,7 +5,10 @@
 //! - the attachments (added, removed, moved to another interface);
 //! - the conntrack settings (timeouts, capacity, per-VPC share);
 //! - the private DNS resolvers (`dns_ip` of an attachment, `[dns]`);
-//! - the credentials (key pairs added and revoked; they take effect at the next request).
+//! - the credentials (key pairs added and revoked; they take effect at the next request);
+//! - the gateway services (`[[gateway_services]]`): the set the API shows is replaced and
+//!   the pusher recompiles every table; flows to prefixes no longer routed are revoked at
+//!   their next packet.
 //!
 //! Anything else (listeners, data directory, SNAT range, workers, I/O backend, quotas, API
 //! limits) needs a restart: a reload that changes it is refused whole, and the old config
@@ -13,13 +16,17 @@
 //! interface cannot be opened (the old dataplane is started again). Every refusal is a log
 //! line, `vpcep_config_reloads_total{result="failed"}` and the `/status` `config` block.
 //!
-//! When the attachments or conntrack settings change, the dataplane is rebuilt in the
-//! process, the way a planned restart does it: the workers stop, conntrack is saved to the
-//! snapshot file, the pusher publishes tables compiled for the new attachments, and new
-//! workers start and restore the snapshot. Flows of attachments that are gone are left out
-//! (they end); every other flow carries on. Frames that arrive in between (the workers'
-//! stop and start, a few milliseconds) are lost, as on a link blip: TCP retransmits them.
-//! The rest of the daemon (the API, the store, the pusher) runs on untouched.
+//! When the attachments, conntrack or DNS settings change, the dataplane is rebuilt in the
+//! process, the way a planned restart does it, with a hand-over: the new receive sockets
+//! are opened first, in the same fanout groups as the running ones, so the kernel shares
+//! each interface's frames between old and new; then the old workers drain what they hold
+//! and stop, conntrack is saved to the snapshot file, the pusher publishes tables compiled
+//! for the new attachments, and the new workers restore the snapshot and take the frames
+//! their sockets queued meanwhile. Flows of attachments that are gone are left out (they
+//! end); every other flow carries on, without loss (frames wait a few tens of
+//! milliseconds). If the new dataplane cannot open (an interface missing), the old one was
+//! never stopped and carries on. The rest of the daemon (the API, the store, the pusher)
+//! runs on untouched.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -28,7 +35,7 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use dataplane::stats::WorkerStats;
-use dataplane::{TablePublisher, WorkerCounters};
+use dataplane::{TableReader, WorkerCounters};
 use serde::Serialize;
 
 use crate::auth::Credentials;
@@ -39,8 +46,16 @@ use crate::push::Pusher;
 use crate::registry::{Registry, Touched};
 
 /// Brings the dataplane up on a config's attachments (the binary passes the AF_PACKET
-/// one). It may be called again by a reload, after the previous dataplane stopped.
-pub type StartWorkers = dyn Fn(&DaemonConfig, &TablePublisher, Arc<AtomicBool>) -> Result<Dataplane, DaemonError>
+/// one), its workers reading the tables through clones of the reader. It calls its last
+/// argument, `ready`, once, after opening what can fail and before reading any flow or
+/// starting any worker: that stops the dataplane it replaces (a reload) and publishes the
+/// tables for the new attachments. See `dataplane_io::start_workers`.
+pub type StartWorkers = dyn Fn(
+        &DaemonConfig,
+        &TableReader,
+        Arc<AtomicBool>,
+        &mut dyn FnMut(),
+    ) -> Result<Dataplane, DaemonError>
     + Send
     + Sync;
 
@@ -106,7 +121,7 @@ pub enum ReloadError {
     #[error("these settings change only with a restart: {}", .0.join(", "))]
     NeedsRestart(Vec<&'static str>),
     /// The new dataplane did not start; the old one was started again.
-    #[error("the new attachments did not start ({0}); the previous ones are back")]
+    #[error("the new attachments did not start ({0}); the previous ones run on")]
     Dataplane(String),
 }
 
@@ -187,6 +202,19 @@ fn attached(cfg: &DaemonConfig) -> Option<BTreeSet<crate::model::VpcId>> {
     })
 }
 
+/// Give the registry `cfg`'s gateway services (existing ones keep their creation time);
+/// true if they changed.
+fn set_gateways(registry: &Registry, cfg: &DaemonConfig) -> bool {
+    let list = crate::gateway_services::resolve(
+        &cfg.gateway_services,
+        &cfg.attachments,
+        registry.region(),
+        &registry.gateway_services(),
+        chrono::Utc::now().timestamp(),
+    );
+    registry.set_gateway_services(list)
+}
+
 /// The settings of `new` that differ from `old` and need a restart.
 fn needs_restart(old: &DaemonConfig, new: &DaemonConfig) -> Vec<&'static str> {
     let mut probe = new.clone();
@@ -194,6 +222,7 @@ fn needs_restart(old: &DaemonConfig, new: &DaemonConfig) -> Vec<&'static str> {
     probe.conntrack = old.conntrack.clone();
     probe.dns = old.dns.clone();
     probe.credentials.clone_from(&old.credentials);
+    probe.gateway_services.clone_from(&old.gateway_services);
     if probe == *old {
         return Vec::new();
     }
@@ -221,7 +250,9 @@ fn needs_restart(old: &DaemonConfig, new: &DaemonConfig) -> Vec<&'static str> {
         etcd
     );
     if changed.is_empty() {
-        changed.push("(a setting other than attachments, conntrack and credentials)");
+        changed.push(
+            "(a setting other than attachments, conntrack, gateway services and credentials)",
+        );
     }
     changed
 }
@@ -255,7 +286,8 @@ impl Node {
             failed: AtomicU64::new(0),
             last_error: Mutex::new(None),
         };
-        let live = node.launch(&cfg)?;
+        set_gateways(&node.registry, &cfg);
+        let (live, _) = node.launch(&cfg, &mut None)?;
         lock(&node.inner).live = live;
         Ok(node)
     }
@@ -303,40 +335,69 @@ impl Node {
         }
     }
 
-    /// Publish tables compiled for `cfg`'s attachments, then start its dataplane (none if
-    /// it attaches nothing), and show it. The pusher is held throughout, so no generation
-    /// for other attachments is published in between.
-    fn launch(&self, cfg: &DaemonConfig) -> Result<Option<Live>, DaemonError> {
+    /// Start the dataplane for `cfg` (none if it attaches nothing) in place of `old`, and
+    /// show it. The starter opens what can fail first; then, in its `ready` call, `old`
+    /// stops (its flows saved, its counters retired) and the tables compiled for `cfg` are
+    /// published, before any new worker reads a frame (so restored flows are re-checked
+    /// against the real accepted table, never an empty placeholder that would revoke
+    /// them). The pusher is held throughout, so no generation for other attachments is
+    /// published in between. On an error, `old` is still `Some` if it was never stopped.
+    /// Returns the new dataplane and when `old` was told to stop.
+    fn launch(
+        &self,
+        cfg: &DaemonConfig,
+        old: &mut Option<Live>,
+    ) -> Result<(Option<Live>, Option<Instant>), DaemonError> {
         let mut pusher = lock(&self.pusher);
-        pusher.set_attachments(attachments(cfg));
-        pusher.set_service_addresses(
-            cfg.attachments
-                .iter()
-                .enumerate()
-                .filter_map(|(i, a)| Some((dataplane::VpcId(u16::try_from(i).ok()?), a.dns_ip?)))
-                .collect(),
-        );
-        // The first tables are compiled and published before any worker reads a frame, so
-        // restored flows are re-checked against the real accepted table at their first
-        // packet, never against an empty placeholder (which would revoke them).
-        pusher.apply(&self.registry, &Touched::All, self.registry.revision());
-        self.registry.set_attached(attached(cfg));
+        let reader = pusher.publisher().reader();
+        let mut stopped_at = None;
+        let mut done = false;
+        // Idempotent: called by the starter, and again (a no-op then) once it returned, for
+        // starters that carry no packets and never call it.
+        let mut ready = || {
+            if std::mem::replace(&mut done, true) {
+                return;
+            }
+            if let Some(live) = old.take() {
+                stopped_at = Some(Instant::now());
+                let view = self.view.load();
+                lock(&self.retired).add(&dataplane::stats::sum(
+                    view.counters.iter().map(AsRef::as_ref),
+                ));
+                live.stop(Some(cfg));
+            }
+            pusher.set_attachments(attachments(cfg));
+            pusher.set_service_addresses(
+                cfg.attachments
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, a)| {
+                        Some((dataplane::VpcId(u16::try_from(i).ok()?), a.dns_ip?))
+                    })
+                    .collect(),
+            );
+            pusher.apply(&self.registry, &Touched::All, self.registry.revision());
+            self.registry.set_attached(attached(cfg));
+        };
         if cfg.attachments.is_empty() {
+            ready();
             self.view.store(Arc::new(DataplaneView::default()));
-            return Ok(None);
+            return Ok((None, stopped_at));
         }
         let stop = Arc::new(AtomicBool::new(false));
-        let dp = (self.start)(cfg, pusher.publisher(), Arc::clone(&stop))?;
+        let dp = (self.start)(cfg, &reader, Arc::clone(&stop), &mut ready)?;
+        ready();
         self.view.store(Arc::new(DataplaneView {
             counters: dp.counters,
             conntrack: dp.conntrack,
             links: dp.links,
         }));
-        Ok(Some(Live {
+        let live = Live {
             stop,
             threads: dp.threads,
             on_stop: dp.on_stop,
-        }))
+        };
+        Ok((Some(live), stopped_at))
     }
 
     /// Stop the dataplane (it saves conntrack for the next start). Blocking.
@@ -389,21 +450,25 @@ impl Node {
             || cfg.dns != inner.cfg.dns;
         let mut gap_ms = 0.0;
         if rebuild {
-            let stopped = Instant::now();
-            if let Some(live) = inner.live.take() {
-                let view = self.view.load();
-                lock(&self.retired).add(&dataplane::stats::sum(
-                    view.counters.iter().map(AsRef::as_ref),
-                ));
-                live.stop(Some(&cfg));
-            }
-            let stopped_in = stopped.elapsed();
-            match self.launch(&cfg) {
-                Ok(live) => inner.live = live,
+            let began = Instant::now();
+            let mut old = inner.live.take();
+            match self.launch(&cfg, &mut old) {
+                Ok((live, stopped_at)) => {
+                    inner.live = live;
+                    // From the old workers' stop to the new ones' start: frames of the
+                    // fanout groups wait in the new sockets meanwhile.
+                    gap_ms = stopped_at.map_or(0.0, |t| t.elapsed().as_secs_f64() * 1e3);
+                }
+                Err(e) if old.is_some() => {
+                    // Nothing was stopped: the running dataplane carries on as it was.
+                    inner.live = old;
+                    return Err(ReloadError::Dataplane(e.to_string()));
+                }
                 Err(e) => {
-                    // Back to what ran before (its conntrack was saved again by the stop).
-                    match self.launch(&inner.cfg) {
-                        Ok(live) => inner.live = live,
+                    // Stopped, then the new one failed: back to what ran before (its
+                    // flows were saved by the stop).
+                    match self.launch(&inner.cfg, &mut None) {
+                        Ok((live, _)) => inner.live = live,
                         Err(again) => tracing::error!(
                             error = %again,
                             "the previous attachments did not start again either; no dataplane until the next good reload"
@@ -412,13 +477,18 @@ impl Node {
                     return Err(ReloadError::Dataplane(e.to_string()));
                 }
             }
-            gap_ms = stopped.elapsed().as_secs_f64() * 1e3;
             tracing::info!(
-                stop_ms = stopped_in.as_secs_f64() * 1e3,
+                took_ms = began.elapsed().as_secs_f64() * 1e3,
                 gap_ms,
-                "dataplane rebuilt: workers stopped and conntrack saved, then started and restored"
+                "dataplane rebuilt: new sockets opened, old workers drained and stopped, flows carried over, new workers started"
             );
             metrics::histogram!("vpcep_reload_dataplane_gap_seconds").record(gap_ms / 1e3);
+        }
+        if set_gateways(&self.registry, &cfg) {
+            tracing::info!(
+                gateway_services = cfg.gateway_services.len(),
+                "gateway services replaced"
+            );
         }
         let keys = credentials.len();
         self.credentials.store(Arc::new(credentials));
@@ -439,7 +509,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_attachments_conntrack_and_credentials_change_without_a_restart() {
+    fn only_attachments_conntrack_gateways_and_credentials_change_without_a_restart() {
         let old = DaemonConfig::default();
         let mut new = old.clone();
         new.attachments.push(crate::config::AttachmentConfig {
@@ -449,6 +519,12 @@ mod tests {
         });
         new.conntrack.udp_secs += 1;
         new.credentials = "/elsewhere.toml".into();
+        new.gateway_services = toml::from_str::<DaemonConfig>(
+            "[[gateway_services]]\nname = \"obs\"\nprefixes = [\"100.125.0.0/16\"]\nvpc_id = \"v\"",
+        )
+        .unwrap()
+        .gateway_services;
+        assert_eq!(new.gateway_services.len(), 1);
         assert!(needs_restart(&old, &new).is_empty());
         new.workers += 1;
         new.api_listen = "127.0.0.1:1".parse().unwrap();

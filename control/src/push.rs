@@ -164,6 +164,7 @@ impl Pusher {
             .with_backends(compile::backends(&m, &self.attachments))
             .with_sources(compile::sources(&m, &self.attachments))
             .with_ports(compile::ports(&m, &self.attachments))
+            .with_gateways(compile::gateways(&m, &self.attachments))
             .with_standby(self.standby());
         drop(m);
         let (entries, addrs) = (next.accepted().len() as u64, next.endpoint_count() as u64);

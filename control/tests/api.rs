@@ -368,13 +368,15 @@ fn endpoint_addresses_whitelists_and_policy() {
         )
         .unwrap();
     assert_eq!((s, cleared["policy_statement"].clone()), (200, json!([])));
-    let rt = ok(
+    // Route tables belong to gateway endpoints (tests/gateway.rs).
+    fails(
         u,
         "PUT",
         &format!("/vpc-endpoints/{id}/routetables"),
         Some(json!({"routetables": ["rt-1"]})),
+        400,
+        "EndPoint.0002",
     );
-    assert_eq!(rt["routetables"], json!(["rt-1"]));
 }
 
 #[test]
@@ -991,8 +993,10 @@ fn the_tables_are_published_before_any_worker_starts() {
         .block_on(control::daemon::start_with(
             &cfg,
             credentials(),
-            move |_, publisher, _| {
-                *seen_in.lock().unwrap() = Some(publisher.current().accepted().len());
+            move |_, tables, _, ready| {
+                // Once ready, before any worker runs, the tables are the real ones.
+                ready();
+                *seen_in.lock().unwrap() = Some(tables.clone().load().accepted().len());
                 Ok(control::daemon::Dataplane::none())
             },
         ))

@@ -716,7 +716,7 @@ fn a_bad_certificate_stops_the_start() {
         .block_on(control::daemon::start_with(
             &cfg,
             credentials(),
-            |_, _, _| unreachable!(),
+            |_, _, _, _| unreachable!(),
         ))
         .unwrap_err();
     assert!(err.to_string().contains("TLS"), "{err}");

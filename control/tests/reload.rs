@@ -54,10 +54,12 @@ fn a_reload_attaches_vpcs_and_failed_endpoints_heal() {
     // test rewrites.
     let starts: Arc<Mutex<Vec<(usize, usize)>>> = Arc::default();
     let seen = Arc::clone(&starts);
-    env.restart_with(move |cfg, publisher, _| {
-        seen.lock()
-            .unwrap()
-            .push((cfg.attachments.len(), publisher.current().accepted().len()));
+    env.restart_with(move |cfg, tables, _, ready| {
+        ready();
+        seen.lock().unwrap().push((
+            cfg.attachments.len(),
+            tables.clone().load().accepted().len(),
+        ));
         Ok(Dataplane::none())
     });
     let next: Arc<Mutex<DaemonConfig>> = Arc::new(Mutex::new(env.cfg.clone()));

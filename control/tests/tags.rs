@@ -397,7 +397,7 @@ fn org_path_permissions_admit_the_accounts_of_that_organisation() {
         .build()
         .unwrap();
     let running = rt
-        .block_on(control::daemon::start_with(&cfg, creds, |_, _, _| {
+        .block_on(control::daemon::start_with(&cfg, creds, |_, _, _, _| {
             unreachable!("no attachments")
         }))
         .unwrap();

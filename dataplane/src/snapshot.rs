@@ -29,7 +29,7 @@
 use std::io::{self, Read, Write};
 use std::path::Path;
 
-use crate::conntrack::{ConnTrack, Direction, FlowEntry, Rewrite};
+use crate::conntrack::{ConnTrack, FlowInit, Rewrite};
 use crate::flow::{FlowKey, VpcId};
 use crate::wire::ethernet::MacAddr;
 
@@ -68,38 +68,21 @@ pub fn save(
     wall_secs: u64,
     path: &Path,
 ) -> io::Result<usize> {
-    let mut records = Vec::with_capacity(ct.len());
-    for key in ct.original_keys() {
-        let Some((rewrite, out_vpc, backend_mac, state, last, peer)) = ct.get(&key).map(|e| {
-            (
-                e.rewrite,
-                e.out_vpc,
-                e.dst_mac,
-                e.state(),
-                e.last_seen(),
-                e.peer_key(key.proto),
-            )
-        }) else {
-            continue;
-        };
-        // One shard lock at a time: the original's guard is gone before the reply lookup.
-        let Some((client_mac, reply_state, reply_last)) =
-            ct.get(&peer).map(|e| (e.dst_mac, e.state(), e.last_seen()))
-        else {
-            continue;
-        };
-        records.push(Record {
-            key,
-            rewrite,
-            out_vpc,
-            backend_mac,
-            state,
-            idle: now_secs.saturating_sub(last),
-            client_mac,
-            reply_state,
-            reply_idle: now_secs.saturating_sub(reply_last),
-        });
-    }
+    let records: Vec<Record> = ct
+        .flows()
+        .into_iter()
+        .map(|f| Record {
+            key: f.key,
+            rewrite: f.rewrite,
+            out_vpc: f.out_vpc,
+            backend_mac: f.backend_mac,
+            state: f.state,
+            idle: now_secs.saturating_sub(f.last_seen[0]),
+            client_mac: f.client_mac,
+            reply_state: f.reply_state,
+            reply_idle: now_secs.saturating_sub(f.last_seen[1]),
+        })
+        .collect();
     let tmp = path.with_extension("tmp");
     let mut out = io::BufWriter::new(std::fs::File::create(&tmp)?);
     out.write_all(MAGIC)?;
@@ -194,37 +177,24 @@ pub fn load(
         if ct.try_reserve(vpc).is_err() {
             continue; // the VPC's share or the node is full: this flow ends here
         }
-        let original = FlowEntry::new(
-            r.rewrite,
+        let flow = FlowInit {
+            key,
+            rewrite: r.rewrite,
             out_vpc,
-            r.backend_mac,
-            Direction::Original,
-            r.state,
-            0,
-            now_secs.saturating_sub(r.idle),
-        );
-        let back = Rewrite {
-            src: key.dst,
-            dst: key.src,
-            sport: key.dport,
-            dport: key.sport,
+            backend_mac: r.backend_mac,
+            client_mac: r.client_mac,
+            state: r.state,
+            reply_state: r.reply_state,
+            generation: [0, 0],
+            last_seen: [
+                now_secs.saturating_sub(r.idle),
+                now_secs.saturating_sub(r.reply_idle),
+            ],
         };
-        let reply_key = r.rewrite.reply_key(out_vpc, key.proto);
-        let reply = FlowEntry::new(
-            back,
-            vpc,
-            r.client_mac,
-            Direction::Reply,
-            r.reply_state,
-            0,
-            now_secs.saturating_sub(r.reply_idle),
-        );
-        if !ct.insert_if_vacant(reply_key, reply) {
-            ct.release(vpc);
-            continue;
-        }
-        if !ct.insert_if_vacant(key, original) {
-            ct.remove_entry(&reply_key);
+        if ct
+            .insert_flow(&flow, [(r.rewrite.src, r.rewrite.sport)])
+            .is_err()
+        {
             ct.release(vpc);
             continue;
         }
@@ -347,38 +317,22 @@ mod tests {
             sport: 2000 + client_port,
             dport: 80,
         };
-        let back = Rewrite {
-            src: key.dst,
-            dst: key.src,
-            sport: key.dport,
-            dport: key.sport,
-        };
         assert!(ct.try_reserve(VpcId(vpc)).is_ok());
-        let out = VpcId(2);
-        assert!(ct.insert_if_vacant(
-            rw.reply_key(out, 6),
-            FlowEntry::new(
-                back,
-                key.vpc,
-                MacAddr([2, 0, 0, 0, 0, 1]),
-                Direction::Reply,
-                state::SEEN,
-                9,
-                now
-            )
-        ));
-        assert!(ct.insert_if_vacant(
+        let flow = FlowInit {
             key,
-            FlowEntry::new(
-                rw,
-                out,
-                MacAddr([2, 0, 0, 0, 0, 0x10]),
-                Direction::Original,
-                state::ESTABLISHED,
-                9,
-                now
-            )
-        ));
+            rewrite: rw,
+            out_vpc: VpcId(2),
+            backend_mac: MacAddr([2, 0, 0, 0, 0, 0x10]),
+            client_mac: MacAddr([2, 0, 0, 0, 0, 1]),
+            state: state::ESTABLISHED,
+            reply_state: state::SEEN,
+            generation: [9, 9],
+            last_seen: [now, now],
+        };
+        assert_eq!(
+            ct.insert_flow(&flow, [(rw.src, rw.sport)]),
+            Ok((rw.src, rw.sport))
+        );
         key
     }
 
@@ -414,13 +368,11 @@ mod tests {
             0,
             "idle 15 s before, 5 s into the new tracker: saturates"
         );
-        let peer = e.peer_key(6);
-        drop(e);
-        let r = ct2.get(&peer).unwrap();
-        assert_eq!(r.dir, Direction::Reply);
+        let r = ct2.get(&e.peer_key(6)).unwrap();
+        assert_eq!(r.dir, crate::conntrack::Direction::Reply);
         assert_eq!(r.out_vpc, VpcId(1));
         assert_eq!(r.dst_mac, MacAddr([2, 0, 0, 0, 0, 1]));
-        drop(r);
+        assert_eq!(r.state(), state::SEEN);
         let _ = a;
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -97,6 +97,9 @@ counters! {
     neighbours_expired,
     /// Flows created (a flow is both directions).
     flows_created,
+    /// Of `flows_created`: flows opened through a gateway endpoint's route (to an address
+    /// of a gateway service's prefixes).
+    gateway_flows,
     /// Flows removed by idle expiry.
     flows_expired,
     /// Embryonic or unreplied flows evicted to make room for a new flow: from the opener's

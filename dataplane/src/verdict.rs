@@ -48,6 +48,9 @@ pub enum DropReason {
     /// Addressed to no endpoint of this attachment and to no SNAT address, or a new flow
     /// to an endpoint of an attachment this node is the standby of (another node owns it).
     NoEndpoint,
+    /// Addressed to no endpoint and no SNAT address, from a VPC that has gateway endpoints,
+    /// outside every prefix they reach.
+    NoRoute,
     /// A new flow to an endpoint whose connection is not accepted (pending, rejected,
     /// frozen, or its service suspended).
     NotAccepted,
@@ -98,7 +101,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Number of variants; a unit test matches every variant so this cannot drift.
-    pub const COUNT: usize = 23;
+    pub const COUNT: usize = 24;
 
     /// Every variant, in counter order.
     pub const ALL: [Self; Self::COUNT] = [
@@ -109,6 +112,7 @@ impl DropReason {
         Self::IpOptions,
         Self::Malformed,
         Self::NoEndpoint,
+        Self::NoRoute,
         Self::NotAccepted,
         Self::NotForUs,
         Self::Oversize,
@@ -143,6 +147,7 @@ impl DropReason {
             Self::IpOptions => "ip_options",
             Self::Malformed => "malformed",
             Self::NoEndpoint => "no_endpoint",
+            Self::NoRoute => "no_route",
             Self::NotAccepted => "not_accepted",
             Self::NotForUs => "not_for_us",
             Self::Oversize => "oversize",
@@ -180,6 +185,7 @@ mod tests {
                 | DropReason::IpOptions
                 | DropReason::Malformed
                 | DropReason::NoEndpoint
+                | DropReason::NoRoute
                 | DropReason::NotAccepted
                 | DropReason::NotForUs
                 | DropReason::Oversize

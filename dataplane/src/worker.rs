@@ -9,10 +9,13 @@ use std::time::Instant;
 
 use crate::announce::{self, Announcer};
 use crate::io::{Backend, BackendError, Batch, VlanTag};
-use crate::pipeline::Pipeline;
+use crate::pipeline::{PREFETCH_MAX, Pipeline};
 use crate::stats::WorkerCounters;
 use crate::tables::TableReader;
 use crate::verdict::{DropReason, Verdict};
+
+/// Most batches a stopping worker still takes from its sockets.
+const DRAIN_BATCHES: usize = 256;
 
 /// One worker: a backend, a table reader, a pipeline, a batch and its counters.
 #[allow(missing_debug_implementations)] // TableReader is not Debug
@@ -55,27 +58,43 @@ impl<B: Backend> Worker<B> {
     /// The backend's error; the worker should stop.
     pub fn step(&mut self) -> Result<usize, BackendError> {
         let idle_poll = self.pipeline.config().idle_poll;
+        self.step_waiting(idle_poll)
+    }
+
+    /// [`Worker::step`], waiting at most `wait` for frames.
+    fn step_waiting(&mut self, wait: std::time::Duration) -> Result<usize, BackendError> {
         let budget = self.pipeline.config().expire_budget;
-        let n = self.backend.recv(&mut self.batch, idle_poll)?;
+        let n = self.backend.recv(&mut self.batch, wait)?;
         let now = Instant::now(); // one clock read per batch
         let tables = self.tables.load(); // one snapshot per batch
-        for slot in self.batch.filled_mut() {
-            slot.verdict = if slot.truncated {
-                self.pipeline.record_drop(DropReason::Oversize)
-            } else if slot.vlan != VlanTag::None {
-                // No attachment names a VLAN: a tagged frame belongs to no VPC here (never
-                // to the attachment's untagged one). Unknown metadata is not trusted either.
-                let reason = if slot.vlan == VlanTag::Unknown {
-                    DropReason::Malformed
+        // Warm the conntrack lines of a chunk of frames, then process them: the chunk's
+        // cache misses overlap (see `Pipeline::prefetch`).
+        for chunk in self.batch.filled_mut().chunks_mut(PREFETCH_MAX) {
+            self.pipeline.prefetch(
+                chunk
+                    .iter()
+                    .filter(|s| !s.truncated && s.vlan == VlanTag::None)
+                    .map(|s| (s.ingress, s.bytes())),
+            );
+            for slot in chunk {
+                slot.verdict = if slot.truncated {
+                    self.pipeline.record_drop(DropReason::Oversize)
+                } else if slot.vlan != VlanTag::None {
+                    // No attachment names a VLAN: a tagged frame belongs to no VPC here
+                    // (never to the attachment's untagged one). Unknown metadata is not
+                    // trusted either.
+                    let reason = if slot.vlan == VlanTag::Unknown {
+                        DropReason::Malformed
+                    } else {
+                        DropReason::VlanTagged
+                    };
+                    self.pipeline.record_drop(reason)
                 } else {
-                    DropReason::VlanTagged
+                    let (ingress, vnet) = (slot.ingress, slot.vnet);
+                    self.pipeline
+                        .process_offloaded(now, tables, ingress, slot.bytes_mut(), vnet)
                 };
-                self.pipeline.record_drop(reason)
-            } else {
-                let (ingress, vnet) = (slot.ingress, slot.vnet);
-                self.pipeline
-                    .process_offloaded(now, tables, ingress, slot.bytes_mut(), vnet)
-            };
+            }
         }
         if n > 0 {
             let failed = self.backend.send(&self.batch)?;
@@ -171,6 +190,13 @@ impl<B: Backend> Worker<B> {
     pub fn run(&mut self, stop: &AtomicBool) -> Result<(), BackendError> {
         while !stop.load(Ordering::Relaxed) {
             self.step()?;
+        }
+        // Forward what the sockets already hold before going (bounded): in a reload, the
+        // new workers' sockets share the fanout groups and take everything after this.
+        for _ in 0..DRAIN_BATCHES {
+            if self.step_waiting(std::time::Duration::ZERO)? == 0 {
+                break;
+            }
         }
         Ok(())
     }

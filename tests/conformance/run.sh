@@ -46,6 +46,11 @@ data_dir = "$work/data"
 credentials = "$work/credentials.toml"
 api_listen = "127.0.0.1:$port"
 admin_listen = "127.0.0.1:$((port + 1))"
+
+[[gateway_services]]
+name = "obs"
+prefixes = ["100.125.0.0/16"]
+vpc_id = "operator-vpc"
 CONF
 "$target/vpcepd" --config "$work/vpcepd.toml" >"$work/vpcepd.log" 2>&1 &
 pid=$!

@@ -134,6 +134,29 @@ def tag_story(p, u, x, sid, eid, full_name):
     check("deleting the duration tag ends the expiry", [(t.key, t.value) for t in ep.tags] == [("app", "db")])
 
 
+def gateway_story(u, x, uvpc):
+    """The operator's gateway service (run.sh configures `obs`): public, described, and a
+    gateway endpoint with route tables, through the SDK's own models."""
+    pub = u.list_service_public_details(ListServicePublicDetailsRequest(endpoint_service_name="obs"))
+    g = pub.endpoint_services[0] if pub.total_count == 1 else None
+    check("list_service_public_details shows the gateway service", g is not None and g.service_type == "gateway"
+          and g.service_name == f"region-1.obs.{g.id}", str(pub))
+    d = x.list_service_describe_details(ListServiceDescribeDetailsRequest(endpoint_service_name=g.service_name))
+    check("list_service_describe_details of a gateway service (any account)", d.id == g.id and d.service_type == "gateway")
+    ep = u.create_endpoint(CreateEndpointRequest(body=CreateEndpointRequestBody(
+        endpoint_service_id=g.id, vpc_id=uvpc, routetables=["rtb-main"], enable_dns=True)))
+    check("create_endpoint (gateway) -> accepted", ep.status == "accepted" and ep.service_type == "gateway"
+          and ep.routetables == ["rtb-main"] and ep.enable_dns is False, str(ep))
+    r = u.update_endpoint_routetable(UpdateEndpointRoutetableRequest(
+        vpc_endpoint_id=ep.id, body=UpdateEndpointRoutetableRequestBody(routetables=["rtb-a", "rtb-b"])))
+    check("update_endpoint_routetable", r.routetables == ["rtb-a", "rtb-b"], str(r))
+    shown = u.list_endpoint_info_details(ListEndpointInfoDetailsRequest(vpc_endpoint_id=ep.id))
+    check("list_endpoint_info_details (gateway)", shown.service_type == "gateway"
+          and shown.endpoint_service_name == g.service_name and shown.routetables == ["rtb-a", "rtb-b"])
+    r = u.delete_endpoint(DeleteEndpointRequest(vpc_endpoint_id=ep.id))
+    check("delete_endpoint (gateway) -> 204", r.status_code == 204)
+
+
 def story():
     p, u, x = client(PROVIDER), client(USER), client(STRANGER)
     # Provider inventory (same CIDR on both sides: overlap is supported).
@@ -179,7 +202,7 @@ def story():
 
     d = u.list_service_describe_details(ListServiceDescribeDetailsRequest(endpoint_service_name=svc.service_name))
     check("list_service_describe_details by full name (user)", d.id == sid and d.is_charge is False)
-    pub = u.list_service_public_details(ListServicePublicDetailsRequest())
+    pub = u.list_service_public_details(ListServicePublicDetailsRequest(endpoint_service_name="demo_svc"))
     check("list_service_public_details", pub.total_count == 1 and pub.endpoint_services[0].owner == "dprovider")
 
     ep = u.create_endpoint(CreateEndpointRequest(body=CreateEndpointRequestBody(
@@ -246,6 +269,8 @@ def story():
     check("delete_endpoint_service -> 204", r.status_code == 204)
     expect_error("deleted service is gone", lambda: p.list_service_details(
         ListServiceDetailsRequest(vpc_endpoint_service_id=sid)), 404, "EndPoint.0005")
+
+    gateway_story(u, x, uvpc)
 
 
 if __name__ == "__main__":

@@ -43,8 +43,9 @@ fn credentials() -> Credentials {
 
 fn no_workers(
     _: &DaemonConfig,
-    _: &dataplane::TablePublisher,
+    _: &dataplane::TableReader,
     _: Arc<AtomicBool>,
+    _: &mut dyn FnMut(),
 ) -> Result<Dataplane, daemon::DaemonError> {
     Ok(Dataplane::none())
 }

@@ -2,18 +2,24 @@
 //!
 //! `cargo run --release -p bench --bin pktbench -- --json` prints one JSON object per
 //! scenario: the established TCP fast path at 1 k, 100 k and 1 M flows (64-byte frames),
-//! the reply direction, new-flow setup, a 100 k-connection table publish and a single
-//! change, and a reference loop that only copies and parses the same frames (the floor).
-//! Each figure is the median of several rounds. `--quick` shrinks everything for a smoke
-//! run.
+//! the reply direction, new-flow setup (to an endpoint, and through a gateway route), a
+//! 100 k-connection table publish and a single change, and a reference loop that only
+//! copies and parses the same frames (the floor).
+//! Each figure is the median of several rounds, in wall-clock and in the thread's CPU time
+//! (the machine may be shared). Frames go through the pipeline in batches of 64, each
+//! warmed with `Pipeline::prefetch` first as the worker does (`--no-prefetch` turns that
+//! off, to measure it). `--quick` shrinks everything for a smoke run.
 
 use std::hint::black_box;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use bench::{CountingAlloc, allocations, js, json_line, live_bytes, median};
+use bench::{CountingAlloc, allocations, js, json_line, live_bytes, median, thread_cpu_time};
 use dataplane::tables::sharded::Change;
-use dataplane::tables::{AcceptedKey, EndpointState, PortSet, Target, default_snat_range};
+use dataplane::tables::{
+    AcceptedKey, EndpointState, GatewayRoute, GatewayTable, Ipv4Cidr, PortSet, Target,
+    default_snat_range,
+};
 use dataplane::wire::ethernet::MacAddr;
 use dataplane::wire::ipv4::Ipv4Packet;
 use dataplane::wire::tcp::TcpPacket;
@@ -36,6 +42,10 @@ const BATCH: usize = 64;
 
 struct Opts {
     json: bool,
+    /// Process batches without [`Pipeline::prefetch`] (to measure what it brings).
+    no_prefetch: bool,
+    /// Leave the conntrack table on small pages (to measure what huge pages bring).
+    no_huge_pages: bool,
     quick: bool,
     rounds: usize,
     only: Option<String>,
@@ -106,10 +116,17 @@ fn secured_tables(flows: usize) -> Tables {
 /// A pipeline with `flows` established TCP flows under tables `t`; returns it with the
 /// forward (client to endpoint) and reply (backend to SNAT) frames of every flow, and the
 /// heap bytes the flows took.
-fn established(flows: usize, t: Tables) -> (Pipeline, Tables, Vec<u8>, Vec<u8>, usize) {
+fn established(
+    flows: usize,
+    t: Tables,
+    huge_pages: bool,
+) -> (Pipeline, Tables, Vec<u8>, Vec<u8>, usize) {
     let cfg = config(flows + 16);
     let now = Instant::now();
     let shared = Shared::new(&cfg, now);
+    if huge_pages {
+        advise(&shared);
+    }
     shared.neighbours.learn(B, BACKEND.to_bits(), BACKEND_MAC);
     let mut p = Pipeline::new(cfg, shared);
     // Frames sit back to back in one buffer each way, as in a ring.
@@ -135,10 +152,20 @@ fn established(flows: usize, t: Tables) -> (Pipeline, Tables, Vec<u8>, Vec<u8>, 
         fwd.extend_from_slice(&ack);
         rev.extend_from_slice(&tcp_frame((BACKEND_MAC, MAC_B), (BACKEND, 80), snat, "A"));
     }
-    // The heap the flows hold: conntrack (both directions) and the expiry queue. The frame
-    // buffers were allocated before `heap_before`.
-    let held = live_bytes().saturating_sub(heap_before);
+    // The memory the flows hold: the conntrack table (allocated whole for the capacity,
+    // `flows + 16`, when the tracker was made) and what the heap grew by while they opened
+    // (the expiry queue). The frame buffers were allocated before `heap_before`.
+    let held = live_bytes().saturating_sub(heap_before) + p.shared().conntrack.footprint();
     (p, t, fwd, rev, held)
+}
+
+/// Back the conntrack table with huge pages, as the daemon does.
+fn advise(shared: &Shared) {
+    for (addr, len) in shared.conntrack.regions() {
+        if let Err(e) = dataplane::io::memory::advise_huge_pages(addr, len) {
+            eprintln!("no huge pages for the conntrack table: {e}");
+        }
+    }
 }
 
 /// A pseudo-random visiting order, so the table sees no locality the real world lacks.
@@ -158,6 +185,8 @@ fn shuffled(n: usize) -> Vec<u32> {
 struct Run {
     packets: u64,
     ns_per_packet: f64,
+    /// CPU time of this thread per packet (the wall clock also counts waiting for a core).
+    cpu_ns_per_packet: f64,
     allocations: u64,
 }
 
@@ -173,26 +202,27 @@ fn ring(frames: &[u8], order: &[u32]) -> Vec<u8> {
 }
 
 /// Run the ring of frames through `f`, front to back and round again, until at least
-/// `min_packets` and `min_time`.
+/// `min_packets` and `min_time`. Each batch of up to `BATCH` frames is copied into a work
+/// buffer (as a receive ring hands frames to the worker) and `f` gets the whole batch.
 fn drive(
     ring: &[u8],
     min_packets: u64,
     min_time: Duration,
     mut f: impl FnMut(Instant, &mut [u8]) -> bool,
 ) -> Run {
-    let mut buf = [0u8; FRAME];
+    let mut work = vec![0u8; BATCH * FRAME];
     let mut packets = 0u64;
     let alloc0 = allocations();
     let start = Instant::now();
+    let cpu0 = thread_cpu_time();
     'outer: loop {
         for chunk in ring.chunks(BATCH * FRAME) {
             let now = Instant::now(); // one clock read per batch, as the worker does
-            for frame in chunk.chunks_exact(FRAME) {
-                buf.copy_from_slice(frame);
-                let ok = f(now, &mut buf);
-                debug_assert!(ok);
-                black_box(&buf);
-            }
+            let buf = &mut work[..chunk.len()];
+            buf.copy_from_slice(chunk);
+            let ok = f(now, buf);
+            debug_assert!(ok);
+            black_box(&work);
             packets += (chunk.len() / FRAME) as u64;
             if packets >= min_packets && now - start >= min_time {
                 break 'outer;
@@ -200,34 +230,62 @@ fn drive(
         }
     }
     let elapsed = start.elapsed();
+    let cpu = thread_cpu_time() - cpu0;
     #[allow(clippy::cast_precision_loss)]
-    let ns = elapsed.as_nanos() as f64 / packets as f64;
+    let (ns, cpu_ns) = (
+        elapsed.as_nanos() as f64 / packets as f64,
+        cpu.as_nanos() as f64 / packets as f64,
+    );
     Run {
         packets,
         ns_per_packet: ns,
+        cpu_ns_per_packet: cpu_ns,
         allocations: allocations() - alloc0,
     }
 }
 
-/// Run `rounds` of [`drive`] over `ring`; returns the median ns per packet, the packets in
-/// all rounds and the allocations per packet.
+/// Run `rounds` of [`drive`] over `ring`; returns the median wall and CPU ns per packet,
+/// the packets in all rounds and the allocations per packet.
 fn rounds_of(
     ring: &[u8],
     rounds: &[(u64, Duration)],
     mut f: impl FnMut(Instant, &mut [u8]) -> bool,
-) -> (f64, u64, f64) {
+) -> (f64, f64, u64, f64) {
     let mut ns = Vec::new();
+    let mut cpu_ns = Vec::new();
     let mut packets = 0;
     let mut allocs = 0;
     for &(min_packets, min_time) in rounds {
         let r = drive(ring, min_packets, min_time, &mut f);
         ns.push(r.ns_per_packet);
+        cpu_ns.push(r.cpu_ns_per_packet);
         packets += r.packets;
         allocs += r.allocations;
     }
     #[allow(clippy::cast_precision_loss)]
     let apk = allocs as f64 / packets as f64;
-    (median(ns), packets, apk)
+    (median(ns), median(cpu_ns), packets, apk)
+}
+
+/// What the worker does with a batch: warm the conntrack lines of all its frames (unless
+/// `prefetch` is off), then process them one by one. True if every frame was forwarded.
+fn process_batch(
+    p: &mut Pipeline,
+    prefetch: bool,
+    now: Instant,
+    t: &Tables,
+    ingress: VpcId,
+    batch: &mut [u8],
+) -> bool {
+    if prefetch {
+        p.prefetch(batch.chunks_exact(FRAME).map(|f| (ingress, f)));
+    }
+    // Every frame is processed, even after one that was not forwarded.
+    let mut forwarded = true;
+    for f in batch.chunks_exact_mut(FRAME) {
+        forwarded &= matches!(p.process(now, t, ingress, f), Verdict::Forward(_));
+    }
+    forwarded
 }
 
 /// What the reference loop does to each frame: check the same headers, read the 5-tuple,
@@ -283,12 +341,13 @@ fn packet_scenario(
     reply: bool,
     rounds: &[(u64, Duration)],
 ) {
-    let (mut p, t, fwd, rev, held) = established(flows, t);
+    let (mut p, t, fwd, rev, held) = established(flows, t, !opts.no_huge_pages);
     let order = shuffled(flows);
     let (frames, ingress) = if reply { (&rev, B) } else { (&fwd, A) };
     let ring = ring(frames, &order);
-    let (ns, packets, apk) = rounds_of(&ring, rounds, |now, buf| {
-        matches!(p.process(now, &t, ingress, buf), Verdict::Forward(_))
+    let prefetch = !opts.no_prefetch;
+    let (ns, cpu_ns, packets, apk) = rounds_of(&ring, rounds, |now, batch| {
+        process_batch(&mut p, prefetch, now, &t, ingress, batch)
     });
     #[allow(clippy::cast_precision_loss)]
     let bytes_per_flow = held as f64 / flows as f64;
@@ -300,6 +359,8 @@ fn packet_scenario(
             ("packets", packets.to_string()),
             ("mpps", f2(1e3 / ns)),
             ("ns_per_packet", f2(ns)),
+            ("cpu_mpps", f2(1e3 / cpu_ns)),
+            ("cpu_ns_per_packet", f2(cpu_ns)),
             ("allocations_per_packet", format!("{apk:.4}")),
             ("conntrack_bytes_per_flow", format!("{bytes_per_flow:.1}")),
             ("frame_bytes", FRAME.to_string()),
@@ -312,7 +373,9 @@ fn reference_scenario(opts: &Opts, flows: usize, rounds: &[(u64, Duration)]) {
         .flat_map(|i| tcp_frame((CLIENT_MAC, MAC_A), client(i), (ENDPOINT, 8080), "A"))
         .collect();
     let ring = ring(&frames, &shuffled(flows));
-    let (ns, packets, apk) = rounds_of(&ring, rounds, |_, buf| reference(buf));
+    let (ns, cpu_ns, packets, apk) = rounds_of(&ring, rounds, |_, batch| {
+        batch.chunks_exact_mut(FRAME).all(reference)
+    });
     emit(
         opts,
         &[
@@ -324,15 +387,35 @@ fn reference_scenario(opts: &Opts, flows: usize, rounds: &[(u64, Duration)]) {
             ("packets", packets.to_string()),
             ("mpps", f2(1e3 / ns)),
             ("ns_per_packet", f2(ns)),
+            ("cpu_ns_per_packet", f2(cpu_ns)),
             ("allocations_per_packet", format!("{apk:.4}")),
             ("frame_bytes", FRAME.to_string()),
         ],
     );
 }
 
-fn new_flows_scenario(opts: &Opts, flows: usize) {
+/// Tables where A's gateway endpoint routes 100.125.0.0/16 to B through BACKEND.
+fn gateway_tables() -> Tables {
+    let route = GatewayRoute {
+        out_vpc: B,
+        next_hop: Some(BACKEND.to_bits()),
+    };
+    let prefix = Ipv4Cidr::new(Ipv4Addr::new(100, 125, 0, 0), 16).expect("a /16");
+    Tables::new(default_snat_range())
+        .with_gateways(vec![GatewayTable::new([(prefix, route)])])
+        .with_snat_vpcs(vec![B])
+}
+
+/// `flows` SYNs from distinct clients to `dst` through tables `t`, each opening a flow.
+fn new_flows_scenario(
+    opts: &Opts,
+    name: &str,
+    flows: usize,
+    t: fn() -> Tables,
+    dst: (Ipv4Addr, u16),
+) {
     let frames: Vec<u8> = (0..flows)
-        .flat_map(|i| tcp_frame((CLIENT_MAC, MAC_A), client(i), (ENDPOINT, 8080), "S"))
+        .flat_map(|i| tcp_frame((CLIENT_MAC, MAC_A), client(i), dst, "S"))
         .collect();
     let mut rates = Vec::new();
     let mut allocs = 0;
@@ -340,11 +423,15 @@ fn new_flows_scenario(opts: &Opts, flows: usize) {
     for _ in 0..opts.rounds {
         let cfg = config(flows + 16);
         let shared = Shared::new(&cfg, Instant::now());
+        if !opts.no_huge_pages {
+            advise(&shared);
+        }
         shared.neighbours.learn(B, BACKEND.to_bits(), BACKEND_MAC);
         let mut p = Pipeline::new(cfg, shared);
-        let t = tables();
-        let r = drive(&frames, flows as u64, Duration::ZERO, |now, buf| {
-            matches!(p.process(now, &t, A, buf), Verdict::Forward(_))
+        let t = t();
+        let prefetch = !opts.no_prefetch;
+        let r = drive(&frames, flows as u64, Duration::ZERO, |now, batch| {
+            process_batch(&mut p, prefetch, now, &t, A, batch)
         });
         assert_eq!(
             p.stats().flows_created,
@@ -361,7 +448,7 @@ fn new_flows_scenario(opts: &Opts, flows: usize) {
     emit(
         opts,
         &[
-            ("scenario", js("new_flows")),
+            ("scenario", js(name)),
             ("flows", flows.to_string()),
             ("packets", packets.to_string()),
             ("mpps", f2(cps / 1e6)),
@@ -463,6 +550,8 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut opts = Opts {
         json: false,
+        no_prefetch: false,
+        no_huge_pages: false,
         quick: false,
         rounds: 5,
         only: None,
@@ -471,6 +560,8 @@ fn main() {
     while let Some(a) = it.next() {
         match a.as_str() {
             "--json" => opts.json = true,
+            "--no-prefetch" => opts.no_prefetch = true,
+            "--no-huge-pages" => opts.no_huge_pages = true,
             "--quick" => opts.quick = true,
             "--rounds" => {
                 opts.rounds = it
@@ -520,8 +611,14 @@ fn main() {
     if want(&name) {
         packet_scenario(&opts, &name, (reply_flows, tables()), true, &rounds);
     }
+    let new_flows = if opts.quick { 10_000 } else { 1_000_000 };
     if want("new_flows") {
-        new_flows_scenario(&opts, if opts.quick { 10_000 } else { 1_000_000 });
+        new_flows_scenario(&opts, "new_flows", new_flows, tables, (ENDPOINT, 8080));
+    }
+    // The same through a gateway endpoint's route: any port of a service prefix.
+    if want("gateway_new_flows") {
+        let dst = (Ipv4Addr::new(100, 125, 0, 10), 443);
+        new_flows_scenario(&opts, "gateway_new_flows", new_flows, gateway_tables, dst);
     }
     if want("table") {
         publish_scenarios(&opts, if opts.quick { 10_000 } else { 100_000 });
@@ -529,6 +626,9 @@ fn main() {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: pktbench [--json] [--quick] [--rounds N] [--only SCENARIO_PREFIX]");
+    eprintln!(
+        "usage: pktbench [--json] [--quick] [--no-prefetch] [--no-huge-pages] [--rounds N] \
+         [--only SCENARIO_PREFIX]"
+    );
     std::process::exit(2)
 }

@@ -263,16 +263,22 @@ pub async fn describe(State(s): State<ApiState>, ctx: Ctx, RawQuery(q): RawQuery
     let p = params(q.as_deref());
     let m = s.registry.read();
     let v = m.tenant(&ctx);
-    let svc = match (p.get("endpoint_service_name"), p.get("id")) {
-        (Some(name), None) => v.visible_service_named(name),
-        (None, Some(id)) => v.visible_service(id),
+    let view = match (p.get("endpoint_service_name"), p.get("id")) {
+        (Some(name), None) => v
+            .visible_service_named(name)
+            .map(PublicServiceView::new)
+            .or_else(|| v.gateway_named(name).map(PublicServiceView::gateway)),
+        (None, Some(id)) => v
+            .visible_service(id)
+            .map(PublicServiceView::new)
+            .or_else(|| v.gateway(id).map(PublicServiceView::gateway)),
         _ => {
             return Err(
                 Rejection::param("give exactly one of endpoint_service_name and id").into(),
             );
         }
     };
-    ok(PublicServiceView::new(svc.ok_or_else(service_not_found)?))
+    ok(view.ok_or_else(service_not_found)?)
 }
 
 /// `GET .../vpc-endpoint-services/public`.
@@ -285,8 +291,18 @@ pub async fn public(State(s): State<ApiState>, ctx: Ctx, RawQuery(q): RawQuery) 
         name: p.get("endpoint_service_name").map(String::as_str),
         status: None,
     };
-    let items = m.tenant(&ctx).visible_services_where(query);
-    let (items, total) = page.apply(items, |x| (x.created_at, x.updated_at, x.id.as_str()));
-    let list = items.into_iter().map(PublicServiceView::new).collect();
+    // The operator's gateway services are public to every account, next to the endpoint
+    // services the caller may see.
+    let v = m.tenant(&ctx);
+    let services = v.visible_services_where(query).into_iter().map(|x| {
+        let key = (x.created_at, x.updated_at, x.id.as_str());
+        (key, PublicServiceView::new(x))
+    });
+    let gateways = v.gateways_where(query).into_iter().map(|g| {
+        let key = (g.created_at, g.created_at, g.id.as_str());
+        (key, PublicServiceView::gateway(g))
+    });
+    let (items, total) = page.apply(services.chain(gateways).collect(), |x| x.0);
+    let list: Vec<_> = items.into_iter().map(|(_, view)| view).collect();
     ok(paged("endpoint_services", list, total))
 }

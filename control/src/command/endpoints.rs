@@ -18,8 +18,9 @@ pub struct NewEndpoint {
     pub service_id: ServiceId,
     /// The user's VPC.
     pub vpc_id: VpcId,
-    /// The user's subnet.
-    pub subnet_id: SubnetId,
+    /// The user's subnet: required for an interface endpoint; for a gateway endpoint, the
+    /// VPC's first IPv4 subnet with a free address by default.
+    pub subnet_id: Option<SubnetId>,
     /// A chosen address; automatic when absent.
     pub ip: Option<Ipv4Addr>,
     /// Internal DNS name.
@@ -32,7 +33,7 @@ pub struct NewEndpoint {
     pub description: String,
     /// Tags.
     pub tags: Vec<Tag>,
-    /// Route tables (stored).
+    /// Route tables (gateway endpoints only; recorded, see [`crate::registry::gateways`]).
     pub routetables: Vec<String>,
     /// Policy statements (stored).
     pub policy_statement: Vec<serde_json::Value>,
@@ -48,7 +49,7 @@ impl TryFrom<CreateEndpoint> for NewEndpoint {
     fn try_from(b: CreateEndpoint) -> Result<Self, Rejection> {
         let service_id = require(b.endpoint_service_id, "endpoint_service_id")?.into();
         let vpc_id = require(b.vpc_id, "vpc_id")?.into();
-        let subnet_id = require(b.subnet_id, "subnet_id")?.into();
+        let subnet_id = b.subnet_id.map(Into::into);
         only_ipv4(b.ip_version.as_deref(), b.ipv6_address.is_some())?;
         let ip = match port_ip(b.port_ip)? {
             None => None,

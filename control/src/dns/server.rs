@@ -112,6 +112,9 @@ struct TcpSlot {
     handle: SocketHandle,
     generation: u64,
     inbox: Vec<u8>,
+    /// Queries of this connection waiting for an upstream: not closed before they are
+    /// answered.
+    forwarded: usize,
 }
 
 /// Open the resolver's socket now (so a bad interface fails the start), and serve from a
@@ -202,6 +205,7 @@ impl Server {
                     handle: sockets.add(t),
                     generation: 0,
                     inbox: Vec::new(),
+                    forwarded: 0,
                 }
             })
             .collect();
@@ -255,6 +259,7 @@ impl Server {
             if !socket.is_open() {
                 // Closed or timed out: serve the next connection.
                 slot.inbox.clear();
+                slot.forwarded = 0;
                 slot.generation += 1;
                 let _ = socket.listen(53);
                 continue;
@@ -282,6 +287,7 @@ impl Server {
             if socket.state() == tcp::State::CloseWait
                 && socket.send_queue() == 0
                 && queries.is_empty()
+                && slot.forwarded == 0
             {
                 socket.close();
             }
@@ -315,6 +321,11 @@ impl Server {
         }
         query[..2].copy_from_slice(&ours.to_be_bytes());
         if up.send_to(&query, first).is_ok() {
+            if let Client::Tcp(i, _) = client
+                && let Some(slot) = self.tcp.get_mut(i)
+            {
+                slot.forwarded += 1;
+            }
             self.pending.insert(
                 ours,
                 Pending {
@@ -358,6 +369,11 @@ impl Server {
             }
         }
         for (client, bytes) in answers {
+            if let Client::Tcp(i, generation) = client
+                && let Some(slot) = self.tcp.get_mut(i).filter(|s| s.generation == generation)
+            {
+                slot.forwarded = slot.forwarded.saturating_sub(1);
+            }
             self.deliver(client, &bytes);
         }
     }

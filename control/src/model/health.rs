@@ -40,11 +40,23 @@ impl Model {
                 ep.vpc_id
             ));
         }
-        let svc = self.services.get(&ep.service_id)?;
-        (!self.is_attached(&svc.vpc_id)).then(|| {
+        let svc_vpc = match (
+            self.services.get(&ep.service_id),
+            self.gateways.get(&ep.service_id),
+        ) {
+            (Some(svc), _) => &svc.vpc_id,
+            (None, Some(g)) => &g.vpc_id,
+            // A gateway service the operator took out of the config.
+            (None, None) => {
+                return Some(format!(
+                    "The service {} is no longer offered: nothing carries this endpoint's traffic.",
+                    ep.service_id
+                ));
+            }
+        };
+        (!self.is_attached(svc_vpc)).then(|| {
             format!(
-                "The service's VPC {} is not attached to any node: nothing carries this endpoint's traffic.",
-                svc.vpc_id
+                "The service's VPC {svc_vpc} is not attached to any node: nothing carries this endpoint's traffic."
             )
         })
     }

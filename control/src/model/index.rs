@@ -126,6 +126,9 @@ pub struct Model {
     /// The VPCs the dataplanes attach (`None`: unknown here, as on an API-only node); not
     /// stored: the daemon sets it from its config (see [`super::health`]).
     pub attached: Option<std::sync::Arc<BTreeSet<VpcId>>>,
+    /// The operator's gateway services, by id; not stored: the daemon sets them from its
+    /// config (see [`super::gateway`]).
+    pub gateways: std::sync::Arc<BTreeMap<ServiceId, GatewayService>>,
 }
 
 impl Model {

@@ -11,6 +11,7 @@
 //! Times are whole seconds since the Unix epoch; the API renders them as
 //! `YYYY-MM-DDTHH:MM:SSZ`.
 
+pub mod gateway;
 pub mod health;
 pub mod ids;
 pub mod index;
@@ -23,6 +24,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use ipnet::{IpNet, Ipv4Net};
 use serde::{Deserialize, Serialize};
 
+pub use self::gateway::GatewayService;
 pub use self::ids::*;
 pub use self::index::{Model, Mutation, Record};
 pub use self::net::{MacAddress, SourceCidr};
@@ -309,7 +311,8 @@ pub struct Endpoint {
     pub connection_description: String,
     /// Tags.
     pub tags: Vec<Tag>,
-    /// Route tables (gateway endpoints; stored only).
+    /// Route tables (gateway endpoints: recorded and returned; see
+    /// [`crate::registry::gateways`]).
     pub routetables: Vec<String>,
     /// Policy statements (stored and returned).
     pub policy_statement: Vec<serde_json::Value>,

@@ -210,17 +210,36 @@ impl<'m> TenantView<'m> {
             .collect()
     }
 
+    /// Gateway service `id` (every account sees the operator's gateway services).
+    pub fn gateway(&self, id: &str) -> Option<&'m GatewayService> {
+        self.model.gateways.get(id)
+    }
+
+    /// The gateway service with full name `name`.
+    pub fn gateway_named(&self, name: &str) -> Option<&'m GatewayService> {
+        self.model.gateways.values().find(|g| g.full_name == name)
+    }
+
+    /// Gateway services matching `q` (their status is always `available`).
+    pub fn gateways_where(self, q: ServiceQuery<'_>) -> Vec<&'m GatewayService> {
+        self.model
+            .gateways
+            .values()
+            .filter(|g| {
+                q.id.is_none_or(|id| g.id == id)
+                    && name_matches(&g.full_name, q.name)
+                    && q.status.is_none_or(|st| st == "available")
+            })
+            .collect()
+    }
+
     /// The tenant's endpoints matching `q`.
     pub fn endpoints_where(self, q: EndpointQuery<'_>) -> Vec<&'m Endpoint> {
         self.endpoints()
             .filter(|e| q.id.is_none_or(|id| e.id == id))
             .filter(|e| q.vpc_id.is_none_or(|v| e.vpc_id == v))
             .filter(|e| {
-                let name = self
-                    .model
-                    .services
-                    .get(&e.service_id)
-                    .map_or("", |s| s.full_name.as_str());
+                let name = self.model.service_full_name(&e.service_id).unwrap_or("");
                 name_matches(name, q.service_name)
             })
             .collect()

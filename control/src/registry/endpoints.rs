@@ -19,7 +19,7 @@ fn endpoint_not_found() -> Rejection {
 }
 
 /// A packet id no connection uses: 53 bits, so exact in every JSON client; never 0.
-fn new_marker(m: &Model) -> u64 {
+pub(super) fn new_marker(m: &Model) -> u64 {
     let mut rng = rand::rng();
     loop {
         let marker = rng.random::<u64>() >> 11;
@@ -40,6 +40,9 @@ impl Registry {
             // Cloned: the rule runs again if another node commits first.
             let cmd = cmd.clone();
             let m = v.model();
+            if let Some(g) = m.gateways.get(&cmd.service_id) {
+                return self.gateway_endpoint(t, v, g, cmd);
+            }
             let svc = m.services.get(&cmd.service_id).ok_or_else(|| {
                 Rejection::new(
                     ErrorCode::ServiceNotFound,
@@ -58,10 +61,18 @@ impl Registry {
                     "The endpoint service is unavailable (its backend was deleted).",
                 ));
             }
+            if !cmd.routetables.is_empty() {
+                return Err(Rejection::param(
+                    "routetables: only endpoints of a gateway service take route tables",
+                ));
+            }
             v.vpc(cmd.vpc_id.as_str())
                 .ok_or_else(|| Rejection::new(ErrorCode::InvalidVpcId, "Invalid VPC ID."))?;
+            let subnet_id = cmd
+                .subnet_id
+                .ok_or_else(|| Rejection::missing("subnet_id"))?;
             let subnet = v
-                .subnet(cmd.subnet_id.as_str())
+                .subnet(subnet_id.as_str())
                 .filter(|s| s.vpc_id == cmd.vpc_id)
                 .ok_or_else(|| Rejection::new(ErrorCode::InvalidSubnetId, "Invalid subnet_id."))?;
             if subnet.ipv4().is_none() {
@@ -85,7 +96,7 @@ impl Registry {
                 domain_id: t.domain_id.clone(),
                 service_id: cmd.service_id,
                 vpc_id: cmd.vpc_id,
-                subnet_id: cmd.subnet_id,
+                subnet_id,
                 ip,
                 marker_id: new_marker(m),
                 status: if svc.approval_enabled {
@@ -117,7 +128,8 @@ impl Registry {
     /// Change one of the tenant's endpoints.
     ///
     /// # Errors
-    /// EndPoint.2006.
+    /// EndPoint.2006; EndPoint.0002 for route tables on an interface endpoint or a source
+    /// whitelist on a gateway endpoint.
     pub fn update_endpoint(
         &self,
         t: &Tenant,
@@ -134,6 +146,7 @@ impl Registry {
             let ts = now();
             match change {
                 EndpointChange::Whitelist(list, enable) => {
+                    super::gateways::no_whitelist(v.model(), &ep, list.as_deref(), enable)?;
                     if let Some(l) = list {
                         ep.whitelist = l;
                     }
@@ -141,7 +154,9 @@ impl Registry {
                         ep.enable_whitelist = e;
                     }
                 }
-                EndpointChange::Routetables(r) => ep.routetables = r,
+                EndpointChange::Routetables(r) => {
+                    ep.routetables = super::gateways::routetables(v.model(), &ep, r)?;
+                }
                 EndpointChange::Policy(statement, document) => {
                     if let Some(s) = statement {
                         ep.policy_statement = s;

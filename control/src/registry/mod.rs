@@ -9,12 +9,13 @@
 //! `notes`; no other lock is taken while one of these is held.
 //!
 //! The rules live by resource: [`inventory`] (VPCs, subnets, ports), [`ipam`] (addresses),
-//! [`services`], [`connections`], [`permissions`], [`endpoints`], [`tags`]. Tenancy is applied through
+//! [`services`], [`connections`], [`permissions`], [`endpoints`], [`gateways`], [`tags`]. Tenancy is applied through
 //! [`crate::model::TenantView`]. Nothing here knows about HTTP.
 
 pub mod connections;
 pub mod endpoints;
 pub mod follow;
+pub mod gateways;
 pub mod inventory;
 pub mod ipam;
 pub mod permissions;

@@ -83,7 +83,7 @@ impl Env {
             .build()
             .unwrap();
         let running = rt
-            .block_on(daemon::start_with(&cfg, credentials(), |_, _, _| {
+            .block_on(daemon::start_with(&cfg, credentials(), |_, _, _, _| {
                 unreachable!("no attachments")
             }))
             .unwrap();
@@ -110,7 +110,7 @@ impl Env {
 
     /// Stop the daemon and start a new one on the same data directory (same ports: 0).
     pub fn restart(&mut self) {
-        self.restart_with(|_, _, _| unreachable!("no attachments"));
+        self.restart_with(|_, _, _, _| unreachable!("no attachments"));
     }
 
     /// The same, with `start` as the dataplane starter (called for attachments, at the
@@ -119,8 +119,9 @@ impl Env {
         &mut self,
         start: impl Fn(
             &DaemonConfig,
-            &dataplane::TablePublisher,
+            &dataplane::TableReader,
             std::sync::Arc<std::sync::atomic::AtomicBool>,
+            &mut dyn FnMut(),
         ) -> Result<daemon::Dataplane, daemon::DaemonError>
         + Send
         + Sync
@@ -148,7 +149,7 @@ impl Env {
             .block_on(daemon::start_with(
                 &self.cfg,
                 credentials(),
-                |_, _, _| unreachable!(),
+                |_, _, _, _| unreachable!(),
             ))
             .unwrap();
         let url = format!("http://{}", running.api_addr);

@@ -4,7 +4,9 @@
 //! byte of each picks the attachment). Nothing may panic, and nothing may leave for a key
 //! the accepted table does not allow: every forwarded frame either opens (or belongs to) a
 //! flow to an accepted `(attachment, endpoint, protocol, port)` from inside the VPC, or
-//! answers one that such a frame opened earlier in the same run. Attachment 2 has port
+//! answers one that such a frame opened earlier in the same run; or, from attachment 0 to
+//! 100.125.0.0/16 (a gateway endpoint's route, out of attachment 1), opens a gateway flow
+//! from inside the VPC to an address of that prefix. Attachment 2 has port
 //! security on: nothing from it leaves unless its (source address, source MAC) is a known
 //! port's.
 
@@ -20,7 +22,9 @@ use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::time::Instant;
 
-use dataplane::tables::{AcceptedKey, PortSet, Target, default_snat_range};
+use dataplane::tables::{
+    AcceptedKey, GatewayRoute, GatewayTable, PortSet, Target, default_snat_range,
+};
 use dataplane::wire::ethernet::{EthernetFrame, MacAddr};
 use dataplane::wire::ipv4::{Ipv4Packet, PROTO_TCP};
 use dataplane::wire::tcp::TcpPacket;
@@ -74,7 +78,14 @@ pub fn run(data: &[u8]) {
                 Ipv4Addr::new(10, 0, 0, 5),
                 MacAddr([2, 0, 0, 0, 0, 1]),
             )])),
-        ]);
+        ])
+        .with_gateways(vec![GatewayTable::new([(
+            "100.125.0.0/16".parse().expect("prefix"),
+            GatewayRoute {
+                out_vpc: B,
+                next_hop: Some(u32::from(Ipv4Addr::new(10, 0, 0, 10))),
+            },
+        )])]);
     let config = Config {
         attachments: vec![
             MacAddr([2, 0, 0, 0, 0, 0xa0]),
@@ -109,11 +120,16 @@ pub fn run(data: &[u8]) {
                 tables.admits_port(vpc, src, src_mac.expect("an Ethernet frame")),
                 "forwarded a frame of no known port from a port-secured attachment"
             );
-            let accepted = tables
+            let to_endpoint = tables
                 .accepted()
                 .get(&AcceptedKey::new(vpc, Ipv4Addr::from(dst), proto, dport))
-                .is_some()
-                && tables.admits_source(vpc, src);
+                .is_some();
+            let to_gateway = tables.endpoint(vpc, dst).is_none()
+                && tables
+                    .gateways(vpc)
+                    .and_then(|g| g.lookup(dst))
+                    .is_some_and(|r| r.out_vpc == out);
+            let accepted = (to_endpoint || to_gateway) && tables.admits_source(vpc, src);
             let key = (vpc, src, dst, sport, dport, proto);
             if accepted {
                 // The reply to what left: backend -> SNAT address and port.

@@ -1,20 +1,26 @@
 //! The connection tracker shared by every worker: both directions of every flow in one
-//! sharded map (`dashmap`), because the two directions of a NATed flow have different
-//! 5-tuples and may reach different workers.
+//! pre-sized table ([`table`]: 64-byte records, an open-addressing index of both keys),
+//! because the two directions of a NATed flow have different 5-tuples and may reach
+//! different workers.
 //!
-//! - An entry is keyed by [`FlowKey`] (VPC included) and holds the rewrite for packets
-//!   matching it, the attachment to send them on and the next hop's MAC, so a hit costs one
-//!   lookup and no neighbour lookup. The peer entry's key is derived from the rewrite
-//!   (the reply to the rewritten packet), so nothing stores it.
-//! - The original-direction entry holds the flow's state (TCP handshake and close, UDP
-//!   replied or not); each entry has its own last-seen time, and a flow is idle when both
-//!   are. Hot fields are atomics updated under the shard's read lock.
-//! - Each entry records the generation it was last checked against (the tables' plus the
-//!   neighbour table's epoch); the pipeline re-checks a flow when it moves (opte's epoch).
+//! - A flow is one record: its original key, the rewrite of original-direction packets,
+//!   the backend's and the client's MACs, and per direction a state byte, a last-seen time
+//!   and a generation stamp. The reply key is the reply to the rewritten packet, and the
+//!   reply's rewrite is the original key reversed, so neither is stored. A hit costs one
+//!   index bucket and one record (two cache lines), no lock, and no neighbour lookup.
+//! - The original direction's state byte holds the flow's state (TCP handshake and close,
+//!   UDP replied or not); a flow is idle when both directions are.
+//! - Each direction records the generation it was last checked against (the tables' plus
+//!   the neighbour table's epoch); the pipeline re-checks a flow when it moves (opte's
+//!   epoch).
 //! - Capacity is hard: a flow is admitted only after reserving one unit, both node-wide
 //!   and in the share of its VPC (the ingress attachment of the flow's opener, see
 //!   [`ConnTrack::try_reserve`]). When either is full, an embryonic or unreplied flow is
-//!   evicted to make room ([`ConnTrack::evict`]), never an established one.
+//!   evicted to make room ([`ConnTrack::evict`]), never an established one. The table has
+//!   exactly `capacity` records, so it never grows: memory is fixed at start (96 bytes a
+//!   flow of capacity, zeroed pages the kernel backs as flows first touch them; the daemon
+//!   asks for huge pages over [`ConnTrack::regions`], so the 32-byte-a-flow index is
+//!   resident after a few dozen flows).
 //! - Eviction candidates are kept per VPC for the whole node (not per worker), so a worker
 //!   that never saw the flood can still evict it. They sit in one short `Mutex`ed ring per
 //!   VPC, touched only when a flow opens or is evicted, never on a hit; pushing is a few
@@ -22,21 +28,18 @@
 //!   the same VPC.
 //!
 //! Nothing here reads the clock: times come in as `Instant`s and are stored as whole
-//! seconds since the tracker's epoch. A lookup holds one shard lock for its duration, never
-//! across another lookup.
+//! seconds since the tracker's epoch. A lookup takes no lock; opening a flow takes its two
+//! keys' home-bucket locks one after the other, never two at once.
 
-use core::sync::atomic::{AtomicU8, AtomicU32, AtomicUsize, Ordering::Relaxed};
+use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
-use dashmap::DashMap;
-use dashmap::mapref::one::Ref;
 use foldhash::fast::RandomState;
 
 use crate::config::{Config, Timeouts};
 use crate::flow::{FlowKey, VpcId};
-use crate::wire::ethernet::MacAddr;
 use crate::wire::ipv4::PROTO_TCP;
 
 /// Which way an entry's packets travel.
@@ -75,108 +78,32 @@ impl Rewrite {
             proto,
         }
     }
-}
 
-pub mod state;
-pub use state::tcp_next;
-
-/// One direction of a flow. 32 bytes.
-#[derive(Debug)]
-pub struct FlowEntry {
-    /// The rewrite for packets matching this entry's key.
-    pub rewrite: Rewrite,
-    /// The attachment rewritten packets leave on.
-    pub out_vpc: VpcId,
-    /// The next hop's MAC on `out_vpc`.
-    pub dst_mac: MacAddr,
-    /// Which direction this entry serves.
-    pub dir: Direction,
-    state: AtomicU8,
-    generation: AtomicU32,
-    last_seen: AtomicU32,
-}
-
-impl FlowEntry {
-    /// A new entry seen at `now_secs` and checked against `generation`.
-    pub fn new(
-        rewrite: Rewrite,
-        out_vpc: VpcId,
-        dst_mac: MacAddr,
-        dir: Direction,
-        state: u8,
-        generation: u64,
-        now_secs: u32,
-    ) -> Self {
+    /// The rewrite that sends a reply back to `key`'s sender as if from `key`'s
+    /// destination: `key` reversed.
+    #[inline]
+    pub fn back_to(key: &FlowKey) -> Self {
         Self {
-            rewrite,
-            out_vpc,
-            dst_mac,
-            dir,
-            state: AtomicU8::new(state),
-            generation: AtomicU32::new(stamp(generation)),
-            last_seen: AtomicU32::new(now_secs),
-        }
-    }
-
-    /// The key of the other direction: the reply to a packet rewritten by this entry.
-    #[inline]
-    pub fn peer_key(&self, proto: u8) -> FlowKey {
-        self.rewrite.reply_key(self.out_vpc, proto)
-    }
-
-    /// The state byte.
-    #[inline]
-    pub fn state(&self) -> u8 {
-        self.state.load(Relaxed)
-    }
-
-    /// Apply `f` to the state byte atomically; returns the new value.
-    pub fn update_state(&self, f: impl Fn(u8) -> u8) -> u8 {
-        let mut cur = self.state.load(Relaxed);
-        loop {
-            let next = f(cur);
-            if next == cur {
-                return cur;
-            }
-            match self
-                .state
-                .compare_exchange_weak(cur, next, Relaxed, Relaxed)
-            {
-                Ok(_) => return next,
-                Err(seen) => cur = seen,
-            }
-        }
-    }
-
-    /// True if this entry was last checked against `generation`.
-    #[inline]
-    pub fn checked_at(&self, generation: u64) -> bool {
-        self.generation.load(Relaxed) == stamp(generation)
-    }
-
-    /// Record that this entry was checked against `generation`.
-    pub fn set_checked(&self, generation: u64) {
-        self.generation.store(stamp(generation), Relaxed);
-    }
-
-    /// Last time (seconds since the tracker's epoch) a packet matched.
-    pub fn last_seen(&self) -> u32 {
-        self.last_seen.load(Relaxed)
-    }
-
-    /// Record a packet at `now_secs`; writes only when the second changed, so a busy flow
-    /// does not write its cache line on every packet.
-    #[inline]
-    pub fn touch(&self, now_secs: u32) {
-        if self.last_seen.load(Relaxed) != now_secs {
-            self.last_seen.store(now_secs, Relaxed);
+            src: key.dst,
+            dst: key.src,
+            sport: key.dport,
+            dport: key.sport,
         }
     }
 }
+
+mod entry;
+pub mod record;
+pub mod state;
+pub mod table;
+pub use entry::FlowEntry;
+pub use record::{FlowInit, Record};
+pub use state::tcp_next;
+pub use table::{FlowTable, IndexError};
 
 /// Generation stamps keep the low 32 bits: a flow idle for 2^32 publishes is long expired.
 #[allow(clippy::cast_possible_truncation)]
-fn stamp(generation: u64) -> u32 {
+pub fn stamp(generation: u64) -> u32 {
     generation as u32
 }
 
@@ -200,10 +127,21 @@ pub enum Full {
     Vpc,
 }
 
+/// Why [`ConnTrack::insert_flow`] did not insert.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InsertError {
+    /// The original key is already tracked (another worker opened the flow first).
+    Exists,
+    /// Every SNAT address and port offered is taken by a live flow.
+    SnatExhausted,
+    /// No record or index room (only if the caller reserved nothing).
+    TableFull,
+}
+
 /// The shared flow table.
 #[derive(Debug)]
 pub struct ConnTrack {
-    map: DashMap<FlowKey, FlowEntry, RandomState>,
+    table: FlowTable,
     capacity: usize,
     flows: AtomicUsize,
     /// The most flows one VPC's clients may hold.
@@ -222,16 +160,15 @@ impl ConnTrack {
     /// A tracker sized by `config` (capacity, per-VPC share, attachments, eviction
     /// candidates, timeouts) whose clock starts at `epoch`.
     ///
-    /// The map is not pre-sized: memory follows the live flow count.
+    /// The table is allocated for the whole capacity here (zeroed pages, which the kernel
+    /// backs as flows first touch them): nothing grows on the packet path.
     pub fn new(config: &Config, epoch: Instant) -> Self {
-        // 128 shards: one lock covers about 1/128 of the flows, and with 2^20 flows a shard
-        // is about 16 k entries.
-        let map = DashMap::with_hasher_and_shard_amount(RandomState::default(), 128);
         let vpcs = config.attachments.len();
         let candidates_per_vpc = config.eviction_candidates;
+        let capacity = config.conntrack_capacity.get();
         Self {
-            map,
-            capacity: config.conntrack_capacity.get(),
+            table: FlowTable::new(capacity, RandomState::default()),
+            capacity,
             flows: AtomicUsize::new(0),
             vpc_limit: config.conntrack_vpc_limit(),
             vpc_flows: (0..vpcs).map(|_| AtomicUsize::new(0)).collect(),
@@ -265,6 +202,23 @@ impl ConnTrack {
         self.capacity
     }
 
+    /// Bytes the table holds, fixed at creation whatever the flow count (the candidate
+    /// rings and the pipelines' expiry queues are extra).
+    pub fn footprint(&self) -> usize {
+        self.table.footprint()
+    }
+
+    /// The table's allocations as (address, bytes), for memory advice by the driver
+    /// (`io::memory::advise_huge_pages`); the core itself makes no system call.
+    pub fn regions(&self) -> [(usize, usize); 2] {
+        self.table.regions()
+    }
+
+    /// Index entries in use: two per flow (diagnostics and tests).
+    pub fn index_entries(&self) -> usize {
+        self.table.entries()
+    }
+
     /// Number of flows opened by clients of `vpc`.
     pub fn len_of(&self, vpc: VpcId) -> usize {
         self.vpc_flows
@@ -277,10 +231,44 @@ impl ConnTrack {
         self.vpc_limit
     }
 
-    /// Look up one direction. Hold the guard briefly: it holds the shard's read lock.
+    /// The table's hash of `key` (seeded), for [`ConnTrack::get_hashed`] and the prefetch.
     #[inline]
-    pub fn get(&self, key: &FlowKey) -> Option<Ref<'_, FlowKey, FlowEntry>> {
-        self.map.get(key)
+    pub fn hash(&self, key: &FlowKey) -> u64 {
+        self.table.hash(key)
+    }
+
+    /// First prefetch stage for a key of hash `h`: load its index bucket. Returns a value to
+    /// feed `black_box`, so the load stays.
+    #[inline]
+    pub fn prefetch_bucket(&self, h: u64) -> u64 {
+        self.table.touch_bucket(h)
+    }
+
+    /// Second prefetch stage, once the bucket is in cache: the record the bucket names for
+    /// hash `h` (the first whose tag matches), without reading it.
+    #[inline]
+    pub fn record_of(&self, h: u64) -> Option<u32> {
+        self.table.record_of(h)
+    }
+
+    /// Third prefetch stage: load record `slot` (any value; [`u64::MAX`] and other
+    /// out-of-range values load nothing). Returns a value to feed `black_box`.
+    #[inline]
+    pub fn prefetch_record(&self, slot: u64) -> u32 {
+        self.table.touch_record(slot)
+    }
+
+    /// Look up one direction.
+    #[inline(always)]
+    pub fn get(&self, key: &FlowKey) -> Option<FlowEntry<'_>> {
+        self.get_hashed(key, self.table.hash(key))
+    }
+
+    /// Look up one direction whose hash ([`ConnTrack::hash`]) is `h`.
+    #[inline(always)]
+    pub fn get_hashed(&self, key: &FlowKey, h: u64) -> Option<FlowEntry<'_>> {
+        let found = self.table.get(key, h)?;
+        Some(FlowEntry::new(self.table.at(found.slot), &found))
     }
 
     /// Reserve room for one flow opened by a client of `vpc`: one unit of the VPC's share,
@@ -380,45 +368,74 @@ impl ConnTrack {
         false
     }
 
-    /// Insert `entry` under `key` if the key is free; returns whether it was inserted.
-    /// Used first for the reply key, which reserves the SNAT port (no live tuple is reused),
-    /// then for the original key, which settles a race between two workers.
-    pub fn insert_if_vacant(&self, key: FlowKey, entry: FlowEntry) -> bool {
-        match self.map.entry(key) {
-            dashmap::Entry::Occupied(_) => false,
-            dashmap::Entry::Vacant(v) => {
-                v.insert(entry);
-                true
+    /// Insert a flow (both directions) whose capacity the caller reserved: `flow` with its
+    /// SNAT address and port (`rewrite.src`, `rewrite.sport`) taken from the first of
+    /// `snat` whose reply key is free. The reply key is indexed first, which reserves the
+    /// SNAT port (no live tuple is reused), then the original key, which settles a race
+    /// between two workers. Returns the SNAT address and port chosen.
+    ///
+    /// # Errors
+    /// [`InsertError`]; nothing was inserted, and the reservation is the caller's to give
+    /// back.
+    pub fn insert_flow(
+        &self,
+        flow: &FlowInit,
+        snat: impl IntoIterator<Item = (u32, u16)>,
+    ) -> Result<(u32, u16), InsertError> {
+        let t = &self.table;
+        let slot = t.alloc().ok_or(InsertError::TableFull)?;
+        let mut f = *flow;
+        let mut chosen = None;
+        for (ip, port) in snat {
+            f.rewrite.src = ip;
+            f.rewrite.sport = port;
+            t.write(slot, &f);
+            let reply = f.reply_key();
+            let h = t.hash(&reply);
+            match t.insert(&reply, h, slot, Direction::Reply) {
+                Ok(()) => {
+                    chosen = Some((ip, port, h));
+                    break;
+                }
+                Err(IndexError::Occupied) => {}
+                Err(IndexError::Full) => break,
             }
         }
-    }
-
-    /// Remove a single entry without touching the flow count (undoing a half insert).
-    pub fn remove_entry(&self, key: &FlowKey) {
-        self.map.remove(key);
+        let Some((ip, port, reply_hash)) = chosen else {
+            t.kill_and_release(slot);
+            return Err(InsertError::SnatExhausted);
+        };
+        let h = t.hash(&f.key);
+        if let Err(e) = t.insert(&f.key, h, slot, Direction::Original) {
+            t.remove(reply_hash, slot, Direction::Reply);
+            t.kill_and_release(slot);
+            return Err(match e {
+                IndexError::Occupied => InsertError::Exists,
+                IndexError::Full => InsertError::TableFull,
+            });
+        }
+        Ok((ip, port))
     }
 
     /// Remove the flow `key` belongs to (both directions) and release its capacity, in
     /// the node's count and in its VPC's. Returns false if `key` was not present.
     pub fn remove_flow(&self, key: &FlowKey) -> bool {
-        let Some((_, entry)) = self.map.remove(key) else {
-            return false;
-        };
-        self.map.remove(&entry.peer_key(key.proto));
-        // The opener's VPC: the key's own on the original entry, the way back on a reply.
-        let opener = match entry.dir {
-            Direction::Original => key.vpc,
-            Direction::Reply => entry.out_vpc,
-        };
-        self.release(opener);
-        true
+        self.get(key).is_some_and(|e| self.remove_entry(&e))
     }
 
-    /// Replace the next-hop MAC of one entry (after a neighbour changed).
-    pub fn set_dst_mac(&self, key: &FlowKey, mac: MacAddr) {
-        if let Some(mut e) = self.map.get_mut(key) {
-            e.dst_mac = mac;
-        }
+    /// Remove the flow `e` was found in, unless another caller removed it first.
+    fn remove_entry(&self, e: &FlowEntry<'_>) -> bool {
+        let t = &self.table;
+        let slot = e.slot;
+        let Some(words) = t.kill(slot, e.incarnation) else {
+            return false;
+        };
+        let init = words.flow();
+        t.remove(t.hash(&init.key), slot, Direction::Original);
+        t.remove(t.hash(&init.reply_key()), slot, Direction::Reply);
+        t.release(slot);
+        self.release(init.key.vpc);
+        true
     }
 
     /// The idle timeout, in seconds, of a flow of protocol `proto` in state `s`.
@@ -440,17 +457,13 @@ impl ConnTrack {
     /// Check the flow whose original key is `key`; remove it if idle past its timeout. A
     /// live embryonic or unreplied flow is offered as an eviction candidate again.
     pub fn age(&self, key: &FlowKey, now_secs: u32) -> Aging {
-        let (last, s, peer) = match self.map.get(key) {
-            Some(e) if e.dir == Direction::Original => {
-                (e.last_seen(), e.state(), e.peer_key(key.proto))
-            }
-            _ => return Aging::Gone,
+        let Some(e) = self.get(key).filter(|e| e.dir == Direction::Original) else {
+            return Aging::Gone;
         };
-        // The guard is dropped before the peer lookup: never two shard locks at once.
-        let peer_last = self.map.get(&peer).map_or(0, |p| p.last_seen());
-        let idle = u64::from(now_secs.saturating_sub(last.max(peer_last)));
+        let s = e.state();
+        let idle = u64::from(now_secs.saturating_sub(e.idle_since()));
         if idle >= self.timeout_secs(key.proto, s) {
-            self.remove_flow(key);
+            self.remove_entry(&e);
             Aging::Expired
         } else {
             if state::evictable(s) {
@@ -460,23 +473,22 @@ impl ConnTrack {
         }
     }
 
-    /// The original-direction keys of every flow (a copy: each shard's lock is held only
-    /// while its keys are copied). Off the fast path: snapshots and diagnostics.
+    /// Every flow, each as read consistently on its own. Off the fast path: snapshots and
+    /// diagnostics.
+    pub fn flows(&self) -> Vec<FlowInit> {
+        self.table.live().collect()
+    }
+
+    /// The original-direction keys of every flow (a copy). Off the fast path.
     pub fn original_keys(&self) -> Vec<FlowKey> {
-        self.map
-            .iter()
-            .filter(|e| e.value().dir == Direction::Original)
-            .map(|e| *e.key())
-            .collect()
+        self.table.live().map(|f| f.key).collect()
     }
 
     /// Evict the flow whose original key is `key` if it is embryonic or unreplied.
     pub fn evict_if_embryonic(&self, key: &FlowKey) -> bool {
-        let evictable = self
-            .map
-            .get(key)
-            .is_some_and(|e| e.dir == Direction::Original && state::evictable(e.state()));
-        evictable && self.remove_flow(key)
+        self.get(key).is_some_and(|e| {
+            e.dir == Direction::Original && state::evictable(e.state()) && self.remove_entry(&e)
+        })
     }
 }
 
@@ -486,6 +498,7 @@ mod tests {
 
     use super::state::*;
     use super::*;
+    use crate::wire::ethernet::MacAddr;
 
     fn tracker(capacity: usize, vpc_percent: u8) -> ConnTrack {
         let config = Config {
@@ -511,32 +524,27 @@ mod tests {
             vpc,
             proto: PROTO_TCP,
         };
-        let rw = Rewrite {
-            src: 0xc613_8001,
-            dst: 0x0a00_000a,
-            sport: client_port,
-            dport: 80,
+        let flow = FlowInit {
+            key: fwd,
+            rewrite: Rewrite {
+                src: 0,
+                dst: 0x0a00_000a,
+                sport: 0,
+                dport: 80,
+            },
+            out_vpc: VpcId(1),
+            backend_mac: MacAddr::default(),
+            client_mac: MacAddr::default(),
+            state: st,
+            reply_state: 0,
+            generation: [1, 1],
+            last_seen: [now, now],
         };
-        let e = FlowEntry::new(
-            rw,
-            VpcId(1),
-            MacAddr::default(),
-            Direction::Original,
-            st,
-            1,
-            now,
-        );
-        let rev = e.peer_key(PROTO_TCP);
-        let back = Rewrite {
-            src: fwd.dst,
-            dst: fwd.src,
-            sport: fwd.dport,
-            dport: fwd.sport,
-        };
-        let r = FlowEntry::new(back, vpc, MacAddr::default(), Direction::Reply, 0, 1, now);
         assert_eq!(ct.try_reserve(vpc), Ok(()));
-        assert!(ct.insert_if_vacant(rev, r));
-        assert!(ct.insert_if_vacant(fwd, e));
+        assert_eq!(
+            ct.insert_flow(&flow, [(0xc613_8001, client_port)]),
+            Ok((0xc613_8001, client_port))
+        );
         ct.remember(fwd);
         fwd
     }
@@ -561,7 +569,7 @@ mod tests {
         assert_eq!(ct.len(), 1);
         assert!(ct.get(&b).is_none());
         // Reverse entries go with the flow.
-        assert_eq!(ct.map.len(), 2);
+        assert_eq!(ct.index_entries(), 2);
         assert_eq!(ct.age(&a, 349), Aging::Alive);
         // The reply direction alone keeps the flow alive.
         let peer = ct.get(&a).unwrap().peer_key(PROTO_TCP);
@@ -570,7 +578,7 @@ mod tests {
         assert_eq!(ct.age(&a, 650), Aging::Expired);
         assert_eq!(ct.age(&a, 650), Aging::Gone);
         assert!(ct.is_empty());
-        assert_eq!(ct.map.len(), 0);
+        assert_eq!(ct.index_entries(), 0);
     }
 
     #[test]
@@ -660,6 +668,5 @@ mod tests {
             ct.secs(epoch.checked_sub(Duration::from_secs(1)).unwrap_or(epoch)),
             0
         );
-        assert_eq!(size_of::<FlowEntry>(), 32);
     }
 }

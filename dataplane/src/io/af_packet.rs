@@ -279,6 +279,16 @@ fn rx_socket(
     Ok((rx, ring))
 }
 
+/// The fanout group id of interface `ifindex` for this process: every worker's socket on
+/// the interface joins it, and so do a reload's new sockets (the same process, the same
+/// interface), while another process's ids are unlikely to collide.
+pub fn fanout_group(ifindex: i32) -> u16 {
+    let h = u64::from(std::process::id())
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(u64::from(ifindex.unsigned_abs()));
+    u16::try_from(h % 65_521).unwrap_or(0)
+}
+
 /// Most receive sockets one worker polls.
 const MAX_RX: usize = 64;
 
@@ -530,11 +540,18 @@ impl AfPacketBackend {
             };
             match tx.check() {
                 Some(ifindex) if ifindex == rx.ifindex => rx.down = false,
-                Some(ifindex) => match rx_socket(ifindex, rx.fanout, self.geometry) {
+                // A new interface: a new fanout group too (a group is bound to its device;
+                // every worker derives the same id from the new index).
+                Some(ifindex) => match rx_socket(
+                    ifindex,
+                    rx.fanout.map(|_| fanout_group(ifindex)),
+                    self.geometry,
+                ) {
                     Ok((fd, ring)) => {
                         rx.fd = fd;
                         rx.ring = ring;
                         rx.ifindex = ifindex;
+                        rx.fanout = rx.fanout.map(|_| fanout_group(ifindex));
                         rx.down = false;
                         tracing::info!(interface = tx.name(), "attachment re-opened");
                     }

@@ -9,6 +9,8 @@ pub mod af_xdp;
 pub mod link;
 pub mod mem;
 #[cfg(target_os = "linux")]
+pub mod memory;
+#[cfg(target_os = "linux")]
 pub mod punt;
 #[cfg(target_os = "linux")]
 pub mod ring;

@@ -16,7 +16,7 @@
 //!                                   │            TCP/UDP state, last seen ─► rewrite ─► Forward
 //!                                   no
 //!                       endpoint on this attachment? ── no ─► SNAT address? ReplyWithoutFlow
-//!                                   │                                       else NoEndpoint
+//!                                   │                      else gateway prefix? (gateway.rs)
 //!                       TCP SYN only? accepted? port mapped? source whitelisted?
 //!                       backend MAC known? (no: ARP request in the frame's place)
 //!                       room in the VPC's share and the node? (else evict embryonic,
@@ -39,10 +39,17 @@
 //! established flow (see [`crate::conntrack`]). ARP from tenants creates no neighbour
 //! entries; only the answers to our own requests do (see [`crate::neighbour`]).
 //!
-//! `process` never allocates on the established path, never blocks except for one conntrack
-//! shard lock per lookup, never logs and never reads the clock.
+//! `process` never allocates on the established path, takes no lock there (conntrack
+//! lookups are lock-free; opening a flow takes its two keys' bucket locks in turn), never
+//! logs and never reads the clock. Workers call [`Pipeline::prefetch`] on a whole batch
+//! first, so the batch's conntrack cache misses overlap.
 
+mod expiry;
+mod gateway;
 mod neighbour_arp;
+mod prefetch;
+
+pub use prefetch::{PREFETCH_MAX, PREFETCH_MIN_FLOWS};
 
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
@@ -52,7 +59,9 @@ use std::time::Instant;
 use foldhash::fast::RandomState;
 
 use crate::config::Config;
-use crate::conntrack::{Aging, ConnTrack, Direction, FlowEntry, Full, Rewrite, state, tcp_next};
+use crate::conntrack::{
+    ConnTrack, Direction, FlowEntry, FlowInit, Full, InsertError, Rewrite, stamp, state, tcp_next,
+};
 use crate::flow::{FlowKey, VpcId};
 use crate::nat;
 use crate::neighbour::Neighbours;
@@ -67,7 +76,7 @@ use crate::wire::tcp::{self, TcpPacket};
 use crate::wire::udp::{self, UdpPacket};
 
 /// How many SNAT addresses a new flow tries, each with `snat_probes` ports.
-const SNAT_ADDRESS_TRIES: u64 = 4;
+const SNAT_ADDRESS_TRIES: usize = 4;
 
 /// State shared by every pipeline of a node: the flow table and the neighbour table.
 #[derive(Clone, Debug)]
@@ -86,6 +95,16 @@ impl Shared {
             neighbours: Arc::new(Neighbours::new(config)),
         }
     }
+}
+
+/// Where an admitted flow goes: the backend (or a gateway destination) on attachment
+/// `vpc`, at `ip:port`, through the neighbour `hop` (the backend itself, or a router).
+#[derive(Clone, Copy)]
+struct Destination {
+    vpc: VpcId,
+    ip: u32,
+    port: u16,
+    hop: u32,
 }
 
 /// What the IPv4 checks found: enough to build the flow key and track TCP state.
@@ -112,6 +131,8 @@ pub struct Pipeline {
     /// The last `now` seen, its value in tracker seconds, and the neighbour table's epoch
     /// then (one conversion and one load per batch).
     clock: (Instant, u32, u64),
+    /// Conntrack hashes of the frames [`Pipeline::prefetch`] is warming.
+    prefetched: [u64; PREFETCH_MAX],
 }
 
 impl Pipeline {
@@ -126,6 +147,7 @@ impl Pipeline {
             solicit_cursor: 0,
             hasher: RandomState::default(),
             clock,
+            prefetched: [0; PREFETCH_MAX],
         };
         p.clock.1 = p.shared.conntrack.secs(p.clock.0);
         p.clock.2 = p.shared.neighbours.epoch();
@@ -174,8 +196,8 @@ impl Pipeline {
 
     /// Classify `frame`, received on attachment `ingress`, and rewrite it in place.
     ///
-    /// Never allocates on the established path, blocks (beyond a conntrack shard lock held
-    /// for one lookup), logs or reads the clock.
+    /// Never allocates on the established path, takes no lock there, logs or reads the
+    /// clock.
     pub fn process(
         &mut self,
         now: Instant,
@@ -341,7 +363,9 @@ impl Pipeline {
                 self.stats.service_frames += 1;
                 Verdict::Consumed
             }
-            None => Verdict::Drop(DropReason::NoEndpoint),
+            // Nor a gateway flow: the owner is the clients' next hop.
+            None if !tables.owns(ingress) => Verdict::Drop(DropReason::NoEndpoint),
+            None => self.gateway(tables, frame, parsed, now_secs),
         }
     }
 
@@ -357,16 +381,18 @@ impl Pipeline {
         let ct = &*self.shared.conntrack;
         let entry = ct.get(&key)?;
         let generation = self.generation(tables);
-        let mut refreshed_mac = None;
+        let mut dst_mac = entry.dst_mac;
         if !entry.checked_at(generation) {
             match self.recheck(tables, &key, &entry) {
                 Some(mac) => {
                     entry.set_checked(generation);
                     self.stats.flows_revalidated += 1;
-                    refreshed_mac = mac.filter(|m| *m != entry.dst_mac);
+                    if let Some(mac) = mac.filter(|m| *m != entry.dst_mac) {
+                        entry.set_dst_mac(mac);
+                        dst_mac = mac;
+                    }
                 }
                 None => {
-                    drop(entry);
                     if ct.remove_flow(&key) {
                         self.stats.flows_revoked += 1;
                     }
@@ -375,8 +401,8 @@ impl Pipeline {
             }
         }
         let dir = entry.dir;
-        // State changes that involve only this entry happen under its read guard.
-        let mut peer_update: Option<fn(u8, u8) -> u8> = None;
+        // Both directions live in one record: the flow's state (on the original direction)
+        // is updated in place whichever direction the packet travels.
         if key.proto == PROTO_TCP {
             if dir == Direction::Original {
                 let s = entry.state();
@@ -384,11 +410,11 @@ impl Pipeline {
                     entry.update_state(|s| tcp_next(s, Direction::Original, flags));
                 }
             } else if flags & (tcp::SYN | tcp::FIN | tcp::RST) != 0 {
-                peer_update = Some(|s, flags| tcp_next(s, Direction::Reply, flags));
+                entry.update_flow_state(|s| tcp_next(s, Direction::Reply, flags));
             }
         } else if dir == Direction::Reply && entry.state() & state::SEEN == 0 {
             entry.update_state(|s| s | state::SEEN);
-            peer_update = Some(|s, _| {
+            entry.update_flow_state(|s| {
                 if s & state::MASK == state::UDP_UNREPLIED {
                     state::UDP_REPLIED
                 } else {
@@ -399,20 +425,6 @@ impl Pipeline {
         entry.touch(now_secs);
         let rw = entry.rewrite;
         let out = entry.out_vpc;
-        let mut dst_mac = entry.dst_mac;
-        drop(entry);
-
-        // The original direction's entry, for state only it keeps (rare: SYN, FIN, RST, the
-        // first UDP reply). Never looked up while this entry's guard is held.
-        if let Some(f) = peer_update
-            && let Some(original) = ct.get(&rw.reply_key(out, key.proto))
-        {
-            original.update_state(|s| f(s, flags));
-        }
-        if let Some(mac) = refreshed_mac {
-            ct.set_dst_mac(&key, mac);
-            dst_mac = mac;
-        }
         let src_mac = self
             .config
             .attachments
@@ -428,7 +440,12 @@ impl Pipeline {
 
     /// Re-check an entry against the current tables. `None`: the flow is no longer allowed.
     /// `Some(mac)`: still allowed; `mac` is the next hop's current MAC if known.
-    fn recheck(&self, tables: &Tables, key: &FlowKey, e: &FlowEntry) -> Option<Option<MacAddr>> {
+    fn recheck(
+        &self,
+        tables: &Tables,
+        key: &FlowKey,
+        e: &FlowEntry<'_>,
+    ) -> Option<Option<MacAddr>> {
         // Recover (client, endpoint) and (backend) from whichever direction this entry is.
         let (client_vpc, client_ip, endpoint_ip, client_port, backend_vpc, backend_ip, bport) =
             match e.dir {
@@ -451,12 +468,14 @@ impl Pipeline {
                     key.sport,
                 ),
             };
-        let target = tables.accepted().get(&AcceptedKey {
+        let Some(target) = tables.accepted().get(&AcceptedKey {
             vpc: client_vpc,
             proto: key.proto,
             port: client_port,
             endpoint: endpoint_ip,
-        })?;
+        }) else {
+            return self.recheck_gateway(tables, key, e);
+        };
         let same_backend = target.backend_vpc == backend_vpc
             && target.backend_ip.to_bits() == backend_ip
             && target.service_port == bport;
@@ -479,13 +498,9 @@ impl Pipeline {
         endpoint: EndpointState,
         now_secs: u32,
     ) -> Verdict {
-        let Parsed { key, flags, l4 } = parsed;
-        if key.proto == PROTO_TCP && flags & (tcp::SYN | tcp::ACK | tcp::RST | tcp::FIN) != tcp::SYN
-        {
-            return Verdict::Drop(DropReason::TcpNoFlow);
-        }
-        if !tables.admits_source(key.vpc, key.src) {
-            return Verdict::Drop(DropReason::SourceOutsideVpc);
+        let key = parsed.key;
+        if let Some(refused) = refuse_opening(tables, parsed) {
+            return Verdict::Drop(refused);
         }
         if endpoint != EndpointState::Accepted {
             return Verdict::Drop(DropReason::NotAccepted);
@@ -502,14 +517,36 @@ impl Pipeline {
         if !target.admits(key.src) {
             return Verdict::Drop(DropReason::SourceNotWhitelisted);
         }
-        let backend_vpc = target.backend_vpc;
-        let backend_ip = target.backend_ip.to_bits();
-        let service_port = target.service_port;
+        let to = Destination {
+            vpc: target.backend_vpc,
+            ip: target.backend_ip.to_bits(),
+            port: target.service_port,
+            hop: target.backend_ip.to_bits(),
+        };
+        self.install(tables, frame, parsed, to, now_secs)
+    }
+
+    /// Open an admitted flow to `to`: SNAT port, both conntrack entries, rewrite.
+    fn install(
+        &mut self,
+        tables: &Tables,
+        frame: &mut [u8],
+        parsed: Parsed,
+        to: Destination,
+        now_secs: u32,
+    ) -> Verdict {
+        let Parsed { key, l4, .. } = parsed;
+        let Destination {
+            vpc: backend_vpc,
+            ip: backend_ip,
+            port: service_port,
+            hop,
+        } = to;
         let ct = Arc::clone(&self.shared.conntrack);
 
-        let Some(backend_mac) = self.shared.neighbours.lookup(backend_vpc, backend_ip) else {
+        let Some(backend_mac) = self.shared.neighbours.lookup(backend_vpc, hop) else {
             let sender = self.snat_ip(tables, &key, 0);
-            return self.ask_neighbour(backend_vpc, backend_ip, sender, frame, now_secs);
+            return self.ask_neighbour(backend_vpc, hop, sender, frame, now_secs);
         };
         if let Err(full) = self.reserve(&ct, key.vpc) {
             return Verdict::Drop(match full {
@@ -524,80 +561,64 @@ impl Pipeline {
 
         // SNAT: the reply key (backend -> snat:port) must be free; inserting it reserves it.
         let client_mac = EthernetFrame::new_unchecked(&*frame).src();
-        let back = Rewrite {
-            src: key.dst,
-            dst: key.src,
-            sport: key.dport,
-            dport: key.sport,
-        };
         let count = self.config.snat_port_count();
         let start = usize::try_from(self.hasher.hash_one(key)).unwrap_or(0) % count;
-        let generation = self.generation(tables);
+        let g = stamp(self.generation(tables));
         let probes = self.config.snat_probes.get().min(count);
-        let mut chosen = None;
-        // The client's own SNAT address first, then a few neighbours in the range, so one
-        // busy client does not exhaust its pool while others sit empty.
-        'addresses: for attempt in 0..SNAT_ADDRESS_TRIES {
-            let snat_ip = self.snat_ip(tables, &key, attempt);
-            for i in 0..probes {
-                let offset = u16::try_from((start + i) % count).unwrap_or(0);
-                let port = self.config.snat_port_first + offset;
-                let reply_key = FlowKey {
-                    src: backend_ip,
-                    dst: snat_ip,
-                    sport: service_port,
-                    dport: port,
-                    vpc: backend_vpc,
-                    proto: key.proto,
-                };
-                let reply = FlowEntry::new(
-                    back,
-                    key.vpc,
-                    client_mac,
-                    Direction::Reply,
-                    0,
-                    generation,
-                    now_secs,
-                );
-                if ct.insert_if_vacant(reply_key, reply) {
-                    chosen = Some((snat_ip, port, reply_key));
-                    break 'addresses;
-                }
-            }
-        }
-        let Some((snat_ip, port, reply_key)) = chosen else {
-            ct.release(key.vpc);
-            return Verdict::Drop(DropReason::SnatExhausted);
-        };
-
-        let rw = Rewrite {
-            src: snat_ip,
-            dst: backend_ip,
-            sport: port,
-            dport: service_port,
-        };
         let initial = if key.proto == PROTO_TCP {
             state::SYN_SENT
         } else {
             state::UDP_UNREPLIED
         };
-        let original = FlowEntry::new(
-            rw,
-            backend_vpc,
+        let flow = FlowInit {
+            key,
+            rewrite: Rewrite {
+                src: 0,
+                dst: backend_ip,
+                sport: 0,
+                dport: service_port,
+            },
+            out_vpc: backend_vpc,
             backend_mac,
-            Direction::Original,
-            initial,
-            generation,
-            now_secs,
-        );
-        if !ct.insert_if_vacant(key, original) {
-            // Another worker opened the same flow first: use theirs.
-            ct.remove_entry(&reply_key);
-            ct.release(key.vpc);
-            return self
-                .established(tables, frame, parsed, now_secs)
-                .unwrap_or(Verdict::Drop(DropReason::TcpNoFlow));
-        }
+            client_mac,
+            state: initial,
+            reply_state: 0,
+            generation: [g, g],
+            last_seen: [now_secs, now_secs],
+        };
+        // The client's own SNAT address first, then a few neighbours in the range, so one
+        // busy client does not exhaust its pool while others sit empty.
+        let first_port = self.config.snat_port_first;
+        let snat_ips: [u32; SNAT_ADDRESS_TRIES] =
+            core::array::from_fn(|i| self.snat_ip(tables, &key, i as u64));
+        let candidates = snat_ips.into_iter().flat_map(|ip| {
+            (0..probes).map(move |i| {
+                let offset = u16::try_from((start + i) % count).unwrap_or(0);
+                (ip, first_port + offset)
+            })
+        });
+        let rw = match ct.insert_flow(&flow, candidates) {
+            Ok((snat_ip, port)) => Rewrite {
+                src: snat_ip,
+                sport: port,
+                ..flow.rewrite
+            },
+            Err(InsertError::Exists) => {
+                // Another worker opened the same flow first: use theirs.
+                ct.release(key.vpc);
+                return self
+                    .established(tables, frame, parsed, now_secs)
+                    .unwrap_or(Verdict::Drop(DropReason::TcpNoFlow));
+            }
+            Err(InsertError::SnatExhausted) => {
+                ct.release(key.vpc);
+                return Verdict::Drop(DropReason::SnatExhausted);
+            }
+            Err(InsertError::TableFull) => {
+                ct.release(key.vpc);
+                return Verdict::Drop(DropReason::ConntrackFull);
+            }
+        };
         self.stats.flows_created += 1;
         self.expiry.push_back(key);
         ct.remember(key);
@@ -641,42 +662,6 @@ impl Pipeline {
         ct.try_reserve(vpc)
     }
 
-    /// Keep the expiry queue within the conntrack capacity. Live flows never exceed the
-    /// capacity, so a full queue holds keys of flows removed otherwise (evicted, revoked);
-    /// up to `expire_budget` keys from its front are examined to drop one. False if none
-    /// was found: the new flow is refused rather than the queue grown.
-    fn make_expiry_room(&mut self, ct: &ConnTrack, now_secs: u32) -> bool {
-        if self.expiry.len() < ct.capacity() {
-            return true;
-        }
-        for _ in 0..self.config.expire_budget.min(self.expiry.len()) {
-            if sweep_one(&mut self.expiry, &mut self.stats, ct, now_secs) != Some(Aging::Alive) {
-                return true;
-            }
-        }
-        false
-    }
-
-    /// Examine at most `budget` of this pipeline's flows for idleness, oldest first;
-    /// returns how many were removed.
-    pub fn expire(&mut self, now: Instant, budget: usize) -> usize {
-        let now_secs = self.secs(now);
-        let ct = &*self.shared.conntrack;
-        let mut removed = 0;
-        for _ in 0..budget.min(self.expiry.len()) {
-            if sweep_one(&mut self.expiry, &mut self.stats, ct, now_secs) == Some(Aging::Expired) {
-                removed += 1;
-            }
-        }
-        removed
-    }
-
-    /// Take flows this pipeline did not create (those of the previous process, loaded from
-    /// a snapshot) into its expiry sweep, so they age out like its own.
-    pub fn adopt(&mut self, keys: impl IntoIterator<Item = FlowKey>) {
-        self.expiry.extend(keys);
-    }
-
     /// Count a frame dropped before processing (e.g. `Oversize`); returns its verdict.
     pub fn record_drop(&mut self, reason: DropReason) -> Verdict {
         self.stats.rx_frames += 1;
@@ -690,22 +675,14 @@ impl Pipeline {
     }
 }
 
-/// Examine the oldest key of an expiry queue: requeue it if its flow is alive, drop it if
-/// the flow expired (counted) or is gone. `None` if the queue is empty.
-fn sweep_one(
-    expiry: &mut VecDeque<FlowKey>,
-    stats: &mut WorkerStats,
-    ct: &ConnTrack,
-    now_secs: u32,
-) -> Option<Aging> {
-    let key = expiry.pop_front()?;
-    let aging = ct.age(&key, now_secs);
-    match aging {
-        Aging::Alive => expiry.push_back(key),
-        Aging::Expired => stats.flows_expired += 1,
-        Aging::Gone => {}
+/// Why a packet that matches no flow may not open one, if it may not: a TCP segment other
+/// than a bare SYN, or a source address outside the ingress VPC's subnets.
+#[inline]
+fn refuse_opening(tables: &Tables, Parsed { key, flags, .. }: Parsed) -> Option<DropReason> {
+    if key.proto == PROTO_TCP && flags & (tcp::SYN | tcp::ACK | tcp::RST | tcp::FIN) != tcp::SYN {
+        return Some(DropReason::TcpNoFlow);
     }
-    Some(aging)
+    (!tables.admits_source(key.vpc, key.src)).then_some(DropReason::SourceOutsideVpc)
 }
 
 /// Port security: true if the attachment of `key` has it off, or the packet's source address

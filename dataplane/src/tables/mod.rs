@@ -7,6 +7,7 @@
 //! anywhere a worker reads.
 
 pub mod accepted;
+pub mod gateway;
 pub mod ports;
 pub mod sharded;
 
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use arc_swap::{ArcSwap, Cache};
 
 pub use self::accepted::{AcceptedKey, AcceptedTable, Ipv4Cidr, Target};
+pub use self::gateway::{GatewayRoute, GatewayTable};
 pub use self::ports::PortSet;
 use self::sharded::{Change, ShardedMap};
 use crate::announce::Announcement;
@@ -62,6 +64,9 @@ pub struct Tables {
     /// Per attachment (indexed by [`VpcId`]), the known ports when the attachment has
     /// `port_security`; `None` (or past the end): off.
     ports: Arc<[Option<Arc<PortSet>>]>,
+    /// Per attachment (indexed by [`VpcId`]), the prefixes its gateway endpoints reach
+    /// (see [`gateway`]); `None` (or past the end): no gateway endpoint there.
+    gateways: Arc<[Option<Arc<GatewayTable>>]>,
     /// Attachments this node is the standby of (another node of the cluster owns their
     /// addresses): no ARP answered, no backend solicited, no new flow opened there. Empty
     /// (every attachment owned) unless the cluster elects owners.
@@ -85,6 +90,7 @@ impl Tables {
             dns: ShardedMap::new(),
             service_addrs: Arc::from(Vec::new()),
             ports: Arc::from(Vec::new()),
+            gateways: Arc::from(Vec::new()),
             standby: Arc::from(Vec::new()),
             announcement: None,
         }
@@ -134,6 +140,23 @@ impl Tables {
             .iter()
             .filter(move |((v, _), _)| *v == vpc)
             .map(|((_, ip), _)| *ip)
+    }
+
+    /// The gateway prefixes of attachment `vpc`, if it has a gateway endpoint.
+    #[inline]
+    pub fn gateways(&self, vpc: VpcId) -> Option<&GatewayTable> {
+        self.gateways.get(vpc.index())?.as_deref()
+    }
+
+    /// A copy whose gateway tables are `tables`, indexed by [`VpcId`] (an empty table is
+    /// stored as none).
+    pub fn with_gateways(&self, tables: Vec<GatewayTable>) -> Self {
+        let mut next = self.clone();
+        next.gateways = tables
+            .into_iter()
+            .map(|t| (!t.is_empty()).then(|| Arc::new(t)))
+            .collect();
+        next
     }
 
     /// True if `ip` is a control-plane service's address on attachment `vpc`.
@@ -320,7 +343,9 @@ pub struct TablePublisher {
 }
 
 /// A reader half. One per worker thread; `load` is a pointer compare when nothing changed.
+/// A clone reads the same slot (with its own cache): hand one to each thread.
 #[allow(missing_debug_implementations)] // arc_swap::Cache is not Debug
+#[derive(Clone)]
 pub struct TableReader {
     cache: Cache<Arc<ArcSwap<Tables>>, Arc<Tables>>,
 }

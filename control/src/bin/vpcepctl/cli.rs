@@ -270,11 +270,16 @@ pub(crate) enum EndpointCmd {
         service: String,
         #[arg(long)]
         vpc: String,
+        /// The subnet of the address (required for an interface endpoint; a gateway
+        /// endpoint takes the VPC's first IPv4 subnet with a free address by default).
         #[arg(long)]
-        subnet: String,
+        subnet: Option<String>,
         /// Fixed address; automatic when absent.
         #[arg(long)]
         ip: Option<String>,
+        /// Route tables to bind (gateway endpoints; default: the VPC's default table).
+        #[arg(long, value_delimiter = ',')]
+        routetables: Vec<String>,
         /// Source CIDRs allowed (enables the whitelist).
         #[arg(long, value_delimiter = ',')]
         whitelist: Vec<String>,

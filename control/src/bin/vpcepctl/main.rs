@@ -280,6 +280,7 @@ fn run(cli: Cli) -> Result<Value, String> {
                 vpc,
                 subnet,
                 ip,
+                routetables,
                 whitelist,
                 dns,
                 duration,
@@ -289,7 +290,8 @@ fn run(cli: Cli) -> Result<Value, String> {
                 let b = CreateEndpoint {
                     endpoint_service_id: Some(service),
                     vpc_id: Some(vpc),
-                    subnet_id: Some(subnet),
+                    subnet_id: subnet,
+                    routetables: (!routetables.is_empty()).then_some(routetables),
                     enable_dns: Some(dns),
                     port_ip: ip,
                     whitelist: enable_whitelist.map(|_| whitelist),

@@ -20,6 +20,7 @@ fn columns(key: &str) -> &'static [&'static str] {
         "endpoint_services" => &[
             "id",
             "service_name",
+            "service_type",
             "status",
             "server_type",
             "approval_enabled",
@@ -31,6 +32,7 @@ fn columns(key: &str) -> &'static [&'static str] {
             "id",
             "ip",
             "status",
+            "service_type",
             "active_status",
             "endpoint_service_name",
             "marker_id",

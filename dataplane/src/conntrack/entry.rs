@@ -1,0 +1,120 @@
+//! One direction of a flow as a lookup hands it to the pipeline: the fields its packets
+//! need, copied, and a handle on the record for the hot fields. Holds no lock.
+
+use core::sync::atomic::Ordering::Relaxed;
+
+use super::record::Found;
+use super::{Direction, Record, Rewrite, stamp};
+use crate::flow::{FlowKey, VpcId};
+use crate::wire::ethernet::MacAddr;
+
+/// One direction of a flow as a lookup found it: the fields a packet of this direction
+/// needs (copied), and handles on the flow's hot fields. Holds no lock.
+#[derive(Clone, Copy, Debug)]
+pub struct FlowEntry<'a> {
+    rec: Record<'a>,
+    /// The record's slot and incarnation, to remove exactly this flow.
+    pub(super) slot: u32,
+    pub(super) incarnation: u8,
+    /// Which direction this entry serves.
+    pub dir: Direction,
+    /// The rewrite for packets matching the looked-up key.
+    pub rewrite: Rewrite,
+    /// The attachment rewritten packets leave on.
+    pub out_vpc: VpcId,
+    /// The next hop's MAC on `out_vpc`.
+    pub dst_mac: MacAddr,
+}
+
+impl<'a> FlowEntry<'a> {
+    #[inline(always)]
+    pub(super) fn new(rec: Record<'a>, found: &Found) -> Self {
+        let w = &found.words;
+        let (rewrite, out_vpc, dst_mac) = match found.dir {
+            Direction::Original => (w.rewrite(), w.out_vpc(), w.backend_mac()),
+            Direction::Reply => {
+                let key = w.key();
+                (Rewrite::back_to(&key), key.vpc, w.client_mac())
+            }
+        };
+        Self {
+            rec,
+            slot: found.slot,
+            incarnation: w.incarnation(),
+            dir: found.dir,
+            rewrite,
+            out_vpc,
+            dst_mac,
+        }
+    }
+
+    /// The flow's last packet in either direction (seconds since the tracker's epoch).
+    pub fn idle_since(&self) -> u32 {
+        let original = self.rec.last_seen(Direction::Original).load(Relaxed);
+        original.max(self.rec.last_seen(Direction::Reply).load(Relaxed))
+    }
+
+    /// The key of the other direction: the reply to a packet rewritten by this entry.
+    #[inline]
+    pub fn peer_key(&self, proto: u8) -> FlowKey {
+        self.rewrite.reply_key(self.out_vpc, proto)
+    }
+
+    /// This direction's state byte (the flow's state on the original direction; `SEEN`
+    /// on the reply direction).
+    #[inline]
+    pub fn state(&self) -> u8 {
+        self.rec.state(self.dir)
+    }
+
+    /// Apply `f` to this direction's state byte atomically; returns the new value
+    /// (unchanged if the flow went away meanwhile).
+    pub fn update_state(&self, f: impl Fn(u8) -> u8) -> u8 {
+        self.update(self.dir, f)
+    }
+
+    /// Apply `f` to the original direction's state byte (the flow's state) atomically.
+    pub fn update_flow_state(&self, f: impl Fn(u8) -> u8) -> u8 {
+        self.update(Direction::Original, f)
+    }
+
+    fn update(&self, dir: Direction, f: impl Fn(u8) -> u8) -> u8 {
+        let inc = self.incarnation;
+        self.rec
+            .update_state(inc, dir, f)
+            .unwrap_or_else(|| self.rec.state(dir))
+    }
+
+    /// True if this direction was last checked against `generation`.
+    #[inline]
+    pub fn checked_at(&self, generation: u64) -> bool {
+        self.rec.generation(self.dir).load(Relaxed) == stamp(generation)
+    }
+
+    /// Record that this direction was checked against `generation`.
+    pub fn set_checked(&self, generation: u64) {
+        self.rec
+            .generation(self.dir)
+            .store(stamp(generation), Relaxed);
+    }
+
+    /// Last time (seconds since the tracker's epoch) a packet of this direction matched.
+    pub fn last_seen(&self) -> u32 {
+        self.rec.last_seen(self.dir).load(Relaxed)
+    }
+
+    /// Record a packet at `now_secs`; writes only when the second changed, so a busy flow
+    /// does not write its cache line on every packet.
+    #[inline]
+    pub fn touch(&self, now_secs: u32) {
+        let last = self.rec.last_seen(self.dir);
+        if last.load(Relaxed) != now_secs {
+            last.store(now_secs, Relaxed);
+        }
+    }
+
+    /// Replace this direction's next-hop MAC (after a neighbour changed).
+    pub fn set_dst_mac(&self, mac: MacAddr) {
+        self.rec.set_mac(self.incarnation, self.dir, mac);
+    }
+}

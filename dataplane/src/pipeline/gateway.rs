@@ -1,0 +1,96 @@
+//! The pipeline's gateway side: new flows from a VPC with gateway endpoints to an address
+//! of their services' prefixes, and the re-check of those flows when the tables change.
+//!
+//! Reached only on a conntrack miss for a destination that is no endpoint, SNAT or service
+//! address of the attachment, so it adds nothing to established traffic or to endpoint
+//! flows. A gateway flow is opened like an endpoint's (a TCP SYN or a UDP datagram, from a
+//! source inside the VPC), to any port, with the source translated to a SNAT address and
+//! port and the destination unchanged; it leaves through the route's attachment to the
+//! destination's MAC (on-link) or the next hop's. Replies come back through conntrack.
+//!
+//! A gateway flow is recognised at re-check by its unchanged destination: the flow stays
+//! while the client's VPC still routes that destination to the same attachment, and is
+//! revoked at its next packet once the endpoint (so the route) is gone.
+
+use super::{Destination, Parsed, Pipeline, refuse_opening};
+use crate::conntrack::{Direction, FlowEntry};
+use crate::flow::FlowKey;
+use crate::tables::Tables;
+use crate::verdict::{DropReason, Verdict};
+use crate::wire::ethernet::MacAddr;
+
+impl Pipeline {
+    /// The miss path for a destination that is no address of ours: open a flow through the
+    /// ingress VPC's gateway route, or drop (`NoEndpoint` where the VPC has no gateway
+    /// endpoint, `NoRoute` outside every prefix of its gateway endpoints).
+    pub(super) fn gateway(
+        &mut self,
+        tables: &Tables,
+        frame: &mut [u8],
+        parsed: Parsed,
+        now_secs: u32,
+    ) -> Verdict {
+        let key = parsed.key;
+        let Some(routes) = tables.gateways(key.vpc) else {
+            return Verdict::Drop(DropReason::NoEndpoint);
+        };
+        let Some(route) = routes.lookup(key.dst) else {
+            return Verdict::Drop(DropReason::NoRoute);
+        };
+        if let Some(refused) = refuse_opening(tables, parsed) {
+            return Verdict::Drop(refused);
+        }
+        let to = Destination {
+            vpc: route.out_vpc,
+            ip: key.dst,
+            port: key.dport,
+            hop: route.hop(key.dst),
+        };
+        let verdict = self.install(tables, frame, parsed, to, now_secs);
+        if matches!(verdict, Verdict::Forward(_)) {
+            self.stats.gateway_flows += 1;
+        }
+        verdict
+    }
+
+    /// Re-check a flow the accepted table does not hold as a gateway flow: `None` (revoke)
+    /// unless its destination is unchanged and the client's VPC still routes it to the
+    /// attachment the flow uses. `Some(mac)`: the next hop's current MAC, if known.
+    pub(super) fn recheck_gateway(
+        &self,
+        tables: &Tables,
+        key: &FlowKey,
+        e: &FlowEntry,
+    ) -> Option<Option<MacAddr>> {
+        // (client VPC, destination and port as the client sent them) and (where they went).
+        let (client_vpc, dst, dport, out_vpc, out_ip, out_port) = match e.dir {
+            Direction::Original => (
+                key.vpc,
+                key.dst,
+                key.dport,
+                e.out_vpc,
+                e.rewrite.dst,
+                e.rewrite.dport,
+            ),
+            Direction::Reply => (
+                e.out_vpc,
+                e.rewrite.src,
+                e.rewrite.sport,
+                key.vpc,
+                key.src,
+                key.sport,
+            ),
+        };
+        if dst != out_ip || dport != out_port {
+            return None; // translated: an endpoint's flow, whose endpoint is gone
+        }
+        let route = tables.gateways(client_vpc)?.lookup(dst)?;
+        if route.out_vpc != out_vpc {
+            return None;
+        }
+        Some(match e.dir {
+            Direction::Original => self.shared.neighbours.lookup(out_vpc, route.hop(dst)),
+            Direction::Reply => None,
+        })
+    }
+}
