@@ -55,7 +55,9 @@ pub struct EtcdConfig {
     /// Default: the host name.
     pub node_name: Option<String>,
     /// Seconds a node's membership lease lives without renewal (2 to 60): a node that dies
-    /// leaves the member list this long after. Default 3.
+    /// leaves the member list this long after, and (with `failover`) a standby takes over
+    /// its VPCs this long after its last renewal. Default 2: failover under 3 s; a node
+    /// whose etcd renewals stall for 2 s hands its VPCs over.
     pub lease_ttl_secs: u64,
     /// Elect one owner per VPC that several nodes attach (see [`super::owners`]): only the
     /// owner answers ARP for the VPC's endpoint addresses (and the SNAT range on a provider
@@ -78,7 +80,7 @@ impl Default for EtcdConfig {
             user: None,
             password_file: None,
             node_name: None,
-            lease_ttl_secs: 3,
+            lease_ttl_secs: 2,
             failover: true,
         }
     }

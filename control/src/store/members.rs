@@ -1,7 +1,7 @@
 //! Node membership on etcd: each node keeps `<prefix>nodes/<name>` alive under a lease of
 //! its own, and rewrites it about three times per TTL with what it has applied
 //! ([`NodeRecord`]). A node that dies stops renewing, and etcd deletes its key when the
-//! lease expires (the TTL, default 3 s); a node that stops cleanly revokes its lease at
+//! lease expires (the TTL, default 2 s); a node that stops cleanly revokes its lease at
 //! once. [`members`] lists the live ones in one range read.
 //!
 //! A name is held by one lease: a write succeeds only if the key is absent or held by this
