@@ -1,6 +1,8 @@
 //! Shared pieces of the benchmarks: a counting allocator, frame builders, and the JSON
 //! line format.
 
+pub mod daemon;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 

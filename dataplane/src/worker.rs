@@ -8,7 +8,8 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crate::announce::{self, Announcer};
-use crate::io::{Backend, BackendError, Batch, VlanTag};
+use crate::flow::VpcId;
+use crate::io::{Backend, BackendError, Batch, Slot, VlanTag};
 use crate::pipeline::{PREFETCH_MAX, Pipeline};
 use crate::stats::WorkerCounters;
 use crate::tables::TableReader;
@@ -112,14 +113,7 @@ impl<B: Backend> Worker<B> {
             let mut filled = 0;
             let budget = slots.len();
             self.pipeline.solicit(now, tables, budget, |vpc, frame| {
-                let slot = &mut slots[filled];
-                slot.buffer_mut()[..frame.len()].copy_from_slice(frame);
-                slot.set_len(frame.len());
-                slot.verdict = Verdict::Emit {
-                    vpc,
-                    len: frame.len(),
-                };
-                filled += 1;
+                stage(slots, &mut filled, vpc, frame);
             });
             if filled > 0 {
                 self.batch.set_filled(filled);
@@ -159,14 +153,7 @@ impl<B: Backend> Worker<B> {
             let budget = slots.len().min(left);
             let mut filled = 0;
             an.step(now, budget, macs, |vpc, frame| {
-                let slot = &mut slots[filled];
-                slot.buffer_mut()[..frame.len()].copy_from_slice(frame);
-                slot.set_len(frame.len());
-                slot.verdict = Verdict::Emit {
-                    vpc,
-                    len: frame.len(),
-                };
-                filled += 1;
+                stage(slots, &mut filled, vpc, frame);
             });
             if filled == 0 {
                 break;
@@ -205,6 +192,19 @@ impl<B: Backend> Worker<B> {
     pub fn pipeline(&self) -> &Pipeline {
         &self.pipeline
     }
+}
+
+/// Put `frame` in `slots[*filled]`, to be sent on `vpc`, and count it (frames the worker
+/// makes itself: ARP requests, announcements).
+fn stage(slots: &mut [Slot], filled: &mut usize, vpc: VpcId, frame: &[u8]) {
+    let slot = &mut slots[*filled];
+    slot.buffer_mut()[..frame.len()].copy_from_slice(frame);
+    slot.set_len(frame.len());
+    slot.verdict = Verdict::Emit {
+        vpc,
+        len: frame.len(),
+    };
+    *filled += 1;
 }
 
 /// Spawn `worker` on an OS thread named `name`, running until `stop` is set.

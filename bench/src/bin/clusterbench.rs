@@ -15,61 +15,19 @@
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use bench::daemon::{PROVIDER, USER, call, start};
 use bench::{js, json_line, median};
-use control::auth::{Credential, Credentials};
 use control::client::Client;
 use control::config::{AttachmentConfig, DaemonConfig};
-use control::daemon::{self, Dataplane, Running};
+use control::daemon::Running;
 use control::model::{ConnectionStatus, Endpoint, EndpointId};
 use control::store::owners::Election;
 use control::store::{EtcdConfig, EtcdStore, StoreEngine};
 use serde_json::{Value, json};
 use vpcep_tests::etcd::Etcd;
-
-const PROVIDER: (&str, &str, &str, &str) = (
-    "BENCHPROVIDER0000001",
-    "provider-secret",
-    "dprovider",
-    "pprovider",
-);
-const USER: (&str, &str, &str, &str) = ("BENCHUSER00000000001", "user-secret", "duser", "puser");
-
-fn credentials() -> Credentials {
-    Credentials::from_list(
-        [PROVIDER, USER]
-            .iter()
-            .map(|(ak, sk, d, p)| Credential {
-                ak: (*ak).into(),
-                sk: (*sk).into(),
-                domain_id: (*d).into(),
-                project_id: (*p).into(),
-            })
-            .collect(),
-    )
-    .expect("valid credentials")
-}
-
-fn no_workers(
-    _: &DaemonConfig,
-    _: &dataplane::TableReader,
-    _: Arc<AtomicBool>,
-    _: &mut dyn FnMut(),
-) -> Result<Dataplane, daemon::DaemonError> {
-    Ok(Dataplane::none())
-}
-
-fn start(rt: &tokio::runtime::Runtime, cfg: &DaemonConfig) -> Running {
-    rt.block_on(daemon::start_with(cfg, credentials(), no_workers))
-        .expect("daemon starts")
-}
-
-fn call(c: &Client, method: &str, path: &str, body: Option<Value>) -> Value {
-    c.call(method, &c.path(path), &[], body.as_ref())
-        .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
-}
 
 fn id(v: &Value) -> String {
     v.as_str().expect("an id").to_string()
