@@ -1,0 +1,66 @@
+//! Small programs the tests run inside the namespaces (python3, as on any Debian host).
+
+use std::path::Path;
+
+/// A backend for the stream tests, in the provider namespace. TCP 10.0.0.10:9000: reads to
+/// the end, answers `<bytes> <sha256>`. UDP 10.0.0.10:9001: answers each datagram twice,
+/// at once (`now:`) and three seconds later (`late:`).
+pub const SHA_BACKEND: &str = r#"
+import hashlib, socket, threading, time
+def tcp():
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("10.0.0.10", 9000)); s.listen(4)
+    while True:
+        c, _ = s.accept()
+        h, n = hashlib.sha256(), 0
+        while True:
+            b = c.recv(65536)
+            if not b: break
+            h.update(b); n += len(b)
+        c.sendall(b"%d %s" % (n, h.hexdigest().encode())); c.close()
+def later(u, d, a):
+    time.sleep(3); u.sendto(b"late:" + d, a)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("10.0.0.10", 9001))
+threading.Thread(target=tcp, daemon=True).start()
+print("ready", flush=True)
+while True:
+    d, a = u.recvfrom(2048)
+    u.sendto(b"now:" + d, a)
+    threading.Thread(target=later, args=(u, d, a), daemon=True).start()
+"#;
+
+/// A paced client for [`SHA_BACKEND`]: `STREAM <address> <chunks>` sends that many chunks of
+/// 32 KiB to port 9000, one every 50 ms, then prints the backend's answer and its own byte
+/// count and sha256 (four words; see [`stream_result`]).
+pub const STREAM: &str = r#"
+import hashlib, random, socket, sys, time
+c = socket.create_connection((sys.argv[1], 9000), timeout=30)
+h, n, r = hashlib.sha256(), 0, random.Random(3)
+for i in range(int(sys.argv[2])):
+    b = r.randbytes(32768); c.sendall(b); h.update(b); n += len(b)
+    time.sleep(0.05)
+c.shutdown(socket.SHUT_WR)
+answer = b""
+while True:
+    b = c.recv(4096)
+    if not b: break
+    answer += b
+print(answer.decode(), n, h.hexdigest(), flush=True)
+"#;
+
+/// Check a [`STREAM`] client's output in `log`: the backend got exactly `chunks` chunks,
+/// with the client's sha256.
+///
+/// # Panics
+/// If it did not (a test assertion).
+pub fn stream_result(log: &Path, chunks: usize) {
+    let out: Vec<String> = std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(out.len(), 4, "client: {out:?}");
+    assert_eq!(out[0], out[2], "bytes at the backend");
+    assert_eq!(out[1], out[3], "sha256 at the backend");
+    assert_eq!(out[2], (chunks * 32768).to_string());
+}
