@@ -70,6 +70,38 @@ pub fn thread_cpu_time() -> std::time::Duration {
     std::time::Duration::new(secs, nanos)
 }
 
+/// The `p` quantile (0 to 1) of a non-empty sample, by nearest rank: the smallest value
+/// with at least `p` of the sample at or below it.
+pub fn percentile(mut xs: Vec<f64>, p: f64) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let want = p * xs.len() as f64;
+    let rank = (1..=xs.len())
+        .find(|k| *k as f64 >= want)
+        .unwrap_or(xs.len());
+    xs[rank.saturating_sub(1)]
+}
+
+/// Run `f(thread, call)` on `threads` threads for `dur`; returns completed calls per
+/// second.
+pub fn rate(threads: usize, dur: std::time::Duration, f: impl Fn(usize, u64) + Sync) -> f64 {
+    let done = AtomicU64::new(0);
+    let start = std::time::Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let (f, done) = (&f, &done);
+            s.spawn(move || {
+                let mut i = 0;
+                while start.elapsed() < dur {
+                    f(t, i);
+                    i += 1;
+                    done.fetch_add(1, Relaxed);
+                }
+            });
+        }
+    });
+    done.load(Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
 /// Median of a non-empty sample.
 pub fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);

@@ -6,46 +6,16 @@
 //! the project's signing client on OS threads, one keep-alive connection each.
 
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bench::daemon::{PROVIDER, USER, call, start};
-use bench::{js, json_line, median};
+use bench::{js, json_line, median, percentile, rate};
 use control::client::Client;
 use control::config::{AttachmentConfig, DaemonConfig};
 use control::daemon::Running;
 use control::model::{ConnectionStatus, Endpoint, EndpointId};
 use serde_json::json;
-
-/// Run `f` on `threads` threads for `dur`; returns completed calls per second.
-fn rate(threads: usize, dur: Duration, f: impl Fn(usize, u64) + Sync) -> f64 {
-    let done = AtomicU64::new(0);
-    let start = Instant::now();
-    std::thread::scope(|s| {
-        for t in 0..threads {
-            let (f, done) = (&f, &done);
-            s.spawn(move || {
-                let mut i = 0;
-                while start.elapsed() < dur {
-                    f(t, i);
-                    i += 1;
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
-            });
-        }
-    });
-    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
-}
-
-fn percentile(mut xs: Vec<f64>, p: f64) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    // Nearest rank: the smallest value with at least p of the sample at or below it.
-    let want = p * xs.len() as f64;
-    let rank = (1..=xs.len())
-        .find(|k| *k as f64 >= want)
-        .unwrap_or(xs.len());
-    xs[rank.saturating_sub(1)]
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

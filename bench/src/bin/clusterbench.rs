@@ -15,11 +15,11 @@
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bench::daemon::{PROVIDER, USER, call, start};
-use bench::{js, json_line, median};
+use bench::{js, json_line, median, percentile, rate};
 use control::client::Client;
 use control::config::{AttachmentConfig, DaemonConfig};
 use control::daemon::Running;
@@ -31,33 +31,6 @@ use vpcep_tests::etcd::Etcd;
 
 fn id(v: &Value) -> String {
     v.as_str().expect("an id").to_string()
-}
-
-/// Run `f` on `threads` threads for `dur`; returns completed calls per second.
-fn rate(threads: usize, dur: Duration, f: impl Fn(usize) + Sync) -> f64 {
-    let done = AtomicU64::new(0);
-    let start = Instant::now();
-    std::thread::scope(|s| {
-        for t in 0..threads {
-            let (f, done) = (&f, &done);
-            s.spawn(move || {
-                while start.elapsed() < dur {
-                    f(t);
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
-            });
-        }
-    });
-    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
-}
-
-fn percentile(mut xs: Vec<f64>, p: f64) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    let want = p * xs.len() as f64;
-    let rank = (1..=xs.len())
-        .find(|k| *k as f64 >= want)
-        .unwrap_or(xs.len());
-    xs[rank.saturating_sub(1)]
 }
 
 /// The inventory the writes need: a provider service open to everyone, a user VPC.
@@ -132,7 +105,7 @@ fn writes(urls: &[String], inv: &Inventory, threads: usize, dur: Duration) -> f6
     let clients: Vec<Client> = (0..threads)
         .map(|t| Client::new(&urls[t % urls.len()], USER.0, USER.1, USER.3))
         .collect();
-    rate(threads, dur, |t| {
+    rate(threads, dur, |t, _| {
         call(
             &clients[t],
             "POST",
