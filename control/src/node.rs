@@ -360,11 +360,13 @@ impl Node {
             }
             if let Some(live) = old.take() {
                 stopped_at = Some(Instant::now());
-                let view = self.view.load();
+                live.stop(Some(cfg));
+                // Its workers are gone and their counters final (the drain included): they
+                // join the totals, and the view shows nothing until the new dataplane runs.
+                let view = self.view.swap(Arc::new(DataplaneView::default()));
                 lock(&self.retired).add(&dataplane::stats::sum(
                     view.counters.iter().map(AsRef::as_ref),
                 ));
-                live.stop(Some(cfg));
             }
             pusher.set_attachments(attachments(cfg));
             pusher.set_service_addresses(

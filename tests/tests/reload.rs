@@ -135,6 +135,7 @@ fn attachments_are_removed_and_added_while_another_vpcs_stream_carries_on() {
         )
         .unwrap();
     std::thread::sleep(Duration::from_millis(500)); // the pings run before and after
+    let forwarded = w.metric("vpcep_dataplane_forwarded_total", None).unwrap();
     let all = w.attachments().to_vec();
     let vpc1 = all[1].clone();
     w.set_attachments(all.iter().filter(|a| **a != vpc1).cloned().collect());
@@ -153,6 +154,8 @@ fn attachments_are_removed_and_added_while_another_vpcs_stream_carries_on() {
     {
         eprintln!("{line}");
     }
+    // The counters of the replaced dataplane stay in the totals.
+    assert!(w.metric("vpcep_dataplane_forwarded_total", None).unwrap() >= forwarded);
     let st = w.status().unwrap();
     assert_eq!(st["config"]["revision"].as_u64().unwrap(), revision + 1);
     assert_eq!(st["attachments"].as_array().unwrap().len(), 2);
