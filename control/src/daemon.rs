@@ -563,3 +563,49 @@ pub async fn start_with(
 fn lock_pusher(p: &Mutex<Pusher>) -> std::sync::MutexGuard<'_, Pusher> {
     p.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    use super::ExitUnlessStopping;
+
+    const CHILD: &str = "VPCEP_TEST_EXIT_GUARD";
+
+    /// In a child process (this test binary run again), a thread holding the guard dies:
+    /// a panic in the pusher, say, or the end of a worker's join thread.
+    fn child(stopping: bool) -> Option<i32> {
+        let out = Command::new(std::env::current_exe().ok()?)
+            .args([
+                "--exact",
+                "daemon::tests::a_thread_the_daemon_needs_ends_the_process_loudly_unless_it_is_stopping",
+                "--nocapture",
+            ])
+            .env(CHILD, if stopping { "stopping" } else { "running" })
+            .output()
+            .ok()?;
+        out.status.code()
+    }
+
+    #[test]
+    fn a_thread_the_daemon_needs_ends_the_process_loudly_unless_it_is_stopping() {
+        if let Some(mode) = std::env::var_os(CHILD) {
+            let stopping = Arc::new(AtomicBool::new(mode == "stopping"));
+            let t = std::thread::spawn(move || {
+                let _guard = ExitUnlessStopping(stopping, "a test thread");
+                panic!("the thread dies");
+            });
+            let _ = t.join();
+            // Reached only if the guard let the process live.
+            std::process::exit(0);
+        }
+        assert_eq!(child(false), Some(70), "a running daemon exits with 70");
+        assert_eq!(
+            child(true),
+            Some(0),
+            "a stopping daemon's threads end quietly"
+        );
+    }
+}
