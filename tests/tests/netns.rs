@@ -68,6 +68,13 @@ fn curl_reaches_an_http_server_through_the_endpoint() {
     // The backend saw a SNAT address, not the client's (which overlaps its own subnet).
     let log = server.output();
     assert!(log.contains("198.19."), "backend log: {log}");
+    // The frames the daemon sent did not come back to it as input (the receive sockets'
+    // fanout group ignores outgoing frames): a veth peer sends only to the daemon's MAC.
+    assert_eq!(
+        w.drops("not_for_us").unwrap(),
+        0.0,
+        "own frames seen as input"
+    );
     assert!(w.stop_daemon(), "SIGTERM: clean exit");
 }
 

@@ -49,6 +49,10 @@ const PACKET_FANOUT: libc::c_int = 18;
 pub(super) const PACKET_VNET_HDR: libc::c_int = 15;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 const PACKET_FANOUT_HASH: libc::c_int = 0;
+/// The group skips frames this host sends (`PACKET_IGNORE_OUTGOING` on a socket does not
+/// reach a fanout group, whose own hook receives the frames): without it every frame the
+/// workers transmit comes back as input.
+const PACKET_FANOUT_FLAG_IGNORE_OUTGOING: libc::c_int = 0x4000;
 const ETH_P_ALL: u16 = 0x0003;
 const PACKET_AUXDATA: libc::c_int = 8;
 const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
@@ -273,7 +277,7 @@ fn rx_socket(
             &rx,
             SOL_PACKET,
             PACKET_FANOUT,
-            &(i32::from(group) | (PACKET_FANOUT_HASH << 16)),
+            &(i32::from(group) | ((PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_IGNORE_OUTGOING) << 16)),
         )?;
     }
     Ok((rx, ring))
