@@ -107,79 +107,91 @@ pub fn start_workers(
     let mut adopted = restore_flows(&shared, &vpc_ids, &snapshot);
     let mut counters = Vec::new();
     let mut threads = Vec::new();
-    for (w, backend) in opened.into_iter().enumerate() {
-        let c = Arc::new(WorkerCounters::default());
-        let mut pipeline = Pipeline::new(dp_cfg.clone(), shared.clone());
-        // The first worker's expiry sweep takes the restored flows.
-        pipeline.adopt(adopted.drain(..));
-        let name = format!("vpcep-worker-{w}");
-        let handle = match backend {
-            Opened::Packet(b) => {
-                let worker = Worker::new(b, tables.clone(), pipeline, Arc::clone(&c));
-                worker::spawn(name.clone(), worker, Arc::clone(&stop))
+    let spawned = (|| -> Result<(), DaemonError> {
+        for (w, backend) in opened.into_iter().enumerate() {
+            let c = Arc::new(WorkerCounters::default());
+            let mut pipeline = Pipeline::new(dp_cfg.clone(), shared.clone());
+            // The first worker's expiry sweep takes the restored flows.
+            pipeline.adopt(adopted.drain(..));
+            let name = format!("vpcep-worker-{w}");
+            let handle = match backend {
+                Opened::Packet(b) => {
+                    let worker = Worker::new(b, tables.clone(), pipeline, Arc::clone(&c));
+                    worker::spawn(name.clone(), worker, Arc::clone(&stop))
+                }
+                Opened::Xdp(b) => {
+                    let worker = Worker::new(b, tables.clone(), pipeline, Arc::clone(&c));
+                    worker::spawn(name.clone(), worker, Arc::clone(&stop))
+                }
             }
-            Opened::Xdp(b) => {
-                let worker = Worker::new(b, tables.clone(), pipeline, Arc::clone(&c));
-                worker::spawn(name.clone(), worker, Arc::clone(&stop))
+            .map_err(DaemonError::Spawn)?;
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("{name}-join"))
+                    .spawn(move || match handle.join() {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            tracing::error!(worker = %name, error = %e, "worker stopped on an I/O error; exiting");
+                            std::process::exit(70);
+                        }
+                        Err(_) => std::process::exit(70),
+                    })
+                    .map_err(DaemonError::Spawn)?,
+            );
+            counters.push(c);
+        }
+        for &(iface, vpc, _) in &attachments {
+            // Installed once per interface for the life of the process: a reload that keeps
+            // the interface keeps its filter (and spends no `tc` run on it).
+            if cfg.ingress_drop && lock_drops().insert(iface.name.clone()) {
+                ingress_drop(&iface.name, true);
             }
+            tracing::info!(interface = %iface.name, mac = %iface.mac, mtu = iface.mtu, vpc = vpc.0, workers = cfg.workers, "attachment up");
         }
-        .map_err(DaemonError::Spawn)?;
-        threads.push(
-            std::thread::Builder::new()
-                .name(format!("{name}-join"))
-                .spawn(move || match handle.join() {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => {
-                        tracing::error!(worker = %name, error = %e, "worker stopped on an I/O error; exiting");
-                        std::process::exit(70);
-                    }
-                    Err(_) => std::process::exit(70),
-                })
-                .map_err(DaemonError::Spawn)?,
-        );
-        counters.push(c);
-    }
-    for &(iface, vpc, _) in &attachments {
-        // Installed once per interface for the life of the process: a reload that keeps
-        // the interface keeps its filter (and spends no `tc` run on it).
-        if cfg.ingress_drop && lock_drops().insert(iface.name.clone()) {
-            ingress_drop(&iface.name, true);
-        }
-        tracing::info!(interface = %iface.name, mac = %iface.mac, mtu = iface.mtu, vpc = vpc.0, workers = cfg.workers, "attachment up");
-    }
-    // The private DNS resolvers, one per attachment with a `dns_ip`.
-    let zone = crate::dns::Zone {
-        name: crate::model::dns_zone(&cfg.region),
-        ttl: cfg.dns.ttl_secs,
-        forwards: !cfg.dns.upstreams.is_empty(),
-    };
-    for (&(iface, vpc, _), a) in attachments.iter().zip(&cfg.attachments) {
-        let Some(addr) = a.dns_ip else { continue };
-        let resolver = crate::dns::server::Resolver {
-            iface: iface.clone(),
-            vpc,
-            addr,
+        // The private DNS resolvers, one per attachment with a `dns_ip`.
+        let zone = crate::dns::Zone {
+            name: crate::model::dns_zone(&cfg.region),
+            ttl: cfg.dns.ttl_secs,
+            forwards: !cfg.dns.upstreams.is_empty(),
         };
-        threads.push(
-            crate::dns::server::spawn(
-                resolver,
-                tables.clone(),
-                zone.clone(),
-                cfg.dns.upstreams.clone(),
-                cfg.dns.tcp_connections,
+        for (&(iface, vpc, _), a) in attachments.iter().zip(&cfg.attachments) {
+            let Some(addr) = a.dns_ip else { continue };
+            let resolver = crate::dns::server::Resolver {
+                iface: iface.clone(),
+                vpc,
+                addr,
+            };
+            threads.push(
+                crate::dns::server::spawn(
+                    resolver,
+                    tables.clone(),
+                    zone.clone(),
+                    cfg.dns.upstreams.clone(),
+                    cfg.dns.tcp_connections,
+                    Arc::clone(&stop),
+                )
+                .map_err(|e| attach_err(&a.interface, e))?,
+            );
+        }
+        if cfg.conntrack.snapshot_interval_secs > 0 {
+            threads.push(spawn_snapshots(
+                Arc::clone(&shared.conntrack),
+                vpc_ids.clone(),
+                snapshot.clone(),
+                Duration::from_secs(cfg.conntrack.snapshot_interval_secs),
                 Arc::clone(&stop),
-            )
-            .map_err(|e| attach_err(&a.interface, e))?,
-        );
-    }
-    if cfg.conntrack.snapshot_interval_secs > 0 {
-        threads.push(spawn_snapshots(
-            Arc::clone(&shared.conntrack),
-            vpc_ids.clone(),
-            snapshot.clone(),
-            Duration::from_secs(cfg.conntrack.snapshot_interval_secs),
-            Arc::clone(&stop),
-        )?);
+            )?);
+        }
+        Ok(())
+    })();
+    if let Err(e) = spawned {
+        // Nothing of a failed start may run on: a reload goes back to the dataplane it
+        // replaced, and two sets of workers would forward every frame twice.
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in threads {
+            let _ = t.join();
+        }
+        return Err(e);
     }
     let names: Vec<String> = ifaces.iter().map(|i| i.name.clone()).collect();
     let drop_filters = cfg.ingress_drop;
