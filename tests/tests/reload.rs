@@ -134,7 +134,14 @@ fn attachments_are_removed_and_added_while_another_vpcs_stream_carries_on() {
             &pings_log,
         )
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500)); // the pings run before and after
+    // The reload comes once the pings flow (a hundred of them forwarded), so they run
+    // before, through and after it.
+    let flowing = w.metric("vpcep_dataplane_forwarded_total", None).unwrap();
+    poll_until("the pings to flow", Duration::from_secs(10), || {
+        w.metric("vpcep_dataplane_forwarded_total", None)
+            .is_ok_and(|n| n >= flowing + 100.0)
+    })
+    .unwrap();
     let forwarded = w.metric("vpcep_dataplane_forwarded_total", None).unwrap();
     let all = w.attachments().to_vec();
     let vpc1 = all[1].clone();

@@ -5,16 +5,15 @@
 //! measure. The daemon runs in-process on loopback with a fresh data directory; clients are
 //! the project's signing client on OS threads, one keep-alive connection each.
 
-use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use bench::daemon::{PROVIDER, USER, call, start};
+use bench::daemon::{PROVIDER, USER, call, pending_endpoint, start};
 use bench::{js, json_line, median, percentile, rate};
 use control::client::Client;
 use control::config::{AttachmentConfig, DaemonConfig};
 use control::daemon::Running;
-use control::model::{ConnectionStatus, Endpoint, EndpointId};
+use control::model::EndpointId;
 use serde_json::json;
 
 fn main() {
@@ -189,30 +188,12 @@ fn main() {
     let mut batch = Vec::new();
     for i in have..endpoints {
         next_ip += 1;
-        batch.push(Endpoint {
-            id: EndpointId::random(),
-            project_id: USER.3.into(),
-            domain_id: USER.2.into(),
-            service_id: svc.as_str().into(),
-            vpc_id: uvpc.as_str().into(),
-            subnet_id: usub.as_str().into(),
-            ip: Ipv4Addr::from(next_ip),
-            marker_id: 1_000_000 + i as u64,
-            status: ConnectionStatus::PendingAcceptance,
-            enable_dns: false,
-            whitelist: Vec::new(),
-            enable_whitelist: false,
-            description: String::new(),
-            connection_description: String::new(),
-            tags: Vec::new(),
-            routetables: Vec::new(),
-            policy_statement: Vec::new(),
-            policy_document: None,
-            expires_at: None,
-            frozen: false,
-            created_at: now,
-            updated_at: now,
-        });
+        batch.push(pending_endpoint(
+            (svc.as_str(), uvpc.as_str(), usub.as_str()),
+            next_ip,
+            1_000_000 + i as u64,
+            now,
+        ));
         if batch.len() == 10_000 {
             running
                 .registry

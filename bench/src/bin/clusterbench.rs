@@ -13,17 +13,16 @@
 //! worker loads at its next batch (apibench's definition).
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use bench::daemon::{PROVIDER, USER, call, start};
+use bench::daemon::{PROVIDER, USER, call, pending_endpoint, start};
 use bench::{js, json_line, median, percentile, rate};
 use control::client::Client;
 use control::config::{AttachmentConfig, DaemonConfig};
 use control::daemon::Running;
-use control::model::{ConnectionStatus, Endpoint, EndpointId};
+use control::model::{Endpoint, EndpointId};
 use control::store::owners::Election;
 use control::store::{EtcdConfig, EtcdStore, StoreEngine};
 use serde_json::{Value, json};
@@ -142,30 +141,7 @@ fn wait_all(nodes: &[Running], rev: u64, deadline: Duration) {
 }
 
 fn pending(inv: &Inventory, ip: u32, marker: u64, now: i64) -> Endpoint {
-    Endpoint {
-        id: EndpointId::random(),
-        project_id: USER.3.into(),
-        domain_id: USER.2.into(),
-        service_id: inv.svc.as_str().into(),
-        vpc_id: inv.uvpc.as_str().into(),
-        subnet_id: inv.usub.as_str().into(),
-        ip: Ipv4Addr::from(ip),
-        marker_id: marker,
-        status: ConnectionStatus::PendingAcceptance,
-        enable_dns: false,
-        whitelist: Vec::new(),
-        enable_whitelist: false,
-        description: String::new(),
-        connection_description: String::new(),
-        tags: Vec::new(),
-        routetables: Vec::new(),
-        policy_statement: Vec::new(),
-        policy_document: None,
-        expires_at: None,
-        frozen: false,
-        created_at: now,
-        updated_at: now,
-    }
+    pending_endpoint((&inv.svc, &inv.uvpc, &inv.usub), ip, marker, now)
 }
 
 /// One side of an election: its own etcd connection and runtime (as a process has), its
