@@ -17,12 +17,12 @@ use std::sync::Arc;
 
 use dataplane::VpcId;
 use dataplane::tables::{
-    AcceptedKey, DnsKey, EndpointKey, EndpointState, GatewayRoute, GatewayTable, Ipv4Cidr, PortSet,
-    Target,
+    AcceptedKey, ClientIdentity, DnsKey, EndpointKey, EndpointState, GatewayRoute, GatewayTable,
+    Ipv4Cidr, PortSet, Target,
 };
 use dataplane::wire::ethernet::MacAddr;
 
-use crate::model::{ConnectionStatus, Endpoint, Model, ServiceStatus, SourceCidr};
+use crate::model::{ConnectionStatus, Endpoint, Model, ServiceStatus, SourceCidr, TcpProxy};
 
 /// Which VPC each attachment of this node carries: VPC id to attachment index.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -198,6 +198,7 @@ pub fn endpoint(m: &Model, att: &Attachments, ep: &Endpoint) -> Compiled {
                 backend_ip,
                 service_port: p.server_port,
                 whitelist: whitelist.clone(),
+                identity: client_identity(svc.tcp_proxy),
             };
             (
                 AcceptedKey::new(vpc, ep.ip, p.protocol.number(), p.client_port),
@@ -276,6 +277,14 @@ pub fn gateways(m: &Model, att: &Attachments) -> Vec<GatewayTable> {
         }
     }
     routes.into_iter().map(GatewayTable::new).collect()
+}
+
+/// What a service's `tcp_proxy` makes its TCP flows carry to the backend.
+fn client_identity(tcp_proxy: TcpProxy) -> ClientIdentity {
+    ClientIdentity {
+        toa: matches!(tcp_proxy, TcpProxy::ToaOpen | TcpProxy::Open),
+        proxy_v2: matches!(tcp_proxy, TcpProxy::ProxyOpen | TcpProxy::Open),
+    }
 }
 
 #[cfg(test)]

@@ -6,14 +6,18 @@
 //! renamed, so a crash while writing never leaves a half file under the real name:
 //!
 //! ```text
-//!  "VPCEPCT1"  u64 wall-clock seconds (Unix) when written
+//!  "VPCEPCT2"  u64 wall-clock seconds (Unix) when written
 //!             u32 attachment count, then each attachment's VPC id (u16 length + UTF-8)
 //!  u64 flow count, then per flow:
 //!    original key   src u32, dst u32, sport u16, dport u16, vpc u16, proto u8
 //!    original entry rewrite (src u32, dst u32, sport u16, dport u16), out vpc u16,
 //!                   next-hop MAC [6], state u8, idle seconds u32
 //!    reply entry    next-hop MAC [6] (the client's), state u8, idle seconds u32
+//!    client ISN     u32 (flows with client identity: the PROXY v2 shift's origin)
 //! ```
+//!
+//! A version 1 snapshot (`VPCEPCT1`, the same without the client ISN; no flow had client
+//! identity then) still loads, so an upgrade keeps its flows.
 //!
 //! Attachments are recorded by VPC id, not by index: a flow whose VPCs are no longer
 //! attached is left out on load, and the others are renumbered to the new attachment
@@ -33,7 +37,9 @@ use crate::conntrack::{ConnTrack, FlowInit, Rewrite};
 use crate::flow::{FlowKey, VpcId};
 use crate::wire::ethernet::MacAddr;
 
-const MAGIC: &[u8; 8] = b"VPCEPCT1";
+const MAGIC: &[u8; 8] = b"VPCEPCT2";
+/// The previous version: no client ISN.
+const MAGIC_V1: &[u8; 8] = b"VPCEPCT1";
 /// Longest VPC id a snapshot holds.
 const MAX_ID_LEN: usize = 256;
 /// Most attachments a snapshot holds.
@@ -51,6 +57,7 @@ struct Record {
     client_mac: MacAddr,
     reply_state: u8,
     reply_idle: u32,
+    client_isn: u32,
 }
 
 /// Write every flow of `ct` to `path` (atomically: a temporary file, then a rename).
@@ -81,6 +88,7 @@ pub fn save(
             client_mac: f.client_mac,
             reply_state: f.reply_state,
             reply_idle: now_secs.saturating_sub(f.last_seen[1]),
+            client_isn: f.client_isn,
         })
         .collect();
     let tmp = path.with_extension("tmp");
@@ -130,7 +138,8 @@ pub fn load(
     let mut input = io::BufReader::new(std::fs::File::open(path)?);
     let mut magic = [0u8; 8];
     input.read_exact(&mut magic)?;
-    if &magic != MAGIC {
+    let v1 = &magic == MAGIC_V1;
+    if &magic != MAGIC && !v1 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "not a vpcep conntrack snapshot (or another version)",
@@ -165,7 +174,7 @@ pub fn load(
     let flows = read_u64(&mut input)?;
     let mut loaded = Vec::new();
     for _ in 0..flows {
-        let r = read_record(&mut input)?;
+        let r = read_record(&mut input, v1)?;
         let (Some(vpc), Some(out_vpc)) = (remap(r.key.vpc), remap(r.out_vpc)) else {
             continue;
         };
@@ -190,6 +199,7 @@ pub fn load(
                 now_secs.saturating_sub(r.idle),
                 now_secs.saturating_sub(r.reply_idle),
             ],
+            client_isn: r.client_isn,
         };
         if ct
             .insert_flow(&flow, [(r.rewrite.src, r.rewrite.sport)])
@@ -222,10 +232,12 @@ fn write_record(out: &mut impl Write, r: &Record) -> io::Result<()> {
     out.write_all(&r.idle.to_le_bytes())?;
     out.write_all(&r.client_mac.0)?;
     out.write_all(&[r.reply_state])?;
-    out.write_all(&r.reply_idle.to_le_bytes())
+    out.write_all(&r.reply_idle.to_le_bytes())?;
+    out.write_all(&r.client_isn.to_le_bytes())
 }
 
-fn read_record(input: &mut impl Read) -> io::Result<Record> {
+/// One flow; `v1`: of a version 1 snapshot (no client ISN).
+fn read_record(input: &mut impl Read, v1: bool) -> io::Result<Record> {
     let key = FlowKey {
         src: read_u32(input)?,
         dst: read_u32(input)?,
@@ -250,6 +262,7 @@ fn read_record(input: &mut impl Read) -> io::Result<Record> {
         client_mac: read_mac(input)?,
         reply_state: read_u8(input)?,
         reply_idle: read_u32(input)?,
+        client_isn: if v1 { 0 } else { read_u32(input)? },
     })
 }
 
@@ -325,9 +338,11 @@ mod tests {
             backend_mac: MacAddr([2, 0, 0, 0, 0, 0x10]),
             client_mac: MacAddr([2, 0, 0, 0, 0, 1]),
             state: state::ESTABLISHED,
-            reply_state: state::SEEN,
+            // Odd client ports carry client identity (a PROXY v2 flow and its ISN).
+            reply_state: state::SEEN | if client_port % 2 == 1 { state::PROXY } else { 0 },
             generation: [9, 9],
             last_seen: [now, now],
+            client_isn: u32::from(client_port) * 1000,
         };
         assert_eq!(
             ct.insert_flow(&flow, [(rw.src, rw.sport)]),
@@ -372,7 +387,9 @@ mod tests {
         assert_eq!(r.dir, crate::conntrack::Direction::Reply);
         assert_eq!(r.out_vpc, VpcId(1));
         assert_eq!(r.dst_mac, MacAddr([2, 0, 0, 0, 0, 1]));
-        assert_eq!(r.state(), state::SEEN);
+        assert_eq!(r.state(), state::SEEN | state::PROXY);
+        assert_eq!((e.identity, r.identity), (state::PROXY, state::PROXY));
+        assert_eq!(e.client_isn(), 40_001_000, "the PROXY v2 shift's origin is kept");
         let _ = a;
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -95,6 +95,14 @@ counters! {
     /// Neighbour entries removed by the sweep (nobody asked for them for two reachable
     /// times: backends gone from the tables). Counted by the worker that swept.
     neighbours_expired,
+    /// PROXY v2 headers written at the start of a client's stream (`tcp_proxy` `proxy_open`
+    /// or `open`); a retransmitted first segment counts again.
+    proxy_headers,
+    /// TOA options added to segments toward a backend (`toa_open` or `open`).
+    toa_options,
+    /// Segments that should have carried the TOA option but had no room for 8 more bytes
+    /// of TCP options; sent without it.
+    toa_no_room,
     /// Flows created (a flow is both directions).
     flows_created,
     /// Of `flows_created`: flows opened through a gateway endpoint's route (to an address

@@ -19,7 +19,8 @@ pub enum Verdict {
         /// Length of the generated frame.
         len: usize,
     },
-    /// Transmit the frame, rewritten in place (same length), on attachment `vpc`.
+    /// Transmit the frame, rewritten in place, on attachment `vpc`. Its length is unchanged
+    /// unless client identity grew it (see [`crate::identity`]).
     Forward(VpcId),
 }
 
@@ -40,6 +41,10 @@ pub enum DropReason {
     ConntrackVpcLimit,
     /// An IPv4 fragment (more-fragments set or a non-zero offset); not reassembled.
     Fragment,
+    /// A segment that had to carry client identity (a PROXY v2 header, a TOA option) and
+    /// could not grow: the frame was at the 65,535-byte IPv4 limit or filled its buffer.
+    /// The client sends it again (a retransmission is one segment, which fits).
+    IdentityNoRoom,
     /// An IPv4 header with options (IHL above 5); refused like source routing would be.
     IpOptions,
     /// Malformed bytes: truncated headers, bad IHL, total length beyond the frame, a bad
@@ -101,7 +106,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Number of variants; a unit test matches every variant so this cannot drift.
-    pub const COUNT: usize = 24;
+    pub const COUNT: usize = 25;
 
     /// Every variant, in counter order.
     pub const ALL: [Self; Self::COUNT] = [
@@ -109,6 +114,7 @@ impl DropReason {
         Self::ConntrackFull,
         Self::ConntrackVpcLimit,
         Self::Fragment,
+        Self::IdentityNoRoom,
         Self::IpOptions,
         Self::Malformed,
         Self::NoEndpoint,
@@ -144,6 +150,7 @@ impl DropReason {
             Self::ConntrackFull => "conntrack_full",
             Self::ConntrackVpcLimit => "conntrack_vpc_limit",
             Self::Fragment => "fragment",
+            Self::IdentityNoRoom => "identity_no_room",
             Self::IpOptions => "ip_options",
             Self::Malformed => "malformed",
             Self::NoEndpoint => "no_endpoint",
@@ -182,6 +189,7 @@ mod tests {
                 | DropReason::ConntrackFull
                 | DropReason::ConntrackVpcLimit
                 | DropReason::Fragment
+                | DropReason::IdentityNoRoom
                 | DropReason::IpOptions
                 | DropReason::Malformed
                 | DropReason::NoEndpoint

@@ -91,9 +91,19 @@ impl<B: Backend> Worker<B> {
                     };
                     self.pipeline.record_drop(reason)
                 } else {
-                    let (ingress, vnet) = (slot.ingress, slot.vnet);
-                    self.pipeline
-                        .process_offloaded(now, tables, ingress, slot.bytes_mut(), vnet)
+                    // The whole slot: client identity may grow the frame.
+                    let (ingress, mut vnet, len) = (slot.ingress, slot.vnet, slot.bytes().len());
+                    let (verdict, len) = self.pipeline.process_in(
+                        now,
+                        tables,
+                        ingress,
+                        slot.buffer_mut(),
+                        len,
+                        &mut vnet,
+                    );
+                    slot.set_len(len);
+                    slot.vnet = vnet;
+                    verdict
                 };
             }
         }

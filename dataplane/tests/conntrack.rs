@@ -66,6 +66,7 @@ fn flow(i: u32, state: u8) -> FlowInit {
         reply_state: 0,
         generation: [7, 7],
         last_seen: [i, i],
+        client_isn: 0,
     }
 }
 

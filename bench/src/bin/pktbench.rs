@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use bench::{CountingAlloc, allocations, js, json_line, live_bytes, median, thread_cpu_time};
 use dataplane::tables::sharded::Change;
 use dataplane::tables::{
-    AcceptedKey, EndpointState, GatewayRoute, GatewayTable, Ipv4Cidr, PortSet, Target,
+    AcceptedKey, ClientIdentity, EndpointState, GatewayRoute, GatewayTable, Ipv4Cidr, PortSet, Target,
     default_snat_range,
 };
 use dataplane::wire::ethernet::MacAddr;
@@ -90,6 +90,7 @@ fn tables() -> Tables {
         backend_ip: BACKEND,
         service_port: 80,
         whitelist: None,
+        identity: ClientIdentity::NONE,
     };
     Tables::new(default_snat_range()).with_endpoint(A, ENDPOINT, [(6, 8080, target)])
 }
@@ -470,6 +471,7 @@ fn accepted_changes(n: usize) -> Vec<Change<AcceptedKey, Target>> {
                 backend_ip: BACKEND,
                 service_port: 80,
                 whitelist: None,
+                identity: ClientIdentity::NONE,
             };
             Change::Put(AcceptedKey::new(A, ip, 6, 8080), target)
         })

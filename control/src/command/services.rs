@@ -31,19 +31,6 @@ pub struct NewService {
     pub ip: Option<ServiceIp>,
 }
 
-/// A `tcp_proxy` the dataplane carries. Only `close` is, so far: a TOA option or a PROXY
-/// protocol header that the API accepted but no packet carried would be a silent lie to the
-/// provider, so the other values are refused until the dataplane writes them.
-fn carried_tcp_proxy(s: &str) -> Result<TcpProxy, Rejection> {
-    match TcpProxy::parse(s)? {
-        TcpProxy::Close => Ok(TcpProxy::Close),
-        other => Err(Rejection::param(format!(
-            "tcp_proxy {}: client identity to backends (TOA, PROXY protocol) is not carried by this dataplane yet; use close",
-            other.as_str()
-        ))),
-    }
-}
-
 impl TryFrom<CreateService> for NewService {
     type Error = Rejection;
 
@@ -68,7 +55,7 @@ impl TryFrom<CreateService> for NewService {
             tcp_proxy: b
                 .tcp_proxy
                 .as_deref()
-                .map(carried_tcp_proxy)
+                .map(TcpProxy::parse)
                 .transpose()?
                 .unwrap_or_default(),
             description: description(b.description)?,
@@ -113,7 +100,7 @@ impl TryFrom<UpdateService> for ServiceChange {
             name: b.service_name.map(ServiceName::try_from).transpose()?,
             ports: b.ports.as_deref().map(parse_ports).transpose()?,
             port_id: b.port_id.map(PortId::from),
-            tcp_proxy: b.tcp_proxy.as_deref().map(carried_tcp_proxy).transpose()?,
+            tcp_proxy: b.tcp_proxy.as_deref().map(TcpProxy::parse).transpose()?,
             description: b.description,
             ip: b
                 .ip

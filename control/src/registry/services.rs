@@ -337,13 +337,20 @@ mod tests {
         .unwrap();
         assert_eq!(renamed.full_name, format!("r.web.{}", svc.id));
         assert_eq!(renamed.tcp_proxy, TcpProxy::Close);
-        // Not carried by the dataplane yet: refused, not stored and ignored.
-        let refused = UpdateService {
+        let toa = UpdateService {
             tcp_proxy: Some("toa_open".into()),
             ..UpdateService::default()
         };
         assert_eq!(
-            update(&r, &p, &svc.id, refused).unwrap_err().code,
+            update(&r, &p, &svc.id, toa).unwrap().tcp_proxy,
+            TcpProxy::ToaOpen
+        );
+        let unknown = UpdateService {
+            tcp_proxy: Some("proxy_v1".into()),
+            ..UpdateService::default()
+        };
+        assert_eq!(
+            update(&r, &p, &svc.id, unknown).unwrap_err().code,
             ErrorCode::Parameter
         );
         assert_eq!(

@@ -23,7 +23,7 @@ use std::net::Ipv4Addr;
 use std::time::Instant;
 
 use dataplane::tables::{
-    AcceptedKey, GatewayRoute, GatewayTable, PortSet, Target, default_snat_range,
+    AcceptedKey, ClientIdentity, GatewayRoute, GatewayTable, PortSet, Target, default_snat_range,
 };
 use dataplane::wire::ethernet::{EthernetFrame, MacAddr};
 use dataplane::wire::ipv4::{Ipv4Packet, PROTO_TCP};
@@ -62,6 +62,7 @@ pub fn run(data: &[u8]) {
         backend_ip: Ipv4Addr::new(10, 0, 0, 10),
         service_port: port,
         whitelist: None,
+        identity: ClientIdentity::NONE,
     };
     let ep = Ipv4Addr::new(10, 0, 0, 200);
     let tables = Tables::new(default_snat_range())

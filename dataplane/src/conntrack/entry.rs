@@ -24,6 +24,9 @@ pub struct FlowEntry<'a> {
     pub out_vpc: VpcId,
     /// The next hop's MAC on `out_vpc`.
     pub dst_mac: MacAddr,
+    /// The flow's client identity bits ([`super::state::TOA`], [`super::state::PROXY`]),
+    /// fixed when it opened.
+    pub identity: u8,
 }
 
 impl<'a> FlowEntry<'a> {
@@ -38,6 +41,7 @@ impl<'a> FlowEntry<'a> {
             }
         };
         Self {
+            identity: w.reply_state() & super::state::IDENTITY,
             rec,
             slot: found.slot,
             incarnation: w.incarnation(),
@@ -111,6 +115,18 @@ impl<'a> FlowEntry<'a> {
         if last.load(Relaxed) != now_secs {
             last.store(now_secs, Relaxed);
         }
+    }
+
+    /// The client's initial sequence number (flows with client identity).
+    #[inline]
+    pub fn client_isn(&self) -> u32 {
+        self.rec.client_isn().load(Relaxed)
+    }
+
+    /// Record the client's initial sequence number: a new SYN from the client (the flow
+    /// opening again on the same ports) restarts the stream.
+    pub fn set_client_isn(&self, isn: u32) {
+        self.rec.client_isn().store(isn, Relaxed);
     }
 
     /// Replace this direction's next-hop MAC (after a neighbour changed).

@@ -539,6 +539,7 @@ mod tests {
             reply_state: 0,
             generation: [1, 1],
             last_seen: [now, now],
+            client_isn: 0,
         };
         assert_eq!(ct.try_reserve(vpc), Ok(()));
         assert_eq!(

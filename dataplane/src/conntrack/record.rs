@@ -72,6 +72,9 @@ pub struct FlowInit {
     pub generation: [u32; 2],
     /// Last-seen seconds, original then reply.
     pub last_seen: [u32; 2],
+    /// The client's initial sequence number (TCP flows with [`super::state::PROXY`] or
+    /// [`super::state::TOA`]; zero otherwise). Kept beside the record, not in it.
+    pub client_isn: u32,
 }
 
 impl FlowInit {
@@ -95,6 +98,12 @@ impl Words {
     #[inline]
     pub(super) fn live(&self) -> bool {
         self.0[STATE] & LIVE != 0
+    }
+
+    /// The reply direction's state byte (its `SEEN` bit and the flow's client identity bits).
+    #[inline]
+    pub fn reply_state(&self) -> u8 {
+        self.0[STATE].to_be_bytes()[2]
     }
 
     #[inline]
@@ -187,6 +196,7 @@ impl Words {
             reply_state,
             generation: [self.0[GENERATION[0]], self.0[GENERATION[1]]],
             last_seen: [self.0[LAST[0]], self.0[LAST[1]]],
+            client_isn: 0,
         }
     }
 }
@@ -214,15 +224,23 @@ pub struct Found {
     pub words: Words,
 }
 
-/// One record's words: the handle a lookup keeps for the hot fields.
+/// One record's words, and the word kept beside it (the client's initial sequence number):
+/// the handle a lookup keeps for the hot fields.
 #[derive(Clone, Copy, Debug)]
-pub struct Record<'a>(&'a [AtomicU32; RECORD_WORDS]);
+pub struct Record<'a>(&'a [AtomicU32; RECORD_WORDS], &'a AtomicU32);
 
 impl<'a> Record<'a> {
-    /// The handle on a record's words.
+    /// The handle on a record's words and its side word.
     #[inline(always)]
-    pub(super) fn new(words: &'a [AtomicU32; RECORD_WORDS]) -> Self {
-        Self(words)
+    pub(super) fn new(words: &'a [AtomicU32; RECORD_WORDS], isn: &'a AtomicU32) -> Self {
+        Self(words, isn)
+    }
+
+    /// The client's initial sequence number (see [`FlowInit::client_isn`]). Written when the
+    /// flow opens and by a client's new SYN; read by the client identity rewrite only.
+    #[inline]
+    pub fn client_isn(&self) -> &'a AtomicU32 {
+        self.1
     }
 
     /// Read the record consistently (live or not); `None` if a writer kept it busy. The
@@ -294,6 +312,7 @@ impl<'a> Record<'a> {
             st(LAST[d], f.last_seen[d]);
             st(GENERATION[d], f.generation[d]);
         }
+        self.1.store(f.client_isn, Relaxed);
         rec.unlock(s);
     }
 

@@ -26,6 +26,15 @@ pub const FIN_ORIGINAL: u8 = 0x08;
 pub const FIN_REPLY: u8 = 0x10;
 /// On a reply entry: a packet has been seen in this direction.
 pub const SEEN: u8 = 0x20;
+/// In the reply direction's state byte, fixed when the flow opens: the flow's segments
+/// toward the backend carry the TOA option (`tcp_proxy` `toa_open` or `open`).
+pub const TOA: u8 = 0x40;
+/// In the reply direction's state byte, fixed when the flow opens: the flow's stream toward
+/// the backend starts with a PROXY v2 header (`proxy_open` or `open`), and sequence and
+/// acknowledgment numbers are shifted by its length.
+pub const PROXY: u8 = 0x80;
+/// Both client identity bits.
+pub const IDENTITY: u8 = TOA | PROXY;
 
 /// True for states an eviction may remove: never established or replied flows.
 pub fn evictable(s: u8) -> bool {

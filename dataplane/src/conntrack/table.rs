@@ -69,6 +69,9 @@ pub enum IndexError {
 /// The table: records, index, free list.
 pub struct FlowTable {
     records: Box<[AtomicU32]>,
+    /// One word per record beside it: the client's initial sequence number, read only by
+    /// flows that carry client identity, so the record stays one cache line.
+    isn: Box<[AtomicU32]>,
     /// Word offset of record 0 (aligns it to 64 bytes).
     rbase: usize,
     capacity: usize,
@@ -133,8 +136,10 @@ impl FlowTable {
         let buckets = (2 * capacity).div_ceil(MEAN_LOAD).max(2);
         let (records, rbase) = zeroed::<AtomicU32>(capacity * RECORD_WORDS);
         let (index, ibase) = zeroed::<AtomicU64>(buckets * BUCKET_WORDS);
+        let (isn, _) = zeroed::<AtomicU32>(capacity);
         Self {
             records,
+            isn,
             rbase,
             capacity,
             index,
@@ -155,9 +160,9 @@ impl FlowTable {
         ]
     }
 
-    /// Bytes this table holds (records, index, alignment), fixed at creation.
+    /// Bytes this table holds (records, side words, index, alignment), fixed at creation.
     pub fn footprint(&self) -> usize {
-        self.records.len() * 4 + self.index.len() * 8
+        (self.records.len() + self.isn.len()) * 4 + self.index.len() * 8
     }
 
     /// The key's hash.
@@ -177,7 +182,7 @@ impl FlowTable {
     /// The handle on record `slot`.
     #[inline(always)]
     pub fn at(&self, slot: u32) -> Record<'_> {
-        Record::new(self.record(slot))
+        Record::new(self.record(slot), &self.isn[slot as usize])
     }
 
     #[inline(always)]
@@ -425,10 +430,11 @@ impl FlowTable {
     pub fn live(&self) -> impl Iterator<Item = FlowInit> + '_ {
         let high = self.fresh.load(Acquire);
         (0..high).filter_map(|slot| {
-            self.at(slot)
-                .read_all()
-                .filter(Words::live)
-                .map(|w| w.flow())
+            let rec = self.at(slot);
+            rec.read_all().filter(Words::live).map(|w| FlowInit {
+                client_isn: rec.client_isn().load(Relaxed),
+                ..w.flow()
+            })
         })
     }
 

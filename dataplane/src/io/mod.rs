@@ -81,7 +81,8 @@ impl Slot {
 
     /// What to transmit for this slot, if anything: `(attachment, offload metadata,
     /// bytes)`. A forwarded frame keeps the metadata it arrived with (its headers were
-    /// rewritten in place, their lengths unchanged); a frame the dataplane emitted has none.
+    /// rewritten in place; client identity may have grown them, see `dataplane::identity`);
+    /// a frame the dataplane emitted has none.
     pub fn output(&self) -> Option<(VpcId, VnetHdr, &[u8])> {
         match self.verdict {
             Verdict::Forward(vpc) => Some((vpc, self.vnet, self.bytes())),

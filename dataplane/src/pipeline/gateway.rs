@@ -45,6 +45,7 @@ impl Pipeline {
             ip: key.dst,
             port: key.dport,
             hop: route.hop(key.dst),
+            identity: 0,
         };
         let verdict = self.install(tables, frame, parsed, to, now_secs);
         if matches!(verdict, Verdict::Forward(_)) {

@@ -63,6 +63,7 @@ use crate::conntrack::{
     ConnTrack, Direction, FlowEntry, FlowInit, Full, InsertError, Rewrite, stamp, state, tcp_next,
 };
 use crate::flow::{FlowKey, VpcId};
+use crate::identity;
 use crate::nat;
 use crate::neighbour::Neighbours;
 use crate::stats::WorkerStats;
@@ -72,6 +73,7 @@ use crate::wire::ParseError;
 use crate::wire::ethernet::{self, EthernetFrame, MacAddr};
 use crate::wire::ipv4::{self, Ipv4Packet, PROTO_TCP, PROTO_UDP};
 use crate::wire::offload::{L4Checksum, VnetHdr};
+use crate::wire::proxy;
 use crate::wire::tcp::{self, TcpPacket};
 use crate::wire::udp::{self, UdpPacket};
 
@@ -98,13 +100,15 @@ impl Shared {
 }
 
 /// Where an admitted flow goes: the backend (or a gateway destination) on attachment
-/// `vpc`, at `ip:port`, through the neighbour `hop` (the backend itself, or a router).
+/// `vpc`, at `ip:port`, through the neighbour `hop` (the backend itself, or a router), and
+/// what its TCP segments tell the backend about the client (`identity` bits).
 #[derive(Clone, Copy)]
 struct Destination {
     vpc: VpcId,
     ip: u32,
     port: u16,
     hop: u32,
+    identity: u8,
 }
 
 /// What the IPv4 checks found: enough to build the flow key and track TCP state.
@@ -112,6 +116,8 @@ struct Destination {
 struct Parsed {
     key: FlowKey,
     flags: u8,
+    /// The TCP sequence number (0 for UDP).
+    seq: u32,
     l4: L4Checksum,
 }
 
@@ -133,6 +139,9 @@ pub struct Pipeline {
     clock: (Instant, u32, u64),
     /// Conntrack hashes of the frames [`Pipeline::prefetch`] is warming.
     prefetched: [u64; PREFETCH_MAX],
+    /// Client identity the frame being processed still needs, once it is rewritten (set
+    /// by `classify`, applied by [`Pipeline::process_in`], which has the room to grow).
+    identity: Option<identity::Segment>,
 }
 
 impl Pipeline {
@@ -148,6 +157,7 @@ impl Pipeline {
             hasher: RandomState::default(),
             clock,
             prefetched: [0; PREFETCH_MAX],
+            identity: None,
         };
         p.clock.1 = p.shared.conntrack.secs(p.clock.0);
         p.clock.2 = p.shared.neighbours.epoch();
@@ -214,6 +224,10 @@ impl Pipeline {
     /// only and leaves partial. A GSO super-frame is one frame here: its headers are
     /// checked and rewritten once, its payload never read; the backend sends it on with the
     /// same metadata.
+    ///
+    /// The frame cannot grow here: a segment of a flow with client identity that must
+    /// (see [`crate::identity`]) is dropped as `identity_no_room`. Use
+    /// [`Pipeline::process_in`] with a buffer that has room.
     pub fn process_offloaded(
         &mut self,
         now: Instant,
@@ -222,9 +236,37 @@ impl Pipeline {
         frame: &mut [u8],
         vnet: VnetHdr,
     ) -> Verdict {
+        let len = frame.len();
+        let mut vnet = vnet;
+        self.process_in(now, tables, ingress, frame, len, &mut vnet).0
+    }
+
+    /// [`Pipeline::process_offloaded`] for the frame in `buf[..len]`, where the rest of
+    /// `buf` is room for it to grow (client identity, [`crate::identity`]). Returns the
+    /// verdict and the frame's length after processing (changed only for a forwarded
+    /// frame), and updates `vnet` for the frame sent on.
+    pub fn process_in(
+        &mut self,
+        now: Instant,
+        tables: &Tables,
+        ingress: VpcId,
+        buf: &mut [u8],
+        len: usize,
+        vnet: &mut VnetHdr,
+    ) -> (Verdict, usize) {
         self.stats.rx_frames += 1;
         let l4 = vnet.l4_checksum();
-        let verdict = self.classify(now, tables, ingress, frame, l4);
+        let mut verdict = self.classify(now, tables, ingress, &mut buf[..len], l4);
+        let mut out_len = len;
+        if let Some(seg) = self.identity.take()
+            && matches!(verdict, Verdict::Forward(_))
+        {
+            let marker_id = || marker_of(tables, &seg);
+            match identity::apply(buf, len, l4, vnet, &seg, marker_id, &mut self.stats) {
+                Ok(n) => out_len = n,
+                Err(reason) => verdict = Verdict::Drop(reason),
+            }
+        }
         match verdict {
             Verdict::Drop(reason) => self.stats.drop(reason),
             Verdict::Forward(_) => {
@@ -238,7 +280,7 @@ impl Pipeline {
             }
             Verdict::Emit { .. } | Verdict::Consumed => {}
         }
-        verdict
+        (verdict, out_len)
     }
 
     #[inline(always)]
@@ -298,14 +340,14 @@ impl Pipeline {
             return Err(DropReason::Fragment);
         }
         let proto = ip.protocol();
-        let (sport, dport, flags) = match proto {
+        let (sport, dport, flags, seq) = match proto {
             PROTO_TCP => {
                 let t = TcpPacket::new_checked(ip.payload()).map_err(malformed)?;
-                (t.src_port(), t.dst_port(), t.flags())
+                (t.src_port(), t.dst_port(), t.flags(), t.seq())
             }
             PROTO_UDP => {
                 let u = UdpPacket::new_checked(ip.payload()).map_err(malformed)?;
-                (u.src_port(), u.dst_port(), 0)
+                (u.src_port(), u.dst_port(), 0, 0)
             }
             _ => return Err(DropReason::UnsupportedProtocol),
         };
@@ -332,7 +374,12 @@ impl Pipeline {
             vpc: ingress,
             proto,
         };
-        Ok(Parsed { key, flags, l4 })
+        Ok(Parsed {
+            key,
+            flags,
+            seq,
+            l4,
+        })
     }
 
     #[inline(always)]
@@ -375,7 +422,9 @@ impl Pipeline {
         &mut self,
         tables: &Tables,
         frame: &mut [u8],
-        Parsed { key, flags, l4 }: Parsed,
+        Parsed {
+            key, flags, seq, l4
+        }: Parsed,
         now_secs: u32,
     ) -> Option<Verdict> {
         let ct = &*self.shared.conntrack;
@@ -434,6 +483,22 @@ impl Pipeline {
         nat::rewrite(frame, key.proto, l4, &rw, src_mac, dst_mac);
         if dir == Direction::Reply {
             self.stats.forwarded_reply += 1;
+        }
+        if entry.identity != 0 && key.proto == PROTO_TCP {
+            if dir == Direction::Original && flags & (tcp::SYN | tcp::ACK) == tcp::SYN {
+                entry.set_client_isn(seq); // the client opens the stream (again)
+            }
+            self.identity = Some(identity::Segment {
+                dir,
+                identity: entry.identity,
+                isn: entry.client_isn(),
+                addresses: client_and_endpoint(&key, &entry),
+                client_vpc: if dir == Direction::Original {
+                    key.vpc
+                } else {
+                    out
+                },
+            });
         }
         Some(Verdict::Forward(out))
     }
@@ -522,6 +587,11 @@ impl Pipeline {
             ip: target.backend_ip.to_bits(),
             port: target.service_port,
             hop: target.backend_ip.to_bits(),
+            identity: if key.proto == PROTO_TCP {
+                target.identity.bits()
+            } else {
+                0
+            },
         };
         self.install(tables, frame, parsed, to, now_secs)
     }
@@ -535,12 +605,13 @@ impl Pipeline {
         to: Destination,
         now_secs: u32,
     ) -> Verdict {
-        let Parsed { key, l4, .. } = parsed;
+        let Parsed { key, l4, seq, .. } = parsed;
         let Destination {
             vpc: backend_vpc,
             ip: backend_ip,
             port: service_port,
             hop,
+            identity,
         } = to;
         let ct = Arc::clone(&self.shared.conntrack);
 
@@ -582,9 +653,10 @@ impl Pipeline {
             backend_mac,
             client_mac,
             state: initial,
-            reply_state: 0,
+            reply_state: identity,
             generation: [g, g],
             last_seen: [now_secs, now_secs],
+            client_isn: seq,
         };
         // The client's own SNAT address first, then a few neighbours in the range, so one
         // busy client does not exhaust its pool while others sit empty.
@@ -629,6 +701,20 @@ impl Pipeline {
             .copied()
             .unwrap_or_default();
         nat::rewrite(frame, key.proto, l4, &rw, src_mac, backend_mac);
+        if identity != 0 {
+            self.identity = Some(identity::Segment {
+                dir: Direction::Original,
+                identity,
+                isn: seq,
+                addresses: proxy::Addresses {
+                    src: key.src,
+                    dst: key.dst,
+                    sport: key.sport,
+                    dport: key.dport,
+                },
+                client_vpc: key.vpc,
+            });
+        }
         Verdict::Forward(backend_vpc)
     }
 
@@ -685,6 +771,21 @@ fn refuse_opening(tables: &Tables, Parsed { key, flags, .. }: Parsed) -> Option<
     (!tables.admits_source(key.vpc, key.src)).then_some(DropReason::SourceOutsideVpc)
 }
 
+/// The marker id of the connection a client identity segment belongs to (0 if the mapping
+/// went away meanwhile: the flow is revoked at its next packet).
+fn marker_of(tables: &Tables, seg: &identity::Segment) -> u64 {
+    let a = seg.addresses;
+    tables
+        .accepted()
+        .get(&AcceptedKey {
+            vpc: seg.client_vpc,
+            proto: PROTO_TCP,
+            port: a.dport,
+            endpoint: a.dst,
+        })
+        .map_or(0, |t| t.marker_id)
+}
+
 /// Port security: true if the attachment of `key` has it off, or the packet's source address
 /// and source MAC (from `frame`, already checked as Ethernet) are one known port's.
 #[inline(always)]
@@ -693,6 +794,25 @@ fn admits_port(tables: &Tables, key: &FlowKey, frame: &[u8]) -> bool {
         let mac = EthernetFrame::new_unchecked(frame).src();
         ports.admits(key.src, mac)
     })
+}
+
+/// The client and the endpoint it dialled, from a flow's key and entry in either direction.
+fn client_and_endpoint(key: &FlowKey, e: &FlowEntry<'_>) -> proxy::Addresses {
+    match e.dir {
+        Direction::Original => proxy::Addresses {
+            src: key.src,
+            dst: key.dst,
+            sport: key.sport,
+            dport: key.dport,
+        },
+        // The reply's rewrite is the original key reversed.
+        Direction::Reply => proxy::Addresses {
+            src: e.rewrite.dst,
+            dst: e.rewrite.src,
+            sport: e.rewrite.dport,
+            dport: e.rewrite.sport,
+        },
+    }
 }
 
 fn malformed(_: ParseError) -> DropReason {

@@ -120,6 +120,32 @@ impl FromStr for Ipv4Cidr {
     }
 }
 
+/// What the flows of a mapping tell the backend about their client: the service's
+/// `tcp_proxy` (`close`: nothing; `toa_open`: `toa`; `proxy_open`: `proxy_v2`; `open`:
+/// both). Applies to TCP only; see [`crate::identity`] for the bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ClientIdentity {
+    /// The TOA TCP option (kind 254) on the segments that open the stream.
+    pub toa: bool,
+    /// A PROXY protocol v2 header at the start of the stream.
+    pub proxy_v2: bool,
+}
+
+impl ClientIdentity {
+    /// Nothing carried (`close`).
+    pub const NONE: Self = Self {
+        toa: false,
+        proxy_v2: false,
+    };
+
+    /// The flow state bits ([`crate::conntrack::state::TOA`],
+    /// [`crate::conntrack::state::PROXY`]) a new flow of this mapping keeps.
+    pub fn bits(self) -> u8 {
+        use crate::conntrack::state;
+        (if self.toa { state::TOA } else { 0 }) | (if self.proxy_v2 { state::PROXY } else { 0 })
+    }
+}
+
 /// Where an accepted flow goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
@@ -135,6 +161,8 @@ pub struct Target {
     pub service_port: u16,
     /// Source prefixes allowed to use the endpoint; `None` allows every source.
     pub whitelist: Option<Arc<[Ipv4Cidr]>>,
+    /// What TCP flows tell the backend about their client (the service's `tcp_proxy`).
+    pub identity: ClientIdentity,
 }
 
 impl Target {
@@ -180,6 +208,7 @@ mod tests {
             backend_ip: Ipv4Addr::new(10, 0, 0, 10),
             service_port: 80,
             whitelist: None,
+            identity: ClientIdentity::NONE,
         };
         assert!(t.admits(Ipv4Addr::new(1, 2, 3, 4).to_bits()));
         t.whitelist = Some(Arc::from(vec!["10.0.0.0/24".parse().unwrap()]));

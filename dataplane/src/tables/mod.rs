@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use arc_swap::{ArcSwap, Cache};
 
-pub use self::accepted::{AcceptedKey, AcceptedTable, Ipv4Cidr, Target};
+pub use self::accepted::{AcceptedKey, AcceptedTable, ClientIdentity, Ipv4Cidr, Target};
 pub use self::gateway::{GatewayRoute, GatewayTable};
 pub use self::ports::PortSet;
 use self::sharded::{Change, ShardedMap};

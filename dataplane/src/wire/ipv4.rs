@@ -130,6 +130,11 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
         Self { buf }
     }
 
+    /// Write the total length field (a rewrite that grows or shrinks the packet).
+    pub fn set_total_len(&mut self, len: u16) {
+        write_u16(self.buf.as_mut(), field::TOTAL_LEN, len);
+    }
+
     /// Write the TTL.
     pub fn set_ttl(&mut self, ttl: u8) {
         self.buf.as_mut()[field::TTL] = ttl;

@@ -13,6 +13,7 @@ pub mod checksum;
 pub mod ethernet;
 pub mod ipv4;
 pub mod offload;
+pub mod proxy;
 pub mod tcp;
 pub mod udp;
 

@@ -1,7 +1,7 @@
 //! TCP headers (RFC 9293). `new_checked` guarantees a 20-byte header and a data offset
 //! between 5 and the segment length.
 
-use super::{ParseError, read_u16, write_u16};
+use super::{ParseError, read_u16, read_u32, write_u16, write_u32};
 
 /// FIN flag.
 pub const FIN: u8 = 0x01;
@@ -12,9 +12,23 @@ pub const RST: u8 = 0x04;
 /// ACK flag.
 pub const ACK: u8 = 0x10;
 
+/// Option kind: end of the option list.
+pub const OPT_EOL: u8 = 0;
+/// Option kind: no-operation (padding).
+pub const OPT_NOP: u8 = 1;
+/// Option kind: maximum segment size (length 4).
+pub const OPT_MSS: u8 = 2;
+/// Option kind: SACK blocks (length 2 + 8 per block).
+pub const OPT_SACK: u8 = 5;
+
+/// Length of the longest TCP header (data offset 15).
+pub const MAX_HEADER_LEN: usize = 60;
+
 mod field {
     pub(super) const SRC_PORT: usize = 0;
     pub(super) const DST_PORT: usize = 2;
+    pub(super) const SEQ: usize = 4;
+    pub(super) const ACK: usize = 8;
     pub(super) const DATA_OFF: usize = 12;
     pub(super) const FLAGS: usize = 13;
     pub(super) const CHECKSUM: usize = 16;
@@ -69,6 +83,33 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
         read_u16(self.buf.as_ref(), field::DST_PORT)
     }
 
+    /// Sequence number.
+    pub fn seq(&self) -> u32 {
+        read_u32(self.buf.as_ref(), field::SEQ)
+    }
+
+    /// Acknowledgment number.
+    pub fn ack(&self) -> u32 {
+        read_u32(self.buf.as_ref(), field::ACK)
+    }
+
+    /// Header length in bytes (data offset * 4), options included.
+    pub fn header_len(&self) -> usize {
+        usize::from(self.buf.as_ref()[field::DATA_OFF] >> 4) * 4
+    }
+
+    /// The options: every `(offset, kind, length)` from the first option up to an end of
+    /// list, where `offset` counts from the start of the TCP header. A kind without a length
+    /// byte (EOL, NOP) has length 1; a malformed length (below 2 or past the header) ends the
+    /// walk, as it does in the Linux parser.
+    pub fn options(&self) -> Options<'_> {
+        let b = self.buf.as_ref();
+        Options {
+            header: &b[..self.header_len().min(b.len())],
+            at: MIN_HEADER_LEN,
+        }
+    }
+
     /// The flag bits of byte 13 (CWR ECE URG ACK PSH RST SYN FIN).
     pub fn flags(&self) -> u8 {
         self.buf.as_ref()[field::FLAGS]
@@ -91,9 +132,72 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
         write_u16(self.buf.as_mut(), field::DST_PORT, port);
     }
 
+    /// Write the sequence number.
+    pub fn set_seq(&mut self, seq: u32) {
+        write_u32(self.buf.as_mut(), field::SEQ, seq);
+    }
+
+    /// Write the acknowledgment number.
+    pub fn set_ack(&mut self, ack: u32) {
+        write_u32(self.buf.as_mut(), field::ACK, ack);
+    }
+
+    /// Write the data offset for a header of `len` bytes (a multiple of 4, 20 to 60); the
+    /// reserved bits keep their value.
+    pub fn set_header_len(&mut self, len: usize) {
+        let b = self.buf.as_mut();
+        let words = u8::try_from(len / 4).unwrap_or(15).min(15);
+        b[field::DATA_OFF] = (words << 4) | (b[field::DATA_OFF] & 0x0f);
+    }
+
     /// Write the checksum field.
     pub fn set_checksum(&mut self, value: u16) {
         write_u16(self.buf.as_mut(), field::CHECKSUM, value);
+    }
+}
+
+/// One TCP option as [`TcpPacket::options`] walks them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpOption {
+    /// Offset of the kind byte from the start of the TCP header.
+    pub at: usize,
+    /// The option kind.
+    pub kind: u8,
+    /// The option's whole length (kind and length bytes included).
+    pub len: usize,
+}
+
+/// The iterator of [`TcpPacket::options`].
+#[derive(Clone, Debug)]
+pub struct Options<'a> {
+    header: &'a [u8],
+    at: usize,
+}
+
+impl Iterator for Options<'_> {
+    type Item = TcpOption;
+
+    fn next(&mut self) -> Option<TcpOption> {
+        let at = self.at;
+        let kind = *self.header.get(at)?;
+        let len = match kind {
+            OPT_EOL | OPT_NOP => 1,
+            _ => usize::from(*self.header.get(at + 1)?),
+        };
+        if len == 0 || (kind != OPT_EOL && kind != OPT_NOP && len < 2) {
+            self.at = self.header.len();
+            return None;
+        }
+        if at + len > self.header.len() {
+            self.at = self.header.len();
+            return None;
+        }
+        self.at = if kind == OPT_EOL {
+            self.header.len()
+        } else {
+            at + len
+        };
+        Some(TcpOption { at, kind, len })
     }
 }
 

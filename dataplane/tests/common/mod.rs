@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dataplane::tables::sharded::Change;
-use dataplane::tables::{AcceptedKey, Ipv4Cidr, Target, default_snat_range};
+use dataplane::tables::{AcceptedKey, ClientIdentity, Ipv4Cidr, Target, default_snat_range};
 use dataplane::wire::ethernet::MacAddr;
 use dataplane::{Config, DropReason, Pipeline, Shared, Tables, Verdict, VpcId, WorkerStats};
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
@@ -36,6 +36,7 @@ pub fn target(id: u64, port: u16) -> Target {
         backend_ip: BACKEND,
         service_port: port,
         whitelist: None,
+        identity: ClientIdentity::NONE,
     }
 }
 

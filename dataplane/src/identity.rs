@@ -1,0 +1,329 @@
+//! Client identity to backends (`tcp_proxy`): the bytes a flow's segments gain or change
+//! so the backend learns who the client is, each paired with its checksum fix-up here, as
+//! the address rewrite is in [`crate::nat`]. Applied after that rewrite, to TCP flows whose
+//! service asked for it when the flow opened (the flow keeps its mode for its life).
+//!
+//! **PROXY protocol v2** (`proxy_open`, `open`): the header of [`crate::wire::proxy`] (39
+//! bytes: client address and port, endpoint address and dialled port, the marker id TLV
+//! 0xE0) is the first thing in the client-to-backend byte stream.
+//! - It is inserted into the client's segment that starts at its ISN + 1 and carries data
+//!   or a FIN: the first data segment, and every retransmission of it (the same bytes
+//!   again). A SYN's data (TCP Fast Open) is cut: the client sends it again after the
+//!   handshake, behind the header.
+//! - Every later client sequence number is moved up by the header's length; the backend's
+//!   acknowledgment numbers and SACK blocks are moved down by it (an acknowledgment inside
+//!   the header becomes the client's ISN + 1), so each side sees a consistent stream.
+//!   Sequence numbers up to ISN + 1 (the handshake, keepalives before any data) stay.
+//!
+//! **TOA** (`toa_open`, `open`): the TCP option kind 254, length 8, `fe 08 PP PP AA AA AA
+//! AA` (client port, then client IPv4 address, network order), as the Linux TOA modules
+//! read it when the handshake completes. It is added to the client's SYN and to every
+//! client segment whose sequence number is its ISN + 1 (the handshake's ACK, the first data
+//! segment and their retransmissions) when the header has room for 8 more bytes of options
+//! (`toa_no_room` counts those that had not: they go on without it). In a GSO super-frame
+//! the option is in the header every segment is cut with.
+//!
+//! Both make those segments longer, so the MSS option of the backend's SYN-ACK toward the
+//! client is lowered by what may be added (8 and/or 39 bytes): a full-sized client
+//! segment still fits the backend's MTU after it grew.
+//!
+//! Checksums: a shifted number or a lowered MSS is patched incrementally (RFC 1624); a
+//! segment that grew or shrank gets its IPv4 header checksum and its TCP checksum computed
+//! anew, after the checksum it arrived with was verified (a damaged segment is not made
+//! valid: it is dropped as `malformed`). A partial checksum (offload) gets the new
+//! pseudo-header sum and stays partial.
+
+use crate::conntrack::{Direction, state};
+use crate::flow::VpcId;
+use crate::stats::WorkerStats;
+use crate::verdict::DropReason;
+use crate::wire::checksum::{self, fold, pseudo_header_sum, update16, update32};
+use crate::wire::ethernet;
+use crate::wire::ipv4::{self, Ipv4Packet, PROTO_TCP};
+use crate::wire::offload::{L4Checksum, VnetHdr};
+use crate::wire::proxy::{self, Addresses};
+use crate::wire::tcp::{self, TcpPacket};
+use crate::wire::{read_u16, read_u32, write_u16, write_u32};
+
+/// The TOA option's kind.
+pub const TOA_KIND: u8 = 254;
+/// The TOA option's length.
+pub const TOA_LEN: usize = 8;
+/// The lowest MSS the SYN-ACK clamp leaves.
+const MIN_MSS: u16 = 88;
+/// Where the TCP header starts in a frame the pipeline checked (no IPv4 options).
+const TCP_AT: usize = ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN;
+/// The PROXY v2 header's length as a sequence number distance.
+const SHIFT: u32 = 39;
+const _: () = assert!(SHIFT as usize == proxy::HEADER_LEN);
+
+/// One segment of a flow with client identity, as the pipeline found it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segment {
+    /// Which way it travels.
+    pub dir: Direction,
+    /// The flow's identity bits ([`state::TOA`], [`state::PROXY`]).
+    pub identity: u8,
+    /// The client's initial sequence number.
+    pub isn: u32,
+    /// The client and the endpoint it dialled (the original key), for the PROXY header.
+    pub addresses: Addresses,
+    /// The client's VPC (attachment), to find the connection's marker id.
+    pub client_vpc: VpcId,
+}
+
+/// What client identity adds to segments toward the backend, at most: the MSS the
+/// backend's SYN-ACK announces is lowered by this.
+pub fn overhead(identity: u8) -> u16 {
+    let toa = if identity & state::TOA != 0 { 8 } else { 0 };
+    let pp = if identity & state::PROXY != 0 { 39 } else { 0 };
+    toa + pp
+}
+
+/// Apply client identity to the rewritten frame in `buf[..len]` (checked Ethernet, IPv4
+/// without options, a whole TCP header); `buf` beyond `len` is room to grow. `marker_id`
+/// is asked only when a PROXY header is written. Returns the frame's new length.
+///
+/// # Errors
+/// `IdentityNoRoom`: the frame cannot take the PROXY header or the TOA option (the buffer
+/// or the 65,535-byte IPv4 limit); `Malformed`: a segment to be resized arrived with a bad
+/// checksum. The frame must then be dropped.
+pub fn apply(
+    buf: &mut [u8],
+    len: usize,
+    l4: L4Checksum,
+    vnet: &mut VnetHdr,
+    seg: &Segment,
+    marker_id: impl FnOnce() -> u64,
+    stats: &mut WorkerStats,
+) -> Result<usize, DropReason> {
+    // The IPv4 total length (the pipeline checked it against the frame).
+    let end = ethernet::HEADER_LEN + usize::from(read_u16(buf, ethernet::HEADER_LEN + 2));
+    debug_assert!(end <= len);
+    let mut frame = Frame { buf, end, l4 };
+    match seg.dir {
+        Direction::Original => toward_backend(&mut frame, vnet, seg, marker_id, stats)?,
+        Direction::Reply => toward_client(&mut frame, seg),
+    }
+    Ok(if frame.end == end { len } else { frame.end })
+}
+
+/// A frame being changed: its bytes (with room), where its IP packet ends, and what its
+/// TCP checksum field holds.
+struct Frame<'a> {
+    buf: &'a mut [u8],
+    end: usize,
+    l4: L4Checksum,
+}
+
+impl Frame<'_> {
+    fn tcp(&self) -> TcpPacket<&[u8]> {
+        TcpPacket::new_unchecked(&self.buf[TCP_AT..self.end])
+    }
+
+    fn header_len(&self) -> usize {
+        self.tcp().header_len()
+    }
+
+    /// Patch the TCP checksum for a 32-bit word of the segment that changed.
+    fn patch32(&mut self, at: usize, old: u32, new: u32) {
+        write_u32(self.buf, at, new);
+        if self.l4 == L4Checksum::Complete {
+            let field = TCP_AT + tcp::CHECKSUM_OFFSET;
+            let hc = read_u16(self.buf, field);
+            write_u16(self.buf, field, update32(hc, old, new));
+        }
+    }
+
+    /// True if the TCP checksum verifies (always for a partial one: not computed yet).
+    fn checksum_ok(&self) -> bool {
+        if self.l4 != L4Checksum::Complete {
+            return true;
+        }
+        let segment = &self.buf[TCP_AT..self.end];
+        fold(checksum::sum(self.pseudo(), segment)) == 0xffff
+    }
+
+    fn pseudo(&self) -> u32 {
+        let (src, dst) = (
+            read_u32(self.buf, ethernet::HEADER_LEN + 12),
+            read_u32(self.buf, ethernet::HEADER_LEN + 16),
+        );
+        let seg_len = u16::try_from(self.end - TCP_AT).unwrap_or(u16::MAX);
+        pseudo_header_sum(src, dst, PROTO_TCP, seg_len)
+    }
+
+    /// Open `n` bytes at `at` (moving what follows up to the end) if the buffer and the IPv4
+    /// length allow it.
+    fn open(&mut self, at: usize, n: usize) -> Result<(), DropReason> {
+        let end = self.end + n;
+        if end > self.buf.len() || end - ethernet::HEADER_LEN > usize::from(u16::MAX) {
+            return Err(DropReason::IdentityNoRoom);
+        }
+        self.buf.copy_within(at..self.end, at + n);
+        self.end = end;
+        Ok(())
+    }
+
+    /// After the segment's length changed: the IPv4 total length and checksum, and the TCP
+    /// checksum (complete: from scratch; partial: the new pseudo-header sum).
+    fn finish_resized(&mut self) {
+        let total = u16::try_from(self.end - ethernet::HEADER_LEN).unwrap_or(u16::MAX);
+        let mut ip = Ipv4Packet::new_unchecked(&mut self.buf[ethernet::HEADER_LEN..]);
+        ip.set_total_len(total);
+        ip.set_checksum(0);
+        let hc = checksum::checksum(&self.buf[ethernet::HEADER_LEN..TCP_AT]);
+        Ipv4Packet::new_unchecked(&mut self.buf[ethernet::HEADER_LEN..]).set_checksum(hc);
+        let field = TCP_AT + tcp::CHECKSUM_OFFSET;
+        let pseudo = self.pseudo();
+        let value = match self.l4 {
+            L4Checksum::Partial { .. } => fold(pseudo),
+            L4Checksum::Complete => {
+                write_u16(self.buf, field, 0);
+                !fold(checksum::sum(pseudo, &self.buf[TCP_AT..self.end]))
+            }
+        };
+        write_u16(self.buf, field, value);
+    }
+}
+
+/// Sequence distance of `seq` past the client's first data byte (ISN + 1).
+#[inline]
+fn past_first(seq: u32, isn: u32) -> i32 {
+    // Reinterpreting the wrapping difference as signed is the point (RFC 1982 style).
+    #[allow(clippy::cast_possible_wrap)]
+    let d = seq.wrapping_sub(isn.wrapping_add(1)) as i32;
+    d
+}
+
+fn toward_backend(
+    f: &mut Frame<'_>,
+    vnet: &mut VnetHdr,
+    seg: &Segment,
+    marker_id: impl FnOnce() -> u64,
+    stats: &mut WorkerStats,
+) -> Result<(), DropReason> {
+    let (flags, seq) = {
+        let t = f.tcp();
+        (t.flags(), t.seq())
+    };
+    let syn = flags & tcp::SYN != 0;
+    let first = past_first(seq, seg.isn);
+    let payload_at = TCP_AT + f.header_len();
+    let has_data = f.end > payload_at;
+    let mut resized = false;
+    if seg.identity & state::PROXY != 0 {
+        if syn {
+            if has_data {
+                if !f.checksum_ok() {
+                    return Err(DropReason::Malformed);
+                }
+                f.end = payload_at; // Fast Open data: resent after the handshake
+                resized = true;
+            }
+        } else if first == 0 && (has_data || flags & tcp::FIN != 0) {
+            if !f.checksum_ok() {
+                return Err(DropReason::Malformed);
+            }
+            f.open(payload_at, proxy::HEADER_LEN)?;
+            let h = proxy::header(seg.addresses, marker_id());
+            f.buf[payload_at..payload_at + proxy::HEADER_LEN].copy_from_slice(&h);
+            resized = true;
+            stats.proxy_headers += 1;
+        } else if first > 0 {
+            f.patch32(TCP_AT + 4, seq, seq.wrapping_add(SHIFT));
+        }
+    }
+    if seg.identity & state::TOA != 0 && (syn || first == 0) {
+        let header_len = f.header_len();
+        if header_len + TOA_LEN > tcp::MAX_HEADER_LEN {
+            stats.toa_no_room += 1;
+        } else {
+            if !resized && !f.checksum_ok() {
+                return Err(DropReason::Malformed);
+            }
+            // Before an end-of-list option, if any: nothing after it is read.
+            let at = f
+                .tcp()
+                .options()
+                .find(|o| o.kind == tcp::OPT_EOL)
+                .map_or(header_len, |o| o.at);
+            f.open(TCP_AT + at, TOA_LEN)?;
+            let a = seg.addresses;
+            let o = &mut f.buf[TCP_AT + at..TCP_AT + at + TOA_LEN];
+            o[..2].copy_from_slice(&[TOA_KIND, 8]);
+            o[2..4].copy_from_slice(&a.sport.to_be_bytes());
+            o[4..8].copy_from_slice(&a.src.to_be_bytes());
+            TcpPacket::new_unchecked(&mut f.buf[TCP_AT..]).set_header_len(header_len + TOA_LEN);
+            if vnet.hdr_len != 0 {
+                vnet.hdr_len += 8;
+            }
+            resized = true;
+            stats.toa_options += 1;
+        }
+    }
+    if resized {
+        f.finish_resized();
+    }
+    Ok(())
+}
+
+/// The backend's view of a client sequence number mapped back to the client's.
+#[inline]
+fn unshift(x: u32, isn: u32) -> u32 {
+    match past_first(x, isn) {
+        d if d > 39 => x.wrapping_sub(SHIFT),
+        d if d > 0 => isn.wrapping_add(1), // inside the header: nothing of the client's
+        _ => x,
+    }
+}
+
+fn toward_client(f: &mut Frame<'_>, seg: &Segment) {
+    let (flags, ack) = {
+        let t = f.tcp();
+        (t.flags(), t.ack())
+    };
+    let mut changes: [(usize, u32, u32); 10] = [(0, 0, 0); 10];
+    let mut n = 0;
+    let proxy = seg.identity & state::PROXY != 0;
+    if proxy && flags & tcp::ACK != 0 {
+        changes[n] = (TCP_AT + 8, ack, unshift(ack, seg.isn));
+        n += 1;
+    }
+    let syn_ack = flags & (tcp::SYN | tcp::ACK) == tcp::SYN | tcp::ACK;
+    let mut mss = None;
+    for o in f.tcp().options() {
+        let at = TCP_AT + o.at;
+        match o.kind {
+            tcp::OPT_MSS if syn_ack && o.len == 4 => mss = Some(at + 2),
+            // Blocks of two edges; a malformed length is left alone.
+            tcp::OPT_SACK if proxy && o.len >= 10 && (o.len - 2) % 8 == 0 => {
+                for edge in (at + 2..at + o.len).step_by(4) {
+                    if n < changes.len() {
+                        let v = read_u32(f.buf, edge);
+                        changes[n] = (edge, v, unshift(v, seg.isn));
+                        n += 1;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    for &(at, old, new) in &changes[..n] {
+        if old != new {
+            f.patch32(at, old, new);
+        }
+    }
+    if let Some(at) = mss {
+        let old = read_u16(f.buf, at);
+        let new = old.saturating_sub(overhead(seg.identity)).max(MIN_MSS).min(old);
+        if new != old {
+            write_u16(f.buf, at, new);
+            if f.l4 == L4Checksum::Complete {
+                let field = TCP_AT + tcp::CHECKSUM_OFFSET;
+                let hc = read_u16(f.buf, field);
+                write_u16(f.buf, field, update16(hc, old, new));
+            }
+        }
+    }
+}
