@@ -316,7 +316,10 @@ fn toward_client(f: &mut Frame<'_>, seg: &Segment) {
     }
     if let Some(at) = mss {
         let old = read_u16(f.buf, at);
-        let new = old.saturating_sub(overhead(seg.identity)).max(MIN_MSS).min(old);
+        let new = old
+            .saturating_sub(overhead(seg.identity))
+            .max(MIN_MSS)
+            .min(old);
         if new != old {
             write_u16(f.buf, at, new);
             if f.l4 == L4Checksum::Complete {

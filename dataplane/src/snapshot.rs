@@ -339,7 +339,12 @@ mod tests {
             client_mac: MacAddr([2, 0, 0, 0, 0, 1]),
             state: state::ESTABLISHED,
             // Odd client ports carry client identity (a PROXY v2 flow and its ISN).
-            reply_state: state::SEEN | if client_port % 2 == 1 { state::PROXY } else { 0 },
+            reply_state: state::SEEN
+                | if client_port % 2 == 1 {
+                    state::PROXY
+                } else {
+                    0
+                },
             generation: [9, 9],
             last_seen: [now, now],
             client_isn: u32::from(client_port) * 1000,
@@ -389,7 +394,11 @@ mod tests {
         assert_eq!(r.dst_mac, MacAddr([2, 0, 0, 0, 0, 1]));
         assert_eq!(r.state(), state::SEEN | state::PROXY);
         assert_eq!((e.identity, r.identity), (state::PROXY, state::PROXY));
-        assert_eq!(e.client_isn(), 40_001_000, "the PROXY v2 shift's origin is kept");
+        assert_eq!(
+            e.client_isn(),
+            40_001_000,
+            "the PROXY v2 shift's origin is kept"
+        );
         let _ = a;
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use bench::{CountingAlloc, allocations, js, json_line, live_bytes, median, thread_cpu_time};
 use dataplane::tables::sharded::Change;
 use dataplane::tables::{
-    AcceptedKey, ClientIdentity, EndpointState, GatewayRoute, GatewayTable, Ipv4Cidr, PortSet, Target,
-    default_snat_range,
+    AcceptedKey, ClientIdentity, EndpointState, GatewayRoute, GatewayTable, Ipv4Cidr, PortSet,
+    Target, default_snat_range,
 };
 use dataplane::wire::ethernet::MacAddr;
 use dataplane::wire::ipv4::Ipv4Packet;

@@ -17,8 +17,9 @@
 //!   and in the share of its VPC (the ingress attachment of the flow's opener, see
 //!   [`ConnTrack::try_reserve`]). When either is full, an embryonic or unreplied flow is
 //!   evicted to make room ([`ConnTrack::evict`]), never an established one. The table has
-//!   exactly `capacity` records, so it never grows: memory is fixed at start (96 bytes a
-//!   flow of capacity, zeroed pages the kernel backs as flows first touch them; the daemon
+//!   exactly `capacity` records, so it never grows: memory is fixed at start (100 bytes a
+//!   flow of capacity: 64 of record, 32 of index and the 4-byte client ISN word that only
+//!   flows with client identity write; zeroed pages the kernel backs as flows first touch them; the daemon
 //!   asks for huge pages over [`ConnTrack::regions`], so the 32-byte-a-flow index is
 //!   resident after a few dozen flows).
 //! - Eviction candidates are kept per VPC for the whole node (not per worker), so a worker

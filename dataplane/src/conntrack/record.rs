@@ -312,7 +312,10 @@ impl<'a> Record<'a> {
             st(LAST[d], f.last_seen[d]);
             st(GENERATION[d], f.generation[d]);
         }
-        self.1.store(f.client_isn, Relaxed);
+        // Only flows with client identity read it: others leave its page untouched.
+        if f.reply_state & super::state::IDENTITY != 0 {
+            self.1.store(f.client_isn, Relaxed);
+        }
         rec.unlock(s);
     }
 

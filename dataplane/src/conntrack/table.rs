@@ -44,8 +44,8 @@ use std::hint::spin_loop;
 use foldhash::fast::RandomState;
 use zerocopy::FromZeros;
 
-use super::Direction;
 use super::record::{FlowInit, Found, RECORD_WORDS, Record, Words};
+use super::{Direction, state};
 use crate::flow::FlowKey;
 
 use Ordering::{Acquire, Relaxed, Release};
@@ -432,7 +432,11 @@ impl FlowTable {
         (0..high).filter_map(|slot| {
             let rec = self.at(slot);
             rec.read_all().filter(Words::live).map(|w| FlowInit {
-                client_isn: rec.client_isn().load(Relaxed),
+                client_isn: if w.reply_state() & state::IDENTITY == 0 {
+                    0
+                } else {
+                    rec.client_isn().load(Relaxed)
+                },
                 ..w.flow()
             })
         })

@@ -238,7 +238,8 @@ impl Pipeline {
     ) -> Verdict {
         let len = frame.len();
         let mut vnet = vnet;
-        self.process_in(now, tables, ingress, frame, len, &mut vnet).0
+        self.process_in(now, tables, ingress, frame, len, &mut vnet)
+            .0
     }
 
     /// [`Pipeline::process_offloaded`] for the frame in `buf[..len]`, where the rest of
@@ -423,7 +424,10 @@ impl Pipeline {
         tables: &Tables,
         frame: &mut [u8],
         Parsed {
-            key, flags, seq, l4
+            key,
+            flags,
+            seq,
+            l4,
         }: Parsed,
         now_secs: u32,
     ) -> Option<Verdict> {

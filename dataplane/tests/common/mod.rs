@@ -99,6 +99,29 @@ impl World {
             .process(self.now, &self.tables, ingress, frame)
     }
 
+    /// [`World::send`] with room for the frame to grow (client identity), as the worker
+    /// gives it: `frame` holds the frame sent on afterwards.
+    pub fn send_in(&mut self, ingress: VpcId, frame: &mut Vec<u8>) -> Verdict {
+        self.send_offloaded(ingress, frame, dataplane::wire::offload::VnetHdr::NONE)
+            .0
+    }
+
+    /// [`World::send_in`] for a frame with offload metadata; returns the metadata sent on.
+    pub fn send_offloaded(
+        &mut self,
+        ingress: VpcId,
+        frame: &mut Vec<u8>,
+        mut vnet: dataplane::wire::offload::VnetHdr,
+    ) -> (Verdict, dataplane::wire::offload::VnetHdr) {
+        let len = frame.len();
+        frame.resize(len + 256, 0);
+        let (v, n) =
+            self.pipeline
+                .process_in(self.now, &self.tables, ingress, frame, len, &mut vnet);
+        frame.truncate(n);
+        (v, vnet)
+    }
+
     pub fn stats(&self) -> WorkerStats {
         self.pipeline.stats().clone()
     }
