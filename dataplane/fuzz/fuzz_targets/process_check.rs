@@ -8,7 +8,8 @@
 //! 100.125.0.0/16 (a gateway endpoint's route, out of attachment 1), opens a gateway flow
 //! from inside the VPC to an address of that prefix. Attachment 2 has port
 //! security on: nothing from it leaves unless its (source address, source MAC) is a known
-//! port's.
+//! port's; its endpoint's service carries client identity (TOA and PROXY v2), and frames
+//! are processed with room to grow, as the worker does.
 
 #![allow(
     clippy::unwrap_used,
@@ -27,6 +28,7 @@ use dataplane::tables::{
 };
 use dataplane::wire::ethernet::{EthernetFrame, MacAddr};
 use dataplane::wire::ipv4::{Ipv4Packet, PROTO_TCP};
+use dataplane::wire::offload::VnetHdr;
 use dataplane::wire::tcp::TcpPacket;
 use dataplane::wire::udp::UdpPacket;
 use dataplane::{Config, Pipeline, Shared, Tables, Verdict, VpcId};
@@ -64,10 +66,17 @@ pub fn run(data: &[u8]) {
         whitelist: None,
         identity: ClientIdentity::NONE,
     };
+    let open = Target {
+        identity: ClientIdentity {
+            toa: true,
+            proxy_v2: true,
+        },
+        ..target(80)
+    };
     let ep = Ipv4Addr::new(10, 0, 0, 200);
     let tables = Tables::new(default_snat_range())
         .with_endpoint(A, ep, [(6, 8080, target(80)), (17, 5353, target(53))])
-        .with_endpoint(C, ep, [(6, 8080, target(80))])
+        .with_endpoint(C, ep, [(6, 8080, open)])
         .with_sources(vec![
             Some(vec!["10.0.0.0/24".parse().expect("prefix")]),
             None,
@@ -113,7 +122,11 @@ pub fn run(data: &[u8]) {
         let mut buf = frame.to_vec();
         let before = five_tuple(ingress, &buf);
         let src_mac = EthernetFrame::new_checked(&buf[..]).map(|e| e.src());
-        let verdict = p.process(now, &tables, ingress, &mut buf);
+        let len = buf.len();
+        buf.resize(len + 128, 0);
+        let mut vnet = VnetHdr::NONE;
+        let (verdict, len) = p.process_in(now, &tables, ingress, &mut buf, len, &mut vnet);
+        buf.truncate(len);
         if let Verdict::Forward(out) = verdict {
             let (vpc, src, dst, sport, dport, proto) =
                 before.expect("only a TCP/UDP frame is ever forwarded");
