@@ -168,6 +168,7 @@ pub(crate) enum ServiceCmd {
         /// Accept connections without approval.
         #[arg(long)]
         no_approval: bool,
+        /// close (default), toa_open, proxy_open or open.
         #[arg(long)]
         tcp_proxy: Option<String>,
         #[arg(long)]
@@ -188,6 +189,9 @@ pub(crate) enum ServiceCmd {
         /// on or off.
         #[arg(long)]
         approval: Option<String>,
+        /// close, toa_open, proxy_open or open (new flows only).
+        #[arg(long)]
+        tcp_proxy: Option<String>,
         #[arg(long)]
         description: Option<String>,
     },

@@ -179,12 +179,14 @@ fn run(cli: Cli) -> Result<Value, String> {
                 port,
                 maps: m,
                 approval,
+                tcp_proxy,
                 description,
             } => {
                 let b = UpdateService {
                     port_id: port,
                     ports: if m.is_empty() { None } else { Some(maps(&m)?) },
                     approval_enabled: approval.map(|a| matches!(a.as_str(), "on" | "true" | "yes")),
+                    tcp_proxy,
                     description,
                     ..UpdateService::default()
                 };
