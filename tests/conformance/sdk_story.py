@@ -247,6 +247,12 @@ def story():
         approval_enabled=False, ports=[PortList(client_port=8080, server_port=80, protocol="TCP"),
                                        PortList(client_port=5353, server_port=53, protocol="UDP")])))
     check("update_endpoint_service (UDP mapping)", up.approval_enabled is False and len(up.ports) == 2)
+    tp = p.update_endpoint_service(UpdateEndpointServiceRequest(vpc_endpoint_service_id=sid, body=UpdateEndpointServiceRequestBody(
+        tcp_proxy="proxy_open")))
+    check("update_endpoint_service (tcp_proxy proxy_open)", tp.tcp_proxy == "proxy_open")
+    tp = p.update_endpoint_service(UpdateEndpointServiceRequest(vpc_endpoint_service_id=sid, body=UpdateEndpointServiceRequestBody(
+        tcp_proxy="close")))
+    check("update_endpoint_service (tcp_proxy close)", tp.tcp_proxy == "close")
     n = p.update_endpoint_service_name(UpdateEndpointServiceNameRequest(
         vpc_endpoint_service_id=sid, body=UpdateEndpointServiceNameRequestBody(endpoint_service_name="renamed")))
     check("update_endpoint_service_name", n.endpoint_service_name == f"region-1.renamed.{sid}")
