@@ -21,7 +21,9 @@
 //! client segment whose sequence number is its ISN + 1 (the handshake's ACK, the first data
 //! segment and their retransmissions) when the header has room for 8 more bytes of options
 //! (`toa_no_room` counts those that had not: they go on without it). In a GSO super-frame
-//! the option is in the header every segment is cut with.
+//! the option is in the header every segment is cut with. A kind 254 option the client put
+//! in any segment of such a flow is overwritten with no-ops first (`toa_stripped`): a
+//! client cannot forge the identity the backend reads.
 //!
 //! Both make those segments longer, so the MSS option of the backend's SYN-ACK toward the
 //! client is lowered by what may be added (8 and/or 39 bytes): a full-sized client
@@ -211,20 +213,41 @@ fn toward_backend(
     let first = past_first(seq, seg.isn);
     let payload_at = TCP_AT + f.header_len();
     let has_data = f.end > payload_at;
+    // Any change below but a shift is followed by a full checksum; the checksum the segment
+    // came with is verified first, once.
     let mut resized = false;
+    let mut verified = false;
+    let mut verify = |f: &Frame<'_>| {
+        if !verified && !f.checksum_ok() {
+            return Err(DropReason::Malformed);
+        }
+        verified = true;
+        Ok(())
+    };
+    if seg.identity & state::TOA != 0 {
+        // A TOA option the client wrote itself would be a forged identity: a TOA module
+        // reads the first one. Overwritten with no-ops, on every segment of the flow.
+        let forged = f.tcp().options().find(|o| o.kind == TOA_KIND);
+        if let Some(first_forged) = forged {
+            verify(f)?;
+            let mut at = Some(first_forged);
+            while let Some(o) = at {
+                f.buf[TCP_AT + o.at..TCP_AT + o.at + o.len].fill(tcp::OPT_NOP);
+                stats.toa_stripped += 1;
+                at = f.tcp().options().find(|o| o.kind == TOA_KIND);
+            }
+            resized = true;
+        }
+    }
     if seg.identity & state::PROXY != 0 {
         if syn {
             if has_data {
-                if !f.checksum_ok() {
-                    return Err(DropReason::Malformed);
-                }
+                verify(f)?;
                 f.end = payload_at; // Fast Open data: resent after the handshake
                 resized = true;
             }
         } else if first == 0 && (has_data || flags & tcp::FIN != 0) {
-            if !f.checksum_ok() {
-                return Err(DropReason::Malformed);
-            }
+            verify(f)?;
             f.open(payload_at, proxy::HEADER_LEN)?;
             let h = proxy::header(seg.addresses, marker_id());
             f.buf[payload_at..payload_at + proxy::HEADER_LEN].copy_from_slice(&h);
@@ -239,9 +262,7 @@ fn toward_backend(
         if header_len + TOA_LEN > tcp::MAX_HEADER_LEN {
             stats.toa_no_room += 1;
         } else {
-            if !resized && !f.checksum_ok() {
-                return Err(DropReason::Malformed);
-            }
+            verify(f)?;
             // Before an end-of-list option, if any: nothing after it is read.
             let at = f
                 .tcp()

@@ -100,6 +100,9 @@ counters! {
     proxy_headers,
     /// TOA options added to segments toward a backend (`toa_open` or `open`).
     toa_options,
+    /// TOA options a client wrote into its own segments of a flow with TOA, overwritten
+    /// with no-ops before they reached the backend (a forged client identity).
+    toa_stripped,
     /// Segments that should have carried the TOA option but had no room for 8 more bytes
     /// of TCP options; sent without it.
     toa_no_room,

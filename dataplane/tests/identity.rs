@@ -356,6 +356,48 @@ fn the_toa_goes_before_an_end_of_list_and_only_where_it_fits() {
 }
 
 #[test]
+fn a_toa_option_the_client_forged_never_reaches_the_backend() {
+    let mut w = World::new(tables(TOA_ONLY));
+    let forged = [254, 8, 0, 80, 192, 0, 2, 66];
+    let mut options = forged.to_vec();
+    options.extend(SYN_OPTIONS);
+    let mut syn = segment(
+        (CLIENT_MAC, MAC_A),
+        (CLIENT, SPORT),
+        (ENDPOINT, 8080),
+        ISN,
+        0,
+        "S",
+        &options,
+        &[],
+    );
+    assert_eq!(w.send_in(A, &mut syn), Verdict::Forward(B));
+    let mut want = vec![1; 8];
+    want.extend(SYN_OPTIONS);
+    want.extend(toa());
+    assert_eq!(
+        read(&syn).options,
+        want,
+        "no-ops in place of the forged option"
+    );
+    // Later segments too (where no TOA of ours goes).
+    let mut later = segment(
+        (CLIENT_MAC, MAC_A),
+        (CLIENT, SPORT),
+        (ENDPOINT, 8080),
+        ISN + 100,
+        BACKEND_ISN + 1,
+        "A",
+        &forged,
+        b"data",
+    );
+    assert_eq!(w.send_in(A, &mut later), Verdict::Forward(B));
+    let seen = read(&later);
+    assert_eq!((seen.options, seen.payload), (vec![1; 8], b"data".to_vec()));
+    assert_eq!(w.stats().toa_stripped, 2);
+}
+
+#[test]
 fn fast_open_data_on_the_syn_is_cut_so_the_header_comes_first() {
     let mut w = World::new(tables(PROXY_ONLY));
     let mut syn = segment(
