@@ -12,7 +12,8 @@
 //! while the client's VPC still routes that destination to the same attachment, and is
 //! revoked at its next packet once the endpoint (so the route) is gone.
 
-use super::{Destination, Parsed, Pipeline, refuse_opening};
+use super::open::refuse_opening;
+use super::{Destination, Parsed, Pipeline};
 use crate::conntrack::{Direction, FlowEntry};
 use crate::flow::FlowKey;
 use crate::tables::Tables;

@@ -1,0 +1,226 @@
+//! The miss path: a packet that matches no flow opens one, if it may (an accepted
+//! endpoint's mapping, or a gateway route): SNAT port, both conntrack directions, rewrite.
+
+use std::hash::BuildHasher;
+use std::sync::Arc;
+
+use super::{Destination, Parsed, Pipeline, SNAT_ADDRESS_TRIES};
+use crate::conntrack::{ConnTrack, Direction, FlowInit, Full, InsertError, Rewrite, stamp, state};
+use crate::flow::{FlowKey, VpcId};
+use crate::identity;
+use crate::nat;
+use crate::tables::{AcceptedKey, EndpointState, Tables};
+use crate::verdict::{DropReason, Verdict};
+use crate::wire::ethernet::EthernetFrame;
+use crate::wire::ipv4::PROTO_TCP;
+use crate::wire::proxy;
+use crate::wire::tcp;
+
+impl Pipeline {
+    /// The miss path: open a new flow to an endpoint.
+    pub(super) fn open(
+        &mut self,
+        tables: &Tables,
+        frame: &mut [u8],
+        parsed: Parsed,
+        endpoint: EndpointState,
+        now_secs: u32,
+    ) -> Verdict {
+        let key = parsed.key;
+        if let Some(refused) = refuse_opening(tables, parsed) {
+            return Verdict::Drop(refused);
+        }
+        if endpoint != EndpointState::Accepted {
+            return Verdict::Drop(DropReason::NotAccepted);
+        }
+        let akey = AcceptedKey {
+            vpc: key.vpc,
+            proto: key.proto,
+            port: key.dport,
+            endpoint: key.dst,
+        };
+        let Some(target) = tables.accepted().get(&akey) else {
+            return Verdict::Drop(DropReason::PortNotMapped);
+        };
+        if !target.admits(key.src) {
+            return Verdict::Drop(DropReason::SourceNotWhitelisted);
+        }
+        let to = Destination {
+            vpc: target.backend_vpc,
+            ip: target.backend_ip.to_bits(),
+            port: target.service_port,
+            hop: target.backend_ip.to_bits(),
+            identity: if key.proto == PROTO_TCP {
+                target.identity.bits()
+            } else {
+                0
+            },
+        };
+        self.install(tables, frame, parsed, to, now_secs)
+    }
+
+    /// Open an admitted flow to `to`: SNAT port, both conntrack entries, rewrite.
+    pub(super) fn install(
+        &mut self,
+        tables: &Tables,
+        frame: &mut [u8],
+        parsed: Parsed,
+        to: Destination,
+        now_secs: u32,
+    ) -> Verdict {
+        let Parsed { key, l4, seq, .. } = parsed;
+        let Destination {
+            vpc: backend_vpc,
+            ip: backend_ip,
+            port: service_port,
+            hop,
+            identity,
+        } = to;
+        let ct = Arc::clone(&self.shared.conntrack);
+
+        let Some(backend_mac) = self.shared.neighbours.lookup(backend_vpc, hop) else {
+            let sender = self.snat_ip(tables, &key, 0);
+            return self.ask_neighbour(backend_vpc, hop, sender, frame, now_secs);
+        };
+        if let Err(full) = self.reserve(&ct, key.vpc) {
+            return Verdict::Drop(match full {
+                Full::Node => DropReason::ConntrackFull,
+                Full::Vpc => DropReason::ConntrackVpcLimit,
+            });
+        }
+        if !self.make_expiry_room(&ct, now_secs) {
+            ct.release(key.vpc);
+            return Verdict::Drop(DropReason::ConntrackFull);
+        }
+
+        // SNAT: the reply key (backend -> snat:port) must be free; inserting it reserves it.
+        let client_mac = EthernetFrame::new_unchecked(&*frame).src();
+        let count = self.config.snat_port_count();
+        let start = usize::try_from(self.hasher.hash_one(key)).unwrap_or(0) % count;
+        let g = stamp(self.generation(tables));
+        let probes = self.config.snat_probes.get().min(count);
+        let initial = if key.proto == PROTO_TCP {
+            state::SYN_SENT
+        } else {
+            state::UDP_UNREPLIED
+        };
+        let flow = FlowInit {
+            key,
+            rewrite: Rewrite {
+                src: 0,
+                dst: backend_ip,
+                sport: 0,
+                dport: service_port,
+            },
+            out_vpc: backend_vpc,
+            backend_mac,
+            client_mac,
+            state: initial,
+            reply_state: identity,
+            generation: [g, g],
+            last_seen: [now_secs, now_secs],
+            client_isn: seq,
+        };
+        // The client's own SNAT address first, then a few neighbours in the range, so one
+        // busy client does not exhaust its pool while others sit empty.
+        let first_port = self.config.snat_port_first;
+        let snat_ips: [u32; SNAT_ADDRESS_TRIES] =
+            core::array::from_fn(|i| self.snat_ip(tables, &key, i as u64));
+        let candidates = snat_ips.into_iter().flat_map(|ip| {
+            (0..probes).map(move |i| {
+                let offset = u16::try_from((start + i) % count).unwrap_or(0);
+                (ip, first_port + offset)
+            })
+        });
+        let rw = match ct.insert_flow(&flow, candidates) {
+            Ok((snat_ip, port)) => Rewrite {
+                src: snat_ip,
+                sport: port,
+                ..flow.rewrite
+            },
+            Err(InsertError::Exists) => {
+                // Another worker opened the same flow first: use theirs.
+                ct.release(key.vpc);
+                return self
+                    .established(tables, frame, parsed, now_secs)
+                    .unwrap_or(Verdict::Drop(DropReason::TcpNoFlow));
+            }
+            Err(InsertError::SnatExhausted) => {
+                ct.release(key.vpc);
+                return Verdict::Drop(DropReason::SnatExhausted);
+            }
+            Err(InsertError::TableFull) => {
+                ct.release(key.vpc);
+                return Verdict::Drop(DropReason::ConntrackFull);
+            }
+        };
+        self.stats.flows_created += 1;
+        self.expiry.push_back(key);
+        ct.remember(key);
+        let src_mac = self
+            .config
+            .attachments
+            .get(backend_vpc.index())
+            .copied()
+            .unwrap_or_default();
+        nat::rewrite(frame, key.proto, l4, &rw, src_mac, backend_mac);
+        if identity != 0 {
+            self.identity = Some(identity::Segment {
+                dir: Direction::Original,
+                identity,
+                isn: seq,
+                addresses: proxy::Addresses {
+                    src: key.src,
+                    dst: key.dst,
+                    sport: key.sport,
+                    dport: key.dport,
+                },
+                client_vpc: key.vpc,
+            });
+        }
+        Verdict::Forward(backend_vpc)
+    }
+
+    /// The SNAT address for a client: a hash of (VPC, client address) over the range's
+    /// usable addresses, so one client's flows share an address (the backend's neighbour
+    /// table stays small) and pools spread; `attempt` steps to the following addresses.
+    fn snat_ip(&self, tables: &Tables, key: &FlowKey, attempt: u64) -> u32 {
+        let range = tables.snat();
+        let base = range.addr().to_bits();
+        let (first, usable) = match range.size() {
+            0..=2 => (0, range.size()),
+            n => (1, n - 2), // skip the network and broadcast addresses
+        };
+        let h = self.hasher.hash_one((key.vpc, key.src));
+        let offset = first + h.wrapping_add(attempt) % usable.max(1);
+        base + u32::try_from(offset).unwrap_or(0)
+    }
+
+    /// Reserve room for a flow opened from `vpc`; when its share or the node is full,
+    /// evict one embryonic or unreplied flow (its own for the share, node-wide for the
+    /// node) and try once more.
+    fn reserve(&mut self, ct: &ConnTrack, vpc: VpcId) -> Result<(), Full> {
+        let Err(full) = ct.try_reserve(vpc) else {
+            return Ok(());
+        };
+        if ct.evict(vpc, full, self.config.eviction_attempts).is_none() {
+            return Err(full);
+        }
+        self.stats.flows_evicted += 1;
+        // Another worker may take the room first: then this flow is refused.
+        ct.try_reserve(vpc)
+    }
+}
+
+/// Why a packet that matches no flow may not open one, if it may not: a TCP segment other
+/// than a bare SYN, or a source address outside the ingress VPC's subnets.
+#[inline]
+pub(super) fn refuse_opening(
+    tables: &Tables,
+    Parsed { key, flags, .. }: Parsed,
+) -> Option<DropReason> {
+    if key.proto == PROTO_TCP && flags & (tcp::SYN | tcp::ACK | tcp::RST | tcp::FIN) != tcp::SYN {
+        return Some(DropReason::TcpNoFlow);
+    }
+    (!tables.admits_source(key.vpc, key.src)).then_some(DropReason::SourceOutsideVpc)
+}
