@@ -2,11 +2,12 @@
 # The benchmarks as BENCHMARKS.md records them; installs what they need (as root).
 #   bash bench.sh                 pktbench, apibench, e2ebench and clusterbench, in turn
 #   bash bench.sh e2ebench [...]  one of them, with its own flags (e.g. --io af_xdp
-#                                 --offloads-off-only, --rx tpacket_v3, --workers 2)
+#                                 --offloads-off-only, --rx tpacket_v3, --workers 2;
+#                                 --identity: vpcepd proxy_open vs HAProxy send-proxy-v2)
 set -euo pipefail
 cd "$(dirname "$0")"
 need=()
-for pkg in iproute2 curl ethtool iperf3 nftables python3 etcd-server protobuf-compiler; do
+for pkg in iproute2 curl ethtool iperf3 nftables python3 haproxy etcd-server protobuf-compiler; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

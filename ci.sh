@@ -28,7 +28,7 @@ cargo test --workspace 2>&1 | tee "$log"
 step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --document-private-items --quiet
 
-step "network-namespace suites (root): real clients through vpcepd between namespaces, at default offloads; restarts, link flaps, floods, AF_XDP"
+step "network-namespace suites (root): real clients through vpcepd between namespaces, at default offloads; client identity (PROXY v2, TOA); restarts, link flaps, floods, AF_XDP"
 if [ "$(id -u)" != 0 ]; then
   echo "ci.sh: the network-namespace suite needs root" >&2
   exit 1

@@ -2,6 +2,7 @@
 //! line format.
 
 pub mod daemon;
+pub mod identity;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};

@@ -90,6 +90,21 @@ impl World {
     /// port security wants) and a service with `maps` (PROTO:CLIENT:SERVER); returns
     /// (service id, port id).
     pub fn service(&self, ip: &str, maps: &[&str], approval: bool) -> Result<(String, String)> {
+        self.service_with(ip, maps, approval, &[])
+    }
+
+    /// [`World::service`] with `extra` arguments to `vpcepctl service create` (e.g.
+    /// `["--tcp-proxy", "proxy_open"]`).
+    ///
+    /// # Errors
+    /// The port, the service or the permission was refused.
+    pub fn service_with(
+        &self,
+        ip: &str,
+        maps: &[&str],
+        approval: bool,
+        extra: &[&str],
+    ) -> Result<(String, String)> {
         let mac = mac_of(&self.provider, "eth0")?;
         let port = self.ctl(
             PROVIDER,
@@ -124,6 +139,7 @@ impl World {
         if !approval {
             args.push("--no-approval");
         }
+        args.extend_from_slice(extra);
         let svc = self.ctl(PROVIDER, &args)?["id"].clone();
         self.ctl(
             PROVIDER,

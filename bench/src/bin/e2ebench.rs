@@ -21,6 +21,10 @@
 //! `--workers N` runs vpcepd with N workers (default 1), `--spin-us N` with that bounded
 //! spin (default: the daemon's), `--rx tpacket_v3` with receive rings, `--io af_xdp` with
 //! XDP sockets (then add `--offloads-off-only`: AF_XDP carries no offload metadata).
+//!
+//! `--identity` measures client identity instead: HAProxy (`send-proxy-v2`) against vpcepd
+//! with a `proxy_open` service, both toward a PROXY v2 backend (`bench::identity`; with
+//! `--secs N` and `--rounds N`); columns `haproxy` and `vpcepd_proxy_open`.
 
 use std::process::Command;
 use std::time::Duration;
@@ -252,10 +256,14 @@ fn main() -> Result<()> {
                 "bench",
                 "--bin",
                 "netprobe",
+                "-p",
+                "vpcep-tests",
+                "--bin",
+                "pp2_backend",
             ])
             .status()?;
         if !status.success() {
-            bail!("building vpcepd, vpcepctl and netprobe failed");
+            bail!("building vpcepd, vpcepctl, netprobe and pp2_backend failed");
         }
     }
     let flag = |name: &str| std::env::args().skip_while(|a| a != name).nth(1);
@@ -266,6 +274,18 @@ fn main() -> Result<()> {
         .map(|n| n.parse())
         .transpose()
         .context("--spin-us N")?;
+    if std::env::args().any(|a| a == "--identity") {
+        let num = |name: &str, default: u64| -> Result<u64> {
+            flag(name).map_or(Ok(default), |n| n.parse().context(format!("{name} N")))
+        };
+        return bench::identity::IdentityBench {
+            workers,
+            secs: num("--secs", 3)?,
+            rounds: usize::try_from(num("--rounds", 3)?)?,
+            json,
+        }
+        .run();
+    }
     let mut w = World::with_offloads(1, Offloads::Default)?;
     let rx = flag("--rx").unwrap_or_else(|| "recvmmsg".into());
     let io = flag("--io").unwrap_or_else(|| "af_packet".into());
