@@ -96,7 +96,11 @@ impl IdentityBench {
             let _ = std::fs::remove_file(w.dir.join("data").join("conntrack.snapshot"));
             w.start_daemon()?;
             w.wait_live()?;
-            let pid = w.daemon.as_ref().map(Proc::pid).context("the daemon's pid")?;
+            let pid = w
+                .daemon
+                .as_ref()
+                .map(Proc::pid)
+                .context("the daemon's pid")?;
             vpcepd.push(self.measure(&w, pid)?);
             check_backends(&backends)?;
         }
@@ -108,9 +112,30 @@ impl IdentityBench {
     fn haproxy_round(&self, w: &World) -> Result<Figures> {
         let p = &w.prefix;
         let n = &w.node;
-        n.exec(&["ip", "addr", "add", &format!("{EP}/24"), "dev", &format!("{p}u0")])?;
-        n.exec(&["ip", "addr", "add", "198.19.128.1/17", "dev", &format!("{p}p")])?;
-        n.exec(&["ip", "route", "add", "10.0.0.10/32", "dev", &format!("{p}p")])?;
+        n.exec(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{EP}/24"),
+            "dev",
+            &format!("{p}u0"),
+        ])?;
+        n.exec(&[
+            "ip",
+            "addr",
+            "add",
+            "198.19.128.1/17",
+            "dev",
+            &format!("{p}p"),
+        ])?;
+        n.exec(&[
+            "ip",
+            "route",
+            "add",
+            "10.0.0.10/32",
+            "dev",
+            &format!("{p}p"),
+        ])?;
         let cfg = w.dir.join("haproxy.cfg");
         std::fs::write(&cfg, haproxy_config(self.workers))?;
         let mut proxy = n.spawn(
@@ -121,7 +146,13 @@ impl IdentityBench {
             n.command("ss")
                 .args(["-ltnH", "sport = :9000 or sport = :9001"])
                 .output()
-                .is_ok_and(|o| o.stdout.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count() >= 2)
+                .is_ok_and(|o| {
+                    o.stdout
+                        .split(|b| *b == b'\n')
+                        .filter(|l| !l.is_empty())
+                        .count()
+                        >= 2
+                })
         });
         let figures = listening.and_then(|()| self.measure(w, proxy.pid()));
         proxy.kill();
@@ -257,6 +288,8 @@ mod tests {
         let c = haproxy_config(2);
         assert!(c.contains("nbthread 2"));
         assert!(c.contains("bind 10.0.0.200:9000\n  server b 10.0.0.10:9100 send-proxy-v2"));
-        assert!(c.contains("bind 10.0.0.200:9001\n  option nolinger\n  server b 10.0.0.10:9101 send-proxy-v2"));
+        assert!(c.contains(
+            "bind 10.0.0.200:9001\n  option nolinger\n  server b 10.0.0.10:9101 send-proxy-v2"
+        ));
     }
 }

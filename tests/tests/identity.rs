@@ -236,7 +236,10 @@ fn check_report(c: &Value, backend: &Proc, marker: Option<u64>) {
         assert_eq!(r["header_len"], 0, "{r}");
     }
     let line = s(&c["answer"]).trim().to_string();
-    assert!(backend.output().lines().any(|l| l == line), "the backend logs its report");
+    assert!(
+        backend.output().lines().any(|l| l == line),
+        "the backend logs its report"
+    );
 }
 
 /// The wire toward the backend carries the TOA on the SYN and on every segment at the
@@ -271,7 +274,11 @@ fn check_toa(prov: &Proc, user: &Proc, client_local: &str, mss_cut: u16) {
         .iter()
         .find(|g| flags(g) & (SYN | ACK) == SYN)
         .expect("a SYN");
-    assert_eq!(option(syn, TOA_KIND), Some(toa.clone()), "TOA on the SYN: {syn}");
+    assert_eq!(
+        option(syn, TOA_KIND),
+        Some(toa.clone()),
+        "TOA on the SYN: {syn}"
+    );
     let isn = syn["seq"].as_u64().unwrap();
     let first = (isn + 1) % (1 << 32);
     let at_first: Vec<&&Value> = to
@@ -287,7 +294,10 @@ fn check_toa(prov: &Proc, user: &Proc, client_local: &str, mss_cut: u16) {
     for g in &at_first {
         assert_eq!(option(g, TOA_KIND), Some(toa.clone()), "TOA at ISN+1: {g}");
     }
-    for g in to.iter().filter(|g| flags(g) & SYN == 0 && g["seq"] != first) {
+    for g in to
+        .iter()
+        .filter(|g| flags(g) & SYN == 0 && g["seq"] != first)
+    {
         assert_eq!(option(g, TOA_KIND), None, "no TOA past ISN+1: {g}");
     }
     let backend_synack = segs
@@ -340,7 +350,11 @@ fn proxy_open_gives_each_connection_a_proxy_v2_header_with_the_client_and_marker
         .find(|g| g["dir"] == "from" && flags(g) & (SYN | ACK) == SYN | ACK)
         .expect("the SYN-ACK at the client");
     assert_eq!(mss(c), mss(b) - PROXY_HEADER_LEN, "{c} vs {b}");
-    assert!(!backend.output().contains("\"error\""), "{}", backend.output());
+    assert!(
+        !backend.output().contains("\"error\""),
+        "{}",
+        backend.output()
+    );
     assert_eq!(w.drops("malformed").unwrap(), malformed);
 }
 
@@ -363,12 +377,7 @@ fn open_carries_both_the_proxy_v2_header_and_the_toa() {
     let user = sniffer(&w, &w.users[0], EP, "user");
     let cs = client(&w, &[8 << 20]);
     check_report(&cs[0], &backend, Some(marker));
-    check_toa(
-        &prov,
-        &user,
-        s(&cs[0]["local"]),
-        TOA_LEN + PROXY_HEADER_LEN,
-    );
+    check_toa(&prov, &user, s(&cs[0]["local"]), TOA_LEN + PROXY_HEADER_LEN);
 }
 
 #[test]
@@ -379,7 +388,10 @@ fn close_leaves_the_stream_and_the_options_untouched() {
     let cs = client(&w, &[2 << 20]);
     check_report(&cs[0], &backend, None);
     let r: Value = serde_json::from_str(s(&cs[0]["answer"]).trim()).unwrap();
-    assert!(!s(&r["src"]).starts_with("10.0.0.5:"), "the backend sees the node: {r}");
+    assert!(
+        !s(&r["src"]).starts_with("10.0.0.5:"),
+        "the backend sees the node: {r}"
+    );
     let segs = segments(&prov);
     let syn = segs
         .iter()

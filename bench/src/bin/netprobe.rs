@@ -169,7 +169,10 @@ fn tcp_upload(target: SocketAddr, secs: Duration, streams: usize) -> Result<f64>
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a stream panicked"))))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a stream panicked")))
+            })
             .collect()
     });
     let elapsed = start.elapsed().as_secs_f64();
@@ -200,7 +203,11 @@ fn connect_echo(target: SocketAddr, secs: Duration, threads: usize) -> (f64, u64
                         let _ = socket_linger_zero(&c);
                         Ok(n == 1 && b[0] == b'x')
                     })();
-                    let counter = if matches!(ok, Ok(true)) { &done } else { &failed };
+                    let counter = if matches!(ok, Ok(true)) {
+                        &done
+                    } else {
+                        &failed
+                    };
                     counter.fetch_add(1, Ordering::Relaxed);
                 }
             });

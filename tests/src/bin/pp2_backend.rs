@@ -151,12 +151,17 @@ fn serve(mut conn: TcpStream, mode: Mode, no_proxy: bool) -> Result<()> {
             conn.write_all(format!("{line}\n").as_bytes())?;
             Ok(())
         }
-        Mode::Sink => while read_some(&mut conn, &mut buf)? > 0 {},
+        Mode::Sink => {
+            while read_some(&mut conn, &mut buf)? > 0 {}
+            Ok(())
+        }
         Mode::Source => loop {
             match conn.write_all(&buf) {
                 Ok(()) => {}
                 // The client closed: the stream's natural end.
-                Err(e) if matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset) => {
+                Err(e)
+                    if matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset) =>
+                {
                     return Ok(());
                 }
                 Err(e) => return Err(e.into()),
@@ -209,9 +214,10 @@ fn read_header(conn: &mut TcpStream) -> Result<Identity> {
     for tlv in h.tlvs() {
         let tlv = tlv.map_err(|e| anyhow::anyhow!("ppp TLV: {e}"))?;
         if tlv.kind == PP2_TYPE_MARKER_ID {
-            let v: [u8; 8] = tlv.value.as_ref().try_into().with_context(|| {
-                format!("marker id TLV of {} bytes, not 8", tlv.value.len())
-            })?;
+            let v: [u8; 8] =
+                tlv.value.as_ref().try_into().with_context(|| {
+                    format!("marker id TLV of {} bytes, not 8", tlv.value.len())
+                })?;
             marker_id = Some(u64::from_be_bytes(v));
         }
         tlvs.push((tlv.kind, hex(&tlv.value)));
