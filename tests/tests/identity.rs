@@ -210,6 +210,57 @@ fn flags(seg: &Value) -> u64 {
     seg["flags"].as_u64().unwrap()
 }
 
+/// Segments toward the backend that carry client identity, from a capture: (first data
+/// segments, at their flow's ISN+1: where a PROXY header goes; segments with a TOA).
+fn identity_segments(segs: &[Value]) -> (usize, usize) {
+    let to: Vec<&Value> = segs.iter().filter(|g| g["dir"] == "to").collect();
+    let first_data = to
+        .iter()
+        .filter(|g| g["len"].as_u64() > Some(0))
+        .filter(|g| {
+            to.iter().any(|syn| {
+                syn["src"] == g["src"]
+                    && flags(syn) & (SYN | ACK) == SYN
+                    && (syn["seq"].as_u64().unwrap() + 1) % (1 << 32) == g["seq"].as_u64().unwrap()
+            })
+        })
+        .count();
+    let toa = to.iter().filter(|g| option(g, TOA_KIND).is_some()).count();
+    (first_data, toa)
+}
+
+/// The daemon's identity counters moved exactly as the capture shows: one PROXY header
+/// per first data segment (a retransmit counts again) when `proxy`, one TOA per segment
+/// that carries one, and no segment went without for lack of room.
+fn check_counters(w: &World, prov: &Proc, before: (f64, f64, f64), proxy: bool) {
+    let (first_data, toa) = identity_segments(&segments(prov));
+    assert!(first_data > 0, "{}", prov.output());
+    let want = (
+        before.0 + if proxy { first_data as f64 } else { 0.0 },
+        before.1 + toa as f64,
+        before.2,
+    );
+    let mut got = counters(w);
+    let ok = poll_until("the identity counters", Duration::from_secs(5), || {
+        got = counters(w);
+        got == want
+    });
+    assert!(
+        ok.is_ok(),
+        "counters {got:?}, capture says {want:?} (from {before:?})"
+    );
+}
+
+/// The identity counters now.
+fn counters(w: &World) -> (f64, f64, f64) {
+    (
+        w.metric("vpcep_dataplane_proxy_headers_total", None)
+            .unwrap(),
+        w.metric("vpcep_dataplane_toa_options_total", None).unwrap(),
+        w.drops("identity_no_room").unwrap(),
+    )
+}
+
 /// The client's port from its `ip:port`.
 fn port_of(addr: &str) -> u16 {
     addr.rsplit_once(':').unwrap().1.parse().unwrap()
@@ -323,6 +374,7 @@ fn check_toa(prov: &Proc, user: &Proc, client_local: &str, mss_cut: u16) {
 fn proxy_open_gives_each_connection_a_proxy_v2_header_with_the_client_and_marker_id() {
     let (w, backend, marker) = world("proxy_open", &["--mode", "report"]);
     let malformed = w.drops("malformed").unwrap();
+    let before = counters(&w);
     let prov = sniffer(&w, &w.provider, "10.0.0.10", "prov");
     let user = sniffer(&w, &w.users[0], EP, "user");
     // Two connections at once: 8 MiB and 3 MiB + 5 bytes, each its own header.
@@ -356,34 +408,40 @@ fn proxy_open_gives_each_connection_a_proxy_v2_header_with_the_client_and_marker
         backend.output()
     );
     assert_eq!(w.drops("malformed").unwrap(), malformed);
+    check_counters(&w, &prov, before, true);
 }
 
 #[test]
 #[ignore = "needs root + netns"]
 fn toa_open_puts_the_client_in_tcp_option_254_on_the_syn_and_the_handshake_ack() {
     let (w, backend, _) = world("toa_open", &["--mode", "report", "--no-proxy"]);
+    let before = counters(&w);
     let prov = sniffer(&w, &w.provider, "10.0.0.10", "prov");
     let user = sniffer(&w, &w.users[0], EP, "user");
     let cs = client(&w, &[1 << 20]);
     check_report(&cs[0], &backend, None);
     check_toa(&prov, &user, s(&cs[0]["local"]), TOA_LEN);
+    check_counters(&w, &prov, before, false);
 }
 
 #[test]
 #[ignore = "needs root + netns"]
 fn open_carries_both_the_proxy_v2_header_and_the_toa() {
     let (w, backend, marker) = world("open", &["--mode", "report"]);
+    let before = counters(&w);
     let prov = sniffer(&w, &w.provider, "10.0.0.10", "prov");
     let user = sniffer(&w, &w.users[0], EP, "user");
     let cs = client(&w, &[8 << 20]);
     check_report(&cs[0], &backend, Some(marker));
     check_toa(&prov, &user, s(&cs[0]["local"]), TOA_LEN + PROXY_HEADER_LEN);
+    check_counters(&w, &prov, before, true);
 }
 
 #[test]
 #[ignore = "needs root + netns"]
 fn close_leaves_the_stream_and_the_options_untouched() {
     let (w, backend, _) = world("close", &["--mode", "report", "--no-proxy"]);
+    let before = counters(&w);
     let prov = sniffer(&w, &w.provider, "10.0.0.10", "prov");
     let cs = client(&w, &[2 << 20]);
     check_report(&cs[0], &backend, None);
@@ -398,4 +456,5 @@ fn close_leaves_the_stream_and_the_options_untouched() {
         .find(|g| g["dir"] == "to" && flags(g) & (SYN | ACK) == SYN)
         .expect("a SYN");
     assert_eq!(option(syn, TOA_KIND), None, "{syn}");
+    assert_eq!(counters(&w), before, "no identity written with close");
 }
