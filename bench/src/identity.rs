@@ -240,7 +240,7 @@ impl IdentityBench {
 /// its backend with a PROXY v2 header; `threads` threads.
 fn haproxy_config(threads: usize) -> String {
     let mut c = format!(
-        "global\n  nbthread {threads}\n  maxconn 50000\n\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n"
+        "global\n  nbthread {threads}\n  maxconn 8000\n\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n"
     );
     for (port, backend, extra) in [(9000, 9100, ""), (9001, 9101, "  option nolinger\n")] {
         let _ = write!(
