@@ -8,6 +8,8 @@
 //! endpoint. Ports: 9000 to a `sink` backend (10.0.0.10:9100, uploads), 9001 to an `echo`
 //! backend (10.0.0.10:9101, connection rate and round trips). HAProxy runs with as many
 //! threads as vpcepd has workers, and leaves the node from 198.19.128.1 like the daemon.
+//! A third column, `vpcepd_close`, is the same daemon in the same rounds toward a `close`
+//! service (endpoint 10.0.0.201, plain backends on 10.0.0.11): what client identity costs.
 //!
 //! Measures, each `--secs` long (default 3), `--rounds` times alternating (default 3),
 //! medians printed: TCP upload with 1 and 4 streams (Gbit/s delivered: the client writes,
@@ -25,6 +27,9 @@ use vpcep_tests::{Offloads, Proc, World, bin, poll_until};
 use crate::{js, json_line, median};
 
 const EP: &str = "10.0.0.200";
+/// The baseline's endpoint: a `close` service (no identity) to plain backends on
+/// 10.0.0.11, served by the same daemon in the same rounds.
+const EP_CLOSE: &str = "10.0.0.201";
 /// USER_HZ: the unit of `/proc/PID/stat` times.
 const USER_HZ: f64 = 100.0;
 
@@ -62,32 +67,38 @@ impl IdentityBench {
         w.stop_daemon();
         w.write_config(&format!("workers = {}", self.workers))?;
         w.start_daemon()?;
-        let (svc, _) = w.service_with(
-            "10.0.0.10",
-            &["TCP:9000:9100", "TCP:9001:9101"],
-            false,
-            &["--tcp-proxy", "proxy_open"],
-        )?;
-        let ep = w.endpoint(&svc, 0, EP, &[])?;
-        if ep["status"] != "accepted" {
-            bail!("endpoint not accepted: {ep}");
+        for (backend, tcp_proxy, ep) in [
+            ("10.0.0.10", "proxy_open", EP),
+            ("10.0.0.11", "close", EP_CLOSE),
+        ] {
+            let (svc, _) = w.service_with(
+                backend,
+                &["TCP:9000:9100", "TCP:9001:9101"],
+                false,
+                &["--tcp-proxy", tcp_proxy],
+            )?;
+            let ep = w.endpoint(&svc, 0, ep, &[])?;
+            if ep["status"] != "accepted" {
+                bail!("endpoint not accepted: {ep}");
+            }
         }
         w.wait_live()?;
         let pp2 = bin("pp2_backend");
         let pp2 = pp2.to_str().unwrap_or("pp2_backend");
-        let backends: Vec<Proc> = [("10.0.0.10:9100", "sink"), ("10.0.0.10:9101", "echo")]
-            .into_iter()
-            .map(|(addr, mode)| {
-                w.provider.spawn(
-                    &[pp2, "--listen", addr, "--mode", mode],
-                    &w.dir.join(format!("pp2-{mode}.log")),
-                )
-            })
-            .collect::<Result<_>>()?;
+        let mut backends = Vec::new();
+        for (ip, extra) in [("10.0.0.10", None), ("10.0.0.11", Some("--no-proxy"))] {
+            for (port, mode) in [(9100, "sink"), (9101, "echo")] {
+                let addr = format!("{ip}:{port}");
+                let mut args = vec![pp2, "--listen", &addr, "--mode", mode];
+                args.extend(extra);
+                let log = w.dir.join(format!("pp2-{ip}-{mode}.log"));
+                backends.push(w.provider.spawn(&args, &log)?);
+            }
+        }
         poll_until("the pp2 backends", Duration::from_secs(10), || {
             backends.iter().all(|b| b.output().contains("ready"))
         })?;
-        let (mut haproxy, mut vpcepd) = (Vec::new(), Vec::new());
+        let (mut haproxy, mut vpcepd, mut close) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..self.rounds {
             w.stop_daemon();
             haproxy.push(self.haproxy_round(&w)?);
@@ -101,10 +112,11 @@ impl IdentityBench {
                 .as_ref()
                 .map(Proc::pid)
                 .context("the daemon's pid")?;
-            vpcepd.push(self.measure(&w, pid)?);
+            vpcepd.push(self.measure(&w, pid, EP)?);
+            close.push(self.measure(&w, pid, EP_CLOSE)?);
             check_backends(&backends)?;
         }
-        self.print(&haproxy, &vpcepd);
+        self.print(&haproxy, &vpcepd, &close);
         Ok(())
     }
 
@@ -154,7 +166,7 @@ impl IdentityBench {
                         >= 2
                 })
         });
-        let figures = listening.and_then(|()| self.measure(w, proxy.pid()));
+        let figures = listening.and_then(|()| self.measure(w, proxy.pid(), EP));
         proxy.kill();
         n.exec(&["ip", "route", "del", "10.0.0.10/32"])?;
         n.exec(&["ip", "addr", "flush", "dev", &format!("{p}u0")])?;
@@ -165,20 +177,21 @@ impl IdentityBench {
         figures.with_context(|| format!("haproxy: {}", proxy.output()))
     }
 
-    /// Every measure through whichever proxy serves 10.0.0.200 now; `pid` is its process.
-    fn measure(&self, w: &World, pid: u32) -> Result<Figures> {
+    /// Every measure toward `ep` through whichever proxy serves it now; `pid` is its
+    /// process.
+    fn measure(&self, w: &World, pid: u32, ep: &str) -> Result<Figures> {
         let secs = self.secs.to_string();
         let before = cpu_ticks(pid)?;
         let t0 = std::time::Instant::now();
-        let tcp1_up: f64 = probe(w, &["tcp-upload", &format!("{EP}:9000"), &secs, "1"])?.parse()?;
+        let tcp1_up: f64 = probe(w, &["tcp-upload", &format!("{ep}:9000"), &secs, "1"])?.parse()?;
         let cpu = (cpu_ticks(pid)? - before) / USER_HZ / t0.elapsed().as_secs_f64();
-        let tcp4_up = probe(w, &["tcp-upload", &format!("{EP}:9000"), &secs, "4"])?.parse()?;
-        let conn = probe(w, &["connect-echo", &format!("{EP}:9001"), &secs, "2"])?;
+        let tcp4_up = probe(w, &["tcp-upload", &format!("{ep}:9000"), &secs, "4"])?.parse()?;
+        let conn = probe(w, &["connect-echo", &format!("{ep}:9001"), &secs, "2"])?;
         let (rate, failed) = conn.split_once(' ').context("connect-echo output")?;
         if failed != "0" {
             bail!("{failed} connections got no echo");
         }
-        let rtt = probe(w, &["tcp-rtt", &format!("{EP}:9001"), "3000"])?;
+        let rtt = probe(w, &["tcp-rtt", &format!("{ep}:9001"), "3000"])?;
         let (p50, p99) = rtt.split_once(' ').context("tcp-rtt output")?;
         Ok(Figures {
             tcp1_up,
@@ -190,7 +203,7 @@ impl IdentityBench {
         })
     }
 
-    fn print(&self, haproxy: &[Figures], vpcepd: &[Figures]) {
+    fn print(&self, haproxy: &[Figures], vpcepd: &[Figures], close: &[Figures]) {
         type Pick = fn(&Figures) -> f64;
         let rows: [(&str, Pick, &str, bool); 6] = [
             ("tcp_upload_1_stream", |f| f.tcp1_up, "Gbit/s", true),
@@ -213,6 +226,7 @@ impl IdentityBench {
         for (measure, pick, unit, higher_better) in rows {
             let h = median(haproxy.iter().map(pick).collect());
             let v = median(vpcepd.iter().map(pick).collect());
+            let c = median(close.iter().map(pick).collect());
             let ratio = if higher_better { v / h } else { h / v };
             if self.json {
                 let fields = [
@@ -220,6 +234,7 @@ impl IdentityBench {
                     ("measure", js(measure)),
                     ("haproxy", format!("{h:.3}")),
                     ("vpcepd_proxy_open", format!("{v:.3}")),
+                    ("vpcepd_close", format!("{c:.3}")),
                     ("unit", js(unit)),
                     ("ratio", format!("{ratio:.3}")),
                     ("workers", self.workers.to_string()),
@@ -229,7 +244,7 @@ impl IdentityBench {
                 println!("{}", json_line(&fields));
             } else {
                 println!(
-                    "{measure:34} haproxy {h:>12.3}  vpcepd_proxy_open {v:>12.3}  {unit:34} ratio {ratio:.3}"
+                    "{measure:34} haproxy {h:>10.3}  vpcepd_proxy_open {v:>10.3}  vpcepd_close {c:>10.3}  {unit:34} ratio {ratio:.3}"
                 );
             }
         }
