@@ -281,7 +281,7 @@ fn main() -> Result<()> {
         return bench::identity::IdentityBench {
             workers,
             secs: num("--secs", 3)?,
-            rounds: usize::try_from(num("--rounds", 3)?)?,
+            rounds: usize::try_from(num("--rounds", 4)?)?,
             json,
         }
         .run();
