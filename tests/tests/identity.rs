@@ -12,6 +12,7 @@
 //!   intact.
 //! - `open`: both.
 //! - `close` (the default): a plain backend gets the raw bytes, no option 254.
+//! - a change of `tcp_proxy` reaches new connections; an open one stays as it began.
 //!
 //! Run with `cargo test -p vpcep-tests --test identity -- --ignored`.
 
@@ -93,13 +94,37 @@ while n < limit:
     n += 1
 "#;
 
+/// `PAUSED addr port size go`: one connection; sends the first half of `size` random bytes,
+/// prints `half`, waits (30 s at most) for the file `go` to exist, sends the rest,
+/// half-closes, reads the answer and prints what [`CLIENT`] prints for one connection.
+const PAUSED: &str = r#"
+import hashlib, json, os, socket, sys, time
+addr, port, size, go = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+c = socket.create_connection((addr, port), timeout=30)
+local = "%s:%d" % c.getsockname()
+data = os.urandom(size)
+c.sendall(data[:size // 2])
+print("half", flush=True)
+deadline = time.time() + 30
+while not os.path.exists(go) and time.time() < deadline: time.sleep(0.02)
+c.sendall(data[size // 2:])
+c.shutdown(socket.SHUT_WR)
+answer = b""
+while True:
+    b = c.recv(65536)
+    if not b: break
+    answer += b
+print(json.dumps({"local": local, "bytes": size, "sha256": hashlib.sha256(data).hexdigest(),
+                  "answer": answer.decode()}), flush=True)
+"#;
+
 const SYN: u64 = 0x02;
 const ACK: u64 = 0x10;
 
 /// A world with one service (TCP 9000 -> 10.0.0.10:9000, `tcp_proxy`) and its accepted
 /// endpoint at 10.0.0.200 in the user VPC, a `pp2_backend` with `backend_args` behind it;
-/// returns the world, the backend and the endpoint's marker id.
-fn world(tcp_proxy: &str, backend_args: &[&str]) -> (World, Proc, u64) {
+/// returns the world, the backend, the endpoint's marker id and the service's id.
+fn world(tcp_proxy: &str, backend_args: &[&str]) -> (World, Proc, u64, String) {
     let w = World::new(1).unwrap();
     let mut args = vec![
         env!("CARGO_BIN_EXE_pp2_backend"),
@@ -128,7 +153,7 @@ fn world(tcp_proxy: &str, backend_args: &[&str]) -> (World, Proc, u64) {
         backend.output().contains("ready")
     })
     .unwrap();
-    (w, backend, marker)
+    (w, backend, marker, svc)
 }
 
 /// Run [`CLIENT`] from the user VPC with these sizes (bounded at 60 s); its list.
@@ -372,7 +397,7 @@ fn check_toa(prov: &Proc, user: &Proc, client_local: &str, mss_cut: u16) {
 #[test]
 #[ignore = "needs root + netns"]
 fn proxy_open_gives_each_connection_a_proxy_v2_header_with_the_client_and_marker_id() {
-    let (w, backend, marker) = world("proxy_open", &["--mode", "report"]);
+    let (w, backend, marker, _) = world("proxy_open", &["--mode", "report"]);
     let malformed = w.drops("malformed").unwrap();
     let before = counters(&w);
     let prov = sniffer(&w, &w.provider, "10.0.0.10", "prov");
@@ -414,7 +439,7 @@ fn proxy_open_gives_each_connection_a_proxy_v2_header_with_the_client_and_marker
 #[test]
 #[ignore = "needs root + netns"]
 fn toa_open_puts_the_client_in_tcp_option_254_on_the_syn_and_the_handshake_ack() {
-    let (w, backend, _) = world("toa_open", &["--mode", "report", "--no-proxy"]);
+    let (w, backend, _, _) = world("toa_open", &["--mode", "report", "--no-proxy"]);
     let before = counters(&w);
     let prov = sniffer(&w, &w.provider, "10.0.0.10", "prov");
     let user = sniffer(&w, &w.users[0], EP, "user");
@@ -427,7 +452,7 @@ fn toa_open_puts_the_client_in_tcp_option_254_on_the_syn_and_the_handshake_ack()
 #[test]
 #[ignore = "needs root + netns"]
 fn open_carries_both_the_proxy_v2_header_and_the_toa() {
-    let (w, backend, marker) = world("open", &["--mode", "report"]);
+    let (w, backend, marker, _) = world("open", &["--mode", "report"]);
     let before = counters(&w);
     let prov = sniffer(&w, &w.provider, "10.0.0.10", "prov");
     let user = sniffer(&w, &w.users[0], EP, "user");
@@ -440,7 +465,7 @@ fn open_carries_both_the_proxy_v2_header_and_the_toa() {
 #[test]
 #[ignore = "needs root + netns"]
 fn close_leaves_the_stream_and_the_options_untouched() {
-    let (w, backend, _) = world("close", &["--mode", "report", "--no-proxy"]);
+    let (w, backend, _, _) = world("close", &["--mode", "report", "--no-proxy"]);
     let before = counters(&w);
     let prov = sniffer(&w, &w.provider, "10.0.0.10", "prov");
     let cs = client(&w, &[2 << 20]);
@@ -457,4 +482,62 @@ fn close_leaves_the_stream_and_the_options_untouched() {
         .expect("a SYN");
     assert_eq!(option(syn, TOA_KIND), None, "{syn}");
     assert_eq!(counters(&w), before, "no identity written with close");
+}
+
+/// `service update --tcp-proxy` reaches new connections only: one open across the change
+/// from `close` to `proxy_open` keeps its stream as it began (no header in its middle: the
+/// bytes and sha256 match), the next one starts with a header. The backend takes a header
+/// when there is one (`--proxy-optional`).
+#[test]
+#[ignore = "needs root + netns"]
+fn a_tcp_proxy_change_reaches_new_connections_and_leaves_open_ones_as_they_began() {
+    let (w, backend, marker, svc) = world("close", &["--mode", "report", "--proxy-optional"]);
+    check_report(&client(&w, &[1 << 20])[0], &backend, None);
+    let go = w.dir.join("go");
+    let paused = w.users[0]
+        .spawn(
+            &[
+                "timeout",
+                "60",
+                "python3",
+                "-c",
+                PAUSED,
+                EP,
+                "9000",
+                &(1 << 20).to_string(),
+                go.to_str().unwrap(),
+            ],
+            &w.dir.join("paused.log"),
+        )
+        .unwrap();
+    poll_until(
+        "the paused client's first half",
+        Duration::from_secs(10),
+        || paused.output().contains("half"),
+    )
+    .unwrap();
+    w.ctl(
+        PROVIDER,
+        &["service", "update", &svc, "--tcp-proxy", "proxy_open"],
+    )
+    .unwrap();
+    w.wait_live().unwrap();
+    check_report(&client(&w, &[1 << 20])[0], &backend, Some(marker));
+    std::fs::write(&go, "").unwrap();
+    let mut line = String::new();
+    poll_until(
+        "the paused client's answer",
+        Duration::from_secs(30),
+        || {
+            line = paused
+                .output()
+                .lines()
+                .find(|l| l.starts_with('{'))
+                .unwrap_or_default()
+                .to_string();
+            !line.is_empty()
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}: {}", paused.output()));
+    check_report(&serde_json::from_str(&line).unwrap(), &backend, None);
 }

@@ -6,7 +6,8 @@
 //! writer, so a header vpcepd gets wrong fails here, not in the same code that wrote it. A
 //! connection without a valid header is closed at once and a JSON line
 //! `{"error": "...", "peer": "..."}` goes to stdout (unless `--no-proxy`: then no header is
-//! expected and the stream is taken as it comes).
+//! expected and the stream is taken as it comes; or `--proxy-optional`: a stream that does
+//! not start with the v2 signature is taken as it comes, `header_len` 0 in the report).
 //!
 //! After the header, per `--mode`:
 //! - `report`: read to the end, then answer one JSON line and close:
@@ -59,8 +60,23 @@ struct Cli {
     #[arg(long, value_enum)]
     mode: Mode,
     /// Expect no PROXY header (a plain backend).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "proxy_optional")]
     no_proxy: bool,
+    /// Read a PROXY header if the stream starts with the v2 signature, else take the stream
+    /// as it comes (a backend behind a service whose `tcp_proxy` changes).
+    #[arg(long)]
+    proxy_optional: bool,
+}
+
+/// Whether a connection must, may or must not start with a PROXY header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expect {
+    /// Never: the stream is data from its first byte.
+    Nothing,
+    /// If the stream starts with the v2 signature.
+    Optional,
+    /// Always: a connection without one is refused.
+    Required,
 }
 
 /// What a connection's header said.
@@ -90,9 +106,14 @@ fn main() -> Result<()> {
                 continue;
             }
         };
-        let (mode, no_proxy) = (cli.mode, cli.no_proxy);
+        let mode = cli.mode;
+        let expect = match (cli.no_proxy, cli.proxy_optional) {
+            (true, _) => Expect::Nothing,
+            (false, true) => Expect::Optional,
+            (false, false) => Expect::Required,
+        };
         std::thread::spawn(move || {
-            if let Err(e) = serve(conn, mode, no_proxy) {
+            if let Err(e) = serve(conn, mode, expect) {
                 let line = serde_json::json!({"error": format!("{e:#}"), "peer": peer.to_string()});
                 println!("{line}");
             }
@@ -101,30 +122,45 @@ fn main() -> Result<()> {
 }
 
 /// One connection: the header, then the mode's work.
-fn serve(mut conn: TcpStream, mode: Mode, no_proxy: bool) -> Result<()> {
+fn serve(mut conn: TcpStream, mode: Mode, expect: Expect) -> Result<()> {
     conn.set_nodelay(true)?;
-    let id = if no_proxy {
-        Identity {
+    let plain = |conn: &TcpStream| -> Result<Identity> {
+        Ok(Identity {
             src: conn.peer_addr()?,
             dst: conn.local_addr()?,
             marker_id: None,
             tlvs: Vec::new(),
             header_len: 0,
+        })
+    };
+    // `pending`: stream bytes read while looking for a header that was not there.
+    let (id, pending) = match expect {
+        Expect::Nothing => (plain(&conn)?, Vec::new()),
+        Expect::Required => (read_header(&mut conn, Vec::new())?, Vec::new()),
+        Expect::Optional => {
+            let first = read_upto(&mut conn, ppp::v2::PROTOCOL_PREFIX.len())?;
+            if first == ppp::v2::PROTOCOL_PREFIX {
+                (read_header(&mut conn, first)?, Vec::new())
+            } else {
+                (plain(&conn)?, first)
+            }
         }
-    } else {
-        read_header(&mut conn)?
     };
     let mut buf = vec![0u8; 256 * 1024];
     match mode {
-        Mode::Echo => loop {
-            let n = read_some(&mut conn, &mut buf)?;
-            if n == 0 {
-                return Ok(());
+        Mode::Echo => {
+            conn.write_all(&pending)?;
+            loop {
+                let n = read_some(&mut conn, &mut buf)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                conn.write_all(&buf[..n])?;
             }
-            conn.write_all(&buf[..n])?;
-        },
+        }
         Mode::Report => {
-            let (mut bytes, mut hash) = (0u64, Sha256::new());
+            let (mut bytes, mut hash) = (pending.len() as u64, Sha256::new());
+            hash.update(&pending);
             loop {
                 let n = read_some(&mut conn, &mut buf)?;
                 if n == 0 {
@@ -182,14 +218,31 @@ fn read_some(conn: &mut TcpStream, buf: &mut [u8]) -> Result<usize> {
     }
 }
 
-/// Read exactly one PROXY v2 header (no byte past it) and check it with `ppp`: command
-/// PROXY, TCP over IPv4, every TLV well formed.
+/// Up to `n` bytes: fewer only if the stream ends first.
+fn read_upto(conn: &mut TcpStream, n: usize) -> Result<Vec<u8>> {
+    let mut out = vec![0u8; n];
+    let mut got = 0;
+    while got < n {
+        let k = read_some(conn, &mut out[got..])?;
+        if k == 0 {
+            break;
+        }
+        got += k;
+    }
+    out.truncate(got);
+    Ok(out)
+}
+
+/// Read exactly one PROXY v2 header (no byte past it; `head` holds its first bytes if some
+/// were read already) and check it with `ppp`: command PROXY, TCP over IPv4, every TLV
+/// well formed.
 ///
 /// # Errors
 /// The stream ended first, or the header is invalid.
-fn read_header(conn: &mut TcpStream) -> Result<Identity> {
-    let mut head = vec![0u8; FIXED_LEN];
-    conn.read_exact(&mut head)
+fn read_header(conn: &mut TcpStream, mut head: Vec<u8>) -> Result<Identity> {
+    let read = head.len();
+    head.resize(FIXED_LEN, 0);
+    conn.read_exact(&mut head[read..])
         .context("the stream ended before a PROXY v2 header's 16 bytes")?;
     if !head.starts_with(ppp::v2::PROTOCOL_PREFIX) {
         bail!("no PROXY v2 signature; the stream starts {}", hex(&head));
