@@ -287,3 +287,85 @@ fn read_header(conn: &mut TcpStream, mut head: Vec<u8>) -> Result<Identity> {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+
+    use super::*;
+
+    /// A v2 header as vpcepd writes it: PROXY, TCP over IPv4, then `tlvs` as given.
+    fn header(tlvs: &[u8]) -> Vec<u8> {
+        let mut h = ppp::v2::PROTOCOL_PREFIX.to_vec();
+        h.extend([0x21, 0x11]);
+        h.extend(u16::try_from(12 + tlvs.len()).unwrap().to_be_bytes());
+        h.extend([10, 0, 0, 5, 10, 0, 0, 200]);
+        h.extend(40000u16.to_be_bytes());
+        h.extend(9000u16.to_be_bytes());
+        h.extend(tlvs);
+        h
+    }
+
+    fn marker_tlv(len: u16, value: &[u8]) -> Vec<u8> {
+        let mut t = vec![PP2_TYPE_MARKER_ID];
+        t.extend(len.to_be_bytes());
+        t.extend(value);
+        t
+    }
+
+    /// Send `bytes` then close; the server side's socket.
+    fn stream(bytes: &[u8]) -> TcpStream {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        c.write_all(bytes).unwrap();
+        drop(c);
+        l.accept().unwrap().0
+    }
+
+    #[test]
+    fn reads_exactly_the_header_with_the_marker_id_and_leaves_the_data() {
+        let mut bytes = header(&marker_tlv(8, &0x0102_0304_0506_0708u64.to_be_bytes()));
+        assert_eq!(bytes.len(), 39);
+        bytes.extend(b"data");
+        let mut s = stream(&bytes);
+        let id = read_header(&mut s, Vec::new()).unwrap();
+        assert_eq!(id.src, "10.0.0.5:40000".parse().unwrap());
+        assert_eq!(id.dst, "10.0.0.200:9000".parse().unwrap());
+        assert_eq!(id.marker_id, Some(0x0102_0304_0506_0708));
+        assert_eq!(id.tlvs, vec![(0xE0, "0102030405060708".to_string())]);
+        assert_eq!(id.header_len, 39);
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).unwrap();
+        assert_eq!(rest, b"data");
+    }
+
+    #[test]
+    fn refuses_a_stream_without_the_signature_a_short_header_or_a_bad_tlv() {
+        let err = |bytes: &[u8]| {
+            format!(
+                "{:#}",
+                read_header(&mut stream(bytes), Vec::new()).unwrap_err()
+            )
+        };
+        assert!(err(b"GET / HTTP/1.1\r\n\r\n").contains("no PROXY v2 signature"));
+        let h = header(&[]);
+        assert!(err(&h[..20]).contains("ended inside"));
+        assert!(err(&header(&marker_tlv(4, &[0; 4]))).contains("not 8"));
+        // A TLV longer than what is left of the header.
+        assert!(err(&header(&marker_tlv(9, &[0; 8]))).contains("ppp TLV"));
+        let mut local = header(&[]);
+        local[12] = 0x20;
+        assert!(err(&local).contains("expected command PROXY"));
+    }
+
+    #[test]
+    fn an_optional_header_is_read_when_present_and_the_stream_kept_when_not() {
+        let mut s = stream(b"plain bytes");
+        assert_eq!(read_upto(&mut s, 12).unwrap(), b"plain bytes".to_vec());
+        let bytes = header(&[]);
+        let mut s = stream(&bytes);
+        let first = read_upto(&mut s, 12).unwrap();
+        assert_eq!(first, ppp::v2::PROTOCOL_PREFIX);
+        assert_eq!(read_header(&mut s, first).unwrap().header_len, 28);
+    }
+}
