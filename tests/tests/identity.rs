@@ -125,7 +125,16 @@ const ACK: u64 = 0x10;
 /// endpoint at 10.0.0.200 in the user VPC, a `pp2_backend` with `backend_args` behind it;
 /// returns the world, the backend, the endpoint's marker id and the service's id.
 fn world(tcp_proxy: &str, backend_args: &[&str]) -> (World, Proc, u64, String) {
-    let w = World::new(1).unwrap();
+    world_with(Offloads::Default, tcp_proxy, backend_args)
+}
+
+/// [`world`] with every veth at `offloads`.
+fn world_with(
+    offloads: Offloads,
+    tcp_proxy: &str,
+    backend_args: &[&str],
+) -> (World, Proc, u64, String) {
+    let w = World::with_offloads(1, offloads).unwrap();
     let mut args = vec![
         env!("CARGO_BIN_EXE_pp2_backend"),
         "--listen",
@@ -460,6 +469,30 @@ fn open_carries_both_the_proxy_v2_header_and_the_toa() {
     check_report(&cs[0], &backend, Some(marker));
     check_toa(&prov, &user, s(&cs[0]["local"]), TOA_LEN + PROXY_HEADER_LEN);
     check_counters(&w, &prov, before, true);
+}
+
+#[test]
+#[ignore = "needs root + netns"]
+fn open_with_offloads_off_carries_both_in_mtu_sized_segments_with_complete_checksums() {
+    // No super-frames, no partial checksums: the grown segments get their checksums
+    // computed by the dataplane, and a full-sized client segment plus the header and the
+    // option must still fit the 1500-byte MTU (the lowered MSS), or the backend never
+    // sees it.
+    let (w, backend, marker, _) = world_with(Offloads::Off, "open", &["--mode", "report"]);
+    let before = counters(&w);
+    let prov = sniffer(&w, &w.provider, "10.0.0.10", "prov");
+    let user = sniffer(&w, &w.users[0], EP, "user");
+    let malformed = w.drops("malformed").unwrap();
+    let cs = client(&w, &[4 << 20]);
+    check_report(&cs[0], &backend, Some(marker));
+    check_toa(&prov, &user, s(&cs[0]["local"]), TOA_LEN + PROXY_HEADER_LEN);
+    check_counters(&w, &prov, before, true);
+    assert_eq!(w.drops("malformed").unwrap(), malformed);
+    assert_eq!(
+        w.metric("vpcep_dataplane_tx_errors_total", None)
+            .unwrap_or(0.0),
+        0.0
+    );
 }
 
 #[test]
