@@ -4,6 +4,7 @@
 use core::sync::atomic::Ordering::Relaxed;
 
 use super::record::Found;
+use super::table::FlowTable;
 use super::{Direction, Record, Rewrite, stamp};
 use crate::flow::{FlowKey, VpcId};
 use crate::wire::ethernet::MacAddr;
@@ -13,6 +14,9 @@ use crate::wire::ethernet::MacAddr;
 #[derive(Clone, Copy, Debug)]
 pub struct FlowEntry<'a> {
     rec: Record<'a>,
+    /// The table, for the word beside the record (the client ISN), read only by flows with
+    /// client identity.
+    table: &'a FlowTable,
     /// The record's slot and incarnation, to remove exactly this flow.
     pub(super) slot: u32,
     pub(super) incarnation: u8,
@@ -31,7 +35,8 @@ pub struct FlowEntry<'a> {
 
 impl<'a> FlowEntry<'a> {
     #[inline(always)]
-    pub(super) fn new(rec: Record<'a>, found: &Found) -> Self {
+    pub(super) fn new(table: &'a FlowTable, found: &Found) -> Self {
+        let rec = table.at(found.slot);
         let w = &found.words;
         let (rewrite, out_vpc, dst_mac) = match found.dir {
             Direction::Original => (w.rewrite(), w.out_vpc(), w.backend_mac()),
@@ -43,6 +48,7 @@ impl<'a> FlowEntry<'a> {
         Self {
             identity: w.reply_state() & super::state::IDENTITY,
             rec,
+            table,
             slot: found.slot,
             incarnation: w.incarnation(),
             dir: found.dir,
@@ -120,13 +126,13 @@ impl<'a> FlowEntry<'a> {
     /// The client's initial sequence number (flows with client identity).
     #[inline]
     pub fn client_isn(&self) -> u32 {
-        self.rec.client_isn().load(Relaxed)
+        self.table.isn(self.slot).load(Relaxed)
     }
 
     /// Record the client's initial sequence number: a new SYN from the client (the flow
     /// opening again on the same ports) restarts the stream.
     pub fn set_client_isn(&self, isn: u32) {
-        self.rec.client_isn().store(isn, Relaxed);
+        self.table.isn(self.slot).store(isn, Relaxed);
     }
 
     /// Replace this direction's next-hop MAC (after a neighbour changed).

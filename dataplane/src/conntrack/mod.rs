@@ -269,7 +269,7 @@ impl ConnTrack {
     #[inline(always)]
     pub fn get_hashed(&self, key: &FlowKey, h: u64) -> Option<FlowEntry<'_>> {
         let found = self.table.get(key, h)?;
-        Some(FlowEntry::new(self.table.at(found.slot), &found))
+        Some(FlowEntry::new(&self.table, &found))
     }
 
     /// Reserve room for one flow opened by a client of `vpc`: one unit of the VPC's share,

@@ -224,23 +224,15 @@ pub struct Found {
     pub words: Words,
 }
 
-/// One record's words, and the word kept beside it (the client's initial sequence number):
-/// the handle a lookup keeps for the hot fields.
+/// One record's words: the handle a lookup keeps for the hot fields.
 #[derive(Clone, Copy, Debug)]
-pub struct Record<'a>(&'a [AtomicU32; RECORD_WORDS], &'a AtomicU32);
+pub struct Record<'a>(&'a [AtomicU32; RECORD_WORDS]);
 
 impl<'a> Record<'a> {
-    /// The handle on a record's words and its side word.
+    /// The handle on a record's words.
     #[inline(always)]
-    pub(super) fn new(words: &'a [AtomicU32; RECORD_WORDS], isn: &'a AtomicU32) -> Self {
-        Self(words, isn)
-    }
-
-    /// The client's initial sequence number (see [`FlowInit::client_isn`]). Written when the
-    /// flow opens and by a client's new SYN; read by the client identity rewrite only.
-    #[inline]
-    pub fn client_isn(&self) -> &'a AtomicU32 {
-        self.1
+    pub(super) fn new(words: &'a [AtomicU32; RECORD_WORDS]) -> Self {
+        Self(words)
     }
 
     /// Read the record consistently (live or not); `None` if a writer kept it busy. The
@@ -311,10 +303,6 @@ impl<'a> Record<'a> {
         for d in 0..2 {
             st(LAST[d], f.last_seen[d]);
             st(GENERATION[d], f.generation[d]);
-        }
-        // Only flows with client identity read it: others leave its page untouched.
-        if f.reply_state & super::state::IDENTITY != 0 {
-            self.1.store(f.client_isn, Relaxed);
         }
         rec.unlock(s);
     }

@@ -179,10 +179,18 @@ impl FlowTable {
             .expect("a record is RECORD_WORDS long")
     }
 
+    /// The client ISN word of record `slot` (see [`FlowInit::client_isn`]): written when a
+    /// flow with client identity opens and by its client's new SYN, read by the client
+    /// identity rewrite only.
+    #[inline]
+    pub fn isn(&self, slot: u32) -> &AtomicU32 {
+        &self.isn[slot as usize]
+    }
+
     /// The handle on record `slot`.
     #[inline(always)]
     pub fn at(&self, slot: u32) -> Record<'_> {
-        Record::new(self.record(slot), &self.isn[slot as usize])
+        Record::new(self.record(slot))
     }
 
     #[inline(always)]
@@ -251,6 +259,10 @@ impl FlowTable {
     /// took with [`FlowTable::alloc`] and has not published yet.
     pub fn write(&self, slot: u32, f: &FlowInit) {
         self.at(slot).write(f);
+        // Only flows with client identity read it: others leave its page untouched.
+        if f.reply_state & state::IDENTITY != 0 {
+            self.isn(slot).store(f.client_isn, Relaxed);
+        }
     }
 
     /// Look `key` (hash `h`) up: the record and direction, if present.
@@ -435,7 +447,7 @@ impl FlowTable {
                 client_isn: if w.reply_state() & state::IDENTITY == 0 {
                     0
                 } else {
-                    rec.client_isn().load(Relaxed)
+                    self.isn(slot).load(Relaxed)
                 },
                 ..w.flow()
             })

@@ -119,8 +119,6 @@ struct Destination {
 struct Parsed {
     key: FlowKey,
     flags: u8,
-    /// The TCP sequence number (0 for UDP).
-    seq: u32,
     l4: L4Checksum,
 }
 
@@ -262,11 +260,9 @@ impl Pipeline {
         let l4 = vnet.l4_checksum();
         let mut verdict = self.classify(now, tables, ingress, &mut buf[..len], l4);
         let mut out_len = len;
-        if let Some(seg) = self.identity.take()
-            && matches!(verdict, Verdict::Forward(_))
-        {
-            let marker_id = || marker_of(tables, &seg);
-            match identity::apply(buf, len, l4, vnet, &seg, marker_id, &mut self.stats) {
+        // Only flows with client identity set it: the common path is one test.
+        if self.identity.is_some() {
+            match self.apply_identity(tables, buf, len, l4, vnet, verdict) {
                 Ok(n) => out_len = n,
                 Err(reason) => verdict = Verdict::Drop(reason),
             }
@@ -285,6 +281,28 @@ impl Pipeline {
             Verdict::Emit { .. } | Verdict::Consumed => {}
         }
         (verdict, out_len)
+    }
+
+    /// The client identity the frame just classified needs (see [`crate::identity`]), if it
+    /// is forwarded; its new length.
+    #[cold]
+    #[inline(never)]
+    fn apply_identity(
+        &mut self,
+        tables: &Tables,
+        buf: &mut [u8],
+        len: usize,
+        l4: L4Checksum,
+        vnet: &mut VnetHdr,
+        verdict: Verdict,
+    ) -> Result<usize, DropReason> {
+        match self.identity.take() {
+            Some(seg) if matches!(verdict, Verdict::Forward(_)) => {
+                let marker_id = || marker_of(tables, &seg);
+                identity::apply(buf, len, l4, vnet, &seg, marker_id, &mut self.stats)
+            }
+            _ => Ok(len),
+        }
     }
 
     #[inline(always)]
@@ -344,14 +362,14 @@ impl Pipeline {
             return Err(DropReason::Fragment);
         }
         let proto = ip.protocol();
-        let (sport, dport, flags, seq) = match proto {
+        let (sport, dport, flags) = match proto {
             PROTO_TCP => {
                 let t = TcpPacket::new_checked(ip.payload()).map_err(malformed)?;
-                (t.src_port(), t.dst_port(), t.flags(), t.seq())
+                (t.src_port(), t.dst_port(), t.flags())
             }
             PROTO_UDP => {
                 let u = UdpPacket::new_checked(ip.payload()).map_err(malformed)?;
-                (u.src_port(), u.dst_port(), 0, 0)
+                (u.src_port(), u.dst_port(), 0)
             }
             _ => return Err(DropReason::UnsupportedProtocol),
         };
@@ -378,12 +396,7 @@ impl Pipeline {
             vpc: ingress,
             proto,
         };
-        Ok(Parsed {
-            key,
-            flags,
-            seq,
-            l4,
-        })
+        Ok(Parsed { key, flags, l4 })
     }
 
     #[inline(always)]
@@ -426,12 +439,7 @@ impl Pipeline {
         &mut self,
         tables: &Tables,
         frame: &mut [u8],
-        Parsed {
-            key,
-            flags,
-            seq,
-            l4,
-        }: Parsed,
+        Parsed { key, flags, l4 }: Parsed,
         now_secs: u32,
     ) -> Option<Verdict> {
         let ct = &*self.shared.conntrack;
@@ -492,20 +500,7 @@ impl Pipeline {
             self.stats.forwarded_reply += 1;
         }
         if entry.identity != 0 && key.proto == PROTO_TCP {
-            if dir == Direction::Original && flags & (tcp::SYN | tcp::ACK) == tcp::SYN {
-                entry.set_client_isn(seq); // the client opens the stream (again)
-            }
-            self.identity = Some(identity::Segment {
-                dir,
-                identity: entry.identity,
-                isn: entry.client_isn(),
-                addresses: client_and_endpoint(&key, &entry),
-                client_vpc: if dir == Direction::Original {
-                    key.vpc
-                } else {
-                    out
-                },
-            });
+            self.identity = Some(identity_segment(&key, &entry, flags, frame));
         }
         Some(Verdict::Forward(out))
     }
@@ -616,6 +611,38 @@ fn client_and_endpoint(key: &FlowKey, e: &FlowEntry<'_>) -> proxy::Addresses {
             dport: e.rewrite.sport,
         },
     }
+}
+
+/// What a segment of a flow with client identity needs once rewritten; a client's new SYN
+/// restarts the stream. Off the common path.
+#[cold]
+#[inline(never)]
+fn identity_segment(
+    key: &FlowKey,
+    entry: &FlowEntry<'_>,
+    flags: u8,
+    frame: &[u8],
+) -> identity::Segment {
+    let dir = entry.dir;
+    if dir == Direction::Original && flags & (tcp::SYN | tcp::ACK) == tcp::SYN {
+        entry.set_client_isn(tcp_seq(frame));
+    }
+    identity::Segment {
+        dir,
+        identity: entry.identity,
+        isn: entry.client_isn(),
+        addresses: client_and_endpoint(key, entry),
+        client_vpc: if dir == Direction::Original {
+            key.vpc
+        } else {
+            entry.out_vpc
+        },
+    }
+}
+
+/// The sequence number of a frame the checks found TCP (IPv4 without options).
+pub(super) fn tcp_seq(frame: &[u8]) -> u32 {
+    TcpPacket::new_unchecked(&frame[ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN..]).seq()
 }
 
 fn malformed(_: ParseError) -> DropReason {

@@ -68,7 +68,12 @@ impl Pipeline {
         to: Destination,
         now_secs: u32,
     ) -> Verdict {
-        let Parsed { key, l4, seq, .. } = parsed;
+        let Parsed { key, l4, .. } = parsed;
+        let seq = if key.proto == PROTO_TCP {
+            super::tcp_seq(frame)
+        } else {
+            0
+        };
         let Destination {
             vpc: backend_vpc,
             ip: backend_ip,
