@@ -66,6 +66,28 @@ for t in threads: t.join()
 print(json.dumps(out), flush=True)
 "#;
 
+/// `PACED addr port chunks`: one connection sending `chunks` random 32 KiB chunks, one every
+/// 50 ms (printing `sent N` after each), then half-closing and reading the answer; prints
+/// one JSON object as [`CLIENT`] prints for each connection.
+const PACED: &str = r#"
+import hashlib, json, os, socket, sys, time
+addr, port, chunks = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+c = socket.create_connection((addr, port), timeout=30)
+local = "%s:%d" % c.getsockname()
+h, n = hashlib.sha256(), 0
+for i in range(chunks):
+    b = os.urandom(32768); c.sendall(b); h.update(b); n += len(b)
+    print("sent", i + 1, flush=True)
+    time.sleep(0.05)
+c.shutdown(socket.SHUT_WR)
+answer = b""
+while True:
+    b = c.recv(65536)
+    if not b: break
+    answer += b
+print(json.dumps({"local": local, "bytes": n, "sha256": h.hexdigest(), "answer": answer.decode()}), flush=True)
+"#;
+
 /// `SNIFFER ifname ip port limit`: an AF_PACKET socket (every protocol) on `ifname`; one
 /// JSON line per TCP segment to (`dir` "to") or from ("from") ip:port, the first `limit`
 /// of them: addresses, flags, seq, payload length, options in hex.
@@ -492,6 +514,45 @@ fn open_with_offloads_off_carries_both_in_mtu_sized_segments_with_complete_check
         w.metric("vpcep_dataplane_tx_errors_total", None)
             .unwrap_or(0.0),
         0.0
+    );
+}
+
+#[test]
+#[ignore = "needs root + netns"]
+fn a_proxy_open_stream_carries_on_through_a_restart_with_one_header() {
+    // The flow's PROXY v2 shift (its mode and the client's ISN) is in the conntrack
+    // snapshot: after the restart the stream goes on 39 bytes further, no second header.
+    let (mut w, backend, marker, _) = world("proxy_open", &["--mode", "report"]);
+    let log = w.dir.join("paced.log");
+    let client = w.users[0]
+        .spawn(
+            &["timeout", "60", "python3", "-c", PACED, EP, "9000", "60"],
+            &log,
+        )
+        .unwrap();
+    poll_until("the stream to flow", Duration::from_secs(10), || {
+        client.output().contains("sent 10\n")
+    })
+    .unwrap();
+    let headers = w
+        .metric("vpcep_dataplane_proxy_headers_total", None)
+        .unwrap();
+    assert!(w.stop_daemon(), "vpcepd stops cleanly on SIGTERM");
+    w.start_and_forward().unwrap();
+    poll_until("the client to finish", Duration::from_secs(30), || {
+        client.output().lines().any(|l| l.starts_with('{'))
+    })
+    .unwrap();
+    let out = client.output();
+    let line = out.lines().find(|l| l.starts_with('{')).unwrap();
+    let c: Value = serde_json::from_str(line).unwrap();
+    check_report(&c, &backend, Some(marker));
+    assert!(headers >= 1.0, "the header went before the restart");
+    assert_eq!(
+        w.metric("vpcep_dataplane_proxy_headers_total", None)
+            .unwrap_or(0.0),
+        0.0,
+        "the new process wrote no header: the flow was restored, not reopened"
     );
 }
 
