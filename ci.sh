@@ -9,7 +9,7 @@ step() { printf '\n==> %s\n' "$*"; }
 step "toolchain components and system packages"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 need=()
-for pkg in curl iproute2 ethtool iperf3 socat hping3 bind9-dnsutils openssl etcd-server protobuf-compiler; do dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg"); done
+for pkg in curl iproute2 ethtool iperf3 socat hping3 bind9-dnsutils openssl etcd-server protobuf-compiler haproxy; do dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg"); done
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi

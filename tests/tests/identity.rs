@@ -12,6 +12,9 @@
 //!   intact.
 //! - `open`: both.
 //! - `close` (the default): a plain backend gets the raw bytes, no option 254.
+//! - HAProxy (`accept-proxy`, from apt) behind a `proxy_open` service tells curl, in its
+//!   answer, the client address and port curl used and the endpoint it dialled.
+//! - A `proxy_open` stream survives a restart (the shift comes back from the snapshot).
 //! - a change of `tcp_proxy` reaches new connections; an open one stays as it began.
 //!
 //! Run with `cargo test -p vpcep-tests --test identity -- --ignored`.
@@ -554,6 +557,72 @@ fn a_proxy_open_stream_carries_on_through_a_restart_with_one_header() {
         0.0,
         "the new process wrote no header: the flow was restored, not reopened"
     );
+}
+
+/// HAProxy (apt) as the backend operators put behind a `proxy_open` service: HTTP on
+/// 10.0.0.10:9000 with `accept-proxy`, answering every request with the client it was told
+/// of. It refuses a connection whose PROXY header it cannot read.
+const HAPROXY_BACKEND: &str = "global
+  maxconn 100
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 10s
+  timeout server 10s
+frontend backend
+  bind 10.0.0.10:9000 accept-proxy
+  http-request return status 200 content-type text/plain lf-string \"client=%[src]:%[src_port] endpoint=%[dst]:%[dst_port]\\n\"
+";
+
+#[test]
+#[ignore = "needs root + netns"]
+fn curl_through_proxy_open_to_haproxy_shows_haproxy_the_client() {
+    // A real PROXY v2 consumer and a real client: HAProxy with accept-proxy behind the
+    // service, curl in the user VPC.
+    let w = World::new(1).unwrap();
+    let cfg = w.dir.join("haproxy.cfg");
+    std::fs::write(&cfg, HAPROXY_BACKEND).unwrap();
+    let haproxy = w
+        .provider
+        .spawn(
+            &["haproxy", "-db", "-f", cfg.to_str().unwrap()],
+            &w.dir.join("haproxy.log"),
+        )
+        .unwrap();
+    let (svc, _) = w
+        .service_with(
+            "10.0.0.10",
+            &["TCP:9000:9000"],
+            false,
+            &["--tcp-proxy", "proxy_open"],
+        )
+        .unwrap();
+    w.endpoint(&svc, 0, EP, &[]).unwrap();
+    w.wait_live().unwrap();
+    let prov = &w.provider;
+    poll_until("haproxy to listen", Duration::from_secs(10), || {
+        prov.command("ss")
+            .args(["-ltnH", "sport = :9000"])
+            .output()
+            .is_ok_and(|o| !o.stdout.is_empty())
+    })
+    .unwrap();
+    for _ in 0..3 {
+        let out = w.users[0]
+            .command("curl")
+            .args(["-sS", "-m", "10", "-w", " local=%{local_ip}:%{local_port}"])
+            .arg(format!("http://{EP}:9000/"))
+            .output()
+            .unwrap();
+        let body = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "curl: {body} {}", haproxy.output());
+        // HAProxy names the client curl is, port included, and the endpoint it dialled.
+        let local = body.rsplit("local=").next().unwrap().trim();
+        assert!(
+            body.starts_with(&format!("client={local} endpoint={EP}:9000")),
+            "{body}"
+        );
+    }
 }
 
 #[test]
