@@ -130,32 +130,8 @@ impl IdentityBench {
 
     /// Give the node the endpoint's and the SNAT address, run HAProxy, measure, undo.
     fn haproxy_round(&self, w: &World) -> Result<Figures> {
-        let p = &w.prefix;
         let n = &w.node;
-        n.exec(&[
-            "ip",
-            "addr",
-            "add",
-            &format!("{EP}/24"),
-            "dev",
-            &format!("{p}u0"),
-        ])?;
-        n.exec(&[
-            "ip",
-            "addr",
-            "add",
-            "198.19.128.1/17",
-            "dev",
-            &format!("{p}p"),
-        ])?;
-        n.exec(&[
-            "ip",
-            "route",
-            "add",
-            "10.0.0.10/32",
-            "dev",
-            &format!("{p}p"),
-        ])?;
+        crate::node::kernel_addresses(w, EP)?;
         let cfg = w.dir.join("haproxy.cfg");
         std::fs::write(&cfg, haproxy_config(self.workers))?;
         let mut proxy = n.spawn(
@@ -176,12 +152,7 @@ impl IdentityBench {
         });
         let figures = listening.and_then(|()| self.measure(w, proxy.pid(), EP));
         proxy.kill();
-        n.exec(&["ip", "route", "del", "10.0.0.10/32"])?;
-        n.exec(&["ip", "addr", "flush", "dev", &format!("{p}u0")])?;
-        n.exec(&["ip", "addr", "flush", "dev", &format!("{p}p")])?;
-        // The daemon resolves its own neighbours: forget the kernel's.
-        w.users[0].exec(&["ip", "neigh", "flush", "all"])?;
-        w.provider.exec(&["ip", "neigh", "flush", "all"])?;
+        crate::node::kernel_addresses_off(w)?;
         figures.with_context(|| format!("haproxy: {}", proxy.output()))
     }
 

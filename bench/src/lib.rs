@@ -3,6 +3,7 @@
 
 pub mod daemon;
 pub mod identity;
+pub mod node;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};

@@ -175,50 +175,20 @@ fn nft_rules(prefix: &str) -> String {
 }
 
 fn kernel_on(w: &World) -> Result<()> {
-    let p = &w.prefix;
     let n = &w.node;
-    n.exec(&[
-        "ip",
-        "addr",
-        "add",
-        &format!("{EP}/24"),
-        "dev",
-        &format!("{p}u0"),
-    ])?;
-    n.exec(&[
-        "ip",
-        "addr",
-        "add",
-        "198.19.128.1/17",
-        "dev",
-        &format!("{p}p"),
-    ])?;
-    n.exec(&[
-        "ip",
-        "route",
-        "add",
-        "10.0.0.10/32",
-        "dev",
-        &format!("{p}p"),
-    ])?;
+    bench::node::kernel_addresses(w, EP)?;
     n.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
     let rules = w.dir.join("nat.nft");
-    std::fs::write(&rules, nft_rules(p))?;
+    std::fs::write(&rules, nft_rules(&w.prefix))?;
     n.exec(&["nft", "-f", rules.to_str().unwrap_or("")])?;
     Ok(())
 }
 
 fn kernel_off(w: &World) -> Result<()> {
-    let p = &w.prefix;
     let n = &w.node;
     n.exec(&["nft", "delete", "table", "ip", "vpcep_bench"])?;
     n.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=0"])?;
-    n.exec(&["ip", "route", "del", "10.0.0.10/32"])?;
-    n.exec(&["ip", "addr", "flush", "dev", &format!("{p}u0")])?;
-    n.exec(&["ip", "addr", "flush", "dev", &format!("{p}p")])?;
-    // Forget neighbours learned while the kernel routed (the daemon resolves its own).
-    w.users[0].exec(&["ip", "neigh", "flush", "all"])?;
-    w.provider.exec(&["ip", "neigh", "flush", "all"])?;
+    bench::node::kernel_addresses_off(w)?;
     Ok(())
 }
 
