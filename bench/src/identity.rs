@@ -138,18 +138,7 @@ impl IdentityBench {
             &["haproxy", "-db", "-f", cfg.to_str().unwrap_or("")],
             &w.dir.join("haproxy.log"),
         )?;
-        let listening = poll_until("haproxy to listen", Duration::from_secs(10), || {
-            n.command("ss")
-                .args(["-ltnH", "sport = :9000 or sport = :9001"])
-                .output()
-                .is_ok_and(|o| {
-                    o.stdout
-                        .split(|b| *b == b'\n')
-                        .filter(|l| !l.is_empty())
-                        .count()
-                        >= 2
-                })
-        });
+        let listening = n.wait_listening("haproxy", &[9000, 9001], Duration::from_secs(10));
         let figures = listening.and_then(|()| self.measure(w, proxy.pid(), EP));
         proxy.kill();
         crate::node::kernel_addresses_off(w)?;

@@ -145,16 +145,7 @@ struct Flow {
 impl Flow {
     fn open(identity: ClientIdentity) -> Self {
         let mut w = World::new(tables(identity));
-        let mut syn = segment(
-            (CLIENT_MAC, MAC_A),
-            (CLIENT, SPORT),
-            (ENDPOINT, 8080),
-            ISN,
-            0,
-            "S",
-            &SYN_OPTIONS,
-            &[],
-        );
+        let mut syn = client_with(ISN, 0, "S", &SYN_OPTIONS, &[]);
         assert_eq!(w.send_in(A, &mut syn), Verdict::Forward(B));
         let syn = read(&syn);
         let snat = syn.src;
@@ -207,14 +198,19 @@ impl Flow {
 }
 
 fn client(seq: u32, flags: &str, payload: &[u8]) -> Vec<u8> {
+    client_with(seq, BACKEND_ISN + 1, flags, &[], payload)
+}
+
+/// A client segment with every field chosen.
+fn client_with(seq: u32, ack: u32, flags: &str, options: &[u8], payload: &[u8]) -> Vec<u8> {
     segment(
         (CLIENT_MAC, MAC_A),
         (CLIENT, SPORT),
         (ENDPOINT, 8080),
         seq,
-        BACKEND_ISN + 1,
+        ack,
         flags,
-        &[],
+        options,
         payload,
     )
 }
@@ -340,16 +336,7 @@ fn the_toa_goes_before_an_end_of_list_and_only_where_it_fits() {
     // 36 bytes of options already: no room for 8 more. Sent on without it, and counted.
     let mut w = World::new(tables(TOA_ONLY));
     let full = [1u8; 36];
-    let mut syn = segment(
-        (CLIENT_MAC, MAC_A),
-        (CLIENT, SPORT),
-        (ENDPOINT, 8080),
-        ISN,
-        0,
-        "S",
-        &full,
-        &[],
-    );
+    let mut syn = client_with(ISN, 0, "S", &full, &[]);
     assert_eq!(w.send_in(A, &mut syn), Verdict::Forward(B));
     assert_eq!(read(&syn).options, full);
     assert_eq!((w.stats().toa_options, w.stats().toa_no_room), (0, 1));
@@ -361,16 +348,7 @@ fn a_toa_option_the_client_forged_never_reaches_the_backend() {
     let forged = [254, 8, 0, 80, 192, 0, 2, 66];
     let mut options = forged.to_vec();
     options.extend(SYN_OPTIONS);
-    let mut syn = segment(
-        (CLIENT_MAC, MAC_A),
-        (CLIENT, SPORT),
-        (ENDPOINT, 8080),
-        ISN,
-        0,
-        "S",
-        &options,
-        &[],
-    );
+    let mut syn = client_with(ISN, 0, "S", &options, &[]);
     assert_eq!(w.send_in(A, &mut syn), Verdict::Forward(B));
     let mut want = vec![1; 8];
     want.extend(SYN_OPTIONS);
@@ -381,16 +359,7 @@ fn a_toa_option_the_client_forged_never_reaches_the_backend() {
         "no-ops in place of the forged option"
     );
     // Later segments too (where no TOA of ours goes).
-    let mut later = segment(
-        (CLIENT_MAC, MAC_A),
-        (CLIENT, SPORT),
-        (ENDPOINT, 8080),
-        ISN + 100,
-        BACKEND_ISN + 1,
-        "A",
-        &forged,
-        b"data",
-    );
+    let mut later = client_with(ISN + 100, BACKEND_ISN + 1, "A", &forged, b"data");
     assert_eq!(w.send_in(A, &mut later), Verdict::Forward(B));
     let seen = read(&later);
     assert_eq!((seen.options, seen.payload), (vec![1; 8], b"data".to_vec()));
@@ -400,16 +369,7 @@ fn a_toa_option_the_client_forged_never_reaches_the_backend() {
 #[test]
 fn fast_open_data_on_the_syn_is_cut_so_the_header_comes_first() {
     let mut w = World::new(tables(PROXY_ONLY));
-    let mut syn = segment(
-        (CLIENT_MAC, MAC_A),
-        (CLIENT, SPORT),
-        (ENDPOINT, 8080),
-        ISN,
-        0,
-        "S",
-        &SYN_OPTIONS,
-        b"early data",
-    );
+    let mut syn = client_with(ISN, 0, "S", &SYN_OPTIONS, b"early data");
     assert_eq!(w.send_in(A, &mut syn), Verdict::Forward(B));
     let seen = read(&syn);
     assert!(seen.payload.is_empty());
@@ -489,16 +449,7 @@ fn a_new_syn_on_the_same_ports_restarts_the_stream() {
     assert_eq!(read(&rst).seq, ISN + 43);
     // The client opens again with another ISN: the header comes again, from there.
     let isn2 = 90_000;
-    let mut syn = segment(
-        (CLIENT_MAC, MAC_A),
-        (CLIENT, SPORT),
-        (ENDPOINT, 8080),
-        isn2,
-        0,
-        "S",
-        &SYN_OPTIONS,
-        &[],
-    );
+    let mut syn = client_with(isn2, 0, "S", &SYN_OPTIONS, &[]);
     assert_eq!(f.w.send_in(A, &mut syn), Verdict::Forward(B));
     let first = f.client_sends(isn2 + 1, "A", b"two");
     assert_eq!(first.seq, isn2 + 1);
@@ -508,16 +459,7 @@ fn a_new_syn_on_the_same_ports_restarts_the_stream() {
 #[test]
 fn a_close_service_s_flows_are_untouched() {
     let mut w = World::new(tables(ClientIdentity::NONE));
-    let mut syn = segment(
-        (CLIENT_MAC, MAC_A),
-        (CLIENT, SPORT),
-        (ENDPOINT, 8080),
-        ISN,
-        0,
-        "S",
-        &SYN_OPTIONS,
-        &[],
-    );
+    let mut syn = client_with(ISN, 0, "S", &SYN_OPTIONS, &[]);
     let before = syn.len();
     assert_eq!(w.send_in(A, &mut syn), Verdict::Forward(B));
     assert_eq!(

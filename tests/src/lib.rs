@@ -94,6 +94,28 @@ impl Netns {
         run(self.command(args[0]).args(&args[1..]))
     }
 
+    /// Wait (at most `timeout`) until a TCP socket listens on each of `ports` here (`ss`);
+    /// `what` names the servers in the error.
+    ///
+    /// # Errors
+    /// Not all of them listen in time.
+    pub fn wait_listening(&self, what: &str, ports: &[u16], timeout: Duration) -> Result<()> {
+        let filter = ports
+            .iter()
+            .map(|p| format!("sport = :{p}"))
+            .collect::<Vec<_>>()
+            .join(" or ");
+        poll_until(what, timeout, || {
+            self.command("ss")
+                .args(["-ltnH", &filter])
+                .output()
+                .is_ok_and(|o| {
+                    let lines = o.stdout.split(|b| *b == b'\n').filter(|l| !l.is_empty());
+                    lines.count() >= ports.len()
+                })
+        })
+    }
+
     /// Start `args` inside the namespace, output to `log`, ended by pid on drop.
     pub fn spawn(&self, args: &[&str], log: &Path) -> Result<Proc> {
         let mut cmd = self.command(args[0]);

@@ -206,13 +206,8 @@ impl World {
             ],
             &log,
         )?;
-        let prov = &self.provider;
-        poll_until("the HTTP server to listen", Duration::from_secs(5), || {
-            prov.command("ss")
-                .args(["-ltnH", &format!("sport = :{port}")])
-                .output()
-                .is_ok_and(|o| !o.stdout.is_empty())
-        })?;
+        self.provider
+            .wait_listening("the HTTP server", &[port], Duration::from_secs(5))?;
         Ok(p)
     }
 

@@ -92,13 +92,8 @@ fn store_http(w: &World, ns: &Netns, port: u16, body: &str) -> Proc {
             &w.dir.join(format!("store-{port}.log")),
         )
         .unwrap();
-    poll_until("the store to listen", Duration::from_secs(5), || {
-        ns.command("ss")
-            .args(["-ltnH", &format!("sport = :{port}")])
-            .output()
-            .is_ok_and(|o| !o.stdout.is_empty())
-    })
-    .unwrap();
+    ns.wait_listening("the store", &[port], Duration::from_secs(5))
+        .unwrap();
     p
 }
 

@@ -599,14 +599,9 @@ fn curl_through_proxy_open_to_haproxy_shows_haproxy_the_client() {
         .unwrap();
     w.endpoint(&svc, 0, EP, &[]).unwrap();
     w.wait_live().unwrap();
-    let prov = &w.provider;
-    poll_until("haproxy to listen", Duration::from_secs(10), || {
-        prov.command("ss")
-            .args(["-ltnH", "sport = :9000"])
-            .output()
-            .is_ok_and(|o| !o.stdout.is_empty())
-    })
-    .unwrap();
+    w.provider
+        .wait_listening("haproxy", &[9000], Duration::from_secs(10))
+        .unwrap();
     for _ in 0..3 {
         let out = w.users[0]
             .command("curl")

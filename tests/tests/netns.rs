@@ -92,14 +92,9 @@ fn iperf3_tcp_moves_every_byte() {
     let (svc, _) = w.service("10.0.0.10", &["TCP:5201:5201"], false).unwrap();
     w.endpoint(&svc, 0, EP, &[]).unwrap();
     w.wait_live().unwrap();
-    poll_until("iperf3 server", Duration::from_secs(5), || {
-        w.provider
-            .command("ss")
-            .args(["-ltnH", "sport = :5201"])
-            .output()
-            .is_ok_and(|o| !o.stdout.is_empty())
-    })
-    .unwrap();
+    w.provider
+        .wait_listening("iperf3 server", &[5201], Duration::from_secs(5))
+        .unwrap();
     let out = w.users[0]
         .exec(&[
             "iperf3",

@@ -294,19 +294,8 @@ fn main() -> Result<()> {
             &w.dir.join("echo.log"),
         )?,
     ];
-    poll_until("servers", Duration::from_secs(5), || {
-        w.provider
-            .command("ss")
-            .args(["-ltnH", "sport = :5201 or sport = :9000"])
-            .output()
-            .is_ok_and(|o| {
-                o.stdout
-                    .split(|b| *b == b'\n')
-                    .filter(|l| !l.is_empty())
-                    .count()
-                    >= 2
-            })
-    })?;
+    w.provider
+        .wait_listening("servers", &[5201, 9000], Duration::from_secs(5))?;
 
     let mut results = Vec::new();
     let only_off = std::env::args().any(|a| a == "--offloads-off-only");

@@ -489,12 +489,7 @@ impl Pipeline {
         entry.touch(now_secs);
         let rw = entry.rewrite;
         let out = entry.out_vpc;
-        let src_mac = self
-            .config
-            .attachments
-            .get(out.index())
-            .copied()
-            .unwrap_or_default();
+        let src_mac = self.attachment_mac(out);
         nat::rewrite(frame, key.proto, l4, &rw, src_mac, dst_mac);
         if dir == Direction::Reply {
             self.stats.forwarded_reply += 1;
@@ -503,6 +498,16 @@ impl Pipeline {
             self.identity = Some(identity_segment(&key, &entry, flags, frame));
         }
         Some(Verdict::Forward(out))
+    }
+
+    /// The MAC of attachment `vpc` (the source of the frames the node sends there).
+    #[inline]
+    fn attachment_mac(&self, vpc: VpcId) -> MacAddr {
+        self.config
+            .attachments
+            .get(vpc.index())
+            .copied()
+            .unwrap_or_default()
     }
 
     /// Re-check an entry against the current tables. `None`: the flow is no longer allowed.

@@ -162,12 +162,7 @@ impl Pipeline {
         self.stats.flows_created += 1;
         self.expiry.push_back(key);
         ct.remember(key);
-        let src_mac = self
-            .config
-            .attachments
-            .get(backend_vpc.index())
-            .copied()
-            .unwrap_or_default();
+        let src_mac = self.attachment_mac(backend_vpc);
         nat::rewrite(frame, key.proto, l4, &rw, src_mac, backend_mac);
         if identity != 0 {
             self.identity = Some(identity::Segment {
