@@ -32,7 +32,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use bench::{js, json_line};
 use serde_json::Value;
-use vpcep_tests::{Offloads, Proc, World, bin, poll_until, set_offloads};
+use vpcep_tests::{Offloads, Proc, World, bin, set_offloads};
 
 const EP: &str = "10.0.0.200";
 const SECS: &str = "5";
