@@ -13,9 +13,8 @@
 //! revoked at its next packet once the endpoint (so the route) is gone.
 
 use super::open::refuse_opening;
-use super::{Destination, Parsed, Pipeline};
-use crate::conntrack::{Direction, FlowEntry};
-use crate::flow::FlowKey;
+use super::{Destination, FlowSides, Parsed, Pipeline};
+use crate::conntrack::Direction;
 use crate::tables::Tables;
 use crate::verdict::{DropReason, Verdict};
 use crate::wire::ethernet::MacAddr;
@@ -61,28 +60,18 @@ impl Pipeline {
     pub(super) fn recheck_gateway(
         &self,
         tables: &Tables,
-        key: &FlowKey,
-        e: &FlowEntry,
+        f: &FlowSides,
+        dir: Direction,
     ) -> Option<Option<MacAddr>> {
-        // (client VPC, destination and port as the client sent them) and (where they went).
-        let (client_vpc, dst, dport, out_vpc, out_ip, out_port) = match e.dir {
-            Direction::Original => (
-                key.vpc,
-                key.dst,
-                key.dport,
-                e.out_vpc,
-                e.rewrite.dst,
-                e.rewrite.dport,
-            ),
-            Direction::Reply => (
-                e.out_vpc,
-                e.rewrite.src,
-                e.rewrite.sport,
-                key.vpc,
-                key.src,
-                key.sport,
-            ),
-        };
+        let FlowSides {
+            client_vpc,
+            dst,
+            dport,
+            out_vpc,
+            out_ip,
+            out_port,
+            ..
+        } = *f;
         if dst != out_ip || dport != out_port {
             return None; // translated: an endpoint's flow, whose endpoint is gone
         }
@@ -90,7 +79,7 @@ impl Pipeline {
         if route.out_vpc != out_vpc {
             return None;
         }
-        Some(match e.dir {
+        Some(match dir {
             Direction::Original => self.shared.neighbours.lookup(out_vpc, route.hop(dst)),
             Direction::Reply => None,
         })

@@ -518,44 +518,23 @@ impl Pipeline {
         key: &FlowKey,
         e: &FlowEntry<'_>,
     ) -> Option<Option<MacAddr>> {
-        // Recover (client, endpoint) and (backend) from whichever direction this entry is.
-        let (client_vpc, client_ip, endpoint_ip, client_port, backend_vpc, backend_ip, bport) =
-            match e.dir {
-                Direction::Original => (
-                    key.vpc,
-                    key.src,
-                    key.dst,
-                    key.dport,
-                    e.out_vpc,
-                    e.rewrite.dst,
-                    e.rewrite.dport,
-                ),
-                Direction::Reply => (
-                    e.out_vpc,
-                    e.rewrite.dst,
-                    e.rewrite.src,
-                    e.rewrite.sport,
-                    key.vpc,
-                    key.src,
-                    key.sport,
-                ),
-            };
+        let f = FlowSides::of(key, e);
         let Some(target) = tables.accepted().get(&AcceptedKey {
-            vpc: client_vpc,
+            vpc: f.client_vpc,
             proto: key.proto,
-            port: client_port,
-            endpoint: endpoint_ip,
+            port: f.dport,
+            endpoint: f.dst,
         }) else {
-            return self.recheck_gateway(tables, key, e);
+            return self.recheck_gateway(tables, &f, e.dir);
         };
-        let same_backend = target.backend_vpc == backend_vpc
-            && target.backend_ip.to_bits() == backend_ip
-            && target.service_port == bport;
-        if !same_backend || !target.admits(client_ip) {
+        let same_backend = target.backend_vpc == f.out_vpc
+            && target.backend_ip.to_bits() == f.out_ip
+            && target.service_port == f.out_port;
+        if !same_backend || !target.admits(f.client) {
             return None;
         }
         let mac = match e.dir {
-            Direction::Original => self.shared.neighbours.lookup(backend_vpc, backend_ip),
+            Direction::Original => self.shared.neighbours.lookup(f.out_vpc, f.out_ip),
             Direction::Reply => None,
         };
         Some(mac)
@@ -599,22 +578,48 @@ fn admits_port(tables: &Tables, key: &FlowKey, frame: &[u8]) -> bool {
     })
 }
 
-/// The client and the endpoint it dialled, from a flow's key and entry in either direction.
-fn client_and_endpoint(key: &FlowKey, e: &FlowEntry<'_>) -> proxy::Addresses {
-    match e.dir {
-        Direction::Original => proxy::Addresses {
-            src: key.src,
-            dst: key.dst,
-            sport: key.sport,
-            dport: key.dport,
-        },
-        // The reply's rewrite is the original key reversed.
-        Direction::Reply => proxy::Addresses {
-            src: e.rewrite.dst,
-            dst: e.rewrite.src,
-            sport: e.rewrite.dport,
-            dport: e.rewrite.sport,
-        },
+/// Both sides of a flow as its opener saw them, recovered from its key and entry in either
+/// direction: the client (VPC, address, port), where it sent (address and port: an
+/// endpoint's, or a gateway destination's), and where that went (attachment, address,
+/// port: the backend, or the same destination).
+#[derive(Clone, Copy)]
+struct FlowSides {
+    client_vpc: VpcId,
+    client: u32,
+    sport: u16,
+    dst: u32,
+    dport: u16,
+    out_vpc: VpcId,
+    out_ip: u32,
+    out_port: u16,
+}
+
+impl FlowSides {
+    fn of(key: &FlowKey, e: &FlowEntry<'_>) -> Self {
+        let rw = &e.rewrite;
+        match e.dir {
+            Direction::Original => Self {
+                client_vpc: key.vpc,
+                client: key.src,
+                sport: key.sport,
+                dst: key.dst,
+                dport: key.dport,
+                out_vpc: e.out_vpc,
+                out_ip: rw.dst,
+                out_port: rw.dport,
+            },
+            // The reply's rewrite is the original key reversed; its key comes from `out`.
+            Direction::Reply => Self {
+                client_vpc: e.out_vpc,
+                client: rw.dst,
+                sport: rw.dport,
+                dst: rw.src,
+                dport: rw.sport,
+                out_vpc: key.vpc,
+                out_ip: key.src,
+                out_port: key.sport,
+            },
+        }
     }
 }
 
@@ -628,20 +633,21 @@ fn identity_segment(
     flags: u8,
     frame: &[u8],
 ) -> identity::Segment {
-    let dir = entry.dir;
-    if dir == Direction::Original && flags & (tcp::SYN | tcp::ACK) == tcp::SYN {
+    if entry.dir == Direction::Original && flags & (tcp::SYN | tcp::ACK) == tcp::SYN {
         entry.set_client_isn(tcp_seq(frame));
     }
+    let f = FlowSides::of(key, entry);
     identity::Segment {
-        dir,
+        dir: entry.dir,
         identity: entry.identity,
         isn: entry.client_isn(),
-        addresses: client_and_endpoint(key, entry),
-        client_vpc: if dir == Direction::Original {
-            key.vpc
-        } else {
-            entry.out_vpc
+        addresses: proxy::Addresses {
+            src: f.client,
+            dst: f.dst,
+            sport: f.sport,
+            dport: f.dport,
         },
+        client_vpc: f.client_vpc,
     }
 }
 
