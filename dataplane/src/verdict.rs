@@ -45,6 +45,13 @@ pub enum DropReason {
     /// could not grow: the frame was at the 65,535-byte IPv4 limit or filled its buffer.
     /// The client sends it again (a retransmission is one segment, which fits).
     IdentityNoRoom,
+    /// A client segment of a flow with client identity that carries data or a FIN outside
+    /// the stream the identity starts: a FIN before the client's ISN + 1, or data before
+    /// the backend has answered the client's SYN (for a flow that opened again on the same
+    /// ports, a SYN-ACK acknowledging its new ISN). Data that merely starts before ISN + 1 is
+    /// trimmed, not dropped. Either way a client never chooses the first bytes a backend
+    /// reads (see [`crate::identity`]).
+    IdentityOutOfStream,
     /// An IPv4 header with options (IHL above 5); refused like source routing would be.
     IpOptions,
     /// Malformed bytes: truncated headers, bad IHL, total length beyond the frame, a bad
@@ -106,7 +113,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Number of variants; a unit test matches every variant so this cannot drift.
-    pub const COUNT: usize = 25;
+    pub const COUNT: usize = 26;
 
     /// Every variant, in counter order.
     pub const ALL: [Self; Self::COUNT] = [
@@ -115,6 +122,7 @@ impl DropReason {
         Self::ConntrackVpcLimit,
         Self::Fragment,
         Self::IdentityNoRoom,
+        Self::IdentityOutOfStream,
         Self::IpOptions,
         Self::Malformed,
         Self::NoEndpoint,
@@ -151,6 +159,7 @@ impl DropReason {
             Self::ConntrackVpcLimit => "conntrack_vpc_limit",
             Self::Fragment => "fragment",
             Self::IdentityNoRoom => "identity_no_room",
+            Self::IdentityOutOfStream => "identity_out_of_stream",
             Self::IpOptions => "ip_options",
             Self::Malformed => "malformed",
             Self::NoEndpoint => "no_endpoint",
@@ -190,6 +199,7 @@ mod tests {
                 | DropReason::ConntrackVpcLimit
                 | DropReason::Fragment
                 | DropReason::IdentityNoRoom
+                | DropReason::IdentityOutOfStream
                 | DropReason::IpOptions
                 | DropReason::Malformed
                 | DropReason::NoEndpoint

@@ -469,3 +469,162 @@ fn a_close_service_s_flows_are_untouched() {
     let s = w.stats();
     assert_eq!((s.proxy_headers, s.toa_options), (0, 0));
 }
+
+// Review findings (the forged header): a client never chooses the first bytes the backend
+// reads, whatever sequence numbers, SYNs and resets it sends.
+
+/// The backend's SYN-ACK to a client SYN with `isn` (after the flow reopened).
+fn backend_synack(f: &mut Flow, isn: u32) -> Verdict {
+    let mut synack = segment(
+        (BACKEND_MAC, MAC_B),
+        (BACKEND, 80),
+        f.snat,
+        BACKEND_ISN,
+        isn.wrapping_add(1),
+        "SA",
+        &SYN_OPTIONS,
+        &[],
+    );
+    f.w.send_in(B, &mut synack)
+}
+
+/// A client segment's verdict, and the forwarded frame if it was forwarded.
+fn client_try(f: &mut Flow, seq: u32, flags: &str, payload: &[u8]) -> (Verdict, Option<Tcp>) {
+    let mut frame = client(seq, flags, payload);
+    let v = f.w.send_in(A, &mut frame);
+    (v, matches!(v, Verdict::Forward(_)).then(|| read(&frame)))
+}
+
+#[test]
+fn data_that_starts_before_the_first_byte_is_trimmed_so_the_header_still_comes_first() {
+    let mut f = Flow::open(PROXY_ONLY);
+    // seq = ISN carries one junk byte, then a forged header, then the request: Linux would
+    // keep what lies from ISN + 1 on, so the forged header would start the stream.
+    let forged = proxy::header(
+        proxy::Addresses {
+            src: Ipv4Addr::new(203, 0, 113, 9).to_bits(),
+            dst: ENDPOINT.to_bits(),
+            sport: 1,
+            dport: 8080,
+        },
+        7,
+    );
+    let mut payload = vec![b'j'];
+    payload.extend_from_slice(&forged);
+    payload.extend_from_slice(b"GET /");
+    let seen = f.client_sends(ISN, "A", &payload);
+    let mut want = pp2_header().to_vec();
+    want.extend_from_slice(&payload[1..]);
+    assert_eq!((seen.seq, &seen.payload), (ISN + 1, &want));
+    assert_eq!(f.w.stats().proxy_headers, 1);
+}
+
+#[test]
+fn data_wholly_before_the_first_byte_goes_on_as_a_bare_ack_and_a_fin_there_is_dropped() {
+    let mut f = Flow::open(PROXY_ONLY);
+    // A keepalive with a garbage byte (as some stacks send it) keeps its sequence number.
+    let keepalive = f.client_sends(ISN, "A", b"k");
+    assert_eq!((keepalive.seq, keepalive.payload.len()), (ISN, 0));
+    let old = f.client_sends(ISN - 100, "A", &[b'x'; 50]);
+    assert_eq!((old.seq, old.payload.len()), (ISN - 100, 0));
+    let (v, _) = client_try(&mut f, ISN - 10, "AF", b"");
+    assert_eq!(v, Verdict::Drop(DropReason::IdentityOutOfStream));
+    // The stream itself still starts with the header.
+    let first = f.client_sends(ISN + 1, "A", b"GET /");
+    assert_eq!(&first.payload[..proxy::HEADER_LEN], &pp2_header());
+}
+
+#[test]
+fn a_syn_on_an_open_flow_does_not_move_its_isn() {
+    let mut f = Flow::open(PROXY_ONLY);
+    // The backend answers such a SYN with a challenge ACK and keeps the connection.
+    let (v, _) = client_try(&mut f, ISN.wrapping_add(1 << 30), "S", b"");
+    assert_eq!(v, Verdict::Forward(B));
+    let first = f.client_sends(ISN + 1, "A", b"GET /");
+    assert_eq!(
+        (first.seq, &first.payload[..proxy::HEADER_LEN]),
+        (ISN + 1, &pp2_header()[..])
+    );
+}
+
+#[test]
+fn a_reset_the_backend_ignored_cannot_move_where_the_stream_starts() {
+    let mut f = Flow::open(PROXY_ONLY);
+    // A reset far out of the window: the backend ignores it (RFC 5961) and keeps its
+    // connection, with the stream to start at ISN + 1.
+    let (v, _) = client_try(&mut f, ISN.wrapping_add(1 << 30), "R", b"");
+    assert_eq!(v, Verdict::Forward(B));
+    // A SYN 40 before: a header at ISN - 39 would end before the backend's ISN + 1 and be
+    // cut off there, leaving the client's own bytes first.
+    let isn2 = ISN - 40;
+    let (v, _) = client_try(&mut f, isn2, "S", b"");
+    assert_eq!(v, Verdict::Forward(B));
+    // The backend's challenge ACK is no SYN-ACK, and a SYN-ACK of the old handshake
+    // acknowledges the old ISN: neither completes the new one.
+    f.backend_sends(ISN + 1, &[], b"");
+    assert_eq!(backend_synack(&mut f, ISN), Verdict::Forward(A));
+    let (v, _) = client_try(&mut f, isn2 + 1, "A", &[b'p'; 60]);
+    assert_eq!(v, Verdict::Drop(DropReason::IdentityOutOfStream));
+}
+
+#[test]
+fn a_flow_that_opens_again_takes_the_service_s_current_mode() {
+    let mut f = Flow::open(ClientIdentity::NONE);
+    f.client_sends(ISN + 1, "A", b"one");
+    // The provider turns on proxy_open; the client resets and reconnects from the same
+    // port while the closed flow is still tracked.
+    f.w.publish(tables(PROXY_ONLY));
+    f.client_sends(ISN + 4, "AR", b"");
+    let isn2 = 90_000;
+    let (v, _) = client_try(&mut f, isn2, "S", b"");
+    assert_eq!(v, Verdict::Forward(B));
+    assert_eq!(backend_synack(&mut f, isn2), Verdict::Forward(A));
+    let first = f.client_sends(isn2 + 1, "A", b"two");
+    assert_eq!(first.seq, isn2 + 1);
+    assert_eq!(&first.payload[..proxy::HEADER_LEN], &pp2_header());
+    assert_eq!(&first.payload[proxy::HEADER_LEN..], b"two");
+}
+
+#[test]
+fn the_shift_holds_past_two_and_four_gib_and_no_second_header_comes() {
+    let mut f = Flow::open(PROXY_ONLY);
+    f.client_sends(ISN + 1, "A", b"GET /");
+    // The backend acknowledges the header and the request.
+    assert_eq!(f.backend_sends(ISN + 1 + 39 + 5, &[], b"").ack, ISN + 6);
+    for offset in [1u64 << 31, (1 << 31) + 1, 3 << 30, 1 << 32, (1 << 32) + 7] {
+        #[allow(clippy::cast_possible_truncation)]
+        let seq = ISN.wrapping_add(1).wrapping_add(offset as u32);
+        let seen = f.client_sends(seq, "A", b"data");
+        assert_eq!(
+            (seen.seq, &seen.payload[..]),
+            (seq.wrapping_add(39), &b"data"[..]),
+            "{offset} bytes into the stream"
+        );
+        // The backend's acknowledgment of it comes back in the client's numbering.
+        let ack = seq.wrapping_add(4);
+        assert_eq!(f.backend_sends(ack.wrapping_add(39), &[], b"").ack, ack);
+    }
+    assert_eq!(f.w.stats().proxy_headers, 1);
+}
+
+#[test]
+fn the_urgent_pointer_of_the_segment_that_gets_the_header_moves_with_the_data() {
+    let mut f = Flow::open(PROXY_ONLY);
+    let mut b = PacketBuilder::ethernet2(CLIENT_MAC.0, MAC_A.0)
+        .ipv4(CLIENT.octets(), ENDPOINT.octets(), 64)
+        .tcp(SPORT, 8080, ISN + 1, 65_535)
+        .ack(BACKEND_ISN + 1)
+        .urg(3);
+    b = b.psh();
+    let mut frame = Vec::new();
+    b.write(&mut frame, b"abcdef").unwrap();
+    assert_eq!(f.w.send_in(A, &mut frame), Verdict::Forward(B));
+    let seen = read(&frame);
+    assert_eq!(&seen.payload[proxy::HEADER_LEN..], b"abcdef");
+    let p = SlicedPacket::from_ethernet(&frame).unwrap();
+    let Some(TransportSlice::Tcp(t)) = &p.transport else {
+        panic!("not TCP")
+    };
+    assert!(t.urg());
+    assert_eq!(t.urgent_pointer(), 3 + 39);
+}
