@@ -14,6 +14,17 @@
 //!   acknowledgment numbers and SACK blocks are moved down by it (an acknowledgment inside
 //!   the header becomes the client's ISN + 1), so each side sees a consistent stream.
 //!   Sequence numbers up to ISN + 1 (the handshake, keepalives before any data) stay.
+//!   Once the backend has acknowledged the whole header ([`state::PROXY_ACKED`]), every
+//!   number moves, whatever its distance from the ISN: a stream past 2 or 4 GiB (where that
+//!   distance wraps) keeps its shift and never gets a second header.
+//! - The client never chooses the first bytes the backend reads. Data that starts before
+//!   ISN + 1 is trimmed to start there (it then gets the header); data wholly before it
+//!   goes on as a bare acknowledgment (a keepalive); a FIN before it is dropped
+//!   (`identity_out_of_stream`). Until the backend has answered the client's SYN with a
+//!   SYN-ACK for that very ISN, client data is dropped the same way: a client that resets
+//!   a flow the backend kept (a reset out of its window) and opens it again with another
+//!   ISN cannot move where the backend's stream starts. The ISN is taken only from a SYN
+//!   that opens the flow (a closed flow opening again takes its service's current mode).
 //!
 //! **TOA** (`toa_open`, `open`): the TCP option kind 254, length 8, `fe 08 PP PP AA AA AA
 //! AA` (client port, then client IPv4 address, network order), as the Linux TOA modules
@@ -58,6 +69,9 @@ const TCP_AT: usize = ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN;
 /// The PROXY v2 header's length as a sequence number distance.
 const SHIFT: u32 = 39;
 const _: () = assert!(SHIFT as usize == proxy::HEADER_LEN);
+/// The header's span in the backend's sequence space, as a [`past_first`] distance: an
+/// acknowledgment at least this far past ISN + 1 has taken the whole header.
+pub const PROXY_SPAN: i32 = 39;
 
 /// One segment of a flow with client identity, as the pipeline found it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,6 +86,10 @@ pub struct Segment {
     pub addresses: Addresses,
     /// The client's VPC (attachment), to find the connection's marker id.
     pub client_vpc: VpcId,
+    /// The backend has acknowledged the whole PROXY header ([`state::PROXY_ACKED`]).
+    pub acked: bool,
+    /// The backend has not yet answered the client's SYN (the flow is in `SYN_SENT`).
+    pub opening: bool,
 }
 
 /// What client identity adds to segments toward the backend, at most: the MSS the
@@ -89,7 +107,8 @@ pub fn overhead(identity: u8) -> u16 {
 /// # Errors
 /// `IdentityNoRoom`: the frame cannot take the PROXY header or the TOA option (the buffer
 /// or the 65,535-byte IPv4 limit); `Malformed`: a segment to be resized arrived with a bad
-/// checksum. The frame must then be dropped.
+/// checksum; `IdentityOutOfStream`: data or a FIN outside the stream (see the module
+/// docs). The frame must then be dropped.
 pub fn apply(
     buf: &mut [u8],
     len: usize,
@@ -167,6 +186,61 @@ impl Frame<'_> {
         Ok(())
     }
 
+    /// Cut the client data that lies before its ISN + 1 (`first` bytes before it, `first`
+    /// negative) from the segment at `seq`, after its checksum was verified; the segment is
+    /// then resized. Returns its new distance from ISN + 1: zero if data (or a FIN right
+    /// after the cut data) is left, which then starts the stream; the old, negative one if
+    /// the segment is left a bare acknowledgment at its own sequence number (a keepalive).
+    ///
+    /// # Errors
+    /// `IdentityOutOfStream`: a FIN before ISN + 1.
+    fn trim_before_first(&mut self, seq: u32, first: i32, fin: bool) -> Result<i32, DropReason> {
+        let payload_at = TCP_AT + self.header_len();
+        let data = self.end - payload_at;
+        let before = usize::try_from(first.unsigned_abs()).unwrap_or(usize::MAX);
+        let cut = before.min(data);
+        if fin && cut == data && before > data {
+            return Err(DropReason::IdentityOutOfStream);
+        }
+        self.buf.copy_within(payload_at + cut..self.end, payload_at);
+        self.end -= cut;
+        if cut == data && !fin {
+            // Nothing of the stream in it: the bare acknowledgment keeps its number.
+            self.move_urgent(0, false);
+            return Ok(first);
+        }
+        let new_seq = seq.wrapping_add(u32::try_from(cut).unwrap_or(u32::MAX));
+        self.patch32(TCP_AT + 4, seq, new_seq);
+        self.move_urgent(cut, false);
+        Ok(0)
+    }
+
+    /// Keep an urgent pointer pointing at the same client byte after `n` bytes were
+    /// inserted before the data (`inserted`) or cut from its front; URG is cleared when the
+    /// byte is gone or the pointer no longer fits. The segment is resized afterwards (its
+    /// checksum is computed anew).
+    fn move_urgent(&mut self, n: usize, inserted: bool) {
+        let n = u16::try_from(n).unwrap_or(u16::MAX);
+        let mut t = TcpPacket::new_unchecked(&mut self.buf[TCP_AT..]);
+        let flags = t.flags();
+        if flags & tcp::URG == 0 {
+            return;
+        }
+        let ptr = t.urg_ptr();
+        let moved = if inserted {
+            ptr.checked_add(n)
+        } else {
+            ptr.checked_sub(n).filter(|p| *p > 0)
+        };
+        match moved {
+            Some(p) => t.set_urg_ptr(p),
+            None => {
+                t.set_flags(flags & !tcp::URG);
+                t.set_urg_ptr(0);
+            }
+        }
+    }
+
     /// After the segment's length changed: the IPv4 total length and checksum, and the TCP
     /// checksum (complete: from scratch; partial: the new pseudo-header sum).
     fn finish_resized(&mut self) {
@@ -189,9 +263,11 @@ impl Frame<'_> {
     }
 }
 
-/// Sequence distance of `seq` past the client's first data byte (ISN + 1).
+/// Sequence distance of `seq` past the client's first data byte (ISN + 1). Meaningful
+/// within a window of it (2^31 either way): before the header is acknowledged, which the
+/// TCP window bounds.
 #[inline]
-fn past_first(seq: u32, isn: u32) -> i32 {
+pub fn past_first(seq: u32, isn: u32) -> i32 {
     // Reinterpreting the wrapping difference as signed is the point (RFC 1982 style).
     #[allow(clippy::cast_possible_wrap)]
     let d = seq.wrapping_sub(isn.wrapping_add(1)) as i32;
@@ -239,6 +315,12 @@ fn toward_backend(
             resized = true;
         }
     }
+    let fin = flags & tcp::FIN != 0;
+    if seg.identity & state::PROXY != 0 && !syn && seg.opening && (has_data || fin) {
+        // Nothing the client sends before the backend answered its SYN is stream.
+        return Err(DropReason::IdentityOutOfStream);
+    }
+    let mut first = first;
     if seg.identity & state::PROXY != 0 {
         if syn {
             if has_data {
@@ -246,18 +328,29 @@ fn toward_backend(
                 f.end = payload_at; // Fast Open data: resent after the handshake
                 resized = true;
             }
-        } else if first == 0 && (has_data || flags & tcp::FIN != 0) {
-            verify(f)?;
-            f.open(payload_at, proxy::HEADER_LEN)?;
-            let h = proxy::header(seg.addresses, marker_id());
-            f.buf[payload_at..payload_at + proxy::HEADER_LEN].copy_from_slice(&h);
-            resized = true;
-            stats.proxy_headers += 1;
-        } else if first > 0 {
+        } else if seg.acked {
+            // The header is in the backend's stream: everything moves, at any distance.
             f.patch32(TCP_AT + 4, seq, seq.wrapping_add(SHIFT));
+        } else {
+            if first < 0 && (has_data || fin) {
+                verify(f)?;
+                first = f.trim_before_first(seq, first, fin)?;
+                resized = true;
+            }
+            if first == 0 && (f.end > payload_at || fin) {
+                verify(f)?;
+                f.open(payload_at, proxy::HEADER_LEN)?;
+                let h = proxy::header(seg.addresses, marker_id());
+                f.buf[payload_at..payload_at + proxy::HEADER_LEN].copy_from_slice(&h);
+                f.move_urgent(proxy::HEADER_LEN, true);
+                resized = true;
+                stats.proxy_headers += 1;
+            } else if first > 0 {
+                f.patch32(TCP_AT + 4, seq, seq.wrapping_add(SHIFT));
+            }
         }
     }
-    if seg.identity & state::TOA != 0 && (syn || first == 0) {
+    if seg.identity & state::TOA != 0 && !seg.acked && (syn || first == 0) {
         let header_len = f.header_len();
         if header_len + TOA_LEN > tcp::MAX_HEADER_LEN {
             stats.toa_no_room += 1;
@@ -307,8 +400,15 @@ fn toward_client(f: &mut Frame<'_>, seg: &Segment) {
     let mut changes: [(usize, u32, u32); 10] = [(0, 0, 0); 10];
     let mut n = 0;
     let proxy = seg.identity & state::PROXY != 0;
+    let unshift = |x: u32| {
+        if seg.acked {
+            x.wrapping_sub(SHIFT)
+        } else {
+            unshift(x, seg.isn)
+        }
+    };
     if proxy && flags & tcp::ACK != 0 {
-        changes[n] = (TCP_AT + 8, ack, unshift(ack, seg.isn));
+        changes[n] = (TCP_AT + 8, ack, unshift(ack));
         n += 1;
     }
     let syn_ack = flags & (tcp::SYN | tcp::ACK) == tcp::SYN | tcp::ACK;
@@ -322,7 +422,7 @@ fn toward_client(f: &mut Frame<'_>, seg: &Segment) {
                 for edge in (at + 2..at + o.len).step_by(4) {
                     if n < changes.len() {
                         let v = read_u32(f.buf, edge);
-                        changes[n] = (edge, v, unshift(v, seg.isn));
+                        changes[n] = (edge, v, unshift(v));
                         n += 1;
                     }
                 }

@@ -260,12 +260,12 @@ fn acknowledgments_and_sack_blocks_from_the_backend_are_moved_back() {
     );
     assert_eq!(&f.synack.options[..4], &[2, 4, 0x05, 0x8d], "1460 - 39");
     f.client_sends(ISN + 1, "A", &[b'a'; 100]);
+    // An acknowledgment inside the header is no client byte yet.
+    assert_eq!(f.backend_sends(ISN + 1, &[], b"").ack, ISN + 1);
+    assert_eq!(f.backend_sends(ISN + 1 + 20, &[], b"").ack, ISN + 1);
     // Backend-side stream: 39 header bytes at ISN + 1, then the client's 100.
     let acked = f.backend_sends(ISN + 1 + 39 + 100, &[], b"");
     assert_eq!(acked.ack, ISN + 101);
-    // An acknowledgment inside the header is no client byte yet.
-    assert_eq!(f.backend_sends(ISN + 1 + 20, &[], b"").ack, ISN + 1);
-    assert_eq!(f.backend_sends(ISN + 1, &[], b"").ack, ISN + 1);
     // SACK: NOP, NOP, kind 5 length 18, two blocks (backend numbering).
     let mut sack = vec![1, 1, 5, 18];
     for edge in [ISN + 240, ISN + 340, ISN + 440, ISN + 540] {
@@ -451,6 +451,7 @@ fn a_new_syn_on_the_same_ports_restarts_the_stream() {
     let isn2 = 90_000;
     let mut syn = client_with(isn2, 0, "S", &SYN_OPTIONS, &[]);
     assert_eq!(f.w.send_in(A, &mut syn), Verdict::Forward(B));
+    assert_eq!(backend_synack(&mut f, isn2), Verdict::Forward(A));
     let first = f.client_sends(isn2 + 1, "A", b"two");
     assert_eq!(first.seq, isn2 + 1);
     assert_eq!(&first.payload[..proxy::HEADER_LEN], &pp2_header());

@@ -77,6 +77,12 @@ impl<'a> FlowEntry<'a> {
         self.rec.state(self.dir)
     }
 
+    /// The flow's state byte (the original direction's), whichever direction this is.
+    #[inline]
+    pub fn flow_state(&self) -> u8 {
+        self.rec.state(Direction::Original)
+    }
+
     /// Apply `f` to this direction's state byte atomically; returns the new value
     /// (unchanged if the flow went away meanwhile).
     pub fn update_state(&self, f: impl Fn(u8) -> u8) -> u8 {
@@ -129,10 +135,31 @@ impl<'a> FlowEntry<'a> {
         self.table.isn(self.slot).load(Relaxed)
     }
 
-    /// Record the client's initial sequence number: a new SYN from the client (the flow
-    /// opening again on the same ports) restarts the stream.
+    /// Record the client's initial sequence number: a new SYN from the client on a closed
+    /// flow (opening again on the same ports) restarts the stream.
     pub fn set_client_isn(&self, isn: u32) {
         self.table.isn(self.slot).store(isn, Relaxed);
+    }
+
+    /// Give the flow the client identity bits `identity` (a flow opening again on the same
+    /// ports takes its service's current mode), clearing [`super::state::PROXY_ACKED`].
+    pub fn set_identity(&self, identity: u8) {
+        let mask = super::state::IDENTITY | super::state::PROXY_ACKED;
+        self.update(Direction::Reply, |s| {
+            (s & !mask) | (identity & super::state::IDENTITY)
+        });
+    }
+
+    /// True once the backend acknowledged the whole PROXY header
+    /// ([`super::state::PROXY_ACKED`]).
+    #[inline]
+    pub fn proxy_acked(&self) -> bool {
+        self.rec.state(Direction::Reply) & super::state::PROXY_ACKED != 0
+    }
+
+    /// Record that the backend acknowledged the whole PROXY header.
+    pub fn set_proxy_acked(&self) {
+        self.update(Direction::Reply, |s| s | super::state::PROXY_ACKED);
     }
 
     /// Replace this direction's next-hop MAC (after a neighbour changed).

@@ -35,6 +35,12 @@ pub const TOA: u8 = 0x40;
 pub const PROXY: u8 = 0x80;
 /// Both client identity bits.
 pub const IDENTITY: u8 = TOA | PROXY;
+/// In the reply direction's state byte of a [`PROXY`] flow: the backend has acknowledged
+/// the whole PROXY header. From then on every client sequence number moves up by the
+/// header's length and every acknowledgment down, however far the stream has gone from
+/// the ISN (past 2 and 4 GiB the distance from the ISN says nothing: it wraps), and no
+/// segment gets a header again.
+pub const PROXY_ACKED: u8 = 0x10;
 
 /// True for states an eviction may remove: never established or replied flows.
 pub fn evictable(s: u8) -> bool {

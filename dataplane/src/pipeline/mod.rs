@@ -465,15 +465,22 @@ impl Pipeline {
             }
         }
         let dir = entry.dir;
+        let mut identity = entry.identity;
         // Both directions live in one record: the flow's state (on the original direction)
         // is updated in place whichever direction the packet travels.
         if key.proto == PROTO_TCP {
             if dir == Direction::Original {
                 let s = entry.state();
                 if s != state::ESTABLISHED || flags & (tcp::SYN | tcp::FIN | tcp::RST) != 0 {
+                    if s & state::MASK == state::CLOSED && flags & (tcp::SYN | tcp::ACK) == tcp::SYN
+                    {
+                        identity = reopen(tables, &key, &entry, frame);
+                    }
                     entry.update_state(|s| tcp_next(s, Direction::Original, flags));
                 }
-            } else if flags & (tcp::SYN | tcp::FIN | tcp::RST) != 0 {
+            } else if flags & (tcp::SYN | tcp::FIN | tcp::RST) != 0
+                && (identity == 0 || synack_completes(&entry, flags, frame))
+            {
                 entry.update_flow_state(|s| tcp_next(s, Direction::Reply, flags));
             }
         } else if dir == Direction::Reply && entry.state() & state::SEEN == 0 {
@@ -494,8 +501,8 @@ impl Pipeline {
         if dir == Direction::Reply {
             self.stats.forwarded_reply += 1;
         }
-        if entry.identity != 0 && key.proto == PROTO_TCP {
-            self.identity = Some(identity_segment(&key, &entry, flags, frame));
+        if identity != 0 && key.proto == PROTO_TCP {
+            self.identity = Some(identity_segment(&key, &entry, identity, flags, frame));
         }
         Some(Verdict::Forward(out))
     }
@@ -623,24 +630,34 @@ impl FlowSides {
     }
 }
 
-/// What a segment of a flow with client identity needs once rewritten; a client's new SYN
-/// restarts the stream. Off the common path.
+/// What a segment of a flow with client identity (`identity` bits) needs once rewritten.
+/// Off the common path. A backend acknowledgment past the whole PROXY header marks the flow
+/// [`state::PROXY_ACKED`].
 #[cold]
 #[inline(never)]
 fn identity_segment(
     key: &FlowKey,
     entry: &FlowEntry<'_>,
+    identity: u8,
     flags: u8,
     frame: &[u8],
 ) -> identity::Segment {
-    if entry.dir == Direction::Original && flags & (tcp::SYN | tcp::ACK) == tcp::SYN {
-        entry.set_client_isn(tcp_seq(frame));
+    let isn = entry.client_isn();
+    let mut acked = entry.proxy_acked();
+    if !acked
+        && identity & state::PROXY != 0
+        && entry.dir == Direction::Reply
+        && flags & (tcp::ACK | tcp::SYN | tcp::RST) == tcp::ACK
+        && identity::past_first(tcp_ack(frame), isn) >= identity::PROXY_SPAN
+    {
+        entry.set_proxy_acked();
+        acked = true;
     }
     let f = FlowSides::of(key, entry);
     identity::Segment {
         dir: entry.dir,
-        identity: entry.identity,
-        isn: entry.client_isn(),
+        identity,
+        isn,
         addresses: proxy::Addresses {
             src: f.client,
             dst: f.dst,
@@ -648,7 +665,50 @@ fn identity_segment(
             dport: f.dport,
         },
         client_vpc: f.client_vpc,
+        acked,
+        opening: entry.flow_state() & state::MASK == state::SYN_SENT,
     }
+}
+
+/// A closed TCP flow opens again on the same ports (the client's new SYN, not yet counted
+/// in its state): it takes the client's new ISN and its service's current client identity
+/// mode (none for a gateway flow or a mapping gone: the re-check revokes those). Returns
+/// the flow's identity bits. Off the common path.
+#[cold]
+#[inline(never)]
+fn reopen(tables: &Tables, key: &FlowKey, entry: &FlowEntry<'_>, frame: &[u8]) -> u8 {
+    let f = FlowSides::of(key, entry);
+    let identity = tables
+        .accepted()
+        .get(&AcceptedKey {
+            vpc: f.client_vpc,
+            proto: PROTO_TCP,
+            port: f.dport,
+            endpoint: f.dst,
+        })
+        .map_or(0, |t| t.identity.bits());
+    if identity != entry.identity || entry.proxy_acked() {
+        entry.set_identity(identity);
+    }
+    if identity != 0 {
+        entry.set_client_isn(tcp_seq(frame));
+    }
+    identity
+}
+
+/// For a flow with client identity: true unless `flags` make a SYN-ACK that does not
+/// acknowledge the client's ISN + 1 (the backend answering another SYN than the one the
+/// flow opened with: it must not complete the handshake). Off the common path.
+#[cold]
+#[inline(never)]
+fn synack_completes(entry: &FlowEntry<'_>, flags: u8, frame: &[u8]) -> bool {
+    flags & (tcp::SYN | tcp::ACK | tcp::RST) != tcp::SYN | tcp::ACK
+        || tcp_ack(frame) == entry.client_isn().wrapping_add(1)
+}
+
+/// The acknowledgment number of a frame the checks found TCP (IPv4 without options).
+fn tcp_ack(frame: &[u8]) -> u32 {
+    TcpPacket::new_unchecked(&frame[ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN..]).ack()
 }
 
 /// The sequence number of a frame the checks found TCP (IPv4 without options).

@@ -176,6 +176,8 @@ impl Pipeline {
                     dport: key.dport,
                 },
                 client_vpc: key.vpc,
+                acked: false,
+                opening: true,
             });
         }
         Verdict::Forward(backend_vpc)

@@ -11,6 +11,8 @@ pub const SYN: u8 = 0x02;
 pub const RST: u8 = 0x04;
 /// ACK flag.
 pub const ACK: u8 = 0x10;
+/// URG flag: the urgent pointer is significant.
+pub const URG: u8 = 0x20;
 
 /// Option kind: end of the option list.
 pub const OPT_EOL: u8 = 0;
@@ -32,6 +34,7 @@ mod field {
     pub(super) const DATA_OFF: usize = 12;
     pub(super) const FLAGS: usize = 13;
     pub(super) const CHECKSUM: usize = 16;
+    pub(super) const URG_PTR: usize = 18;
 }
 
 /// Offset of the checksum field from the start of the TCP header (what a vnet
@@ -119,6 +122,11 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
     pub fn checksum(&self) -> u16 {
         read_u16(self.buf.as_ref(), field::CHECKSUM)
     }
+
+    /// The urgent pointer (an offset from the sequence number; significant with URG).
+    pub fn urg_ptr(&self) -> u16 {
+        read_u16(self.buf.as_ref(), field::URG_PTR)
+    }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
@@ -148,6 +156,16 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
         let b = self.buf.as_mut();
         let words = u8::try_from(len / 4).unwrap_or(15).min(15);
         b[field::DATA_OFF] = (words << 4) | (b[field::DATA_OFF] & 0x0f);
+    }
+
+    /// Write the flag bits of byte 13.
+    pub fn set_flags(&mut self, flags: u8) {
+        self.buf.as_mut()[field::FLAGS] = flags;
+    }
+
+    /// Write the urgent pointer.
+    pub fn set_urg_ptr(&mut self, ptr: u16) {
+        write_u16(self.buf.as_mut(), field::URG_PTR, ptr);
     }
 
     /// Write the checksum field.
