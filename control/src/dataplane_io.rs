@@ -318,9 +318,13 @@ const SNAPSHOT: &str = "conntrack.snapshot";
 fn restore_flows(shared: &Shared, vpc_ids: &[String], path: &Path) -> Vec<FlowKey> {
     let now = shared.conntrack.secs(Instant::now());
     let keys = match dataplane::snapshot::load(&shared.conntrack, vpc_ids, now, wall_secs(), path) {
-        Ok(keys) => {
-            tracing::info!(flows = keys.len(), path = %path.display(), "conntrack restored from the last stop");
-            keys
+        Ok(loaded) => {
+            if let Some(e) = &loaded.cut_short {
+                tracing::warn!(error = %e, flows = loaded.keys.len(), path = %path.display(), "conntrack snapshot cut short: the flows before the cut are restored");
+            } else {
+                tracing::info!(flows = loaded.keys.len(), path = %path.display(), "conntrack restored from the last stop");
+            }
+            loaded.keys
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => {

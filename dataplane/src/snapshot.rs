@@ -126,15 +126,17 @@ pub fn save(
 /// expiry sweeps.
 ///
 /// # Errors
-/// The file is missing, unreadable, truncated or of another format; nothing was loaded
-/// from a file whose header did not read (flows before a truncation are kept).
+/// The file is missing, unreadable or of another format, or its header is cut: nothing was
+/// loaded. A file cut among its records is no error: the flows before the cut are loaded
+/// and their keys returned with the error in [`Loaded::cut_short`], so every flow in the
+/// tracker is in an expiry sweep.
 pub fn load(
     ct: &ConnTrack,
     attachments: &[String],
     now_secs: u32,
     wall_secs: u64,
     path: &Path,
-) -> io::Result<Vec<FlowKey>> {
+) -> io::Result<Loaded> {
     let mut input = io::BufReader::new(std::fs::File::open(path)?);
     let mut magic = [0u8; 8];
     input.read_exact(&mut magic)?;
@@ -174,7 +176,15 @@ pub fn load(
     let flows = read_u64(&mut input)?;
     let mut loaded = Vec::new();
     for _ in 0..flows {
-        let r = read_record(&mut input, v1)?;
+        let r = match read_record(&mut input, v1) {
+            Ok(r) => r,
+            Err(e) => {
+                return Ok(Loaded {
+                    keys: loaded,
+                    cut_short: Some(e),
+                });
+            }
+        };
         let (Some(vpc), Some(out_vpc)) = (remap(r.key.vpc), remap(r.out_vpc)) else {
             continue;
         };
@@ -210,7 +220,20 @@ pub fn load(
         }
         loaded.push(key);
     }
-    Ok(loaded)
+    Ok(Loaded {
+        keys: loaded,
+        cut_short: None,
+    })
+}
+
+/// What [`load`] took from a snapshot.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The original keys of the flows loaded, for the pipelines' expiry sweeps
+    /// ([`crate::pipeline::Pipeline::adopt`]).
+    pub keys: Vec<FlowKey>,
+    /// Why the records ended early (a file cut short): the flows before are loaded.
+    pub cut_short: Option<io::Error>,
 }
 
 fn write_record(out: &mut impl Write, r: &Record) -> io::Result<()> {
@@ -303,6 +326,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::conntrack::state;
+    use crate::pipeline::{Pipeline, Shared};
 
     /// A tracker of 100 flows over three attachments, no per-VPC share.
     fn tracker(epoch: Instant) -> ConnTrack {
@@ -372,6 +396,8 @@ mod tests {
         let ct2 = tracker(epoch + Duration::from_secs(200));
         let new = ["vpc-p".to_string(), "vpc-b".into()];
         let loaded = load(&ct2, &new, 5, 1_000_060, &path).unwrap();
+        assert!(loaded.cut_short.is_none());
+        let loaded = loaded.keys;
         assert_eq!(loaded.len(), 1, "the flow of vpc-a is left out");
         assert_eq!(ct2.len(), 1);
         let key = FlowKey { vpc: VpcId(1), ..b };
@@ -416,16 +442,55 @@ mod tests {
         let fresh = || tracker(Instant::now());
         let ct2 = fresh();
         assert_eq!(
-            load(&ct2, &ids, 0, 5_349, &path).unwrap().len(),
+            load(&ct2, &ids, 0, 5_349, &path).unwrap().keys.len(),
             1,
             "349 s down"
         );
         let ct3 = fresh();
         assert!(
-            load(&ct3, &ids, 0, 5_350, &path).unwrap().is_empty(),
+            load(&ct3, &ids, 0, 5_350, &path).unwrap().keys.is_empty(),
             "350 s down"
         );
         assert!(ct3.is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_snapshot_cut_among_its_records_keeps_the_flows_before_and_they_expire() {
+        let epoch = Instant::now();
+        let ct = tracker(epoch);
+        for port in [40000, 40002, 40004] {
+            flow(&ct, 0, port, 100);
+        }
+        let dir = std::env::temp_dir().join(format!("vpcep-snap-cut-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("conntrack.snapshot");
+        let ids = ["a".to_string(), "b".into(), "p".into()];
+        save(&ct, &ids, 100, 5_000, &path).unwrap();
+        let len = std::fs::metadata(&path).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(len - 5)
+            .unwrap();
+
+        let config = Config {
+            attachments: vec![MacAddr::default(); 3],
+            conntrack_capacity: 100.try_into().unwrap(),
+            conntrack_vpc_percent: 100,
+            ..Config::default()
+        };
+        let shared = Shared::new(&config, epoch);
+        let loaded = load(&shared.conntrack, &ids, 0, 5_000, &path).unwrap();
+        assert!(loaded.cut_short.is_some(), "the cut is reported");
+        assert_eq!(loaded.keys.len(), 2, "the two whole records");
+        assert_eq!(shared.conntrack.len(), 2);
+        // Every flow loaded is in a sweep: after the established timeout none is left.
+        let mut p = Pipeline::new(config, shared.clone());
+        p.adopt(loaded.keys);
+        assert_eq!(p.expire(epoch + Duration::from_secs(351), 64), 2);
+        assert!(shared.conntrack.is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
