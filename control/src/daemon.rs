@@ -206,6 +206,9 @@ pub trait LinkStatus: Send + Sync {
     fn state(&self) -> &'static str;
     /// Times the link went away since the daemon started.
     fn flaps(&self) -> u64;
+    /// Whether the kernel ingress drop is in place on the interface now (asked of the
+    /// kernel, not remembered).
+    fn ingress_drop(&self) -> bool;
 }
 
 /// One attachment in `/status`.
@@ -217,6 +220,9 @@ struct AttachmentView {
     owner: bool,
     state: &'static str,
     flaps: u64,
+    /// The kernel holds the ingress drop on the interface (`ingress_drop` in the config):
+    /// the node's own stack spends nothing on the attachment's frames.
+    ingress_drop: bool,
 }
 
 /// The `/status` document: the store revision, what the pusher published, and the
@@ -268,6 +274,7 @@ impl Status {
                     owner: s.push.owns(vpc_id),
                     state: l.state(),
                     flaps: l.flaps(),
+                    ingress_drop: l.ingress_drop(),
                 })
                 .collect(),
             owned_vpcs: s.push.owned_vpcs(),

@@ -142,9 +142,13 @@ pub fn start_workers(
         }
         for &(iface, vpc, _) in &attachments {
             // Installed once per interface for the life of the process: a reload that keeps
-            // the interface keeps its filter (and spends no `tc` run on it).
+            // the interface keeps its filter. The link keeps it too: an interface created
+            // again gets it back.
             if cfg.ingress_drop && lock_drops().insert(iface.name.clone()) {
                 ingress_drop(&iface.name, true);
+            }
+            if let Some(t) = tx.get(usize::from(vpc.0)) {
+                t.keep_ingress_drop(cfg.ingress_drop);
             }
             tracing::info!(interface = %iface.name, mac = %iface.mac, mtu = iface.mtu, vpc = vpc.0, workers = cfg.workers, "attachment up");
         }
@@ -254,6 +258,10 @@ impl LinkStatus for Link {
         self.tx.get(self.index).map_or("gone", |t| t.state().name())
     }
 
+    fn ingress_drop(&self) -> bool {
+        ingress_drop_in_place(&self.interface())
+    }
+
     fn flaps(&self) -> u64 {
         self.tx.get(self.index).map_or(0, TxSocket::flaps)
     }
@@ -349,40 +357,31 @@ fn lock_drops() -> std::sync::MutexGuard<'static, std::collections::BTreeSet<Str
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Install (or remove) a `tc` ingress filter that drops every frame on `dev`. Packet
-/// sockets see frames before tc ingress, so the daemon keeps its copy while the kernel's
-/// stack spends nothing on them. Best effort: without `tc`, a warning, and the kernel
-/// simply keeps dropping the frames later (no address on the interface, no forwarding).
+/// Install (or remove) the kernel ingress drop on `dev`
+/// ([`dataplane::io::ingress_drop`]: a direct-action `cls_bpf` filter the daemon loads
+/// itself). Packet sockets see frames before tc ingress, so the daemon keeps its copy while
+/// the kernel's stack spends nothing on them. A failure is logged, and `/status` shows
+/// the drop missing (the kernel then drops the frames later: no address on the interface,
+/// no forwarding).
 fn ingress_drop(dev: &str, on: bool) {
-    let run = |args: &[&str]| {
-        std::process::Command::new("tc")
-            .args(args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .output()
-            .map(|o| {
-                if o.status.success() {
-                    Ok(())
-                } else {
-                    Err(String::from_utf8_lossy(&o.stderr).trim().to_string())
-                }
-            })
-            .unwrap_or_else(|e| Err(e.to_string()))
-    };
-    let result = if on {
-        run(&["qdisc", "replace", "dev", dev, "clsact"]).and_then(|()| {
-            run(&[
-                "filter", "replace", "dev", dev, "ingress", "pref", "49152", "protocol", "all",
-                "matchall", "action", "drop",
-            ])
-        })
-    } else {
-        run(&["qdisc", "del", "dev", dev, "clsact"])
-    };
+    let result = Interface::lookup(dev).and_then(|i| {
+        if on {
+            dataplane::io::ingress_drop::install(i.ifindex)
+        } else {
+            dataplane::io::ingress_drop::remove(i.ifindex)
+        }
+    });
     match result {
         Ok(()) => tracing::info!(interface = dev, installed = on, "kernel ingress drop"),
         Err(e) => {
             tracing::warn!(interface = dev, error = %e, "could not change the kernel ingress drop")
         }
     }
+}
+
+/// True if the kernel ingress drop is in place on `dev` now.
+fn ingress_drop_in_place(dev: &str) -> bool {
+    Interface::lookup(dev)
+        .and_then(|i| dataplane::io::ingress_drop::installed(i.ifindex))
+        .unwrap_or(false)
 }

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
 use super::af_packet::Interface;
+use super::bpf::{bpf, insn, put_u32};
 use super::sys::{cvt, setsockopt};
 use super::{Backend, BackendError, Batch, VlanTag};
 use crate::flow::VpcId;
@@ -40,7 +41,6 @@ const XDP_COPY: u16 = 1 << 1;
 
 const BPF_MAP_CREATE: libc::c_long = 0;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
-const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_MAP_TYPE_XSKMAP: u32 = 17;
 const BPF_PROG_TYPE_XDP: u32 = 6;
@@ -98,25 +98,6 @@ struct XdpDesc {
     addr: u64,
     len: u32,
     options: u32,
-}
-
-/// `bpf(cmd, attr, 128)`; `attr` is the zero-padded `union bpf_attr`.
-fn bpf(cmd: libc::c_long, attr: &mut [u64; 16]) -> io::Result<OwnedFd> {
-    // SAFETY: `attr` is a live 128-byte buffer, larger than every command's part of the
-    // union; the kernel checks the tail it does not know is zero.
-    let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), 128usize) };
-    let fd = libc::c_int::try_from(r).unwrap_or(-1);
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the command returned a new descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn put_u32(attr: &mut [u64; 16], at: usize, v: u32) {
-    let word = &mut attr[at / 8];
-    let shift = (at % 8) * 8;
-    *word = (*word & !(0xffff_ffff << shift)) | (u64::from(v) << shift);
 }
 
 /// A mapped ring: producer and consumer indices, flags, descriptors.
@@ -475,13 +456,7 @@ fn program(fd: &OwnedFd, ifindex: i32) -> io::Result<(OwnedFd, OwnedFd, OwnedFd)
         insn(0x85, 0, 0, 0, 51),
         insn(0x95, 0, 0, 0, 0),
     ];
-    let license = b"GPL\0";
-    let mut attr = [0u64; 16];
-    put_u32(&mut attr, 0, BPF_PROG_TYPE_XDP);
-    put_u32(&mut attr, 4, 6);
-    attr[1] = insns.as_ptr() as u64;
-    attr[2] = license.as_ptr() as u64;
-    let prog = bpf(BPF_PROG_LOAD, &mut attr)?;
+    let prog = super::bpf::load(BPF_PROG_TYPE_XDP, &insns)?;
     let mut attr = [0u64; 16];
     put_u32(&mut attr, 0, u32::try_from(prog.as_raw_fd()).unwrap_or(0));
     put_u32(&mut attr, 4, u32::try_from(ifindex).unwrap_or(0));
@@ -489,14 +464,6 @@ fn program(fd: &OwnedFd, ifindex: i32) -> io::Result<(OwnedFd, OwnedFd, OwnedFd)
     put_u32(&mut attr, 12, XDP_FLAGS_DRV_MODE);
     let link = bpf(BPF_LINK_CREATE, &mut attr)?;
     Ok((map, prog, link))
-}
-
-/// One `struct bpf_insn` as a little-endian u64.
-fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> u64 {
-    u64::from(code)
-        | (u64::from((src << 4) | (dst & 0x0f)) << 8)
-        | (u64::from(off.cast_unsigned()) << 16)
-        | (u64::from(imm.cast_unsigned()) << 32)
 }
 
 /// A worker's XDP sockets, one per attachment.

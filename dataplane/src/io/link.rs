@@ -7,7 +7,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicI32, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
@@ -54,6 +54,9 @@ pub struct TxSocket {
     flaps: AtomicU64,
     /// One re-open at a time.
     reopening: Mutex<()>,
+    /// The daemon keeps the kernel ingress drop on this attachment: an interface created
+    /// again gets it back with its MAC.
+    ingress_drop: AtomicBool,
 }
 
 fn tx_fd(ifindex: i32) -> io::Result<OwnedFd> {
@@ -87,7 +90,14 @@ impl TxSocket {
             state: AtomicU8::new(LinkState::Up as u8),
             flaps: AtomicU64::new(0),
             reopening: Mutex::new(()),
+            ingress_drop: AtomicBool::new(false),
         })
+    }
+
+    /// Keep the kernel ingress drop ([`super::ingress_drop`]) on this attachment from now
+    /// on: installed again when the interface is created again.
+    pub fn keep_ingress_drop(&self, keep: bool) {
+        self.ingress_drop.store(keep, Ordering::Relaxed);
     }
 
     /// The interface name.
@@ -137,6 +147,11 @@ impl TxSocket {
                     && let Err(e) = set_mac(&self.name, self.mac)
                 {
                     tracing::warn!(interface = %self.name, error = %e, "could not restore the attachment's MAC");
+                }
+                if self.ingress_drop.load(Ordering::Relaxed)
+                    && let Err(e) = super::ingress_drop::install(iface.ifindex)
+                {
+                    tracing::warn!(interface = %self.name, error = %e, "could not restore the kernel ingress drop");
                 }
                 match tx_fd(iface.ifindex) {
                     Ok(fd) => {

@@ -6,6 +6,10 @@ pub mod af_packet;
 #[cfg(target_os = "linux")]
 pub mod af_xdp;
 #[cfg(target_os = "linux")]
+mod bpf;
+#[cfg(target_os = "linux")]
+pub mod ingress_drop;
+#[cfg(target_os = "linux")]
 pub mod link;
 pub mod mem;
 #[cfg(target_os = "linux")]
