@@ -3,7 +3,7 @@
 //! provider's VPC, and translates the replies back.
 //!
 //! Three rings:
-//! - **Core** ([`wire`], [`flow`], [`tables`], [`conntrack`], [`neighbour`], [`nat`],
+//! - **Core** ([`wire`], [`flow`], [`tables`], [`conntrack`], [`neighbour`], [`rewrite`],
 //!   [`pipeline`]): pure and deterministic. Time, tables and bytes are arguments; nothing
 //!   reads the clock, does I/O, allocates on the established path, or logs.
 //! - **Driver** ([`worker`]): owns one backend, one table reader and one pipeline; reads the
@@ -24,11 +24,10 @@ pub mod announce;
 pub mod config;
 pub mod conntrack;
 pub mod flow;
-pub mod identity;
 pub mod io;
-pub mod nat;
 pub mod neighbour;
 pub mod pipeline;
+pub mod rewrite;
 pub mod snapshot;
 pub mod stats;
 pub mod tables;

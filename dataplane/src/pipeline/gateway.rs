@@ -13,7 +13,7 @@
 //! revoked at its next packet once the endpoint (so the route) is gone.
 
 use super::open::refuse_opening;
-use super::{Destination, FlowSides, Parsed, Pipeline};
+use super::{Classified, Destination, FlowSides, Parsed, Pipeline};
 use crate::conntrack::Direction;
 use crate::tables::Tables;
 use crate::verdict::{DropReason, Verdict};
@@ -29,16 +29,16 @@ impl Pipeline {
         frame: &mut [u8],
         parsed: Parsed,
         now_secs: u32,
-    ) -> Verdict {
+    ) -> Classified {
         let key = parsed.key;
         let Some(routes) = tables.gateways(key.vpc) else {
-            return Verdict::Drop(DropReason::NoEndpoint);
+            return Verdict::Drop(DropReason::NoEndpoint).into();
         };
         let Some(route) = routes.lookup(key.dst) else {
-            return Verdict::Drop(DropReason::NoRoute);
+            return Verdict::Drop(DropReason::NoRoute).into();
         };
         if let Some(refused) = refuse_opening(tables, parsed) {
-            return Verdict::Drop(refused);
+            return Verdict::Drop(refused).into();
         }
         let to = Destination {
             vpc: route.out_vpc,
@@ -47,11 +47,11 @@ impl Pipeline {
             hop: route.hop(key.dst),
             identity: 0,
         };
-        let verdict = self.install(tables, frame, parsed, to, now_secs);
-        if matches!(verdict, Verdict::Forward(_)) {
+        let classified = self.install(tables, frame, parsed, to, now_secs);
+        if matches!(classified, Classified::Verdict(Verdict::Forward(_))) {
             self.stats.gateway_flows += 1;
         }
-        verdict
+        classified
     }
 
     /// Re-check a flow the accepted table does not hold as a gateway flow: `None` (revoke)

@@ -25,7 +25,7 @@
 //! ```
 //!
 //! A TCP flow whose service carries client identity (`tcp_proxy`) gets it after the rewrite,
-//! in either direction ([`crate::identity`]: the PROXY v2 header and the sequence shift, the
+//! in either direction ([`crate::rewrite::identity`]: the PROXY v2 header and the sequence shift, the
 //! TOA option, the SYN-ACK's MSS); [`Pipeline::process_in`] gives the frame room to grow.
 //! The miss path lives in `open.rs`.
 //!
@@ -66,9 +66,8 @@ use foldhash::fast::RandomState;
 use crate::config::Config;
 use crate::conntrack::{ConnTrack, Direction, FlowEntry, state, tcp_next};
 use crate::flow::{FlowKey, VpcId};
-use crate::identity;
-use crate::nat;
 use crate::neighbour::Neighbours;
+use crate::rewrite::{identity, nat};
 use crate::stats::WorkerStats;
 use crate::tables::{AcceptedKey, Tables};
 use crate::verdict::{DropReason, Verdict};
@@ -122,6 +121,21 @@ struct Parsed {
     l4: L4Checksum,
 }
 
+/// What [`Pipeline::classify`] decided for a frame: its verdict, or a forward on the
+/// attachment whose rewritten segment still owes client identity its bytes
+/// ([`identity::apply`], done by [`Pipeline::process_in`], which has the room to grow).
+enum Classified {
+    Verdict(Verdict),
+    Identity(VpcId, identity::Segment),
+}
+
+impl From<Verdict> for Classified {
+    #[inline(always)]
+    fn from(v: Verdict) -> Self {
+        Self::Verdict(v)
+    }
+}
+
 /// One worker's packet processor. Owns its counters and its expiry queue; shares
 /// conntrack (with its eviction candidates) and neighbours with the other pipelines.
 #[derive(Debug)]
@@ -140,9 +154,6 @@ pub struct Pipeline {
     clock: (Instant, u32, u64),
     /// Conntrack hashes of the frames [`Pipeline::prefetch`] is warming.
     prefetched: [u64; PREFETCH_MAX],
-    /// Client identity the frame being processed still needs, once it is rewritten (set
-    /// by `classify`, applied by [`Pipeline::process_in`], which has the room to grow).
-    identity: Option<identity::Segment>,
 }
 
 impl Pipeline {
@@ -158,7 +169,6 @@ impl Pipeline {
             hasher: RandomState::default(),
             clock,
             prefetched: [0; PREFETCH_MAX],
-            identity: None,
         };
         p.clock.1 = p.shared.conntrack.secs(p.clock.0);
         p.clock.2 = p.shared.neighbours.epoch();
@@ -227,7 +237,7 @@ impl Pipeline {
     /// same metadata.
     ///
     /// The frame cannot grow here: a segment of a flow with client identity that must
-    /// (see [`crate::identity`]) is dropped as `identity_no_room`. Use
+    /// (see [`crate::rewrite::identity`]) is dropped as `identity_no_room`. Use
     /// [`Pipeline::process_in`] with a buffer that has room.
     pub fn process_offloaded(
         &mut self,
@@ -244,7 +254,7 @@ impl Pipeline {
     }
 
     /// [`Pipeline::process_offloaded`] for the frame in `buf[..len]`, where the rest of
-    /// `buf` is room for it to grow (client identity, [`crate::identity`]). Returns the
+    /// `buf` is room for it to grow (client identity, [`crate::rewrite::identity`]). Returns the
     /// verdict and the frame's length after processing (changed only for a forwarded
     /// frame), and updates `vnet` for the frame sent on.
     pub fn process_in(
@@ -258,15 +268,16 @@ impl Pipeline {
     ) -> (Verdict, usize) {
         self.stats.rx_frames += 1;
         let l4 = vnet.l4_checksum();
-        let mut verdict = self.classify(now, tables, ingress, &mut buf[..len], l4);
-        let mut out_len = len;
-        // Only flows with client identity set it: the common path is one test.
-        if self.identity.is_some() {
-            match self.apply_identity(tables, buf, len, l4, vnet, verdict) {
-                Ok(n) => out_len = n,
-                Err(reason) => verdict = Verdict::Drop(reason),
+        let (verdict, out_len) = match self.classify(now, tables, ingress, &mut buf[..len], l4) {
+            Classified::Verdict(v) => (v, len),
+            // Only flows with client identity: the common path is one test.
+            Classified::Identity(out, seg) => {
+                match self.apply_identity(tables, buf, len, l4, vnet, &seg) {
+                    Ok(n) => (Verdict::Forward(out), n),
+                    Err(reason) => (Verdict::Drop(reason), len),
+                }
             }
-        }
+        };
         match verdict {
             Verdict::Drop(reason) => self.stats.drop(reason),
             Verdict::Forward(_) => {
@@ -283,8 +294,7 @@ impl Pipeline {
         (verdict, out_len)
     }
 
-    /// The client identity the frame just classified needs (see [`crate::identity`]), if it
-    /// is forwarded; its new length.
+    /// Give the rewritten frame of `seg`'s flow its client identity; its new length.
     #[cold]
     #[inline(never)]
     fn apply_identity(
@@ -294,15 +304,10 @@ impl Pipeline {
         len: usize,
         l4: L4Checksum,
         vnet: &mut VnetHdr,
-        verdict: Verdict,
+        seg: &identity::Segment,
     ) -> Result<usize, DropReason> {
-        match self.identity.take() {
-            Some(seg) if matches!(verdict, Verdict::Forward(_)) => {
-                let marker_id = || marker_of(tables, &seg);
-                identity::apply(buf, len, l4, vnet, &seg, marker_id, &mut self.stats)
-            }
-            _ => Ok(len),
-        }
+        let marker_id = || marker_of(tables, seg);
+        identity::apply(buf, len, l4, vnet, seg, marker_id, &mut self.stats)
     }
 
     #[inline(always)]
@@ -313,32 +318,32 @@ impl Pipeline {
         ingress: VpcId,
         frame: &mut [u8],
         l4: L4Checksum,
-    ) -> Verdict {
+    ) -> Classified {
         let Some(&my_mac) = self.config.attachments.get(ingress.index()) else {
-            return Verdict::Drop(DropReason::NotForUs);
+            return Verdict::Drop(DropReason::NotForUs).into();
         };
         let Ok(eth) = EthernetFrame::new_checked(&*frame) else {
-            return Verdict::Drop(DropReason::Malformed);
+            return Verdict::Drop(DropReason::Malformed).into();
         };
         let dst_mac = eth.dst();
         if eth.src().is_multicast() {
             // Multicast and broadcast (all ones has the group bit) are never a source.
-            return Verdict::Drop(DropReason::SourceMac);
+            return Verdict::Drop(DropReason::SourceMac).into();
         }
         match eth.ethertype() {
             ethernet::ETHERTYPE_IPV4 if dst_mac == my_mac => {
                 match self.check_ipv4(ingress, frame, l4) {
                     Ok(parsed) => self.ipv4(now, tables, ingress, frame, parsed),
-                    Err(reason) => Verdict::Drop(reason),
+                    Err(reason) => Verdict::Drop(reason).into(),
                 }
             }
-            ethernet::ETHERTYPE_IPV4 => Verdict::Drop(DropReason::NotForUs),
+            ethernet::ETHERTYPE_IPV4 => Verdict::Drop(DropReason::NotForUs).into(),
             ethernet::ETHERTYPE_ARP if dst_mac == my_mac || dst_mac == MacAddr::BROADCAST => {
                 let now_secs = self.secs(now);
-                self.arp(tables, ingress, my_mac, frame, now_secs)
+                self.arp(tables, ingress, my_mac, frame, now_secs).into()
             }
-            ethernet::ETHERTYPE_ARP => Verdict::Drop(DropReason::NotForUs),
-            _ => Verdict::Drop(DropReason::UnsupportedProtocol),
+            ethernet::ETHERTYPE_ARP => Verdict::Drop(DropReason::NotForUs).into(),
+            _ => Verdict::Drop(DropReason::UnsupportedProtocol).into(),
         }
     }
 
@@ -407,10 +412,10 @@ impl Pipeline {
         ingress: VpcId,
         frame: &mut [u8],
         parsed: Parsed,
-    ) -> Verdict {
+    ) -> Classified {
         let now_secs = self.secs(now);
         if !admits_port(tables, &parsed.key, frame) {
-            return Verdict::Drop(DropReason::PortSecurity);
+            return Verdict::Drop(DropReason::PortSecurity).into();
         }
         if let Some(v) = self.established(tables, frame, parsed, now_secs) {
             return v;
@@ -418,17 +423,17 @@ impl Pipeline {
         match tables.endpoint(ingress, parsed.key.dst) {
             // A standby opens no flow: the owner serves the address (a client that still
             // sends here has a stale neighbour entry, which the owner's announcement fixes).
-            Some(_) if !tables.owns(ingress) => Verdict::Drop(DropReason::NoEndpoint),
+            Some(_) if !tables.owns(ingress) => Verdict::Drop(DropReason::NoEndpoint).into(),
             Some(endpoint) => self.open(tables, frame, parsed, endpoint, now_secs),
             None if tables.snat().contains_u32(parsed.key.dst) && tables.is_snat_vpc(ingress) => {
-                Verdict::Drop(DropReason::ReplyWithoutFlow)
+                Verdict::Drop(DropReason::ReplyWithoutFlow).into()
             }
             None if tables.is_service_address(ingress, parsed.key.dst) => {
                 self.stats.service_frames += 1;
-                Verdict::Consumed
+                Verdict::Consumed.into()
             }
             // Nor a gateway flow: the owner is the clients' next hop.
-            None if !tables.owns(ingress) => Verdict::Drop(DropReason::NoEndpoint),
+            None if !tables.owns(ingress) => Verdict::Drop(DropReason::NoEndpoint).into(),
             None => self.gateway(tables, frame, parsed, now_secs),
         }
     }
@@ -441,7 +446,7 @@ impl Pipeline {
         frame: &mut [u8],
         Parsed { key, flags, l4 }: Parsed,
         now_secs: u32,
-    ) -> Option<Verdict> {
+    ) -> Option<Classified> {
         let ct = &*self.shared.conntrack;
         let entry = ct.get(&key)?;
         let generation = self.generation(tables);
@@ -460,7 +465,7 @@ impl Pipeline {
                     if ct.remove_flow(&key) {
                         self.stats.flows_revoked += 1;
                     }
-                    return Some(Verdict::Drop(DropReason::Revoked));
+                    return Some(Verdict::Drop(DropReason::Revoked).into());
                 }
             }
         }
@@ -502,9 +507,10 @@ impl Pipeline {
             self.stats.forwarded_reply += 1;
         }
         if identity != 0 && key.proto == PROTO_TCP {
-            self.identity = Some(identity_segment(&key, &entry, identity, flags, frame));
+            let seg = identity_segment(&key, &entry, identity, flags, frame);
+            return Some(Classified::Identity(out, seg));
         }
-        Some(Verdict::Forward(out))
+        Some(Verdict::Forward(out).into())
     }
 
     /// The MAC of attachment `vpc` (the source of the frames the node sends there).

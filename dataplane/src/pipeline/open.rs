@@ -4,11 +4,10 @@
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use super::{Destination, Parsed, Pipeline, SNAT_ADDRESS_TRIES};
+use super::{Classified, Destination, Parsed, Pipeline, SNAT_ADDRESS_TRIES};
 use crate::conntrack::{ConnTrack, Direction, FlowInit, Full, InsertError, Rewrite, stamp, state};
 use crate::flow::{FlowKey, VpcId};
-use crate::identity;
-use crate::nat;
+use crate::rewrite::{identity, nat};
 use crate::tables::{AcceptedKey, EndpointState, Tables};
 use crate::verdict::{DropReason, Verdict};
 use crate::wire::ethernet::EthernetFrame;
@@ -25,13 +24,13 @@ impl Pipeline {
         parsed: Parsed,
         endpoint: EndpointState,
         now_secs: u32,
-    ) -> Verdict {
+    ) -> Classified {
         let key = parsed.key;
         if let Some(refused) = refuse_opening(tables, parsed) {
-            return Verdict::Drop(refused);
+            return Verdict::Drop(refused).into();
         }
         if endpoint != EndpointState::Accepted {
-            return Verdict::Drop(DropReason::NotAccepted);
+            return Verdict::Drop(DropReason::NotAccepted).into();
         }
         let akey = AcceptedKey {
             vpc: key.vpc,
@@ -40,10 +39,10 @@ impl Pipeline {
             endpoint: key.dst,
         };
         let Some(target) = tables.accepted().get(&akey) else {
-            return Verdict::Drop(DropReason::PortNotMapped);
+            return Verdict::Drop(DropReason::PortNotMapped).into();
         };
         if !target.admits(key.src) {
-            return Verdict::Drop(DropReason::SourceNotWhitelisted);
+            return Verdict::Drop(DropReason::SourceNotWhitelisted).into();
         }
         let to = Destination {
             vpc: target.backend_vpc,
@@ -56,7 +55,26 @@ impl Pipeline {
                 0
             },
         };
-        self.install(tables, frame, parsed, to, now_secs)
+        match self.install(tables, frame, parsed, to, now_secs) {
+            Classified::Verdict(Verdict::Forward(out)) if to.identity != 0 => Classified::Identity(
+                out,
+                identity::Segment {
+                    dir: Direction::Original,
+                    identity: to.identity,
+                    isn: super::tcp_seq(frame),
+                    addresses: proxy::Addresses {
+                        src: key.src,
+                        dst: key.dst,
+                        sport: key.sport,
+                        dport: key.dport,
+                    },
+                    client_vpc: key.vpc,
+                    acked: false,
+                    opening: true,
+                },
+            ),
+            other => other,
+        }
     }
 
     /// Open an admitted flow to `to`: SNAT port, both conntrack entries, rewrite.
@@ -67,7 +85,7 @@ impl Pipeline {
         parsed: Parsed,
         to: Destination,
         now_secs: u32,
-    ) -> Verdict {
+    ) -> Classified {
         let Parsed { key, l4, .. } = parsed;
         let seq = if key.proto == PROTO_TCP {
             super::tcp_seq(frame)
@@ -85,17 +103,20 @@ impl Pipeline {
 
         let Some(backend_mac) = self.shared.neighbours.lookup(backend_vpc, hop) else {
             let sender = self.snat_ip(tables, &key, 0);
-            return self.ask_neighbour(backend_vpc, hop, sender, frame, now_secs);
+            return self
+                .ask_neighbour(backend_vpc, hop, sender, frame, now_secs)
+                .into();
         };
         if let Err(full) = self.reserve(&ct, key.vpc) {
             return Verdict::Drop(match full {
                 Full::Node => DropReason::ConntrackFull,
                 Full::Vpc => DropReason::ConntrackVpcLimit,
-            });
+            })
+            .into();
         }
         if !self.make_expiry_room(&ct, now_secs) {
             ct.release(key.vpc);
-            return Verdict::Drop(DropReason::ConntrackFull);
+            return Verdict::Drop(DropReason::ConntrackFull).into();
         }
 
         // SNAT: the reply key (backend -> snat:port) must be free; inserting it reserves it.
@@ -148,15 +169,15 @@ impl Pipeline {
                 ct.release(key.vpc);
                 return self
                     .established(tables, frame, parsed, now_secs)
-                    .unwrap_or(Verdict::Drop(DropReason::TcpNoFlow));
+                    .unwrap_or_else(|| Verdict::Drop(DropReason::TcpNoFlow).into());
             }
             Err(InsertError::SnatExhausted) => {
                 ct.release(key.vpc);
-                return Verdict::Drop(DropReason::SnatExhausted);
+                return Verdict::Drop(DropReason::SnatExhausted).into();
             }
             Err(InsertError::TableFull) => {
                 ct.release(key.vpc);
-                return Verdict::Drop(DropReason::ConntrackFull);
+                return Verdict::Drop(DropReason::ConntrackFull).into();
             }
         };
         self.stats.flows_created += 1;
@@ -164,23 +185,7 @@ impl Pipeline {
         ct.remember(key);
         let src_mac = self.attachment_mac(backend_vpc);
         nat::rewrite(frame, key.proto, l4, &rw, src_mac, backend_mac);
-        if identity != 0 {
-            self.identity = Some(identity::Segment {
-                dir: Direction::Original,
-                identity,
-                isn: seq,
-                addresses: proxy::Addresses {
-                    src: key.src,
-                    dst: key.dst,
-                    sport: key.sport,
-                    dport: key.dport,
-                },
-                client_vpc: key.vpc,
-                acked: false,
-                opening: true,
-            });
-        }
-        Verdict::Forward(backend_vpc)
+        Verdict::Forward(backend_vpc).into()
     }
 
     /// The SNAT address for a client: a hash of (VPC, client address) over the range's

@@ -35,6 +35,12 @@ pub struct Ipv4Packet<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Ipv4Packet<T> {
+    /// Wrap a buffer this crate sized, or a header the pipeline already checked;
+    /// accessors panic on a short buffer.
+    pub fn new_unchecked(buf: T) -> Self {
+        Self { buf }
+    }
+
     /// Wrap `buf`, checking every length an accessor relies on (see the module doc).
     ///
     /// # Errors
@@ -125,11 +131,6 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
-    /// Wrap a buffer this crate sized; accessors panic on a short buffer.
-    pub fn new_unchecked(buf: T) -> Self {
-        Self { buf }
-    }
-
     /// Write the total length field (a rewrite that grows or shrinks the packet).
     pub fn set_total_len(&mut self, len: u16) {
         write_u16(self.buf.as_mut(), field::TOTAL_LEN, len);

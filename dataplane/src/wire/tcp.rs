@@ -127,6 +127,26 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
     pub fn urg_ptr(&self) -> u16 {
         read_u16(self.buf.as_ref(), field::URG_PTR)
     }
+
+    /// The MSS option's value and the offset of that value, if the header has a
+    /// well-formed one (kind 2, length 4).
+    pub fn mss(&self) -> Option<(u16, usize)> {
+        let o = self.options().find(|o| o.kind == OPT_MSS && o.len == 4)?;
+        Some((read_u16(self.buf.as_ref(), o.at + 2), o.at + 2))
+    }
+
+    /// The edges of the SACK option's blocks (left, right, left, ...) with the offset of
+    /// each, if the header has a well-formed one (length 2 + 8 per block); at most four
+    /// blocks fit a header.
+    pub fn sack_edges(&self) -> impl Iterator<Item = (u32, usize)> + '_ {
+        let o = self
+            .options()
+            .find(|o| o.kind == OPT_SACK && o.len >= 10 && (o.len - 2) % 8 == 0);
+        let range = o.map_or(0..0, |o| o.at + 2..o.at + o.len);
+        range
+            .step_by(4)
+            .map(|at| (read_u32(self.buf.as_ref(), at), at))
+    }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
@@ -156,6 +176,23 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
         let b = self.buf.as_mut();
         let words = u8::try_from(len / 4).unwrap_or(15).min(15);
         b[field::DATA_OFF] = (words << 4) | (b[field::DATA_OFF] & 0x0f);
+    }
+
+    /// Write a 32-bit value inside the options, at an offset [`TcpPacket::sack_edges`]
+    /// returned.
+    pub fn set_option_u32(&mut self, at: usize, value: u32) {
+        write_u32(self.buf.as_mut(), at, value);
+    }
+
+    /// Write a 16-bit value inside the options, at an offset [`TcpPacket::mss`] returned.
+    pub fn set_option_u16(&mut self, at: usize, value: u16) {
+        write_u16(self.buf.as_mut(), at, value);
+    }
+
+    /// The option bytes from offset `at` (of an option [`TcpPacket::options`] found, or of
+    /// room opened for a new one), for writing.
+    pub fn option_bytes_mut(&mut self, at: usize, len: usize) -> &mut [u8] {
+        &mut self.buf.as_mut()[at..at + len]
     }
 
     /// Write the flag bits of byte 13.

@@ -56,7 +56,6 @@ use crate::wire::ipv4::{self, Ipv4Packet, PROTO_TCP};
 use crate::wire::offload::{L4Checksum, VnetHdr};
 use crate::wire::proxy::{self, Addresses};
 use crate::wire::tcp::{self, TcpPacket};
-use crate::wire::{read_u16, read_u32, write_u16, write_u32};
 
 /// The TOA option's kind.
 pub const TOA_KIND: u8 = 254;
@@ -119,7 +118,8 @@ pub fn apply(
     stats: &mut WorkerStats,
 ) -> Result<usize, DropReason> {
     // The IPv4 total length (the pipeline checked it against the frame).
-    let end = ethernet::HEADER_LEN + usize::from(read_u16(buf, ethernet::HEADER_LEN + 2));
+    let end = ethernet::HEADER_LEN
+        + usize::from(Ipv4Packet::new_unchecked(&buf[ethernet::HEADER_LEN..]).total_len());
     debug_assert!(end <= len);
     let mut frame = Frame { buf, end, l4 };
     match seg.dir {
@@ -146,14 +146,35 @@ impl Frame<'_> {
         self.tcp().header_len()
     }
 
-    /// Patch the TCP checksum for a 32-bit word of the segment that changed.
-    fn patch32(&mut self, at: usize, old: u32, new: u32) {
-        write_u32(self.buf, at, new);
+    fn tcp_mut(&mut self) -> TcpPacket<&mut [u8]> {
+        TcpPacket::new_unchecked(&mut self.buf[TCP_AT..self.end])
+    }
+
+    fn ip(&self) -> Ipv4Packet<&[u8]> {
+        Ipv4Packet::new_unchecked(&self.buf[ethernet::HEADER_LEN..self.end])
+    }
+
+    /// Fold a 16- or 32-bit change of the segment into a complete TCP checksum (RFC 1624);
+    /// a partial one covers no payload yet and is left alone.
+    fn adjust(&mut self, update: impl FnOnce(u16) -> u16) {
         if self.l4 == L4Checksum::Complete {
-            let field = TCP_AT + tcp::CHECKSUM_OFFSET;
-            let hc = read_u16(self.buf, field);
-            write_u16(self.buf, field, update32(hc, old, new));
+            let hc = self.tcp().checksum();
+            self.tcp_mut().set_checksum(update(hc));
         }
+    }
+
+    /// Write the sequence number, fixing the checksum.
+    fn set_seq(&mut self, new: u32) {
+        let old = self.tcp().seq();
+        self.tcp_mut().set_seq(new);
+        self.adjust(|hc| update32(hc, old, new));
+    }
+
+    /// Write the acknowledgment number, fixing the checksum.
+    fn set_ack(&mut self, new: u32) {
+        let old = self.tcp().ack();
+        self.tcp_mut().set_ack(new);
+        self.adjust(|hc| update32(hc, old, new));
     }
 
     /// True if the TCP checksum verifies (always for a partial one: not computed yet).
@@ -166,10 +187,7 @@ impl Frame<'_> {
     }
 
     fn pseudo(&self) -> u32 {
-        let (src, dst) = (
-            read_u32(self.buf, ethernet::HEADER_LEN + 12),
-            read_u32(self.buf, ethernet::HEADER_LEN + 16),
-        );
+        let (src, dst) = (self.ip().src_u32(), self.ip().dst_u32());
         let seg_len = u16::try_from(self.end - TCP_AT).unwrap_or(u16::MAX);
         pseudo_header_sum(src, dst, PROTO_TCP, seg_len)
     }
@@ -209,8 +227,7 @@ impl Frame<'_> {
             self.move_urgent(0, false);
             return Ok(first);
         }
-        let new_seq = seq.wrapping_add(u32::try_from(cut).unwrap_or(u32::MAX));
-        self.patch32(TCP_AT + 4, seq, new_seq);
+        self.set_seq(seq.wrapping_add(u32::try_from(cut).unwrap_or(u32::MAX)));
         self.move_urgent(cut, false);
         Ok(0)
     }
@@ -221,7 +238,7 @@ impl Frame<'_> {
     /// checksum is computed anew).
     fn move_urgent(&mut self, n: usize, inserted: bool) {
         let n = u16::try_from(n).unwrap_or(u16::MAX);
-        let mut t = TcpPacket::new_unchecked(&mut self.buf[TCP_AT..]);
+        let mut t = self.tcp_mut();
         let flags = t.flags();
         if flags & tcp::URG == 0 {
             return;
@@ -250,16 +267,15 @@ impl Frame<'_> {
         ip.set_checksum(0);
         let hc = checksum::checksum(&self.buf[ethernet::HEADER_LEN..TCP_AT]);
         Ipv4Packet::new_unchecked(&mut self.buf[ethernet::HEADER_LEN..]).set_checksum(hc);
-        let field = TCP_AT + tcp::CHECKSUM_OFFSET;
         let pseudo = self.pseudo();
         let value = match self.l4 {
             L4Checksum::Partial { .. } => fold(pseudo),
             L4Checksum::Complete => {
-                write_u16(self.buf, field, 0);
+                self.tcp_mut().set_checksum(0);
                 !fold(checksum::sum(pseudo, &self.buf[TCP_AT..self.end]))
             }
         };
-        write_u16(self.buf, field, value);
+        self.tcp_mut().set_checksum(value);
     }
 }
 
@@ -308,7 +324,7 @@ fn toward_backend(
             verify(f)?;
             let mut at = Some(first_forged);
             while let Some(o) = at {
-                f.buf[TCP_AT + o.at..TCP_AT + o.at + o.len].fill(tcp::OPT_NOP);
+                f.tcp_mut().option_bytes_mut(o.at, o.len).fill(tcp::OPT_NOP);
                 stats.toa_stripped += 1;
                 at = f.tcp().options().find(|o| o.kind == TOA_KIND);
             }
@@ -330,7 +346,7 @@ fn toward_backend(
             }
         } else if seg.acked {
             // The header is in the backend's stream: everything moves, at any distance.
-            f.patch32(TCP_AT + 4, seq, seq.wrapping_add(SHIFT));
+            f.set_seq(seq.wrapping_add(SHIFT));
         } else {
             if first < 0 && (has_data || fin) {
                 verify(f)?;
@@ -346,7 +362,7 @@ fn toward_backend(
                 resized = true;
                 stats.proxy_headers += 1;
             } else if first > 0 {
-                f.patch32(TCP_AT + 4, seq, seq.wrapping_add(SHIFT));
+                f.set_seq(seq.wrapping_add(SHIFT));
             }
         }
     }
@@ -364,11 +380,12 @@ fn toward_backend(
                 .map_or(header_len, |o| o.at);
             f.open(TCP_AT + at, TOA_LEN)?;
             let a = seg.addresses;
-            let o = &mut f.buf[TCP_AT + at..TCP_AT + at + TOA_LEN];
+            let mut t = f.tcp_mut();
+            let o = t.option_bytes_mut(at, TOA_LEN);
             o[..2].copy_from_slice(&[TOA_KIND, 8]);
             o[2..4].copy_from_slice(&a.sport.to_be_bytes());
             o[4..8].copy_from_slice(&a.src.to_be_bytes());
-            TcpPacket::new_unchecked(&mut f.buf[TCP_AT..]).set_header_len(header_len + TOA_LEN);
+            t.set_header_len(header_len + TOA_LEN);
             if vnet.hdr_len != 0 {
                 vnet.hdr_len += 8;
             }
@@ -397,9 +414,6 @@ fn toward_client(f: &mut Frame<'_>, seg: &Segment) {
         let t = f.tcp();
         (t.flags(), t.ack())
     };
-    let mut changes: [(usize, u32, u32); 10] = [(0, 0, 0); 10];
-    let mut n = 0;
-    let proxy = seg.identity & state::PROXY != 0;
     let unshift = |x: u32| {
         if seg.acked {
             x.wrapping_sub(SHIFT)
@@ -407,47 +421,37 @@ fn toward_client(f: &mut Frame<'_>, seg: &Segment) {
             unshift(x, seg.isn)
         }
     };
-    if proxy && flags & tcp::ACK != 0 {
-        changes[n] = (TCP_AT + 8, ack, unshift(ack));
-        n += 1;
+    if seg.identity & state::PROXY != 0 {
+        if flags & tcp::ACK != 0 {
+            let new = unshift(ack);
+            if new != ack {
+                f.set_ack(new);
+            }
+        }
+        // Blocks of two edges; a malformed SACK option is left alone.
+        let mut edges = [(0u32, 0usize); 8];
+        let mut n = 0;
+        for (edge, e) in f.tcp().sack_edges().zip(&mut edges) {
+            *e = edge;
+            n += 1;
+        }
+        for &(old, at) in &edges[..n] {
+            let new = unshift(old);
+            if new != old {
+                f.tcp_mut().set_option_u32(at, new);
+                f.adjust(|hc| update32(hc, old, new));
+            }
+        }
     }
     let syn_ack = flags & (tcp::SYN | tcp::ACK) == tcp::SYN | tcp::ACK;
-    let mut mss = None;
-    for o in f.tcp().options() {
-        let at = TCP_AT + o.at;
-        match o.kind {
-            tcp::OPT_MSS if syn_ack && o.len == 4 => mss = Some(at + 2),
-            // Blocks of two edges; a malformed length is left alone.
-            tcp::OPT_SACK if proxy && o.len >= 10 && (o.len - 2) % 8 == 0 => {
-                for edge in (at + 2..at + o.len).step_by(4) {
-                    if n < changes.len() {
-                        let v = read_u32(f.buf, edge);
-                        changes[n] = (edge, v, unshift(v));
-                        n += 1;
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    for &(at, old, new) in &changes[..n] {
-        if old != new {
-            f.patch32(at, old, new);
-        }
-    }
-    if let Some(at) = mss {
-        let old = read_u16(f.buf, at);
+    if let Some((old, at)) = f.tcp().mss().filter(|_| syn_ack) {
         let new = old
             .saturating_sub(overhead(seg.identity))
             .max(MIN_MSS)
             .min(old);
         if new != old {
-            write_u16(f.buf, at, new);
-            if f.l4 == L4Checksum::Complete {
-                let field = TCP_AT + tcp::CHECKSUM_OFFSET;
-                let hc = read_u16(f.buf, field);
-                write_u16(f.buf, field, update16(hc, old, new));
-            }
+            f.tcp_mut().set_option_u16(at, new);
+            f.adjust(|hc| update16(hc, old, new));
         }
     }
 }
