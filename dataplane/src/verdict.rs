@@ -20,7 +20,7 @@ pub enum Verdict {
         len: usize,
     },
     /// Transmit the frame, rewritten in place, on attachment `vpc`. Its length is unchanged
-    /// unless client identity grew it (see [`crate::identity`]).
+    /// unless client identity grew it (see [`crate::rewrite::identity`]).
     Forward(VpcId),
 }
 
@@ -50,7 +50,7 @@ pub enum DropReason {
     /// the backend has answered the client's SYN (for a flow that opened again on the same
     /// ports, a SYN-ACK acknowledging its new ISN). Data that merely starts before ISN + 1 is
     /// trimmed, not dropped. Either way a client never chooses the first bytes a backend
-    /// reads (see [`crate::identity`]).
+    /// reads (see [`crate::rewrite::identity`]).
     IdentityOutOfStream,
     /// An IPv4 header with options (IHL above 5); refused like source routing would be.
     IpOptions,

@@ -85,7 +85,7 @@ impl Slot {
 
     /// What to transmit for this slot, if anything: `(attachment, offload metadata,
     /// bytes)`. A forwarded frame keeps the metadata it arrived with (its headers were
-    /// rewritten in place; client identity may have grown them, see `dataplane::identity`);
+    /// rewritten in place; client identity may have grown them, see `dataplane::rewrite::identity`);
     /// a frame the dataplane emitted has none.
     pub fn output(&self) -> Option<(VpcId, VnetHdr, &[u8])> {
         match self.verdict {

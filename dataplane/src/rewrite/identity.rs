@@ -1,6 +1,6 @@
 //! Client identity to backends (`tcp_proxy`): the bytes a flow's segments gain or change
 //! so the backend learns who the client is, each paired with its checksum fix-up here, as
-//! the address rewrite is in [`crate::nat`]. Applied after that rewrite, to TCP flows whose
+//! the address rewrite is in [`crate::rewrite::nat`]. Applied after that rewrite, to TCP flows whose
 //! service asked for it when the flow opened (the flow keeps its mode for its life).
 //!
 //! **PROXY protocol v2** (`proxy_open`, `open`): the header of [`crate::wire::proxy`] (39

@@ -122,7 +122,7 @@ impl FromStr for Ipv4Cidr {
 
 /// What the flows of a mapping tell the backend about their client: the service's
 /// `tcp_proxy` (`close`: nothing; `toa_open`: `toa`; `proxy_open`: `proxy_v2`; `open`:
-/// both). Applies to TCP only; see [`crate::identity`] for the bytes.
+/// both). Applies to TCP only; see [`crate::rewrite::identity`] for the bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ClientIdentity {
     /// The TOA TCP option (kind 254) on the segments that open the stream.
