@@ -105,7 +105,7 @@ impl IdentityBench {
             haproxy.push(self.haproxy_round(&w)?);
             check_backends(&backends)?;
             // An empty flow table each round (a planned stop saves the flows).
-            let _ = std::fs::remove_file(w.dir.join("data").join("conntrack.snapshot"));
+            let _ = std::fs::remove_file(w.dir.join("data").join("conntrack.handover"));
             w.start_daemon()?;
             w.wait_live()?;
             let pid = w

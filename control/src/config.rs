@@ -126,11 +126,13 @@ pub struct ConntrackConfig {
     pub tcp_closed_secs: u64,
     /// UDP idle timeout, seconds. Default 120.
     pub udp_secs: u64,
-    /// How often the flow table is also written to the snapshot file while running, in
+    /// How often the flow table is also written to the hand-over file while running, in
     /// seconds, so a crash (kill -9, OOM, power) loses only the flows opened since the
     /// last write; 0: only at a planned stop. The interval stretches to ten times the last
-    /// write's duration, so writing costs at most a tenth of a core. Default 1.
-    pub snapshot_interval_secs: u64,
+    /// write's duration, so writing costs at most a tenth of a core. Default 1. (Its
+    /// former name, `snapshot_interval_secs`, is still read.)
+    #[serde(alias = "snapshot_interval_secs")]
+    pub handover_interval_secs: u64,
 }
 
 impl Default for ConntrackConfig {
@@ -143,7 +145,7 @@ impl Default for ConntrackConfig {
             tcp_closing_secs: 30,
             tcp_closed_secs: 10,
             udp_secs: 120,
-            snapshot_interval_secs: 1,
+            handover_interval_secs: 1,
         }
     }
 }
@@ -452,9 +454,9 @@ impl DaemonConfig {
                 return bad(format!("conntrack.{name} must be 1 to {MAX_TIMEOUT_SECS}"));
             }
         }
-        if c.snapshot_interval_secs > MAX_TIMEOUT_SECS {
+        if c.handover_interval_secs > MAX_TIMEOUT_SECS {
             return bad(format!(
-                "conntrack.snapshot_interval_secs must be 0 to {MAX_TIMEOUT_SECS}"
+                "conntrack.handover_interval_secs must be 0 to {MAX_TIMEOUT_SECS}"
             ));
         }
         if self.io == IoBackend::AfXdp && self.workers != 1 {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
+use dataplane::conntrack::handover;
 use dataplane::io::af_packet::{AfPacketBackend, Interface, TxSocket, fanout_group};
 use dataplane::io::af_xdp::AfXdpBackend;
 use dataplane::io::ring::RingGeometry;
@@ -103,8 +104,8 @@ pub fn start_workers(
     // The flows of the previous process (a planned restart, an upgrade, a crash) or of the
     // dataplane this one replaces (a reload).
     let vpc_ids: Vec<String> = cfg.attachments.iter().map(|a| a.vpc_id.clone()).collect();
-    let snapshot = cfg.data_dir.join(SNAPSHOT);
-    let mut adopted = restore_flows(&shared, &vpc_ids, &snapshot);
+    let handover = cfg.data_dir.join(HANDOVER);
+    let mut adopted = restore_flows(&shared, &vpc_ids, &cfg.data_dir);
     let mut counters = Vec::new();
     let mut threads = Vec::new();
     let spawned = (|| -> Result<(), DaemonError> {
@@ -177,12 +178,12 @@ pub fn start_workers(
                 .map_err(|e| attach_err(&a.interface, e))?,
             );
         }
-        if cfg.conntrack.snapshot_interval_secs > 0 {
-            threads.push(spawn_snapshots(
+        if cfg.conntrack.handover_interval_secs > 0 {
+            threads.push(spawn_handovers(
                 Arc::clone(&shared.conntrack),
                 vpc_ids.clone(),
-                snapshot.clone(),
-                Duration::from_secs(cfg.conntrack.snapshot_interval_secs),
+                handover.clone(),
+                Duration::from_secs(cfg.conntrack.handover_interval_secs),
                 Arc::clone(&stop),
             )?);
         }
@@ -204,12 +205,12 @@ pub fn start_workers(
     // process (a planned restart or an upgrade), then hand the links back to the kernel.
     let on_stop: Option<OnStop> = Some(Box::new(move |keep: &[String]| {
         let now = conntrack.secs(Instant::now());
-        match dataplane::snapshot::save(&conntrack, &vpc_ids, now, wall_secs(), &snapshot) {
+        match save_handover(&conntrack, &vpc_ids, now, &handover) {
             Ok(n) => {
-                tracing::info!(flows = n, path = %snapshot.display(), "conntrack saved for the next start")
+                tracing::info!(flows = n, path = %handover.display(), "conntrack saved for the next start")
             }
             Err(e) => {
-                tracing::warn!(error = %e, path = %snapshot.display(), "could not save conntrack; flows end with this process")
+                tracing::warn!(error = %e, path = %handover.display(), "could not save conntrack; flows end with this process")
             }
         }
         if drop_filters {
@@ -271,7 +272,7 @@ impl LinkStatus for Link {
 /// duration) until `stop`, so a crash loses only the flows opened since the last write.
 /// The planned stop's own save follows this thread's end (the workers' threads are joined
 /// first), so the two never write at once.
-fn spawn_snapshots(
+fn spawn_handovers(
     ct: Arc<dataplane::conntrack::ConnTrack>,
     vpc_ids: Vec<String>,
     path: std::path::PathBuf,
@@ -279,7 +280,7 @@ fn spawn_snapshots(
     stop: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>, DaemonError> {
     std::thread::Builder::new()
-        .name("vpcep-snapshot".into())
+        .name("vpcep-handover".into())
         .spawn(move || {
             let mut next = Instant::now() + interval;
             let mut failing = false;
@@ -290,60 +291,96 @@ fn spawn_snapshots(
                     continue;
                 }
                 let began = Instant::now();
-                let result =
-                    dataplane::snapshot::save(&ct, &vpc_ids, ct.secs(began), wall_secs(), &path);
+                let result = save_handover(&ct, &vpc_ids, ct.secs(began), &path);
                 let took = began.elapsed();
                 match result {
                     Ok(_) => failing = false,
                     // Logged once per run of failures, not every second.
                     Err(e) if !failing => {
                         failing = true;
-                        tracing::warn!(error = %e, path = %path.display(), "could not write the periodic conntrack snapshot");
+                        tracing::warn!(error = %e, path = %path.display(), "could not write the periodic conntrack hand-over");
                     }
                     Err(_) => {}
                 }
-                metrics::histogram!("vpcep_conntrack_snapshot_seconds").record(took.as_secs_f64());
+                metrics::histogram!("vpcep_conntrack_handover_seconds").record(took.as_secs_f64());
                 next = Instant::now() + interval.max(took * 10);
             }
         })
         .map_err(DaemonError::Spawn)
 }
 
-/// The wall clock in Unix seconds (0 if it is before 1970): snapshots measure downtime.
+/// The wall clock in Unix seconds (0 if it is before 1970): a hand-over measures downtime.
 fn wall_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
 
-/// The conntrack snapshot's file name in the data directory.
-const SNAPSHOT: &str = "conntrack.snapshot";
+/// The conntrack hand-over's file name in the data directory.
+const HANDOVER: &str = "conntrack.handover";
+/// Its name before the word "snapshot" was kept for the store's reads: read when the new
+/// name is missing, so an upgrade from such a version keeps its flows.
+const HANDOVER_BEFORE: &str = "conntrack.snapshot";
 
-/// Load the snapshot a planned stop left, then remove it (it describes that moment only: a
-/// later crash must not bring it back). Returns the restored flows' original keys. A
-/// missing file is the normal case of a first start or a crash; a bad one is logged and
-/// ignored, never a reason not to start.
-fn restore_flows(shared: &Shared, vpc_ids: &[String], path: &Path) -> Vec<FlowKey> {
-    let now = shared.conntrack.secs(Instant::now());
-    let keys = match dataplane::snapshot::load(&shared.conntrack, vpc_ids, now, wall_secs(), path) {
-        Ok(loaded) => {
-            if let Some(e) = &loaded.cut_short {
-                tracing::warn!(error = %e, flows = loaded.keys.len(), path = %path.display(), "conntrack snapshot cut short: the flows before the cut are restored");
-            } else {
-                tracing::info!(flows = loaded.keys.len(), path = %path.display(), "conntrack restored from the last stop");
+/// Write the conntrack hand-over to `path` (a temporary file, synced, then renamed: a
+/// crash never leaves a half file under the real name). Returns the flows written.
+fn save_handover(
+    ct: &dataplane::conntrack::ConnTrack,
+    vpc_ids: &[String],
+    now_secs: u32,
+    path: &Path,
+) -> std::io::Result<usize> {
+    let tmp = path.with_extension("tmp");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+    let n = handover::encode(ct, vpc_ids, now_secs, wall_secs(), &mut out)?;
+    let file = out
+        .into_inner()
+        .map_err(std::io::IntoInnerError::into_error)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(n)
+}
+
+/// Load the hand-over the last process left in `data_dir`, then remove it (it describes
+/// that moment only: a later crash must not bring it back). Returns the restored flows'
+/// original keys. A missing file is the normal case of a first start or a crash; a bad one
+/// is logged and ignored, never a reason not to start.
+fn restore_flows(shared: &Shared, vpc_ids: &[String], data_dir: &Path) -> Vec<FlowKey> {
+    let mut keys = Vec::new();
+    let mut found = false;
+    for name in [HANDOVER, HANDOVER_BEFORE] {
+        let path = data_dir.join(name);
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, path = %path.display(), "conntrack hand-over unreadable");
+                continue;
             }
-            loaded.keys
+        };
+        if !found {
+            found = true;
+            let now = shared.conntrack.secs(Instant::now());
+            let input = std::io::BufReader::new(file);
+            match handover::decode(&shared.conntrack, vpc_ids, now, wall_secs(), input) {
+                Ok(loaded) => {
+                    if let Some(e) = &loaded.cut_short {
+                        tracing::warn!(error = %e, flows = loaded.keys.len(), path = %path.display(), "conntrack hand-over cut short: the flows before the cut are restored");
+                    } else {
+                        tracing::info!(flows = loaded.keys.len(), path = %path.display(), "conntrack restored from the last stop");
+                    }
+                    keys = loaded.keys;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, path = %path.display(), "conntrack hand-over ignored");
+                }
+            }
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => {
-            tracing::warn!(error = %e, path = %path.display(), "conntrack snapshot ignored");
-            Vec::new()
+        if let Err(e) = std::fs::remove_file(&path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(error = %e, path = %path.display(), "could not remove the conntrack hand-over");
         }
-    };
-    if let Err(e) = std::fs::remove_file(path)
-        && e.kind() != std::io::ErrorKind::NotFound
-    {
-        tracing::warn!(error = %e, path = %path.display(), "could not remove the conntrack snapshot");
     }
     keys
 }

@@ -20,8 +20,8 @@
 //! process, the way a planned restart does it, with a hand-over: the new receive sockets
 //! are opened first, in the same fanout groups as the running ones, so the kernel shares
 //! each interface's frames between old and new; then the old workers drain what they hold
-//! and stop, conntrack is saved to the snapshot file, the pusher publishes tables compiled
-//! for the new attachments, and the new workers restore the snapshot and take the frames
+//! and stop, conntrack is saved to the hand-over file, the pusher publishes tables compiled
+//! for the new attachments, and the new workers restore the hand-over and take the frames
 //! their sockets queued meanwhile. Flows of attachments that are gone are left out (they
 //! end); every other flow carries on, without loss (frames wait a few tens of
 //! milliseconds). If the new dataplane cannot open (an interface missing), the old one was

@@ -28,7 +28,6 @@ pub mod io;
 pub mod neighbour;
 pub mod pipeline;
 pub mod rewrite;
-pub mod snapshot;
 pub mod stats;
 pub mod tables;
 pub mod verdict;

@@ -37,7 +37,7 @@ macro_rules! counters {
             }
 
             /// A plain copy of the counters.
-            pub fn snapshot(&self) -> WorkerStats {
+            pub fn read(&self) -> WorkerStats {
                 let mut s = WorkerStats { $( $name: self.$name.load(Relaxed), )* ..WorkerStats::default() };
                 for (v, slot) in s.drops.iter_mut().zip(self.drops.iter()) {
                     *v = slot.load(Relaxed);
@@ -150,7 +150,7 @@ impl WorkerStats {
 pub fn sum<'a>(counters: impl IntoIterator<Item = &'a WorkerCounters>) -> WorkerStats {
     let mut total = WorkerStats::default();
     for c in counters {
-        total.add(&c.snapshot());
+        total.add(&c.read());
     }
     total
 }
@@ -172,7 +172,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn publish_snapshot_and_sum() {
+    fn publish_read_and_sum() {
         let mut s = WorkerStats {
             rx_frames: 3,
             forwarded: 2,
@@ -183,7 +183,7 @@ mod tests {
         let b = WorkerCounters::default();
         a.publish(&s, 7);
         b.publish(&s, 7);
-        assert_eq!(a.snapshot(), s);
+        assert_eq!(a.read(), s);
         assert_eq!(a.generation.load(Relaxed), 7);
         let total = sum([&a, &b]);
         assert_eq!(total.rx_frames, 6);

@@ -67,7 +67,7 @@ impl<B: Backend> Worker<B> {
         let budget = self.pipeline.config().expire_budget;
         let n = self.backend.recv(&mut self.batch, wait)?;
         let now = Instant::now(); // one clock read per batch
-        let tables = self.tables.load(); // one snapshot per batch
+        let tables = self.tables.load(); // one generation per batch
         // Warm the conntrack lines of a chunk of frames, then process them: the chunk's
         // cache misses overlap (see `Pipeline::prefetch`).
         for chunk in self.batch.filled_mut().chunks_mut(PREFETCH_MAX) {

@@ -101,7 +101,7 @@ fn worker_thread_forwards_and_publishes_counters() {
     assert_eq!(out[0].0, B);
     assert_eq!(seen(&out[0].1).dst, (BACKEND, 80));
     poll_until("counters", Duration::from_secs(5), || {
-        let s = counters.snapshot();
+        let s = counters.read();
         s.rx_frames == 3
             && s.forwarded == 1
             && s.dropped(dataplane::DropReason::Malformed) == 1
@@ -151,7 +151,7 @@ fn a_frame_whose_vlan_tag_the_kernel_stripped_belongs_to_no_vpc() {
     );
     assert_eq!(out.len(), 1, "only the untagged frame is forwarded");
     poll_until("counters", Duration::from_secs(5), || {
-        let s = w.counters.snapshot();
+        let s = w.counters.read();
         s.rx_frames == 3
             && s.forwarded == 1
             && s.dropped(dataplane::DropReason::VlanTagged) == 1
@@ -197,5 +197,5 @@ fn backends_are_resolved_ahead_of_traffic() {
     assert_eq!(a.operation(), etherparse::ArpOperation::REQUEST);
     assert_eq!(a.target_protocol_addr(), &other.octets());
     assert_eq!(&frame[6..12], &MAC_B.0);
-    assert!(counters.snapshot().arp_requests >= 1);
+    assert!(counters.read().arp_requests >= 1);
 }

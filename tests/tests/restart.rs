@@ -87,11 +87,11 @@ fn a_tcp_stream_carries_on_through_a_crash_with_every_byte() {
     // carries the stream, which was opened before the last two writes.
     stream_through("kill -9", |w| {
         let writes = || {
-            w.metric("vpcep_conntrack_snapshot_seconds_count", None)
+            w.metric("vpcep_conntrack_handover_seconds_count", None)
                 .unwrap_or(0.0)
         };
         let seen = writes();
-        poll_until("two periodic snapshots", Duration::from_secs(10), || {
+        poll_until("two periodic hand-overs", Duration::from_secs(10), || {
             writes() >= seen + 2.0
         })
         .unwrap();

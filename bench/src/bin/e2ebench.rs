@@ -313,7 +313,7 @@ fn main() -> Result<()> {
         kernel_off(&w)?;
         // Each phase starts with an empty flow table: the flows a planned stop saved
         // belong to the previous phase.
-        let _ = std::fs::remove_file(w.dir.join("data").join("conntrack.snapshot"));
+        let _ = std::fs::remove_file(w.dir.join("data").join("conntrack.handover"));
         w.start_daemon()?;
         w.wait_live()?;
         let pid = w.daemon.as_ref().map(Proc::pid);

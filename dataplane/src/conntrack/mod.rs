@@ -94,6 +94,7 @@ impl Rewrite {
 }
 
 mod entry;
+pub mod handover;
 pub mod record;
 pub mod state;
 pub mod table;
@@ -474,7 +475,7 @@ impl ConnTrack {
         }
     }
 
-    /// Every flow, each as read consistently on its own. Off the fast path: snapshots and
+    /// Every flow, each as read consistently on its own. Off the fast path: hand-overs and
     /// diagnostics.
     pub fn flows(&self) -> Vec<FlowInit> {
         self.table.live().collect()

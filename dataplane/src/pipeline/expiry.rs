@@ -1,5 +1,5 @@
 //! The pipeline's expiry sweep: each pipeline ages the flows it opened (and those it
-//! adopted from a snapshot), oldest first, a bounded number per call.
+//! adopted from a hand-over), oldest first, a bounded number per call.
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -41,7 +41,7 @@ impl Pipeline {
     }
 
     /// Take flows this pipeline did not create (those of the previous process, loaded from
-    /// a snapshot) into its expiry sweep, so they age out like its own.
+    /// a hand-over) into its expiry sweep, so they age out like its own.
     pub fn adopt(&mut self, keys: impl IntoIterator<Item = FlowKey>) {
         self.expiry.extend(keys);
     }

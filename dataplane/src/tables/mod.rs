@@ -3,7 +3,7 @@
 //! snapshots" and "caching of the configuration" patterns).
 //!
 //! Invariants: a published `Tables` is never mutated; generations are assigned by the
-//! publisher and strictly increase; a worker loads one snapshot per batch. No lock is taken
+//! publisher and strictly increase; a worker loads one generation per batch. No lock is taken
 //! anywhere a worker reads.
 
 pub mod accepted;
@@ -41,7 +41,7 @@ pub type EndpointKey = (VpcId, u32);
 /// dot. Each VPC sees only its own names.
 pub type DnsKey = (VpcId, Arc<str>);
 
-/// The frozen snapshot the fast path reads.
+/// The frozen tables the fast path reads (one generation).
 #[derive(Clone, Debug)]
 pub struct Tables {
     generation: u64,
@@ -232,7 +232,7 @@ impl Tables {
         next
     }
 
-    /// The generation the publisher gave this snapshot.
+    /// The generation the publisher gave these tables.
     #[inline]
     pub fn generation(&self) -> u64 {
         self.generation
@@ -351,7 +351,7 @@ pub struct TableReader {
 }
 
 impl TablePublisher {
-    /// A publisher whose first live snapshot is `initial`, published as generation 1.
+    /// A publisher whose first live tables are `initial`, published as generation 1.
     pub fn new(mut initial: Tables) -> Self {
         initial.generation = 1;
         Self {
@@ -367,7 +367,7 @@ impl TablePublisher {
         generation
     }
 
-    /// The live snapshot (for building the next one from it).
+    /// The live tables (for building the next one from it).
     pub fn current(&self) -> Arc<Tables> {
         self.slot.load_full()
     }
@@ -381,7 +381,7 @@ impl TablePublisher {
 }
 
 impl TableReader {
-    /// The current snapshot. Call once per batch and reuse the reference.
+    /// The current tables. Call once per batch and reuse the reference.
     #[inline]
     pub fn load(&mut self) -> &Tables {
         self.cache.load()

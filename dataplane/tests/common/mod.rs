@@ -253,7 +253,7 @@ pub fn seen(frame: &[u8]) -> Seen {
     }
 }
 
-/// Counter deltas between two snapshots, as (name, delta) for every counter that moved.
+/// Counter deltas between two reads, as (name, delta) for every counter that moved.
 pub fn moved(before: &WorkerStats, after: &WorkerStats) -> Vec<(String, u64)> {
     let mut out = Vec::new();
     for ((name, a), (_, b)) in before.named().into_iter().zip(after.named()) {

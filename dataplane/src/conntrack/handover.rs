@@ -1,9 +1,11 @@
-//! Conntrack snapshots: the flow table written out when the daemon stops for a planned
-//! restart or an upgrade, and read back when it starts, so established flows (and the SNAT
-//! ports they hold) carry on where they were.
+//! The conntrack hand-over: the flow table encoded when the daemon stops for a planned
+//! restart or an upgrade (and every second while it runs), and decoded when it starts, so
+//! established flows (and the SNAT ports they hold) carry on where they were. Encoding and
+//! decoding work on any `Write` and `Read`; the daemon keeps the bytes in a file (written
+//! to a temporary file, synced and renamed, so a crash never leaves a half file under the
+//! real name).
 //!
-//! The format is a small versioned binary (little-endian), written to a temporary file and
-//! renamed, so a crash while writing never leaves a half file under the real name:
+//! The format is a small versioned binary (little-endian):
 //!
 //! ```text
 //!  "VPCEPCT2"  u64 wall-clock seconds (Unix) when written
@@ -16,7 +18,7 @@
 //!    client ISN     u32 (flows with client identity: the PROXY v2 shift's origin)
 //! ```
 //!
-//! A version 1 snapshot (`VPCEPCT1`, the same without the client ISN; no flow had client
+//! A version 1 hand-over (`VPCEPCT1`, the same without the client ISN; no flow had client
 //! identity then) still loads, so an upgrade keeps its flows.
 //!
 //! Attachments are recorded by VPC id, not by index: a flow whose VPCs are no longer
@@ -27,25 +29,25 @@
 //! that timed out meanwhile is not loaded. (The new tracker's clock starts at zero, so
 //! the idle time a loaded flow had is not carried further: it gets a fresh timer.)
 //!
-//! A snapshot that cannot be read (missing, truncated, another version) loads nothing and
-//! says why: it never keeps the daemon from starting.
+//! A hand-over that cannot be read (another version, a header cut short) loads nothing and
+//! says why; one cut among its records loads the flows before the cut. It never keeps the
+//! daemon from starting.
 
 use std::io::{self, Read, Write};
-use std::path::Path;
 
-use crate::conntrack::{ConnTrack, FlowInit, Rewrite};
+use super::{ConnTrack, FlowInit, Rewrite};
 use crate::flow::{FlowKey, VpcId};
 use crate::wire::ethernet::MacAddr;
 
 const MAGIC: &[u8; 8] = b"VPCEPCT2";
 /// The previous version: no client ISN.
 const MAGIC_V1: &[u8; 8] = b"VPCEPCT1";
-/// Longest VPC id a snapshot holds.
+/// Longest VPC id a hand-over holds.
 const MAX_ID_LEN: usize = 256;
-/// Most attachments a snapshot holds.
+/// Most attachments a hand-over holds.
 const MAX_ATTACHMENTS: u32 = 65_535;
 
-/// What one flow of a snapshot holds.
+/// What one flow of a hand-over holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Record {
     key: FlowKey,
@@ -60,20 +62,19 @@ struct Record {
     client_isn: u32,
 }
 
-/// Write every flow of `ct` to `path` (atomically: a temporary file, then a rename).
-/// `attachments` are the VPC ids of the attachments, indexed by [`VpcId`]; `now_secs` is
+/// Encode every flow of `ct` into `out`. `attachments` are the VPC ids of the attachments, indexed by [`VpcId`]; `now_secs` is
 /// the tracker's present (see [`ConnTrack::secs`]) and `wall_secs` the wall clock's (Unix
 /// seconds), from which the next start measures the downtime. Returns how many flows were
 /// written.
 ///
 /// # Errors
-/// The file could not be written.
-pub fn save(
+/// `out` failed, or an attachment id or count is beyond what the format holds.
+pub fn encode(
     ct: &ConnTrack,
     attachments: &[String],
     now_secs: u32,
     wall_secs: u64,
-    path: &Path,
+    out: impl Write,
 ) -> io::Result<usize> {
     let records: Vec<Record> = ct
         .flows()
@@ -91,8 +92,7 @@ pub fn save(
             client_isn: f.client_isn,
         })
         .collect();
-    let tmp = path.with_extension("tmp");
-    let mut out = io::BufWriter::new(std::fs::File::create(&tmp)?);
+    let mut out = out;
     out.write_all(MAGIC)?;
     out.write_all(&wall_secs.to_le_bytes())?;
     let count = u32::try_from(attachments.len())
@@ -112,13 +112,11 @@ pub fn save(
     for r in &records {
         write_record(&mut out, r)?;
     }
-    let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)?;
+    out.flush()?;
     Ok(records.len())
 }
 
-/// Read the snapshot at `path` into `ct`, mapping the recorded attachments to `attachments`
+/// Decode the hand-over in `input` into `ct`, mapping the recorded attachments to `attachments`
 /// (the VPC ids of the new attachment order); flows of VPCs no longer attached, and flows
 /// that no longer fit the tracker, or whose idle time plus the downtime (from the saved
 /// wall clock to `wall_secs`) reached their timeout, are left out. `now_secs` is the new
@@ -126,18 +124,18 @@ pub fn save(
 /// expiry sweeps.
 ///
 /// # Errors
-/// The file is missing, unreadable or of another format, or its header is cut: nothing was
-/// loaded. A file cut among its records is no error: the flows before the cut are loaded
+/// `input` failed, is of another format, or its header is cut: nothing was loaded. Input
+/// cut among its records is no error: the flows before the cut are loaded
 /// and their keys returned with the error in [`Loaded::cut_short`], so every flow in the
 /// tracker is in an expiry sweep.
-pub fn load(
+pub fn decode(
     ct: &ConnTrack,
     attachments: &[String],
     now_secs: u32,
     wall_secs: u64,
-    path: &Path,
+    input: impl Read,
 ) -> io::Result<Loaded> {
-    let mut input = io::BufReader::new(std::fs::File::open(path)?);
+    let mut input = input;
     let mut magic = [0u8; 8];
     input.read_exact(&mut magic)?;
     let v1 = &magic == MAGIC_V1;
@@ -226,7 +224,7 @@ pub fn load(
     })
 }
 
-/// What [`load`] took from a snapshot.
+/// What [`decode`] took from a hand-over.
 #[derive(Debug)]
 pub struct Loaded {
     /// The original keys of the flows loaded, for the pipelines' expiry sweeps
@@ -386,16 +384,14 @@ mod tests {
         let ct = tracker(epoch);
         let a = flow(&ct, 0, 40000, 100);
         let b = flow(&ct, 1, 40001, 95);
-        let dir = std::env::temp_dir().join(format!("vpcep-snap-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("conntrack.snapshot");
+        let mut bytes = Vec::new();
         let old = ["vpc-a".to_string(), "vpc-b".into(), "vpc-p".into()];
-        assert_eq!(save(&ct, &old, 110, 1_000_000, &path).unwrap(), 2);
+        assert_eq!(encode(&ct, &old, 110, 1_000_000, &mut bytes).unwrap(), 2);
 
         // The new process attaches vpc-p first and no longer vpc-a.
         let ct2 = tracker(epoch + Duration::from_secs(200));
         let new = ["vpc-p".to_string(), "vpc-b".into()];
-        let loaded = load(&ct2, &new, 5, 1_000_060, &path).unwrap();
+        let loaded = decode(&ct2, &new, 5, 1_000_060, &bytes[..]).unwrap();
         assert!(loaded.cut_short.is_none());
         let loaded = loaded.keys;
         assert_eq!(loaded.len(), 1, "the flow of vpc-a is left out");
@@ -426,7 +422,6 @@ mod tests {
             "the PROXY v2 shift's origin is kept"
         );
         let _ = a;
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -434,46 +429,38 @@ mod tests {
         let epoch = Instant::now();
         let ct = tracker(epoch);
         flow(&ct, 0, 40000, 100); // established: 350 s timeout
-        let dir = std::env::temp_dir().join(format!("vpcep-snap-down-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("conntrack.snapshot");
+        let mut bytes = Vec::new();
         let ids = ["a".to_string(), "b".into(), "p".into()];
-        save(&ct, &ids, 100, 5_000, &path).unwrap();
+        encode(&ct, &ids, 100, 5_000, &mut bytes).unwrap();
         let fresh = || tracker(Instant::now());
         let ct2 = fresh();
         assert_eq!(
-            load(&ct2, &ids, 0, 5_349, &path).unwrap().keys.len(),
+            decode(&ct2, &ids, 0, 5_349, &bytes[..]).unwrap().keys.len(),
             1,
             "349 s down"
         );
         let ct3 = fresh();
         assert!(
-            load(&ct3, &ids, 0, 5_350, &path).unwrap().keys.is_empty(),
+            decode(&ct3, &ids, 0, 5_350, &bytes[..])
+                .unwrap()
+                .keys
+                .is_empty(),
             "350 s down"
         );
         assert!(ct3.is_empty());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
-    fn a_snapshot_cut_among_its_records_keeps_the_flows_before_and_they_expire() {
+    fn a_hand_over_cut_among_its_records_keeps_the_flows_before_and_they_expire() {
         let epoch = Instant::now();
         let ct = tracker(epoch);
         for port in [40000, 40002, 40004] {
             flow(&ct, 0, port, 100);
         }
-        let dir = std::env::temp_dir().join(format!("vpcep-snap-cut-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("conntrack.snapshot");
+        let mut bytes = Vec::new();
         let ids = ["a".to_string(), "b".into(), "p".into()];
-        save(&ct, &ids, 100, 5_000, &path).unwrap();
-        let len = std::fs::metadata(&path).unwrap().len();
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_len(len - 5)
-            .unwrap();
+        encode(&ct, &ids, 100, 5_000, &mut bytes).unwrap();
+        bytes.truncate(bytes.len() - 5);
 
         let config = Config {
             attachments: vec![MacAddr::default(); 3],
@@ -482,7 +469,7 @@ mod tests {
             ..Config::default()
         };
         let shared = Shared::new(&config, epoch);
-        let loaded = load(&shared.conntrack, &ids, 0, 5_000, &path).unwrap();
+        let loaded = decode(&shared.conntrack, &ids, 0, 5_000, &bytes[..]).unwrap();
         assert!(loaded.cut_short.is_some(), "the cut is reported");
         assert_eq!(loaded.keys.len(), 2, "the two whole records");
         assert_eq!(shared.conntrack.len(), 2);
@@ -491,28 +478,24 @@ mod tests {
         p.adopt(loaded.keys);
         assert_eq!(p.expire(epoch + Duration::from_secs(351), 64), 2);
         assert!(shared.conntrack.is_empty());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
-    fn a_bad_snapshot_loads_nothing_and_says_why() {
+    fn a_bad_hand_over_loads_nothing_and_says_why() {
         let ct = tracker(Instant::now());
-        let dir = std::env::temp_dir().join(format!("vpcep-snap-bad-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("conntrack.snapshot");
-        assert!(load(&ct, &[], 0, 0, &path).is_err(), "missing");
-        std::fs::write(&path, b"VPCEPCT9garbage").unwrap();
-        assert!(load(&ct, &[], 0, 0, &path).is_err(), "another version");
+        assert!(decode(&ct, &[], 0, 0, &b""[..]).is_err(), "empty");
+        assert!(
+            decode(&ct, &[], 0, 0, &b"VPCEPCT9garbage"[..]).is_err(),
+            "another version"
+        );
         let mut long_id = b"VPCEPCT1".to_vec();
         long_id.extend_from_slice(&[0; 8]); // written at
         long_id.extend_from_slice(&1u32.to_le_bytes()); // one attachment
         long_id.extend_from_slice(&u16::MAX.to_le_bytes()); // whose id is too long
-        std::fs::write(&path, long_id).unwrap();
         assert!(
-            load(&ct, &[], 0, 0, &path).is_err(),
+            decode(&ct, &[], 0, 0, &long_id[..]).is_err(),
             "an id longer than allowed"
         );
         assert!(ct.is_empty());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
