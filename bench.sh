@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 need=()
-for pkg in iproute2 curl ethtool iperf3 nftables python3 haproxy etcd-server protobuf-compiler; do
+for pkg in iproute2 curl ethtool iperf3 nftables python3 haproxy etcd-server; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

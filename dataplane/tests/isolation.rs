@@ -1,4 +1,4 @@
-//! Isolation between tenants on one node (DESIGN.md section 2): conntrack shares per VPC
+//! Isolation between tenants on one node (docs/design.md, section 2): conntrack shares per VPC
 //! and node-wide eviction of embryonic flows, the expiry queue's bound, and a neighbour
 //! table that tenants cannot fill or move. Each test plays the attack from the issue and
 //! asserts the bytes the victims still get and exactly which counters moved.

@@ -10,7 +10,7 @@
 //! no longer attaches. Nodes that attach the same set of VPCs therefore own all of them or
 //! none: a user VPC and the provider VPC its flows lead to stay on one node, which must be
 //! so (the backends' replies come back to the owner of the SNAT range). Nodes with
-//! different but overlapping sets may split them; see the README.
+//! different but overlapping sets may split them; see docs/cluster.md.
 //!
 //! A campaign runs every third of the TTL (with the lease's renewal) and at once when an
 //! owner key is deleted: a dead owner's lease expires after the TTL, etcd deletes its keys,

@@ -13,7 +13,7 @@
 //! worker goes on with the others and looks at the link again with backoff, re-opening the
 //! sockets if the interface was created again. Only a broken socket ends the worker.
 //!
-//! Offloads (DESIGN.md sections 2 and 7): both sockets use `PACKET_VNET_HDR`, so every frame
+//! Offloads (docs/design.md, sections 2 and 7): both sockets use `PACKET_VNET_HDR`, so every frame
 //! travels with its `virtio_net_hdr`. A GSO super-frame (a sender's TSO/GSO, a NIC's GRO)
 //! arrives whole with its GSO type and size; a partial checksum arrives flagged
 //! `NEEDS_CSUM`. The pipeline rewrites the headers once and the frame leaves with the same
