@@ -347,7 +347,10 @@ fn a_full_recompile_equals_the_incremental_result() {
         .collect();
     a.sort_by_key(|(k, _)| (k.port, k.proto));
     b.sort_by_key(|(k, _)| (k.port, k.proto));
+    // Not two empty tables: the accepted connection's mappings are there.
+    assert!(!a.is_empty(), "the incremental tables hold the mappings");
     assert_eq!(a, b);
+    assert!(incremental.endpoint_count() > 0);
     assert_eq!(incremental.endpoint_count(), full.endpoint_count());
 }
 

@@ -511,12 +511,22 @@ fn a_body_that_never_arrives_is_cut_off() {
 #[test]
 fn connections_past_the_cap_wait_unserved() {
     let env = Env::with_config("conncap", |c| c.api.max_connections = 1);
-    let holder = TcpStream::connect(env.running().api_addr).unwrap();
-    // Let the server accept the holder before the second one connects.
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    // The holder is served once (so the server has accepted it) and keeps its connection.
+    let mut holder = TcpStream::connect(env.running().api_addr).unwrap();
+    holder
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    holder
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let mut first = [0u8; 12];
+    holder.read_exact(&mut first).unwrap();
+    assert!(first.starts_with(b"HTTP/1.1 "), "{first:?}");
     let mut s = TcpStream::connect(env.running().api_addr).unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nconnection: close\r\n\r\n")
         .unwrap();
+    // Half a second of silence shows the second one is not served (a wait on purpose: it
+    // shows that something does not happen).
     assert!(
         read_until_closed(&mut s, std::time::Duration::from_millis(500)).is_none(),
         "served past the cap"

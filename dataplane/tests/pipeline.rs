@@ -723,14 +723,31 @@ proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(frames in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..120), 1..20), vpc in 0u16..4) {
         let mut w = World::new(tables());
-        let before = w.stats();
-        for mut f in frames.clone() {
+        for mut f in frames {
             // Half the time aim the frame at us, to get past the MAC check.
             if f.len() > 14 && f[0] & 1 == 0 { f[0..6].copy_from_slice(&MAC_A.0); f[12..14].copy_from_slice(&[8, 0]); }
-            let _ = w.send(dataplane::VpcId(vpc), &mut f);
+            let before = w.stats();
+            let v = w.send(dataplane::VpcId(vpc), &mut f);
+            let after = w.stats();
+            // Each frame is counted once, under exactly the verdict it got.
+            prop_assert_eq!(after.rx_frames - before.rx_frames, 1);
+            let forwarded = after.forwarded - before.forwarded;
+            let dropped: Vec<DropReason> = DropReason::ALL
+                .into_iter()
+                .filter(|r| after.drops[r.index()] != before.drops[r.index()])
+                .collect();
+            let dropped_total = after.dropped_total() - before.dropped_total();
+            match v {
+                Verdict::Forward(_) => prop_assert_eq!((forwarded, dropped_total), (1, 0)),
+                Verdict::Drop(r) => {
+                    prop_assert_eq!((forwarded, dropped_total), (0, 1));
+                    prop_assert_eq!(dropped, vec![r]);
+                }
+                Verdict::Emit { .. } | Verdict::Consumed => {
+                    prop_assert_eq!((forwarded, dropped_total), (0, 0));
+                }
+            }
         }
-        let after = w.stats();
-        prop_assert_eq!(after.rx_frames - before.rx_frames, frames.len() as u64);
     }
 
     /// Structured garbage: valid Ethernet and IPv4 framing around random headers.

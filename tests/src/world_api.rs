@@ -69,13 +69,21 @@ impl World {
             &format!("http://127.0.0.1:{}/metrics", self.admin_port),
         ])?;
         let text = String::from_utf8_lossy(&out.stdout);
-        Ok(text
+        let values: Vec<f64> = text
             .lines()
             .filter(|l| !l.starts_with('#'))
             .filter(|l| l.split(['{', ' ']).next() == Some(name))
             .filter(|l| label.is_none_or(|lb| l.contains(lb)))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum())
+            .collect();
+        // A series that is not there is an error, not a zero: a renamed metric must fail
+        // every assertion on it, "unchanged" and "== 0" included.
+        anyhow::ensure!(
+            !values.is_empty(),
+            "no series {name}{} in /metrics",
+            label.map_or(String::new(), |l| format!("{{{l}}}"))
+        );
+        Ok(values.iter().sum())
     }
 
     /// A drop counter by reason.

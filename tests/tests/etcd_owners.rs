@@ -107,7 +107,8 @@ fn one_node_owns_a_shared_vpc_and_a_standby_takes_over() {
     let mut b = Node::start(&etcd, "node-b", &["user", "provider", "other"]);
     // b owns what only it attaches, and none of the VPCs a owns.
     b.wait_owns(&["other"], Duration::from_secs(5));
-    // Several campaigns later nothing moved.
+    // Several campaigns later nothing moved. (A sleep on purpose: it shows that something
+    // does not happen.)
     std::thread::sleep(TTL);
     assert!(a.owned.try_recv().is_err(), "a's ownership changed");
     assert!(b.owned.try_recv().is_err(), "b's ownership changed");
@@ -127,9 +128,9 @@ fn one_node_owns_a_shared_vpc_and_a_standby_takes_over() {
     println!("clean handover: {took:?}");
 
     // a comes back: a standby now (b holds the keys).
+    // Its first campaign's report (nothing reported yet is no match): it owns nothing.
     let mut a = Node::start(&etcd, "node-a", &["user", "provider"]);
-    std::thread::sleep(Duration::from_millis(500));
-    a.wait_owns(&[], Duration::from_secs(1));
+    a.wait_owns(&[], Duration::from_secs(2));
 
     // b dies without a word: a owns the shared VPCs once b's lease expires (within the
     // TTL of the last renewal, a third of a TTL before the death at most).
@@ -156,8 +157,7 @@ fn a_vpc_no_longer_attached_goes_to_the_other_node() {
     let mut a = Node::start(&etcd, "node-a", &["user", "provider"]);
     a.wait_owns(&["user", "provider"], Duration::from_secs(5));
     let mut b = Node::start(&etcd, "node-b", &["user", "provider"]);
-    std::thread::sleep(Duration::from_millis(500));
-    b.wait_owns(&[], Duration::from_secs(1));
+    b.wait_owns(&[], Duration::from_secs(2));
     // A reload on a drops the user VPC: a gives it up at its next campaign, b takes it.
     a.attached.lock().unwrap().retain(|v| v != "user");
     a.wait_owns(&["provider"], TTL);

@@ -164,10 +164,7 @@ fn unreachable(w: &World, url: &str) {
 #[test]
 #[ignore = "needs root and network namespaces"]
 fn a_user_vpc_reaches_the_object_store_through_a_gateway_endpoint_until_it_is_deleted() {
-    if !is_root() {
-        eprintln!("skipped: not root");
-        return;
-    }
+    assert!(is_root(), "the gateway netns test needs root");
     let mut w = World::new(1).unwrap();
     // The operator's VPC with the store behind a router address, on its own attachment.
     let store_vpc = w

@@ -536,8 +536,7 @@ fn open_with_offloads_off_carries_both_in_mtu_sized_segments_with_complete_check
     check_counters(&w, &prov, before, true);
     assert_eq!(w.drops("malformed").unwrap(), malformed);
     assert_eq!(
-        w.metric("vpcep_dataplane_tx_errors_total", None)
-            .unwrap_or(0.0),
+        w.metric("vpcep_dataplane_tx_errors_total", None).unwrap(),
         0.0
     );
 }
@@ -575,7 +574,7 @@ fn a_proxy_open_stream_carries_on_through_a_restart_with_one_header() {
     assert!(headers >= 1.0, "the header went before the restart");
     assert_eq!(
         w.metric("vpcep_dataplane_proxy_headers_total", None)
-            .unwrap_or(0.0),
+            .unwrap(),
         0.0,
         "the new process wrote no header: the flow was restored, not reopened"
     );
