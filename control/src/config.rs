@@ -243,6 +243,9 @@ pub struct DnsConfig {
     pub ttl_secs: u32,
     /// DNS-over-TCP connections each resolver serves at once. Default 16.
     pub tcp_connections: usize,
+    /// Of those, the most one client holds at once (counted by address and by MAC: a
+    /// client past it gets no answer to its SYN). Default 4; at most `tcp_connections`.
+    pub tcp_connections_per_client: usize,
 }
 
 impl Default for DnsConfig {
@@ -251,6 +254,7 @@ impl Default for DnsConfig {
             upstreams: Vec::new(),
             ttl_secs: 60,
             tcp_connections: 16,
+            tcp_connections_per_client: 4,
         }
     }
 }
@@ -396,6 +400,9 @@ impl DaemonConfig {
         }
         if !(1..=1024).contains(&self.dns.tcp_connections) {
             return bad("dns.tcp_connections must be 1 to 1024".into());
+        }
+        if !(1..=self.dns.tcp_connections).contains(&self.dns.tcp_connections_per_client) {
+            return bad("dns.tcp_connections_per_client must be 1 to dns.tcp_connections".into());
         }
         self.etcd.validate().map_err(ConfigError::Invalid)?;
         if !(1..=MAX_AUTH_WINDOW_SECS).contains(&self.auth_window_secs) {

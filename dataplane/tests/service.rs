@@ -136,10 +136,7 @@ fn arp_names_a_verified_sender_or_nothing() {
     // The answer goes to the verified sender.
     let mut buf = [0u8; 64];
     let n = arp_reply(&mut buf, MAC_A, DNS, from);
-    assert_eq!(
-        seen_arp(&buf[..n]),
-        (2, (MAC_A, DNS), (CLIENT_MAC, CLIENT))
-    );
+    assert_eq!(seen_arp(&buf[..n]), (2, (MAC_A, DNS), (CLIENT_MAC, CLIENT)));
     assert_eq!(&buf[..6], &CLIENT_MAC.0);
 }
 

@@ -499,10 +499,20 @@ fn a_udp_flood_from_one_client_leaves_the_others_answered() {
         }
     }
     assert!(flood.alive(), "the flood ran throughout");
-    assert_eq!(answered, 10, "B's queries during A's flood");
+    assert_eq!(
+        answered,
+        10,
+        "B's queries during A's flood (rate limited {}, queue full {})",
+        dns_drops(&w, "rate_limited"),
+        dns_drops(&w, "queue_full")
+    );
     assert!(
         dns_drops(&w, "rate_limited") > 0.0,
         "A was held to its rate"
+    );
+    assert!(
+        w.metric("vpcep_dns_penalties_total", None).unwrap() > 0.0,
+        "and its frames were left to the kernel to drop"
     );
 }
 

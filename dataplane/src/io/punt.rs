@@ -24,18 +24,37 @@ use crate::wire::ethernet::MacAddr;
 use crate::wire::offload::{VNET_HDR_LEN, VnetHdr, complete_partial};
 
 const ETH_P_ALL: u16 = 0x0003;
+/// The socket's receive buffer, bytes (about 5,000 small frames).
+const RECV_BUFFER: libc::c_int = 4 << 20;
 
-/// The filter: `arp and arp[24:4] = addr`, or `ip and ip[16:4] = addr` (offsets from the
-/// Ethernet header; the kernel has already taken any VLAN tag off).
-fn filter(addr: Ipv4Addr) -> [libc::sock_filter; 9] {
+/// The most source MACs [`PuntSocket::block`] takes (the filter's jumps stay under 256).
+pub const MAX_BLOCKED: usize = 32;
+
+/// The filter: no frame from a MAC of `blocked`, then `arp and arp[24:4] = addr`, or
+/// `ip and ip[16:4] = addr` (offsets from the Ethernet header; the kernel has already taken
+/// any VLAN tag off).
+fn filter(addr: Ipv4Addr, blocked: &[MacAddr]) -> Vec<libc::sock_filter> {
     const LD_H_ABS: u16 = 0x28; // BPF_LD | BPF_H | BPF_ABS
     const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
     const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
     const JA: u16 = 0x05; // BPF_JMP | BPF_JA
     const RET_K: u16 = 0x06; // BPF_RET | BPF_K
     let op = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    let blocked = &blocked[..blocked.len().min(MAX_BLOCKED)];
+    let mut program = Vec::with_capacity(4 * blocked.len() + 9);
+    for (i, mac) in blocked.iter().enumerate() {
+        let [a, b, c, d, e, f] = mac.0;
+        // From entry i's last jump to the final drop: the entries after it, then 8.
+        let to_drop = u8::try_from(4 * (blocked.len() - i - 1) + 8).unwrap_or(u8::MAX);
+        program.extend([
+            op(LD_W_ABS, 0, 0, 6), // A = source MAC, first four bytes
+            op(JEQ_K, 0, 2, u32::from_be_bytes([a, b, c, d])),
+            op(LD_H_ABS, 0, 0, 10), // A = its last two bytes
+            op(JEQ_K, to_drop, 0, u32::from(u16::from_be_bytes([e, f]))),
+        ]);
+    }
     let ip = addr.to_bits();
-    [
+    program.extend([
         op(LD_H_ABS, 0, 0, 12),       // 0: A = ethertype
         op(JEQ_K, 0, 2, 0x0806),      // 1: ARP? 2 : 4
         op(LD_W_ABS, 0, 0, 14 + 24),  // 2: A = ARP target protocol address
@@ -45,7 +64,17 @@ fn filter(addr: Ipv4Addr) -> [libc::sock_filter; 9] {
         op(JEQ_K, 0, 1, ip),          // 6: ours? 7 : 8
         op(RET_K, 0, 0, 0x0004_0000), // 7: accept (up to 256 KiB)
         op(RET_K, 0, 0, 0),           // 8: drop
-    ]
+    ]);
+    program
+}
+
+/// Attach `program` to `fd` (replacing any filter there).
+fn attach(fd: &OwnedFd, program: &[libc::sock_filter]) -> io::Result<()> {
+    let prog = libc::sock_fprog {
+        len: u16::try_from(program.len()).unwrap_or(0),
+        filter: program.as_ptr().cast_mut(),
+    };
+    setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog)
 }
 
 /// A non-blocking packet socket that sees only the frames for one address.
@@ -54,6 +83,7 @@ pub struct PuntSocket {
     fd: OwnedFd,
     mac: MacAddr,
     mtu: usize,
+    addr: Ipv4Addr,
 }
 
 impl PuntSocket {
@@ -64,19 +94,33 @@ impl PuntSocket {
     pub fn open(iface: &Interface, addr: Ipv4Addr) -> io::Result<Self> {
         // Protocol 0: nothing is received until the bind below, after the filter is in.
         let fd = packet_socket(0)?;
-        let program = filter(addr);
-        let prog = libc::sock_fprog {
-            len: u16::try_from(program.len()).unwrap_or(0),
-            filter: program.as_ptr().cast_mut(),
-        };
-        setsockopt(&fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog)?;
+        attach(&fd, &filter(addr, &[]))?;
         setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_VNET_HDR, &1)?;
+        // Room for bursts: a flooding client's frames are dropped by the service after the
+        // read (its per-client rate), so the queue must not overflow before they are read
+        // and take other clients' frames with them. Past `rmem_max` with CAP_NET_ADMIN.
+        let room: libc::c_int = RECV_BUFFER;
+        if setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &room).is_err() {
+            setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &room)?;
+        }
         bind(&fd, iface.ifindex, ETH_P_ALL)?;
         Ok(Self {
             fd,
             mac: iface.mac,
             mtu: iface.mtu,
+            addr,
         })
+    }
+
+    /// From now on, let the kernel drop every frame whose source MAC is one of `macs` (the
+    /// first [`MAX_BLOCKED`]) before it is queued: a client past its rate costs the service
+    /// nothing, and cannot fill the queue other clients' frames wait in. Replaces the last
+    /// list; an empty one blocks nothing.
+    ///
+    /// # Errors
+    /// The filter could not be attached (the old one stays).
+    pub fn block(&self, macs: &[MacAddr]) -> io::Result<()> {
+        attach(&self.fd, &filter(self.addr, macs))
     }
 
     /// The interface's MAC address.
@@ -154,6 +198,28 @@ impl PuntSocket {
         };
         cvt(if n < 0 { -1 } else { 0 })?;
         Ok(())
+    }
+
+    /// Frames the kernel dropped because the socket's queue was full, since the last call
+    /// (`PACKET_STATISTICS`, which resets on read); 0 if it cannot be read.
+    pub fn take_drops(&self) -> u64 {
+        let mut stats = libc::tpacket_stats {
+            tp_packets: 0,
+            tp_drops: 0,
+        };
+        let mut len = libc::socklen_t::try_from(size_of_val(&stats)).unwrap_or(0);
+        // SAFETY: `stats` and `len` are valid for writes and outlive the call; `len` is
+        // `stats`'s size.
+        let r = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_STATISTICS,
+                (&raw mut stats).cast(),
+                &raw mut len,
+            )
+        };
+        if r < 0 { 0 } else { u64::from(stats.tp_drops) }
     }
 
     /// Wait up to `timeout` for a frame; true if one is there.

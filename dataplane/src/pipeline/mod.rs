@@ -502,11 +502,7 @@ impl Pipeline {
 /// Every check on the IPv4 and transport headers but the TTL (the rewrite relies on them;
 /// the service frames of [`service`] too); the packet and its TTL.
 #[inline(always)]
-fn check_ipv4(
-    ingress: VpcId,
-    frame: &[u8],
-    l4: L4Checksum,
-) -> Result<(Parsed, u8), DropReason> {
+fn check_ipv4(ingress: VpcId, frame: &[u8], l4: L4Checksum) -> Result<(Parsed, u8), DropReason> {
     let ip = Ipv4Packet::new_checked(&frame[ethernet::HEADER_LEN..])
         .map_err(|_| DropReason::Malformed)?;
     if ip.header_len() != ipv4::MIN_HEADER_LEN {
