@@ -614,6 +614,8 @@ mod tests {
             "[api]\ntls_cert = \"/c.pem\"",
             "[conntrack]\ntcp_established_secs = 0",
             "[conntrack]\ncapacity = 9223372036854775807",
+            "[dns]\ntcp_connections_per_client = 0",
+            "[dns]\ntcp_connections = 4\ntcp_connections_per_client = 5",
         ] {
             assert!(
                 matches!(DaemonConfig::from_toml(huge), Err(ConfigError::Invalid(_))),

@@ -426,12 +426,9 @@ impl State {
             .increment(self.dev.sock.take_drops());
         for _ in 0..FRAMES_PER_TURN {
             let mut frame = std::mem::take(&mut self.frame);
-            let n = match self.dev.sock.recv(&mut frame) {
-                Ok(Some(n)) => n,
-                _ => {
-                    self.frame = frame;
-                    return;
-                }
+            let Ok(Some(n)) = self.dev.sock.recv(&mut frame) else {
+                self.frame = frame;
+                return;
             };
             self.take_frame(tables, &frame[..n], now);
             self.frame = frame;

@@ -246,3 +246,75 @@ impl PuntSocket {
         Ok(r > 0 && pfd.revents & libc::POLLIN != 0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Run a classic BPF program of the kinds [`filter`] emits over `frame`: the bytes it
+    /// accepts (0: dropped).
+    fn run(program: &[libc::sock_filter], frame: &[u8]) -> u32 {
+        let load = |k: u32, n: usize| {
+            let k = k as usize;
+            frame
+                .get(k..k + n)
+                .map(|b| b.iter().fold(0u32, |a, x| a << 8 | u32::from(*x)))
+        };
+        let (mut pc, mut a) = (0usize, 0u32);
+        loop {
+            let i = program[pc];
+            pc += 1;
+            match i.code {
+                0x28 => match load(i.k, 2) {
+                    Some(v) => a = v,
+                    None => return 0,
+                },
+                0x20 => match load(i.k, 4) {
+                    Some(v) => a = v,
+                    None => return 0,
+                },
+                0x15 => pc += usize::from(if a == i.k { i.jt } else { i.jf }),
+                0x05 => pc += i.k as usize,
+                0x06 => return i.k,
+                other => panic!("opcode {other:#x}"),
+            }
+        }
+    }
+
+    fn frame(src: MacAddr, ethertype: u16, dst_ip: Ipv4Addr) -> Vec<u8> {
+        let mut f = vec![0u8; 60];
+        f[6..12].copy_from_slice(&src.0);
+        f[12..14].copy_from_slice(&ethertype.to_be_bytes());
+        let at = if ethertype == 0x0806 {
+            14 + 24
+        } else {
+            14 + 16
+        };
+        f[at..at + 4].copy_from_slice(&dst_ip.octets());
+        f
+    }
+
+    #[test]
+    fn the_filter_takes_the_address_and_drops_blocked_macs() {
+        let addr = Ipv4Addr::new(10, 0, 0, 2);
+        let other = Ipv4Addr::new(10, 0, 0, 3);
+        let mac = |i: u8| MacAddr([2, 0, 0, 0, i, i]);
+        let blocked: Vec<MacAddr> = (0..u8::try_from(MAX_BLOCKED).unwrap()).map(mac).collect();
+        for list in [&[][..], &blocked[..1], &blocked[..]] {
+            let p = filter(addr, list);
+            for kind in [0x0800, 0x0806] {
+                assert!(run(&p, &frame(mac(200), kind, addr)) > 0, "ours passes");
+                assert_eq!(run(&p, &frame(mac(200), kind, other)), 0, "not ours");
+                for m in list {
+                    assert_eq!(run(&p, &frame(*m, kind, addr)), 0, "{m:?} is blocked");
+                }
+            }
+            // Same first four bytes as a blocked MAC, other last two: not blocked.
+            assert!(run(&p, &frame(MacAddr([2, 0, 0, 0, 0, 9]), 0x0800, addr)) > 0);
+            assert_eq!(run(&p, &frame(mac(1), 0x86dd, addr)), 0, "IPv6");
+        }
+        // Past the bound, the rest are ignored (and the program stays valid).
+        let more: Vec<MacAddr> = (0..40).map(mac).collect();
+        assert_eq!(filter(addr, &more).len(), 4 * MAX_BLOCKED + 9);
+    }
+}
