@@ -42,7 +42,7 @@ fn query(mac: MacAddr, src: Ipv4Addr) -> Vec<u8> {
 
 #[test]
 fn a_query_from_a_subnet_passes_with_its_sender() {
-    let got = check_service_frame(&subnets(), A, DNS, &query(CLIENT_MAC, CLIENT));
+    let got = check_service_frame(&subnets(), A, (MAC_A, DNS), &query(CLIENT_MAC, CLIENT));
     assert_eq!(
         got,
         Ok(ServiceFrame::Ipv4 {
@@ -62,14 +62,14 @@ fn a_query_from_a_subnet_passes_with_its_sender() {
     f[14 + 10..14 + 12].copy_from_slice(&[0, 0]);
     let sum = dataplane::wire::checksum::checksum(&f[14..34]);
     f[14 + 10..14 + 12].copy_from_slice(&sum.to_be_bytes());
-    assert!(check_service_frame(&subnets(), A, DNS, &f).is_ok());
+    assert!(check_service_frame(&subnets(), A, (MAC_A, DNS), &f).is_ok());
 }
 
 #[test]
 fn a_source_outside_the_subnets_is_refused() {
     for src in [Ipv4Addr::new(192, 0, 2, 99), Ipv4Addr::new(10, 0, 1, 5)] {
         assert_eq!(
-            check_service_frame(&subnets(), A, DNS, &query(CLIENT_MAC, src)),
+            check_service_frame(&subnets(), A, (MAC_A, DNS), &query(CLIENT_MAC, src)),
             Err(DropReason::SourceOutsideVpc)
         );
     }
@@ -78,14 +78,14 @@ fn a_source_outside_the_subnets_is_refused() {
 #[test]
 fn with_port_security_only_a_known_pair_passes() {
     let t = secured();
-    assert!(check_service_frame(&t, A, DNS, &query(CLIENT_MAC, CLIENT)).is_ok());
+    assert!(check_service_frame(&t, A, (MAC_A, DNS), &query(CLIENT_MAC, CLIENT)).is_ok());
     // The neighbour's address from the client's MAC; an unregistered address.
     for (mac, src) in [
         (CLIENT_MAC, NEIGHBOUR),
         (CLIENT_MAC, Ipv4Addr::new(10, 0, 0, 9)),
     ] {
         assert_eq!(
-            check_service_frame(&t, A, DNS, &query(mac, src)),
+            check_service_frame(&t, A, (MAC_A, DNS), &query(mac, src)),
             Err(DropReason::PortSecurity)
         );
     }
@@ -97,7 +97,7 @@ fn arp_names_a_verified_sender_or_nothing() {
     let ask = |sender: (MacAddr, Ipv4Addr), op| {
         arp(op, MacAddr::BROADCAST, sender, (MacAddr::default(), DNS))
     };
-    let got = check_service_frame(&t, A, DNS, &ask((CLIENT_MAC, CLIENT), 1));
+    let got = check_service_frame(&t, A, (MAC_A, DNS), &ask((CLIENT_MAC, CLIENT), 1));
     let from = Sender {
         ip: CLIENT,
         mac: CLIENT_MAC,
@@ -105,7 +105,7 @@ fn arp_names_a_verified_sender_or_nothing() {
     assert_eq!(got, Ok(ServiceFrame::ArpRequest(from)));
     // The client's MAC speaking for its neighbour's address: refused.
     assert_eq!(
-        check_service_frame(&t, A, DNS, &ask((CLIENT_MAC, NEIGHBOUR), 1)),
+        check_service_frame(&t, A, (MAC_A, DNS), &ask((CLIENT_MAC, NEIGHBOUR), 1)),
         Err(DropReason::PortSecurity)
     );
     // Without port security, still only from the subnets; replies are never taken.
@@ -113,13 +113,13 @@ fn arp_names_a_verified_sender_or_nothing() {
         check_service_frame(
             &subnets(),
             A,
-            DNS,
+            (MAC_A, DNS),
             &ask((CLIENT_MAC, Ipv4Addr::new(192, 0, 2, 1)), 1)
         ),
         Err(DropReason::SourceOutsideVpc)
     );
     assert_eq!(
-        check_service_frame(&t, A, DNS, &ask((CLIENT_MAC, CLIENT), 2)),
+        check_service_frame(&t, A, (MAC_A, DNS), &ask((CLIENT_MAC, CLIENT), 2)),
         Err(DropReason::ArpNotForUs)
     );
     // Another address's ARP is not the service's.
@@ -130,7 +130,7 @@ fn arp_names_a_verified_sender_or_nothing() {
         (MacAddr::default(), NEIGHBOUR),
     );
     assert_eq!(
-        check_service_frame(&t, A, DNS, &other),
+        check_service_frame(&t, A, (MAC_A, DNS), &other),
         Err(DropReason::NotForUs)
     );
     // The answer goes to the verified sender.
@@ -146,23 +146,29 @@ fn broken_or_foreign_frames_are_refused_with_the_workers_reasons() {
     let mut multicast = query(CLIENT_MAC, CLIENT);
     multicast[6] |= 1;
     assert_eq!(
-        check_service_frame(&t, A, DNS, &multicast),
+        check_service_frame(&t, A, (MAC_A, DNS), &multicast),
         Err(DropReason::SourceMac)
     );
     let q = query(CLIENT_MAC, CLIENT);
     assert_eq!(
-        check_service_frame(&t, A, DNS, &q[..30]),
+        check_service_frame(&t, A, (MAC_A, DNS), &q[..30]),
         Err(DropReason::Malformed)
     );
     let mut bad_sum = q.clone();
     bad_sum[14 + 10] ^= 0xff;
     assert_eq!(
-        check_service_frame(&t, A, DNS, &bad_sum),
+        check_service_frame(&t, A, (MAC_A, DNS), &bad_sum),
         Err(DropReason::Malformed)
+    );
+    // For the address, but for another MAC (a frame a switch flooded here).
+    let other_mac = udp((CLIENT_MAC, MAC_B), (CLIENT, 5555), (DNS, 53), b"");
+    assert_eq!(
+        check_service_frame(&t, A, (MAC_A, DNS), &other_mac),
+        Err(DropReason::NotForUs)
     );
     let elsewhere = udp((CLIENT_MAC, MAC_A), (CLIENT, 5555), (NEIGHBOUR, 53), b"");
     assert_eq!(
-        check_service_frame(&t, A, DNS, &elsewhere),
+        check_service_frame(&t, A, (MAC_A, DNS), &elsewhere),
         Err(DropReason::NotForUs)
     );
 }

@@ -436,7 +436,7 @@ impl State {
     }
 
     fn take_frame(&mut self, tables: &Tables, frame: &[u8], now: Instant) {
-        let from = match check_service_frame(tables, self.vpc, self.addr, frame) {
+        let from = match check_service_frame(tables, self.vpc, (self.mac, self.addr), frame) {
             Err(reason) => {
                 self.counters.checks[reason.index()].increment(1);
                 return;

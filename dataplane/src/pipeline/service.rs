@@ -56,19 +56,21 @@ pub enum ServiceFrame {
     },
 }
 
-/// Check `frame`, received on attachment `ingress`, for the service that owns `addr` there,
-/// with the current `tables`: the frame is for `addr`, its source MAC is unicast, its
-/// headers pass the workers' checks, and its sender (the ARP sender, or the IPv4 source
-/// with the frame's source MAC) passes port security and lies in the VPC's subnets.
+/// Check `frame`, received on attachment `ingress` (whose MAC is `mac`), for the service
+/// that owns `addr` there, with the current `tables`: the frame is for `addr` and for `mac`
+/// (or broadcast, for ARP), its source MAC is unicast, its headers pass the workers'
+/// checks, and its sender (the ARP sender, or the IPv4 source with the frame's source MAC)
+/// passes port security and lies in the VPC's subnets.
 ///
 /// # Errors
 /// Why the frame is not taken, as the workers would count it: `SourceMac`, `Malformed`,
-/// `IpOptions`, `Fragment`, `UnsupportedProtocol` (also an ARP reply: the service asks
-/// nothing), `NotForUs` (another address), `PortSecurity`, `SourceOutsideVpc`.
+/// `IpOptions`, `Fragment`, `UnsupportedProtocol`, `ArpNotForUs` (an ARP reply: the service
+/// asks nothing; or a sender that is not the frame's source), `NotForUs` (another address,
+/// or another MAC), `PortSecurity`, `SourceOutsideVpc`.
 pub fn check_service_frame(
     tables: &Tables,
     ingress: VpcId,
-    addr: Ipv4Addr,
+    (mac, addr): (MacAddr, Ipv4Addr),
     frame: &[u8],
 ) -> Result<ServiceFrame, DropReason> {
     let eth = EthernetFrame::new_checked(frame).map_err(|_| DropReason::Malformed)?;
@@ -76,8 +78,9 @@ pub fn check_service_frame(
     if src_mac.is_multicast() {
         return Err(DropReason::SourceMac);
     }
+    let dst_mac = eth.dst();
     let (from, packet) = match eth.ethertype() {
-        ethernet::ETHERTYPE_ARP => {
+        ethernet::ETHERTYPE_ARP if dst_mac == mac || dst_mac == MacAddr::BROADCAST => {
             let a = match ArpPacket::new_checked(&frame[ethernet::HEADER_LEN..]) {
                 Ok(a) => a,
                 Err(ParseError::Version) => return Err(DropReason::UnsupportedProtocol),
@@ -96,7 +99,7 @@ pub fn check_service_frame(
             }
             (a.sender_ip(), None)
         }
-        ethernet::ETHERTYPE_IPV4 => {
+        ethernet::ETHERTYPE_IPV4 if dst_mac == mac => {
             // The punt socket completes offloaded checksums: the frame arrives complete.
             let parsed = check_ipv4(ingress, frame, L4Checksum::Complete)?.0;
             if parsed.key.dst != addr.to_bits() {
@@ -104,6 +107,7 @@ pub fn check_service_frame(
             }
             (Ipv4Addr::from_bits(parsed.key.src), Some(parsed))
         }
+        ethernet::ETHERTYPE_ARP | ethernet::ETHERTYPE_IPV4 => return Err(DropReason::NotForUs),
         _ => return Err(DropReason::UnsupportedProtocol),
     };
     if !tables.admits_port(ingress, from.to_bits(), src_mac) {
