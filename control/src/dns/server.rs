@@ -22,12 +22,13 @@
 //! random id; an answer is taken only with that id and the question asked (else it is
 //! counted and ignored); SERVFAIL after two seconds without one.
 //!
-//! Bounds, per resolver (a VPC): at most [`CLIENT_QUERIES_PER_SEC`] queries a second from
-//! one client address (UDP and TCP together), at most `[dns] tcp_connections` DNS-over-TCP
-//! connections and `tcp_connections_per_client` of them from one client (by address or by
-//! MAC), each closed after [`TCP_IDLE`] without a whole query however many bytes trickle
-//! in, and at most [`MAX_PENDING`] forwarded queries in flight, [`PENDING_PER_CLIENT`] of
-//! them one client's. Each refusal moves `vpcep_dns_dropped_total{reason}`.
+//! Bounds, per resolver (a VPC): at most [`CLIENT_QUERIES_PER_SEC`] frames (and TCP
+//! queries) a second from one client, the kernel dropping its frames for [`PENALTY`] past
+//! it; at most `[dns] tcp_connections` DNS-over-TCP connections and
+//! `tcp_connections_per_client` of them from one client (by address or by MAC), each closed
+//! after [`TCP_IDLE`] without a whole query however many bytes trickle in; at most
+//! [`MAX_PENDING`] forwarded queries in flight, [`PENDING_PER_CLIENT`] of them one
+//! client's. Each refusal moves `vpcep_dns_dropped_total{reason}`.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
@@ -63,9 +64,10 @@ const MAX_TCP_MESSAGE: usize = 16 * 1024;
 /// Frames taken from the socket per turn before the TCP stack runs (bounded work per
 /// wakeup; the rest wait in the socket).
 const FRAMES_PER_TURN: usize = 256;
-/// Queries one client address may ask a second, UDP and TCP together (Route 53 Resolver's
-/// per-interface figure); also the burst. Past it, its queries are dropped and counted
-/// (`rate_limited`) until its bucket refills; other clients are not affected.
+/// Frames one client (address and MAC) may send a second: ARP requests, UDP queries, TCP
+/// segments, and each whole TCP query once more (Route 53 Resolver's per-interface figure);
+/// also the burst. Past it, its frames are dropped and counted (`rate_limited`), and the
+/// kernel drops its MAC's frames for [`PENALTY`]; other clients are not affected.
 pub const CLIENT_QUERIES_PER_SEC: u32 = 1024;
 /// Client addresses the rate limiter tracks at once; when more ask, those whose bucket is
 /// full (idle for a second) are forgotten first.
@@ -436,11 +438,23 @@ impl State {
     }
 
     fn take_frame(&mut self, tables: &Tables, frame: &[u8], now: Instant) {
-        let from = match check_service_frame(tables, self.vpc, (self.mac, self.addr), frame) {
+        let checked = check_service_frame(tables, self.vpc, (self.mac, self.addr), frame);
+        // Every frame a client sends counts against its rate: ARP, UDP queries, TCP segments
+        // (and a TCP query once more when it is complete).
+        let client = match checked {
             Err(reason) => {
                 self.counters.checks[reason.index()].increment(1);
                 return;
             }
+            Ok(ServiceFrame::ArpRequest(from) | ServiceFrame::Ipv4 { from, .. }) => from,
+        };
+        if !self.rates.allow((client.ip, client.mac), now) {
+            self.counters.rate_limited.increment(1);
+            self.penalise(client.mac, now);
+            return;
+        }
+        let from = match checked {
+            Err(_) => return,
             Ok(ServiceFrame::ArpRequest(from)) => {
                 let mut out = [0u8; PuntSocket::HEADROOM + 60];
                 let n = arp_reply(&mut out[PuntSocket::HEADROOM..], self.mac, self.addr, from);
@@ -465,11 +479,6 @@ impl State {
                     self.counters.bad_checksum.increment(1);
                     return;
                 };
-                if !self.rates.allow((from.ip, from.mac), now) {
-                    self.counters.rate_limited.increment(1);
-                    self.penalise(from.mac, now);
-                    return;
-                }
                 self.counters.udp.increment(1);
                 let query = query.to_vec();
                 self.handle(tables, &query, Client::Udp(from, sport), from.ip, now);
