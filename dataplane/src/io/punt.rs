@@ -4,7 +4,11 @@
 //! the service never sees, nor pays for, the traffic the workers forward.
 //!
 //! The workers' own sockets still see those frames; the pipeline knows the address (see
-//! [`crate::tables::Tables::is_service_address`]) and leaves them to the service.
+//! [`crate::tables::Tables::is_service_address`]) and leaves them to the service, which
+//! must then apply the workers' source checks itself
+//! ([`crate::pipeline::service::check_service_frame`]). The filter can also drop the frames
+//! of a few source MACs ([`PuntSocket::block`]: clients past the service's rate), so a
+//! flood from one client neither costs the service nor fills the queue the others wait in.
 //!
 //! Like the workers' sockets it uses `PACKET_VNET_HDR`, so a frame whose transport checksum
 //! the sender left to offload (a veth peer at its default offloads) can be recognised and
