@@ -245,6 +245,9 @@ pub struct DnsConfig {
     pub ttl_secs: u32,
     /// DNS-over-TCP connections each resolver serves at once. Default 16.
     pub tcp_connections: usize,
+    /// Of those, the most one client holds at once (counted by address and by MAC: a
+    /// client past it gets no answer to its SYN). Default 4; at most `tcp_connections`.
+    pub tcp_connections_per_client: usize,
 }
 
 impl Default for DnsConfig {
@@ -253,6 +256,7 @@ impl Default for DnsConfig {
             upstreams: Vec::new(),
             ttl_secs: 60,
             tcp_connections: 16,
+            tcp_connections_per_client: 4,
         }
     }
 }
@@ -398,6 +402,9 @@ impl DaemonConfig {
         }
         if !(1..=1024).contains(&self.dns.tcp_connections) {
             return bad("dns.tcp_connections must be 1 to 1024".into());
+        }
+        if !(1..=self.dns.tcp_connections).contains(&self.dns.tcp_connections_per_client) {
+            return bad("dns.tcp_connections_per_client must be 1 to dns.tcp_connections".into());
         }
         self.etcd.validate().map_err(ConfigError::Invalid)?;
         if !(1..=MAX_AUTH_WINDOW_SECS).contains(&self.auth_window_secs) {
@@ -609,6 +616,8 @@ mod tests {
             "[api]\ntls_cert = \"/c.pem\"",
             "[conntrack]\ntcp_established_secs = 0",
             "[conntrack]\ncapacity = 9223372036854775807",
+            "[dns]\ntcp_connections_per_client = 0",
+            "[dns]\ntcp_connections = 4\ntcp_connections_per_client = 5",
         ] {
             assert!(
                 matches!(DaemonConfig::from_toml(huge), Err(ConfigError::Invalid(_))),

@@ -171,8 +171,7 @@ pub fn start_workers(
                     resolver,
                     tables.clone(),
                     zone.clone(),
-                    cfg.dns.upstreams.clone(),
-                    cfg.dns.tcp_connections,
+                    &cfg.dns,
                     Arc::clone(&stop),
                 )
                 .map_err(|e| attach_err(&a.interface, e))?,

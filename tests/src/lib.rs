@@ -451,6 +451,27 @@ impl World {
         }
     }
 
+    /// Another VM in user VPC `i`: a namespace of its own whose `eth0` (a macvlan on the
+    /// user namespace's link, so it has a MAC of its own) holds `ip`/24. The namespace (and
+    /// the macvlan with it) is deleted when the returned guard drops.
+    ///
+    /// # Errors
+    /// The namespace or the link could not be made.
+    pub fn extra_vm(&self, i: usize, ip: &str) -> Result<Netns> {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let ns = Netns::new(format!("{}-vm{n}", self.prefix))?;
+        let link = format!("mv{n}");
+        let user = &self.users[i];
+        user.exec(&[
+            "ip", "link", "add", "link", "eth0", "name", &link, "type", "macvlan", "mode", "bridge",
+        ])?;
+        user.exec(&["ip", "link", "set", &link, "netns", &ns.name])?;
+        ns.exec(&["ip", "link", "set", &link, "name", "eth0"])?;
+        ns.exec(&["ip", "addr", "add", &format!("{ip}/24"), "dev", "eth0"])?;
+        ns.exec(&["ip", "link", "set", "eth0", "up"])?;
+        Ok(ns)
+    }
+
     /// The index of the provider's attachment.
     pub fn provider_attachment(&self) -> usize {
         self.users.len()

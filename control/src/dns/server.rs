@@ -1,38 +1,90 @@
 //! One private DNS resolver: a thread that owns `dns_ip` on one attachment.
 //!
 //! Frames for the address reach it through a [`PuntSocket`] (ARP for it, IPv4 to it; the
-//! workers leave them alone). A userspace TCP/IP stack, smoltcp, answers ARP and runs UDP
-//! and TCP port 53 on them, so DNS over TCP is real TCP without the node's kernel owning
-//! an address in a tenant's VPC (several VPCs may use the same `dns_ip`). Queries are
-//! answered by [`super::answer`] from the live tables; names outside the zone go to the
-//! first upstream resolver over a plain UDP socket of the node (with a fresh id each,
-//! matched back; SERVFAIL after two seconds without an answer).
+//! workers leave them alone). Every frame first passes the workers' own source checks
+//! ([`check_service_frame`]: headers, a unicast source MAC, port security, the VPC's
+//! subnets) against the live tables; what fails is counted by reason and dropped, so a
+//! forged or unregistered source is never answered (no reflection) and teaches nothing.
+//! What passes names a verified sender, (address, MAC), and every answer goes to the MAC
+//! its question came from; the resolver never resolves a neighbour:
+//! - ARP requests are answered here, to the verified sender;
+//! - UDP queries are answered here too, outside any queue: each answer is built and sent
+//!   at once to its asker's MAC, so no answer can wait for (or block behind) another;
+//! - DNS over TCP runs on a userspace TCP/IP stack, smoltcp, so it is real TCP without the
+//!   node's kernel owning an address in a tenant's VPC (several VPCs may use the same
+//!   `dns_ip`). smoltcp never sees a tenant's ARP: its neighbour cache is filled only with
+//!   the verified sender of each TCP segment handed to it (a synthetic ARP reply just
+//!   before the segment), and the ARP requests it would send for anyone else are dropped.
+//!
+//! Queries are answered by [`super::answer`] from the live tables; names outside the zone
+//! go to the first upstream resolver, each from a UDP socket of its own (a random source
+//! port per query, connected to the upstream, so only it can answer), under a fresh
+//! random id; an answer is taken only with that id and the question asked (else it is
+//! counted and ignored); SERVFAIL after two seconds without one.
+//!
+//! Bounds, per resolver (a VPC): at most [`CLIENT_QUERIES_PER_SEC`] frames (and TCP
+//! queries) a second from one client, the kernel dropping its frames for [`PENALTY`] past
+//! it; at most `[dns] tcp_connections` DNS-over-TCP connections and
+//! `tcp_connections_per_client` of them from one client (by address or by MAC), each closed
+//! after [`TCP_IDLE`] without a whole query however many bytes trickle in; at most
+//! [`MAX_PENDING`] forwarded queries in flight, [`PENDING_PER_CLIENT`] of them one
+//! client's. Each refusal moves `vpcep_dns_dropped_total{reason}`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use dataplane::VpcId;
 use dataplane::io::af_packet::Interface;
-use dataplane::io::punt::PuntSocket;
+use dataplane::io::punt::{MAX_BLOCKED, PuntSocket};
+use dataplane::pipeline::service::{Sender, ServiceFrame, arp_reply, check_service_frame};
 use dataplane::tables::TableReader;
-use hickory_proto::op::{Message, OpCode, ResponseCode};
+use dataplane::wire::checksum;
+use dataplane::wire::ethernet::{self, MacAddr};
+use dataplane::wire::ipv4::{PROTO_TCP, PROTO_UDP};
+use dataplane::{DropReason, Tables, VpcId};
+use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
+use metrics::Counter;
 use smoltcp::iface::{Config, Interface as Stack, SocketHandle, SocketSet};
 use smoltcp::phy::{Device, DeviceCapabilities, Medium};
-use smoltcp::socket::{tcp, udp};
+use smoltcp::socket::tcp;
 use smoltcp::time::Instant as SmolInstant;
 use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr, IpEndpoint};
 
 use super::{Reply, Zone, answer};
+use crate::config::DnsConfig;
 
-/// Longest wait between two looks at the stop flag and the upstream socket.
+/// Longest wait between two looks at the stop flag and the upstream sockets.
 const TICK: Duration = Duration::from_millis(10);
 /// How long a forwarded query waits for an upstream answer.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 /// Largest DNS message taken over TCP.
 const MAX_TCP_MESSAGE: usize = 16 * 1024;
+/// Frames taken from the socket per turn before the TCP stack runs (bounded work per
+/// wakeup; the rest wait in the socket).
+const FRAMES_PER_TURN: usize = 256;
+/// Frames one client (address and MAC) may send a second: ARP requests, UDP queries, TCP
+/// segments, and each whole TCP query once more (Route 53 Resolver's per-interface figure);
+/// also the burst. Past it, its frames are dropped and counted (`rate_limited`), and the
+/// kernel drops its MAC's frames for [`PENALTY`]; other clients are not affected.
+pub const CLIENT_QUERIES_PER_SEC: u32 = 1024;
+/// Client addresses the rate limiter tracks at once; when more ask, those whose bucket is
+/// full (idle for a second) are forgotten first.
+const MAX_CLIENTS_TRACKED: usize = 4096;
+/// A DNS-over-TCP connection is closed when it has completed no query for this long since
+/// it opened or since its last query (`tcp_idle`): a byte now and then does not keep it.
+pub const TCP_IDLE: Duration = Duration::from_secs(10);
+/// Forwarded queries in flight per resolver, each holding a socket of its own.
+pub const MAX_PENDING: usize = 256;
+/// Forwarded queries in flight from one client address.
+pub const PENDING_PER_CLIENT: usize = 32;
+/// How long the kernel drops the frames of a client that went past its rate (by source
+/// MAC, in the socket's filter), so a flood costs the resolver nothing and cannot fill the
+/// queue the other clients' frames wait in.
+pub const PENALTY: Duration = Duration::from_secs(1);
+/// Verified (address, MAC) pairs of TCP clients remembered (for the per-client count).
+const MAX_TCP_CLIENTS: usize = 4096;
 
 /// Where one resolver runs.
 #[derive(Debug)]
@@ -45,18 +97,20 @@ pub struct Resolver {
     pub addr: Ipv4Addr,
 }
 
-/// smoltcp's view of a punt socket.
+/// smoltcp's view of a punt socket: it receives only the TCP segments (each after the
+/// synthetic ARP reply of its verified sender) the resolver queued, and sends anything but
+/// ARP (a request for a neighbour nobody verified) out of the socket.
 struct PuntDevice {
     sock: PuntSocket,
-    buf: Vec<u8>,
+    rx: VecDeque<Vec<u8>>,
 }
 
-struct Rx<'a>(&'a [u8]);
+struct Rx(Vec<u8>);
 struct Tx<'a>(&'a PuntSocket);
 
-impl smoltcp::phy::RxToken for Rx<'_> {
+impl smoltcp::phy::RxToken for Rx {
     fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(self.0)
+        f(&self.0)
     }
 }
 
@@ -64,7 +118,12 @@ impl smoltcp::phy::TxToken for Tx<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
         let mut frame = vec![0u8; PuntSocket::HEADROOM + len];
         let r = f(&mut frame[PuntSocket::HEADROOM..]);
-        if let Err(e) = self.0.send(&mut frame) {
+        let ethertype = frame
+            .get(PuntSocket::HEADROOM + 12..PuntSocket::HEADROOM + 14)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]));
+        if ethertype == Some(ethernet::ETHERTYPE_ARP) {
+            tracing::trace!("resolver ARP request not sent: neighbours come from verified senders");
+        } else if let Err(e) = self.0.send(&mut frame) {
             tracing::debug!(error = %e, "resolver frame not sent");
         }
         r
@@ -72,14 +131,12 @@ impl smoltcp::phy::TxToken for Tx<'_> {
 }
 
 impl Device for PuntDevice {
-    type RxToken<'a> = Rx<'a>;
+    type RxToken<'a> = Rx;
     type TxToken<'a> = Tx<'a>;
 
-    fn receive(&mut self, _: SmolInstant) -> Option<(Rx<'_>, Tx<'_>)> {
-        match self.sock.recv(&mut self.buf) {
-            Ok(Some(n)) => Some((Rx(&self.buf[..n]), Tx(&self.sock))),
-            _ => None,
-        }
+    fn receive(&mut self, _: SmolInstant) -> Option<(Rx, Tx<'_>)> {
+        let frame = self.rx.pop_front()?;
+        Some((Rx(frame), Tx(&self.sock)))
     }
 
     fn transmit(&mut self, _: SmolInstant) -> Option<Tx<'_>> {
@@ -94,17 +151,28 @@ impl Device for PuntDevice {
     }
 }
 
-/// Who asked a forwarded query.
+/// Who asked a query.
 #[derive(Clone, Copy, Debug)]
 enum Client {
-    Udp(IpEndpoint),
+    /// Over UDP: the verified sender and its port.
+    Udp(Sender, u16),
     /// A TCP slot and its connection's generation (a slot serves many connections).
     Tcp(usize, u64),
 }
 
+/// A forwarded query waiting for its upstream answer.
 struct Pending {
     client: Client,
+    /// The asker's address (its share of the table).
+    who: Ipv4Addr,
+    /// The client's id, restored in the answer.
     id: u16,
+    /// The id the upstream saw.
+    ours: u16,
+    /// The question the answer must carry.
+    queries: Vec<hickory_proto::op::Query>,
+    /// This query's own socket (its own random port), connected to the upstream.
+    socket: UdpSocket,
     asked: Instant,
 }
 
@@ -115,6 +183,95 @@ struct TcpSlot {
     /// Queries of this connection waiting for an upstream: not closed before they are
     /// answered.
     forwarded: usize,
+    /// The connection's client (address, MAC), once it is open.
+    client: Option<Sender>,
+    /// When the connection is closed unless it completes a query first.
+    deadline: Option<Instant>,
+}
+
+/// The resolver's counters (`vpcep_dns_*`), registered once.
+struct Counters {
+    /// `vpcep_dns_queries_total{transport}`: queries taken (answered, or forwarded).
+    udp: Counter,
+    tcp: Counter,
+    /// `vpcep_dns_dropped_total{reason}` for the source checks' reasons.
+    checks: [Counter; DropReason::COUNT],
+    rate_limited: Counter,
+    tcp_client_limit: Counter,
+    tcp_idle: Counter,
+    pending_full: Counter,
+    upstream_mismatch: Counter,
+    not_dns: Counter,
+    bad_checksum: Counter,
+    too_large: Counter,
+    queue_full: Counter,
+    /// `vpcep_dns_penalties_total`: a client past its rate had its frames dropped by the
+    /// kernel for [`PENALTY`].
+    penalties: Counter,
+}
+
+fn dropped(reason: &'static str) -> Counter {
+    metrics::counter!("vpcep_dns_dropped_total", "reason" => reason)
+}
+
+impl Counters {
+    fn new() -> Self {
+        Self {
+            udp: metrics::counter!("vpcep_dns_queries_total", "transport" => "udp"),
+            tcp: metrics::counter!("vpcep_dns_queries_total", "transport" => "tcp"),
+            checks: DropReason::ALL.map(|r| dropped(r.name())),
+            rate_limited: dropped("rate_limited"),
+            tcp_client_limit: dropped("tcp_client_limit"),
+            tcp_idle: dropped("tcp_idle"),
+            pending_full: dropped("pending_full"),
+            upstream_mismatch: dropped("upstream_mismatch"),
+            not_dns: dropped("not_dns"),
+            bad_checksum: dropped("bad_checksum"),
+            too_large: dropped("too_large"),
+            queue_full: dropped("queue_full"),
+            penalties: metrics::counter!("vpcep_dns_penalties_total"),
+        }
+    }
+}
+
+/// A token bucket per client (address and MAC together, so a VM that forges its
+/// neighbour's address drains its own bucket, not the neighbour's):
+/// [`CLIENT_QUERIES_PER_SEC`] a second, as burst too. Time comes in as an argument.
+#[derive(Debug, Default)]
+struct Rates {
+    buckets: HashMap<(Ipv4Addr, MacAddr), (f64, Instant)>,
+}
+
+impl Rates {
+    const BURST: f64 = CLIENT_QUERIES_PER_SEC as f64;
+
+    fn refill(bucket: &mut (f64, Instant), now: Instant) {
+        let secs = now.saturating_duration_since(bucket.1).as_secs_f64();
+        bucket.0 = (bucket.0 + secs * f64::from(CLIENT_QUERIES_PER_SEC)).min(Self::BURST);
+        bucket.1 = now;
+    }
+
+    /// True if `client` may ask one more query at `now` (and count it).
+    fn allow(&mut self, client: (Ipv4Addr, MacAddr), now: Instant) -> bool {
+        if self.buckets.len() >= MAX_CLIENTS_TRACKED && !self.buckets.contains_key(&client) {
+            self.buckets.retain(|_, b| {
+                Self::refill(b, now);
+                b.0 < Self::BURST
+            });
+            if self.buckets.len() >= MAX_CLIENTS_TRACKED {
+                // Every tracked client is busy: start over rather than refuse newcomers.
+                self.buckets.clear();
+            }
+        }
+        let b = self.buckets.entry(client).or_insert((Self::BURST, now));
+        Self::refill(b, now);
+        if b.0 >= 1.0 {
+            b.0 -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// Open the resolver's socket now (so a bad interface fails the start), and serve from a
@@ -126,73 +283,98 @@ pub fn spawn(
     r: Resolver,
     tables: TableReader,
     zone: Zone,
-    upstreams: Vec<SocketAddr>,
-    tcp_connections: usize,
+    dns: &DnsConfig,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let sock = PuntSocket::open(&r.iface, r.addr)?;
-    let upstream = if upstreams.is_empty() {
-        None
-    } else {
-        let u = UdpSocket::bind("0.0.0.0:0")?;
-        u.set_nonblocking(true)?;
-        Some(u)
-    };
-    tracing::info!(interface = %r.iface.name, addr = %r.addr, upstreams = upstreams.len(), "private DNS resolver up");
+    let upstream = dns.upstreams.first().copied();
+    let (tcp_connections, tcp_per_client) = (dns.tcp_connections, dns.tcp_connections_per_client);
+    tracing::info!(interface = %r.iface.name, addr = %r.addr, upstreams = dns.upstreams.len(), "private DNS resolver up");
     std::thread::Builder::new()
         .name(format!("vpcep-dns-{}", r.iface.name))
         .spawn(move || {
-            let mut s = Server::new(sock, &r, tables, zone, upstream, upstreams, tcp_connections);
+            let mut s = Server {
+                tables,
+                state: State::new(sock, &r, zone, upstream, tcp_connections, tcp_per_client),
+            };
             while !stop.load(Ordering::Relaxed) {
                 s.turn();
             }
         })
 }
 
+/// The tables apart from the rest, so one snapshot can be borrowed for a whole turn.
 struct Server {
+    tables: TableReader,
+    state: State,
+}
+
+struct State {
     dev: PuntDevice,
     stack: Stack,
     sockets: SocketSet<'static>,
-    udp: SocketHandle,
     tcp: Vec<TcpSlot>,
+    tcp_per_client: usize,
+    /// The last verified MAC of each TCP client address (for the per-client count).
+    tcp_macs: HashMap<Ipv4Addr, MacAddr>,
+    /// SYNs let through this turn, not yet in a slot: (client, port).
+    syns: Vec<(Sender, u16)>,
     vpc: VpcId,
-    tables: TableReader,
+    addr: Ipv4Addr,
+    mac: MacAddr,
     zone: Zone,
-    upstream: Option<UdpSocket>,
-    upstreams: Vec<SocketAddr>,
-    pending: HashMap<u16, Pending>,
+    upstream: Option<SocketAddr>,
+    pending: Vec<Pending>,
+    rates: Rates,
+    /// Source MACs the kernel drops for now (clients past their rate), and until when.
+    blocked: Vec<(MacAddr, Instant)>,
+    counters: Counters,
+    frame: Vec<u8>,
     scratch: Vec<u8>,
 }
 
 impl Server {
+    /// Take what arrived, answer it, and wait a little for more.
+    fn turn(&mut self) {
+        let tables = self.tables.load();
+        let s = &mut self.state;
+        let now = Instant::now();
+        s.take_frames(tables, now);
+        s.stack.poll(SmolInstant::now(), &mut s.dev, &mut s.sockets);
+        s.serve_tcp(tables, now);
+        s.serve_upstream(now);
+        s.stack.poll(SmolInstant::now(), &mut s.dev, &mut s.sockets);
+        let wait = s
+            .stack
+            .poll_delay(SmolInstant::now(), &s.sockets)
+            .map_or(TICK, |d| Duration::from_micros(d.total_micros()).min(TICK));
+        let _ = s.dev.sock.wait(wait);
+    }
+}
+
+impl State {
     fn new(
         sock: PuntSocket,
         r: &Resolver,
-        tables: TableReader,
         zone: Zone,
-        upstream: Option<UdpSocket>,
-        upstreams: Vec<SocketAddr>,
+        upstream: Option<SocketAddr>,
         tcp_connections: usize,
+        tcp_per_client: usize,
     ) -> Self {
-        let mac = EthernetAddress(sock.mac().0);
+        let mac = sock.mac();
         let mut dev = PuntDevice {
-            buf: vec![0u8; 64 * 1024 + PuntSocket::HEADROOM],
             sock,
+            rx: VecDeque::new(),
         };
-        let mut cfg = Config::new(mac.into());
+        let mut cfg = Config::new(EthernetAddress(mac.0).into());
         cfg.random_seed = rand::random();
         let mut stack = Stack::new(cfg, &mut dev, SmolInstant::now());
         // Every client of the VPC is on-link here: a /0 prefix, so answers go straight to
-        // the asker's MAC (learned from its frames, or by ARP).
+        // the asker's MAC (the verified one the resolver handed smoltcp).
         stack.update_ip_addrs(|a| {
             let _ = a.push(IpCidr::new(IpAddress::Ipv4(r.addr), 0));
         });
         let mut sockets = SocketSet::new(Vec::new());
-        let buffer =
-            || udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 256], vec![0u8; 128 * 1024]);
-        let mut u = udp::Socket::new(buffer(), buffer());
-        let _ = u.bind(53);
-        let udp = sockets.add(u);
         let tcp = (0..tcp_connections)
             .map(|_| {
                 let mut t = tcp::Socket::new(
@@ -206,6 +388,8 @@ impl Server {
                     generation: 0,
                     inbox: Vec::new(),
                     forwarded: 0,
+                    client: None,
+                    deadline: None,
                 }
             })
             .collect();
@@ -213,55 +397,169 @@ impl Server {
             dev,
             stack,
             sockets,
-            udp,
             tcp,
+            tcp_per_client,
+            tcp_macs: HashMap::new(),
+            syns: Vec::new(),
             vpc: r.vpc,
-            tables,
+            addr: r.addr,
+            mac,
             zone,
             upstream,
-            upstreams,
-            pending: HashMap::new(),
+            pending: Vec::new(),
+            rates: Rates::default(),
+            blocked: Vec::new(),
+            counters: Counters::new(),
+            frame: vec![0u8; 64 * 1024 + PuntSocket::HEADROOM],
             scratch: vec![0u8; 64 * 1024],
         }
     }
 
-    /// Take what arrived, answer it, and wait a little for more.
-    fn turn(&mut self) {
-        self.stack
-            .poll(SmolInstant::now(), &mut self.dev, &mut self.sockets);
-        self.serve_udp();
-        self.serve_tcp();
-        self.serve_upstream();
-        self.stack
-            .poll(SmolInstant::now(), &mut self.dev, &mut self.sockets);
-        let wait = self
-            .stack
-            .poll_delay(SmolInstant::now(), &self.sockets)
-            .map_or(TICK, |d| Duration::from_micros(d.total_micros()).min(TICK));
-        let _ = self.dev.sock.wait(wait);
-    }
-
-    fn serve_udp(&mut self) {
-        loop {
-            let socket = self.sockets.get_mut::<udp::Socket>(self.udp);
-            let Ok((n, meta)) = socket.recv_slice(&mut self.scratch) else {
+    /// Read up to [`FRAMES_PER_TURN`] frames: check each, answer ARP and UDP at once, and
+    /// queue TCP for smoltcp behind its sender's synthetic ARP reply.
+    fn take_frames(&mut self, tables: &Tables, now: Instant) {
+        self.syns.clear();
+        if self.blocked.iter().any(|(_, until)| now >= *until) {
+            self.blocked.retain(|(_, until)| now < *until);
+            self.refilter();
+        }
+        self.counters
+            .queue_full
+            .increment(self.dev.sock.take_drops());
+        for _ in 0..FRAMES_PER_TURN {
+            let mut frame = std::mem::take(&mut self.frame);
+            let Ok(Some(n)) = self.dev.sock.recv(&mut frame) else {
+                self.frame = frame;
                 return;
             };
-            let query = self.scratch[..n].to_vec();
-            self.handle(&query, Client::Udp(meta.endpoint));
+            self.take_frame(tables, &frame[..n], now);
+            self.frame = frame;
         }
     }
 
-    fn serve_tcp(&mut self) {
+    fn take_frame(&mut self, tables: &Tables, frame: &[u8], now: Instant) {
+        let checked = check_service_frame(tables, self.vpc, (self.mac, self.addr), frame);
+        // Every frame a client sends counts against its rate: ARP, UDP queries, TCP segments
+        // (and a TCP query once more when it is complete).
+        let client = match checked {
+            Err(reason) => {
+                self.counters.checks[reason.index()].increment(1);
+                return;
+            }
+            Ok(ServiceFrame::ArpRequest(from) | ServiceFrame::Ipv4 { from, .. }) => from,
+        };
+        if !self.rates.allow((client.ip, client.mac), now) {
+            self.counters.rate_limited.increment(1);
+            self.penalise(client.mac, now);
+            return;
+        }
+        let from = match checked {
+            Err(_) => return,
+            Ok(ServiceFrame::ArpRequest(from)) => {
+                let mut out = [0u8; PuntSocket::HEADROOM + 60];
+                let n = arp_reply(&mut out[PuntSocket::HEADROOM..], self.mac, self.addr, from);
+                self.send(&mut out[..PuntSocket::HEADROOM + n]);
+                return;
+            }
+            Ok(ServiceFrame::Ipv4 {
+                from,
+                proto,
+                sport,
+                dport: 53,
+                flags,
+            }) => (from, proto, sport, flags),
+            Ok(ServiceFrame::Ipv4 { .. }) => {
+                self.counters.not_dns.increment(1);
+                return;
+            }
+        };
+        match from {
+            (from, PROTO_UDP, sport, _) => {
+                let Some(query) = udp_payload(frame) else {
+                    self.counters.bad_checksum.increment(1);
+                    return;
+                };
+                self.counters.udp.increment(1);
+                let query = query.to_vec();
+                self.handle(tables, &query, Client::Udp(from, sport), from.ip, now);
+            }
+            (from, PROTO_TCP, sport, flags) => {
+                const SYN: u8 = 0x02;
+                const ACK: u8 = 0x10;
+                if flags & (SYN | ACK) == SYN && !self.tcp_admits(from, sport) {
+                    self.counters.tcp_client_limit.increment(1);
+                    return;
+                }
+                if self.tcp_macs.len() >= MAX_TCP_CLIENTS && !self.tcp_macs.contains_key(&from.ip) {
+                    self.tcp_macs.clear();
+                }
+                self.tcp_macs.insert(from.ip, from.mac);
+                // smoltcp's neighbour for this sender: exactly the verified pair, just before
+                // its segment (an ARP reply to us: cached, never answered).
+                let mut arp = vec![0u8; 60];
+                let to_us = Sender {
+                    ip: self.addr,
+                    mac: self.mac,
+                };
+                let len = arp_reply(&mut arp, from.mac, from.ip, to_us);
+                arp.truncate(len);
+                self.dev.rx.push_back(arp);
+                self.dev.rx.push_back(frame.to_vec());
+            }
+            _ => self.counters.checks[DropReason::UnsupportedProtocol.index()].increment(1),
+        }
+    }
+
+    /// True if a SYN from `from` (port `sport`) may open a connection: it is a
+    /// retransmission of one already open, or its client (by address or by MAC) holds
+    /// fewer than `tcp_connections_per_client`.
+    fn tcp_admits(&mut self, from: Sender, sport: u16) -> bool {
+        let same = |c: &Sender| c.ip == from.ip || c.mac == from.mac;
+        let mut held = 0;
+        for slot in &self.tcp {
+            let socket = self.sockets.get::<tcp::Socket>(slot.handle);
+            if socket.remote_endpoint() == Some(IpEndpoint::new(from.ip.into(), sport)) {
+                return true;
+            }
+            held += usize::from(slot.client.as_ref().is_some_and(same));
+        }
+        held += self.syns.iter().filter(|(c, _)| same(c)).count();
+        if held >= self.tcp_per_client {
+            return false;
+        }
+        self.syns.push((from, sport));
+        true
+    }
+
+    fn serve_tcp(&mut self, tables: &Tables, now: Instant) {
         for i in 0..self.tcp.len() {
             let slot = &mut self.tcp[i];
             let socket = self.sockets.get_mut::<tcp::Socket>(slot.handle);
-            if !socket.is_open() {
-                // Closed or timed out: serve the next connection.
-                slot.inbox.clear();
-                slot.forwarded = 0;
-                slot.generation += 1;
-                let _ = socket.listen(53);
+            if !socket.is_open() || socket.state() == tcp::State::Listen {
+                if socket.state() != tcp::State::Listen {
+                    // Closed or timed out: serve the next connection.
+                    slot.inbox.clear();
+                    slot.forwarded = 0;
+                    slot.generation += 1;
+                    let _ = socket.listen(53);
+                }
+                slot.client = None;
+                slot.deadline = None;
+                continue;
+            }
+            if slot.client.is_none()
+                && let Some(IpEndpoint {
+                    addr: IpAddress::Ipv4(ip),
+                    ..
+                }) = socket.remote_endpoint()
+            {
+                let mac = self.tcp_macs.get(&ip).copied().unwrap_or_default();
+                slot.client = Some(Sender { ip, mac });
+                slot.deadline = Some(now + TCP_IDLE);
+            }
+            if slot.deadline.is_some_and(|d| now >= d) {
+                socket.abort();
+                self.counters.tcp_idle.increment(1);
                 continue;
             }
             while socket.can_recv() {
@@ -292,80 +590,132 @@ impl Server {
                 socket.close();
             }
             let generation = slot.generation;
+            let client = slot.client.unwrap_or(Sender {
+                ip: Ipv4Addr::UNSPECIFIED,
+                mac: MacAddr::default(),
+            });
+            let who = client.ip;
             for q in queries {
-                self.handle(&q, Client::Tcp(i, generation));
-            }
-        }
-    }
-
-    fn handle(&mut self, query: &[u8], client: Client) {
-        let tables = self.tables.load();
-        match answer(query, self.vpc, tables, &self.zone) {
-            Reply::Answer(bytes) => self.deliver(client, &bytes),
-            Reply::Ignore => {}
-            Reply::Forward => self.forward(query.to_vec(), client),
-        }
-    }
-
-    fn forward(&mut self, mut query: Vec<u8>, client: Client) {
-        let (Some(up), Some(first)) = (&self.upstream, self.upstreams.first()) else {
-            return;
-        };
-        if query.len() < 2 || self.pending.len() >= 4096 {
-            return;
-        }
-        let id = u16::from_be_bytes([query[0], query[1]]);
-        let mut ours: u16 = rand::random();
-        while self.pending.contains_key(&ours) {
-            ours = ours.wrapping_add(1);
-        }
-        query[..2].copy_from_slice(&ours.to_be_bytes());
-        if up.send_to(&query, first).is_ok() {
-            if let Client::Tcp(i, _) = client
-                && let Some(slot) = self.tcp.get_mut(i)
-            {
-                slot.forwarded += 1;
-            }
-            self.pending.insert(
-                ours,
-                Pending {
-                    client,
-                    id,
-                    asked: Instant::now(),
-                },
-            );
-        }
-    }
-
-    fn serve_upstream(&mut self) {
-        let mut answers = Vec::new();
-        if let Some(up) = &self.upstream {
-            while let Ok((n, from)) = up.recv_from(&mut self.scratch) {
-                if n < 2 || !self.upstreams.contains(&from) {
+                if !self.rates.allow((client.ip, client.mac), now) {
+                    self.counters.rate_limited.increment(1);
+                    self.penalise(client.mac, now);
                     continue;
                 }
-                let ours = u16::from_be_bytes([self.scratch[0], self.scratch[1]]);
-                if let Some(p) = self.pending.remove(&ours) {
-                    let mut bytes = self.scratch[..n].to_vec();
-                    bytes[..2].copy_from_slice(&p.id.to_be_bytes());
-                    answers.push((p.client, bytes));
+                self.counters.tcp.increment(1);
+                if self.handle(tables, &q, Client::Tcp(i, generation), who, now) {
+                    self.tcp[i].deadline = Some(now + TCP_IDLE);
                 }
             }
         }
-        // Unanswered in time: SERVFAIL.
-        let now = Instant::now();
-        let late: Vec<u16> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| now.duration_since(p.asked) >= UPSTREAM_TIMEOUT)
-            .map(|(k, _)| *k)
-            .collect();
-        for k in late {
-            if let Some(p) = self.pending.remove(&k) {
-                let fail = Message::error_msg(p.id, OpCode::Query, ResponseCode::ServFail);
-                if let Ok(bytes) = fail.to_vec() {
-                    answers.push((p.client, bytes));
+    }
+
+    /// Answer or forward `query`; false if it was no query at all (ignored).
+    fn handle(
+        &mut self,
+        tables: &Tables,
+        query: &[u8],
+        client: Client,
+        who: Ipv4Addr,
+        now: Instant,
+    ) -> bool {
+        match answer(query, self.vpc, tables, &self.zone) {
+            Reply::Answer(bytes) => self.deliver(client, &bytes),
+            Reply::Ignore => return false,
+            Reply::Forward => self.forward(query, client, who, now),
+        }
+        true
+    }
+
+    fn forward(&mut self, query: &[u8], client: Client, who: Ipv4Addr, now: Instant) {
+        let Some(upstream) = self.upstream else {
+            return;
+        };
+        let Ok(mut parsed) = Message::from_vec(query) else {
+            return;
+        };
+        let mine = self.pending.iter().filter(|p| p.who == who).count();
+        if self.pending.len() >= MAX_PENDING || mine >= PENDING_PER_CLIENT {
+            self.counters.pending_full.increment(1);
+            return;
+        }
+        let id = parsed.metadata.id;
+        let ours: u16 = rand::random();
+        parsed.metadata.id = ours;
+        let Ok(bytes) = parsed.to_vec() else {
+            return;
+        };
+        // A socket of its own: the kernel picks a random ephemeral port for it, and the
+        // connected socket takes datagrams from the upstream's address and port only.
+        let local: SocketAddr = match upstream {
+            SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+            SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+        };
+        let socket = match UdpSocket::bind(local)
+            .and_then(|s| s.connect(upstream).map(|()| s))
+            .and_then(|s| s.set_nonblocking(true).map(|()| s))
+        {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(error = %e, "no socket for a forwarded query");
+                return;
+            }
+        };
+        if socket.send(&bytes).is_err() {
+            return;
+        }
+        if let Client::Tcp(i, _) = client
+            && let Some(slot) = self.tcp.get_mut(i)
+        {
+            slot.forwarded += 1;
+        }
+        self.pending.push(Pending {
+            client,
+            who,
+            id,
+            ours,
+            queries: parsed.queries,
+            socket,
+            asked: now,
+        });
+    }
+
+    fn serve_upstream(&mut self, now: Instant) {
+        let mut answers = Vec::new();
+        let mut i = 0;
+        while i < self.pending.len() {
+            let p = &self.pending[i];
+            let mut answered = None;
+            while let Ok(n) = p.socket.recv(&mut self.scratch) {
+                let got = &self.scratch[..n];
+                match Message::from_vec(got) {
+                    Ok(m)
+                        if m.metadata.id == p.ours
+                            && m.metadata.message_type == MessageType::Response
+                            && m.queries == p.queries =>
+                    {
+                        let mut bytes = got.to_vec();
+                        bytes[..2].copy_from_slice(&p.id.to_be_bytes());
+                        answered = Some(bytes);
+                        break;
+                    }
+                    // Another id, another question, or not DNS: not this query's answer.
+                    _ => self.counters.upstream_mismatch.increment(1),
                 }
+            }
+            let late = now.duration_since(p.asked) >= UPSTREAM_TIMEOUT;
+            if answered.is_none() && !late {
+                i += 1;
+                continue;
+            }
+            let p = self.pending.swap_remove(i);
+            let bytes = answered.or_else(|| {
+                // Unanswered in time: SERVFAIL.
+                Message::error_msg(p.id, OpCode::Query, ResponseCode::ServFail)
+                    .to_vec()
+                    .ok()
+            });
+            if let Some(bytes) = bytes {
+                answers.push((p.client, bytes));
             }
         }
         for (client, bytes) in answers {
@@ -380,9 +730,28 @@ impl Server {
 
     fn deliver(&mut self, client: Client, bytes: &[u8]) {
         match client {
-            Client::Udp(endpoint) => {
-                let socket = self.sockets.get_mut::<udp::Socket>(self.udp);
-                let _ = socket.send_slice(bytes, endpoint);
+            Client::Udp(to, port) => {
+                let room = self.dev.sock.mtu().saturating_sub(20 + 8);
+                let truncated;
+                let bytes = if bytes.len() > room {
+                    // Too long for one datagram: the header and question, with TC set.
+                    let Some(t) = truncate(bytes).filter(|t| t.len() <= room) else {
+                        self.counters.too_large.increment(1);
+                        return;
+                    };
+                    truncated = t;
+                    &truncated
+                } else {
+                    bytes
+                };
+                let mut frame = vec![0u8; PuntSocket::HEADROOM];
+                let built = etherparse::PacketBuilder::ethernet2(self.mac.0, to.mac.0)
+                    .ipv4(self.addr.octets(), to.ip.octets(), 64)
+                    .udp(53, port)
+                    .write(&mut frame, bytes);
+                if built.is_ok() {
+                    self.send(&mut frame);
+                }
             }
             Client::Tcp(i, generation) => {
                 let Some(slot) = self.tcp.get(i).filter(|s| s.generation == generation) else {
@@ -398,5 +767,125 @@ impl Server {
                 let _ = socket.send_slice(&framed);
             }
         }
+    }
+
+    /// A client past its rate: have the kernel drop its frames for [`PENALTY`] (at most
+    /// [`MAX_BLOCKED`] clients at once; past that, only the rate limit holds).
+    fn penalise(&mut self, mac: MacAddr, now: Instant) {
+        if mac == MacAddr::default()
+            || self.blocked.len() >= MAX_BLOCKED
+            || self.blocked.iter().any(|(m, _)| *m == mac)
+        {
+            return;
+        }
+        self.blocked.push((mac, now + PENALTY));
+        self.counters.penalties.increment(1);
+        self.refilter();
+    }
+
+    /// Give the socket's filter the current blocked MACs.
+    fn refilter(&self) {
+        let macs: Vec<MacAddr> = self.blocked.iter().map(|(m, _)| *m).collect();
+        if let Err(e) = self.dev.sock.block(&macs) {
+            tracing::warn!(error = %e, "resolver filter not updated");
+        }
+    }
+
+    /// Send a frame that starts [`PuntSocket::HEADROOM`] bytes into `buf`.
+    fn send(&self, buf: &mut [u8]) {
+        if let Err(e) = self.dev.sock.send(buf) {
+            tracing::debug!(error = %e, "resolver frame not sent");
+        }
+    }
+}
+
+/// The payload of a UDP frame that passed [`check_service_frame`], if its checksum (when
+/// it has one) is right.
+fn udp_payload(frame: &[u8]) -> Option<&[u8]> {
+    use dataplane::wire::ipv4::Ipv4Packet;
+    use dataplane::wire::udp::{HEADER_LEN, UdpPacket};
+    let ip = Ipv4Packet::new_checked(frame.get(ethernet::HEADER_LEN..)?).ok()?;
+    let udp = UdpPacket::new_checked(ip.payload()).ok()?;
+    let len = udp.len();
+    let start = ethernet::HEADER_LEN + ip.header_len();
+    let segment = frame.get(start..start + usize::from(len))?;
+    if udp.checksum() != 0 {
+        let pseudo = checksum::pseudo_header_sum(ip.src_u32(), ip.dst_u32(), PROTO_UDP, len);
+        if checksum::fold(checksum::sum(pseudo, segment)) != 0xffff {
+            return None;
+        }
+    }
+    segment.get(HEADER_LEN..)
+}
+
+/// `response` cut to its header and question with TC set (RFC 1035 4.2.1: the client asks
+/// again over TCP).
+fn truncate(response: &[u8]) -> Option<Vec<u8>> {
+    let mut m = Message::from_vec(response).ok()?;
+    m.answers.clear();
+    m.authorities.clear();
+    m.additionals.clear();
+    m.signature = None;
+    m.edns = None;
+    m.metadata.truncation = true;
+    m.to_vec().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use hickory_proto::op::Query;
+    use hickory_proto::rr::{Name, RecordType};
+
+    use super::*;
+
+    #[test]
+    fn one_client_is_held_to_its_rate_and_the_others_are_not() {
+        let mut r = Rates::default();
+        let t0 = Instant::now();
+        let mac = MacAddr([2, 0, 0, 0, 0, 5]);
+        let (a, b) = (
+            (Ipv4Addr::new(10, 0, 0, 5), mac),
+            (Ipv4Addr::new(10, 0, 0, 6), mac),
+        );
+        let burst = (0..2 * CLIENT_QUERIES_PER_SEC)
+            .filter(|_| r.allow(a, t0))
+            .count();
+        assert_eq!(
+            burst, CLIENT_QUERIES_PER_SEC as usize,
+            "the burst, then no more"
+        );
+        assert!(r.allow(b, t0), "another client has its own bucket");
+        // A tenth of a second later, a tenth of the rate again.
+        let later = t0 + Duration::from_millis(100);
+        let refilled = (0..CLIENT_QUERIES_PER_SEC)
+            .filter(|_| r.allow(a, later))
+            .count();
+        assert!((100..=103).contains(&refilled), "{refilled}");
+    }
+
+    #[test]
+    fn the_limiter_forgets_idle_clients_first_and_stays_bounded() {
+        let mut r = Rates::default();
+        let t0 = Instant::now();
+        let mac = MacAddr([2, 0, 0, 0, 0, 5]);
+        let busy = (Ipv4Addr::new(10, 0, 0, 5), mac);
+        while r.allow(busy, t0) {}
+        for i in 0..u32::try_from(MAX_CLIENTS_TRACKED).unwrap() {
+            assert!(r.allow((Ipv4Addr::from_bits(0x0a01_0000 + i), mac), t0));
+        }
+        // Past the bound, a second later: the idle ones (full again) are forgotten.
+        let t1 = t0 + Duration::from_secs(1);
+        assert!(r.allow((Ipv4Addr::new(10, 2, 0, 1), mac), t1));
+        assert!(r.buckets.len() <= MAX_CLIENTS_TRACKED);
+    }
+
+    #[test]
+    fn a_long_answer_is_cut_to_its_question_with_tc() {
+        let mut m = Message::response(7, OpCode::Query);
+        m.add_query(Query::query(Name::from_ascii("a.").unwrap(), RecordType::A));
+        let t = Message::from_vec(&truncate(&m.to_vec().unwrap()).unwrap()).unwrap();
+        assert!(t.metadata.truncation);
+        assert_eq!((t.metadata.id, t.queries.len()), (7, 1));
+        assert!(truncate(&[1, 2, 3]).is_none());
     }
 }

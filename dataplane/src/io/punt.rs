@@ -4,7 +4,11 @@
 //! the service never sees, nor pays for, the traffic the workers forward.
 //!
 //! The workers' own sockets still see those frames; the pipeline knows the address (see
-//! [`crate::tables::Tables::is_service_address`]) and leaves them to the service.
+//! [`crate::tables::Tables::is_service_address`]) and leaves them to the service, which
+//! must then apply the workers' source checks itself
+//! ([`crate::pipeline::service::check_service_frame`]). The filter can also drop the frames
+//! of a few source MACs ([`PuntSocket::block`]: clients past the service's rate), so a
+//! flood from one client neither costs the service nor fills the queue the others wait in.
 //!
 //! Like the workers' sockets it uses `PACKET_VNET_HDR`, so a frame whose transport checksum
 //! the sender left to offload (a veth peer at its default offloads) can be recognised and
@@ -24,18 +28,37 @@ use crate::wire::ethernet::MacAddr;
 use crate::wire::offload::{VNET_HDR_LEN, VnetHdr, complete_partial};
 
 const ETH_P_ALL: u16 = 0x0003;
+/// The socket's receive buffer, bytes (about 5,000 small frames).
+const RECV_BUFFER: libc::c_int = 4 << 20;
 
-/// The filter: `arp and arp[24:4] = addr`, or `ip and ip[16:4] = addr` (offsets from the
-/// Ethernet header; the kernel has already taken any VLAN tag off).
-fn filter(addr: Ipv4Addr) -> [libc::sock_filter; 9] {
+/// The most source MACs [`PuntSocket::block`] takes (the filter's jumps stay under 256).
+pub const MAX_BLOCKED: usize = 32;
+
+/// The filter: no frame from a MAC of `blocked`, then `arp and arp[24:4] = addr`, or
+/// `ip and ip[16:4] = addr` (offsets from the Ethernet header; the kernel has already taken
+/// any VLAN tag off).
+fn filter(addr: Ipv4Addr, blocked: &[MacAddr]) -> Vec<libc::sock_filter> {
     const LD_H_ABS: u16 = 0x28; // BPF_LD | BPF_H | BPF_ABS
     const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
     const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
     const JA: u16 = 0x05; // BPF_JMP | BPF_JA
     const RET_K: u16 = 0x06; // BPF_RET | BPF_K
     let op = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    let blocked = &blocked[..blocked.len().min(MAX_BLOCKED)];
+    let mut program = Vec::with_capacity(4 * blocked.len() + 9);
+    for (i, mac) in blocked.iter().enumerate() {
+        let [a, b, c, d, e, f] = mac.0;
+        // From entry i's last jump to the final drop: the entries after it, then 8.
+        let to_drop = u8::try_from(4 * (blocked.len() - i - 1) + 8).unwrap_or(u8::MAX);
+        program.extend([
+            op(LD_W_ABS, 0, 0, 6), // A = source MAC, first four bytes
+            op(JEQ_K, 0, 2, u32::from_be_bytes([a, b, c, d])),
+            op(LD_H_ABS, 0, 0, 10), // A = its last two bytes
+            op(JEQ_K, to_drop, 0, u32::from(u16::from_be_bytes([e, f]))),
+        ]);
+    }
     let ip = addr.to_bits();
-    [
+    program.extend([
         op(LD_H_ABS, 0, 0, 12),       // 0: A = ethertype
         op(JEQ_K, 0, 2, 0x0806),      // 1: ARP? 2 : 4
         op(LD_W_ABS, 0, 0, 14 + 24),  // 2: A = ARP target protocol address
@@ -45,7 +68,17 @@ fn filter(addr: Ipv4Addr) -> [libc::sock_filter; 9] {
         op(JEQ_K, 0, 1, ip),          // 6: ours? 7 : 8
         op(RET_K, 0, 0, 0x0004_0000), // 7: accept (up to 256 KiB)
         op(RET_K, 0, 0, 0),           // 8: drop
-    ]
+    ]);
+    program
+}
+
+/// Attach `program` to `fd` (replacing any filter there).
+fn attach(fd: &OwnedFd, program: &[libc::sock_filter]) -> io::Result<()> {
+    let prog = libc::sock_fprog {
+        len: u16::try_from(program.len()).unwrap_or(0),
+        filter: program.as_ptr().cast_mut(),
+    };
+    setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog)
 }
 
 /// A non-blocking packet socket that sees only the frames for one address.
@@ -54,6 +87,7 @@ pub struct PuntSocket {
     fd: OwnedFd,
     mac: MacAddr,
     mtu: usize,
+    addr: Ipv4Addr,
 }
 
 impl PuntSocket {
@@ -64,19 +98,33 @@ impl PuntSocket {
     pub fn open(iface: &Interface, addr: Ipv4Addr) -> io::Result<Self> {
         // Protocol 0: nothing is received until the bind below, after the filter is in.
         let fd = packet_socket(0)?;
-        let program = filter(addr);
-        let prog = libc::sock_fprog {
-            len: u16::try_from(program.len()).unwrap_or(0),
-            filter: program.as_ptr().cast_mut(),
-        };
-        setsockopt(&fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog)?;
+        attach(&fd, &filter(addr, &[]))?;
         setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_VNET_HDR, &1)?;
+        // Room for bursts: a flooding client's frames are dropped by the service after the
+        // read (its per-client rate), so the queue must not overflow before they are read
+        // and take other clients' frames with them. Past `rmem_max` with CAP_NET_ADMIN.
+        let room: libc::c_int = RECV_BUFFER;
+        if setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &room).is_err() {
+            setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &room)?;
+        }
         bind(&fd, iface.ifindex, ETH_P_ALL)?;
         Ok(Self {
             fd,
             mac: iface.mac,
             mtu: iface.mtu,
+            addr,
         })
+    }
+
+    /// From now on, let the kernel drop every frame whose source MAC is one of `macs` (the
+    /// first [`MAX_BLOCKED`]) before it is queued: a client past its rate costs the service
+    /// nothing, and cannot fill the queue other clients' frames wait in. Replaces the last
+    /// list; an empty one blocks nothing.
+    ///
+    /// # Errors
+    /// The filter could not be attached (the old one stays).
+    pub fn block(&self, macs: &[MacAddr]) -> io::Result<()> {
+        attach(&self.fd, &filter(self.addr, macs))
     }
 
     /// The interface's MAC address.
@@ -156,6 +204,28 @@ impl PuntSocket {
         Ok(())
     }
 
+    /// Frames the kernel dropped because the socket's queue was full, since the last call
+    /// (`PACKET_STATISTICS`, which resets on read); 0 if it cannot be read.
+    pub fn take_drops(&self) -> u64 {
+        let mut stats = libc::tpacket_stats {
+            tp_packets: 0,
+            tp_drops: 0,
+        };
+        let mut len = libc::socklen_t::try_from(size_of_val(&stats)).unwrap_or(0);
+        // SAFETY: `stats` and `len` are valid for writes and outlive the call; `len` is
+        // `stats`'s size.
+        let r = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_STATISTICS,
+                (&raw mut stats).cast(),
+                &raw mut len,
+            )
+        };
+        if r < 0 { 0 } else { u64::from(stats.tp_drops) }
+    }
+
     /// Wait up to `timeout` for a frame; true if one is there.
     ///
     /// # Errors
@@ -178,5 +248,77 @@ impl PuntSocket {
             };
         }
         Ok(r > 0 && pfd.revents & libc::POLLIN != 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Run a classic BPF program of the kinds [`filter`] emits over `frame`: the bytes it
+    /// accepts (0: dropped).
+    fn run(program: &[libc::sock_filter], frame: &[u8]) -> u32 {
+        let load = |k: u32, n: usize| {
+            let k = k as usize;
+            frame
+                .get(k..k + n)
+                .map(|b| b.iter().fold(0u32, |a, x| a << 8 | u32::from(*x)))
+        };
+        let (mut pc, mut a) = (0usize, 0u32);
+        loop {
+            let i = program[pc];
+            pc += 1;
+            match i.code {
+                0x28 => match load(i.k, 2) {
+                    Some(v) => a = v,
+                    None => return 0,
+                },
+                0x20 => match load(i.k, 4) {
+                    Some(v) => a = v,
+                    None => return 0,
+                },
+                0x15 => pc += usize::from(if a == i.k { i.jt } else { i.jf }),
+                0x05 => pc += i.k as usize,
+                0x06 => return i.k,
+                other => panic!("opcode {other:#x}"),
+            }
+        }
+    }
+
+    fn frame(src: MacAddr, ethertype: u16, dst_ip: Ipv4Addr) -> Vec<u8> {
+        let mut f = vec![0u8; 60];
+        f[6..12].copy_from_slice(&src.0);
+        f[12..14].copy_from_slice(&ethertype.to_be_bytes());
+        let at = if ethertype == 0x0806 {
+            14 + 24
+        } else {
+            14 + 16
+        };
+        f[at..at + 4].copy_from_slice(&dst_ip.octets());
+        f
+    }
+
+    #[test]
+    fn the_filter_takes_the_address_and_drops_blocked_macs() {
+        let addr = Ipv4Addr::new(10, 0, 0, 2);
+        let other = Ipv4Addr::new(10, 0, 0, 3);
+        let mac = |i: u8| MacAddr([2, 0, 0, 0, i, i]);
+        let blocked: Vec<MacAddr> = (0..u8::try_from(MAX_BLOCKED).unwrap()).map(mac).collect();
+        for list in [&[][..], &blocked[..1], &blocked[..]] {
+            let p = filter(addr, list);
+            for kind in [0x0800, 0x0806] {
+                assert!(run(&p, &frame(mac(200), kind, addr)) > 0, "ours passes");
+                assert_eq!(run(&p, &frame(mac(200), kind, other)), 0, "not ours");
+                for m in list {
+                    assert_eq!(run(&p, &frame(*m, kind, addr)), 0, "{m:?} is blocked");
+                }
+            }
+            // Same first four bytes as a blocked MAC, other last two: not blocked.
+            assert!(run(&p, &frame(MacAddr([2, 0, 0, 0, 0, 9]), 0x0800, addr)) > 0);
+            assert_eq!(run(&p, &frame(mac(1), 0x86dd, addr)), 0, "IPv6");
+        }
+        // Past the bound, the rest are ignored (and the program stays valid).
+        let more: Vec<MacAddr> = (0..40).map(mac).collect();
+        assert_eq!(filter(addr, &more).len(), 4 * MAX_BLOCKED + 9);
     }
 }

@@ -54,6 +54,7 @@ mod gateway;
 mod neighbour_arp;
 mod open;
 mod prefetch;
+pub mod service;
 
 pub use prefetch::{PREFETCH_MAX, PREFETCH_MIN_FLOWS};
 
@@ -332,8 +333,10 @@ impl Pipeline {
         }
         match eth.ethertype() {
             ethernet::ETHERTYPE_IPV4 if dst_mac == my_mac => {
-                match self.check_ipv4(ingress, frame, l4) {
-                    Ok(parsed) => self.ipv4(now, tables, ingress, frame, parsed),
+                match check_ipv4(ingress, frame, l4) {
+                    // TTL of 1 or less: forwarding would expire it.
+                    Ok((_, ttl)) if ttl <= 1 => Verdict::Drop(DropReason::TtlExceeded).into(),
+                    Ok((parsed, _)) => self.ipv4(now, tables, ingress, frame, parsed),
                     Err(reason) => Verdict::Drop(reason).into(),
                 }
             }
@@ -345,63 +348,6 @@ impl Pipeline {
             ethernet::ETHERTYPE_ARP => Verdict::Drop(DropReason::NotForUs).into(),
             _ => Verdict::Drop(DropReason::UnsupportedProtocol).into(),
         }
-    }
-
-    /// Every check on the IPv4 and transport headers; the rewrite relies on them.
-    #[inline(always)]
-    fn check_ipv4(
-        &self,
-        ingress: VpcId,
-        frame: &[u8],
-        l4: L4Checksum,
-    ) -> Result<Parsed, DropReason> {
-        let ip = Ipv4Packet::new_checked(&frame[ethernet::HEADER_LEN..])
-            .map_err(|_| DropReason::Malformed)?;
-        if ip.header_len() != ipv4::MIN_HEADER_LEN {
-            return Err(DropReason::IpOptions);
-        }
-        if !ip.verify_checksum() {
-            return Err(DropReason::Malformed);
-        }
-        if ip.is_fragment() {
-            return Err(DropReason::Fragment);
-        }
-        let proto = ip.protocol();
-        let (sport, dport, flags) = match proto {
-            PROTO_TCP => {
-                let t = TcpPacket::new_checked(ip.payload()).map_err(malformed)?;
-                (t.src_port(), t.dst_port(), t.flags())
-            }
-            PROTO_UDP => {
-                let u = UdpPacket::new_checked(ip.payload()).map_err(malformed)?;
-                (u.src_port(), u.dst_port(), 0)
-            }
-            _ => return Err(DropReason::UnsupportedProtocol),
-        };
-        if let L4Checksum::Partial { start, offset } = l4 {
-            let field = if proto == PROTO_TCP {
-                tcp::CHECKSUM_OFFSET
-            } else {
-                udp::CHECKSUM_OFFSET
-            };
-            if usize::from(start) != ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN
-                || usize::from(offset) != field
-            {
-                return Err(DropReason::Malformed);
-            }
-        }
-        if ip.ttl() <= 1 {
-            return Err(DropReason::TtlExceeded);
-        }
-        let key = FlowKey {
-            src: ip.src_u32(),
-            dst: ip.dst_u32(),
-            sport,
-            dport,
-            vpc: ingress,
-            proto,
-        };
-        Ok(Parsed { key, flags, l4 })
     }
 
     #[inline(always)]
@@ -564,6 +510,56 @@ impl Pipeline {
     pub fn record_tx_errors(&mut self, n: usize) {
         self.stats.tx_errors += n as u64;
     }
+}
+
+/// Every check on the IPv4 and transport headers but the TTL (the rewrite relies on them;
+/// the service frames of [`service`] too); the packet and its TTL.
+#[inline(always)]
+fn check_ipv4(ingress: VpcId, frame: &[u8], l4: L4Checksum) -> Result<(Parsed, u8), DropReason> {
+    let ip = Ipv4Packet::new_checked(&frame[ethernet::HEADER_LEN..])
+        .map_err(|_| DropReason::Malformed)?;
+    if ip.header_len() != ipv4::MIN_HEADER_LEN {
+        return Err(DropReason::IpOptions);
+    }
+    if !ip.verify_checksum() {
+        return Err(DropReason::Malformed);
+    }
+    if ip.is_fragment() {
+        return Err(DropReason::Fragment);
+    }
+    let proto = ip.protocol();
+    let (sport, dport, flags) = match proto {
+        PROTO_TCP => {
+            let t = TcpPacket::new_checked(ip.payload()).map_err(malformed)?;
+            (t.src_port(), t.dst_port(), t.flags())
+        }
+        PROTO_UDP => {
+            let u = UdpPacket::new_checked(ip.payload()).map_err(malformed)?;
+            (u.src_port(), u.dst_port(), 0)
+        }
+        _ => return Err(DropReason::UnsupportedProtocol),
+    };
+    if let L4Checksum::Partial { start, offset } = l4 {
+        let field = if proto == PROTO_TCP {
+            tcp::CHECKSUM_OFFSET
+        } else {
+            udp::CHECKSUM_OFFSET
+        };
+        if usize::from(start) != ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN
+            || usize::from(offset) != field
+        {
+            return Err(DropReason::Malformed);
+        }
+    }
+    let key = FlowKey {
+        src: ip.src_u32(),
+        dst: ip.dst_u32(),
+        sport,
+        dport,
+        vpc: ingress,
+        proto,
+    };
+    Ok((Parsed { key, flags, l4 }, ip.ttl()))
 }
 
 /// The marker id of the connection a client identity segment belongs to (0 if the mapping

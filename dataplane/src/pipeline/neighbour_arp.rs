@@ -198,7 +198,7 @@ impl Pipeline {
 
 /// Write an Ethernet+ARP frame at the start of `frame`; returns its length: 60 bytes (the
 /// Ethernet minimum, zero padded) when the buffer allows, else 42.
-fn emit_arp(
+pub(super) fn emit_arp(
     frame: &mut [u8],
     op: u16,
     eth_dst: MacAddr,
