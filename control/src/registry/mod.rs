@@ -36,7 +36,7 @@ use crate::model::index::Key;
 use crate::model::{EndpointId, Model, Mutation, Record, Tenant, TenantView};
 use crate::store::{Compare, Op, Snapshot, Store, StoreError, Txn};
 
-/// Per-project quotas.
+/// Per-project quotas, and the whitelist entries of one service.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Quotas {
@@ -55,6 +55,15 @@ pub struct Quotas {
     /// Ports per project. Default 5000.
     #[serde(default = "default_port_quota")]
     pub port: usize,
+    /// Whitelist entries (permissions) per endpoint service. Default 500: one page of the
+    /// permissions list holds them all. Every node holds every entry in memory, and an
+    /// entry is up to about 1 KiB, so this bounds what one provider can store.
+    #[serde(default = "default_permission_quota")]
+    pub permission: usize,
+}
+
+fn default_permission_quota() -> usize {
+    500
 }
 
 fn default_vpc_quota() -> usize {
@@ -85,6 +94,7 @@ impl Default for Quotas {
             vpc: default_vpc_quota(),
             subnet: default_subnet_quota(),
             port: default_port_quota(),
+            permission: default_permission_quota(),
         }
     }
 }
