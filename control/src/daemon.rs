@@ -398,6 +398,10 @@ pub async fn start_with(
     })?;
     let opened = crate::store::config::open(cfg.store, &cfg.etcd, &cfg.data_dir)?;
     let snat = cfg.snat()?;
+    // Signed writes are claimed in the store too: by one node of a cluster, once across
+    // restarts.
+    let replay =
+        ReplayCache::new(cfg.api.replay_cache_entries).with_store(Arc::clone(&opened.store));
     let registry = Arc::new(
         Registry::open(opened.store, &cfg.region, cfg.quotas)?.with_reserved(
             ipnet::Ipv4Net::new(snat.addr(), snat.prefix())
@@ -471,7 +475,7 @@ pub async fn start_with(
         } else {
             PayloadPolicy::RequireHash
         },
-        replay: Arc::new(ReplayCache::new(cfg.api.replay_cache_entries)),
+        replay: Arc::new(replay),
         body_timeout: Duration::from_secs(cfg.api.body_timeout_secs),
         rate: Arc::new(cfg.rate_limit()),
         audit: Some(Arc::new(
