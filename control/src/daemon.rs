@@ -398,16 +398,16 @@ pub async fn start_with(
     })?;
     let opened = crate::store::config::open(cfg.store, &cfg.etcd, &cfg.data_dir)?;
     let snat = cfg.snat()?;
-    // Signed writes are claimed in the store too: by one node of a cluster, once across
-    // restarts.
-    let replay =
-        ReplayCache::new(cfg.api.replay_cache_entries).with_store(Arc::clone(&opened.store));
     let registry = Arc::new(
         Registry::open(opened.store, &cfg.region, cfg.quotas)?.with_reserved(
             ipnet::Ipv4Net::new(snat.addr(), snat.prefix())
                 .expect("a parsed Ipv4Cidr has a prefix of at most 32"),
         ),
     );
+    // Signed writes are claimed in the store too (through the registry, which notes whether
+    // it answered): by one node of a cluster, once across restarts.
+    let replay = ReplayCache::new(cfg.api.replay_cache_entries)
+        .with_store(Arc::clone(&registry) as Arc<dyn crate::auth::Claims>);
     let stopping = Arc::new(AtomicBool::new(false));
     let push = Arc::new(PushStatus::default());
     let notes = registry.subscribe();

@@ -156,6 +156,13 @@ async fn admit(state: &ApiState, verified: Verified) -> Result<(), ApiError> {
             metrics::counter!("vpcep_api_replay_store_failures_total").increment(1);
             Err(ApiError(crate::error::Rejection::store_unavailable()))
         }
+        Ok(Err(ReplayError::StoreFailed)) => {
+            metrics::counter!("vpcep_api_replay_store_failures_total").increment(1);
+            Err(ApiError::new(
+                ErrorCode::System,
+                "System error. Please retry.",
+            ))
+        }
         Err(e) => Err(ApiError::new(
             ErrorCode::System,
             format!("the replay check failed: {e}"),

@@ -2,7 +2,8 @@
 //! a signed write cannot be sent twice.
 //!
 //! Two levels. This process's memory is the fast path: a signature it holds is refused
-//! without asking anyone. Behind it, the daemon's store ([`Store::claim`]): with etcd, every
+//! without asking anyone. Behind it, the daemon's store ([`Store::claim`], through the
+//! registry, which also notes whether the store answered): with etcd, every
 //! node of the cluster claims the same key, so exactly one node accepts a signature (the
 //! others refuse it as a replay); with redb, the claims are in the node's file, so a
 //! restart does not reopen the window. A signature is held in memory before the store is
@@ -18,7 +19,33 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::Verified;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
+
+/// Where a [`ReplayCache`] claims signatures beyond its process: [`Store::claim`] and
+/// [`Store::unclaim`] (the daemon passes its registry, which tracks the store's health).
+pub trait Claims: Send + Sync {
+    /// See [`Store::claim`].
+    ///
+    /// # Errors
+    /// [`StoreError`]; then nothing was taken.
+    fn claim(&self, token: &str, ttl: Duration) -> Result<bool, StoreError>;
+
+    /// See [`Store::unclaim`].
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    fn unclaim(&self, token: &str) -> Result<(), StoreError>;
+}
+
+impl<S: Store> Claims for S {
+    fn claim(&self, token: &str, ttl: Duration) -> Result<bool, StoreError> {
+        Store::claim(self, token, ttl)
+    }
+
+    fn unclaim(&self, token: &str) -> Result<(), StoreError> {
+        Store::unclaim(self, token)
+    }
+}
 
 /// The signatures seen recently, each kept until its date window closes, so one cannot be
 /// used twice. Bounded: when every slot holds a signature still inside its window, a new one
@@ -28,7 +55,7 @@ pub struct ReplayCache {
     capacity: usize,
     inner: Mutex<ReplayInner>,
     /// Where signatures are claimed beyond this process (none: memory only).
-    store: Option<Arc<dyn Store>>,
+    store: Option<Arc<dyn Claims>>,
 }
 
 impl core::fmt::Debug for ReplayCache {
@@ -58,6 +85,9 @@ pub enum ReplayError {
     /// The signature was seen before and is still valid (here, or by another node).
     #[error("the signature was already used")]
     Replayed,
+    /// The store failed otherwise (a disk error); the write is not admitted.
+    #[error("the store of the replay cache failed")]
+    StoreFailed,
     /// The store could not be asked (etcd unreachable); the write is not admitted.
     #[error("the store of the replay cache cannot be reached")]
     Unavailable,
@@ -74,7 +104,7 @@ impl ReplayCache {
     }
 
     /// The same, claiming every signature in `store` too (see the module's doc).
-    pub fn with_store(mut self, store: Arc<dyn Store>) -> Self {
+    pub fn with_store(mut self, store: Arc<dyn Claims>) -> Self {
         self.store = Some(store);
         self
     }
@@ -83,8 +113,8 @@ impl ReplayCache {
     ///
     /// # Errors
     /// [`ReplayError::Replayed`] if it is already recorded (here or in the store),
-    /// [`ReplayError::Full`] if there is no room, [`ReplayError::Unavailable`] if the store
-    /// failed. Refused, it is recorded nowhere.
+    /// [`ReplayError::Full`] if there is no room, [`ReplayError::Unavailable`] or
+    /// [`ReplayError::StoreFailed`] if the store failed. Refused, it is recorded nowhere.
     pub fn admit(&self, v: &Verified, now: DateTime<Utc>) -> Result<(), ReplayError> {
         self.admit_here(v, now)?;
         let Some(store) = &self.store else {
@@ -105,7 +135,11 @@ impl ReplayCache {
             Err(error) => {
                 tracing::debug!(%error, "the replay cache's store failed");
                 self.forget(v);
-                Err(ReplayError::Unavailable)
+                Err(if error.is_unavailable() {
+                    ReplayError::Unavailable
+                } else {
+                    ReplayError::StoreFailed
+                })
             }
         }
     }
@@ -237,7 +271,7 @@ mod tests {
             signature: [b; 32],
             valid_until: now + TimeDelta::seconds(60),
         };
-        let store: Arc<dyn Store> = Arc::new(crate::store::MemStore::default());
+        let store: Arc<dyn Claims> = Arc::new(crate::store::MemStore::default());
         let one = ReplayCache::new(8).with_store(Arc::clone(&store));
         let two = ReplayCache::new(8).with_store(Arc::clone(&store));
         assert_eq!(one.admit(&v(1), now), Ok(()));

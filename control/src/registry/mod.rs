@@ -499,6 +499,30 @@ impl Registry {
     pub fn store_up(&self) -> bool {
         self.store_up.load(Ordering::Acquire)
     }
+
+    /// Note whether the store answered a call other than a commit (a claim).
+    fn note_store<T>(&self, r: &Result<T, StoreError>) {
+        match r {
+            Ok(_) => self.set_store_up(true),
+            Err(e) if e.is_unavailable() => self.set_store_up(false),
+            Err(_) => {}
+        }
+    }
+}
+
+/// The replay cache's claims go to the store; whether it answered counts like a write's.
+impl crate::auth::Claims for Registry {
+    fn claim(&self, token: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let r = self.store.claim(token, ttl);
+        self.note_store(&r);
+        r
+    }
+
+    fn unclaim(&self, token: &str) -> Result<(), StoreError> {
+        let r = self.store.unclaim(token);
+        self.note_store(&r);
+        r
+    }
 }
 
 /// Why a commit did not happen.
