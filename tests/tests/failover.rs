@@ -502,7 +502,10 @@ fn a_healed_partition_moves_the_hosts_the_cut_off_owner_answered() {
             replies(&c, owner) > replies_before
                 && user
                     .exec(&["ip", "neigh", "show", "10.0.0.200", "dev", "br0"])
-                    .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("REACHABLE"))
+                    .is_ok_and(|o| {
+                        let entry = String::from_utf8_lossy(&o.stdout).into_owned();
+                        entry.contains(&owner_u) && entry.contains("REACHABLE")
+                    })
         },
     )
     .unwrap();
