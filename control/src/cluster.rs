@@ -20,7 +20,7 @@ use crate::push::{PushStatus, Pusher};
 use crate::registry::Registry;
 use crate::store::EtcdStore;
 use crate::store::members::{self, Membership, NodeRecord};
-use crate::store::owners::Election;
+use crate::store::owners::{Election, OwnerEvent};
 
 /// Join the member list as `etcd.node_name`, the record rebuilt at each renewal.
 pub fn join(
@@ -71,25 +71,42 @@ pub fn elect(
     if !cfg.etcd.failover {
         return Ok(None);
     }
-    let (tx, rx) = std::sync::mpsc::channel::<BTreeSet<String>>();
+    let (tx, rx) = std::sync::mpsc::channel::<OwnerEvent>();
     std::thread::Builder::new()
         .name("vpcep-owners".into())
         .spawn(move || {
-            // Ends when the election is dropped (its sender with it).
-            while let Ok(mut owned) = rx.recv() {
-                while let Ok(newer) = rx.try_recv() {
-                    owned = newer;
+            // Ends when the election is dropped (its sender with it). Reports that queued
+            // up become one publication: the latest owned set, and every VPC to announce
+            // again.
+            while let Ok(first) = rx.recv() {
+                let mut owned = None;
+                let mut again = BTreeSet::new();
+                let mut published = Vec::new();
+                for event in std::iter::once(first).chain(std::iter::from_fn(|| rx.try_recv().ok()))
+                {
+                    match event {
+                        OwnerEvent::HandedOver(vpcs) => again.extend(vpcs),
+                        OwnerEvent::Owned { vpcs, published: p } => {
+                            owned = Some(vpcs);
+                            published.push(p);
+                        }
+                    }
                 }
-                let generation = pusher
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .set_owned(Some(owned));
+                let mut pusher = pusher.lock().unwrap_or_else(PoisonError::into_inner);
+                let generation = match owned {
+                    Some(owned) => pusher.set_owned_announcing(Some(owned), &again),
+                    None => pusher.announce_again(&again),
+                };
+                drop(pusher);
+                for p in published {
+                    let _ = p.send(());
+                }
                 tracing::debug!(generation, "ownership published");
             }
         })?;
     let ttl = std::time::Duration::from_secs(cfg.etcd.lease_ttl_secs);
-    let on_owned = Box::new(move |owned: BTreeSet<String>| {
-        let _ = tx.send(owned);
+    let on_owned = Box::new(move |event: OwnerEvent| {
+        let _ = tx.send(event);
     });
     Ok(Some(Election::start(
         etcd,

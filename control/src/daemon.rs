@@ -411,6 +411,10 @@ pub async fn start_with(
                 .expect("a parsed Ipv4Cidr has a prefix of at most 32"),
         ),
     );
+    // Signed writes are claimed in the store too (through the registry, which notes whether
+    // it answered): by one node of a cluster, once across restarts.
+    let replay = ReplayCache::new(cfg.api.replay_cache_entries)
+        .with_store(Arc::clone(&registry) as Arc<dyn crate::auth::Claims>);
     let stopping = Arc::new(AtomicBool::new(false));
     let push = Arc::new(PushStatus::default());
     let notes = registry.subscribe();
@@ -478,7 +482,7 @@ pub async fn start_with(
         } else {
             PayloadPolicy::RequireHash
         },
-        replay: Arc::new(ReplayCache::new(cfg.api.replay_cache_entries)),
+        replay: Arc::new(replay),
         body_timeout: Duration::from_secs(cfg.api.body_timeout_secs),
         rate: Arc::new(cfg.rate_limit()),
         audit: Some(Arc::new(

@@ -116,6 +116,9 @@ error_codes! {
     InvalidServicePort => "EndPoint.3043",
     /// `EndPoint.3044`: the ports conflict with each other or with another service's.
     PortsConflict => "EndPoint.3044",
+    /// `EndPoint.3049`: the maximum number of whitelist records (permissions of one
+    /// endpoint service, `[quotas] permission`) has been reached.
+    PermissionsFull => "EndPoint.3049",
     /// `EndPoint.3066`: the tag cannot be empty.
     TagEmpty => "EndPoint.3066",
     /// `EndPoint.3067`: the tag key cannot be duplicated.

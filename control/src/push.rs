@@ -208,13 +208,32 @@ impl Pusher {
     /// at once: the attachments just owned are announced with gratuitous ARP, those given
     /// up go quiet. Returns the generation.
     pub fn set_owned(&mut self, owned: Option<BTreeSet<String>>) -> u64 {
-        let gained: Vec<dataplane::VpcId> = match &owned {
+        self.set_owned_announcing(owned, &BTreeSet::new())
+    }
+
+    /// [`Pusher::set_owned`], and announce `again` too, those of them this node owns then:
+    /// VPCs it kept while another node claimed them (a partition), which that node has just
+    /// given up. Hosts whose last ARP answer came from the other node still map the
+    /// addresses to its MAC, and it answers no more: without this they would send into it
+    /// until their neighbour entries age out. One publication, one announcement (the same
+    /// addresses a takeover announces). Returns the generation.
+    pub fn set_owned_announcing(
+        &mut self,
+        owned: Option<BTreeSet<String>>,
+        again: &BTreeSet<String>,
+    ) -> u64 {
+        let was = self.owned.clone();
+        let gained = |v: &String| was.as_ref().is_some_and(|was| !was.contains(v));
+        let announced: BTreeSet<dataplane::VpcId> = match &owned {
             Some(now) => now
                 .iter()
-                .filter(|v| self.owned.as_ref().is_some_and(|was| !was.contains(*v)))
+                .filter(|v| gained(v) || again.contains(*v))
                 .filter_map(|v| self.attachments.get(&v.as_str().into()))
                 .collect(),
-            None => Vec::new(),
+            None => again
+                .iter()
+                .filter_map(|v| self.attachments.get(&v.as_str().into()))
+                .collect(),
         };
         self.owned.clone_from(&owned);
         *self
@@ -222,15 +241,33 @@ impl Pusher {
             .owned
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = owned;
-        let mut next = self.publisher.current().with_standby(self.standby());
-        if !gained.is_empty() {
-            next = next.with_announcement(gained);
+        let current = self.publisher.current();
+        let mut next = current.with_standby(self.standby());
+        if !announced.is_empty() {
+            // An announcement no worker has taken yet is replaced: carry its attachments on
+            // (those still owned).
+            let pending = current
+                .announcement()
+                .filter(|a| !a.claimed())
+                .map(|a| a.vpcs().to_vec())
+                .unwrap_or_default();
+            let all: BTreeSet<dataplane::VpcId> = announced
+                .into_iter()
+                .chain(pending.into_iter().filter(|v| next.owns(*v)))
+                .collect();
+            next = next.with_announcement(all.into_iter().collect());
         }
         let generation = self.publisher.publish(next);
         self.status
             .published_generation
             .store(generation, Ordering::Release);
         generation
+    }
+
+    /// Announce `again` (those of them this node owns) with gratuitous ARP; see
+    /// [`Pusher::set_owned_announcing`]. Returns the generation.
+    pub fn announce_again(&mut self, again: &BTreeSet<String>) -> u64 {
+        self.set_owned_announcing(self.owned.clone(), again)
     }
 
     /// Compile for `attachments` from now on (a reload changed them); the caller applies
@@ -338,5 +375,37 @@ mod tests {
         p.set_owned(None);
         assert_eq!(owns(&p), [true, true, true]);
         assert_eq!(status.owned_vpcs(), None);
+    }
+
+    #[test]
+    fn a_handover_is_announced_again_and_only_what_is_owned() {
+        let snat = default_snat_range();
+        let status = Arc::new(PushStatus::default());
+        let mut p = Pusher::new(
+            TablePublisher::new(Tables::new(snat)),
+            Attachments::new(["u", "p", "x"]),
+            snat,
+            Arc::clone(&status),
+        );
+        p.set_owned(owned(&[]));
+        p.set_owned(owned(&["u", "p"]));
+        assert!(p.publisher().current().announcement().unwrap().claim());
+        // Another node gave up "u" and "x": "u" is announced again; "x" is not ours.
+        let g = p.announce_again(&owned(&["u", "x"]).unwrap());
+        assert_eq!(status.published_generation.load(Ordering::Relaxed), g);
+        let t = p.publisher().current();
+        let a = t.announcement().unwrap();
+        assert_eq!(a.vpcs(), [VpcId(0)]);
+        assert!(t.owns(VpcId(0)) && t.owns(VpcId(1)) && !t.owns(VpcId(2)));
+        // Not yet taken by a worker, it is not lost to the next one.
+        p.set_owned_announcing(owned(&["u", "p", "x"]), &BTreeSet::new());
+        let t = p.publisher().current();
+        let mut vpcs = t.announcement().unwrap().vpcs().to_vec();
+        vpcs.sort_unstable();
+        assert_eq!(vpcs, [VpcId(0), VpcId(2)]);
+        // Taken: nothing owned to announce again publishes no new announcement.
+        assert!(t.announcement().unwrap().claim());
+        p.announce_again(&owned(&["y"]).unwrap());
+        assert!(p.publisher().current().announcement().unwrap().claimed());
     }
 }

@@ -883,6 +883,112 @@ fn quotas_are_enforced() {
     );
 }
 
+/// Issue 17, item 11: a service's whitelist holds at most 500 entries (the documented
+/// default of `[quotas] permission`, one page of the permissions list). A call that would
+/// pass it is refused whole with EndPoint.3049 and adds nothing; each service counts its own.
+#[test]
+fn permissions_have_a_quota_per_service() {
+    let env = Env::new("perm-quota");
+    let p = &env.provider;
+    let (svc, _, _) = service(p, true);
+    let (other, _, _) = service(p, true);
+    let base = format!("/vpc-endpoint-services/{svc}/permissions");
+    let entries = |from: usize, n: usize| -> Vec<Value> {
+        (from..from + n)
+            .map(|i| json!({"permission": format!("iam:domain::d{i:05}"), "description": ""}))
+            .collect()
+    };
+    let create = |from: usize, n: usize| json!({"permissions": entries(from, n), "permission_type": "domainId"});
+    let count = |svc: &str| {
+        ok(
+            p,
+            "GET",
+            &format!("/vpc-endpoint-services/{svc}/permissions"),
+            None,
+        )["total_count"]
+            .as_u64()
+            .unwrap()
+    };
+    for batch in 0..9 {
+        ok(
+            p,
+            "POST",
+            &format!("{base}/batch-create"),
+            Some(create(batch * 50, 50)),
+        );
+    }
+    let names = |from: usize, n: usize| -> Vec<String> {
+        (from..from + n)
+            .map(|i| format!("iam:domain::d{i:05}"))
+            .collect()
+    };
+    ok(
+        p,
+        "POST",
+        &format!("{base}/action"),
+        Some(
+            json!({"permissions": names(450, 40), "permission_type": "domainId", "action": "add"}),
+        ),
+    );
+    assert_eq!(count(&svc), 490);
+    // Eleven more would make 501: refused whole, nothing added.
+    fails(
+        p,
+        "POST",
+        &format!("{base}/batch-create"),
+        Some(create(490, 11)),
+        400,
+        "EndPoint.3049",
+    );
+    assert_eq!(count(&svc), 490);
+    ok(
+        p,
+        "POST",
+        &format!("{base}/batch-create"),
+        Some(create(490, 10)),
+    );
+    assert_eq!(count(&svc), 500);
+    fails(
+        p,
+        "POST",
+        &format!("{base}/action"),
+        Some(json!({"permissions": ["*"], "permission_type": "domainId", "action": "add"})),
+        400,
+        "EndPoint.3049",
+    );
+    assert_eq!(count(&svc), 500);
+    // Entries that exist add nothing, so they pass; removing one makes room for one.
+    ok(
+        p,
+        "POST",
+        &format!("{base}/action"),
+        Some(json!({"permissions": names(0, 3), "permission_type": "domainId", "action": "add"})),
+    );
+    ok(
+        p,
+        "POST",
+        &format!("{base}/action"),
+        Some(
+            json!({"permissions": names(0, 1), "permission_type": "domainId", "action": "remove"}),
+        ),
+    );
+    ok(
+        p,
+        "POST",
+        &format!("{base}/action"),
+        Some(json!({"permissions": ["*"], "permission_type": "domainId", "action": "add"})),
+    );
+    assert_eq!(count(&svc), 500);
+    // The quota is per service: another service of the same project has its own.
+    ok(
+        p,
+        "POST",
+        &format!("/vpc-endpoint-services/{other}/permissions/batch-create"),
+        Some(create(0, 50)),
+    );
+    assert_eq!(count(&other), 50);
+}
+
 #[test]
 fn expired_endpoints_freeze_until_extended() {
     let env = Env::new("expiry");

@@ -218,6 +218,29 @@ fn a_write_signature_is_refused_the_second_time() {
     assert_eq!(r.send(&env).0, 200);
 }
 
+/// Issue 17, item 10: a single node keeps its replay cache across a restart (in its redb
+/// file), so a write signed before the restart is refused after it, within its window.
+#[test]
+fn a_write_signature_is_refused_after_a_restart() {
+    let mut env = Env::new("replay-restart");
+    let w = Raw::signed(&env, PROVIDER, "POST", "/vpcs", &vpc_body("r"), &[]);
+    assert_eq!(w.send(&env).0, 200);
+    env.restart();
+    let (s, v) = w.send(&env);
+    assert_eq!((s, code(&v)), (401, "APIGW.0301"), "{v}");
+    assert_eq!(
+        env.running().registry.read().vpcs.len(),
+        1,
+        "one VPC, not two"
+    );
+    // A refused write released its signature in the store too: the same retry after a
+    // restart gets the rule's answer again.
+    let gone = Raw::signed(&env, PROVIDER, "DELETE", "/vpcs/no-such-vpc", b"", &[]);
+    assert_eq!(code(&gone.send(&env).1), "EndPoint.0005");
+    env.restart();
+    assert_eq!(code(&gone.send(&env).1), "EndPoint.0005");
+}
+
 #[test]
 fn the_replay_cache_is_bounded_and_fails_closed() {
     let env = Env::with_config("replay-full", |c| c.api.replay_cache_entries = 1);

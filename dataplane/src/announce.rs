@@ -53,6 +53,12 @@ impl Announcement {
     pub fn claim(&self) -> bool {
         !self.claimed.swap(true, Ordering::AcqRel)
     }
+
+    /// True once a worker took it (a new announcement that replaces one not yet taken
+    /// carries its attachments on).
+    pub fn claimed(&self) -> bool {
+        self.claimed.load(Ordering::Acquire)
+    }
 }
 
 /// One worker's announcement in progress.

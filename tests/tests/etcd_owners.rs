@@ -18,7 +18,7 @@ use std::sync::mpsc::{Receiver, channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use control::store::owners::{self, Election};
+use control::store::owners::{self, Election, OwnerEvent};
 use control::store::{EtcdConfig, EtcdStore};
 use vpcep_tests::etcd::Etcd;
 
@@ -52,8 +52,12 @@ impl Node {
             name,
             TTL,
             Box::new(move || a.lock().unwrap().clone()),
-            Box::new(move |o| {
-                let _ = tx.send(o);
+            Box::new(move |event| {
+                // No dataplane here: published as soon as told; handovers are not counted.
+                if let OwnerEvent::Owned { vpcs, published } = event {
+                    let _ = tx.send(vpcs);
+                    let _ = published.send(());
+                }
             }),
         );
         Self {

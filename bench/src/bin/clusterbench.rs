@@ -23,7 +23,7 @@ use control::client::Client;
 use control::config::{AttachmentConfig, DaemonConfig};
 use control::daemon::Running;
 use control::model::{Endpoint, EndpointId};
-use control::store::owners::Election;
+use control::store::owners::{Election, OwnerEvent};
 use control::store::{EtcdConfig, EtcdStore, StoreEngine};
 use serde_json::{Value, json};
 use vpcep_tests::etcd::Etcd;
@@ -168,8 +168,12 @@ impl Side {
             name,
             Duration::from_secs(ttl_secs),
             Box::new(|| vec!["user".to_string(), "provider".to_string()]),
-            Box::new(move |o| {
-                let _ = tx.send(o);
+            Box::new(move |event| {
+                // No dataplane here: published as soon as told; handovers are not counted.
+                if let OwnerEvent::Owned { vpcs, published } = event {
+                    let _ = tx.send(vpcs);
+                    let _ = published.send(());
+                }
             }),
         );
         Self {

@@ -8,7 +8,8 @@
 //! Before the signature: a request with two `Authorization`, `X-Sdk-Date`, `X-Project-Id`,
 //! `Host` or `X-Sdk-Content-Sha256` headers is refused (which one counts would be a guess),
 //! and so is one where any signed header repeats. After it: a write (any method but GET and
-//! HEAD) must carry a signature not seen before inside its date window ([`ReplayCache`]);
+//! HEAD) must carry a signature not seen before inside its date window ([`ReplayCache`]:
+//! in this process and in the store, so by no node of a cluster and not before a restart);
 //! a write that is refused (any status but 2xx) releases its signature, so a client's
 //! identical retry within the same second works, and a signature makes at most one
 //! successful write.
@@ -123,25 +124,50 @@ fn check(
             ));
         }
     }
-    // Last, so that a request refused above has not used up its signature.
     let write = is_write(&parts.method, parts.uri.path());
-    if write {
-        match state.replay.admit(&verified, now) {
-            Ok(()) => {}
-            Err(ReplayError::Replayed) => {
-                metrics::counter!("vpcep_api_replays_refused_total").increment(1);
-                return Err(auth_failed(AuthError::Replayed));
-            }
-            Err(ReplayError::Full) => {
-                metrics::counter!("vpcep_api_replay_cache_full_total").increment(1);
-                return Err(ApiError::new(
-                    ErrorCode::Throttled,
-                    "The number of requests exceeded the limit. Please try later.",
-                ));
-            }
-        }
-    }
     Ok((tenant, write.then_some(verified)))
+}
+
+/// Admit a verified write's signature to the replay cache, last, so that a request refused
+/// before has not used up its signature. On the blocking pool: the cache may ask the store
+/// (an etcd round trip, a redb fsync).
+async fn admit(state: &ApiState, verified: Verified) -> Result<(), ApiError> {
+    let replay = std::sync::Arc::clone(&state.replay);
+    let admitted =
+        tokio::task::spawn_blocking(move || replay.admit(&verified, chrono::Utc::now())).await;
+    match admitted {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(ReplayError::Replayed)) => {
+            metrics::counter!("vpcep_api_auth_failures_total").increment(1);
+            metrics::counter!("vpcep_api_replays_refused_total").increment(1);
+            Err(ApiError::new(
+                ErrorCode::AuthFailed,
+                AuthError::Replayed.to_string(),
+            ))
+        }
+        Ok(Err(ReplayError::Full)) => {
+            metrics::counter!("vpcep_api_replay_cache_full_total").increment(1);
+            Err(ApiError::new(
+                ErrorCode::Throttled,
+                "The number of requests exceeded the limit. Please try later.",
+            ))
+        }
+        Ok(Err(ReplayError::Unavailable)) => {
+            metrics::counter!("vpcep_api_replay_store_failures_total").increment(1);
+            Err(ApiError(crate::error::Rejection::store_unavailable()))
+        }
+        Ok(Err(ReplayError::StoreFailed)) => {
+            metrics::counter!("vpcep_api_replay_store_failures_total").increment(1);
+            Err(ApiError::new(
+                ErrorCode::System,
+                "System error. Please retry.",
+            ))
+        }
+        Err(e) => Err(ApiError::new(
+            ErrorCode::System,
+            format!("the replay check failed: {e}"),
+        )),
+    }
 }
 
 /// Authenticate every request; on success the [`Tenant`] is in the request's extensions.
@@ -176,7 +202,13 @@ pub async fn authenticate(State(state): State<ApiState>, req: Request, next: Nex
         }
     };
     // Writes of an authenticated caller are audited: (who, operation).
-    let (audit, admitted) = match check(&state, &parts, &bytes) {
+    let checked = match check(&state, &parts, &bytes) {
+        Ok((tenant, Some(verified))) => admit(&state, verified.clone())
+            .await
+            .map(|()| (tenant, Some(verified))),
+        other => other,
+    };
+    let (audit, admitted) = match checked {
         Ok((tenant, admitted)) => {
             parts.extensions.insert(tenant.clone());
             let audit = is_write(&parts.method, parts.uri.path())
@@ -198,8 +230,10 @@ pub async fn authenticate(State(state): State<ApiState>, req: Request, next: Nex
         .run(Request::from_parts(parts, Body::from(bytes)))
         .await;
     if let Some(v) = admitted.filter(|_| !resp.status().is_success()) {
-        // A refused write changed nothing: its signature may be used again.
-        state.replay.release(&v);
+        // A refused write changed nothing: its signature may be used again (released
+        // before the answer goes, so the client's retry finds it free).
+        let replay = std::sync::Arc::clone(&state.replay);
+        let _ = tokio::task::spawn_blocking(move || replay.release(&v)).await;
     }
     if !resp.headers().contains_key("x-request-id")
         && let Ok(v) = request_id.parse()

@@ -56,6 +56,7 @@ pub fn status(code: ErrorCode) -> StatusCode {
         | InvalidPermissions
         | InvalidServicePort
         | PortsConflict
+        | PermissionsFull
         | TagEmpty
         | TagKeyDuplicated
         | TagInvalid

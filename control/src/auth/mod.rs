@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 mod credentials;
 mod replay;
 pub use credentials::{Credential, Credentials, CredentialsError, OrgMembership};
-pub use replay::{ReplayCache, ReplayError};
+pub use replay::{Claims, ReplayCache, ReplayError};
 
 type HmacSha256 = Hmac<Sha256>;
 

@@ -1,21 +1,70 @@
 //! The replay cache: signatures seen recently, each kept until its date window closes, so
 //! a signed write cannot be sent twice.
+//!
+//! Two levels. This process's memory is the fast path: a signature it holds is refused
+//! without asking anyone. Behind it, the daemon's store ([`Store::claim`], through the
+//! registry, which also notes whether the store answered): with etcd, every
+//! node of the cluster claims the same key, so exactly one node accepts a signature (the
+//! others refuse it as a replay); with redb, the claims are in the node's file, so a
+//! restart does not reopen the window. A signature is held in memory before the store is
+//! asked, so two copies sent to one node at once are settled there.
+//!
+//! The store's calls block (an etcd round trip, a redb fsync): [`ReplayCache::admit`] and
+//! [`ReplayCache::release`] are called from the blocking pool.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
 use super::Verified;
+use crate::store::{Store, StoreError};
+
+/// Where a [`ReplayCache`] claims signatures beyond its process: [`Store::claim`] and
+/// [`Store::unclaim`] (the daemon passes its registry, which tracks the store's health).
+pub trait Claims: Send + Sync {
+    /// See [`Store::claim`].
+    ///
+    /// # Errors
+    /// [`StoreError`]; then nothing was taken.
+    fn claim(&self, token: &str, ttl: Duration) -> Result<bool, StoreError>;
+
+    /// See [`Store::unclaim`].
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    fn unclaim(&self, token: &str) -> Result<(), StoreError>;
+}
+
+impl<S: Store> Claims for S {
+    fn claim(&self, token: &str, ttl: Duration) -> Result<bool, StoreError> {
+        Store::claim(self, token, ttl)
+    }
+
+    fn unclaim(&self, token: &str) -> Result<(), StoreError> {
+        Store::unclaim(self, token)
+    }
+}
 
 /// The signatures seen recently, each kept until its date window closes, so one cannot be
 /// used twice. Bounded: when every slot holds a signature still inside its window, a new one
 /// is refused ([`ReplayError::Full`]) rather than an old one forgotten, since forgetting
 /// would reopen that signature to replay.
-#[derive(Debug)]
 pub struct ReplayCache {
     capacity: usize,
     inner: Mutex<ReplayInner>,
+    /// Where signatures are claimed beyond this process (none: memory only).
+    store: Option<Arc<dyn Claims>>,
+}
+
+impl core::fmt::Debug for ReplayCache {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ReplayCache")
+            .field("capacity", &self.capacity)
+            .field("shared", &self.store.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -33,26 +82,70 @@ pub enum ReplayError {
     /// Every slot holds a signature that is still valid; try again later.
     #[error("the replay cache is full")]
     Full,
-    /// The signature was seen before and is still valid.
+    /// The signature was seen before and is still valid (here, or by another node).
     #[error("the signature was already used")]
     Replayed,
+    /// The store failed otherwise (a disk error); the write is not admitted.
+    #[error("the store of the replay cache failed")]
+    StoreFailed,
+    /// The store could not be asked (etcd unreachable); the write is not admitted.
+    #[error("the store of the replay cache cannot be reached")]
+    Unavailable,
 }
 
 impl ReplayCache {
-    /// A cache of at most `capacity` signatures.
+    /// A cache of at most `capacity` signatures, in this process only.
     pub fn new(capacity: usize) -> Self {
         Self {
             capacity,
             inner: Mutex::new(ReplayInner::default()),
+            store: None,
         }
     }
 
-    /// Record `v`'s signature at `now`.
+    /// The same, claiming every signature in `store` too (see the module's doc).
+    pub fn with_store(mut self, store: Arc<dyn Claims>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Record `v`'s signature at `now`: in memory, then in the store.
     ///
     /// # Errors
-    /// [`ReplayError::Replayed`] if it is already recorded, [`ReplayError::Full`] if there
-    /// is no room.
+    /// [`ReplayError::Replayed`] if it is already recorded (here or in the store),
+    /// [`ReplayError::Full`] if there is no room, [`ReplayError::Unavailable`] or
+    /// [`ReplayError::StoreFailed`] if the store failed. Refused, it is recorded nowhere.
     pub fn admit(&self, v: &Verified, now: DateTime<Utc>) -> Result<(), ReplayError> {
+        self.admit_here(v, now)?;
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        // One second more than the window: the store's clock and ours may not agree on the
+        // second the window closes.
+        let ttl = (v.valid_until - now)
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+            .saturating_add(Duration::from_secs(1));
+        match store.claim(&hex::encode(v.signature), ttl) {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                self.forget(v);
+                Err(ReplayError::Replayed)
+            }
+            Err(error) => {
+                tracing::debug!(%error, "the replay cache's store failed");
+                self.forget(v);
+                Err(if error.is_unavailable() {
+                    ReplayError::Unavailable
+                } else {
+                    ReplayError::StoreFailed
+                })
+            }
+        }
+    }
+
+    /// [`ReplayCache::admit`] in memory only.
+    fn admit_here(&self, v: &Verified, now: DateTime<Utc>) -> Result<(), ReplayError> {
         let mut inner = self
             .inner
             .lock()
@@ -81,10 +174,22 @@ impl ReplayCache {
         Ok(())
     }
 
-    /// Forget `v`'s signature: its write was refused and changed nothing, so using it again
-    /// (a client's retry within the same second signs identically) may not do more than the
-    /// first use could have. A signature thus makes at most one successful write.
+    /// Forget `v`'s signature, here and in the store: its write was refused and changed
+    /// nothing, so using it again (a client's retry within the same second signs
+    /// identically) may not do more than the first use could have. A signature thus makes
+    /// at most one successful write. If the store fails, the signature stays claimed there
+    /// until its window closes (the retry is refused; a new signature works).
     pub fn release(&self, v: &Verified) {
+        self.forget(v);
+        if let Some(store) = &self.store
+            && let Err(error) = store.unclaim(&hex::encode(v.signature))
+        {
+            tracing::debug!(%error, "the replay cache's store could not release a signature");
+        }
+    }
+
+    /// Forget `v`'s signature in memory.
+    fn forget(&self, v: &Verified) {
         let mut inner = self
             .inner
             .lock()
@@ -151,5 +256,30 @@ mod tests {
             "a released signature is usable again"
         );
         assert_eq!(c.admit(&v(4, 20), t11), Err(ReplayError::Replayed));
+    }
+
+    #[test]
+    fn caches_that_share_a_store_admit_a_signature_once() {
+        let now = Utc::now();
+        let v = |b: u8| Verified {
+            tenant: Tenant {
+                domain_id: "d".into(),
+                project_id: "p".into(),
+                ak: "a".into(),
+                org_path: None,
+            },
+            signature: [b; 32],
+            valid_until: now + TimeDelta::seconds(60),
+        };
+        let store: Arc<dyn Claims> = Arc::new(crate::store::MemStore::default());
+        let one = ReplayCache::new(8).with_store(Arc::clone(&store));
+        let two = ReplayCache::new(8).with_store(Arc::clone(&store));
+        assert_eq!(one.admit(&v(1), now), Ok(()));
+        assert_eq!(two.admit(&v(1), now), Err(ReplayError::Replayed));
+        assert!(two.is_empty(), "a refused signature is held nowhere");
+        // Released on one node (its write was refused): another may take it.
+        one.release(&v(1));
+        assert_eq!(two.admit(&v(1), now), Ok(()));
+        assert_eq!(one.admit(&v(1), now), Err(ReplayError::Replayed));
     }
 }

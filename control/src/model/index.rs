@@ -121,6 +121,8 @@ pub struct Model {
     pub endpoints: BTreeMap<EndpointId, Endpoint>,
     endpoints_by_service: HashMap<ServiceId, BTreeSet<EndpointId>>,
     permissions_by_service: HashMap<ServiceId, BTreeSet<PermissionId>>,
+    /// Whom each service's whitelist admits, for [`Model::visible`].
+    admits: HashMap<ServiceId, Admits>,
     used_ips: HashMap<SubnetId, BTreeSet<u32>>,
     markers: HashSet<u64>,
     /// The VPCs the dataplanes attach (`None`: unknown here, as on an API-only node); not
@@ -129,6 +131,62 @@ pub struct Model {
     /// The operator's gateway services, by id; not stored: the daemon sets them from its
     /// config (see [`super::gateway`]).
     pub gateways: std::sync::Arc<BTreeMap<ServiceId, GatewayService>>,
+}
+
+/// Whom one service's whitelist admits, kept as entries come and go: entries for everyone,
+/// the accounts named (with how many entries name each), and the organisation path
+/// patterns (matched one by one, since they carry wildcards).
+#[derive(Debug, Default)]
+struct Admits {
+    everyone: usize,
+    accounts: HashMap<String, usize>,
+    org_paths: BTreeMap<PermissionId, String>,
+}
+
+impl Admits {
+    fn add(&mut self, p: &Permission) {
+        match p.grantee() {
+            Grantee::Account(d) => *self.accounts.entry(d.to_string()).or_default() += 1,
+            Grantee::Everyone => self.everyone += 1,
+            Grantee::Nobody => {}
+            Grantee::OrgPath(pattern) => {
+                self.org_paths.insert(p.id.clone(), pattern.to_string());
+            }
+        }
+    }
+
+    fn remove(&mut self, p: &Permission) {
+        match p.grantee() {
+            Grantee::Account(d) => {
+                if let Some(n) = self.accounts.get_mut(d) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.accounts.remove(d);
+                    }
+                }
+            }
+            Grantee::Everyone => self.everyone = self.everyone.saturating_sub(1),
+            Grantee::Nobody => {}
+            Grantee::OrgPath(_) => {
+                self.org_paths.remove(&p.id);
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.everyone == 0 && self.accounts.is_empty() && self.org_paths.is_empty()
+    }
+
+    /// The same answer as any entry's [`Permission::admits`], without the scan.
+    fn admits(&self, who: &Tenant) -> bool {
+        self.everyone > 0
+            || self.accounts.contains_key(who.domain_id.as_str())
+            || who.org_path.as_deref().is_some_and(|path| {
+                self.org_paths
+                    .values()
+                    .any(|pattern| org_path_admits(pattern, path))
+            })
+    }
 }
 
 impl Model {
@@ -170,6 +228,7 @@ impl Model {
                     .entry(p.service_id.clone())
                     .or_default()
                     .insert(p.id.clone());
+                self.admits.entry(p.service_id.clone()).or_default().add(&p);
                 self.permissions.insert(p.id.clone(), p);
             }
             Record::Endpoint(e) => {
@@ -207,10 +266,19 @@ impl Model {
                 self.services.remove(id);
             }
             Key::Permission(id) => {
-                if let Some(p) = self.permissions.remove(id)
-                    && let Some(set) = self.permissions_by_service.get_mut(&p.service_id)
-                {
-                    set.remove(id);
+                if let Some(p) = self.permissions.remove(id) {
+                    if let Some(set) = self.permissions_by_service.get_mut(&p.service_id) {
+                        set.remove(id);
+                        if set.is_empty() {
+                            self.permissions_by_service.remove(&p.service_id);
+                        }
+                    }
+                    if let Some(a) = self.admits.get_mut(&p.service_id) {
+                        a.remove(&p);
+                        if a.is_empty() {
+                            self.admits.remove(&p.service_id);
+                        }
+                    }
                 }
             }
             Key::Endpoint(id) => {
@@ -264,10 +332,15 @@ impl Model {
     }
 
     /// True if `who` may see and connect to `svc` (its owner's account always, others
-    /// through a whitelist entry, by account or organisation).
+    /// through a whitelist entry, by account or organisation). A hash lookup, plus a match
+    /// of the service's organisation path patterns when `who` is in an organisation: every
+    /// list of services asks this of each service.
     pub fn visible(&self, svc: &Service, who: &Tenant) -> bool {
         svc.domain_id == who.domain_id
-            || self.permissions_of(svc.id.as_str()).any(|p| p.admits(who))
+            || self
+                .admits
+                .get(svc.id.as_str())
+                .is_some_and(|a| a.admits(who))
     }
 
     /// The backend address of a service, if it has a live IPv4 backend.

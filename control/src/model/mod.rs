@@ -221,22 +221,46 @@ pub struct Permission {
     pub created_at: i64,
 }
 
+/// Whom a whitelist entry admits, read from its permission string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grantee<'p> {
+    /// One account (`iam:domain::<id>`).
+    Account(&'p str),
+    /// Every account (`*`, `iam:domain::*`).
+    Everyone,
+    /// Nobody (a string of no known form; the API refuses those, a store may hold one).
+    Nobody,
+    /// The accounts under an organisation path pattern (`organizations:orgPath::<path>`,
+    /// see [`org_path_admits`]).
+    OrgPath(&'p str),
+}
+
 impl Permission {
+    /// Whom this entry admits.
+    pub fn grantee(&self) -> Grantee<'_> {
+        match self.permission.as_str() {
+            "*" | "iam:domain::*" => Grantee::Everyone,
+            p => match p.strip_prefix("organizations:orgPath::") {
+                Some(pattern) => Grantee::OrgPath(pattern),
+                None => p
+                    .strip_prefix("iam:domain::")
+                    .map_or(Grantee::Nobody, Grantee::Account),
+            },
+        }
+    }
+
     /// True if this entry lets `who` see and connect to the service: its account
     /// (`iam:domain::<id>`, `*`), or its organisation path (`organizations:orgPath::<path>`,
     /// see [`org_path_admits`]).
     pub fn admits(&self, who: &Tenant) -> bool {
-        match self.permission.as_str() {
-            "*" | "iam:domain::*" => true,
-            p => match p.strip_prefix("organizations:orgPath::") {
-                Some(pattern) => who
-                    .org_path
-                    .as_deref()
-                    .is_some_and(|path| org_path_admits(pattern, path)),
-                None => p
-                    .strip_prefix("iam:domain::")
-                    .is_some_and(|d| who.domain_id == *d),
-            },
+        match self.grantee() {
+            Grantee::Everyone => true,
+            Grantee::Account(d) => who.domain_id == *d,
+            Grantee::OrgPath(pattern) => who
+                .org_path
+                .as_deref()
+                .is_some_and(|path| org_path_admits(pattern, path)),
+            Grantee::Nobody => false,
         }
     }
 }

@@ -36,7 +36,7 @@ use crate::model::index::Key;
 use crate::model::{EndpointId, Model, Mutation, Record, Tenant, TenantView};
 use crate::store::{Compare, Op, Snapshot, Store, StoreError, Txn};
 
-/// Per-project quotas.
+/// Per-project quotas, and the whitelist entries of one service.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Quotas {
@@ -55,6 +55,15 @@ pub struct Quotas {
     /// Ports per project. Default 5000.
     #[serde(default = "default_port_quota")]
     pub port: usize,
+    /// Whitelist entries (permissions) per endpoint service. Default 500: one page of the
+    /// permissions list holds them all. Every node holds every entry in memory, and an
+    /// entry is up to about 1 KiB, so this bounds what one provider can store.
+    #[serde(default = "default_permission_quota")]
+    pub permission: usize,
+}
+
+fn default_permission_quota() -> usize {
+    500
 }
 
 fn default_vpc_quota() -> usize {
@@ -85,6 +94,7 @@ impl Default for Quotas {
             vpc: default_vpc_quota(),
             subnet: default_subnet_quota(),
             port: default_port_quota(),
+            permission: default_permission_quota(),
         }
     }
 }
@@ -488,6 +498,30 @@ impl Registry {
     /// node then serves reads from its last applied revision and its tables stay).
     pub fn store_up(&self) -> bool {
         self.store_up.load(Ordering::Acquire)
+    }
+
+    /// Note whether the store answered a call other than a commit (a claim).
+    fn note_store<T>(&self, r: &Result<T, StoreError>) {
+        match r {
+            Ok(_) => self.set_store_up(true),
+            Err(e) if e.is_unavailable() => self.set_store_up(false),
+            Err(_) => {}
+        }
+    }
+}
+
+/// The replay cache's claims go to the store; whether it answered counts like a write's.
+impl crate::auth::Claims for Registry {
+    fn claim(&self, token: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let r = self.store.claim(token, ttl);
+        self.note_store(&r);
+        r
+    }
+
+    fn unclaim(&self, token: &str) -> Result<(), StoreError> {
+        let r = self.store.unclaim(token);
+        self.note_store(&r);
+        r
     }
 }
 

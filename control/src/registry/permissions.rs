@@ -1,6 +1,10 @@
 //! A service's whitelist: which accounts (or organization paths) may see it and connect to
 //! it. Only the service's owning project manages it. Adding an entry that exists is a
 //! no-op; removing one that does not is too.
+//!
+//! A service holds at most `[quotas] permission` entries (default 500): an add that would
+//! pass it is refused whole (EndPoint.3049) and changes nothing. Every node keeps every
+//! entry in memory (and in its store), so without a bound one provider could fill etcd.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -13,6 +17,22 @@ use crate::model::*;
 fn owned<'m>(v: TenantView<'m>, service: &ServiceId) -> Result<&'m Service, Rejection> {
     v.service(service.as_str())
         .ok_or_else(|| Rejection::not_found("endpoint service"))
+}
+
+/// Refuse adding `added` entries to a service that has `existing`, if it would then hold
+/// more than `quota`. Adding none always passes (a quota lowered below what a service holds
+/// leaves its entries, and its removals, alone).
+fn within_quota(quota: usize, existing: usize, added: usize) -> Result<(), Rejection> {
+    if added == 0 || existing.saturating_add(added) <= quota {
+        return Ok(());
+    }
+    Err(Rejection::new(
+        ErrorCode::PermissionsFull,
+        format!(
+            "The maximum number of whitelist records has been reached: a service holds at \
+             most {quota}; this one holds {existing}, and the request adds {added}."
+        ),
+    ))
 }
 
 fn entry(
@@ -36,13 +56,14 @@ impl Registry {
     /// type, as the API echoes them.
     ///
     /// # Errors
-    /// EndPoint.0005.
+    /// EndPoint.0005, 3049 (the service's quota; then nothing is added).
     pub fn permission_action(
         &self,
         t: &Tenant,
         service: &ServiceId,
         cmd: PermissionEdit,
     ) -> Result<(Vec<String>, PermissionType), Rejection> {
+        let quota = self.quotas().permission;
         self.write_as(t, |v| {
             let svc = owned(v, service)?;
             let existing: HashMap<&str, &Permission> = v
@@ -50,11 +71,14 @@ impl Registry {
                 .permissions_of(svc.id.as_str())
                 .map(|p| (p.permission.as_str(), p))
                 .collect();
-            let muts = if cmd.add {
-                cmd.permissions
+            let muts: Vec<Mutation> = if cmd.add {
+                let added: BTreeSet<&String> = cmd
+                    .permissions
                     .iter()
                     .filter(|p| !existing.contains_key(p.as_str()))
-                    .collect::<BTreeSet<_>>()
+                    .collect();
+                within_quota(quota, existing.len(), added.len())?;
+                added
                     .into_iter()
                     .map(|p| {
                         let e = entry(&svc.id, p.clone(), cmd.permission_type, String::new());
@@ -75,13 +99,14 @@ impl Registry {
     /// Add whitelist entries with descriptions; returns the ones created.
     ///
     /// # Errors
-    /// EndPoint.0005.
+    /// EndPoint.0005, 3049 (the service's quota; then nothing is added).
     pub fn permissions_batch_create(
         &self,
         t: &Tenant,
         service: &ServiceId,
         cmd: NewPermissions,
     ) -> Result<Vec<Permission>, Rejection> {
+        let quota = self.quotas().permission;
         self.write_as(t, |v| {
             // Cloned: the rule runs again if another node commits first.
             let cmd = cmd.clone();
@@ -98,6 +123,7 @@ impl Registry {
                 .filter(|(p, _)| !existing.contains(p.as_str()) && seen.insert(p.clone()))
                 .map(|(p, d)| entry(&svc.id, p, cmd.permission_type, d))
                 .collect();
+            within_quota(quota, existing.len(), created.len())?;
             let muts = created
                 .iter()
                 .cloned()
@@ -267,5 +293,101 @@ mod tests {
             .unwrap();
         assert_eq!(gone[0].permission, "iam:domain::a");
         assert_eq!(r.read().permissions.len(), 1);
+    }
+
+    #[test]
+    fn the_whitelist_quota_refuses_a_whole_call() {
+        let r = registry_with(crate::registry::Quotas {
+            permission: 3,
+            ..crate::registry::Quotas::default()
+        });
+        let p = tenant("p");
+        let svc = service(&r, &p, true, &[]);
+        r.permission_action(&p, &svc.id, edit(true, &["iam:domain::a", "iam:domain::b"]))
+            .unwrap();
+        let over = r
+            .permission_action(&p, &svc.id, edit(true, &["iam:domain::c", "iam:domain::d"]))
+            .unwrap_err();
+        assert_eq!(over.code, ErrorCode::PermissionsFull);
+        let batch = NewPermissions {
+            permission_type: PermissionType::DomainId,
+            entries: vec![
+                ("iam:domain::c".into(), String::new()),
+                ("*".into(), String::new()),
+            ],
+        };
+        assert_eq!(
+            r.permissions_batch_create(&p, &svc.id, batch)
+                .unwrap_err()
+                .code,
+            ErrorCode::PermissionsFull
+        );
+        assert_eq!(r.read().permissions.len(), 2, "a refused call adds nothing");
+        // Entries that exist add nothing; the last free place is taken.
+        r.permission_action(&p, &svc.id, edit(true, &["iam:domain::a", "iam:domain::c"]))
+            .unwrap();
+        assert_eq!(r.read().permissions.len(), 3);
+        r.permission_action(&p, &svc.id, edit(true, &["iam:domain::a"]))
+            .unwrap();
+    }
+
+    #[test]
+    fn the_visibility_index_agrees_with_the_entries() {
+        let r = registry();
+        let p = tenant("p");
+        let svc = service(&r, &p, true, &[]);
+        let in_org = |name: &str, path: &str| Tenant {
+            org_path: Some(path.into()),
+            ..tenant(name)
+        };
+        let people = [
+            tenant("p"),
+            tenant("u"),
+            tenant("v"),
+            in_org("w", "o-1/r-1/ou-a/ou-b"),
+            in_org("x", "o-2/r-1"),
+        ];
+        let check = |what: &str| {
+            let m = r.read();
+            let s = m.services.get(&svc.id).unwrap();
+            for who in &people {
+                let scan = s.domain_id == who.domain_id
+                    || m.permissions_of(s.id.as_str()).any(|e| e.admits(who));
+                assert_eq!(m.visible(s, who), scan, "{what}: {}", who.domain_id);
+            }
+        };
+        check("no entry");
+        r.permission_action(
+            &p,
+            &svc.id,
+            edit(true, &["iam:domain::du", "iam:domain::dv"]),
+        )
+        .unwrap();
+        check("two accounts");
+        let org = PermissionEdit {
+            add: true,
+            permission_type: PermissionType::OrgPath,
+            permissions: vec!["organizations:orgPath::o-1/r-1/ou-a".into()],
+        };
+        r.permission_action(&p, &svc.id, org.clone()).unwrap();
+        check("an organisation unit");
+        r.permission_action(&p, &svc.id, edit(true, &["*", "iam:domain::*"]))
+            .unwrap();
+        check("everyone, twice");
+        r.permission_action(&p, &svc.id, edit(false, &["*"]))
+            .unwrap();
+        check("everyone, once");
+        r.permission_action(
+            &p,
+            &svc.id,
+            edit(false, &["iam:domain::*", "iam:domain::du"]),
+        )
+        .unwrap();
+        check("one account and the unit");
+        r.permission_action(&p, &svc.id, PermissionEdit { add: false, ..org })
+            .unwrap();
+        r.permission_action(&p, &svc.id, edit(false, &["iam:domain::dv"]))
+            .unwrap();
+        check("none left");
     }
 }

@@ -4,7 +4,12 @@
 //! Layout under the configured prefix `P`:
 //! - `P data/<key>`: the records (the [`Store`]'s keys);
 //! - `P revision`: the revision key, rewritten by every commit. Its `mod_revision` is the
-//!   store's revision: the etcd revision of the last vpcep commit.
+//!   store's revision: the etcd revision of the last vpcep commit;
+//! - `P replay/<token>`: claims ([`Store::claim`]: the signatures of signed writes), each
+//!   created only if absent (`create_revision == 0`), so of several nodes that claim one
+//!   token exactly one succeeds. Each is put under a lease that outlives the claim's `ttl`
+//!   by at most [`CLAIM_LEASE_SHARE`]: one lease serves every claim of that span, so a busy
+//!   node grants a lease every few seconds, not one per write, and etcd deletes the keys.
 //!
 //! A commit is one etcd transaction: `if mod_revision(P revision) == expected then (the
 //! writes, and a put of P revision) else (read P revision)`. Every commit rewrites the same
@@ -25,12 +30,14 @@
 //! may still apply, and then the watch brings it like any other node's.
 
 use std::future::Future;
+use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, Sender, channel, sync_channel};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use etcd_client::{
     Certificate, Client, Compare as EtcdCompare, CompareOp, ConnectOptions, EventType, GetOptions,
-    Identity, TlsOptions, Txn as EtcdTxn, TxnOp, TxnOpResponse, WatchOptions, WatchStream,
+    Identity, PutOptions, TlsOptions, Txn as EtcdTxn, TxnOp, TxnOpResponse, WatchOptions,
+    WatchStream,
 };
 use tokio::runtime::{Handle, Runtime};
 
@@ -53,6 +60,18 @@ const PAGE: i64 = 4096;
 /// Largest message taken from etcd (tonic's default, 4 MiB, is too small for a page).
 const MAX_MESSAGE: usize = 64 << 20;
 
+/// How long one lease serves new claims; a claim's key lives its `ttl` plus at most this.
+const CLAIM_LEASE_SHARE: Duration = Duration::from_secs(10);
+
+/// The lease claims are put under now: its id, when it was granted, and the `ttl` of the
+/// claims it serves.
+#[derive(Clone, Copy, Debug)]
+struct ClaimLease {
+    id: i64,
+    granted: Instant,
+    ttl: Duration,
+}
+
 /// The store on an etcd cluster.
 pub struct EtcdStore {
     client: Client,
@@ -60,6 +79,7 @@ pub struct EtcdStore {
     timeout: Duration,
     handle: Handle,
     runtime: Option<Runtime>,
+    claim_lease: Mutex<Option<ClaimLease>>,
 }
 
 impl core::fmt::Debug for EtcdStore {
@@ -77,6 +97,7 @@ struct Keys {
     prefix: String,
     data: String,
     revision: String,
+    replay: String,
 }
 
 impl Keys {
@@ -85,6 +106,7 @@ impl Keys {
             prefix: prefix.to_string(),
             data: format!("{prefix}data/"),
             revision: format!("{prefix}revision"),
+            replay: format!("{prefix}replay/"),
         }
     }
 
@@ -212,7 +234,64 @@ impl EtcdStore {
             timeout,
             handle,
             runtime: Some(runtime),
+            claim_lease: Mutex::new(None),
         })
+    }
+
+    /// The lease for a claim of `ttl`: the current one if it was granted for that `ttl`
+    /// less than [`CLAIM_LEASE_SHARE`] ago, else a new one of `ttl` plus the share (whole
+    /// seconds, rounded up), so every claim's key lives at least its `ttl`.
+    fn claim_lease(&self, ttl: Duration) -> Result<i64, StoreError> {
+        let mut current = self
+            .claim_lease
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(l) = *current
+            && l.ttl == ttl
+            && l.granted.elapsed() < CLAIM_LEASE_SHARE
+        {
+            return Ok(l.id);
+        }
+        let secs = (ttl + CLAIM_LEASE_SHARE).as_secs_f64().ceil();
+        // Bounded by the auth window (at most days): the cast cannot truncate.
+        #[allow(clippy::cast_possible_truncation)]
+        let secs = secs as i64;
+        let mut client = self.client.clone();
+        let granted = Instant::now();
+        let g = self.call("claim", async move { client.lease_grant(secs, None).await })?;
+        *current = Some(ClaimLease {
+            id: g.id(),
+            granted,
+            ttl,
+        });
+        Ok(g.id())
+    }
+
+    /// Forget the lease claims are put under (etcd no longer knows it).
+    fn drop_claim_lease(&self) {
+        *self
+            .claim_lease
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    }
+
+    /// One attempt at [`Store::claim`] under `lease`.
+    fn claim_under(&self, token: &str, lease: i64) -> Result<bool, StoreError> {
+        let key = format!("{}{token}", self.keys.replay);
+        let txn = EtcdTxn::new()
+            .when([EtcdCompare::create_revision(
+                key.clone(),
+                CompareOp::Equal,
+                0,
+            )])
+            .and_then([TxnOp::put(
+                key,
+                Vec::new(),
+                Some(PutOptions::new().with_lease(lease)),
+            )]);
+        let client = self.client.clone();
+        let resp = self.call("claim", async move { client.kv_client().txn(txn).await })?;
+        Ok(resp.succeeded())
     }
 
     /// Run `f` on the store's runtime and wait for it, at most `timeout`.
@@ -406,6 +485,29 @@ impl Store for EtcdStore {
             expected: u64::try_from(expected.unwrap_or(0)).unwrap_or(0),
             actual: u64::try_from(actual).unwrap_or(0),
         })
+    }
+
+    fn claim(&self, token: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let lease = self.claim_lease(ttl)?;
+        match self.claim_under(token, lease) {
+            // etcd lost the lease (expired early, or etcd restored from a backup): once
+            // more under a new one.
+            Err(StoreError::Etcd { .. }) => {
+                self.drop_claim_lease();
+                let lease = self.claim_lease(ttl)?;
+                self.claim_under(token, lease)
+            }
+            r => r,
+        }
+    }
+
+    fn unclaim(&self, token: &str) -> Result<(), StoreError> {
+        let key = format!("{}{token}", self.keys.replay);
+        let client = self.client.clone();
+        self.call("unclaim", async move {
+            client.kv_client().delete(key, None).await
+        })?;
+        Ok(())
     }
 
     fn watch(&self, from: u64) -> Result<Receiver<Event>, StoreError> {

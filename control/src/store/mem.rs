@@ -1,9 +1,10 @@
 //! [`MemStore`]: the [`Store`] contract in memory, with no durability. For the registry's
 //! rule tests (no disk, no HTTP); never used by the daemon.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
 
 use super::{Event, Feed, Op, Snapshot, Store, StoreError, Txn};
 
@@ -17,6 +18,8 @@ pub struct MemStore {
 struct Inner {
     entries: BTreeMap<String, Vec<u8>>,
     feed: Feed,
+    /// Claimed tokens and when each claim ends.
+    claims: HashMap<String, Instant>,
 }
 
 impl Default for MemStore {
@@ -25,6 +28,7 @@ impl Default for MemStore {
             inner: Mutex::new(Inner {
                 entries: BTreeMap::new(),
                 feed: Feed::new(0),
+                claims: HashMap::new(),
             }),
         }
     }
@@ -71,5 +75,21 @@ impl Store for MemStore {
 
     fn watch(&self, from: u64) -> Result<Receiver<Event>, StoreError> {
         self.lock().feed.watch(from)
+    }
+
+    fn claim(&self, token: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        inner.claims.retain(|_, until| *until > now);
+        if inner.claims.contains_key(token) {
+            return Ok(false);
+        }
+        inner.claims.insert(token.to_string(), now + ttl);
+        Ok(true)
+    }
+
+    fn unclaim(&self, token: &str) -> Result<(), StoreError> {
+        self.lock().claims.remove(token);
+        Ok(())
     }
 }

@@ -181,6 +181,22 @@ pub trait Store: Send + Sync + 'static {
     /// # Errors
     /// [`StoreError::Compacted`] if commits after `from` are no longer remembered.
     fn watch(&self, from: u64) -> Result<Receiver<Event>, StoreError>;
+
+    /// Take `token` for `ttl`, once: true if nobody held it (it is now held until `ttl`
+    /// has passed), false if it is held. The API's replay cache takes each signed write's
+    /// signature here, so every node that shares the store (etcd), and this node after a
+    /// restart (redb), refuses it again within its window. Claims are outside the records:
+    /// no revision, no watch event, not in [`Store::load`].
+    ///
+    /// # Errors
+    /// [`StoreError`]; then nothing was taken.
+    fn claim(&self, token: &str, ttl: Duration) -> Result<bool, StoreError>;
+
+    /// Give `token` back (the write it admitted was refused, so it may be sent again).
+    ///
+    /// # Errors
+    /// [`StoreError`]; the token is then held until its `ttl` passes.
+    fn unclaim(&self, token: &str) -> Result<(), StoreError>;
 }
 
 /// The recent history of a store and its watchers; both engines share it. Call

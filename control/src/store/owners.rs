@@ -24,6 +24,13 @@
 //! goes on as it was). If only this node is cut off and its lease expires meanwhile, a
 //! standby takes over, and both answer until this node is back and sees the keys held by
 //! another lease: it steps down at its next campaign.
+//!
+//! A step-down is told: hosts whose last ARP answer came from the node that stepped down
+//! still map the addresses to its MAC, and it answers no more. So once its dataplane runs
+//! on its new (smaller) set, which the report's `published` confirms, it puts
+//! `<prefix>handovers/<vpc>` (its name, under its lease) for each VPC it gave up. Every node
+//! watches those keys, and the owner of such a VPC announces it again (gratuitous ARP), so
+//! those hosts move at once instead of after their neighbour entries age out (30 to 50 s).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -31,14 +38,30 @@ use std::time::{Duration, Instant};
 
 use etcd_client::{
     Client, Compare, CompareOp, GetOptions, LeaseKeepAliveStream, LeaseKeeper, PutOptions, Txn,
-    TxnOp, WatchOptions, WatchStream,
+    TxnOp, WatchOptions, WatchResponse, WatchStream,
 };
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use super::EtcdStore;
 
-/// What the election reports: the VPC ids this node owns now.
-pub type OnOwned = Box<dyn Fn(BTreeSet<String>) + Send + Sync>;
+/// What the election reports.
+#[derive(Debug)]
+pub enum OwnerEvent {
+    /// Another node gave up these VPCs, which this node owns: announce them again.
+    HandedOver(BTreeSet<String>),
+    /// The VPC ids this node owns now. `published` is to be sent once the dataplane runs on
+    /// it: a node that gave VPCs up tells the others only then (waiting at most a third of
+    /// the TTL), so their owner's announcement comes after it stopped answering.
+    Owned {
+        /// The VPC ids.
+        vpcs: BTreeSet<String>,
+        /// Sent (or dropped) once published.
+        published: oneshot::Sender<()>,
+    },
+}
+
+/// Where the election reports to.
+pub type OnOwned = Box<dyn Fn(OwnerEvent) + Send + Sync>;
 
 /// The VPC ids this node attaches now (read at every campaign, so a reload takes effect).
 pub type Attached = Box<dyn Fn() -> Vec<String> + Send + Sync>;
@@ -52,7 +75,8 @@ pub struct Election {
 
 impl Election {
     /// Campaign as `name` for the VPCs `attached()` returns, under a lease of `ttl`;
-    /// `on_owned` is called with the owned set at the first campaign and at every change.
+    /// `on_owned` is called with the owned set at the first campaign and at every change,
+    /// and with the VPCs this node owns that another node gave up.
     pub fn start(
         store: &Arc<EtcdStore>,
         name: &str,
@@ -64,6 +88,7 @@ impl Election {
         let e = Elector {
             client: store.client().clone(),
             prefix: format!("{}owners/", store.prefix()),
+            handovers: format!("{}handovers/", store.prefix()),
             name: name.to_string(),
             ttl,
             attached,
@@ -92,6 +117,8 @@ struct Lease {
 struct Elector {
     client: Client,
     prefix: String,
+    /// Where a node that steps down says so (see the module's doc).
+    handovers: String,
     name: String,
     ttl: Duration,
     attached: Attached,
@@ -113,18 +140,17 @@ impl Elector {
         let ttl_secs = i64::try_from(self.ttl.as_secs()).unwrap_or(3).max(2);
         let mut lease: Option<Lease> = None;
         let mut events: Option<WatchStream> = None;
+        let mut handovers: Option<WatchStream> = None;
         let mut owned: Option<BTreeSet<String>> = None;
         loop {
             if lease.is_none() {
                 lease = self.grant(ttl_secs).await;
             }
             if events.is_none() {
-                let opts = WatchOptions::new().with_prefix();
-                let watch = self.client.watch(self.prefix.clone(), Some(opts));
-                events = tokio::time::timeout(period, watch)
-                    .await
-                    .ok()
-                    .and_then(Result::ok);
+                events = self.watch(&self.prefix, period).await;
+            }
+            if handovers.is_none() {
+                handovers = self.watch(&self.handovers, period).await;
             }
             if let Some(l) = &mut lease
                 && l.renewed.elapsed() >= period
@@ -144,8 +170,33 @@ impl Elector {
                 ))) {
                     Ok(now) if owned.as_ref() != Some(&now) => {
                         tracing::info!(owned = ?now, "VPC ownership changed");
-                        (self.on_owned)(now.clone());
+                        let gave_up: BTreeSet<String> = owned
+                            .as_ref()
+                            .map(|was| was.difference(&now).cloned().collect())
+                            .unwrap_or_default();
+                        let (published, done) = oneshot::channel();
+                        (self.on_owned)(OwnerEvent::Owned {
+                            vpcs: now.clone(),
+                            published,
+                        });
                         owned = Some(now);
+                        if !gave_up.is_empty() {
+                            // Quiet first, then told: the owner's announcement must not
+                            // come while this node still answers.
+                            let _ = tokio::time::timeout(period, done).await;
+                            let told = tokio::time::timeout(period, self.hand_over(l.id, &gave_up));
+                            match told.await {
+                                Ok(Ok(())) => {
+                                    tracing::info!(vpcs = ?gave_up, "stepped down; the owner is told");
+                                }
+                                Ok(Err(error)) => {
+                                    tracing::warn!(%error, "stepped down; could not tell the owner");
+                                }
+                                Err(_) => {
+                                    tracing::warn!("stepped down; telling the owner took too long");
+                                }
+                            }
+                        }
                     }
                     Ok(_) => {}
                     Err(error) => {
@@ -166,12 +217,33 @@ impl Elector {
                     None => std::future::pending().await,
                 }
             };
-            let stop = tokio::select! {
-                () = tokio::time::sleep(period) => false,
-                () = changed => false,
-                // Set, or the [`Election`] dropped: stop either way.
-                r = stopped.wait_for(|s| *s) => r.map(|_| true).unwrap_or(true),
+            // Or another node saying it stepped down.
+            let handed = async {
+                match &mut handovers {
+                    Some(s) => match s.message().await {
+                        Ok(Some(resp)) => Some(resp),
+                        _ => {
+                            handovers = None;
+                            None
+                        }
+                    },
+                    None => std::future::pending().await,
+                }
             };
+            let (stop, handed) = tokio::select! {
+                () = tokio::time::sleep(period) => (false, None),
+                () = changed => (false, None),
+                h = handed => (false, h),
+                // Set, or the [`Election`] dropped: stop either way.
+                r = stopped.wait_for(|s| *s) => (r.map(|_| true).unwrap_or(true), None),
+            };
+            if let (Some(resp), Some(now)) = (handed, &owned) {
+                let again = self.handed_over(&resp, now);
+                if !again.is_empty() {
+                    tracing::info!(vpcs = ?again, "another node stepped down: announcing again");
+                    (self.on_owned)(OwnerEvent::HandedOver(again));
+                }
+            }
             if stop {
                 if let Some(l) = lease {
                     let _ = self.client.lease_revoke(l.id).await;
@@ -179,6 +251,53 @@ impl Elector {
                 return;
             }
         }
+    }
+
+    /// A watch of the keys under `prefix`, if etcd opens one within `within`.
+    async fn watch(&self, prefix: &str, within: Duration) -> Option<WatchStream> {
+        let mut client = self.client.clone();
+        let opts = WatchOptions::new().with_prefix();
+        let watch = client.watch(prefix.to_string(), Some(opts));
+        tokio::time::timeout(within, watch)
+            .await
+            .ok()
+            .and_then(Result::ok)
+    }
+
+    /// Say that this node gave up `vpcs`: put each one's handover key (its name, under
+    /// `lease`, so it goes when the node does).
+    async fn hand_over(
+        &mut self,
+        lease: i64,
+        vpcs: &BTreeSet<String>,
+    ) -> Result<(), etcd_client::Error> {
+        let ops: Vec<TxnOp> = vpcs
+            .iter()
+            .map(|vpc| {
+                TxnOp::put(
+                    format!("{}{vpc}", self.handovers),
+                    self.name.clone(),
+                    Some(PutOptions::new().with_lease(lease)),
+                )
+            })
+            .collect();
+        self.client.txn(Txn::new().and_then(ops)).await?;
+        Ok(())
+    }
+
+    /// The VPCs of `owned` that another node says (in `resp`) it gave up.
+    fn handed_over(&self, resp: &WatchResponse, owned: &BTreeSet<String>) -> BTreeSet<String> {
+        resp.events()
+            .iter()
+            .filter(|ev| ev.event_type() == etcd_client::EventType::Put)
+            .filter_map(|ev| ev.kv())
+            .filter(|kv| kv.value() != self.name.as_bytes())
+            .filter_map(|kv| {
+                std::str::from_utf8(kv.key().strip_prefix(self.handovers.as_bytes())?).ok()
+            })
+            .filter(|vpc| owned.contains(*vpc))
+            .map(str::to_string)
+            .collect()
     }
 
     async fn grant(&mut self, ttl_secs: i64) -> Option<Lease> {

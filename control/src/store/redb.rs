@@ -5,10 +5,16 @@
 //! of a change or none of it, and `commit` returns only once the change is on disk. The
 //! compare is checked and the watchers are told under one lock, so revisions reach them in
 //! order. The watch history starts at open: older revisions are compacted.
+//!
+//! Claims ([`Store::claim`], the replay cache's signatures) live in two tables of their own,
+//! by token and by expiry, written with the same durability, so a restart keeps them. Each
+//! claim removes at most [`PRUNE`] expired ones (oldest first): the tables hold the live
+//! claims and a bounded remainder, with no sweeper.
 
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::mpsc::Receiver;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redb::{Database, ReadableTable, TableDefinition};
 
@@ -17,6 +23,19 @@ use super::{Event, Feed, Op, Snapshot, Store, StoreError, Txn};
 const RESOURCES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("resources");
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 const REVISION: &str = "revision";
+/// Claimed token -> end of the claim (Unix milliseconds).
+const CLAIMS: TableDefinition<'_, &str, u64> = TableDefinition::new("claims");
+/// (end of the claim, token): the claims in order of expiry, for pruning.
+const CLAIMS_BY_END: TableDefinition<'_, (u64, &str), ()> = TableDefinition::new("claims_by_end");
+/// Expired claims one claim removes at most.
+const PRUNE: usize = 64;
+
+/// Now, in Unix milliseconds (0 before 1970: a clock that wrong expires nothing early).
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
 
 /// A mapper from any redb error to a [`StoreError`] for `op`.
 fn fail<E: Into<redb::Error>>(op: &'static str) -> impl Fn(E) -> StoreError {
@@ -45,6 +64,8 @@ impl RedbStore {
         {
             tx.open_table(RESOURCES).map_err(fail("open"))?;
             tx.open_table(META).map_err(fail("open"))?;
+            tx.open_table(CLAIMS).map_err(fail("open"))?;
+            tx.open_table(CLAIMS_BY_END).map_err(fail("open"))?;
         }
         tx.commit().map_err(fail("open"))?;
         let revision = {
@@ -121,6 +142,68 @@ impl Store for RedbStore {
     fn watch(&self, from: u64) -> Result<Receiver<Event>, StoreError> {
         self.feed().watch(from)
     }
+
+    fn claim(&self, token: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let now = unix_ms();
+        let end = now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+        // redb serialises write transactions; the feed's lock is not needed (no revision).
+        let tx = self.db.begin_write().map_err(fail("claim"))?;
+        let taken = {
+            let mut claims = tx.open_table(CLAIMS).map_err(fail("claim"))?;
+            let mut by_end = tx.open_table(CLAIMS_BY_END).map_err(fail("claim"))?;
+            let expired: Vec<(u64, String)> = by_end
+                .range(..(now, ""))
+                .map_err(fail("claim"))?
+                .take(PRUNE)
+                .map(|item| item.map(|(k, _)| (k.value().0, k.value().1.to_string())))
+                .collect::<Result<_, _>>()
+                .map_err(fail("claim"))?;
+            for (until, old) in &expired {
+                by_end
+                    .remove((*until, old.as_str()))
+                    .map_err(fail("claim"))?;
+                // A claim taken again since has a later end: keep it.
+                let same = claims
+                    .get(old.as_str())
+                    .map_err(fail("claim"))?
+                    .is_some_and(|v| v.value() == *until);
+                if same {
+                    claims.remove(old.as_str()).map_err(fail("claim"))?;
+                }
+            }
+            let held = claims.get(token).map_err(fail("claim"))?.map(|v| v.value());
+            match held {
+                Some(until) if until >= now => false,
+                _ => {
+                    if let Some(until) = held {
+                        by_end.remove((until, token)).map_err(fail("claim"))?;
+                    }
+                    claims.insert(token, end).map_err(fail("claim"))?;
+                    by_end.insert((end, token), ()).map_err(fail("claim"))?;
+                    true
+                }
+            }
+        };
+        tx.commit().map_err(fail("claim"))?;
+        Ok(taken)
+    }
+
+    fn unclaim(&self, token: &str) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(fail("claim"))?;
+        {
+            let mut claims = tx.open_table(CLAIMS).map_err(fail("claim"))?;
+            let mut by_end = tx.open_table(CLAIMS_BY_END).map_err(fail("claim"))?;
+            let held = claims
+                .remove(token)
+                .map_err(fail("claim"))?
+                .map(|v| v.value());
+            if let Some(until) = held {
+                by_end.remove((until, token)).map_err(fail("claim"))?;
+            }
+        }
+        tx.commit().map_err(fail("claim"))?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -151,6 +234,39 @@ mod tests {
         })
         .unwrap();
         assert_eq!(w.try_recv().unwrap().revision, 3);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn claims_survive_a_reopen_expire_and_are_pruned() {
+        use redb::ReadableTableMetadata;
+        let dir = std::env::temp_dir().join(format!("vpcep-claims-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.redb");
+        let long = Duration::from_secs(600);
+        {
+            let s = RedbStore::open(&path).unwrap();
+            assert!(s.claim("a", long).unwrap());
+            assert!(!s.claim("a", long).unwrap(), "held");
+            assert!(s.claim("b", long).unwrap());
+            s.unclaim("b").unwrap();
+            for i in 0..(PRUNE * 2) {
+                assert!(s.claim(&format!("short{i}"), Duration::ZERO).unwrap());
+            }
+        }
+        let s = RedbStore::open(&path).unwrap();
+        assert!(!s.claim("a", long).unwrap(), "still held after a reopen");
+        assert!(s.claim("b", long).unwrap(), "given back");
+        // Expired claims can be taken again, and each claim prunes up to PRUNE of them.
+        std::thread::sleep(Duration::from_millis(5)); // past the zero-length claims' end
+        assert!(s.claim("short0", long).unwrap());
+        assert!(s.claim("c", long).unwrap());
+        let rx = s.db.begin_read().unwrap();
+        let left = rx.open_table(CLAIMS_BY_END).unwrap().len().unwrap();
+        assert_eq!(left, 4, "a, b, short0 and c; the expired ones pruned");
+        assert_eq!(rx.open_table(CLAIMS).unwrap().len().unwrap(), 4);
+        // The records are untouched by claims.
+        assert_eq!(s.load().unwrap().revision, 0);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
