@@ -248,7 +248,7 @@ impl Pusher {
             // (those still owned).
             let pending = current
                 .announcement()
-                .filter(|a| !a.claimed())
+                .filter(|a| !self.publisher.is_claimed(a))
                 .map(|a| a.vpcs().to_vec())
                 .unwrap_or_default();
             let all: BTreeSet<dataplane::VpcId> = announced
@@ -356,13 +356,18 @@ mod tests {
         let mut vpcs = a.vpcs().to_vec();
         vpcs.sort_unstable();
         assert_eq!(vpcs, [VpcId(0), VpcId(1)]);
-        assert!(a.claim());
+        assert!(p.publisher().reader().claims().claim(a));
         assert!(status.owns("u") && !status.owns("x"));
         // The same set again, and a loss: no new announcement.
         p.set_owned(owned(&["u", "p"]));
         p.set_owned(owned(&["u"]));
         assert_eq!(owns(&p), [true, false, false]);
-        assert!(!p.publisher().current().announcement().unwrap().claim());
+        assert!(
+            !p.publisher()
+                .reader()
+                .claims()
+                .claim(p.publisher().current().announcement().unwrap())
+        );
         // Regained: announced again, alone.
         p.set_owned(owned(&["u", "p"]));
         let t = p.publisher().current();
@@ -389,7 +394,12 @@ mod tests {
         );
         p.set_owned(owned(&[]));
         p.set_owned(owned(&["u", "p"]));
-        assert!(p.publisher().current().announcement().unwrap().claim());
+        assert!(
+            p.publisher()
+                .reader()
+                .claims()
+                .claim(p.publisher().current().announcement().unwrap())
+        );
         // Another node gave up "u" and "x": "u" is announced again; "x" is not ours.
         let g = p.announce_again(&owned(&["u", "x"]).unwrap());
         assert_eq!(status.published_generation.load(Ordering::Relaxed), g);
@@ -404,8 +414,16 @@ mod tests {
         vpcs.sort_unstable();
         assert_eq!(vpcs, [VpcId(0), VpcId(2)]);
         // Taken: nothing owned to announce again publishes no new announcement.
-        assert!(t.announcement().unwrap().claim());
+        assert!(
+            p.publisher()
+                .reader()
+                .claims()
+                .claim(t.announcement().unwrap())
+        );
         p.announce_again(&owned(&["y"]).unwrap());
-        assert!(p.publisher().current().announcement().unwrap().claimed());
+        assert!(
+            p.publisher()
+                .is_claimed(p.publisher().current().announcement().unwrap())
+        );
     }
 }

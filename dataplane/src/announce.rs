@@ -1,8 +1,9 @@
 //! Gratuitous ARP when this node becomes the owner of attachments (a cluster's failover):
 //! the hosts of those VPCs still map the addresses to the previous owner's MAC, and would
-//! go on sending there until their neighbour entries age out (seconds). An [`Announcement`]
+//! go on sending there until their neighbour entries age out (seconds). An
+//! [`crate::tables::Announcement`]
 //! in the tables names the attachments just owned; the first worker that loads it takes it
-//! ([`Announcement::claim`]) and runs an [`Announcer`]: one ARP request per address with
+//! ([`crate::tables::AnnouncementClaims::claim`]) and runs an [`Announcer`]: one ARP request per address with
 //! sender and target both the address (the form Linux takes to update, even within its
 //! `locktime`, an entry it has; it creates none), broadcast from the attachment's MAC.
 //!
@@ -13,7 +14,6 @@
 //! apart (one frame lost to a busy host must not leave it on the old MAC), at most
 //! [`PER_STEP`] frames per worker turn so the worker keeps serving traffic meanwhile.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::flow::VpcId;
@@ -28,39 +28,6 @@ pub const ROUND_GAP: Duration = Duration::from_secs(1);
 /// Frames one worker turn sends at most.
 pub const PER_STEP: usize = 4096;
 
-/// Attachments just owned, to announce once (by whichever worker claims it first).
-#[derive(Debug)]
-pub struct Announcement {
-    vpcs: Box<[VpcId]>,
-    claimed: AtomicBool,
-}
-
-impl Announcement {
-    /// An announcement of `vpcs`, not yet claimed.
-    pub fn new(vpcs: Vec<VpcId>) -> Self {
-        Self {
-            vpcs: vpcs.into(),
-            claimed: AtomicBool::new(false),
-        }
-    }
-
-    /// The attachments to announce.
-    pub fn vpcs(&self) -> &[VpcId] {
-        &self.vpcs
-    }
-
-    /// True for the first caller only: that worker sends the announcement.
-    pub fn claim(&self) -> bool {
-        !self.claimed.swap(true, Ordering::AcqRel)
-    }
-
-    /// True once a worker took it (a new announcement that replaces one not yet taken
-    /// carries its attachments on).
-    pub fn claimed(&self) -> bool {
-        self.claimed.load(Ordering::Acquire)
-    }
-}
-
 /// One worker's announcement in progress.
 #[derive(Debug)]
 pub struct Announcer {
@@ -72,11 +39,11 @@ pub struct Announcer {
 }
 
 impl Announcer {
-    /// The addresses `announcement` covers in `tables`: endpoint addresses first, then the
-    /// SNAT range on the attachments that carry backends.
-    pub fn new(announcement: &Announcement, tables: &Tables) -> Self {
+    /// The addresses an announcement of `vpcs` covers in `tables`: endpoint addresses
+    /// first, then the SNAT range on the attachments that carry backends.
+    pub fn new(vpcs: &[VpcId], tables: &Tables) -> Self {
         let mut addrs = Vec::new();
-        for &vpc in announcement.vpcs() {
+        for &vpc in vpcs {
             addrs.extend(tables.endpoints_of(vpc).map(|ip| (vpc, ip)));
         }
         let snat = tables.snat();
@@ -85,7 +52,7 @@ impl Announcer {
             n => (1, n - 2), // not the network and broadcast addresses
         };
         let base = snat.addr().to_bits();
-        for &vpc in announcement.vpcs() {
+        for &vpc in vpcs {
             if tables.is_snat_vpc(vpc) {
                 addrs.extend(
                     (first..first + usable)
@@ -187,13 +154,6 @@ mod tests {
     }
 
     #[test]
-    fn an_announcement_is_claimed_once() {
-        let a = Announcement::new(vec![VpcId(0)]);
-        assert!(a.claim());
-        assert!(!a.claim());
-    }
-
-    #[test]
     fn announces_endpoints_then_the_snat_range_in_rounds() {
         let snat = Ipv4Cidr::new(Ipv4Addr::new(198, 19, 128, 0), 29).unwrap();
         let tables = Tables::new(snat)
@@ -202,8 +162,7 @@ mod tests {
                 Change::Put((VpcId(2), ip("10.0.0.201")), EndpointState::Accepted),
             ])
             .with_snat_vpcs(vec![VpcId(1)]);
-        let a = Announcement::new(vec![VpcId(0), VpcId(1)]);
-        let mut an = Announcer::new(&a, &tables);
+        let mut an = Announcer::new(&[VpcId(0), VpcId(1)], &tables);
         // One endpoint on 0 (not the one on 2, not announced), six SNAT addresses on 1.
         assert_eq!(an.len(), 7);
         let macs = [MacAddr([2, 0, 0, 0, 0, 1]), MacAddr([2, 0, 0, 0, 0, 2])];

@@ -12,7 +12,7 @@ use crate::flow::VpcId;
 use crate::io::{Backend, BackendError, Batch, Slot, VlanTag};
 use crate::pipeline::{PREFETCH_MAX, Pipeline};
 use crate::stats::WorkerCounters;
-use crate::tables::TableReader;
+use crate::tables::{AnnouncementClaims, TableReader};
 use crate::verdict::{DropReason, Verdict};
 
 /// Most batches a stopping worker still takes from its sockets.
@@ -28,6 +28,8 @@ pub struct Worker<B: Backend> {
     counters: Arc<WorkerCounters>,
     /// When backends were last solicited, and the table generation then.
     solicited: Option<(Instant, u64)>,
+    /// Where the workers claim the tables' announcements.
+    claims: AnnouncementClaims,
     /// The gratuitous ARP this worker is sending (it claimed the tables' announcement).
     announcer: Option<Announcer>,
 }
@@ -42,6 +44,7 @@ impl<B: Backend> Worker<B> {
     ) -> Self {
         let config = pipeline.config();
         let batch = Batch::new(config.batch_size.get(), config.max_frame_bytes);
+        let claims = tables.claims();
         Self {
             backend,
             tables,
@@ -49,6 +52,7 @@ impl<B: Backend> Worker<B> {
             batch,
             counters,
             solicited: None,
+            claims,
             announcer: None,
         }
     }
@@ -142,9 +146,9 @@ impl<B: Backend> Worker<B> {
         let tables = self.tables.load();
         if self.announcer.is_none()
             && let Some(a) = tables.announcement()
-            && a.claim()
+            && self.claims.claim(a)
         {
-            let an = Announcer::new(a, tables);
+            let an = Announcer::new(a.vpcs(), tables);
             tracing::info!(
                 attachments = ?a.vpcs(),
                 addresses = an.len(),

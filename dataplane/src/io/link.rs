@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
 
-use super::af_packet::{Interface, PACKET_VNET_HDR, SOL_PACKET, bind, packet_socket};
+use super::packet::{Interface, PACKET_VNET_HDR, SOL_PACKET, bind, packet_socket};
 use super::sys::{cvt, setsockopt};
 use crate::wire::ethernet::MacAddr;
 

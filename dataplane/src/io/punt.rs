@@ -22,7 +22,7 @@ use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
-use super::af_packet::{Interface, bind, packet_socket};
+use super::packet::{Interface, bind, packet_socket};
 use super::sys::{cvt, setsockopt};
 use crate::wire::ethernet::MacAddr;
 use crate::wire::offload::{VNET_HDR_LEN, VnetHdr, complete_partial};

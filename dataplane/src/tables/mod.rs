@@ -13,6 +13,7 @@ pub mod sharded;
 
 use core::net::Ipv4Addr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::{ArcSwap, Cache};
 
@@ -20,7 +21,6 @@ pub use self::accepted::{AcceptedKey, AcceptedTable, ClientIdentity, Ipv4Cidr, T
 pub use self::gateway::{GatewayRoute, GatewayTable};
 pub use self::ports::PortSet;
 use self::sharded::{Change, ShardedMap};
-use crate::announce::Announcement;
 use crate::flow::VpcId;
 use crate::wire::ethernet::MacAddr;
 
@@ -73,7 +73,7 @@ pub struct Tables {
     standby: Arc<[VpcId]>,
     /// Attachments this node has just become the owner of: one worker announces their
     /// addresses with gratuitous ARP (see [`crate::announce`]).
-    announcement: Option<Arc<Announcement>>,
+    announcement: Option<Announcement>,
 }
 
 impl Tables {
@@ -113,15 +113,20 @@ impl Tables {
     }
 
     /// A copy that asks the workers to announce `vpcs` (just become owned) with
-    /// gratuitous ARP; it replaces an announcement not yet taken by a worker.
+    /// gratuitous ARP; it replaces an announcement not yet taken by a worker. Its epoch is
+    /// the generation it is published as.
     pub fn with_announcement(&self, vpcs: Vec<VpcId>) -> Self {
         let mut next = self.clone();
-        next.announcement = Some(Arc::new(Announcement::new(vpcs)));
+        next.announcement = Some(Announcement {
+            epoch: 0,
+            vpcs: vpcs.into(),
+        });
         next
     }
 
-    /// The latest announcement (taken or not).
-    pub fn announcement(&self) -> Option<&Arc<Announcement>> {
+    /// The latest announcement (taken or not: see [`AnnouncementClaims::claim`] and
+    /// [`TablePublisher::is_claimed`]).
+    pub fn announcement(&self) -> Option<&Announcement> {
         self.announcement.as_ref()
     }
 
@@ -335,11 +340,34 @@ impl Tables {
     }
 }
 
+/// Attachments just owned, to announce with gratuitous ARP once (by whichever worker
+/// claims it first: [`AnnouncementClaims::claim`]). Data only: the claim is kept beside the
+/// tables, keyed by the announcement's epoch (the generation it was published as).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Announcement {
+    epoch: u64,
+    vpcs: Arc<[VpcId]>,
+}
+
+impl Announcement {
+    /// The attachments to announce.
+    pub fn vpcs(&self) -> &[VpcId] {
+        &self.vpcs
+    }
+
+    /// The generation the announcement was published as (what a claim names).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+}
+
 /// The writer half. Exactly one, owned by the control plane's pusher (`&mut self` to
 /// publish makes the single writer a property of the type).
 #[derive(Debug)]
 pub struct TablePublisher {
     slot: Arc<ArcSwap<Tables>>,
+    /// The epoch of the latest announcement a worker has taken (shared with the readers).
+    claimed: Arc<AtomicU64>,
 }
 
 /// A reader half. One per worker thread; `load` is a pointer compare when nothing changed.
@@ -348,23 +376,39 @@ pub struct TablePublisher {
 #[derive(Clone)]
 pub struct TableReader {
     cache: Cache<Arc<ArcSwap<Tables>>, Arc<Tables>>,
+    claimed: Arc<AtomicU64>,
 }
 
 impl TablePublisher {
     /// A publisher whose first live tables are `initial`, published as generation 1.
     pub fn new(mut initial: Tables) -> Self {
         initial.generation = 1;
+        if let Some(a) = &mut initial.announcement {
+            a.epoch = 1;
+        }
         Self {
             slot: Arc::new(ArcSwap::from_pointee(initial)),
+            claimed: Arc::new(AtomicU64::new(0)),
         }
     }
 
-    /// Publish `next` as the following generation; returns that generation.
+    /// Publish `next` as the following generation; returns that generation. A new
+    /// announcement in it takes the generation as its epoch.
     pub fn publish(&mut self, mut next: Tables) -> u64 {
         let generation = self.slot.load().generation + 1;
         next.generation = generation;
+        if let Some(a) = &mut next.announcement
+            && a.epoch == 0
+        {
+            a.epoch = generation;
+        }
         self.slot.store(Arc::new(next));
         generation
+    }
+
+    /// True once a worker has taken `announcement` (or a later one).
+    pub fn is_claimed(&self, announcement: &Announcement) -> bool {
+        announcement.epoch != 0 && self.claimed.load(Ordering::Acquire) >= announcement.epoch
     }
 
     /// The live tables (for building the next one from it).
@@ -376,6 +420,7 @@ impl TablePublisher {
     pub fn reader(&self) -> TableReader {
         TableReader {
             cache: Cache::new(Arc::clone(&self.slot)),
+            claimed: Arc::clone(&self.claimed),
         }
     }
 }
@@ -385,6 +430,23 @@ impl TableReader {
     #[inline]
     pub fn load(&mut self) -> &Tables {
         self.cache.load()
+    }
+
+    /// The announcement claims this reader shares with the publisher and the other
+    /// readers (a worker keeps it beside its reader).
+    pub fn claims(&self) -> AnnouncementClaims {
+        AnnouncementClaims(Arc::clone(&self.claimed))
+    }
+}
+
+/// Where workers claim announcements: the epoch of the latest one taken.
+#[derive(Clone, Debug)]
+pub struct AnnouncementClaims(Arc<AtomicU64>);
+
+impl AnnouncementClaims {
+    /// True for the first worker to claim `announcement`: that worker sends it.
+    pub fn claim(&self, announcement: &Announcement) -> bool {
+        self.0.fetch_max(announcement.epoch, Ordering::AcqRel) < announcement.epoch
     }
 }
 
@@ -396,6 +458,28 @@ pub fn default_snat_range() -> Ipv4Cidr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_announcement_is_claimed_once_by_its_epoch() {
+        let mut publisher = TablePublisher::new(Tables::new(default_snat_range()));
+        let (a, b) = (publisher.reader().claims(), publisher.reader().claims());
+        let g = publisher.publish(publisher.current().with_announcement(vec![VpcId(0)]));
+        let t = publisher.current();
+        let first = t.announcement().unwrap();
+        assert_eq!(first.epoch(), g);
+        assert!(!publisher.is_claimed(first));
+        assert!(a.claim(first));
+        assert!(!b.claim(first), "claimed once");
+        assert!(publisher.is_claimed(first));
+        // Tables built on these keep the announcement: it is not sent again.
+        publisher.publish(publisher.current().with_standby(vec![]));
+        assert!(!b.claim(publisher.current().announcement().unwrap()));
+        // A new one is.
+        publisher.publish(publisher.current().with_announcement(vec![VpcId(1)]));
+        let t = publisher.current();
+        assert!(!publisher.is_claimed(t.announcement().unwrap()));
+        assert!(b.claim(t.announcement().unwrap()));
+    }
 
     #[test]
     fn publish_assigns_increasing_generations() {
