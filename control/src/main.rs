@@ -143,7 +143,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let running = daemon::start_with(&cfg, creds, control::dataplane_io::start_workers)
+        let running = daemon::start_with(&cfg, creds, daemon::af_packet::start_workers)
             .await
             .map_err(|e: DaemonError| anyhow::anyhow!(e))?;
         // A reload reads the same files with the same command-line overrides.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use common::*;
 use control::compile::Attachments;
-use control::gateway_services::{GatewayServiceConfig, resolve};
+use control::config::gateway_services::{GatewayServiceConfig, resolve};
 use control::model::{EndpointId, Tenant};
 use control::push::{PushStatus, Pusher};
 use control::registry::{Quotas, Registry};

@@ -10,6 +10,7 @@
 //! [`endpoints`], [`inventory`], [`tags`]; [`meta`] holds versions, quotas and the
 //! fallbacks.
 
+pub mod admin;
 pub mod auth;
 pub mod endpoints;
 pub mod error;

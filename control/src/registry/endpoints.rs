@@ -2,7 +2,7 @@
 //! account may see), changing its whitelist, route tables, policy and lifetime, deleting it,
 //! and freezing the ones whose lifetime ended.
 
-use rand::Rng;
+use super::endpoint_rules::new_marker;
 
 use super::{Registry, now};
 use crate::command::{EndpointChange, NewEndpoint};
@@ -16,17 +16,6 @@ fn endpoint_not_found() -> Rejection {
         ErrorCode::EndpointNotFound,
         "The requested endpoint does not exist.",
     )
-}
-
-/// A packet id no connection uses: 53 bits, so exact in every JSON client; never 0.
-pub(super) fn new_marker(m: &Model) -> u64 {
-    let mut rng = rand::rng();
-    loop {
-        let marker = rng.random::<u64>() >> 11;
-        if marker != 0 && !m.marker_taken(marker) {
-            return marker;
-        }
-    }
 }
 
 impl Registry {
@@ -146,7 +135,7 @@ impl Registry {
             let ts = now();
             match change {
                 EndpointChange::Whitelist(list, enable) => {
-                    super::gateways::no_whitelist(v.model(), &ep, list.as_deref(), enable)?;
+                    super::endpoint_rules::no_whitelist(v.model(), &ep, list.as_deref(), enable)?;
                     if let Some(l) = list {
                         ep.whitelist = l;
                     }
@@ -155,7 +144,7 @@ impl Registry {
                     }
                 }
                 EndpointChange::Routetables(r) => {
-                    ep.routetables = super::gateways::routetables(v.model(), &ep, r)?;
+                    ep.routetables = super::endpoint_rules::routetables(v.model(), &ep, r)?;
                 }
                 EndpointChange::Policy(statement, document) => {
                     if let Some(s) = statement {

@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::endpoints::new_marker;
+use super::endpoint_rules::{default_routetables, new_marker};
 use super::{ChangeNote, Plan, Registry, Touched, ipam, now, tags};
 use crate::command::NewEndpoint;
 use crate::error::{ErrorCode, Rejection};
@@ -157,52 +157,6 @@ fn address(
         .into_iter()
         .find_map(|s| Some((s.id.clone(), ipam::pick(m, s, None).ok()?)))
         .ok_or_else(|| invalid("the VPC has no IPv4 subnet with a free address"))
-}
-
-/// `list`, or the VPC's default route table (named by the VPC id) when it is empty.
-fn default_routetables(list: Vec<String>, vpc: &VpcId) -> Vec<String> {
-    if list.is_empty() {
-        vec![vpc.to_string()]
-    } else {
-        list
-    }
-}
-
-/// Refuse a source whitelist (`list`, or enforcement switched on) for gateway endpoint
-/// `ep`: the whitelist is an interface endpoint's.
-///
-/// # Errors
-/// EndPoint.0002.
-pub(super) fn no_whitelist(
-    m: &Model,
-    ep: &Endpoint,
-    list: Option<&[SourceCidr]>,
-    enable: Option<bool>,
-) -> Result<(), Rejection> {
-    let asks = list.is_some_and(|l| !l.is_empty()) || enable == Some(true);
-    if asks && m.gateways.contains_key(&ep.service_id) {
-        return Err(Rejection::param(
-            "whitelist: only interface endpoints have a source whitelist",
-        ));
-    }
-    Ok(())
-}
-
-/// The route tables of endpoint `ep` after an update to `list`: gateway endpoints only.
-///
-/// # Errors
-/// EndPoint.0002 for an interface endpoint.
-pub(super) fn routetables(
-    m: &Model,
-    ep: &Endpoint,
-    list: Vec<String>,
-) -> Result<Vec<String>, Rejection> {
-    if !m.gateways.contains_key(&ep.service_id) {
-        return Err(Rejection::param(
-            "routetables: only endpoints of a gateway service take route tables",
-        ));
-    }
-    Ok(default_routetables(list, &ep.vpc_id))
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@
 //! [`crate::model::TenantView`]. Nothing here knows about HTTP.
 
 pub mod connections;
+mod endpoint_rules;
 pub mod endpoints;
 pub mod follow;
 pub mod gateways;

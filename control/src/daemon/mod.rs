@@ -2,24 +2,23 @@
 //! dataplane workers (one set per attachment), the API and admin listeners, and the expiry
 //! sweeper. `main.rs` wraps this; tests run it directly on ephemeral ports.
 
+pub mod af_packet;
+pub mod cluster;
+mod dataplane;
+pub mod reload;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use dataplane::{TablePublisher, Tables, WorkerCounters};
-
-use crate::node::{ConfigStatus, Node, ReloadError, Reloaded, StartWorkers};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use serde::Serialize;
+use ::dataplane::{TablePublisher, Tables};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+pub use self::dataplane::{DaemonError, Dataplane, OnStop, StartWorkers};
+use self::reload::Node;
+use crate::api::admin::{self, AdminNode, AdminState, ReloadError, Reloaded};
 use crate::api::{self, ApiState};
 use crate::audit::AuditLog;
 use crate::auth::{Credentials, PayloadPolicy, ReplayCache};
@@ -27,65 +26,6 @@ use crate::config::DaemonConfig;
 use crate::push::{PushStatus, Pusher};
 use crate::registry::Registry;
 use crate::store::StoreEngine;
-
-/// Why the daemon could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum DaemonError {
-    /// The configuration is unusable.
-    #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
-    /// The credentials file is unusable.
-    #[error(transparent)]
-    Credentials(#[from] crate::auth::CredentialsError),
-    /// The data directory could not be created.
-    #[error("cannot create data directory {path}: {source}")]
-    DataDir {
-        /// The directory.
-        path: String,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The audit log could not be opened.
-    #[error("cannot open the audit log {path}: {source}")]
-    Audit {
-        /// The file.
-        path: String,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The API's TLS certificate or key is unusable.
-    #[error("API TLS: {0}")]
-    Tls(#[from] api::http::TlsError),
-    /// The store could not be opened.
-    #[error("cannot open the store: {0}")]
-    Store(#[from] crate::store::StoreError),
-    /// The store's records could not be loaded.
-    #[error("cannot load the store: {0}")]
-    Load(#[from] crate::registry::LoadError),
-    /// A listener could not bind (port busy, no permission).
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// An attachment's interface is missing or cannot be opened.
-    #[error("attachment {interface}: {source}")]
-    Attachment {
-        /// The interface.
-        interface: String,
-        /// What went wrong.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A thread could not be spawned.
-    #[error("cannot spawn a thread: {0}")]
-    Spawn(#[source] std::io::Error),
-}
 
 /// A running daemon.
 pub struct Running {
@@ -119,13 +59,13 @@ impl core::fmt::Debug for Running {
 }
 
 impl Running {
-    /// Read the config file again and apply it (see [`crate::node`]): what SIGHUP and
+    /// Read the config file again and apply it (see [`reload`]): what SIGHUP and
     /// `POST /reload` do.
     ///
     /// # Errors
     /// [`ReloadError`]: nothing changed.
     pub async fn reload(&self) -> Result<Reloaded, ReloadError> {
-        reload(Arc::clone(&self.node)).await
+        admin::reload(Arc::clone(&self.node) as Arc<dyn AdminNode>).await
     }
 
     /// Stop listeners, the sweeper and the workers, and wait for them.
@@ -159,12 +99,6 @@ impl Running {
     }
 }
 
-async fn reload(node: Arc<Node>) -> Result<Reloaded, ReloadError> {
-    tokio::task::spawn_blocking(move || node.reload())
-        .await
-        .unwrap_or_else(|e| Err(ReloadError::Invalid(format!("the reload panicked: {e}"))))
-}
-
 /// Ends the process (exit code 70) when dropped, unless the daemon is stopping: held by a
 /// thread the daemon cannot run without.
 struct ExitUnlessStopping(Arc<AtomicBool>, &'static str);
@@ -178,199 +112,10 @@ impl Drop for ExitUnlessStopping {
     }
 }
 
-/// The process-wide Prometheus recorder (installed once).
-pub fn prometheus() -> &'static PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE.get_or_init(|| {
-        let recorder = PrometheusBuilder::new().build_recorder();
-        let handle = recorder.handle();
-        // Fails only if another recorder is installed; then our handle renders nothing new.
-        let _ = metrics::set_global_recorder(recorder);
-        handle
-    })
-}
-
-#[derive(Clone)]
-struct AdminState {
-    registry: Arc<Registry>,
-    push: Arc<PushStatus>,
-    node: Arc<Node>,
-}
-
-/// What `/status` shows of one attachment's link (the AF_PACKET transmit socket, shared by
-/// the workers, keeps it).
-pub trait LinkStatus: Send + Sync {
-    /// The interface name.
-    fn interface(&self) -> String;
-    /// `up`, `down` or `gone`.
-    fn state(&self) -> &'static str;
-    /// Times the link went away since the daemon started.
-    fn flaps(&self) -> u64;
-    /// Whether the kernel ingress drop is in place on the interface now (asked of the
-    /// kernel, not remembered).
-    fn ingress_drop(&self) -> bool;
-}
-
-/// One attachment in `/status`.
-#[derive(Debug, Serialize)]
-struct AttachmentView {
-    interface: String,
-    vpc_id: String,
-    /// Whether this node owns the VPC's addresses (false: a standby; see `etcd.failover`).
-    owner: bool,
-    state: &'static str,
-    flaps: u64,
-    /// The kernel holds the ingress drop on the interface (`ingress_drop` in the config):
-    /// the node's own stack spends nothing on the attachment's frames.
-    ingress_drop: bool,
-}
-
-/// The `/status` document: the store revision, what the pusher published, and the
-/// generation each worker has loaded, so a caller can wait for "my change is live".
-#[derive(Debug, Serialize)]
-struct Status {
-    revision: u64,
-    store_up: bool,
-    applied_revision: u64,
-    published_generation: u64,
-    worker_generations: Vec<u64>,
-    all_workers_current: bool,
-    accepted_entries: u64,
-    endpoint_addresses: u64,
-    conntrack_flows: usize,
-    config: ConfigStatus,
-    attachments: Vec<AttachmentView>,
-    /// The VPC ids this node owns when the cluster elects owners (absent: it owns all).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    owned_vpcs: Option<Vec<String>>,
-}
-
-impl Status {
-    fn of(s: &AdminState) -> Self {
-        let published = s.push.published_generation.load(Ordering::Acquire);
-        let dp = s.node.view();
-        let workers: Vec<u64> = dp
-            .counters
-            .iter()
-            .map(|w| w.generation.load(Ordering::Relaxed))
-            .collect();
-        Self {
-            revision: s.registry.revision(),
-            store_up: s.registry.store_up(),
-            applied_revision: s.push.applied_revision.load(Ordering::Acquire),
-            published_generation: published,
-            all_workers_current: workers.iter().all(|g| *g == published),
-            worker_generations: workers,
-            accepted_entries: s.push.accepted_entries.load(Ordering::Relaxed),
-            endpoint_addresses: s.push.endpoint_addresses.load(Ordering::Relaxed),
-            conntrack_flows: dp.conntrack.as_ref().map_or(0, |c| c.len()),
-            config: s.node.config_status(),
-            attachments: dp
-                .links
-                .iter()
-                .map(|(vpc_id, l)| AttachmentView {
-                    interface: l.interface(),
-                    vpc_id: vpc_id.clone(),
-                    owner: s.push.owns(vpc_id),
-                    state: l.state(),
-                    flaps: l.flaps(),
-                    ingress_drop: l.ingress_drop(),
-                })
-                .collect(),
-            owned_vpcs: s.push.owned_vpcs(),
-        }
-    }
-}
-
-fn admin_router(state: AdminState) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route(
-            "/reload",
-            post(|State(s): State<AdminState>| async move {
-                match reload(s.node).await {
-                    Ok(r) => (StatusCode::OK, axum::Json(serde_json::json!(r))),
-                    Err(e) => (
-                        match e {
-                            ReloadError::NoSource => StatusCode::CONFLICT,
-                            _ => StatusCode::UNPROCESSABLE_ENTITY,
-                        },
-                        axum::Json(serde_json::json!({ "error": e.to_string() })),
-                    ),
-                }
-            }),
-        )
-        .route(
-            "/status",
-            get(|State(s): State<AdminState>| async move { axum::Json(Status::of(&s)) }),
-        )
-        .route(
-            "/metrics",
-            get(|State(s): State<AdminState>| async move {
-                dataplane::stats::export(&s.node.totals());
-                metrics::gauge!("vpcep_conntrack_flows")
-                    .set(s.node.view().conntrack.as_ref().map_or(0, |c| c.len()) as f64);
-                metrics::gauge!("vpcep_store_revision").set(s.registry.revision() as f64);
-                metrics::gauge!("vpcep_published_generation")
-                    .set(s.push.published_generation.load(Ordering::Relaxed) as f64);
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4",
-                    )],
-                    prometheus().render(),
-                )
-                    .into_response()
-            }),
-        )
-        .with_state(state)
-}
-
 async fn bind(addr: SocketAddr) -> Result<TcpListener, DaemonError> {
     TcpListener::bind(addr)
         .await
         .map_err(|source| DaemonError::Bind { addr, source })
-}
-
-/// See [`Dataplane::on_stop`].
-pub type OnStop = Box<dyn FnOnce(&[String]) + Send>;
-
-/// The dataplane of this node: its workers and their shared tables.
-pub struct Dataplane {
-    /// Each worker's counters.
-    pub counters: Vec<Arc<WorkerCounters>>,
-    /// The shared conntrack.
-    pub conntrack: Option<Arc<dataplane::conntrack::ConnTrack>>,
-    /// Worker threads.
-    pub threads: Vec<std::thread::JoinHandle<()>>,
-    /// Runs after the workers stopped: saves conntrack, and undoes what the start did to
-    /// the interfaces, except those the next dataplane (a reload's) keeps, given as the
-    /// argument (none at the daemon's own stop).
-    pub on_stop: Option<OnStop>,
-    /// Each attachment's VPC id and link, in attachment order.
-    pub links: Vec<(String, Arc<dyn LinkStatus>)>,
-}
-
-impl Dataplane {
-    /// No dataplane: no workers, no conntrack, no links (an API-only node, or a starter
-    /// for tests and benches that carry no packets).
-    pub fn none() -> Self {
-        Self {
-            counters: Vec::new(),
-            conntrack: None,
-            threads: Vec::new(),
-            on_stop: None,
-            links: Vec::new(),
-        }
-    }
-}
-
-impl core::fmt::Debug for Dataplane {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Dataplane")
-            .field("workers", &self.counters.len())
-            .finish_non_exhaustive()
-    }
 }
 
 /// Start the daemon with `credentials`, using `start_workers` to bring up the dataplane on
@@ -384,7 +129,7 @@ pub async fn start_with(
     credentials: Credentials,
     start_workers: impl Fn(
         &DaemonConfig,
-        &dataplane::TableReader,
+        &::dataplane::TableReader,
         Arc<AtomicBool>,
         &mut dyn FnMut(),
     ) -> Result<Dataplane, DaemonError>
@@ -398,7 +143,7 @@ pub async fn start_with(
         (Some(cert), Some(key)) => Some(api::http::tls_acceptor(cert, key)?),
         _ => None,
     };
-    let _ = prometheus();
+    let _ = admin::prometheus();
     std::fs::create_dir_all(&cfg.data_dir).map_err(|source| DaemonError::DataDir {
         path: cfg.data_dir.display().to_string(),
         source,
@@ -420,7 +165,7 @@ pub async fn start_with(
     let notes = registry.subscribe();
     let pusher = Arc::new(Mutex::new(Pusher::new(
         TablePublisher::new(Tables::new(snat)),
-        crate::node::attachments(cfg),
+        reload::attachments(cfg),
         snat,
         Arc::clone(&push),
     )));
@@ -497,11 +242,11 @@ pub async fn start_with(
     let admin_state = AdminState {
         registry: Arc::clone(&registry),
         push: Arc::clone(&push),
-        node: Arc::clone(&node),
+        node: Arc::clone(&node) as Arc<dyn AdminNode>,
     };
     // With etcd: this node in the member list, and `/cluster` on the admin listener.
     let members = opened.etcd.as_ref().map(|etcd| {
-        crate::cluster::join(
+        cluster::join(
             etcd,
             cfg,
             api_addr,
@@ -511,11 +256,11 @@ pub async fn start_with(
         )
     });
     let election = match &opened.etcd {
-        Some(etcd) => crate::cluster::elect(etcd, cfg, Arc::clone(&pusher), Arc::clone(&node))
+        Some(etcd) => cluster::elect(etcd, cfg, Arc::clone(&pusher), Arc::clone(&node))
             .map_err(DaemonError::Spawn)?,
         None => None,
     };
-    let admin = admin_router(admin_state).merge(crate::cluster::router(opened.etcd));
+    let admin = admin::router(admin_state).merge(cluster::router(opened.etcd));
     let mut tasks = Vec::new();
     for (listener, router, tls) in [
         (api_listener, api::router(api_state), api_tls),

@@ -35,53 +35,18 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use dataplane::stats::WorkerStats;
-use dataplane::{TableReader, WorkerCounters};
-use serde::Serialize;
 
+use super::dataplane::{DaemonError, OnStop, StartWorkers};
+use crate::api::admin::{AdminNode, ConfigStatus, DataplaneView, ReloadError, Reloaded};
 use crate::auth::Credentials;
 use crate::compile::Attachments;
 use crate::config::DaemonConfig;
-use crate::daemon::{DaemonError, Dataplane, LinkStatus, OnStop};
 use crate::push::Pusher;
 use crate::registry::{Registry, Touched};
-
-/// Brings the dataplane up on a config's attachments (the binary passes the AF_PACKET
-/// one), its workers reading the tables through clones of the reader. It calls its last
-/// argument, `ready`, once, after opening what can fail and before reading any flow or
-/// starting any worker: that stops the dataplane it replaces (a reload) and publishes the
-/// tables for the new attachments. See `dataplane_io::start_workers`.
-pub type StartWorkers = dyn Fn(
-        &DaemonConfig,
-        &TableReader,
-        Arc<AtomicBool>,
-        &mut dyn FnMut(),
-    ) -> Result<Dataplane, DaemonError>
-    + Send
-    + Sync;
 
 /// Reads the config and credentials again for a reload (the binary re-reads its files and
 /// applies its command-line overrides); the error is shown as is.
 pub type ConfigSource = dyn Fn() -> Result<(DaemonConfig, Credentials), String> + Send + Sync;
-
-/// What `/status` and `/metrics` read of the live dataplane.
-#[derive(Default)]
-pub struct DataplaneView {
-    /// Each worker's counters.
-    pub counters: Vec<Arc<WorkerCounters>>,
-    /// The shared conntrack.
-    pub conntrack: Option<Arc<dataplane::conntrack::ConnTrack>>,
-    /// Each attachment's VPC id and link, in attachment order.
-    pub links: Vec<(String, Arc<dyn LinkStatus>)>,
-}
-
-impl core::fmt::Debug for DataplaneView {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("DataplaneView")
-            .field("workers", &self.counters.len())
-            .field("attachments", &self.links.len())
-            .finish_non_exhaustive()
-    }
-}
 
 /// A started dataplane: what it takes to stop it.
 struct Live {
@@ -106,49 +71,6 @@ impl Live {
             f(&keep);
         }
     }
-}
-
-/// Why a reload changed nothing.
-#[derive(Debug, thiserror::Error)]
-pub enum ReloadError {
-    /// The daemon was started without a config source (tests, embedded use).
-    #[error("this daemon has no config file to reload")]
-    NoSource,
-    /// The files do not read, parse or validate.
-    #[error("{0}")]
-    Invalid(String),
-    /// Settings that need a restart changed.
-    #[error("these settings change only with a restart: {}", .0.join(", "))]
-    NeedsRestart(Vec<&'static str>),
-    /// The new dataplane did not start; the old one was started again.
-    #[error("the new attachments did not start ({0}); the previous ones run on")]
-    Dataplane(String),
-}
-
-/// What a successful reload did.
-#[derive(Debug, Serialize)]
-pub struct Reloaded {
-    /// The config revision now running.
-    pub revision: u64,
-    /// Whether the dataplane was rebuilt (attachments or conntrack changed).
-    pub dataplane_rebuilt: bool,
-    /// How long the workers were stopped, in milliseconds (0 if not rebuilt).
-    pub dataplane_gap_ms: f64,
-    /// Attachments now.
-    pub attachments: usize,
-    /// Key pairs now.
-    pub credentials: usize,
-}
-
-/// The `config` block of `/status`.
-#[derive(Debug, Serialize)]
-pub struct ConfigStatus {
-    /// 1 at start, one more at every successful reload.
-    pub revision: u64,
-    /// Reloads refused since the start.
-    pub reloads_failed: u64,
-    /// Why the last refused reload was refused (cleared by a successful one).
-    pub last_error: Option<String>,
 }
 
 struct Inner {
@@ -205,7 +127,7 @@ fn attached(cfg: &DaemonConfig) -> Option<BTreeSet<crate::model::VpcId>> {
 /// Give the registry `cfg`'s gateway services (existing ones keep their creation time);
 /// true if they changed.
 fn set_gateways(registry: &Registry, cfg: &DaemonConfig) -> bool {
-    let list = crate::gateway_services::resolve(
+    let list = crate::config::gateway_services::resolve(
         &cfg.gateway_services,
         &cfg.attachments,
         registry.region(),
@@ -503,6 +425,24 @@ impl Node {
             attachments,
             credentials: keys,
         })
+    }
+}
+
+impl AdminNode for Node {
+    fn view(&self) -> Arc<DataplaneView> {
+        Self::view(self)
+    }
+
+    fn totals(&self) -> WorkerStats {
+        Self::totals(self)
+    }
+
+    fn config_status(&self) -> ConfigStatus {
+        Self::config_status(self)
+    }
+
+    fn reload(&self) -> Result<Reloaded, ReloadError> {
+        Self::reload(self)
     }
 }
 

@@ -16,8 +16,9 @@ use dataplane::io::ring::RingGeometry;
 use dataplane::worker::{self, Worker};
 use dataplane::{FlowKey, Pipeline, Shared, TableReader, VpcId, WorkerCounters};
 
+use super::dataplane::{DaemonError, Dataplane, OnStop};
+use crate::api::admin::LinkStatus;
 use crate::config::{DaemonConfig, IoBackend, RxMode};
-use crate::daemon::{DaemonError, Dataplane, LinkStatus, OnStop};
 
 /// A worker's opened backend, before it runs.
 enum Opened {

@@ -14,8 +14,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
+use super::reload::Node;
 use crate::config::DaemonConfig;
-use crate::node::Node;
 use crate::push::{PushStatus, Pusher};
 use crate::registry::Registry;
 use crate::store::EtcdStore;

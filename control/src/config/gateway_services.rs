@@ -19,7 +19,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use serde::Deserialize;
 
-use crate::config::{AttachmentConfig, ConfigError};
+use super::{AttachmentConfig, ConfigError};
 use crate::model::{GatewayService, ServiceId, ServiceName};
 
 /// Most prefixes one gateway service may have.

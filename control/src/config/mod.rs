@@ -1,6 +1,8 @@
 //! The daemon's configuration file (TOML). Unknown keys are refused; every key has a
 //! documented default (see `vpcepd.example.toml`), so `vpcepd` runs with no file at all.
 
+pub mod gateway_services;
+
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
@@ -336,9 +338,9 @@ pub struct DaemonConfig {
     /// Interfaces and their VPCs; none: the API alone.
     #[serde(default)]
     pub attachments: Vec<AttachmentConfig>,
-    /// The operator's gateway services (see [`crate::gateway_services`]). Reloadable.
+    /// The operator's gateway services (see [`gateway_services`]). Reloadable.
     #[serde(default)]
-    pub gateway_services: Vec<crate::gateway_services::GatewayServiceConfig>,
+    pub gateway_services: Vec<gateway_services::GatewayServiceConfig>,
 }
 
 impl Default for DaemonConfig {
@@ -493,7 +495,7 @@ impl DaemonConfig {
         let snat = self.snat()?;
         let snat = ipnet::Ipv4Net::new(snat.addr(), snat.prefix())
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        crate::gateway_services::validate(&self.gateway_services, &self.attachments, snat)
+        gateway_services::validate(&self.gateway_services, &self.attachments, snat)
     }
 
     /// The date window of signed requests.
@@ -560,18 +562,18 @@ mod tests {
 
     #[test]
     fn the_shipped_example_parses_and_states_the_defaults() {
-        let text = include_str!("../../deploy/vpcepd.example.toml");
+        let text = include_str!("../../../deploy/vpcepd.example.toml");
         let cfg = DaemonConfig::from_toml(text).unwrap();
         let mut defaults = DaemonConfig::default();
         defaults.attachments.clear();
         assert_eq!(cfg, defaults, "the example documents exactly the defaults");
-        let cluster = include_str!("../../deploy/cluster.example.toml");
+        let cluster = include_str!("../../../deploy/cluster.example.toml");
         let cfg = DaemonConfig::from_toml(cluster).unwrap();
         assert_eq!(
             (cfg.store, cfg.etcd.endpoints.len()),
             (StoreEngine::Etcd, 3)
         );
-        let creds = include_str!("../../deploy/credentials.example.toml");
+        let creds = include_str!("../../../deploy/credentials.example.toml");
         assert_eq!(crate::auth::Credentials::from_toml(creds).unwrap().len(), 1);
     }
 

@@ -1,0 +1,264 @@
+//! The admin listener (`[admin] listen`, loopback by default, unauthenticated): `/healthz`,
+//! `/status` (what is live: store revision, published and loaded table generations,
+//! attachments with their links and ingress drop, ownership), `POST /reload`, and
+//! `/metrics` (Prometheus). The daemon's node answers through [`AdminNode`], so this module
+//! knows nothing of how the daemon is built.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use dataplane::WorkerCounters;
+use dataplane::stats::WorkerStats;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serde::Serialize;
+
+use crate::push::PushStatus;
+use crate::registry::Registry;
+
+/// What the admin endpoints ask of the running node (the daemon's reloadable part).
+pub trait AdminNode: Send + Sync {
+    /// The live dataplane.
+    fn view(&self) -> Arc<DataplaneView>;
+    /// Every worker's counters, summed.
+    fn totals(&self) -> WorkerStats;
+    /// The `config` block of `/status`.
+    fn config_status(&self) -> ConfigStatus;
+    /// Read the config again and apply it (blocking: the endpoint runs it off the async
+    /// threads).
+    ///
+    /// # Errors
+    /// [`ReloadError`]: nothing changed.
+    fn reload(&self) -> Result<Reloaded, ReloadError>;
+}
+
+/// What `/status` and `/metrics` read of the live dataplane.
+#[derive(Default)]
+pub struct DataplaneView {
+    /// Each worker's counters.
+    pub counters: Vec<Arc<WorkerCounters>>,
+    /// The shared conntrack.
+    pub conntrack: Option<Arc<dataplane::conntrack::ConnTrack>>,
+    /// Each attachment's VPC id and link, in attachment order.
+    pub links: Vec<(String, Arc<dyn LinkStatus>)>,
+}
+
+impl core::fmt::Debug for DataplaneView {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("DataplaneView")
+            .field("workers", &self.counters.len())
+            .field("attachments", &self.links.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a reload changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The daemon was started without a config source (tests, embedded use).
+    #[error("this daemon has no config file to reload")]
+    NoSource,
+    /// The files do not read, parse or validate.
+    #[error("{0}")]
+    Invalid(String),
+    /// Settings that need a restart changed.
+    #[error("these settings change only with a restart: {}", .0.join(", "))]
+    NeedsRestart(Vec<&'static str>),
+    /// The new dataplane did not start; the old one was started again.
+    #[error("the new attachments did not start ({0}); the previous ones run on")]
+    Dataplane(String),
+}
+
+/// What a successful reload did.
+#[derive(Debug, Serialize)]
+pub struct Reloaded {
+    /// The config revision now running.
+    pub revision: u64,
+    /// Whether the dataplane was rebuilt (attachments or conntrack changed).
+    pub dataplane_rebuilt: bool,
+    /// How long the workers were stopped, in milliseconds (0 if not rebuilt).
+    pub dataplane_gap_ms: f64,
+    /// Attachments now.
+    pub attachments: usize,
+    /// Key pairs now.
+    pub credentials: usize,
+}
+
+/// The `config` block of `/status`.
+#[derive(Debug, Serialize)]
+pub struct ConfigStatus {
+    /// 1 at start, one more at every successful reload.
+    pub revision: u64,
+    /// Reloads refused since the start.
+    pub reloads_failed: u64,
+    /// Why the last refused reload was refused (cleared by a successful one).
+    pub last_error: Option<String>,
+}
+
+/// The process-wide Prometheus recorder (installed once).
+pub fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        // Fails only if another recorder is installed; then our handle renders nothing new.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+/// What the admin endpoints read.
+#[allow(missing_debug_implementations)] // the node is a trait object
+#[derive(Clone)]
+pub struct AdminState {
+    /// The registry (store revision and health).
+    pub registry: Arc<Registry>,
+    /// What the pusher published.
+    pub push: Arc<PushStatus>,
+    /// The node.
+    pub node: Arc<dyn AdminNode>,
+}
+
+/// What `/status` shows of one attachment's link (the AF_PACKET transmit socket, shared by
+/// the workers, keeps it).
+pub trait LinkStatus: Send + Sync {
+    /// The interface name.
+    fn interface(&self) -> String;
+    /// `up`, `down` or `gone`.
+    fn state(&self) -> &'static str;
+    /// Times the link went away since the daemon started.
+    fn flaps(&self) -> u64;
+    /// Whether the kernel ingress drop is in place on the interface now (asked of the
+    /// kernel, not remembered).
+    fn ingress_drop(&self) -> bool;
+}
+
+/// One attachment in `/status`.
+#[derive(Debug, Serialize)]
+struct AttachmentView {
+    interface: String,
+    vpc_id: String,
+    /// Whether this node owns the VPC's addresses (false: a standby; see `etcd.failover`).
+    owner: bool,
+    state: &'static str,
+    flaps: u64,
+    /// The kernel holds the ingress drop on the interface (`ingress_drop` in the config):
+    /// the node's own stack spends nothing on the attachment's frames.
+    ingress_drop: bool,
+}
+
+/// The `/status` document: the store revision, what the pusher published, and the
+/// generation each worker has loaded, so a caller can wait for "my change is live".
+#[derive(Debug, Serialize)]
+struct Status {
+    revision: u64,
+    store_up: bool,
+    applied_revision: u64,
+    published_generation: u64,
+    worker_generations: Vec<u64>,
+    all_workers_current: bool,
+    accepted_entries: u64,
+    endpoint_addresses: u64,
+    conntrack_flows: usize,
+    config: ConfigStatus,
+    attachments: Vec<AttachmentView>,
+    /// The VPC ids this node owns when the cluster elects owners (absent: it owns all).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owned_vpcs: Option<Vec<String>>,
+}
+
+impl Status {
+    fn of(s: &AdminState) -> Self {
+        let published = s.push.published_generation.load(Ordering::Acquire);
+        let dp = s.node.view();
+        let workers: Vec<u64> = dp
+            .counters
+            .iter()
+            .map(|w| w.generation.load(Ordering::Relaxed))
+            .collect();
+        Self {
+            revision: s.registry.revision(),
+            store_up: s.registry.store_up(),
+            applied_revision: s.push.applied_revision.load(Ordering::Acquire),
+            published_generation: published,
+            all_workers_current: workers.iter().all(|g| *g == published),
+            worker_generations: workers,
+            accepted_entries: s.push.accepted_entries.load(Ordering::Relaxed),
+            endpoint_addresses: s.push.endpoint_addresses.load(Ordering::Relaxed),
+            conntrack_flows: dp.conntrack.as_ref().map_or(0, |c| c.len()),
+            config: s.node.config_status(),
+            attachments: dp
+                .links
+                .iter()
+                .map(|(vpc_id, l)| AttachmentView {
+                    interface: l.interface(),
+                    vpc_id: vpc_id.clone(),
+                    owner: s.push.owns(vpc_id),
+                    state: l.state(),
+                    flaps: l.flaps(),
+                    ingress_drop: l.ingress_drop(),
+                })
+                .collect(),
+            owned_vpcs: s.push.owned_vpcs(),
+        }
+    }
+}
+
+/// The admin router over `state`.
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/reload",
+            post(|State(s): State<AdminState>| async move {
+                match reload(s.node).await {
+                    Ok(r) => (StatusCode::OK, axum::Json(serde_json::json!(r))),
+                    Err(e) => (
+                        match e {
+                            ReloadError::NoSource => StatusCode::CONFLICT,
+                            _ => StatusCode::UNPROCESSABLE_ENTITY,
+                        },
+                        axum::Json(serde_json::json!({ "error": e.to_string() })),
+                    ),
+                }
+            }),
+        )
+        .route(
+            "/status",
+            get(|State(s): State<AdminState>| async move { axum::Json(Status::of(&s)) }),
+        )
+        .route(
+            "/metrics",
+            get(|State(s): State<AdminState>| async move {
+                dataplane::stats::export(&s.node.totals());
+                metrics::gauge!("vpcep_conntrack_flows")
+                    .set(s.node.view().conntrack.as_ref().map_or(0, |c| c.len()) as f64);
+                metrics::gauge!("vpcep_store_revision").set(s.registry.revision() as f64);
+                metrics::gauge!("vpcep_published_generation")
+                    .set(s.push.published_generation.load(Ordering::Relaxed) as f64);
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4",
+                    )],
+                    prometheus().render(),
+                )
+                    .into_response()
+            }),
+        )
+        .with_state(state)
+}
+
+/// [`AdminNode::reload`] off the async threads.
+///
+/// # Errors
+/// [`ReloadError`]: nothing changed.
+pub async fn reload(node: Arc<dyn AdminNode>) -> Result<Reloaded, ReloadError> {
+    tokio::task::spawn_blocking(move || node.reload())
+        .await
+        .unwrap_or_else(|e| Err(ReloadError::Invalid(format!("the reload panicked: {e}"))))
+}
