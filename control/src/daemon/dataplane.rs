@@ -74,7 +74,7 @@ pub enum DaemonError {
 /// one), its workers reading the tables through clones of the reader. It calls its last
 /// argument, `ready`, once, after opening what can fail and before reading any flow or
 /// starting any worker: that stops the dataplane it replaces (a reload) and publishes the
-/// tables for the new attachments. See `dataplane_io::start_workers`.
+/// tables for the new attachments. See `af_packet::start_workers`.
 pub type StartWorkers = dyn Fn(
         &DaemonConfig,
         &TableReader,
