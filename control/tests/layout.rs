@@ -114,12 +114,10 @@ fn graph(src: &Path) -> BTreeMap<Module, BTreeSet<Module>> {
     let mods = modules(src);
     let mut edges: BTreeMap<Module, BTreeSet<Module>> = BTreeMap::new();
     for (m, path) in &mods {
-        let file_is_mod = path.file_stem().is_some_and(|s| s == "mod" || s == "lib");
         for (is_crate, mut segs) in paths(&code(path)) {
+            // `super::` from `a/b.rs` or from `a/b/mod.rs` (module `a::b`) is `a`.
             let mut base: Module = if is_crate {
                 Vec::new()
-            } else if file_is_mod {
-                m[..m.len().saturating_sub(1)].to_vec()
             } else {
                 m[..m.len().saturating_sub(1)].to_vec()
             };
