@@ -6,24 +6,21 @@ pub mod af_packet;
 pub mod cluster;
 mod dataplane;
 pub mod reload;
+mod start;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use ::dataplane::{TablePublisher, Tables};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use self::dataplane::{DaemonError, Dataplane, OnStop, StartWorkers};
 use self::reload::Node;
+use crate::api;
 use crate::api::admin::{self, AdminNode, AdminState, ReloadError, Reloaded};
-use crate::api::{self, ApiState};
-use crate::audit::AuditLog;
-use crate::auth::{Credentials, PayloadPolicy, ReplayCache};
+use crate::auth::Credentials;
 use crate::config::DaemonConfig;
-use crate::push::{PushStatus, Pusher};
+use crate::push::PushStatus;
 use crate::registry::Registry;
 use crate::store::StoreEngine;
 
@@ -101,7 +98,7 @@ impl Running {
 
 /// Ends the process (exit code 70) when dropped, unless the daemon is stopping: held by a
 /// thread the daemon cannot run without.
-struct ExitUnlessStopping(Arc<AtomicBool>, &'static str);
+pub(crate) struct ExitUnlessStopping(Arc<AtomicBool>, &'static str);
 
 impl Drop for ExitUnlessStopping {
     fn drop(&mut self) {
@@ -112,15 +109,14 @@ impl Drop for ExitUnlessStopping {
     }
 }
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener, DaemonError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| DaemonError::Bind { addr, source })
-}
-
 /// Start the daemon with `credentials`, using `start_workers` to bring up the dataplane on
 /// the attachments (the binary passes the AF_PACKET one; with no attachments it is not
 /// called). A reload calls it again with the new config, after the old dataplane stopped.
+///
+/// In stages (in `daemon/start.rs`), each given the part of the config it needs: the store and
+/// the registry; the pusher (and, on etcd, the follower); the node and its dataplane; the
+/// listeners; the API and admin routers; on etcd, membership and the election; the
+/// expiry sweeper.
 ///
 /// # Errors
 /// [`DaemonError`].
@@ -139,185 +135,81 @@ pub async fn start_with(
 ) -> Result<Running, DaemonError> {
     cfg.validate()?;
     // Before anything starts, so a bad certificate stops nothing half-started.
-    let api_tls = match (&cfg.api.tls_cert, &cfg.api.tls_key) {
-        (Some(cert), Some(key)) => Some(api::http::tls_acceptor(cert, key)?),
-        _ => None,
-    };
+    let api_tls = start::tls(&cfg.api)?;
     let _ = admin::prometheus();
-    std::fs::create_dir_all(&cfg.data_dir).map_err(|source| DaemonError::DataDir {
-        path: cfg.data_dir.display().to_string(),
-        source,
-    })?;
-    let opened = crate::store::config::open(cfg.store, &cfg.etcd, &cfg.data_dir)?;
-    let snat = cfg.snat()?;
-    let registry = Arc::new(
-        Registry::open(opened.store, &cfg.region, cfg.quotas)?.with_reserved(
-            ipnet::Ipv4Net::new(snat.addr(), snat.prefix())
-                .expect("a parsed Ipv4Cidr has a prefix of at most 32"),
-        ),
-    );
-    // Signed writes are claimed in the store too (through the registry, which notes whether
-    // it answered): by one node of a cluster, once across restarts.
-    let replay = ReplayCache::new(cfg.api.replay_cache_entries)
-        .with_store(Arc::clone(&registry) as Arc<dyn crate::auth::Claims>);
+    let stores = start::stores(cfg)?;
+    let registry = Arc::clone(&stores.registry);
     let stopping = Arc::new(AtomicBool::new(false));
-    let push = Arc::new(PushStatus::default());
-    let notes = registry.subscribe();
-    let pusher = Arc::new(Mutex::new(Pusher::new(
-        TablePublisher::new(Tables::new(snat)),
+    let elects = stores.etcd.is_some() && cfg.etcd.failover;
+    let pushing = start::pusher(
+        &registry,
+        stores.snat,
         reload::attachments(cfg),
-        snat,
-        Arc::clone(&push),
-    )));
-    if opened.etcd.is_some() && cfg.etcd.failover {
-        // A standby of every attachment until the election says what it owns.
-        lock_pusher(&pusher).set_owned(Some(std::collections::BTreeSet::new()));
+        elects,
+        &stopping,
+    )?;
+    let mut threads = Vec::new();
+    if cfg.store == StoreEngine::Etcd {
+        threads.push(start::follower(&registry, &stopping)?);
     }
     let start: Arc<StartWorkers> = Arc::new(start_workers);
     let node = Arc::new(Node::start(
         cfg.clone(),
         credentials,
         start,
-        Arc::clone(&pusher),
+        Arc::clone(&pushing.pusher),
         Arc::clone(&registry),
     )?);
-    let r = Arc::clone(&registry);
-    let p = Arc::clone(&pusher);
-    let pusher_thread = std::thread::Builder::new()
-        .name("vpcep-pusher".into())
-        .spawn({
-            let stopping = Arc::clone(&stopping);
-            move || {
-                // The pusher ends only when the daemon stops. If it ends otherwise (a panic
-                // unwinding in a debug build; release builds abort), nothing would enforce
-                // what the API goes on acknowledging: exit loudly instead.
-                let _guard = ExitUnlessStopping(stopping, "the pusher");
-                Pusher::run(&p, &r, &notes);
-            }
-        })
-        .map_err(DaemonError::Spawn)?;
-    let mut threads = Vec::new();
-    if cfg.store == StoreEngine::Etcd {
-        // A shared store: other nodes' commits come through the follower.
-        let follower = crate::registry::follow::spawn(Arc::clone(&registry), Arc::clone(&stopping));
-        threads.push(follower.map_err(DaemonError::Spawn)?);
-    }
-
-    let api_listener = bind(cfg.api_listen).await?;
-    let admin_listener = bind(cfg.admin_listen).await?;
-    let api_addr = api_listener
-        .local_addr()
-        .map_err(|source| DaemonError::Bind {
-            addr: cfg.api_listen,
-            source,
-        })?;
-    let admin_addr = admin_listener
-        .local_addr()
-        .map_err(|source| DaemonError::Bind {
-            addr: cfg.admin_listen,
-            source,
-        })?;
+    let listeners = start::Listeners::bind(cfg.api_listen, cfg.admin_listen).await?;
     let (stop, stop_rx) = watch::channel(false);
-    let api_state = ApiState {
-        registry: Arc::clone(&registry),
-        credentials: node.credentials(),
-        window: cfg.auth_window(),
-        payload: if cfg.api.allow_unsigned_payload {
-            PayloadPolicy::AllowUnsigned
-        } else {
-            PayloadPolicy::RequireHash
-        },
-        replay: Arc::new(replay),
-        body_timeout: Duration::from_secs(cfg.api.body_timeout_secs),
-        rate: Arc::new(cfg.rate_limit()),
-        audit: Some(Arc::new(
-            AuditLog::open(&cfg.data_dir, cfg.audit.max_bytes, cfg.audit.files).map_err(
-                |source| DaemonError::Audit {
-                    path: cfg.data_dir.join(crate::audit::FILE).display().to_string(),
-                    source,
-                },
-            )?,
-        )),
-    };
+    let api_state = start::api_state(cfg, &registry, node.credentials())?;
     let admin_state = AdminState {
         registry: Arc::clone(&registry),
-        push: Arc::clone(&push),
+        push: Arc::clone(&pushing.status),
         node: Arc::clone(&node) as Arc<dyn AdminNode>,
     };
-    // With etcd: this node in the member list, and `/cluster` on the admin listener.
-    let members = opened.etcd.as_ref().map(|etcd| {
+    // With etcd: this node in the member list, the election, and `/cluster` on the admin
+    // listener.
+    let members = stores.etcd.as_ref().map(|etcd| {
         cluster::join(
             etcd,
             cfg,
-            api_addr,
+            listeners.api_addr,
             Arc::clone(&registry),
-            Arc::clone(&push),
+            Arc::clone(&pushing.status),
             Arc::clone(&node),
         )
     });
-    let election = match &opened.etcd {
-        Some(etcd) => cluster::elect(etcd, cfg, Arc::clone(&pusher), Arc::clone(&node))
+    let election = match &stores.etcd {
+        Some(etcd) => cluster::elect(etcd, cfg, Arc::clone(&pushing.pusher), Arc::clone(&node))
             .map_err(DaemonError::Spawn)?,
         None => None,
     };
-    let admin = admin::router(admin_state).merge(cluster::router(opened.etcd));
-    let mut tasks = Vec::new();
-    for (listener, router, tls) in [
-        (api_listener, api::router(api_state), api_tls),
-        (admin_listener, admin, None),
-    ] {
-        tasks.push(tokio::spawn(api::http::serve(
-            listener,
-            router,
-            cfg.http_limits(),
-            tls,
-            stop_rx.clone(),
-        )));
-    }
-    // The expiry sweeper: sleeps until the next endpoint's expiry second (at most a second,
-    // so endpoints created or extended meanwhile are seen), then freezes what expired.
-    let r = Arc::clone(&registry);
-    let mut rx = stop_rx.clone();
-    tasks.push(tokio::spawn(async move {
-        loop {
-            let now_ms = chrono::Utc::now().timestamp_millis();
-            let wait_ms = r
-                .next_expiry()
-                .map_or(1000, |t| t.saturating_mul(1000).saturating_sub(now_ms))
-                .clamp(10, 1000);
-            let wait = Duration::from_millis(u64::try_from(wait_ms).unwrap_or(1000));
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = rx.wait_for(|s| *s) => break,
-            }
-            let r = Arc::clone(&r);
-            let now = chrono::Utc::now().timestamp();
-            match tokio::task::spawn_blocking(move || r.freeze_expired(now)).await {
-                Ok(Ok(n)) if n > 0 => tracing::info!(frozen = n, "endpoints expired"),
-                Ok(Err(e)) => tracing::warn!(error = %e, "expiry sweep failed; will retry"),
-                _ => {}
-            }
-        }
-    }));
+    let admin = admin::router(admin_state).merge(cluster::router(stores.etcd));
+    let (api_addr, admin_addr) = (listeners.api_addr, listeners.admin_addr);
+    let mut tasks = listeners.serve(
+        api::router(api_state),
+        api_tls,
+        admin,
+        cfg.http_limits(),
+        &stop_rx,
+    );
+    tasks.push(start::expiry_sweeper(Arc::clone(&registry), stop_rx));
     tracing::info!(%api_addr, %admin_addr, attachments = cfg.attachments.len(), "vpcepd started");
     Ok(Running {
         api_addr,
         admin_addr,
         registry,
-        push,
+        push: pushing.status,
         node,
         stop,
         stopping,
         tasks,
-        pusher: Some(pusher_thread),
+        pusher: Some(pushing.thread),
         threads,
         members,
         election,
     })
-}
-
-fn lock_pusher(p: &Mutex<Pusher>) -> std::sync::MutexGuard<'_, Pusher> {
-    p.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]
