@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use dataplane::VpcId;
+use dataplane::Attachment;
 use dataplane::tables::{
     AcceptedKey, ClientIdentity, DnsKey, EndpointKey, EndpointState, GatewayRoute, GatewayTable,
     Ipv4Cidr, PortSet, Target,
@@ -27,18 +27,18 @@ use crate::model::{ConnectionStatus, Endpoint, Model, ServiceStatus, SourceCidr,
 /// Which VPC each attachment of this node carries: VPC id to attachment index.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Attachments {
-    by_vpc: HashMap<String, VpcId>,
-    /// Per attachment (indexed by `VpcId`), whether it has port security on.
+    by_vpc: HashMap<String, Attachment>,
+    /// Per attachment (indexed by `Attachment`), whether it has port security on.
     port_security: Vec<bool>,
 }
 
 impl Attachments {
-    /// From the daemon's attachment list, in order (the index is the `VpcId`).
+    /// From the daemon's attachment list, in order (the index is the `Attachment`).
     pub fn new<'a>(vpcs: impl IntoIterator<Item = &'a str>) -> Self {
         let by_vpc = vpcs
             .into_iter()
             .enumerate()
-            .map(|(i, v)| (v.to_string(), VpcId(to_u16(i))))
+            .map(|(i, v)| (v.to_string(), Attachment(to_u16(i))))
             .collect();
         Self {
             by_vpc,
@@ -55,7 +55,7 @@ impl Attachments {
     }
 
     /// True if attachment `vpc` has port security on.
-    pub fn port_security(&self, vpc: VpcId) -> bool {
+    pub fn port_security(&self, vpc: Attachment) -> bool {
         self.port_security
             .get(vpc.index())
             .copied()
@@ -63,12 +63,12 @@ impl Attachments {
     }
 
     /// Every attachment: its VPC id and index, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, VpcId)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&str, Attachment)> {
         self.by_vpc.iter().map(|(id, v)| (id.as_str(), *v))
     }
 
     /// The attachment carrying `vpc_id`, if any.
-    pub fn get(&self, vpc_id: &crate::model::VpcId) -> Option<VpcId> {
+    pub fn get(&self, vpc_id: &crate::model::VpcId) -> Option<Attachment> {
         self.by_vpc.get(vpc_id.as_str()).copied()
     }
 
@@ -83,7 +83,7 @@ impl Attachments {
     }
 }
 
-/// Per attachment (indexed by `VpcId`), the IPv4 subnets of the VPC it carries: a client's
+/// Per attachment (indexed by `Attachment`), the IPv4 subnets of the VPC it carries: a client's
 /// source address must lie in one of them (anti-spoofing: replies go to the sender's MAC,
 /// so a forged address must open nothing). Every attachment gets a list; one whose VPC has
 /// no IPv4 subnet opens no flow.
@@ -102,13 +102,13 @@ pub fn sources(m: &Model, att: &Attachments) -> Vec<Option<Vec<Ipv4Cidr>>> {
     out
 }
 
-/// Per attachment (indexed by `VpcId`), for those with port security on, the (IPv4
+/// Per attachment (indexed by `Attachment`), for those with port security on, the (IPv4
 /// address, MAC) pairs of the ports of the VPC they carry: the only sources they take. A
 /// port without a MAC (stored before ports had one) and an IPv6 port contribute nothing.
 /// `None` where port security is off.
 pub fn ports(m: &Model, att: &Attachments) -> Vec<Option<PortSet>> {
     let mut pairs: Vec<Option<Vec<(Ipv4Addr, MacAddr)>>> = (0..att.len())
-        .map(|i| att.port_security(VpcId(to_u16(i))).then(Vec::new))
+        .map(|i| att.port_security(Attachment(to_u16(i))).then(Vec::new))
         .collect();
     for p in m.ports.values() {
         let (Some(vpc), Some(ip), Some(mac)) = (att.get(&p.vpc_id), p.ipv4(), p.mac_address) else {
@@ -223,7 +223,7 @@ pub fn dns(att: &Attachments, ep: &Endpoint, region: &str) -> Option<(DnsKey, u3
 
 /// Attachments on which the daemon owns the SNAT range: those carrying a VPC that holds an
 /// available service or a gateway service.
-pub fn snat_vpcs(m: &Model, att: &Attachments) -> Vec<VpcId> {
+pub fn snat_vpcs(m: &Model, att: &Attachments) -> Vec<Attachment> {
     m.services
         .values()
         .filter(|s| s.status == ServiceStatus::Available)
@@ -236,7 +236,7 @@ pub fn snat_vpcs(m: &Model, att: &Attachments) -> Vec<VpcId> {
 /// Backend addresses of available services on attached VPCs, and the next hops of gateway
 /// services: the dataplane resolves their MACs ahead of traffic, so a flow's first packet
 /// is not lost to ARP.
-pub fn backends(m: &Model, att: &Attachments) -> Vec<(VpcId, Ipv4Addr)> {
+pub fn backends(m: &Model, att: &Attachments) -> Vec<(Attachment, Ipv4Addr)> {
     m.services
         .values()
         .filter(|s| s.status == ServiceStatus::Available)
@@ -249,7 +249,7 @@ pub fn backends(m: &Model, att: &Attachments) -> Vec<(VpcId, Ipv4Addr)> {
         .collect()
 }
 
-/// Per attachment (indexed by `VpcId`), the gateway routes of the VPC it carries: the
+/// Per attachment (indexed by `Attachment`), the gateway routes of the VPC it carries: the
 /// prefixes of every gateway service one of its accepted, unfrozen endpoints connects to,
 /// when the service's VPC is attached too. Built whole at every push from the gateway
 /// services' endpoint index (a handful of endpoints, not a scan of all).
@@ -322,7 +322,7 @@ mod tests {
             m.insert(r);
         }
         let att = Attachments::new(["users", "provider", "third"]).with_port_security([true]);
-        assert!(att.port_security(VpcId(0)) && !att.port_security(VpcId(1)));
+        assert!(att.port_security(Attachment(0)) && !att.port_security(Attachment(1)));
         let out = ports(&m, &att);
         assert_eq!(out.len(), 3);
         assert!(out[1].is_none() && out[2].is_none(), "off where not asked");
@@ -338,9 +338,9 @@ mod tests {
 
         // Into the tables: the provider's attachment (off) takes anything.
         let t = dataplane::Tables::new(dataplane::tables::default_snat_range()).with_ports(out);
-        assert!(t.admits_port(VpcId(0), ip("10.0.0.5"), MacAddr([2, 0, 0, 0, 0, 5])));
-        assert!(!t.admits_port(VpcId(0), ip("10.0.0.6"), MacAddr([2, 0, 0, 0, 0, 5])));
-        assert!(t.admits_port(VpcId(1), ip("10.0.0.99"), MacAddr([2, 0, 0, 0, 0, 9])));
+        assert!(t.admits_port(Attachment(0), ip("10.0.0.5"), MacAddr([2, 0, 0, 0, 0, 5])));
+        assert!(!t.admits_port(Attachment(0), ip("10.0.0.6"), MacAddr([2, 0, 0, 0, 0, 5])));
+        assert!(t.admits_port(Attachment(1), ip("10.0.0.99"), MacAddr([2, 0, 0, 0, 0, 9])));
         // A secured attachment whose VPC has no port takes nothing.
         let none = ports(&Model::default(), &att);
         assert!(none[0].as_ref().unwrap().is_empty());

@@ -72,7 +72,7 @@ pub struct Pusher {
     attachments: Attachments,
     snat: Ipv4Cidr,
     contributed: HashMap<EndpointId, Contribution>,
-    service_addrs: Vec<(dataplane::VpcId, std::net::Ipv4Addr)>,
+    service_addrs: Vec<(dataplane::Attachment, std::net::Ipv4Addr)>,
     /// The VPC ids this node owns (`None`: all); the other attachments are standby.
     owned: Option<BTreeSet<String>>,
     status: Arc<PushStatus>,
@@ -193,7 +193,7 @@ impl Pusher {
     }
 
     /// The attachments this node is the standby of.
-    fn standby(&self) -> Vec<dataplane::VpcId> {
+    fn standby(&self) -> Vec<dataplane::Attachment> {
         let Some(owned) = &self.owned else {
             return Vec::new();
         };
@@ -224,7 +224,7 @@ impl Pusher {
     ) -> u64 {
         let was = self.owned.clone();
         let gained = |v: &String| was.as_ref().is_some_and(|was| !was.contains(v));
-        let announced: BTreeSet<dataplane::VpcId> = match &owned {
+        let announced: BTreeSet<dataplane::Attachment> = match &owned {
             Some(now) => now
                 .iter()
                 .filter(|v| gained(v) || again.contains(*v))
@@ -251,7 +251,7 @@ impl Pusher {
                 .filter(|a| !self.publisher.is_claimed(a))
                 .map(|a| a.vpcs().to_vec())
                 .unwrap_or_default();
-            let all: BTreeSet<dataplane::VpcId> = announced
+            let all: BTreeSet<dataplane::Attachment> = announced
                 .into_iter()
                 .chain(pending.into_iter().filter(|v| next.owns(*v)))
                 .collect();
@@ -278,7 +278,10 @@ impl Pusher {
 
     /// The addresses control-plane services own on the attachments (the resolvers'
     /// `dns_ip`s): published in every generation from now on, so the workers leave them be.
-    pub fn set_service_addresses(&mut self, addrs: Vec<(dataplane::VpcId, std::net::Ipv4Addr)>) {
+    pub fn set_service_addresses(
+        &mut self,
+        addrs: Vec<(dataplane::Attachment, std::net::Ipv4Addr)>,
+    ) {
         self.service_addrs = addrs;
     }
 
@@ -315,7 +318,7 @@ impl Pusher {
 
 #[cfg(test)]
 mod tests {
-    use dataplane::VpcId;
+    use dataplane::Attachment;
     use dataplane::tables::default_snat_range;
 
     use super::*;
@@ -336,7 +339,7 @@ mod tests {
         );
         let owns = |p: &Pusher| -> Vec<bool> {
             let t = p.publisher().current();
-            (0..3).map(|i| t.owns(VpcId(i))).collect()
+            (0..3).map(|i| t.owns(Attachment(i))).collect()
         };
         // Before any election: owns everything, announces nothing.
         assert_eq!(owns(&p), [true, true, true]);
@@ -355,7 +358,7 @@ mod tests {
         let a = t.announcement().unwrap();
         let mut vpcs = a.vpcs().to_vec();
         vpcs.sort_unstable();
-        assert_eq!(vpcs, [VpcId(0), VpcId(1)]);
+        assert_eq!(vpcs, [Attachment(0), Attachment(1)]);
         assert!(p.publisher().reader().claims().claim(a));
         assert!(status.owns("u") && !status.owns("x"));
         // The same set again, and a loss: no new announcement.
@@ -371,7 +374,7 @@ mod tests {
         // Regained: announced again, alone.
         p.set_owned(owned(&["u", "p"]));
         let t = p.publisher().current();
-        assert_eq!(t.announcement().unwrap().vpcs(), [VpcId(1)]);
+        assert_eq!(t.announcement().unwrap().vpcs(), [Attachment(1)]);
         // Attachments moved by a reload: the standby follows the VPC ids.
         p.set_attachments(Attachments::new(["x", "p", "u"]));
         p.set_owned(owned(&["u", "p"]));
@@ -405,14 +408,14 @@ mod tests {
         assert_eq!(status.published_generation.load(Ordering::Relaxed), g);
         let t = p.publisher().current();
         let a = t.announcement().unwrap();
-        assert_eq!(a.vpcs(), [VpcId(0)]);
-        assert!(t.owns(VpcId(0)) && t.owns(VpcId(1)) && !t.owns(VpcId(2)));
+        assert_eq!(a.vpcs(), [Attachment(0)]);
+        assert!(t.owns(Attachment(0)) && t.owns(Attachment(1)) && !t.owns(Attachment(2)));
         // Not yet taken by a worker, it is not lost to the next one.
         p.set_owned_announcing(owned(&["u", "p", "x"]), &BTreeSet::new());
         let t = p.publisher().current();
         let mut vpcs = t.announcement().unwrap().vpcs().to_vec();
         vpcs.sort_unstable();
-        assert_eq!(vpcs, [VpcId(0), VpcId(2)]);
+        assert_eq!(vpcs, [Attachment(0), Attachment(2)]);
         // Taken: nothing owned to announce again publishes no new announcement.
         assert!(
             p.publisher()

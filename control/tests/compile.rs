@@ -15,7 +15,7 @@ use control::registry::{Quotas, Registry, Touched};
 use control::requests::*;
 use control::store::RedbStore;
 use dataplane::tables::{AcceptedKey, EndpointState, default_snat_range};
-use dataplane::{TablePublisher, Tables, VpcId};
+use dataplane::{Attachment, TablePublisher, Tables};
 
 fn tenant(p: &str, d: &str) -> Tenant {
     Tenant {
@@ -163,16 +163,16 @@ const EP_IP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 0, 0, 200);
 #[test]
 fn accept_reject_freeze_and_suspend_reach_the_tables() {
     let mut w = world();
-    let tcp = AcceptedKey::new(VpcId(0), EP_IP, 6, 8080);
-    let udp = AcceptedKey::new(VpcId(0), EP_IP, 17, 53);
+    let tcp = AcceptedKey::new(Attachment(0), EP_IP, 6, 8080);
+    let udp = AcceptedKey::new(Attachment(0), EP_IP, 17, 53);
     let t = w.sync();
     assert_eq!(
-        t.endpoint(VpcId(0), EP_IP.to_bits()),
+        t.endpoint(Attachment(0), EP_IP.to_bits()),
         Some(EndpointState::Inactive),
         "pending: ARP yes, traffic no"
     );
     assert!(t.accepted().is_empty());
-    assert!(t.is_snat_vpc(VpcId(1)) && !t.is_snat_vpc(VpcId(0)));
+    assert!(t.is_snat_vpc(Attachment(1)) && !t.is_snat_vpc(Attachment(0)));
 
     let accept = |w: &World, a: &str| {
         w.reg
@@ -191,7 +191,7 @@ fn accept_reject_freeze_and_suspend_reach_the_tables() {
     let t = w.sync();
     assert!(t.generation() > g1);
     assert_eq!(
-        t.endpoint(VpcId(0), EP_IP.to_bits()),
+        t.endpoint(Attachment(0), EP_IP.to_bits()),
         Some(EndpointState::Accepted)
     );
     let target = t.accepted().get(&tcp).unwrap();
@@ -201,7 +201,7 @@ fn accept_reject_freeze_and_suspend_reach_the_tables() {
             target.backend_ip.to_string().as_str(),
             target.service_port
         ),
-        (VpcId(1), "10.0.0.10", 80)
+        (Attachment(1), "10.0.0.10", 80)
     );
     assert_eq!(t.accepted().get(&udp).unwrap().service_port, 5353);
     assert_eq!(target.whitelist, None);
@@ -229,7 +229,7 @@ fn accept_reject_freeze_and_suspend_reach_the_tables() {
         "a rejected connection carries nothing"
     );
     assert_eq!(
-        t.endpoint(VpcId(0), EP_IP.to_bits()),
+        t.endpoint(Attachment(0), EP_IP.to_bits()),
         Some(EndpointState::Inactive)
     );
     accept(&w, "receive");
@@ -305,7 +305,7 @@ fn accept_reject_freeze_and_suspend_reach_the_tables() {
     assert!(!t.accepted().contains_key(&tcp));
     assert_eq!(
         t.accepted()
-            .get(&AcceptedKey::new(VpcId(0), EP_IP, 6, 9090))
+            .get(&AcceptedKey::new(Attachment(0), EP_IP, 6, 9090))
             .unwrap()
             .service_port,
         90
@@ -315,7 +315,7 @@ fn accept_reject_freeze_and_suspend_reach_the_tables() {
     w.reg.delete_endpoint(&w.user, &w.ep).unwrap();
     let t = w.sync();
     assert!(t.accepted().is_empty());
-    assert_eq!(t.endpoint(VpcId(0), EP_IP.to_bits()), None);
+    assert_eq!(t.endpoint(Attachment(0), EP_IP.to_bits()), None);
 }
 
 #[test]
@@ -359,7 +359,7 @@ fn an_endpoint_deleted_and_recreated_with_its_address_in_one_batch_stays_in_the_
     let mut w = world();
     let t = w.sync();
     assert_eq!(
-        t.endpoint(VpcId(0), EP_IP.to_bits()),
+        t.endpoint(Attachment(0), EP_IP.to_bits()),
         Some(EndpointState::Inactive)
     );
     // Delete the endpoint and create another at the same address; the pusher sees both in
@@ -389,7 +389,7 @@ fn an_endpoint_deleted_and_recreated_with_its_address_in_one_batch_stays_in_the_
         revision,
     );
     assert_eq!(
-        w.reader.load().endpoint(VpcId(0), EP_IP.to_bits()),
+        w.reader.load().endpoint(Attachment(0), EP_IP.to_bits()),
         Some(EndpointState::Inactive),
         "the new endpoint's address survives the old one's removal"
     );
@@ -403,9 +403,15 @@ fn port_security_follows_the_ports_of_the_inventory() {
         dataplane::wire::ethernet::MacAddr([0x02, 0, 0, 0, 0, 0x05]),
     );
     let t = w.sync();
-    assert!(t.port_security(VpcId(0)).unwrap().is_empty(), "no port yet");
-    assert!(t.port_security(VpcId(1)).is_none(), "off on the provider's");
-    assert!(!t.admits_port(VpcId(0), vm, mac));
+    assert!(
+        t.port_security(Attachment(0)).unwrap().is_empty(),
+        "no port yet"
+    );
+    assert!(
+        t.port_security(Attachment(1)).is_none(),
+        "off on the provider's"
+    );
+    assert!(!t.admits_port(Attachment(0), vm, mac));
     let usub = w
         .reg
         .read()
@@ -430,18 +436,18 @@ fn port_security_follows_the_ports_of_the_inventory() {
         .unwrap();
     let t = w.sync();
     assert!(
-        t.admits_port(VpcId(0), vm, mac),
+        t.admits_port(Attachment(0), vm, mac),
         "a new port is live with the next push"
     );
     assert!(!t.admits_port(
-        VpcId(0),
+        Attachment(0),
         vm,
         dataplane::wire::ethernet::MacAddr([2, 0, 0, 0, 0, 6])
     ));
-    assert_eq!(t.port_security(VpcId(0)).unwrap().len(), 1);
+    assert_eq!(t.port_security(Attachment(0)).unwrap().len(), 1);
     w.reg.delete_port(&w.user, &port.id).unwrap();
     assert!(
-        !w.sync().admits_port(VpcId(0), vm, mac),
+        !w.sync().admits_port(Attachment(0), vm, mac),
         "a deleted one is gone"
     );
 }

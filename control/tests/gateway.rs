@@ -18,7 +18,7 @@ use control::registry::{Quotas, Registry};
 use control::requests::{CreateEndpoint, CreateSubnet, CreateVpc};
 use control::store::MemStore;
 use dataplane::tables::{EndpointState, GatewayRoute, default_snat_range};
-use dataplane::{TablePublisher, Tables, VpcId};
+use dataplane::{Attachment, TablePublisher, Tables};
 use serde_json::{Value, json};
 
 fn obs_config(vpc_id: &str) -> GatewayServiceConfig {
@@ -235,19 +235,19 @@ fn the_pusher_publishes_routes_while_the_endpoint_lives_and_the_service_exists()
     };
     let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap().to_bits();
     let hop = GatewayRoute {
-        out_vpc: VpcId(1),
+        out_vpc: Attachment(1),
         next_hop: Some(ip("10.9.0.1")),
     };
 
     let t = sync(&mut reader);
-    assert!(t.gateways(VpcId(0)).is_none(), "no endpoint yet");
+    assert!(t.gateways(Attachment(0)).is_none(), "no endpoint yet");
     assert!(
-        t.is_snat_vpc(VpcId(1)),
+        t.is_snat_vpc(Attachment(1)),
         "the service's attachment answers for the SNAT range"
     );
     assert_eq!(
         t.backends(),
-        [(VpcId(1), ip("10.9.0.1"))],
+        [(Attachment(1), ip("10.9.0.1"))],
         "the next hop is resolved ahead"
     );
 
@@ -259,34 +259,34 @@ fn the_pusher_publishes_routes_while_the_endpoint_lives_and_the_service_exists()
     };
     let ep = reg.create_endpoint(&u, body.try_into().unwrap()).unwrap();
     let t = sync(&mut reader);
-    let routes = t.gateways(VpcId(0)).unwrap();
+    let routes = t.gateways(Attachment(0)).unwrap();
     assert_eq!(routes.len(), 2);
     assert_eq!(routes.lookup(ip("100.125.200.1")), Some(hop));
     assert_eq!(routes.lookup(ip("100.126.8.9")), Some(hop));
     assert_eq!(routes.lookup(ip("100.126.9.9")), None);
     assert_eq!(
-        t.endpoint(VpcId(0), ep.ip.to_bits()),
+        t.endpoint(Attachment(0), ep.ip.to_bits()),
         Some(EndpointState::Accepted)
     );
-    assert!(t.gateways(VpcId(1)).is_none() && t.accepted().is_empty());
+    assert!(t.gateways(Attachment(1)).is_none() && t.accepted().is_empty());
 
     // A reload without the service: no route, the address carries nothing.
     reg.set_gateway_services(Vec::new());
     let t = sync(&mut reader);
-    assert!(t.gateways(VpcId(0)).is_none());
+    assert!(t.gateways(Attachment(0)).is_none());
     assert_eq!(
-        t.endpoint(VpcId(0), ep.ip.to_bits()),
+        t.endpoint(Attachment(0), ep.ip.to_bits()),
         Some(EndpointState::Inactive)
     );
-    assert!(!t.is_snat_vpc(VpcId(1)) && t.backends().is_empty());
+    assert!(!t.is_snat_vpc(Attachment(1)) && t.backends().is_empty());
     // Back, then the endpoint deleted: nothing left of it.
     reg.set_gateway_services(resolve(&cfg, &[], "r", &reg.gateway_services(), 2));
-    assert!(sync(&mut reader).gateways(VpcId(0)).is_some());
+    assert!(sync(&mut reader).gateways(Attachment(0)).is_some());
     let id: EndpointId = ep.id.clone();
     reg.delete_endpoint(&u, &id).unwrap();
     let t = sync(&mut reader);
-    assert!(t.gateways(VpcId(0)).is_none());
-    assert_eq!(t.endpoint(VpcId(0), ep.ip.to_bits()), None);
+    assert!(t.gateways(Attachment(0)).is_none());
+    assert_eq!(t.endpoint(Attachment(0), ep.ip.to_bits()), None);
 
     // An endpoint with a lifetime routes until it expires (frozen), then nothing.
     let body = CreateEndpoint {
@@ -296,12 +296,12 @@ fn the_pusher_publishes_routes_while_the_endpoint_lives_and_the_service_exists()
         ..CreateEndpoint::default()
     };
     let ep = reg.create_endpoint(&u, body.try_into().unwrap()).unwrap();
-    assert!(sync(&mut reader).gateways(VpcId(0)).is_some());
+    assert!(sync(&mut reader).gateways(Attachment(0)).is_some());
     assert_eq!(reg.freeze_expired(ep.expires_at.unwrap()).unwrap(), 1);
     let t = sync(&mut reader);
-    assert!(t.gateways(VpcId(0)).is_none());
+    assert!(t.gateways(Attachment(0)).is_none());
     assert_eq!(
-        t.endpoint(VpcId(0), ep.ip.to_bits()),
+        t.endpoint(Attachment(0), ep.ip.to_bits()),
         Some(EndpointState::Inactive)
     );
 }

@@ -16,7 +16,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::flow::VpcId;
+use crate::flow::Attachment;
 use crate::tables::Tables;
 use crate::wire::arp::{self, ArpPacket};
 use crate::wire::ethernet::{self, EthernetFrame, MacAddr};
@@ -31,7 +31,7 @@ pub const PER_STEP: usize = 4096;
 /// One worker's announcement in progress.
 #[derive(Debug)]
 pub struct Announcer {
-    addrs: Vec<(VpcId, u32)>,
+    addrs: Vec<(Attachment, u32)>,
     next: usize,
     rounds_left: u8,
     resume_at: Option<Instant>,
@@ -41,7 +41,7 @@ pub struct Announcer {
 impl Announcer {
     /// The addresses an announcement of `vpcs` covers in `tables`: endpoint addresses
     /// first, then the SNAT range on the attachments that carry backends.
-    pub fn new(vpcs: &[VpcId], tables: &Tables) -> Self {
+    pub fn new(vpcs: &[Attachment], tables: &Tables) -> Self {
         let mut addrs = Vec::new();
         for &vpc in vpcs {
             addrs.extend(tables.endpoints_of(vpc).map(|ip| (vpc, ip)));
@@ -91,13 +91,13 @@ impl Announcer {
     }
 
     /// Send the next frames (at most `budget`) through `emit(attachment, frame)`, each from
-    /// the attachment's MAC in `macs` (indexed by [`VpcId`]); returns how many.
+    /// the attachment's MAC in `macs` (indexed by [`Attachment`]); returns how many.
     pub fn step(
         &mut self,
         now: Instant,
         budget: usize,
         macs: &[MacAddr],
-        mut emit: impl FnMut(VpcId, &[u8]),
+        mut emit: impl FnMut(Attachment, &[u8]),
     ) -> usize {
         if self.done() || self.resume_at.is_some_and(|t| now < t) {
             return 0;
@@ -158,11 +158,11 @@ mod tests {
         let snat = Ipv4Cidr::new(Ipv4Addr::new(198, 19, 128, 0), 29).unwrap();
         let tables = Tables::new(snat)
             .with_endpoints([
-                Change::Put((VpcId(0), ip("10.0.0.200")), EndpointState::Accepted),
-                Change::Put((VpcId(2), ip("10.0.0.201")), EndpointState::Accepted),
+                Change::Put((Attachment(0), ip("10.0.0.200")), EndpointState::Accepted),
+                Change::Put((Attachment(2), ip("10.0.0.201")), EndpointState::Accepted),
             ])
-            .with_snat_vpcs(vec![VpcId(1)]);
-        let mut an = Announcer::new(&[VpcId(0), VpcId(1)], &tables);
+            .with_snat_vpcs(vec![Attachment(1)]);
+        let mut an = Announcer::new(&[Attachment(0), Attachment(1)], &tables);
         // One endpoint on 0 (not the one on 2, not announced), six SNAT addresses on 1.
         assert_eq!(an.len(), 7);
         let macs = [MacAddr([2, 0, 0, 0, 0, 1]), MacAddr([2, 0, 0, 0, 0, 2])];
@@ -180,7 +180,7 @@ mod tests {
         assert_eq!(an.step(now, 100, &macs, |_, _| {}), 0);
         assert!(!an.done());
         let (vpc, f) = &frames[0];
-        assert_eq!(*vpc, VpcId(0));
+        assert_eq!(*vpc, Attachment(0));
         let eth = EthernetFrame::new_checked(&f[..]).unwrap();
         assert_eq!(eth.dst(), MacAddr::BROADCAST);
         assert_eq!(eth.src(), macs[0]);
@@ -192,7 +192,7 @@ mod tests {
         let snat_ips: Vec<Ipv4Addr> = frames[1..]
             .iter()
             .map(|(v, f)| {
-                assert_eq!(*v, VpcId(1));
+                assert_eq!(*v, Attachment(1));
                 ArpPacket::new_checked(&f[ethernet::HEADER_LEN..])
                     .unwrap()
                     .sender_ip()

@@ -49,7 +49,7 @@ impl std::error::Error for InvalidConfig {}
 /// Everything a pipeline and its worker need besides tables.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// The MAC of each attachment, indexed by [`crate::flow::VpcId`]: the source MAC of
+    /// The MAC of each attachment, indexed by [`crate::flow::Attachment`]: the source MAC of
     /// frames sent there and the address ARP replies give.
     pub attachments: Vec<MacAddr>,
     /// Maximum number of flows (each flow is two conntrack entries). Default 1,048,576.

@@ -7,12 +7,13 @@
 use core::hash::{Hash, Hasher};
 use core::net::Ipv4Addr;
 
-/// A VPC as the dataplane knows it: the index of the attachment (interface) that carries
-/// it on this node. Assigned by the control plane's compiler from the daemon's config.
+/// An attachment: the index of the interface that carries one VPC on this node (how the
+/// dataplane knows a VPC; the control plane's VPC id is another type). Assigned by the
+/// control plane's compiler from the daemon's config.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct VpcId(pub u16);
+pub struct Attachment(pub u16);
 
-impl VpcId {
+impl Attachment {
     /// The attachment index as a `usize`, for indexing per-attachment arrays.
     pub fn index(self) -> usize {
         usize::from(self.0)
@@ -35,14 +36,14 @@ pub struct FlowKey {
     /// Destination port.
     pub dport: u16,
     /// The VPC the packet travels in.
-    pub vpc: VpcId,
+    pub vpc: Attachment,
     /// IP protocol number (6 or 17).
     pub proto: u8,
 }
 
 impl FlowKey {
     /// Build a key from addresses.
-    pub fn new(vpc: VpcId, proto: u8, src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16)) -> Self {
+    pub fn new(vpc: Attachment, proto: u8, src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16)) -> Self {
         Self {
             src: src.0.to_bits(),
             dst: dst.0.to_bits(),
@@ -91,13 +92,19 @@ mod tests {
     #[test]
     fn keys_differ_by_vpc_and_protocol_and_stay_small() {
         let k = FlowKey::new(
-            VpcId(3),
+            Attachment(3),
             6,
             (Ipv4Addr::new(10, 0, 0, 1), 40000),
             (Ipv4Addr::new(10, 0, 0, 200), 8080),
         );
-        assert_eq!((k.src, k.dport, k.vpc), (0x0a00_0001, 8080, VpcId(3)));
-        assert_ne!(FlowKey { vpc: VpcId(4), ..k }, k);
+        assert_eq!((k.src, k.dport, k.vpc), (0x0a00_0001, 8080, Attachment(3)));
+        assert_ne!(
+            FlowKey {
+                vpc: Attachment(4),
+                ..k
+            },
+            k
+        );
         assert_ne!(FlowKey { proto: 17, ..k }, k);
         assert_eq!(size_of::<FlowKey>(), 16);
     }

@@ -35,7 +35,7 @@ pub mod wire;
 pub mod worker;
 
 pub use config::{Config, Timeouts};
-pub use flow::{FlowKey, VpcId};
+pub use flow::{Attachment, FlowKey};
 pub use pipeline::{Pipeline, Shared};
 pub use stats::{WorkerCounters, WorkerStats};
 pub use tables::{TablePublisher, TableReader, Tables};

@@ -32,7 +32,7 @@ use dashmap::DashMap;
 use foldhash::fast::RandomState;
 
 use crate::config::Config;
-use crate::flow::VpcId;
+use crate::flow::Attachment;
 use crate::wire::ethernet::MacAddr;
 
 /// Unanswered requests after which a stale neighbour's MAC is forgotten (the kernel's
@@ -84,8 +84,8 @@ pub enum Answer {
 /// The shared neighbour table.
 #[derive(Debug)]
 pub struct Neighbours {
-    map: DashMap<(VpcId, u32), Entry, RandomState>,
-    /// Entries, node-wide and per attachment (indexed by [`VpcId::index`]).
+    map: DashMap<(Attachment, u32), Entry, RandomState>,
+    /// Entries, node-wide and per attachment (indexed by [`Attachment::index`]).
     len: AtomicUsize,
     per_vpc: Box<[AtomicUsize]>,
     capacity: usize,
@@ -127,14 +127,14 @@ impl Neighbours {
     /// The MAC of `ip` on `vpc`, if resolved (reachable or stale: a stale MAC is used while
     /// it is being re-verified).
     #[inline]
-    pub fn lookup(&self, vpc: VpcId, ip: u32) -> Option<MacAddr> {
+    pub fn lookup(&self, vpc: Attachment, ip: u32) -> Option<MacAddr> {
         self.map.get(&(vpc, ip))?.mac
     }
 
     /// Install `ip` at `mac` on `vpc` as confirmed at second 0 (a static entry for tests and
     /// benches; it turns stale and is re-verified like any other). Replaces an existing
     /// MAC. Returns false if the table or the attachment's share is full.
-    pub fn learn(&self, vpc: VpcId, ip: u32, mac: MacAddr) -> bool {
+    pub fn learn(&self, vpc: Attachment, ip: u32, mac: MacAddr) -> bool {
         let entry = Entry {
             mac: Some(mac),
             confirmed_at: 0,
@@ -166,7 +166,7 @@ impl Neighbours {
     /// (broadcast, so a backend that moved answers too), and after [`PROBES`] unanswered
     /// requests its MAC is forgotten. A reachable one needs nothing. Requests for one
     /// address are at least `arp_retry` apart, whatever doubts arrive.
-    pub fn solicit(&self, vpc: VpcId, ip: u32, now_secs: u32) -> Solicit {
+    pub fn solicit(&self, vpc: Attachment, ip: u32, now_secs: u32) -> Solicit {
         let mut e = match self.map.entry((vpc, ip)) {
             dashmap::Entry::Occupied(o) => o.into_ref(),
             dashmap::Entry::Vacant(v) => {
@@ -207,7 +207,7 @@ impl Neighbours {
     /// when it turns stale, so a backend that really moved (a floating address taken over,
     /// announced by gratuitous ARP) is followed within a second or two, and a spoofer gains
     /// nothing but one more request. Returns whether it contradicted.
-    pub fn doubt(&self, vpc: VpcId, ip: u32, mac: MacAddr) -> bool {
+    pub fn doubt(&self, vpc: Attachment, ip: u32, mac: MacAddr) -> bool {
         let Some(mut e) = self.map.get_mut(&(vpc, ip)) else {
             return false;
         };
@@ -221,7 +221,7 @@ impl Neighbours {
     /// An ARP reply from `ip` at `mac` on `vpc`. Taken only if it answers a request of ours
     /// that is still outstanding; the first answer closes the question, so a second reply
     /// (a spoofer racing the real host) changes nothing until the next request.
-    pub fn answer(&self, vpc: VpcId, ip: u32, mac: MacAddr, now_secs: u32) -> Answer {
+    pub fn answer(&self, vpc: Attachment, ip: u32, mac: MacAddr, now_secs: u32) -> Answer {
         let Some(mut e) = self.map.get_mut(&(vpc, ip)) else {
             return Answer::Unsolicited;
         };
@@ -275,7 +275,7 @@ impl Neighbours {
     }
 
     /// Count one more entry for `vpc`, if both caps allow.
-    fn reserve(&self, vpc: VpcId) -> bool {
+    fn reserve(&self, vpc: Attachment) -> bool {
         let Some(share) = self.per_vpc.get(vpc.index()) else {
             return false;
         };
@@ -291,7 +291,7 @@ impl Neighbours {
         true
     }
 
-    fn unreserve(&self, vpc: VpcId) {
+    fn unreserve(&self, vpc: Attachment) {
         if let Some(share) = self.per_vpc.get(vpc.index()) {
             share.fetch_sub(1, Relaxed);
         }
@@ -304,7 +304,7 @@ impl Neighbours {
     }
 
     /// Number of entries on attachment `vpc`.
-    pub fn len_of(&self, vpc: VpcId) -> usize {
+    pub fn len_of(&self, vpc: Attachment) -> usize {
         self.per_vpc.get(vpc.index()).map_or(0, |n| n.load(Relaxed))
     }
 
@@ -318,8 +318,8 @@ impl Neighbours {
 mod tests {
     use super::*;
 
-    const V0: VpcId = VpcId(0);
-    const V1: VpcId = VpcId(1);
+    const V0: Attachment = Attachment(0);
+    const V1: Attachment = Attachment(1);
     const MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 9]);
     const OTHER: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x66]);
 
@@ -409,7 +409,7 @@ mod tests {
         assert_eq!(n.solicit(V1, 1, 0), Solicit::Send);
         assert_eq!(n.solicit(V1, 2, 0), Solicit::Full, "node-wide");
         assert_eq!(
-            n.solicit(VpcId(7), 1, 0),
+            n.solicit(Attachment(7), 1, 0),
             Solicit::Full,
             "no such attachment"
         );

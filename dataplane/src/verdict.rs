@@ -1,6 +1,6 @@
 //! The outcome of processing one frame, and why a frame was dropped.
 
-use crate::flow::VpcId;
+use crate::flow::Attachment;
 
 /// What to do with a frame after [`crate::pipeline::Pipeline::process`].
 #[must_use]
@@ -15,13 +15,13 @@ pub enum Verdict {
     /// attachment `vpc`.
     Emit {
         /// Attachment to send on.
-        vpc: VpcId,
+        vpc: Attachment,
         /// Length of the generated frame.
         len: usize,
     },
     /// Transmit the frame, rewritten in place, on attachment `vpc`. Its length is unchanged
     /// unless client identity grew it (see [`crate::rewrite::identity`]).
-    Forward(VpcId),
+    Forward(Attachment),
 }
 
 /// Why a frame was dropped. Each variant indexes a counter; variants are alphabetical.

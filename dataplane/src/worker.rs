@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crate::announce::{self, Announcer};
-use crate::flow::VpcId;
+use crate::flow::Attachment;
 use crate::io::{Backend, BackendError, Batch, Slot, VlanTag};
 use crate::pipeline::{PREFETCH_MAX, Pipeline};
 use crate::stats::WorkerCounters;
@@ -210,7 +210,7 @@ impl<B: Backend> Worker<B> {
 
 /// Put `frame` in `slots[*filled]`, to be sent on `vpc`, and count it (frames the worker
 /// makes itself: ARP requests, announcements).
-fn stage(slots: &mut [Slot], filled: &mut usize, vpc: VpcId, frame: &[u8]) {
+fn stage(slots: &mut [Slot], filled: &mut usize, vpc: Attachment, frame: &[u8]) {
     let slot = &mut slots[*filled];
     slot.buffer_mut()[..frame.len()].copy_from_slice(frame);
     slot.set_len(frame.len());

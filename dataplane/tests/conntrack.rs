@@ -17,11 +17,11 @@ use std::time::Instant;
 use dataplane::conntrack::state::{ESTABLISHED, SYN_SENT, UDP_UNREPLIED};
 use dataplane::conntrack::{ConnTrack, Direction, FlowInit, Full, InsertError, Rewrite};
 use dataplane::wire::ethernet::MacAddr;
-use dataplane::{Config, FlowKey, VpcId};
+use dataplane::{Attachment, Config, FlowKey};
 use proptest::prelude::*;
 
-const CLIENT_VPC: VpcId = VpcId(0);
-const BACKEND_VPC: VpcId = VpcId(1);
+const CLIENT_VPC: Attachment = Attachment(0);
+const BACKEND_VPC: Attachment = Attachment(1);
 const SNAT_IP: u32 = 0xc613_8001;
 const BACKEND_IP: u32 = 0x0a00_000a;
 

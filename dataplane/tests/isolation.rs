@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use dataplane::wire::ethernet::MacAddr;
-use dataplane::{Config, DropReason, Pipeline, Shared, Tables, Verdict, VpcId};
+use dataplane::{Attachment, Config, DropReason, Pipeline, Shared, Tables, Verdict};
 
 const TO_NODE_B: (MacAddr, MacAddr) = (BACKEND_MAC, MAC_B);
 const EVIL_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0xee]);
@@ -43,7 +43,7 @@ fn node(cfg: Config) -> (Pipeline, Pipeline, Instant) {
     )
 }
 
-fn mac_of(vpc: VpcId) -> MacAddr {
+fn mac_of(vpc: Attachment) -> MacAddr {
     [MAC_A, MAC_B, MAC_C][vpc.index()]
 }
 
@@ -52,7 +52,7 @@ fn syn(
     p: &mut Pipeline,
     now: Instant,
     t: &Tables,
-    vpc: VpcId,
+    vpc: Attachment,
     client: (Ipv4Addr, u16),
 ) -> (Verdict, Vec<u8>) {
     let mut f = tcp(
@@ -71,7 +71,7 @@ fn establish(
     p: &mut Pipeline,
     now: Instant,
     t: &Tables,
-    vpc: VpcId,
+    vpc: Attachment,
     client: (Ipv4Addr, u16),
 ) -> (Ipv4Addr, u16) {
     let (v, f) = syn(p, now, t, vpc, client);
@@ -95,7 +95,7 @@ fn round_trip(
     p: &mut Pipeline,
     now: Instant,
     t: &Tables,
-    vpc: VpcId,
+    vpc: Attachment,
     client: (Ipv4Addr, u16),
     snat: (Ipv4Addr, u16),
 ) {

@@ -19,7 +19,7 @@ use dataplane::wire::ethernet::MacAddr;
 use dataplane::wire::offload::{
     F_NEEDS_CSUM, GSO_NONE, GSO_TCPV4, GSO_UDP_L4, VnetHdr, complete_partial,
 };
-use dataplane::{DropReason, Verdict, VpcId};
+use dataplane::{Attachment, DropReason, Verdict};
 use proptest::prelude::*;
 
 const TO_EP: (MacAddr, MacAddr) = (CLIENT_MAC, MAC_A);
@@ -54,7 +54,7 @@ fn make_partial(frame: &mut [u8], gso_size: u16) -> VnetHdr {
     }
 }
 
-fn send(w: &mut World, ingress: VpcId, frame: &mut [u8], vnet: VnetHdr) -> Verdict {
+fn send(w: &mut World, ingress: Attachment, frame: &mut [u8], vnet: VnetHdr) -> Verdict {
     w.pipeline
         .process_offloaded(w.now, &w.tables, ingress, frame, vnet)
 }

@@ -26,7 +26,7 @@ const TO_NODE_B: (MacAddr, MacAddr) = (BACKEND_MAC, MAC_B);
 /// Open a TCP flow from `client:port` and return the SNAT address and port it got.
 fn open_tcp(
     w: &mut World,
-    vpc: dataplane::VpcId,
+    vpc: dataplane::Attachment,
     mac: MacAddr,
     port: u16,
 ) -> (std::net::Ipv4Addr, u16) {
@@ -727,7 +727,7 @@ proptest! {
             // Half the time aim the frame at us, to get past the MAC check.
             if f.len() > 14 && f[0] & 1 == 0 { f[0..6].copy_from_slice(&MAC_A.0); f[12..14].copy_from_slice(&[8, 0]); }
             let before = w.stats();
-            let v = w.send(dataplane::VpcId(vpc), &mut f);
+            let v = w.send(dataplane::Attachment(vpc), &mut f);
             let after = w.stats();
             // Each frame is counted once, under exactly the verdict it got.
             prop_assert_eq!(after.rx_frames - before.rx_frames, 1);

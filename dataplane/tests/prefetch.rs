@@ -44,7 +44,7 @@ fn a_warmed_batch_forwards_as_an_unwarmed_one_and_warming_changes_nothing() {
 
     // A batch of ACKs of flows all over the table, both directions, and frames the
     // prefetch must skip: a runt, ARP, an IPv4 frame with options, a non-flow.
-    let mut batch: Vec<(dataplane::VpcId, Vec<u8>)> = Vec::new();
+    let mut batch: Vec<(dataplane::Attachment, Vec<u8>)> = Vec::new();
     for k in 0..PREFETCH_MAX - 4 {
         let i = (k * 7919) % flows;
         if k % 2 == 0 {

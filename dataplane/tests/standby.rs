@@ -146,7 +146,7 @@ fn the_new_owner_announces_its_addresses_once() {
         .with_announcement(vec![A, B]);
     publisher.publish(next);
     let deadline = Instant::now() + Duration::from_secs(5);
-    let mut out: Vec<(dataplane::VpcId, Vec<u8>)> = Vec::new();
+    let mut out: Vec<(dataplane::Attachment, Vec<u8>)> = Vec::new();
     // One round: the endpoint on A, the six SNAT addresses on B.
     while out.len() < 7 {
         assert!(Instant::now() < deadline, "announced only {out:?}");
@@ -155,7 +155,7 @@ fn the_new_owner_announces_its_addresses_once() {
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-    let garps: Vec<(dataplane::VpcId, MacAddr, Ipv4Addr, Ipv4Addr)> = out
+    let garps: Vec<(dataplane::Attachment, MacAddr, Ipv4Addr, Ipv4Addr)> = out
         .iter()
         .map(|(v, f)| {
             let (op, (mac, sender), (_, target)) = seen_arp(f);

@@ -23,13 +23,13 @@ use dataplane::tables::{
 use dataplane::wire::ethernet::MacAddr;
 use dataplane::wire::ipv4::Ipv4Packet;
 use dataplane::wire::tcp::TcpPacket;
-use dataplane::{Config, Pipeline, Shared, TablePublisher, Tables, Verdict, VpcId};
+use dataplane::{Attachment, Config, Pipeline, Shared, TablePublisher, Tables, Verdict};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
 
-const A: VpcId = VpcId(0);
-const B: VpcId = VpcId(1);
+const A: Attachment = Attachment(0);
+const B: Attachment = Attachment(1);
 const MAC_A: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xa0]);
 const MAC_B: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xb0]);
 const CLIENT_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
@@ -275,7 +275,7 @@ fn process_batch(
     prefetch: bool,
     now: Instant,
     t: &Tables,
-    ingress: VpcId,
+    ingress: Attachment,
     batch: &mut [u8],
 ) -> bool {
     if prefetch {

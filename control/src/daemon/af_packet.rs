@@ -14,7 +14,7 @@ use dataplane::io::af_packet::{AfPacketBackend, Interface, TxSocket, fanout_grou
 use dataplane::io::af_xdp::AfXdpBackend;
 use dataplane::io::ring::RingGeometry;
 use dataplane::worker::{self, Worker};
-use dataplane::{FlowKey, Pipeline, Shared, TableReader, VpcId, WorkerCounters};
+use dataplane::{Attachment, FlowKey, Pipeline, Shared, TableReader, WorkerCounters};
 
 use super::dataplane::{DaemonError, Dataplane, OnStop};
 use crate::api::admin::LinkStatus;
@@ -71,11 +71,11 @@ pub fn start_workers(
     }
     // Every worker has a receive socket on every attachment, all of an attachment's in one
     // fanout group (even with one worker: a reload's sockets join it).
-    let attachments: Vec<(&Interface, VpcId, Option<u16>)> = ifaces
+    let attachments: Vec<(&Interface, Attachment, Option<u16>)> = ifaces
         .iter()
         .enumerate()
         .map(|(i, iface)| {
-            let vpc = VpcId(u16::try_from(i).unwrap_or(u16::MAX));
+            let vpc = Attachment(u16::try_from(i).unwrap_or(u16::MAX));
             (iface, vpc, Some(fanout_group(iface.ifindex)))
         })
         .collect();

@@ -296,7 +296,7 @@ impl Node {
                     .iter()
                     .enumerate()
                     .filter_map(|(i, a)| {
-                        Some((dataplane::VpcId(u16::try_from(i).ok()?), a.dns_ip?))
+                        Some((dataplane::Attachment(u16::try_from(i).ok()?), a.dns_ip?))
                     })
                     .collect(),
             );

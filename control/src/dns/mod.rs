@@ -17,7 +17,7 @@ pub mod server;
 
 use std::net::Ipv4Addr;
 
-use dataplane::VpcId;
+use dataplane::Attachment;
 use dataplane::tables::Tables;
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::A;
@@ -59,7 +59,7 @@ fn error(query: &[u8], code: ResponseCode) -> Reply {
 }
 
 /// Answer `query`, which arrived from a client of attachment `vpc`, from `tables`.
-pub fn answer(query: &[u8], vpc: VpcId, tables: &Tables, zone: &Zone) -> Reply {
+pub fn answer(query: &[u8], vpc: Attachment, tables: &Tables, zone: &Zone) -> Reply {
     let Ok(req) = Message::from_vec(query) else {
         return error(query, ResponseCode::FormErr);
     };
@@ -135,11 +135,11 @@ mod tests {
         let snat: Ipv4Cidr = "198.19.128.0/17".parse().unwrap();
         Tables::new(snat).with_dns([
             Change::Put(
-                (VpcId(0), Arc::from("10-0-0-7.vpcep.r.internal")),
+                (Attachment(0), Arc::from("10-0-0-7.vpcep.r.internal")),
                 0x0a00_0007,
             ),
             Change::Put(
-                (VpcId(1), Arc::from("10-0-0-8.vpcep.r.internal")),
+                (Attachment(1), Arc::from("10-0-0-8.vpcep.r.internal")),
                 0x0a00_0008,
             ),
         ])
@@ -161,7 +161,7 @@ mod tests {
     }
 
     fn reply(query: &[u8], vpc: u16, forwards: bool) -> Message {
-        match answer(query, VpcId(vpc), &tables(), &zone(forwards)) {
+        match answer(query, Attachment(vpc), &tables(), &zone(forwards)) {
             Reply::Answer(b) => Message::from_vec(&b).unwrap(),
             other => panic!("{other:?}"),
         }
@@ -207,7 +207,7 @@ mod tests {
         assert_eq!(r.metadata.response_code, ResponseCode::Refused);
         assert!(!r.metadata.authoritative);
         assert_eq!(
-            answer(&other, VpcId(0), &tables(), &zone(true)),
+            answer(&other, Attachment(0), &tables(), &zone(true)),
             Reply::Forward
         );
         // A suffix that is not a label boundary is not in the zone.
@@ -223,7 +223,7 @@ mod tests {
             bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..600)
         ) {
             for forwards in [false, true] {
-                if let Reply::Answer(b) = answer(&bytes, VpcId(0), &tables(), &zone(forwards)) {
+                if let Reply::Answer(b) = answer(&bytes, Attachment(0), &tables(), &zone(forwards)) {
                     let m = Message::from_vec(&b).unwrap();
                     proptest::prop_assert_eq!(m.metadata.id, u16::from_be_bytes([bytes[0], bytes[1]]));
                     proptest::prop_assert_eq!(m.metadata.message_type, MessageType::Response);
@@ -235,10 +235,10 @@ mod tests {
     #[test]
     fn bad_messages_get_formerr_or_nothing() {
         assert_eq!(
-            answer(&[1], VpcId(0), &tables(), &zone(false)),
+            answer(&[1], Attachment(0), &tables(), &zone(false)),
             Reply::Ignore
         );
-        let r = match answer(&[0xab, 0xcd, 0xff], VpcId(0), &tables(), &zone(false)) {
+        let r = match answer(&[0xab, 0xcd, 0xff], Attachment(0), &tables(), &zone(false)) {
             Reply::Answer(b) => Message::from_vec(&b).unwrap(),
             other => panic!("{other:?}"),
         };
@@ -250,7 +250,7 @@ mod tests {
         let mut m = Message::response(7, OpCode::Query);
         m.add_query(Query::query(Name::from_ascii("a.").unwrap(), RecordType::A));
         assert_eq!(
-            answer(&m.to_vec().unwrap(), VpcId(0), &tables(), &zone(false)),
+            answer(&m.to_vec().unwrap(), Attachment(0), &tables(), &zone(false)),
             Reply::Ignore
         );
         // Two questions.

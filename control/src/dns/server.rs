@@ -43,7 +43,7 @@ use dataplane::tables::TableReader;
 use dataplane::wire::checksum;
 use dataplane::wire::ethernet::{self, MacAddr};
 use dataplane::wire::ipv4::{PROTO_TCP, PROTO_UDP};
-use dataplane::{DropReason, Tables, VpcId};
+use dataplane::{Attachment, DropReason, Tables};
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
 use metrics::Counter;
 use smoltcp::iface::{Config, Interface as Stack, SocketHandle, SocketSet};
@@ -92,7 +92,7 @@ pub struct Resolver {
     /// The attachment's interface.
     pub iface: Interface,
     /// The attachment.
-    pub vpc: VpcId,
+    pub vpc: Attachment,
     /// The resolver's address in the VPC.
     pub addr: Ipv4Addr,
 }
@@ -319,7 +319,7 @@ struct State {
     tcp_macs: HashMap<Ipv4Addr, MacAddr>,
     /// SYNs let through this turn, not yet in a slot: (client, port).
     syns: Vec<(Sender, u16)>,
-    vpc: VpcId,
+    vpc: Attachment,
     addr: Ipv4Addr,
     mac: MacAddr,
     zone: Zone,

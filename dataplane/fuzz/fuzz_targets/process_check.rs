@@ -31,15 +31,15 @@ use dataplane::wire::ipv4::{Ipv4Packet, PROTO_TCP};
 use dataplane::wire::offload::VnetHdr;
 use dataplane::wire::tcp::TcpPacket;
 use dataplane::wire::udp::UdpPacket;
-use dataplane::{Config, Pipeline, Shared, Tables, Verdict, VpcId};
+use dataplane::{Attachment, Config, Pipeline, Shared, Tables, Verdict};
 
-const A: VpcId = VpcId(0);
-const B: VpcId = VpcId(1);
-const C: VpcId = VpcId(2);
+const A: Attachment = Attachment(0);
+const B: Attachment = Attachment(1);
+const C: Attachment = Attachment(2);
 const MARK: &[u8] = &[0xff, 0xfe, 0xfd];
 
 /// (vpc, src, dst, sport, dport, proto) of an IPv4 TCP/UDP frame, if it is one.
-fn five_tuple(vpc: VpcId, f: &[u8]) -> Option<(VpcId, u32, u32, u16, u16, u8)> {
+fn five_tuple(vpc: Attachment, f: &[u8]) -> Option<(Attachment, u32, u32, u16, u16, u8)> {
     let eth = EthernetFrame::new_checked(f).ok()?;
     if eth.ethertype() != 0x0800 {
         return None;
@@ -113,12 +113,12 @@ pub fn run(data: &[u8]) {
         MacAddr([2, 0, 0, 0, 0, 0x10]),
     );
     let mut p = Pipeline::new(config, shared);
-    let mut replies: HashSet<(VpcId, u32, u32, u16, u16, u8)> = HashSet::new();
+    let mut replies: HashSet<(Attachment, u32, u32, u16, u16, u8)> = HashSet::new();
     for chunk in frames(data) {
         let Some((&first, frame)) = chunk.split_first() else {
             continue;
         };
-        let ingress = VpcId(u16::from(first % 3));
+        let ingress = Attachment(u16::from(first % 3));
         let mut buf = frame.to_vec();
         let before = five_tuple(ingress, &buf);
         let src_mac = EthernetFrame::new_checked(&buf[..]).map(|e| e.src());

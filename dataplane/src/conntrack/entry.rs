@@ -6,7 +6,7 @@ use core::sync::atomic::Ordering::Relaxed;
 use super::record::Found;
 use super::table::FlowTable;
 use super::{Direction, Record, Rewrite, stamp};
-use crate::flow::{FlowKey, VpcId};
+use crate::flow::{Attachment, FlowKey};
 use crate::wire::ethernet::MacAddr;
 
 /// One direction of a flow as a lookup found it: the fields a packet of this direction
@@ -25,7 +25,7 @@ pub struct FlowEntry<'a> {
     /// The rewrite for packets matching the looked-up key.
     pub rewrite: Rewrite,
     /// The attachment rewritten packets leave on.
-    pub out_vpc: VpcId,
+    pub out_vpc: Attachment,
     /// The next hop's MAC on `out_vpc`.
     pub dst_mac: MacAddr,
     /// The flow's client identity bits ([`super::state::TOA`], [`super::state::PROXY`]),

@@ -36,7 +36,7 @@
 use std::io::{self, Read, Write};
 
 use super::{ConnTrack, FlowInit, Rewrite};
-use crate::flow::{FlowKey, VpcId};
+use crate::flow::{Attachment, FlowKey};
 use crate::wire::ethernet::MacAddr;
 
 const MAGIC: &[u8; 8] = b"VPCEPCT2";
@@ -52,7 +52,7 @@ const MAX_ATTACHMENTS: u32 = 65_535;
 struct Record {
     key: FlowKey,
     rewrite: Rewrite,
-    out_vpc: VpcId,
+    out_vpc: Attachment,
     backend_mac: MacAddr,
     state: u8,
     idle: u32,
@@ -62,7 +62,7 @@ struct Record {
     client_isn: u32,
 }
 
-/// Encode every flow of `ct` into `out`. `attachments` are the VPC ids of the attachments, indexed by [`VpcId`]; `now_secs` is
+/// Encode every flow of `ct` into `out`. `attachments` are the VPC ids of the attachments, indexed by [`Attachment`]; `now_secs` is
 /// the tracker's present (see [`ConnTrack::secs`]) and `wall_secs` the wall clock's (Unix
 /// seconds), from which the next start measures the downtime. Returns how many flows were
 /// written.
@@ -167,10 +167,10 @@ pub fn decode(
             .iter()
             .position(|a| a.as_bytes() == id.as_slice())
             .and_then(|i| u16::try_from(i).ok())
-            .map(VpcId);
+            .map(Attachment);
         map.push(now);
     }
-    let remap = |v: VpcId| map.get(v.index()).copied().flatten();
+    let remap = |v: Attachment| map.get(v.index()).copied().flatten();
     let flows = read_u64(&mut input)?;
     let mut loaded = Vec::new();
     for _ in 0..flows {
@@ -264,7 +264,7 @@ fn read_record(input: &mut impl Read, v1: bool) -> io::Result<Record> {
         dst: read_u32(input)?,
         sport: read_u16(input)?,
         dport: read_u16(input)?,
-        vpc: VpcId(read_u16(input)?),
+        vpc: Attachment(read_u16(input)?),
         proto: read_u8(input)?,
     };
     let rewrite = Rewrite {
@@ -276,7 +276,7 @@ fn read_record(input: &mut impl Read, v1: bool) -> io::Result<Record> {
     Ok(Record {
         key,
         rewrite,
-        out_vpc: VpcId(read_u16(input)?),
+        out_vpc: Attachment(read_u16(input)?),
         backend_mac: read_mac(input)?,
         state: read_u8(input)?,
         idle: read_u32(input)?,
@@ -343,7 +343,7 @@ mod tests {
             dst: 0x0a00_00c8,
             sport: client_port,
             dport: 8080,
-            vpc: VpcId(vpc),
+            vpc: Attachment(vpc),
             proto: 6,
         };
         let rw = Rewrite {
@@ -352,11 +352,11 @@ mod tests {
             sport: 2000 + client_port,
             dport: 80,
         };
-        assert!(ct.try_reserve(VpcId(vpc)).is_ok());
+        assert!(ct.try_reserve(Attachment(vpc)).is_ok());
         let flow = FlowInit {
             key,
             rewrite: rw,
-            out_vpc: VpcId(2),
+            out_vpc: Attachment(2),
             backend_mac: MacAddr([2, 0, 0, 0, 0, 0x10]),
             client_mac: MacAddr([2, 0, 0, 0, 0, 1]),
             state: state::ESTABLISHED,
@@ -396,10 +396,17 @@ mod tests {
         let loaded = loaded.keys;
         assert_eq!(loaded.len(), 1, "the flow of vpc-a is left out");
         assert_eq!(ct2.len(), 1);
-        let key = FlowKey { vpc: VpcId(1), ..b };
+        let key = FlowKey {
+            vpc: Attachment(1),
+            ..b
+        };
         assert_eq!(loaded[0], key);
         let e = ct2.get(&key).unwrap();
-        assert_eq!(e.out_vpc, VpcId(0), "the provider attachment is renumbered");
+        assert_eq!(
+            e.out_vpc,
+            Attachment(0),
+            "the provider attachment is renumbered"
+        );
         assert_eq!(e.state(), state::ESTABLISHED);
         assert!(
             !e.checked_at(9),
@@ -412,7 +419,7 @@ mod tests {
         );
         let r = ct2.get(&e.peer_key(6)).unwrap();
         assert_eq!(r.dir, crate::conntrack::Direction::Reply);
-        assert_eq!(r.out_vpc, VpcId(1));
+        assert_eq!(r.out_vpc, Attachment(1));
         assert_eq!(r.dst_mac, MacAddr([2, 0, 0, 0, 0, 1]));
         assert_eq!(r.state(), state::SEEN | state::PROXY);
         assert_eq!((e.identity, r.identity), (state::PROXY, state::PROXY));

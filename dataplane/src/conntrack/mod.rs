@@ -40,7 +40,7 @@ use std::time::Instant;
 use foldhash::fast::RandomState;
 
 use crate::config::{Config, Timeouts};
-use crate::flow::{FlowKey, VpcId};
+use crate::flow::{Attachment, FlowKey};
 use crate::wire::ipv4::PROTO_TCP;
 
 /// Which way an entry's packets travel.
@@ -69,7 +69,7 @@ pub struct Rewrite {
 impl Rewrite {
     /// The key of the reply to a packet rewritten this way and sent on `out`.
     #[inline]
-    pub fn reply_key(&self, out: VpcId, proto: u8) -> FlowKey {
+    pub fn reply_key(&self, out: Attachment, proto: u8) -> FlowKey {
         FlowKey {
             src: self.dst,
             dst: self.src,
@@ -148,7 +148,7 @@ pub struct ConnTrack {
     flows: AtomicUsize,
     /// The most flows one VPC's clients may hold.
     vpc_limit: usize,
-    /// Flows per VPC of the opener, indexed by [`VpcId::index`].
+    /// Flows per VPC of the opener, indexed by [`Attachment::index`].
     vpc_flows: Box<[AtomicUsize]>,
     /// Per VPC, recently opened flows' original keys, oldest first: eviction candidates.
     /// Each ring holds at most `candidates_per_vpc` keys and never reallocates.
@@ -222,7 +222,7 @@ impl ConnTrack {
     }
 
     /// Number of flows opened by clients of `vpc`.
-    pub fn len_of(&self, vpc: VpcId) -> usize {
+    pub fn len_of(&self, vpc: Attachment) -> usize {
         self.vpc_flows
             .get(vpc.index())
             .map_or(0, |n| n.load(Relaxed))
@@ -278,7 +278,7 @@ impl ConnTrack {
     ///
     /// # Errors
     /// [`Full`] says which limit refused; nothing stays reserved.
-    pub fn try_reserve(&self, vpc: VpcId) -> Result<(), Full> {
+    pub fn try_reserve(&self, vpc: Attachment) -> Result<(), Full> {
         let share = self.vpc_flows.get(vpc.index()).ok_or(Full::Vpc)?;
         // A share of 100 % is no limit: a VPC that holds everything meets the node's.
         if share.fetch_add(1, Relaxed) >= self.vpc_limit && self.vpc_limit < self.capacity {
@@ -294,14 +294,14 @@ impl ConnTrack {
     }
 
     /// Give back a reservation of `vpc` that was not used.
-    pub fn release(&self, vpc: VpcId) {
+    pub fn release(&self, vpc: Attachment) {
         if let Some(share) = self.vpc_flows.get(vpc.index()) {
             share.fetch_sub(1, Relaxed);
         }
         self.flows.fetch_sub(1, Relaxed);
     }
 
-    fn ring(&self, vpc: VpcId) -> Option<MutexGuard<'_, VecDeque<FlowKey>>> {
+    fn ring(&self, vpc: Attachment) -> Option<MutexGuard<'_, VecDeque<FlowKey>>> {
         let ring = self.candidates.get(vpc.index())?;
         // A panic while holding the lock aborts the daemon (panic = "abort"); in tests, a
         // ring of keys is valid whatever happened.
@@ -341,7 +341,7 @@ impl ConnTrack {
     /// most flows first, then from the others in turn, so a heavy VPC of established flows
     /// does not hide a lighter one's flood (at most `attempts` times the attachments'
     /// count examined). Returns the VPC whose flow was evicted.
-    pub fn evict(&self, vpc: VpcId, why: Full, attempts: usize) -> Option<VpcId> {
+    pub fn evict(&self, vpc: Attachment, why: Full, attempts: usize) -> Option<Attachment> {
         match why {
             Full::Vpc => self.evict_from(vpc, attempts).then_some(vpc),
             Full::Node => {
@@ -349,14 +349,14 @@ impl ConnTrack {
                 let heaviest = (0..vpcs).max_by_key(|&i| self.vpc_flows[i].load(Relaxed))?;
                 (0..vpcs)
                     .map(|i| (heaviest + i) % vpcs)
-                    .filter_map(|i| u16::try_from(i).ok().map(VpcId))
+                    .filter_map(|i| u16::try_from(i).ok().map(Attachment))
                     .find(|&victim| self.evict_from(victim, attempts))
             }
         }
     }
 
     /// Pop candidates of `vpc` until one is evicted or `budget` of them were examined.
-    fn evict_from(&self, vpc: VpcId, mut budget: usize) -> bool {
+    fn evict_from(&self, vpc: Attachment, mut budget: usize) -> bool {
         while budget > 0 {
             // The ring's lock is released before the flow is looked up: never two locks.
             let Some(key) = self.ring(vpc).and_then(|mut r| r.pop_front()) else {
@@ -513,11 +513,11 @@ mod tests {
     }
 
     fn pair(ct: &ConnTrack, client_port: u16, st: u8, now: u32) -> FlowKey {
-        pair_in(ct, VpcId(0), client_port, st, now)
+        pair_in(ct, Attachment(0), client_port, st, now)
     }
 
     /// A flow opened by a client of `vpc`, remembered as a candidate.
-    fn pair_in(ct: &ConnTrack, vpc: VpcId, client_port: u16, st: u8, now: u32) -> FlowKey {
+    fn pair_in(ct: &ConnTrack, vpc: Attachment, client_port: u16, st: u8, now: u32) -> FlowKey {
         let fwd = FlowKey {
             src: 0x0a00_000a,
             dst: 0x0a00_00c8,
@@ -534,7 +534,7 @@ mod tests {
                 sport: 0,
                 dport: 80,
             },
-            out_vpc: VpcId(1),
+            out_vpc: Attachment(1),
             backend_mac: MacAddr::default(),
             client_mac: MacAddr::default(),
             state: st,
@@ -558,9 +558,13 @@ mod tests {
         let a = pair(&ct, 1000, ESTABLISHED, 0);
         let b = pair(&ct, 1001, SYN_SENT, 0);
         assert_eq!(ct.len(), 2);
-        assert_eq!(ct.try_reserve(VpcId(0)), Err(Full::Node), "hard capacity");
         assert_eq!(
-            ct.len_of(VpcId(0)),
+            ct.try_reserve(Attachment(0)),
+            Err(Full::Node),
+            "hard capacity"
+        );
+        assert_eq!(
+            ct.len_of(Attachment(0)),
             2,
             "a refused reservation leaves nothing"
         );
@@ -586,14 +590,14 @@ mod tests {
 
     #[test]
     fn vpc_shares_and_node_wide_eviction() {
-        let (a, c) = (VpcId(0), VpcId(2));
+        let (a, c) = (Attachment(0), Attachment(2));
         let ct = tracker(4, 50);
         assert_eq!(ct.vpc_limit(), 2);
         let est = pair_in(&ct, a, 1, ESTABLISHED, 0);
         let emb = pair_in(&ct, a, 2, SYN_SENT, 0);
         assert_eq!(ct.try_reserve(a), Err(Full::Vpc));
         assert_eq!(
-            ct.try_reserve(VpcId(9)),
+            ct.try_reserve(Attachment(9)),
             Err(Full::Vpc),
             "not an attachment"
         );
@@ -605,32 +609,32 @@ mod tests {
         pair_in(&ct, c, 11, ESTABLISHED, 0);
         pair_in(&ct, c, 12, UDP_UNREPLIED, 0);
         assert_eq!((ct.len(), ct.len_of(a), ct.len_of(c)), (4, 2, 2));
-        assert_eq!(ct.try_reserve(VpcId(1)), Err(Full::Node));
+        assert_eq!(ct.try_reserve(Attachment(1)), Err(Full::Node));
         // Node-wide: the heaviest VPC first (a tie goes to the last), then the others.
-        assert_eq!(ct.evict(VpcId(1), Full::Node, 8), Some(c));
-        assert_eq!(ct.evict(VpcId(1), Full::Node, 8), Some(a));
+        assert_eq!(ct.evict(Attachment(1), Full::Node, 8), Some(c));
+        assert_eq!(ct.evict(Attachment(1), Full::Node, 8), Some(a));
         assert_eq!(
-            ct.evict(VpcId(1), Full::Node, 8),
+            ct.evict(Attachment(1), Full::Node, 8),
             None,
             "only established flows"
         );
         assert_eq!((ct.len(), ct.len_of(a), ct.len_of(c)), (2, 1, 1));
-        assert_eq!(ct.try_reserve(VpcId(1)), Ok(()));
-        ct.release(VpcId(1));
+        assert_eq!(ct.try_reserve(Attachment(1)), Ok(()));
+        ct.release(Attachment(1));
         assert_eq!(ct.len(), 2);
     }
 
     #[test]
     fn a_heavy_vpc_of_established_flows_does_not_hide_a_lighter_flood() {
-        let (a, c) = (VpcId(0), VpcId(2));
+        let (a, c) = (Attachment(0), Attachment(2));
         let ct = tracker(16, 100);
         for port in 0..12 {
             pair_in(&ct, c, 100 + port, ESTABLISHED, 0);
         }
         let flood: Vec<_> = (0..4).map(|p| pair_in(&ct, a, p, SYN_SENT, 0)).collect();
-        assert_eq!(ct.try_reserve(VpcId(1)), Err(Full::Node));
+        assert_eq!(ct.try_reserve(Attachment(1)), Err(Full::Node));
         // C's ring holds 12 established flows, more than one call examines there.
-        assert_eq!(ct.evict(VpcId(1), Full::Node, 8), Some(a));
+        assert_eq!(ct.evict(Attachment(1), Full::Node, 8), Some(a));
         assert_eq!((ct.len_of(a), ct.len_of(c)), (3, 12));
         assert!(ct.get(&flood[0]).is_none());
     }
@@ -648,17 +652,17 @@ mod tests {
         let old = pair(&ct, 1, SYN_SENT, 0);
         let est = pair(&ct, 2, ESTABLISHED, 0);
         let recent = pair(&ct, 3, SYN_SENT, 0); // the ring holds one: this one
-        assert_eq!(ct.evict(VpcId(0), Full::Node, 8), Some(VpcId(0)));
+        assert_eq!(ct.evict(Attachment(0), Full::Node, 8), Some(Attachment(0)));
         assert!(ct.get(&recent).is_none());
-        assert_eq!(ct.evict(VpcId(0), Full::Node, 8), None, "ring used up");
+        assert_eq!(ct.evict(Attachment(0), Full::Node, 8), None, "ring used up");
         assert_eq!(ct.age(&est, 1), Aging::Alive);
         assert_eq!(
-            ct.evict(VpcId(0), Full::Node, 8),
+            ct.evict(Attachment(0), Full::Node, 8),
             None,
             "established: not offered"
         );
         assert_eq!(ct.age(&old, 1), Aging::Alive);
-        assert_eq!(ct.evict(VpcId(0), Full::Node, 8), Some(VpcId(0)));
+        assert_eq!(ct.evict(Attachment(0), Full::Node, 8), Some(Attachment(0)));
         assert!(ct.get(&old).is_none() && ct.get(&est).is_some());
     }
 

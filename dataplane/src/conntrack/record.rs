@@ -15,7 +15,7 @@ use core::sync::atomic::{AtomicU32, Ordering, fence};
 use std::hint::spin_loop;
 
 use super::{Direction, Rewrite};
-use crate::flow::{FlowKey, VpcId};
+use crate::flow::{Attachment, FlowKey};
 use crate::wire::ethernet::MacAddr;
 
 use Ordering::{Acquire, Relaxed, Release};
@@ -59,7 +59,7 @@ pub struct FlowInit {
     /// The rewrite of original-direction packets (SNAT address and port to the backend).
     pub rewrite: Rewrite,
     /// The attachment original-direction packets leave on (the backend's).
-    pub out_vpc: VpcId,
+    pub out_vpc: Attachment,
     /// The backend's MAC.
     pub backend_mac: MacAddr,
     /// The client's MAC (the next hop of replies).
@@ -120,7 +120,7 @@ impl Words {
             dst: w[KEY_DST],
             sport: high(w[KEY_PORTS]),
             dport: low(w[KEY_PORTS]),
-            vpc: VpcId(high(w[VPCS])),
+            vpc: Attachment(high(w[VPCS])),
             proto: self.proto(),
         }
     }
@@ -139,8 +139,8 @@ impl Words {
 
     /// The attachment original-direction packets leave on.
     #[inline]
-    pub fn out_vpc(&self) -> VpcId {
-        VpcId(low(self.0[VPCS]))
+    pub fn out_vpc(&self) -> Attachment {
+        Attachment(low(self.0[VPCS]))
     }
 
     /// The backend's MAC.

@@ -40,7 +40,7 @@ use super::packet::{PACKET_VNET_HDR, SOL_PACKET, bind, packet_socket};
 use super::ring::{RingGeometry, RxRing};
 use super::sys::setsockopt;
 use super::{Backend, BackendError, Batch, VlanTag};
-use crate::flow::VpcId;
+use crate::flow::Attachment;
 use crate::wire::offload::{VNET_HDR_LEN, VnetHdr};
 
 // Kernel ABI constants (linux/if_packet.h); stable since their introduction.
@@ -80,7 +80,7 @@ pub const MAX_BATCH: usize = 64;
 #[derive(Debug)]
 struct RxSocket {
     fd: OwnedFd,
-    ingress: VpcId,
+    ingress: Attachment,
     /// The interface index the socket is bound to.
     ifindex: i32,
     fanout: Option<u16>,
@@ -130,12 +130,12 @@ const LINK_BACKOFF_MAX: Duration = Duration::from_secs(5);
 impl AfPacketBackend {
     /// Receive sockets on `attachments` (`(interface, attachment id, fanout group)`), each
     /// joined to its fanout group if it has one, each with a TPACKET_V3 ring of `ring` if
-    /// given (else read with `recvmmsg`); `tx` is indexed by `VpcId`.
+    /// given (else read with `recvmmsg`); `tx` is indexed by `Attachment`.
     ///
     /// # Errors
     /// The socket, bind or option calls failed.
     pub fn open(
-        attachments: &[(&Interface, VpcId, Option<u16>)],
+        attachments: &[(&Interface, Attachment, Option<u16>)],
         spin: Duration,
         ring: Option<RingGeometry>,
         tx: Arc<Vec<TxSocket>>,

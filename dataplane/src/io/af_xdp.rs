@@ -22,7 +22,7 @@ use super::af_packet::Interface;
 use super::bpf::{bpf, insn, put_u32};
 use super::sys::{cvt, setsockopt};
 use super::{Backend, BackendError, Batch, VlanTag};
-use crate::flow::VpcId;
+use crate::flow::Attachment;
 use crate::wire::offload::VnetHdr;
 
 const AF_XDP: libc::c_int = 44;
@@ -181,7 +181,7 @@ type Rings = (Ring<u64>, Ring<u64>, Ring<XdpDesc>, Ring<XdpDesc>);
 /// One attachment's XDP socket, its UMEM, rings and program.
 #[derive(Debug)]
 struct Xsk {
-    ingress: VpcId,
+    ingress: Attachment,
     umem: *mut u8,
     umem_len: usize,
     fill: Ring<u64>,
@@ -213,7 +213,7 @@ impl Drop for Xsk {
 }
 
 impl Xsk {
-    fn open(iface: &Interface, ingress: VpcId) -> io::Result<Self> {
+    fn open(iface: &Interface, ingress: Attachment) -> io::Result<Self> {
         // SAFETY: plain socket(2); the descriptor is owned below.
         let fd = cvt(unsafe { libc::socket(AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) })?;
         // SAFETY: a new descriptor nothing else owns.
@@ -475,12 +475,12 @@ pub struct AfXdpBackend {
 }
 
 impl AfXdpBackend {
-    /// An XDP socket on each of `attachments` (in `VpcId` order), with the bounded spin
+    /// An XDP socket on each of `attachments` (in `Attachment` order), with the bounded spin
     /// `spin` before sleeping.
     ///
     /// # Errors
     /// The kernel refused the socket, a ring, the program or its attachment.
-    pub fn open(attachments: &[(&Interface, VpcId)], spin: Duration) -> io::Result<Self> {
+    pub fn open(attachments: &[(&Interface, Attachment)], spin: Duration) -> io::Result<Self> {
         if attachments.len() > MAX_SOCKS {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,

@@ -7,13 +7,13 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
 
 use super::{Backend, BackendError, Batch, VlanTag};
-use crate::flow::VpcId;
+use crate::flow::Attachment;
 use crate::wire::offload::VnetHdr;
 
 #[derive(Debug, Default)]
 struct Queues {
-    rx: VecDeque<(VpcId, VnetHdr, VlanTag, Vec<u8>)>,
-    tx: VecDeque<(VpcId, VnetHdr, Vec<u8>)>,
+    rx: VecDeque<(Attachment, VnetHdr, VlanTag, Vec<u8>)>,
+    tx: VecDeque<(Attachment, VnetHdr, Vec<u8>)>,
     closed: bool,
 }
 
@@ -48,24 +48,24 @@ pub fn pair() -> (MemBackend, MemPort) {
 
 impl MemPort {
     /// Queue a frame as if it arrived on attachment `vpc`.
-    pub fn inject(&self, vpc: VpcId, frame: Vec<u8>) {
+    pub fn inject(&self, vpc: Attachment, frame: Vec<u8>) {
         self.inject_offloaded(vpc, VnetHdr::NONE, frame);
     }
 
     /// Queue a frame with offload metadata, as a vnet-header backend receives it.
-    pub fn inject_offloaded(&self, vpc: VpcId, vnet: VnetHdr, frame: Vec<u8>) {
+    pub fn inject_offloaded(&self, vpc: Attachment, vnet: VnetHdr, frame: Vec<u8>) {
         self.inject_with(vpc, vnet, VlanTag::None, frame);
     }
 
     /// Queue a frame with offload metadata and the VLAN tag a kernel stripped off it.
-    pub fn inject_with(&self, vpc: VpcId, vnet: VnetHdr, vlan: VlanTag, frame: Vec<u8>) {
+    pub fn inject_with(&self, vpc: Attachment, vnet: VnetHdr, vlan: VlanTag, frame: Vec<u8>) {
         let mut q = self.inner.queues.lock().expect("mem backend lock poisoned");
         q.rx.push_back((vpc, vnet, vlan, frame));
         self.inner.ready.notify_one();
     }
 
     /// Take every frame the worker has sent so far.
-    pub fn drain(&self) -> Vec<(VpcId, Vec<u8>)> {
+    pub fn drain(&self) -> Vec<(Attachment, Vec<u8>)> {
         self.drain_offloaded()
             .into_iter()
             .map(|(vpc, _, frame)| (vpc, frame))
@@ -73,7 +73,7 @@ impl MemPort {
     }
 
     /// Take every frame the worker has sent so far, with the metadata it was sent with.
-    pub fn drain_offloaded(&self) -> Vec<(VpcId, VnetHdr, Vec<u8>)> {
+    pub fn drain_offloaded(&self) -> Vec<(Attachment, VnetHdr, Vec<u8>)> {
         let mut q = self.inner.queues.lock().expect("mem backend lock poisoned");
         q.tx.drain(..).collect()
     }

@@ -25,7 +25,7 @@ mod sys;
 
 use core::time::Duration;
 
-use crate::flow::VpcId;
+use crate::flow::Attachment;
 use crate::verdict::Verdict;
 use crate::wire::offload::VnetHdr;
 
@@ -36,7 +36,7 @@ pub struct Slot {
     buf: Box<[u8]>,
     len: usize,
     /// The attachment the frame arrived on.
-    pub ingress: VpcId,
+    pub ingress: Attachment,
     /// The frame's offload metadata (partial checksum, GSO), set by a backend that has it;
     /// [`VnetHdr::NONE`] otherwise. Transmitted with the frame when it is forwarded.
     pub vnet: VnetHdr,
@@ -53,7 +53,7 @@ impl Slot {
         Self {
             buf: vec![0; capacity].into_boxed_slice(),
             len: 0,
-            ingress: VpcId(0),
+            ingress: Attachment(0),
             vnet: VnetHdr::NONE,
             verdict: Verdict::Consumed,
             truncated: false,
@@ -89,7 +89,7 @@ impl Slot {
     /// bytes)`. A forwarded frame keeps the metadata it arrived with (its headers were
     /// rewritten in place; client identity may have grown them, see `dataplane::rewrite::identity`);
     /// a frame the dataplane emitted has none.
-    pub fn output(&self) -> Option<(VpcId, VnetHdr, &[u8])> {
+    pub fn output(&self) -> Option<(Attachment, VnetHdr, &[u8])> {
         match self.verdict {
             Verdict::Forward(vpc) => Some((vpc, self.vnet, self.bytes())),
             Verdict::Emit { vpc, len } => Some((vpc, VnetHdr::NONE, &self.buf[..len])),

@@ -66,7 +66,7 @@ use foldhash::fast::RandomState;
 
 use crate::config::Config;
 use crate::conntrack::{ConnTrack, Direction, FlowEntry, state, tcp_next};
-use crate::flow::{FlowKey, VpcId};
+use crate::flow::{Attachment, FlowKey};
 use crate::neighbour::Neighbours;
 use crate::rewrite::{identity, nat};
 use crate::stats::WorkerStats;
@@ -107,7 +107,7 @@ impl Shared {
 /// what its TCP segments tell the backend about the client (`identity` bits).
 #[derive(Clone, Copy)]
 struct Destination {
-    vpc: VpcId,
+    vpc: Attachment,
     ip: u32,
     port: u16,
     hop: u32,
@@ -127,7 +127,7 @@ struct Parsed {
 /// ([`identity::apply`], done by [`Pipeline::process_in`], which has the room to grow).
 enum Classified {
     Verdict(Verdict),
-    Identity(VpcId, identity::Segment),
+    Identity(Attachment, identity::Segment),
 }
 
 impl From<Verdict> for Classified {
@@ -224,7 +224,7 @@ impl Pipeline {
         &mut self,
         now: Instant,
         tables: &Tables,
-        ingress: VpcId,
+        ingress: Attachment,
         frame: &mut [u8],
     ) -> Verdict {
         self.process_offloaded(now, tables, ingress, frame, VnetHdr::NONE)
@@ -244,7 +244,7 @@ impl Pipeline {
         &mut self,
         now: Instant,
         tables: &Tables,
-        ingress: VpcId,
+        ingress: Attachment,
         frame: &mut [u8],
         vnet: VnetHdr,
     ) -> Verdict {
@@ -262,7 +262,7 @@ impl Pipeline {
         &mut self,
         now: Instant,
         tables: &Tables,
-        ingress: VpcId,
+        ingress: Attachment,
         buf: &mut [u8],
         len: usize,
         vnet: &mut VnetHdr,
@@ -316,7 +316,7 @@ impl Pipeline {
         &mut self,
         now: Instant,
         tables: &Tables,
-        ingress: VpcId,
+        ingress: Attachment,
         frame: &mut [u8],
         l4: L4Checksum,
     ) -> Classified {
@@ -355,7 +355,7 @@ impl Pipeline {
         &mut self,
         now: Instant,
         tables: &Tables,
-        ingress: VpcId,
+        ingress: Attachment,
         frame: &mut [u8],
         parsed: Parsed,
     ) -> Classified {
@@ -461,7 +461,7 @@ impl Pipeline {
 
     /// The MAC of attachment `vpc` (the source of the frames the node sends there).
     #[inline]
-    fn attachment_mac(&self, vpc: VpcId) -> MacAddr {
+    fn attachment_mac(&self, vpc: Attachment) -> MacAddr {
         self.config
             .attachments
             .get(vpc.index())
@@ -515,7 +515,11 @@ impl Pipeline {
 /// Every check on the IPv4 and transport headers but the TTL (the rewrite relies on them;
 /// the service frames of [`service`] too); the packet and its TTL.
 #[inline(always)]
-fn check_ipv4(ingress: VpcId, frame: &[u8], l4: L4Checksum) -> Result<(Parsed, u8), DropReason> {
+fn check_ipv4(
+    ingress: Attachment,
+    frame: &[u8],
+    l4: L4Checksum,
+) -> Result<(Parsed, u8), DropReason> {
     let ip = Ipv4Packet::new_checked(&frame[ethernet::HEADER_LEN..])
         .map_err(|_| DropReason::Malformed)?;
     if ip.header_len() != ipv4::MIN_HEADER_LEN {
@@ -593,12 +597,12 @@ fn admits_port(tables: &Tables, key: &FlowKey, frame: &[u8]) -> bool {
 /// port: the backend, or the same destination).
 #[derive(Clone, Copy)]
 struct FlowSides {
-    client_vpc: VpcId,
+    client_vpc: Attachment,
     client: u32,
     sport: u16,
     dst: u32,
     dport: u16,
-    out_vpc: VpcId,
+    out_vpc: Attachment,
     out_ip: u32,
     out_port: u16,
 }

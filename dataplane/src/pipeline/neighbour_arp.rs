@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use super::Pipeline;
-use crate::flow::VpcId;
+use crate::flow::Attachment;
 use crate::neighbour::{Answer, Solicit};
 use crate::tables::Tables;
 use crate::verdict::{DropReason, Verdict};
@@ -20,7 +20,7 @@ impl Pipeline {
     /// copies of frames and allocate.)
     pub(super) fn ask_neighbour(
         &mut self,
-        vpc: VpcId,
+        vpc: Attachment,
         ip: u32,
         sender_ip: u32,
         frame: &mut [u8],
@@ -58,7 +58,7 @@ impl Pipeline {
     pub(super) fn arp(
         &mut self,
         tables: &Tables,
-        ingress: VpcId,
+        ingress: Attachment,
         my_mac: MacAddr,
         frame: &mut [u8],
         now_secs: u32,
@@ -147,7 +147,7 @@ impl Pipeline {
         now: Instant,
         tables: &Tables,
         budget: usize,
-        mut emit: impl FnMut(VpcId, &[u8]),
+        mut emit: impl FnMut(Attachment, &[u8]),
     ) -> usize {
         let now_secs = self.secs(now);
         let snat = tables.snat();

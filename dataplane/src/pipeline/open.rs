@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::{Classified, Destination, Parsed, Pipeline, SNAT_ADDRESS_TRIES};
 use crate::conntrack::{ConnTrack, Direction, FlowInit, Full, InsertError, Rewrite, stamp, state};
-use crate::flow::{FlowKey, VpcId};
+use crate::flow::{Attachment, FlowKey};
 use crate::rewrite::{identity, nat};
 use crate::tables::{AcceptedKey, EndpointState, Tables};
 use crate::verdict::{DropReason, Verdict};
@@ -206,7 +206,7 @@ impl Pipeline {
     /// Reserve room for a flow opened from `vpc`; when its share or the node is full,
     /// evict one embryonic or unreplied flow (its own for the share, node-wide for the
     /// node) and try once more.
-    fn reserve(&mut self, ct: &ConnTrack, vpc: VpcId) -> Result<(), Full> {
+    fn reserve(&mut self, ct: &ConnTrack, vpc: Attachment) -> Result<(), Full> {
         let Err(full) = ct.try_reserve(vpc) else {
             return Ok(());
         };

@@ -2,7 +2,7 @@
 //! misses of a whole batch overlap instead of each packet waiting for its own in turn.
 
 use super::Pipeline;
-use crate::flow::{FlowKey, VpcId};
+use crate::flow::{Attachment, FlowKey};
 use crate::wire::ethernet::{self, EthernetFrame};
 use crate::wire::ipv4::{self, Ipv4Packet, PROTO_TCP, PROTO_UDP};
 
@@ -23,7 +23,7 @@ impl Pipeline {
     /// skipped, and so is the whole batch while the tracker holds fewer than
     /// [`PREFETCH_MIN_FLOWS`]. Changes nothing, counts nothing; the loads are ordinary loads whose values
     /// are discarded (safe code has no prefetch instruction).
-    pub fn prefetch<'f>(&mut self, frames: impl IntoIterator<Item = (VpcId, &'f [u8])>) {
+    pub fn prefetch<'f>(&mut self, frames: impl IntoIterator<Item = (Attachment, &'f [u8])>) {
         let ct = &*self.shared.conntrack;
         if ct.len() < PREFETCH_MIN_FLOWS {
             return;
@@ -56,7 +56,7 @@ impl Pipeline {
 /// The conntrack key of a plain IPv4 TCP or UDP frame, as [`Pipeline::process`] would
 /// build it once every check passed; `None` for anything else. Only lengths are checked:
 /// a key of a frame `process` later drops just warmed a line for nothing.
-fn flow_key(ingress: VpcId, frame: &[u8]) -> Option<FlowKey> {
+fn flow_key(ingress: Attachment, frame: &[u8]) -> Option<FlowKey> {
     let eth = EthernetFrame::new_checked(frame).ok()?;
     if eth.ethertype() != ethernet::ETHERTYPE_IPV4 {
         return None;

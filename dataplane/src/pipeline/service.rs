@@ -17,7 +17,7 @@ use std::net::Ipv4Addr;
 
 use super::check_ipv4;
 use super::neighbour_arp::emit_arp;
-use crate::flow::VpcId;
+use crate::flow::Attachment;
 use crate::tables::Tables;
 use crate::verdict::DropReason;
 use crate::wire::ParseError;
@@ -69,7 +69,7 @@ pub enum ServiceFrame {
 /// or another MAC), `PortSecurity`, `SourceOutsideVpc`.
 pub fn check_service_frame(
     tables: &Tables,
-    ingress: VpcId,
+    ingress: Attachment,
     (mac, addr): (MacAddr, Ipv4Addr),
     frame: &[u8],
 ) -> Result<ServiceFrame, DropReason> {

@@ -47,7 +47,7 @@
 //! pseudo-header sum and stays partial.
 
 use crate::conntrack::{Direction, state};
-use crate::flow::VpcId;
+use crate::flow::Attachment;
 use crate::stats::WorkerStats;
 use crate::verdict::DropReason;
 use crate::wire::checksum::{self, fold, pseudo_header_sum, update16, update32};
@@ -84,7 +84,7 @@ pub struct Segment {
     /// The client and the endpoint it dialled (the original key), for the PROXY header.
     pub addresses: Addresses,
     /// The client's VPC (attachment), to find the connection's marker id.
-    pub client_vpc: VpcId,
+    pub client_vpc: Attachment,
     /// The backend has acknowledged the whole PROXY header ([`state::PROXY_ACKED`]).
     pub acked: bool,
     /// The backend has not yet answered the client's SYN (the flow is in `SYN_SENT`).

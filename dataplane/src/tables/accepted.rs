@@ -6,14 +6,14 @@ use core::net::Ipv4Addr;
 use core::str::FromStr;
 use std::sync::Arc;
 
-use crate::flow::VpcId;
+use crate::flow::Attachment;
 use crate::tables::sharded::ShardedMap;
 
 /// The key of an accepted port mapping of one endpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct AcceptedKey {
     /// The endpoint's VPC (attachment).
-    pub vpc: VpcId,
+    pub vpc: Attachment,
     /// IP protocol number (6 or 17).
     pub proto: u8,
     /// The mapping's client port.
@@ -24,7 +24,7 @@ pub struct AcceptedKey {
 
 impl AcceptedKey {
     /// Build a key.
-    pub fn new(vpc: VpcId, endpoint: Ipv4Addr, proto: u8, port: u16) -> Self {
+    pub fn new(vpc: Attachment, endpoint: Ipv4Addr, proto: u8, port: u16) -> Self {
         Self {
             vpc,
             proto,
@@ -154,7 +154,7 @@ pub struct Target {
     /// The connection's packet ID (`marker_id`).
     pub marker_id: u64,
     /// The VPC (attachment) of the backend.
-    pub backend_vpc: VpcId,
+    pub backend_vpc: Attachment,
     /// The backend's address.
     pub backend_ip: Ipv4Addr,
     /// The service port on the backend.
@@ -204,7 +204,7 @@ mod tests {
         let mut t = Target {
             connection_id: 1,
             marker_id: 1,
-            backend_vpc: VpcId(1),
+            backend_vpc: Attachment(1),
             backend_ip: Ipv4Addr::new(10, 0, 0, 10),
             service_port: 80,
             whitelist: None,

@@ -17,13 +17,13 @@ use std::collections::HashMap;
 use foldhash::fast::RandomState;
 
 use super::accepted::Ipv4Cidr;
-use crate::flow::VpcId;
+use crate::flow::Attachment;
 
 /// Where a gateway prefix leads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GatewayRoute {
     /// The attachment the prefix is reachable on (the gateway service's VPC).
-    pub out_vpc: VpcId,
+    pub out_vpc: Attachment,
     /// The router to send through (host order); `None`: the prefix is on-link there, and
     /// the destination itself is resolved.
     pub next_hop: Option<u32>,
@@ -101,11 +101,11 @@ mod tests {
     #[test]
     fn the_longest_prefix_wins_and_outside_addresses_miss() {
         let wide = GatewayRoute {
-            out_vpc: VpcId(1),
+            out_vpc: Attachment(1),
             next_hop: None,
         };
         let narrow = GatewayRoute {
-            out_vpc: VpcId(2),
+            out_vpc: Attachment(2),
             next_hop: Some(ip("10.9.0.1")),
         };
         let t = GatewayTable::new([

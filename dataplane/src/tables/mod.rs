@@ -21,7 +21,7 @@ pub use self::accepted::{AcceptedKey, AcceptedTable, ClientIdentity, Ipv4Cidr, T
 pub use self::gateway::{GatewayRoute, GatewayTable};
 pub use self::ports::PortSet;
 use self::sharded::{Change, ShardedMap};
-use crate::flow::VpcId;
+use crate::flow::Attachment;
 use crate::wire::ethernet::MacAddr;
 
 /// What an endpoint address is to the dataplane.
@@ -35,11 +35,11 @@ pub enum EndpointState {
 }
 
 /// Key of the endpoint address table: `(vpc, address)`.
-pub type EndpointKey = (VpcId, u32);
+pub type EndpointKey = (Attachment, u32);
 
 /// Key of the private DNS names: `(vpc, name)`, the name in lower case without the final
 /// dot. Each VPC sees only its own names.
-pub type DnsKey = (VpcId, Arc<str>);
+pub type DnsKey = (Attachment, Arc<str>);
 
 /// The frozen tables the fast path reads (one generation).
 #[derive(Clone, Debug)]
@@ -49,10 +49,10 @@ pub struct Tables {
     endpoints: ShardedMap<EndpointKey, EndpointState>,
     snat: Ipv4Cidr,
     /// Attachments that carry a backend VPC: the daemon answers ARP for the SNAT range there.
-    snat_vpcs: Arc<[VpcId]>,
+    snat_vpcs: Arc<[Attachment]>,
     /// Backend addresses the accepted connections lead to, resolved ahead of traffic.
-    backends: Arc<[(VpcId, u32)]>,
-    /// Per attachment (indexed by [`VpcId`]), the prefixes a client's source address must
+    backends: Arc<[(Attachment, u32)]>,
+    /// Per attachment (indexed by [`Attachment`]), the prefixes a client's source address must
     /// fall in (the VPC's subnets); `None` (or past the end): not enforced.
     sources: Arc<[Option<Arc<[Ipv4Cidr]>>]>,
     /// The private DNS names of accepted endpoints (`enable_dns`), per attachment: read by
@@ -60,17 +60,17 @@ pub struct Tables {
     dns: ShardedMap<DnsKey, u32>,
     /// Addresses a control-plane service owns on an attachment (the private DNS resolver's
     /// `dns_ip`): its own socket answers for them, the pipeline leaves their frames alone.
-    service_addrs: Arc<[(VpcId, u32)]>,
-    /// Per attachment (indexed by [`VpcId`]), the known ports when the attachment has
+    service_addrs: Arc<[(Attachment, u32)]>,
+    /// Per attachment (indexed by [`Attachment`]), the known ports when the attachment has
     /// `port_security`; `None` (or past the end): off.
     ports: Arc<[Option<Arc<PortSet>>]>,
-    /// Per attachment (indexed by [`VpcId`]), the prefixes its gateway endpoints reach
+    /// Per attachment (indexed by [`Attachment`]), the prefixes its gateway endpoints reach
     /// (see [`gateway`]); `None` (or past the end): no gateway endpoint there.
     gateways: Arc<[Option<Arc<GatewayTable>>]>,
     /// Attachments this node is the standby of (another node of the cluster owns their
     /// addresses): no ARP answered, no backend solicited, no new flow opened there. Empty
     /// (every attachment owned) unless the cluster elects owners.
-    standby: Arc<[VpcId]>,
+    standby: Arc<[Attachment]>,
     /// Attachments this node has just become the owner of: one worker announces their
     /// addresses with gratuitous ARP (see [`crate::announce`]).
     announcement: Option<Announcement>,
@@ -99,12 +99,12 @@ impl Tables {
     /// True if this node owns attachment `vpc`'s addresses (it answers ARP for them and
     /// opens flows to them); false on a standby.
     #[inline]
-    pub fn owns(&self, vpc: VpcId) -> bool {
+    pub fn owns(&self, vpc: Attachment) -> bool {
         !self.standby.contains(&vpc)
     }
 
     /// A copy that is the standby of exactly `vpcs` and owns every other attachment.
-    pub fn with_standby(&self, mut vpcs: Vec<VpcId>) -> Self {
+    pub fn with_standby(&self, mut vpcs: Vec<Attachment>) -> Self {
         vpcs.sort_unstable();
         vpcs.dedup();
         let mut next = self.clone();
@@ -115,7 +115,7 @@ impl Tables {
     /// A copy that asks the workers to announce `vpcs` (just become owned) with
     /// gratuitous ARP; it replaces an announcement not yet taken by a worker. Its epoch is
     /// the generation it is published as.
-    pub fn with_announcement(&self, vpcs: Vec<VpcId>) -> Self {
+    pub fn with_announcement(&self, vpcs: Vec<Attachment>) -> Self {
         let mut next = self.clone();
         next.announcement = Some(Announcement {
             epoch: 0,
@@ -140,7 +140,7 @@ impl Tables {
     }
 
     /// The endpoint addresses on attachment `vpc` (host order), in no particular order.
-    pub fn endpoints_of(&self, vpc: VpcId) -> impl Iterator<Item = u32> + '_ {
+    pub fn endpoints_of(&self, vpc: Attachment) -> impl Iterator<Item = u32> + '_ {
         self.endpoints
             .iter()
             .filter(move |((v, _), _)| *v == vpc)
@@ -149,11 +149,11 @@ impl Tables {
 
     /// The gateway prefixes of attachment `vpc`, if it has a gateway endpoint.
     #[inline]
-    pub fn gateways(&self, vpc: VpcId) -> Option<&GatewayTable> {
+    pub fn gateways(&self, vpc: Attachment) -> Option<&GatewayTable> {
         self.gateways.get(vpc.index())?.as_deref()
     }
 
-    /// A copy whose gateway tables are `tables`, indexed by [`VpcId`] (an empty table is
+    /// A copy whose gateway tables are `tables`, indexed by [`Attachment`] (an empty table is
     /// stored as none).
     pub fn with_gateways(&self, tables: Vec<GatewayTable>) -> Self {
         let mut next = self.clone();
@@ -166,19 +166,19 @@ impl Tables {
 
     /// True if `ip` is a control-plane service's address on attachment `vpc`.
     #[inline]
-    pub fn is_service_address(&self, vpc: VpcId, ip: u32) -> bool {
+    pub fn is_service_address(&self, vpc: Attachment, ip: u32) -> bool {
         self.service_addrs.contains(&(vpc, ip))
     }
 
     /// A copy whose service addresses are exactly `addrs`.
-    pub fn with_service_addresses(&self, addrs: &[(VpcId, Ipv4Addr)]) -> Self {
+    pub fn with_service_addresses(&self, addrs: &[(Attachment, Ipv4Addr)]) -> Self {
         let mut next = self.clone();
         next.service_addrs = addrs.iter().map(|(v, ip)| (*v, ip.to_bits())).collect();
         next
     }
 
     /// The address of private DNS name `name` (lower case, no final dot) in `vpc`.
-    pub fn dns_name(&self, vpc: VpcId, name: &str) -> Option<Ipv4Addr> {
+    pub fn dns_name(&self, vpc: Attachment, name: &str) -> Option<Ipv4Addr> {
         self.dns
             .get(&(vpc, Arc::from(name)))
             .map(|ip| Ipv4Addr::from_bits(*ip))
@@ -199,14 +199,14 @@ impl Tables {
     /// True if a client on attachment `vpc` may have source address `ip`: it lies in one
     /// of the VPC's subnets (or the tables say nothing about the VPC).
     #[inline]
-    pub fn admits_source(&self, vpc: VpcId, ip: u32) -> bool {
+    pub fn admits_source(&self, vpc: Attachment, ip: u32) -> bool {
         match self.sources.get(vpc.index()) {
             Some(Some(prefixes)) => prefixes.iter().any(|p| p.contains_u32(ip)),
             _ => true,
         }
     }
 
-    /// A copy whose source prefixes are `sources`, indexed by [`VpcId`] (`None`: the VPC's
+    /// A copy whose source prefixes are `sources`, indexed by [`Attachment`] (`None`: the VPC's
     /// sources are not checked).
     pub fn with_sources(&self, sources: Vec<Option<Vec<Ipv4Cidr>>>) -> Self {
         let mut next = self.clone();
@@ -217,19 +217,19 @@ impl Tables {
     /// The known ports of attachment `vpc` if it has `port_security` on: a packet there is
     /// taken only from a pair of them (see [`PortSet`]). `None`: off.
     #[inline]
-    pub fn port_security(&self, vpc: VpcId) -> Option<&PortSet> {
+    pub fn port_security(&self, vpc: Attachment) -> Option<&PortSet> {
         self.ports.get(vpc.index())?.as_deref()
     }
 
     /// True if attachment `vpc` takes a packet from address `ip` (host order) and MAC
     /// `mac`: port security is off there, or the pair is a known port.
     #[inline]
-    pub fn admits_port(&self, vpc: VpcId, ip: u32, mac: MacAddr) -> bool {
+    pub fn admits_port(&self, vpc: Attachment, ip: u32, mac: MacAddr) -> bool {
         self.port_security(vpc)
             .is_none_or(|ports| ports.admits(ip, mac))
     }
 
-    /// A copy whose port-security sets are `ports`, indexed by [`VpcId`] (`None`: port
+    /// A copy whose port-security sets are `ports`, indexed by [`Attachment`] (`None`: port
     /// security off on that attachment).
     pub fn with_ports(&self, ports: Vec<Option<PortSet>>) -> Self {
         let mut next = self.clone();
@@ -251,7 +251,7 @@ impl Tables {
 
     /// What `ip` is on attachment `vpc`, if it is an endpoint address.
     #[inline]
-    pub fn endpoint(&self, vpc: VpcId, ip: u32) -> Option<EndpointState> {
+    pub fn endpoint(&self, vpc: Attachment, ip: u32) -> Option<EndpointState> {
         self.endpoints.get(&(vpc, ip)).copied()
     }
 
@@ -268,7 +268,7 @@ impl Tables {
 
     /// True if the daemon owns the SNAT range on attachment `vpc`.
     #[inline]
-    pub fn is_snat_vpc(&self, vpc: VpcId) -> bool {
+    pub fn is_snat_vpc(&self, vpc: Attachment) -> bool {
         self.snat_vpcs.contains(&vpc)
     }
 
@@ -293,7 +293,7 @@ impl Tables {
     }
 
     /// A copy whose SNAT range is answered for on exactly `vpcs`.
-    pub fn with_snat_vpcs(&self, mut vpcs: Vec<VpcId>) -> Self {
+    pub fn with_snat_vpcs(&self, mut vpcs: Vec<Attachment>) -> Self {
         vpcs.sort_unstable();
         vpcs.dedup();
         let mut next = self.clone();
@@ -302,12 +302,12 @@ impl Tables {
     }
 
     /// Backend addresses to resolve ahead of traffic.
-    pub fn backends(&self) -> &[(VpcId, u32)] {
+    pub fn backends(&self) -> &[(Attachment, u32)] {
         &self.backends
     }
 
     /// A copy whose backends to resolve are exactly `backends`.
-    pub fn with_backends(&self, mut backends: Vec<(VpcId, Ipv4Addr)>) -> Self {
+    pub fn with_backends(&self, mut backends: Vec<(Attachment, Ipv4Addr)>) -> Self {
         backends.sort_unstable();
         backends.dedup();
         let mut next = self.clone();
@@ -322,11 +322,11 @@ impl Tables {
     /// mappings, and make its backend VPC a SNAT VPC.
     pub fn with_endpoint(
         &self,
-        vpc: VpcId,
+        vpc: Attachment,
         ip: Ipv4Addr,
         mappings: impl IntoIterator<Item = (u8, u16, Target)>,
     ) -> Self {
-        let mut backend_vpcs: Vec<VpcId> = self.snat_vpcs.to_vec();
+        let mut backend_vpcs: Vec<Attachment> = self.snat_vpcs.to_vec();
         let changes: Vec<_> = mappings
             .into_iter()
             .map(|(proto, port, target)| {
@@ -346,12 +346,12 @@ impl Tables {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Announcement {
     epoch: u64,
-    vpcs: Arc<[VpcId]>,
+    vpcs: Arc<[Attachment]>,
 }
 
 impl Announcement {
     /// The attachments to announce.
-    pub fn vpcs(&self) -> &[VpcId] {
+    pub fn vpcs(&self) -> &[Attachment] {
         &self.vpcs
     }
 
@@ -463,7 +463,7 @@ mod tests {
     fn an_announcement_is_claimed_once_by_its_epoch() {
         let mut publisher = TablePublisher::new(Tables::new(default_snat_range()));
         let (a, b) = (publisher.reader().claims(), publisher.reader().claims());
-        let g = publisher.publish(publisher.current().with_announcement(vec![VpcId(0)]));
+        let g = publisher.publish(publisher.current().with_announcement(vec![Attachment(0)]));
         let t = publisher.current();
         let first = t.announcement().unwrap();
         assert_eq!(first.epoch(), g);
@@ -475,7 +475,7 @@ mod tests {
         publisher.publish(publisher.current().with_standby(vec![]));
         assert!(!b.claim(publisher.current().announcement().unwrap()));
         // A new one is.
-        publisher.publish(publisher.current().with_announcement(vec![VpcId(1)]));
+        publisher.publish(publisher.current().with_announcement(vec![Attachment(1)]));
         let t = publisher.current();
         assert!(!publisher.is_claimed(t.announcement().unwrap()));
         assert!(b.claim(t.announcement().unwrap()));
@@ -487,18 +487,18 @@ mod tests {
         let mut reader = publisher.reader();
         assert_eq!(reader.load().generation(), 1);
         let next = publisher.current().with_endpoints([Change::Put(
-            (VpcId(0), Ipv4Addr::new(10, 0, 0, 200).to_bits()),
+            (Attachment(0), Ipv4Addr::new(10, 0, 0, 200).to_bits()),
             EndpointState::Inactive,
         )]);
         assert_eq!(publisher.publish(next), 2);
         let t = reader.load();
         assert_eq!(t.generation(), 2);
         assert_eq!(
-            t.endpoint(VpcId(0), Ipv4Addr::new(10, 0, 0, 200).to_bits()),
+            t.endpoint(Attachment(0), Ipv4Addr::new(10, 0, 0, 200).to_bits()),
             Some(EndpointState::Inactive)
         );
         assert_eq!(
-            t.endpoint(VpcId(1), Ipv4Addr::new(10, 0, 0, 200).to_bits()),
+            t.endpoint(Attachment(1), Ipv4Addr::new(10, 0, 0, 200).to_bits()),
             None
         );
     }

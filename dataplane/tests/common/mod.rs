@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 use dataplane::tables::sharded::Change;
 use dataplane::tables::{AcceptedKey, ClientIdentity, Ipv4Cidr, Target, default_snat_range};
 use dataplane::wire::ethernet::MacAddr;
-use dataplane::{Config, DropReason, Pipeline, Shared, Tables, Verdict, VpcId, WorkerStats};
+use dataplane::{Attachment, Config, DropReason, Pipeline, Shared, Tables, Verdict, WorkerStats};
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 
-pub const A: VpcId = VpcId(0);
-pub const B: VpcId = VpcId(1);
-pub const C: VpcId = VpcId(2);
+pub const A: Attachment = Attachment(0);
+pub const B: Attachment = Attachment(1);
+pub const C: Attachment = Attachment(2);
 pub const MAC_A: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0xa0]);
 pub const MAC_B: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0xb0]);
 pub const MAC_C: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0xc0]);
@@ -94,14 +94,14 @@ impl World {
         self.now += d;
     }
 
-    pub fn send(&mut self, ingress: VpcId, frame: &mut [u8]) -> Verdict {
+    pub fn send(&mut self, ingress: Attachment, frame: &mut [u8]) -> Verdict {
         self.pipeline
             .process(self.now, &self.tables, ingress, frame)
     }
 
     /// [`World::send`] with room for the frame to grow (client identity), as the worker
     /// gives it: `frame` holds the frame sent on afterwards.
-    pub fn send_in(&mut self, ingress: VpcId, frame: &mut Vec<u8>) -> Verdict {
+    pub fn send_in(&mut self, ingress: Attachment, frame: &mut Vec<u8>) -> Verdict {
         self.send_offloaded(ingress, frame, dataplane::wire::offload::VnetHdr::NONE)
             .0
     }
@@ -109,7 +109,7 @@ impl World {
     /// [`World::send_in`] for a frame with offload metadata; returns the metadata sent on.
     pub fn send_offloaded(
         &mut self,
-        ingress: VpcId,
+        ingress: Attachment,
         frame: &mut Vec<u8>,
         mut vnet: dataplane::wire::offload::VnetHdr,
     ) -> (Verdict, dataplane::wire::offload::VnetHdr) {
@@ -126,7 +126,7 @@ impl World {
         self.pipeline.stats().clone()
     }
 
-    pub fn remove_mapping(&self, vpc: VpcId, ip: Ipv4Addr, proto: u8, port: u16) -> Tables {
+    pub fn remove_mapping(&self, vpc: Attachment, ip: Ipv4Addr, proto: u8, port: u16) -> Tables {
         self.tables
             .with_accepted([Change::Remove(AcceptedKey::new(vpc, ip, proto, port))])
     }
