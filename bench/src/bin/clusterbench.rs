@@ -200,7 +200,7 @@ impl Side {
 /// Failover of the election, `samples` times: the owner of two VPCs dies (its runtime and
 /// connection dropped: its lease is never revoked, as under kill -9) at a random point of
 /// its renewal period; milliseconds until the standby is told it owns them. (The netns
-/// test `tests/tests/failover.rs` adds the publication and the gratuitous ARP to a real
+/// test `tests/tests/netns/failover.rs` adds the publication and the gratuitous ARP to a real
 /// client: tens of milliseconds more.)
 fn failover(rt: &tokio::runtime::Runtime, etcd: &Etcd, ttl_secs: u64, samples: usize) -> Vec<f64> {
     let mut out = Vec::new();

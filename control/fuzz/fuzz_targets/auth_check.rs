@@ -1,4 +1,4 @@
-//! The check behind the `auth` fuzz target, shared with `control/tests/fuzz_replay.rs`.
+//! The check behind the `auth` fuzz target, shared with `control/tests/suite/fuzz_replay.rs`.
 //!
 //! The input is a request in a small text form: `METHOD\nPATH\nQUERY\n`, then header lines
 //! `name:value`, a blank line, and the body. The canonical-request builder and the verifier

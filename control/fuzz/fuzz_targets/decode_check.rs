@@ -1,4 +1,4 @@
-//! The check behind the `decode` fuzz target, shared with `control/tests/fuzz_replay.rs`.
+//! The check behind the `decode` fuzz target, shared with `control/tests/suite/fuzz_replay.rs`.
 //!
 //! The first byte picks a wire body of the API; the rest is the request body. It is decoded
 //! as the API does (`api::body`) and turned into its command (`TryFrom`): either may refuse,

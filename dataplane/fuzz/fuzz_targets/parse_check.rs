@@ -1,4 +1,4 @@
-//! The `parse` fuzz target's check, shared with `dataplane/tests/fuzz_replay.rs`: every
+//! The `parse` fuzz target's check, shared with `dataplane/tests/suite/fuzz_replay.rs`: every
 //! wire view over arbitrary bytes: `new_checked` either refuses or yields a view whose
 //! every accessor (options, MSS, SACK edges and the urgent pointer included) is safe to
 //! call.

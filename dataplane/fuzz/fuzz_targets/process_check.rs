@@ -1,5 +1,5 @@
 //! The check behind the `process` fuzz target, also replayed by `cargo test` from
-//! `dataplane/tests/fuzz_replay.rs`: the pipeline with a populated table, fed a sequence of
+//! `dataplane/tests/suite/fuzz_replay.rs`: the pipeline with a populated table, fed a sequence of
 //! arbitrary frames (the input is cut into frames at each 0xff 0xfe 0xfd marker; the first
 //! byte of each picks the attachment). Nothing may panic, and nothing may leave for a key
 //! the accepted table does not allow: every forwarded frame either opens (or belongs to) a

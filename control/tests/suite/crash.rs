@@ -8,14 +8,13 @@
     clippy::expect_used
 )]
 
-mod common;
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{PROVIDER, poll_until, temp_dir};
+use crate::common::{PROVIDER, poll_until, temp_dir};
 use control::client::Client;
 use serde_json::{Value, json};
 

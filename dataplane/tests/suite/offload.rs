@@ -11,9 +11,8 @@
     clippy::expect_used
 )]
 
-mod common;
 
-use common::*;
+use crate::common::*;
 use dataplane::wire::checksum::{fold, pseudo_header_sum};
 use dataplane::wire::ethernet::MacAddr;
 use dataplane::wire::offload::{

@@ -10,9 +10,9 @@
     clippy::expect_used
 )]
 
-#[path = "../fuzz/fuzz_targets/parse_check.rs"]
+#[path = "../../fuzz/fuzz_targets/parse_check.rs"]
 mod parse_check;
-#[path = "../fuzz/fuzz_targets/process_check.rs"]
+#[path = "../../fuzz/fuzz_targets/process_check.rs"]
 mod process_check;
 
 /// Run `check` on every input file of `dirs` (a README is no input); (inputs run, files

@@ -9,11 +9,10 @@
     clippy::expect_used
 )]
 
-mod common;
 
 use std::sync::{Arc, Mutex};
 
-use common::*;
+use crate::common::*;
 use control::config::{AttachmentConfig, DaemonConfig};
 use control::daemon::Dataplane;
 use serde_json::Value;

@@ -3,11 +3,10 @@
 
 #![allow(clippy::tests_outside_test_module, clippy::unwrap_used)]
 
-mod common;
 
 use std::sync::Arc;
 
-use common::temp_dir;
+use crate::common::temp_dir;
 use control::compile::Attachments;
 use control::model::{EndpointId, ServiceId, SubnetId, Tenant};
 use control::push::{PushStatus, Pusher};

@@ -277,7 +277,7 @@ macro_rules! assert_moved {
     ($before:expr, $after:expr, [$( $name:literal => $n:expr ),* $(,)?]) => {{
         let mut want: Vec<(String, u64)> = vec![$( ($name.to_string(), $n) ),*];
         want.sort();
-        assert_eq!(common::moved(&$before, &$after), want);
+        assert_eq!($crate::common::moved(&$before, &$after), want);
     }};
 }
 

@@ -9,11 +9,10 @@
     clippy::expect_used
 )]
 
-mod common;
 
 use std::net::Ipv4Addr;
 
-use common::*;
+use crate::common::*;
 use dataplane::DropReason;
 use dataplane::pipeline::service::{Sender, ServiceFrame, arp_reply, check_service_frame};
 use dataplane::tables::{Ipv4Cidr, PortSet};

@@ -10,14 +10,13 @@
     clippy::expect_used
 )]
 
-mod common;
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use dataplane::io::mem;
 use dataplane::tables::Ipv4Cidr;
 use dataplane::verdict::{DropReason, Verdict};

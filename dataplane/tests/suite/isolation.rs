@@ -10,12 +10,11 @@
     clippy::expect_used
 )]
 
-mod common;
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use dataplane::wire::ethernet::MacAddr;
 use dataplane::{Attachment, Config, DropReason, Pipeline, Shared, Tables, Verdict};
 

@@ -10,11 +10,10 @@
     clippy::expect_used
 )]
 
-mod common;
 
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 fn sid(v: &Value) -> String {

@@ -6,11 +6,10 @@
 
 #![allow(clippy::unwrap_used, clippy::tests_outside_test_module)]
 
-mod common;
 
 use std::net::Ipv4Addr;
 
-use common::*;
+use crate::common::*;
 use dataplane::tables::{ClientIdentity, Tables, default_snat_range};
 use dataplane::wire::offload::{self, F_NEEDS_CSUM, GSO_TCPV4, VnetHdr};
 use dataplane::wire::proxy;

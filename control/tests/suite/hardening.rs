@@ -9,12 +9,11 @@
     clippy::expect_used
 )]
 
-mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
-use common::*;
+use crate::common::*;
 use control::auth;
 use serde_json::Value;
 use sha2::{Digest, Sha256};

@@ -4,12 +4,11 @@
 
 #![allow(clippy::tests_outside_test_module, clippy::unwrap_used)]
 
-mod common;
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use control::compile::Attachments;
 use control::config::gateway_services::{GatewayServiceConfig, resolve};
 use control::model::{EndpointId, Tenant};

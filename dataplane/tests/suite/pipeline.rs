@@ -9,11 +9,10 @@
     clippy::expect_used
 )]
 
-mod common;
 
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use dataplane::tables::EndpointState;
 use dataplane::tables::sharded::Change;
 use dataplane::wire::ethernet::MacAddr;

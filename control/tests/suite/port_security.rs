@@ -3,9 +3,8 @@
 
 #![allow(clippy::tests_outside_test_module, clippy::unwrap_used)]
 
-mod common;
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 #[test]

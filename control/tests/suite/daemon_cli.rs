@@ -7,11 +7,10 @@
     clippy::expect_used
 )]
 
-mod common;
 
 use std::process::Command;
 
-use common::{PROVIDER, temp_dir};
+use crate::common::{PROVIDER, temp_dir};
 
 fn write_files(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
     std::fs::write(

@@ -8,9 +8,8 @@
     clippy::expect_used
 )]
 
-mod common;
 
-use common::*;
+use crate::common::*;
 use control::auth::OrgMembership;
 use control::client::Client;
 use control::config::DaemonConfig;

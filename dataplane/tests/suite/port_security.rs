@@ -9,11 +9,10 @@
     clippy::expect_used
 )]
 
-mod common;
 
 use std::net::Ipv4Addr;
 
-use common::*;
+use crate::common::*;
 use dataplane::tables::PortSet;
 use dataplane::wire::ethernet::MacAddr;
 use dataplane::{DropReason, Tables, Verdict};

@@ -9,11 +9,10 @@
     clippy::expect_used
 )]
 
-mod common;
 
 use std::net::Ipv4Addr;
 
-use common::*;
+use crate::common::*;
 use dataplane::Verdict;
 use dataplane::pipeline::{PREFETCH_MAX, PREFETCH_MIN_FLOWS};
 use dataplane::wire::ethernet::MacAddr;

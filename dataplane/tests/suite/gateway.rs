@@ -8,11 +8,10 @@
     clippy::expect_used
 )]
 
-mod common;
 
 use std::net::Ipv4Addr;
 
-use common::*;
+use crate::common::*;
 use dataplane::tables::{GatewayRoute, GatewayTable, Ipv4Cidr, default_snat_range};
 use dataplane::wire::ethernet::MacAddr;
 use dataplane::{DropReason, Tables, Verdict};

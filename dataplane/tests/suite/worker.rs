@@ -8,13 +8,12 @@
     clippy::expect_used
 )]
 
-mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use dataplane::io::mem;
 use dataplane::worker::{Worker, spawn};
 use dataplane::{Shared, TablePublisher, WorkerCounters};

@@ -9,9 +9,9 @@
     unreachable_pub
 )]
 
-#[path = "../fuzz/fuzz_targets/auth_check.rs"]
+#[path = "../../fuzz/fuzz_targets/auth_check.rs"]
 mod auth_check;
-#[path = "../fuzz/fuzz_targets/decode_check.rs"]
+#[path = "../../fuzz/fuzz_targets/decode_check.rs"]
 mod decode_check;
 
 /// Run `check` on every file of the target's corpus (which must exist) and of its saved
