@@ -10,7 +10,6 @@
     clippy::expect_used
 )]
 
-
 use std::time::Duration;
 
 use crate::common::*;

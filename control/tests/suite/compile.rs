@@ -3,7 +3,6 @@
 
 #![allow(clippy::tests_outside_test_module, clippy::unwrap_used)]
 
-
 use std::sync::Arc;
 
 use crate::common::temp_dir;

@@ -7,7 +7,6 @@
     clippy::expect_used
 )]
 
-
 use std::process::Command;
 
 use crate::common::{PROVIDER, temp_dir};

@@ -4,7 +4,6 @@
 
 #![allow(clippy::tests_outside_test_module, clippy::unwrap_used)]
 
-
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 

@@ -9,7 +9,6 @@
     clippy::expect_used
 )]
 
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 

@@ -3,7 +3,6 @@
 
 #![allow(clippy::tests_outside_test_module, clippy::unwrap_used)]
 
-
 use crate::common::*;
 use serde_json::json;
 

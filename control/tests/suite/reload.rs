@@ -9,7 +9,6 @@
     clippy::expect_used
 )]
 
-
 use std::sync::{Arc, Mutex};
 
 use crate::common::*;

@@ -8,7 +8,6 @@
     clippy::expect_used
 )]
 
-
 use crate::common::*;
 use control::auth::OrgMembership;
 use control::client::Client;

@@ -8,7 +8,6 @@
     clippy::expect_used
 )]
 
-
 use std::net::Ipv4Addr;
 
 use crate::common::*;

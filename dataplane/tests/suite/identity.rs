@@ -6,7 +6,6 @@
 
 #![allow(clippy::unwrap_used, clippy::tests_outside_test_module)]
 
-
 use std::net::Ipv4Addr;
 
 use crate::common::*;

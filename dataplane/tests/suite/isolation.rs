@@ -10,7 +10,6 @@
     clippy::expect_used
 )]
 
-
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 

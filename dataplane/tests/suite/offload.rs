@@ -11,7 +11,6 @@
     clippy::expect_used
 )]
 
-
 use crate::common::*;
 use dataplane::wire::checksum::{fold, pseudo_header_sum};
 use dataplane::wire::ethernet::MacAddr;

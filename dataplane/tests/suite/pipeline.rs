@@ -9,7 +9,6 @@
     clippy::expect_used
 )]
 
-
 use std::time::Duration;
 
 use crate::common::*;

@@ -9,7 +9,6 @@
     clippy::expect_used
 )]
 
-
 use std::net::Ipv4Addr;
 
 use crate::common::*;

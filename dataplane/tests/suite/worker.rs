@@ -8,7 +8,6 @@
     clippy::expect_used
 )]
 
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
