@@ -23,7 +23,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use vpcep_tests::{Offloads, Proc, World, bin, poll_until};
+use testkit::{Offloads, Proc, World, bin, poll_until};
 
 use crate::{js, json_line, median};
 

@@ -3,7 +3,7 @@
 //! SNAT address on the provider's, a route to the backend; and back.
 
 use anyhow::Result;
-use vpcep_tests::World;
+use testkit::World;
 
 /// Give the node `ep` (on the user VPC's veth), 198.19.128.1 (on the provider's) and a
 /// route to the backend 10.0.0.10.

@@ -26,7 +26,7 @@ use control::model::{Endpoint, EndpointId};
 use control::store::owners::{Election, OwnerEvent};
 use control::store::{EtcdConfig, EtcdStore, StoreEngine};
 use serde_json::{Value, json};
-use vpcep_tests::etcd::Etcd;
+use testkit::etcd::Etcd;
 
 fn id(v: &Value) -> String {
     v.as_str().expect("an id").to_string()

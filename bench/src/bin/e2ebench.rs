@@ -32,7 +32,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use bench::{js, json_line};
 use serde_json::Value;
-use vpcep_tests::{Offloads, Proc, World, bin, set_offloads};
+use testkit::{Offloads, Proc, World, bin, set_offloads};
 
 const EP: &str = "10.0.0.200";
 const SECS: &str = "5";
@@ -207,7 +207,7 @@ fn offloads(w: &World, mode: Offloads) -> Result<()> {
 
 fn main() -> Result<()> {
     let json = std::env::args().any(|a| a == "--json");
-    if !vpcep_tests::is_root() {
+    if !testkit::is_root() {
         bail!("e2ebench needs root (it creates network namespaces)");
     }
     // The daemon, its client and the probe, from this same release tree (`--no-build`:

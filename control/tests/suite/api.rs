@@ -1009,7 +1009,8 @@ fn expired_endpoints_freeze_until_extended() {
             ok(u, "GET", &format!("/vpc-endpoints/{id}"), None)["active_status"]
                 == json!(["frozen"])
         },
-    );
+    )
+    .unwrap();
     fails(
         u,
         "PUT",

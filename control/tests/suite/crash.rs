@@ -57,7 +57,8 @@ impl TapWait for Child {
     fn tap_wait(self, port: u16) -> Self {
         poll_until("vpcepd to listen", Duration::from_secs(10), || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
+        })
+        .unwrap();
         self
     }
 }
@@ -167,7 +168,8 @@ fn sigkill_during_writes_loses_nothing_acknowledged() {
                 .map(|v| v["total_count"].as_u64().unwrap_or(0))
                 .unwrap_or(0)
                 >= target
-        });
+        })
+        .unwrap();
         child.kill();
         stop.store(true, Ordering::Relaxed);
         let (p, d, in_flight) = writer.join().unwrap();

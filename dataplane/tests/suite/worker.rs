@@ -17,14 +17,6 @@ use dataplane::io::mem;
 use dataplane::worker::{Worker, spawn};
 use dataplane::{Shared, TablePublisher, WorkerCounters};
 
-fn poll_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
 /// A worker thread over the in-memory backend, stopped and joined on drop.
 struct Running {
     port: mem::MemPort,
@@ -91,29 +83,32 @@ fn worker_thread_forwards_and_publishes_counters() {
     port.inject(A, vec![0u8; 5]); // malformed
     port.inject(A, vec![0u8; dataplane::config::MAX_FRAME_BYTES + 100]); // over the limit
     let mut out = Vec::new();
-    poll_until("the SYN to come out", Duration::from_secs(5), || {
+    testkit::poll_until("the SYN to come out", Duration::from_secs(5), || {
         out.extend(port.drain());
         !out.is_empty()
-    });
+    })
+    .unwrap();
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].0, B);
     assert_eq!(seen(&out[0].1).dst, (BACKEND, 80));
-    poll_until("counters", Duration::from_secs(5), || {
+    testkit::poll_until("counters", Duration::from_secs(5), || {
         let s = counters.read();
         s.rx_frames == 3
             && s.forwarded == 1
             && s.dropped(dataplane::DropReason::Malformed) == 1
             && s.dropped(dataplane::DropReason::Oversize) == 1
-    });
+    })
+    .unwrap();
     assert_eq!(counters.generation.load(Ordering::Relaxed), 1);
 
     // A new generation reaches the worker without any packet (idle polls load it too).
     let g = publisher.publish(tables());
-    poll_until(
+    testkit::poll_until(
         "the worker to load the new generation",
         Duration::from_secs(5),
         || counters.generation.load(Ordering::Relaxed) == g,
-    );
+    )
+    .unwrap();
     w.join().unwrap();
 }
 
@@ -139,22 +134,24 @@ fn a_frame_whose_vlan_tag_the_kernel_stripped_belongs_to_no_vpc() {
         .inject_with(A, none, dataplane::io::VlanTag::Unknown, syn(40001));
     w.port.inject(A, syn(40002));
     let mut out = Vec::new();
-    poll_until(
+    testkit::poll_until(
         "the untagged SYN to come out",
         Duration::from_secs(5),
         || {
             out.extend(w.port.drain());
             !out.is_empty()
         },
-    );
+    )
+    .unwrap();
     assert_eq!(out.len(), 1, "only the untagged frame is forwarded");
-    poll_until("counters", Duration::from_secs(5), || {
+    testkit::poll_until("counters", Duration::from_secs(5), || {
         let s = w.counters.read();
         s.rx_frames == 3
             && s.forwarded == 1
             && s.dropped(dataplane::DropReason::VlanTagged) == 1
             && s.dropped(dataplane::DropReason::Malformed) == 1
-    });
+    })
+    .unwrap();
 }
 
 #[test]
@@ -175,14 +172,15 @@ fn backends_are_resolved_ahead_of_traffic() {
     let publisher = TablePublisher::new(tables().with_backends(vec![(B, BACKEND), (B, other)]));
     let w = Running::start(&publisher, shared, 8);
     let mut out = Vec::new();
-    poll_until(
+    testkit::poll_until(
         "an ARP request for the unknown backend",
         Duration::from_secs(5),
         || {
             out.extend(w.port.drain());
             !out.is_empty()
         },
-    );
+    )
+    .unwrap();
     let counters = Arc::clone(&w.counters);
     w.join().unwrap();
     assert_eq!(out.len(), 1, "one request, for the unresolved backend only");

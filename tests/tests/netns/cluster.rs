@@ -1,5 +1,5 @@
 //! vpcepd nodes on one etcd, each in its own namespace, two with their own links to the same
-//! user and provider VPCs and a third with VPCs of its own (see `vpcep_tests::cluster`): a
+//! user and provider VPCs and a third with VPCs of its own (see `testkit::cluster`): a
 //! change made through one node's API is answered by the others' and live in the dataplane of
 //! those that attach its VPC (curl through them), and compiled by no other; two nodes racing
 //! for one endpoint address: exactly one wins; etcd away: writes get 503 (EndPoint.0025)
@@ -16,8 +16,8 @@
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-use vpcep_tests::cluster::Cluster;
-use vpcep_tests::{USER, is_root, s};
+use testkit::cluster::Cluster;
+use testkit::{USER, is_root, s};
 
 #[test]
 #[ignore = "needs root + netns + etcd"]
@@ -42,7 +42,7 @@ fn a_cluster_shares_one_truth_and_survives_an_etcd_restart() {
     // ... and live in both dataplanes that attach its VPC ...
     assert_eq!(one.curl(0, "http://10.0.0.200/", 5).unwrap(), "via node 1");
     assert_eq!(two.curl(0, "http://10.0.0.200/", 5).unwrap(), "via node 2");
-    let entries = |w: &vpcep_tests::World, what: &str| w.status().unwrap()[what].as_u64().unwrap();
+    let entries = |w: &testkit::World, what: &str| w.status().unwrap()[what].as_u64().unwrap();
     assert!(entries(two, "accepted_entries") > 0);
     assert_eq!(entries(two, "endpoint_addresses"), 1);
     // ... while the node with other VPCs knows it but compiles nothing of it.
@@ -77,7 +77,7 @@ fn a_cluster_shares_one_truth_and_survives_an_etcd_restart() {
         assert!(loss.contains("EndPoint.2042"), "round {round}: {loss}");
     }
     c.wait_live_everywhere(1).unwrap();
-    let listed = |w: &vpcep_tests::World| {
+    let listed = |w: &testkit::World| {
         let v = w.ctl(USER, &["endpoint", "list"]).unwrap();
         let mut ids: Vec<String> = v["endpoints"]
             .as_array()
@@ -116,7 +116,7 @@ fn a_cluster_shares_one_truth_and_survives_an_etcd_restart() {
     // live on node 1.
     c.etcd.restart().unwrap();
     let mut made = None;
-    vpcep_tests::poll_until(
+    testkit::poll_until(
         "a write to go through once etcd is back",
         Duration::from_secs(20),
         || {
@@ -137,7 +137,7 @@ fn a_cluster_shares_one_truth_and_survives_an_etcd_restart() {
     assert_eq!(c.nodes[0].status().unwrap()["store_up"], true);
 
     // The member list: every node, from its lease, at the revision it applied.
-    let names = |w: &vpcep_tests::World| -> Vec<(String, u64)> {
+    let names = |w: &testkit::World| -> Vec<(String, u64)> {
         let v = w.ctl(USER, &["cluster", "status"]).unwrap();
         v["nodes"]
             .as_array()
@@ -148,7 +148,7 @@ fn a_cluster_shares_one_truth_and_survives_an_etcd_restart() {
     };
     let rev = c.nodes[0].status().unwrap()["revision"].as_u64().unwrap();
     let all = ["node-0", "node-1", "node-2"].map(|n| (n.to_string(), rev));
-    vpcep_tests::poll_until(
+    testkit::poll_until(
         "every node listed at the current revision",
         Duration::from_secs(5),
         || names(&c.nodes[1]) == all,
@@ -157,7 +157,7 @@ fn a_cluster_shares_one_truth_and_survives_an_etcd_restart() {
     // kill -9 node 2: its lease expires (TTL 3 s) and it leaves the list.
     c.nodes[1].kill_daemon();
     let killed = Instant::now();
-    vpcep_tests::poll_until(
+    testkit::poll_until(
         "node 2 to leave the member list",
         Duration::from_secs(10),
         || {

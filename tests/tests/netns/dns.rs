@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use vpcep_tests::*;
+use testkit::*;
 
 const RESOLVER: &str = "10.0.0.2";
 

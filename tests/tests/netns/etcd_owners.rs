@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use control::store::owners::{self, Election, OwnerEvent};
 use control::store::{EtcdConfig, EtcdStore};
-use vpcep_tests::etcd::Etcd;
+use testkit::etcd::Etcd;
 
 const TTL: Duration = Duration::from_secs(3);
 

@@ -21,8 +21,8 @@ use control::error::ErrorCode;
 use control::model::Tenant;
 use control::registry::{Quotas, Registry, follow};
 use control::store::{Compare, EtcdConfig, EtcdStore, Op, Store, StoreError, Txn};
-use vpcep_tests::etcd::Etcd;
-use vpcep_tests::poll_until;
+use testkit::etcd::Etcd;
+use testkit::poll_until;
 
 fn config(etcd: &Etcd, prefix: &str) -> EtcdConfig {
     EtcdConfig {
@@ -395,7 +395,7 @@ fn a_user_with_a_password_works_within_its_prefix_only() -> Result<()> {
         serde_json::json!({"user": "vpcep", "role": "vpcep"}),
     )?;
     j("/v3/auth/enable", serde_json::json!({}))?;
-    let dir = std::env::temp_dir().join(format!("vpcep-etcd-auth-{}", vpcep_tests::prefix()));
+    let dir = std::env::temp_dir().join(format!("vpcep-etcd-auth-{}", testkit::prefix()));
     std::fs::create_dir_all(&dir)?;
     let (good, bad) = (dir.join("good"), dir.join("bad"));
     std::fs::write(&good, "vpcep-pw\n")?;

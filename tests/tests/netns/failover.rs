@@ -21,8 +21,8 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use vpcep_tests::cluster::Cluster;
-use vpcep_tests::{Netns, USER, World, is_root, mac_of, poll_until, s};
+use testkit::cluster::Cluster;
+use testkit::{Netns, USER, World, is_root, mac_of, poll_until, s};
 
 /// A client with a connection to the endpoint open: connects, waits for the file named by
 /// its argument, then sends a request and says what came of it within 3 s.
@@ -112,7 +112,7 @@ fn listed_owns(c: &Cluster, n: usize, name: &str) -> Option<Vec<String>> {
 /// Two nodes on one segment per VPC, an HTTP backend, an endpoint at 10.0.0.200 live on
 /// both; waits for one owner of both VPCs. Returns the cluster, the VPC ids (sorted), the
 /// owner's index and the backend (kept running).
-fn setup() -> (Cluster, Vec<String>, usize, vpcep_tests::Proc) {
+fn setup() -> (Cluster, Vec<String>, usize, testkit::Proc) {
     let c = Cluster::on_one_segment(2, 1).unwrap();
     let www = c.nodes[0]
         .http_server("10.0.0.10", 8080, "the backend")

@@ -16,7 +16,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use vpcep_tests::*;
+use testkit::*;
 
 const STORE_IP: &str = "100.125.0.10";
 

@@ -8,7 +8,7 @@
     clippy::expect_used
 )]
 
-use vpcep_tests::*;
+use testkit::*;
 
 const EP: &str = "10.0.0.200";
 

@@ -28,7 +28,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use vpcep_tests::*;
+use testkit::*;
 
 const EP: &str = "10.0.0.200";
 const CLIENT_IP: [u8; 4] = [10, 0, 0, 5];

@@ -10,7 +10,7 @@
     clippy::expect_used
 )]
 
-use vpcep_tests::*;
+use testkit::*;
 
 const EP: &str = "10.0.0.200";
 const MIB: usize = 1 << 20;

@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use serde_json::Value;
-use vpcep_tests::*;
+use testkit::*;
 
 const EP: &str = "10.0.0.200";
 const HTTP_EP: &str = "10.0.0.201";

@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use vpcep_tests::*;
+use testkit::*;
 
 const EP: &str = "10.0.0.200";
 

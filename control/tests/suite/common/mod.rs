@@ -4,43 +4,15 @@
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use control::auth::{Credential, Credentials};
 use control::client::Client;
 use control::config::DaemonConfig;
 use control::daemon::{self, Running};
 use serde_json::{Value, json};
 
-pub const PROVIDER: (&str, &str, &str, &str) = (
-    "PROVIDERAK0000000001",
-    "provider-secret",
-    "dprovider",
-    "pprovider",
-);
-pub const USER: (&str, &str, &str, &str) =
-    ("USERAK00000000000001", "user-secret", "duser", "puser");
-pub const STRANGER: (&str, &str, &str, &str) = (
-    "STRANGERAK0000000001",
-    "stranger-secret",
-    "dstranger",
-    "pstranger",
-);
-
-pub fn credentials() -> Credentials {
-    Credentials::from_list(
-        [PROVIDER, USER, STRANGER]
-            .iter()
-            .map(|(ak, sk, d, p)| Credential {
-                ak: (*ak).into(),
-                sk: (*sk).into(),
-                domain_id: (*d).into(),
-                project_id: (*p).into(),
-            })
-            .collect(),
-    )
-    .unwrap()
-}
+pub use testkit::poll_until;
+pub use testkit::tenants::{PROVIDER, STRANGER, USER, credentials};
 
 #[allow(missing_debug_implementations)]
 pub struct Env {
@@ -168,7 +140,8 @@ impl Env {
                 .applied_revision
                 .load(std::sync::atomic::Ordering::Acquire)
                 >= want
-        });
+        })
+        .unwrap();
     }
 }
 
@@ -178,14 +151,6 @@ impl Drop for Env {
             self.rt.block_on(r.shutdown());
         }
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-pub fn poll_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
     }
 }
 

@@ -1,7 +1,8 @@
-//! Network-namespace test harness: RAII guards for namespaces and processes, a topology
-//! builder for "user VPCs, a provider VPC with the same CIDR, and a node running vpcepd",
-//! and helpers to drive the daemon through `vpcepctl` and read its `/status` and
-//! `/metrics`.
+//! vpcep's test kit, for the tests of every crate and for the benches: the one
+//! [`poll_until`], the tenant fixtures ([`tenants`]), and the network-namespace harness:
+//! RAII guards for namespaces and processes, a topology builder for "user VPCs, a provider
+//! VPC with the same CIDR, and a node running vpcepd" ([`World`]), and helpers to drive the
+//! daemon through `vpcepctl` and read its `/status` and `/metrics`.
 //!
 //! Every name carries a per-run prefix (`v` + pid + counter), every namespace and process is
 //! removed or ended (by its pid) on drop, and traffic stays inside the namespaces made here.
@@ -19,10 +20,12 @@ pub mod cluster;
 pub mod etcd;
 mod proc;
 pub mod scripts;
+pub mod tenants;
 mod world_api;
 
 pub use self::proc::Proc;
 pub use self::scripts::{SHA_BACKEND, STREAM, stream_result};
+pub use self::tenants::{PROVIDER, STRANGER, USER};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -52,14 +55,18 @@ pub fn ip(args: &[&str]) -> Result<()> {
     run(Command::new("ip").args(args)).map(|_| ())
 }
 
-/// Poll `cond` until it holds or `timeout` passes.
+/// Poll `cond` (every 5 ms) until it holds, or fail once `timeout` has passed: the one way
+/// a test waits for something to happen.
+///
+/// # Errors
+/// `timeout` passed and `cond` never held.
 pub fn poll_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) -> Result<()> {
     let deadline = Instant::now() + timeout;
     while !cond() {
         if Instant::now() > deadline {
             bail!("timed out after {timeout:?} waiting for {what}");
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(5));
     }
     Ok(())
 }
@@ -190,17 +197,6 @@ pub fn bin(name: &str) -> PathBuf {
     dir.join(name)
 }
 
-/// The provider's and user's keys in the daemon's credentials file.
-pub const PROVIDER: (&str, &str, &str, &str) = (
-    "PROVIDERAK0000000001",
-    "provider-secret",
-    "dprovider",
-    "pprovider",
-);
-/// The user's keys.
-pub const USER: (&str, &str, &str, &str) =
-    ("USERAK00000000000001", "user-secret", "duser", "puser");
-
 /// The standard world: user VPCs (`users` of them, each 10.0.0.0/24 with the client at
 /// 10.0.0.5), a provider VPC (10.0.0.0/24, backends at 10.0.0.10 and 10.0.0.11) and a node
 /// namespace running vpcepd with one attachment per VPC. VPC ids are created through the
@@ -273,13 +269,7 @@ impl World {
         node.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=0"])?;
         // The API and admin ports live on the node namespace's own loopback.
         let port = 9797;
-        let mut creds = String::new();
-        for (ak, sk, d, p) in [PROVIDER, USER] {
-            let _ = writeln!(
-                creds,
-                "[[credentials]]\nak = \"{ak}\"\nsk = \"{sk}\"\ndomain_id = \"{d}\"\nproject_id = \"{p}\"\n"
-            );
-        }
+        let creds = tenants::credentials_toml(&[PROVIDER, USER]);
         std::fs::write(dir.join("credentials.toml"), creds)?;
         Ok(Self {
             prefix,

@@ -1,0 +1,54 @@
+//! The test tenants: three accounts (domain and project) with their key pairs, as the
+//! daemon's credentials file and the API tests know them. A provider publishes, a user
+//! connects, a stranger sees nothing of either.
+
+use control::auth::{Credential, Credentials};
+
+/// (AK, SK, domain id, project id) of the provider.
+pub const PROVIDER: (&str, &str, &str, &str) = (
+    "PROVIDERAK0000000001",
+    "provider-secret",
+    "dprovider",
+    "pprovider",
+);
+/// (AK, SK, domain id, project id) of the user.
+pub const USER: (&str, &str, &str, &str) =
+    ("USERAK00000000000001", "user-secret", "duser", "puser");
+/// (AK, SK, domain id, project id) of an account that is neither.
+pub const STRANGER: (&str, &str, &str, &str) = (
+    "STRANGERAK0000000001",
+    "stranger-secret",
+    "dstranger",
+    "pstranger",
+);
+
+/// The three tenants' key pairs, as the daemon takes them.
+///
+/// # Panics
+/// Never: the fixtures are valid credentials.
+pub fn credentials() -> Credentials {
+    Credentials::from_list(
+        [PROVIDER, USER, STRANGER]
+            .iter()
+            .map(|(ak, sk, d, p)| Credential {
+                ak: (*ak).into(),
+                sk: (*sk).into(),
+                domain_id: (*d).into(),
+                project_id: (*p).into(),
+            })
+            .collect(),
+    )
+    .expect("the fixtures are valid credentials")
+}
+
+/// `tenants` as the daemon's credentials file (TOML).
+pub fn credentials_toml(tenants: &[(&str, &str, &str, &str)]) -> String {
+    tenants
+        .iter()
+        .map(|(ak, sk, d, p)| {
+            format!(
+                "[[credentials]]\nak = \"{ak}\"\nsk = \"{sk}\"\ndomain_id = \"{d}\"\nproject_id = \"{p}\"\n"
+            )
+        })
+        .collect()
+}
