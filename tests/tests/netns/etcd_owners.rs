@@ -128,7 +128,9 @@ fn one_node_owns_a_shared_vpc_and_a_standby_takes_over() {
     // a stops cleanly: its lease is revoked and b owns everything well before a TTL.
     rt().block_on(a.election.take().unwrap().resign());
     let took = b.wait_owns(&["user", "provider", "other"], TTL);
-    assert!(took < Duration::from_secs(1), "took over after {took:?}");
+    // The standby's next campaign (a third of the TTL apart), with room for a loaded
+    // machine: two of them.
+    assert!(took < TTL * 2 / 3, "took over after {took:?}");
     println!("clean handover: {took:?}");
 
     // a comes back: a standby now (b holds the keys).
