@@ -13,7 +13,7 @@ use crate::command::EndpointChange;
 use crate::error::{ErrorCode, Rejection};
 use crate::model::tenant::EndpointQuery;
 use crate::model::{Endpoint, EndpointId};
-use crate::requests::*;
+use crate::requests::{CreateEndpoint, Extend, UpdatePolicy, UpdateRoutetables, UpdateWhitelist};
 
 type EndpointPath = Path<(String, EndpointId)>;
 

@@ -11,7 +11,10 @@ use super::{ApiResult, ApiState, Ctx, command, no_content, ok, run};
 use crate::error::{ErrorCode, Rejection};
 use crate::model::tenant::{ConnectionQuery, ServiceQuery};
 use crate::model::{PermissionId, ServiceId};
-use crate::requests::*;
+use crate::requests::{
+    ConnectionAction, ConnectionDescs, CreateService, PermissionAction, PermissionBatchCreate,
+    PermissionBatchDelete, PermissionDescBody, RenameService, UpdateService,
+};
 
 type ServicePath = Path<(String, ServiceId)>;
 

@@ -6,7 +6,11 @@ use std::net::Ipv4Addr;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::model::*;
+use crate::model::{
+    ConnectionStatus, DomainId, Endpoint, EndpointId, GatewayService, MacAddress, Model,
+    Permission, PermissionId, Port, PortId, PortMapping, ProjectId, Service, ServiceId, SourceCidr,
+    Subnet, SubnetId, Tag, Vpc, VpcId, format_time,
+};
 use crate::model::{gateway, health};
 
 /// An entry of a service's `error` member (`code`/`message`, as API.md says).

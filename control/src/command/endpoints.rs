@@ -8,8 +8,8 @@ use super::{
     positive_duration, split_create_tags,
 };
 use crate::error::{ErrorCode, Rejection, require};
-use crate::model::*;
-use crate::requests::*;
+use crate::model::{ServiceId, SourceCidr, SubnetId, Tag, VpcId};
+use crate::requests::{CreateEndpoint, Extend, UpdatePolicy, UpdateRoutetables, UpdateWhitelist};
 
 /// Create an endpoint.
 #[derive(Clone, Debug)]

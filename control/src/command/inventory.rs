@@ -8,8 +8,10 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use super::port_ip;
 use crate::error::{Rejection, require};
 use crate::model::net::parse_ipv4_block;
-use crate::model::*;
-use crate::requests::*;
+use crate::model::{MacAddress, ServerType, SubnetId, VpcId};
+use crate::requests::{
+    CreatePort, CreateSubnet, CreateVpc, PortEnvelope, SubnetEnvelope, VpcEnvelope,
+};
 
 /// Longest name of a VPC, subnet or port, in characters (the Huawei VPC API's limit).
 pub const MAX_NAME_CHARS: usize = 64;

@@ -23,8 +23,8 @@ pub use self::services::*;
 pub use self::tag_query::*;
 pub use self::tags::*;
 use crate::error::{ErrorCode, Rejection, require};
-use crate::model::*;
-use crate::requests::*;
+use crate::model::{PortMapping, Protocol, SourceCidr, Tag};
+use crate::requests::PortBody;
 
 /// Most port mappings in one request (the API's limit).
 pub const MAX_PORTS: usize = 200;
@@ -297,6 +297,10 @@ fn port_ip(s: Option<String>) -> Result<Option<IpAddr>, Rejection> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{ConnectionStatus, ServerType, TcpProxy};
+    use crate::requests::{
+        ConnectionAction, CreateEndpoint, CreateService, CreateSubnet, Extend, PermissionAction,
+    };
 
     fn nested(depth: usize) -> serde_json::Value {
         let text = format!("{}1{}", "[".repeat(depth - 1), "]".repeat(depth - 1));

@@ -3,8 +3,14 @@
 
 use super::{batch, check_description, description, only_ipv4, parse_ports, split_create_tags};
 use crate::error::{ErrorCode, Rejection, require};
-use crate::model::*;
-use crate::requests::*;
+use crate::model::{
+    ConnectionStatus, EndpointId, PermissionId, PermissionType, PortId, PortMapping, ServerType,
+    ServiceIp, ServiceName, Tag, TcpProxy, VpcId,
+};
+use crate::requests::{
+    ConnectionAction, ConnectionDescs, CreateService, PermissionAction, PermissionBatchCreate,
+    PermissionBatchDelete, PermissionDescBody, RenameService, UpdateService,
+};
 
 /// Create an endpoint service.
 #[derive(Clone, Debug)]

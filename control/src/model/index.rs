@@ -10,7 +10,10 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
-use super::*;
+use super::{
+    ConnectionStatus, Endpoint, EndpointId, GatewayService, Grantee, Permission, PermissionId,
+    Port, PortId, Service, ServiceId, Subnet, SubnetId, Tenant, Vpc, VpcId, org_path_admits,
+};
 
 /// A record of any kind, as stored.
 #[allow(clippy::large_enum_variant)] // short-lived, built once per write

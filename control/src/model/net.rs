@@ -158,7 +158,7 @@ impl fmt::Display for MacAddress {
 /// Serde for an optional address stored and shown as a string, `""` meaning none (how an
 /// IPv6 subnet without a gateway has always been stored).
 pub mod empty_is_none {
-    use super::*;
+    use super::{Deserialize, IpAddr};
 
     /// Write `None` as `""`.
     ///

@@ -7,7 +7,9 @@
 //! Every lookup and list the API and the registry make on a tenant's behalf goes through
 //! the view, so the `project_id` check is written once.
 
-use super::*;
+use super::{
+    DomainId, Endpoint, GatewayService, Model, Permission, Port, ProjectId, Service, Subnet, Vpc,
+};
 
 /// An authenticated caller.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 use super::{Registry, now};
 use crate::command::{ConnectionNotes, Decision};
 use crate::error::{ErrorCode, Rejection};
-use crate::model::*;
+use crate::model::{Endpoint, EndpointId, Mutation, Record, ServiceId, Tenant, TenantView};
 
 fn not_a_connection() -> Rejection {
     Rejection::new(
@@ -85,6 +85,7 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ConnectionStatus;
     use crate::registry::testing::*;
 
     #[test]

@@ -8,7 +8,9 @@ use super::{Registry, now};
 use crate::command::{EndpointChange, NewEndpoint};
 use crate::error::{ErrorCode, Rejection};
 use crate::model::index::Key;
-use crate::model::*;
+use crate::model::{
+    ConnectionStatus, Endpoint, EndpointId, Mutation, Record, ServiceStatus, Tenant,
+};
 use crate::registry::{ipam, tags};
 
 fn endpoint_not_found() -> Rejection {
@@ -233,6 +235,7 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::PermissionType;
     use crate::registry::Quotas;
     use crate::registry::testing::*;
 

@@ -20,7 +20,10 @@ use super::endpoint_rules::{default_routetables, new_marker};
 use super::{ChangeNote, Plan, Registry, Touched, ipam, now, tags};
 use crate::command::NewEndpoint;
 use crate::error::{ErrorCode, Rejection};
-use crate::model::*;
+use crate::model::{
+    ConnectionStatus, Endpoint, EndpointId, GatewayService, Model, Mutation, Record, ServiceId,
+    Subnet, SubnetId, Tenant, TenantView, Vpc,
+};
 
 impl Registry {
     /// Replace the gateway services (at start and at every reload). If the set changed, the
@@ -163,6 +166,7 @@ fn address(
 mod tests {
     use super::*;
     use crate::command::EndpointChange;
+    use crate::model::{ServiceName, SourceCidr, VpcId};
     use crate::registry::testing::*;
     use crate::requests::CreateEndpoint;
 

@@ -12,7 +12,10 @@ use super::{Registry, ipam, now};
 use crate::command::{NewPort, NewSubnet, NewVpc};
 use crate::error::{ErrorCode, Rejection};
 use crate::model::index::Key;
-use crate::model::*;
+use crate::model::{
+    MacAddress, Mutation, Port, PortId, Record, ServiceId, ServiceStatus, Subnet, SubnetId, Tenant,
+    Vpc, VpcId,
+};
 
 /// Refuse one more of `what` when the tenant already holds `quota`.
 fn quota_check(held: usize, quota: usize, what: &str) -> Result<(), Rejection> {

@@ -12,7 +12,10 @@ use super::{Registry, now};
 use crate::command::{NewPermissions, PermissionEdit, PermissionNote, PermissionRemoval};
 use crate::error::{ErrorCode, Rejection};
 use crate::model::index::Key;
-use crate::model::*;
+use crate::model::{
+    Mutation, Permission, PermissionId, PermissionType, Record, Service, ServiceId, Tenant,
+    TenantView,
+};
 
 fn owned<'m>(v: TenantView<'m>, service: &ServiceId) -> Result<&'m Service, Rejection> {
     v.service(service.as_str())

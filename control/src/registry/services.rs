@@ -9,7 +9,10 @@ use super::{Registry, now};
 use crate::command::{NewService, ServiceChange};
 use crate::error::{ErrorCode, Rejection};
 use crate::model::index::Key;
-use crate::model::*;
+use crate::model::{
+    ConnectionStatus, Model, Mutation, PortId, PortMapping, Record, ServerType, Service, ServiceId,
+    ServiceStatus, Tenant, TenantView, VpcId,
+};
 
 /// Most endpoint services on one backend port.
 pub const MAX_SERVICES_PER_BACKEND: usize = 5;
@@ -222,6 +225,7 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::TcpProxy;
     use crate::registry::Quotas;
     use crate::registry::testing::*;
     use crate::requests::{PortBody, UpdateService};

@@ -18,7 +18,7 @@ use crate::command::{
     parse_duration_tag,
 };
 use crate::error::{ErrorCode, Rejection};
-use crate::model::*;
+use crate::model::{Endpoint, Mutation, Record, Tag, Tenant, TenantView, format_time};
 
 /// One resource as the tag API shows it.
 #[derive(Clone, Copy, Debug)]
@@ -225,6 +225,7 @@ impl Registry {
 mod tests {
     use super::*;
     use crate::command::{MAX_TAGS, TagFilter};
+    use crate::model::Service;
     use crate::registry::testing::*;
     use crate::store::MemStore;
 

@@ -9,10 +9,18 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use control::client::{Client, ClientError, segment};
-use control::requests::*;
+use control::requests::{
+    ConnectionAction, ConnectionDesc, ConnectionDescs, CreateEndpoint, CreatePort, CreateService,
+    CreateSubnet, CreateVpc, Extend, PermissionAction, PortEnvelope, RenameService,
+    ResourceQueryBody, SubnetEnvelope, TagAction, TagBody, TagValuesBody, UpdateService,
+    UpdateWhitelist, VpcEnvelope,
+};
 use serde_json::{Value, json, to_value};
 
-use crate::cli::*;
+use crate::cli::{
+    Cli, ClusterCmd, Command, ConnectionCmd, Crud, EndpointCmd, PermissionCmd, ServiceCmd, TagCmd,
+    maps,
+};
 use crate::render::render;
 
 /// `vpcepctl audit`: the entries of the audit log, oldest first, as `{"audit": [...]}`.
