@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use crate::auth;
 use crate::error::{ErrorCode, Rejection};
+use crate::model::ApiStatus;
 
 /// Query parameters decoded with percent-decoding only (`+` stays `+`, as the SDK means it).
 pub fn params(query: Option<&str>) -> HashMap<String, String> {
@@ -15,13 +16,18 @@ pub fn params(query: Option<&str>) -> HashMap<String, String> {
 ///
 /// # Errors
 /// EndPoint.0019.
-pub fn check_status(p: &HashMap<String, String>, allowed: &[&str]) -> Result<(), Rejection> {
+pub fn check_status(
+    p: &HashMap<String, String>,
+    allowed: &[ApiStatus],
+) -> Result<Option<ApiStatus>, Rejection> {
     match p.get("status") {
-        Some(st) if !allowed.contains(&st.as_str()) => Err(Rejection::new(
-            ErrorCode::InvalidStatus,
-            format!("Invalid status {st:?}."),
-        )),
-        _ => Ok(()),
+        None => Ok(None),
+        Some(st) => ApiStatus::parse(st)
+            .filter(|s| allowed.contains(s))
+            .map(Some)
+            .ok_or_else(|| {
+                Rejection::new(ErrorCode::InvalidStatus, format!("Invalid status {st:?}."))
+            }),
     }
 }
 

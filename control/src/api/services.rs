@@ -10,7 +10,7 @@ use super::views::{ConnectionView, PermissionView, PublicServiceView, ServiceVie
 use super::{ApiResult, ApiState, Ctx, command, no_content, ok, run};
 use crate::error::{ErrorCode, Rejection};
 use crate::model::tenant::{ConnectionQuery, ServiceQuery};
-use crate::model::{PermissionId, ServiceId};
+use crate::model::{ApiStatus, PermissionId, ServiceId};
 use crate::requests::{
     ConnectionAction, ConnectionDescs, CreateService, PermissionAction, PermissionBatchCreate,
     PermissionBatchDelete, PermissionDescBody, RenameService, UpdateService,
@@ -26,15 +26,12 @@ fn service_not_found() -> Rejection {
 pub async fn list(State(s): State<ApiState>, ctx: Ctx, RawQuery(q): RawQuery) -> ApiResult {
     let p = params(q.as_deref());
     let page = Page::from_params(&p, 1000)?;
-    check_status(
-        &p,
-        &["creating", "available", "failed", "deleting", "suspended"],
-    )?;
+    let status = check_status(&p, &ApiStatus::SERVICE)?;
     let m = s.registry.read();
     let query = ServiceQuery {
         id: p.get("id").map(String::as_str),
         name: p.get("endpoint_service_name").map(String::as_str),
-        status: p.get("status").map(String::as_str),
+        status,
     };
     let items = m.tenant(&ctx).services_where(query);
     let (items, total) = page.apply(items, |x| (x.created_at, x.updated_at, x.id.as_str()));
@@ -105,7 +102,7 @@ pub async fn connections(
 ) -> ApiResult {
     let p = params(q.as_deref());
     let page = Page::from_params(&p, 1000)?;
-    check_status(&p, &["pendingAcceptance", "accepted", "rejected", "failed"])?;
+    let status = check_status(&p, &ApiStatus::ENDPOINT)?;
     let marker_id = p
         .get("marker_id")
         .map(|v| {
@@ -117,7 +114,7 @@ pub async fn connections(
     let query = ConnectionQuery {
         id: p.get("id").map(String::as_str),
         marker_id,
-        status: p.get("status").map(String::as_str),
+        status,
     };
     let items = m
         .tenant(&ctx)

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::model::{
-    ConnectionStatus, DomainId, Endpoint, EndpointId, GatewayService, MacAddress, Model,
+    ApiStatus, ConnectionStatus, DomainId, Endpoint, EndpointId, GatewayService, MacAddress, Model,
     Permission, PermissionId, Port, PortId, PortMapping, ProjectId, Service, ServiceId, SourceCidr,
     Subnet, SubnetId, Tag, Vpc, VpcId, format_time,
 };
@@ -47,7 +47,7 @@ pub struct ServiceView<'m> {
     vpc_id: &'m VpcId,
     pool_id: &'static str,
     approval_enabled: bool,
-    status: &'static str,
+    status: ApiStatus,
     service_type: &'static str,
     created_at: String,
     updated_at: String,
@@ -162,7 +162,7 @@ impl<'m> PublicServiceView<'m> {
 pub struct EndpointView<'m> {
     id: &'m EndpointId,
     service_type: &'static str,
-    status: &'static str,
+    status: ApiStatus,
     active_status: [&'static str; 1],
     enable_status: &'static str,
     specification_name: &'static str,
@@ -240,7 +240,7 @@ pub struct ConnectionView<'m> {
     updated_at: String,
     domain_id: &'m DomainId,
     error: Vec<EndpointError>,
-    status: &'static str,
+    status: ApiStatus,
     description: &'m str,
 }
 

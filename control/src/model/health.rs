@@ -7,7 +7,7 @@
 //! A node that attaches nothing (an API-only node) does not know what other nodes attach,
 //! so it fails nothing ([`Model::attached`] is `None` there).
 
-use super::{ConnectionStatus, Endpoint, Model, Service, ServiceStatus, VpcId};
+use super::{ApiStatus, ConnectionStatus, Endpoint, Model, Service, ServiceStatus, VpcId};
 
 /// The `code` of the `error[]` entry of a resource whose VPC is not attached.
 pub const NOT_ATTACHED: &str = "VPC_NOT_ATTACHED";
@@ -62,20 +62,20 @@ impl Model {
     }
 
     /// The status the API shows for `svc` (`failed` if [`Model::service_failure`]).
-    pub fn service_status(&self, svc: &Service) -> &'static str {
+    pub fn service_status(&self, svc: &Service) -> ApiStatus {
         if self.service_failure(svc).is_some() {
-            "failed"
+            ApiStatus::Failed
         } else {
-            svc.status.as_str()
+            svc.status.into()
         }
     }
 
     /// The status the API shows for `ep` (`failed` if [`Model::endpoint_failure`]).
-    pub fn endpoint_status(&self, ep: &Endpoint) -> &'static str {
+    pub fn endpoint_status(&self, ep: &Endpoint) -> ApiStatus {
         if self.endpoint_failure(ep).is_some() {
-            "failed"
+            ApiStatus::Failed
         } else {
-            ep.status.as_str()
+            ep.status.into()
         }
     }
 }
@@ -97,8 +97,8 @@ mod tests {
             let m = r.read();
             let (ep, svc) = (&m.endpoints[&ep.id], &m.services[&svc.id]);
             (
-                m.endpoint_status(ep),
-                m.service_status(svc),
+                m.endpoint_status(ep).as_str(),
+                m.service_status(svc).as_str(),
                 m.endpoint_failure(ep),
             )
         };

@@ -8,7 +8,8 @@
 //! the view, so the `project_id` check is written once.
 
 use super::{
-    DomainId, Endpoint, GatewayService, Model, Permission, Port, ProjectId, Service, Subnet, Vpc,
+    ApiStatus, DomainId, Endpoint, GatewayService, Model, Permission, Port, ProjectId, Service,
+    Subnet, Vpc,
 };
 
 /// An authenticated caller.
@@ -49,8 +50,8 @@ pub struct ServiceQuery<'q> {
     pub id: Option<&'q str>,
     /// Part of the full name.
     pub name: Option<&'q str>,
-    /// Exactly this status (the API's spelling).
-    pub status: Option<&'q str>,
+    /// Exactly this status.
+    pub status: Option<ApiStatus>,
 }
 
 impl ServiceQuery<'_> {
@@ -79,8 +80,8 @@ pub struct ConnectionQuery<'q> {
     pub id: Option<&'q str>,
     /// Exactly this packet id.
     pub marker_id: Option<u64>,
-    /// Exactly this status (the API's spelling).
-    pub status: Option<&'q str>,
+    /// Exactly this status.
+    pub status: Option<ApiStatus>,
 }
 
 fn name_matches(full: &str, wanted: Option<&str>) -> bool {
@@ -230,7 +231,7 @@ impl<'m> TenantView<'m> {
             .filter(|g| {
                 q.id.is_none_or(|id| g.id == id)
                     && name_matches(&g.full_name, q.name)
-                    && q.status.is_none_or(|st| st == "available")
+                    && q.status.is_none_or(|st| st == ApiStatus::Available)
             })
             .collect()
     }
@@ -287,7 +288,7 @@ impl<'m> TenantView<'m> {
 
 #[cfg(test)]
 mod tests {
-    use super::{ConnectionQuery, ServiceQuery};
+    use super::{ApiStatus, ConnectionQuery, ServiceQuery};
     use crate::registry::testing::*;
 
     #[test]
@@ -323,7 +324,7 @@ mod tests {
         assert!(uv.connections_where(svc.id.as_str(), q).is_none());
         assert!(uv.permissions_where(svc.id.as_str(), None).is_none());
         let status = ConnectionQuery {
-            status: Some("accepted"),
+            status: Some(ApiStatus::Accepted),
             ..q
         };
         assert!(
@@ -340,7 +341,7 @@ mod tests {
         let svc = service(&r, &p, true, &[]);
         let m = r.read();
         let v = m.tenant(&p);
-        let q = |name: Option<&str>, status: Option<&str>| {
+        let q = |name: Option<&str>, status: Option<ApiStatus>| {
             v.services_where(ServiceQuery {
                 id: None,
                 name,
@@ -355,7 +356,7 @@ mod tests {
             "case-insensitive part of the full name"
         );
         assert_eq!(q(Some("nope"), None), 0);
-        assert_eq!(q(None, Some("available")), 1);
-        assert_eq!(q(None, Some("suspended")), 0);
+        assert_eq!(q(None, Some(ApiStatus::Available)), 1);
+        assert_eq!(q(None, Some(ApiStatus::Suspended)), 0);
     }
 }

@@ -243,6 +243,97 @@ impl PermissionType {
     }
 }
 
+/// A status as the API shows it (the user guide's tables of service and endpoint
+/// statuses): a service's or an endpoint's stored status, or `failed`, derived when a view
+/// is made (see `model/health.rs`). The list filters take exactly these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ApiStatus {
+    /// Being created (a service; vpcep creates synchronously, so only a filter names it).
+    Creating,
+    /// A service that is connectable.
+    Available,
+    /// A service or an accepted endpoint that no dataplane carries (`error[]` says why).
+    Failed,
+    /// Being deleted (a filter only, as `creating`).
+    Deleting,
+    /// A service whose backend went away.
+    Suspended,
+    /// An endpoint waiting for the provider.
+    PendingAcceptance,
+    /// An endpoint that may carry traffic.
+    Accepted,
+    /// An endpoint the provider rejected.
+    Rejected,
+}
+
+impl ApiStatus {
+    /// Every status, in the guide's order.
+    pub const ALL: [Self; 8] = [
+        Self::Creating,
+        Self::Available,
+        Self::Failed,
+        Self::Deleting,
+        Self::Suspended,
+        Self::PendingAcceptance,
+        Self::Accepted,
+        Self::Rejected,
+    ];
+    /// The statuses a service list may filter on.
+    pub const SERVICE: [Self; 5] = [
+        Self::Creating,
+        Self::Available,
+        Self::Failed,
+        Self::Deleting,
+        Self::Suspended,
+    ];
+    /// The statuses an endpoint (connection) list may filter on.
+    pub const ENDPOINT: [Self; 4] = [
+        Self::PendingAcceptance,
+        Self::Accepted,
+        Self::Rejected,
+        Self::Failed,
+    ];
+
+    /// The API's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Creating => "creating",
+            Self::Available => "available",
+            Self::Failed => "failed",
+            Self::Deleting => "deleting",
+            Self::Suspended => "suspended",
+            Self::PendingAcceptance => "pendingAcceptance",
+            Self::Accepted => "accepted",
+            Self::Rejected => "rejected",
+        }
+    }
+
+    /// The status spelled `s`, if it is one.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+impl From<ServiceStatus> for ApiStatus {
+    fn from(s: ServiceStatus) -> Self {
+        match s {
+            ServiceStatus::Available => Self::Available,
+            ServiceStatus::Suspended => Self::Suspended,
+        }
+    }
+}
+
+impl From<ConnectionStatus> for ApiStatus {
+    fn from(s: ConnectionStatus) -> Self {
+        match s {
+            ConnectionStatus::Accepted => Self::Accepted,
+            ConnectionStatus::PendingAcceptance => Self::PendingAcceptance,
+            ConnectionStatus::Rejected => Self::Rejected,
+        }
+    }
+}
+
 /// An endpoint's (connection's) status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -256,7 +347,7 @@ pub enum ConnectionStatus {
 }
 
 impl ConnectionStatus {
-    /// The API's spelling.
+    /// The API's spelling (that of its [`ApiStatus`]).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Accepted => "accepted",
@@ -311,5 +402,31 @@ impl TryFrom<String> for ServiceIp {
 impl From<ServiceIp> for String {
     fn from(n: ServiceIp) -> Self {
         n.0
+    }
+}
+
+#[cfg(test)]
+mod api_status_tests {
+    use super::ApiStatus;
+
+    #[test]
+    fn every_status_reads_back_and_all_lists_each_once() {
+        for (i, st) in ApiStatus::ALL.into_iter().enumerate() {
+            // An exhaustive match: a new status must be added to ALL.
+            let known = match st {
+                ApiStatus::Creating
+                | ApiStatus::Available
+                | ApiStatus::Failed
+                | ApiStatus::Deleting
+                | ApiStatus::Suspended
+                | ApiStatus::PendingAcceptance
+                | ApiStatus::Accepted
+                | ApiStatus::Rejected => true,
+            };
+            assert!(known);
+            assert_eq!(ApiStatus::parse(st.as_str()), Some(st));
+            assert_eq!(ApiStatus::ALL.iter().position(|x| *x == st), Some(i));
+        }
+        assert_eq!(ApiStatus::parse("Accepted"), None);
     }
 }
