@@ -62,7 +62,7 @@ pub async fn create(State(s): State<ApiState>, ctx: Ctx, b: Bytes) -> ApiResult 
 /// `GET .../vpc-endpoints/{id}`.
 pub async fn show(State(s): State<ApiState>, ctx: Ctx, Path((_, id)): EndpointPath) -> ApiResult {
     let m = s.registry.read();
-    let ep = m.tenant(&ctx).endpoint(id.as_str()).ok_or_else(|| {
+    let ep = m.tenant(&ctx).endpoint(&id).ok_or_else(|| {
         Rejection::new(
             ErrorCode::EndpointNotFound,
             "The requested endpoint does not exist.",

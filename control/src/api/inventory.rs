@@ -36,7 +36,7 @@ pub async fn vpc(
     let m = s.registry.read();
     let v = m
         .tenant(&ctx)
-        .vpc(id.as_str())
+        .vpc(&id)
         .ok_or_else(|| Rejection::not_found("vpc"))?;
     ok(Named("vpc", VpcView::new(v)))
 }
@@ -57,7 +57,7 @@ pub async fn subnets(State(s): State<ApiState>, ctx: Ctx, RawQuery(q): RawQuery)
     let m = s.registry.read();
     let list = m
         .tenant(&ctx)
-        .subnets(p.get("vpc_id").map(String::as_str))
+        .subnets(p.get("vpc_id").map(|v| VpcId::from(v.as_str())))
         .map(SubnetView::new)
         .collect();
     ok(listed("subnets", list))
@@ -79,7 +79,7 @@ pub async fn subnet(
     let m = s.registry.read();
     let v = m
         .tenant(&ctx)
-        .subnet(id.as_str())
+        .subnet(&id)
         .ok_or_else(|| Rejection::not_found("subnet"))?;
     ok(Named("subnet", SubnetView::new(v)))
 }
@@ -100,7 +100,7 @@ pub async fn ports(State(s): State<ApiState>, ctx: Ctx, RawQuery(q): RawQuery) -
     let m = s.registry.read();
     let list = m
         .tenant(&ctx)
-        .ports(p.get("subnet_id").map(String::as_str))
+        .ports(p.get("subnet_id").map(|s| SubnetId::from(s.as_str())))
         .map(PortView::new)
         .collect();
     ok(listed("ports", list))
@@ -121,7 +121,7 @@ pub async fn port(
     let m = s.registry.read();
     let v = m
         .tenant(&ctx)
-        .port(id.as_str())
+        .port(&id)
         .ok_or_else(|| Rejection::not_found("port"))?;
     ok(Named("port", PortView::new(v)))
 }

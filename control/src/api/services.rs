@@ -48,10 +48,7 @@ pub async fn create(State(s): State<ApiState>, ctx: Ctx, b: Bytes) -> ApiResult 
 /// `GET .../vpc-endpoint-services/{id}`.
 pub async fn show(State(s): State<ApiState>, ctx: Ctx, Path((_, id)): ServicePath) -> ApiResult {
     let m = s.registry.read();
-    let svc = m
-        .tenant(&ctx)
-        .service(id.as_str())
-        .ok_or_else(service_not_found)?;
+    let svc = m.tenant(&ctx).service(&id).ok_or_else(service_not_found)?;
     ok(ServiceView::new(&m, svc))
 }
 
@@ -118,7 +115,7 @@ pub async fn connections(
     };
     let items = m
         .tenant(&ctx)
-        .connections_where(id.as_str(), query)
+        .connections_where(&id, query)
         .ok_or_else(service_not_found)?;
     let (items, total) = page.apply(items, |e| (e.created_at, e.updated_at, e.id.as_str()));
     ok(paged(
@@ -177,7 +174,7 @@ pub async fn permissions(
     let m = s.registry.read();
     let items = m
         .tenant(&ctx)
-        .permissions_where(id.as_str(), p.get("permission").map(String::as_str))
+        .permissions_where(&id, p.get("permission").map(String::as_str))
         .ok_or_else(service_not_found)?;
     let (items, total) = page.apply(items, |x| (x.created_at, x.created_at, x.id.as_str()));
     let list = items
@@ -268,10 +265,12 @@ pub async fn describe(State(s): State<ApiState>, ctx: Ctx, RawQuery(q): RawQuery
             .visible_service_named(name)
             .map(PublicServiceView::new)
             .or_else(|| v.gateway_named(name).map(PublicServiceView::gateway)),
-        (None, Some(id)) => v
-            .visible_service(id)
-            .map(PublicServiceView::new)
-            .or_else(|| v.gateway(id).map(PublicServiceView::gateway)),
+        (None, Some(id)) => {
+            let id = ServiceId::from(id.as_str());
+            v.visible_service(&id)
+                .map(PublicServiceView::new)
+                .or_else(|| v.gateway(&id).map(PublicServiceView::gateway))
+        }
         _ => {
             return Err(
                 Rejection::param("give exactly one of endpoint_service_name and id").into(),

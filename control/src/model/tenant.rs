@@ -8,8 +8,8 @@
 //! the view, so the `project_id` check is written once.
 
 use super::{
-    ApiStatus, DomainId, Endpoint, GatewayService, Model, Permission, Port, ProjectId, Service,
-    Subnet, Vpc,
+    ApiStatus, DomainId, Endpoint, EndpointId, GatewayService, Model, Permission, Port, PortId,
+    ProjectId, Service, ServiceId, Subnet, SubnetId, Vpc, VpcId,
 };
 
 /// An authenticated caller.
@@ -104,12 +104,12 @@ impl<'m> TenantView<'m> {
     }
 
     /// The tenant's VPC `id`.
-    pub fn vpc(&self, id: &str) -> Option<&'m Vpc> {
+    pub fn vpc(&self, id: &VpcId) -> Option<&'m Vpc> {
         self.model.vpcs.get(id).filter(|v| self.owns(&v.project_id))
     }
 
     /// The tenant's subnet `id`.
-    pub fn subnet(&self, id: &str) -> Option<&'m Subnet> {
+    pub fn subnet(&self, id: &SubnetId) -> Option<&'m Subnet> {
         self.model
             .subnets
             .get(id)
@@ -117,7 +117,7 @@ impl<'m> TenantView<'m> {
     }
 
     /// The tenant's port `id`.
-    pub fn port(&self, id: &str) -> Option<&'m Port> {
+    pub fn port(&self, id: &PortId) -> Option<&'m Port> {
         self.model
             .ports
             .get(id)
@@ -125,7 +125,7 @@ impl<'m> TenantView<'m> {
     }
 
     /// The tenant's service `id`.
-    pub fn service(&self, id: &str) -> Option<&'m Service> {
+    pub fn service(&self, id: &ServiceId) -> Option<&'m Service> {
         self.model
             .services
             .get(id)
@@ -133,7 +133,7 @@ impl<'m> TenantView<'m> {
     }
 
     /// The tenant's endpoint `id`.
-    pub fn endpoint(&self, id: &str) -> Option<&'m Endpoint> {
+    pub fn endpoint(&self, id: &EndpointId) -> Option<&'m Endpoint> {
         self.model
             .endpoints
             .get(id)
@@ -149,19 +149,17 @@ impl<'m> TenantView<'m> {
     }
 
     /// The tenant's subnets, of one VPC if `vpc_id` is given.
-    pub fn subnets(self, vpc_id: Option<&'m str>) -> impl Iterator<Item = &'m Subnet> {
-        self.model
-            .subnets
-            .values()
-            .filter(move |s| self.owns(&s.project_id) && vpc_id.is_none_or(|v| s.vpc_id == v))
+    pub fn subnets(self, vpc_id: Option<VpcId>) -> impl Iterator<Item = &'m Subnet> {
+        self.model.subnets.values().filter(move |s| {
+            self.owns(&s.project_id) && vpc_id.as_ref().is_none_or(|v| s.vpc_id == *v)
+        })
     }
 
     /// The tenant's ports, of one subnet if `subnet_id` is given.
-    pub fn ports(self, subnet_id: Option<&'m str>) -> impl Iterator<Item = &'m Port> {
-        self.model
-            .ports
-            .values()
-            .filter(move |p| self.owns(&p.project_id) && subnet_id.is_none_or(|s| p.subnet_id == s))
+    pub fn ports(self, subnet_id: Option<SubnetId>) -> impl Iterator<Item = &'m Port> {
+        self.model.ports.values().filter(move |p| {
+            self.owns(&p.project_id) && subnet_id.as_ref().is_none_or(|s| p.subnet_id == *s)
+        })
     }
 
     /// The tenant's services.
@@ -188,7 +186,7 @@ impl<'m> TenantView<'m> {
     }
 
     /// Service `id` if the tenant's account may see it (own, or whitelisted).
-    pub fn visible_service(&self, id: &str) -> Option<&'m Service> {
+    pub fn visible_service(&self, id: &ServiceId) -> Option<&'m Service> {
         self.model
             .services
             .get(id)
@@ -214,7 +212,7 @@ impl<'m> TenantView<'m> {
     }
 
     /// Gateway service `id` (every account sees the operator's gateway services).
-    pub fn gateway(&self, id: &str) -> Option<&'m GatewayService> {
+    pub fn gateway(&self, id: &ServiceId) -> Option<&'m GatewayService> {
         self.model.gateways.get(id)
     }
 
@@ -252,7 +250,7 @@ impl<'m> TenantView<'m> {
     /// not the tenant's.
     pub fn connections_where(
         self,
-        service: &str,
+        service: &ServiceId,
         q: ConnectionQuery<'_>,
     ) -> Option<Vec<&'m Endpoint>> {
         let svc = self.service(service)?;
@@ -273,7 +271,7 @@ impl<'m> TenantView<'m> {
     /// `part`; `None` if the service is not the tenant's.
     pub fn permissions_where(
         self,
-        service: &str,
+        service: &ServiceId,
         part: Option<&str>,
     ) -> Option<Vec<&'m Permission>> {
         let svc = self.service(service)?;
@@ -301,37 +299,33 @@ mod tests {
         let m = r.read();
         let (pv, uv, xv) = (m.tenant(&p), m.tenant(&u), m.tenant(&x));
         // Owned resources: only through their owner's view.
-        assert!(pv.service(svc.id.as_str()).is_some());
-        assert!(uv.service(svc.id.as_str()).is_none());
-        assert!(uv.endpoint(ep.id.as_str()).is_some());
-        assert!(pv.endpoint(ep.id.as_str()).is_none());
-        assert!(xv.vpc(uvpc.as_str()).is_none() && xv.subnet(usub.as_str()).is_none());
+        assert!(pv.service(&svc.id).is_some());
+        assert!(uv.service(&svc.id).is_none());
+        assert!(uv.endpoint(&ep.id).is_some());
+        assert!(pv.endpoint(&ep.id).is_none());
+        assert!(xv.vpc(&uvpc).is_none() && xv.subnet(&usub).is_none());
         assert_eq!(
             (pv.vpcs().count(), uv.vpcs().count(), xv.vpcs().count()),
             (1, 1, 0)
         );
         // Visibility: the owner's account and whitelisted accounts, nobody else.
-        assert!(pv.visible_service(svc.id.as_str()).is_some());
+        assert!(pv.visible_service(&svc.id).is_some());
         assert!(uv.visible_service_named(&svc.full_name).is_some());
-        assert!(xv.visible_service(svc.id.as_str()).is_none());
+        assert!(xv.visible_service(&svc.id).is_none());
         assert!(
             xv.visible_services_where(ServiceQuery::default())
                 .is_empty()
         );
         // Connections and whitelists are the owning project's to list.
         let q = ConnectionQuery::default();
-        assert_eq!(pv.connections_where(svc.id.as_str(), q).unwrap().len(), 1);
-        assert!(uv.connections_where(svc.id.as_str(), q).is_none());
-        assert!(uv.permissions_where(svc.id.as_str(), None).is_none());
+        assert_eq!(pv.connections_where(&svc.id, q).unwrap().len(), 1);
+        assert!(uv.connections_where(&svc.id, q).is_none());
+        assert!(uv.permissions_where(&svc.id, None).is_none());
         let status = ConnectionQuery {
             status: Some(ApiStatus::Accepted),
             ..q
         };
-        assert!(
-            pv.connections_where(svc.id.as_str(), status)
-                .unwrap()
-                .is_empty()
-        );
+        assert!(pv.connections_where(&svc.id, status).unwrap().is_empty());
     }
 
     #[test]

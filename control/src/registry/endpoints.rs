@@ -57,13 +57,13 @@ impl Registry {
                     "routetables: only endpoints of a gateway service take route tables",
                 ));
             }
-            v.vpc(cmd.vpc_id.as_str())
+            v.vpc(&cmd.vpc_id)
                 .ok_or_else(|| Rejection::new(ErrorCode::InvalidVpcId, "Invalid VPC ID."))?;
             let subnet_id = cmd
                 .subnet_id
                 .ok_or_else(|| Rejection::missing("subnet_id"))?;
             let subnet = v
-                .subnet(subnet_id.as_str())
+                .subnet(&subnet_id)
                 .filter(|s| s.vpc_id == cmd.vpc_id)
                 .ok_or_else(|| Rejection::new(ErrorCode::InvalidSubnetId, "Invalid subnet_id."))?;
             if subnet.ipv4().is_none() {
@@ -130,10 +130,7 @@ impl Registry {
         self.write_as(t, |v| {
             // Cloned: the rule runs again if another node commits first.
             let change = change.clone();
-            let mut ep = v
-                .endpoint(id.as_str())
-                .ok_or_else(endpoint_not_found)?
-                .clone();
+            let mut ep = v.endpoint(&id).ok_or_else(endpoint_not_found)?.clone();
             let ts = now();
             match change {
                 EndpointChange::Whitelist(list, enable) => {
@@ -173,7 +170,7 @@ impl Registry {
     /// EndPoint.2006.
     pub fn delete_endpoint(&self, t: &Tenant, id: &EndpointId) -> Result<(), Rejection> {
         self.write_as(t, |v| {
-            let ep = v.endpoint(id.as_str()).ok_or_else(endpoint_not_found)?;
+            let ep = v.endpoint(&id).ok_or_else(endpoint_not_found)?;
             Ok((vec![Mutation::Delete(Key::Endpoint(ep.id.clone()))], ()))
         })
     }

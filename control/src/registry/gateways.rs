@@ -68,7 +68,7 @@ impl Registry {
     ) -> Result<Plan<Endpoint>, Rejection> {
         let m = v.model();
         let vpc = v
-            .vpc(cmd.vpc_id.as_str())
+            .vpc(&cmd.vpc_id)
             .ok_or_else(|| Rejection::new(ErrorCode::InvalidVpcId, "Invalid VPC ID."))?;
         if cmd.enable_whitelist || !cmd.whitelist.is_empty() {
             return Err(Rejection::param(
@@ -131,7 +131,7 @@ fn address(
     };
     if let Some(id) = subnet_id {
         let subnet = v
-            .subnet(id.as_str())
+            .subnet(&id)
             .filter(|s| s.vpc_id == vpc.id)
             .ok_or_else(|| invalid("no such subnet in the VPC"))?;
         if subnet.ipv4().is_none() {
@@ -140,7 +140,7 @@ fn address(
         return Ok((subnet.id.clone(), ipam::pick(m, subnet, wanted)?));
     }
     let mut subnets: Vec<&Subnet> = v
-        .subnets(Some(vpc.id.as_str()))
+        .subnets(Some(vpc.id.clone()))
         .filter(|s| s.ipv4().is_some())
         .collect();
     subnets.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));

@@ -66,9 +66,7 @@ impl Registry {
     /// EndPoint.0005 if not the tenant's; EndPoint.0020 while in use.
     pub fn delete_vpc(&self, t: &Tenant, id: &VpcId) -> Result<(), Rejection> {
         self.write_as(t, |v| {
-            let vpc = v
-                .vpc(id.as_str())
-                .ok_or_else(|| Rejection::not_found("vpc"))?;
+            let vpc = v.vpc(&id).ok_or_else(|| Rejection::not_found("vpc"))?;
             let m = v.model();
             let in_use = |what: &str, which: &dyn std::fmt::Display, then: &str| {
                 Err(Rejection::new(
@@ -101,7 +99,7 @@ impl Registry {
             let cmd = cmd.clone();
             quota_check(v.subnets(None).count(), quota, "subnets")?;
             let vpc = v
-                .vpc(cmd.vpc_id.as_str())
+                .vpc(&cmd.vpc_id)
                 .ok_or_else(|| Rejection::new(ErrorCode::InvalidVpcId, "Invalid VPC ID."))?;
             let gateway_ip = match cmd.cidr {
                 IpNet::V4(net) => {
@@ -156,7 +154,7 @@ impl Registry {
     pub fn delete_subnet(&self, t: &Tenant, id: &SubnetId) -> Result<(), Rejection> {
         self.write_as(t, |v| {
             let s = v
-                .subnet(id.as_str())
+                .subnet(&id)
                 .ok_or_else(|| Rejection::not_found("subnet"))?;
             let m = v.model();
             if m.ports.values().any(|p| p.subnet_id == s.id)
@@ -184,7 +182,7 @@ impl Registry {
             let cmd = cmd.clone();
             quota_check(v.ports(None).count(), quota, "ports")?;
             let subnet = v
-                .subnet(cmd.subnet_id.as_str())
+                .subnet(&cmd.subnet_id)
                 .ok_or_else(|| Rejection::new(ErrorCode::InvalidSubnetId, "Invalid subnet_id."))?;
             let wrong_family = || {
                 Rejection::new(
@@ -230,9 +228,7 @@ impl Registry {
     /// EndPoint.0005 if not the tenant's.
     pub fn delete_port(&self, t: &Tenant, id: &PortId) -> Result<Vec<ServiceId>, Rejection> {
         self.write_as(t, |v| {
-            let port = v
-                .port(id.as_str())
-                .ok_or_else(|| Rejection::not_found("port"))?;
+            let port = v.port(&id).ok_or_else(|| Rejection::not_found("port"))?;
             let mut muts = vec![Mutation::Delete(Key::Port(port.id.clone()))];
             let mut suspended = Vec::new();
             for s in v.model().services_on(&port.id, None) {

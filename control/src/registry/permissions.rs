@@ -18,7 +18,7 @@ use crate::model::{
 };
 
 fn owned<'m>(v: TenantView<'m>, service: &ServiceId) -> Result<&'m Service, Rejection> {
-    v.service(service.as_str())
+    v.service(&service)
         .ok_or_else(|| Rejection::not_found("endpoint service"))
 }
 
@@ -225,12 +225,7 @@ mod tests {
         let p = tenant("p");
         let u = tenant("u");
         let svc = service(&r, &p, true, &[]);
-        let sees = |t: &Tenant| {
-            r.read()
-                .tenant(t)
-                .visible_service(svc.id.as_str())
-                .is_some()
-        };
+        let sees = |t: &Tenant| r.read().tenant(t).visible_service(&svc.id).is_some();
         assert!(sees(&p) && !sees(&u));
         r.permission_action(
             &p,

@@ -18,7 +18,9 @@ use crate::command::{
     parse_duration_tag,
 };
 use crate::error::{ErrorCode, Rejection};
-use crate::model::{Endpoint, Mutation, Record, Tag, Tenant, TenantView, format_time};
+use crate::model::{
+    Endpoint, EndpointId, Mutation, Record, ServiceId, Tag, Tenant, TenantView, format_time,
+};
 
 /// One resource as the tag API shows it.
 #[derive(Clone, Copy, Debug)]
@@ -192,7 +194,7 @@ impl Registry {
             let record = match rt {
                 ResourceType::EndpointService => {
                     let mut svc = v
-                        .service(id)
+                        .service(&ServiceId::from(id))
                         .ok_or_else(|| Rejection::not_found("endpoint service"))?
                         .clone();
                     apply(&mut svc.tags, edit.clone(), rt)?;
@@ -201,7 +203,7 @@ impl Registry {
                 }
                 ResourceType::Endpoint => {
                     let mut ep = v
-                        .endpoint(id)
+                        .endpoint(&EndpointId::from(id))
                         .ok_or_else(|| {
                             Rejection::new(
                                 ErrorCode::EndpointNotFound,
