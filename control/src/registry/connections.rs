@@ -21,7 +21,7 @@ fn connection<'m>(
     id: &EndpointId,
 ) -> Result<&'m Endpoint, Rejection> {
     let svc = v
-        .service(&service)
+        .service(service)
         .ok_or_else(|| Rejection::not_found("endpoint service"))?;
     v.model()
         .endpoints

@@ -130,7 +130,7 @@ impl Registry {
         self.write_as(t, |v| {
             // Cloned: the rule runs again if another node commits first.
             let change = change.clone();
-            let mut ep = v.endpoint(&id).ok_or_else(endpoint_not_found)?.clone();
+            let mut ep = v.endpoint(id).ok_or_else(endpoint_not_found)?.clone();
             let ts = now();
             match change {
                 EndpointChange::Whitelist(list, enable) => {
@@ -170,7 +170,7 @@ impl Registry {
     /// EndPoint.2006.
     pub fn delete_endpoint(&self, t: &Tenant, id: &EndpointId) -> Result<(), Rejection> {
         self.write_as(t, |v| {
-            let ep = v.endpoint(&id).ok_or_else(endpoint_not_found)?;
+            let ep = v.endpoint(id).ok_or_else(endpoint_not_found)?;
             Ok((vec![Mutation::Delete(Key::Endpoint(ep.id.clone()))], ()))
         })
     }

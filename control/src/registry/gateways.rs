@@ -131,7 +131,7 @@ fn address(
     };
     if let Some(id) = subnet_id {
         let subnet = v
-            .subnet(&id)
+            .subnet(id)
             .filter(|s| s.vpc_id == vpc.id)
             .ok_or_else(|| invalid("no such subnet in the VPC"))?;
         if subnet.ipv4().is_none() {

@@ -66,7 +66,7 @@ impl Registry {
     /// EndPoint.0005 if not the tenant's; EndPoint.0020 while in use.
     pub fn delete_vpc(&self, t: &Tenant, id: &VpcId) -> Result<(), Rejection> {
         self.write_as(t, |v| {
-            let vpc = v.vpc(&id).ok_or_else(|| Rejection::not_found("vpc"))?;
+            let vpc = v.vpc(id).ok_or_else(|| Rejection::not_found("vpc"))?;
             let m = v.model();
             let in_use = |what: &str, which: &dyn std::fmt::Display, then: &str| {
                 Err(Rejection::new(
@@ -153,9 +153,7 @@ impl Registry {
     /// EndPoint.0005 if not the tenant's; EndPoint.0023 while in use.
     pub fn delete_subnet(&self, t: &Tenant, id: &SubnetId) -> Result<(), Rejection> {
         self.write_as(t, |v| {
-            let s = v
-                .subnet(&id)
-                .ok_or_else(|| Rejection::not_found("subnet"))?;
+            let s = v.subnet(id).ok_or_else(|| Rejection::not_found("subnet"))?;
             let m = v.model();
             if m.ports.values().any(|p| p.subnet_id == s.id)
                 || m.endpoints.values().any(|e| e.subnet_id == s.id)
@@ -228,7 +226,7 @@ impl Registry {
     /// EndPoint.0005 if not the tenant's.
     pub fn delete_port(&self, t: &Tenant, id: &PortId) -> Result<Vec<ServiceId>, Rejection> {
         self.write_as(t, |v| {
-            let port = v.port(&id).ok_or_else(|| Rejection::not_found("port"))?;
+            let port = v.port(id).ok_or_else(|| Rejection::not_found("port"))?;
             let mut muts = vec![Mutation::Delete(Key::Port(port.id.clone()))];
             let mut suspended = Vec::new();
             for s in v.model().services_on(&port.id, None) {

@@ -18,7 +18,7 @@ use crate::model::{
 };
 
 fn owned<'m>(v: TenantView<'m>, service: &ServiceId) -> Result<&'m Service, Rejection> {
-    v.service(&service)
+    v.service(service)
         .ok_or_else(|| Rejection::not_found("endpoint service"))
 }
 

@@ -32,7 +32,7 @@ fn check_backend(
 ) -> Result<(), Rejection> {
     let invalid = |msg: String| Rejection::new(ErrorCode::InvalidPortId, msg);
     let port = v
-        .port(&port_id)
+        .port(port_id)
         .ok_or_else(|| invalid(format!("Invalid port ID {:?}.", port_id.as_str())))?;
     if port.vpc_id != *vpc_id {
         return Err(invalid("The port is not in the service's VPC.".into()));
@@ -149,7 +149,7 @@ impl Registry {
         self.write_as(t, |v| {
             // Cloned: the rule runs again if another node commits first.
             let cmd = cmd.clone();
-            let mut svc = v.service(&id).ok_or_else(service_not_found)?.clone();
+            let mut svc = v.service(id).ok_or_else(service_not_found)?.clone();
             if let Some(port_id) = cmd.port_id
                 && svc.port_id.as_ref() != Some(&port_id)
             {
@@ -191,7 +191,7 @@ impl Registry {
     /// EndPoint.0005 or EndPoint.3006.
     pub fn delete_service(&self, t: &Tenant, id: &ServiceId) -> Result<(), Rejection> {
         self.write_as(t, |v| {
-            let svc = v.service(&id).ok_or_else(service_not_found)?;
+            let svc = v.service(id).ok_or_else(service_not_found)?;
             let m = v.model();
             let live = m
                 .endpoints_of(svc.id.as_str())
