@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use control::auth::{Credential, Credentials};
+use control::auth::Credentials;
 use control::client::Client;
 use control::config::DaemonConfig;
 use control::daemon::{self, Dataplane, Running};
@@ -27,18 +27,7 @@ pub const USER: (&str, &str, &str, &str) =
 /// # Panics
 /// Never: the pairs are valid.
 pub fn credentials() -> Credentials {
-    Credentials::from_list(
-        [PROVIDER, USER]
-            .iter()
-            .map(|(ak, sk, d, p)| Credential {
-                ak: (*ak).into(),
-                sk: (*sk).into(),
-                domain_id: (*d).into(),
-                project_id: (*p).into(),
-            })
-            .collect(),
-    )
-    .expect("valid credentials")
+    testkit::tenants::credentials_of(&[PROVIDER, USER])
 }
 
 /// A dataplane starter that carries no packets: the benchmarks measure the control plane.

@@ -73,11 +73,11 @@ fn load(path: Option<&PathBuf>, cli: &Cli) -> anyhow::Result<(DaemonConfig, Cred
                 let (interface, vpc_id) = a
                     .split_once('=')
                     .ok_or_else(|| anyhow::anyhow!("--attach {a:?}: expected IFACE=VPC_ID"))?;
-                Ok(control::config::AttachmentConfig {
-                    interface: interface.into(),
-                    vpc_id: vpc_id.into(),
-                    ..Default::default()
-                })
+                let interface = interface
+                    .to_string()
+                    .try_into()
+                    .map_err(|e| anyhow::anyhow!("--attach {a:?}: {e}"))?;
+                Ok(control::config::AttachmentConfig::new(interface, vpc_id))
             })
             .collect::<anyhow::Result<_>>()?;
     }

@@ -64,3 +64,27 @@ pub fn stream_result(log: &Path, chunks: usize) {
     assert_eq!(out[1], out[3], "sha256 at the backend");
     assert_eq!(out[2], (chunks * 32768).to_string());
 }
+
+/// `SEND addr port total`: one connection sending `total` bytes (a random block of 1 MiB + 7
+/// bytes, over and over: no shift by a power of two maps the stream onto itself), then
+/// half-closing and reading the answer to the end; prints one JSON object
+/// `{"local", "bytes", "sha256", "answer"}` (the client's address, what it sent and its
+/// sha256, and the backend's answer). Fast enough for streams of several GiB.
+pub const SEND: &str = r#"
+import hashlib, json, os, socket, sys
+addr, port, total = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+block = os.urandom((1 << 20) + 7)
+c = socket.create_connection((addr, port), timeout=60)
+local = "%s:%d" % c.getsockname()
+h, left = hashlib.sha256(), total
+while left:
+    b = block[:left] if left < len(block) else block
+    c.sendall(b); h.update(b); left -= len(b)
+c.shutdown(socket.SHUT_WR)
+answer = b""
+while True:
+    b = c.recv(65536)
+    if not b: break
+    answer += b
+print(json.dumps({"local": local, "bytes": total, "sha256": h.hexdigest(), "answer": answer.decode()}), flush=True)
+"#;

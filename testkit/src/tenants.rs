@@ -27,8 +27,16 @@ pub const STRANGER: (&str, &str, &str, &str) = (
 /// # Panics
 /// Never: the fixtures are valid credentials.
 pub fn credentials() -> Credentials {
+    credentials_of(&[PROVIDER, USER, STRANGER])
+}
+
+/// The key pairs of `tenants` (AK, SK, domain id, project id), as the daemon takes them.
+///
+/// # Panics
+/// If they are not valid credentials (a fixture's mistake).
+pub fn credentials_of(tenants: &[(&str, &str, &str, &str)]) -> Credentials {
     Credentials::from_list(
-        [PROVIDER, USER, STRANGER]
+        tenants
             .iter()
             .map(|(ak, sk, d, p)| Credential {
                 ak: (*ak).into(),
@@ -38,7 +46,7 @@ pub fn credentials() -> Credentials {
             })
             .collect(),
     )
-    .expect("the fixtures are valid credentials")
+    .expect("valid credentials")
 }
 
 /// `tenants` as the daemon's credentials file (TOML).

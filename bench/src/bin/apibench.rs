@@ -122,16 +122,14 @@ fn main() {
         .to_string();
     rt.block_on(running.shutdown());
     cfg.attachments = vec![
-        AttachmentConfig {
-            interface: "user0".into(),
-            vpc_id: uvpc.clone(),
-            ..Default::default()
-        },
-        AttachmentConfig {
-            interface: "prov0".into(),
-            vpc_id: pvpc.clone(),
-            ..Default::default()
-        },
+        AttachmentConfig::new(
+            "user0".to_string().try_into().expect("an interface name"),
+            uvpc.clone(),
+        ),
+        AttachmentConfig::new(
+            "prov0".to_string().try_into().expect("an interface name"),
+            pvpc.clone(),
+        ),
     ];
     let running = start(&rt, &cfg);
     let url = format!("http://{}", running.api_addr);

@@ -286,16 +286,14 @@ fn main() {
     rt.block_on(first.shutdown());
     let attach = |mut c: DaemonConfig| {
         c.attachments = vec![
-            AttachmentConfig {
-                interface: "user0".into(),
-                vpc_id: inv.uvpc.clone(),
-                ..AttachmentConfig::default()
-            },
-            AttachmentConfig {
-                interface: "prov0".into(),
-                vpc_id: inv.pvpc.clone(),
-                ..AttachmentConfig::default()
-            },
+            AttachmentConfig::new(
+                "user0".to_string().try_into().expect("an interface name"),
+                inv.uvpc.clone(),
+            ),
+            AttachmentConfig::new(
+                "prov0".to_string().try_into().expect("an interface name"),
+                inv.pvpc.clone(),
+            ),
         ];
         c
     };

@@ -55,7 +55,7 @@ impl GatewayServiceConfig {
             (Some(v), None) => Some(v),
             (None, Some(i)) => attachments
                 .iter()
-                .find(|a| a.interface == *i)
+                .find(|a| a.interface.as_str() == i.as_str())
                 .map(|a| a.vpc_id.as_str()),
             _ => None,
         }
@@ -157,11 +157,10 @@ mod tests {
     }
 
     fn att() -> Vec<AttachmentConfig> {
-        vec![AttachmentConfig {
-            interface: "veth-store".into(),
-            vpc_id: "store-vpc".into(),
-            ..AttachmentConfig::default()
-        }]
+        vec![AttachmentConfig::new(
+            "veth-store".to_string().try_into().unwrap(),
+            "store-vpc",
+        )]
     }
 
     fn snat() -> Ipv4Net {

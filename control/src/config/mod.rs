@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use dataplane::tables::Ipv4Cidr;
-use serde::Deserialize;
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
 
 use crate::registry::Quotas;
 use crate::store::{EtcdConfig, StoreEngine};
@@ -61,8 +62,8 @@ fn default_data_dir() -> PathBuf {
 fn default_credentials() -> PathBuf {
     PathBuf::from("/etc/vpcep/credentials.toml")
 }
-fn default_snat() -> String {
-    "198.19.128.0/17".into()
+fn default_snat() -> Ipv4Net {
+    Ipv4Net::new(std::net::Ipv4Addr::new(198, 19, 128, 0), 17).expect("17 is a valid prefix")
 }
 fn default_window() -> u64 {
     900
@@ -214,12 +215,66 @@ impl Default for AuditConfig {
     }
 }
 
+/// A network interface's name as Linux takes it: 1 to 15 bytes, none of them `/`, a NUL
+/// or white space, and neither `.` nor `..`. Checked when the config is read.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct InterfaceName(String);
+
+impl InterfaceName {
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for InterfaceName {
+    type Error = ConfigError;
+
+    fn try_from(s: String) -> Result<Self, ConfigError> {
+        let ok = !s.is_empty()
+            && s.len() <= 15
+            && s != "."
+            && s != ".."
+            && !s
+                .bytes()
+                .any(|b| b == b'/' || b == 0 || b.is_ascii_whitespace());
+        if ok {
+            Ok(Self(s))
+        } else {
+            Err(ConfigError::Invalid(format!(
+                "interface {s:?} is not an interface name (1 to 15 bytes, no '/' or white space)"
+            )))
+        }
+    }
+}
+
+impl From<InterfaceName> for String {
+    fn from(n: InterfaceName) -> Self {
+        n.0
+    }
+}
+
+impl std::ops::Deref for InterfaceName {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for InterfaceName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// One interface bound to one VPC.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct AttachmentConfig {
     /// The interface name (it must exist when the daemon starts).
-    pub interface: String,
+    pub interface: InterfaceName,
     /// The VPC it carries (the inventory's VPC id).
     pub vpc_id: String,
     /// Port security: take a packet (and an ARP message for the daemon's addresses) only
@@ -233,6 +288,19 @@ pub struct AttachmentConfig {
     /// DNS on UDP and TCP port 53 (see `[dns]`). Default none: no resolver here.
     #[serde(default)]
     pub dns_ip: Option<std::net::Ipv4Addr>,
+}
+
+impl AttachmentConfig {
+    /// `interface` carrying `vpc_id`, with every option at its default (no port security,
+    /// no DNS resolver).
+    pub fn new(interface: InterfaceName, vpc_id: impl Into<String>) -> Self {
+        Self {
+            interface,
+            vpc_id: vpc_id.into(),
+            port_security: false,
+            dns_ip: None,
+        }
+    }
 }
 
 /// The private DNS resolvers (`[dns]`), one per attachment with a `dns_ip`.
@@ -300,9 +368,9 @@ pub struct DaemonConfig {
     /// The audit log.
     #[serde(default)]
     pub audit: AuditConfig,
-    /// The SNAT range. Default `198.19.128.0/17`.
+    /// The SNAT range (an IPv4 CIDR, a /30 or larger). Default `198.19.128.0/17`.
     #[serde(default = "default_snat")]
-    pub snat_range: String,
+    pub snat_range: Ipv4Net,
     /// Worker threads; each serves every attachment (with several, each attachment's
     /// receive sockets form one `PACKET_FANOUT` group). Default 1.
     #[serde(default = "default_workers")]
@@ -321,9 +389,10 @@ pub struct DaemonConfig {
     /// How receive sockets take frames: `recvmmsg` (default) or `tpacket_v3` (a ring).
     #[serde(default)]
     pub rx: RxMode,
-    /// Keep the kernel's own stack off the attachments: a `tc` ingress filter drops every
-    /// frame after the daemon's packet sockets have their copy, so the kernel spends nothing
-    /// on frames it must not handle (and never answers for them). Default true.
+    /// Keep the kernel's own stack off the attachments: a direct-action `cls_bpf` program on
+    /// the ingress hook drops every frame after the daemon's packet sockets have their copy,
+    /// so the kernel spends nothing on frames it must not handle (and never answers for
+    /// them); `/status` shows whether it is in place. Default true.
     #[serde(default = "default_true")]
     pub ingress_drop: bool,
     /// Conntrack.
@@ -492,10 +561,12 @@ impl DaemonConfig {
                 return bad(format!("VPC {} is attached twice", a.vpc_id));
             }
         }
-        let snat = self.snat()?;
-        let snat = ipnet::Ipv4Net::new(snat.addr(), snat.prefix())
-            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        gateway_services::validate(&self.gateway_services, &self.attachments, snat)
+        self.snat()?;
+        gateway_services::validate(
+            &self.gateway_services,
+            &self.attachments,
+            self.snat_range.trunc(),
+        )
     }
 
     /// The date window of signed requests.
@@ -521,14 +592,11 @@ impl DaemonConfig {
     /// The SNAT range.
     ///
     /// # Errors
-    /// [`ConfigError::Invalid`] if it does not parse or is smaller than 4 addresses.
+    /// [`ConfigError::Invalid`] if it is smaller than 4 addresses.
     pub fn snat(&self) -> Result<Ipv4Cidr, ConfigError> {
-        let c: Ipv4Cidr = self.snat_range.parse().map_err(|_| {
-            ConfigError::Invalid(format!(
-                "snat_range {:?} is not an IPv4 CIDR",
-                self.snat_range
-            ))
-        })?;
+        let n = self.snat_range.trunc();
+        let c = Ipv4Cidr::new(n.addr(), n.prefix_len())
+            .ok_or_else(|| ConfigError::Invalid(format!("snat_range {n} is not an IPv4 CIDR")))?;
         if c.prefix() > 30 {
             return Err(ConfigError::Invalid(
                 "snat_range must be a /30 or larger".into(),

@@ -66,7 +66,7 @@ impl Live {
         if let Some(f) = self.on_stop {
             let keep: Vec<String> = next
                 .into_iter()
-                .flat_map(|c| c.attachments.iter().map(|a| a.interface.clone()))
+                .flat_map(|c| c.attachments.iter().map(|a| a.interface.to_string()))
                 .collect();
             f(&keep);
         }
@@ -454,11 +454,10 @@ mod tests {
     fn only_attachments_conntrack_gateways_and_credentials_change_without_a_restart() {
         let old = DaemonConfig::default();
         let mut new = old.clone();
-        new.attachments.push(crate::config::AttachmentConfig {
-            interface: "eth9".into(),
-            vpc_id: "v".into(),
-            ..Default::default()
-        });
+        new.attachments.push(crate::config::AttachmentConfig::new(
+            "eth9".to_string().try_into().unwrap(),
+            "v",
+        ));
         new.conntrack.udp_secs += 1;
         new.credentials = "/elsewhere.toml".into();
         new.gateway_services = toml::from_str::<DaemonConfig>(

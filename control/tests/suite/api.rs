@@ -1085,11 +1085,13 @@ fn the_tables_are_published_before_any_worker_starts() {
     env.rt.block_on(r.shutdown());
     let mut cfg = env.cfg.clone();
     for (i, vpc) in [uvpc, pvpc].into_iter().enumerate() {
-        cfg.attachments.push(control::config::AttachmentConfig {
-            interface: format!("none{i}"),
-            vpc_id: vpc,
-            ..Default::default()
-        });
+        cfg.attachments.push(control::config::AttachmentConfig::new(
+            format!("none{i}")
+                .to_string()
+                .try_into()
+                .expect("an interface name"),
+            vpc,
+        ));
     }
     let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
     let seen_in = std::sync::Arc::clone(&seen);

@@ -70,10 +70,14 @@ fn a_reload_attaches_vpcs_and_failed_endpoints_heal() {
         next.lock().unwrap().attachments = vpcs
             .iter()
             .enumerate()
-            .map(|(i, v)| AttachmentConfig {
-                interface: format!("if{i}"),
-                vpc_id: (*v).to_string(),
-                ..Default::default()
+            .map(|(i, v)| {
+                AttachmentConfig::new(
+                    format!("if{i}")
+                        .to_string()
+                        .try_into()
+                        .expect("an interface name"),
+                    (*v).to_string(),
+                )
             })
             .collect();
     };

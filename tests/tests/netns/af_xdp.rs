@@ -14,23 +14,6 @@ use testkit::*;
 
 const EP: &str = "10.0.0.200";
 
-/// `STREAM addr port size`: one connection sending `size` random bytes, half-closing and
-/// reading the backend's answer; prints `{"bytes", "sha256", "answer"}`.
-const STREAM: &str = r#"
-import hashlib, json, os, socket, sys
-addr, port, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-data = os.urandom(size)
-c = socket.create_connection((addr, port), timeout=30)
-c.sendall(data)
-c.shutdown(socket.SHUT_WR)
-answer = b""
-while True:
-    b = c.recv(65536)
-    if not b: break
-    answer += b
-print(json.dumps({"bytes": size, "sha256": hashlib.sha256(data).hexdigest(), "answer": answer.decode()}), flush=True)
-"#;
-
 #[test]
 #[ignore = "needs root + netns"]
 fn curl_and_a_checked_stream_through_af_xdp_with_offloads_off() {
@@ -75,7 +58,7 @@ fn curl_and_a_checked_stream_through_af_xdp_with_offloads_off() {
             "120",
             "python3",
             "-c",
-            STREAM,
+            scripts::SEND,
             EP,
             "9000",
             &(32 << 20).to_string(),

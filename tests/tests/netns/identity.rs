@@ -143,28 +143,6 @@ print(json.dumps({"local": local, "bytes": size, "sha256": hashlib.sha256(data).
                   "answer": answer.decode()}), flush=True)
 "#;
 
-/// `LONG addr port total`: one connection sending `total` bytes (a random block of 1 MiB +
-/// 7 bytes, over and over: no shift by a power of two maps the stream onto itself), then
-/// half-closing and reading the answer; prints what [`CLIENT`] prints for one connection.
-const LONG: &str = r#"
-import hashlib, json, os, socket, sys
-addr, port, total = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-block = os.urandom((1 << 20) + 7)
-c = socket.create_connection((addr, port), timeout=60)
-local = "%s:%d" % c.getsockname()
-h, left = hashlib.sha256(), total
-while left:
-    b = block[:left] if left < len(block) else block
-    c.sendall(b); h.update(b); left -= len(b)
-c.shutdown(socket.SHUT_WR)
-answer = b""
-while True:
-    b = c.recv(65536)
-    if not b: break
-    answer += b
-print(json.dumps({"local": local, "bytes": total, "sha256": h.hexdigest(), "answer": answer.decode()}), flush=True)
-"#;
-
 const SYN: u64 = 0x02;
 const ACK: u64 = 0x10;
 
@@ -735,7 +713,7 @@ fn a_proxy_open_stream_past_4_gib_keeps_one_header_and_every_byte() {
             "600",
             "python3",
             "-c",
-            LONG,
+            scripts::SEND,
             EP,
             "9000",
             &total.to_string(),
