@@ -7,7 +7,14 @@
 //! order. The watch history starts at open: older revisions are compacted.
 //!
 //! Claims ([`Store::claim`], the replay cache's signatures) live in two tables of their own,
-//! by token and by expiry, written with the same durability, so a restart keeps them. Each
+//! by token and by expiry. They are committed without an fsync of their own
+//! (`Durability::None`): the signed write a claim guards commits right after it with
+//! immediate durability, and redb makes every earlier commit durable with it, so an
+//! acknowledged write's claim is on disk before the answer leaves (an fsync per signed
+//! write cost 31 % of durable writes in apibench). A claim whose write was refused may be
+//! lost to a crash (not to a planned stop: dropping the store commits once more with
+//! immediate durability); its write can then be sent again within the window, and meets
+//! the rules again. Each
 //! claim removes at most [`PRUNE`] expired ones (oldest first): the tables hold the live
 //! claims and a bounded remainder, with no sweeper.
 
@@ -50,6 +57,18 @@ fn fail<E: Into<redb::Error>>(op: &'static str) -> impl Fn(E) -> StoreError {
 pub struct RedbStore {
     db: Database,
     feed: Mutex<Feed>,
+}
+
+impl Drop for RedbStore {
+    /// One last commit with immediate durability: claims made since the last write reach
+    /// the disk at a planned stop.
+    fn drop(&mut self) {
+        if let Ok(tx) = self.db.begin_write()
+            && let Err(e) = tx.commit()
+        {
+            tracing::warn!(error = %e, "could not flush the store's last claims");
+        }
+    }
 }
 
 impl RedbStore {
@@ -147,7 +166,9 @@ impl Store for RedbStore {
         let now = unix_ms();
         let end = now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
         // redb serialises write transactions; the feed's lock is not needed (no revision).
-        let tx = self.db.begin_write().map_err(fail("claim"))?;
+        let mut tx = self.db.begin_write().map_err(fail("claim"))?;
+        // Made durable by the write it guards (see the module docs).
+        tx.set_durability(redb::Durability::None);
         let taken = {
             let mut claims = tx.open_table(CLAIMS).map_err(fail("claim"))?;
             let mut by_end = tx.open_table(CLAIMS_BY_END).map_err(fail("claim"))?;
@@ -189,7 +210,8 @@ impl Store for RedbStore {
     }
 
     fn unclaim(&self, token: &str) -> Result<(), StoreError> {
-        let tx = self.db.begin_write().map_err(fail("claim"))?;
+        let mut tx = self.db.begin_write().map_err(fail("claim"))?;
+        tx.set_durability(redb::Durability::None);
         {
             let mut claims = tx.open_table(CLAIMS).map_err(fail("claim"))?;
             let mut by_end = tx.open_table(CLAIMS_BY_END).map_err(fail("claim"))?;
