@@ -327,16 +327,22 @@ mod tests {
         Some(v.iter().map(ToString::to_string).collect())
     }
 
-    #[test]
-    fn ownership_is_published_and_only_gains_are_announced() {
+    /// A pusher over attachments `u`, `p` and `x`, and its status.
+    fn pusher() -> (Pusher, Arc<PushStatus>) {
         let snat = default_snat_range();
         let status = Arc::new(PushStatus::default());
-        let mut p = Pusher::new(
+        let p = Pusher::new(
             TablePublisher::new(Tables::new(snat)),
             Attachments::new(["u", "p", "x"]),
             snat,
             Arc::clone(&status),
         );
+        (p, status)
+    }
+
+    #[test]
+    fn ownership_is_published_and_only_gains_are_announced() {
+        let (mut p, status) = pusher();
         let owns = |p: &Pusher| -> Vec<bool> {
             let t = p.publisher().current();
             (0..3).map(|i| t.owns(Attachment(i))).collect()
@@ -387,14 +393,7 @@ mod tests {
 
     #[test]
     fn a_handover_is_announced_again_and_only_what_is_owned() {
-        let snat = default_snat_range();
-        let status = Arc::new(PushStatus::default());
-        let mut p = Pusher::new(
-            TablePublisher::new(Tables::new(snat)),
-            Attachments::new(["u", "p", "x"]),
-            snat,
-            Arc::clone(&status),
-        );
+        let (mut p, status) = pusher();
         p.set_owned(owned(&[]));
         p.set_owned(owned(&["u", "p"]));
         assert!(

@@ -223,10 +223,9 @@ mod tests {
     use super::*;
     use crate::model::Tenant;
 
-    #[test]
-    fn the_replay_cache_forgets_a_signature_only_after_its_window() {
-        let t0 = DateTime::from_timestamp(1_000_000, 0).unwrap();
-        let v = |b: u8, until: i64| Verified {
+    /// A verified request of one tenant with signature `[b; 32]`, valid until `until`.
+    fn verified(b: u8, until: DateTime<Utc>) -> Verified {
+        Verified {
             tenant: Tenant {
                 domain_id: "d".into(),
                 project_id: "p".into(),
@@ -234,8 +233,14 @@ mod tests {
                 org_path: None,
             },
             signature: [b; 32],
-            valid_until: t0 + TimeDelta::seconds(until),
-        };
+            valid_until: until,
+        }
+    }
+
+    #[test]
+    fn the_replay_cache_forgets_a_signature_only_after_its_window() {
+        let t0 = DateTime::from_timestamp(1_000_000, 0).unwrap();
+        let v = |b: u8, until: i64| verified(b, t0 + TimeDelta::seconds(until));
         let c = ReplayCache::new(2);
         assert_eq!(c.admit(&v(1, 10), t0), Ok(()));
         assert_eq!(c.admit(&v(1, 10), t0), Err(ReplayError::Replayed));
@@ -261,16 +266,7 @@ mod tests {
     #[test]
     fn caches_that_share_a_store_admit_a_signature_once() {
         let now = Utc::now();
-        let v = |b: u8| Verified {
-            tenant: Tenant {
-                domain_id: "d".into(),
-                project_id: "p".into(),
-                ak: "a".into(),
-                org_path: None,
-            },
-            signature: [b; 32],
-            valid_until: now + TimeDelta::seconds(60),
-        };
+        let v = |b: u8| verified(b, now + TimeDelta::seconds(60));
         let store: Arc<dyn Claims> = Arc::new(crate::store::MemStore::default());
         let one = ReplayCache::new(8).with_store(Arc::clone(&store));
         let two = ReplayCache::new(8).with_store(Arc::clone(&store));
