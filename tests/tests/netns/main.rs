@@ -14,6 +14,7 @@ mod gateway;
 mod hardening;
 mod identity;
 mod lifecycle;
+mod meters;
 mod netns;
 mod offloads;
 mod reload;
