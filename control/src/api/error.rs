@@ -108,8 +108,12 @@ impl ApiError {
 }
 
 impl IntoResponse for ApiError {
+    /// The response, with the id of the API request being served (so a handler's error,
+    /// its audit entry and its log lines share one id), or a fresh id outside one.
     fn into_response(self) -> Response {
-        let id = uuid::Uuid::new_v4().simple().to_string();
+        let id = super::auth::REQUEST_ID
+            .try_with(Clone::clone)
+            .unwrap_or_else(|_| uuid::Uuid::new_v4().simple().to_string());
         self.into_response_with_id(&id)
     }
 }

@@ -157,6 +157,7 @@ fn needs_restart(old: &DaemonConfig, new: &DaemonConfig) -> Vec<&'static str> {
         api_listen,
         admin_listen,
         data_dir,
+        log_format,
         auth_window_secs,
         api,
         audit,
