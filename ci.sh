@@ -31,6 +31,19 @@ cargo test --workspace 2>&1 | tee "$log"
 step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --document-private-items --quiet
 
+step "Prometheus alert rules: promtool check rules, and their unit tests on synthetic series"
+if ! command -v promtool >/dev/null; then
+  # Only the binary: installing Debian's prometheus package would start a Prometheus server.
+  promdir=$(mktemp -d)
+  (cd "$promdir" && { apt-get download -qq prometheus 2>/dev/null \
+     || { apt-get update -qq && apt-get download -qq prometheus 2>/dev/null; }; } \
+     && dpkg-deb -x prometheus_*.deb x)
+  install -m 755 "$promdir/x/usr/bin/promtool" /usr/local/bin/promtool
+  rm -rf "$promdir"
+fi
+promtool check rules deploy/prometheus/alerts.yml
+(cd deploy/prometheus && promtool test rules alerts.test.yml)
+
 step "network-namespace suites (root): real clients through vpcepd between namespaces, at default offloads; client identity (PROXY v2, TOA); restarts, link flaps, floods, AF_XDP"
 if [ "$(id -u)" != 0 ]; then
   echo "ci.sh: the network-namespace suite needs root" >&2
