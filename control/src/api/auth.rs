@@ -234,13 +234,6 @@ async fn admit(state: &ApiState, verified: Verified) -> Result<(), ApiError> {
     }
 }
 
-tokio::task_local! {
-    /// The id of the API request this task serves, so that an error a handler returns
-    /// answers with the same `X-Request-Id` (see [`super::error::ApiError`]'s
-    /// `IntoResponse`).
-    pub(super) static REQUEST_ID: String;
-}
-
 /// Authenticate every request; on success the [`Tenant`] is in the request's extensions.
 ///
 /// The request gets an id, answered in `X-Request-Id` (and in an error's body), written in
@@ -251,7 +244,9 @@ tokio::task_local! {
 /// `vpcep_api_request_seconds`).
 pub async fn authenticate(State(state): State<ApiState>, req: Request, next: Next) -> Response {
     let request_id = uuid::Uuid::new_v4().simple().to_string();
-    let span = tracing::info_span!(
+    // At error level so that no level filter short of `off` disables it: a warning logged
+    // under `RUST_LOG=warn` still carries its request id.
+    let span = tracing::error_span!(
         "request",
         request_id = %request_id,
         method = %req.method(),
@@ -259,7 +254,7 @@ pub async fn authenticate(State(state): State<ApiState>, req: Request, next: Nex
         project = tracing::field::Empty,
     );
     let started = std::time::Instant::now();
-    let served = REQUEST_ID.scope(
+    let served = super::error::REQUEST_ID.scope(
         request_id.clone(),
         serve(state, req, next, request_id).instrument(span.clone()),
     );
