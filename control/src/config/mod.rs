@@ -596,6 +596,18 @@ mod tests {
     }
 
     #[test]
+    fn log_format_is_text_by_default_json_on_request_and_nothing_else() {
+        assert_eq!(DaemonConfig::default().log_format, LogFormat::Text);
+        let json = DaemonConfig::from_toml("log_format = \"json\"").unwrap();
+        assert_eq!(json.log_format, LogFormat::Json);
+        for bad in ["\"JSON\"", "\"yaml\"", "\"\"", "1"] {
+            let err = DaemonConfig::from_toml(&format!("log_format = {bad}")).unwrap_err();
+            assert!(matches!(err, ConfigError::Parse(_)), "{bad}: {err}");
+            assert!(err.to_string().contains("log_format"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn defaults_and_refusals() {
         let d = DaemonConfig::default();
         assert_eq!(d.api_listen.port(), 9797);
