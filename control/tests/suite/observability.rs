@@ -311,6 +311,17 @@ fn dashboard_queries(v: &Value, out: &mut Vec<String>) {
     }
 }
 
+/// The value of `series` (name and labels as the exporter writes them) in a scrape.
+fn value(scrape: &str, series: &str) -> Option<f64> {
+    scrape.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
 fn deploy(file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../deploy")
@@ -357,21 +368,45 @@ fn every_series_of_the_dashboard_and_the_alerts_is_exported() {
     assert!(refused.is_err(), "a bad file reloads");
     std::fs::write(&cfg, good).unwrap();
 
-    let mut exported = BTreeSet::new();
-    poll_until("the push to be timed", Duration::from_secs(10), || {
-        exported = d
-            .admin("GET", "/metrics")
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-            .filter_map(|l| l.split(['{', ' ']).next())
-            .map(String::from)
-            .collect();
-        exported.contains("vpcep_push_seconds_count")
-    })
+    let mut scrape = String::new();
+    poll_until(
+        "the tables to reflect the store",
+        Duration::from_secs(10),
+        || {
+            scrape = d.admin("GET", "/metrics");
+            let revision = value(&scrape, "vpcep_store_revision");
+            revision.is_some_and(|r| r > 0.0)
+                && revision == value(&scrape, "vpcep_applied_revision")
+        },
+    )
     .unwrap();
+    let exported: BTreeSet<String> = scrape
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .map(String::from)
+        .collect();
+    // The values say what happened: two API requests (one refused), one reload of each
+    // kind, no attachment, no worker.
+    for (series, want) in [
+        ("vpcep_api_request_seconds_count", 2.0),
+        ("vpcep_api_requests_total", 1.0),
+        ("vpcep_api_auth_failures_total", 1.0),
+        ("vpcep_api_throttled_total", 0.0),
+        ("vpcep_config_reloads_total{result=\"ok\"}", 1.0),
+        ("vpcep_config_reloads_total{result=\"failed\"}", 1.0),
+        ("vpcep_attachments{state=\"up\"}", 0.0),
+        ("vpcep_workers", 0.0),
+        ("vpcep_workers_behind", 0.0),
+        ("vpcep_conntrack_capacity", 0.0),
+        ("vpcep_store_up", 1.0),
+    ] {
+        assert_eq!(value(&scrape, series), Some(want), "{series} in\n{scrape}");
+    }
     // The series this check leans on are there (an empty scrape would pass anything).
     for name in [
         "vpcep_api_request_seconds_bucket",
+        "vpcep_push_seconds_count",
         "vpcep_api_requests_total",
         "vpcep_api_auth_failures_total",
         "vpcep_config_reloads_total",
