@@ -30,11 +30,48 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo test --workspace"
 log=$(mktemp)
-trap 'rm -rf "$log" "${conf_log:-}" "${fuzz_dir:-}"' EXIT
+trap 'rm -rf "$log" "${conf_log:-}" "${fuzz_dir:-}" "${dash_rules:-}"' EXIT
 cargo test --workspace 2>&1 | tee "$log"
 
 step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --document-private-items --quiet
+
+step "Prometheus alert rules: promtool check rules, and their unit tests on synthetic series"
+if ! command -v promtool >/dev/null; then
+  # Only the binary: installing Debian's prometheus package would start a Prometheus server.
+  promdir=$(mktemp -d)
+  (cd "$promdir" && { apt-get download -qq prometheus 2>/dev/null \
+     || { apt-get update -qq && apt-get download -qq prometheus 2>/dev/null; }; } \
+     && dpkg-deb -x prometheus_*.deb x)
+  install -m 755 "$promdir/x/usr/bin/promtool" /usr/local/bin/promtool
+  rm -rf "$promdir"
+fi
+promtool check rules deploy/prometheus/alerts.yml
+(cd deploy/prometheus && promtool test rules alerts.test.yml)
+# The dashboard's queries parse as PromQL: each becomes a recording rule for promtool, with
+# Grafana's variables replaced by plain values (its label_values() variables are not PromQL).
+dash_rules=$(mktemp --suffix=.yml)
+python3 - deploy/grafana/vpcep.json >"$dash_rules" <<'PY'
+import json, sys
+def exprs(v):
+    if isinstance(v, dict):
+        for k, x in v.items():
+            if k == "expr" and isinstance(x, str):
+                yield x
+            else:
+                yield from exprs(x)
+    elif isinstance(v, list):
+        for x in v:
+            yield from exprs(x)
+subst = {"$__rate_interval": "5m", "$instance": ".*", "$project": ".*", "$endpoint": "ep"}
+print("groups:\n  - name: dashboard\n    rules:")
+for i, e in enumerate(exprs(json.load(open(sys.argv[1])))):
+    for k, v in subst.items():
+        e = e.replace(k, v)
+    print(f"      - record: dashboard:query{i}\n        expr: {json.dumps(e)}")
+PY
+promtool check rules "$dash_rules"
+rm -f "$dash_rules"
 
 step "network-namespace suites (root): real clients through vpcepd between namespaces, at default offloads; client identity (PROXY v2, TOA); restarts, link flaps, floods, AF_XDP"
 if [ "$(id -u)" != 0 ]; then

@@ -111,6 +111,22 @@ impl Client {
         query: &[(&str, String)],
         body: Option<&Value>,
     ) -> Result<(u16, Value), ClientError> {
+        self.raw_with_id(method, path, query, body)
+            .map(|(status, json, _)| (status, json))
+    }
+
+    /// Like [`Client::raw`], and also the answer's `X-Request-Id` (the id of its audit entry
+    /// and of the daemon's log lines about it).
+    ///
+    /// # Errors
+    /// [`ClientError`] if nothing came back.
+    pub fn raw_with_id(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<(u16, Value, Option<String>), ClientError> {
         self.exchange(
             method,
             path,
@@ -130,7 +146,7 @@ impl Client {
         body: &B,
     ) -> Result<Value, ClientError> {
         let bytes = serde_json::to_vec(body)?;
-        let (status, json) = self.exchange(method, path, &[], Some(bytes))?;
+        let (status, json, _) = self.exchange(method, path, &[], Some(bytes))?;
         Self::check(status, json)
     }
 
@@ -140,7 +156,7 @@ impl Client {
         path: &str,
         query: &[(&str, String)],
         body: Option<Vec<u8>>,
-    ) -> Result<(u16, Value), ClientError> {
+    ) -> Result<(u16, Value, Option<String>), ClientError> {
         let query = auth::query_string(query);
         let has_body = body.is_some();
         let body_bytes = body.unwrap_or_default();
@@ -205,13 +221,18 @@ impl Client {
             other => return Err(ClientError::Method(other.to_string())),
         };
         let status = resp.status().as_u16();
+        let request_id = resp
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(String::from);
         let text = resp.into_body().read_to_string().map_err(t)?;
         let json = if text.trim().is_empty() {
             Value::Null
         } else {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
-        Ok((status, json))
+        Ok((status, json, request_id))
     }
 
     /// Like [`Client::raw`], but an error status becomes [`ClientError::Api`].

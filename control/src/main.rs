@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use control::auth::Credentials;
-use control::config::DaemonConfig;
+use control::config::{DaemonConfig, LogFormat};
 use control::daemon::{self, DaemonError};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -26,7 +26,7 @@ struct Cli {
     /// Check a configuration file (and its credentials file) and exit.
     #[arg(long, value_name = "FILE")]
     check_config: Option<PathBuf>,
-    /// Log as JSON lines instead of text.
+    /// Log as JSON lines instead of text (overrides the file's `log_format`).
     #[arg(long)]
     log_json: bool,
     /// Attach an interface to a VPC: IFACE=VPC_ID (repeatable; replaces the file's list;
@@ -47,6 +47,9 @@ struct Cli {
     admin_listen: Option<std::net::SocketAddr>,
 }
 
+/// Install the log subscriber: JSON lines or text on stderr, the level from `RUST_LOG`
+/// (default `info`). An API request's lines carry its span (`request_id`, `method`, `path`,
+/// `project`): in JSON as the `span` and `spans` fields, in text as a prefix.
 fn init_logs(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -107,9 +110,14 @@ fn load(path: Option<&PathBuf>, cli: &Cli) -> anyhow::Result<(DaemonConfig, Cred
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs(cli.log_json);
-    if let Some(path) = &cli.check_config {
-        return match load(Some(path), &cli) {
+    // The config is read before the log starts, as it says how to log; reading it logs
+    // nothing (its errors go to stderr below).
+    let path = cli.check_config.as_ref().or(cli.config.as_ref());
+    let loaded = load(path, &cli);
+    let json = cli.log_json || matches!(&loaded, Ok((cfg, _)) if cfg.log_format == LogFormat::Json);
+    init_logs(json);
+    if cli.check_config.is_some() {
+        return match loaded {
             Ok((cfg, creds)) => {
                 println!(
                     "config ok: region {}, api {}, admin {}, {} attachments, {} credentials",
@@ -127,7 +135,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    match run(&cli) {
+    match loaded.and_then(|(cfg, creds)| run(&cli, cfg, creds)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("vpcepd: {e:#}");
@@ -136,8 +144,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: &Cli) -> anyhow::Result<()> {
-    let (cfg, creds) = load(cli.config.as_ref(), cli)?;
+fn run(cli: &Cli, cfg: DaemonConfig, creds: Credentials) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -14,7 +14,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use dataplane::WorkerCounters;
 use dataplane::stats::WorkerStats;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
 
 use crate::push::PushStatus;
@@ -99,16 +99,56 @@ pub struct ConfigStatus {
     pub last_error: Option<String>,
 }
 
+/// Bucket bounds of `vpcep_api_request_seconds`: a read takes well under a millisecond, a
+/// durable write an fsync or an etcd round trip.
+const API_SECONDS_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
 /// The process-wide Prometheus recorder (installed once).
 pub fn prometheus() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
-        let recorder = PrometheusBuilder::new().build_recorder();
+        // The API's latency is a histogram with buckets (it can be summed across nodes
+        // and read with `histogram_quantile`); other histograms stay summaries.
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full("vpcep_api_request_seconds".into()),
+                &API_SECONDS_BUCKETS,
+            )
+            .expect("fails only for an empty list of buckets")
+            .build_recorder();
         let handle = recorder.handle();
         // Fails only if another recorder is installed; then our handle renders nothing new.
         let _ = metrics::set_global_recorder(recorder);
+        register_at_zero();
         handle
     })
+}
+
+/// Counters that move only when something goes wrong (or on an operator's action) are
+/// exported from the start, at zero: a series that appears only at its first increment
+/// hides that increment from `rate()` and `increase()`, and from the alerts built on them.
+fn register_at_zero() {
+    for name in [
+        "vpcep_api_requests_total",
+        "vpcep_api_auth_failures_total",
+        "vpcep_api_throttled_total",
+        "vpcep_api_replays_refused_total",
+        "vpcep_api_replay_cache_full_total",
+        "vpcep_api_replay_store_failures_total",
+        "vpcep_api_body_timeouts_total",
+        "vpcep_audit_write_failures_total",
+        "vpcep_push_generations_total",
+        "vpcep_store_conflicts_total",
+        "vpcep_store_resyncs_total",
+        "vpcep_store_undecodable_total",
+    ] {
+        metrics::counter!(name).increment(0);
+    }
+    for result in ["ok", "failed"] {
+        metrics::counter!("vpcep_config_reloads_total", "result" => result).increment(0);
+    }
 }
 
 /// What the admin endpoints read.
@@ -237,11 +277,7 @@ pub fn router(state: AdminState) -> Router {
             "/metrics",
             get(|State(s): State<AdminState>| async move {
                 dataplane::stats::export(&s.node.totals());
-                metrics::gauge!("vpcep_conntrack_flows")
-                    .set(s.node.view().conntrack.as_ref().map_or(0, |c| c.len()) as f64);
-                metrics::gauge!("vpcep_store_revision").set(s.registry.revision() as f64);
-                metrics::gauge!("vpcep_published_generation")
-                    .set(s.push.published_generation.load(Ordering::Relaxed) as f64);
+                export_gauges(&s);
                 (
                     [(
                         axum::http::header::CONTENT_TYPE,
@@ -259,6 +295,37 @@ pub fn router(state: AdminState) -> Router {
             }),
         )
         .with_state(state)
+}
+
+/// Set the gauges read at scrape time: conntrack use, the store and the pusher, the workers'
+/// generations, the attachments' links.
+fn export_gauges(s: &AdminState) {
+    let dp = s.node.view();
+    let (flows, capacity) = dp
+        .conntrack
+        .as_ref()
+        .map_or((0, 0), |c| (c.len(), c.capacity()));
+    metrics::gauge!("vpcep_conntrack_flows").set(flows as f64);
+    metrics::gauge!("vpcep_conntrack_capacity").set(capacity as f64);
+    metrics::gauge!("vpcep_store_revision").set(s.registry.revision() as f64);
+    metrics::gauge!("vpcep_store_up").set(if s.registry.store_up() { 1.0 } else { 0.0 });
+    metrics::gauge!("vpcep_applied_revision")
+        .set(s.push.applied_revision.load(Ordering::Acquire) as f64);
+    let published = s.push.published_generation.load(Ordering::Relaxed);
+    metrics::gauge!("vpcep_published_generation").set(published as f64);
+    let behind = dp
+        .counters
+        .iter()
+        .filter(|w| w.generation.load(Ordering::Relaxed) != published)
+        .count();
+    metrics::gauge!("vpcep_workers").set(dp.counters.len() as f64);
+    metrics::gauge!("vpcep_workers_behind").set(behind as f64);
+    // Counted by state rather than one series per interface, so an attachment removed by
+    // a reload leaves no series behind at its last value; `/status` names them.
+    for state in ["up", "down", "gone"] {
+        let n = dp.links.iter().filter(|(_, l)| l.state() == state).count();
+        metrics::gauge!("vpcep_attachments", "state" => state).set(n as f64);
+    }
 }
 
 /// [`AdminNode::reload`] off the async threads.

@@ -31,6 +31,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use percent_encoding::percent_decode_str;
+use tracing::Instrument;
 
 use super::error::ApiError;
 use super::{ApiState, MAX_BODY};
@@ -193,8 +194,11 @@ async fn check_token(
 /// (an etcd round trip, a redb fsync).
 async fn admit(state: &ApiState, verified: Verified) -> Result<(), ApiError> {
     let replay = std::sync::Arc::clone(&state.replay);
-    let admitted =
-        tokio::task::spawn_blocking(move || replay.admit(&verified, chrono::Utc::now())).await;
+    let span = tracing::Span::current();
+    let admitted = tokio::task::spawn_blocking(move || {
+        span.in_scope(|| replay.admit(&verified, chrono::Utc::now()))
+    })
+    .await;
     match admitted {
         Ok(Ok(())) => Ok(()),
         Ok(Err(ReplayError::Replayed)) => {
@@ -231,8 +235,44 @@ async fn admit(state: &ApiState, verified: Verified) -> Result<(), ApiError> {
 }
 
 /// Authenticate every request; on success the [`Tenant`] is in the request's extensions.
+///
+/// The request gets an id, answered in `X-Request-Id` (and in an error's body), written in
+/// its audit entry, and carried by every log line emitted while serving it: the rest of
+/// the request runs inside a `request` span with fields `request_id`, `method`, `path`
+/// and, once the caller is known, `project`. When the answer is ready one line at debug
+/// level says its status and how long it took (also counted:
+/// `vpcep_api_request_seconds`).
 pub async fn authenticate(State(state): State<ApiState>, req: Request, next: Next) -> Response {
     let request_id = uuid::Uuid::new_v4().simple().to_string();
+    // At error level so that no level filter short of `off` disables it: a warning logged
+    // under `RUST_LOG=warn` still carries its request id.
+    let span = tracing::error_span!(
+        "request",
+        request_id = %request_id,
+        method = %req.method(),
+        path = %req.uri().path(),
+        project = tracing::field::Empty,
+    );
+    let started = std::time::Instant::now();
+    let served = super::error::REQUEST_ID.scope(
+        request_id.clone(),
+        serve(state, req, next, request_id).instrument(span.clone()),
+    );
+    let resp = served.await;
+    let took = started.elapsed();
+    metrics::histogram!("vpcep_api_request_seconds").record(took.as_secs_f64());
+    span.in_scope(|| {
+        tracing::debug!(
+            status = resp.status().as_u16(),
+            duration_ms = took.as_secs_f64() * 1e3,
+            "request served"
+        );
+    });
+    resp
+}
+
+/// [`authenticate`]'s work, inside the request's span.
+async fn serve(state: ApiState, req: Request, next: Next, request_id: String) -> Response {
     let (mut parts, body) = req.into_parts();
     let bytes = match tokio::time::timeout(state.body_timeout, axum::body::to_bytes(body, MAX_BODY))
         .await
@@ -277,6 +317,7 @@ pub async fn authenticate(State(state): State<ApiState>, req: Request, next: Nex
     };
     let (audit, admitted) = match checked {
         Ok((tenant, admitted)) => {
+            tracing::Span::current().record("project", tenant.project_id.as_str());
             parts.extensions.insert(tenant.clone());
             let audit = is_write(&parts.method, parts.uri.path())
                 .then(|| (tenant, format!("{} {}", parts.method, parts.uri.path())));

@@ -11,6 +11,13 @@ use serde::Serialize;
 
 use crate::error::{ErrorCode, Rejection};
 
+tokio::task_local! {
+    /// The id of the API request this task serves (set by [`super::auth::authenticate`]
+    /// around the rest of the request), so that an error a handler returns answers with the
+    /// same `X-Request-Id` as the request's audit entry and log lines.
+    pub static REQUEST_ID: String;
+}
+
 /// The HTTP status of `code`.
 pub fn status(code: ErrorCode) -> StatusCode {
     use ErrorCode::*;
@@ -108,8 +115,12 @@ impl ApiError {
 }
 
 impl IntoResponse for ApiError {
+    /// The response, with the id of the API request being served (so a handler's error,
+    /// its audit entry and its log lines share one id), or a fresh id outside one.
     fn into_response(self) -> Response {
-        let id = uuid::Uuid::new_v4().simple().to_string();
+        let id = REQUEST_ID
+            .try_with(Clone::clone)
+            .unwrap_or_else(|_| uuid::Uuid::new_v4().simple().to_string());
         self.into_response_with_id(&id)
     }
 }

@@ -110,7 +110,9 @@ pub async fn run<T: Send + 'static>(
     op: impl FnOnce(&Registry) -> Result<T, Rejection> + Send + 'static,
 ) -> Result<T, ApiError> {
     let r = Arc::clone(&s.registry);
-    tokio::task::spawn_blocking(move || op(&r))
+    // The request's span goes along, so the registry's log lines carry its request id.
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(|| op(&r)))
         .await
         .map_err(|e| Rejection::system(format!("worker failed: {e}")))?
         .map_err(ApiError::from)

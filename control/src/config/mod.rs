@@ -112,6 +112,19 @@ pub enum RxMode {
     TpacketV3,
 }
 
+/// The format of the daemon's own log (stderr), `log_format`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// One JSON object a line: `timestamp`, `level`, `fields` (the message and its fields),
+    /// `target`, and `span`/`spans` (an API request's `request_id`, `method`, `path` and
+    /// `project`).
+    Json,
+    /// Human-readable lines (tracing's default format). The default.
+    #[default]
+    Text,
+}
+
 /// Conntrack sizing and timeouts.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -274,6 +287,10 @@ pub struct DaemonConfig {
     /// Default `/var/lib/vpcep`.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
+    /// The daemon's own log on stderr: `text` (the default) or `json` (one object a line;
+    /// `vpcepd --log-json` forces it). The level comes from `RUST_LOG` (default `info`).
+    #[serde(default)]
+    pub log_format: LogFormat,
     /// The store's engine: `redb` (one node, the default) or `etcd` (a cluster; see
     /// `[etcd]`).
     #[serde(default)]
@@ -594,6 +611,18 @@ mod tests {
         );
         let creds = include_str!("../../../deploy/credentials.example.toml");
         assert_eq!(crate::auth::Credentials::from_toml(creds).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn log_format_is_text_by_default_json_on_request_and_nothing_else() {
+        assert_eq!(DaemonConfig::default().log_format, LogFormat::Text);
+        let json = DaemonConfig::from_toml("log_format = \"json\"").unwrap();
+        assert_eq!(json.log_format, LogFormat::Json);
+        for bad in ["\"JSON\"", "\"yaml\"", "\"\"", "1"] {
+            let err = DaemonConfig::from_toml(&format!("log_format = {bad}")).unwrap_err();
+            assert!(matches!(err, ConfigError::Parse(_)), "{bad}: {err}");
+            assert!(err.to_string().contains("log_format"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -160,6 +160,7 @@ fn needs_restart(old: &DaemonConfig, new: &DaemonConfig) -> Vec<&'static str> {
         api_listen,
         admin_listen,
         data_dir,
+        log_format,
         auth_window_secs,
         api,
         audit,
@@ -478,5 +479,9 @@ mod tests {
         new.workers += 1;
         new.api_listen = "127.0.0.1:1".parse().unwrap();
         assert_eq!(needs_restart(&old, &new), ["api_listen", "workers"]);
+        // The log is set up once, at start.
+        let mut json = old.clone();
+        json.log_format = crate::config::LogFormat::Json;
+        assert_eq!(needs_restart(&old, &json), ["log_format"]);
     }
 }

@@ -1,4 +1,4 @@
-//! The control plane's integration tests: the API against a running daemon (tenancy, rules, error codes), compile, signing, hardening, reload, crash, gateways, tags, the fuzz corpora replayed, and the module graph.
+//! The control plane's integration tests: the API against a running daemon (tenancy, rules, error codes), compile, signing, hardening, reload, crash, gateways, tags, the fuzz corpora replayed, the module graph, and observability (request ids in the logs, the dashboard's and the alerts' series).
 //!
 //! One binary for every suite of this crate (as cargo's own `tests/testsuite`): one link,
 //! one process, each suite a module; `cargo test -p <crate> --test suite <module>::`
@@ -15,6 +15,7 @@ mod fuzz_replay;
 mod gateway;
 mod hardening;
 mod layout;
+mod observability;
 mod port_security;
 mod reload;
 mod signing;
