@@ -674,7 +674,7 @@ async function serviceDetail(id, tab) {
 
   // Basic Information (Table 5-1).
   const v = {};
-  const dd = (key) => { v[key] = h('dd'); return v[key]; };
+  const dd = (key) => { v[key] = h('span.value'); return v[key]; };
   const row = (label, key, ...extra) => [h('dt', { text: label }), h('dd.with-actions', dd(key), ...extra)];
   const backendLabel = h('dt', 'Cloud Server');
   const associate = h('button.link', { type: 'button', text: 'Associate', on: { click: () => associateDialog() } });
