@@ -212,6 +212,10 @@ export async function signInPassword(user, password, domain, projectId) {
 
 /** Operator sign-in with an access key: checked by one signed read (the quotas). */
 export async function signInKeys(ak, sk, projectId) {
+  if (!globalThis.crypto || !crypto.subtle) {
+    // WebCrypto exists only in secure contexts: https, or http on loopback.
+    throw new ApiError(0, 'console', 'Signing with an access key needs the console over https.');
+  }
   session = { mode: 'aksk', ak, sk, projectId, userName: ak };
   try {
     await request('GET', `/v1/${encodeURIComponent(projectId)}/quotas`, { quiet: true });
