@@ -1,5 +1,10 @@
 //! The authentication middleware: every request is verified before routing.
 //!
+//! A request carries either an SDK-HMAC-SHA256 signature (`Authorization`) or a console
+//! session's token (`X-Auth-Token`, from `POST /v3/auth/tokens`: [`super::tokens`]); a
+//! token stands for its user's project, as an IAM token does, and the same project, rate
+//! and audit rules follow. What follows is about signatures.
+//!
 //! The body is read (bounded by [`MAX_BODY`]), the SDK-HMAC-SHA256 signature is verified
 //! against the raw request target, headers and body, and `X-Project-Id` and the
 //! credential's project must both match the `{project_id}` of the path. The caller's
@@ -109,23 +114,78 @@ fn check(
         ));
     }
     let tenant = verified.tenant.clone();
-    if let Some(project) = path_project(path) {
-        let project = percent_decode_str(project).decode_utf8_lossy();
-        if lookup("x-project-id").as_deref() != Some(&*project) {
-            return Err(ApiError::new(
-                ErrorCode::InvalidProjectId,
-                "Invalid project ID: X-Project-Id does not match the path.",
-            ));
-        }
-        if tenant.project_id != *project {
-            return Err(ApiError::new(
-                ErrorCode::NoPermission,
-                "Authentication information is incorrect or you have no permissions for this project.",
-            ));
-        }
-    }
+    check_project(&tenant, path, lookup("x-project-id").as_deref(), true)?;
     let write = is_write(&parts.method, parts.uri.path());
     Ok((tenant, write.then_some(verified)))
+}
+
+/// The path's project must be the caller's, and `X-Project-Id` must name it (a signed
+/// request must send it, `required`; a token's may leave it out).
+fn check_project(
+    tenant: &Tenant,
+    path: &str,
+    header: Option<&str>,
+    required: bool,
+) -> Result<(), ApiError> {
+    let Some(project) = path_project(path) else {
+        return Ok(());
+    };
+    let project = percent_decode_str(project).decode_utf8_lossy();
+    if header.map_or(required, |h| h != project) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidProjectId,
+            "Invalid project ID: X-Project-Id does not match the path.",
+        ));
+    }
+    if tenant.project_id != *project {
+        return Err(ApiError::new(
+            ErrorCode::NoPermission,
+            "Authentication information is incorrect or you have no permissions for this project.",
+        ));
+    }
+    Ok(())
+}
+
+/// Verify a request that carries a console session's token instead of a signature.
+async fn check_token(
+    state: &ApiState,
+    parts: &axum::http::request::Parts,
+) -> Result<Tenant, ApiError> {
+    let headers = &parts.headers;
+    let single = |name: &'static str| -> Result<Option<String>, ApiError> {
+        let mut all = headers.get_all(name).iter();
+        let first = all.next();
+        if all.next().is_some() {
+            metrics::counter!("vpcep_api_auth_failures_total").increment(1);
+            return Err(ApiError::new(
+                ErrorCode::AuthFailed,
+                AuthError::DuplicateHeader(name).to_string(),
+            ));
+        }
+        Ok(first.map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()))
+    };
+    let token = single("x-auth-token")?.unwrap_or_default();
+    let project_header = single("x-project-id")?;
+    let session = super::tokens::check_token(state, &token).await?;
+    if !state.rate.admit(&session.project_id) {
+        metrics::counter!("vpcep_api_throttled_total").increment(1);
+        return Err(ApiError::new(
+            ErrorCode::Throttled,
+            "The number of requests exceeded the limit. Please try later.",
+        ));
+    }
+    let tenant = Tenant {
+        domain_id: session.domain_id.as_str().into(),
+        project_id: session.project_id.as_str().into(),
+        ak: format!("user:{}", session.user),
+        org_path: state
+            .credentials
+            .load()
+            .org_path(&session.domain_id)
+            .map(String::from),
+    };
+    check_project(&tenant, parts.uri.path(), project_header.as_deref(), false)?;
+    Ok(tenant)
 }
 
 /// Admit a verified write's signature to the replay cache, last, so that a request refused
@@ -202,7 +262,14 @@ pub async fn authenticate(State(state): State<ApiState>, req: Request, next: Nex
         }
     };
     // Writes of an authenticated caller are audited: (who, operation).
-    let checked = match check(&state, &parts, &bytes) {
+    let by_token = parts.headers.contains_key("x-auth-token")
+        && !parts.headers.contains_key(header::AUTHORIZATION);
+    let checked = if by_token {
+        check_token(&state, &parts).await.map(|t| (t, None))
+    } else {
+        check(&state, &parts, &bytes)
+    };
+    let checked = match checked {
         Ok((tenant, Some(verified))) => admit(&state, verified.clone())
             .await
             .map(|()| (tenant, Some(verified))),

@@ -136,7 +136,12 @@ pub async fn serve(
             () = stopped(&mut stop) => break,
         };
         metrics::gauge!("vpcep_api_connections").increment(1.0);
-        let svc = TowerToHyperService::new(router.clone());
+        // The peer's address rides in each request (`ConnectInfo`): sign-in limits use it.
+        let svc = TowerToHyperService::new(
+            router
+                .clone()
+                .layer(axum::Extension(axum::extract::ConnectInfo(peer))),
+        );
         let mut stop = stop.clone();
         let tls = tls.clone();
         conns.spawn(async move {

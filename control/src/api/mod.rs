@@ -12,6 +12,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod console;
 pub mod endpoints;
 pub mod error;
 pub mod http;
@@ -20,6 +21,7 @@ pub mod meta;
 pub mod page;
 pub mod services;
 pub mod tags;
+pub mod tokens;
 pub mod views;
 
 use std::sync::Arc;
@@ -60,8 +62,12 @@ pub struct ApiState {
     pub body_timeout: std::time::Duration,
     /// The per-project request rate.
     pub rate: Arc<http::RateLimit>,
-    /// Where writes are recorded.
+    /// Where writes and sign-ins are recorded.
     pub audit: Option<Arc<crate::audit::AuditLog>>,
+    /// How long a console session lasts.
+    pub session_ttl: std::time::Duration,
+    /// Failed console sign-ins, per user and per source.
+    pub sign_in: Arc<tokens::SignInLimit>,
 }
 
 /// What a handler returns.
@@ -126,8 +132,25 @@ where
     run(s, move |r| op(r, cmd)).await
 }
 
-/// The API router with authentication.
+/// The API router: the console's files and its sign-in (before authentication: they are
+/// how a person gets a token), then the API, every request authenticated.
 pub fn router(state: ApiState) -> Router {
+    let public = Router::new()
+        .route(
+            "/v3/auth/tokens",
+            post(tokens::create)
+                .get(tokens::show)
+                .delete(tokens::delete),
+        )
+        .route("/console", get(console::redirect))
+        .route("/console/", get(console::index))
+        .route("/console/{*file}", get(console::file))
+        .with_state(state.clone());
+    public.merge(api(state))
+}
+
+/// The API's routes, behind [`auth::authenticate`].
+fn api(state: ApiState) -> Router {
     use self::{endpoints as ep, inventory as inv, meta, services as svc, tags};
     let pid = "/v1/{project_id}";
     let s = format!("{pid}/vpc-endpoint-services/{{service_id}}");

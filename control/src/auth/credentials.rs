@@ -1,7 +1,8 @@
 //! The credentials file: the key pairs the daemon accepts (`[[credentials]]`: access key,
 //! secret key, account, project) and the accounts' organisations (`[[orgs]]`: an
 //! organisation path and the accounts in that unit), which `orgPath` whitelist entries
-//! match. Read when the daemon starts; an invalid file is refused whole.
+//! match, and the console's users (`[[users]]`: see [`super::session`]). Read when the
+//! daemon starts and at a reload; an invalid file is refused whole.
 //!
 //! ```toml
 //! [[credentials]]
@@ -19,6 +20,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use serde::Deserialize;
+
+use super::session::{ConsoleUser, valid_hash};
 
 /// One key pair and the tenant it signs for.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -51,6 +54,8 @@ struct CredentialsFile {
     credentials: Vec<Credential>,
     #[serde(default)]
     orgs: Vec<OrgMembership>,
+    #[serde(default)]
+    users: Vec<ConsoleUser>,
 }
 
 /// The credentials the daemon accepts, by access key.
@@ -58,6 +63,7 @@ struct CredentialsFile {
 pub struct Credentials {
     by_ak: HashMap<String, Credential>,
     org_of: HashMap<String, String>,
+    users: Vec<ConsoleUser>,
 }
 
 /// Why a credentials file could not be loaded.
@@ -89,7 +95,57 @@ impl Credentials {
     /// organisation path or an account in two units.
     pub fn from_toml(text: &str) -> Result<Self, CredentialsError> {
         let file: CredentialsFile = toml::from_str(text)?;
-        Self::from_list(file.credentials)?.with_orgs(file.orgs)
+        Self::from_list(file.credentials)?
+            .with_orgs(file.orgs)?
+            .with_users(file.users)
+    }
+
+    /// Add the console's users.
+    ///
+    /// # Errors
+    /// [`CredentialsError::Invalid`] for an empty field, a hash that is not an argon2 PHC
+    /// string, or a name twice in one account.
+    pub fn with_users(mut self, users: Vec<ConsoleUser>) -> Result<Self, CredentialsError> {
+        for u in users {
+            if [&u.name, &u.domain_id, &u.project_id]
+                .iter()
+                .any(|s| s.trim().is_empty())
+            {
+                return Err(CredentialsError::Invalid(format!(
+                    "user {:?} has an empty field",
+                    u.name
+                )));
+            }
+            if !valid_hash(&u.password_hash) {
+                return Err(CredentialsError::Invalid(format!(
+                    "user {:?}: password_hash is not an argon2 PHC string (make one with `vpcepctl hash-password`)",
+                    u.name
+                )));
+            }
+            if self
+                .users
+                .iter()
+                .any(|o| o.name == u.name && o.domain_id == u.domain_id)
+            {
+                return Err(CredentialsError::Invalid(format!(
+                    "user {:?} appears twice in account {:?}",
+                    u.name, u.domain_id
+                )));
+            }
+            self.users.push(u);
+        }
+        Ok(self)
+    }
+
+    /// The console user `name`, in account `domain_id` if given. Without an account the
+    /// name must be unique among all accounts.
+    pub fn user(&self, name: &str, domain_id: Option<&str>) -> Option<&ConsoleUser> {
+        let mut found = self
+            .users
+            .iter()
+            .filter(|u| u.name == name && domain_id.is_none_or(|d| u.domain_id == d));
+        let first = found.next()?;
+        found.next().is_none().then_some(first)
     }
 
     /// Put accounts in organisation units.
@@ -159,6 +215,7 @@ impl Credentials {
         Ok(Self {
             by_ak,
             org_of: HashMap::new(),
+            users: Vec::new(),
         })
     }
 
@@ -213,6 +270,35 @@ mod tests {
         );
         let dup = "[[credentials]]\nak=\"A\"\nsk=\"S\"\ndomain_id=\"d\"\nproject_id=\"p\"\n";
         assert!(Credentials::from_toml(&format!("{dup}{dup}")).is_err());
+    }
+
+    #[test]
+    fn console_users() {
+        let key = "[[credentials]]\nak=\"A\"\nsk=\"S\"\ndomain_id=\"d\"\nproject_id=\"p\"\n";
+        let hash = crate::auth::session::hash_password("pw").unwrap();
+        let user = |name: &str, domain: &str, hash: &str| {
+            format!(
+                "[[users]]\nname=\"{name}\"\npassword_hash=\"{hash}\"\ndomain_id=\"{domain}\"\nproject_id=\"p\"\n"
+            )
+        };
+        let c = Credentials::from_toml(&format!(
+            "{key}{}{}{}",
+            user("alice", "d", &hash),
+            user("bob", "d", &hash),
+            user("bob", "e", &hash)
+        ))
+        .unwrap();
+        assert_eq!(c.user("alice", None).unwrap().domain_id, "d");
+        assert_eq!(c.user("bob", None), None, "two bobs: the account is needed");
+        assert_eq!(c.user("bob", Some("e")).unwrap().domain_id, "e");
+        assert_eq!(c.user("carol", None), None);
+        let twice = format!("{key}{}{}", user("a", "d", &hash), user("a", "d", &hash));
+        assert!(Credentials::from_toml(&twice).is_err());
+        let e = Credentials::from_toml(&format!("{key}{}", user("a", "d", "secret")))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("hash-password"), "{e}");
+        assert!(Credentials::from_toml(&format!("{key}{}", user("", "d", &hash))).is_err());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! SDK-HMAC-SHA256 request signing and verification (the Huawei Cloud API gateway scheme the
-//! official SDK uses), and the credentials file.
+//! official SDK uses), the credentials file, and the console's users and sessions
+//! ([`session`]).
 //!
 //! Verification works on the raw request target, the headers as received and the exact body
 //! bytes, never on a router-normalised path. The canonical request is rebuilt as the SDK
@@ -25,6 +26,7 @@ use sha2::{Digest, Sha256};
 
 mod credentials;
 mod replay;
+pub mod session;
 pub use credentials::{Credential, Credentials, CredentialsError, OrgMembership};
 pub use replay::{Claims, ReplayCache, ReplayError};
 

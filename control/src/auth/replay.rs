@@ -35,6 +35,12 @@ pub trait Claims: Send + Sync {
     /// # Errors
     /// [`StoreError`].
     fn unclaim(&self, token: &str) -> Result<(), StoreError>;
+
+    /// See [`Store::held`].
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    fn held(&self, token: &str) -> Result<bool, StoreError>;
 }
 
 impl<S: Store> Claims for S {
@@ -44,6 +50,10 @@ impl<S: Store> Claims for S {
 
     fn unclaim(&self, token: &str) -> Result<(), StoreError> {
         Store::unclaim(self, token)
+    }
+
+    fn held(&self, token: &str) -> Result<bool, StoreError> {
+        Store::held(self, token)
     }
 }
 

@@ -181,6 +181,14 @@ pub struct ApiConfig {
     pub tls_cert: Option<PathBuf>,
     /// The private key of `tls_cert` (PEM, PKCS#8, SEC1 or PKCS#1).
     pub tls_key: Option<PathBuf>,
+    /// Seconds a console session lasts after its sign-in (`POST /v3/auth/tokens`).
+    /// Default 3600, at most 86400.
+    pub session_ttl_secs: u64,
+    /// Failed console sign-ins allowed per user name and per source address in a
+    /// `sign_in_window_secs`; more are refused (429) until that window ends. Default 5.
+    pub sign_in_failures: u32,
+    /// The window of `sign_in_failures`, in seconds. Default 60.
+    pub sign_in_window_secs: u64,
 }
 
 impl Default for ApiConfig {
@@ -195,6 +203,9 @@ impl Default for ApiConfig {
             rate_burst: 200,
             tls_cert: None,
             tls_key: None,
+            session_ttl_secs: 3600,
+            sign_in_failures: 5,
+            sign_in_window_secs: 60,
         }
     }
 }
@@ -407,10 +418,17 @@ impl DaemonConfig {
         for (name, secs) in [
             ("header_read_timeout_secs", api.header_read_timeout_secs),
             ("body_timeout_secs", api.body_timeout_secs),
+            ("sign_in_window_secs", api.sign_in_window_secs),
         ] {
             if !(1..=3600).contains(&secs) {
                 return bad(format!("api.{name} must be 1 to 3600"));
             }
+        }
+        if !(60..=86_400).contains(&api.session_ttl_secs) {
+            return bad("api.session_ttl_secs must be 60 to 86400".to_string());
+        }
+        if api.sign_in_failures == 0 {
+            return bad("api.sign_in_failures must be at least 1".to_string());
         }
         if !(1..=MAX_CONNECTIONS).contains(&api.max_connections) {
             return bad(format!(

@@ -20,6 +20,7 @@ use super::ExitUnlessStopping;
 use super::dataplane::DaemonError;
 use crate::api::ApiState;
 use crate::api::http::HttpLimits;
+use crate::api::tokens::SignInLimit;
 use crate::audit::AuditLog;
 use crate::auth::{Claims, Credentials, PayloadPolicy, ReplayCache};
 use crate::compile::Attachments;
@@ -233,6 +234,11 @@ pub(super) fn api_state(
         body_timeout: Duration::from_secs(cfg.api.body_timeout_secs),
         rate: Arc::new(cfg.rate_limit()),
         audit: Some(Arc::new(audit)),
+        session_ttl: Duration::from_secs(cfg.api.session_ttl_secs),
+        sign_in: Arc::new(SignInLimit::new(
+            cfg.api.sign_in_failures,
+            Duration::from_secs(cfg.api.sign_in_window_secs),
+        )),
     })
 }
 

@@ -511,7 +511,7 @@ impl Registry {
     }
 }
 
-/// The replay cache's claims go to the store; whether it answered counts like a write's.
+/// The replay cache's claims and the console's sessions go to the store; whether it answered counts like a write's.
 impl crate::auth::Claims for Registry {
     fn claim(&self, token: &str, ttl: Duration) -> Result<bool, StoreError> {
         let r = self.store.claim(token, ttl);
@@ -521,6 +521,12 @@ impl crate::auth::Claims for Registry {
 
     fn unclaim(&self, token: &str) -> Result<(), StoreError> {
         let r = self.store.unclaim(token);
+        self.note_store(&r);
+        r
+    }
+
+    fn held(&self, token: &str) -> Result<bool, StoreError> {
+        let r = self.store.held(token);
         self.note_store(&r);
         r
     }

@@ -501,6 +501,20 @@ impl Store for EtcdStore {
         }
     }
 
+    fn held(&self, token: &str) -> Result<bool, StoreError> {
+        // The key lives as long as its lease: a little past the claim's `ttl` at most
+        // (CLAIM_LEASE_SHARE); sessions carry their own end and check it too.
+        let key = format!("{}{token}", self.keys.replay);
+        let client = self.client.clone();
+        let resp = self.call("claim", async move {
+            client
+                .kv_client()
+                .get(key, Some(GetOptions::new().with_count_only()))
+                .await
+        })?;
+        Ok(resp.count() > 0)
+    }
+
     fn unclaim(&self, token: &str) -> Result<(), StoreError> {
         let key = format!("{}{token}", self.keys.replay);
         let client = self.client.clone();

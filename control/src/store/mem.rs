@@ -88,6 +88,14 @@ impl Store for MemStore {
         Ok(true)
     }
 
+    fn held(&self, token: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .lock()
+            .claims
+            .get(token)
+            .is_some_and(|until| *until > Instant::now()))
+    }
+
     fn unclaim(&self, token: &str) -> Result<(), StoreError> {
         self.lock().claims.remove(token);
         Ok(())

@@ -197,6 +197,13 @@ pub trait Store: Send + Sync + 'static {
     /// # Errors
     /// [`StoreError`]; the token is then held until its `ttl` passes.
     fn unclaim(&self, token: &str) -> Result<(), StoreError>;
+
+    /// Whether `token` is held now (taken by [`Store::claim`], not given back, not past its
+    /// `ttl`). The console's sessions are claims: every node sees one end at sign-out.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    fn held(&self, token: &str) -> Result<bool, StoreError>;
 }
 
 /// The recent history of a store and its watchers; both engines share it. Call

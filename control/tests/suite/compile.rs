@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use crate::common::temp_dir;
+use crate::common::{TempDir, temp_dir};
 use control::compile::Attachments;
 use control::model::{EndpointId, ServiceId, SubnetId, Tenant};
 use control::push::{PushStatus, Pusher};
@@ -39,6 +39,8 @@ struct World {
     svc: ServiceId,
     ep: EndpointId,
     port_sub: SubnetId,
+    /// The store's directory, removed with the world.
+    _dir: TempDir,
 }
 
 impl World {
@@ -153,6 +155,7 @@ fn world_with(secured: &[bool]) -> World {
         svc: svc.id,
         ep: ep.id,
         port_sub: psub.id,
+        _dir: dir,
     }
 }
 

@@ -731,7 +731,7 @@ fn a_bad_certificate_stops_the_start() {
     let tls = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tls");
     let dir = temp_dir("badtls");
     let cfg = control::config::DaemonConfig {
-        data_dir: dir.clone(),
+        data_dir: dir.to_path_buf(),
         api_listen: "127.0.0.1:0".parse().unwrap(),
         admin_listen: "127.0.0.1:0".parse().unwrap(),
         api: control::config::ApiConfig {
@@ -751,5 +751,4 @@ fn a_bad_certificate_stops_the_start() {
         ))
         .unwrap_err();
     assert!(err.to_string().contains("TLS"), "{err}");
-    let _ = std::fs::remove_dir_all(dir);
 }

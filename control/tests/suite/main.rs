@@ -8,6 +8,7 @@
 mod common;
 mod api;
 mod compile;
+mod console;
 mod crash;
 mod daemon_cli;
 mod fuzz_replay;

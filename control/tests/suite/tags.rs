@@ -372,7 +372,7 @@ fn a_services_ip_is_stored_and_returned() {
 fn org_path_permissions_admit_the_accounts_of_that_organisation() {
     let dir = temp_dir("orgs");
     let cfg = DaemonConfig {
-        data_dir: dir.clone(),
+        data_dir: dir.to_path_buf(),
         api_listen: "127.0.0.1:0".parse().unwrap(),
         admin_listen: "127.0.0.1:0".parse().unwrap(),
         ..DaemonConfig::default()
@@ -436,7 +436,6 @@ fn org_path_permissions_admit_the_accounts_of_that_organisation() {
         "EndPoint.2012",
     );
     rt.block_on(running.shutdown());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -81,6 +81,10 @@ pub(crate) enum Command {
         #[arg(long)]
         tail: Option<usize>,
     },
+    /// Hash a console user's password for the credentials file's `[[users]]`
+    /// (`password_hash`): reads the password from the first line of standard input and
+    /// prints an argon2id PHC string.
+    HashPassword,
     /// The cluster of a node on etcd (read from its admin endpoint; no keys needed).
     #[command(subcommand)]
     Cluster(ClusterCmd),

@@ -337,7 +337,7 @@ fn run(cli: Cli) -> Result<Value, String> {
         },
         Command::Tag(cmd) => tag(&c, cmd),
         Command::Quota => get(p("/quotas")),
-        Command::Audit { .. } | Command::Cluster(_) => {
+        Command::Audit { .. } | Command::Cluster(_) | Command::HashPassword => {
             unreachable!("answered before a client is made")
         }
         Command::Raw { method, path, body } => {
@@ -441,8 +441,34 @@ fn tag(c: &Client, cmd: TagCmd) -> Result<Value, String> {
     }
 }
 
+/// `vpcepctl hash-password`: the password from stdin's first line (without its line end).
+fn hash_password() -> Result<String, String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| format!("cannot read the password from standard input: {e}"))?;
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    if password.is_empty() {
+        return Err("the password is empty (give it on standard input)".into());
+    }
+    control::auth::session::hash_password(password).map_err(|e| format!("cannot hash: {e}"))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::HashPassword = cli.command {
+        return match hash_password() {
+            Ok(hash) => {
+                println!("{hash}");
+                ExitCode::SUCCESS
+            }
+            Err(msg) => {
+                eprintln!("vpcepctl: {msg}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let output = cli.output;
     match run(cli) {
         Ok(v) => {

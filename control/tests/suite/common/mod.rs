@@ -25,14 +25,46 @@ pub struct Env {
     pub stranger: Client,
 }
 
-pub fn temp_dir(tag: &str) -> PathBuf {
+/// A directory of its own under the system's temp dir, removed when dropped (tests that
+/// fail mid-way leave nothing behind either, since the guard drops while unwinding).
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Hand the directory to an owner that removes it itself (`Env` does, on drop).
+    pub fn into_path(self) -> PathBuf {
+        let path = self.0.clone();
+        std::mem::forget(self);
+        path
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for TempDir {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn temp_dir(tag: &str) -> TempDir {
     let dir = std::env::temp_dir().join(format!(
         "vpcep-{tag}-{}-{}",
         std::process::id(),
         uuid::Uuid::new_v4().simple()
     ));
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    TempDir(dir)
 }
 
 impl Env {
@@ -41,7 +73,16 @@ impl Env {
     }
 
     pub fn with_config(tag: &str, f: impl FnOnce(&mut DaemonConfig)) -> Self {
-        let dir = temp_dir(tag);
+        Self::with_credentials(tag, credentials(), f)
+    }
+
+    /// The same, with `creds` as the credentials file.
+    pub fn with_credentials(
+        tag: &str,
+        creds: control::auth::Credentials,
+        f: impl FnOnce(&mut DaemonConfig),
+    ) -> Self {
+        let dir = temp_dir(tag).into_path();
         let mut cfg = DaemonConfig {
             data_dir: dir.clone(),
             api_listen: "127.0.0.1:0".parse().unwrap(),
@@ -55,7 +96,7 @@ impl Env {
             .build()
             .unwrap();
         let running = rt
-            .block_on(daemon::start_with(&cfg, credentials(), |_, _, _, _| {
+            .block_on(daemon::start_with(&cfg, creds, |_, _, _, _| {
                 unreachable!("no attachments")
             }))
             .unwrap();
