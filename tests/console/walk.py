@@ -377,6 +377,27 @@ def run(w):
         w.shot(prov, "services")
     w.step("5.1 the service list shows name, ID, status, backend type, approval; search by name", listed)
 
+    if PROVIDER.login:
+        def operator_keys():
+            op = w.page("operator")
+            sign_in(op, Tenant(ENV["PROVIDER_KEYS"], None))
+            expect(row(op, st["sname"])).to_contain_text("Connectable")
+            op.get_by_role("link", name=st["sname"]).click()
+            op.get_by_role("tab", name="Tags").click()
+            op.get_by_role("button", name="Add Tag").click()
+            dialog(op).get_by_label("Key").fill("signed")
+            dialog(op).get_by_label("Value").fill("aksk")
+            dialog(op).get_by_role("button", name="OK").click()
+            expect(row(op, "signed")).to_contain_text("aksk")
+            tags = {t["key"]: t["value"] for t in get(PROVIDER, f"/vpc-endpoint-services/{st['sid']}")["tags"]}
+            assert tags.get("signed") == "aksk", tags
+            call(PROVIDER, "POST", f"/endpoint_service/{st['sid']}/tags/action",
+                 {"action": "delete", "tags": [{"key": "signed"}]})
+            op.context.close()
+            del w.pages["operator"]
+        w.step("6.2 an operator signs in with AK/SK + project ID: reads the list, writes a tag (signed in the browser)",
+               operator_keys)
+
     # 6.5: the user cannot see the service before being whitelisted; an unknown name fails Verify.
     def verify_unlisted():
         nav(user, "VPC Endpoints")
@@ -740,8 +761,42 @@ def run(w):
                     assert e.code in (401, 404), e.code
     w.step("Sign Out: back at sign-in, nothing kept in sessionStorage (and the token revoked)", sign_out)
 
+    if USER.login:
+        def revoked_elsewhere():
+            sign_in(user, USER)
+            expect(user.get_by_role("heading", name="VPC Endpoint Services")).to_be_visible()
+            token = user.evaluate("JSON.parse(sessionStorage.getItem('vpcep.console.session')).token")
+            req = urllib.request.Request(f"{API}/v3/auth/tokens", method="DELETE", headers={
+                "X-Auth-Token": token, "X-Subject-Token": token})
+            with urllib.request.urlopen(req, timeout=10) as r:
+                assert r.status == 204, r.status
+            # The page's next poll gets 401: back to sign-in, the token forgotten.
+            expect(user.get_by_role("status").filter(has_text="session has ended")).to_be_visible()
+            assert user.evaluate("sessionStorage.length") == 0
+        w.step("a session ended elsewhere (DELETE /v3/auth/tokens): the next poll's 401 returns the page to sign-in",
+               revoked_elsewhere, bad_input=True)
+
+        def too_many():
+            # Last of the walk: the limit also counts the source address, so nothing signs in after it.
+            user.goto(CONSOLE)
+            seen = []
+            for _ in range(8):
+                user.get_by_label("Username").fill(USER.login[0])
+                user.get_by_label("Password", exact=True).fill("wrong")
+                with user.expect_response("**/v3/auth/tokens") as resp:
+                    user.get_by_role("button", name="Log In", exact=True).click()
+                code = {401: "APIGW.0301", 429: "EndPoint.0022"}[resp.value.status]
+                expect(user.get_by_role("alert").filter(has_text=code)).to_be_visible()
+                seen.append(code)
+                if code == "EndPoint.0022":
+                    break
+            seen = set(seen)
+            assert seen == {"APIGW.0301", "EndPoint.0022"}, seen
+            expect(user.get_by_role("heading", name="VPC Endpoint Services")).to_have_count(0)
+        w.step("6.2 too many wrong passwords: the API's 429 message on the sign-in page", too_many, bad_input=True)
+
     if not (PROVIDER.login or USER.login):
-        # vpcepd has no POST /v3/auth/tokens yet: a stand-in answers it (the shape of the
+        # Without console users: a stand-in answers POST /v3/auth/tokens (the shape of the
         # issue: 201, X-Subject-Token, the token body), everything else is the real API.
         tok = w.page("token")
 

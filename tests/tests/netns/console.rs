@@ -11,7 +11,9 @@
     clippy::expect_used
 )]
 
+use std::io::Write;
 use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use testkit::*;
@@ -21,6 +23,38 @@ const BODY: &str = "hello from the provider's backend\n";
 /// `PROVIDER` or `USER` as the walk takes them: `AK:SK:PROJECT_ID:DOMAIN_ID`.
 fn keys(t: (&str, &str, &str, &str)) -> String {
     format!("{}:{}:{}:{}", t.0, t.1, t.3, t.2)
+}
+
+/// The argon2id hash of `password`, as `vpcepctl hash-password` prints it.
+fn hash(password: &str) -> String {
+    let mut c = Command::new(bin("vpcepctl"))
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(password.as_bytes()).unwrap();
+    let out = c.wait_with_output().unwrap();
+    assert!(out.status.success(), "vpcepctl hash-password failed");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Console users for the provider's and the user's projects, added to the world's
+/// credentials file (read again at the next reload).
+fn add_users(w: &World) {
+    let mut creds = std::fs::read_to_string(w.dir.join("credentials.toml")).unwrap();
+    for (name, pw, t) in [
+        ("prov-admin", "provider pass 1", PROVIDER),
+        ("user-admin", "user pass 1", USER),
+    ] {
+        creds.push_str(&format!(
+            "\n[[users]]\nname = \"{name}\"\npassword_hash = \"{}\"\ndomain_id = \"{}\"\nproject_id = \"{}\"\n",
+            hash(pw),
+            t.2,
+            t.3
+        ));
+    }
+    std::fs::write(w.dir.join("credentials.toml"), creds).unwrap();
 }
 
 #[test]
@@ -50,6 +84,7 @@ fn the_console_walks_the_user_guide_in_a_browser() {
     };
     let backend = port("10.0.0.10", "backend-1");
     let spare = port("10.0.0.11", "backend-2");
+    add_users(&w);
     // A gateway service for "Cloud services", on the provider's attachment.
     w.write_config(&format!(
         "[[gateway_services]]\nname = \"obs\"\nprefixes = [\"100.125.0.0/16\"]\nvpc_id = \"{}\"\n",
@@ -72,8 +107,10 @@ fn the_console_walks_the_user_guide_in_a_browser() {
         .env("VPCEP_URL", format!("http://127.0.0.1:{}", w.api_port))
         .env("PROVIDER_KEYS", keys(PROVIDER))
         .env("USER_KEYS", keys(USER))
-        // Password sign-in (PROVIDER_LOGIN / USER_LOGIN) once `[[users]]` is in the
-        // credentials file; until then the walk signs in with the access keys.
+        // Both sign in with a password (guide 6.2); the AK/SK sign-in and its signer are
+        // walked by run.sh without these (see walk.py).
+        .env("PROVIDER_LOGIN", "prov-admin:provider pass 1")
+        .env("USER_LOGIN", "user-admin:user pass 1")
         .env("PROVIDER_VPC", s(&w.ids["pvpc"]))
         .env("PROVIDER_SUBNET", s(&w.ids["psub"]))
         .env("PROVIDER_PORT", &backend)
@@ -97,6 +134,7 @@ fn the_console_walks_the_user_guide_in_a_browser() {
         "the walk did not report its steps"
     );
     assert!(!stdout.contains("SKIPPED"), "no step may be skipped here");
+    assert!(stdout.contains("ok  6.2 too many wrong passwords"));
     // The walk reached the backend through the endpoint after the edit in the browser.
     assert!(stdout.contains("ok  curl through the endpoint on the edited client port 9090"));
 }
