@@ -1331,6 +1331,22 @@ async function endpointDetail(id) {
   const row = (label, key) => [h('dt', { text: label }), (v[key] = h('dd'))];
   const statusEl = h('span.status');
   const reason = h('span.reason#status-reason');
+  const wlBtn = h('button.link', { type: 'button', text: 'Modify', 'aria-label': 'Modify whitelist', on: { click: () => ep && whitelistDialog() } });
+  function whitelistDialog() {
+    const on = h('input', { type: 'checkbox', id: nextId('wlon'), checked: ep.enable_whitelist });
+    const list = h('textarea', { id: nextId('wl'), rows: '4' });
+    list.value = (ep.whitelist || []).join('\n');
+    dialog({
+      title: 'Modify Whitelist',
+      fields: [h('div.field.check', on, h('label', { for: on.id, text: 'Access Control (source whitelist)' })),
+        field('Whitelist', list, 'IPv4 addresses or CIDR blocks allowed to use the endpoint, one per line.')],
+      errorFor: () => errorSlot(list),
+      onOk: async () => {
+        await api.request('PUT', path, { body: { enable_whitelist: on.checked, whitelist: list.value.split(/[\s,]+/).filter(Boolean) } });
+        await refresh();
+      },
+    });
+  }
   shellMain.append(h('section.info', { 'aria-label': 'Basic Information' },
     h('h2', 'Basic Information'),
     h('dl.props',
@@ -1344,7 +1360,7 @@ async function endpointDetail(id) {
       row('Internal Network Domain Name', 'dns'),
       row('Packet ID', 'marker'),
       row('Expires', 'expires'),
-      row('Whitelist', 'wl'),
+      h('dt', 'Whitelist'), h('dd.with-actions', (v.wl = h('span.value')), wlBtn),
       row('Description', 'desc'),
       row('Created', 'created'))));
   const tagPanel = h('section.tab-panel', { 'aria-label': 'Tags' }, h('h2', 'Tags'));

@@ -399,6 +399,61 @@ def run(w):
                operator_keys)
 
     # 6.5: the user cannot see the service before being whitelisted; an unknown name fails Verify.
+    lb_port = ENV.get("LB_PORT")
+    if lb_port:
+        def elb_service():
+            nav(prov, "VPC Endpoint Services")
+            prov.get_by_role("button", name="Create Endpoint Service").click()
+            prov.get_by_label("Name", exact=True).fill("lbsvc")
+            prov.get_by_label("VPC", exact=True).select_option(pvpc)
+            prov.get_by_role("radio", name="Elastic Load Balance").check()
+            expect(prov.get_by_label("ECS")).to_be_hidden()
+            prov.get_by_role("combobox", name="Elastic Load Balance").select_option(lb_port)
+            prov.get_by_label("Connection Approval").uncheck()
+            prov.get_by_label("Service Port").fill("443")
+            prov.get_by_label("Client Port").fill("443")
+            prov.get_by_role("button", name="Create Now").click()
+            info = prov.get_by_role("region", name="Basic Information")
+            expect(info).to_contain_text("lbsvc")
+            lid = prov.url.split("#/services/")[1].split("/")[0]
+            s = get(PROVIDER, f"/vpc-endpoint-services/{lid}")
+            assert s["server_type"] == "LB" and s["port_id"] == lb_port and s["approval_enabled"] is False, s
+            expect(info).to_contain_text("Elastic Load Balance")
+            expect(info).to_contain_text("Disabled")
+            prov.get_by_role("button", name="Delete", exact=True).first.click()
+            dialog(prov).get_by_role("button", name="OK").click()
+            expect(prov.get_by_role("heading", name="VPC Endpoint Services")).to_be_visible()
+            until("the LB service to be gone", lambda: call(PROVIDER, "GET", f"/vpc-endpoint-services/{lid}")[0] == 404)
+        w.step("4.1 Create Endpoint Service on an Elastic Load Balance without approval; Delete on its page, OK",
+               elb_service)
+
+    def paging():
+        made = []
+        for i in range(11):
+            status, port = call(PROVIDER, "POST", "/ports", {"port": {"subnet_id": psub, "server_type": "VM",
+                                                                      "ip": f"10.0.0.{100 + i}", "name": f"pg{i}"}})
+            assert status == 200, (status, port)
+            status, svc = call(PROVIDER, "POST", "/vpc-endpoint-services", {
+                "vpc_id": pvpc, "port_id": port["port"]["id"], "server_type": "VM", "service_name": f"pg{i}",
+                "ports": [{"protocol": "TCP", "client_port": 80, "server_port": 80}]})
+            assert status == 200, (status, svc)
+            made.append((svc["id"], port["port"]["id"]))
+        nav(prov, "VPC Endpoint Services")
+        expect(prov.locator(".pager-info")).to_contain_text("Page 1 of 2 · Total records: 12")
+        expect(prov.get_by_role("table", name="Endpoint services").locator("tbody tr")).to_have_count(10)
+        prov.get_by_role("button", name="Next").click()
+        expect(prov.locator(".pager-info")).to_contain_text("Page 2 of 2")
+        expect(prov.get_by_role("table", name="Endpoint services").locator("tbody tr")).to_have_count(2)
+        prov.get_by_label("Page size").select_option("20")
+        expect(prov.get_by_role("table", name="Endpoint services").locator("tbody tr")).to_have_count(12)
+        for sid, pid in made:
+            assert call(PROVIDER, "DELETE", f"/vpc-endpoint-services/{sid}")[0] == 204
+            assert call(PROVIDER, "DELETE", f"/ports/{pid}")[0] == 204
+        # The list follows by itself (polling): one service again.
+        expect(prov.get_by_role("table", name="Endpoint services").locator("tbody tr")).to_have_count(1)
+        expect(prov.locator(".pager-info")).to_contain_text("Total records: 1")
+    w.step("5.1 the service list pages (12 services: 10 a page, Next, 20 a page) and follows deletions by itself", paging)
+
     def verify_unlisted():
         nav(user, "VPC Endpoints")
         user.get_by_role("button", name="Apply for Endpoint").click()
@@ -592,6 +647,31 @@ def run(w):
         until("the old client port to close", lambda: curl(f"http://{EP_IP}:8080/", 2)[0] != 0, 20)
     if network:
         w.step("curl through the endpoint on the edited client port 9090 (8080 no longer answers)", curl_new_port)
+
+    def endpoint_whitelist():
+        nav(user, "VPC Endpoints")
+        user.get_by_role("link", name=st["a"]).click()
+        info = user.get_by_role("region", name="Basic Information")
+        expect(info).to_contain_text("10.0.0.0/24")
+        info.get_by_role("button", name="Modify whitelist").click()
+        d = dialog(user)
+        expect(d.get_by_label("Access Control (source whitelist)")).to_be_focused()
+        d.get_by_label("Whitelist", exact=True).fill("10.0.0.128/25")
+        d.get_by_role("button", name="OK").click()
+        expect(info).to_contain_text("10.0.0.128/25")
+        e = get(USER, f"/vpc-endpoints/{st['a']}")
+        assert e["whitelist"] == ["10.0.0.128/25"] and e["enable_whitelist"] is True, e
+        if network:  # the client (10.0.0.5) is outside the new whitelist
+            until("the client to be refused", lambda: curl(f"http://{EP_IP}:9090/", 2)[0] != 0, 20)
+        info.get_by_role("button", name="Modify whitelist").click()
+        dialog(user).get_by_label("Whitelist", exact=True).fill("10.0.0.0/24")
+        dialog(user).get_by_role("button", name="OK").click()
+        expect(info).to_contain_text("10.0.0.0/24")
+        assert get(USER, f"/vpc-endpoints/{st['a']}")["whitelist"] == ["10.0.0.0/24"]
+        if network:
+            until("the client to be let in again", lambda: curl(f"http://{EP_IP}:9090/") == (0, body), 20)
+    w.step("the endpoint's source whitelist modified on its page: a client outside it is refused, then let in again",
+           endpoint_whitelist)
 
     def bad_mappings():
         prov.get_by_role("button", name="Add Port Mapping").click()

@@ -33,7 +33,11 @@ fn hash(password: &str) -> String {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    c.stdin.take().unwrap().write_all(password.as_bytes()).unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(password.as_bytes())
+        .unwrap();
     let out = c.wait_with_output().unwrap();
     assert!(out.status.success(), "vpcepctl hash-password failed");
     String::from_utf8(out.stdout).unwrap().trim().to_string()
@@ -63,16 +67,16 @@ fn the_console_walks_the_user_guide_in_a_browser() {
     let w = World::new(1).unwrap();
     let _backend = w.http_server("10.0.0.10", 80, BODY).unwrap();
     // The provider's two VMs (10.0.0.10 serves; 10.0.0.11 is the ECS the walk associates
-    // after deleting the first), with the provider interface's MAC.
+    // after deleting the first) and a load balancer, with the provider interface's MAC.
     let mac = mac_of(&w.provider, "eth0").unwrap();
-    let port = |ip: &str, name: &str| {
+    let port = |ip: &str, name: &str, kind: &str| {
         let args = [
             "port",
             "create",
             "--subnet",
             s(&w.ids["psub"]),
             "--type",
-            "VM",
+            kind,
             "--ip",
             ip,
             "--mac",
@@ -82,8 +86,9 @@ fn the_console_walks_the_user_guide_in_a_browser() {
         ];
         s(&w.ctl(PROVIDER, &args).unwrap()["port"]["id"]).to_string()
     };
-    let backend = port("10.0.0.10", "backend-1");
-    let spare = port("10.0.0.11", "backend-2");
+    let backend = port("10.0.0.10", "backend-1", "VM");
+    let spare = port("10.0.0.11", "backend-2", "VM");
+    let lb = port("10.0.0.12", "elb-1", "LB");
     add_users(&w);
     // A gateway service for "Cloud services", on the provider's attachment.
     w.write_config(&format!(
@@ -115,6 +120,7 @@ fn the_console_walks_the_user_guide_in_a_browser() {
         .env("PROVIDER_SUBNET", s(&w.ids["psub"]))
         .env("PROVIDER_PORT", &backend)
         .env("SPARE_PORT", &spare)
+        .env("LB_PORT", &lb)
         .env("USER_VPC", s(&w.ids["uvpcs"][0]))
         .env("USER_SUBNET", s(&w.ids["usubs"][0]))
         .env("CLIENT_NS", &w.users[0].name)
@@ -135,6 +141,7 @@ fn the_console_walks_the_user_guide_in_a_browser() {
     );
     assert!(!stdout.contains("SKIPPED"), "no step may be skipped here");
     assert!(stdout.contains("ok  6.2 too many wrong passwords"));
+    assert!(stdout.contains("ok  4.1 Create Endpoint Service on an Elastic Load Balance"));
     // The walk reached the backend through the endpoint after the edit in the browser.
     assert!(stdout.contains("ok  curl through the endpoint on the edited client port 9090"));
 }
