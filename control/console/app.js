@@ -59,6 +59,7 @@ function poll(fn) {
     if (!mine.alive) return;
     try {
       await fn();
+      if (mine.alive) showError(document.getElementById('poll-error'), null);
     } catch (e) {
       if (!(e instanceof ApiError)) throw e;
       // A failed poll is shown by the page's own status line; the next tick retries.
@@ -176,6 +177,9 @@ function confirmDialog(title, text, onOk) {
 
 const root = document.getElementById('app');
 let shellMain = null;
+let closeMenuOutside = () => {};
+document.addEventListener('click', (ev) => closeMenuOutside(ev));
+document.addEventListener('focusin', (ev) => closeMenuOutside(ev));
 
 function shell() {
   const s = api.current();
@@ -199,6 +203,10 @@ function shell() {
     }
   });
   menu.addEventListener('click', () => toggle(false));
+  // A click or focus elsewhere closes the menu (one listener for the page's life).
+  closeMenuOutside = (ev) => {
+    if (!menu.hidden && !menu.parentNode.contains(ev.target)) toggle(false);
+  };
   shellMain = h('main#main', { tabindex: '-1' });
   const navLink = (href, text) => h('li', h('a', { href, text }));
   fill(root,

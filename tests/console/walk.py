@@ -673,6 +673,24 @@ def run(w):
     w.step("the endpoint's source whitelist modified on its page: a client outside it is refused, then let in again",
            endpoint_whitelist)
 
+    def endpoint_tags():
+        # Still on endpoint A's page.
+        tags = lambda: {t["key"]: t["value"] for t in get(USER, f"/vpc-endpoints/{st['a']}")["tags"]
+                        if not t["key"].startswith("vpcep:")}
+        panel = user.get_by_role("region", name="Tags")
+        expect(row(panel, "app")).to_contain_text("walk")
+        expect(panel).not_to_contain_text("vpcep:")  # the reserved tags stay out of sight
+        panel.get_by_role("button", name="Add Tag").click()
+        dialog(user).get_by_label("Key").fill("tier")
+        dialog(user).get_by_label("Value").fill("web")
+        dialog(user).get_by_role("button", name="OK").click()
+        expect(row(panel, "tier")).to_contain_text("web")
+        row(panel, "app").get_by_role("button", name="Delete").click()
+        dialog(user).get_by_role("button", name="OK").click()
+        expect(row(panel, "app")).to_have_count(0)
+        assert tags() == {"tier": "web"}, tags()
+    w.step("Tags on the endpoint page: Add Tag, Delete (reserved vpcep: tags not shown)", endpoint_tags)
+
     def bad_mappings():
         prov.get_by_role("button", name="Add Port Mapping").click()
         d = dialog(prov)
