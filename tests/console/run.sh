@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # The console walk in a real browser: installs what it needs (Debian's chromium, a venv with
 # Playwright and the official SDK, as tests/conformance does; the browser download of
-# `playwright install` is never used), serves the console if vpcepd does not yet, and runs
-# walk.py against a live vpcepd described by the environment (see walk.py's docstring).
+# `playwright install` is never used), and runs walk.py against a live vpcepd described by the environment (see walk.py's docstring).
 # Usage: tests/console/run.sh   with VPCEP_URL (the API, e.g. http://127.0.0.1:9797) and the
 # variables of walk.py; tests/tests/netns/console.rs sets them for a netns World.
 set -euo pipefail
@@ -19,27 +18,9 @@ if ! "$venv/bin/python" -c 'import playwright, huaweicloudsdkvpcep' 2>/dev/null;
 fi
 : "${VPCEP_URL:?VPCEP_URL: the API of a running vpcepd}"
 work="$(mktemp -d /tmp/vpcep-console.XXXXXX)"
-proxy=""
-cleanup() {
-  if [ -n "$proxy" ] && kill -0 "$proxy" 2>/dev/null; then kill "$proxy"; wait "$proxy" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
+trap 'rm -rf "$work"' EXIT
 export NO_PROXY=127.0.0.1,localhost HOME="$work"   # the SDK writes ~/.huaweicloud
-if curl -sf -o /dev/null "$VPCEP_URL/console/"; then
-  export CONSOLE_URL="$VPCEP_URL/console/"
-else
-  # vpcepd does not serve the console yet: a proxy serves control/console and forwards the rest.
-  port=$(( 20000 + RANDOM % 20000 ))
-  "$venv/bin/python" "$here/devproxy.py" "$port" "$VPCEP_URL" "$root/control/console" >"$work/proxy.log" 2>&1 &
-  proxy=$!
-  for _ in $(seq 1 50); do
-    grep -q ready "$work/proxy.log" 2>/dev/null && break
-    kill -0 "$proxy" 2>/dev/null || { cat "$work/proxy.log"; exit 1; }
-    sleep 0.1
-  done
-  export CONSOLE_URL="http://127.0.0.1:$port/console/" API_URL="$VPCEP_URL"
-  echo "console served by tests/console/devproxy.py at $CONSOLE_URL (vpcepd has no /console/ yet)"
-fi
+curl -sf -o /dev/null "$VPCEP_URL/console/" || { echo "vpcepd at $VPCEP_URL does not serve /console/" >&2; exit 1; }
+export CONSOLE_URL="$VPCEP_URL/console/"
 export SIGNING_VECTORS="${SIGNING_VECTORS:-$here/signing-vectors.json}"
 timeout "${WALK_TIMEOUT_OUTER:-420}" "$venv/bin/python" "$here/walk.py"
