@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The console walk in a real browser: installs what it needs (Debian's chromium, a venv with
 # Playwright and the official SDK, as tests/conformance does; the browser download of
-# `playwright install` is never used), and runs walk.py against a live vpcepd described by the environment (see walk.py's docstring).
+# `playwright install` is never used), and runs walk.py against a live vpcepd (which serves
+# the console at /console/) described by the environment (see walk.py's docstring).
 # Usage: tests/console/run.sh   with VPCEP_URL (the API, e.g. http://127.0.0.1:9797) and the
 # variables of walk.py; tests/tests/netns/console.rs sets them for a netns World.
 set -euo pipefail
