@@ -77,6 +77,12 @@ function when(t) {
   return t.replace('T', ' ').replace(/Z$/, ' UTC');
 }
 
+/** A table's date: to the minute (the full time in the cell's title). */
+function setWhen(td, t) {
+  setText(td, t ? t.slice(0, 16).replace('T', ' ') : '--');
+  td.title = when(t);
+}
+
 function statusBadge(kind, status, extra) {
   const names = kind === 'service' ? SERVICE_STATUS : ENDPOINT_STATUS;
   const el = h('span.status');
@@ -523,8 +529,8 @@ async function servicesList() {
     syncRows(t.tbody, list, (s) => s.id, (s) => {
       const err = actionError();
       return h('tr',
-        h('td', h('a.name', { href: `#/services/${encodeURIComponent(s.id)}` })),
-        h('td.mono'), h('td', statusBadge('service', s.status)), h('td'), h('td'), h('td'), h('td'),
+        h('td.wrap', h('a.name', { href: `#/services/${encodeURIComponent(s.id)}` })),
+        h('td.mono.wrap'), h('td', statusBadge('service', s.status)), h('td'), h('td'), h('td'), h('td'),
         h('td', h('button.link', { type: 'button', text: 'Delete', 'aria-label': `Delete ${s.service_name}`, on: { click: () => deleteService(s, () => refresh()) } }), err));
     }, (tr, s) => {
       const c = tr.cells;
@@ -534,7 +540,7 @@ async function servicesList() {
       setText(c[3], BACKEND_TYPE[s.server_type] || s.server_type);
       setText(c[4], s.approval_enabled ? 'Enabled' : 'Disabled');
       setText(c[5], portsText(s.ports));
-      setText(c[6], when(s.created_at));
+      setWhen(c[6], s.created_at);
     }, name ? 'No endpoint service matches that name.' : 'No endpoint services yet. Click Create Endpoint Service.', t.cols);
     pg.update(r.total_count ?? list.length);
   }
@@ -888,7 +894,7 @@ function connectionsTab(panel, base) {
     syncRows(t.tbody, list, (c) => c.id, (c) => {
       const rowErr = actionError();
       return h('tr',
-        h('td', sel.box(c.id, c.id)), h('td.mono'), h('td.mono'), h('td', statusBadge('endpoint', c.status)), h('td.mono'), h('td'), h('td'),
+        h('td', sel.box(c.id, c.id)), h('td.mono'), h('td.mono'), h('td', statusBadge('endpoint', c.status)), h('td.mono'), h('td.wrap'), h('td'),
         h('td.ops',
           h('button.link', { type: 'button', text: 'Accept', 'aria-label': `Accept ${c.id}`, on: { click: () => decide('receive', [c.id], rowErr) } }),
           h('button.link', { type: 'button', text: 'Reject', 'aria-label': `Reject ${c.id}`, on: { click: () => decide('reject', [c.id], rowErr) } }),
@@ -901,7 +907,7 @@ function connectionsTab(panel, base) {
       updateBadge(cells[3].firstChild, ENDPOINT_STATUS, c.status);
       setText(cells[4], c.domain_id);
       setText(cells[5], c.description || '');
-      setText(cells[6], when(c.created_at));
+      setWhen(cells[6], c.created_at);
     }, 'No endpoint has connected to this service yet.', t.cols);
     sel.prune(new Set(list.map((c) => c.id)));
   }
@@ -952,14 +958,14 @@ function permissionsTab(panel, base) {
     if (!mine.alive) return;
     const list = r.permissions || [];
     syncRows(t.tbody, list, (p) => p.id, (p) => h('tr',
-      h('td', sel.box(p.id, tenantOf(p.permission))), h('td.mono'), h('td'), h('td'),
+      h('td', sel.box(p.id, tenantOf(p.permission))), h('td.mono'), h('td.wrap'), h('td'),
       h('td', h('button.link', {
         type: 'button', text: 'Delete', 'aria-label': `Delete ${tenantOf(p.permission)}`,
         on: { click: () => confirmDialog('Delete', `Are you sure you want to delete ${tenantOf(p.permission)} from the whitelist?`, () => remove([p.id], err)) },
       }))), (tr, p) => {
       setText(tr.cells[1], tenantOf(p.permission));
       setText(tr.cells[2], p.description || '');
-      setText(tr.cells[3], when(p.created_at));
+      setWhen(tr.cells[3], p.created_at);
     }, 'The whitelist is empty: only your own tenant can see this service.', t.cols);
     // The list view has no descriptions: the batch answer carries them. Keep what we know.
     sel.prune(new Set(list.map((p) => p.id)));
@@ -1092,8 +1098,8 @@ async function endpointsList() {
     if (!mine.alive) return;
     const list = r.endpoints || [];
     syncRows(t.tbody, list, (e) => e.id, (e) => h('tr',
-      h('td', h('a.mono', { href: `#/endpoints/${encodeURIComponent(e.id)}` })),
-      h('td', statusBadge('endpoint', e.status)), h('td'), h('td'), h('td.mono'), h('td'), h('td'),
+      h('td.wrap', h('a.mono', { href: `#/endpoints/${encodeURIComponent(e.id)}` })),
+      h('td', statusBadge('endpoint', e.status)), h('td.wrap'), h('td'), h('td.mono'), h('td'), h('td'),
       h('td.ops',
         h('button.link', { type: 'button', text: 'Extend', 'aria-label': `Extend ${e.id}`, on: { click: () => extendDialog(e, refresh) } }),
         h('button.link', { type: 'button', text: 'Delete', 'aria-label': `Delete ${e.id}`, on: { click: () => deleteEndpoint(e, refresh) } }))), (tr, e) => {
@@ -1101,10 +1107,11 @@ async function endpointsList() {
       setText(c[0].firstChild, e.id);
       updateBadge(c[1].firstChild, ENDPOINT_STATUS, e.status, frozen(e) ? 'Expired' : '');
       setText(c[2], e.endpoint_service_name);
-      setText(c[3], vpcLabel(e.vpc_id));
+      setText(c[3], vpcNames.get(e.vpc_id) || e.vpc_id);
+      c[3].title = e.vpc_id;
       setText(c[4], e.ip || '--');
-      setText(c[5], e.expires_at ? when(e.expires_at) : 'Never');
-      setText(c[6], when(e.created_at));
+      if (e.expires_at) setWhen(c[5], e.expires_at); else setText(c[5], 'Never');
+      setWhen(c[6], e.created_at);
     }, name ? 'No endpoint matches that service name.' : 'No endpoints yet. Click Apply for Endpoint.', t.cols);
     pg.update(r.total_count ?? list.length);
   }

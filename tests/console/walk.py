@@ -772,6 +772,7 @@ def run(w):
         exp = datetime.strptime(e["expires_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
         added = (exp - st["a_exp"]).total_seconds()
         assert 86400 - 5 <= added <= 86400 + 5, f"1 day asked, {added} s added"
+        expect(row(user, st["a"])).to_contain_text(e["expires_at"][:16].replace("T", " "))
     w.step("5.5 Extend (1 day) in the Operation column: the expiry moves by a day", extend)
 
     # 5.6 Deleting an Endpoint.
