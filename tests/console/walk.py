@@ -547,6 +547,24 @@ def run(w):
         expect(user.get_by_role("heading", name="Basic Information")).to_be_visible()
         return user.url.split("#/endpoints/")[1]
 
+    def apply_bad_ip():
+        before = get(USER, "/vpc-endpoints")["total_count"]
+        nav(user, "VPC Endpoints")
+        user.get_by_role("button", name="Apply for Endpoint").click()
+        dialog(user).get_by_role("button", name="Apply Now").click()
+        user.get_by_label("Endpoint Service Name").fill(st["sname"])
+        user.get_by_label("VPC", exact=True).select_option(uvpc)
+        user.get_by_label("Subnet").select_option(usub)
+        user.get_by_label("Manual").check()
+        user.get_by_label("IP Address").fill("10.9.9.9")
+        user.get_by_role("button", name="Apply Now").click()  # verifies the name on the way
+        expect(user.locator("#ep-ip-error")).to_contain_text("EndPoint.")
+        expect(user.locator(".verified")).to_contain_text(st["sname"])
+        assert get(USER, "/vpc-endpoints")["total_count"] == before, "nothing created"
+        w.shot(user, "apply-ip-error")
+    w.step("4.3 Apply Now with a manual IP outside the subnet: the API's message at IP Address, nothing created",
+           apply_bad_ip, bad_input=True)
+
     def apply_three():
         a = apply(ip=EP_IP, dns=True, duration="1 hour", whitelist="10.0.0.0/24", tag=("app", "walk"))
         e = get(USER, f"/vpc-endpoints/{a}")
