@@ -922,6 +922,9 @@ function permissionsTab(panel, base) {
   const t = table([sel.all, 'Authorized Tenant ID', 'Description', 'Created', 'Operation'], { label: 'Whitelist' });
   panel.append(h('p.hint', 'Tenants on the whitelist can see this endpoint service and connect to it. Enter * to allow every tenant. Tenants find their ID under My Settings.'),
     h('div.toolbar', addBtn, delBtn, err), t.el);
+  // GET .../permissions carries no description (API.md 6.4: only the batch answers do), so
+  // the descriptions this page has seen are kept for its life.
+  const known = new Map();
   const remove = async (ids, slot) => {
     await api.request('POST', `${base}/permissions/batch-delete`, { body: { permissions: ids.map((x) => ({ id: x })) } });
     showError(slot, null);
@@ -940,7 +943,8 @@ function permissionsTab(panel, base) {
         const permission = org || raw.startsWith('iam:') ? raw : `iam:domain::${raw}`;
         const entry = { permission };
         if (desc.value.trim()) entry.description = desc.value.trim();
-        await api.request('POST', `${base}/permissions/batch-create`, { body: { permissions: [entry], permission_type: org ? 'orgPath' : 'domainId' } });
+        const r = await api.request('POST', `${base}/permissions/batch-create`, { body: { permissions: [entry], permission_type: org ? 'orgPath' : 'domainId' } });
+        for (const p of (r && r.permissions) || []) if (p.id && p.description) known.set(p.id, p.description);
         await refresh();
       },
     });
@@ -964,10 +968,9 @@ function permissionsTab(panel, base) {
         on: { click: () => confirmDialog('Delete', `Are you sure you want to delete ${tenantOf(p.permission)} from the whitelist?`, () => remove([p.id], err)) },
       }))), (tr, p) => {
       setText(tr.cells[1], tenantOf(p.permission));
-      setText(tr.cells[2], p.description || '');
+      setText(tr.cells[2], p.description || known.get(p.id) || '');
       setWhen(tr.cells[3], p.created_at);
     }, 'The whitelist is empty: only your own tenant can see this service.', t.cols);
-    // The list view has no descriptions: the batch answer carries them. Keep what we know.
     sel.prune(new Set(list.map((p) => p.id)));
   }
   return refresh;
@@ -1034,7 +1037,6 @@ function tagsTab(panel, resourceType, id, getTags) {
   const t = table(['Key', 'Value', 'Operation'], { label: 'Tags' });
   panel.append(h('div.toolbar', addBtn, err), t.el);
   const path = `${api.pid()}/${resourceType}/${encodeURIComponent(id)}/tags/action`;
-  let extra = null;
   addBtn.addEventListener('click', () => {
     const k = h('input', { id: nextId('tk') });
     const v = h('input', { id: nextId('tv') });
@@ -1044,7 +1046,6 @@ function tagsTab(panel, resourceType, id, getTags) {
       errorFor: (e) => (/value/i.test(e.message) ? errorSlot(v) : errorSlot(k)),
       onOk: async () => {
         await api.request('POST', path, { body: { action: 'create', tags: [{ key: k.value.trim(), value: v.value.trim() }] } });
-        extra = null;
         await refreshAll();
       },
     });
@@ -1053,7 +1054,7 @@ function tagsTab(panel, resourceType, id, getTags) {
   const mine = life;
   async function refresh() {
     if (!mine.alive) return;
-    const tags = (extra || getTags() || []).filter((x) => !x.key.startsWith('vpcep:'));
+    const tags = (getTags() || []).filter((x) => !x.key.startsWith('vpcep:'));
     syncRows(t.tbody, tags, (x) => x.key, (x) => h('tr', h('td'), h('td'),
       h('td', h('button.link', {
         type: 'button', text: 'Delete', 'aria-label': `Delete tag ${x.key}`,
