@@ -262,7 +262,10 @@ def run(w):
     uvpc, usub = ENV["USER_VPC"], ENV["USER_SUBNET"]
 
     def signer_vectors():
-        prov.goto(CONSOLE)
+        resp = prov.goto(CONSOLE)
+        csp = resp.headers.get("content-security-policy", "")
+        for rule in ("default-src 'self'", "script-src 'self'", "style-src 'self'", "frame-ancestors 'none'"):
+            assert rule in csp, f"the console is served without {rule!r}: {csp!r}"
         got = prov.evaluate("""async (vectors) => {
             const api = await import('./api.js');
             const out = [];
@@ -280,7 +283,8 @@ def run(w):
             assert sts == v["string_to_sign"]
             assert auth == v["authorization"], f"{auth} != {v['authorization']}"
         w.shot(prov, "signin")
-    w.step("the JS signer (WebCrypto) gives the signing vectors' canonical requests and signatures", signer_vectors)
+    w.step("the console is served with the strict CSP; its JS signer (WebCrypto) gives the signing vectors' "
+           "canonical requests and signatures", signer_vectors)
 
     def wrong_secret():
         sign_in(prov, PROVIDER, wrong=True)
@@ -876,7 +880,10 @@ def run(w):
                     raise AssertionError("the token still works after Sign Out")
                 except urllib.error.HTTPError as e:
                     assert e.code in (401, 404), e.code
-    w.step("Sign Out: back at sign-in, nothing kept in sessionStorage (and the token revoked)", sign_out)
+        for pg in (prov, user):
+            assert pg.context.cookies() == [], pg.context.cookies()
+    w.step("Sign Out: back at sign-in, nothing kept in sessionStorage (and the token revoked); no cookie ever set",
+           sign_out)
 
     if USER.login:
         def revoked_elsewhere():
