@@ -612,6 +612,11 @@ def run(w):
         conns = sdk(PROVIDER).list_service_connections(ListServiceConnectionsRequest(vpc_endpoint_service_id=st["sid"], limit=100))
         got = {c.id: c.status for c in conns.connections}
         assert got == {st["a"]: "accepted", st["b"]: "accepted", st["c"]: "rejected"}, got
+        prov.get_by_label("Status", exact=True).select_option(label="Rejected")
+        expect(row(prov, st["c"])).to_have_count(1)
+        expect(row(prov, st["a"])).to_have_count(0)
+        prov.get_by_label("Status", exact=True).select_option(label="All statuses")
+        expect(row(prov, st["a"])).to_have_count(1)
         row(prov, st["a"]).get_by_role("button", name="Edit Description").click()
         dialog(prov).get_by_label("Description").fill("frontend")
         dialog(prov).get_by_role("button", name="OK").click()
@@ -633,6 +638,12 @@ def run(w):
         w.shot(user, "endpoint")
         nav(user, "VPC Endpoints")
         expect(row(user, st["c"])).to_contain_text("Rejected")
+        user.get_by_label("Search by service name").fill("no-such-service")
+        user.get_by_role("button", name="Search").click()
+        expect(row(user, st["c"])).to_have_count(0)
+        user.get_by_label("Search by service name").fill("web")
+        user.get_by_role("button", name="Search").click()
+        expect(row(user, st["c"])).to_have_count(1)
         w.shot(user, "endpoints")
         user.get_by_role("link", name=st["c"]).click()
         expect(user.locator("#status-reason")).to_contain_text("rejected")
@@ -778,7 +789,18 @@ def run(w):
         expect(info).to_contain_text("walk service, edited")
         s = get(PROVIDER, f"/vpc-endpoint-services/{st['sid']}")
         assert s["tcp_proxy"] == "close" and s["description"] == "walk service, edited", s
-    w.step("Tags (Add Tag, Delete), Client Identity and Description changed on the service page", tags_and_settings)
+        info.get_by_role("button", name="Change connection approval").click()
+        dialog(prov).get_by_label("Connection Approval").uncheck()
+        dialog(prov).get_by_role("button", name="OK").click()
+        expect(info).to_contain_text("Disabled")
+        assert get(PROVIDER, f"/vpc-endpoint-services/{st['sid']}")["approval_enabled"] is False
+        info.get_by_role("button", name="Change connection approval").click()
+        dialog(prov).get_by_label("Connection Approval").check()
+        dialog(prov).get_by_role("button", name="OK").click()
+        expect(info).to_contain_text("Enabled")
+        assert get(PROVIDER, f"/vpc-endpoint-services/{st['sid']}")["approval_enabled"] is True
+    w.step("Tags (Add Tag, Delete), Client Identity, Description and Connection Approval changed on the service page",
+           tags_and_settings)
 
     # 5.5 Extending an Endpoint.
     def extend():
