@@ -431,7 +431,7 @@ function connectionsTab(panel, base) {
     syncRows(t.tbody, list, (c) => c.id, (c) => {
       const rowErr = actionError();
       return h('tr',
-        h('td', sel.box(c.id, c.id)), h('td.mono'), h('td.mono'), h('td', statusBadge('endpoint', c.status)), h('td.mono'), h('td.wrap'), h('td'),
+        h('td', sel.box(c.id, c.id)), h('td.mono.wrap'), h('td.mono'), h('td', statusBadge('endpoint', c.status)), h('td.mono'), h('td.text'), h('td'),
         h('td.ops',
           h('button.link', { type: 'button', text: 'Accept', 'aria-label': `Accept ${c.id}`, on: { click: () => decide('receive', [c.id], rowErr) } }),
           h('button.link', { type: 'button', text: 'Reject', 'aria-label': `Reject ${c.id}`, on: { click: () => decide('reject', [c.id], rowErr) } }),
