@@ -4,7 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step says how long the one before it took (and the total at the end).
+last=$SECONDS
+step() {
+  printf '\n[%d s, %d s in all]\n==> %s\n' $((SECONDS - last)) "$SECONDS" "$*"
+  last=$SECONDS
+}
 
 step "toolchain components and system packages"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
@@ -25,7 +30,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo test --workspace"
 log=$(mktemp)
-trap 'rm -f "$log" "${conf_log:-}" "${fuzz_log:-}"' EXIT
+trap 'rm -rf "$log" "${conf_log:-}" "${fuzz_dir:-}"' EXIT
 cargo test --workspace 2>&1 | tee "$log"
 
 step "cargo doc (warnings are errors)"
@@ -42,15 +47,22 @@ step "SDK conformance (official huaweicloudsdkvpcep in a venv against a running 
 conf_log=$(mktemp)
 bash tests/conformance/run.sh "$PWD/target/debug" 2>&1 | tee "$conf_log"
 
-step "bounded fuzz runs (cargo-fuzz on stable: -s none), each target 30 s: the pipeline, the wire views, the signature checker, the request decoders"
+step "bounded fuzz runs (cargo-fuzz on stable: -s none), each target 30 s, two at a time: the pipeline, the wire views, the signature checker, the request decoders"
 command -v cargo-fuzz >/dev/null || cargo install --quiet --locked cargo-fuzz
-fuzz_log=$(mktemp)
-for t in dataplane:process dataplane:parse control:auth control:decode; do
-  crate=${t%%:*} target=${t#*:}
-  echo "fuzz $crate/$target"
-  (cd "$crate/fuzz" && CARGO_TARGET_DIR="$PWD/../../target/fuzz-$crate" \
-    cargo fuzz run -s none "$target" -- -max_total_time=30 2>&1) | tee -a "$fuzz_log" | grep -E '^Done|panicked|SUMMARY|crash-' || true
+fuzz_dir=$(mktemp -d)
+fuzz() { # crate target: build (if needed) and run one target for 30 s, into its own log
+  (cd "$1/fuzz" && CARGO_TARGET_DIR="$PWD/../../target/fuzz-$1" \
+    cargo fuzz run -s none "$2" -- -max_total_time=30) >"$fuzz_dir/$1-$2.log" 2>&1 || true
+}
+for crate in dataplane control; do
+  (cd "$crate/fuzz" && CARGO_TARGET_DIR="$PWD/../../target/fuzz-$crate" cargo fuzz build -s none 2>&1) \
+    | grep -E '^error|warning: unused' || true
 done
+fuzz dataplane process & fuzz dataplane parse & wait
+fuzz control auth & fuzz control decode & wait
+fuzz_log="$fuzz_dir/all.log"
+for f in "$fuzz_dir"/*-*.log; do echo "fuzz $(basename "$f" .log)"; cat "$f"; done >"$fuzz_log"
+grep -E '^fuzz |^Done|panicked|SUMMARY|crash-' "$fuzz_log" || true
 if grep -qE 'panicked|SUMMARY: libFuzzer|deadly signal' "$fuzz_log"; then
   echo "ci.sh: a fuzz target failed; the input is in dataplane/fuzz/artifacts or control/fuzz/artifacts" >&2
   exit 1
@@ -61,6 +73,7 @@ step "pktbench smoke run (debug build; figures come from the release build, see 
 cargo run --quiet -p bench --bin pktbench -- --quick --json
 
 step "summary"
+echo "ci.sh: $SECONDS s in all"
 # One plain closing line over every cargo test binary that ran.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
      /^conformance: [0-9]+ passed/ { p += $2; f += $4 }

@@ -149,8 +149,8 @@ fn cidr(c: &SourceCidr) -> Ipv4Cidr {
     Ipv4Cidr::new(net.addr(), net.prefix_len()).expect("an ipnet prefix is at most 32")
 }
 
-/// Compile one endpoint.
-pub fn endpoint(m: &Model, att: &Attachments, ep: &Endpoint) -> Compiled {
+/// Compile one endpoint, metered under slot `meter` ([`dataplane::meter`]).
+pub fn endpoint(m: &Model, att: &Attachments, ep: &Endpoint, meter: u32) -> Compiled {
     let Some(vpc) = att.get(&ep.vpc_id) else {
         return Compiled::default();
     };
@@ -199,6 +199,7 @@ pub fn endpoint(m: &Model, att: &Attachments, ep: &Endpoint) -> Compiled {
                 service_port: p.server_port,
                 whitelist: whitelist.clone(),
                 identity: client_identity(svc.tcp_proxy),
+                meter,
             };
             (
                 AcceptedKey::new(vpc, ep.ip, p.protocol.number(), p.client_port),
@@ -253,20 +254,27 @@ pub fn backends(m: &Model, att: &Attachments) -> Vec<(Attachment, Ipv4Addr)> {
 /// prefixes of every gateway service one of its accepted, unfrozen endpoints connects to,
 /// when the service's VPC is attached too. Built whole at every push from the gateway
 /// services' endpoint index (a handful of endpoints, not a scan of all).
-pub fn gateways(m: &Model, att: &Attachments) -> Vec<GatewayTable> {
+///
+/// Each VPC's routes to a service are its endpoint's: metered under `meter_of(endpoint)`.
+pub fn gateways(
+    m: &Model,
+    att: &Attachments,
+    meter_of: impl Fn(&crate::model::EndpointId) -> u32,
+) -> Vec<GatewayTable> {
     let mut routes: Vec<Vec<(Ipv4Cidr, GatewayRoute)>> = vec![Vec::new(); att.len()];
     for g in m.gateways.values() {
         let Some(out_vpc) = att.get(&g.vpc_id) else {
             continue;
         };
-        let route = GatewayRoute {
-            out_vpc,
-            next_hop: g.next_hop.map(Ipv4Addr::to_bits),
-        };
         for ep in m.endpoints_of(g.id.as_str()) {
             if ep.status != ConnectionStatus::Accepted || ep.frozen {
                 continue;
             }
+            let route = GatewayRoute {
+                out_vpc,
+                next_hop: g.next_hop.map(Ipv4Addr::to_bits),
+                meter: meter_of(&ep.id),
+            };
             if let Some(list) = att.get(&ep.vpc_id).and_then(|v| routes.get_mut(v.index())) {
                 list.extend(
                     g.prefixes

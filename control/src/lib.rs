@@ -20,6 +20,7 @@ pub mod config;
 pub mod daemon;
 pub mod dns;
 pub mod error;
+pub mod meters;
 pub mod model;
 pub mod push;
 pub mod registry;

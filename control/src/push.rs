@@ -11,13 +11,15 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use dataplane::tables::sharded::Change;
 use dataplane::tables::{AcceptedKey, DnsKey, EndpointKey, Ipv4Cidr};
 use dataplane::{TablePublisher, Tables};
 
 use crate::compile::{self, Attachments};
+use crate::meters::slots::{SlotMap, SlotPool};
 use crate::model::EndpointId;
 use crate::registry::{ChangeNote, Registry, Touched};
 
@@ -57,11 +59,17 @@ impl PushStatus {
     }
 }
 
+/// How long a returned meter slot waits before reuse, unless the daemon sets it from its
+/// conntrack timeouts ([`Pusher::with_meter_hold`]).
+pub const DEFAULT_METER_HOLD: Duration = Duration::from_secs(600);
+
 /// What one endpoint put in the live tables, to take out when it changes.
 #[derive(Debug)]
 struct Contribution {
     accepted: Vec<AcceptedKey>,
     address: Option<EndpointKey>,
+    /// The address's meter slot entry (with `address`, when the endpoint has a slot).
+    metered: bool,
     dns: Option<DnsKey>,
 }
 
@@ -76,6 +84,9 @@ pub struct Pusher {
     /// The VPC ids this node owns (`None`: all); the other attachments are standby.
     owned: Option<BTreeSet<String>>,
     status: Arc<PushStatus>,
+    /// The endpoints' meter slots, and where the reader finds them.
+    slots: SlotPool,
+    slot_map: Arc<ArcSwap<SlotMap>>,
 }
 
 impl Pusher {
@@ -94,7 +105,19 @@ impl Pusher {
             service_addrs: Vec::new(),
             owned: None,
             status,
+            slots: SlotPool::new(DEFAULT_METER_HOLD),
+            slot_map: Arc::new(ArcSwap::from_pointee(SlotMap::new())),
         }
+    }
+
+    /// Hold returned meter slots `hold` before reuse (see [`SlotPool::new`]).
+    pub fn set_meter_hold(&mut self, hold: Duration) {
+        self.slots.set_hold(hold);
+    }
+
+    /// The meter slots in use, as published with the tables (for the meter reader).
+    pub fn slot_map(&self) -> Arc<ArcSwap<SlotMap>> {
+        Arc::clone(&self.slot_map)
     }
 
     /// The publisher, for the workers' readers.
@@ -126,19 +149,32 @@ impl Pusher {
         let mut added = Vec::new();
         let mut added_addresses = Vec::new();
         let mut added_names = Vec::new();
+        let mut meters = Vec::new();
+        let mut added_meters = Vec::new();
+        let now = Instant::now();
         for id in &ids {
             if let Some(old) = self.contributed.remove(id) {
                 accepted.extend(old.accepted.into_iter().map(Change::Remove));
                 addresses.extend(old.address.map(Change::Remove));
+                if old.metered {
+                    meters.extend(old.address.map(Change::Remove));
+                }
                 names.extend(old.dns.map(Change::Remove));
             }
+            if !m.endpoints.contains_key(id) {
+                self.slots.release(id, now);
+            }
             if let Some(ep) = m.endpoints.get(id) {
-                let c = compile::endpoint(&m, &self.attachments, ep);
+                let slot = self.slots.slot(&m, ep, now);
+                let c = compile::endpoint(&m, &self.attachments, ep, slot);
                 let dns = compile::dns(&self.attachments, ep, registry.region());
                 let keys: Vec<AcceptedKey> = c.accepted.iter().map(|(k, _)| *k).collect();
                 added.extend(c.accepted.into_iter().map(|(k, t)| Change::Put(k, t)));
                 if let Some((k, s)) = c.address {
                     added_addresses.push(Change::Put(k, s));
+                    if slot != 0 {
+                        added_meters.push(Change::Put(k, slot));
+                    }
                 }
                 let dns_key = dns.as_ref().map(|(k, _)| k.clone());
                 added_names.extend(dns.map(|(k, ip)| Change::Put(k, ip)));
@@ -147,6 +183,7 @@ impl Pusher {
                     Contribution {
                         accepted: keys,
                         address: c.address.map(|(k, _)| k),
+                        metered: slot != 0,
                         dns: dns_key,
                     },
                 );
@@ -155,20 +192,27 @@ impl Pusher {
         accepted.extend(added);
         addresses.extend(added_addresses);
         names.extend(added_names);
+        meters.extend(added_meters);
+        if matches!(touched, Touched::All) {
+            self.slots.retain(&m, now);
+        }
+        let slots = &self.slots;
         let next = base
             .with_accepted(accepted)
             .with_endpoints(addresses)
+            .with_endpoint_meters(meters)
             .with_dns(names)
             .with_service_addresses(&self.service_addrs)
             .with_snat_vpcs(compile::snat_vpcs(&m, &self.attachments))
             .with_backends(compile::backends(&m, &self.attachments))
             .with_sources(compile::sources(&m, &self.attachments))
             .with_ports(compile::ports(&m, &self.attachments))
-            .with_gateways(compile::gateways(&m, &self.attachments))
+            .with_gateways(compile::gateways(&m, &self.attachments, |id| slots.get(id)))
             .with_standby(self.standby());
         drop(m);
         let (entries, addrs) = (next.accepted().len() as u64, next.endpoint_count() as u64);
         let generation = self.publisher.publish(next);
+        self.slot_map.store(self.slots.published());
         self.status
             .accepted_entries
             .store(entries, Ordering::Relaxed);

@@ -25,6 +25,7 @@ pub mod config;
 pub mod conntrack;
 pub mod flow;
 pub mod io;
+pub mod meter;
 pub mod neighbour;
 pub mod pipeline;
 pub mod rewrite;

@@ -91,6 +91,8 @@ fn tables() -> Tables {
         service_port: 80,
         whitelist: None,
         identity: ClientIdentity::NONE,
+        // Metered, as every endpoint flow of the daemon is.
+        meter: 1,
     };
     Tables::new(default_snat_range()).with_endpoint(A, ENDPOINT, [(6, 8080, target)])
 }
@@ -400,6 +402,7 @@ fn gateway_tables() -> Tables {
     let route = GatewayRoute {
         out_vpc: B,
         next_hop: Some(BACKEND.to_bits()),
+        meter: 1,
     };
     let prefix = Ipv4Cidr::new(Ipv4Addr::new(100, 125, 0, 0), 16).expect("a /16");
     Tables::new(default_snat_range())
@@ -472,6 +475,7 @@ fn accepted_changes(n: usize) -> Vec<Change<AcceptedKey, Target>> {
                 service_port: 80,
                 whitelist: None,
                 identity: ClientIdentity::NONE,
+                meter: u32::try_from(i % 4096).expect("fits") + 1,
             };
             Change::Put(AcceptedKey::new(A, ip, 6, 8080), target)
         })

@@ -121,6 +121,8 @@ pub struct AdminState {
     pub push: Arc<PushStatus>,
     /// The node.
     pub node: Arc<dyn AdminNode>,
+    /// The per-endpoint and per-service figures (their series follow the others).
+    pub meters: Option<Arc<crate::meters::MeterBook>>,
 }
 
 /// What `/status` shows of one attachment's link (the AF_PACKET transmit socket, shared by
@@ -245,7 +247,13 @@ pub fn router(state: AdminState) -> Router {
                         axum::http::header::CONTENT_TYPE,
                         "text/plain; version=0.0.4",
                     )],
-                    prometheus().render(),
+                    {
+                        let mut text = prometheus().render();
+                        if let Some(m) = &s.meters {
+                            text.push_str(&m.render());
+                        }
+                        text
+                    },
                 )
                     .into_response()
             }),

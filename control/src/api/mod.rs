@@ -18,6 +18,7 @@ pub mod error;
 pub mod http;
 pub mod inventory;
 pub mod meta;
+pub mod metrics;
 pub mod page;
 pub mod services;
 pub mod tags;
@@ -68,6 +69,8 @@ pub struct ApiState {
     pub session_ttl: std::time::Duration,
     /// Failed console sign-ins, per user and per source.
     pub sign_in: Arc<tokens::SignInLimit>,
+    /// The per-endpoint figures (`.../metrics`); none without a daemon.
+    pub meters: Option<Arc<crate::meters::MeterBook>>,
 }
 
 /// What a handler returns.
@@ -172,6 +175,7 @@ fn api(state: ApiState) -> Router {
             get(svc::public),
         )
         .route(&s, get(svc::show).put(svc::update).delete(svc::delete))
+        .route(&format!("{s}/metrics"), get(metrics::service))
         .route(&format!("{s}/name"), put(svc::rename))
         .route(&format!("{s}/connections"), get(svc::connections))
         .route(&format!("{s}/connections/action"), post(svc::decide))
@@ -207,6 +211,7 @@ fn api(state: ApiState) -> Router {
             put(ep::policy).delete(ep::clear_policy),
         )
         .route(&format!("{e}/expiry"), put(ep::extend))
+        .route(&format!("{e}/metrics"), get(metrics::endpoint))
         .route(&format!("{pid}/vpcs"), get(inv::vpcs).post(inv::create_vpc))
         .route(
             &format!("{pid}/vpcs/{{id}}"),

@@ -117,7 +117,7 @@ pub enum RxMode {
 #[serde(deny_unknown_fields, default)]
 pub struct ConntrackConfig {
     /// Maximum flows. Default 1048576. The flow table is allocated for all of them at start:
-    /// 96 bytes a flow (96 MiB by default), backed by memory as flows first touch it.
+    /// 104 bytes a flow (104 MiB by default), backed by memory as flows first touch it.
     pub capacity: usize,
     /// The share of `capacity` one VPC's clients may hold, in percent (1 to 100; 100 is no
     /// per-VPC limit). Default 50.
@@ -500,6 +500,24 @@ impl DaemonConfig {
             &self.attachments,
             self.snat_range.trunc(),
         )
+    }
+
+    /// How long a deleted endpoint's meter slot waits before another endpoint gets it:
+    /// the longest conntrack timeout (a flow of the old endpoint that is never seen again
+    /// is gone by then) and a minute for the sweep.
+    pub fn meter_hold(&self) -> Duration {
+        let c = &self.conntrack;
+        let longest = [
+            c.tcp_embryonic_secs,
+            c.tcp_established_secs,
+            c.tcp_closing_secs,
+            c.tcp_closed_secs,
+            c.udp_secs,
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0);
+        Duration::from_secs(longest.saturating_add(60))
     }
 
     /// The date window of signed requests.

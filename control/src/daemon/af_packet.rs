@@ -108,11 +108,13 @@ pub fn start_workers(
     let handover = cfg.data_dir.join(HANDOVER);
     let mut adopted = restore_flows(&shared, &vpc_ids, &cfg.data_dir);
     let mut counters = Vec::new();
+    let mut meters = Vec::new();
     let mut threads = Vec::new();
     let spawned = (|| -> Result<(), DaemonError> {
         for (w, backend) in opened.into_iter().enumerate() {
             let c = Arc::new(WorkerCounters::default());
             let mut pipeline = Pipeline::new(dp_cfg.clone(), shared.clone());
+            meters.push(pipeline.meters());
             // The first worker's expiry sweep takes the restored flows.
             pipeline.adopt(adopted.drain(..));
             let name = format!("vpcep-worker-{w}");
@@ -237,6 +239,7 @@ pub fn start_workers(
         links,
         on_stop,
         counters,
+        meters,
         conntrack: Some(Arc::clone(&shared.conntrack)),
         threads,
     })

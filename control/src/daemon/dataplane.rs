@@ -91,6 +91,8 @@ pub type OnStop = Box<dyn FnOnce(&[String]) + Send>;
 pub struct Dataplane {
     /// Each worker's counters.
     pub counters: Vec<Arc<WorkerCounters>>,
+    /// Each worker's per-endpoint meters.
+    pub meters: Vec<Arc<dataplane::meter::Meters>>,
     /// The shared conntrack.
     pub conntrack: Option<Arc<dataplane::conntrack::ConnTrack>>,
     /// Worker threads.
@@ -109,6 +111,7 @@ impl Dataplane {
     pub fn none() -> Self {
         Self {
             counters: Vec::new(),
+            meters: Vec::new(),
             conntrack: None,
             threads: Vec::new(),
             on_stop: None,

@@ -20,6 +20,7 @@ use crate::api;
 use crate::api::admin::{self, AdminNode, AdminState, ReloadError, Reloaded};
 use crate::auth::Credentials;
 use crate::config::DaemonConfig;
+use crate::meters::MeterBook;
 use crate::push::PushStatus;
 use crate::registry::Registry;
 use crate::store::StoreEngine;
@@ -153,20 +154,34 @@ pub async fn start_with(
         threads.push(start::follower(&registry, &stopping)?);
     }
     let start: Arc<StartWorkers> = Arc::new(start_workers);
+    let meters = Arc::new(MeterBook::new(
+        pushing
+            .pusher
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .slot_map(),
+    ));
+    threads.push(
+        crate::meters::spawn(Arc::clone(&meters), Arc::clone(&stopping))
+            .map_err(DaemonError::Spawn)?,
+    );
     let node = Arc::new(Node::start(
         cfg.clone(),
         credentials,
         start,
         Arc::clone(&pushing.pusher),
         Arc::clone(&registry),
+        Arc::clone(&meters),
     )?);
     let listeners = start::Listeners::bind(cfg.api_listen, cfg.admin_listen).await?;
     let (stop, stop_rx) = watch::channel(false);
-    let api_state = start::api_state(cfg, &registry, node.credentials())?;
+    let mut api_state = start::api_state(cfg, &registry, node.credentials())?;
+    api_state.meters = Some(Arc::clone(&meters));
     let admin_state = AdminState {
         registry: Arc::clone(&registry),
         push: Arc::clone(&pushing.status),
         node: Arc::clone(&node) as Arc<dyn AdminNode>,
+        meters: Some(meters),
     };
     // With etcd: this node in the member list, the election, and `/cluster` on the admin
     // listener.

@@ -41,6 +41,7 @@ use crate::api::admin::{AdminNode, ConfigStatus, DataplaneView, ReloadError, Rel
 use crate::auth::Credentials;
 use crate::compile::Attachments;
 use crate::config::DaemonConfig;
+use crate::meters::MeterBook;
 use crate::push::Pusher;
 use crate::registry::{Registry, Touched};
 
@@ -89,6 +90,8 @@ pub struct Node {
     pusher: Arc<Mutex<Pusher>>,
     registry: Arc<Registry>,
     start: Arc<StartWorkers>,
+    /// The per-endpoint figures, read from each dataplane this node starts.
+    meters: Arc<MeterBook>,
     revision: AtomicU64,
     failed: AtomicU64,
     last_error: Mutex<Option<String>>,
@@ -191,6 +194,7 @@ impl Node {
         start: Arc<StartWorkers>,
         pusher: Arc<Mutex<Pusher>>,
         registry: Arc<Registry>,
+        meters: Arc<MeterBook>,
     ) -> Result<Self, DaemonError> {
         let node = Self {
             inner: Mutex::new(Inner {
@@ -204,6 +208,7 @@ impl Node {
             pusher,
             registry,
             start,
+            meters,
             revision: AtomicU64::new(1),
             failed: AtomicU64::new(0),
             last_error: Mutex::new(None),
@@ -271,6 +276,7 @@ impl Node {
         old: &mut Option<Live>,
     ) -> Result<(Option<Live>, Option<Instant>), DaemonError> {
         let mut pusher = lock(&self.pusher);
+        pusher.set_meter_hold(cfg.meter_hold());
         let reader = pusher.publisher().reader();
         let mut stopped_at = None;
         let mut done = false;
@@ -311,6 +317,8 @@ impl Node {
         let stop = Arc::new(AtomicBool::new(false));
         let dp = (self.start)(cfg, &reader, Arc::clone(&stop), &mut ready)?;
         ready();
+        self.meters
+            .set_sources(dp.meters, dp.conntrack.as_ref().map(Arc::clone));
         self.view.store(Arc::new(DataplaneView {
             counters: dp.counters,
             conntrack: dp.conntrack,

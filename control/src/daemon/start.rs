@@ -235,6 +235,7 @@ pub(super) fn api_state(
         rate: Arc::new(cfg.rate_limit()),
         audit: Some(Arc::new(audit)),
         session_ttl: Duration::from_secs(cfg.api.session_ttl_secs),
+        meters: None,
         sign_in: Arc::new(SignInLimit::new(
             cfg.api.sign_in_failures,
             Duration::from_secs(cfg.api.sign_in_window_secs),

@@ -232,9 +232,11 @@ fn the_pusher_publishes_routes_while_the_endpoint_lives_and_the_service_exists()
         reader.load().clone()
     };
     let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap().to_bits();
+    // The route's meter slot is the gateway endpoint's (the first handed out: 1).
     let hop = GatewayRoute {
         out_vpc: Attachment(1),
         next_hop: Some(ip("10.9.0.1")),
+        meter: 1,
     };
 
     let t = sync(&mut reader);
@@ -342,11 +344,11 @@ fn a_gateway_service_on_a_vpc_this_node_does_not_attach_routes_nothing() {
     let att = Attachments::new([vpc.id.as_str()]);
     let m = reg.read();
     assert!(
-        control::compile::gateways(&m, &att)
+        control::compile::gateways(&m, &att, |_| 0)
             .iter()
             .all(|t| t.is_empty())
     );
-    let c = control::compile::endpoint(&m, &att, &ep);
+    let c = control::compile::endpoint(&m, &att, &ep, 0);
     assert_eq!(c.address.map(|(_, s)| s), Some(EndpointState::Inactive));
     assert!(control::compile::snat_vpcs(&m, &att).is_empty());
 }

@@ -65,6 +65,7 @@ pub fn run(data: &[u8]) {
         service_port: port,
         whitelist: None,
         identity: ClientIdentity::NONE,
+        meter: 1,
     };
     let open = Target {
         identity: ClientIdentity {
@@ -94,6 +95,7 @@ pub fn run(data: &[u8]) {
             GatewayRoute {
                 out_vpc: B,
                 next_hop: Some(u32::from(Ipv4Addr::new(10, 0, 0, 10))),
+                meter: 2,
             },
         )])]);
     let config = Config {

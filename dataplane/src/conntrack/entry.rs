@@ -14,8 +14,8 @@ use crate::wire::ethernet::MacAddr;
 #[derive(Clone, Copy, Debug)]
 pub struct FlowEntry<'a> {
     rec: Record<'a>,
-    /// The table, for the word beside the record (the client ISN), read only by flows with
-    /// client identity.
+    /// The table, for the words beside the record: the client ISN (read only by flows
+    /// with client identity) and the meter slot.
     table: &'a FlowTable,
     /// The record's slot and incarnation, to remove exactly this flow.
     pub(super) slot: u32,
@@ -112,6 +112,17 @@ impl<'a> FlowEntry<'a> {
         self.rec
             .generation(self.dir)
             .store(stamp(generation), Relaxed);
+    }
+
+    /// The flow's meter slot ([`crate::meter`]).
+    #[inline(always)]
+    pub fn meter(&self) -> u32 {
+        self.table.meter(self.slot).load(Relaxed)
+    }
+
+    /// Meter the flow under `slot` from now on (its re-check found its connection's).
+    pub fn set_meter(&self, slot: u32) {
+        self.table.meter(self.slot).store(slot, Relaxed);
     }
 
     /// Last time (seconds since the tracker's epoch) a packet of this direction matched.

@@ -208,6 +208,8 @@ pub fn decode(
                 now_secs.saturating_sub(r.reply_idle),
             ],
             client_isn: r.client_isn,
+            // Set again by the flow's first re-check (its generation stamps are 0).
+            meter: 0,
         };
         if ct
             .insert_flow(&flow, [(r.rewrite.src, r.rewrite.sport)])
@@ -370,6 +372,7 @@ mod tests {
             generation: [9, 9],
             last_seen: [now, now],
             client_isn: u32::from(client_port) * 1000,
+            meter: 0,
         };
         assert_eq!(
             ct.insert_flow(&flow, [(rw.src, rw.sport)]),

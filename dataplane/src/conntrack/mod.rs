@@ -17,9 +17,9 @@
 //!   and in the share of its VPC (the ingress attachment of the flow's opener, see
 //!   [`ConnTrack::try_reserve`]). When either is full, an embryonic or unreplied flow is
 //!   evicted to make room ([`ConnTrack::evict`]), never an established one. The table has
-//!   exactly `capacity` records, so it never grows: memory is fixed at start (100 bytes a
-//!   flow of capacity: 64 of record, 32 of index and the 4-byte client ISN word that only
-//!   flows with client identity write; zeroed pages the kernel backs as flows first touch them; the daemon
+//!   exactly `capacity` records, so it never grows: memory is fixed at start (104 bytes a
+//!   flow of capacity: 64 of record, 32 of index, the 4-byte client ISN word that only
+//!   flows with client identity write, and the 4-byte meter slot; zeroed pages the kernel backs as flows first touch them; the daemon
 //!   asks for huge pages over [`ConnTrack::regions`], so the 32-byte-a-flow index is
 //!   resident after a few dozen flows).
 //! - Eviction candidates are kept per VPC for the whole node (not per worker), so a worker
@@ -475,6 +475,12 @@ impl ConnTrack {
         }
     }
 
+    /// The meter slot of every live flow ([`crate::meter`]), for counting each endpoint's
+    /// active flows. Off the fast path: it reads every record in use.
+    pub fn live_meters(&self) -> impl Iterator<Item = u32> + '_ {
+        self.table.live_meters()
+    }
+
     /// Every flow, each as read consistently on its own. Off the fast path: hand-overs and
     /// diagnostics.
     pub fn flows(&self) -> Vec<FlowInit> {
@@ -542,6 +548,7 @@ mod tests {
             generation: [1, 1],
             last_seen: [now, now],
             client_isn: 0,
+            meter: 0,
         };
         assert_eq!(ct.try_reserve(vpc), Ok(()));
         assert_eq!(

@@ -75,6 +75,8 @@ pub struct FlowInit {
     /// The client's initial sequence number (TCP flows with [`super::state::PROXY`] or
     /// [`super::state::TOA`]; zero otherwise). Kept beside the record, not in it.
     pub client_isn: u32,
+    /// The flow's meter slot ([`crate::meter`]; 0: none). Kept beside the record.
+    pub meter: u32,
 }
 
 impl FlowInit {
@@ -197,6 +199,7 @@ impl Words {
             generation: [self.0[GENERATION[0]], self.0[GENERATION[1]]],
             last_seen: [self.0[LAST[0]], self.0[LAST[1]]],
             client_isn: 0,
+            meter: 0,
         }
     }
 }

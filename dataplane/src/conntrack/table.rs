@@ -72,6 +72,9 @@ pub struct FlowTable {
     /// One word per record beside it: the client's initial sequence number, read only by
     /// flows that carry client identity, so the record stays one cache line.
     isn: Box<[AtomicU32]>,
+    /// One more word per record beside it: the flow's meter slot ([`crate::meter`]),
+    /// read by every forwarded packet (one load, warmed with the record by the prefetch).
+    meter: Box<[AtomicU32]>,
     /// Word offset of record 0 (aligns it to 64 bytes).
     rbase: usize,
     capacity: usize,
@@ -137,9 +140,11 @@ impl FlowTable {
         let (records, rbase) = zeroed::<AtomicU32>(capacity * RECORD_WORDS);
         let (index, ibase) = zeroed::<AtomicU64>(buckets * BUCKET_WORDS);
         let (isn, _) = zeroed::<AtomicU32>(capacity);
+        let (meter, _) = zeroed::<AtomicU32>(capacity);
         Self {
             records,
             isn,
+            meter,
             rbase,
             capacity,
             index,
@@ -162,7 +167,7 @@ impl FlowTable {
 
     /// Bytes this table holds (records, side words, index, alignment), fixed at creation.
     pub fn footprint(&self) -> usize {
-        (self.records.len() + self.isn.len()) * 4 + self.index.len() * 8
+        (self.records.len() + self.isn.len() + self.meter.len()) * 4 + self.index.len() * 8
     }
 
     /// The key's hash.
@@ -185,6 +190,21 @@ impl FlowTable {
     #[inline]
     pub fn isn(&self, slot: u32) -> &AtomicU32 {
         &self.isn[slot as usize]
+    }
+
+    /// The meter slot word of record `slot` (see [`FlowInit::meter`]).
+    #[inline(always)]
+    pub fn meter(&self, slot: u32) -> &AtomicU32 {
+        &self.meter[slot as usize]
+    }
+
+    /// Load record `slot`'s meter word, if `slot` names a record (a prefetch).
+    #[inline]
+    pub fn touch_meter(&self, slot: u64) -> u32 {
+        usize::try_from(slot)
+            .ok()
+            .and_then(|s| self.meter.get(s))
+            .map_or(0, |w| w.load(Relaxed))
     }
 
     /// The handle on record `slot`.
@@ -259,6 +279,7 @@ impl FlowTable {
     /// took with [`FlowTable::alloc`] and has not published yet.
     pub fn write(&self, slot: u32, f: &FlowInit) {
         self.at(slot).write(f);
+        self.meter(slot).store(f.meter, Relaxed);
         // Only flows with client identity read it: others leave its page untouched.
         if f.reply_state & state::IDENTITY != 0 {
             self.isn(slot).store(f.client_isn, Relaxed);
@@ -438,6 +459,17 @@ impl FlowTable {
         }
     }
 
+    /// The meter slot of every live record. Off the fast path.
+    pub fn live_meters(&self) -> impl Iterator<Item = u32> + '_ {
+        let high = self.fresh.load(Acquire);
+        (0..high).filter_map(|slot| {
+            self.at(slot)
+                .read_all()
+                .filter(Words::live)
+                .map(|_| self.meter(slot).load(Relaxed))
+        })
+    }
+
     /// Every live record (a copy, each consistent on its own). Off the fast path.
     pub fn live(&self) -> impl Iterator<Item = FlowInit> + '_ {
         let high = self.fresh.load(Acquire);
@@ -449,6 +481,7 @@ impl FlowTable {
                 } else {
                     self.isn(slot).load(Relaxed)
                 },
+                meter: self.meter(slot).load(Relaxed),
                 ..w.flow()
             })
         })

@@ -46,23 +46,27 @@ impl Pipeline {
             port: key.dport,
             hop: route.hop(key.dst),
             identity: 0,
+            meter: route.meter,
         };
         let classified = self.install(tables, frame, parsed, to, now_secs);
-        if matches!(classified, Classified::Verdict(Verdict::Forward(_))) {
-            self.stats.gateway_flows += 1;
+        match classified {
+            Classified::Verdict(Verdict::Forward(_)) => self.stats.gateway_flows += 1,
+            Classified::Verdict(Verdict::Drop(reason)) => self.meters.dropped(route.meter, reason),
+            _ => {}
         }
         classified
     }
 
     /// Re-check a flow the accepted table does not hold as a gateway flow: `None` (revoke)
     /// unless its destination is unchanged and the client's VPC still routes it to the
-    /// attachment the flow uses. `Some(mac)`: the next hop's current MAC, if known.
+    /// attachment the flow uses. `Some((mac, meter))`: the next hop's current MAC, if
+    /// known, and the route's meter slot.
     pub(super) fn recheck_gateway(
         &self,
         tables: &Tables,
         f: &FlowSides,
         dir: Direction,
-    ) -> Option<Option<MacAddr>> {
+    ) -> Option<(Option<MacAddr>, u32)> {
         let FlowSides {
             client_vpc,
             dst,
@@ -79,9 +83,10 @@ impl Pipeline {
         if route.out_vpc != out_vpc {
             return None;
         }
-        Some(match dir {
+        let mac = match dir {
             Direction::Original => self.shared.neighbours.lookup(out_vpc, route.hop(dst)),
             Direction::Reply => None,
-        })
+        };
+        Some((mac, route.meter))
     }
 }

@@ -69,6 +69,7 @@ use self::flow_identity::{identity_segment, marker_of, reopen, synack_completes}
 use crate::config::Config;
 use crate::conntrack::{ConnTrack, Direction, FlowEntry, state, tcp_next};
 use crate::flow::{Attachment, FlowKey};
+use crate::meter::Meters;
 use crate::neighbour::Neighbours;
 use crate::rewrite::{identity, nat};
 use crate::stats::WorkerStats;
@@ -113,6 +114,8 @@ struct Destination {
     port: u16,
     hop: u32,
     identity: u8,
+    /// The connection's meter slot.
+    meter: u32,
 }
 
 /// What the IPv4 checks found: enough to build the flow key and track TCP state.
@@ -156,6 +159,11 @@ pub struct Pipeline {
     clock: (Instant, u32, u64),
     /// Conntrack hashes of the frames [`Pipeline::prefetch`] is warming.
     prefetched: [u64; PREFETCH_MAX],
+    /// This pipeline's per-endpoint counters ([`crate::meter`]).
+    meters: Arc<Meters>,
+    /// The meter slot, direction and reset flag of the flow the frame being processed
+    /// belongs to, for [`Pipeline::process_in`] to credit once the frame is final.
+    metered: (u32, Direction, bool),
 }
 
 impl Pipeline {
@@ -171,6 +179,8 @@ impl Pipeline {
             hasher: RandomState::default(),
             clock,
             prefetched: [0; PREFETCH_MAX],
+            meters: Arc::new(Meters::default()),
+            metered: (0, Direction::Original, false),
         };
         p.clock.1 = p.shared.conntrack.secs(p.clock.0);
         p.clock.2 = p.shared.neighbours.epoch();
@@ -180,6 +190,11 @@ impl Pipeline {
     /// The counters.
     pub fn stats(&self) -> &WorkerStats {
         &self.stats
+    }
+
+    /// This pipeline's per-endpoint counters (its own: it is their only writer).
+    pub fn meters(&self) -> Arc<Meters> {
+        Arc::clone(&self.meters)
     }
 
     /// The shared tables.
@@ -284,6 +299,12 @@ impl Pipeline {
             Verdict::Drop(reason) => self.stats.drop(reason),
             Verdict::Forward(_) => {
                 self.stats.forwarded += 1;
+                let (slot, dir, reset) = self.metered;
+                if slot != 0 {
+                    self.metered.0 = 0;
+                    let (segments, bytes) = wire_size(&buf[..out_len], *vnet);
+                    self.meters.packet(slot, dir, segments, bytes, reset);
+                }
                 if vnet.is_gso() {
                     self.stats.forwarded_super_frames += 1;
                 }
@@ -400,8 +421,11 @@ impl Pipeline {
         let mut dst_mac = entry.dst_mac;
         if !entry.checked_at(generation) {
             match self.recheck(tables, &key, &entry) {
-                Some(mac) => {
+                Some((mac, meter)) => {
                     entry.set_checked(generation);
+                    if entry.meter() != meter {
+                        entry.set_meter(meter);
+                    }
                     self.stats.flows_revalidated += 1;
                     if let Some(mac) = mac.filter(|m| *m != entry.dst_mac) {
                         entry.set_dst_mac(mac);
@@ -412,6 +436,7 @@ impl Pipeline {
                     if ct.remove_flow(&key) {
                         self.stats.flows_revoked += 1;
                     }
+                    self.meters.dropped(entry.meter(), DropReason::Revoked);
                     return Some(Verdict::Drop(DropReason::Revoked).into());
                 }
             }
@@ -453,6 +478,7 @@ impl Pipeline {
         if dir == Direction::Reply {
             self.stats.forwarded_reply += 1;
         }
+        self.metered = (entry.meter(), dir, flags & tcp::RST != 0);
         if identity != 0 && key.proto == PROTO_TCP {
             let seg = identity_segment(&key, &entry, identity, flags, frame);
             return Some(Classified::Identity(out, seg));
@@ -477,7 +503,7 @@ impl Pipeline {
         tables: &Tables,
         key: &FlowKey,
         e: &FlowEntry<'_>,
-    ) -> Option<Option<MacAddr>> {
+    ) -> Option<(Option<MacAddr>, u32)> {
         let f = FlowSides::of(key, e);
         let Some(target) = tables.accepted().get(&AcceptedKey {
             vpc: f.client_vpc,
@@ -497,7 +523,7 @@ impl Pipeline {
             Direction::Original => self.shared.neighbours.lookup(f.out_vpc, f.out_ip),
             Direction::Reply => None,
         };
-        Some(mac)
+        Some((mac, target.meter))
     }
 
     /// Count a frame dropped before processing (e.g. `Oversize`); returns its verdict.
@@ -511,6 +537,32 @@ impl Pipeline {
     pub fn record_tx_errors(&mut self, n: usize) {
         self.stats.tx_errors += n as u64;
     }
+}
+
+/// The segments and IPv4 bytes a forwarded frame stands for on the wire: itself, or for a
+/// GSO super-frame, its payload cut into `gso_size` pieces, each with the headers again.
+#[inline(always)]
+fn wire_size(frame: &[u8], vnet: VnetHdr) -> (u64, u64) {
+    let ip_bytes = frame.len().saturating_sub(ethernet::HEADER_LEN) as u64;
+    if !vnet.is_gso() || vnet.gso_size == 0 {
+        return (1, ip_bytes);
+    }
+    super_frame_size(frame, vnet.gso_size, ip_bytes)
+}
+
+#[cold]
+fn super_frame_size(frame: &[u8], gso_size: u16, ip_bytes: u64) -> (u64, u64) {
+    // Checked headers (the frame was just forwarded): IPv4 without options, then TCP's
+    // data offset or UDP's eight bytes.
+    let l4 = ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN;
+    let l4_len = match frame.get(ethernet::HEADER_LEN + 9) {
+        Some(&PROTO_TCP) => frame.get(l4 + 12).map_or(20, |b| usize::from(b >> 4) * 4),
+        _ => 8,
+    };
+    let headers = (ipv4::MIN_HEADER_LEN + l4_len) as u64;
+    let payload = ip_bytes.saturating_sub(headers);
+    let segments = payload.div_ceil(u64::from(gso_size)).max(1);
+    (segments, ip_bytes + (segments - 1) * headers)
 }
 
 /// Every check on the IPv4 and transport headers but the TTL (the rewrite relies on them;
@@ -629,4 +681,26 @@ pub(super) fn tcp_seq(frame: &[u8]) -> u32 {
 
 fn malformed(_: ParseError) -> DropReason {
     DropReason::Malformed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::offload::GSO_TCPV4;
+
+    #[test]
+    fn a_super_frame_counts_as_the_segments_it_stands_for() {
+        // Ethernet, IPv4 (20), TCP with 12 bytes of options (32), 3000 bytes of payload.
+        let mut frame = vec![0u8; 14 + 20 + 32 + 3000];
+        frame[14 + 9] = PROTO_TCP;
+        frame[14 + 20 + 12] = 8 << 4;
+        assert_eq!(wire_size(&frame, VnetHdr::NONE), (1, 3052));
+        let gso = VnetHdr {
+            gso_type: GSO_TCPV4,
+            gso_size: 1448,
+            ..VnetHdr::NONE
+        };
+        // Three segments (1448 + 1448 + 104), each with its 52 bytes of headers.
+        assert_eq!(wire_size(&frame, gso), (3, 3000 + 3 * 52));
+    }
 }

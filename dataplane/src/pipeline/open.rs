@@ -16,8 +16,28 @@ use crate::wire::proxy;
 use crate::wire::tcp;
 
 impl Pipeline {
-    /// The miss path: open a new flow to an endpoint.
+    /// The miss path: open a new flow to an endpoint. A refusal that belongs to the
+    /// endpoint is credited to its meter.
     pub(super) fn open(
+        &mut self,
+        tables: &Tables,
+        frame: &mut [u8],
+        parsed: Parsed,
+        endpoint: EndpointState,
+        now_secs: u32,
+    ) -> Classified {
+        let opened = self.open_to_endpoint(tables, frame, parsed, endpoint, now_secs);
+        if let Classified::Verdict(Verdict::Drop(reason)) = opened
+            && crate::meter::drop_index(reason).is_some()
+        {
+            let key = parsed.key;
+            self.meters
+                .dropped(tables.endpoint_meter((key.vpc, key.dst)), reason);
+        }
+        opened
+    }
+
+    fn open_to_endpoint(
         &mut self,
         tables: &Tables,
         frame: &mut [u8],
@@ -54,24 +74,22 @@ impl Pipeline {
             } else {
                 0
             },
+            meter: target.meter,
         };
         match self.install(tables, frame, parsed, to, now_secs) {
             Classified::Verdict(Verdict::Forward(out)) if to.identity != 0 => Classified::Identity(
                 out,
-                identity::Segment {
-                    dir: Direction::Original,
-                    identity: to.identity,
-                    isn: super::tcp_seq(frame),
-                    addresses: proxy::Addresses {
+                identity::Segment::opening(
+                    proxy::Addresses {
                         src: key.src,
                         dst: key.dst,
                         sport: key.sport,
                         dport: key.dport,
                     },
-                    client_vpc: key.vpc,
-                    acked: false,
-                    opening: true,
-                },
+                    key.vpc,
+                    to.identity,
+                    super::tcp_seq(frame),
+                ),
             ),
             other => other,
         }
@@ -98,6 +116,7 @@ impl Pipeline {
             port: service_port,
             hop,
             identity,
+            meter,
         } = to;
         let ct = Arc::clone(&self.shared.conntrack);
 
@@ -146,6 +165,7 @@ impl Pipeline {
             generation: [g, g],
             last_seen: [now_secs, now_secs],
             client_isn: seq,
+            meter,
         };
         // The client's own SNAT address first, then a few neighbours in the range, so one
         // busy client does not exhaust its pool while others sit empty.
@@ -181,6 +201,8 @@ impl Pipeline {
             }
         };
         self.stats.flows_created += 1;
+        self.meters.opened(meter);
+        self.metered = (meter, Direction::Original, false);
         self.expiry.push_back(key);
         ct.remember(key);
         let src_mac = self.attachment_mac(backend_vpc);

@@ -91,6 +91,22 @@ pub struct Segment {
     pub opening: bool,
 }
 
+impl Segment {
+    /// The client's first segment (its SYN) toward the backend, between `addresses`: the
+    /// flow opens with identity bits `identity` and the client's ISN `isn`.
+    pub fn opening(addresses: Addresses, client_vpc: Attachment, identity: u8, isn: u32) -> Self {
+        Self {
+            dir: Direction::Original,
+            identity,
+            isn,
+            addresses,
+            client_vpc,
+            acked: false,
+            opening: true,
+        }
+    }
+}
+
 /// What client identity adds to segments toward the backend, at most: the MSS the
 /// backend's SYN-ACK announces is lowered by this.
 pub fn overhead(identity: u8) -> u16 {

@@ -163,6 +163,8 @@ pub struct Target {
     pub whitelist: Option<Arc<[Ipv4Cidr]>>,
     /// What TCP flows tell the backend about their client (the service's `tcp_proxy`).
     pub identity: ClientIdentity,
+    /// The connection's meter slot ([`crate::meter`]; 0: none).
+    pub meter: u32,
 }
 
 impl Target {
@@ -209,6 +211,7 @@ mod tests {
             service_port: 80,
             whitelist: None,
             identity: ClientIdentity::NONE,
+            meter: 0,
         };
         assert!(t.admits(Ipv4Addr::new(1, 2, 3, 4).to_bits()));
         t.whitelist = Some(Arc::from(vec!["10.0.0.0/24".parse().unwrap()]));

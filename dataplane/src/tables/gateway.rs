@@ -27,6 +27,8 @@ pub struct GatewayRoute {
     /// The router to send through (host order); `None`: the prefix is on-link there, and
     /// the destination itself is resolved.
     pub next_hop: Option<u32>,
+    /// The gateway endpoint's meter slot ([`crate::meter`]; 0: none).
+    pub meter: u32,
 }
 
 impl GatewayRoute {
@@ -103,10 +105,12 @@ mod tests {
         let wide = GatewayRoute {
             out_vpc: Attachment(1),
             next_hop: None,
+            meter: 0,
         };
         let narrow = GatewayRoute {
             out_vpc: Attachment(2),
             next_hop: Some(ip("10.9.0.1")),
+            meter: 0,
         };
         let t = GatewayTable::new([
             (cidr("100.125.0.0/16"), wide),

@@ -47,6 +47,9 @@ pub struct Tables {
     generation: u64,
     accepted: AcceptedTable,
     endpoints: ShardedMap<EndpointKey, EndpointState>,
+    /// The meter slot ([`crate::meter`]) of each endpoint address that has one: refusals
+    /// of its flows are credited there.
+    endpoint_meters: ShardedMap<EndpointKey, u32>,
     snat: Ipv4Cidr,
     /// Attachments that carry a backend VPC: the daemon answers ARP for the SNAT range there.
     snat_vpcs: Arc<[Attachment]>,
@@ -83,6 +86,7 @@ impl Tables {
             generation: 0,
             accepted: AcceptedTable::new(),
             endpoints: ShardedMap::new(),
+            endpoint_meters: ShardedMap::new(),
             snat,
             snat_vpcs: Arc::from(Vec::new()),
             backends: Arc::from(Vec::new()),
@@ -255,6 +259,22 @@ impl Tables {
         self.endpoints.get(&(vpc, ip)).copied()
     }
 
+    /// The meter slot of endpoint address `key` (0: none).
+    #[inline]
+    pub fn endpoint_meter(&self, key: EndpointKey) -> u32 {
+        self.endpoint_meters.get(&key).copied().unwrap_or(0)
+    }
+
+    /// A copy with `changes` applied to the endpoint addresses' meter slots.
+    pub fn with_endpoint_meters(
+        &self,
+        changes: impl IntoIterator<Item = Change<EndpointKey, u32>>,
+    ) -> Self {
+        let mut next = self.clone();
+        next.endpoint_meters = self.endpoint_meters.apply(changes);
+        next
+    }
+
     /// Number of endpoint addresses.
     pub fn endpoint_count(&self) -> usize {
         self.endpoints.len()
@@ -327,15 +347,19 @@ impl Tables {
         mappings: impl IntoIterator<Item = (u8, u16, Target)>,
     ) -> Self {
         let mut backend_vpcs: Vec<Attachment> = self.snat_vpcs.to_vec();
+        let mut meter = 0;
         let changes: Vec<_> = mappings
             .into_iter()
             .map(|(proto, port, target)| {
                 backend_vpcs.push(target.backend_vpc);
+                meter = target.meter;
                 Change::Put(AcceptedKey::new(vpc, ip, proto, port), target)
             })
             .collect();
+        let key = (vpc, ip.to_bits());
         self.with_accepted(changes)
-            .with_endpoints([Change::Put((vpc, ip.to_bits()), EndpointState::Accepted)])
+            .with_endpoints([Change::Put(key, EndpointState::Accepted)])
+            .with_endpoint_meters((meter != 0).then_some(Change::Put(key, meter)))
             .with_snat_vpcs(backend_vpcs)
     }
 }

@@ -33,10 +33,12 @@ fn gateway_tables() -> Tables {
     let routed = GatewayRoute {
         out_vpc: C,
         next_hop: Some(ROUTER.to_bits()),
+        meter: 7,
     };
     let on_link = GatewayRoute {
         out_vpc: C,
         next_hop: None,
+        meter: 8,
     };
     let a = GatewayTable::new([
         (cidr("100.125.0.0/16"), routed),
@@ -225,6 +227,7 @@ fn a_route_moved_to_another_attachment_revokes_the_flow() {
         GatewayRoute {
             out_vpc: B,
             next_hop: None,
+            meter: 9,
         },
     )]);
     w.publish(Tables::new(default_snat_range()).with_gateways(vec![moved]));

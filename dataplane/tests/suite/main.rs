@@ -11,6 +11,7 @@ mod fuzz_replay;
 mod gateway;
 mod identity;
 mod isolation;
+mod meters;
 mod offload;
 mod pipeline;
 mod port_security;

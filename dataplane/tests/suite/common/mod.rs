@@ -37,6 +37,8 @@ pub fn target(id: u64, port: u16) -> Target {
         service_port: port,
         whitelist: None,
         identity: ClientIdentity::NONE,
+        // Metered under its connection id.
+        meter: u32::try_from(id).unwrap_or(0),
     }
 }
 

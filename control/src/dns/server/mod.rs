@@ -46,12 +46,19 @@ use dataplane::wire::ipv4::{PROTO_TCP, PROTO_UDP};
 use dataplane::{Attachment, DropReason, Tables};
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
 use metrics::Counter;
-use smoltcp::iface::{Config, Interface as Stack, SocketHandle, SocketSet};
-use smoltcp::phy::{Device, DeviceCapabilities, Medium};
+use smoltcp::iface::{Config, Interface as Stack, SocketSet};
 use smoltcp::socket::tcp;
 use smoltcp::time::Instant as SmolInstant;
-use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr, IpEndpoint};
+use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr};
 
+mod device;
+mod rates;
+mod tcp_slots;
+
+use self::device::PuntDevice;
+pub use self::rates::CLIENT_QUERIES_PER_SEC;
+use self::rates::Rates;
+use self::tcp_slots::TcpSlot;
 use super::{Reply, Zone, answer};
 use crate::config::DnsConfig;
 
@@ -64,14 +71,6 @@ const MAX_TCP_MESSAGE: usize = 16 * 1024;
 /// Frames taken from the socket per turn before the TCP stack runs (bounded work per
 /// wakeup; the rest wait in the socket).
 const FRAMES_PER_TURN: usize = 256;
-/// Frames one client (address and MAC) may send a second: ARP requests, UDP queries, TCP
-/// segments, and each whole TCP query once more (Route 53 Resolver's per-interface figure);
-/// also the burst. Past it, its frames are dropped and counted (`rate_limited`), and the
-/// kernel drops its MAC's frames for [`PENALTY`]; other clients are not affected.
-pub const CLIENT_QUERIES_PER_SEC: u32 = 1024;
-/// Client addresses the rate limiter tracks at once; when more ask, those whose bucket is
-/// full (idle for a second) are forgotten first.
-const MAX_CLIENTS_TRACKED: usize = 4096;
 /// A DNS-over-TCP connection is closed when it has completed no query for this long since
 /// it opened or since its last query (`tcp_idle`): a byte now and then does not keep it.
 pub const TCP_IDLE: Duration = Duration::from_secs(10);
@@ -97,60 +96,6 @@ pub struct Resolver {
     pub addr: Ipv4Addr,
 }
 
-/// smoltcp's view of a punt socket: it receives only the TCP segments (each after the
-/// synthetic ARP reply of its verified sender) the resolver queued, and sends anything but
-/// ARP (a request for a neighbour nobody verified) out of the socket.
-struct PuntDevice {
-    sock: PuntSocket,
-    rx: VecDeque<Vec<u8>>,
-}
-
-struct Rx(Vec<u8>);
-struct Tx<'a>(&'a PuntSocket);
-
-impl smoltcp::phy::RxToken for Rx {
-    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(&self.0)
-    }
-}
-
-impl smoltcp::phy::TxToken for Tx<'_> {
-    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let mut frame = vec![0u8; PuntSocket::HEADROOM + len];
-        let r = f(&mut frame[PuntSocket::HEADROOM..]);
-        let ethertype = frame
-            .get(PuntSocket::HEADROOM + 12..PuntSocket::HEADROOM + 14)
-            .map(|b| u16::from_be_bytes([b[0], b[1]]));
-        if ethertype == Some(ethernet::ETHERTYPE_ARP) {
-            tracing::trace!("resolver ARP request not sent: neighbours come from verified senders");
-        } else if let Err(e) = self.0.send(&mut frame) {
-            tracing::debug!(error = %e, "resolver frame not sent");
-        }
-        r
-    }
-}
-
-impl Device for PuntDevice {
-    type RxToken<'a> = Rx;
-    type TxToken<'a> = Tx<'a>;
-
-    fn receive(&mut self, _: SmolInstant) -> Option<(Rx, Tx<'_>)> {
-        let frame = self.rx.pop_front()?;
-        Some((Rx(frame), Tx(&self.sock)))
-    }
-
-    fn transmit(&mut self, _: SmolInstant) -> Option<Tx<'_>> {
-        Some(Tx(&self.sock))
-    }
-
-    fn capabilities(&self) -> DeviceCapabilities {
-        let mut caps = DeviceCapabilities::default();
-        caps.medium = Medium::Ethernet;
-        caps.max_transmission_unit = self.sock.mtu() + 14;
-        caps
-    }
-}
-
 /// Who asked a query.
 #[derive(Clone, Copy, Debug)]
 enum Client {
@@ -174,19 +119,6 @@ struct Pending {
     /// This query's own socket (its own random port), connected to the upstream.
     socket: UdpSocket,
     asked: Instant,
-}
-
-struct TcpSlot {
-    handle: SocketHandle,
-    generation: u64,
-    inbox: Vec<u8>,
-    /// Queries of this connection waiting for an upstream: not closed before they are
-    /// answered.
-    forwarded: usize,
-    /// The connection's client (address, MAC), once it is open.
-    client: Option<Sender>,
-    /// When the connection is closed unless it completes a query first.
-    deadline: Option<Instant>,
 }
 
 /// The resolver's counters (`vpcep_dns_*`), registered once.
@@ -230,46 +162,6 @@ impl Counters {
             too_large: dropped("too_large"),
             queue_full: dropped("queue_full"),
             penalties: metrics::counter!("vpcep_dns_penalties_total"),
-        }
-    }
-}
-
-/// A token bucket per client (address and MAC together, so a VM that forges its
-/// neighbour's address drains its own bucket, not the neighbour's):
-/// [`CLIENT_QUERIES_PER_SEC`] a second, as burst too. Time comes in as an argument.
-#[derive(Debug, Default)]
-struct Rates {
-    buckets: HashMap<(Ipv4Addr, MacAddr), (f64, Instant)>,
-}
-
-impl Rates {
-    const BURST: f64 = CLIENT_QUERIES_PER_SEC as f64;
-
-    fn refill(bucket: &mut (f64, Instant), now: Instant) {
-        let secs = now.saturating_duration_since(bucket.1).as_secs_f64();
-        bucket.0 = (bucket.0 + secs * f64::from(CLIENT_QUERIES_PER_SEC)).min(Self::BURST);
-        bucket.1 = now;
-    }
-
-    /// True if `client` may ask one more query at `now` (and count it).
-    fn allow(&mut self, client: (Ipv4Addr, MacAddr), now: Instant) -> bool {
-        if self.buckets.len() >= MAX_CLIENTS_TRACKED && !self.buckets.contains_key(&client) {
-            self.buckets.retain(|_, b| {
-                Self::refill(b, now);
-                b.0 < Self::BURST
-            });
-            if self.buckets.len() >= MAX_CLIENTS_TRACKED {
-                // Every tracked client is busy: start over rather than refuse newcomers.
-                self.buckets.clear();
-            }
-        }
-        let b = self.buckets.entry(client).or_insert((Self::BURST, now));
-        Self::refill(b, now);
-        if b.0 >= 1.0 {
-            b.0 -= 1.0;
-            true
-        } else {
-            false
         }
     }
 }
@@ -510,105 +402,6 @@ impl State {
         }
     }
 
-    /// True if a SYN from `from` (port `sport`) may open a connection: it is a
-    /// retransmission of one already open, or its client (by address or by MAC) holds
-    /// fewer than `tcp_connections_per_client`.
-    fn tcp_admits(&mut self, from: Sender, sport: u16) -> bool {
-        let same = |c: &Sender| c.ip == from.ip || c.mac == from.mac;
-        let mut held = 0;
-        for slot in &self.tcp {
-            let socket = self.sockets.get::<tcp::Socket>(slot.handle);
-            if socket.remote_endpoint() == Some(IpEndpoint::new(from.ip.into(), sport)) {
-                return true;
-            }
-            held += usize::from(slot.client.as_ref().is_some_and(same));
-        }
-        held += self.syns.iter().filter(|(c, _)| same(c)).count();
-        if held >= self.tcp_per_client {
-            return false;
-        }
-        self.syns.push((from, sport));
-        true
-    }
-
-    fn serve_tcp(&mut self, tables: &Tables, now: Instant) {
-        for i in 0..self.tcp.len() {
-            let slot = &mut self.tcp[i];
-            let socket = self.sockets.get_mut::<tcp::Socket>(slot.handle);
-            if !socket.is_open() || socket.state() == tcp::State::Listen {
-                if socket.state() != tcp::State::Listen {
-                    // Closed or timed out: serve the next connection.
-                    slot.inbox.clear();
-                    slot.forwarded = 0;
-                    slot.generation += 1;
-                    let _ = socket.listen(53);
-                }
-                slot.client = None;
-                slot.deadline = None;
-                continue;
-            }
-            if slot.client.is_none()
-                && let Some(IpEndpoint {
-                    addr: IpAddress::Ipv4(ip),
-                    ..
-                }) = socket.remote_endpoint()
-            {
-                let mac = self.tcp_macs.get(&ip).copied().unwrap_or_default();
-                slot.client = Some(Sender { ip, mac });
-                slot.deadline = Some(now + TCP_IDLE);
-            }
-            if slot.deadline.is_some_and(|d| now >= d) {
-                socket.abort();
-                self.counters.tcp_idle.increment(1);
-                continue;
-            }
-            while socket.can_recv() {
-                match socket.recv_slice(&mut self.scratch) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => slot.inbox.extend_from_slice(&self.scratch[..n]),
-                }
-            }
-            if slot.inbox.len() > MAX_TCP_MESSAGE + 2 {
-                socket.abort();
-                continue;
-            }
-            let mut queries = Vec::new();
-            while slot.inbox.len() >= 2 {
-                let len = usize::from(u16::from_be_bytes([slot.inbox[0], slot.inbox[1]]));
-                if slot.inbox.len() < 2 + len {
-                    break;
-                }
-                queries.push(slot.inbox[2..2 + len].to_vec());
-                slot.inbox.drain(..2 + len);
-            }
-            // The client sent its FIN and everything it asked is answered: close our side.
-            if socket.state() == tcp::State::CloseWait
-                && socket.send_queue() == 0
-                && queries.is_empty()
-                && slot.forwarded == 0
-            {
-                socket.close();
-            }
-            let generation = slot.generation;
-            let client = slot.client.unwrap_or(Sender {
-                ip: Ipv4Addr::UNSPECIFIED,
-                mac: MacAddr::default(),
-            });
-            let who = client.ip;
-            for q in queries {
-                if !self.rates.allow((client.ip, client.mac), now) {
-                    self.counters.rate_limited.increment(1);
-                    self.penalise(client.mac, now);
-                    continue;
-                }
-                self.counters.tcp.increment(1);
-                if self.handle(tables, &q, Client::Tcp(i, generation), who, now) {
-                    self.tcp[i].deadline = Some(now + TCP_IDLE);
-                }
-            }
-        }
-    }
-
     /// Answer or forward `query`; false if it was no query at all (ignored).
     fn handle(
         &mut self,
@@ -837,47 +630,6 @@ mod tests {
     use hickory_proto::rr::{Name, RecordType};
 
     use super::*;
-
-    #[test]
-    fn one_client_is_held_to_its_rate_and_the_others_are_not() {
-        let mut r = Rates::default();
-        let t0 = Instant::now();
-        let mac = MacAddr([2, 0, 0, 0, 0, 5]);
-        let (a, b) = (
-            (Ipv4Addr::new(10, 0, 0, 5), mac),
-            (Ipv4Addr::new(10, 0, 0, 6), mac),
-        );
-        let burst = (0..2 * CLIENT_QUERIES_PER_SEC)
-            .filter(|_| r.allow(a, t0))
-            .count();
-        assert_eq!(
-            burst, CLIENT_QUERIES_PER_SEC as usize,
-            "the burst, then no more"
-        );
-        assert!(r.allow(b, t0), "another client has its own bucket");
-        // A tenth of a second later, a tenth of the rate again.
-        let later = t0 + Duration::from_millis(100);
-        let refilled = (0..CLIENT_QUERIES_PER_SEC)
-            .filter(|_| r.allow(a, later))
-            .count();
-        assert!((100..=103).contains(&refilled), "{refilled}");
-    }
-
-    #[test]
-    fn the_limiter_forgets_idle_clients_first_and_stays_bounded() {
-        let mut r = Rates::default();
-        let t0 = Instant::now();
-        let mac = MacAddr([2, 0, 0, 0, 0, 5]);
-        let busy = (Ipv4Addr::new(10, 0, 0, 5), mac);
-        while r.allow(busy, t0) {}
-        for i in 0..u32::try_from(MAX_CLIENTS_TRACKED).unwrap() {
-            assert!(r.allow((Ipv4Addr::from_bits(0x0a01_0000 + i), mac), t0));
-        }
-        // Past the bound, a second later: the idle ones (full again) are forgotten.
-        let t1 = t0 + Duration::from_secs(1);
-        assert!(r.allow((Ipv4Addr::new(10, 2, 0, 1), mac), t1));
-        assert!(r.buckets.len() <= MAX_CLIENTS_TRACKED);
-    }
 
     #[test]
     fn a_long_answer_is_cut_to_its_question_with_tc() {
