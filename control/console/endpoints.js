@@ -205,6 +205,10 @@ async function applyEndpoint(category) {
     } catch (e) {
       if (!(e instanceof ApiError)) throw e;
       showError(nameErr, e);
+      if (e.status === 404) {
+        // Guide 6.5: a service whose whitelist does not hold you is invisible to you.
+        nameErr.append(h('span.hint-inline', { text: ' If the service exists, ask its provider to add your tenant ID (see My Settings) to its whitelist.' }));
+      }
       return false;
     }
   };

@@ -148,12 +148,17 @@ function dialog({ title, fields = [], okText = 'OK', onOk, errorFor }) {
     h('h2', { id: titleId, text: title }), ...fields, err,
     h('div.dialog-actions', ok, cancel));
   const dlg = h('dialog', { 'aria-labelledby': titleId }, form);
+  // Focus goes back where it was (the button that opened the dialog) when it closes.
+  const opener = document.activeElement;
   const close = () => {
     dlg.close();
     dlg.remove();
   };
   cancel.addEventListener('click', close);
-  dlg.addEventListener('close', () => dlg.remove());
+  dlg.addEventListener('close', () => {
+    dlg.remove();
+    if (opener && opener.isConnected && !document.querySelector('dialog[open]')) opener.focus();
+  });
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     clearErrors(dlg);

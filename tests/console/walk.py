@@ -472,6 +472,7 @@ def run(w):
         user.get_by_label("Endpoint Service Name").fill(st["sname"])
         user.get_by_role("button", name="Verify").click()
         expect(user.locator("#ep-service-name-error")).to_contain_text("EndPoint.")
+        expect(user.locator("#ep-service-name-error")).to_contain_text("add your tenant ID")
         expect(user.locator(".verified")).to_be_hidden()
         status, _ = call(USER, "GET", "/vpc-endpoint-services/describe", query={"endpoint_service_name": st["sname"]})
         assert status == 404, f"the user must not see the service yet: {status}"
@@ -737,6 +738,7 @@ def run(w):
         w.shot(prov, "port-mapping-error")
         prov.keyboard.press("Escape")
         expect(dialog(prov)).to_have_count(0)
+        expect(prov.get_by_role("button", name="Add Port Mapping")).to_be_focused()
         got = get(PROVIDER, f"/vpc-endpoint-services/{st['sid']}")["ports"]
         assert got == [{"client_port": 9090, "server_port": 80, "protocol": "TCP"}], got
     w.step("5.3 Add Port Mapping: a duplicate, then port 70000: the API's messages in the dialog, nothing changed; "
