@@ -20,6 +20,7 @@ import {
   life,
   loadVpcNames,
   page,
+  previousHash,
   pager,
   placeError,
   poll,
@@ -216,10 +217,8 @@ async function serviceDetail(id, tab) {
   const actions = page('Endpoint Service');
   const h1 = shellMain.querySelector('h1');
   let svc = null;
-  const delErr = actionError();
   actions.append(
-    h('button', { type: 'button', text: 'Delete', on: { click: () => svc && deleteService(svc, () => go('#/services')) } }),
-    delErr);
+    h('button', { type: 'button', text: 'Delete', on: { click: () => svc && deleteService(svc, () => go('#/services')) } }));
   shellMain.prepend(h('nav.crumbs', { 'aria-label': 'Breadcrumb' },
     h('a', { href: '#/services', text: 'VPC Endpoint Services' }), ' / ', h('span', { text: id })));
 
@@ -262,6 +261,10 @@ async function serviceDetail(id, tab) {
     })));
   const panel = h('section.tab-panel', { role: 'tabpanel', 'aria-label': (tabs.find(([k]) => k === tab) || tabs[0])[1] });
   shellMain.append(info, tablist, panel);
+  // Another tab of the same service: the focus stays on the tab bar, not back at the title.
+  if (previousHash.startsWith(`#/services/${encodeURIComponent(id)}/`) || previousHash === `#/services/${encodeURIComponent(id)}`) {
+    tablist.querySelector('[aria-selected="true"]').focus();
+  }
 
   const portCache = new Map();
   async function portOf(portId) {

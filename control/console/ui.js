@@ -46,7 +46,13 @@ const EXTENSIONS = DURATIONS.slice(1);
 
 let life = { alive: true, timers: [] };
 
+// The route before this one (newLife runs at every route change).
+let previousHash = '';
+let currentHash = '';
+
 function newLife() {
+  previousHash = currentHash;
+  currentHash = location.hash;
   life.alive = false;
   for (const t of life.timers) clearTimeout(t);
   life = { alive: true, timers: [] };
@@ -390,6 +396,7 @@ function tagsTab(panel, resourceType, id, getTags) {
 }
 
 export {
+  previousHash,
   BACKEND_TYPE,
   CLIENT_IDENTITY,
   DURATIONS,

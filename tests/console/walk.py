@@ -483,7 +483,10 @@ def run(w):
     # 4.2 Modifying the Whitelist.
     def whitelist():
         prov.get_by_role("link", name=st["sname"]).click()
+        expect(prov.get_by_role("heading", name=st["sname"])).to_be_focused()  # a new page: its title
         prov.get_by_role("tab", name="Permission Management").click()
+        expect(prov.get_by_role("button", name="Add More")).to_be_visible()
+        expect(prov.get_by_role("tab", name="Permission Management")).to_be_focused()  # another tab: the tab
         for tenant in (st["user_tenant"], "dwalkother1"):
             prov.get_by_role("button", name="Add More").click()
             d = dialog(prov)
