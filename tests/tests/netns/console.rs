@@ -1,8 +1,8 @@
-//! The console in a real browser, end to end: a World with a live dataplane (a provider
+//! The console in real browsers, end to end: a World with a live dataplane (a provider
 //! backend, a user client namespace), and `tests/console/run.sh` (headless chromium driven
 //! by Playwright) walking every procedure of the user guide's chapters 4 and 5 as a provider
 //! and a user, each result checked through the API, and `curl` through an endpoint whose
-//! port mapping was edited in the browser.
+//! port mapping was edited in the browser; then a smoke run of the same console in Firefox.
 //! Run with `cargo test -p vpcep-tests --test netns -- --ignored console::`.
 
 #![allow(
@@ -141,6 +141,10 @@ fn the_console_walks_the_user_guide_in_a_browser() {
     );
     assert!(!stdout.contains("SKIPPED"), "no step may be skipped here");
     assert!(stdout.contains("ok  6.2 too many wrong passwords"));
+    assert!(
+        stdout.contains("firefox smoke: passed"),
+        "the Firefox smoke run did not pass"
+    );
     assert!(stdout.contains("ok  4.1 Create Endpoint Service on an Elastic Load Balance"));
     // The walk reached the backend through the endpoint after the edit in the browser.
     assert!(stdout.contains("ok  curl through the endpoint on the edited client port 9090"));
