@@ -109,12 +109,16 @@ async function createService() {
   const mapErr = h('p.field-error', { role: 'alert', id: 'svc-ports-error' });
   mapErr.hidden = true;
   const addMap = () => {
-    if (maps.children.length >= 50) return;
+    // Table 4-1: at most 50 port mappings at a time.
+    if (maps.children.length >= 50) {
+      showError(mapErr, { code: '', message: 'A maximum of 50 port mappings can be added at a time.' });
+      return null;
+    }
     const proto = select([['TCP', 'TCP'], ['UDP', 'UDP']], { id: nextId('proto') });
     const sport = h('input', { inputmode: 'numeric', id: nextId('sport') });
     const cport = h('input', { inputmode: 'numeric', id: nextId('cport') });
     const row = h('div.row', field('Protocol', proto), field('Service Port', sport), field('Client Port', cport),
-      h('button.link', { type: 'button', text: 'Remove', on: { click: () => row.remove() } }));
+      h('button.link', { type: 'button', text: 'Remove', on: { click: () => { row.remove(); showError(mapErr, null); } } }));
     maps.append(row);
     return sport;
   };
