@@ -10,9 +10,14 @@ Environment (set by tests/console/run.sh or tests/tests/netns/console.rs):
   CONSOLE_URL      the console, e.g. http://127.0.0.1:9797/console/
   API_URL          the API for the checks (default: CONSOLE_URL's origin)
   PROVIDER_KEYS, USER_KEYS   "AK:SK:PROJECT_ID:DOMAIN_ID"
-  PROVIDER_LOGIN, USER_LOGIN "name:password" (optional: password sign-in; else AK/SK)
-  PROVIDER_VPC, PROVIDER_SUBNET, PROVIDER_PORT, SPARE_PORT, USER_VPC, USER_SUBNET
-  CLIENT_NS        the user's client namespace (optional: the curl steps need it)
+  PROVIDER_LOGIN, USER_LOGIN "name:password" (console users: password sign-in, the token's
+                   401 and 429 steps; without them the walk signs in with AK/SK and checks
+                   the token flow against a stand-in POST /v3/auth/tokens)
+  PROVIDER_VPC, PROVIDER_SUBNET, PROVIDER_PORT (a VM port: the backend), USER_VPC, USER_SUBNET
+  SPARE_PORT       another VM port of the provider's subnet (optional: the 6.7 Associate step)
+  LB_PORT          an LB port of the provider's VPC (optional: the Elastic Load Balance step)
+  CLIENT_NS        the user's client namespace (the curl steps; WALK_NO_NETWORK=1 skips them,
+                   and says so, for a vpcepd with no dataplane world)
   EP_IP            the endpoint address the walk asks for (default 10.0.0.200)
   BACKEND_BODY     what the backend answers on port 80
   GATEWAY          "1" if a gateway service ("obs") is configured
