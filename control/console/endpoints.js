@@ -51,8 +51,9 @@ async function endpointsList() {
     pg.offset = 0;
     refresh();
   });
-  await loadVpcNames();
   const mine = life;
+  await loadVpcNames();
+  if (!mine.alive) return; // the route changed meanwhile
   async function refresh() {
     const r = await api.request('GET', `${api.pid()}/vpc-endpoints`, { query: { endpoint_service_name: name, limit: pg.limit, offset: pg.offset } });
     if (!mine.alive) return;
@@ -75,7 +76,7 @@ async function endpointsList() {
     }, name ? 'No endpoint matches that service name.' : 'No endpoints yet. Click Apply for Endpoint.', t.cols);
     pg.update(r.total_count ?? list.length);
   }
-  await poll(refresh);
+  await poll(refresh, mine);
 }
 
 function frozen(e) {
@@ -346,6 +347,7 @@ async function endpointDetail(id) {
   const refreshTags = tagsTab(tagPanel, 'endpoint', id, () => ep && ep.tags);
   shellMain.append(tagPanel, traffic('endpoint'));
   await loadVpcNames();
+  if (!mine.alive) return; // the route changed meanwhile
   async function refresh() {
     let e;
     try {
@@ -383,7 +385,7 @@ async function endpointDetail(id) {
     await refreshTags();
   }
   refreshTags.setRefreshAll(refresh);
-  await poll(refresh);
+  await poll(refresh, mine);
 }
 
 export {

@@ -82,7 +82,7 @@ async function servicesList() {
     }, name ? 'No endpoint service matches that name.' : 'No endpoint services yet. Click Create Endpoint Service.', t.cols);
     pg.update(r.total_count ?? list.length);
   }
-  await poll(refresh);
+  await poll(refresh, mine);
 }
 
 function deleteService(s, after) {
@@ -283,9 +283,10 @@ async function serviceDetail(id, tab) {
     }
     return portCache.get(portId);
   }
-  await loadVpcNames();
-
   const mine = life;
+  await loadVpcNames();
+  if (!mine.alive) return; // the route changed meanwhile
+
   async function refreshInfo() {
     let s;
     try {
@@ -381,7 +382,7 @@ async function serviceDetail(id, tab) {
   await poll(async () => {
     await refreshInfo();
     if (mine.alive) await refreshTab();
-  });
+  }, mine);
 }
 
 function connectionsTab(panel, base) {

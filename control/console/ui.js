@@ -59,9 +59,8 @@ function newLife() {
   return life;
 }
 
-/** Run `fn` now and every POLL_MS while this page is open (never two at once). */
-function poll(fn) {
-  const mine = life;
+/** Run `fn` now and every POLL_MS while the page of `mine` is open (never two at once). */
+function poll(fn, mine = life) {
   const tick = async () => {
     if (!mine.alive) return;
     try {
