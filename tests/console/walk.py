@@ -829,6 +829,34 @@ def run(w):
         expect(row(user, st["a"])).to_contain_text(e["expires_at"][:16].replace("T", " "))
     w.step("5.5 Extend (1 day) in the Operation column: the expiry moves by a day", extend)
 
+    def expired():
+        # An endpoint applied for (through the API) for two seconds: it expires while we look.
+        status, e = call(USER, "POST", "/vpc-endpoints", {"endpoint_service_id": st["sid"], "vpc_id": uvpc,
+                                                          "subnet_id": usub, "duration": 2})
+        assert status == 200, (status, e)
+        nav(user, "VPC Endpoints")
+        user.get_by_role("link", name=e["id"]).click()
+        info = user.get_by_role("region", name="Basic Information")
+        expect(info).to_contain_text("(Expired)")
+        expect(user.locator("#status-reason")).to_contain_text("the required duration ended")
+        assert get(USER, f"/vpc-endpoints/{e['id']}")["active_status"] == ["frozen"]
+        w.shot(user, "endpoint-expired")
+        user.get_by_role("button", name="Extend", exact=True).click()
+        d = dialog(user)
+        d.get_by_label("Extension Period").select_option(label="1 hour")
+        d.get_by_role("button", name="OK").click()
+        expect(info).not_to_contain_text("(Expired)")
+        got = get(USER, f"/vpc-endpoints/{e['id']}")
+        assert got["active_status"] == ["active"], got
+        left = (datetime.strptime(got["expires_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+                - datetime.now(timezone.utc)).total_seconds()
+        assert 3500 < left <= 3605, f"extended from now by an hour: {left} s left"
+        user.get_by_role("button", name="Delete", exact=True).click()
+        dialog(user).get_by_role("button", name="OK").click()
+        expect(user.get_by_role("heading", name="VPC Endpoints")).to_be_visible()
+        until("the endpoint to be gone", lambda: call(USER, "GET", f"/vpc-endpoints/{e['id']}")[0] == 404)
+    w.step("5.5 an expired endpoint shows Expired and why; Extend on its page revives it; Delete on its page", expired)
+
     # 5.6 Deleting an Endpoint.
     def delete_endpoint():
         row(user, st["b"]).get_by_role("button", name="Delete").click()
