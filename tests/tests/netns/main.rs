@@ -15,6 +15,7 @@ mod gateway;
 mod hardening;
 mod identity;
 mod lifecycle;
+mod meters;
 mod netns;
 mod offloads;
 mod reload;
