@@ -7,6 +7,7 @@ import { ApiError } from './api.js';
 import { h, fill, field, showError } from './dom.js';
 import {
   actionError,
+  arrowTabs,
   newLife,
   page,
   setMain,
@@ -175,7 +176,7 @@ function signIn(reason) {
     h('h1', 'VPC Endpoint'),
     h('p.sub', 'Log in to the VPC Endpoint console'),
     note,
-    h('div.tabs', { role: 'tablist', 'aria-label': 'Login method' }, tabPw, tabAk),
+    arrowTabs(h('div.tabs', { role: 'tablist', 'aria-label': 'Login method' }, tabPw, tabAk)),
     pwForm, akForm));
   if (location.hash !== '#/signin') history.replaceState(null, '', '#/signin');
   user.focus();

@@ -7,6 +7,7 @@ import { ApiError } from './api.js';
 import { h, fill, setText, nextId, syncRows, field, showError, errorSlot, select, setOptions } from './dom.js';
 import {
   BACKEND_TYPE,
+  arrowTabs,
   CLIENT_IDENTITY,
   ENDPOINT_STATUS,
   SERVICE_STATUS,
@@ -259,10 +260,10 @@ async function serviceDetail(id, tab) {
     ['ports', 'Port Mapping'],
     ['tags', 'Tags'],
   ];
-  const tablist = h('div.tabs', { role: 'tablist', 'aria-label': 'Endpoint service details' },
+  const tablist = arrowTabs(h('div.tabs', { role: 'tablist', 'aria-label': 'Endpoint service details' },
     tabs.map(([k, label]) => h('a', {
       role: 'tab', href: `#/services/${encodeURIComponent(id)}/${k}`, 'aria-selected': String(k === tab), text: label,
-    })));
+    }))));
   const panel = h('section.tab-panel', { role: 'tabpanel', 'aria-label': (tabs.find(([k]) => k === tab) || tabs[0])[1] });
   shellMain.append(info, tablist, panel);
   // Another tab of the same service: the focus stays on the tab bar, not back at the title.

@@ -276,6 +276,20 @@ function table(headers, opts = {}) {
   return { el: h('div.table-wrap', t), tbody, cols: headers.length };
 }
 
+/** Left and right arrows (Home, End) move along a tablist, as the ARIA tabs pattern has it. */
+function arrowTabs(tablist) {
+  tablist.addEventListener('keydown', (ev) => {
+    const tabs = [...tablist.querySelectorAll('[role=tab]')];
+    const i = tabs.indexOf(document.activeElement);
+    if (i < 0) return;
+    const next = { ArrowRight: i + 1, ArrowLeft: i - 1, Home: 0, End: tabs.length - 1 }[ev.key];
+    if (next === undefined) return;
+    ev.preventDefault();
+    tabs[(next + tabs.length) % tabs.length].focus();
+  });
+  return tablist;
+}
+
 /** A checkbox column: a "select all" box and the set of selected keys. */
 function selection(label, onChange) {
   const selected = new Set();
@@ -395,6 +409,7 @@ function tagsTab(panel, resourceType, id, getTags) {
 }
 
 export {
+  arrowTabs,
   previousHash,
   BACKEND_TYPE,
   CLIENT_IDENTITY,

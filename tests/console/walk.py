@@ -492,6 +492,10 @@ def run(w):
         prov.get_by_role("tab", name="Permission Management").click()
         expect(prov.get_by_role("button", name="Add More")).to_be_visible()
         expect(prov.get_by_role("tab", name="Permission Management")).to_be_focused()  # another tab: the tab
+        prov.keyboard.press("ArrowRight")  # the ARIA tabs pattern: arrows move along the tabs
+        expect(prov.get_by_role("tab", name="Port Mapping")).to_be_focused()
+        prov.keyboard.press("ArrowLeft")
+        expect(prov.get_by_role("tab", name="Permission Management")).to_be_focused()
         for tenant in (st["user_tenant"], "dwalkother1"):
             prov.get_by_role("button", name="Add More").click()
             d = dialog(prov)
