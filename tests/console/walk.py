@@ -737,6 +737,23 @@ def run(w):
         assert tags() == {"tier": "web"}, tags()
     w.step("Tags on the endpoint page: Add Tag, Delete (reserved vpcep: tags not shown)", endpoint_tags)
 
+    def accepted_to_rejected():
+        # Guide 5.2's note: from Accepted to Rejected, the endpoint cannot reach the service.
+        prov.get_by_role("tab", name="Connection Management").click()
+        row(prov, st["a"]).get_by_role("button", name="Reject").click()
+        expect(row(prov, st["a"])).to_contain_text("Rejected")
+        assert get(USER, f"/vpc-endpoints/{st['a']}")["status"] == "rejected"
+        if network:
+            until("the rejected endpoint to stop carrying", lambda: curl(f"http://{EP_IP}:9090/", 2)[0] != 0, 20)
+        row(prov, st["a"]).get_by_role("button", name="Accept").click()
+        expect(row(prov, st["a"])).to_contain_text("Accepted")
+        assert get(USER, f"/vpc-endpoints/{st['a']}")["status"] == "accepted"
+        if network:
+            until("the endpoint accepted again to carry", lambda: curl(f"http://{EP_IP}:9090/") == (0, body), 20)
+        prov.get_by_role("tab", name="Port Mapping").click()
+        expect(prov.get_by_role("button", name="Add Port Mapping")).to_be_visible()
+    w.step("5.2 Accepted to Rejected: the endpoint stops carrying; Accept again: it carries again", accepted_to_rejected)
+
     def bad_mappings():
         prov.get_by_role("button", name="Add Port Mapping").click()
         d = dialog(prov)
