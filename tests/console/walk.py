@@ -970,6 +970,9 @@ def run(w):
         def revoked_elsewhere():
             sign_in(user, USER)
             expect(user.get_by_role("heading", name="VPC Endpoint Services")).to_be_visible()
+            nav(user, "VPC Endpoints")
+            user.reload()  # the token is kept in sessionStorage for the tab's life
+            expect(user.get_by_role("heading", name="VPC Endpoints")).to_be_visible()
             token = user.evaluate("JSON.parse(sessionStorage.getItem('vpcep.console.session')).token")
             req = urllib.request.Request(f"{API}/v3/auth/tokens", method="DELETE", headers={
                 "X-Auth-Token": token, "X-Subject-Token": token})
@@ -978,7 +981,8 @@ def run(w):
             # The page's next poll gets 401: back to sign-in, the token forgotten.
             expect(user.get_by_role("status").filter(has_text="session has ended")).to_be_visible()
             assert user.evaluate("sessionStorage.length") == 0
-        w.step("a session ended elsewhere (DELETE /v3/auth/tokens): the next poll's 401 returns the page to sign-in",
+        w.step("a reload keeps the session; a session ended elsewhere (DELETE /v3/auth/tokens): the next poll's 401 "
+               "returns the page to sign-in",
                revoked_elsewhere, bad_input=True)
 
         def too_many():
