@@ -6,6 +6,7 @@
 
 mod af_xdp;
 mod cluster;
+mod console;
 mod dns;
 mod etcd_owners;
 mod etcd_store;
