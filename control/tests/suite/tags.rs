@@ -471,6 +471,17 @@ fn vpcepctl_tags_a_service_and_finds_it() {
         ctl(&["tag", "find", "endpoint_service", "team", "--count"]),
         json!({"total_count": 0})
     );
+    // `raw` takes a query in its path, and signs it as the query.
+    let page = ctl(&[
+        "raw",
+        "GET",
+        "/vpc-endpoint-services?limit=1&sort_key=create_at",
+    ]);
+    assert_eq!(
+        page["endpoint_services"].as_array().unwrap().len(),
+        1,
+        "{page}"
+    );
     // The table form: one row per resource, tags as KEY=VALUE.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_vpcepctl"))
         .args(["tag", "find", "endpoint_service", "env"])

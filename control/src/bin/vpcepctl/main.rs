@@ -345,7 +345,18 @@ fn run(cli: Cli) -> Result<Value, String> {
                 .map(|s| serde_json::from_str::<Value>(&s))
                 .transpose()
                 .map_err(|x| format!("body is not JSON: {x}"))?;
-            c.call(&method.to_uppercase(), &p(&path), &[], b.as_ref())
+            // A query in the path goes as the query (each pair signed as the SDK signs it).
+            let (path, query) = path.split_once('?').unwrap_or((path.as_str(), ""));
+            let query: Vec<(&str, String)> = query
+                .split('&')
+                .filter(|kv| !kv.is_empty())
+                .map(|kv| {
+                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                    let v = percent_encoding::percent_decode_str(v).decode_utf8_lossy();
+                    (k, v.into_owned())
+                })
+                .collect();
+            c.call(&method.to_uppercase(), &p(path), &query, b.as_ref())
                 .map_err(e)
         }
     }
