@@ -15,22 +15,22 @@
 //! its counts are never credited to the next endpoint; the reader subtracts what a slot
 //! held when it took its new owner.
 //!
-//! Memory: slots come in chunks of [`CHUNK`] meters (128 bytes each), allocated the first
-//! time a slot of the chunk is credited, so a pipeline pays only for the slots in use, and
-//! nothing is allocated per packet after that.
+//! Memory: one zeroed allocation of [`MAX_SLOTS`] meters (128 bytes each, 128 MiB of
+//! address space) per pipeline, whose pages the kernel backs only when a slot on them
+//! first counts: a pipeline pays for the slots in use (4 KiB a page of 32 slots), and
+//! nothing is allocated per packet.
 
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::OnceLock;
+
+use zerocopy::FromZeros;
 
 use crate::conntrack::Direction;
 use crate::verdict::DropReason;
 
-/// Meters per chunk.
-pub const CHUNK: usize = 1024;
 /// The highest slot is below this (about a million endpoints per node).
 pub const MAX_SLOTS: usize = 1 << 20;
 
-/// The drops that belong to one endpoint, in the order of [`Meter::drops`].
+/// The drops that belong to one endpoint, in the order of [`Reading::drops`].
 pub const ENDPOINT_DROPS: [DropReason; 7] = [
     DropReason::SourceNotWhitelisted,
     DropReason::PortNotMapped,
@@ -47,35 +47,29 @@ pub fn drop_index(reason: DropReason) -> Option<usize> {
     ENDPOINT_DROPS.iter().position(|r| *r == reason)
 }
 
-/// One slot's counters in one pipeline (two cache lines).
-#[derive(Debug, Default)]
-#[repr(align(64))]
-pub struct Meter {
-    /// Packets by direction ([`Direction::Original`]: client to service, then reply); a
-    /// GSO super-frame counts as the segments it stands for.
-    pub packets: [AtomicU64; 2],
-    /// IPv4 bytes (headers included, as the segments on the wire carry them) by direction.
-    pub bytes: [AtomicU64; 2],
-    /// TCP segments with RST by direction.
-    pub resets: [AtomicU64; 2],
-    /// Flows opened.
-    pub flows_opened: AtomicU64,
-    /// Drops by reason, in the order of [`ENDPOINT_DROPS`].
-    pub drops: [AtomicU64; ENDPOINT_DROPS.len()],
-}
+/// Words (u64) per slot, two cache lines: packets (2), bytes (2), resets (2), flows opened
+/// (1), drops by reason (7), two spare.
+const WORDS: usize = 16;
+const PACKETS: usize = 0;
+const BYTES: usize = 2;
+const RESETS: usize = 4;
+const OPENED: usize = 6;
+const DROPS: usize = 7;
+const _: () = assert!(DROPS + ENDPOINT_DROPS.len() <= WORDS);
 
-/// A plain copy of a [`Meter`] (or a sum of several).
+/// A plain copy of one slot's counters (or a sum of several).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Reading {
-    /// See [`Meter::packets`].
+    /// Packets by direction ([`Direction::Original`]: client to service, then reply); a
+    /// GSO super-frame counts as the segments it stands for.
     pub packets: [u64; 2],
-    /// See [`Meter::bytes`].
+    /// IPv4 bytes (headers included, as the segments on the wire carry them) by direction.
     pub bytes: [u64; 2],
-    /// See [`Meter::resets`].
+    /// TCP segments with RST by direction.
     pub resets: [u64; 2],
-    /// See [`Meter::flows_opened`].
+    /// Flows opened.
     pub flows_opened: u64,
-    /// See [`Meter::drops`].
+    /// Drops by reason, in the order of [`ENDPOINT_DROPS`].
     pub drops: [u64; ENDPOINT_DROPS.len()],
 }
 
@@ -121,90 +115,86 @@ fn bump(c: &AtomicU64, n: u64) {
     c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
 }
 
-/// One pipeline's meters, by slot.
+/// One pipeline's meters, by slot: one zeroed allocation for every slot, whose pages the
+/// kernel backs only as slots first count (untouched slots cost address space, not
+/// memory). Slot 0 is a sink: what it counts is never read, so the hot path has no test.
 pub struct Meters {
-    chunks: Box<[OnceLock<Box<[Meter]>>]>,
+    words: Box<[AtomicU64]>,
+    /// Word offset of slot 0 (aligned to 64 bytes).
+    base: usize,
 }
 
 impl core::fmt::Debug for Meters {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let chunks = self.chunks.iter().filter(|c| c.get().is_some()).count();
-        f.debug_struct("Meters")
-            .field("chunks", &chunks)
-            .finish_non_exhaustive()
+        f.debug_struct("Meters").finish_non_exhaustive()
     }
 }
 
 impl Default for Meters {
     fn default() -> Self {
-        Self {
-            chunks: (0..MAX_SLOTS / CHUNK).map(|_| OnceLock::new()).collect(),
-        }
+        let n = MAX_SLOTS * WORDS + 8;
+        let words = <[AtomicU64]>::new_box_zeroed_with_elems(n).unwrap_or_else(|_| {
+            let layout = std::alloc::Layout::array::<AtomicU64>(n);
+            std::alloc::handle_alloc_error(layout.unwrap_or(std::alloc::Layout::new::<u64>()))
+        });
+        let base = ((64 - words.as_ptr() as usize % 64) % 64) / 8;
+        Self { words, base }
     }
 }
 
 impl Meters {
-    /// The meter of `slot` to write, allocating its chunk the first time (none for slot
-    /// 0 or past [`MAX_SLOTS`]).
+    /// The words of `slot` to write (the sink's, slot 0, past [`MAX_SLOTS`]).
     #[inline(always)]
-    fn write(&self, slot: u32) -> Option<&Meter> {
-        if slot == 0 {
-            return None;
-        }
-        let slot = slot as usize;
-        let chunk = self.chunks.get(slot / CHUNK)?;
-        let meters = chunk.get_or_init(|| (0..CHUNK).map(|_| Meter::default()).collect());
-        meters.get(slot % CHUNK)
+    fn slot(&self, slot: u32) -> &[AtomicU64] {
+        let i = if (slot as usize) < MAX_SLOTS {
+            slot as usize
+        } else {
+            0
+        };
+        let at = self.base + i * WORDS;
+        &self.words[at..at + WORDS]
     }
 
     /// Credit one forwarded frame of `slot`'s flow travelling `dir`: `segments` packets of
     /// `bytes` IPv4 bytes in all, `reset` if it carries a TCP RST.
     #[inline(always)]
     pub fn packet(&self, slot: u32, dir: Direction, segments: u64, bytes: u64, reset: bool) {
-        if let Some(m) = self.write(slot) {
-            let d = usize::from(dir == Direction::Reply);
-            bump(&m.packets[d], segments);
-            bump(&m.bytes[d], bytes);
-            if reset {
-                bump(&m.resets[d], 1);
-            }
+        let m = self.slot(slot);
+        let d = usize::from(dir == Direction::Reply);
+        bump(&m[PACKETS + d], segments);
+        bump(&m[BYTES + d], bytes);
+        if reset {
+            bump(&m[RESETS + d], 1);
         }
     }
 
     /// Credit a flow opened under `slot`.
     #[inline]
     pub fn opened(&self, slot: u32) {
-        if let Some(m) = self.write(slot) {
-            bump(&m.flows_opened, 1);
-        }
+        bump(&self.slot(slot)[OPENED], 1);
     }
 
     /// Credit a drop of `slot`'s endpoint (reasons outside [`ENDPOINT_DROPS`] are not).
     #[inline]
     pub fn dropped(&self, slot: u32, reason: DropReason) {
-        if let (Some(m), Some(i)) = (self.write(slot), drop_index(reason)) {
-            bump(&m.drops[i], 1);
+        if let Some(i) = drop_index(reason) {
+            bump(&self.slot(slot)[DROPS + i], 1);
         }
     }
 
-    /// What `slot` holds (zeros for a slot never credited).
+    /// What `slot` holds (zeros for slot 0, the sink, and past [`MAX_SLOTS`]).
     pub fn read(&self, slot: u32) -> Reading {
-        let slot = slot as usize;
-        let Some(m) = self
-            .chunks
-            .get(slot / CHUNK)
-            .and_then(OnceLock::get)
-            .and_then(|c| c.get(slot % CHUNK))
-        else {
+        if slot == 0 || slot as usize >= MAX_SLOTS {
             return Reading::default();
-        };
-        let load = |a: &[AtomicU64; 2]| [a[0].load(Relaxed), a[1].load(Relaxed)];
+        }
+        let m = self.slot(slot);
+        let pair = |at: usize| [m[at].load(Relaxed), m[at + 1].load(Relaxed)];
         Reading {
-            packets: load(&m.packets),
-            bytes: load(&m.bytes),
-            resets: load(&m.resets),
-            flows_opened: m.flows_opened.load(Relaxed),
-            drops: core::array::from_fn(|i| m.drops[i].load(Relaxed)),
+            packets: pair(PACKETS),
+            bytes: pair(BYTES),
+            resets: pair(RESETS),
+            flows_opened: m[OPENED].load(Relaxed),
+            drops: core::array::from_fn(|i| m[DROPS + i].load(Relaxed)),
         }
     }
 }
@@ -245,16 +235,11 @@ mod tests {
         assert_eq!(r.drops.iter().sum::<u64>(), 1);
         assert_eq!(m.read(6), Reading::default());
         assert_eq!(m.read(0), Reading::default());
-        assert_eq!(
-            m.read(u32::try_from(CHUNK * 3).unwrap()),
-            Reading::default(),
-            "never allocated"
-        );
+        assert_eq!(m.read(3000), Reading::default(), "never counted");
         let other = Meters::default();
         other.packet(5, Direction::Original, 2, 120, false);
         let total = sum([&m, &other], 5);
         assert_eq!(total.packets, [3, 3]);
         assert_eq!(total.since(&r).packets, [2, 0]);
-        assert_eq!(size_of::<Meter>(), 128);
     }
 }

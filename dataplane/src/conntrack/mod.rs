@@ -234,7 +234,7 @@ impl ConnTrack {
     }
 
     /// The table's hash of `key` (seeded), for [`ConnTrack::get_hashed`] and the prefetch.
-    #[inline]
+    #[inline(always)]
     pub fn hash(&self, key: &FlowKey) -> u64 {
         self.table.hash(key)
     }
@@ -258,6 +258,12 @@ impl ConnTrack {
     #[inline]
     pub fn prefetch_record(&self, slot: u64) -> u32 {
         self.table.touch_record(slot)
+    }
+
+    /// Third prefetch stage, beside the second: the meter word of record `slot`.
+    #[inline]
+    pub fn prefetch_meter(&self, slot: u64) -> u32 {
+        self.table.touch_meter(slot)
     }
 
     /// Look up one direction.

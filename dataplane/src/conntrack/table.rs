@@ -171,7 +171,7 @@ impl FlowTable {
     }
 
     /// The key's hash.
-    #[inline]
+    #[inline(always)]
     pub fn hash(&self, key: &FlowKey) -> u64 {
         self.hasher.hash_one(key)
     }

@@ -49,10 +49,10 @@ impl Pipeline {
             meter: route.meter,
         };
         let classified = self.install(tables, frame, parsed, to, now_secs);
-        match classified {
-            Classified::Verdict(Verdict::Forward(_)) => self.stats.gateway_flows += 1,
-            Classified::Verdict(Verdict::Drop(reason)) => self.meters.dropped(route.meter, reason),
-            _ => {}
+        // A refusal of `install` (conntrack or SNAT full) is the route's endpoint's drop,
+        // credited there.
+        if matches!(classified, Classified::Verdict(Verdict::Forward(_))) {
+            self.stats.gateway_flows += 1;
         }
         classified
     }

@@ -161,9 +161,9 @@ pub struct Pipeline {
     prefetched: [u64; PREFETCH_MAX],
     /// This pipeline's per-endpoint counters ([`crate::meter`]).
     meters: Arc<Meters>,
-    /// The meter slot, direction and reset flag of the flow the frame being processed
-    /// belongs to, for [`Pipeline::process_in`] to credit once the frame is final.
-    metered: (u32, Direction, bool),
+    /// The meter slot and direction of the flow of the frame last forwarded, for
+    /// [`Pipeline::process_in`]'s correction of a super-frame or a grown frame.
+    metered: (u32, Direction),
 }
 
 impl Pipeline {
@@ -180,7 +180,7 @@ impl Pipeline {
             clock,
             prefetched: [0; PREFETCH_MAX],
             meters: Arc::new(Meters::default()),
-            metered: (0, Direction::Original, false),
+            metered: (0, Direction::Original),
         };
         p.clock.1 = p.shared.conntrack.secs(p.clock.0);
         p.clock.2 = p.shared.neighbours.epoch();
@@ -290,7 +290,14 @@ impl Pipeline {
             // Only flows with client identity: the common path is one test.
             Classified::Identity(out, seg) => {
                 match self.apply_identity(tables, buf, len, l4, vnet, &seg) {
-                    Ok(n) => (Verdict::Forward(out), n),
+                    Ok(n) => {
+                        // Grown by the identity: metered as it was (a super-frame is
+                        // metered again whole below).
+                        if n != len && !vnet.is_gso() {
+                            self.meter_again(&buf[..n], len, *vnet);
+                        }
+                        (Verdict::Forward(out), n)
+                    }
                     Err(reason) => (Verdict::Drop(reason), len),
                 }
             }
@@ -299,14 +306,10 @@ impl Pipeline {
             Verdict::Drop(reason) => self.stats.drop(reason),
             Verdict::Forward(_) => {
                 self.stats.forwarded += 1;
-                let (slot, dir, reset) = self.metered;
-                if slot != 0 {
-                    self.metered.0 = 0;
-                    let (segments, bytes) = wire_size(&buf[..out_len], *vnet);
-                    self.meters.packet(slot, dir, segments, bytes, reset);
-                }
                 if vnet.is_gso() {
                     self.stats.forwarded_super_frames += 1;
+                    // Metered as one plain frame where it was classified.
+                    self.meter_again(&buf[..out_len], len, *vnet);
                 }
                 if l4 != L4Checksum::Complete {
                     self.stats.forwarded_partial_csum += 1;
@@ -315,6 +318,22 @@ impl Pipeline {
             Verdict::Emit { .. } | Verdict::Consumed => {}
         }
         (verdict, out_len)
+    }
+
+    /// Correct the meter of the frame just forwarded (credited as one frame of `len`
+    /// bytes): it was a super-frame, or client identity grew it to `frame`.
+    #[cold]
+    fn meter_again(&mut self, frame: &[u8], len: usize, vnet: VnetHdr) {
+        let (slot, dir) = self.metered;
+        let (segments, bytes) = wire_size(frame, vnet);
+        let credited = len.saturating_sub(ethernet::HEADER_LEN) as u64;
+        self.meters.packet(
+            slot,
+            dir,
+            segments.saturating_sub(1),
+            bytes.saturating_sub(credited),
+            false,
+        );
     }
 
     /// Give the rewritten frame of `seg`'s flow its client identity; its new length.
@@ -478,7 +497,10 @@ impl Pipeline {
         if dir == Direction::Reply {
             self.stats.forwarded_reply += 1;
         }
-        self.metered = (entry.meter(), dir, flags & tcp::RST != 0);
+        let meter = entry.meter();
+        self.meters
+            .packet(meter, dir, 1, ip_bytes(frame), flags & tcp::RST != 0);
+        self.metered = (meter, dir);
         if identity != 0 && key.proto == PROTO_TCP {
             let seg = identity_segment(&key, &entry, identity, flags, frame);
             return Some(Classified::Identity(out, seg));
@@ -497,7 +519,10 @@ impl Pipeline {
     }
 
     /// Re-check an entry against the current tables. `None`: the flow is no longer allowed.
-    /// `Some(mac)`: still allowed; `mac` is the next hop's current MAC if known.
+    /// `Some((mac, meter))`: still allowed; `mac` is the next hop's current MAC if known,
+    /// `meter` the connection's meter slot. Once per flow and table generation: out of line.
+    #[cold]
+    #[inline(never)]
     fn recheck(
         &self,
         tables: &Tables,
@@ -537,6 +562,12 @@ impl Pipeline {
     pub fn record_tx_errors(&mut self, n: usize) {
         self.stats.tx_errors += n as u64;
     }
+}
+
+/// The IPv4 bytes of an Ethernet frame.
+#[inline(always)]
+fn ip_bytes(frame: &[u8]) -> u64 {
+    frame.len().saturating_sub(ethernet::HEADER_LEN) as u64
 }
 
 /// The segments and IPv4 bytes a forwarded frame stands for on the wire: itself, or for a

@@ -26,31 +26,12 @@ impl Pipeline {
         endpoint: EndpointState,
         now_secs: u32,
     ) -> Classified {
-        let opened = self.open_to_endpoint(tables, frame, parsed, endpoint, now_secs);
-        if let Classified::Verdict(Verdict::Drop(reason)) = opened
-            && crate::meter::drop_index(reason).is_some()
-        {
-            let key = parsed.key;
-            self.meters
-                .dropped(tables.endpoint_meter((key.vpc, key.dst)), reason);
-        }
-        opened
-    }
-
-    fn open_to_endpoint(
-        &mut self,
-        tables: &Tables,
-        frame: &mut [u8],
-        parsed: Parsed,
-        endpoint: EndpointState,
-        now_secs: u32,
-    ) -> Classified {
         let key = parsed.key;
         if let Some(refused) = refuse_opening(tables, parsed) {
             return Verdict::Drop(refused).into();
         }
         if endpoint != EndpointState::Accepted {
-            return Verdict::Drop(DropReason::NotAccepted).into();
+            return self.refuse(tables, &key, DropReason::NotAccepted);
         }
         let akey = AcceptedKey {
             vpc: key.vpc,
@@ -59,9 +40,11 @@ impl Pipeline {
             endpoint: key.dst,
         };
         let Some(target) = tables.accepted().get(&akey) else {
-            return Verdict::Drop(DropReason::PortNotMapped).into();
+            return self.refuse(tables, &key, DropReason::PortNotMapped);
         };
         if !target.admits(key.src) {
+            self.meters
+                .dropped(target.meter, DropReason::SourceNotWhitelisted);
             return Verdict::Drop(DropReason::SourceNotWhitelisted).into();
         }
         let to = Destination {
@@ -93,6 +76,15 @@ impl Pipeline {
             ),
             other => other,
         }
+    }
+
+    /// Refuse a flow to the endpoint at `key`'s destination for `reason`, credited to the
+    /// endpoint's meter.
+    #[cold]
+    fn refuse(&mut self, tables: &Tables, key: &FlowKey, reason: DropReason) -> Classified {
+        self.meters
+            .dropped(tables.endpoint_meter((key.vpc, key.dst)), reason);
+        Verdict::Drop(reason).into()
     }
 
     /// Open an admitted flow to `to`: SNAT port, both conntrack entries, rewrite.
@@ -127,14 +119,16 @@ impl Pipeline {
                 .into();
         };
         if let Err(full) = self.reserve(&ct, key.vpc) {
-            return Verdict::Drop(match full {
+            let reason = match full {
                 Full::Node => DropReason::ConntrackFull,
                 Full::Vpc => DropReason::ConntrackVpcLimit,
-            })
-            .into();
+            };
+            self.meters.dropped(meter, reason);
+            return Verdict::Drop(reason).into();
         }
         if !self.make_expiry_room(&ct, now_secs) {
             ct.release(key.vpc);
+            self.meters.dropped(meter, DropReason::ConntrackFull);
             return Verdict::Drop(DropReason::ConntrackFull).into();
         }
 
@@ -193,16 +187,20 @@ impl Pipeline {
             }
             Err(InsertError::SnatExhausted) => {
                 ct.release(key.vpc);
+                self.meters.dropped(meter, DropReason::SnatExhausted);
                 return Verdict::Drop(DropReason::SnatExhausted).into();
             }
             Err(InsertError::TableFull) => {
                 ct.release(key.vpc);
+                self.meters.dropped(meter, DropReason::ConntrackFull);
                 return Verdict::Drop(DropReason::ConntrackFull).into();
             }
         };
         self.stats.flows_created += 1;
         self.meters.opened(meter);
-        self.metered = (meter, Direction::Original, false);
+        self.meters
+            .packet(meter, Direction::Original, 1, super::ip_bytes(frame), false);
+        self.metered = (meter, Direction::Original);
         self.expiry.push_back(key);
         ct.remember(key);
         let src_mac = self.attachment_mac(backend_vpc);
