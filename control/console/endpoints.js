@@ -345,7 +345,8 @@ async function endpointDetail(id) {
       row('Created', 'created'))));
   const tagPanel = h('section.tab-panel', { 'aria-label': 'Tags' }, h('h2', 'Tags'));
   const refreshTags = tagsTab(tagPanel, 'endpoint', id, () => ep && ep.tags);
-  shellMain.append(tagPanel, traffic('endpoint'));
+  const flow = traffic('endpoint', path);
+  shellMain.append(tagPanel, flow.el);
   await loadVpcNames();
   if (!mine.alive) return; // the route changed meanwhile
   async function refresh() {
@@ -383,6 +384,7 @@ async function endpointDetail(id) {
     setText(v.desc, e.description || '--');
     setText(v.created, when(e.created_at));
     await refreshTags();
+    await flow.refresh();
   }
   refreshTags.setRefreshAll(refresh);
   await poll(refresh, mine);

@@ -387,6 +387,7 @@ async function serviceDetail(id, tab) {
 }
 
 function connectionsTab(panel, base) {
+  const flow = traffic('connections', base);
   const err = actionError();
   const acceptBtn = h('button', { type: 'button', text: 'Accept', disabled: true });
   const rejectBtn = h('button', { type: 'button', text: 'Reject', disabled: true });
@@ -398,7 +399,7 @@ function connectionsTab(panel, base) {
   panel.append(
     h('div.toolbar', acceptBtn, rejectBtn,
       h('label', { for: 'conn-status', text: 'Status' }), statusFilter, err),
-    t.el, traffic('connections'));
+    t.el, flow.el);
   const decide = async (action, ids, slot) => {
     showError(slot, null);
     const failed = [];
@@ -456,6 +457,7 @@ function connectionsTab(panel, base) {
       setWhen(cells[6], c.created_at);
     }, 'No endpoint has connected to this service yet.', t.cols);
     sel.prune(new Set(list.map((c) => c.id)));
+    if (mine.alive) await flow.refresh();
   }
   return refresh;
 }

@@ -356,13 +356,126 @@ function tagRows() {
   };
 }
 
-function traffic(kind) {
-  // The traffic chart (packets, bytes, active flows, drops over the last minutes) will be
-  // drawn here from GET .../vpc-endpoints/{id}/metrics once it exists; nothing is fetched yet.
-  return h('section.traffic', { 'aria-label': 'Traffic', 'data-chart': kind },
-    h('h2', 'Traffic'),
-    h('div.chart-placeholder#traffic-chart', { 'data-metrics': 'pending' },
-      h('p.muted', 'Traffic monitoring (packets, bytes, active flows, drops) will be shown here.')));
+// ---- traffic ----
+
+const SVG = 'http://www.w3.org/2000/svg';
+
+function svg(tag, attrs = {}, ...kids) {
+  const el = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
+  for (const k of kids) el.append(k);
+  return el;
+}
+
+function count(n) {
+  if (n >= 1e9) return `${(n / 1e9).toFixed(1)} G`;
+  if (n >= 1e6) return `${(n / 1e6).toFixed(1)} M`;
+  if (n >= 1e4) return `${(n / 1e3).toFixed(1)} k`;
+  return String(Math.round(n));
+}
+
+function bytes(n) {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i += 1; }
+  return `${i ? n.toFixed(1) : n} ${units[i]}`;
+}
+
+function dropsOf(totals) {
+  return Object.values(totals.drops || {}).reduce((a, b) => a + b, 0);
+}
+
+// Rates per second between consecutive samples (the samples are running totals).
+function rates(samples, pick) {
+  const out = [];
+  for (let i = 1; i < samples.length; i += 1) {
+    const dt = Math.max(1, samples[i].at - samples[i - 1].at);
+    out.push({ at: samples[i].at, v: Math.max(0, pick(samples[i]) - pick(samples[i - 1])) / dt });
+  }
+  return out;
+}
+
+// A line chart of `series` ([{ name, cls, points: [{at, v}] }]) over the last samples.
+function lineChart(series, unit) {
+  const W = 560; const H = 140; const L = 48; const B = 18;
+  const all = series.flatMap((s) => s.points);
+  const g = svg('svg', { viewBox: `0 0 ${W} ${H}`, class: 'chart', role: 'img', 'aria-label': `${series.map((s) => s.name).join(', ')} (${unit})` });
+  if (all.length < 1) {
+    g.append(svg('text', { x: W / 2, y: H / 2, class: 'chart-empty', 'text-anchor': 'middle' }, 'No samples yet: the chart starts with the second (one every 10 s), once the endpoint carries traffic'));
+    return g;
+  }
+  const t0 = Math.min(...all.map((p) => p.at)); const t1 = Math.max(...all.map((p) => p.at));
+  const top = Math.max(1, ...all.map((p) => p.v));
+  const x = (t) => L + ((t - t0) / Math.max(1, t1 - t0)) * (W - L - 8);
+  const y = (v) => H - B - (v / top) * (H - B - 8);
+  g.append(svg('line', { x1: L, y1: H - B, x2: W - 8, y2: H - B, class: 'axis' }));
+  g.append(svg('text', { x: L - 4, y: 12, class: 'tick', 'text-anchor': 'end' }, count(top)));
+  g.append(svg('text', { x: L - 4, y: H - B, class: 'tick', 'text-anchor': 'end' }, '0'));
+  g.append(svg('text', { x: W - 8, y: H - 4, class: 'tick', 'text-anchor': 'end' }, 'now'));
+  g.append(svg('text', { x: L, y: H - 4, class: 'tick' }, `${Math.round((t1 - t0) / 60)} min ago`));
+  for (const s of series) {
+    const pts = s.points.map((p) => `${x(p.at).toFixed(1)},${y(p.v).toFixed(1)}`).join(' ');
+    g.append(svg('polyline', { points: pts, class: `line ${s.cls}` }));
+  }
+  return g;
+}
+
+function legend(series) {
+  return h('p.legend', ...series.map((s) => h(`span.key.${s.cls}`, s.name)));
+}
+
+function totalsList(t) {
+  const dl = h('dl.props.traffic-totals');
+  const add = (k, v) => dl.append(h('dt', k), h('dd', v));
+  add('Packets (to service / to client)', `${count(t.packets_to_service)} / ${count(t.packets_to_client)}`);
+  add('Bytes (to service / to client)', `${bytes(t.bytes_to_service)} / ${bytes(t.bytes_to_client)}`);
+  add('Active Flows', count(t.active_flows));
+  add('Flows Opened', count(t.flows_opened));
+  const drops = Object.entries(t.drops || {});
+  add('Drops', drops.length ? drops.map(([r, n]) => `${r.replaceAll('_', ' ')}: ${count(n)}`).join(', ') : '0');
+  add('Resets (to service / to client)', `${count(t.resets_to_service)} / ${count(t.resets_to_client)}`);
+  return dl;
+}
+
+// The traffic section of an endpoint's page (`kind` 'endpoint': totals and charts of the
+// last hour from GET .../vpc-endpoints/{id}/metrics) or of a service's Connection
+// Management tab ('connections': each connection's totals from GET
+// .../vpc-endpoint-services/{id}/metrics). `resource` is the endpoint's or the service's
+// path; `el` is the section; `refresh()` reads again.
+function traffic(kind, resource) {
+  const body = h('div.traffic-body', h('p.muted', 'Loading traffic...'));
+  const el = h('section.traffic', { 'aria-label': 'Traffic', 'data-chart': kind }, h('h2', 'Traffic'), body);
+  const path = `${resource}/metrics`;
+  const byConnection = table(['Endpoint ID', 'Packets (to service / to client)', 'Bytes (to service / to client)', 'Active Flows', 'Drops'], { label: 'Traffic by connection' });
+  async function refresh() {
+    const m = await api.request('GET', path);
+    if (kind === 'endpoint') {
+      const s = m.samples || [];
+      const packets = [
+        { name: 'Packets/s to service', cls: 'to-service', points: rates(s, (x) => x.packets_to_service) },
+        { name: 'Packets/s to client', cls: 'to-client', points: rates(s, (x) => x.packets_to_client) },
+      ];
+      const flows = [
+        { name: 'Active flows', cls: 'flows', points: s.map((x) => ({ at: x.at, v: x.active_flows })) },
+        { name: 'Drops/s', cls: 'drops', points: rates(s, (x) => x.drops) },
+      ];
+      fill(body, totalsList(m.totals),
+        lineChart(packets, 'packets per second'), legend(packets),
+        lineChart(flows, 'flows, drops per second'), legend(flows),
+        h('p.muted', `Samples every ${m.interval_secs} s over the last hour; figures of the node that carries the endpoint.`));
+    } else {
+      const cells = (c) => [
+        h('td', h('code', c.endpoint_id)),
+        h('td', `${count(c.totals.packets_to_service)} / ${count(c.totals.packets_to_client)}`),
+        h('td', `${bytes(c.totals.bytes_to_service)} / ${bytes(c.totals.bytes_to_client)}`),
+        h('td', count(c.totals.active_flows)),
+        h('td', count(dropsOf(c.totals)))];
+      syncRows(byConnection.tbody, m.connections || [], (c) => c.endpoint_id,
+        () => h('tr'), (tr, c) => fill(tr, ...cells(c)), 'No traffic yet.', byConnection.cols);
+      fill(body, totalsList(m.totals), byConnection.el);
+    }
+  }
+  return { el, refresh };
 }
 
 function tagsTab(panel, resourceType, id, getTags) {

@@ -10,16 +10,25 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 venv="${VENV:-$root/.venv}"
-for pkg in chromium firefox-esr; do
-  dpkg -s "$pkg" >/dev/null 2>&1 && continue
-  DEBIAN_FRONTEND=noninteractive apt-get install -y "$pkg" >/dev/null 2>&1 ||
-    { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y "$pkg" >/dev/null; }
-done
-if ! "$venv/bin/python" -c 'import playwright, websockets, huaweicloudsdkvpcep' 2>/dev/null; then
-  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check 'playwright==1.65.3' 'websockets==17.4' \
-    'huaweicloudsdkvpcep==3.1.219' 'huaweicloudsdkcore==3.1.219'
+install() {
+  for pkg in chromium firefox-esr; do
+    dpkg -s "$pkg" >/dev/null 2>&1 && continue
+    DEBIAN_FRONTEND=noninteractive apt-get install -y "$pkg" >/dev/null 2>&1 ||
+      { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y "$pkg" >/dev/null; }
+  done
+  if ! "$venv/bin/python" -c 'import playwright, websockets, huaweicloudsdkvpcep' 2>/dev/null; then
+    [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check 'playwright==1.65.3' 'websockets==17.4' \
+      'huaweicloudsdkvpcep==3.1.219' 'huaweicloudsdkcore==3.1.219'
+  fi
+}
+# `run.sh --install` only installs (from the host's network: the walk itself may run in a
+# namespace that has none, as tests/tests/netns/console.rs runs it).
+if [ "${1:-}" = "--install" ]; then
+  install
+  exit 0
 fi
+install
 : "${VPCEP_URL:?VPCEP_URL: the API of a running vpcepd}"
 work="$(mktemp -d /tmp/vpcep-console.XXXXXX)"
 trap 'rm -rf "$work"' EXIT

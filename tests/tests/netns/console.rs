@@ -102,6 +102,18 @@ fn the_console_walks_the_user_guide_in_a_browser() {
     let shots = std::env::var("SCREENSHOTS")
         .unwrap_or_else(|_| w.dir.join("shots").to_string_lossy().into_owned());
     std::fs::create_dir_all(&shots).unwrap();
+    // The browsers and the venv come from the host's network, before the walk enters the
+    // node namespace (which has none).
+    let install = Command::new("bash")
+        .arg(root.join("tests/console/run.sh"))
+        .arg("--install")
+        .output()
+        .unwrap();
+    assert!(
+        install.status.success(),
+        "installing the browsers and the venv failed: {}",
+        String::from_utf8_lossy(&install.stderr)
+    );
     let started = Instant::now();
     // The browser runs in the node namespace, where the API listens on loopback; curl
     // steps enter the user's namespace by name.
