@@ -10,7 +10,7 @@ keep=0
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 need=()
-for c in ip:iproute2 curl:curl python3:python3; do
+for c in ip:iproute2 curl:curl python3:python3 socat:socat; do
   command -v "${c%%:*}" >/dev/null || need+=("${c#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -35,7 +35,7 @@ cleanup() {
   for ns in user prov node; do ip netns del "$P-$ns" 2>/dev/null || true; done
   rm -rf "$work"
 }
-if [ $keep = 0 ]; then trap cleanup EXIT; else trap 'echo; echo "kept: namespaces $P-{user,prov,node}, files $work; remove with: ip netns del $P-user; ip netns del $P-prov; ip netns del $P-node"' EXIT; fi
+if [ $keep = 0 ]; then trap cleanup EXIT; else trap 'echo; echo "kept: namespaces $P-{user,prov,node}, files $work; remove with: kill ${fwd:-} ${pids[*]:-}; ip netns del $P-user; ip netns del $P-prov; ip netns del $P-node"' EXIT; fi
 
 say "namespaces: $P-user (client 10.0.0.5), $P-prov (backend 10.0.0.10), $P-node (vpcepd)"
 for ns in user prov node; do
@@ -56,6 +56,11 @@ ip -n "$P-prov" addr add 10.0.0.10/24 dev eth0
 ip -n "$P-prov" route add 198.19.128.0/17 dev eth0   # the SNAT range is on-link in the provider VPC
 ip netns exec "$P-node" sysctl -qw net.ipv4.ip_forward=0
 
+# The console's users (user guide 6.2: a user name and a password), one per tenant.
+PROVIDER_PW="demo provider pass"
+USER_PW="demo user pass"
+provider_hash=$(printf '%s\n' "$PROVIDER_PW" | "$bin/vpcepctl" hash-password)
+user_hash=$(printf '%s\n' "$USER_PW" | "$bin/vpcepctl" hash-password)
 cat > "$work/credentials.toml" <<CREDS
 [[credentials]]
 ak = "DEMOPROVIDERAK000001"
@@ -66,6 +71,18 @@ project_id = "provider-project"
 [[credentials]]
 ak = "DEMOUSERAK0000000001"
 sk = "demo-user-secret"
+domain_id = "useraccount"
+project_id = "user-project"
+
+[[users]]
+name = "provider-admin"
+password_hash = "$provider_hash"
+domain_id = "provideraccount"
+project_id = "provider-project"
+
+[[users]]
+name = "user-admin"
+password_hash = "$user_hash"
 domain_id = "useraccount"
 project_id = "user-project"
 CREDS
@@ -145,6 +162,34 @@ echo "sha256 at the backend: $want"; echo "sha256 at the client:  $got"
 
 say "dataplane counters (/metrics)"
 ip netns exec "$P-node" curl -sf http://127.0.0.1:9798/metrics | grep -E '^vpcep_(dataplane|conntrack)' | grep -v ' 0$'
+
+say "the endpoint's own figures (Prometheus; and GET .../vpc-endpoints/{id}/metrics for its owner)"
+# The figures are read from the workers once a second: wait for the download's.
+for _ in $(seq 50); do
+  ip netns exec "$P-node" curl -sf http://127.0.0.1:9798/metrics |
+    grep -qE '^vpcep_endpoint_packets_total\{.*to_client.*\} [1-9]' && break
+  sleep 0.1
+done
+ip netns exec "$P-node" curl -sf http://127.0.0.1:9798/metrics | grep -E '^vpcep_endpoint_(packets|bytes)_total' || true
+
+say "the console (user guide 6.2: sign in with a user name and a password)"
+ip netns exec "$P-node" curl -sf -o /dev/null http://127.0.0.1:9797/console/ && echo "vpcepd serves the console at /console/ on its API listener"
+sign_in=$(ip netns exec "$P-node" curl -sf -D - -o /dev/null -H 'content-type: application/json' \
+  -d "{\"auth\":{\"identity\":{\"methods\":[\"password\"],\"password\":{\"user\":{\"name\":\"user-admin\",\"password\":\"$USER_PW\"}}}}}" \
+  http://127.0.0.1:9797/v3/auth/tokens | grep -ci '^x-subject-token:' || true)
+[ "$sign_in" = 1 ] && echo "user-admin signed in (a session token came back)"
+if [ $keep = 1 ]; then
+  # The API listens on the node namespace's loopback: a forwarder brings it to this host's.
+  socat TCP-LISTEN:9797,bind=127.0.0.1,reuseaddr,fork \
+    "EXEC:ip netns exec $P-node socat STDIO TCP\:127.0.0.1\:9797" >/dev/null 2>&1 &
+  fwd=$!
+  echo "console: http://127.0.0.1:9797/console/  (forwarder pid $fwd)"
+  echo "  provider: provider-admin / $PROVIDER_PW"
+  echo "  user:     user-admin / $USER_PW"
+else
+  echo "run bash demo.sh --keep to leave it up: console at http://127.0.0.1:9797/console/,"
+  echo "provider-admin / $PROVIDER_PW, user-admin / $USER_PW"
+fi
 
 say "done"
 [ $keep = 1 ] && echo "the world keeps running; drive it with: ip netns exec $P-node $bin/vpcepctl --help"
