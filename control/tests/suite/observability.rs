@@ -19,9 +19,9 @@ use serde_json::{Value, json};
 
 use crate::common::{PROVIDER, TempDir, poll_until, temp_dir};
 
-/// The per-endpoint and per-service series of the dataplane. They exist only while a
-/// dataplane forwards an endpoint's traffic, which this suite (no root, no interfaces)
-/// does not run; point the check at a real exporter by replacing this list with its names.
+/// The per-endpoint and per-service series (`control/src/meters`): declared on every scrape,
+/// with values for the endpoints that exist (their values are checked end to end in
+/// `tests/tests/netns/meters.rs`).
 const PER_ENDPOINT_SERIES: &[&str] = &[
     "vpcep_endpoint_packets_total",
     "vpcep_endpoint_bytes_total",
@@ -431,9 +431,22 @@ fn every_series_of_the_dashboard_and_the_alerts_is_exported() {
             "{name} is named nowhere in control/src"
         );
     }
-    let known = |n: &str| {
-        exported.contains(n) || PER_ENDPOINT_SERIES.contains(&n) || NEEDS_AN_ATTACHMENT.contains(&n)
-    };
+    // The per-endpoint and per-service series have values only once an endpoint carries
+    // traffic (tests/tests/netns/meters.rs checks those); the daemon declares them always.
+    let declared: BTreeSet<String> = scrape
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .map(String::from)
+        .collect();
+    for name in PER_ENDPOINT_SERIES {
+        assert!(
+            declared.contains(*name),
+            "{name} is not declared on /metrics"
+        );
+    }
+    let known =
+        |n: &str| exported.contains(n) || declared.contains(n) || NEEDS_AN_ATTACHMENT.contains(&n);
 
     let dashboard: Value =
         serde_json::from_str(&std::fs::read_to_string(deploy("grafana/vpcep.json")).unwrap())

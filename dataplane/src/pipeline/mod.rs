@@ -52,6 +52,7 @@
 mod expiry;
 mod flow_identity;
 mod gateway;
+mod metering;
 mod neighbour_arp;
 mod open;
 mod prefetch;
@@ -66,6 +67,7 @@ use std::time::Instant;
 use foldhash::fast::RandomState;
 
 use self::flow_identity::{identity_segment, marker_of, reopen, synack_completes};
+use self::metering::ip_bytes;
 use crate::config::Config;
 use crate::conntrack::{ConnTrack, Direction, FlowEntry, state, tcp_next};
 use crate::flow::{Attachment, FlowKey};
@@ -320,22 +322,6 @@ impl Pipeline {
         (verdict, out_len)
     }
 
-    /// Correct the meter of the frame just forwarded (credited as one frame of `len`
-    /// bytes): it was a super-frame, or client identity grew it to `frame`.
-    #[cold]
-    fn meter_again(&mut self, frame: &[u8], len: usize, vnet: VnetHdr) {
-        let (slot, dir) = self.metered;
-        let (segments, bytes) = wire_size(frame, vnet);
-        let credited = len.saturating_sub(ethernet::HEADER_LEN) as u64;
-        self.meters.packet(
-            slot,
-            dir,
-            segments.saturating_sub(1),
-            bytes.saturating_sub(credited),
-            false,
-        );
-    }
-
     /// Give the rewritten frame of `seg`'s flow its client identity; its new length.
     #[cold]
     #[inline(never)]
@@ -564,38 +550,6 @@ impl Pipeline {
     }
 }
 
-/// The IPv4 bytes of an Ethernet frame.
-#[inline(always)]
-fn ip_bytes(frame: &[u8]) -> u64 {
-    frame.len().saturating_sub(ethernet::HEADER_LEN) as u64
-}
-
-/// The segments and IPv4 bytes a forwarded frame stands for on the wire: itself, or for a
-/// GSO super-frame, its payload cut into `gso_size` pieces, each with the headers again.
-#[inline(always)]
-fn wire_size(frame: &[u8], vnet: VnetHdr) -> (u64, u64) {
-    let ip_bytes = frame.len().saturating_sub(ethernet::HEADER_LEN) as u64;
-    if !vnet.is_gso() || vnet.gso_size == 0 {
-        return (1, ip_bytes);
-    }
-    super_frame_size(frame, vnet.gso_size, ip_bytes)
-}
-
-#[cold]
-fn super_frame_size(frame: &[u8], gso_size: u16, ip_bytes: u64) -> (u64, u64) {
-    // Checked headers (the frame was just forwarded): IPv4 without options, then TCP's
-    // data offset or UDP's eight bytes.
-    let l4 = ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN;
-    let l4_len = match frame.get(ethernet::HEADER_LEN + 9) {
-        Some(&PROTO_TCP) => frame.get(l4 + 12).map_or(20, |b| usize::from(b >> 4) * 4),
-        _ => 8,
-    };
-    let headers = (ipv4::MIN_HEADER_LEN + l4_len) as u64;
-    let payload = ip_bytes.saturating_sub(headers);
-    let segments = payload.div_ceil(u64::from(gso_size)).max(1);
-    (segments, ip_bytes + (segments - 1) * headers)
-}
-
 /// Every check on the IPv4 and transport headers but the TTL (the rewrite relies on them;
 /// the service frames of [`service`] too); the packet and its TTL.
 #[inline(always)]
@@ -712,26 +666,4 @@ pub(super) fn tcp_seq(frame: &[u8]) -> u32 {
 
 fn malformed(_: ParseError) -> DropReason {
     DropReason::Malformed
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::wire::offload::GSO_TCPV4;
-
-    #[test]
-    fn a_super_frame_counts_as_the_segments_it_stands_for() {
-        // Ethernet, IPv4 (20), TCP with 12 bytes of options (32), 3000 bytes of payload.
-        let mut frame = vec![0u8; 14 + 20 + 32 + 3000];
-        frame[14 + 9] = PROTO_TCP;
-        frame[14 + 20 + 12] = 8 << 4;
-        assert_eq!(wire_size(&frame, VnetHdr::NONE), (1, 3052));
-        let gso = VnetHdr {
-            gso_type: GSO_TCPV4,
-            gso_size: 1448,
-            ..VnetHdr::NONE
-        };
-        // Three segments (1448 + 1448 + 104), each with its 52 bytes of headers.
-        assert_eq!(wire_size(&frame, gso), (3, 3000 + 3 * 52));
-    }
 }

@@ -198,8 +198,13 @@ impl Pipeline {
         };
         self.stats.flows_created += 1;
         self.meters.opened(meter);
-        self.meters
-            .packet(meter, Direction::Original, 1, super::ip_bytes(frame), false);
+        self.meters.packet(
+            meter,
+            Direction::Original,
+            1,
+            super::metering::ip_bytes(frame),
+            false,
+        );
         self.metered = (meter, Direction::Original);
         self.expiry.push_back(key);
         ct.remember(key);

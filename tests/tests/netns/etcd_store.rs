@@ -621,3 +621,128 @@ impl Drop for TempDirs {
         }
     }
 }
+
+/// An HTTP answer: the status, the headers (lower-case names) and the body.
+type Answer = (u16, Vec<(String, String)>, String);
+
+/// One plain HTTP/1.1 exchange with `addr`.
+fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Result<Answer> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nhost: vpcep.test\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str(&format!(
+        "content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    ));
+    s.write_all(head.as_bytes())?;
+    s.write_all(body.as_bytes())?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)?;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text.get(9..12).unwrap_or("0").parse()?;
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Ok((status, headers, body.to_string()))
+}
+
+/// Issue 19: a console session is a claim in etcd, so a token from one node's sign-in is
+/// valid on every node of the cluster, and a sign-out on any node ends it on all of them.
+#[test]
+#[ignore = "needs etcd (apt etcd-server)"]
+fn a_console_session_is_valid_on_every_node_and_ends_on_all_at_sign_out() -> Result<()> {
+    let etcd = Etcd::start()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let dirs = TempDirs(
+        (0..2)
+            .map(|i| std::env::temp_dir().join(format!("vpcep-session-{}-{i}", std::process::id())))
+            .collect(),
+    );
+    let (_, _, domain, project) = PROVIDER;
+    let hash = control::auth::session::hash_password("cluster pass").expect("hashed");
+    let nodes = dirs
+        .0
+        .iter()
+        .enumerate()
+        .map(|(i, dir)| -> Result<control::daemon::Running> {
+            let cfg = control::config::DaemonConfig {
+                data_dir: dir.clone(),
+                api_listen: "127.0.0.1:0".parse()?,
+                admin_listen: "127.0.0.1:0".parse()?,
+                store: control::store::StoreEngine::Etcd,
+                etcd: EtcdConfig {
+                    node_name: Some(format!("session-{i}")),
+                    ..config(&etcd, "/session/")
+                },
+                ..control::config::DaemonConfig::default()
+            };
+            let creds =
+                provider_credentials().with_users(vec![control::auth::session::ConsoleUser {
+                    name: "ops".into(),
+                    password_hash: hash.clone(),
+                    domain_id: domain.into(),
+                    project_id: project.into(),
+                }])?;
+            Ok(
+                rt.block_on(control::daemon::start_with(&cfg, creds, |_, _, _, _| {
+                    unreachable!("no attachments")
+                }))?,
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let (a, b) = (nodes[0].api_addr, nodes[1].api_addr);
+    let sign_in = r#"{"auth":{"identity":{"methods":["password"],"password":{"user":{"name":"ops","password":"cluster pass"}}}}}"#;
+    let (status, headers, body) = http(a, "POST", "/v3/auth/tokens", &[], sign_in)?;
+    assert_eq!(status, 201, "{body}");
+    let token = headers
+        .iter()
+        .find(|(k, _)| k == "x-subject-token")
+        .map(|(_, v)| v.clone())
+        .expect("X-Subject-Token");
+    let vpcs = format!("/v1/{project}/vpcs");
+    // Signed in on node A: node B takes the token, for reads and writes.
+    for addr in [a, b] {
+        let (status, _, body) = http(addr, "GET", &vpcs, &[("x-auth-token", &token)], "")?;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, _, body) = http(
+        b,
+        "POST",
+        &vpcs,
+        &[("x-auth-token", &token)],
+        r#"{"vpc": {"name": "by-token", "cidr": "10.8.0.0/16"}}"#,
+    )?;
+    assert_eq!(status, 200, "{body}");
+    // Signed out on node B: node A refuses the token too.
+    let both = [
+        ("x-auth-token", token.as_str()),
+        ("x-subject-token", token.as_str()),
+    ];
+    let (status, _, body) = http(b, "DELETE", "/v3/auth/tokens", &both, "")?;
+    assert_eq!(status, 204, "{body}");
+    for addr in [a, b] {
+        let (status, _, body) = http(addr, "GET", &vpcs, &[("x-auth-token", &token)], "")?;
+        assert_eq!(status, 401, "{body}");
+        assert!(body.contains("APIGW.0301"), "{body}");
+    }
+    for n in nodes {
+        rt.block_on(n.shutdown());
+    }
+    Ok(())
+}
