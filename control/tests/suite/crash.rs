@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::common::{PROVIDER, poll_until, temp_dir};
+use crate::common::{PROVIDER, daemon_files, free_port, poll_until, temp_dir};
 use control::client::Client;
 use serde_json::{Value, json};
 
@@ -63,35 +63,16 @@ impl TapWait for Child {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn sigkill_during_writes_loses_nothing_acknowledged() {
     let dir = temp_dir("crash");
     let (api, admin) = (free_port(), free_port());
-    std::fs::write(
-        dir.join("credentials.toml"),
-        format!(
-            "[[credentials]]\nak = \"{}\"\nsk = \"{}\"\ndomain_id = \"{}\"\nproject_id = \"{}\"\n",
-            PROVIDER.0, PROVIDER.1, PROVIDER.2, PROVIDER.3
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("vpcepd.toml"),
-        format!(
-            "data_dir = \"{}\"\ncredentials = \"{}\"\napi_listen = \"127.0.0.1:{api}\"\nadmin_listen = \"127.0.0.1:{admin}\"\n",
-            dir.join("data").display(),
-            dir.join("credentials.toml").display()
-        ),
-    )
-    .unwrap();
+    daemon_files(
+        &dir,
+        &format!("127.0.0.1:{api}"),
+        &format!("127.0.0.1:{admin}"),
+        "",
+    );
     let c = Client::new(
         &format!("http://127.0.0.1:{api}"),
         PROVIDER.0,

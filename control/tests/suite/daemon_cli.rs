@@ -9,28 +9,10 @@
 
 use std::process::Command;
 
-use crate::common::{PROVIDER, temp_dir};
+use crate::common::{daemon_files, temp_dir};
 
 fn write_files(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
-    std::fs::write(
-        dir.join("credentials.toml"),
-        format!(
-            "[[credentials]]\nak = \"{}\"\nsk = \"{}\"\ndomain_id = \"{}\"\nproject_id = \"{}\"\n",
-            PROVIDER.0, PROVIDER.1, PROVIDER.2, PROVIDER.3
-        ),
-    )
-    .unwrap();
-    let cfg = dir.join("vpcepd.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "data_dir = \"{}\"\ncredentials = \"{}\"\napi_listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{extra}",
-            dir.join("data").display(),
-            dir.join("credentials.toml").display()
-        ),
-    )
-    .unwrap();
-    cfg
+    daemon_files(dir, "127.0.0.1:0", "127.0.0.1:0", extra)
 }
 
 fn vpcepd(args: &[&str]) -> (i32, String, String) {

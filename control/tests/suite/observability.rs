@@ -17,7 +17,7 @@ use std::time::Duration;
 use control::client::Client;
 use serde_json::{Value, json};
 
-use crate::common::{PROVIDER, TempDir, poll_until, temp_dir};
+use crate::common::{PROVIDER, TempDir, daemon_files, free_port, poll_until, temp_dir};
 
 /// The per-endpoint and per-service series (`control/src/meters`): declared on every scrape,
 /// with values for the endpoints that exist (their values are checked end to end in
@@ -65,23 +65,12 @@ impl Daemon {
     fn start(tag: &str) -> Self {
         let dir = temp_dir(tag);
         let (api, admin) = (free_port(), free_port());
-        std::fs::write(
-            dir.join("credentials.toml"),
-            format!(
-                "[[credentials]]\nak = \"{}\"\nsk = \"{}\"\ndomain_id = \"{}\"\nproject_id = \"{}\"\n",
-                PROVIDER.0, PROVIDER.1, PROVIDER.2, PROVIDER.3
-            ),
-        )
-        .unwrap();
-        std::fs::write(
-            dir.join("vpcepd.toml"),
-            format!(
-                "data_dir = \"{}\"\ncredentials = \"{}\"\napi_listen = \"127.0.0.1:{api}\"\nadmin_listen = \"127.0.0.1:{admin}\"\nlog_format = \"json\"\n",
-                dir.join("data").display(),
-                dir.join("credentials.toml").display()
-            ),
-        )
-        .unwrap();
+        daemon_files(
+            &dir,
+            &format!("127.0.0.1:{api}"),
+            &format!("127.0.0.1:{admin}"),
+            "log_format = \"json\"\n",
+        );
         let stderr = std::fs::File::create(dir.join("stderr.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_vpcepd"))
             .arg("--config")
@@ -131,14 +120,6 @@ impl Daemon {
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Wait for the debug line that closes request `id`, and return it.
@@ -232,14 +213,7 @@ fn a_request_id_links_the_answer_its_audit_entry_and_its_log_lines() {
 #[test]
 fn log_format_is_text_or_json_and_nothing_else() {
     let dir = temp_dir("obs-fmt");
-    std::fs::write(
-        dir.join("credentials.toml"),
-        format!(
-            "[[credentials]]\nak = \"{}\"\nsk = \"{}\"\ndomain_id = \"{}\"\nproject_id = \"{}\"\n",
-            PROVIDER.0, PROVIDER.1, PROVIDER.2, PROVIDER.3
-        ),
-    )
-    .unwrap();
+    daemon_files(&dir, "127.0.0.1:0", "127.0.0.1:0", "");
     let check = |format: &str| {
         let cfg = dir.join("vpcepd.toml");
         std::fs::write(

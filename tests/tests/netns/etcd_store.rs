@@ -554,29 +554,7 @@ fn a_signed_write_is_accepted_by_one_node_of_a_cluster_only() -> Result<()> {
             .map(|i| std::env::temp_dir().join(format!("vpcep-replay-{}-{i}", std::process::id())))
             .collect(),
     );
-    let nodes = dirs
-        .0
-        .iter()
-        .enumerate()
-        .map(|(i, dir)| -> Result<control::daemon::Running> {
-            let cfg = control::config::DaemonConfig {
-                data_dir: dir.clone(),
-                api_listen: "127.0.0.1:0".parse()?,
-                admin_listen: "127.0.0.1:0".parse()?,
-                store: control::store::StoreEngine::Etcd,
-                etcd: EtcdConfig {
-                    node_name: Some(format!("replay-{i}")),
-                    ..config(&etcd, "/replay/")
-                },
-                ..control::config::DaemonConfig::default()
-            };
-            Ok(rt.block_on(control::daemon::start_with(
-                &cfg,
-                provider_credentials(),
-                |_, _, _, _| unreachable!("no attachments"),
-            ))?)
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let nodes = etcd_nodes(&rt, &etcd, &dirs, "/replay/", &provider_credentials())?;
     for round in 0..3 {
         let w = SignedWrite::create_vpc(&format!("r{round}"));
         let answers: Vec<(u16, String)> = std::thread::scope(|scope| {
@@ -609,6 +587,38 @@ fn a_signed_write_is_accepted_by_one_node_of_a_cluster_only() -> Result<()> {
         rt.block_on(n.shutdown());
     }
     Ok(())
+}
+
+/// Two in-process daemons on one etcd (under `prefix`, data in `dirs`), with `creds`.
+fn etcd_nodes(
+    rt: &tokio::runtime::Runtime,
+    etcd: &Etcd,
+    dirs: &TempDirs,
+    prefix: &str,
+    creds: &control::auth::Credentials,
+) -> Result<Vec<control::daemon::Running>> {
+    dirs.0
+        .iter()
+        .enumerate()
+        .map(|(i, dir)| -> Result<control::daemon::Running> {
+            let cfg = control::config::DaemonConfig {
+                data_dir: dir.clone(),
+                api_listen: "127.0.0.1:0".parse()?,
+                admin_listen: "127.0.0.1:0".parse()?,
+                store: control::store::StoreEngine::Etcd,
+                etcd: EtcdConfig {
+                    node_name: Some(format!("{}-{i}", prefix.trim_matches('/'))),
+                    ..config(etcd, prefix)
+                },
+                ..control::config::DaemonConfig::default()
+            };
+            Ok(rt.block_on(control::daemon::start_with(
+                &cfg,
+                creds.clone(),
+                |_, _, _, _| unreachable!("no attachments"),
+            ))?)
+        })
+        .collect()
 }
 
 /// Data directories removed on drop (a failed test's too).
@@ -676,36 +686,13 @@ fn a_console_session_is_valid_on_every_node_and_ends_on_all_at_sign_out() -> Res
     );
     let (_, _, domain, project) = PROVIDER;
     let hash = control::auth::session::hash_password("cluster pass").expect("hashed");
-    let nodes = dirs
-        .0
-        .iter()
-        .enumerate()
-        .map(|(i, dir)| -> Result<control::daemon::Running> {
-            let cfg = control::config::DaemonConfig {
-                data_dir: dir.clone(),
-                api_listen: "127.0.0.1:0".parse()?,
-                admin_listen: "127.0.0.1:0".parse()?,
-                store: control::store::StoreEngine::Etcd,
-                etcd: EtcdConfig {
-                    node_name: Some(format!("session-{i}")),
-                    ..config(&etcd, "/session/")
-                },
-                ..control::config::DaemonConfig::default()
-            };
-            let creds =
-                provider_credentials().with_users(vec![control::auth::session::ConsoleUser {
-                    name: "ops".into(),
-                    password_hash: hash.clone(),
-                    domain_id: domain.into(),
-                    project_id: project.into(),
-                }])?;
-            Ok(
-                rt.block_on(control::daemon::start_with(&cfg, creds, |_, _, _, _| {
-                    unreachable!("no attachments")
-                }))?,
-            )
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let creds = provider_credentials().with_users(vec![control::auth::session::ConsoleUser {
+        name: "ops".into(),
+        password_hash: hash,
+        domain_id: domain.into(),
+        project_id: project.into(),
+    }])?;
+    let nodes = etcd_nodes(&rt, &etcd, &dirs, "/session/", &creds)?;
     let (a, b) = (nodes[0].api_addr, nodes[1].api_addr);
     let sign_in = r#"{"auth":{"identity":{"methods":["password"],"password":{"user":{"name":"ops","password":"cluster pass"}}}}}"#;
     let (status, headers, body) = http(a, "POST", "/v3/auth/tokens", &[], sign_in)?;

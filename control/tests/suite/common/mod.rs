@@ -57,6 +57,36 @@ impl Drop for TempDir {
     }
 }
 
+/// A free TCP port on loopback (for a child `vpcepd` that must be told its ports).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Write the provider's credentials and a `vpcepd.toml` into `dir` (data in `dir/data`,
+/// listening on `api` and `admin`, then `extra`); the config's path.
+pub fn daemon_files(dir: &std::path::Path, api: &str, admin: &str, extra: &str) -> PathBuf {
+    std::fs::write(
+        dir.join("credentials.toml"),
+        testkit::tenants::credentials_toml(&[PROVIDER]),
+    )
+    .unwrap();
+    let cfg = dir.join("vpcepd.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "data_dir = \"{}\"\ncredentials = \"{}\"\napi_listen = \"{api}\"\nadmin_listen = \"{admin}\"\n{extra}",
+            dir.join("data").display(),
+            dir.join("credentials.toml").display()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
 pub fn temp_dir(tag: &str) -> TempDir {
     let dir = std::env::temp_dir().join(format!(
         "vpcep-{tag}-{}-{}",
