@@ -12,6 +12,7 @@ import {
   clearErrors,
   confirmDialog,
   dialog,
+  getOrGone,
   go,
   inventory,
   life,
@@ -350,18 +351,8 @@ async function endpointDetail(id) {
   await loadVpcNames();
   if (!mine.alive) return; // the route changed meanwhile
   async function refresh() {
-    let e;
-    try {
-      e = await api.request('GET', path);
-    } catch (x) {
-      if (x instanceof ApiError && x.status === 404) {
-        if (mine.alive) fill(shellMain, h('h1', 'Endpoint not found'), h('p', h('a', { href: '#/endpoints', text: 'Back to VPC Endpoints' })));
-        mine.alive = false;
-        return;
-      }
-      throw x;
-    }
-    if (!mine.alive) return;
+    const e = await getOrGone(path, mine, 'Endpoint', '#/endpoints', 'Back to VPC Endpoints');
+    if (!e || !mine.alive) return;
     ep = e;
     setText(h1, `Endpoint ${e.id}`);
     setText(v.id, e.id);

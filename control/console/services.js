@@ -15,6 +15,7 @@ import {
   clearErrors,
   confirmDialog,
   dialog,
+  getOrGone,
   go,
   int,
   inventory,
@@ -289,18 +290,8 @@ async function serviceDetail(id, tab) {
   if (!mine.alive) return; // the route changed meanwhile
 
   async function refreshInfo() {
-    let s;
-    try {
-      s = await api.request('GET', base);
-    } catch (e) {
-      if (e instanceof ApiError && e.status === 404) {
-        if (mine.alive) fill(shellMain, h('h1', 'Endpoint service not found'), h('p', h('a', { href: '#/services', text: 'Back to VPC Endpoint Services' })));
-        mine.alive = false;
-        return;
-      }
-      throw e;
-    }
-    if (!mine.alive) return;
+    const s = await getOrGone(base, mine, 'Endpoint service', '#/services', 'Back to VPC Endpoint Services');
+    if (!s || !mine.alive) return;
     svc = s;
     setText(h1, s.service_name);
     setText(v.name, s.service_name);

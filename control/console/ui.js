@@ -356,6 +356,21 @@ function tagRows() {
   };
 }
 
+// GET `path` for a detail page. A 404 replaces the page with "`what` not found" and a link
+// `back` (and ends the page's life): then null.
+async function getOrGone(path, mine, what, back, backText) {
+  try {
+    return await api.request('GET', path);
+  } catch (x) {
+    if (x instanceof ApiError && x.status === 404) {
+      if (mine.alive) fill(shellMain, h('h1', `${what} not found`), h('p', h('a', { href: back, text: backText })));
+      mine.alive = false;
+      return null;
+    }
+    throw x;
+  }
+}
+
 // ---- traffic ----
 
 const SVG = 'http://www.w3.org/2000/svg';
@@ -536,6 +551,7 @@ export {
   clearErrors,
   confirmDialog,
   dialog,
+  getOrGone,
   go,
   int,
   inventory,

@@ -60,7 +60,7 @@ impl PushStatus {
 }
 
 /// How long a returned meter slot waits before reuse, unless the daemon sets it from its
-/// conntrack timeouts ([`Pusher::with_meter_hold`]).
+/// conntrack timeouts ([`Pusher::set_meter_hold`]).
 pub const DEFAULT_METER_HOLD: Duration = Duration::from_secs(600);
 
 /// What one endpoint put in the live tables, to take out when it changes.

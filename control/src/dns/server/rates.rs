@@ -9,7 +9,7 @@ use dataplane::wire::ethernet::MacAddr;
 /// Frames one client (address and MAC) may send a second: ARP requests, UDP queries, TCP
 /// segments, and each whole TCP query once more (Route 53 Resolver's per-interface figure);
 /// also the burst. Past it, its frames are dropped and counted (`rate_limited`), and the
-/// kernel drops its MAC's frames for [`PENALTY`]; other clients are not affected.
+/// kernel drops its MAC's frames for [`super::PENALTY`]; other clients are not affected.
 pub const CLIENT_QUERIES_PER_SEC: u32 = 1024;
 
 /// Client addresses the rate limiter tracks at once; when more ask, those whose bucket is
