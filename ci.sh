@@ -30,7 +30,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo test --workspace"
 log=$(mktemp)
-trap 'rm -rf "$log" "${conf_log:-}" "${fuzz_dir:-}" "${dash_rules:-}"' EXIT
+trap '[ -n "${fuzz_build:-}" ] && kill -- -"$fuzz_build" 2>/dev/null; rm -rf "$log" "${conf_log:-}" "${fuzz_dir:-}" "${dash_rules:-}"' EXIT
 cargo test --workspace 2>&1 | tee "$log"
 
 step "cargo doc (warnings are errors)"
@@ -73,6 +73,18 @@ PY
 promtool check rules "$dash_rules"
 rm -f "$dash_rules"
 
+step "the fuzz targets built in the background at the lowest priority (nice 19), while the namespace suites and the SDK run, which wait on the network more than they compute"
+fuzz_dir=$(mktemp -d)
+# In a process group of its own, so that an early exit ends it whole (see the trap).
+setsid bash -c '
+  set -e
+  command -v cargo-fuzz >/dev/null || nice -n 19 cargo install --quiet --locked cargo-fuzz
+  for crate in dataplane control; do
+    (cd "$crate/fuzz" && CARGO_TARGET_DIR="$PWD/../../target/fuzz-$crate" nice -n 19 cargo fuzz build -s none)
+  done
+' >"$fuzz_dir/build.log" 2>&1 &
+fuzz_build=$!
+
 step "network-namespace suites (root): real clients through vpcepd between namespaces, at default offloads; client identity (PROXY v2, TOA); restarts, link flaps, floods, AF_XDP"
 if [ "$(id -u)" != 0 ]; then
   echo "ci.sh: the network-namespace suite needs root" >&2
@@ -85,16 +97,15 @@ conf_log=$(mktemp)
 bash tests/conformance/run.sh "$PWD/target/debug" 2>&1 | tee "$conf_log"
 
 step "bounded fuzz runs (cargo-fuzz on stable: -s none), each target 30 s, two at a time: the pipeline, the wire views, the signature checker, the request decoders"
-command -v cargo-fuzz >/dev/null || cargo install --quiet --locked cargo-fuzz
-fuzz_dir=$(mktemp -d)
-fuzz() { # crate target: build (if needed) and run one target for 30 s, into its own log
+if ! wait "$fuzz_build"; then
+  grep -E '^error' -A5 "$fuzz_dir/build.log" >&2 || tail -20 "$fuzz_dir/build.log" >&2
+  echo "ci.sh: building the fuzz targets failed" >&2
+  exit 1
+fi
+fuzz() { # crate target: run one (built) target for 30 s, into its own log
   (cd "$1/fuzz" && CARGO_TARGET_DIR="$PWD/../../target/fuzz-$1" \
     cargo fuzz run -s none "$2" -- -max_total_time=30) >"$fuzz_dir/$1-$2.log" 2>&1 || true
 }
-for crate in dataplane control; do
-  (cd "$crate/fuzz" && CARGO_TARGET_DIR="$PWD/../../target/fuzz-$crate" cargo fuzz build -s none 2>&1) \
-    | grep -E '^error|warning: unused' || true
-done
 fuzz dataplane process & fuzz dataplane parse & wait
 fuzz control auth & fuzz control decode & wait
 fuzz_log="$fuzz_dir/all.log"
