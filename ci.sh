@@ -30,7 +30,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo test --workspace"
 log=$(mktemp)
-trap '[ -n "${fuzz_build:-}" ] && kill -- -"$fuzz_build" 2>/dev/null; rm -rf "$log" "${conf_log:-}" "${fuzz_dir:-}" "${dash_rules:-}"' EXIT
+trap '[ -n "${fuzz_build:-}" ] && { kill -- -"$fuzz_build" 2>/dev/null || true; }; rm -rf "$log" "${conf_log:-}" "${fuzz_dir:-}" "${dash_rules:-}"' EXIT
 cargo test --workspace 2>&1 | tee "$log"
 
 step "cargo doc (warnings are errors)"
