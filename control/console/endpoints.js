@@ -21,6 +21,7 @@ import {
   pager,
   placeError,
   poll,
+  searchForm,
   setWhen,
   shellMain,
   statusBadge,
@@ -39,19 +40,15 @@ import {
 async function endpointsList() {
   const actions = page('VPC Endpoints');
   actions.append(h('button.primary', { type: 'button', text: 'Apply for Endpoint', on: { click: selectServiceDialog } }));
-  const search = h('input', { type: 'search', id: 'ep-search', placeholder: 'Endpoint service name' });
-  const searchForm = h('form.search', { role: 'search', novalidate: true },
-    h('label', { for: 'ep-search', text: 'Search by service name' }), search, h('button', { type: 'submit', text: 'Search' }));
   const t = table(['ID', 'Status', 'Endpoint Service Name', 'VPC', 'IP Address', 'Expires', 'Created', 'Operation'], { label: 'Endpoints' });
   const pg = pager(() => refresh());
-  shellMain.append(searchForm, t.el, pg.el);
   let name = '';
-  searchForm.addEventListener('submit', (ev) => {
-    ev.preventDefault();
-    name = search.value.trim();
+  const search = searchForm('ep-search', 'Search by service name', (text) => {
+    name = text;
     pg.offset = 0;
     refresh();
   });
+  shellMain.append(search, t.el, pg.el);
   const mine = life;
   await loadVpcNames();
   if (!mine.alive) return; // the route changed meanwhile

@@ -27,6 +27,7 @@ import {
   placeError,
   poll,
   portsText,
+  searchForm,
   selection,
   setWhen,
   shellMain,
@@ -46,19 +47,15 @@ import {
 async function servicesList() {
   const actions = page('VPC Endpoint Services');
   actions.append(h('button.primary', { type: 'button', text: 'Create Endpoint Service', on: { click: () => go('#/services/create') } }));
-  const search = h('input', { type: 'search', id: 'svc-search', placeholder: 'Endpoint service name' });
-  const searchForm = h('form.search', { role: 'search', novalidate: true },
-    h('label', { for: 'svc-search', text: 'Search by name' }), search, h('button', { type: 'submit', text: 'Search' }));
   const t = table(['Name', 'ID', 'Status', 'Backend Resource Type', 'Connection Approval', 'Port Mapping', 'Created', 'Operation'], { label: 'Endpoint services' });
   const pg = pager(() => refresh());
-  shellMain.append(searchForm, t.el, pg.el);
   let name = '';
-  searchForm.addEventListener('submit', (ev) => {
-    ev.preventDefault();
-    name = search.value.trim();
+  const search = searchForm('svc-search', 'Search by name', (text) => {
+    name = text;
     pg.offset = 0;
     refresh();
   });
+  shellMain.append(search, t.el, pg.el);
   const mine = life;
   async function refresh() {
     const r = await api.request('GET', `${api.pid()}/vpc-endpoint-services`, {

@@ -356,6 +356,18 @@ function tagRows() {
   };
 }
 
+// A list's search form: a labelled search box; `onSearch(text)` on submit.
+function searchForm(id, label, onSearch) {
+  const input = h('input', { type: 'search', id, placeholder: 'Endpoint service name' });
+  const form = h('form.search', { role: 'search', novalidate: true },
+    h('label', { for: id, text: label }), input, h('button', { type: 'submit', text: 'Search' }));
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    onSearch(input.value.trim());
+  });
+  return form;
+}
+
 // GET `path` for a detail page. A 404 replaces the page with "`what` not found" and a link
 // `back` (and ends the page's life): then null.
 async function getOrGone(path, mine, what, back, backText) {
@@ -563,6 +575,7 @@ export {
   placeError,
   poll,
   portsText,
+  searchForm,
   selection,
   setMain,
   setWhen,

@@ -545,15 +545,7 @@ impl SignedWrite {
 #[ignore = "needs etcd (apt etcd-server)"]
 fn a_signed_write_is_accepted_by_one_node_of_a_cluster_only() -> Result<()> {
     let etcd = Etcd::start()?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let dirs = TempDirs(
-        (0..2)
-            .map(|i| std::env::temp_dir().join(format!("vpcep-replay-{}-{i}", std::process::id())))
-            .collect(),
-    );
+    let (rt, dirs) = cluster_scratch("replay")?;
     let nodes = etcd_nodes(&rt, &etcd, &dirs, "/replay/", &provider_credentials())?;
     for round in 0..3 {
         let w = SignedWrite::create_vpc(&format!("r{round}"));
@@ -587,6 +579,20 @@ fn a_signed_write_is_accepted_by_one_node_of_a_cluster_only() -> Result<()> {
         rt.block_on(n.shutdown());
     }
     Ok(())
+}
+
+/// A runtime for two in-process daemons, and their data directories (`vpcep-<tag>-...`).
+fn cluster_scratch(tag: &str) -> Result<(tokio::runtime::Runtime, TempDirs)> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let dirs = TempDirs(
+        (0..2)
+            .map(|i| std::env::temp_dir().join(format!("vpcep-{tag}-{}-{i}", std::process::id())))
+            .collect(),
+    );
+    Ok((rt, dirs))
 }
 
 /// Two in-process daemons on one etcd (under `prefix`, data in `dirs`), with `creds`.
@@ -675,15 +681,7 @@ fn http(
 #[ignore = "needs etcd (apt etcd-server)"]
 fn a_console_session_is_valid_on_every_node_and_ends_on_all_at_sign_out() -> Result<()> {
     let etcd = Etcd::start()?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let dirs = TempDirs(
-        (0..2)
-            .map(|i| std::env::temp_dir().join(format!("vpcep-session-{}-{i}", std::process::id())))
-            .collect(),
-    );
+    let (rt, dirs) = cluster_scratch("session")?;
     let (_, _, domain, project) = PROVIDER;
     let hash = control::auth::session::hash_password("cluster pass").expect("hashed");
     let creds = provider_credentials().with_users(vec![control::auth::session::ConsoleUser {
