@@ -97,6 +97,9 @@ pub struct Config {
     /// never forwarded cut. Default 65,549: the largest IPv4 packet (a GSO or GRO
     /// super-frame) behind an Ethernet header. Each batch slot holds this many bytes.
     pub max_frame_bytes: usize,
+    /// Per attachment (as [`Config::attachments`]): true if the flows its clients open are
+    /// logged ([`crate::flowlog`]; only with a flow log on the conntrack). Default none.
+    pub flow_log: Vec<bool>,
 }
 
 /// The default [`Config::max_frame_bytes`]: a 65,535-byte IPv4 packet plus Ethernet.
@@ -123,6 +126,7 @@ impl Default for Config {
             arp_retry: Duration::from_secs(1),
             idle_poll: Duration::from_millis(10),
             max_frame_bytes: MAX_FRAME_BYTES,
+            flow_log: Vec::new(),
         }
     }
 }

@@ -114,13 +114,21 @@ impl<'a> FlowEntry<'a> {
             .store(stamp(generation), Relaxed);
     }
 
-    /// The flow's meter slot ([`crate::meter`]).
+    /// The flow's record, for its flow log counters ([`super::ConnTrack::log_packet`]).
+    #[inline(always)]
+    pub fn record_slot(&self) -> u32 {
+        self.slot
+    }
+
+    /// The flow's meter word: its meter slot ([`crate::meter`]), with
+    /// [`crate::flowlog::LOGGED`] if the flow is logged.
     #[inline(always)]
     pub fn meter(&self) -> u32 {
         self.table.meter(self.slot).load(Relaxed)
     }
 
-    /// Meter the flow under `slot` from now on (its re-check found its connection's).
+    /// Set the flow's meter word (its re-check found its connection's slot, or its logging
+    /// changed).
     pub fn set_meter(&self, slot: u32) {
         self.table.meter(self.slot).store(slot, Relaxed);
     }

@@ -41,6 +41,7 @@ use foldhash::fast::RandomState;
 
 use crate::config::{Config, Timeouts};
 use crate::flow::{Attachment, FlowKey};
+use crate::flowlog::{self, EndReason, FlowEvent, FlowLog};
 use crate::wire::ipv4::PROTO_TCP;
 
 /// Which way an entry's packets travel.
@@ -156,6 +157,8 @@ pub struct ConnTrack {
     candidates_per_vpc: usize,
     epoch: Instant,
     timeouts: Timeouts,
+    /// The flow log, if the node keeps one ([`crate::flowlog`]).
+    flow_log: Option<FlowLog>,
 }
 
 impl ConnTrack {
@@ -180,6 +183,36 @@ impl ConnTrack {
             candidates_per_vpc,
             epoch,
             timeouts: config.timeouts,
+            flow_log: None,
+        }
+    }
+
+    /// This tracker, telling `log` of the flows that carry [`flowlog::LOGGED`].
+    #[must_use]
+    pub fn with_flow_log(mut self, log: FlowLog) -> Self {
+        self.flow_log = Some(log);
+        self
+    }
+
+    /// The flow log, if there is one.
+    pub fn flow_log(&self) -> Option<&FlowLog> {
+        self.flow_log.as_ref()
+    }
+
+    /// Count `segments` packets of `bytes` IPv4 bytes of the logged flow in record `slot`
+    /// ([`FlowEntry::record_slot`]) travelling `dir`.
+    #[inline]
+    pub fn log_packet(&self, slot: u32, dir: Direction, segments: u64, bytes: u64) {
+        if let Some(log) = &self.flow_log {
+            log.count(slot, dir, segments, bytes);
+        }
+    }
+
+    /// The flow in record `slot` is logged from tracker second `now` on (its counters
+    /// start from zero).
+    pub fn log_begin(&self, slot: u32, now: u32) {
+        if let Some(log) = &self.flow_log {
+            log.begin(slot, now);
         }
     }
 
@@ -422,25 +455,39 @@ impl ConnTrack {
                 IndexError::Full => InsertError::TableFull,
             });
         }
+        if f.meter & flowlog::LOGGED != 0 {
+            self.log_begin(slot, f.last_seen[0]);
+        }
         Ok((ip, port))
     }
 
-    /// Remove the flow `key` belongs to (both directions) and release its capacity, in
-    /// the node's count and in its VPC's. Returns false if `key` was not present.
-    pub fn remove_flow(&self, key: &FlowKey) -> bool {
-        self.get(key).is_some_and(|e| self.remove_entry(&e))
+    /// Remove the flow `key` belongs to (both directions) for `reason` and release its
+    /// capacity, in the node's count and in its VPC's. Returns false if `key` was not
+    /// present.
+    pub fn remove_flow(&self, key: &FlowKey, reason: EndReason) -> bool {
+        self.get(key).is_some_and(|e| self.remove_entry(&e, reason))
     }
 
-    /// Remove the flow `e` was found in, unless another caller removed it first.
-    fn remove_entry(&self, e: &FlowEntry<'_>) -> bool {
+    /// Remove the flow `e` was found in, unless another caller removed it first; a logged
+    /// flow's last line goes to the flow log.
+    fn remove_entry(&self, e: &FlowEntry<'_>, reason: EndReason) -> bool {
         let t = &self.table;
         let slot = e.slot;
+        let end = e.idle_since();
         let Some(words) = t.kill(slot, e.incarnation) else {
             return false;
         };
         let init = words.flow();
         t.remove(t.hash(&init.key), slot, Direction::Original);
         t.remove(t.hash(&init.reply_key()), slot, Direction::Reply);
+        let meter = t.meter(slot).load(Relaxed);
+        if let Some(log) = &self.flow_log
+            && meter & flowlog::LOGGED != 0
+        {
+            // Before the record is released: its counters are this flow's until then.
+            let flow = (init.key, init.rewrite, init.out_vpc, meter);
+            log.send(FlowEvent::Flow(log.record(slot, flow, end, reason)));
+        }
         t.release(slot);
         self.release(init.key.vpc);
         true
@@ -471,20 +518,34 @@ impl ConnTrack {
         let s = e.state();
         let idle = u64::from(now_secs.saturating_sub(e.idle_since()));
         if idle >= self.timeout_secs(key.proto, s) {
-            self.remove_entry(&e);
+            self.remove_entry(&e, EndReason::of_expired(key.proto, s));
             Aging::Expired
         } else {
             if state::evictable(s) {
                 self.offer(*key);
             }
+            self.report_if_due(key, &e, now_secs);
             Aging::Alive
+        }
+    }
+
+    /// A logged live flow's interval report, if one is due.
+    fn report_if_due(&self, key: &FlowKey, e: &FlowEntry<'_>, now_secs: u32) {
+        let Some(log) = &self.flow_log else {
+            return;
+        };
+        let meter = e.meter();
+        if meter & flowlog::LOGGED != 0 && log.due(e.slot, now_secs) {
+            let flow = (*key, e.rewrite, e.out_vpc, meter);
+            let record = log.record(e.slot, flow, now_secs, EndReason::Active);
+            log.send(FlowEvent::Flow(record));
         }
     }
 
     /// The meter slot of every live flow ([`crate::meter`]), for counting each endpoint's
     /// active flows. Off the fast path: it reads every record in use.
     pub fn live_meters(&self) -> impl Iterator<Item = u32> + '_ {
-        self.table.live_meters()
+        self.table.live_meters().map(|m| m & flowlog::SLOT)
     }
 
     /// Every flow, each as read consistently on its own. Off the fast path: hand-overs and
@@ -501,7 +562,9 @@ impl ConnTrack {
     /// Evict the flow whose original key is `key` if it is embryonic or unreplied.
     pub fn evict_if_embryonic(&self, key: &FlowKey) -> bool {
         self.get(key).is_some_and(|e| {
-            e.dir == Direction::Original && state::evictable(e.state()) && self.remove_entry(&e)
+            e.dir == Direction::Original
+                && state::evictable(e.state())
+                && self.remove_entry(&e, EndReason::Evicted)
         })
     }
 }

@@ -31,6 +31,11 @@ impl Pipeline {
     pub fn expire(&mut self, now: Instant, budget: usize) -> usize {
         let now_secs = self.secs(now);
         let ct = &*self.shared.conntrack;
+        if let (Some(sums), Some(log)) = (&mut self.refusals, ct.flow_log()) {
+            sums.flush_if_due(now_secs, log.interval(), |r| {
+                log.send(crate::flowlog::FlowEvent::Refused(r));
+            });
+        }
         let mut removed = 0;
         for _ in 0..budget.min(self.expiry.len()) {
             if sweep_one(&mut self.expiry, &mut self.stats, ct, now_secs) == Some(Aging::Expired) {

@@ -60,7 +60,7 @@ impl Pipeline {
     /// Re-check a flow the accepted table does not hold as a gateway flow: `None` (revoke)
     /// unless its destination is unchanged and the client's VPC still routes it to the
     /// attachment the flow uses. `Some((mac, meter))`: the next hop's current MAC, if
-    /// known, and the route's meter slot.
+    /// known, and the flow's meter word (the route's meter slot and the log bit).
     pub(super) fn recheck_gateway(
         &self,
         tables: &Tables,
@@ -87,6 +87,6 @@ impl Pipeline {
             Direction::Original => self.shared.neighbours.lookup(out_vpc, route.hop(dst)),
             Direction::Reply => None,
         };
-        Some((mac, route.meter))
+        Some((mac, route.meter | self.log_bit(client_vpc)))
     }
 }

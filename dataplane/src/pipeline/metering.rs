@@ -3,6 +3,7 @@
 //! client identity grew, is corrected here, off the common path.
 
 use super::Pipeline;
+use crate::flowlog;
 use crate::wire::ethernet;
 use crate::wire::ipv4::{self, PROTO_TCP};
 use crate::wire::offload::VnetHdr;
@@ -12,16 +13,15 @@ impl Pipeline {
     /// bytes): it was a super-frame, or client identity grew it to `frame`.
     #[cold]
     pub(super) fn meter_again(&mut self, frame: &[u8], len: usize, vnet: VnetHdr) {
-        let (slot, dir) = self.metered;
+        let (word, dir, record) = self.metered;
         let (segments, bytes) = wire_size(frame, vnet);
         let credited = len.saturating_sub(ethernet::HEADER_LEN) as u64;
-        self.meters.packet(
-            slot,
-            dir,
-            segments.saturating_sub(1),
-            bytes.saturating_sub(credited),
-            false,
-        );
+        let (more, extra) = (segments.saturating_sub(1), bytes.saturating_sub(credited));
+        self.meters
+            .packet(word & flowlog::SLOT, dir, more, extra, false);
+        if word & flowlog::LOGGED != 0 {
+            self.shared.conntrack.log_packet(record, dir, more, extra);
+        }
     }
 }
 

@@ -71,6 +71,7 @@ use self::metering::ip_bytes;
 use crate::config::Config;
 use crate::conntrack::{ConnTrack, Direction, FlowEntry, state, tcp_next};
 use crate::flow::{Attachment, FlowKey};
+use crate::flowlog::{self, EndReason, FlowLog, Refusals};
 use crate::meter::Meters;
 use crate::neighbour::Neighbours;
 use crate::rewrite::{identity, nat};
@@ -101,6 +102,15 @@ impl Shared {
     pub fn new(config: &Config, epoch: Instant) -> Self {
         Self {
             conntrack: Arc::new(ConnTrack::new(config, epoch)),
+            neighbours: Arc::new(Neighbours::new(config)),
+        }
+    }
+
+    /// [`Shared::new`] with a flow log ([`crate::flowlog`]) for the attachments
+    /// `config.flow_log` names.
+    pub fn with_flow_log(config: &Config, epoch: Instant, log: FlowLog) -> Self {
+        Self {
+            conntrack: Arc::new(ConnTrack::new(config, epoch).with_flow_log(log)),
             neighbours: Arc::new(Neighbours::new(config)),
         }
     }
@@ -163,9 +173,15 @@ pub struct Pipeline {
     prefetched: [u64; PREFETCH_MAX],
     /// This pipeline's per-endpoint counters ([`crate::meter`]).
     meters: Arc<Meters>,
-    /// The meter slot and direction of the flow of the frame last forwarded, for
-    /// [`Pipeline::process_in`]'s correction of a super-frame or a grown frame.
-    metered: (u32, Direction),
+    /// The meter word, direction and conntrack record of the flow of the frame last
+    /// forwarded, for [`Pipeline::process_in`]'s correction of a super-frame or a grown
+    /// frame.
+    metered: (u32, Direction, u32),
+    /// Per attachment, [`flowlog::LOGGED`] if its clients' flows are logged, else 0.
+    log_bits: Box<[u32]>,
+    /// Refused attempts on logged attachments, summed for the flow log (`None`: no
+    /// attachment is logged).
+    refusals: Option<Refusals>,
 }
 
 impl Pipeline {
@@ -182,8 +198,19 @@ impl Pipeline {
             clock,
             prefetched: [0; PREFETCH_MAX],
             meters: Arc::new(Meters::default()),
-            metered: (0, Direction::Original),
+            metered: (0, Direction::Original, 0),
+            log_bits: Box::default(),
+            refusals: None,
         };
+        if p.shared.conntrack.flow_log().is_some() {
+            let logged = |i| p.config.flow_log.get(i).copied().unwrap_or(false);
+            p.log_bits = (0..p.config.attachments.len())
+                .map(|i| if logged(i) { flowlog::LOGGED } else { 0 })
+                .collect();
+            if p.log_bits.iter().any(|&b| b != 0) {
+                p.refusals = Some(Refusals::new(0));
+            }
+        }
         p.clock.1 = p.shared.conntrack.secs(p.clock.0);
         p.clock.2 = p.shared.neighbours.epoch();
         p
@@ -428,7 +455,12 @@ impl Pipeline {
             match self.recheck(tables, &key, &entry) {
                 Some((mac, meter)) => {
                     entry.set_checked(generation);
-                    if entry.meter() != meter {
+                    let was = entry.meter();
+                    if was != meter {
+                        if meter & !was & flowlog::LOGGED != 0 {
+                            // Logged from now on (a flow carried over a restart).
+                            ct.log_begin(entry.record_slot(), now_secs);
+                        }
                         entry.set_meter(meter);
                     }
                     self.stats.flows_revalidated += 1;
@@ -438,10 +470,11 @@ impl Pipeline {
                     }
                 }
                 None => {
-                    if ct.remove_flow(&key) {
+                    if ct.remove_flow(&key, EndReason::Deleted) {
                         self.stats.flows_revoked += 1;
                     }
-                    self.meters.dropped(entry.meter(), DropReason::Revoked);
+                    let meter = entry.meter() & flowlog::SLOT;
+                    self.meters.dropped(meter, DropReason::Revoked);
                     return Some(Verdict::Drop(DropReason::Revoked).into());
                 }
             }
@@ -483,10 +516,14 @@ impl Pipeline {
         if dir == Direction::Reply {
             self.stats.forwarded_reply += 1;
         }
-        let meter = entry.meter();
+        let word = entry.meter();
+        let bytes = ip_bytes(frame);
         self.meters
-            .packet(meter, dir, 1, ip_bytes(frame), flags & tcp::RST != 0);
-        self.metered = (meter, dir);
+            .packet(word & flowlog::SLOT, dir, 1, bytes, flags & tcp::RST != 0);
+        if word & flowlog::LOGGED != 0 {
+            ct.log_packet(entry.record_slot(), dir, 1, bytes);
+        }
+        self.metered = (word, dir, entry.record_slot());
         if identity != 0 && key.proto == PROTO_TCP {
             let seg = identity_segment(&key, &entry, identity, flags, frame);
             return Some(Classified::Identity(out, seg));
@@ -506,7 +543,8 @@ impl Pipeline {
 
     /// Re-check an entry against the current tables. `None`: the flow is no longer allowed.
     /// `Some((mac, meter))`: still allowed; `mac` is the next hop's current MAC if known,
-    /// `meter` the connection's meter slot. Once per flow and table generation: out of line.
+    /// `meter` the flow's meter word (the connection's meter slot, and whether its client's
+    /// attachment is logged). Once per flow and table generation: out of line.
     #[cold]
     #[inline(never)]
     fn recheck(
@@ -534,7 +572,26 @@ impl Pipeline {
             Direction::Original => self.shared.neighbours.lookup(f.out_vpc, f.out_ip),
             Direction::Reply => None,
         };
-        Some((mac, target.meter))
+        Some((mac, target.meter | self.log_bit(f.client_vpc)))
+    }
+
+    /// [`flowlog::LOGGED`] if the flows of `vpc`'s clients are logged, else 0.
+    #[inline]
+    fn log_bit(&self, vpc: Attachment) -> u32 {
+        self.log_bits.get(vpc.index()).copied().unwrap_or(0)
+    }
+
+    /// Credit a refused attempt of `key` to endpoint meter `meter`, and to the flow log's
+    /// sums if `key`'s attachment is logged. The refused verdict.
+    #[cold]
+    fn refused(&mut self, key: &FlowKey, meter: u32, reason: DropReason) -> Classified {
+        self.meters.dropped(meter, reason);
+        if self.log_bit(key.vpc) != 0
+            && let (Some(sums), Some(log)) = (&mut self.refusals, self.shared.conntrack.flow_log())
+        {
+            sums.note(key, meter, reason, log.unix(self.clock.1));
+        }
+        Verdict::Drop(reason).into()
     }
 
     /// Count a frame dropped before processing (e.g. `Oversize`); returns its verdict.

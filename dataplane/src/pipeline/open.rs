@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::{Classified, Destination, Parsed, Pipeline, SNAT_ADDRESS_TRIES};
 use crate::conntrack::{ConnTrack, Direction, FlowInit, Full, InsertError, Rewrite, stamp, state};
 use crate::flow::{Attachment, FlowKey};
+use crate::flowlog;
 use crate::rewrite::{identity, nat};
 use crate::tables::{AcceptedKey, EndpointState, Tables};
 use crate::verdict::{DropReason, Verdict};
@@ -43,9 +44,7 @@ impl Pipeline {
             return self.refuse(tables, &key, DropReason::PortNotMapped);
         };
         if !target.admits(key.src) {
-            self.meters
-                .dropped(target.meter, DropReason::SourceNotWhitelisted);
-            return Verdict::Drop(DropReason::SourceNotWhitelisted).into();
+            return self.refused(&key, target.meter, DropReason::SourceNotWhitelisted);
         }
         let to = Destination {
             vpc: target.backend_vpc,
@@ -82,9 +81,7 @@ impl Pipeline {
     /// endpoint's meter.
     #[cold]
     fn refuse(&mut self, tables: &Tables, key: &FlowKey, reason: DropReason) -> Classified {
-        self.meters
-            .dropped(tables.endpoint_meter((key.vpc, key.dst)), reason);
-        Verdict::Drop(reason).into()
+        self.refused(key, tables.endpoint_meter((key.vpc, key.dst)), reason)
     }
 
     /// Open an admitted flow to `to`: SNAT port, both conntrack entries, rewrite.
@@ -123,13 +120,11 @@ impl Pipeline {
                 Full::Node => DropReason::ConntrackFull,
                 Full::Vpc => DropReason::ConntrackVpcLimit,
             };
-            self.meters.dropped(meter, reason);
-            return Verdict::Drop(reason).into();
+            return self.refused(&key, meter, reason);
         }
         if !self.make_expiry_room(&ct, now_secs) {
             ct.release(key.vpc);
-            self.meters.dropped(meter, DropReason::ConntrackFull);
-            return Verdict::Drop(DropReason::ConntrackFull).into();
+            return self.refused(&key, meter, DropReason::ConntrackFull);
         }
 
         // SNAT: the reply key (backend -> snat:port) must be free; inserting it reserves it.
@@ -159,7 +154,7 @@ impl Pipeline {
             generation: [g, g],
             last_seen: [now_secs, now_secs],
             client_isn: seq,
-            meter,
+            meter: meter | self.log_bit(key.vpc),
         };
         // The client's own SNAT address first, then a few neighbours in the range, so one
         // busy client does not exhaust its pool while others sit empty.
@@ -187,25 +182,26 @@ impl Pipeline {
             }
             Err(InsertError::SnatExhausted) => {
                 ct.release(key.vpc);
-                self.meters.dropped(meter, DropReason::SnatExhausted);
-                return Verdict::Drop(DropReason::SnatExhausted).into();
+                return self.refused(&key, meter, DropReason::SnatExhausted);
             }
             Err(InsertError::TableFull) => {
                 ct.release(key.vpc);
-                self.meters.dropped(meter, DropReason::ConntrackFull);
-                return Verdict::Drop(DropReason::ConntrackFull).into();
+                return self.refused(&key, meter, DropReason::ConntrackFull);
             }
         };
         self.stats.flows_created += 1;
         self.meters.opened(meter);
-        self.meters.packet(
-            meter,
-            Direction::Original,
-            1,
-            super::metering::ip_bytes(frame),
-            false,
-        );
-        self.metered = (meter, Direction::Original);
+        let bytes = super::metering::ip_bytes(frame);
+        self.meters
+            .packet(meter, Direction::Original, 1, bytes, false);
+        let (word, mut record) = (flow.meter, 0);
+        if word & flowlog::LOGGED != 0
+            && let Some(e) = ct.get(&key)
+        {
+            record = e.record_slot();
+            ct.log_packet(record, Direction::Original, 1, bytes);
+        }
+        self.metered = (word, Direction::Original, record);
         self.expiry.push_back(key);
         ct.remember(key);
         let src_mac = self.attachment_mac(backend_vpc);

@@ -7,6 +7,7 @@
 #[macro_use]
 mod common;
 mod conntrack;
+mod flowlog;
 mod fuzz_replay;
 mod gateway;
 mod identity;

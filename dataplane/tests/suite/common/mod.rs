@@ -25,6 +25,8 @@ pub const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 5);
 pub const ENDPOINT: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 200);
 pub const ENDPOINT2: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 201);
 pub const BACKEND: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 10);
+/// The Unix time of the flow log's epoch in [`World::with_flow_log`].
+pub const EPOCH_UNIX: u64 = 1_800_000_000;
 pub const TCP: u8 = 6;
 pub const UDP: u8 = 17;
 
@@ -74,7 +76,39 @@ impl World {
 
     pub fn with_config(tables: Tables, config: Config) -> Self {
         let now = Instant::now();
-        let shared = Shared::new(&config, now);
+        Self::with_shared(tables, config, |c| Shared::new(c, now), now)
+    }
+
+    /// A world whose attachments `logged` (by index) keep a flow log with reports every
+    /// `interval` seconds, its epoch at Unix second [`EPOCH_UNIX`]; and the log's events.
+    pub fn with_flow_log(
+        tables: Tables,
+        logged: &[bool],
+        interval: u32,
+    ) -> (
+        Self,
+        std::sync::mpsc::Receiver<dataplane::flowlog::FlowEvent>,
+    ) {
+        let mut config = config(1024);
+        config.flow_log = logged.to_vec();
+        let (log, events) = dataplane::flowlog::flow_log(dataplane::flowlog::FlowLogConfig {
+            capacity: config.conntrack_capacity.get(),
+            queue: 4096,
+            interval_secs: interval,
+            epoch_unix: EPOCH_UNIX,
+        });
+        let now = Instant::now();
+        let w = Self::with_shared(tables, config, |c| Shared::with_flow_log(c, now, log), now);
+        (w, events)
+    }
+
+    fn with_shared(
+        tables: Tables,
+        config: Config,
+        shared: impl FnOnce(&Config) -> Shared,
+        now: Instant,
+    ) -> Self {
+        let shared = shared(&config);
         shared.neighbours.learn(B, BACKEND.to_bits(), BACKEND_MAC);
         let publisher = dataplane::TablePublisher::new(tables);
         let tables = (*publisher.current()).clone();
