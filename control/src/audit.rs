@@ -2,10 +2,10 @@
 //! saying when, who (domain, project, access key), the operation, the resource, the result
 //! and the request id, in `audit.log` in the data directory.
 //!
-//! Rotation by size: when a line would take the file past `max_bytes`, `audit.log` becomes
-//! `audit.log.1`, `.1` becomes `.2`, and so on; the oldest past `files` is deleted. So the
-//! log takes at most `max_bytes * (files + 1)` of disk whatever the callers do. [`read`]
-//! returns the entries of every file, oldest first.
+//! Rotation by size ([`crate::logfile`]): when a line would take the file past `max_bytes`,
+//! `audit.log` becomes `audit.log.1`, `.1` becomes `.2`, and so on; the oldest past `files`
+//! is deleted. So the log takes at most `max_bytes * (files + 1)` of disk whatever the
+//! callers do. [`read`] returns the entries of every file, oldest first.
 //!
 //! Lines are appended with one `write` each and not synced: the log is for people, and the
 //! store (which is synced) is the truth. A write that fails is logged and counted
@@ -13,10 +13,12 @@
 //! Unauthenticated requests are not recorded: they have no verified "who", and anyone could
 //! flood the log with them.
 
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::sync::Mutex;
+
+use crate::logfile::{RotatingFile, files_oldest_first};
 
 use serde::{Deserialize, Serialize};
 
@@ -49,16 +51,7 @@ pub struct AuditEntry {
 /// The open log.
 #[derive(Debug)]
 pub struct AuditLog {
-    path: PathBuf,
-    max_bytes: u64,
-    files: usize,
-    file: Mutex<(File, u64)>,
-}
-
-fn rotated(path: &Path, n: usize) -> PathBuf {
-    let mut p = path.as_os_str().to_owned();
-    p.push(format!(".{n}"));
-    PathBuf::from(p)
+    file: Mutex<RotatingFile>,
 }
 
 impl AuditLog {
@@ -68,14 +61,9 @@ impl AuditLog {
     /// # Errors
     /// The I/O error of opening the file.
     pub fn open(dir: &Path, max_bytes: u64, files: usize) -> std::io::Result<Self> {
-        let path = dir.join(FILE);
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
-        let len = file.metadata()?.len();
+        let file = RotatingFile::open(dir.join(FILE), max_bytes, files)?;
         Ok(Self {
-            path,
-            max_bytes,
-            files,
-            file: Mutex::new((file, len)),
+            file: Mutex::new(file),
         })
     }
 
@@ -86,39 +74,10 @@ impl AuditLog {
     pub fn record(&self, e: &AuditEntry) -> std::io::Result<()> {
         let mut line = serde_json::to_vec(e).map_err(std::io::Error::other)?;
         line.push(b'\n');
-        let mut guard = self
-            .file
+        self.file
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let len = u64::try_from(line.len()).unwrap_or(u64::MAX);
-        if guard.1 > 0 && guard.1.saturating_add(len) > self.max_bytes {
-            self.rotate()?;
-            *guard = (
-                OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&self.path)?,
-                0,
-            );
-        }
-        guard.0.write_all(&line)?;
-        guard.1 = guard.1.saturating_add(len);
-        Ok(())
-    }
-
-    /// Shift `audit.log.N` to `.N+1` (dropping the last) and `audit.log` to `.1`.
-    fn rotate(&self) -> std::io::Result<()> {
-        if self.files == 0 {
-            return std::fs::remove_file(&self.path);
-        }
-        let _ = std::fs::remove_file(rotated(&self.path, self.files));
-        for n in (1..self.files).rev() {
-            let from = rotated(&self.path, n);
-            if from.exists() {
-                std::fs::rename(&from, rotated(&self.path, n + 1))?;
-            }
-        }
-        std::fs::rename(&self.path, rotated(&self.path, 1))
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .append(&line)
     }
 }
 
@@ -128,15 +87,8 @@ impl AuditLog {
 /// # Errors
 /// The I/O error of reading a file that exists.
 pub fn read(dir: &Path) -> std::io::Result<Vec<AuditEntry>> {
-    let path = dir.join(FILE);
-    let mut files: Vec<PathBuf> = (1..)
-        .map(|n| rotated(&path, n))
-        .take_while(|p| p.exists())
-        .collect();
-    files.reverse();
-    files.push(path);
     let mut out = Vec::new();
-    for f in files.iter().filter(|f| f.exists()) {
+    for f in files_oldest_first(&dir.join(FILE)) {
         for line in BufReader::new(File::open(f)?).lines() {
             if let Ok(e) = serde_json::from_str(&line?) {
                 out.push(e);

@@ -20,6 +20,8 @@ pub mod config;
 pub mod daemon;
 pub mod dns;
 pub mod error;
+pub mod flowlog;
+pub mod logfile;
 pub mod meters;
 pub mod model;
 pub mod push;

@@ -78,6 +78,10 @@ pub struct AttachmentConfig {
     /// DNS on UDP and TCP port 53 (see `[dns]`). Default none: no resolver here.
     #[serde(default)]
     pub dns_ip: Option<std::net::Ipv4Addr>,
+    /// Flow logs: every flow this VPC's clients open, and the attempts refused, are
+    /// written to the node's flow log (`[flow_log]`). Default false.
+    #[serde(default)]
+    pub flow_log: bool,
 }
 
 impl AttachmentConfig {
@@ -89,6 +93,7 @@ impl AttachmentConfig {
             vpc_id: vpc_id.into(),
             port_security: false,
             dns_ip: None,
+            flow_log: false,
         }
     }
 }

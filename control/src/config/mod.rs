@@ -242,6 +242,34 @@ impl Default for AuditConfig {
     }
 }
 
+/// Flow logs (`[flow_log]`) of the attachments with `flow_log = true`: `flows.log` in the
+/// data directory ([`crate::flowlog`]).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlowLogConfig {
+    /// A live flow gets a line this often, and refused attempts are summed over it,
+    /// seconds (1 to 3600). Default 60.
+    pub interval_secs: u32,
+    /// Rotate when the file would pass this size, in bytes. Default 67108864 (64 MiB).
+    pub max_bytes: u64,
+    /// Rotated files kept (`flows.log.1` is the newest). Default 8: at most 576 MiB.
+    pub files: usize,
+    /// Events the dataplane queues for the writer before it counts them lost
+    /// (`vpcep_flowlog_events_lost_total`). Default 65536.
+    pub queue: usize,
+}
+
+impl Default for FlowLogConfig {
+    fn default() -> Self {
+        Self {
+            interval_secs: 60,
+            max_bytes: 64 << 20,
+            files: 8,
+            queue: 65_536,
+        }
+    }
+}
+
 /// The private DNS resolvers (`[dns]`), one per attachment with a `dns_ip`.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -311,6 +339,9 @@ pub struct DaemonConfig {
     /// The audit log.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// Flow logs.
+    #[serde(default)]
+    pub flow_log: FlowLogConfig,
     /// The SNAT range (an IPv4 CIDR, a /30 or larger). Default `198.19.128.0/17`.
     #[serde(default = "default_snat")]
     pub snat_range: Ipv4Net,
@@ -458,6 +489,14 @@ impl DaemonConfig {
         if api.rate_per_sec == 0 || api.rate_burst == 0 {
             return bad("api.rate_per_sec and api.rate_burst must be above 0".into());
         }
+        let fl = &self.flow_log;
+        if !(1..=3600).contains(&fl.interval_secs)
+            || fl.max_bytes < 4096
+            || fl.files > 1000
+            || !(1..=1 << 24).contains(&fl.queue)
+        {
+            return bad("flow_log: interval_secs must be 1 to 3600, max_bytes at least 4096, files at most 1000, queue 1 to 16777216".into());
+        }
         if self.audit.max_bytes < 4096 || self.audit.files > 1000 {
             return bad("audit.max_bytes must be at least 4096, audit.files at most 1000".into());
         }
@@ -587,6 +626,7 @@ impl DaemonConfig {
                 udp: Duration::from_secs(c.udp_secs),
             },
             max_frame_bytes: self.max_frame_bytes,
+            flow_log: self.attachments.iter().map(|a| a.flow_log).collect(),
             ..dataplane::Config::default()
         }
     }

@@ -60,7 +60,22 @@ pub fn start_workers(
     let tx = Arc::new(tx);
     let mut dp_cfg = cfg.dataplane();
     dp_cfg.attachments = ifaces.iter().map(|i| i.mac).collect();
-    let shared = Shared::new(&dp_cfg, Instant::now());
+    let epoch = Instant::now();
+    let (shared, flow_events) = if dp_cfg.flow_log.contains(&true) {
+        let (log, events) = dataplane::flowlog::flow_log(dataplane::flowlog::FlowLogConfig {
+            capacity: dp_cfg.conntrack_capacity.get(),
+            queue: cfg.flow_log.queue,
+            interval_secs: cfg.flow_log.interval_secs,
+            epoch_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        });
+        let lost = log.lost();
+        let shared = Shared::with_flow_log(&dp_cfg, epoch, log);
+        (shared, Some(crate::flowlog::Sink { events, lost }))
+    } else {
+        (Shared::new(&dp_cfg, epoch), None)
+    };
     // Huge pages for the conntrack table, before any flow touches it: at a million flows
     // every lookup would otherwise also miss the TLB. Advice only; without THP the table
     // works on small pages.
@@ -242,6 +257,7 @@ pub fn start_workers(
         meters,
         conntrack: Some(Arc::clone(&shared.conntrack)),
         threads,
+        flow_events,
     })
 }
 

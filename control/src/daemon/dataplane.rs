@@ -103,6 +103,9 @@ pub struct Dataplane {
     pub on_stop: Option<OnStop>,
     /// Each attachment's VPC id and link, in attachment order.
     pub links: Vec<(String, Arc<dyn LinkStatus>)>,
+    /// The flow log's events, if an attachment has `flow_log` (the node starts their
+    /// writer).
+    pub flow_events: Option<crate::flowlog::Sink>,
 }
 
 impl Dataplane {
@@ -116,6 +119,7 @@ impl Dataplane {
             threads: Vec::new(),
             on_stop: None,
             links: Vec::new(),
+            flow_events: None,
         }
     }
 }

@@ -146,6 +146,7 @@ fn needs_restart(old: &DaemonConfig, new: &DaemonConfig) -> Vec<&'static str> {
     probe.attachments.clone_from(&old.attachments);
     probe.conntrack = old.conntrack.clone();
     probe.dns = old.dns.clone();
+    probe.flow_log = old.flow_log.clone();
     probe.credentials.clone_from(&old.credentials);
     probe.gateway_services.clone_from(&old.gateway_services);
     if probe == *old {
@@ -278,6 +279,7 @@ impl Node {
     ) -> Result<(Option<Live>, Option<Instant>), DaemonError> {
         let mut pusher = lock(&self.pusher);
         pusher.set_meter_hold(cfg.meter_hold());
+        let slot_map = pusher.slot_map();
         let reader = pusher.publisher().reader();
         let mut stopped_at = None;
         let mut done = false;
@@ -316,8 +318,15 @@ impl Node {
             return Ok((None, stopped_at));
         }
         let stop = Arc::new(AtomicBool::new(false));
-        let dp = (self.start)(cfg, &reader, Arc::clone(&stop), &mut ready)?;
+        let mut dp = (self.start)(cfg, &reader, Arc::clone(&stop), &mut ready)?;
         ready();
+        if let Some(sink) = dp.flow_events.take() {
+            match crate::flowlog::spawn(cfg, sink, slot_map, Arc::clone(&stop)) {
+                Ok(writer) => dp.threads.push(writer),
+                // The dataplane runs on; its flow events are counted lost.
+                Err(e) => tracing::error!(error = %e, "the flow log writer did not start"),
+            }
+        }
         self.meters
             .set_sources(dp.meters, dp.conntrack.as_ref().map(Arc::clone));
         self.view.store(Arc::new(DataplaneView {
@@ -380,7 +389,8 @@ impl Node {
         }
         let rebuild = cfg.attachments != inner.cfg.attachments
             || cfg.conntrack != inner.cfg.conntrack
-            || cfg.dns != inner.cfg.dns;
+            || cfg.dns != inner.cfg.dns
+            || cfg.flow_log != inner.cfg.flow_log;
         let mut gap_ms = 0.0;
         if rebuild {
             let began = Instant::now();

@@ -81,6 +81,36 @@ pub(crate) enum Command {
         #[arg(long)]
         tail: Option<usize>,
     },
+    /// The daemon's flow log, oldest first (read from its data directory; no keys needed).
+    Flowlog {
+        /// The daemon's data directory.
+        #[arg(long, env = "VPCEP_DATA_DIR", default_value = "/var/lib/vpcep")]
+        data_dir: std::path::PathBuf,
+        /// Only `flow` lines or only `refused` ones.
+        #[arg(long, value_parser = ["flow", "refused"])]
+        kind: Option<String>,
+        /// Only this endpoint's.
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// Only this client's: an address (any port) or ADDRESS:PORT.
+        #[arg(long)]
+        client: Option<String>,
+        /// Only this backend's: an address (any port) or ADDRESS:PORT.
+        #[arg(long)]
+        backend: Option<String>,
+        /// Only this reason (fin, rst, idle, evicted, deleted, active, or a drop reason).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Only tcp or only udp.
+        #[arg(long, value_parser = ["tcp", "udp"])]
+        proto: Option<String>,
+        /// Only lines that end at or after this UTC time (RFC 3339, e.g. 2026-12-06T14:00:00Z).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only the last N lines.
+        #[arg(long)]
+        tail: Option<usize>,
+    },
     /// Hash a console user's password for the credentials file's `[[users]]`
     /// (`password_hash`): reads the password from the first line of standard input and
     /// prints an argon2id PHC string.

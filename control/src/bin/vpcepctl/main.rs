@@ -38,6 +38,18 @@ fn audit(
     Ok(json!({ "audit": entries }))
 }
 
+/// `vpcepctl flowlog`: the lines of the flow log that pass `filter`, oldest first, as
+/// `{"flows": [...]}`.
+fn flowlog(dir: &std::path::Path, filter: &control::flowlog::Filter) -> Result<Value, String> {
+    if let Some(since) = &filter.since {
+        chrono::DateTime::parse_from_rfc3339(since)
+            .map_err(|e| format!("--since {since}: not an RFC 3339 time ({e})"))?;
+    }
+    let lines = control::flowlog::read(dir, filter)
+        .map_err(|e| format!("cannot read the flow log in {}: {e}", dir.display()))?;
+    Ok(json!({ "flows": lines }))
+}
+
 /// `vpcepctl cluster status`: a node's `/cluster` document, `{"nodes": [...]}`.
 fn cluster_status(admin: &str) -> Result<Value, String> {
     let url = format!("{}/cluster", admin.trim_end_matches('/'));
@@ -72,6 +84,40 @@ fn run(cli: Cli) -> Result<Value, String> {
     } = &cli.command
     {
         return audit(data_dir, project.as_deref(), *tail);
+    }
+    if let Command::Flowlog {
+        data_dir,
+        kind,
+        endpoint,
+        client,
+        backend,
+        reason,
+        proto,
+        since,
+        tail,
+    } = &cli.command
+    {
+        // The log writes UTC with a `Z`: a time given with an offset is compared as UTC.
+        let since = since.as_ref().map(|s| {
+            chrono::DateTime::parse_from_rfc3339(s).map_or_else(
+                |_| s.clone(),
+                |t| {
+                    t.with_timezone(&chrono::Utc)
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                },
+            )
+        });
+        let filter = control::flowlog::Filter {
+            kind: kind.clone(),
+            endpoint_id: endpoint.clone(),
+            client: client.clone(),
+            backend: backend.clone(),
+            reason: reason.clone(),
+            proto: proto.clone(),
+            since,
+            tail: *tail,
+        };
+        return flowlog(data_dir, &filter);
     }
     let need = |v: Option<String>, what: &str| {
         v.ok_or_else(|| {
@@ -337,7 +383,10 @@ fn run(cli: Cli) -> Result<Value, String> {
         },
         Command::Tag(cmd) => tag(&c, cmd),
         Command::Quota => get(p("/quotas")),
-        Command::Audit { .. } | Command::Cluster(_) | Command::HashPassword => {
+        Command::Audit { .. }
+        | Command::Flowlog { .. }
+        | Command::Cluster(_)
+        | Command::HashPassword => {
             unreachable!("answered before a client is made")
         }
         Command::Raw { method, path, body } => {

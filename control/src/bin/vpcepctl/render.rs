@@ -59,6 +59,21 @@ fn columns(key: &str) -> &'static [&'static str] {
             "result",
             "request_id",
         ],
+        "flows" => &[
+            "end",
+            "kind",
+            "reason",
+            "proto",
+            "client",
+            "endpoint",
+            "snat",
+            "backend",
+            "packets_to_backend",
+            "bytes_to_backend",
+            "packets_to_client",
+            "bytes_to_client",
+            "count",
+        ],
         _ => &[],
     }
 }
