@@ -227,6 +227,8 @@ pub struct World {
     secured: Vec<usize>,
     /// Attachments with a private DNS resolver, and its address.
     dns_ips: Vec<(usize, String)>,
+    /// Attachments (by index) written with `flow_log = true`.
+    flow_logged: Vec<usize>,
     /// Config keys written at every start (a cluster's store).
     base: String,
 }
@@ -284,6 +286,7 @@ impl World {
             attachments: Vec::new(),
             secured: Vec::new(),
             dns_ips: Vec::new(),
+            flow_logged: Vec::new(),
             base,
         })
     }
@@ -421,6 +424,9 @@ impl World {
             if let Some((_, ip)) = self.dns_ips.iter().find(|(a, _)| *a == i) {
                 let _ = writeln!(cfg, "dns_ip = \"{ip}\"");
             }
+            if self.flow_logged.contains(&i) {
+                cfg.push_str("flow_log = true\n");
+            }
         }
         std::fs::write(self.dir.join("vpcepd.toml"), cfg)?;
         Ok(())
@@ -430,6 +436,12 @@ impl World {
     /// and off for the others, from the next config written.
     pub fn secure(&mut self, attachments: &[usize]) {
         self.secured = attachments.to_vec();
+    }
+
+    /// Log the flows of these attachments (users are 0.., the provider last) and not the
+    /// others', from the next config written.
+    pub fn log_flows(&mut self, attachments: &[usize]) {
+        self.flow_logged = attachments.to_vec();
     }
 
     /// Give attachment `i` a private DNS resolver at `ip` (`None`: none), from the next

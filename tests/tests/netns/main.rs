@@ -11,6 +11,7 @@ mod dns;
 mod etcd_owners;
 mod etcd_store;
 mod failover;
+mod flowlog;
 mod gateway;
 mod hardening;
 mod identity;

@@ -89,9 +89,9 @@ pub(crate) enum Command {
         /// Only `flow` lines or only `refused` ones.
         #[arg(long, value_parser = ["flow", "refused"])]
         kind: Option<String>,
-        /// Only this endpoint's.
-        #[arg(long)]
-        endpoint: Option<String>,
+        /// Only this endpoint's (its id).
+        #[arg(long = "endpoint-id")]
+        endpoint_id: Option<String>,
         /// Only this client's: an address (any port) or ADDRESS:PORT.
         #[arg(long)]
         client: Option<String>,

@@ -88,7 +88,7 @@ fn run(cli: Cli) -> Result<Value, String> {
     if let Command::Flowlog {
         data_dir,
         kind,
-        endpoint,
+        endpoint_id,
         client,
         backend,
         reason,
@@ -109,7 +109,7 @@ fn run(cli: Cli) -> Result<Value, String> {
         });
         let filter = control::flowlog::Filter {
             kind: kind.clone(),
-            endpoint_id: endpoint.clone(),
+            endpoint_id: endpoint_id.clone(),
             client: client.clone(),
             backend: backend.clone(),
             reason: reason.clone(),
