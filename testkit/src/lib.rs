@@ -25,7 +25,7 @@ mod world_api;
 
 pub use self::proc::Proc;
 pub use self::scripts::{SHA_BACKEND, STREAM, stream_result};
-pub use self::tenants::{PROVIDER, STRANGER, USER};
+pub use self::tenants::{PROVIDER, STRANGER, USER, USER2};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -229,6 +229,9 @@ pub struct World {
     dns_ips: Vec<(usize, String)>,
     /// Attachments (by index) written with `flow_log = true`.
     flow_logged: Vec<usize>,
+    /// The tenant owning each user VPC (all [`USER`] unless built by
+    /// [`World::with_tenants`]).
+    user_tenants: Vec<(&'static str, &'static str, &'static str, &'static str)>,
     /// Config keys written at every start (a cluster's store).
     base: String,
 }
@@ -238,6 +241,38 @@ impl World {
     /// inventory through the API, and start the daemon with the attachments.
     pub fn new(users: usize) -> Result<Self> {
         Self::with_offloads(users, Offloads::Default)
+    }
+
+    /// [`World::new`] with one user VPC per tenant of `tenants` (in that order), each
+    /// tenant's VPC and endpoints its own; the services whitelist every one of them.
+    ///
+    /// # Errors
+    /// As [`World::new`].
+    pub fn with_tenants(
+        tenants: &[(&'static str, &'static str, &'static str, &'static str)],
+    ) -> Result<Self> {
+        let mut w = Self::build(tenants.len(), Offloads::Default, String::new())?;
+        w.user_tenants = tenants.to_vec();
+        w.provision()
+    }
+
+    /// The tenant owning user VPC `i`.
+    pub fn user_tenant(
+        &self,
+        i: usize,
+    ) -> (&'static str, &'static str, &'static str, &'static str) {
+        self.user_tenants.get(i).copied().unwrap_or(USER)
+    }
+
+    /// The domains of the user VPCs' tenants, each once.
+    pub(crate) fn user_domains(&self) -> Vec<&'static str> {
+        let mut d: Vec<&'static str> = self.user_tenants.iter().map(|t| t.2).collect();
+        if d.is_empty() {
+            d.push(USER.2);
+        }
+        d.sort_unstable();
+        d.dedup();
+        d
     }
 
     /// [`World::new`] with the veth ends at the offloads of `mode`.
@@ -271,7 +306,7 @@ impl World {
         node.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=0"])?;
         // The API and admin ports live on the node namespace's own loopback.
         let port = 9797;
-        let creds = tenants::credentials_toml(&[PROVIDER, USER]);
+        let creds = tenants::credentials_toml(&[PROVIDER, USER, USER2]);
         std::fs::write(dir.join("credentials.toml"), creds)?;
         Ok(Self {
             prefix,
@@ -287,6 +322,7 @@ impl World {
             secured: Vec::new(),
             dns_ips: Vec::new(),
             flow_logged: Vec::new(),
+            user_tenants: vec![USER; users],
             base,
         })
     }
@@ -329,8 +365,9 @@ impl World {
         let mut uvpcs = Vec::new();
         let mut usubs = Vec::new();
         for i in 0..users {
+            let owner = w.user_tenant(i);
             let v = w.ctl(
-                USER,
+                owner,
                 &[
                     "vpc",
                     "create",
@@ -343,7 +380,7 @@ impl World {
                 .clone();
             usubs.push(
                 w.ctl(
-                    USER,
+                    owner,
                     &["subnet", "create", "--vpc", s(&v), "--cidr", "10.0.0.0/24"],
                 )?["subnet"]["id"]
                     .clone(),

@@ -14,6 +14,10 @@ pub const PROVIDER: (&str, &str, &str, &str) = (
 /// (AK, SK, domain id, project id) of the user.
 pub const USER: (&str, &str, &str, &str) =
     ("USERAK00000000000001", "user-secret", "duser", "puser");
+/// (AK, SK, domain id, project id) of a second user, in an account of its own (a world
+/// built with [`crate::World::with_tenants`] gives it user VPCs).
+pub const USER2: (&str, &str, &str, &str) =
+    ("USER2AK0000000000001", "user2-secret", "duser2", "puser2");
 /// (AK, SK, domain id, project id) of an account that is neither.
 pub const STRANGER: (&str, &str, &str, &str) = (
     "STRANGERAK0000000001",

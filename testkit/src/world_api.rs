@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use serde_json::Value;
 
-use crate::{PROVIDER, Proc, USER, World, bin, mac_of, poll_until, s};
+use crate::{PROVIDER, Proc, World, bin, mac_of, poll_until, s};
 
 impl World {
     /// Run vpcepctl (JSON output) as tenant `t` inside the node namespace.
@@ -149,10 +149,12 @@ impl World {
         }
         args.extend_from_slice(extra);
         let svc = self.ctl(PROVIDER, &args)?["id"].clone();
-        self.ctl(
-            PROVIDER,
-            &["permission", "add", s(&svc), "iam:domain::duser"],
-        )?;
+        for d in self.user_domains() {
+            self.ctl(
+                PROVIDER,
+                &["permission", "add", s(&svc), &format!("iam:domain::{d}")],
+            )?;
+        }
         Ok((s(&svc).to_string(), s(&port).to_string()))
     }
 
@@ -171,7 +173,7 @@ impl World {
             ip,
         ];
         args.extend_from_slice(extra);
-        self.ctl(USER, &args)
+        self.ctl(self.user_tenant(i), &args)
     }
 
     /// Start a python backend (`script` with `args`) in the provider namespace, publish it

@@ -1,7 +1,8 @@
 //! Per-endpoint figures end to end: a known number of datagrams and bytes through two
-//! endpoints (one in each user VPC, the same address in both); each endpoint's API view
-//! and Prometheus series are exact, the other's untouched, the service's are their sum,
-//! and the provider sees its connections by endpoint id only.
+//! endpoints of two tenants (one in each user VPC, the same address in both); each
+//! endpoint's API view and Prometheus series are exact, the other's untouched, the
+//! service's are their sum, neither tenant sees the other's, and the provider sees its
+//! connections by endpoint id only.
 //! Run with `cargo test -p vpcep-tests --test netns -- --ignored meters::`.
 
 #![allow(
@@ -67,7 +68,7 @@ fn metrics(w: &World, t: (&str, &str, &str, &str), path: &str) -> Value {
 #[test]
 #[ignore = "needs root + netns"]
 fn each_endpoint_counts_exactly_its_own_traffic() {
-    let w = World::new(2).unwrap();
+    let w = World::with_tenants(&[USER, USER2]).unwrap();
     let echo = w
         .provider
         .spawn(&["python3", "-c", ECHO], &w.dir.join("echo.log"))
@@ -93,12 +94,12 @@ fn each_endpoint_counts_exactly_its_own_traffic() {
         Duration::from_secs(10),
         || {
             metrics(&w, USER, &path0)["totals"]["packets_to_client"] == 10
-                && metrics(&w, USER, &path1)["totals"]["packets_to_client"] == 3
+                && metrics(&w, USER2, &path1)["totals"]["packets_to_client"] == 3
         },
     )
     .unwrap();
     let t0 = metrics(&w, USER, &path0)["totals"].clone();
-    let t1 = metrics(&w, USER, &path1)["totals"].clone();
+    let t1 = metrics(&w, USER2, &path1)["totals"].clone();
     for (t, n, bytes) in [(&t0, 10, b0), (&t1, 3, b1)] {
         assert_eq!(t["packets_to_service"], n, "{t}");
         assert_eq!(t["packets_to_client"], n, "{t}");
@@ -109,7 +110,7 @@ fn each_endpoint_counts_exactly_its_own_traffic() {
     }
     poll_until("the active flows counted", Duration::from_secs(15), || {
         metrics(&w, USER, &path0)["totals"]["active_flows"] == 1
-            && metrics(&w, USER, &path1)["totals"]["active_flows"] == 1
+            && metrics(&w, USER2, &path1)["totals"]["active_flows"] == 1
     })
     .unwrap();
 
@@ -131,7 +132,7 @@ fn each_endpoint_counts_exactly_its_own_traffic() {
             "vpcep_endpoint_bytes_total",
             &format!(
                 "endpoint_id=\"{ep1}\",service_id=\"{svc}\",project_id=\"{}\",{to_service}",
-                USER.3
+                USER2.3
             )
         ),
         f64::from(b1)
@@ -173,9 +174,11 @@ fn each_endpoint_counts_exactly_its_own_traffic() {
     want.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(conns, want);
     assert!(!sm.to_string().contains("10.0.0."), "no addresses: {sm}");
-    // Nobody else's figures: the provider does not own the endpoint, the user not the
-    // service.
+    // Nobody else's figures: the provider does not own the endpoint, the users not each
+    // other's endpoints nor the service.
     assert!(w.ctl(PROVIDER, &["raw", "GET", &path0]).is_err());
+    assert!(w.ctl(USER, &["raw", "GET", &path1]).is_err());
+    assert!(w.ctl(USER2, &["raw", "GET", &path0]).is_err());
     assert!(
         w.ctl(
             USER,
@@ -191,7 +194,7 @@ fn each_endpoint_counts_exactly_its_own_traffic() {
     // More traffic on one endpoint moves only its figures.
     send(&w, 1, 2, 50);
     poll_until("the second batch", Duration::from_secs(10), || {
-        metrics(&w, USER, &path1)["totals"]["packets_to_client"] == 5
+        metrics(&w, USER2, &path1)["totals"]["packets_to_client"] == 5
     })
     .unwrap();
     assert_eq!(
