@@ -165,7 +165,14 @@ impl Pusher {
                 self.slots.release(id, now);
             }
             if let Some(ep) = m.endpoints.get(id) {
-                let slot = self.slots.slot(&m, ep, now);
+                // Metered only where its VPC is attached: another node carries the rest,
+                // and this one exports no series for them.
+                let slot = if self.attachments.get(&ep.vpc_id).is_some() {
+                    self.slots.slot(&m, ep, now)
+                } else {
+                    self.slots.release(id, now);
+                    0
+                };
                 let c = compile::endpoint(&m, &self.attachments, ep, slot);
                 let dns = compile::dns(&self.attachments, ep, registry.region());
                 let keys: Vec<AcceptedKey> = c.accepted.iter().map(|(k, _)| *k).collect();

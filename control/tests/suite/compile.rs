@@ -452,3 +452,40 @@ fn port_security_follows_the_ports_of_the_inventory() {
         "a deleted one is gone"
     );
 }
+
+#[test]
+fn only_endpoints_of_attached_vpcs_are_metered_here() {
+    let mut w = world();
+    // A second VPC of the user's that this node does not attach, with an endpoint.
+    let other = w
+        .reg
+        .create_vpc(
+            &w.user,
+            cmd(CreateVpc {
+                name: None,
+                cidr: Some("10.1.0.0/16".into()),
+            }),
+        )
+        .unwrap();
+    let osub = w
+        .reg
+        .create_subnet(
+            &w.user,
+            cmd(CreateSubnet {
+                name: None,
+                vpc_id: Some(other.id.to_string()),
+                cidr: Some("10.1.0.0/24".into()),
+                gateway_ip: None,
+                ip_version: None,
+            }),
+        )
+        .unwrap();
+    let body: CreateEndpoint = serde_json::from_value(serde_json::json!({"endpoint_service_id": w.svc, "vpc_id": other.id, "subnet_id": osub.id, "port_ip": "10.1.0.200"})).unwrap();
+    let far = w.reg.create_endpoint(&w.user, cmd(body)).unwrap();
+    w.sync();
+    let rev = w.reg.revision();
+    w.pusher.apply(&w.reg, &Touched::All, rev);
+    let slots = w.pusher.slot_map().load_full();
+    let metered: Vec<&str> = slots.values().map(|o| o.endpoint_id.as_str()).collect();
+    assert_eq!(metered, [w.ep.as_str()], "not {}", far.id);
+}
