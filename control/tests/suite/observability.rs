@@ -43,6 +43,9 @@ const NEEDS_AN_ATTACHMENT: &[&str] = &[
     "vpcep_dns_queries_total",
     "vpcep_dns_dropped_total",
     "vpcep_dns_penalties_total",
+    "vpcep_flowlog_events_lost_total",
+    "vpcep_flowlog_write_failures_total",
+    "vpcep_flowlog_lines_total",
 ];
 
 /// `vpcepd` as a child process, killed (by its pid) when dropped, also when a test fails.
