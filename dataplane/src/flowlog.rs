@@ -209,6 +209,12 @@ impl core::fmt::Debug for FlowLog {
     }
 }
 
+/// A times word: start (high half) and last report (low half).
+#[allow(clippy::cast_possible_truncation)]
+fn split(times: u64) -> (u32, u32) {
+    ((times >> 32) as u32, times as u32)
+}
+
 /// Add `n` to a word only this thread writes (for its direction).
 #[inline(always)]
 fn bump(c: &AtomicU64, n: u64) {
@@ -269,12 +275,12 @@ impl FlowLog {
         if w.len() != WORDS {
             return ([0; 2], [0; 2], 0, 0);
         }
-        let times = w[TIMES].load(Relaxed);
+        let (start, reported) = split(w[TIMES].load(Relaxed));
         (
             [w[PACKETS].load(Relaxed), w[PACKETS + 1].load(Relaxed)],
             [w[BYTES].load(Relaxed), w[BYTES + 1].load(Relaxed)],
-            (times >> 32) as u32,
-            times as u32,
+            start,
+            reported,
         )
     }
 
@@ -285,11 +291,11 @@ impl FlowLog {
         let Some(times) = w.get(TIMES) else {
             return false;
         };
-        let t = times.load(Relaxed);
-        if now.saturating_sub(t as u32) < self.interval {
+        let (start, reported) = split(times.load(Relaxed));
+        if now.saturating_sub(reported) < self.interval {
             return false;
         }
-        times.store(t & !u64::from(u32::MAX) | u64::from(now), Relaxed);
+        times.store(u64::from(start) << 32 | u64::from(now), Relaxed);
         true
     }
 

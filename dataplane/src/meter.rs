@@ -3,9 +3,9 @@
 //!
 //! A connection (endpoint) is metered under a *slot*, a small number the control plane
 //! assigns and publishes in the tables ([`crate::tables::Target::meter`], and per endpoint
-//! address); slot 0 meters nothing. A flow keeps its slot in the word beside its conntrack
-//! record ([`crate::conntrack::FlowEntry::meter`]), set when it opens and again at every
-//! re-check against newer tables, so a packet finds its counters with one load.
+//! address); slot 0 meters nothing. A flow keeps its slot in a word of its conntrack record
+//! ([`crate::conntrack::FlowEntry::meter`]), set when it opens and again at every re-check
+//! against newer tables, so a packet finds its counters in the line it already read.
 //!
 //! Single writer: each pipeline writes only its own `Meters`, with a relaxed load and
 //! store (no read-modify-write, no lock prefix); readers (the control plane, off the hot

@@ -130,7 +130,7 @@ pub enum LogFormat {
 #[serde(deny_unknown_fields, default)]
 pub struct ConntrackConfig {
     /// Maximum flows. Default 1048576. The flow table is allocated for all of them at start:
-    /// 104 bytes a flow (104 MiB by default), backed by memory as flows first touch it.
+    /// 100 bytes a flow (100 MiB by default), backed by memory as flows first touch it.
     pub capacity: usize,
     /// The share of `capacity` one VPC's clients may hold, in percent (1 to 100; 100 is no
     /// per-VPC limit). Default 50.

@@ -14,8 +14,8 @@ use crate::wire::ethernet::MacAddr;
 #[derive(Clone, Copy, Debug)]
 pub struct FlowEntry<'a> {
     rec: Record<'a>,
-    /// The table, for the words beside the record: the client ISN (read only by flows
-    /// with client identity) and the meter slot.
+    /// The table, for the word beside the record: the client ISN (read only by flows
+    /// with client identity).
     table: &'a FlowTable,
     /// The record's slot and incarnation, to remove exactly this flow.
     pub(super) slot: u32,
@@ -101,17 +101,26 @@ impl<'a> FlowEntry<'a> {
             .unwrap_or_else(|| self.rec.state(dir))
     }
 
-    /// True if this direction was last checked against `generation`.
+    /// True if the flow was last checked against `generation` (by a packet of either
+    /// direction).
     #[inline]
     pub fn checked_at(&self, generation: u64) -> bool {
-        self.rec.generation(self.dir).load(Relaxed) == stamp(generation)
+        self.rec.generation().load(Relaxed) == stamp(generation)
     }
 
-    /// Record that this direction was checked against `generation`.
+    /// Record that the flow was checked against `generation`. Two workers may race to
+    /// store their own: a stamp is always a generation some worker checked the flow
+    /// against, and a stale one only costs another check.
     pub fn set_checked(&self, generation: u64) {
-        self.rec
-            .generation(self.dir)
-            .store(stamp(generation), Relaxed);
+        self.rec.generation().store(stamp(generation), Relaxed);
+    }
+
+    /// Give the flow's original direction (toward the backend) the next hop `mac`, if it
+    /// has another (a re-check by a packet of either direction).
+    pub fn set_backend_mac(&self, mac: MacAddr) {
+        if self.rec.backend_mac_now() != mac {
+            self.rec.set_mac(self.incarnation, Direction::Original, mac);
+        }
     }
 
     /// The flow's record, for its flow log counters ([`super::ConnTrack::log_packet`]).
@@ -124,13 +133,13 @@ impl<'a> FlowEntry<'a> {
     /// [`crate::flowlog::LOGGED`] if the flow is logged.
     #[inline(always)]
     pub fn meter(&self) -> u32 {
-        self.table.meter(self.slot).load(Relaxed)
+        self.rec.meter().load(Relaxed)
     }
 
     /// Set the flow's meter word (its re-check found its connection's slot, or its logging
     /// changed).
     pub fn set_meter(&self, slot: u32) {
-        self.table.meter(self.slot).store(slot, Relaxed);
+        self.rec.meter().store(slot, Relaxed);
     }
 
     /// Last time (seconds since the tracker's epoch) a packet of this direction matched.

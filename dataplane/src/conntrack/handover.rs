@@ -202,13 +202,13 @@ pub fn decode(
             client_mac: r.client_mac,
             state: r.state,
             reply_state: r.reply_state,
-            generation: [0, 0],
+            generation: 0,
             last_seen: [
                 now_secs.saturating_sub(r.idle),
                 now_secs.saturating_sub(r.reply_idle),
             ],
             client_isn: r.client_isn,
-            // Set again by the flow's first re-check (its generation stamps are 0).
+            // Set again by the flow's first re-check (its generation stamp is 0).
             meter: 0,
         };
         if ct
@@ -369,7 +369,7 @@ mod tests {
                 } else {
                     0
                 },
-            generation: [9, 9],
+            generation: 9,
             last_seen: [now, now],
             client_isn: u32::from(client_port) * 1000,
             meter: 0,

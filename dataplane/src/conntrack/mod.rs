@@ -4,24 +4,27 @@
 //! different workers.
 //!
 //! - A flow is one record: its original key, the rewrite of original-direction packets,
-//!   the backend's and the client's MACs, and per direction a state byte, a last-seen time
-//!   and a generation stamp. The reply key is the reply to the rewritten packet, and the
-//!   reply's rewrite is the original key reversed, so neither is stored. A hit costs one
-//!   index bucket and one record (two cache lines), no lock, and no neighbour lookup.
+//!   the backend's and the client's MACs, per direction a state byte and a last-seen time,
+//!   the flow's generation stamp and its meter word ([`crate::meter`], and the flow log's
+//!   bit). The reply key is the reply to the rewritten packet, and the reply's rewrite is
+//!   the original key reversed, so neither is stored. A hit costs one index bucket and one
+//!   record (two cache lines), no lock, and no neighbour lookup.
 //! - The original direction's state byte holds the flow's state (TCP handshake and close,
 //!   UDP replied or not); a flow is idle when both directions are.
-//! - Each direction records the generation it was last checked against (the tables' plus
-//!   the neighbour table's epoch); the pipeline re-checks a flow when it moves (opte's
-//!   epoch).
+//! - The flow records the generation it was last checked against (the tables' plus the
+//!   neighbour table's epoch); the pipeline re-checks a flow when it moves (opte's epoch),
+//!   at the first packet of either direction. The check is the flow's (is it still
+//!   allowed, where does it go, under which meter slot), and it refreshes the backend's
+//!   MAC whichever direction ran it.
 //! - Capacity is hard: a flow is admitted only after reserving one unit, both node-wide
 //!   and in the share of its VPC (the ingress attachment of the flow's opener, see
 //!   [`ConnTrack::try_reserve`]). When either is full, an embryonic or unreplied flow is
 //!   evicted to make room ([`ConnTrack::evict`]), never an established one. The table has
-//!   exactly `capacity` records, so it never grows: memory is fixed at start (104 bytes a
-//!   flow of capacity: 64 of record, 32 of index, the 4-byte client ISN word that only
-//!   flows with client identity write, and the 4-byte meter slot; zeroed pages the kernel backs as flows first touch them; the daemon
-//!   asks for huge pages over [`ConnTrack::regions`], so the 32-byte-a-flow index is
-//!   resident after a few dozen flows).
+//!   exactly `capacity` records, so it never grows: memory is fixed at start (100 bytes a
+//!   flow of capacity: 64 of record, 32 of index, and the 4-byte client ISN word that only
+//!   flows with client identity write; zeroed pages the kernel backs as flows first touch
+//!   them; the daemon asks for huge pages over [`ConnTrack::regions`], so the
+//!   32-byte-a-flow index is resident after a few dozen flows).
 //! - Eviction candidates are kept per VPC for the whole node (not per worker), so a worker
 //!   that never saw the flood can still evict it. They sit in one short `Mutex`ed ring per
 //!   VPC, touched only when a flow opens or is evicted, never on a hit; pushing is a few
@@ -291,12 +294,6 @@ impl ConnTrack {
     #[inline]
     pub fn prefetch_record(&self, slot: u64) -> u32 {
         self.table.touch_record(slot)
-    }
-
-    /// Third prefetch stage, beside the second: the meter word of record `slot`.
-    #[inline]
-    pub fn prefetch_meter(&self, slot: u64) -> u32 {
-        self.table.touch_meter(slot)
     }
 
     /// Look up one direction.
@@ -614,7 +611,7 @@ mod tests {
             client_mac: MacAddr::default(),
             state: st,
             reply_state: 0,
-            generation: [1, 1],
+            generation: 1,
             last_seen: [now, now],
             client_isn: 0,
             meter: 0,

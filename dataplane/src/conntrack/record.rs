@@ -8,7 +8,8 @@
 //!          | reply state | original state     10 backend MAC 4..6 | client MAC 0..2
 //!      2-4 original key: src, dst, ports      11 client MAC 2..6
 //!        5 key VPC | out VPC              12-13 last seen, original and reply
-//!      6-7 rewrite: src, dst              14-15 generation, original and reply
+//!      6-7 rewrite: src, dst                 14 generation (the flow's, both directions)
+//!                                             15 meter word (slot, flow log bit)
 //! ```
 
 use core::sync::atomic::{AtomicU32, Ordering, fence};
@@ -43,7 +44,10 @@ const CMAC_LO: usize = 11;
 const LAST: [usize; 2] = [12, 13];
 /// The hot words start here: last seen, then generation.
 const HOT: usize = 12;
-const GENERATION: [usize; 2] = [14, 15];
+/// The generation the flow was last checked against, whichever direction checked it.
+const GENERATION: usize = 14;
+/// The meter word: the meter slot ([`crate::meter`]) and [`crate::flowlog::LOGGED`].
+const METER: usize = 15;
 /// A free record's link to the next free one (slot + 1, 0 for none); reuses a key word.
 const LINK: usize = KEY_SRC;
 
@@ -68,14 +72,15 @@ pub struct FlowInit {
     pub state: u8,
     /// The reply direction's state byte.
     pub reply_state: u8,
-    /// Generation stamps, original then reply.
-    pub generation: [u32; 2],
+    /// The generation stamp (the flow's: both directions share it).
+    pub generation: u32,
     /// Last-seen seconds, original then reply.
     pub last_seen: [u32; 2],
     /// The client's initial sequence number (TCP flows with [`super::state::PROXY`] or
     /// [`super::state::TOA`]; zero otherwise). Kept beside the record, not in it.
     pub client_isn: u32,
-    /// The flow's meter slot ([`crate::meter`]; 0: none). Kept beside the record.
+    /// The flow's meter word ([`crate::meter`]'s slot, 0: none; and
+    /// [`crate::flowlog::LOGGED`]). A hot word of the record.
     pub meter: u32,
 }
 
@@ -196,10 +201,10 @@ impl Words {
             client_mac: self.client_mac(),
             state,
             reply_state,
-            generation: [self.0[GENERATION[0]], self.0[GENERATION[1]]],
+            generation: self.0[GENERATION],
             last_seen: [self.0[LAST[0]], self.0[LAST[1]]],
             client_isn: 0,
-            meter: 0,
+            meter: self.0[METER],
         }
     }
 }
@@ -303,10 +308,11 @@ impl<'a> Record<'a> {
             (u32::from(blo) << 16) | u32::from(u16::from_be_bytes([c[0], c[1]])),
         );
         st(CMAC_LO, u32::from_be_bytes([c[2], c[3], c[4], c[5]]));
-        for d in 0..2 {
-            st(LAST[d], f.last_seen[d]);
-            st(GENERATION[d], f.generation[d]);
+        for (word, seen) in LAST.into_iter().zip(f.last_seen) {
+            st(word, seen);
         }
+        st(GENERATION, f.generation);
+        st(METER, f.meter);
         rec.unlock(s);
     }
 
@@ -418,10 +424,24 @@ impl<'a> Record<'a> {
         self.word(LAST[dir as usize])
     }
 
-    /// The generation stamp of `dir` in a record.
+    /// The flow's generation stamp.
     #[inline]
-    pub fn generation(&self, dir: Direction) -> &'a AtomicU32 {
-        self.word(GENERATION[dir as usize])
+    pub fn generation(&self) -> &'a AtomicU32 {
+        self.word(GENERATION)
+    }
+
+    /// The flow's meter word.
+    #[inline(always)]
+    pub fn meter(&self) -> &'a AtomicU32 {
+        self.word(METER)
+    }
+
+    /// The backend's MAC as the record holds it now (unlocked: a check before
+    /// [`Record::set_mac`], which takes the lock).
+    pub fn backend_mac_now(&self) -> MacAddr {
+        let hi = self.word(BMAC_HI).load(Relaxed).to_be_bytes();
+        let lo = high(self.word(MACS).load(Relaxed)).to_be_bytes();
+        MacAddr([hi[0], hi[1], hi[2], hi[3], lo[0], lo[1]])
     }
 }
 

@@ -72,9 +72,6 @@ pub struct FlowTable {
     /// One word per record beside it: the client's initial sequence number, read only by
     /// flows that carry client identity, so the record stays one cache line.
     isn: Box<[AtomicU32]>,
-    /// One more word per record beside it: the flow's meter slot ([`crate::meter`]),
-    /// read by every forwarded packet (one load, warmed with the record by the prefetch).
-    meter: Box<[AtomicU32]>,
     /// Word offset of record 0 (aligns it to 64 bytes).
     rbase: usize,
     capacity: usize,
@@ -140,11 +137,9 @@ impl FlowTable {
         let (records, rbase) = zeroed::<AtomicU32>(capacity * RECORD_WORDS);
         let (index, ibase) = zeroed::<AtomicU64>(buckets * BUCKET_WORDS);
         let (isn, _) = zeroed::<AtomicU32>(capacity);
-        let (meter, _) = zeroed::<AtomicU32>(capacity);
         Self {
             records,
             isn,
-            meter,
             rbase,
             capacity,
             index,
@@ -167,7 +162,7 @@ impl FlowTable {
 
     /// Bytes this table holds (records, side words, index, alignment), fixed at creation.
     pub fn footprint(&self) -> usize {
-        (self.records.len() + self.isn.len() + self.meter.len()) * 4 + self.index.len() * 8
+        (self.records.len() + self.isn.len()) * 4 + self.index.len() * 8
     }
 
     /// The key's hash.
@@ -192,19 +187,10 @@ impl FlowTable {
         &self.isn[slot as usize]
     }
 
-    /// The meter slot word of record `slot` (see [`FlowInit::meter`]).
+    /// The meter word of record `slot` (see [`FlowInit::meter`]), in the record.
     #[inline(always)]
     pub fn meter(&self, slot: u32) -> &AtomicU32 {
-        &self.meter[slot as usize]
-    }
-
-    /// Load record `slot`'s meter word, if `slot` names a record (a prefetch).
-    #[inline]
-    pub fn touch_meter(&self, slot: u64) -> u32 {
-        usize::try_from(slot)
-            .ok()
-            .and_then(|s| self.meter.get(s))
-            .map_or(0, |w| w.load(Relaxed))
+        self.at(slot).meter()
     }
 
     /// The handle on record `slot`.
@@ -279,7 +265,6 @@ impl FlowTable {
     /// took with [`FlowTable::alloc`] and has not published yet.
     pub fn write(&self, slot: u32, f: &FlowInit) {
         self.at(slot).write(f);
-        self.meter(slot).store(f.meter, Relaxed);
         // Only flows with client identity read it: others leave its page untouched.
         if f.reply_state & state::IDENTITY != 0 {
             self.isn(slot).store(f.client_isn, Relaxed);
@@ -481,7 +466,6 @@ impl FlowTable {
                 } else {
                     self.isn(slot).load(Relaxed)
                 },
-                meter: self.meter(slot).load(Relaxed),
                 ..w.flow()
             })
         })

@@ -14,7 +14,6 @@
 
 use super::open::refuse_opening;
 use super::{Classified, Destination, FlowSides, Parsed, Pipeline};
-use crate::conntrack::Direction;
 use crate::tables::Tables;
 use crate::verdict::{DropReason, Verdict};
 use crate::wire::ethernet::MacAddr;
@@ -65,7 +64,6 @@ impl Pipeline {
         &self,
         tables: &Tables,
         f: &FlowSides,
-        dir: Direction,
     ) -> Option<(Option<MacAddr>, u32)> {
         let FlowSides {
             client_vpc,
@@ -83,10 +81,7 @@ impl Pipeline {
         if route.out_vpc != out_vpc {
             return None;
         }
-        let mac = match dir {
-            Direction::Original => self.shared.neighbours.lookup(out_vpc, route.hop(dst)),
-            Direction::Reply => None,
-        };
+        let mac = self.shared.neighbours.lookup(out_vpc, route.hop(dst));
         Some((mac, route.meter | self.log_bit(client_vpc)))
     }
 }

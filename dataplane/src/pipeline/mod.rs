@@ -464,9 +464,16 @@ impl Pipeline {
                         entry.set_meter(meter);
                     }
                     self.stats.flows_revalidated += 1;
-                    if let Some(mac) = mac.filter(|m| *m != entry.dst_mac) {
-                        entry.set_dst_mac(mac);
-                        dst_mac = mac;
+                    match mac {
+                        Some(mac) if entry.dir == Direction::Original && mac != entry.dst_mac => {
+                            entry.set_dst_mac(mac);
+                            dst_mac = mac;
+                        }
+                        Some(_) if entry.dir == Direction::Original => {}
+                        // The flow's check, run by a reply: the other direction's next
+                        // hop, which its packets will not check again.
+                        Some(mac) => entry.set_backend_mac(mac),
+                        None => {}
                     }
                 }
                 None => {
@@ -541,8 +548,9 @@ impl Pipeline {
             .unwrap_or_default()
     }
 
-    /// Re-check an entry against the current tables. `None`: the flow is no longer allowed.
-    /// `Some((mac, meter))`: still allowed; `mac` is the next hop's current MAC if known,
+    /// Re-check an entry's flow against the current tables. `None`: the flow is no longer
+    /// allowed. `Some((mac, meter))`: still allowed; `mac` is the current MAC of the next
+    /// hop toward the backend, if known (whichever direction `e` is),
     /// `meter` the flow's meter word (the connection's meter slot, and whether its client's
     /// attachment is logged). Once per flow and table generation: out of line.
     #[cold]
@@ -560,7 +568,7 @@ impl Pipeline {
             port: f.dport,
             endpoint: f.dst,
         }) else {
-            return self.recheck_gateway(tables, &f, e.dir);
+            return self.recheck_gateway(tables, &f);
         };
         let same_backend = target.backend_vpc == f.out_vpc
             && target.backend_ip.to_bits() == f.out_ip
@@ -568,10 +576,7 @@ impl Pipeline {
         if !same_backend || !target.admits(f.client) {
             return None;
         }
-        let mac = match e.dir {
-            Direction::Original => self.shared.neighbours.lookup(f.out_vpc, f.out_ip),
-            Direction::Reply => None,
-        };
+        let mac = self.shared.neighbours.lookup(f.out_vpc, f.out_ip);
         Some((mac, target.meter | self.log_bit(f.client_vpc)))
     }
 

@@ -151,7 +151,7 @@ impl Pipeline {
             client_mac,
             state: initial,
             reply_state: identity,
-            generation: [g, g],
+            generation: g,
             last_seen: [now_secs, now_secs],
             client_isn: seq,
             meter: meter | self.log_bit(key.vpc),

@@ -219,6 +219,34 @@ fn an_unrelated_publish_keeps_flows_and_counts_the_recheck() {
 }
 
 #[test]
+fn a_backend_mac_change_reaches_the_flow_through_whichever_direction_checks_it() {
+    let mut w = World::new(tables());
+    let snat = open_tcp(&mut w, A, MAC_A, 40000);
+    // The backend's MAC changes (a verified change moves the neighbour epoch).
+    let moved = MacAddr([0x02, 0, 0, 0, 0, 0x11]);
+    w.pipeline
+        .shared()
+        .neighbours
+        .learn(B, BACKEND.to_bits(), moved);
+    w.advance(Duration::from_secs(1));
+    // A reply comes first: it runs the flow's check, for both directions.
+    let before = w.stats();
+    let mut r = tcp((moved, MAC_B), (BACKEND, 80), snat, "A", b"");
+    assert_eq!(w.send(B, &mut r), Verdict::Forward(A));
+    assert_eq!(seen(&r).dst_mac, CLIENT_MAC);
+    let mut ack = tcp(TO_EP, (CLIENT, 40000), (ENDPOINT, 8080), "A", b"");
+    assert_eq!(w.send(A, &mut ack), Verdict::Forward(B));
+    assert_eq!(
+        seen(&ack).dst_mac,
+        moved,
+        "the client's segments follow the move"
+    );
+    assert_moved!(before, w.stats(), [
+        "rx_frames" => 2, "forwarded" => 2, "forwarded_reply" => 1, "flows_revalidated" => 1,
+    ]);
+}
+
+#[test]
 fn a_non_syn_without_a_flow_is_dropped() {
     let mut w = World::new(tables());
     let before = w.stats();
