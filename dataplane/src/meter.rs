@@ -143,20 +143,19 @@ impl Default for Meters {
 }
 
 impl Meters {
-    /// The words of `slot` to write (the sink's, slot 0, past [`MAX_SLOTS`]).
+    /// The words of `slot`, taken modulo [`MAX_SLOTS`] (the control plane hands out none
+    /// above it): a flow's whole meter word can be given, its other bits
+    /// ([`crate::flowlog::LOGGED`]) fall away.
     #[inline(always)]
     fn slot(&self, slot: u32) -> &[AtomicU64] {
-        let i = if (slot as usize) < MAX_SLOTS {
-            slot as usize
-        } else {
-            0
-        };
+        let i = slot as usize & (MAX_SLOTS - 1);
         let at = self.base + i * WORDS;
         &self.words[at..at + WORDS]
     }
 
     /// Credit one forwarded frame of `slot`'s flow travelling `dir`: `segments` packets of
-    /// `bytes` IPv4 bytes in all, `reset` if it carries a TCP RST.
+    /// `bytes` IPv4 bytes in all, `reset` if it carries a TCP RST. `slot` may be a flow's
+    /// whole meter word (see [`Meters::slot`]).
     #[inline(always)]
     pub fn packet(&self, slot: u32, dir: Direction, segments: u64, bytes: u64, reset: bool) {
         let m = self.slot(slot);

@@ -17,8 +17,7 @@ impl Pipeline {
         let (segments, bytes) = wire_size(frame, vnet);
         let credited = len.saturating_sub(ethernet::HEADER_LEN) as u64;
         let (more, extra) = (segments.saturating_sub(1), bytes.saturating_sub(credited));
-        self.meters
-            .packet(word & flowlog::SLOT, dir, more, extra, false);
+        self.meters.packet(word, dir, more, extra, false);
         if word & flowlog::LOGGED != 0 {
             self.shared.conntrack.log_packet(record, dir, more, extra);
         }

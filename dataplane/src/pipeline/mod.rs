@@ -525,8 +525,9 @@ impl Pipeline {
         }
         let word = entry.meter();
         let bytes = ip_bytes(frame);
+        // The meters take the word modulo their slots: the log bit falls away.
         self.meters
-            .packet(word & flowlog::SLOT, dir, 1, bytes, flags & tcp::RST != 0);
+            .packet(word, dir, 1, bytes, flags & tcp::RST != 0);
         if word & flowlog::LOGGED != 0 {
             ct.log_packet(entry.record_slot(), dir, 1, bytes);
         }
