@@ -31,7 +31,7 @@ use crate::verdict::DropReason;
 pub const MAX_SLOTS: usize = 1 << 20;
 
 /// The drops that belong to one endpoint, in the order of [`Reading::drops`].
-pub const ENDPOINT_DROPS: [DropReason; 7] = [
+pub const ENDPOINT_DROPS: [DropReason; 8] = [
     DropReason::SourceNotWhitelisted,
     DropReason::PortNotMapped,
     DropReason::NotAccepted,
@@ -39,6 +39,7 @@ pub const ENDPOINT_DROPS: [DropReason; 7] = [
     DropReason::ConntrackVpcLimit,
     DropReason::ConntrackFull,
     DropReason::Revoked,
+    DropReason::PortSecurity,
 ];
 
 /// Where `reason` is in [`ENDPOINT_DROPS`], if it belongs to an endpoint.
@@ -48,7 +49,7 @@ pub fn drop_index(reason: DropReason) -> Option<usize> {
 }
 
 /// Words (u64) per slot, two cache lines: packets (2), bytes (2), resets (2), flows opened
-/// (1), drops by reason (7), two spare.
+/// (1), drops by reason (8), one spare.
 const WORDS: usize = 16;
 const PACKETS: usize = 0;
 const BYTES: usize = 2;

@@ -415,7 +415,9 @@ impl Pipeline {
     ) -> Classified {
         let now_secs = self.secs(now);
         if !admits_port(tables, &parsed.key, frame) {
-            return Verdict::Drop(DropReason::PortSecurity).into();
+            // An endpoint's, if sent to one (a spoofed client), else nobody's (slot 0).
+            let meter = tables.endpoint_meter((parsed.key.vpc, parsed.key.dst));
+            return self.refused(&parsed.key, meter, DropReason::PortSecurity);
         }
         if let Some(v) = self.established(tables, frame, parsed, now_secs) {
             return v;

@@ -102,6 +102,11 @@ fn a_forged_address_with_the_senders_own_mac_opens_nothing() {
     );
     assert_moved!(before, w.stats(), ["rx_frames" => 3, "drop:port_security" => 3]);
     assert!(w.pipeline.shared().conntrack.is_empty());
+    // Each was sent to the endpoint: its drops, by reason, and nothing else of its.
+    let m = w.pipeline.meters().read(1);
+    assert_eq!(m.dropped(DropReason::PortSecurity), 3);
+    assert_eq!(m.drops.iter().sum::<u64>(), 3);
+    assert_eq!((m.packets, m.flows_opened), ([0, 0], 0));
 }
 
 #[test]
