@@ -98,7 +98,7 @@ pub struct Config {
     /// super-frame) behind an Ethernet header. Each batch slot holds this many bytes.
     pub max_frame_bytes: usize,
     /// Per attachment (as [`Config::attachments`]): true if the flows its clients open are
-    /// logged ([`crate::flowlog`]; only with a flow log on the conntrack). Default none.
+    /// logged ([`crate::conntrack::flowlog`]; only with a flow log on the conntrack). Default none.
     pub flow_log: Vec<bool>,
 }
 

@@ -24,7 +24,6 @@ pub mod announce;
 pub mod config;
 pub mod conntrack;
 pub mod flow;
-pub mod flowlog;
 pub mod io;
 pub mod meter;
 pub mod neighbour;

@@ -146,7 +146,7 @@ impl Default for Meters {
 impl Meters {
     /// The words of `slot`, taken modulo [`MAX_SLOTS`] (the control plane hands out none
     /// above it): a flow's whole meter word can be given, its other bits
-    /// ([`crate::flowlog::LOGGED`]) fall away.
+    /// ([`crate::conntrack::flowlog::LOGGED`]) fall away.
     #[inline(always)]
     fn slot(&self, slot: u32) -> &[AtomicU64] {
         let i = slot as usize & (MAX_SLOTS - 1);
@@ -156,7 +156,7 @@ impl Meters {
 
     /// Credit one forwarded frame of `slot`'s flow travelling `dir`: `segments` packets of
     /// `bytes` IPv4 bytes in all, `reset` if it carries a TCP RST. `slot` may be a flow's
-    /// whole meter word (see [`Meters::slot`]).
+    /// whole meter word: slots are taken modulo [`MAX_SLOTS`].
     #[inline(always)]
     pub fn packet(&self, slot: u32, dir: Direction, segments: u64, bytes: u64, reset: bool) {
         let m = self.slot(slot);

@@ -62,14 +62,15 @@ pub fn start_workers(
     dp_cfg.attachments = ifaces.iter().map(|i| i.mac).collect();
     let epoch = Instant::now();
     let (shared, flow_events) = if dp_cfg.flow_log.contains(&true) {
-        let (log, events) = dataplane::flowlog::flow_log(dataplane::flowlog::FlowLogConfig {
-            capacity: dp_cfg.conntrack_capacity.get(),
-            queue: cfg.flow_log.queue,
-            interval_secs: cfg.flow_log.interval_secs,
-            epoch_unix: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
-        });
+        let (log, events) =
+            dataplane::conntrack::flowlog::flow_log(dataplane::conntrack::flowlog::FlowLogConfig {
+                capacity: dp_cfg.conntrack_capacity.get(),
+                queue: cfg.flow_log.queue,
+                interval_secs: cfg.flow_log.interval_secs,
+                epoch_unix: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+            });
         let lost = log.lost();
         let shared = Shared::with_flow_log(&dp_cfg, epoch, log);
         (shared, Some(crate::flowlog::Sink { events, lost }))

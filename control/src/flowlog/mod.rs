@@ -1,6 +1,6 @@
 //! Flow logs, the control plane's half: the writer thread that turns the dataplane's flow
-//! events ([`dataplane::flowlog`]) into JSON lines in `flows.log` in the data directory, and
-//! the reader behind `vpcepctl flowlog`.
+//! events ([`dataplane::conntrack::flowlog`]) into JSON lines in `flows.log` in the data
+//! directory, and the reader behind `vpcepctl flowlog`.
 //!
 //! One line per flow when it ends (`reason`: `fin`, `rst`, `idle`, `evicted`, `deleted`)
 //! and one every `[flow_log] interval_secs` while it lives (`active`, with the counts so
@@ -28,7 +28,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use dataplane::flowlog::{FlowEvent, FlowRecord, Refused};
+use dataplane::conntrack::flowlog::{FlowEvent, FlowRecord, Refused};
 
 use crate::config::DaemonConfig;
 use crate::logfile::RotatingFile;
@@ -46,7 +46,7 @@ const BATCH_BYTES: usize = 64 << 10;
 pub struct Sink {
     /// The dataplane's events.
     pub events: Receiver<FlowEvent>,
-    /// Events lost to a full channel ([`dataplane::flowlog::FlowLog::lost`]).
+    /// Events lost to a full channel ([`dataplane::conntrack::flowlog::FlowLog::lost`]).
     pub lost: Arc<AtomicU64>,
 }
 
@@ -255,7 +255,7 @@ pub fn spawn(
 #[cfg(test)]
 mod tests {
     use dataplane::conntrack::Rewrite;
-    use dataplane::flowlog::EndReason;
+    use dataplane::conntrack::flowlog::EndReason;
     use dataplane::{Attachment, DropReason, FlowKey};
 
     use super::*;

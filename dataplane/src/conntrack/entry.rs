@@ -130,7 +130,7 @@ impl<'a> FlowEntry<'a> {
     }
 
     /// The flow's meter word: its meter slot ([`crate::meter`]), with
-    /// [`crate::flowlog::LOGGED`] if the flow is logged.
+    /// [`crate::conntrack::flowlog::LOGGED`] if the flow is logged.
     #[inline(always)]
     pub fn meter(&self) -> u32 {
         self.rec.meter().load(Relaxed)

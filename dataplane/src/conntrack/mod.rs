@@ -42,9 +42,10 @@ use std::time::Instant;
 
 use foldhash::fast::RandomState;
 
+use self::flowlog::{EndReason, FlowEvent, FlowLog};
+
 use crate::config::{Config, Timeouts};
 use crate::flow::{Attachment, FlowKey};
-use crate::flowlog::{self, EndReason, FlowEvent, FlowLog};
 use crate::wire::ipv4::PROTO_TCP;
 
 /// Which way an entry's packets travel.
@@ -98,6 +99,7 @@ impl Rewrite {
 }
 
 mod entry;
+pub mod flowlog;
 pub mod handover;
 pub mod record;
 pub mod state;
@@ -160,7 +162,7 @@ pub struct ConnTrack {
     candidates_per_vpc: usize,
     epoch: Instant,
     timeouts: Timeouts,
-    /// The flow log, if the node keeps one ([`crate::flowlog`]).
+    /// The flow log, if the node keeps one ([`crate::conntrack::flowlog`]).
     flow_log: Option<FlowLog>,
 }
 

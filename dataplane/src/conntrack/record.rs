@@ -46,7 +46,7 @@ const LAST: [usize; 2] = [12, 13];
 const HOT: usize = 12;
 /// The generation the flow was last checked against, whichever direction checked it.
 const GENERATION: usize = 14;
-/// The meter word: the meter slot ([`crate::meter`]) and [`crate::flowlog::LOGGED`].
+/// The meter word: the meter slot ([`crate::meter`]) and [`crate::conntrack::flowlog::LOGGED`].
 const METER: usize = 15;
 /// A free record's link to the next free one (slot + 1, 0 for none); reuses a key word.
 const LINK: usize = KEY_SRC;
@@ -80,7 +80,7 @@ pub struct FlowInit {
     /// [`super::state::TOA`]; zero otherwise). Kept beside the record, not in it.
     pub client_isn: u32,
     /// The flow's meter word ([`crate::meter`]'s slot, 0: none; and
-    /// [`crate::flowlog::LOGGED`]). A hot word of the record.
+    /// [`crate::conntrack::flowlog::LOGGED`]). A hot word of the record.
     pub meter: u32,
 }
 

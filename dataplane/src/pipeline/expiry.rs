@@ -33,7 +33,7 @@ impl Pipeline {
         let ct = &*self.shared.conntrack;
         if let (Some(sums), Some(log)) = (&mut self.refusals, ct.flow_log()) {
             sums.flush_if_due(now_secs, log.interval(), |r| {
-                log.send(crate::flowlog::FlowEvent::Refused(r));
+                log.send(crate::conntrack::flowlog::FlowEvent::Refused(r));
             });
         }
         let mut removed = 0;

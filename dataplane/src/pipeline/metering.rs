@@ -3,7 +3,7 @@
 //! client identity grew, is corrected here, off the common path.
 
 use super::Pipeline;
-use crate::flowlog;
+use crate::conntrack::flowlog;
 use crate::wire::ethernet;
 use crate::wire::ipv4::{self, PROTO_TCP};
 use crate::wire::offload::VnetHdr;

@@ -69,9 +69,9 @@ use foldhash::fast::RandomState;
 use self::flow_identity::{identity_segment, marker_of, reopen, synack_completes};
 use self::metering::ip_bytes;
 use crate::config::Config;
+use crate::conntrack::flowlog::{self, EndReason, FlowLog, Refusals};
 use crate::conntrack::{ConnTrack, Direction, FlowEntry, state, tcp_next};
 use crate::flow::{Attachment, FlowKey};
-use crate::flowlog::{self, EndReason, FlowLog, Refusals};
 use crate::meter::Meters;
 use crate::neighbour::Neighbours;
 use crate::rewrite::{identity, nat};
@@ -106,7 +106,7 @@ impl Shared {
         }
     }
 
-    /// [`Shared::new`] with a flow log ([`crate::flowlog`]) for the attachments
+    /// [`Shared::new`] with a flow log ([`crate::conntrack::flowlog`]) for the attachments
     /// `config.flow_log` names.
     pub fn with_flow_log(config: &Config, epoch: Instant, log: FlowLog) -> Self {
         Self {

@@ -5,9 +5,9 @@ use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use super::{Classified, Destination, Parsed, Pipeline, SNAT_ADDRESS_TRIES};
+use crate::conntrack::flowlog;
 use crate::conntrack::{ConnTrack, Direction, FlowInit, Full, InsertError, Rewrite, stamp, state};
 use crate::flow::{Attachment, FlowKey};
-use crate::flowlog;
 use crate::rewrite::{identity, nat};
 use crate::tables::{AcceptedKey, EndpointState, Tables};
 use crate::verdict::{DropReason, Verdict};

@@ -14,6 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Barrier;
 use std::time::Instant;
 
+use dataplane::conntrack::flowlog::EndReason;
 use dataplane::conntrack::state::{ESTABLISHED, SYN_SENT, UDP_UNREPLIED};
 use dataplane::conntrack::{ConnTrack, Direction, FlowInit, Full, InsertError, Rewrite};
 use dataplane::wire::ethernet::MacAddr;
@@ -155,7 +156,7 @@ proptest! {
                 }
                 Op::RemoveByOriginal(i) => {
                     let gone = model.remove(&i);
-                    prop_assert_eq!(ct.remove_flow(&key(i), dataplane::flowlog::EndReason::Deleted), gone.is_some());
+                    prop_assert_eq!(ct.remove_flow(&key(i), EndReason::Deleted), gone.is_some());
                     if let Some(port) = gone {
                         taken.remove(&(key(i).proto, port));
                     }
@@ -163,7 +164,7 @@ proptest! {
                 Op::RemoveByReply(i) => {
                     let port = model.get(&i).copied().unwrap_or(1); // 1: no flow's port
                     let present = model.contains_key(&i);
-                    prop_assert_eq!(ct.remove_flow(&reply_key(i, port), dataplane::flowlog::EndReason::Deleted), present);
+                    prop_assert_eq!(ct.remove_flow(&reply_key(i, port), EndReason::Deleted), present);
                     if present {
                         model.remove(&i);
                         taken.remove(&(key(i).proto, port));
@@ -201,7 +202,7 @@ fn records_run_out_at_capacity_and_are_reused() {
     );
     assert!(ct.get(&key(4)).is_none());
     assert_eq!(ct.index_entries(), 8);
-    assert!(ct.remove_flow(&key(1), dataplane::flowlog::EndReason::Deleted));
+    assert!(ct.remove_flow(&key(1), EndReason::Deleted));
     assert_eq!(
         ct.insert_flow(&flow(4, SYN_SENT), [(SNAT_IP, 2004)]),
         Ok((SNAT_IP, 2004))
@@ -297,10 +298,7 @@ fn workers_sharing_the_table_lose_duplicate_and_tear_nothing() {
                     }
                     // Remove a different half each round.
                     for i in mine.clone().filter(|i| (i + round) % 2 == 0) {
-                        assert!(
-                            ct.remove_flow(&key_of(i), dataplane::flowlog::EndReason::Deleted),
-                            "flow {i}"
-                        );
+                        assert!(ct.remove_flow(&key_of(i), EndReason::Deleted), "flow {i}");
                     }
                 }
             });
@@ -427,7 +425,7 @@ fn workers_churning_the_same_flows_keep_one_flow_a_key_and_exact_counts() {
                             }
                         }
                         _ => {
-                            ct.remove_flow(&key(i), dataplane::flowlog::EndReason::Deleted);
+                            ct.remove_flow(&key(i), EndReason::Deleted);
                         }
                     }
                     if let Some(e) = ct.get(&key(i)) {

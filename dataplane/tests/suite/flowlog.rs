@@ -13,7 +13,7 @@ use std::net::Ipv4Addr;
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
-use dataplane::flowlog::{EndReason, FlowEvent, FlowRecord, Refused};
+use dataplane::conntrack::flowlog::{EndReason, FlowEvent, FlowRecord, Refused};
 use dataplane::wire::ethernet::MacAddr;
 use dataplane::{DropReason, Verdict};
 

@@ -87,16 +87,17 @@ impl World {
         interval: u32,
     ) -> (
         Self,
-        std::sync::mpsc::Receiver<dataplane::flowlog::FlowEvent>,
+        std::sync::mpsc::Receiver<dataplane::conntrack::flowlog::FlowEvent>,
     ) {
         let mut config = config(1024);
         config.flow_log = logged.to_vec();
-        let (log, events) = dataplane::flowlog::flow_log(dataplane::flowlog::FlowLogConfig {
-            capacity: config.conntrack_capacity.get(),
-            queue: 4096,
-            interval_secs: interval,
-            epoch_unix: EPOCH_UNIX,
-        });
+        let (log, events) =
+            dataplane::conntrack::flowlog::flow_log(dataplane::conntrack::flowlog::FlowLogConfig {
+                capacity: config.conntrack_capacity.get(),
+                queue: 4096,
+                interval_secs: interval,
+                epoch_unix: EPOCH_UNIX,
+            });
         let now = Instant::now();
         let w = Self::with_shared(tables, config, |c| Shared::with_flow_log(c, now, log), now);
         (w, events)

@@ -20,7 +20,7 @@
 //!   flood from random sources makes a bounded number of events whatever its rate.
 //!
 //! Times are whole seconds: an event's are the tracker's seconds plus the Unix time of its
-//! epoch, given by the driver ([`FlowLog::new`]), so the core still reads no clock.
+//! epoch, given by the driver ([`flow_log`]), so the core still reads no clock.
 
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::hash::BuildHasher;
@@ -30,7 +30,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use foldhash::fast::RandomState;
 use zerocopy::FromZeros;
 
-use crate::conntrack::{Direction, Rewrite, state};
+use super::{Direction, Rewrite, state};
 use crate::flow::{Attachment, FlowKey};
 use crate::verdict::DropReason;
 use crate::wire::ipv4::PROTO_TCP;
