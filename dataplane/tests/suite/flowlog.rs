@@ -14,17 +14,9 @@ use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
 use dataplane::conntrack::flowlog::{EndReason, FlowEvent, FlowRecord, Refused};
-use dataplane::wire::ethernet::MacAddr;
 use dataplane::{DropReason, Verdict};
 
 use crate::common::*;
-
-const TO_EP: (MacAddr, MacAddr) = (CLIENT_MAC, MAC_A);
-const TO_NODE_B: (MacAddr, MacAddr) = (BACKEND_MAC, MAC_B);
-
-fn ip_len(frame: &[u8]) -> u64 {
-    (frame.len() - 14) as u64
-}
 
 fn drain(events: &Receiver<FlowEvent>) -> Vec<FlowEvent> {
     events.try_iter().collect()

@@ -17,7 +17,6 @@ use crate::common::*;
 use dataplane::wire::ethernet::MacAddr;
 use dataplane::{Attachment, Config, DropReason, Pipeline, Shared, Tables, Verdict};
 
-const TO_NODE_B: (MacAddr, MacAddr) = (BACKEND_MAC, MAC_B);
 const EVIL_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0xee]);
 const NEW_BACKEND: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 11);
 const NEW_BACKEND_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x11]);

@@ -11,13 +11,9 @@
 use dataplane::meter::Reading;
 use dataplane::tables::EndpointState;
 use dataplane::tables::sharded::Change;
-use dataplane::wire::ethernet::MacAddr;
 use dataplane::{DropReason, Verdict};
 
 use crate::common::*;
-
-const TO_EP: (MacAddr, MacAddr) = (CLIENT_MAC, MAC_A);
-const TO_NODE_B: (MacAddr, MacAddr) = (BACKEND_MAC, MAC_B);
 
 /// Endpoint 1 (10.0.0.200, slot 1) and endpoint 2 (10.0.0.201, slot 2), both in A.
 fn two_endpoints() -> dataplane::Tables {
@@ -26,11 +22,6 @@ fn two_endpoints() -> dataplane::Tables {
 
 fn reading(w: &World, slot: u32) -> Reading {
     w.pipeline.meters().read(slot)
-}
-
-/// IPv4 bytes of an Ethernet frame.
-fn ip_len(frame: &[u8]) -> u64 {
-    (frame.len() - 14) as u64
 }
 
 #[test]

@@ -13,15 +13,12 @@
 
 use crate::common::*;
 use dataplane::wire::checksum::{fold, pseudo_header_sum};
-use dataplane::wire::ethernet::MacAddr;
 use dataplane::wire::offload::{
     F_NEEDS_CSUM, GSO_NONE, GSO_TCPV4, GSO_UDP_L4, VnetHdr, complete_partial,
 };
 use dataplane::{Attachment, DropReason, Verdict};
 use proptest::prelude::*;
 
-const TO_EP: (MacAddr, MacAddr) = (CLIENT_MAC, MAC_A);
-const TO_NODE_B: (MacAddr, MacAddr) = (BACKEND_MAC, MAC_B);
 const L4_START: u16 = 34;
 
 /// Turn a frame with a complete checksum into what an offloading sender leaves: the

@@ -18,9 +18,6 @@ use dataplane::wire::ethernet::MacAddr;
 use dataplane::{DropReason, Verdict};
 use proptest::prelude::*;
 
-const TO_EP: (MacAddr, MacAddr) = (CLIENT_MAC, MAC_A);
-const TO_NODE_B: (MacAddr, MacAddr) = (BACKEND_MAC, MAC_B);
-
 /// Open a TCP flow from `client:port` and return the SNAT address and port it got.
 fn open_tcp(
     w: &mut World,

@@ -30,6 +30,16 @@ pub const EPOCH_UNIX: u64 = 1_800_000_000;
 pub const TCP: u8 = 6;
 pub const UDP: u8 = 17;
 
+/// Ethernet addresses of a frame from the client to the node on A, and from the backend to
+/// the node on B.
+pub const TO_EP: (MacAddr, MacAddr) = (CLIENT_MAC, MAC_A);
+pub const TO_NODE_B: (MacAddr, MacAddr) = (BACKEND_MAC, MAC_B);
+
+/// The IPv4 bytes of an Ethernet frame.
+pub fn ip_len(frame: &[u8]) -> u64 {
+    (frame.len() - 14) as u64
+}
+
 pub fn target(id: u64, port: u16) -> Target {
     Target {
         connection_id: id,
