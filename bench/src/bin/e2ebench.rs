@@ -272,6 +272,9 @@ fn main() -> Result<()> {
     if let Some(us) = spin_us {
         extra.push_str(&format!("\nspin_us = {us}"));
     }
+    if let Some(layout) = flag("--worker-layout") {
+        extra.push_str(&format!("\nworker_layout = \"{layout}\""));
+    }
     // The receive slots' size (a bisect's lever: 64 KiB slots hold super-frames).
     if let Some(n) = flag("--max-frame-bytes") {
         let n: usize = n.parse().context("--max-frame-bytes N")?;

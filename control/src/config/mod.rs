@@ -98,6 +98,18 @@ pub enum IoBackend {
     AfXdp,
 }
 
+/// Which attachments a worker receives from.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerLayout {
+    /// Each of the `workers` serves every attachment: `workers` threads in all.
+    #[default]
+    Shared,
+    /// Each attachment has `workers` of its own: a flow's two directions are served by
+    /// two threads (attachments times `workers` threads in all). AF_PACKET only.
+    PerAttachment,
+}
+
 /// How a worker's receive sockets take frames from the kernel.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -349,6 +361,10 @@ pub struct DaemonConfig {
     /// receive sockets form one `PACKET_FANOUT` group). Default 1.
     #[serde(default = "default_workers")]
     pub workers: usize,
+    /// `shared` (each worker serves every attachment) or `per_attachment` (each
+    /// attachment has `workers` of its own). Default `shared`.
+    #[serde(default)]
+    pub worker_layout: WorkerLayout,
     /// How long a worker that just had traffic keeps looking for frames before it sleeps,
     /// in microseconds; 0 never spins. Default 50 (see BENCHMARKS.md).
     #[serde(default = "default_spin_us")]
@@ -526,6 +542,9 @@ impl DaemonConfig {
                 "conntrack.handover_interval_secs must be 0 to {MAX_TIMEOUT_SECS}"
             ));
         }
+        if self.io == IoBackend::AfXdp && self.worker_layout != WorkerLayout::Shared {
+            return bad("worker_layout = \"per_attachment\" needs io = \"af_packet\"".into());
+        }
         if self.io == IoBackend::AfXdp && self.workers != 1 {
             return bad("io = \"af_xdp\" runs one worker (workers = 1)".into());
         }
@@ -651,6 +670,18 @@ mod tests {
         );
         let creds = include_str!("../../../deploy/credentials.example.toml");
         assert_eq!(crate::auth::Credentials::from_toml(creds).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn worker_layout_is_shared_by_default_and_per_attachment_needs_af_packet() {
+        assert_eq!(DaemonConfig::default().worker_layout, WorkerLayout::Shared);
+        let per = DaemonConfig::from_toml("worker_layout = \"per_attachment\"").unwrap();
+        assert_eq!(per.worker_layout, WorkerLayout::PerAttachment);
+        let err = DaemonConfig::from_toml("worker_layout = \"per_attachment\"\nio = \"af_xdp\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("worker_layout"), "{err}");
+        assert!(DaemonConfig::from_toml("worker_layout = \"each\"").is_err());
     }
 
     #[test]

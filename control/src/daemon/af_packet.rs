@@ -18,7 +18,7 @@ use dataplane::{Attachment, FlowKey, Pipeline, Shared, TableReader, WorkerCounte
 
 use super::dataplane::{DaemonError, Dataplane, OnStop};
 use crate::api::admin::LinkStatus;
-use crate::config::{DaemonConfig, IoBackend, RxMode};
+use crate::config::{DaemonConfig, IoBackend, RxMode, WorkerLayout};
 
 /// A worker's opened backend, before it runs.
 enum Opened {
@@ -103,11 +103,18 @@ pub fn start_workers(
     let mut opened = Vec::new();
     match cfg.io {
         IoBackend::AfPacket => {
-            for _ in 0..cfg.workers {
-                let ring = (cfg.rx == RxMode::TpacketV3).then(RingGeometry::default);
-                let backend = AfPacketBackend::open(&attachments, spin, ring, Arc::clone(&tx))
-                    .map_err(|e| attach_err(&names(), e))?;
-                opened.push(Opened::Packet(backend));
+            // Which attachments each worker receives from: all of them, or one.
+            let sets: Vec<&[(&Interface, Attachment, Option<u16>)]> = match cfg.worker_layout {
+                WorkerLayout::Shared => vec![&attachments[..]],
+                WorkerLayout::PerAttachment => attachments.chunks(1).collect(),
+            };
+            for set in sets {
+                for _ in 0..cfg.workers {
+                    let ring = (cfg.rx == RxMode::TpacketV3).then(RingGeometry::default);
+                    let backend = AfPacketBackend::open(set, spin, ring, Arc::clone(&tx))
+                        .map_err(|e| attach_err(&names(), e))?;
+                    opened.push(Opened::Packet(backend));
+                }
             }
             ready();
         }

@@ -167,6 +167,7 @@ fn needs_restart(old: &DaemonConfig, new: &DaemonConfig) -> Vec<&'static str> {
         audit,
         snat_range,
         workers,
+        worker_layout,
         spin_us,
         max_frame_bytes,
         io,

@@ -240,6 +240,27 @@ fn the_tpacket_v3_ring_carries_the_same_traffic() {
 
 #[test]
 #[ignore = "needs root + netns"]
+fn a_worker_per_attachment_carries_the_same_traffic() {
+    let (mut w, _backend) = world();
+    w.stop_daemon();
+    w.write_config("worker_layout = \"per_attachment\"")
+        .unwrap();
+    w.start_daemon().unwrap();
+    w.wait_live().unwrap();
+    // Two attachments, one worker each.
+    assert_eq!(w.metric("vpcep_workers", None).unwrap(), 2.0);
+    bulk_both_ways(&w);
+    assert!(
+        w.metric("vpcep_dataplane_forwarded_super_frames_total", None)
+            .unwrap()
+            > 100.0
+    );
+    assert_eq!(w.drops("oversize").unwrap(), 0.0);
+    assert_eq!(w.drops("tcp_no_flow").unwrap(), 0.0);
+}
+
+#[test]
+#[ignore = "needs root + netns"]
 fn gro_on_the_attachment_makes_super_frames_that_arrive_intact() {
     // What a physical NIC does: the client sends MTU-sized segments (no TSO), and GRO on
     // the daemon's interface merges them before the packet socket sees them. The backend
