@@ -32,6 +32,18 @@ fn flows(events: &Receiver<FlowEvent>) -> Vec<FlowRecord> {
         .collect()
 }
 
+/// Move the clock `secs` on and run the expiry sweep.
+fn sweep_after(w: &mut World, secs: u64) {
+    w.advance(Duration::from_secs(secs));
+    w.pipeline.expire(w.now, 64);
+}
+
+/// [`sweep_after`], then the flow events it made.
+fn after(w: &mut World, events: &Receiver<FlowEvent>, secs: u64) -> Vec<FlowRecord> {
+    sweep_after(w, secs);
+    flows(events)
+}
+
 /// A TCP exchange closed by FINs both ways; its frames' IPv4 sizes each way, and the
 /// SNAT address and port.
 fn fin_exchange(w: &mut World, port: u16) -> ([u64; 2], [u64; 2], (Ipv4Addr, u16)) {
@@ -72,9 +84,7 @@ fn a_closed_flow_is_one_line_with_both_sides_of_the_nat() {
     let (packets, bytes, snat) = fin_exchange(&mut w, 40000);
     assert!(flows(&events).is_empty(), "nothing while the flow lives");
     // Closed: it expires after the closed timeout (10 s).
-    w.advance(Duration::from_secs(11));
-    w.pipeline.expire(w.now, 64);
-    let got = flows(&events);
+    let got = after(&mut w, &events, 11);
     assert_eq!(got.len(), 1, "{got:?}");
     let f = got[0];
     assert_eq!(f.reason, EndReason::Fin);
@@ -105,9 +115,7 @@ fn resets_idle_flows_reports_and_deletions_have_their_reason() {
     let mut q = udp(TO_EP, (CLIENT, 5000), (ENDPOINT, 5353), b"query");
     assert_eq!(w.send(A, &mut q), Verdict::Forward(B));
     let q_len = ip_len(&q);
-    w.advance(Duration::from_secs(6));
-    w.pipeline.expire(w.now, 64);
-    let got = flows(&events);
+    let got = after(&mut w, &events, 6);
     assert_eq!(
         got.len(),
         2,
@@ -118,9 +126,7 @@ fn resets_idle_flows_reports_and_deletions_have_their_reason() {
     assert_eq!((active.key.proto, active.packets), (UDP, [1, 0]));
     assert_eq!(active.bytes, [q_len, 0]);
     assert_eq!(active.end, EPOCH_UNIX + 6, "the report's time");
-    w.advance(Duration::from_secs(5));
-    w.pipeline.expire(w.now, 64);
-    let got = flows(&events);
+    let got = after(&mut w, &events, 5);
     assert_eq!(
         got.len(),
         2,
@@ -129,9 +135,7 @@ fn resets_idle_flows_reports_and_deletions_have_their_reason() {
     let closed = got.iter().find(|f| f.key.proto == TCP).unwrap();
     assert_eq!(closed.reason, EndReason::Rst);
     assert_eq!(closed.packets, [1, 1]);
-    w.advance(Duration::from_secs(121));
-    w.pipeline.expire(w.now, 64);
-    let got = flows(&events);
+    let got = after(&mut w, &events, 121);
     assert_eq!(got.len(), 1);
     assert_eq!((got[0].reason, got[0].end), (EndReason::Idle, EPOCH_UNIX));
     // A flow whose connection goes: its next packet removes it, as deleted.
@@ -161,8 +165,7 @@ fn refusals_are_summed_per_source_and_reason_once_an_interval() {
     }
     w.pipeline.expire(w.now, 64);
     assert!(drain(&events).is_empty(), "the interval is not over");
-    w.advance(Duration::from_secs(10));
-    w.pipeline.expire(w.now, 64);
+    sweep_after(&mut w, 10);
     let mut sums: Vec<Refused> = drain(&events)
         .into_iter()
         .filter_map(|e| match e {
@@ -193,8 +196,7 @@ fn an_attachment_that_is_not_logged_makes_no_event() {
         w.send(A, &mut syn),
         Verdict::Drop(DropReason::PortNotMapped)
     );
-    w.advance(Duration::from_secs(30));
-    w.pipeline.expire(w.now, 64);
+    sweep_after(&mut w, 30);
     assert_eq!(drain(&events), Vec::new());
     // The meters still count.
     assert_eq!(w.pipeline.meters().read(1).packets, [4, 3]);
