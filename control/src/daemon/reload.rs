@@ -54,6 +54,9 @@ struct Live {
     stop: Arc<AtomicBool>,
     threads: Vec<std::thread::JoinHandle<()>>,
     on_stop: Option<OnStop>,
+    /// The flow log's writer: it ends by itself once `stop` is set, after writing what was
+    /// queued (up to its 200 ms poll later).
+    flow_log: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Live {
@@ -70,6 +73,13 @@ impl Live {
                 .flat_map(|c| c.attachments.iter().map(|a| a.interface.to_string()))
                 .collect();
             f(&keep);
+        }
+        // At the daemon's stop, wait for the flow log's last lines. A reload does not: the
+        // new workers would wait for the old writer's poll.
+        if next.is_none()
+            && let Some(w) = self.flow_log
+        {
+            let _ = w.join();
         }
     }
 }
@@ -321,13 +331,12 @@ impl Node {
         let stop = Arc::new(AtomicBool::new(false));
         let mut dp = (self.start)(cfg, &reader, Arc::clone(&stop), &mut ready)?;
         ready();
-        if let Some(sink) = dp.flow_events.take() {
-            match crate::flowlog::spawn(cfg, sink, slot_map, Arc::clone(&stop)) {
-                Ok(writer) => dp.threads.push(writer),
+        let flow_log = dp.flow_events.take().and_then(|sink| {
+            crate::flowlog::spawn(cfg, sink, slot_map, Arc::clone(&stop))
                 // The dataplane runs on; its flow events are counted lost.
-                Err(e) => tracing::error!(error = %e, "the flow log writer did not start"),
-            }
-        }
+                .inspect_err(|e| tracing::error!(error = %e, "the flow log writer did not start"))
+                .ok()
+        });
         self.meters
             .set_sources(dp.meters, dp.conntrack.as_ref().map(Arc::clone));
         self.view.store(Arc::new(DataplaneView {
@@ -339,6 +348,7 @@ impl Node {
             stop,
             threads: dp.threads,
             on_stop: dp.on_stop,
+            flow_log,
         };
         Ok((Some(live), stopped_at))
     }
