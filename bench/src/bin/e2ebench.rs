@@ -201,14 +201,28 @@ fn kernel_off(w: &World) -> Result<()> {
     Ok(())
 }
 
-fn offloads(w: &World, mode: Offloads) -> Result<()> {
+/// The offloads of a phase: every veth end at `Offloads`, or the mixed world of tenants'
+/// VMs and a provider's appliance that differ: the client's end at default offloads, the
+/// node's two ends and the backend's off.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    All(Offloads),
+    Mixed,
+}
+
+fn offloads(w: &World, phase: Phase) -> Result<()> {
     let p = &w.prefix;
-    for (ns, dev) in [
-        (&w.users[0], "eth0".to_string()),
-        (&w.provider, "eth0".to_string()),
-        (&w.node, format!("{p}u0")),
-        (&w.node, format!("{p}p")),
+    for (ns, dev, client) in [
+        (&w.users[0], "eth0".to_string(), true),
+        (&w.provider, "eth0".to_string(), false),
+        (&w.node, format!("{p}u0"), false),
+        (&w.node, format!("{p}p"), false),
     ] {
+        let mode = match phase {
+            Phase::All(mode) => mode,
+            Phase::Mixed if client => Offloads::Default,
+            Phase::Mixed => Offloads::Off,
+        };
         set_offloads(ns, &dev, mode)?;
     }
     Ok(())
@@ -317,14 +331,17 @@ fn main() -> Result<()> {
 
     let mut results = Vec::new();
     let only_off = std::env::args().any(|a| a == "--offloads-off-only");
-    for (mode, offload) in [
-        ("default_offloads", Offloads::Default),
-        ("offloads_off", Offloads::Off),
+    let only_mixed = std::env::args().any(|a| a == "--mixed-only");
+    for (mode, phase) in [
+        ("default_offloads", Phase::All(Offloads::Default)),
+        ("offloads_off", Phase::All(Offloads::Off)),
+        ("mixed", Phase::Mixed),
     ] {
-        if only_off && offload == Offloads::Default {
+        let off = phase == Phase::All(Offloads::Off);
+        if (only_off && !off) || (only_mixed && phase != Phase::Mixed) {
             continue;
         }
-        offloads(&w, offload)?;
+        offloads(&w, phase)?;
         w.stop_daemon();
         kernel_on(&w)?;
         let kernel = measure(&w, None, tcp_only)?;
