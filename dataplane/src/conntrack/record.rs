@@ -1,6 +1,6 @@
 //! One flow's record: 64 bytes (sixteen `u32` atomics, one cache line) holding both
 //! directions, read under its sequence lock, with the hot fields (state, last seen,
-//! generation) written in place.
+//! generation, meter word) written in place.
 //!
 //! ```text
 //!  word  0 seq (odd while a writer is in)     8 rewrite ports
@@ -42,7 +42,7 @@ const MACS: usize = 10;
 /// client MAC bytes 2..6.
 const CMAC_LO: usize = 11;
 const LAST: [usize; 2] = [12, 13];
-/// The hot words start here: last seen, then generation.
+/// The hot words start here: last seen, then generation and the meter word.
 const HOT: usize = 12;
 /// The generation the flow was last checked against, whichever direction checked it.
 const GENERATION: usize = 14;
@@ -244,8 +244,8 @@ impl<'a> Record<'a> {
     }
 
     /// Read the record consistently (live or not); `None` if a writer kept it busy. The
-    /// hot words (last seen, generation), which change without the sequence lock, read as
-    /// zero: see [`Record::read_all`].
+    /// hot words (last seen, generation, meter word), which change without the sequence
+    /// lock, read as zero: see [`Record::read_all`].
     #[inline(always)]
     pub fn read(&self) -> Option<Words> {
         let r = self.0;
