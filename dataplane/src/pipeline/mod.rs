@@ -56,6 +56,7 @@ mod metering;
 mod neighbour_arp;
 mod open;
 mod prefetch;
+mod recheck;
 pub mod service;
 
 pub use prefetch::{PREFETCH_MAX, PREFETCH_MIN_FLOWS};
@@ -68,15 +69,16 @@ use foldhash::fast::RandomState;
 
 use self::flow_identity::{identity_segment, marker_of, reopen, synack_completes};
 use self::metering::ip_bytes;
+use self::recheck::FlowSides;
 use crate::config::Config;
 use crate::conntrack::flowlog::{self, EndReason, FlowLog, Refusals};
-use crate::conntrack::{ConnTrack, Direction, FlowEntry, state, tcp_next};
+use crate::conntrack::{ConnTrack, Direction, state, tcp_next};
 use crate::flow::{Attachment, FlowKey};
 use crate::meter::Meters;
 use crate::neighbour::Neighbours;
 use crate::rewrite::{identity, nat};
 use crate::stats::WorkerStats;
-use crate::tables::{AcceptedKey, Tables};
+use crate::tables::Tables;
 use crate::verdict::{DropReason, Verdict};
 use crate::wire::ParseError;
 use crate::wire::ethernet::{self, EthernetFrame, MacAddr};
@@ -551,38 +553,6 @@ impl Pipeline {
             .unwrap_or_default()
     }
 
-    /// Re-check an entry's flow against the current tables. `None`: the flow is no longer
-    /// allowed. `Some((mac, meter))`: still allowed; `mac` is the current MAC of the next
-    /// hop toward the backend, if known (whichever direction `e` is),
-    /// `meter` the flow's meter word (the connection's meter slot, and whether its client's
-    /// attachment is logged). Once per flow and table generation: out of line.
-    #[cold]
-    #[inline(never)]
-    fn recheck(
-        &self,
-        tables: &Tables,
-        key: &FlowKey,
-        e: &FlowEntry<'_>,
-    ) -> Option<(Option<MacAddr>, u32)> {
-        let f = FlowSides::of(key, e);
-        let Some(target) = tables.accepted().get(&AcceptedKey {
-            vpc: f.client_vpc,
-            proto: key.proto,
-            port: f.dport,
-            endpoint: f.dst,
-        }) else {
-            return self.recheck_gateway(tables, &f);
-        };
-        let same_backend = target.backend_vpc == f.out_vpc
-            && target.backend_ip.to_bits() == f.out_ip
-            && target.service_port == f.out_port;
-        if !same_backend || !target.admits(f.client) {
-            return None;
-        }
-        let mac = self.shared.neighbours.lookup(f.out_vpc, f.out_ip);
-        Some((mac, target.meter | self.log_bit(f.client_vpc)))
-    }
-
     /// [`flowlog::LOGGED`] if the flows of `vpc`'s clients are logged, else 0.
     #[inline]
     fn log_bit(&self, vpc: Attachment) -> u32 {
@@ -677,51 +647,6 @@ fn admits_port(tables: &Tables, key: &FlowKey, frame: &[u8]) -> bool {
         let mac = EthernetFrame::new_unchecked(frame).src();
         ports.admits(key.src, mac)
     })
-}
-
-/// Both sides of a flow as its opener saw them, recovered from its key and entry in either
-/// direction: the client (VPC, address, port), where it sent (address and port: an
-/// endpoint's, or a gateway destination's), and where that went (attachment, address,
-/// port: the backend, or the same destination).
-#[derive(Clone, Copy)]
-struct FlowSides {
-    client_vpc: Attachment,
-    client: u32,
-    sport: u16,
-    dst: u32,
-    dport: u16,
-    out_vpc: Attachment,
-    out_ip: u32,
-    out_port: u16,
-}
-
-impl FlowSides {
-    fn of(key: &FlowKey, e: &FlowEntry<'_>) -> Self {
-        let rw = &e.rewrite;
-        match e.dir {
-            Direction::Original => Self {
-                client_vpc: key.vpc,
-                client: key.src,
-                sport: key.sport,
-                dst: key.dst,
-                dport: key.dport,
-                out_vpc: e.out_vpc,
-                out_ip: rw.dst,
-                out_port: rw.dport,
-            },
-            // The reply's rewrite is the original key reversed; its key comes from `out`.
-            Direction::Reply => Self {
-                client_vpc: e.out_vpc,
-                client: rw.dst,
-                sport: rw.dport,
-                dst: rw.src,
-                dport: rw.sport,
-                out_vpc: key.vpc,
-                out_ip: key.src,
-                out_port: key.sport,
-            },
-        }
-    }
 }
 
 /// The sequence number of a frame the checks found TCP (IPv4 without options).
