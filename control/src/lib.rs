@@ -26,5 +26,6 @@ pub mod meters;
 pub mod model;
 pub mod push;
 pub mod registry;
+pub mod replica;
 pub mod requests;
 pub mod store;

@@ -26,6 +26,16 @@ pub struct Cluster {
     pub etcd: Etcd,
     /// etcd's namespace.
     pub etcd_ns: Netns,
+    /// The replication key's file ([`Cluster::replicated`]).
+    key_file: Option<std::path::PathBuf>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(f) = &self.key_file {
+            let _ = std::fs::remove_file(f);
+        }
+    }
 }
 
 /// The etcd-side and node-side addresses of node `i`'s management link.
@@ -50,7 +60,7 @@ impl Cluster {
     /// # Errors
     /// As for [`Cluster::new`].
     pub fn with_islands(shared: usize, islands: usize, users: usize) -> Result<Self> {
-        Self::make(shared, islands, users, false)
+        Self::make(shared, islands, users, false, None)
     }
 
     /// `nodes` nodes whose attachments to the shared VPCs are ports of one L2 segment per
@@ -61,19 +71,59 @@ impl Cluster {
     /// # Errors
     /// As for [`Cluster::new`].
     pub fn on_one_segment(nodes: usize, users: usize) -> Result<Self> {
-        Self::make(nodes, 0, users, true)
+        Self::make(nodes, 0, users, true, None)
     }
 
-    fn make(shared: usize, islands: usize, users: usize, one_segment: bool) -> Result<Self> {
+    /// [`Cluster::on_one_segment`] with conntrack replication: node `i` receives on
+    /// `192.0.2.(4i+2):4790` (its management address; the etcd namespace routes between
+    /// the nodes), and every node has the key `key` (in a file the cluster removes when
+    /// dropped).
+    ///
+    /// # Errors
+    /// As for [`Cluster::new`].
+    pub fn replicated(nodes: usize, users: usize, key: &str) -> Result<Self> {
+        let file = std::env::temp_dir().join(format!("vpcep-{}-replication.key", prefix()));
+        std::fs::write(&file, key)?;
+        let made = Self::make(nodes, 0, users, true, Some(&file));
+        if made.is_err() {
+            let _ = std::fs::remove_file(&file);
+        }
+        let mut c = made?;
+        c.key_file = Some(file);
+        Ok(c)
+    }
+
+    /// The replication key file, if the cluster replicates.
+    pub fn key_file(&self) -> Option<&std::path::Path> {
+        self.key_file.as_deref()
+    }
+
+    fn make(
+        shared: usize,
+        islands: usize,
+        users: usize,
+        one_segment: bool,
+        replication_key: Option<&std::path::Path>,
+    ) -> Result<Self> {
         let nodes = shared + islands;
         let etcd_ns = Netns::new(format!("{}-etcd", prefix()))?;
+        if replication_key.is_some() {
+            // The nodes reach each other through etcd's namespace.
+            etcd_ns.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+        }
         let mut worlds = Vec::new();
         for i in 0..nodes {
             let (etcd_ip, node_ip) = mgmt(i);
             // Without one segment, each node's VPC hosts are its own: every node serves
             // its copy, so none is a standby.
+            let replication = replication_key.map_or(String::new(), |k| {
+                format!(
+                    ", replication_listen = \"{node_ip}:4790\", replication_key_file = \"{}\"",
+                    k.display()
+                )
+            });
             let base = format!(
-                "store = \"etcd\"\netcd = {{ endpoints = [\"http://{etcd_ip}:2379\"], prefix = \"/vpcep/\", timeout_ms = 1000, node_name = \"node-{i}\", failover = {one_segment} }}"
+                "store = \"etcd\"\netcd = {{ endpoints = [\"http://{etcd_ip}:2379\"], prefix = \"/vpcep/\", timeout_ms = 1000, node_name = \"node-{i}\", failover = {one_segment}{replication} }}"
             );
             let w = World::build(users, Offloads::Default, base)?;
             let dev = format!("{}m", w.prefix);
@@ -88,6 +138,10 @@ impl Cluster {
             ])?;
             w.node
                 .exec(&["ip", "addr", "add", &format!("{node_ip}/30"), "dev", &dev])?;
+            if replication_key.is_some() {
+                w.node
+                    .exec(&["ip", "route", "add", "192.0.2.0/24", "via", &etcd_ip])?;
+            }
             worlds.push(w);
         }
         if one_segment {
@@ -113,6 +167,7 @@ impl Cluster {
             nodes,
             etcd,
             etcd_ns,
+            key_file: None,
         })
     }
 

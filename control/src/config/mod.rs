@@ -410,6 +410,14 @@ impl DaemonConfig {
         Ok(c)
     }
 
+    /// True if this node replicates its conntrack to its standbys (a cluster on etcd with
+    /// `failover` and a replication address).
+    pub fn replicates(&self) -> bool {
+        self.store == StoreEngine::Etcd
+            && self.etcd.failover
+            && self.etcd.replication_listen.is_some()
+    }
+
     /// The dataplane configuration (attachment MACs are filled in by the daemon).
     pub fn dataplane(&self) -> dataplane::Config {
         let c = &self.conntrack;

@@ -16,6 +16,10 @@ use dataplane::io::ring::RingGeometry;
 use dataplane::worker::{self, Worker};
 use dataplane::{Attachment, FlowKey, Pipeline, Shared, TableReader, WorkerCounters};
 
+/// Replication events the channel holds before it counts them lost (a burst of new flows
+/// while the sender is between batches).
+const REPLICA_QUEUE: usize = 65_536;
+
 use super::dataplane::{DaemonError, Dataplane, OnStop};
 use crate::api::admin::LinkStatus;
 use crate::config::{DaemonConfig, IoBackend, RxMode, WorkerLayout};
@@ -61,7 +65,9 @@ pub fn start_workers(
     let mut dp_cfg = cfg.dataplane();
     dp_cfg.attachments = ifaces.iter().map(|i| i.mac).collect();
     let epoch = Instant::now();
-    let (shared, flow_events) = if dp_cfg.flow_log.contains(&true) {
+    let mut conntrack = dataplane::conntrack::ConnTrack::new(&dp_cfg, epoch);
+    let mut flow_events = None;
+    if dp_cfg.flow_log.contains(&true) {
         let (log, events) =
             dataplane::conntrack::flowlog::flow_log(dataplane::conntrack::flowlog::FlowLogConfig {
                 capacity: dp_cfg.conntrack_capacity.get(),
@@ -72,11 +78,16 @@ pub fn start_workers(
                     .map_or(0, |d| d.as_secs()),
             });
         let lost = log.lost();
-        let shared = Shared::with_flow_log(&dp_cfg, epoch, log);
-        (shared, Some(crate::flowlog::Sink { events, lost }))
-    } else {
-        (Shared::new(&dp_cfg, epoch), None)
-    };
+        conntrack = conntrack.with_flow_log(log);
+        flow_events = Some(crate::flowlog::Sink { events, lost });
+    }
+    let mut replica_events = None;
+    if cfg.replicates() {
+        let (log, events) = dataplane::conntrack::replica::replica_log(REPLICA_QUEUE);
+        replica_events = Some((events, log.lost()));
+        conntrack = conntrack.with_replica(log);
+    }
+    let shared = Shared::with_conntrack(&dp_cfg, conntrack);
     // Huge pages for the conntrack table, before any flow touches it: at a million flows
     // every lookup would otherwise also miss the TLB. Advice only; without THP the table
     // works on small pages.
@@ -266,6 +277,7 @@ pub fn start_workers(
         conntrack: Some(Arc::clone(&shared.conntrack)),
         threads,
         flow_events,
+        replica_events,
     })
 }
 

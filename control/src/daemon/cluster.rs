@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
+use super::dataplane::DaemonError;
 use super::reload::Node;
 use crate::config::DaemonConfig;
 use crate::push::{PushStatus, Pusher};
@@ -34,6 +35,7 @@ pub fn join(
     let name = cfg.etcd.node_name();
     let ttl = std::time::Duration::from_secs(cfg.etcd.lease_ttl_secs);
     let me = name.clone();
+    let replication = cfg.etcd.replication_listen.filter(|_| cfg.etcd.failover);
     tracing::info!(node = %name, ?ttl, "joining the cluster's member list");
     Membership::join(etcd, &name, ttl, move || {
         let published = push.published_generation.load(Ordering::Acquire);
@@ -51,6 +53,7 @@ pub fn join(
             // What this node attaches now (a reload may have changed it).
             attachments: node.attached_vpcs(),
             owns: push.owned_vpcs().unwrap_or_else(|| node.attached_vpcs()),
+            replication: replication.map(|a| a.to_string()),
             at: chrono::Utc::now().timestamp(),
         }
     })
@@ -115,6 +118,44 @@ pub fn elect(
         Box::new(move || node.attached_vpcs()),
         on_owned,
     )))
+}
+
+/// Start conntrack replication ([`crate::replica`]): this node's flows of the VPCs it owns
+/// go to its peers, and theirs come into its conntrack. Its threads end when `stopping`
+/// turns true.
+///
+/// # Errors
+/// The key cannot be read, the address does not bind, or a thread does not start.
+pub fn replicate(
+    etcd: &Arc<EtcdStore>,
+    cfg: &DaemonConfig,
+    push: &Arc<PushStatus>,
+    node: &Arc<Node>,
+    stopping: &Arc<std::sync::atomic::AtomicBool>,
+) -> Result<Vec<std::thread::JoinHandle<()>>, DaemonError> {
+    let (Some(listen), Some(key)) = (
+        cfg.etcd.replication_listen,
+        cfg.etcd
+            .replication_key()
+            .map_err(DaemonError::Replication)?,
+    ) else {
+        return Ok(Vec::new());
+    };
+    let settings = crate::replica::Settings {
+        name: cfg.etcd.node_name(),
+        listen,
+        key,
+    };
+    let attached = Arc::clone(node);
+    crate::replica::start(
+        settings,
+        Arc::clone(etcd),
+        node.replica_feeds(),
+        Arc::clone(push),
+        Box::new(move || attached.attached_vpcs()),
+        Arc::clone(stopping),
+    )
+    .map_err(|e| DaemonError::Replication(format!("{listen}: {e}")))
 }
 
 /// `GET /cluster`: `{"nodes": [...]}`, the live members by name; 404 on a node whose store

@@ -65,6 +65,9 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
+    /// Conntrack replication cannot start (its key, or its socket).
+    #[error("conntrack replication: {0}")]
+    Replication(String),
     /// A thread could not be spawned.
     #[error("cannot spawn a thread: {0}")]
     Spawn(#[source] std::io::Error),
@@ -106,7 +109,16 @@ pub struct Dataplane {
     /// The flow log's events, if an attachment has `flow_log` (the node starts their
     /// writer).
     pub flow_events: Option<crate::flowlog::Sink>,
+    /// The conntrack's replication events and the count of those lost, if the node
+    /// replicates ([`crate::replica`]).
+    pub replica_events: Option<ReplicaEvents>,
 }
+
+/// See [`Dataplane::replica_events`].
+pub(super) type ReplicaEvents = (
+    std::sync::mpsc::Receiver<dataplane::conntrack::replica::Replica>,
+    Arc<std::sync::atomic::AtomicU64>,
+);
 
 impl Dataplane {
     /// No dataplane: no workers, no conntrack, no links (an API-only node, or a starter
@@ -120,6 +132,7 @@ impl Dataplane {
             on_stop: None,
             links: Vec::new(),
             flow_events: None,
+            replica_events: None,
         }
     }
 }

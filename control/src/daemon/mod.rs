@@ -200,6 +200,15 @@ pub async fn start_with(
             .map_err(DaemonError::Spawn)?,
         None => None,
     };
+    if let Some(etcd) = stores.etcd.as_ref().filter(|_| cfg.replicates()) {
+        threads.extend(cluster::replicate(
+            etcd,
+            cfg,
+            &pushing.status,
+            &node,
+            &stopping,
+        )?);
+    }
     let admin = admin::router(admin_state).merge(cluster::router(stores.etcd));
     let (api_addr, admin_addr) = (listeners.api_addr, listeners.admin_addr);
     let mut tasks = listeners.serve(

@@ -102,6 +102,8 @@ pub struct Node {
     start: Arc<StartWorkers>,
     /// The per-endpoint figures, read from each dataplane this node starts.
     meters: Arc<MeterBook>,
+    /// What conntrack replication works on: each dataplane's conntrack and events.
+    feeds: Arc<crate::replica::Feeds>,
     revision: AtomicU64,
     failed: AtomicU64,
     last_error: Mutex<Option<String>>,
@@ -222,6 +224,7 @@ impl Node {
             registry,
             start,
             meters,
+            feeds: Arc::default(),
             revision: AtomicU64::new(1),
             failed: AtomicU64::new(0),
             last_error: Mutex::new(None),
@@ -230,6 +233,11 @@ impl Node {
         let (live, _) = node.launch(&cfg, &mut None)?;
         lock(&node.inner).live = live;
         Ok(node)
+    }
+
+    /// What conntrack replication reads: the running dataplane's conntrack and events.
+    pub fn replica_feeds(&self) -> Arc<crate::replica::Feeds> {
+        Arc::clone(&self.feeds)
     }
 
     /// The VPC ids of the attachments running now.
@@ -337,6 +345,14 @@ impl Node {
                 .inspect_err(|e| tracing::error!(error = %e, "the flow log writer did not start"))
                 .ok()
         });
+        if let (Some((events, lost)), Some(ct)) = (dp.replica_events.take(), &dp.conntrack) {
+            let target = crate::replica::Target {
+                vpc_ids: cfg.attachments.iter().map(|a| a.vpc_id.clone()).collect(),
+                conntrack: Arc::downgrade(ct),
+                eviction_attempts: cfg.dataplane().eviction_attempts,
+            };
+            self.feeds.set(target, events, lost);
+        }
         self.meters
             .set_sources(dp.meters, dp.conntrack.as_ref().map(Arc::clone));
         self.view.store(Arc::new(DataplaneView {

@@ -4,6 +4,7 @@
 //! redb is the embedded default for one node. etcd is for a cluster: every node's vpcepd
 //! reads and writes the same records under `etcd.prefix`, and follows the others' changes.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,6 +67,15 @@ pub struct EtcdConfig {
     /// false where each node's attachment is a segment of its own (every node then serves
     /// its own segment). Default true.
     pub failover: bool,
+    /// Where this node receives conntrack replication (UDP, `ip:port` on a network the
+    /// nodes share; published in the member list). With `replication_key_file` and
+    /// `failover`, the owner of each VPC streams its flows to the standbys, so a standby
+    /// that takes over carries them on (see [`crate::replica`]). Default none: off.
+    pub replication_listen: Option<SocketAddr>,
+    /// A file holding the cluster's replication key (at least 16 bytes; surrounding
+    /// whitespace is ignored), the same on every node: datagrams are authenticated with
+    /// it (HMAC-SHA256). Required with `replication_listen`.
+    pub replication_key_file: Option<PathBuf>,
 }
 
 impl Default for EtcdConfig {
@@ -82,6 +92,8 @@ impl Default for EtcdConfig {
             node_name: None,
             lease_ttl_secs: 2,
             failover: true,
+            replication_listen: None,
+            replication_key_file: None,
         }
     }
 }
@@ -135,7 +147,44 @@ impl EtcdConfig {
         {
             return Err("etcd.node_name must be 1 to 64 printable characters, no '/'".into());
         }
+        if self.replication_listen.is_some() != self.replication_key_file.is_some() {
+            return Err("etcd.replication_listen and etcd.replication_key_file go together".into());
+        }
+        if let Some(a) = self.replication_listen {
+            if a.ip().is_unspecified() || a.port() == 0 {
+                return Err(format!(
+                    "etcd.replication_listen {a}: give the address and port peers send to \
+                     (not 0.0.0.0, not port 0)"
+                ));
+            }
+            if !self.failover {
+                return Err(
+                    "etcd.replication_listen needs etcd.failover (a standby to replicate to)"
+                        .into(),
+                );
+            }
+        }
         Ok(())
+    }
+
+    /// The replication key, read from `replication_key_file`; `None` if replication is off.
+    ///
+    /// # Errors
+    /// The file cannot be read, or holds under 16 bytes.
+    pub fn replication_key(&self) -> Result<Option<Vec<u8>>, String> {
+        let Some(path) = &self.replication_key_file else {
+            return Ok(None);
+        };
+        let raw = std::fs::read(path)
+            .map_err(|e| format!("etcd.replication_key_file {}: {e}", path.display()))?;
+        let key = raw.trim_ascii();
+        if key.len() < 16 {
+            return Err(format!(
+                "etcd.replication_key_file {}: the key must be at least 16 bytes",
+                path.display()
+            ));
+        }
+        Ok(Some(key.to_vec()))
     }
 
     /// This node's name: `node_name`, or the host name.
@@ -209,6 +258,25 @@ mod tests {
         assert!(bad(|c| c.lease_ttl_secs = 1).contains("lease_ttl_secs"));
         assert!(bad(|c| c.node_name = Some("a/b".into())).contains("node_name"));
         assert!(bad(|c| c.node_name = Some(String::new())).contains("node_name"));
+        assert!(
+            bad(|c| c.replication_listen = Some("10.0.0.1:4790".parse().unwrap()))
+                .contains("go together")
+        );
+        assert!(
+            bad(|c| {
+                c.replication_listen = Some("0.0.0.0:4790".parse().unwrap());
+                c.replication_key_file = Some("/k".into());
+            })
+            .contains("0.0.0.0")
+        );
+        assert!(
+            bad(|c| {
+                c.replication_listen = Some("10.0.0.1:4790".parse().unwrap());
+                c.replication_key_file = Some("/k".into());
+                c.failover = false;
+            })
+            .contains("failover")
+        );
         assert!(
             bad(|c| {
                 c.endpoints = vec!["https://e:2379".into()];

@@ -42,6 +42,9 @@ pub struct NodeRecord {
     /// elects owners; see [`super::owners`]).
     #[serde(default)]
     pub owns: Vec<String>,
+    /// Where it receives conntrack replication (`etcd.replication_listen`), if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<String>,
     /// When it wrote this, seconds since the epoch.
     pub at: i64,
 }

@@ -157,6 +157,12 @@ impl<'a> FlowEntry<'a> {
         }
     }
 
+    /// Move direction `dir`'s last-seen time up to `secs` if it is earlier (a replicated
+    /// flow's times, which never go back).
+    pub fn seen_at_least(&self, dir: Direction, secs: u32) {
+        self.rec.last_seen(dir).fetch_max(secs, Relaxed);
+    }
+
     /// The client's initial sequence number (flows with client identity).
     #[inline]
     pub fn client_isn(&self) -> u32 {

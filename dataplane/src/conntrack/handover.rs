@@ -49,17 +49,17 @@ const MAX_ATTACHMENTS: u32 = 65_535;
 
 /// What one flow of a hand-over holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Record {
-    key: FlowKey,
-    rewrite: Rewrite,
-    out_vpc: Attachment,
-    backend_mac: MacAddr,
-    state: u8,
-    idle: u32,
-    client_mac: MacAddr,
-    reply_state: u8,
-    reply_idle: u32,
-    client_isn: u32,
+pub(super) struct Record {
+    pub(super) key: FlowKey,
+    pub(super) rewrite: Rewrite,
+    pub(super) out_vpc: Attachment,
+    pub(super) backend_mac: MacAddr,
+    pub(super) state: u8,
+    pub(super) idle: u32,
+    pub(super) client_mac: MacAddr,
+    pub(super) reply_state: u8,
+    pub(super) reply_idle: u32,
+    pub(super) client_isn: u32,
 }
 
 /// Encode every flow of `ct` into `out`. `attachments` are the VPC ids of the attachments, indexed by [`Attachment`]; `now_secs` is
@@ -236,7 +236,7 @@ pub struct Loaded {
     pub cut_short: Option<io::Error>,
 }
 
-fn write_record(out: &mut impl Write, r: &Record) -> io::Result<()> {
+pub(super) fn write_record(out: &mut impl Write, r: &Record) -> io::Result<()> {
     let k = &r.key;
     out.write_all(&k.src.to_le_bytes())?;
     out.write_all(&k.dst.to_le_bytes())?;
@@ -260,7 +260,7 @@ fn write_record(out: &mut impl Write, r: &Record) -> io::Result<()> {
 }
 
 /// One flow; `v1`: of a version 1 snapshot (no client ISN).
-fn read_record(input: &mut impl Read, v1: bool) -> io::Result<Record> {
+pub(super) fn read_record(input: &mut impl Read, v1: bool) -> io::Result<Record> {
     let key = FlowKey {
         src: read_u32(input)?,
         dst: read_u32(input)?,
@@ -289,31 +289,31 @@ fn read_record(input: &mut impl Read, v1: bool) -> io::Result<Record> {
     })
 }
 
-fn read_u8(input: &mut impl Read) -> io::Result<u8> {
+pub(super) fn read_u8(input: &mut impl Read) -> io::Result<u8> {
     let mut b = [0u8; 1];
     input.read_exact(&mut b)?;
     Ok(b[0])
 }
 
-fn read_u16(input: &mut impl Read) -> io::Result<u16> {
+pub(super) fn read_u16(input: &mut impl Read) -> io::Result<u16> {
     let mut b = [0u8; 2];
     input.read_exact(&mut b)?;
     Ok(u16::from_le_bytes(b))
 }
 
-fn read_u32(input: &mut impl Read) -> io::Result<u32> {
+pub(super) fn read_u32(input: &mut impl Read) -> io::Result<u32> {
     let mut b = [0u8; 4];
     input.read_exact(&mut b)?;
     Ok(u32::from_le_bytes(b))
 }
 
-fn read_u64(input: &mut impl Read) -> io::Result<u64> {
+pub(super) fn read_u64(input: &mut impl Read) -> io::Result<u64> {
     let mut b = [0u8; 8];
     input.read_exact(&mut b)?;
     Ok(u64::from_le_bytes(b))
 }
 
-fn read_mac(input: &mut impl Read) -> io::Result<MacAddr> {
+pub(super) fn read_mac(input: &mut impl Read) -> io::Result<MacAddr> {
     let mut b = [0u8; 6];
     input.read_exact(&mut b)?;
     Ok(MacAddr(b))

@@ -43,6 +43,7 @@ use std::time::Instant;
 use foldhash::fast::RandomState;
 
 use self::flowlog::{EndReason, FlowEvent, FlowLog};
+use self::replica::{Replica, ReplicaLog};
 
 use crate::config::{Config, Timeouts};
 use crate::flow::{Attachment, FlowKey};
@@ -102,6 +103,7 @@ mod entry;
 pub mod flowlog;
 pub mod handover;
 pub mod record;
+pub mod replica;
 pub mod state;
 pub mod table;
 pub use entry::FlowEntry;
@@ -164,6 +166,13 @@ pub struct ConnTrack {
     timeouts: Timeouts,
     /// The flow log, if the node keeps one ([`crate::conntrack::flowlog`]).
     flow_log: Option<FlowLog>,
+    /// The replication channel, if the node replicates its flows ([`replica`]).
+    replica: Option<ReplicaLog>,
+    /// Original keys of flows added by replication, for the pipelines' expiry sweeps
+    /// ([`ConnTrack::take_adopted`]).
+    adopted: Mutex<Vec<FlowKey>>,
+    /// True while `adopted` holds keys (so pipelines lock it only then).
+    has_adopted: core::sync::atomic::AtomicBool,
 }
 
 impl ConnTrack {
@@ -189,7 +198,51 @@ impl ConnTrack {
             epoch,
             timeouts: config.timeouts,
             flow_log: None,
+            replica: None,
+            adopted: Mutex::new(Vec::new()),
+            has_adopted: core::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// This tracker, telling `log` of every flow opened, established or replied, and
+    /// ended ([`replica`]).
+    #[must_use]
+    pub fn with_replica(mut self, log: ReplicaLog) -> Self {
+        self.replica = Some(log);
+        self
+    }
+
+    /// The replication channel, if the node replicates.
+    pub fn replica(&self) -> Option<&ReplicaLog> {
+        self.replica.as_ref()
+    }
+
+    /// Tell the replicator of `event`, if the node replicates.
+    #[inline]
+    pub fn replicate(&self, event: impl FnOnce() -> Replica) {
+        if let Some(r) = &self.replica {
+            r.send(event());
+        }
+    }
+
+    /// Hand flows added by replication to an expiry sweep (see [`ConnTrack::take_adopted`]).
+    pub fn adopted(&self, keys: impl IntoIterator<Item = FlowKey>) {
+        let mut q = self.adopted.lock().unwrap_or_else(PoisonError::into_inner);
+        q.extend(keys);
+        self.has_adopted.store(!q.is_empty(), Relaxed);
+    }
+
+    /// The keys of flows added by replication since the last call, for the calling
+    /// pipeline's expiry sweep; empty (without waiting) if another pipeline holds them.
+    pub fn take_adopted(&self) -> Vec<FlowKey> {
+        if !self.has_adopted.load(Relaxed) {
+            return Vec::new();
+        }
+        let Ok(mut q) = self.adopted.try_lock() else {
+            return Vec::new();
+        };
+        self.has_adopted.store(false, Relaxed);
+        std::mem::take(&mut *q)
     }
 
     /// This tracker, telling `log` of the flows that carry [`flowlog::LOGGED`].
@@ -487,6 +540,7 @@ impl ConnTrack {
             let flow = (init.key, init.rewrite, init.out_vpc, meter);
             log.send(FlowEvent::Flow(log.record(slot, flow, end, reason)));
         }
+        self.replicate(|| Replica::Close(init.key));
         t.release(slot);
         self.release(init.key.vpc);
         true

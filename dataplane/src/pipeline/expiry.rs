@@ -36,6 +36,8 @@ impl Pipeline {
                 log.send(crate::conntrack::flowlog::FlowEvent::Refused(r));
             });
         }
+        // Flows a standby took from its owner's replication age here like the rest.
+        self.expiry.extend(ct.take_adopted());
         let mut removed = 0;
         for _ in 0..budget.min(self.expiry.len()) {
             if sweep_one(&mut self.expiry, &mut self.stats, ct, now_secs) == Some(Aging::Expired) {

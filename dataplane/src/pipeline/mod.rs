@@ -72,6 +72,7 @@ use self::metering::ip_bytes;
 use self::recheck::FlowSides;
 use crate::config::Config;
 use crate::conntrack::flowlog::{self, EndReason, FlowLog, Refusals};
+use crate::conntrack::replica::Replica;
 use crate::conntrack::{ConnTrack, Direction, state, tcp_next};
 use crate::flow::{Attachment, FlowKey};
 use crate::meter::Meters;
@@ -104,6 +105,14 @@ impl Shared {
     pub fn new(config: &Config, epoch: Instant) -> Self {
         Self {
             conntrack: Arc::new(ConnTrack::new(config, epoch)),
+            neighbours: Arc::new(Neighbours::new(config)),
+        }
+    }
+
+    /// Shared state around `conntrack` (built with its logs).
+    pub fn with_conntrack(config: &Config, conntrack: ConnTrack) -> Self {
+        Self {
+            conntrack: Arc::new(conntrack),
             neighbours: Arc::new(Neighbours::new(config)),
         }
     }
@@ -502,7 +511,12 @@ impl Pipeline {
                     {
                         identity = reopen(tables, &key, &entry, frame);
                     }
-                    entry.update_state(|s| tcp_next(s, Direction::Original, flags));
+                    let now = entry.update_state(|s| tcp_next(s, Direction::Original, flags));
+                    if now & state::MASK == state::ESTABLISHED
+                        && s & state::MASK != state::ESTABLISHED
+                    {
+                        ct.replicate(|| Replica::State { key, state: now });
+                    }
                 }
             } else if flags & (tcp::SYN | tcp::FIN | tcp::RST) != 0
                 && (identity == 0 || synack_completes(&entry, flags, frame))
@@ -511,12 +525,16 @@ impl Pipeline {
             }
         } else if dir == Direction::Reply && entry.state() & state::SEEN == 0 {
             entry.update_state(|s| s | state::SEEN);
-            entry.update_flow_state(|s| {
+            let now = entry.update_flow_state(|s| {
                 if s & state::MASK == state::UDP_UNREPLIED {
                     state::UDP_REPLIED
                 } else {
                     s
                 }
+            });
+            ct.replicate(|| Replica::State {
+                key: entry.peer_key(key.proto),
+                state: now,
             });
         }
         entry.touch(now_secs);

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::{Classified, Destination, Parsed, Pipeline, SNAT_ADDRESS_TRIES};
 use crate::conntrack::flowlog;
+use crate::conntrack::replica::Replica;
 use crate::conntrack::{ConnTrack, Direction, FlowInit, Full, InsertError, Rewrite, stamp, state};
 use crate::flow::{Attachment, FlowKey};
 use crate::rewrite::{identity, nat};
@@ -190,6 +191,12 @@ impl Pipeline {
             }
         };
         self.stats.flows_created += 1;
+        ct.replicate(|| {
+            Replica::Open(FlowInit {
+                rewrite: rw,
+                ..flow
+            })
+        });
         self.meters.opened(meter);
         let bytes = super::metering::ip_bytes(frame);
         self.meters

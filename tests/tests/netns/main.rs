@@ -20,4 +20,5 @@ mod meters;
 mod netns;
 mod offloads;
 mod reload;
+mod replication;
 mod restart;

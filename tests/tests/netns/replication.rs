@@ -1,0 +1,333 @@
+//! Conntrack replication between two vpcepd on one etcd, on one L2 segment per VPC
+//! (`Cluster::replicated`): the owner streams its flows to the standby, so a TCP stream
+//! through the endpoint carries on, every byte, through `kill -9` of the owner; and the
+//! standby takes no flow from a datagram that is not sealed with the cluster's key, nor
+//! from one played again.
+//!
+//! As root: `cargo test -p vpcep-tests --test netns -- --ignored replication::`.
+
+#![allow(
+    clippy::tests_outside_test_module,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use testkit::cluster::Cluster;
+use testkit::{World, is_root, poll_until, s};
+
+/// The cluster's key in these tests.
+const KEY: &str = "a replication key for the tests";
+
+/// A backend that takes one connection, reads it to its end, and prints (and answers) the
+/// bytes, their sha256 and the longest pause between two reads, in milliseconds.
+const BACKEND: &str = r#"
+import hashlib, json, socket, time
+l = socket.socket()
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("10.0.0.10", 8080))
+l.listen(4)
+print("listening", flush=True)
+c, _ = l.accept()
+h, n, last, gap = hashlib.sha256(), 0, None, 0.0
+while True:
+    b = c.recv(65536)
+    if not b:
+        break
+    now = time.monotonic()
+    if last is not None:
+        gap = max(gap, now - last)
+    last = now
+    h.update(b)
+    n += len(b)
+r = {"bytes": n, "sha256": h.hexdigest(), "gap_ms": round(gap * 1000)}
+print(json.dumps(r), flush=True)
+c.sendall(json.dumps(r).encode())
+c.close()
+"#;
+
+/// A client that sends `argv[1]` bytes (seeded random) at `argv[2]` bytes a second through
+/// the endpoint, closes its side, and prints what it sent and the backend's answer.
+const CLIENT: &str = r#"
+import hashlib, json, random, socket, sys, time
+size, rate = int(sys.argv[1]), int(sys.argv[2])
+s = socket.create_connection(("10.0.0.200", 80), timeout=60)
+print("connected", flush=True)
+rng, h, sent, start = random.Random(7), hashlib.sha256(), 0, time.monotonic()
+while sent < size:
+    chunk = rng.randbytes(min(65536, size - sent))
+    s.sendall(chunk)
+    h.update(chunk)
+    sent += len(chunk)
+    ahead = sent / rate - (time.monotonic() - start)
+    if ahead > 0:
+        time.sleep(ahead)
+s.shutdown(socket.SHUT_WR)
+answer = b""
+while True:
+    b = s.recv(4096)
+    if not b:
+        break
+    answer += b
+print(json.dumps({"bytes": sent, "sha256": h.hexdigest(), "answer": answer.decode(),
+                  "secs": round(time.monotonic() - start, 2)}), flush=True)
+"#;
+
+/// The VPC ids `w` says it owns.
+fn owned(w: &World) -> Option<Vec<String>> {
+    let st = w.status().ok()?;
+    let mut v: Vec<String> = st["owned_vpcs"]
+        .as_array()?
+        .iter()
+        .map(|x| s(x).to_string())
+        .collect();
+    v.sort();
+    Some(v)
+}
+
+/// A replicated two-node cluster with an endpoint at 10.0.0.200 (TCP 80 to the backend's
+/// 8080); the owner's index, once one node owns both VPCs.
+fn setup() -> (Cluster, usize) {
+    let c = Cluster::replicated(2, 1, KEY).unwrap();
+    let (svc, _) = c.nodes[0]
+        .service("10.0.0.10", &["TCP:80:8080"], false)
+        .unwrap();
+    c.nodes[0].endpoint(&svc, 0, "10.0.0.200", &[]).unwrap();
+    c.wait_live_everywhere(0).unwrap();
+    let mut vpcs = vec![
+        s(&c.nodes[0].ids["uvpcs"][0]).to_string(),
+        s(&c.nodes[0].ids["pvpc"]).to_string(),
+    ];
+    vpcs.sort();
+    let mut owner = 0;
+    poll_until("one owner of both VPCs", Duration::from_secs(10), || {
+        let (a, b) = (owned(&c.nodes[0]), owned(&c.nodes[1]));
+        let none = Some(Vec::new());
+        if a.as_ref() == Some(&vpcs) && b == none {
+            owner = 0;
+            true
+        } else if b.as_ref() == Some(&vpcs) && a == none {
+            owner = 1;
+            true
+        } else {
+            false
+        }
+    })
+    .unwrap();
+    (c, owner)
+}
+
+/// Flows the replication added to node `n`'s conntrack.
+fn replicated_in(c: &Cluster, n: usize) -> f64 {
+    c.nodes[n]
+        .metric(
+            "vpcep_replication_events_applied_total",
+            Some("outcome=\"inserted\""),
+        )
+        .unwrap_or(0.0)
+}
+
+#[test]
+#[ignore = "needs root + netns + etcd"]
+fn a_stream_carries_on_with_every_byte_through_kill_9_of_its_owner() {
+    assert!(is_root(), "run as root");
+    let (mut c, owner) = setup();
+    let standby = 1 - owner;
+    let dir = c.nodes[0].dir.clone();
+    let backend = c.nodes[0]
+        .provider
+        .spawn(&["python3", "-c", BACKEND], &dir.join("stream-backend.log"))
+        .unwrap();
+    poll_until("the backend to listen", Duration::from_secs(5), || {
+        backend.output().contains("listening")
+    })
+    .unwrap();
+    // 24 MiB at 2 MiB a second: the owner dies about 2 s in, with most of it to go.
+    let size = 24 << 20;
+    let client = c.nodes[0].users[0]
+        .spawn(
+            &[
+                "python3",
+                "-c",
+                CLIENT,
+                &size.to_string(),
+                &(2 << 20).to_string(),
+            ],
+            &dir.join("stream-client.log"),
+        )
+        .unwrap();
+    poll_until("the stream to start", Duration::from_secs(5), || {
+        client.output().contains("connected")
+    })
+    .unwrap();
+    // The standby holds the flow before its owner dies.
+    poll_until(
+        "the flow replicated to the standby",
+        Duration::from_secs(5),
+        || replicated_in(&c, standby) >= 1.0,
+    )
+    .unwrap();
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        !client.output().contains("sha256"),
+        "the stream ended before the kill"
+    );
+    c.nodes[owner].kill_daemon();
+    let killed = Instant::now();
+    let mut answer = Value::Null;
+    poll_until("the stream to complete", Duration::from_secs(60), || {
+        answer = client
+            .output()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .next_back()
+            .unwrap_or(Value::Null);
+        answer.is_object()
+    })
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}: client {:?}, backend {:?}",
+            client.output(),
+            backend.output()
+        )
+    });
+    let at_backend: Value = serde_json::from_str(s(&answer["answer"])).unwrap();
+    println!(
+        "kill -9 of the owner {:?} into a 24 MiB stream at 2 MiB/s: completed {:?} after the kill; at the backend {at_backend}",
+        killed - started,
+        killed.elapsed()
+    );
+    assert_eq!(answer["bytes"], size, "{answer}");
+    assert_eq!(at_backend["bytes"], size, "every byte: {at_backend}");
+    assert_eq!(at_backend["sha256"], answer["sha256"], "{at_backend}");
+    // The new owner carried the old flow: it owns the VPCs and its dataplane forwarded
+    // the stream's segments (none of them dropped for want of a flow).
+    assert!(owned(&c.nodes[standby]).is_some_and(|v| v.len() == 2));
+    assert_eq!(c.nodes[standby].drops("tcp_no_flow").unwrap_or(0.0), 0.0);
+}
+
+/// A datagram of one flow, sealed with `key`, as node-9 with `seq`.
+fn datagram(c: &Cluster, key: &[u8], seq: u64, port: u16) -> Vec<u8> {
+    use dataplane::conntrack::replica::{Replica, encode};
+    use dataplane::conntrack::{FlowInit, Rewrite};
+    use dataplane::{Attachment, FlowKey};
+    let vpcs = vec![
+        s(&c.nodes[0].ids["uvpcs"][0]).to_string(),
+        s(&c.nodes[0].ids["pvpc"]).to_string(),
+    ];
+    let flow = FlowInit {
+        key: FlowKey {
+            src: u32::from(std::net::Ipv4Addr::new(10, 0, 0, 5)),
+            dst: u32::from(std::net::Ipv4Addr::new(10, 0, 0, 200)),
+            sport: port,
+            dport: 80,
+            vpc: Attachment(0),
+            proto: 6,
+        },
+        rewrite: Rewrite {
+            src: u32::from(std::net::Ipv4Addr::new(198, 19, 128, 9)),
+            dst: u32::from(std::net::Ipv4Addr::new(10, 0, 0, 10)),
+            sport: port,
+            dport: 8080,
+        },
+        out_vpc: Attachment(1),
+        backend_mac: dataplane::wire::ethernet::MacAddr([2, 0, 0, 0, 0, 1]),
+        client_mac: dataplane::wire::ethernet::MacAddr([2, 0, 0, 0, 0, 2]),
+        state: dataplane::conntrack::state::ESTABLISHED,
+        reply_state: 0,
+        generation: 0,
+        last_seen: [100, 100],
+        client_isn: 0,
+        meter: 0,
+    };
+    let mut events = Vec::new();
+    encode(&Replica::Open(flow), 100, &mut events);
+    let header = control::replica::wire::header_bytes(&control::replica::wire::Header {
+        name: "node-9".into(),
+        boot: 1,
+        seq,
+        sent_ms: u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap(),
+        vpcs,
+    });
+    control::replica::wire::seal(key, &header, 1, &events)
+}
+
+/// Send `d` from etcd's namespace (a host on the nodes' network) to node `n`'s replication
+/// address.
+fn send(c: &Cluster, n: usize, d: &[u8]) {
+    let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
+    let to = format!("192.0.2.{}", 4 * n + 2);
+    let script = "import socket, sys; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(bytes.fromhex(sys.argv[1]), (sys.argv[2], 4790))";
+    let out = c
+        .etcd_ns
+        .exec(&["python3", "-c", script, &hex, &to])
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[test]
+#[ignore = "needs root + netns + etcd"]
+fn a_forged_or_replayed_replication_datagram_adds_no_flow() {
+    assert!(is_root(), "run as root");
+    let (c, owner) = setup();
+    let standby = 1 - owner;
+    let flows = |c: &Cluster| {
+        c.nodes[standby]
+            .metric("vpcep_conntrack_flows", None)
+            .unwrap()
+    };
+    let refused = |c: &Cluster, why: &str| {
+        c.nodes[standby]
+            .metric(
+                "vpcep_replication_refused_total",
+                Some(&format!("reason=\"{why}\"")),
+            )
+            .unwrap_or(0.0)
+    };
+    assert_eq!(flows(&c), 0.0);
+    // The right datagram under another key: refused, no flow.
+    send(
+        &c,
+        standby,
+        &datagram(&c, b"not the cluster's key", 1, 40000),
+    );
+    poll_until("the forgery to be refused", Duration::from_secs(5), || {
+        refused(&c, "forged") >= 1.0
+    })
+    .unwrap();
+    assert_eq!(flows(&c), 0.0);
+    // The same under the cluster's key is a flow (so the refusal above was the key's).
+    let genuine = datagram(&c, KEY.as_bytes(), 2, 40001);
+    send(&c, standby, &genuine);
+    poll_until(
+        "the sealed flow to be taken",
+        Duration::from_secs(5),
+        || flows(&c) == 1.0,
+    )
+    .unwrap();
+    // Played again: refused.
+    send(&c, standby, &genuine);
+    poll_until("the replay to be refused", Duration::from_secs(5), || {
+        refused(&c, "replayed") >= 1.0
+    })
+    .unwrap();
+    assert_eq!(flows(&c), 1.0);
+    // The owner takes nothing from anyone for the VPCs it owns.
+    send(&c, owner, &datagram(&c, KEY.as_bytes(), 3, 40002));
+    poll_until("the owner to read it", Duration::from_secs(5), || {
+        c.nodes[owner]
+            .metric("vpcep_replication_datagrams_received_total", None)
+            .unwrap_or(0.0)
+            >= 1.0
+    })
+    .unwrap();
+    assert_eq!(
+        c.nodes[owner]
+            .metric("vpcep_conntrack_flows", None)
+            .unwrap(),
+        0.0
+    );
+}
