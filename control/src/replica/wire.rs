@@ -264,7 +264,8 @@ mod tests {
                 Refusal::Forged
             );
         }
-        assert_eq!(open(b"k", &d[..10]).unwrap_err(), Refusal::Forged);
+        assert_eq!(open(b"k", &d[..40]).unwrap_err(), Refusal::Forged);
+        assert_eq!(open(b"k", &d[..10]).unwrap_err(), Refusal::Malformed);
         assert_eq!(open(b"k", &[]).unwrap_err(), Refusal::Malformed);
     }
 
