@@ -21,7 +21,7 @@ use crate::push::{PushStatus, Pusher};
 use crate::registry::Registry;
 use crate::store::EtcdStore;
 use crate::store::members::{self, Membership, NodeRecord};
-use crate::store::owners::{Election, OwnerEvent};
+use crate::store::owners::{Election, Options, OwnerEvent, Suspects};
 
 /// Join the member list as `etcd.node_name`, the record rebuilt at each renewal.
 pub fn join(
@@ -70,6 +70,7 @@ pub fn elect(
     cfg: &DaemonConfig,
     pusher: Arc<Mutex<Pusher>>,
     node: Arc<Node>,
+    suspects: &Arc<Suspects>,
 ) -> std::io::Result<Option<Election>> {
     if !cfg.etcd.failover {
         return Ok(None);
@@ -111,12 +112,17 @@ pub fn elect(
     let on_owned = Box::new(move |event: OwnerEvent| {
         let _ = tx.send(event);
     });
-    Ok(Some(Election::start(
+    let options = Options {
+        poke: Some(node.attachments_changed()),
+        suspects: cfg.replicates().then(|| Arc::clone(suspects)),
+    };
+    Ok(Some(Election::start_with(
         etcd,
         &cfg.etcd.node_name(),
         ttl,
         Box::new(move || node.attached_vpcs()),
         on_owned,
+        options,
     )))
 }
 
@@ -131,6 +137,7 @@ pub fn replicate(
     cfg: &DaemonConfig,
     push: &Arc<PushStatus>,
     node: &Arc<Node>,
+    suspects: &Arc<Suspects>,
     stopping: &Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<Vec<std::thread::JoinHandle<()>>, DaemonError> {
     let (Some(listen), Some(key)) = (
@@ -145,6 +152,8 @@ pub fn replicate(
         name: cfg.etcd.node_name(),
         listen,
         key,
+        heartbeat: std::time::Duration::from_millis(cfg.etcd.heartbeat_ms),
+        suspects: Arc::clone(suspects),
     };
     let attached = Arc::clone(node);
     crate::replica::start(

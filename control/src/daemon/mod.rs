@@ -195,9 +195,17 @@ pub async fn start_with(
             Arc::clone(&node),
         )
     });
+    // Peers that miss their heartbeats, which the replication reports to the election.
+    let suspects = Arc::default();
     let election = match &stores.etcd {
-        Some(etcd) => cluster::elect(etcd, cfg, Arc::clone(&pushing.pusher), Arc::clone(&node))
-            .map_err(DaemonError::Spawn)?,
+        Some(etcd) => cluster::elect(
+            etcd,
+            cfg,
+            Arc::clone(&pushing.pusher),
+            Arc::clone(&node),
+            &suspects,
+        )
+        .map_err(DaemonError::Spawn)?,
         None => None,
     };
     if let Some(etcd) = stores.etcd.as_ref().filter(|_| cfg.replicates()) {
@@ -206,6 +214,7 @@ pub async fn start_with(
             cfg,
             &pushing.status,
             &node,
+            &suspects,
             &stopping,
         )?);
     }

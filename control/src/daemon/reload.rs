@@ -104,6 +104,8 @@ pub struct Node {
     meters: Arc<MeterBook>,
     /// What conntrack replication works on: each dataplane's conntrack and events.
     feeds: Arc<crate::replica::Feeds>,
+    /// Notified after a reload: the election campaigns for the new attachments at once.
+    attachments_changed: Arc<tokio::sync::Notify>,
     revision: AtomicU64,
     failed: AtomicU64,
     last_error: Mutex<Option<String>>,
@@ -225,6 +227,7 @@ impl Node {
             start,
             meters,
             feeds: Arc::default(),
+            attachments_changed: Arc::default(),
             revision: AtomicU64::new(1),
             failed: AtomicU64::new(0),
             last_error: Mutex::new(None),
@@ -238,6 +241,11 @@ impl Node {
     /// What conntrack replication reads: the running dataplane's conntrack and events.
     pub fn replica_feeds(&self) -> Arc<crate::replica::Feeds> {
         Arc::clone(&self.feeds)
+    }
+
+    /// Notified after each reload (see [`crate::store::owners::Options::poke`]).
+    pub fn attachments_changed(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.attachments_changed)
     }
 
     /// The VPC ids of the attachments running now.
@@ -387,6 +395,8 @@ impl Node {
         match &result {
             Ok(r) => {
                 *lock(&self.last_error) = None;
+                // A node that attached a VPC campaigns for it now, not at its next turn.
+                self.attachments_changed.notify_one();
                 metrics::counter!("vpcep_config_reloads_total", "result" => "ok").increment(1);
                 tracing::info!(
                     revision = r.revision,

@@ -26,7 +26,7 @@
 
 pub mod wire;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -40,11 +40,15 @@ use dataplane::conntrack::replica::{self, Applied, MAX_EVENT_BYTES, Replica};
 
 use crate::push::PushStatus;
 use crate::store::EtcdStore;
+use crate::store::config::HEARTBEAT_MISSES;
+use crate::store::owners::Suspects;
 
 /// A batch is sent at most this long after its first event.
 pub const FLUSH: Duration = Duration::from_millis(5);
 /// Every flow of the owned VPCs is sent again this often.
 pub const RESEND: Duration = Duration::from_secs(5);
+/// A peer not heard from for this long is forgotten.
+const FORGET: Duration = Duration::from_secs(60);
 /// The peer list is read this often.
 const PEERS_EVERY: Duration = Duration::from_secs(1);
 
@@ -57,7 +61,14 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// The cluster's key.
     pub key: Vec<u8>,
+    /// Time between two heartbeats.
+    pub heartbeat: Duration,
+    /// Where peers that missed their heartbeats are reported (the election).
+    pub suspects: Arc<Suspects>,
 }
+
+/// When each sender was last heard from.
+type Heard = Mutex<HashMap<String, Instant>>;
 
 /// The dataplane replication works on now: a reload replaces it
 /// ([`Feeds::set`]).
@@ -109,6 +120,7 @@ pub fn start(
     socket.set_read_timeout(Some(Duration::from_millis(200)))?;
     let socket = Arc::new(socket);
     let peers: Arc<ArcSwap<Vec<SocketAddr>>> = Arc::default();
+    let heard: Arc<Heard> = Arc::default();
     let settings = Arc::new(settings);
     let mut threads = Vec::new();
     {
@@ -129,6 +141,7 @@ pub fn start(
             socket: Arc::clone(&socket),
             peers,
             push: Arc::clone(&push),
+            heard: Arc::clone(&heard),
             boot: rand::random(),
             seq: 0,
         };
@@ -142,7 +155,7 @@ pub fn start(
     threads.push(
         std::thread::Builder::new()
             .name("vpcep-repl-rx".into())
-            .spawn(move || receive(&settings, &socket, &feeds, &push, &stopping))?,
+            .spawn(move || receive(&settings, &socket, &feeds, &push, &heard, &stopping))?,
     );
     Ok(threads)
 }
@@ -194,6 +207,7 @@ struct Sender {
     socket: Arc<UdpSocket>,
     peers: Arc<ArcSwap<Vec<SocketAddr>>>,
     push: Arc<PushStatus>,
+    heard: Arc<Heard>,
     boot: u64,
     seq: u64,
 }
@@ -204,7 +218,12 @@ impl Sender {
         let mut reported_lost = 0;
         let mut last_resend = Instant::now();
         let mut batch: Vec<Replica> = Vec::new();
+        let mut last_beat = Instant::now();
         while !stopping.load(Ordering::Relaxed) {
+            if last_beat.elapsed() >= self.settings.heartbeat {
+                last_beat = Instant::now();
+                self.beat(feeds);
+            }
             if let Some(e) = feeds.take_events() {
                 events = Some(e);
                 reported_lost = 0;
@@ -295,14 +314,35 @@ impl Sender {
     }
 
     fn header(&mut self, target: &Target) -> Vec<u8> {
+        self.header_of(target.vpc_ids.clone())
+    }
+
+    fn header_of(&mut self, vpcs: Vec<String>) -> Vec<u8> {
         self.seq += 1;
         wire::header_bytes(&wire::Header {
             name: self.settings.name.clone(),
             boot: self.boot,
             seq: self.seq,
             sent_ms: unix_ms(),
-            vpcs: target.vpc_ids.clone(),
+            vpcs,
         })
+    }
+
+    /// Send a heartbeat (a datagram of no events) to every peer, and report the peers not
+    /// heard from for [`HEARTBEAT_MISSES`] heartbeats.
+    fn beat(&mut self, _feeds: &Feeds) {
+        let peers = self.peers.load();
+        let header = self.header_of(Vec::new());
+        self.flush(&peers, &header, 0, &[]);
+        let dead = self.settings.heartbeat * HEARTBEAT_MISSES;
+        let mut heard = self.heard.lock().unwrap_or_else(PoisonError::into_inner);
+        // A peer silent this long is gone (it left, or it is a name no longer used).
+        heard.retain(|_, at| at.elapsed() < FORGET);
+        for (name, at) in heard.iter() {
+            if at.elapsed() > dead {
+                self.settings.suspects.suspect(name);
+            }
+        }
     }
 
     fn flush(&self, peers: &[SocketAddr], header: &[u8], count: u16, events: &[u8]) {
@@ -329,6 +369,7 @@ fn receive(
     socket: &UdpSocket,
     feeds: &Feeds,
     push: &PushStatus,
+    heard: &Heard,
     stopping: &AtomicBool,
 ) {
     let mut guard = wire::ReplayGuard::default();
@@ -349,6 +390,14 @@ fn receive(
             }
         };
         metrics::counter!("vpcep_replication_datagrams_received_total").increment(1);
+        heard
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(o.header.name.clone(), Instant::now());
+        settings.suspects.heard(&o.header.name);
+        if o.count == 0 {
+            continue; // a heartbeat
+        }
         let Some(target) = feeds.target.load_full() else {
             continue;
         };

@@ -76,7 +76,15 @@ pub struct EtcdConfig {
     /// whitespace is ignored), the same on every node: datagrams are authenticated with
     /// it (HMAC-SHA256). Required with `replication_listen`.
     pub replication_key_file: Option<PathBuf>,
+    /// With replication: milliseconds between two heartbeats to the peers (10 to 1000).
+    /// A standby that misses [`HEARTBEAT_MISSES`] of its owner's in a row revokes the
+    /// owner's election lease, and takes its VPCs over at once instead of when the lease
+    /// expires. Default 100.
+    pub heartbeat_ms: u64,
 }
+
+/// Heartbeats missed in a row before a peer is taken for dead.
+pub const HEARTBEAT_MISSES: u32 = 3;
 
 impl Default for EtcdConfig {
     fn default() -> Self {
@@ -94,6 +102,7 @@ impl Default for EtcdConfig {
             failover: true,
             replication_listen: None,
             replication_key_file: None,
+            heartbeat_ms: 100,
         }
     }
 }

@@ -40,7 +40,7 @@ use etcd_client::{
     Client, Compare, CompareOp, GetOptions, LeaseKeepAliveStream, LeaseKeeper, PutOptions, Txn,
     TxnOp, WatchOptions, WatchResponse, WatchStream,
 };
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{Notify, oneshot, watch};
 
 use super::EtcdStore;
 
@@ -58,6 +58,52 @@ pub enum OwnerEvent {
         /// Sent (or dropped) once published.
         published: oneshot::Sender<()>,
     },
+}
+
+/// Nodes this node has stopped hearing from (see [`crate::replica`]'s heartbeats): the
+/// election revokes the lease by which a suspect owns a VPC this node attaches, so the VPC
+/// goes to a standby at once rather than when the lease expires.
+#[derive(Debug, Default)]
+pub struct Suspects {
+    names: std::sync::Mutex<BTreeSet<String>>,
+    notify: Notify,
+}
+
+impl Suspects {
+    /// `name` missed its heartbeats: wake the election if it was not suspected yet.
+    pub fn suspect(&self, name: &str) {
+        if self.lock().insert(name.to_string()) {
+            self.notify.notify_one();
+        }
+    }
+
+    /// `name` was heard again.
+    pub fn heard(&self, name: &str) {
+        if self.lock().contains(name) {
+            self.lock().remove(name);
+        }
+    }
+
+    /// The nodes suspected now.
+    pub fn now(&self) -> BTreeSet<String> {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+        self.names
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// What else drives an election than its timer and etcd's watch.
+#[derive(Debug, Default)]
+pub struct Options {
+    /// Notified when this node's attachments changed: it campaigns at once, so of nodes
+    /// that attach a VPC one after the other, the first one owns it.
+    pub poke: Option<Arc<Notify>>,
+    /// Nodes suspected dead: see [`Suspects`].
+    pub suspects: Option<Arc<Suspects>>,
 }
 
 /// Where the election reports to.
@@ -84,6 +130,18 @@ impl Election {
         attached: Attached,
         on_owned: OnOwned,
     ) -> Self {
+        Self::start_with(store, name, ttl, attached, on_owned, Options::default())
+    }
+
+    /// [`Election::start`], also woken by what `options` gives.
+    pub fn start_with(
+        store: &Arc<EtcdStore>,
+        name: &str,
+        ttl: Duration,
+        attached: Attached,
+        on_owned: OnOwned,
+        options: Options,
+    ) -> Self {
         let (stop, stopped) = watch::channel(false);
         let e = Elector {
             client: store.client().clone(),
@@ -93,6 +151,7 @@ impl Election {
             ttl,
             attached,
             on_owned,
+            options,
         };
         let task = store.runtime().spawn(e.run(stopped));
         Self { stop, task }
@@ -123,6 +182,7 @@ struct Elector {
     ttl: Duration,
     attached: Attached,
     on_owned: OnOwned,
+    options: Options,
 }
 
 /// How a renewal went.
@@ -230,13 +290,34 @@ impl Elector {
                     None => std::future::pending().await,
                 }
             };
-            let (stop, handed) = tokio::select! {
-                () = tokio::time::sleep(period) => (false, None),
-                () = changed => (false, None),
-                h = handed => (false, h),
-                // Set, or the [`Election`] dropped: stop either way.
-                r = stopped.wait_for(|s| *s) => (r.map(|_| true).unwrap_or(true), None),
+            // Or this node's attachments changed, or a node went silent.
+            let poked = async {
+                match &self.options.poke {
+                    Some(n) => n.notified().await,
+                    None => std::future::pending().await,
+                }
             };
+            let suspected = async {
+                match &self.options.suspects {
+                    Some(s) => s.notify.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let (stop, handed, depose) = tokio::select! {
+                () = tokio::time::sleep(period) => (false, None, false),
+                () = changed => (false, None, false),
+                () = poked => (false, None, false),
+                () = suspected => (false, None, true),
+                h = handed => (false, h, false),
+                // Set, or the [`Election`] dropped: stop either way.
+                r = stopped.wait_for(|s| *s) => (r.map(|_| true).unwrap_or(true), None, false),
+            };
+            if depose && let Some(l) = &lease {
+                let id = l.id;
+                if tokio::time::timeout(period, self.depose(id)).await.is_err() {
+                    tracing::warn!("revoking a silent owner's lease took too long");
+                }
+            }
             if let (Some(resp), Some(now)) = (handed, &owned) {
                 let again = self.handed_over(&resp, now);
                 if !again.is_empty() {
@@ -249,6 +330,41 @@ impl Elector {
                     let _ = self.client.lease_revoke(l.id).await;
                 }
                 return;
+            }
+        }
+    }
+
+    /// Revoke the leases by which suspected nodes own VPCs this node attaches (not its own
+    /// `lease`): etcd deletes their owner keys, and the campaign that follows takes them.
+    async fn depose(&mut self, lease: i64) {
+        let Some(suspects) = &self.options.suspects else {
+            return;
+        };
+        let names = suspects.now();
+        let attached: BTreeSet<String> = (self.attached)().into_iter().collect();
+        let Ok(held) = self
+            .client
+            .get(self.prefix.clone(), Some(GetOptions::new().with_prefix()))
+            .await
+        else {
+            return;
+        };
+        let silent: BTreeSet<(i64, String)> = held
+            .kvs()
+            .iter()
+            .filter(|kv| kv.lease() != lease)
+            .filter(|kv| self.vpc_of(kv.key()).is_some_and(|v| attached.contains(v)))
+            .filter_map(|kv| {
+                let owner = std::str::from_utf8(kv.value()).ok()?;
+                names
+                    .contains(owner)
+                    .then(|| (kv.lease(), owner.to_string()))
+            })
+            .collect();
+        for (id, owner) in silent {
+            tracing::warn!(%owner, lease = id, "the owner missed its heartbeats: revoking its lease");
+            if let Err(error) = self.client.lease_revoke(id).await {
+                tracing::debug!(%error, "could not revoke; its lease expires by itself");
             }
         }
     }
@@ -389,8 +505,12 @@ impl Elector {
         }
         if !ops.is_empty() {
             // One transaction: a node takes every free VPC of its set or, if another node
-            // committed first, none that the other took.
-            self.client.txn(Txn::new().and_then(ops)).await?;
+            // committed first, none that the other took. If it fails, what this node owns
+            // is read all the same: a lease revoked by a standby (which heard no heartbeat
+            // from this node) fails it, and this node must stop answering at once.
+            if let Err(error) = self.client.txn(Txn::new().and_then(ops)).await {
+                tracing::debug!(%error, "campaign transaction failed");
+            }
         }
         let now = self
             .client
