@@ -121,6 +121,10 @@ counters! {
     flows_revalidated,
     /// Flows removed because a re-check failed (see `DropReason::Revoked`).
     flows_revoked,
+    /// Resets sent to clients for segments of a connection this node does not carry (see
+    /// [`crate::rewrite::reset`]); each one's segment is also `drop:tcp_no_flow`. At most
+    /// [`crate::pipeline::RESETS_PER_SEC`] a second per worker.
+    tcp_resets,
     /// Frames the backend could not transmit (full queue, larger than the egress MTU).
     tx_errors,
     /// Frames for a control-plane service's address (the private DNS resolver's `dns_ip`):

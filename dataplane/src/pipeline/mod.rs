@@ -91,6 +91,10 @@ use crate::wire::udp::{self, UdpPacket};
 /// How many SNAT addresses a new flow tries, each with `snat_probes` ports.
 const SNAT_ADDRESS_TRIES: usize = 4;
 
+/// Most resets one pipeline sends a second ([`crate::rewrite::reset`]): a flood of segments
+/// of no flow is dropped past it, not reflected.
+pub const RESETS_PER_SEC: u32 = 1000;
+
 /// State shared by every pipeline of a node: the flow table and the neighbour table.
 #[derive(Clone, Debug)]
 pub struct Shared {
@@ -193,6 +197,8 @@ pub struct Pipeline {
     /// Refused attempts on logged attachments, summed for the flow log (`None`: no
     /// attachment is logged).
     refusals: Option<Refusals>,
+    /// The second (tracker seconds) and the count of resets sent in it.
+    resets: (u32, u32),
 }
 
 impl Pipeline {
@@ -212,6 +218,7 @@ impl Pipeline {
             metered: (0, Direction::Original, 0),
             log_bits: Box::default(),
             refusals: None,
+            resets: (0, 0),
         };
         if p.shared.conntrack.flow_log().is_some() {
             let logged = |i| p.config.flow_log.get(i).copied().unwrap_or(false);

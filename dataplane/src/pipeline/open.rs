@@ -9,7 +9,7 @@ use crate::conntrack::flowlog;
 use crate::conntrack::replica::Replica;
 use crate::conntrack::{ConnTrack, Direction, FlowInit, Full, InsertError, Rewrite, stamp, state};
 use crate::flow::{Attachment, FlowKey};
-use crate::rewrite::{identity, nat};
+use crate::rewrite::{identity, nat, reset};
 use crate::tables::{AcceptedKey, EndpointState, Tables};
 use crate::verdict::{DropReason, Verdict};
 use crate::wire::ethernet::EthernetFrame;
@@ -30,6 +30,9 @@ impl Pipeline {
     ) -> Classified {
         let key = parsed.key;
         if let Some(refused) = refuse_opening(tables, parsed) {
+            if refused == DropReason::TcpNoFlow && parsed.flags & tcp::RST == 0 {
+                return self.reset(tables, frame, &key, endpoint, now_secs);
+            }
             return Verdict::Drop(refused).into();
         }
         if endpoint != EndpointState::Accepted {
@@ -214,6 +217,49 @@ impl Pipeline {
         let src_mac = self.attachment_mac(backend_vpc);
         nat::rewrite(frame, key.proto, l4, &rw, src_mac, backend_mac);
         Verdict::Forward(backend_vpc).into()
+    }
+
+    /// A segment of no flow to an endpoint: if the connection could exist (the endpoint is
+    /// accepted, the port mapped, the client admitted), answer with a reset (within
+    /// [`super::RESETS_PER_SEC`]); it is a `tcp_no_flow` drop either way.
+    #[cold]
+    fn reset(
+        &mut self,
+        tables: &Tables,
+        frame: &mut [u8],
+        key: &FlowKey,
+        endpoint: EndpointState,
+        now_secs: u32,
+    ) -> Classified {
+        let drop = Verdict::Drop(DropReason::TcpNoFlow).into();
+        let akey = AcceptedKey {
+            vpc: key.vpc,
+            proto: key.proto,
+            port: key.dport,
+            endpoint: key.dst,
+        };
+        let could_exist = endpoint == EndpointState::Accepted
+            && tables.admits_source(key.vpc, key.src)
+            && tables
+                .accepted()
+                .get(&akey)
+                .is_some_and(|t| t.admits(key.src));
+        if !could_exist {
+            return drop;
+        }
+        if self.resets.0 != now_secs {
+            self.resets = (now_secs, 0);
+        }
+        if self.resets.1 >= super::RESETS_PER_SEC {
+            return drop;
+        }
+        let Some(len) = reset::reset_in_place(frame, self.attachment_mac(key.vpc)) else {
+            return drop;
+        };
+        self.resets.1 += 1;
+        self.stats.tcp_resets += 1;
+        self.stats.drop(DropReason::TcpNoFlow);
+        Verdict::Emit { vpc: key.vpc, len }.into()
     }
 
     /// The SNAT address for a client: a hash of (VPC, client address) over the range's

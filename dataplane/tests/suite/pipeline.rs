@@ -244,19 +244,60 @@ fn a_backend_mac_change_reaches_the_flow_through_whichever_direction_checks_it()
 }
 
 #[test]
-fn a_non_syn_without_a_flow_is_dropped() {
+fn a_non_syn_without_a_flow_is_dropped_and_its_client_reset() {
     let mut w = World::new(tables());
     let before = w.stats();
-    for flags in ["A", "SA", "F", "R", "SF"] {
+    // A connection that could exist (accepted, mapped): the client gets a reset, from the
+    // endpoint's address and port, so it reconnects at once.
+    for flags in ["A", "SA", "F", "SF"] {
         let mut f = tcp(TO_EP, (CLIENT, 40000), (ENDPOINT, 8080), flags, b"");
         assert_eq!(
             w.send(A, &mut f),
-            Verdict::Drop(DropReason::TcpNoFlow),
+            Verdict::Emit {
+                vpc: A,
+                len: dataplane::rewrite::reset::LEN
+            },
             "{flags}"
         );
+        let rst = &f[..dataplane::rewrite::reset::LEN];
+        let seen = seen(rst);
+        assert_eq!(seen.dst_mac, CLIENT_MAC);
+        assert_eq!(
+            (seen.src, seen.dst),
+            ((ENDPOINT, 8080), (CLIENT, 40000)),
+            "{flags}"
+        );
+        assert_ne!(rst[14 + 20 + 13] & 0x04, 0, "{flags}: RST");
     }
-    assert_moved!(before, w.stats(), ["rx_frames" => 5, "drop:tcp_no_flow" => 5]);
+    // A reset is never answered.
+    let mut f = tcp(TO_EP, (CLIENT, 40000), (ENDPOINT, 8080), "R", b"");
+    assert_eq!(w.send(A, &mut f), Verdict::Drop(DropReason::TcpNoFlow));
+    // Nor is a segment to a port the endpoint does not map.
+    let mut f = tcp(TO_EP, (CLIENT, 40000), (ENDPOINT, 8081), "A", b"");
+    assert_eq!(w.send(A, &mut f), Verdict::Drop(DropReason::TcpNoFlow));
+    assert_moved!(before, w.stats(), ["rx_frames" => 6, "drop:tcp_no_flow" => 6, "tcp_resets" => 4]);
     assert!(w.pipeline.shared().conntrack.is_empty());
+}
+
+#[test]
+fn resets_are_bounded_per_second() {
+    let mut w = World::new(tables());
+    w.advance(Duration::from_secs(1));
+    let before = w.stats();
+    let n = u64::from(dataplane::pipeline::RESETS_PER_SEC) + 50;
+    for i in 0..n {
+        let port = 1024 + u16::try_from(i).unwrap();
+        let mut f = tcp(TO_EP, (CLIENT, port), (ENDPOINT, 8080), "A", b"");
+        let _ = w.send(A, &mut f);
+    }
+    assert_moved!(before, w.stats(), [
+        "rx_frames" => n, "drop:tcp_no_flow" => n,
+        "tcp_resets" => u64::from(dataplane::pipeline::RESETS_PER_SEC),
+    ]);
+    // The next second, resets again.
+    w.advance(Duration::from_secs(1));
+    let mut f = tcp(TO_EP, (CLIENT, 999), (ENDPOINT, 8080), "A", b"");
+    assert!(matches!(w.send(A, &mut f), Verdict::Emit { .. }));
 }
 
 #[test]

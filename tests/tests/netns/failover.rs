@@ -4,7 +4,7 @@
 //! kill -9 it: the standby owns them once the owner's lease expires, announces with
 //! gratuitous ARP (the client's entry and the backend's entries for the SNAT addresses move
 //! to its MACs) and serves: the failover time is printed. A connection open through the
-//! dead owner does not carry on (nodes share no conntrack): its client times out. The
+//! dead owner does not carry on (these nodes replicate no conntrack): its client is reset. The
 //! killed node comes back as a standby, and takes over at once when the owner stops
 //! cleanly (it revokes its lease). An owner cut off from etcd keeps serving and steps down
 //! when it is back; the owner then announces again, so a client whose last ARP answer came
@@ -282,19 +282,26 @@ fn the_standby_takes_over_a_dead_owners_vpcs_and_announces_them() {
         killed.elapsed()
     );
 
-    // The connection opened through the dead owner does not carry on: the new owner has
-    // no conntrack entry for it and drops its segments (no RST); its client times out.
+    // The connection opened through the dead owner does not carry on (these nodes do not
+    // replicate conntrack): the new owner has no entry for it, and answers its next
+    // segment with a reset, so its client learns at once instead of timing out.
     std::fs::write(&go, b"").unwrap();
     poll_until("the open connection's fate", Duration::from_secs(8), || {
         open_flow.output().lines().count() >= 2
     })
     .unwrap();
     assert!(
-        open_flow.output().contains("timed out"),
+        open_flow.output().contains("reset"),
         "{}",
         open_flow.output()
     );
     assert!(c.nodes[standby].drops("tcp_no_flow").unwrap() >= 1.0);
+    assert!(
+        c.nodes[standby]
+            .metric("vpcep_dataplane_tcp_resets_total", None)
+            .unwrap()
+            >= 1.0
+    );
 
     // The killed node comes back: a standby now, answering nothing.
     c.nodes[owner].start_daemon().unwrap();
