@@ -81,6 +81,8 @@ pub struct Pusher {
     snat: Ipv4Cidr,
     contributed: HashMap<EndpointId, Contribution>,
     service_addrs: Vec<(dataplane::Attachment, std::net::Ipv4Addr)>,
+    /// The attachments' SNAT next hops (`snat_next_hop`).
+    snat_next_hops: Vec<(dataplane::Attachment, std::net::Ipv4Addr)>,
     /// The VPC ids this node owns (`None`: all); the other attachments are standby.
     owned: Option<BTreeSet<String>>,
     status: Arc<PushStatus>,
@@ -103,6 +105,7 @@ impl Pusher {
             snat,
             contributed: HashMap::new(),
             service_addrs: Vec::new(),
+            snat_next_hops: Vec::new(),
             owned: None,
             status,
             slots: SlotPool::new(DEFAULT_METER_HOLD),
@@ -210,6 +213,7 @@ impl Pusher {
             .with_endpoint_meters(meters)
             .with_dns(names)
             .with_service_addresses(&self.service_addrs)
+            .with_snat_next_hops(&self.snat_next_hops)
             .with_snat_vpcs(compile::snat_vpcs(&m, &self.attachments))
             .with_backends(compile::backends(&m, &self.attachments))
             .with_sources(compile::sources(&m, &self.attachments))
@@ -334,6 +338,12 @@ impl Pusher {
         addrs: Vec<(dataplane::Attachment, std::net::Ipv4Addr)>,
     ) {
         self.service_addrs = addrs;
+    }
+
+    /// The attachments' SNAT next hops (see `snat_next_hop` of an attachment), published
+    /// in every generation from now on.
+    pub fn set_snat_next_hops(&mut self, hops: Vec<(dataplane::Attachment, std::net::Ipv4Addr)>) {
+        self.snat_next_hops = hops;
     }
 
     /// Run until the registry drops every sender: wait for a note, drain the queue into one

@@ -8,9 +8,12 @@
 //! `locktime`, an entry it has; it creates none), broadcast from the attachment's MAC.
 //!
 //! The addresses: every endpoint address of the attachment, and on an attachment that
-//! carries backends (a SNAT VPC) every usable address of the SNAT range, since a backend
-//! may have cached any of them (the range is up to a /17: 32,766 frames). Endpoint addresses
-//! go first, the clients' side. The announcement is sent [`ROUNDS`] times, [`ROUND_GAP`]
+//! carries backends (a SNAT VPC) either the SNAT next hop, if the provider VPC routes the
+//! range through one (`snat_next_hop`, one frame: the way to make a takeover small), or
+//! every usable address of the SNAT range, since a backend may have cached any of them
+//! (the range is up to a /17: 32,766 frames), those the node's flows use first (the flows
+//! it carries on, replicated from the previous owner). Endpoint addresses go first, the
+//! clients' side. The announcement is sent [`ROUNDS`] times, [`ROUND_GAP`]
 //! apart (one frame lost to a busy host must not leave it on the old MAC), at most
 //! [`PER_STEP`] frames per worker turn so the worker keeps serving traffic meanwhile.
 
@@ -40,8 +43,10 @@ pub struct Announcer {
 
 impl Announcer {
     /// The addresses an announcement of `vpcs` covers in `tables`: endpoint addresses
-    /// first, then the SNAT range on the attachments that carry backends.
-    pub fn new(vpcs: &[Attachment], tables: &Tables) -> Self {
+    /// first, then on the attachments that carry backends their SNAT next hop if the
+    /// provider VPC routes the range through one, else the SNAT range: the addresses of
+    /// `in_use` (those the flows this node carries use) first.
+    pub fn new(vpcs: &[Attachment], tables: &Tables, in_use: &[u32]) -> Self {
         let mut addrs = Vec::new();
         for &vpc in vpcs {
             addrs.extend(tables.endpoints_of(vpc).map(|ip| (vpc, ip)));
@@ -52,14 +57,27 @@ impl Announcer {
             n => (1, n - 2), // not the network and broadcast addresses
         };
         let base = snat.addr().to_bits();
+        let in_use: Vec<u32> = in_use
+            .iter()
+            .copied()
+            .filter(|ip| snat.contains_u32(*ip))
+            .collect();
         for &vpc in vpcs {
-            if tables.is_snat_vpc(vpc) {
-                addrs.extend(
-                    (first..first + usable)
-                        .filter_map(|o| u32::try_from(o).ok())
-                        .map(|o| (vpc, base + o)),
-                );
+            if !tables.is_snat_vpc(vpc) {
+                continue;
             }
+            if let Some(hop) = tables.snat_next_hop(vpc) {
+                addrs.push((vpc, hop));
+                continue;
+            }
+            addrs.extend(in_use.iter().map(|ip| (vpc, *ip)));
+            addrs.extend(
+                (first..first + usable)
+                    .filter_map(|o| u32::try_from(o).ok())
+                    .map(|o| base + o)
+                    .filter(|ip| !in_use.contains(ip))
+                    .map(|ip| (vpc, ip)),
+            );
         }
         Self {
             addrs,
@@ -162,7 +180,7 @@ mod tests {
                 Change::Put((Attachment(2), ip("10.0.0.201")), EndpointState::Accepted),
             ])
             .with_snat_vpcs(vec![Attachment(1)]);
-        let mut an = Announcer::new(&[Attachment(0), Attachment(1)], &tables);
+        let mut an = Announcer::new(&[Attachment(0), Attachment(1)], &tables, &[]);
         // One endpoint on 0 (not the one on 2, not announced), six SNAT addresses on 1.
         assert_eq!(an.len(), 7);
         let macs = [MacAddr([2, 0, 0, 0, 0, 1]), MacAddr([2, 0, 0, 0, 0, 2])];
@@ -205,5 +223,33 @@ mod tests {
         assert!(an.done());
         assert_eq!(an.sent(), 14);
         assert_eq!(an.step(later + ROUND_GAP, 100, &macs, |_, _| {}), 0);
+    }
+
+    fn targets(an: &mut Announcer) -> Vec<Ipv4Addr> {
+        let macs = [MacAddr([2, 0, 0, 0, 0, 1]), MacAddr([2, 0, 0, 0, 0, 2])];
+        let mut out = Vec::new();
+        an.step(Instant::now(), 1000, &macs, |_, f| {
+            out.push(
+                ArpPacket::new_checked(&f[ethernet::HEADER_LEN..])
+                    .unwrap()
+                    .target_ip(),
+            );
+        });
+        out
+    }
+
+    #[test]
+    fn the_snat_addresses_in_use_go_first_and_a_next_hop_replaces_the_range() {
+        let snat = Ipv4Cidr::new(Ipv4Addr::new(198, 19, 128, 0), 29).unwrap();
+        let tables = Tables::new(snat).with_snat_vpcs(vec![Attachment(1)]);
+        let in_use = [ip("198.19.128.5"), ip("10.9.9.9")];
+        let mut an = Announcer::new(&[Attachment(1)], &tables, &in_use);
+        let got = targets(&mut an);
+        assert_eq!(got.len(), 6, "each address once: {got:?}");
+        assert_eq!(got[0], Ipv4Addr::new(198, 19, 128, 5));
+        // Through a next hop: that one address.
+        let routed = tables.with_snat_next_hops(&[(Attachment(1), Ipv4Addr::new(10, 0, 0, 250))]);
+        let mut an = Announcer::new(&[Attachment(1)], &routed, &in_use);
+        assert_eq!(targets(&mut an), [Ipv4Addr::new(10, 0, 0, 250)]);
     }
 }

@@ -77,6 +77,9 @@ counters! {
     forwarded_partial_csum,
     /// ARP replies sent for endpoint or SNAT addresses.
     arp_replies,
+    /// Gratuitous ARP frames sent when this node became the owner of attachments
+    /// ([`crate::announce`]).
+    arp_announced,
     /// ARP requests sent: for unresolved backends, and to re-verify stale ones.
     arp_requests,
     /// ARP replies that answered one of our outstanding requests (a neighbour resolved,

@@ -148,7 +148,26 @@ impl<B: Backend> Worker<B> {
             && let Some(a) = tables.announcement()
             && self.claims.claim(a)
         {
-            let an = Announcer::new(a.vpcs(), tables);
+            // The SNAT addresses of the flows this node carries (a standby's replicated
+            // ones) go first; read only if a range will be announced.
+            let ranged = a
+                .vpcs()
+                .iter()
+                .any(|v| tables.is_snat_vpc(*v) && tables.snat_next_hop(*v).is_none());
+            let in_use: Vec<u32> = if ranged {
+                let set: std::collections::BTreeSet<u32> = self
+                    .pipeline
+                    .shared()
+                    .conntrack
+                    .flows()
+                    .iter()
+                    .map(|f| f.rewrite.src)
+                    .collect();
+                set.into_iter().collect()
+            } else {
+                Vec::new()
+            };
+            let an = Announcer::new(a.vpcs(), tables, &in_use);
             tracing::info!(
                 attachments = ?a.vpcs(),
                 addresses = an.len(),
@@ -162,6 +181,7 @@ impl<B: Backend> Worker<B> {
         let macs = &self.pipeline.config().attachments;
         let mut left = announce::PER_STEP;
         let mut failed = 0;
+        let mut announced = 0;
         while left > 0 {
             let slots = self.batch.slots_mut();
             let budget = slots.len().min(left);
@@ -173,10 +193,12 @@ impl<B: Backend> Worker<B> {
                 break;
             }
             left -= filled;
+            announced += filled;
             self.batch.set_filled(filled);
             failed += self.backend.send(&self.batch)?;
         }
         self.pipeline.record_tx_errors(failed);
+        self.pipeline.record_announced(announced);
         if an.done() {
             tracing::info!(frames = an.sent(), "gratuitous ARP sent");
             self.announcer = None;

@@ -229,6 +229,8 @@ pub struct World {
     dns_ips: Vec<(usize, String)>,
     /// Attachments (by index) written with `flow_log = true`.
     flow_logged: Vec<usize>,
+    /// More `key = value` lines per attachment ([`World::set_attachment_option`]).
+    attachment_options: Vec<(usize, String)>,
     /// The tenant owning each user VPC (all [`USER`] unless built by
     /// [`World::with_tenants`]).
     user_tenants: Vec<(&'static str, &'static str, &'static str, &'static str)>,
@@ -322,6 +324,7 @@ impl World {
             secured: Vec::new(),
             dns_ips: Vec::new(),
             flow_logged: Vec::new(),
+            attachment_options: Vec::new(),
             user_tenants: vec![USER; users],
             base,
         })
@@ -464,6 +467,9 @@ impl World {
             if self.flow_logged.contains(&i) {
                 cfg.push_str("flow_log = true\n");
             }
+            for (_, line) in self.attachment_options.iter().filter(|(a, _)| *a == i) {
+                let _ = writeln!(cfg, "{line}");
+            }
         }
         std::fs::write(self.dir.join("vpcepd.toml"), cfg)?;
         Ok(())
@@ -479,6 +485,12 @@ impl World {
     /// others', from the next config written.
     pub fn log_flows(&mut self, attachments: &[usize]) {
         self.flow_logged = attachments.to_vec();
+    }
+
+    /// Add the TOML line `line` (`key = value`) to attachment `i`'s entry (users are 0..,
+    /// the provider last), from the next config written.
+    pub fn set_attachment_option(&mut self, i: usize, line: &str) {
+        self.attachment_options.push((i, line.to_string()));
     }
 
     /// Give attachment `i` a private DNS resolver at `ip` (`None`: none), from the next

@@ -82,6 +82,13 @@ pub struct AttachmentConfig {
     /// written to the node's flow log (`[flow_log]`). Default false.
     #[serde(default)]
     pub flow_log: bool,
+    /// On a provider VPC: the address through which its hosts route the SNAT range (a
+    /// route `<snat_range> via <snat_next_hop>` on the backends, or in the VPC's route
+    /// table). The owner answers ARP for it like a VRRP virtual address, and a takeover
+    /// announces this one address instead of every address of the range. Default none:
+    /// the range is on-link, and a takeover announces all of it.
+    #[serde(default)]
+    pub snat_next_hop: Option<std::net::Ipv4Addr>,
 }
 
 impl AttachmentConfig {
@@ -94,6 +101,7 @@ impl AttachmentConfig {
             port_security: false,
             dns_ip: None,
             flow_log: false,
+            snat_next_hop: None,
         }
     }
 }

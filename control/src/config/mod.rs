@@ -221,6 +221,20 @@ impl DaemonConfig {
         }
         let snat = self.snat()?;
         for a in &self.attachments {
+            if let Some(ip) = a.snat_next_hop
+                && (ip.is_unspecified()
+                    || ip.is_broadcast()
+                    || ip.is_multicast()
+                    || ip.is_loopback()
+                    || snat.contains_u32(ip.to_bits())
+                    || a.dns_ip == Some(ip))
+            {
+                return bad(format!(
+                    "attachments: snat_next_hop {ip} of {} must be a unicast address outside \
+                     the SNAT range, not the dns_ip",
+                    a.interface
+                ));
+            }
             if let Some(ip) = a.dns_ip
                 && (ip.is_unspecified()
                     || ip.is_broadcast()

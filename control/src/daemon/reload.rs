@@ -336,6 +336,18 @@ impl Node {
                     })
                     .collect(),
             );
+            pusher.set_snat_next_hops(
+                cfg.attachments
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, a)| {
+                        Some((
+                            dataplane::Attachment(u16::try_from(i).ok()?),
+                            a.snat_next_hop?,
+                        ))
+                    })
+                    .collect(),
+            );
             pusher.apply(&self.registry, &Touched::All, self.registry.revision());
             self.registry.set_attached(attached(cfg));
         };

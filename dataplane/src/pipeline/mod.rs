@@ -604,6 +604,11 @@ impl Pipeline {
         Verdict::Drop(reason)
     }
 
+    /// Count gratuitous ARP frames sent for an announcement.
+    pub fn record_announced(&mut self, n: usize) {
+        self.stats.arp_announced += n as u64;
+    }
+
     /// Count frames the backend failed to transmit.
     pub fn record_tx_errors(&mut self, n: usize) {
         self.stats.tx_errors += n as u64;

@@ -76,7 +76,9 @@ impl Pipeline {
         // A standby leaves the attachment's addresses to their owner (another node).
         let ours = tables.owns(ingress)
             && (tables.endpoint(ingress, target).is_some()
-                || (tables.is_snat_vpc(ingress) && tables.snat().contains_u32(target)));
+                || (tables.is_snat_vpc(ingress)
+                    && (tables.snat().contains_u32(target)
+                        || tables.snat_next_hop(ingress) == Some(target))));
         // Port security: an (address, MAC) that is no known port is answered nothing, and
         // teaches or casts doubt on nothing.
         if !tables.admits_port(ingress, sender, sender_mac) {

@@ -64,6 +64,9 @@ pub struct Tables {
     /// Addresses a control-plane service owns on an attachment (the private DNS resolver's
     /// `dns_ip`): its own socket answers for them, the pipeline leaves their frames alone.
     service_addrs: Arc<[(Attachment, u32)]>,
+    /// Per SNAT attachment, the next hop the provider VPC routes the SNAT range through, if
+    /// it does (see [`Tables::snat_next_hop`]).
+    snat_next_hops: Arc<[(Attachment, u32)]>,
     /// Per attachment (indexed by [`Attachment`]), the known ports when the attachment has
     /// `port_security`; `None` (or past the end): off.
     ports: Arc<[Option<Arc<PortSet>>]>,
@@ -93,6 +96,7 @@ impl Tables {
             sources: Arc::from(Vec::new()),
             dns: ShardedMap::new(),
             service_addrs: Arc::from(Vec::new()),
+            snat_next_hops: Arc::from(Vec::new()),
             ports: Arc::from(Vec::new()),
             gateways: Arc::from(Vec::new()),
             standby: Arc::from(Vec::new()),
@@ -178,6 +182,25 @@ impl Tables {
     pub fn with_service_addresses(&self, addrs: &[(Attachment, Ipv4Addr)]) -> Self {
         let mut next = self.clone();
         next.service_addrs = addrs.iter().map(|(v, ip)| (*v, ip.to_bits())).collect();
+        next
+    }
+
+    /// The address through which the provider VPC of SNAT attachment `vpc` routes the
+    /// SNAT range (`snat_next_hop` of the attachment), if it does: the owner answers ARP
+    /// for it, and a takeover announces it instead of the whole range (one frame, not one
+    /// per address).
+    #[inline]
+    pub fn snat_next_hop(&self, vpc: Attachment) -> Option<u32> {
+        self.snat_next_hops
+            .iter()
+            .find(|(v, _)| *v == vpc)
+            .map(|(_, ip)| *ip)
+    }
+
+    /// A copy whose SNAT next hops are exactly `hops`.
+    pub fn with_snat_next_hops(&self, hops: &[(Attachment, Ipv4Addr)]) -> Self {
+        let mut next = self.clone();
+        next.snat_next_hops = hops.iter().map(|(v, ip)| (*v, ip.to_bits())).collect();
         next
     }
 

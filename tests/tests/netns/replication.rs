@@ -135,6 +135,28 @@ fn a_stream_carries_on_with_every_byte_through_kill_9_of_its_owner() {
     assert!(is_root(), "run as root");
     let (mut c, owner) = setup();
     let standby = 1 - owner;
+    // The provider VPC routes the SNAT range through one next hop, which the owner answers
+    // for: a takeover announces that address, not the 32,766 of the range.
+    for w in &mut c.nodes {
+        let provider = w.users.len();
+        w.set_attachment_option(provider, "snat_next_hop = \"10.0.0.250\"");
+        w.write_config("").unwrap();
+        w.reload().unwrap();
+    }
+    c.nodes[0]
+        .provider
+        .exec(&[
+            "ip",
+            "route",
+            "replace",
+            "198.19.128.0/17",
+            "via",
+            "10.0.0.250",
+            "dev",
+            "br0",
+        ])
+        .unwrap();
+    c.wait_live_everywhere(0).unwrap();
     let dir = c.nodes[0].dir.clone();
     let backend = c.nodes[0]
         .provider
@@ -207,6 +229,19 @@ fn a_stream_carries_on_with_every_byte_through_kill_9_of_its_owner() {
     // the stream's segments (none of them dropped for want of a flow).
     assert!(owned(&c.nodes[standby]).is_some_and(|v| v.len() == 2));
     assert_eq!(c.nodes[standby].drops("tcp_no_flow").unwrap_or(0.0), 0.0);
+    // Its announcement: the endpoint's address and the next hop, in two rounds.
+    let announced = || {
+        c.nodes[standby]
+            .metric("vpcep_dataplane_arp_announced_total", None)
+            .unwrap()
+    };
+    poll_until(
+        "both rounds of the announcement",
+        Duration::from_secs(5),
+        || announced() >= 4.0,
+    )
+    .unwrap();
+    assert_eq!(announced(), 4.0, "gratuitous ARP frames of the takeover");
 }
 
 /// A datagram of one flow, sealed with `key`, as node-9 with `seq`.
