@@ -2,6 +2,7 @@
 //! line format.
 
 pub mod daemon;
+pub mod failover;
 pub mod identity;
 pub mod node;
 

@@ -3,7 +3,10 @@
 //! a change's API answer until every node has published tables with it (p50, p99), a
 //! node's restart until its tables are published, and the failover of a VPC's ownership
 //! when its owner dies (lease TTL 3 s, the default, and 2 s); the same writes on redb in the
-//! same run, for comparison.
+//! same run, for comparison. As root it first measures a replicated pair's failover under
+//! traffic in network namespaces (`bench::failover`: rows `failover_stream`,
+//! `failover_udp`, `failover_storm`, `replication_cost`; `--failover-only` for those alone,
+//! `--no-failover` to skip them).
 //!
 //! `cargo run --release -p bench --bin clusterbench -- --json` prints one JSON object per
 //! measure (`--quick`: 2 k endpoints, 1 s per rate). etcd (apt `etcd-server`) runs on host
@@ -240,6 +243,19 @@ fn main() {
             println!("{}", line.join("  "));
         }
     };
+    // As root: the failover of a replicated pair under traffic (network namespaces), alone
+    // with `--failover-only`.
+    let failover_only = args.iter().any(|a| a == "--failover-only");
+    if failover_only || (testkit::is_root() && !args.iter().any(|a| a == "--no-failover")) {
+        let runs = if quick { 2 } else { 5 };
+        if let Err(e) = bench::failover::run(runs, &emit) {
+            eprintln!("failover measures: {e:#}");
+            std::process::exit(1);
+        }
+        if failover_only {
+            return;
+        }
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -316,6 +332,18 @@ fn main() {
             ("target", "1000".into()),
         ]);
     }
+
+    // The row: creates through one node, 8 clients at once (the API's writes are
+    // serialized per node: each is one fsynced etcd round trip).
+    let r = writes(&urls[..1], &inv, 8, secs);
+    emit(&[
+        ("measure", js("writes_one_node")),
+        ("store", js("etcd")),
+        ("threads", "8".into()),
+        ("per_second", format!("{r:.0}")),
+        ("unit", js("req/s")),
+        ("target", "3000".into()),
+    ]);
 
     // Fill to `endpoints`, 100 per transaction (etcd's default --max-txn-ops is 128).
     let t0 = Instant::now();

@@ -3,6 +3,9 @@
 //! - `accept-server ADDR`: accept TCP connections and close them at once.
 //! - `connect-rate ADDR SECONDS THREADS`: open and close TCP connections as fast as
 //!   possible; prints connections per second (completed handshakes).
+//! - `connect-count ADDR SECONDS THREADS`: the same, at most 50 a second per thread (a
+//!   storm that does not take the cores); prints the connections completed and those that
+//!   failed (refused, reset or timed out after 1 s).
 //! - `udp-echo ADDR`: echo every UDP datagram.
 //! - `udp-rtt ADDR COUNT`: send 64-byte datagrams one at a time and time the echoes;
 //!   prints `p50_us p99_us lost`.
@@ -71,6 +74,39 @@ fn main() -> Result<()> {
             println!(
                 "{:.0}",
                 done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        Some("connect-count") => {
+            let target = addr(1)?;
+            let secs: u64 = args.get(2).context("seconds")?.parse()?;
+            let threads: usize = args.get(3).context("threads")?.parse()?;
+            let (ok, failed) = (AtomicU64::new(0), AtomicU64::new(0));
+            let start = Instant::now();
+            std::thread::scope(|s| {
+                for _ in 0..threads {
+                    s.spawn(|| {
+                        let mut next = Instant::now();
+                        while start.elapsed() < Duration::from_secs(secs) {
+                            match TcpStream::connect_timeout(&target, Duration::from_secs(1)) {
+                                Ok(c) => {
+                                    let _ = socket_linger_zero(&c);
+                                    ok.fetch_add(1, Ordering::Relaxed);
+                                }
+                                Err(_) => {
+                                    failed.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                            next += Duration::from_millis(20);
+                            std::thread::sleep(next.saturating_duration_since(Instant::now()));
+                        }
+                    });
+                }
+            });
+            println!(
+                "{} {}",
+                ok.load(Ordering::Relaxed),
+                failed.load(Ordering::Relaxed)
             );
             Ok(())
         }

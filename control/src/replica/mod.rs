@@ -50,7 +50,7 @@ pub const RESEND: Duration = Duration::from_secs(5);
 /// A peer not heard from for this long is forgotten.
 const FORGET: Duration = Duration::from_secs(60);
 /// The peer list is read this often.
-const PEERS_EVERY: Duration = Duration::from_secs(1);
+const PEERS_EVERY: Duration = Duration::from_millis(250);
 
 /// What replication needs from the daemon's config.
 #[derive(Clone, Debug)]
@@ -67,8 +67,8 @@ pub struct Settings {
     pub suspects: Arc<Suspects>,
 }
 
-/// When each sender was last heard from.
-type Heard = Mutex<HashMap<String, Instant>>;
+/// When each sender was last heard from, and from which address.
+type Heard = Mutex<HashMap<String, (Instant, SocketAddr)>>;
 
 /// The dataplane replication works on now: a reload replaces it
 /// ([`Feeds::set`]).
@@ -337,8 +337,8 @@ impl Sender {
         let dead = self.settings.heartbeat * HEARTBEAT_MISSES;
         let mut heard = self.heard.lock().unwrap_or_else(PoisonError::into_inner);
         // A peer silent this long is gone (it left, or it is a name no longer used).
-        heard.retain(|_, at| at.elapsed() < FORGET);
-        for (name, at) in heard.iter() {
+        heard.retain(|_, (at, _)| at.elapsed() < FORGET);
+        for (name, (at, _)) in heard.iter() {
             if at.elapsed() > dead {
                 self.settings.suspects.suspect(name);
             }
@@ -347,7 +347,20 @@ impl Sender {
 
     fn flush(&self, peers: &[SocketAddr], header: &[u8], count: u16, events: &[u8]) {
         let d = wire::seal(&self.settings.key, header, count, events);
-        for p in peers {
+        // The member list's peers, and any node heard from lately (one that just started
+        // or attached is heard before the member list says so).
+        let mut to: Vec<SocketAddr> = peers.to_vec();
+        for (_, from) in self
+            .heard
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+        {
+            if !to.contains(from) {
+                to.push(*from);
+            }
+        }
+        for p in &to {
             match self.socket.send_to(&d, p) {
                 Ok(_) => {
                     metrics::counter!("vpcep_replication_datagrams_sent_total").increment(1);
@@ -393,7 +406,7 @@ fn receive(
         heard
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(o.header.name.clone(), Instant::now());
+            .insert(o.header.name.clone(), (Instant::now(), from));
         settings.suspects.heard(&o.header.name);
         if o.count == 0 {
             continue; // a heartbeat
@@ -438,7 +451,8 @@ fn apply(o: &wire::Opened<'_>, target: &Target, ct: &ConnTrack, push: &PushStatu
         let (Some(Some(a)), Some(Some(b))) = (map.get(a.index()), map.get(b.index())) else {
             continue;
         };
-        let i = match ct.apply_replica(&event, &[*a, *b], now_secs, target.eviction_attempts) {
+        let applied = ct.apply_replica(&event, &[*a, *b], now_secs, target.eviction_attempts);
+        let i = match applied {
             Applied::Inserted(key) => {
                 adopted.push(key);
                 0

@@ -17,6 +17,7 @@ mod offload;
 mod pipeline;
 mod port_security;
 mod prefetch;
+mod replica;
 mod service;
 mod standby;
 mod worker;

@@ -185,12 +185,14 @@ fn a_stream_carries_on_with_every_byte_through_kill_9_of_its_owner() {
     })
     .unwrap();
     // The standby holds the flow before its owner dies.
+    let t = Instant::now();
     poll_until(
         "the flow replicated to the standby",
         Duration::from_secs(5),
         || replicated_in(&c, standby) >= 1.0,
     )
     .unwrap();
+    println!("replicated after {:?}", t.elapsed());
     let started = Instant::now();
     std::thread::sleep(Duration::from_secs(2));
     assert!(

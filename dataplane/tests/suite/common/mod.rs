@@ -113,6 +113,29 @@ impl World {
         (w, events)
     }
 
+    /// A world whose conntrack replicates, and the replication events.
+    pub fn with_replica(
+        tables: Tables,
+    ) -> (
+        Self,
+        std::sync::mpsc::Receiver<dataplane::conntrack::replica::Replica>,
+    ) {
+        let (log, events) = dataplane::conntrack::replica::replica_log(4096);
+        let now = Instant::now();
+        let w = Self::with_shared(
+            tables,
+            config(1024),
+            |c| {
+                Shared::with_conntrack(
+                    c,
+                    dataplane::conntrack::ConnTrack::new(c, now).with_replica(log),
+                )
+            },
+            now,
+        );
+        (w, events)
+    }
+
     fn with_shared(
         tables: Tables,
         config: Config,
