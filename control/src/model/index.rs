@@ -204,6 +204,18 @@ impl Model {
         }
     }
 
+    /// The record under `key`, if there is one (a copy).
+    pub fn get(&self, key: &Key) -> Option<Record> {
+        match key {
+            Key::Vpc(id) => self.vpcs.get(id).cloned().map(Record::Vpc),
+            Key::Subnet(id) => self.subnets.get(id).cloned().map(Record::Subnet),
+            Key::Port(id) => self.ports.get(id).cloned().map(Record::Port),
+            Key::Service(id) => self.services.get(id).cloned().map(Record::Service),
+            Key::Permission(id) => self.permissions.get(id).cloned().map(Record::Permission),
+            Key::Endpoint(id) => self.endpoints.get(id).cloned().map(Record::Endpoint),
+        }
+    }
+
     /// Add a record whose key is not in the model yet (loading a store); [`Model::apply`]
     /// is the way to change the model otherwise.
     pub fn insert(&mut self, r: Record) {

@@ -35,7 +35,7 @@ impl Registry {
     /// Apply one commit from the store's watch; returns whether it moved the model (a
     /// commit the registry already applied, its own, is skipped).
     pub fn apply_event(&self, event: &Event) -> bool {
-        let _writer = self.lock_writer();
+        let _writer = self.lock_writer_between_batches();
         if event.revision <= self.revision() {
             return false;
         }
@@ -50,7 +50,7 @@ impl Registry {
     /// # Errors
     /// The store's, if it cannot be read; then nothing changed.
     pub fn resync(&self) -> Result<u64, StoreError> {
-        let _writer = self.lock_writer();
+        let _writer = self.lock_writer_between_batches();
         let snap = self.store.load()?;
         let revision = snap.revision;
         self.replace(snap);

@@ -23,7 +23,7 @@
 //! and the follower does not apply another node's commit into one. A batch holds at most
 //! [`MAX_BATCH`] writes; further writers wait for it to end.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLockReadGuard};
 use std::time::Duration;
 
@@ -31,7 +31,7 @@ use super::{Lost, Registry};
 use crate::model::{Model, Mutation};
 
 /// Most writes one batch holds.
-pub const MAX_BATCH: usize = 256;
+pub(super) const MAX_BATCH: usize = 256;
 
 /// One batch of writes.
 #[derive(Debug, Default)]
@@ -81,6 +81,9 @@ impl Batch {
 pub(super) struct Group {
     /// The batch open to new members (taken under the writer lock).
     open: Mutex<Option<Arc<Batch>>>,
+    /// True from a batch's first write into the model until its outcome is in the model
+    /// (committed, or undone).
+    pending: AtomicBool,
     /// Signalled when a batch ends (readers and the follower wait for it).
     ended: (Mutex<()>, Condvar),
 }
@@ -90,9 +93,9 @@ impl Group {
         self.open.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// True while a batch is open or committing.
+    /// True while a batch's writes are in the model uncommitted.
     pub(super) fn busy(&self) -> bool {
-        self.open().is_some()
+        self.pending.load(Ordering::SeqCst)
     }
 
     /// Wait (at most `limit`) until no batch is open.
@@ -109,6 +112,7 @@ impl Group {
 
     fn signal_ended(&self) {
         let _g = self.ended.0.lock().unwrap_or_else(PoisonError::into_inner);
+        self.pending.store(false, Ordering::SeqCst);
         self.ended.1.notify_all();
     }
 }
@@ -149,6 +153,9 @@ impl Registry {
             None => {
                 let b = Arc::new(Batch::default());
                 *open = Some(Arc::clone(&b));
+                // Before the model changes: a reader that holds the model now sees the
+                // batch pending only after it let the model go.
+                self.group.pending.store(true, Ordering::SeqCst);
                 (b, true)
             }
         };
@@ -226,16 +233,162 @@ impl Registry {
         }
     }
 
-    /// A reader's wait: true once no batch is open, so what it reads is committed.
+    /// True while a batch's writes are in the model uncommitted (a reader waits).
     pub(super) fn batch_open(&self) -> bool {
         self.group.busy()
     }
 
+    /// Wait for the batch in progress to end (at most 100 ms at a time).
     pub(super) fn wait_batch(&self) {
         self.group.wait_idle(Duration::from_millis(100));
     }
 
-    pub(super) fn revision_now(&self) -> u64 {
-        self.revision.load(Ordering::Acquire)
+    /// The batch open to new members, if any.
+    pub(super) fn group_open(&self) -> Option<Arc<Batch>> {
+        self.group.open().clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Barrier};
+    use std::time::Duration;
+
+    use super::super::testing::{network, tenant};
+    use super::super::{Quotas, Registry};
+    use crate::requests::CreatePort;
+    use crate::store::{MemStore, Snapshot, Store, StoreError, Txn};
+
+    /// The in-memory store, each commit taking 2 ms (an fsynced round trip), counted, and
+    /// failing while `fail` is set.
+    #[derive(Debug, Default)]
+    struct Slow {
+        inner: MemStore,
+        commits: AtomicUsize,
+        fail: AtomicBool,
+    }
+
+    impl Store for Slow {
+        fn load(&self) -> Result<Snapshot, StoreError> {
+            self.inner.load()
+        }
+        fn commit(&self, txn: Txn) -> Result<u64, StoreError> {
+            std::thread::sleep(Duration::from_millis(2));
+            if self.fail.load(Ordering::SeqCst) {
+                return Err(StoreError::Conflict {
+                    expected: 0,
+                    actual: 0,
+                });
+            }
+            self.commits.fetch_add(1, Ordering::SeqCst);
+            self.inner.commit(txn)
+        }
+        fn watch(
+            &self,
+            from: u64,
+        ) -> Result<std::sync::mpsc::Receiver<crate::store::Event>, StoreError> {
+            self.inner.watch(from)
+        }
+        fn claim(&self, token: &str, ttl: Duration) -> Result<bool, StoreError> {
+            self.inner.claim(token, ttl)
+        }
+        fn unclaim(&self, token: &str) -> Result<(), StoreError> {
+            self.inner.unclaim(token)
+        }
+        fn held(&self, token: &str) -> Result<bool, StoreError> {
+            self.inner.held(token)
+        }
+    }
+
+    fn registry() -> (Arc<Registry>, Arc<Slow>) {
+        let store = Arc::new(Slow::default());
+        let r =
+            Registry::open(Arc::clone(&store) as Arc<dyn Store>, "r", Quotas::default()).unwrap();
+        (Arc::new(r), store)
+    }
+
+    /// `n` threads at once each run `f(i)`; their results in order.
+    fn at_once<T: Send + 'static>(
+        n: usize,
+        f: impl Fn(usize) -> T + Send + Sync + 'static,
+    ) -> Vec<T> {
+        let f = Arc::new(f);
+        let start = Arc::new(Barrier::new(n));
+        let threads: Vec<_> = (0..n)
+            .map(|i| {
+                let (f, start) = (Arc::clone(&f), Arc::clone(&start));
+                std::thread::spawn(move || {
+                    start.wait();
+                    f(i)
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    }
+
+    fn port_at(
+        r: &Registry,
+        sub: &crate::model::SubnetId,
+        ip: &str,
+    ) -> Result<crate::model::Port, crate::error::Rejection> {
+        let body = CreatePort {
+            subnet_id: Some(sub.to_string()),
+            server_type: Some("VM".into()),
+            ip: Some(ip.into()),
+            ..CreatePort::default()
+        };
+        r.create_port(&tenant("a"), body.try_into().unwrap())
+    }
+
+    #[test]
+    fn writes_that_arrive_together_commit_together_each_with_its_answer() {
+        let (r, store) = registry();
+        let (_, sub) = network(&r, &tenant("a"), "10.0.0.0/16");
+        let before = store.commits.load(Ordering::SeqCst);
+        let rr = Arc::clone(&r);
+        let made = at_once(16, move |i| {
+            port_at(&rr, &sub, &format!("10.0.0.{}", 10 + i))
+        });
+        assert!(made.iter().all(Result::is_ok), "{made:?}");
+        assert_eq!(r.read().ports.len(), 16);
+        let commits = store.commits.load(Ordering::SeqCst) - before;
+        assert!(commits < 16, "16 writes in {commits} commits");
+        // Every write is in the store: a registry loaded from it has them all.
+        let again =
+            Registry::open(Arc::clone(&store) as Arc<dyn Store>, "r", Quotas::default()).unwrap();
+        assert_eq!(again.read().ports.len(), 16);
+    }
+
+    #[test]
+    fn a_rule_sees_the_writes_of_its_batch() {
+        let (r, _) = registry();
+        let (_, sub) = network(&r, &tenant("a"), "10.0.0.0/16");
+        let rr = Arc::clone(&r);
+        // Eight ports on one address: one is made, seven are told it is in use.
+        let made = at_once(8, move |_| port_at(&rr, &sub, "10.0.0.50"));
+        assert_eq!(made.iter().filter(|m| m.is_ok()).count(), 1, "{made:?}");
+        assert_eq!(r.read().ports.len(), 1);
+    }
+
+    #[test]
+    fn a_batch_that_does_not_commit_changes_nothing() {
+        let (r, store) = registry();
+        let (_, sub) = network(&r, &tenant("a"), "10.0.0.0/16");
+        let revision = r.revision();
+        store.fail.store(true, Ordering::SeqCst);
+        let rr = Arc::clone(&r);
+        let s2 = sub.clone();
+        let made = at_once(8, move |i| port_at(&rr, &s2, &format!("10.0.0.{}", 10 + i)));
+        assert!(made.iter().all(Result::is_err), "{made:?}");
+        assert!(r.read().ports.is_empty(), "undone");
+        assert_eq!(r.revision(), revision);
+        // The addresses were given back: the same writes succeed once the store does.
+        store.fail.store(false, Ordering::SeqCst);
+        let rr = Arc::clone(&r);
+        let made = at_once(8, move |i| {
+            port_at(&rr, &sub, &format!("10.0.0.{}", 10 + i))
+        });
+        assert!(made.iter().all(Result::is_ok), "{made:?}");
     }
 }

@@ -17,6 +17,7 @@ mod endpoint_rules;
 pub mod endpoints;
 pub mod follow;
 pub mod gateways;
+mod group;
 pub mod inventory;
 pub mod ipam;
 pub mod permissions;
@@ -147,6 +148,8 @@ pub struct Registry {
     store_up: AtomicBool,
     quarantined: usize,
     reserved: Option<ipnet::Ipv4Net>,
+    /// The writes being committed together ([`group`]).
+    group: group::Group,
 }
 
 /// How long a write that keeps losing races to other nodes goes on trying (each time after
@@ -207,6 +210,7 @@ impl Registry {
             store_up: AtomicBool::new(true),
             quarantined,
             reserved: None,
+            group: group::Group::default(),
         })
     }
 
@@ -268,11 +272,20 @@ impl Registry {
             .attached = vpcs.map(Arc::new);
     }
 
-    /// A read view of the committed model.
+    /// A read view of the committed model: while writes are being committed together
+    /// ([`group`]), it waits for their outcome, so what it shows is in the store.
     pub fn read(&self) -> RwLockReadGuard<'_, Model> {
-        self.model
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        loop {
+            let m = self
+                .model
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !self.batch_open() {
+                return m;
+            }
+            drop(m);
+            self.wait_batch();
+        }
     }
 
     fn lock_notes(&self) -> MutexGuard<'_, Vec<Sender<ChangeNote>>> {
@@ -281,9 +294,11 @@ impl Registry {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The one write path: under the writer lock, `rule` reads the committed model and
-    /// decides; its mutations are committed (durably), applied and announced; its answer is
-    /// returned. A rule that changes nothing commits nothing.
+    /// The one write path: under the writer lock, `rule` reads the model (with the
+    /// writes of the open batch in it) and decides; its mutations join the batch, which
+    /// commits them (durably) with the others', applies and announces them ([`group`]);
+    /// its answer is returned once the batch committed. A rule that changes nothing
+    /// commits nothing.
     ///
     /// # Errors
     /// The rule's rejection, or [`crate::error::ErrorCode::System`] if the store failed
@@ -294,32 +309,54 @@ impl Registry {
     ) -> Result<T, Rejection> {
         let started = Instant::now();
         loop {
-            let behind = {
-                let _writer = self.lock_writer();
-                let (muts, out) = rule(&self.read())?;
-                if muts.is_empty() {
-                    return Ok(out);
+            let writer = self.lock_writer();
+            let decided = rule(&self.model_for_rules());
+            let (joined, answer) = match decided {
+                Ok((muts, out)) => match self.join(muts) {
+                    None => return Ok(out),
+                    Some(j) => (j, Ok(out)),
+                },
+                // A refusal may rest on the open batch's writes: it stands once they are
+                // committed, and is decided again if they are not.
+                Err(r) => match self.group_open() {
+                    None => return Err(r),
+                    Some(b) => (group::Joined::Member(b), Err(r)),
+                },
+            };
+            drop(writer);
+            let batch = match joined {
+                group::Joined::Full => {
+                    self.wait_batch();
+                    continue;
                 }
-                match self.commit(muts) {
-                    Ok(_) => return Ok(out),
-                    Err(Lost::Race(actual))
-                        if self.is_followed() && started.elapsed() < CATCH_UP =>
-                    {
-                        actual
-                    }
-                    Err(Lost::Race(_)) => {
-                        return Err(Rejection::system(
-                            "Another writer changed the store first; nothing was changed. \
-                             Please retry.",
-                        ));
-                    }
-                    Err(Lost::Refused(r)) => return Err(r),
+                group::Joined::Leader(b) => {
+                    self.commit_batch(&b);
+                    b
                 }
+                group::Joined::Member(b) => b,
+            };
+            let outcome = batch.wait();
+            if answer.is_err() && outcome.is_err() {
+                // The refusal rested on writes that did not commit: decide again.
+                continue;
+            }
+            let behind = match outcome {
+                Ok(_) => return answer,
+                Err(Lost::Race(actual)) if self.is_followed() && started.elapsed() < CATCH_UP => {
+                    actual
+                }
+                Err(Lost::Race(_)) => {
+                    return Err(Rejection::system(
+                        "Another writer changed the store first; nothing was changed. \
+                         Please retry.",
+                    ));
+                }
+                Err(Lost::Refused(r)) => return Err(r),
             };
             // Another node committed first. Its commit reaches this node through the
-            // follower, which needs the writer lock: wait for it without the lock, then run
-            // the rule again on the model that includes the winner's change (the loser of a
-            // race for one IP then gets "in use", not a system error).
+            // follower: wait for it, then run the rule again on the model that includes
+            // the winner's change (the loser of a race for one IP then gets "in use", not
+            // a system error).
             metrics::counter!("vpcep_store_conflicts_total").increment(1);
             if !self.wait_for(behind, CATCH_UP.saturating_sub(started.elapsed())) {
                 return Err(Rejection::store_unavailable());
@@ -339,15 +376,13 @@ impl Registry {
         self.write(|m| rule(m.tenant(t)))
     }
 
-    /// Write `muts` durably, then apply them and notify the pusher. Called with the writer
-    /// lock held (only by [`Registry::write`]).
-    ///
-    /// The transaction compares on the revision the model reflects. With one writer per
-    /// store that always holds; once a store is shared (etcd), a lost race changes nothing
-    /// and is [`Lost::Race`], which [`Registry::write`] retries once the follower caught up.
-    fn commit(&self, muts: Vec<Mutation>) -> Result<u64, Lost> {
+    /// Write `muts` durably in one transaction compared on the revision the model
+    /// reflects (before the batch's writes). Called by a batch's leader, with the writer
+    /// lock held. A lost race changes nothing and is [`Lost::Race`], which
+    /// [`Registry::write`] retries once the follower caught up.
+    fn commit_store(&self, muts: &[Mutation]) -> Result<u64, Lost> {
         let mut ops = Vec::with_capacity(muts.len());
-        for m in &muts {
+        for m in muts {
             ops.push(match m {
                 Mutation::Put(r) => Op::Put(
                     r.key().encode(),
@@ -362,51 +397,56 @@ impl Registry {
             compare: Compare::Revision(self.revision()),
             ops,
         };
-        let revision = match self.store.commit(txn) {
-            Ok(revision) => revision,
-            Err(StoreError::Conflict { actual, .. }) => return Err(Lost::Race(actual)),
+        match self.store.commit(txn) {
+            Ok(revision) => {
+                self.set_store_up(true);
+                Ok(revision)
+            }
+            Err(StoreError::Conflict { actual, .. }) => Err(Lost::Race(actual)),
             Err(e) => {
                 tracing::error!(error = %e, "store commit failed; the change was not applied");
                 let unavailable = e.is_unavailable();
                 self.set_store_up(!unavailable);
-                return Err(Lost::Refused(if unavailable {
+                Err(Lost::Refused(if unavailable {
                     Rejection::store_unavailable()
                 } else {
                     Rejection::system("System error. Please retry.")
-                }));
+                }))
             }
+        }
+    }
+
+    /// Mutations already in the model were committed at `revision`: move the revision and
+    /// notify the pusher of the endpoints they touched. With the writer lock held.
+    fn committed(&self, muts: &[Mutation], revision: u64) {
+        let touched = {
+            let model = self
+                .model
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            touched_by(&model, muts)
         };
-        self.set_store_up(true);
-        self.apply_committed(muts, revision);
-        Ok(revision)
+        self.set_revision(revision);
+        self.notify(ChangeNote {
+            touched: Touched::Endpoints(touched.into_iter().collect()),
+            revision,
+        });
     }
 
     /// Apply a committed change to the model, move the revision, and notify the pusher of
     /// the endpoints it touched. Called with the writer lock held.
     fn apply_committed(&self, muts: Vec<Mutation>, revision: u64) {
-        let mut touched = BTreeSet::new();
+        let touched;
         {
             let mut model = self
                 .model
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            for m in &muts {
-                match m {
-                    Mutation::Put(Record::Endpoint(e)) => {
-                        touched.insert(e.id.clone());
-                    }
-                    Mutation::Put(Record::Service(s)) => {
-                        touched.extend(model.endpoints_of(s.id.as_str()).map(|e| e.id.clone()));
-                    }
-                    Mutation::Delete(Key::Endpoint(id)) => {
-                        touched.insert(id.clone());
-                    }
-                    _ => {}
-                }
-            }
+            let mut t = touched_by(&model, &muts);
             for m in muts {
                 model.apply(m);
             }
+            touched = std::mem::take(&mut t);
             self.set_revision(revision);
         }
         self.notify(ChangeNote {
@@ -532,7 +572,29 @@ impl crate::auth::Claims for Registry {
     }
 }
 
+/// The endpoints `muts` touch in `model`: endpoints put or deleted, and every endpoint of
+/// a service put (the pusher compiles them again).
+fn touched_by(model: &Model, muts: &[Mutation]) -> BTreeSet<EndpointId> {
+    let mut touched = BTreeSet::new();
+    for m in muts {
+        match m {
+            Mutation::Put(Record::Endpoint(e)) => {
+                touched.insert(e.id.clone());
+            }
+            Mutation::Put(Record::Service(s)) => {
+                touched.extend(model.endpoints_of(s.id.as_str()).map(|e| e.id.clone()));
+            }
+            Mutation::Delete(Key::Endpoint(id)) => {
+                touched.insert(id.clone());
+            }
+            _ => {}
+        }
+    }
+    touched
+}
+
 /// Why a commit did not happen.
+#[derive(Clone, Debug)]
 enum Lost {
     /// Another writer committed first; the store is at this revision.
     Race(u64),
