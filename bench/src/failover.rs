@@ -139,9 +139,9 @@ fn last_json(out: &str) -> Value {
 
 /// The endpoint (TCP 80 to 8080, UDP 5000, TCP 9000) on a cluster of two nodes, with or
 /// without replication; the provider routes the SNAT range through 10.0.0.250.
-fn cluster(replicated: bool) -> Result<Cluster> {
+fn cluster(replicated: bool, heartbeat_ms: Option<u64>) -> Result<Cluster> {
     let mut c = if replicated {
-        Cluster::replicated(2, 1, "the benchmark's replication key")?
+        Cluster::replicated_with(2, 1, "the benchmark's replication key", heartbeat_ms)?
     } else {
         Cluster::on_one_segment(2, 1)?
     };
@@ -378,10 +378,10 @@ pub type Emit<'a> = dyn Fn(&[(&str, String)]) + 'a;
 ///
 /// # Errors
 /// A cluster could not be set up, or a run's tools did not answer.
-pub fn run(runs: usize, emit: &Emit<'_>) -> Result<()> {
+pub fn run(runs: usize, heartbeat_ms: Option<u64>, emit: &Emit<'_>) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("vpcep-failoverbench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let mut c = cluster(true)?;
+    let mut c = cluster(true, heartbeat_ms)?;
     // The accept server of the storm, for every run.
     let accept = accept_server(&c, &dir, "on")?;
     let mut all = Vec::new();
@@ -403,6 +403,7 @@ pub fn run(runs: usize, emit: &Emit<'_>) -> Result<()> {
     emit(&[
         ("measure", js("failover_stream")),
         ("runs", runs.to_string()),
+        ("heartbeat_ms", heartbeat_ms.unwrap_or(100).to_string()),
         (
             "complete",
             all.iter().filter(|r| r.complete).count().to_string(),
@@ -420,6 +421,7 @@ pub fn run(runs: usize, emit: &Emit<'_>) -> Result<()> {
     emit(&[
         ("measure", js("failover_udp")),
         ("runs", runs.to_string()),
+        ("heartbeat_ms", heartbeat_ms.unwrap_or(100).to_string()),
         ("datagrams_per_second", "1000".into()),
         ("lost_median", format!("{:.0}", median(udp.clone()))),
         (
@@ -443,7 +445,7 @@ pub fn run(runs: usize, emit: &Emit<'_>) -> Result<()> {
     let on = connect_rate(&c)?;
     drop(accept);
     drop(c);
-    let off_cluster = cluster(false)?;
+    let off_cluster = cluster(false, None)?;
     let accept = accept_server(&off_cluster, &dir, "off")?;
     let off = connect_rate(&off_cluster)?;
     drop(accept);

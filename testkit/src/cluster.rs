@@ -82,9 +82,23 @@ impl Cluster {
     /// # Errors
     /// As for [`Cluster::new`].
     pub fn replicated(nodes: usize, users: usize, key: &str) -> Result<Self> {
+        Self::replicated_with(nodes, users, key, None)
+    }
+
+    /// [`Cluster::replicated`] with `etcd.heartbeat_ms` set to `heartbeat_ms` (default if
+    /// `None`).
+    ///
+    /// # Errors
+    /// As for [`Cluster::new`].
+    pub fn replicated_with(
+        nodes: usize,
+        users: usize,
+        key: &str,
+        heartbeat_ms: Option<u64>,
+    ) -> Result<Self> {
         let file = std::env::temp_dir().join(format!("vpcep-{}-replication.key", prefix()));
         std::fs::write(&file, key)?;
-        let made = Self::make(nodes, 0, users, true, Some(&file));
+        let made = Self::make(nodes, 0, users, true, Some((&file, heartbeat_ms)));
         if made.is_err() {
             let _ = std::fs::remove_file(&file);
         }
@@ -103,7 +117,7 @@ impl Cluster {
         islands: usize,
         users: usize,
         one_segment: bool,
-        replication_key: Option<&std::path::Path>,
+        replication_key: Option<(&std::path::Path, Option<u64>)>,
     ) -> Result<Self> {
         let nodes = shared + islands;
         let etcd_ns = Netns::new(format!("{}-etcd", prefix()))?;
@@ -116,9 +130,10 @@ impl Cluster {
             let (etcd_ip, node_ip) = mgmt(i);
             // Without one segment, each node's VPC hosts are its own: every node serves
             // its copy, so none is a standby.
-            let replication = replication_key.map_or(String::new(), |k| {
+            let replication = replication_key.map_or(String::new(), |(k, beat)| {
+                let beat = beat.map_or(String::new(), |ms| format!(", heartbeat_ms = {ms}"));
                 format!(
-                    ", replication_listen = \"{node_ip}:4790\", replication_key_file = \"{}\"",
+                    ", replication_listen = \"{node_ip}:4790\", replication_key_file = \"{}\"{beat}",
                     k.display()
                 )
             });

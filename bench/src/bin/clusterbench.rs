@@ -248,7 +248,12 @@ fn main() {
     let failover_only = args.iter().any(|a| a == "--failover-only");
     if failover_only || (testkit::is_root() && !args.iter().any(|a| a == "--no-failover")) {
         let runs = if quick { 2 } else { 5 };
-        if let Err(e) = bench::failover::run(runs, &emit) {
+        // `--heartbeat-ms N`: the nodes' etcd.heartbeat_ms (default 100).
+        let heartbeat = args
+            .iter()
+            .position(|a| a == "--heartbeat-ms")
+            .and_then(|i| args.get(i + 1)?.parse().ok());
+        if let Err(e) = bench::failover::run(runs, heartbeat, &emit) {
             eprintln!("failover measures: {e:#}");
             std::process::exit(1);
         }

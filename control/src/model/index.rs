@@ -108,7 +108,7 @@ pub enum Mutation {
 }
 
 /// The model in memory, with the indexes the rules need.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Model {
     /// VPCs by id.
     pub vpcs: BTreeMap<VpcId, Vpc>,
@@ -139,7 +139,7 @@ pub struct Model {
 /// Whom one service's whitelist admits, kept as entries come and go: entries for everyone,
 /// the accounts named (with how many entries name each), and the organisation path
 /// patterns (matched one by one, since they carry wildcards).
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct Admits {
     everyone: usize,
     accounts: HashMap<String, usize>,

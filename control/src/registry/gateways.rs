@@ -44,6 +44,7 @@ impl Registry {
                 return false;
             }
             m.gateways = Arc::new(next);
+            self.draft().gateways = Arc::clone(&m.gateways);
         }
         let note = ChangeNote {
             touched: Touched::All,

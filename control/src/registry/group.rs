@@ -5,7 +5,7 @@
 //! fsynced etcd transaction, about a millisecond), so one node commits about a thousand
 //! writes a second however many clients wait. With it:
 //!
-//! 1. A writer takes the writer lock and runs its rule on the model, which holds the
+//! 1. A writer takes the writer lock and runs its rule on the draft, which holds the
 //!    mutations of the writes already in the open batch (applied in place, each with its
 //!    undo): rules see each other as if they had committed one after the other.
 //! 2. It adds its mutations to the open batch, or opens one (then it leads it), and lets
@@ -18,17 +18,19 @@
 //!    the winner's commit, as before.
 //! 4. Every member waits for its batch's outcome before it answers.
 //!
-//! What is in a batch that has not committed is never seen outside it: readers
-//! ([`super::Registry::read`], the API's views and the pusher) wait while a batch is open,
-//! and the follower does not apply another node's commit into one. A batch holds at most
-//! [`MAX_BATCH`] writes; further writers wait for it to end.
+//! The rules run on the writers' own copy of the model, the draft: the committed model and
+//! the open batch's writes. Readers ([`super::Registry::read`]: the API's views, the
+//! pusher) read the committed model, which a batch's writes reach only once committed, so
+//! they never see a write that is not in the store, and never wait for one (the price: the
+//! model is held twice). The follower does not apply another node's commit while a batch
+//! is open. A batch holds at most [`MAX_BATCH`] writes; further writers wait for it to end.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLockReadGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use super::{Lost, Registry};
-use crate::model::{Model, Mutation};
+use crate::model::Mutation;
 
 /// Most writes one batch holds.
 pub(super) const MAX_BATCH: usize = 256;
@@ -81,8 +83,8 @@ impl Batch {
 pub(super) struct Group {
     /// The batch open to new members (taken under the writer lock).
     open: Mutex<Option<Arc<Batch>>>,
-    /// True from a batch's first write into the model until its outcome is in the model
-    /// (committed, or undone).
+    /// True from a batch's first write into the draft until its outcome is in (committed
+    /// to the model, or undone in the draft).
     pending: AtomicBool,
     /// Signalled when a batch ends (readers and the follower wait for it).
     ended: (Mutex<()>, Condvar),
@@ -128,12 +130,6 @@ pub(super) enum Joined {
 }
 
 impl Registry {
-    /// The model as the rules see it: with the open batch's mutations. Only under the
-    /// writer lock.
-    pub(super) fn model_for_rules(&self) -> RwLockReadGuard<'_, Model> {
-        self.model.read().unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// Join the open batch with `muts` (under the writer lock): apply them to the model,
     /// remembering their undo. A writer with no mutations joins too if a batch is open
     /// (its answer rests on the batch's outcome), else it needs none (`None`).
@@ -153,8 +149,7 @@ impl Registry {
             None => {
                 let b = Arc::new(Batch::default());
                 *open = Some(Arc::clone(&b));
-                // Before the model changes: a reader that holds the model now sees the
-                // batch pending only after it let the model go.
+                // Until its outcome is in: the follower waits.
                 self.group.pending.store(true, Ordering::SeqCst);
                 (b, true)
             }
@@ -162,7 +157,7 @@ impl Registry {
         drop(open);
         let mut undo = Vec::with_capacity(muts.len());
         {
-            let mut model = self.model.write().unwrap_or_else(PoisonError::into_inner);
+            let mut model = self.draft();
             for m in &muts {
                 let key = match m {
                     Mutation::Put(r) => r.key(),
@@ -205,13 +200,13 @@ impl Registry {
         metrics::histogram!("vpcep_store_batch_writes").record(members as f64);
         let outcome = match self.commit_store(&muts) {
             Ok(revision) => {
-                self.committed(&muts, revision);
+                self.committed(muts, revision);
                 Ok(revision)
             }
             Err(lost) => {
-                let mut model = self.model.write().unwrap_or_else(PoisonError::into_inner);
+                let mut draft = self.draft();
                 for m in undo.into_iter().rev() {
-                    model.apply(m);
+                    draft.apply(m);
                 }
                 Err(lost)
             }
@@ -231,11 +226,6 @@ impl Registry {
             drop(w);
             self.group.wait_idle(Duration::from_millis(100));
         }
-    }
-
-    /// True while a batch's writes are in the model uncommitted (a reader waits).
-    pub(super) fn batch_open(&self) -> bool {
-        self.group.busy()
     }
 
     /// Wait for the batch in progress to end (at most 100 ms at a time).

@@ -150,6 +150,9 @@ pub struct Registry {
     reserved: Option<ipnet::Ipv4Net>,
     /// The writes being committed together ([`group`]).
     group: group::Group,
+    /// The writers' model: the committed model and the open batch's writes, which the
+    /// rules read ([`group`]). Its records change only under the writer lock.
+    draft: Mutex<Model>,
 }
 
 /// How long a write that keeps losing races to other nodes goes on trying (each time after
@@ -199,6 +202,7 @@ impl Registry {
         }
         Ok(Self {
             store,
+            draft: Mutex::new(model.clone()),
             model: RwLock::new(model),
             writer: Mutex::new(()),
             region: region.to_string(),
@@ -266,26 +270,21 @@ impl Registry {
     /// Record which VPCs the dataplanes attach (`None`: unknown, as on an API-only node);
     /// views derive the `failed` status from it (see [`crate::model::health`]).
     pub fn set_attached(&self, vpcs: Option<BTreeSet<crate::model::VpcId>>) {
+        let vpcs = vpcs.map(Arc::new);
         self.model
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .attached = vpcs.map(Arc::new);
+            .attached
+            .clone_from(&vpcs);
+        self.draft().attached = vpcs;
     }
 
-    /// A read view of the committed model: while writes are being committed together
-    /// ([`group`]), it waits for their outcome, so what it shows is in the store.
+    /// A read view of the committed model (never the writes of a batch that has not
+    /// committed yet: those are in the writers' draft, [`group`]).
     pub fn read(&self) -> RwLockReadGuard<'_, Model> {
-        loop {
-            let m = self
-                .model
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if !self.batch_open() {
-                return m;
-            }
-            drop(m);
-            self.wait_batch();
-        }
+        self.model
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn lock_notes(&self) -> MutexGuard<'_, Vec<Sender<ChangeNote>>> {
@@ -310,7 +309,7 @@ impl Registry {
         let started = Instant::now();
         loop {
             let writer = self.lock_writer();
-            let decided = rule(&self.model_for_rules());
+            let decided = rule(&self.draft());
             let (joined, answer) = match decided {
                 Ok((muts, out)) => match self.join(muts) {
                     None => return Ok(out),
@@ -416,15 +415,20 @@ impl Registry {
         }
     }
 
-    /// Mutations already in the model were committed at `revision`: move the revision and
-    /// notify the pusher of the endpoints they touched. With the writer lock held.
-    fn committed(&self, muts: &[Mutation], revision: u64) {
+    /// A batch's mutations, already in the draft, were committed at `revision`: apply them
+    /// to the model, move the revision and notify the pusher of the endpoints they touched.
+    /// With the writer lock held.
+    fn committed(&self, muts: Vec<Mutation>, revision: u64) {
         let touched = {
-            let model = self
+            let mut model = self
                 .model
-                .read()
+                .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            touched_by(&model, muts)
+            let touched = touched_by(&model, &muts);
+            for m in muts {
+                model.apply(m);
+            }
+            touched
         };
         self.set_revision(revision);
         self.notify(ChangeNote {
@@ -443,9 +447,12 @@ impl Registry {
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let mut t = touched_by(&model, &muts);
+            let mut draft = self.draft();
             for m in muts {
+                draft.apply(m.clone());
                 model.apply(m);
             }
+            drop(draft);
             touched = std::mem::take(&mut t);
             self.set_revision(revision);
         }
@@ -466,6 +473,7 @@ impl Registry {
                 "skipped records that do not load"
             );
         }
+        *self.draft() = model.clone();
         *self
             .model
             .write()
@@ -479,6 +487,14 @@ impl Registry {
 
     fn notify(&self, note: ChangeNote) {
         self.lock_notes().retain(|tx| tx.send(note.clone()).is_ok());
+    }
+
+    /// The writers' model (see the field). Locked after the writer lock and the model's
+    /// lock, never before them.
+    fn draft(&self) -> MutexGuard<'_, Model> {
+        self.draft
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn lock_writer(&self) -> MutexGuard<'_, ()> {
