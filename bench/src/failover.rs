@@ -403,7 +403,7 @@ pub fn run(runs: usize, heartbeat_ms: Option<u64>, emit: &Emit<'_>) -> Result<()
     emit(&[
         ("measure", js("failover_stream")),
         ("runs", runs.to_string()),
-        ("heartbeat_ms", heartbeat_ms.unwrap_or(100).to_string()),
+        ("heartbeat_ms", heartbeat_ms.unwrap_or(50).to_string()),
         (
             "complete",
             all.iter().filter(|r| r.complete).count().to_string(),
@@ -421,7 +421,7 @@ pub fn run(runs: usize, heartbeat_ms: Option<u64>, emit: &Emit<'_>) -> Result<()
     emit(&[
         ("measure", js("failover_udp")),
         ("runs", runs.to_string()),
-        ("heartbeat_ms", heartbeat_ms.unwrap_or(100).to_string()),
+        ("heartbeat_ms", heartbeat_ms.unwrap_or(50).to_string()),
         ("datagrams_per_second", "1000".into()),
         ("lost_median", format!("{:.0}", median(udp.clone()))),
         (

@@ -248,7 +248,7 @@ fn main() {
     let failover_only = args.iter().any(|a| a == "--failover-only");
     if failover_only || (testkit::is_root() && !args.iter().any(|a| a == "--no-failover")) {
         let runs = if quick { 2 } else { 5 };
-        // `--heartbeat-ms N`: the nodes' etcd.heartbeat_ms (default 100).
+        // `--heartbeat-ms N`: the nodes' etcd.heartbeat_ms (default 50).
         let heartbeat = args
             .iter()
             .position(|a| a == "--heartbeat-ms")

@@ -79,7 +79,10 @@ pub struct EtcdConfig {
     /// With replication: milliseconds between two heartbeats to the peers (10 to 1000).
     /// A standby that misses [`HEARTBEAT_MISSES`] of its owner's in a row revokes the
     /// owner's election lease, and takes its VPCs over at once instead of when the lease
-    /// expires. Default 100.
+    /// expires. Default 50 (detection in 150 to 200 ms: a TCP stream through a failover
+    /// pauses about 250 ms, its first retransmission; 100 gave 660 ms, see BENCHMARKS.md).
+    /// A node stalled that long is taken for dead: its VPCs move, and replication carries
+    /// their flows; raise it on machines that stall.
     pub heartbeat_ms: u64,
 }
 
@@ -102,7 +105,7 @@ impl Default for EtcdConfig {
             failover: true,
             replication_listen: None,
             replication_key_file: None,
-            heartbeat_ms: 100,
+            heartbeat_ms: 50,
         }
     }
 }
