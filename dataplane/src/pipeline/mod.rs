@@ -519,16 +519,21 @@ impl Pipeline {
                         identity = reopen(tables, &key, &entry, frame);
                     }
                     let now = entry.update_state(|s| tcp_next(s, Direction::Original, flags));
-                    if now & state::MASK == state::ESTABLISHED
-                        && s & state::MASK != state::ESTABLISHED
-                    {
+                    if now & state::MASK != s & state::MASK {
                         ct.replicate(|| Replica::State { key, state: now });
                     }
                 }
             } else if flags & (tcp::SYN | tcp::FIN | tcp::RST) != 0
                 && (identity == 0 || synack_completes(&entry, flags, frame))
             {
-                entry.update_flow_state(|s| tcp_next(s, Direction::Reply, flags));
+                let s = entry.flow_state();
+                let now = entry.update_flow_state(|s| tcp_next(s, Direction::Reply, flags));
+                if now & state::MASK != s & state::MASK {
+                    ct.replicate(|| Replica::State {
+                        key: entry.peer_key(key.proto),
+                        state: now,
+                    });
+                }
             }
         } else if dir == Direction::Reply && entry.state() & state::SEEN == 0 {
             entry.update_state(|s| s | state::SEEN);

@@ -369,3 +369,141 @@ fn a_forged_or_replayed_replication_datagram_adds_no_flow() {
         0.0
     );
 }
+
+/// A backend that echoes on every connection it accepts, holding them open.
+const ECHO: &str = r#"
+import socket, threading
+l = socket.socket()
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("10.0.0.10", 8080))
+l.listen(64)
+print("listening", flush=True)
+def serve(c):
+    while True:
+        b = c.recv(4096)
+        if not b:
+            return
+        c.sendall(b)
+while True:
+    c, _ = l.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+
+/// A client that makes `argv[1]` short connections (an echo, then closed both ways: their
+/// flows are closed, evictable), then holds `argv[2]` connections open (established), and
+/// prints `held N`. Once the file `argv[3]` exists it sends one more byte on each held
+/// connection and prints how many were echoed.
+const HOLDER: &str = r#"
+import os, socket, sys, time
+for i in range(int(sys.argv[1])):
+    s = socket.create_connection(("10.0.0.200", 80), timeout=5)
+    s.sendall(b"x")
+    assert s.recv(1) == b"x"
+    s.close()
+held = []
+for i in range(int(sys.argv[2])):
+    s = socket.create_connection(("10.0.0.200", 80), timeout=5)
+    s.sendall(b"x")
+    assert s.recv(1) == b"x"
+    held.append(s)
+    time.sleep(0.05)
+print("held", len(held), flush=True)
+while not os.path.exists(sys.argv[3]):
+    time.sleep(0.05)
+ok = 0
+for s in held:
+    try:
+        s.settimeout(10)
+        s.sendall(b"y")
+        ok += s.recv(1) == b"y"
+    except OSError:
+        pass
+print("echoed", ok, flush=True)
+"#;
+
+#[test]
+#[ignore = "needs root + netns + etcd"]
+fn a_full_shadow_table_evicts_as_the_owner_would() {
+    assert!(is_root(), "run as root");
+    let (mut c, owner) = setup(Some(1000));
+    let standby = 1 - owner;
+    // The standby's table holds 16 flows (the owner's, a million).
+    c.nodes[standby]
+        .write_config("[conntrack]\ncapacity = 16\nvpc_percent = 100")
+        .unwrap();
+    c.nodes[standby].reload().unwrap();
+    c.wait_live_everywhere(0).unwrap();
+    let dir = c.nodes[0].dir.clone();
+    let _echo = c.nodes[0]
+        .provider
+        .spawn(&["python3", "-c", ECHO], &dir.join("echo.log"))
+        .unwrap();
+    let flows = |n: usize| c.nodes[n].metric("vpcep_conntrack_flows", None).unwrap();
+    let applied = |outcome: &str| {
+        c.nodes[standby]
+            .metric(
+                "vpcep_replication_events_applied_total",
+                Some(&format!("outcome=\"{outcome}\"")),
+            )
+            .unwrap_or(0.0)
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    // 8 closed connections (evictable), then 16 held ones (established): the standby makes
+    // room for each established one by evicting a closed one.
+    let go = dir.join("go");
+    let holder = c.nodes[0].users[0]
+        .spawn(
+            &["python3", "-c", HOLDER, "8", "16", go.to_str().unwrap()],
+            &dir.join("holder.log"),
+        )
+        .unwrap();
+    poll_until("16 connections held", Duration::from_secs(20), || {
+        holder.output().contains("held 16")
+    })
+    .unwrap();
+    poll_until(
+        "the standby to hold 16 flows",
+        Duration::from_secs(5),
+        || flows(standby) == 16.0 && applied("inserted") >= 24.0,
+    )
+    .unwrap_or_else(|e| panic!("{e}: standby {} flows", flows(standby)));
+    // 24 flows into a table of 16: 8 were evicted, the closed ones (the echoes below show
+    // which stayed). The owner's resends of closed flows it still holds are refused now.
+    let refused = applied("refused");
+    // 4 more established: nothing evictable is left, so they are refused, and the 16
+    // established flows stay.
+    let never = dir.join("never");
+    let more = c.nodes[0].users[0]
+        .spawn(
+            &["python3", "-c", HOLDER, "0", "4", never.to_str().unwrap()],
+            &dir.join("more.log"),
+        )
+        .unwrap();
+    poll_until("4 more held", Duration::from_secs(20), || {
+        more.output().contains("held 4")
+    })
+    .unwrap();
+    poll_until("the standby to refuse them", Duration::from_secs(5), || {
+        applied("refused") >= refused + 4.0
+    })
+    .unwrap();
+    assert_eq!(flows(standby), 16.0);
+    assert!(flows(owner) >= 20.0, "the owner holds all 20 established");
+    // The flows the standby holds are the established ones: take the owner away, and the
+    // first 16 connections carry on (an echo on each), through the new owner.
+    c.nodes[owner].kill_daemon();
+    poll_until(
+        "the standby to own the VPCs",
+        Duration::from_secs(10),
+        || owned(&c.nodes[standby]).is_some_and(|v| v.len() == 2),
+    )
+    .unwrap();
+    std::fs::write(&go, b"").unwrap();
+    poll_until(
+        "the held connections' echoes",
+        Duration::from_secs(30),
+        || holder.output().contains("echoed"),
+    )
+    .unwrap();
+    assert!(holder.output().contains("echoed 16"), "{}", holder.output());
+}
