@@ -280,7 +280,7 @@ impl Registry {
     }
 
     /// A read view of the committed model (never the writes of a batch that has not
-    /// committed yet: those are in the writers' draft, [`group`]).
+    /// committed yet: those are in the writers' draft, see `registry/group.rs`).
     pub fn read(&self) -> RwLockReadGuard<'_, Model> {
         self.model
             .read()

@@ -232,7 +232,13 @@ impl Sender {
                 std::thread::sleep(Duration::from_millis(20));
                 continue;
             };
-            let first = match rx.recv_timeout(FLUSH) {
+            // Idle until the next heartbeat is due, or the next event.
+            let idle = self
+                .settings
+                .heartbeat
+                .saturating_sub(last_beat.elapsed())
+                .max(Duration::from_millis(1));
+            let first = match rx.recv_timeout(idle) {
                 Ok(e) => Some(e),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => {

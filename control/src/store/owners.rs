@@ -96,6 +96,12 @@ impl Suspects {
     }
 }
 
+/// After a node deposed a silent owner, or lost VPCs it still attaches, it deposes no one
+/// for this long: two nodes that do not hear each other (their network split, etcd
+/// reachable by both) then trade the VPCs at most once per period, not at every missed
+/// heartbeat. A dead owner is still taken over by its lease's expiry meanwhile.
+pub const HOLD_DOWN: Duration = Duration::from_secs(10);
+
 /// What else drives an election than its timer and etcd's watch.
 #[derive(Debug, Default)]
 pub struct Options {
@@ -202,6 +208,8 @@ impl Elector {
         let mut events: Option<WatchStream> = None;
         let mut handovers: Option<WatchStream> = None;
         let mut owned: Option<BTreeSet<String>> = None;
+        // Until when a silent owner is not deposed (see [`HOLD_DOWN`]).
+        let mut hold_down: Option<Instant> = None;
         loop {
             if lease.is_none() {
                 lease = self.grant(ttl_secs).await;
@@ -234,6 +242,13 @@ impl Elector {
                             .as_ref()
                             .map(|was| was.difference(&now).cloned().collect())
                             .unwrap_or_default();
+                        let attached: BTreeSet<String> = (self.attached)().into_iter().collect();
+                        if gave_up.iter().any(|v| attached.contains(v)) {
+                            // Lost while still attached (deposed, or cut off): no deposing
+                            // the new owner at once, or two nodes that do not hear each
+                            // other would take the VPCs from each other back and forth.
+                            hold_down = Some(Instant::now() + HOLD_DOWN);
+                        }
                         let (published, done) = oneshot::channel();
                         (self.on_owned)(OwnerEvent::Owned {
                             vpcs: now.clone(),
@@ -313,9 +328,16 @@ impl Elector {
                 r = stopped.wait_for(|s| *s) => (r.map(|_| true).unwrap_or(true), None, false),
             };
             if depose && let Some(l) = &lease {
-                let id = l.id;
-                if tokio::time::timeout(period, self.depose(id)).await.is_err() {
-                    tracing::warn!("revoking a silent owner's lease took too long");
+                if hold_down.is_some_and(|t| Instant::now() < t) {
+                    tracing::info!(
+                        "a silent owner is left to its lease: too soon after the last takeover"
+                    );
+                } else {
+                    let id = l.id;
+                    if tokio::time::timeout(period, self.depose(id)).await.is_err() {
+                        tracing::warn!("revoking a silent owner's lease took too long");
+                    }
+                    hold_down = Some(Instant::now() + HOLD_DOWN);
                 }
             }
             if let (Some(resp), Some(now)) = (handed, &owned) {

@@ -37,7 +37,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 
 use super::flowlog::EndReason;
 use super::handover::{self, read_u8, read_u16, read_u32};
-use super::{ConnTrack, Direction, FlowInit};
+use super::{ConnTrack, Direction, FlowInit, InsertError};
 use crate::flow::{Attachment, FlowKey};
 
 /// What a tracker tells the replicator.
@@ -325,10 +325,17 @@ impl ConnTrack {
         {
             return Applied::Refused;
         }
-        if self
-            .insert_flow(flow, [(flow.rewrite.src, flow.rewrite.sport)])
-            .is_err()
-        {
+        let snat = [(flow.rewrite.src, flow.rewrite.sport)];
+        let mut inserted = self.insert_flow(flow, snat);
+        if let Err(InsertError::SnatExhausted) = inserted {
+            // Another flow here holds the SNAT port: one this node kept from before (a
+            // restart's snapshot) of a VPC another node owns now. The owner's view wins.
+            if let Some(stale) = self.get(&flow.reply_key()) {
+                self.remove_entry(&stale, EndReason::Deleted);
+            }
+            inserted = self.insert_flow(flow, snat);
+        }
+        if inserted.is_err() {
             self.release(key.vpc);
             return Applied::Refused;
         }
@@ -474,6 +481,27 @@ mod tests {
             Applied::Refused
         );
         assert_eq!(ct.len(), 2);
+    }
+
+    #[test]
+    fn the_owners_flow_replaces_a_stale_one_on_its_snat_port() {
+        let ct = tracker(16);
+        // A flow this node kept from before, on the SNAT port the owner now gives another.
+        let mut stale = flow(7, state::ESTABLISHED);
+        stale.key.sport = 50000;
+        let mut fresh = flow(8, state::SYN_SENT);
+        fresh.rewrite.sport = stale.rewrite.sport;
+        let wire = round_trip(&[Replica::Open(stale), Replica::Open(fresh)], 10);
+        assert!(matches!(
+            ct.apply_replica(&wire[0], &SAME, 10, 4),
+            Applied::Inserted(_)
+        ));
+        assert_eq!(
+            ct.apply_replica(&wire[1], &SAME, 10, 4),
+            Applied::Inserted(fresh.key)
+        );
+        assert!(ct.get(&stale.key).is_none());
+        assert_eq!(ct.len(), 1);
     }
 
     #[test]
