@@ -310,16 +310,19 @@ impl Registry {
         loop {
             let writer = self.lock_writer();
             let decided = rule(&self.draft());
-            let (joined, answer) = match decided {
-                Ok((muts, out)) => match self.join(muts) {
-                    None => return Ok(out),
-                    Some(j) => (j, Ok(out)),
-                },
+            let (joined, answer, own) = match decided {
+                Ok((muts, out)) => {
+                    let own = !muts.is_empty();
+                    match self.join(muts) {
+                        None => return Ok(out),
+                        Some(j) => (j, Ok(out), own),
+                    }
+                }
                 // A refusal may rest on the open batch's writes: it stands once they are
                 // committed, and is decided again if they are not.
                 Err(r) => match self.group_open() {
                     None => return Err(r),
-                    Some(b) => (group::Joined::Member(b), Err(r)),
+                    Some(b) => (group::Joined::Member(b), Err(r), false),
                 },
             };
             drop(writer);
@@ -335,8 +338,9 @@ impl Registry {
                 group::Joined::Member(b) => b,
             };
             let outcome = batch.wait();
-            if answer.is_err() && outcome.is_err() {
-                // The refusal rested on writes that did not commit: decide again.
+            if !own && outcome.is_err() {
+                // The answer (a refusal, or nothing to change) rested on writes that did
+                // not commit: decide again.
                 continue;
             }
             let behind = match outcome {

@@ -334,10 +334,11 @@ impl Elector {
                     );
                 } else {
                     let id = l.id;
-                    if tokio::time::timeout(period, self.depose(id)).await.is_err() {
-                        tracing::warn!("revoking a silent owner's lease took too long");
+                    match tokio::time::timeout(period, self.depose(id)).await {
+                        Ok(true) => hold_down = Some(Instant::now() + HOLD_DOWN),
+                        Ok(false) => {} // the silent node owned nothing here
+                        Err(_) => tracing::warn!("revoking a silent owner's lease took too long"),
                     }
-                    hold_down = Some(Instant::now() + HOLD_DOWN);
                 }
             }
             if let (Some(resp), Some(now)) = (handed, &owned) {
@@ -358,9 +359,10 @@ impl Elector {
 
     /// Revoke the leases by which suspected nodes own VPCs this node attaches (not its own
     /// `lease`): etcd deletes their owner keys, and the campaign that follows takes them.
-    async fn depose(&mut self, lease: i64) {
+    /// True if it revoked one.
+    async fn depose(&mut self, lease: i64) -> bool {
         let Some(suspects) = &self.options.suspects else {
-            return;
+            return false;
         };
         let names = suspects.now();
         let attached: BTreeSet<String> = (self.attached)().into_iter().collect();
@@ -369,7 +371,7 @@ impl Elector {
             .get(self.prefix.clone(), Some(GetOptions::new().with_prefix()))
             .await
         else {
-            return;
+            return false;
         };
         let silent: BTreeSet<(i64, String)> = held
             .kvs()
@@ -383,12 +385,17 @@ impl Elector {
                     .then(|| (kv.lease(), owner.to_string()))
             })
             .collect();
+        let mut revoked = false;
         for (id, owner) in silent {
             tracing::warn!(%owner, lease = id, "the owner missed its heartbeats: revoking its lease");
-            if let Err(error) = self.client.lease_revoke(id).await {
-                tracing::debug!(%error, "could not revoke; its lease expires by itself");
+            match self.client.lease_revoke(id).await {
+                Ok(_) => revoked = true,
+                Err(error) => {
+                    tracing::debug!(%error, "could not revoke; its lease expires by itself");
+                }
             }
         }
+        revoked
     }
 
     /// A watch of the keys under `prefix`, if etcd opens one within `within`.
