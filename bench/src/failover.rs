@@ -18,64 +18,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use serde_json::Value;
 use testkit::cluster::Cluster;
-use testkit::{World, bin, poll_until};
+use testkit::{bin, poll_until};
 
 use crate::{js, median, percentile};
-
-/// The TCP backend: one connection read to its end; prints and answers bytes, sha256 and
-/// the longest pause between two reads.
-const BACKEND: &str = r#"
-import hashlib, json, socket, time
-l = socket.socket()
-l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-l.bind(("10.0.0.10", 8080))
-l.listen(4)
-print("listening", flush=True)
-c, _ = l.accept()
-h, n, last, gap = hashlib.sha256(), 0, None, 0.0
-try:
-    while True:
-        b = c.recv(65536)
-        if not b:
-            break
-        now = time.monotonic()
-        if last is not None:
-            gap = max(gap, now - last)
-        last = now
-        h.update(b)
-        n += len(b)
-except OSError:
-    pass
-r = {"bytes": n, "sha256": h.hexdigest(), "gap_ms": round(gap * 1000)}
-print(json.dumps(r), flush=True)
-try:
-    c.sendall(json.dumps(r).encode())
-except OSError:
-    pass
-"#;
-
-/// The TCP client: `argv[1]` bytes at `argv[2]` a second; prints its sha256.
-const CLIENT: &str = r#"
-import hashlib, json, random, socket, sys, time
-size, rate = int(sys.argv[1]), int(sys.argv[2])
-s = socket.create_connection(("10.0.0.200", 80), timeout=60)
-print("connected", flush=True)
-rng, h, sent, start = random.Random(7), hashlib.sha256(), 0, time.monotonic()
-try:
-    while sent < size:
-        chunk = rng.randbytes(min(65536, size - sent))
-        s.sendall(chunk)
-        h.update(chunk)
-        sent += len(chunk)
-        ahead = sent / rate - (time.monotonic() - start)
-        if ahead > 0:
-            time.sleep(ahead)
-    s.shutdown(socket.SHUT_WR)
-    s.recv(4096)
-except OSError as e:
-    print(json.dumps({"error": str(e)}), flush=True)
-print(json.dumps({"bytes": sent, "sha256": h.hexdigest()}), flush=True)
-"#;
 
 /// The UDP sink: counts distinct numbered datagrams on 10.0.0.10:5000 for `argv[1]` s.
 const UDP_SINK: &str = r#"
@@ -110,23 +55,14 @@ for i in range(n):
 print(n, flush=True)
 "#;
 
-/// The VPC ids `w` owns.
-fn owned(w: &World) -> usize {
-    w.status()
-        .ok()
-        .and_then(|s| s["owned_vpcs"].as_array().map(Vec::len))
-        .unwrap_or(0)
-}
-
 /// The index of the node that owns both VPCs, once one does.
 fn owner(c: &Cluster) -> Result<usize> {
-    let mut o = 0;
-    poll_until("one owner of both VPCs", Duration::from_secs(15), || {
-        let (a, b) = (owned(&c.nodes[0]), owned(&c.nodes[1]));
-        o = usize::from(b == 2);
-        (a == 2 && b == 0) || (a == 0 && b == 2)
-    })?;
-    Ok(o)
+    c.wait_one_owner(Duration::from_secs(15))
+}
+
+/// How many VPCs node `n` of `c` owns.
+fn owned(c: &Cluster, n: usize) -> usize {
+    c.owned(n).map_or(0, |v| v.len())
 }
 
 /// The last JSON line `p` printed.
@@ -151,23 +87,7 @@ fn cluster(replicated: bool, heartbeat_ms: Option<u64>) -> Result<Cluster> {
         false,
     )?;
     c.nodes[0].endpoint(&svc, 0, "10.0.0.200", &[])?;
-    for w in &mut c.nodes {
-        let provider = w.users.len();
-        w.set_attachment_option(provider, "snat_next_hop = \"10.0.0.250\"");
-        w.write_config("")?;
-        w.reload()?;
-    }
-    c.nodes[0].provider.exec(&[
-        "ip",
-        "route",
-        "replace",
-        "198.19.128.0/17",
-        "via",
-        "10.0.0.250",
-        "dev",
-        "br0",
-    ])?;
-    c.wait_live_everywhere(0)?;
+    c.route_snat_through("10.0.0.250")?;
     Ok(c)
 }
 
@@ -197,7 +117,7 @@ fn one_run(c: &mut Cluster, dir: &std::path::Path, k: usize) -> Result<Run> {
     let size: u64 = 24 << 20;
     let w = &c.nodes[0];
     let backend = w.provider.spawn(
-        &["python3", "-c", BACKEND],
+        &["python3", "-c", testkit::scripts::GAP_BACKEND],
         &dir.join(format!("backend-{k}.log")),
     )?;
     let sink = w.provider.spawn(
@@ -211,7 +131,7 @@ fn one_run(c: &mut Cluster, dir: &std::path::Path, k: usize) -> Result<Run> {
         &[
             "python3",
             "-c",
-            CLIENT,
+            testkit::scripts::PACED_CLIENT,
             &size.to_string(),
             &(2u64 << 20).to_string(),
         ],
@@ -338,7 +258,7 @@ fn one_run(c: &mut Cluster, dir: &std::path::Path, k: usize) -> Result<Run> {
     poll_until(
         "the restarted node to stand by",
         Duration::from_secs(15),
-        || owned(&c.nodes[o]) == 0 && owned(&c.nodes[1 - o]) == 2,
+        || owned(c, o) == 0 && owned(c, 1 - o) == 2,
     )?;
     Ok(run)
 }

@@ -186,6 +186,73 @@ impl Cluster {
         })
     }
 
+    /// Route the SNAT range through `next_hop` in the provider VPC (the segment's hosts,
+    /// in the first node's provider namespace), and give every node's provider attachment
+    /// `snat_next_hop = next_hop` (a reload each).
+    ///
+    /// # Errors
+    /// A reload or the route failed.
+    pub fn route_snat_through(&mut self, next_hop: &str) -> Result<()> {
+        for w in &mut self.nodes {
+            let provider = w.users.len();
+            w.set_attachment_option(provider, &format!("snat_next_hop = \"{next_hop}\""));
+            w.write_config("")?;
+            w.reload()?;
+        }
+        self.nodes[0].provider.exec(&[
+            "ip",
+            "route",
+            "replace",
+            "198.19.128.0/17",
+            "via",
+            next_hop,
+            "dev",
+            "br0",
+        ])?;
+        self.wait_live_everywhere(0)
+    }
+
+    /// The VPC ids node `n` says it owns (sorted), if it answers.
+    pub fn owned(&self, n: usize) -> Option<Vec<String>> {
+        let st = self.nodes[n].status().ok()?;
+        let mut v: Vec<String> = st["owned_vpcs"]
+            .as_array()?
+            .iter()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect();
+        v.sort();
+        Some(v)
+    }
+
+    /// Wait (at most `within`) until one of the first two nodes owns the first node's user
+    /// VPC 0 and provider VPC and the other owns nothing; that node's index.
+    ///
+    /// # Errors
+    /// It was not so within `within`.
+    pub fn wait_one_owner(&self, within: Duration) -> Result<usize> {
+        let ids = &self.nodes[0].ids;
+        let mut vpcs: Vec<String> = [&ids["uvpcs"][0], &ids["pvpc"]]
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect();
+        vpcs.sort();
+        let mut owner = 0;
+        poll_until("one owner of both VPCs", within, || {
+            let (a, b) = (self.owned(0), self.owned(1));
+            let none = Some(Vec::new());
+            if a.as_ref() == Some(&vpcs) && b == none {
+                owner = 0;
+                true
+            } else if b.as_ref() == Some(&vpcs) && a == none {
+                owner = 1;
+                true
+            } else {
+                false
+            }
+        })?;
+        Ok(owner)
+    }
+
     /// Wait until every node has applied at least `node`'s revision and its workers run
     /// tables of it: a change made through `node` is live everywhere.
     ///

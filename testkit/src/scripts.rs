@@ -88,3 +88,68 @@ while True:
     answer += b
 print(json.dumps({"local": local, "bytes": total, "sha256": h.hexdigest(), "answer": answer.decode()}), flush=True)
 "#;
+
+/// A backend for the failover streams, in the provider namespace: takes one connection on
+/// 10.0.0.10:8080, reads it to its end (or to a reset), then prints and answers one JSON
+/// line: the bytes, their sha256, and the longest pause between two reads (`gap_ms`).
+pub const GAP_BACKEND: &str = r#"
+import hashlib, json, socket, time
+l = socket.socket()
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("10.0.0.10", 8080))
+l.listen(4)
+print("listening", flush=True)
+c, _ = l.accept()
+h, n, last, gap = hashlib.sha256(), 0, None, 0.0
+try:
+    while True:
+        b = c.recv(65536)
+        if not b:
+            break
+        now = time.monotonic()
+        if last is not None:
+            gap = max(gap, now - last)
+        last = now
+        h.update(b)
+        n += len(b)
+except OSError:
+    pass
+r = {"bytes": n, "sha256": h.hexdigest(), "gap_ms": round(gap * 1000)}
+print(json.dumps(r), flush=True)
+try:
+    c.sendall(json.dumps(r).encode())
+except OSError:
+    pass
+"#;
+
+/// A paced client for [`GAP_BACKEND`] through the endpoint 10.0.0.200:80: sends `argv[1]`
+/// bytes (seeded random) at `argv[2]` bytes a second, closes its side, reads the answer,
+/// and prints one JSON line: the bytes, their sha256 and the backend's answer (or the
+/// error that ended it).
+pub const PACED_CLIENT: &str = r#"
+import hashlib, json, random, socket, sys, time
+size, rate = int(sys.argv[1]), int(sys.argv[2])
+s = socket.create_connection(("10.0.0.200", 80), timeout=60)
+print("connected", flush=True)
+rng, h, sent, start = random.Random(7), hashlib.sha256(), 0, time.monotonic()
+answer, error = b"", None
+try:
+    while sent < size:
+        chunk = rng.randbytes(min(65536, size - sent))
+        s.sendall(chunk)
+        h.update(chunk)
+        sent += len(chunk)
+        ahead = sent / rate - (time.monotonic() - start)
+        if ahead > 0:
+            time.sleep(ahead)
+    s.shutdown(socket.SHUT_WR)
+    while True:
+        b = s.recv(4096)
+        if not b:
+            break
+        answer += b
+except OSError as e:
+    error = str(e)
+print(json.dumps({"bytes": sent, "sha256": h.hexdigest(), "answer": answer.decode(),
+                  "error": error, "secs": round(time.monotonic() - start, 2)}), flush=True)
+"#;

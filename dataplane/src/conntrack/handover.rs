@@ -62,6 +62,46 @@ pub(super) struct Record {
     pub(super) client_isn: u32,
 }
 
+impl Record {
+    /// The record of `f` at tracker second `now_secs` (its times as idle seconds).
+    pub(super) fn of(f: &FlowInit, now_secs: u32) -> Self {
+        Self {
+            key: f.key,
+            rewrite: f.rewrite,
+            out_vpc: f.out_vpc,
+            backend_mac: f.backend_mac,
+            state: f.state,
+            idle: now_secs.saturating_sub(f.last_seen[0]),
+            client_mac: f.client_mac,
+            reply_state: f.reply_state,
+            reply_idle: now_secs.saturating_sub(f.last_seen[1]),
+            client_isn: f.client_isn,
+        }
+    }
+
+    /// The flow this record holds, on attachments `vpcs` (the client's, then the one it
+    /// leaves on) of this tracker, at its second `now_secs`: generation stamp 0, so its
+    /// first packet checks it against this process's tables (and finds its meter slot).
+    pub(super) fn flow(&self, [vpc, out_vpc]: [Attachment; 2], now_secs: u32) -> FlowInit {
+        FlowInit {
+            key: FlowKey { vpc, ..self.key },
+            rewrite: self.rewrite,
+            out_vpc,
+            backend_mac: self.backend_mac,
+            client_mac: self.client_mac,
+            state: self.state,
+            reply_state: self.reply_state,
+            generation: 0,
+            last_seen: [
+                now_secs.saturating_sub(self.idle),
+                now_secs.saturating_sub(self.reply_idle),
+            ],
+            client_isn: self.client_isn,
+            meter: 0,
+        }
+    }
+}
+
 /// Encode every flow of `ct` into `out`. `attachments` are the VPC ids of the attachments, indexed by [`Attachment`]; `now_secs` is
 /// the tracker's present (see [`ConnTrack::secs`]) and `wall_secs` the wall clock's (Unix
 /// seconds), from which the next start measures the downtime. Returns how many flows were
@@ -79,18 +119,7 @@ pub fn encode(
     let records: Vec<Record> = ct
         .flows()
         .into_iter()
-        .map(|f| Record {
-            key: f.key,
-            rewrite: f.rewrite,
-            out_vpc: f.out_vpc,
-            backend_mac: f.backend_mac,
-            state: f.state,
-            idle: now_secs.saturating_sub(f.last_seen[0]),
-            client_mac: f.client_mac,
-            reply_state: f.reply_state,
-            reply_idle: now_secs.saturating_sub(f.last_seen[1]),
-            client_isn: f.client_isn,
-        })
+        .map(|f| Record::of(&f, now_secs))
         .collect();
     let mut out = out;
     out.write_all(MAGIC)?;
@@ -194,23 +223,7 @@ pub fn decode(
         if ct.try_reserve(vpc).is_err() {
             continue; // the VPC's share or the node is full: this flow ends here
         }
-        let flow = FlowInit {
-            key,
-            rewrite: r.rewrite,
-            out_vpc,
-            backend_mac: r.backend_mac,
-            client_mac: r.client_mac,
-            state: r.state,
-            reply_state: r.reply_state,
-            generation: 0,
-            last_seen: [
-                now_secs.saturating_sub(r.idle),
-                now_secs.saturating_sub(r.reply_idle),
-            ],
-            client_isn: r.client_isn,
-            // Set again by the flow's first re-check (its generation stamp is 0).
-            meter: 0,
-        };
+        let flow = r.flow([vpc, out_vpc], now_secs);
         if ct
             .insert_flow(&flow, [(r.rewrite.src, r.rewrite.sport)])
             .is_err()

@@ -154,20 +154,8 @@ pub fn encode(event: &Replica, now_secs: u32, out: &mut Vec<u8>) {
     match event {
         Replica::Open(f) => {
             out.push(OPEN);
-            let r = handover::Record {
-                key: f.key,
-                rewrite: f.rewrite,
-                out_vpc: f.out_vpc,
-                backend_mac: f.backend_mac,
-                state: f.state,
-                idle: now_secs.saturating_sub(f.last_seen[0]),
-                client_mac: f.client_mac,
-                reply_state: f.reply_state,
-                reply_idle: now_secs.saturating_sub(f.last_seen[1]),
-                client_isn: f.client_isn,
-            };
             // Writing to a Vec cannot fail.
-            let _ = handover::write_record(out, &r);
+            let _ = handover::write_record(out, &handover::Record::of(f, now_secs));
         }
         Replica::State { key, state } => {
             out.push(STATE);
@@ -250,30 +238,7 @@ impl ConnTrack {
         attempts: usize,
     ) -> Applied {
         match event {
-            Wire::Open(WireFlow(r)) => {
-                let key = FlowKey {
-                    vpc: remap[0],
-                    ..r.key
-                };
-                let flow = FlowInit {
-                    key,
-                    rewrite: r.rewrite,
-                    out_vpc: remap[1],
-                    backend_mac: r.backend_mac,
-                    client_mac: r.client_mac,
-                    state: r.state,
-                    reply_state: r.reply_state,
-                    // Checked against this node's tables at its first packet here.
-                    generation: 0,
-                    last_seen: [
-                        now_secs.saturating_sub(r.idle),
-                        now_secs.saturating_sub(r.reply_idle),
-                    ],
-                    client_isn: r.client_isn,
-                    meter: 0,
-                };
-                self.upsert(&flow, now_secs, attempts)
-            }
+            Wire::Open(WireFlow(r)) => self.upsert(&r.flow(*remap, now_secs), now_secs, attempts),
             Wire::State { key, state } => {
                 let key = FlowKey {
                     vpc: remap[0],

@@ -128,21 +128,7 @@ fn setup() -> (Cluster, Vec<String>, usize, testkit::Proc) {
         s(&c.nodes[0].ids["pvpc"]).to_string(),
     ];
     vpcs.sort();
-    let mut owner = 0;
-    poll_until("one owner of both VPCs", Duration::from_secs(10), || {
-        let (a, b) = (owned(&c.nodes[0]), owned(&c.nodes[1]));
-        let none = Some(Vec::new());
-        if a.as_ref() == Some(&vpcs) && b == none {
-            owner = 0;
-            true
-        } else if b.as_ref() == Some(&vpcs) && a == none {
-            owner = 1;
-            true
-        } else {
-            false
-        }
-    })
-    .unwrap();
+    let owner = c.wait_one_owner(Duration::from_secs(10)).unwrap();
     (c, vpcs, owner, www)
 }
 

@@ -16,75 +16,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use testkit::cluster::Cluster;
-use testkit::{World, is_root, poll_until, s};
+use testkit::{is_root, poll_until, s};
 
 /// The cluster's key in these tests.
 const KEY: &str = "a replication key for the tests";
 
-/// A backend that takes one connection, reads it to its end, and prints (and answers) the
-/// bytes, their sha256 and the longest pause between two reads, in milliseconds.
-const BACKEND: &str = r#"
-import hashlib, json, socket, time
-l = socket.socket()
-l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-l.bind(("10.0.0.10", 8080))
-l.listen(4)
-print("listening", flush=True)
-c, _ = l.accept()
-h, n, last, gap = hashlib.sha256(), 0, None, 0.0
-while True:
-    b = c.recv(65536)
-    if not b:
-        break
-    now = time.monotonic()
-    if last is not None:
-        gap = max(gap, now - last)
-    last = now
-    h.update(b)
-    n += len(b)
-r = {"bytes": n, "sha256": h.hexdigest(), "gap_ms": round(gap * 1000)}
-print(json.dumps(r), flush=True)
-c.sendall(json.dumps(r).encode())
-c.close()
-"#;
-
-/// A client that sends `argv[1]` bytes (seeded random) at `argv[2]` bytes a second through
-/// the endpoint, closes its side, and prints what it sent and the backend's answer.
-const CLIENT: &str = r#"
-import hashlib, json, random, socket, sys, time
-size, rate = int(sys.argv[1]), int(sys.argv[2])
-s = socket.create_connection(("10.0.0.200", 80), timeout=60)
-print("connected", flush=True)
-rng, h, sent, start = random.Random(7), hashlib.sha256(), 0, time.monotonic()
-while sent < size:
-    chunk = rng.randbytes(min(65536, size - sent))
-    s.sendall(chunk)
-    h.update(chunk)
-    sent += len(chunk)
-    ahead = sent / rate - (time.monotonic() - start)
-    if ahead > 0:
-        time.sleep(ahead)
-s.shutdown(socket.SHUT_WR)
-answer = b""
-while True:
-    b = s.recv(4096)
-    if not b:
-        break
-    answer += b
-print(json.dumps({"bytes": sent, "sha256": h.hexdigest(), "answer": answer.decode(),
-                  "secs": round(time.monotonic() - start, 2)}), flush=True)
-"#;
-
 /// The VPC ids `w` says it owns.
-fn owned(w: &World) -> Option<Vec<String>> {
-    let st = w.status().ok()?;
-    let mut v: Vec<String> = st["owned_vpcs"]
-        .as_array()?
-        .iter()
-        .map(|x| s(x).to_string())
-        .collect();
-    v.sort();
-    Some(v)
+fn owned(c: &Cluster, n: usize) -> Option<Vec<String>> {
+    c.owned(n)
 }
 
 /// A replicated two-node cluster with an endpoint at 10.0.0.200 (TCP 80 to the backend's
@@ -96,26 +35,7 @@ fn setup(heartbeat_ms: Option<u64>) -> (Cluster, usize) {
         .unwrap();
     c.nodes[0].endpoint(&svc, 0, "10.0.0.200", &[]).unwrap();
     c.wait_live_everywhere(0).unwrap();
-    let mut vpcs = vec![
-        s(&c.nodes[0].ids["uvpcs"][0]).to_string(),
-        s(&c.nodes[0].ids["pvpc"]).to_string(),
-    ];
-    vpcs.sort();
-    let mut owner = 0;
-    poll_until("one owner of both VPCs", Duration::from_secs(10), || {
-        let (a, b) = (owned(&c.nodes[0]), owned(&c.nodes[1]));
-        let none = Some(Vec::new());
-        if a.as_ref() == Some(&vpcs) && b == none {
-            owner = 0;
-            true
-        } else if b.as_ref() == Some(&vpcs) && a == none {
-            owner = 1;
-            true
-        } else {
-            false
-        }
-    })
-    .unwrap();
+    let owner = c.wait_one_owner(Duration::from_secs(10)).unwrap();
     (c, owner)
 }
 
@@ -137,30 +57,14 @@ fn a_stream_carries_on_with_every_byte_through_kill_9_of_its_owner() {
     let standby = 1 - owner;
     // The provider VPC routes the SNAT range through one next hop, which the owner answers
     // for: a takeover announces that address, not the 32,766 of the range.
-    for w in &mut c.nodes {
-        let provider = w.users.len();
-        w.set_attachment_option(provider, "snat_next_hop = \"10.0.0.250\"");
-        w.write_config("").unwrap();
-        w.reload().unwrap();
-    }
-    c.nodes[0]
-        .provider
-        .exec(&[
-            "ip",
-            "route",
-            "replace",
-            "198.19.128.0/17",
-            "via",
-            "10.0.0.250",
-            "dev",
-            "br0",
-        ])
-        .unwrap();
-    c.wait_live_everywhere(0).unwrap();
+    c.route_snat_through("10.0.0.250").unwrap();
     let dir = c.nodes[0].dir.clone();
     let backend = c.nodes[0]
         .provider
-        .spawn(&["python3", "-c", BACKEND], &dir.join("stream-backend.log"))
+        .spawn(
+            &["python3", "-c", testkit::scripts::GAP_BACKEND],
+            &dir.join("stream-backend.log"),
+        )
         .unwrap();
     poll_until("the backend to listen", Duration::from_secs(5), || {
         backend.output().contains("listening")
@@ -173,7 +77,7 @@ fn a_stream_carries_on_with_every_byte_through_kill_9_of_its_owner() {
             &[
                 "python3",
                 "-c",
-                CLIENT,
+                testkit::scripts::PACED_CLIENT,
                 &size.to_string(),
                 &(2 << 20).to_string(),
             ],
@@ -218,6 +122,7 @@ fn a_stream_carries_on_with_every_byte_through_kill_9_of_its_owner() {
             backend.output()
         )
     });
+    assert!(answer["error"].is_null(), "the stream broke: {answer}");
     let at_backend: Value = serde_json::from_str(s(&answer["answer"])).unwrap();
     println!(
         "kill -9 of the owner {:?} into a 24 MiB stream at 2 MiB/s: completed {:?} after the kill; at the backend {at_backend}",
@@ -229,7 +134,7 @@ fn a_stream_carries_on_with_every_byte_through_kill_9_of_its_owner() {
     assert_eq!(at_backend["sha256"], answer["sha256"], "{at_backend}");
     // The new owner carried the old flow: it owns the VPCs and its dataplane forwarded
     // the stream's segments (none of them dropped for want of a flow).
-    assert!(owned(&c.nodes[standby]).is_some_and(|v| v.len() == 2));
+    assert!(owned(&c, standby).is_some_and(|v| v.len() == 2));
     assert_eq!(c.nodes[standby].drops("tcp_no_flow").unwrap_or(0.0), 0.0);
     // Its announcement: the endpoint's address and the next hop, in two rounds.
     let announced = || {
@@ -495,7 +400,7 @@ fn a_full_shadow_table_evicts_as_the_owner_would() {
     poll_until(
         "the standby to own the VPCs",
         Duration::from_secs(10),
-        || owned(&c.nodes[standby]).is_some_and(|v| v.len() == 2),
+        || owned(&c, standby).is_some_and(|v| v.len() == 2),
     )
     .unwrap();
     std::fs::write(&go, b"").unwrap();
