@@ -29,8 +29,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use super::{Lost, Registry};
+use super::{ChangeNote, Lost, Registry, Touched, touched_by};
+use crate::error::Rejection;
 use crate::model::Mutation;
+use crate::store::{Compare, Op, StoreError, Txn};
 
 /// Most writes one batch holds.
 pub(super) const MAX_BATCH: usize = 256;
@@ -213,6 +215,65 @@ impl Registry {
         };
         self.group.signal_ended();
         batch.finish(outcome);
+    }
+
+    /// Write `muts` durably in one transaction compared on the revision the model
+    /// reflects (before the batch's writes). Called by a batch's leader, with the writer
+    /// lock held. A lost race changes nothing and is [`Lost::Race`], which
+    /// [`Registry::write`] retries once the follower caught up.
+    fn commit_store(&self, muts: &[Mutation]) -> Result<u64, Lost> {
+        let mut ops = Vec::with_capacity(muts.len());
+        for m in muts {
+            ops.push(match m {
+                Mutation::Put(r) => Op::Put(
+                    r.key().encode(),
+                    serde_json::to_vec(r).map_err(|e| {
+                        Lost::Refused(Rejection::system(format!("cannot encode record: {e}")))
+                    })?,
+                ),
+                Mutation::Delete(k) => Op::Delete(k.encode()),
+            });
+        }
+        let txn = Txn {
+            compare: Compare::Revision(self.revision()),
+            ops,
+        };
+        match self.store.commit(txn) {
+            Ok(revision) => {
+                self.set_store_up(true);
+                Ok(revision)
+            }
+            Err(StoreError::Conflict { actual, .. }) => Err(Lost::Race(actual)),
+            Err(e) => {
+                tracing::error!(error = %e, "store commit failed; the change was not applied");
+                let unavailable = e.is_unavailable();
+                self.set_store_up(!unavailable);
+                Err(Lost::Refused(if unavailable {
+                    Rejection::store_unavailable()
+                } else {
+                    Rejection::system("System error. Please retry.")
+                }))
+            }
+        }
+    }
+
+    /// A batch's mutations, already in the draft, were committed at `revision`: apply them
+    /// to the model, move the revision and notify the pusher of the endpoints they touched.
+    /// With the writer lock held.
+    fn committed(&self, muts: Vec<Mutation>, revision: u64) {
+        let touched = {
+            let mut model = self.model.write().unwrap_or_else(PoisonError::into_inner);
+            let touched = touched_by(&model, &muts);
+            for m in muts {
+                model.apply(m);
+            }
+            touched
+        };
+        self.set_revision(revision);
+        self.notify(ChangeNote {
+            touched: Touched::Endpoints(touched.into_iter().collect()),
+            revision,
+        });
     }
 
     /// The follower's writer lock: taken when no batch is open (another node's commit
