@@ -266,7 +266,9 @@ impl Sender {
             let target = feeds.target.load_full();
             if last_resend.elapsed() >= RESEND {
                 last_resend = Instant::now();
-                if let Some(ct) = target.as_ref().and_then(|t| t.conntrack.upgrade()) {
+                // Only an owner resends (a standby's flows are its owner's to send).
+                let owns = self.push.owned_vpcs().is_some_and(|v| !v.is_empty());
+                if owns && let Some(ct) = target.as_ref().and_then(|t| t.conntrack.upgrade()) {
                     batch.extend(ct.flows().into_iter().map(Replica::Open));
                 }
             }
