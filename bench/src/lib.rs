@@ -43,6 +43,38 @@ unsafe impl GlobalAlloc for CountingAlloc {
     }
 }
 
+/// Build the programs the namespace benches run, from this same release tree: vpcepd,
+/// vpcepctl, netprobe and pp2_backend (a bench binary finds them beside itself).
+///
+/// # Errors
+/// cargo could not run, or the build failed.
+pub fn build_tools() -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "control",
+            "--bins",
+            "-p",
+            "bench",
+            "--bin",
+            "netprobe",
+            "-p",
+            "vpcep-tests",
+            "--bin",
+            "pp2_backend",
+        ])
+        .status()?;
+    anyhow::ensure!(
+        status.success(),
+        "building vpcepd, vpcepctl, netprobe and pp2_backend failed"
+    );
+    Ok(())
+}
+
 /// Allocations so far (only meaningful with [`CountingAlloc`] installed).
 pub fn allocations() -> u64 {
     ALLOCATIONS.load(Relaxed)

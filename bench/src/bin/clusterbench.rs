@@ -6,7 +6,7 @@
 //! same run, for comparison. As root it first measures a replicated pair's failover under
 //! traffic in network namespaces (`bench::failover`: rows `failover_stream`,
 //! `failover_udp`, `failover_storm`, `replication_cost`; `--failover-only` for those alone,
-//! `--no-failover` to skip them).
+//! `--no-failover` to skip them; it builds vpcepd and netprobe first unless `--no-build`).
 //!
 //! `cargo run --release -p bench --bin clusterbench -- --json` prints one JSON object per
 //! measure (`--quick`: 2 k endpoints, 1 s per rate). etcd (apt `etcd-server`) runs on host
@@ -247,6 +247,12 @@ fn main() {
     // with `--failover-only`.
     let failover_only = args.iter().any(|a| a == "--failover-only");
     if failover_only || (testkit::is_root() && !args.iter().any(|a| a == "--no-failover")) {
+        if !args.iter().any(|a| a == "--no-build")
+            && let Err(e) = bench::build_tools()
+        {
+            eprintln!("{e:#}");
+            std::process::exit(1);
+        }
         let runs = if quick { 2 } else { 5 };
         // `--heartbeat-ms N`: the nodes' etcd.heartbeat_ms (default 50).
         let heartbeat = args

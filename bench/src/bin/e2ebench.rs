@@ -26,7 +26,6 @@
 //! with a `proxy_open` service, both toward a PROXY v2 backend (`bench::identity`; with
 //! `--secs N` and `--rounds N`); columns `haproxy` and `vpcepd_proxy_open`.
 
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -236,28 +235,7 @@ fn main() -> Result<()> {
     // The daemon, its client and the probe, from this same release tree (`--no-build`:
     // as they are beside this binary).
     if !std::env::args().any(|a| a == "--no-build") {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "--release",
-                "--quiet",
-                "-p",
-                "control",
-                "--bins",
-                "-p",
-                "bench",
-                "--bin",
-                "netprobe",
-                "-p",
-                "vpcep-tests",
-                "--bin",
-                "pp2_backend",
-            ])
-            .status()?;
-        if !status.success() {
-            bail!("building vpcepd, vpcepctl, netprobe and pp2_backend failed");
-        }
+        bench::build_tools()?;
     }
     let flag = |name: &str| std::env::args().skip_while(|a| a != name).nth(1);
     let workers: usize = flag("--workers")
