@@ -1,6 +1,6 @@
 //! Conntrack replication, the dataplane's part: the events a tracker gives its node's
-//! replicator (a flow opened, changed state: SYN-ACK seen, established, closing, closed,
-//! UDP replied; ended), their encoding on
+//! replicator (a flow opened, became established or closed, UDP replied: each change of
+//! whether an eviction may take it; ended), their encoding on
 //! the wire, and how a standby applies them to its own tracker, the shadow table that
 //! becomes live when it takes over.
 //!
@@ -45,9 +45,10 @@ use crate::flow::{Attachment, FlowKey};
 pub enum Replica {
     /// A flow opened (or, from a resend, is alive as it is now).
     Open(FlowInit),
-    /// The flow of this original key changed state (TCP: SYN-ACK seen, established,
-    /// closing, closed; UDP replied): the standby's copy is then as evictable as the
-    /// owner's.
+    /// The flow of this original key changed state so that an eviction may now take it,
+    /// or no longer may (TCP established, or closed; UDP replied): the standby's copy is
+    /// then as evictable as the owner's. Other changes (SYN-ACK seen, one side's FIN)
+    /// reach the standby with the owner's resend.
     State {
         /// The flow's original key.
         key: FlowKey,

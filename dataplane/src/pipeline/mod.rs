@@ -519,7 +519,7 @@ impl Pipeline {
                         identity = reopen(tables, &key, &entry, frame);
                     }
                     let now = entry.update_state(|s| tcp_next(s, Direction::Original, flags));
-                    if now & state::MASK != s & state::MASK {
+                    if state::evictable(now) != state::evictable(s) {
                         ct.replicate(|| Replica::State { key, state: now });
                     }
                 }
@@ -528,7 +528,7 @@ impl Pipeline {
             {
                 let s = entry.flow_state();
                 let now = entry.update_flow_state(|s| tcp_next(s, Direction::Reply, flags));
-                if now & state::MASK != s & state::MASK {
+                if state::evictable(now) != state::evictable(s) {
                     ct.replicate(|| Replica::State {
                         key: entry.peer_key(key.proto),
                         state: now,
