@@ -272,16 +272,21 @@ pub(super) fn write_record(out: &mut impl Write, r: &Record) -> io::Result<()> {
     out.write_all(&r.client_isn.to_le_bytes())
 }
 
-/// One flow; `v1`: of a version 1 snapshot (no client ISN).
-pub(super) fn read_record(input: &mut impl Read, v1: bool) -> io::Result<Record> {
-    let key = FlowKey {
+/// A flow key (15 bytes).
+pub(super) fn read_key(input: &mut impl Read) -> io::Result<FlowKey> {
+    Ok(FlowKey {
         src: read_u32(input)?,
         dst: read_u32(input)?,
         sport: read_u16(input)?,
         dport: read_u16(input)?,
         vpc: Attachment(read_u16(input)?),
         proto: read_u8(input)?,
-    };
+    })
+}
+
+/// One flow; `v1`: of a version 1 snapshot (no client ISN).
+pub(super) fn read_record(input: &mut impl Read, v1: bool) -> io::Result<Record> {
+    let key = read_key(input)?;
     let rewrite = Rewrite {
         src: read_u32(input)?,
         dst: read_u32(input)?,

@@ -31,12 +31,12 @@
 //! to VPC ids, and the receiver to its own indices.
 
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::io::{self, Read};
+use std::io;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 
 use super::flowlog::EndReason;
-use super::handover::{self, read_u8, read_u16, read_u32};
+use super::handover::{self, read_key, read_u8};
 use super::{ConnTrack, Direction, FlowInit, InsertError};
 use crate::flow::{Attachment, FlowKey};
 
@@ -177,17 +177,6 @@ fn put_key(out: &mut Vec<u8>, k: &FlowKey) {
     out.extend_from_slice(&k.dport.to_le_bytes());
     out.extend_from_slice(&k.vpc.0.to_le_bytes());
     out.push(k.proto);
-}
-
-fn read_key(input: &mut impl Read) -> io::Result<FlowKey> {
-    Ok(FlowKey {
-        src: read_u32(input)?,
-        dst: read_u32(input)?,
-        sport: read_u16(input)?,
-        dport: read_u16(input)?,
-        vpc: Attachment(read_u16(input)?),
-        proto: read_u8(input)?,
-    })
 }
 
 /// Decode one event from the front of `input`.
