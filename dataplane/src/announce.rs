@@ -57,11 +57,15 @@ impl Announcer {
             n => (1, n - 2), // not the network and broadcast addresses
         };
         let base = snat.addr().to_bits();
-        let in_use: Vec<u32> = in_use
+        let mut in_use: Vec<u32> = in_use
             .iter()
             .copied()
             .filter(|ip| snat.contains_u32(*ip))
             .collect();
+        // Sorted, so the range below leaves them out by binary search (a /17 is 32,766
+        // addresses, and a busy node's flows use thousands).
+        in_use.sort_unstable();
+        in_use.dedup();
         for &vpc in vpcs {
             if !tables.is_snat_vpc(vpc) {
                 continue;
@@ -75,7 +79,7 @@ impl Announcer {
                 (first..first + usable)
                     .filter_map(|o| u32::try_from(o).ok())
                     .map(|o| base + o)
-                    .filter(|ip| !in_use.contains(ip))
+                    .filter(|ip| in_use.binary_search(ip).is_err())
                     .map(|ip| (vpc, ip)),
             );
         }

@@ -154,16 +154,8 @@ impl<B: Backend> Worker<B> {
                 .vpcs()
                 .iter()
                 .any(|v| tables.is_snat_vpc(*v) && tables.snat_next_hop(*v).is_none());
-            let in_use: Vec<u32> = if ranged {
-                let set: std::collections::BTreeSet<u32> = self
-                    .pipeline
-                    .shared()
-                    .conntrack
-                    .flows()
-                    .iter()
-                    .map(|f| f.rewrite.src)
-                    .collect();
-                set.into_iter().collect()
+            let in_use = if ranged {
+                self.pipeline.shared().conntrack.snat_addresses()
             } else {
                 Vec::new()
             };

@@ -162,6 +162,11 @@ impl EtcdConfig {
         if self.replication_listen.is_some() != self.replication_key_file.is_some() {
             return Err("etcd.replication_listen and etcd.replication_key_file go together".into());
         }
+        if self.replication_listen.is_none() && self.heartbeat_ms != Self::default().heartbeat_ms {
+            return Err(
+                "etcd.heartbeat_ms is for replication: it needs etcd.replication_listen".into(),
+            );
+        }
         if let Some(a) = self.replication_listen {
             if a.ip().is_unspecified() || a.port() == 0 {
                 return Err(format!(
@@ -289,6 +294,7 @@ mod tests {
             })
             .contains("failover")
         );
+        assert!(bad(|c| c.heartbeat_ms = 100).contains("replication_listen"));
         assert!(
             bad(|c| {
                 c.endpoints = vec!["https://e:2379".into()];

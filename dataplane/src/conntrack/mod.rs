@@ -607,6 +607,14 @@ impl ConnTrack {
         self.table.live().collect()
     }
 
+    /// The SNAT addresses the live flows use, each once, in order. Off the fast path: it
+    /// reads every record in use (a takeover's announcement puts these first).
+    pub fn snat_addresses(&self) -> Vec<u32> {
+        let set: std::collections::BTreeSet<u32> =
+            self.table.live().map(|f| f.rewrite.src).collect();
+        set.into_iter().collect()
+    }
+
     /// The original-direction keys of every flow (a copy). Off the fast path.
     pub fn original_keys(&self) -> Vec<FlowKey> {
         self.table.live().map(|f| f.key).collect()

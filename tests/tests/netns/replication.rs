@@ -339,10 +339,37 @@ fn a_full_shadow_table_evicts_as_the_owner_would() {
     c.nodes[standby].reload().unwrap();
     c.wait_live_everywhere(0).unwrap();
     let dir = c.nodes[0].dir.clone();
-    let _echo = c.nodes[0]
+    let echo = c.nodes[0]
         .provider
         .spawn(&["python3", "-c", ECHO], &dir.join("echo.log"))
         .unwrap();
+    poll_until("the echo backend to listen", Duration::from_secs(5), || {
+        echo.output().contains("listening")
+    })
+    .unwrap();
+    // A client making `short` closed connections, then holding `held` (the holder's echo
+    // round waits for `go`); returned once it holds them all.
+    let hold = |short: usize, held: usize, go: &std::path::Path, log: &str| {
+        let p = c.nodes[0].users[0]
+            .spawn(
+                &[
+                    "python3",
+                    "-c",
+                    HOLDER,
+                    &short.to_string(),
+                    &held.to_string(),
+                    go.to_str().unwrap(),
+                ],
+                &dir.join(log),
+            )
+            .unwrap();
+        let want = format!("held {held}");
+        poll_until(&want, Duration::from_secs(20), || {
+            p.output().contains(&want)
+        })
+        .unwrap();
+        p
+    };
     let flows = |n: usize| c.nodes[n].metric("vpcep_conntrack_flows", None).unwrap();
     let applied = |outcome: &str| {
         c.nodes[standby]
@@ -352,20 +379,10 @@ fn a_full_shadow_table_evicts_as_the_owner_would() {
             )
             .unwrap_or(0.0)
     };
-    std::thread::sleep(Duration::from_millis(300));
     // 8 closed connections (evictable), then 16 held ones (established): the standby makes
     // room for each established one by evicting a closed one.
     let go = dir.join("go");
-    let holder = c.nodes[0].users[0]
-        .spawn(
-            &["python3", "-c", HOLDER, "8", "16", go.to_str().unwrap()],
-            &dir.join("holder.log"),
-        )
-        .unwrap();
-    poll_until("16 connections held", Duration::from_secs(20), || {
-        holder.output().contains("held 16")
-    })
-    .unwrap();
+    let holder = hold(8, 16, &go, "holder.log");
     poll_until(
         "the standby to hold 16 flows",
         Duration::from_secs(5),
@@ -377,17 +394,7 @@ fn a_full_shadow_table_evicts_as_the_owner_would() {
     let refused = applied("refused");
     // 4 more established: nothing evictable is left, so they are refused, and the 16
     // established flows stay.
-    let never = dir.join("never");
-    let more = c.nodes[0].users[0]
-        .spawn(
-            &["python3", "-c", HOLDER, "0", "4", never.to_str().unwrap()],
-            &dir.join("more.log"),
-        )
-        .unwrap();
-    poll_until("4 more held", Duration::from_secs(20), || {
-        more.output().contains("held 4")
-    })
-    .unwrap();
+    let _more = hold(0, 4, &dir.join("never"), "more.log");
     poll_until("the standby to refuse them", Duration::from_secs(5), || {
         applied("refused") >= refused + 4.0
     })
