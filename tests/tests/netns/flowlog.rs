@@ -141,8 +141,17 @@ fn a_curl_is_one_line_with_both_sides_of_the_nat() {
     assert_eq!(line["endpoint_id"], ep0.as_str());
     assert_eq!(line["service_id"], svc.as_str());
     assert!(line["start"].as_str().unwrap() <= line["end"].as_str().unwrap());
-    // The only flow of its endpoint: its counts are the endpoint's.
-    let totals = metrics(&w, &ep0)["totals"].clone();
+    // The only flow of its endpoint: its counts are the endpoint's (once the meters'
+    // reader took them: it reads the workers' counters every interval, not at each flow).
+    let mut totals = Value::Null;
+    let _ = poll_until(
+        "the endpoint's meters to count the flow",
+        Duration::from_secs(5),
+        || {
+            totals = metrics(&w, &ep0)["totals"].clone();
+            totals["flows_opened"] == 1 && totals["packets_to_client"] == line["packets_to_client"]
+        },
+    );
     assert_eq!(totals["flows_opened"], 1, "{totals}");
     for (mine, theirs) in [
         ("packets_to_backend", "packets_to_service"),
