@@ -277,8 +277,10 @@ fn main() {
         uuid::Uuid::new_v4().simple()
     ));
 
+    // `--writes-only`: the etcd write rates alone (for profiles and A/B runs).
+    let writes_only = args.iter().any(|a| a == "--writes-only");
     // redb first, for comparison: the same writes on one node.
-    {
+    if !writes_only {
         let cfg = base_config(&scratch.join("redb"), endpoints);
         let node = start(&rt, &cfg);
         let url = format!("http://{}", node.api_addr);
@@ -355,6 +357,12 @@ fn main() {
         ("unit", js("req/s")),
         ("target", "3000".into()),
     ]);
+    if writes_only {
+        for n in nodes {
+            rt.block_on(n.shutdown());
+        }
+        return;
+    }
 
     // Fill to `endpoints`, 100 per transaction (etcd's default --max-txn-ops is 128).
     let t0 = Instant::now();

@@ -115,7 +115,7 @@ pub async fn quotas(State(s): State<ApiState>, ctx: Ctx, RawQuery(q): RawQuery) 
         },
         Quota {
             kind: "endpoint",
-            used: v.endpoints().count(),
+            used: v.endpoint_count(),
             quota: limits.endpoint,
         },
     ];

@@ -295,14 +295,14 @@ mod tests {
     fn events_become_lines_that_read_back_through_filters() {
         let dir = std::env::temp_dir().join(format!("vpcep-flowlog-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
-        let owner = Owner {
+        let owner = Arc::new(Owner {
             serial: 1,
             endpoint_id: "ep-1".into(),
             project_id: "u".into(),
             service_id: "svc-1".into(),
             service_project_id: "p".into(),
-        };
-        let slots = Arc::new(ArcSwap::from_pointee(SlotMap::from([(1, owner)])));
+        });
+        let slots = Arc::new(ArcSwap::from_pointee(SlotMap::from_iter([(1, owner)])));
         let (tx, rx) = std::sync::mpsc::sync_channel(16);
         let writer = Writer {
             file: RotatingFile::open(dir.join(FILE), 1 << 20, 1).unwrap(),

@@ -112,7 +112,7 @@ impl Figures {
 /// What the book keeps of one endpoint.
 #[derive(Debug)]
 struct Account {
-    owner: Owner,
+    owner: Arc<Owner>,
     totals: Reading,
     active: u64,
     /// When its totals last moved.
@@ -477,19 +477,19 @@ mod tests {
 
     use super::*;
 
-    fn owner(serial: u64, ep: &str, svc: &str) -> Owner {
-        Owner {
+    fn owner(serial: u64, ep: &str, svc: &str) -> Arc<Owner> {
+        Arc::new(Owner {
             serial,
             endpoint_id: ep.into(),
             project_id: "puser".into(),
             service_id: svc.into(),
             service_project_id: "pprov".into(),
-        }
+        })
     }
 
     #[test]
     fn totals_grow_across_reloads_and_a_reused_slot_starts_from_zero() {
-        let map = Arc::new(ArcSwap::from_pointee(SlotMap::from([
+        let map = Arc::new(ArcSwap::from_pointee(SlotMap::from_iter([
             (1, owner(1, "ep-a", "svc")),
             (2, owner(2, "ep-b", "svc")),
         ])));
@@ -531,7 +531,7 @@ mod tests {
         assert_eq!((a.packets_to_service, a.bytes_to_service), (3, 220));
 
         // ep-a deleted; its slot goes to ep-c (a new serial) with what it held.
-        map.store(Arc::new(SlotMap::from([
+        map.store(Arc::new(SlotMap::from_iter([
             (1, owner(3, "ep-c", "svc2")),
             (2, owner(2, "ep-b", "svc")),
         ])));

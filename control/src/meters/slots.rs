@@ -30,8 +30,11 @@ pub struct Owner {
     pub service_project_id: String,
 }
 
-/// The slots in use: slot to owner. Published whole for the reader.
-pub type SlotMap = HashMap<u32, Owner>;
+/// The slots in use: slot to owner, published whole for the reader at every change of
+/// the tables. A persistent map: a publication shares the pool's map instead of copying
+/// it (a node may meter a hundred thousand endpoints, and the pusher publishes at every
+/// write).
+pub type SlotMap = imbl::HashMap<u32, Arc<Owner>>;
 
 /// The pool.
 #[derive(Debug)]
@@ -55,14 +58,14 @@ impl SlotPool {
     pub fn new(hold: Duration) -> Self {
         Self {
             by_endpoint: HashMap::new(),
-            owners: HashMap::new(),
+            owners: SlotMap::new(),
             free: Vec::new(),
             held: VecDeque::new(),
             next: 1,
             serial: 0,
             hold,
             dirty: false,
-            published: Arc::new(HashMap::new()),
+            published: Arc::new(SlotMap::new()),
         }
     }
 
@@ -104,13 +107,13 @@ impl SlotPool {
             .unwrap_or_default();
         self.owners.insert(
             slot,
-            Owner {
+            Arc::new(Owner {
                 serial: self.serial,
                 endpoint_id: ep.id.to_string(),
                 project_id: ep.project_id.to_string(),
                 service_id: ep.service_id.to_string(),
                 service_project_id,
-            },
+            }),
         );
         self.by_endpoint.insert(ep.id.clone(), slot);
         self.dirty = true;

@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     ConnectionStatus, Endpoint, EndpointId, GatewayService, Grantee, Permission, PermissionId,
-    Port, PortId, Service, ServiceId, Subnet, SubnetId, Tenant, Vpc, VpcId, org_path_admits,
+    Port, PortId, ProjectId, Service, ServiceId, Subnet, SubnetId, Tenant, Vpc, VpcId,
+    org_path_admits,
 };
 
 /// A record of any kind, as stored.
@@ -123,10 +124,12 @@ pub struct Model {
     /// Endpoints by id.
     pub endpoints: BTreeMap<EndpointId, Endpoint>,
     endpoints_by_service: HashMap<ServiceId, BTreeSet<EndpointId>>,
+    /// How many endpoints each project has (its quota's count, without a scan).
+    endpoints_per_project: HashMap<ProjectId, usize>,
     permissions_by_service: HashMap<ServiceId, BTreeSet<PermissionId>>,
     /// Whom each service's whitelist admits, for [`Model::visible`].
     admits: HashMap<ServiceId, Admits>,
-    used_ips: HashMap<SubnetId, BTreeSet<u32>>,
+    used_ips: HashMap<SubnetId, UsedIps>,
     markers: HashSet<u64>,
     /// The VPCs the dataplanes attach (`None`: unknown here, as on an API-only node); not
     /// stored: the daemon sets it from its config (see [`super::health`]).
@@ -134,6 +137,46 @@ pub struct Model {
     /// The operator's gateway services, by id; not stored: the daemon sets them from its
     /// config (see [`super::gateway`]).
     pub gateways: std::sync::Arc<BTreeMap<ServiceId, GatewayService>>,
+}
+
+/// The IPv4 addresses taken in one subnet, and where a search for a free one may start.
+#[derive(Clone, Debug, Default)]
+struct UsedIps {
+    set: BTreeSet<u32>,
+    /// Every host address of the subnet below this one is taken, reserved or in `freed`
+    /// (0: nothing known), so the first free address is in `freed` or at or above it. It
+    /// moves up as the addresses at its edge are taken.
+    low: u32,
+    /// Addresses below `low` given back since it passed them.
+    freed: BTreeSet<u32>,
+}
+
+impl UsedIps {
+    fn take(&mut self, ip: u32, subnet: Option<&Subnet>) {
+        self.set.insert(ip);
+        if self.freed.remove(&ip) {
+            return;
+        }
+        let Some((hosts, gateway)) = subnet.and_then(Subnet::v4_hosts) else {
+            return;
+        };
+        let mut low = self.low.max(hosts.start);
+        while hosts.contains(&low) && (self.set.contains(&low) || Some(low) == gateway) {
+            low += 1;
+        }
+        self.low = low;
+    }
+
+    fn free(&mut self, ip: u32) {
+        if self.set.remove(&ip) && ip < self.low {
+            self.freed.insert(ip);
+        }
+    }
+
+    /// Where the search for a free address may start.
+    fn start(&self) -> u32 {
+        self.freed.first().copied().unwrap_or(self.low)
+    }
 }
 
 /// Whom one service's whitelist admits, kept as entries come and go: entries for everyone,
@@ -231,7 +274,7 @@ impl Model {
                     self.used_ips
                         .entry(p.subnet_id.clone())
                         .or_default()
-                        .insert(ip.to_bits());
+                        .take(ip.to_bits(), self.subnets.get(&p.subnet_id));
                 }
                 self.ports.insert(p.id.clone(), p);
             }
@@ -254,8 +297,12 @@ impl Model {
                 self.used_ips
                     .entry(e.subnet_id.clone())
                     .or_default()
-                    .insert(e.ip.to_bits());
+                    .take(e.ip.to_bits(), self.subnets.get(&e.subnet_id));
                 self.markers.insert(e.marker_id);
+                *self
+                    .endpoints_per_project
+                    .entry(e.project_id.clone())
+                    .or_default() += 1;
                 self.endpoints.insert(e.id.clone(), e);
             }
         }
@@ -272,9 +319,9 @@ impl Model {
             Key::Port(id) => {
                 if let Some(p) = self.ports.remove(id)
                     && let Some(ip) = p.ipv4()
-                    && let Some(set) = self.used_ips.get_mut(&p.subnet_id)
+                    && let Some(used) = self.used_ips.get_mut(&p.subnet_id)
                 {
-                    set.remove(&ip.to_bits());
+                    used.free(ip.to_bits());
                 }
             }
             Key::Service(id) => {
@@ -301,10 +348,16 @@ impl Model {
                     if let Some(set) = self.endpoints_by_service.get_mut(&e.service_id) {
                         set.remove(id);
                     }
-                    if let Some(set) = self.used_ips.get_mut(&e.subnet_id) {
-                        set.remove(&e.ip.to_bits());
+                    if let Some(used) = self.used_ips.get_mut(&e.subnet_id) {
+                        used.free(e.ip.to_bits());
                     }
                     self.markers.remove(&e.marker_id);
+                    if let Some(n) = self.endpoints_per_project.get_mut(&e.project_id) {
+                        *n -= 1;
+                        if *n == 0 {
+                            self.endpoints_per_project.remove(&e.project_id);
+                        }
+                    }
                 }
             }
         }
@@ -367,12 +420,30 @@ impl Model {
     pub fn ip_in_use(&self, subnet_id: &SubnetId, ip: Ipv4Addr) -> bool {
         self.used_ips
             .get(subnet_id)
-            .is_some_and(|u| u.contains(&ip.to_bits()))
+            .is_some_and(|u| u.set.contains(&ip.to_bits()))
     }
 
-    /// Taken IPv4 addresses of a subnet, ascending, as host-order integers.
-    pub fn used_ips(&self, subnet_id: &SubnetId) -> impl Iterator<Item = u32> + '_ {
-        self.used_ips.get(subnet_id).into_iter().flatten().copied()
+    /// Taken IPv4 addresses of a subnet from `from` on, ascending, as host-order integers.
+    pub fn used_ips(&self, subnet_id: &SubnetId, from: u32) -> impl Iterator<Item = u32> + '_ {
+        self.used_ips
+            .get(subnet_id)
+            .into_iter()
+            .flat_map(move |u| u.set.range(from..))
+            .copied()
+    }
+
+    /// Where the search for a free IPv4 address of a subnet may start: every host address
+    /// below it is taken or reserved.
+    pub fn free_ips_from(&self, subnet_id: &SubnetId) -> u32 {
+        self.used_ips.get(subnet_id).map_or(0, UsedIps::start)
+    }
+
+    /// How many endpoints project `project_id` has.
+    pub fn endpoint_count(&self, project_id: &ProjectId) -> usize {
+        self.endpoints_per_project
+            .get(project_id)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// True if a connection already uses packet id `marker`.

@@ -83,6 +83,19 @@ impl Subnet {
             IpNet::V6(_) => None,
         }
     }
+
+    /// The IPv4 host addresses a port or endpoint may take, as host-order integers (the
+    /// block without its network and broadcast addresses), and whether `ip` of them is
+    /// reserved (the gateway). `None` for an IPv6 subnet.
+    pub fn v4_hosts(&self) -> Option<(std::ops::Range<u32>, Option<u32>)> {
+        let net = self.ipv4()?;
+        let gateway = match self.gateway_ip {
+            Some(IpAddr::V4(g)) => Some(g.to_bits()),
+            _ => None,
+        };
+        let first = net.network().to_bits().saturating_add(1);
+        Some((first..net.broadcast().to_bits(), gateway))
+    }
 }
 
 fn ip_version(a: IpAddr) -> u8 {

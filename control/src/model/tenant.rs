@@ -178,6 +178,11 @@ impl<'m> TenantView<'m> {
             .filter(move |e| self.owns(&e.project_id))
     }
 
+    /// How many endpoints the tenant has (what its quota counts).
+    pub fn endpoint_count(self) -> usize {
+        self.model.endpoint_count(&self.tenant.project_id)
+    }
+
     /// The tenant's services matching `q`.
     pub fn services_where(self, q: ServiceQuery<'_>) -> Vec<&'m Service> {
         self.services()

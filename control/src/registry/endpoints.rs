@@ -73,7 +73,7 @@ impl Registry {
                 ));
             }
             let quota = self.quotas().endpoint;
-            if v.endpoints().count() >= quota {
+            if v.endpoint_count() >= quota {
                 return Err(Rejection::new(
                     ErrorCode::QuotaExceeded,
                     format!("Quota exceeded: at most {quota} endpoints."),

@@ -102,6 +102,23 @@ fn the_etcd_store_keeps_the_store_contract() -> Result<()> {
     // Another prefix is another store.
     let other = EtcdStore::connect(&config(&etcd, "/other/"))?;
     assert_eq!(other.load()?.entries.len(), 0);
+    // Claims: once each. Their windows differ by the milliseconds between requests, and
+    // one lease serves them all (not a grant, an fsynced round trip, per claim).
+    let leases = || -> Result<usize> {
+        let v = etcd.json("/v3/lease/leases", &serde_json::json!({}))?;
+        Ok(v["leases"].as_array().map_or(0, Vec::len))
+    };
+    let before = leases()?;
+    for i in 0..50u64 {
+        let ttl = Duration::from_secs(900) - Duration::from_millis(i * 7);
+        assert!(s.claim(&format!("sig{i}"), ttl)?, "a first claim");
+    }
+    assert!(
+        !s.claim("sig7", Duration::from_secs(900))?,
+        "a second claim"
+    );
+    assert!(s.held("sig49")?);
+    assert_eq!(leases()? - before, 1, "one lease for claims a span apart");
     Ok(())
 }
 
