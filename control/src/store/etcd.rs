@@ -8,8 +8,9 @@
 //! - `P replay/<token>`: claims ([`Store::claim`]: the signatures of signed writes), each
 //!   created only if absent (`create_revision == 0`), so of several nodes that claim one
 //!   token exactly one succeeds. Each is put under a lease that outlives the claim's `ttl`
-//!   by at most [`CLAIM_LEASE_SHARE`] and a second: one lease serves every claim of that span, so a busy
-//!   node grants a lease every few seconds, not one per write, and etcd deletes the keys.
+//!   by at most [`CLAIM_LEASE_SHARE`] and a second: one lease serves every claim of that
+//!   span, so a busy node grants a lease every few seconds, not one per write, and etcd
+//!   deletes the keys.
 //!
 //! A commit is one etcd transaction: `if mod_revision(P revision) == expected then (the
 //! writes, and a put of P revision) else (read P revision)`. Every commit rewrites the same
