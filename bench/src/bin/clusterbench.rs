@@ -27,7 +27,7 @@ use control::config::{AttachmentConfig, DaemonConfig};
 use control::daemon::Running;
 use control::model::{Endpoint, EndpointId};
 use control::store::owners::{Election, OwnerEvent};
-use control::store::{EtcdConfig, EtcdStore, StoreEngine};
+use control::store::{Compare, EtcdConfig, EtcdStore, Op, Store, StoreEngine, Txn};
 use serde_json::{Value, json};
 use testkit::etcd::Etcd;
 
@@ -310,6 +310,37 @@ fn main() {
             c
         })
         .collect();
+    // The store's own ceiling on this machine: transactions of one small put each, from 8
+    // threads at once, straight to etcd (no daemon, no rules, no watchers).
+    {
+        let raw = EtcdStore::connect(&EtcdConfig {
+            endpoints: vec![etcd.url.clone()],
+            prefix: "/raw/".into(),
+            ..EtcdConfig::default()
+        })
+        .expect("connect to etcd");
+        for (what, threads) in [("commit", 1), ("commit", 8), ("claim", 8), ("claim", 32)] {
+            let r = rate(threads, secs, |t, i| {
+                let key = format!("t{t}-{i}");
+                if what == "claim" {
+                    raw.claim(&key, Duration::from_secs(60)).expect("claim");
+                } else {
+                    raw.commit(Txn {
+                        compare: Compare::Always,
+                        ops: vec![Op::Put(key, b"v".to_vec())],
+                    })
+                    .expect("commit");
+                }
+            });
+            emit(&[
+                ("measure", js("etcd_raw")),
+                ("op", js(what)),
+                ("threads", threads.to_string()),
+                ("per_second", format!("{r:.0}")),
+                ("unit", js("txn/s")),
+            ]);
+        }
+    }
     let first = start(&rt, &cfgs[0]);
     let inv = inventory(&format!("http://{}", first.api_addr));
     rt.block_on(first.shutdown());

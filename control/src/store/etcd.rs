@@ -8,9 +8,10 @@
 //! - `P replay/<token>`: claims ([`Store::claim`]: the signatures of signed writes), each
 //!   created only if absent (`create_revision == 0`), so of several nodes that claim one
 //!   token exactly one succeeds. Each is put under a lease that outlives the claim's `ttl`
-//!   by at most [`CLAIM_LEASE_SHARE`] and a second: one lease serves every claim of that
+//!   by at most [`claims::CLAIM_LEASE_SHARE`] and a second: one lease serves every claim of that
 //!   span, so a busy node grants a lease every few seconds, not one per write, and etcd
-//!   deletes the keys.
+//!   deletes the keys. Claims that arrive together go in one transaction
+//!   ([`claims`]).
 //!
 //! A commit is one etcd transaction: `if mod_revision(P revision) == expected then (the
 //! writes, and a put of P revision) else (read P revision)`. Every commit rewrites the same
@@ -33,15 +34,18 @@
 use std::future::Future;
 use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, Sender, channel, sync_channel};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use etcd_client::{
     Certificate, Client, Compare as EtcdCompare, CompareOp, ConnectOptions, EventType, GetOptions,
-    Identity, PutOptions, TlsOptions, Txn as EtcdTxn, TxnOp, TxnOpResponse, WatchOptions,
-    WatchStream,
+    Identity, TlsOptions, Txn as EtcdTxn, TxnOp, TxnOpResponse, WatchOptions, WatchStream,
 };
 use tokio::runtime::{Handle, Runtime};
 
+mod claims;
+
+use self::claims::{ClaimLease, MAX_CLAIMS_PER_TXN};
+use super::combine::Combiner;
 use super::config::EtcdConfig;
 use super::{Compare, Event, Op, Snapshot, Store, StoreError, Txn};
 
@@ -61,17 +65,6 @@ const PAGE: i64 = 4096;
 /// Largest message taken from etcd (tonic's default, 4 MiB, is too small for a page).
 const MAX_MESSAGE: usize = 64 << 20;
 
-/// How long one lease serves new claims; a claim's key lives its `ttl` plus at most this.
-const CLAIM_LEASE_SHARE: Duration = Duration::from_secs(10);
-
-/// The lease claims are put under now: its id, when it was granted, and for how long.
-#[derive(Clone, Copy, Debug)]
-struct ClaimLease {
-    id: i64,
-    granted: Instant,
-    lasts: Duration,
-}
-
 /// The store on an etcd cluster.
 pub struct EtcdStore {
     client: Client,
@@ -80,6 +73,8 @@ pub struct EtcdStore {
     handle: Handle,
     runtime: Option<Runtime>,
     claim_lease: Mutex<Option<ClaimLease>>,
+    /// Claims that arrive together go to etcd in one transaction.
+    claims: Combiner<(String, Duration), Result<bool, StoreError>>,
 }
 
 impl core::fmt::Debug for EtcdStore {
@@ -235,66 +230,8 @@ impl EtcdStore {
             handle,
             runtime: Some(runtime),
             claim_lease: Mutex::new(None),
+            claims: Combiner::default(),
         })
-    }
-
-    /// The lease for a claim of `ttl`: the current one if it outlives `ttl` from now by at
-    /// most [`CLAIM_LEASE_SHARE`] and a second, else a new one of `ttl` plus the share
-    /// (whole seconds, rounded up), so every claim's key lives at least its `ttl` and at
-    /// most the share and a second longer. Claims' `ttl`s differ by the milliseconds between their requests, so one
-    /// lease serves every claim of a span instead of one grant (an fsynced round trip) per
-    /// claim.
-    fn claim_lease(&self, ttl: Duration) -> Result<i64, StoreError> {
-        let mut current = self
-            .claim_lease
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(l) = *current {
-            let left = l.lasts.saturating_sub(l.granted.elapsed());
-            if left >= ttl && left - ttl <= CLAIM_LEASE_SHARE + Duration::from_secs(1) {
-                return Ok(l.id);
-            }
-        }
-        let span = ttl + CLAIM_LEASE_SHARE;
-        let lasts = Duration::from_secs(span.as_secs() + u64::from(span.subsec_nanos() > 0));
-        // Bounded by the auth window (at most days).
-        let secs = i64::try_from(lasts.as_secs()).unwrap_or(i64::MAX);
-        let mut client = self.client.clone();
-        let granted = Instant::now();
-        let g = self.call("claim", async move { client.lease_grant(secs, None).await })?;
-        *current = Some(ClaimLease {
-            id: g.id(),
-            granted,
-            lasts,
-        });
-        Ok(g.id())
-    }
-
-    /// Forget the lease claims are put under (etcd no longer knows it).
-    fn drop_claim_lease(&self) {
-        *self
-            .claim_lease
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
-    }
-
-    /// One attempt at [`Store::claim`] under `lease`.
-    fn claim_under(&self, token: &str, lease: i64) -> Result<bool, StoreError> {
-        let key = format!("{}{token}", self.keys.replay);
-        let txn = EtcdTxn::new()
-            .when([EtcdCompare::create_revision(
-                key.clone(),
-                CompareOp::Equal,
-                0,
-            )])
-            .and_then([TxnOp::put(
-                key,
-                Vec::new(),
-                Some(PutOptions::new().with_lease(lease)),
-            )]);
-        let client = self.client.clone();
-        let resp = self.call("claim", async move { client.kv_client().txn(txn).await })?;
-        Ok(resp.succeeded())
     }
 
     /// Run `f` on the store's runtime and wait for it, at most `timeout`.
@@ -491,17 +428,12 @@ impl Store for EtcdStore {
     }
 
     fn claim(&self, token: &str, ttl: Duration) -> Result<bool, StoreError> {
-        let lease = self.claim_lease(ttl)?;
-        match self.claim_under(token, lease) {
-            // etcd lost the lease (expired early, or etcd restored from a backup): once
-            // more under a new one.
-            Err(StoreError::Etcd { .. }) => {
-                self.drop_claim_lease();
-                let lease = self.claim_lease(ttl)?;
-                self.claim_under(token, lease)
-            }
-            r => r,
-        }
+        self.claims.call(
+            (token.to_string(), ttl),
+            MAX_CLAIMS_PER_TXN,
+            |batch| self.claim_batch(batch),
+            || Ok(false),
+        )
     }
 
     fn held(&self, token: &str) -> Result<bool, StoreError> {

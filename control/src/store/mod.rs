@@ -15,6 +15,7 @@
 //! nodes' commits), and [`MemStore`] (in memory, for rule tests). redb and memory keep their
 //! recent history for watches in the same [`Feed`]; etcd keeps its own, until compaction.
 
+mod combine;
 pub mod config;
 mod etcd;
 mod mem;

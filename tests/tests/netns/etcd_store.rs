@@ -119,6 +119,27 @@ fn the_etcd_store_keeps_the_store_contract() -> Result<()> {
     );
     assert!(s.held("sig49")?);
     assert_eq!(leases()? - before, 1, "one lease for claims a span apart");
+    // Claims at once share transactions: of 24 callers claiming 8 tokens (3 each, some
+    // in one batch, some in the next), exactly one per token wins.
+    let s = Arc::new(s);
+    let go = Arc::new(Barrier::new(24));
+    let wins: Vec<_> = (0..24)
+        .map(|i| {
+            let (s, go) = (Arc::clone(&s), Arc::clone(&go));
+            std::thread::spawn(move || {
+                go.wait();
+                s.claim(&format!("race{}", i % 8), Duration::from_secs(60))
+                    .unwrap()
+            })
+        })
+        .collect();
+    let wins = wins
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .filter(|w| *w)
+        .count();
+    assert_eq!(wins, 8, "one win per token");
+    assert!(!s.claim("race3", Duration::from_secs(60))?);
     Ok(())
 }
 
