@@ -60,7 +60,7 @@ impl Cluster {
     /// # Errors
     /// As for [`Cluster::new`].
     pub fn with_islands(shared: usize, islands: usize, users: usize) -> Result<Self> {
-        Self::make(shared, islands, users, false, None)
+        Self::make(shared, islands, users, false, None, "")
     }
 
     /// `nodes` nodes whose attachments to the shared VPCs are ports of one L2 segment per
@@ -71,7 +71,16 @@ impl Cluster {
     /// # Errors
     /// As for [`Cluster::new`].
     pub fn on_one_segment(nodes: usize, users: usize) -> Result<Self> {
-        Self::make(nodes, 0, users, true, None)
+        Self::make(nodes, 0, users, true, None, "")
+    }
+
+    /// [`Cluster::on_one_segment`] with more `[etcd]` settings: `etcd`, TOML key-value
+    /// pairs (`"fail_static = true"`).
+    ///
+    /// # Errors
+    /// As for [`Cluster::new`].
+    pub fn on_one_segment_with(nodes: usize, users: usize, etcd: &str) -> Result<Self> {
+        Self::make(nodes, 0, users, true, None, etcd)
     }
 
     /// [`Cluster::on_one_segment`] with conntrack replication: node `i` receives on
@@ -98,7 +107,7 @@ impl Cluster {
     ) -> Result<Self> {
         let file = std::env::temp_dir().join(format!("vpcep-{}-replication.key", prefix()));
         std::fs::write(&file, key)?;
-        let made = Self::make(nodes, 0, users, true, Some((&file, heartbeat_ms)));
+        let made = Self::make(nodes, 0, users, true, Some((&file, heartbeat_ms)), "");
         if made.is_err() {
             let _ = std::fs::remove_file(&file);
         }
@@ -118,6 +127,7 @@ impl Cluster {
         users: usize,
         one_segment: bool,
         replication_key: Option<(&std::path::Path, Option<u64>)>,
+        etcd_extra: &str,
     ) -> Result<Self> {
         let nodes = shared + islands;
         let etcd_ns = Netns::new(format!("{}-etcd", prefix()))?;
@@ -137,8 +147,13 @@ impl Cluster {
                     k.display()
                 )
             });
+            let extra = if etcd_extra.is_empty() {
+                String::new()
+            } else {
+                format!(", {etcd_extra}")
+            };
             let base = format!(
-                "store = \"etcd\"\netcd = {{ endpoints = [\"http://{etcd_ip}:2379\"], prefix = \"/vpcep/\", timeout_ms = 1000, node_name = \"node-{i}\", failover = {one_segment}{replication} }}"
+                "store = \"etcd\"\netcd = {{ endpoints = [\"http://{etcd_ip}:2379\"], prefix = \"/vpcep/\", timeout_ms = 1000, node_name = \"node-{i}\", failover = {one_segment}{replication}{extra} }}"
             );
             let w = World::build(users, Offloads::Default, base)?;
             let dev = format!("{}m", w.prefix);

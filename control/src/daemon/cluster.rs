@@ -115,6 +115,7 @@ pub fn elect(
     let options = Options {
         poke: Some(node.attachments_changed()),
         suspects: cfg.replicates().then(|| Arc::clone(suspects)),
+        fail_static: cfg.etcd.fail_static,
     };
     Ok(Some(Election::start_with(
         etcd,

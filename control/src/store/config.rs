@@ -84,6 +84,15 @@ pub struct EtcdConfig {
     /// A node stalled that long is taken for dead: its VPCs move, and replication carries
     /// their flows; raise it on machines that stall.
     pub heartbeat_ms: u64,
+    /// What an owner does when it cannot renew its election lease (etcd unreachable from
+    /// it). False, the default: it steps down two thirds of the TTL after its last renewal,
+    /// before etcd can let the lease expire and a standby take over, so two owners never
+    /// answer at once: it stops answering ARP and opening flows (established flows go on),
+    /// and takes its VPCs back if it renews in time. The price: while etcd is down for
+    /// every node, no node opens flows in shared VPCs. True: it keeps what it owns until it
+    /// hears otherwise (fail static): etcd down everywhere costs nothing, but an owner cut
+    /// off alone answers beside the new owner until it is back.
+    pub fail_static: bool,
 }
 
 /// Heartbeats missed in a row before a peer is taken for dead.
@@ -106,6 +115,7 @@ impl Default for EtcdConfig {
             replication_listen: None,
             replication_key_file: None,
             heartbeat_ms: 50,
+            fail_static: false,
         }
     }
 }

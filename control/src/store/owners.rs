@@ -20,10 +20,16 @@
 //! Every etcd call of the loop has a deadline of a third of the TTL, so a stop or the next
 //! campaign never waits on an etcd that does not answer.
 //!
-//! Fail static: while etcd cannot be reached, a node keeps what it owned (the dataplane
-//! goes on as it was). If only this node is cut off and its lease expires meanwhile, a
-//! standby takes over, and both answer until this node is back and sees the keys held by
-//! another lease: it steps down at its next campaign.
+//! An owner that cannot renew its lease (etcd unreachable from it) steps down two thirds
+//! of the TTL after its last renewal: etcd lets a lease expire a TTL after its last
+//! renewal, so the owner is quiet before a standby can take over, and two owners never
+//! answer at once. Established flows go on (a standby forwards them; only new flows and
+//! ARP are the owner's). If it renews in time (a short stall), its next campaign reads the
+//! VPCs as its own again. With `etcd.fail_static` it keeps what it owned instead (the
+//! dataplane goes on as it was, which costs nothing when etcd is down for every node). If
+//! only this node is cut off and its lease expires meanwhile, a standby takes over, and
+//! both answer until this node is back and sees the keys held by another lease: it steps
+//! down at its next campaign.
 //!
 //! A step-down is told: hosts whose last ARP answer came from the node that stepped down
 //! still map the addresses to its MAC, and it answers no more. So once its dataplane runs
@@ -110,6 +116,9 @@ pub struct Options {
     pub poke: Option<Arc<Notify>>,
     /// Nodes suspected dead: see [`Suspects`].
     pub suspects: Option<Arc<Suspects>>,
+    /// Keep what it owns while the lease cannot be renewed (`etcd.fail_static`); else step
+    /// down (see the module's doc).
+    pub fail_static: bool,
 }
 
 /// Where the election reports to.
@@ -211,19 +220,39 @@ impl Elector {
         // Until when a silent owner is not deposed (see [`HOLD_DOWN`]).
         let mut hold_down: Option<Instant> = None;
         loop {
+            // An owner (unless fail static) must be quiet before etcd can let its lease
+            // expire: it steps down two thirds of the TTL after its last renewal, and no
+            // etcd call of this turn outlasts that.
+            let guarding =
+                !self.options.fail_static && owned.as_ref().is_some_and(|o| !o.is_empty());
+            let deadline = lease.as_ref().map(|l| l.renewed + period * 2);
+            let within = |d: Duration| match deadline {
+                Some(at) if guarding => d.min(at.saturating_duration_since(Instant::now())),
+                _ => d,
+            };
             if lease.is_none() {
                 lease = self.grant(ttl_secs).await;
             }
             if events.is_none() {
-                events = self.watch(&self.prefix, period).await;
+                events = self.watch(&self.prefix, within(period)).await;
             }
             if handovers.is_none() {
-                handovers = self.watch(&self.handovers, period).await;
+                handovers = self.watch(&self.handovers, within(period)).await;
             }
+            // An owner (unless fail static) must be quiet before etcd can let its lease
+            // expire: it steps down two thirds of the TTL after its last renewal, and no
+            // etcd call of this turn outlasts that.
+            let guarding =
+                !self.options.fail_static && owned.as_ref().is_some_and(|o| !o.is_empty());
+            let deadline = lease.as_ref().map(|l| l.renewed + period * 2);
+            let within = |d: Duration| match deadline {
+                Some(at) if guarding => d.min(at.saturating_duration_since(Instant::now())),
+                _ => d,
+            };
             if let Some(l) = &mut lease
                 && l.renewed.elapsed() >= period
             {
-                match self.renew(l).await {
+                match self.renew(l, within(period)).await {
                     Renewal::Alive => {}
                     Renewal::Expired => lease = None,
                     // Past the TTL without a renewal, the lease is gone for sure.
@@ -231,8 +260,12 @@ impl Elector {
                     Renewal::Unreachable => {}
                 }
             }
-            if let Some(l) = &lease {
-                let campaign = tokio::time::timeout(period, self.campaign(l.id));
+            self.step_down_if_unrenewed(lease.as_ref(), &mut owned, period);
+            if let Some(l) = lease
+                .as_ref()
+                .filter(|l| !guarding || l.renewed.elapsed() < period * 2)
+            {
+                let campaign = tokio::time::timeout(within(period), self.campaign(l.id));
                 match campaign.await.unwrap_or(Err(etcd_client::Error::ElectError(
                     "the campaign took longer than a third of the TTL".into(),
                 ))) {
@@ -319,7 +352,7 @@ impl Elector {
                 }
             };
             let (stop, handed, depose) = tokio::select! {
-                () = tokio::time::sleep(period) => (false, None, false),
+                () = tokio::time::sleep(within(period)) => (false, None, false),
                 () = changed => (false, None, false),
                 () = poked => (false, None, false),
                 () = suspected => (false, None, true),
@@ -464,9 +497,35 @@ impl Elector {
         }
     }
 
-    async fn renew(&mut self, l: &mut Lease) -> Renewal {
+    /// Step down (report owning nothing) if this node owns VPCs and its lease went
+    /// unrenewed for two thirds of the TTL (`period` is a third), unless fail static.
+    fn step_down_if_unrenewed(
+        &self,
+        lease: Option<&Lease>,
+        owned: &mut Option<BTreeSet<String>>,
+        period: Duration,
+    ) {
+        let unrenewed = lease.is_none_or(|l| l.renewed.elapsed() >= period * 2);
+        if !unrenewed || self.options.fail_static || owned.as_ref().is_none_or(BTreeSet::is_empty) {
+            return;
+        }
+        tracing::warn!(vpcs = ?owned, "the election lease cannot be renewed: stepping down");
+        let (published, _) = oneshot::channel();
+        (self.on_owned)(OwnerEvent::Owned {
+            vpcs: BTreeSet::new(),
+            published,
+        });
+        *owned = Some(BTreeSet::new());
+    }
+
+    /// Renew `l`, waiting at most `within` for etcd's answer.
+    async fn renew(&mut self, l: &mut Lease, within: Duration) -> Renewal {
         if l.keeper.is_none() {
-            l.keeper = self.client.lease_keep_alive(l.id).await.ok();
+            let open = self.client.lease_keep_alive(l.id);
+            l.keeper = tokio::time::timeout(within, open)
+                .await
+                .ok()
+                .and_then(Result::ok);
         }
         let Some((keeper, acks)) = &mut l.keeper else {
             return Renewal::Unreachable;
@@ -475,7 +534,7 @@ impl Elector {
             keeper.keep_alive().await?;
             acks.message().await
         };
-        match tokio::time::timeout(self.ttl / 3, ack).await {
+        match tokio::time::timeout(within, ack).await {
             Ok(Ok(Some(a))) if a.ttl() > 0 => {
                 tracing::debug!(lease = l.id, ttl = a.ttl(), "election lease renewed");
                 l.renewed = Instant::now();
