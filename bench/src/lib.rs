@@ -62,6 +62,8 @@ pub fn build_tools() -> anyhow::Result<()> {
             "bench",
             "--bin",
             "netprobe",
+            "--bin",
+            "nullfwd",
             "-p",
             "vpcep-tests",
             "--bin",
@@ -70,7 +72,7 @@ pub fn build_tools() -> anyhow::Result<()> {
         .status()?;
     anyhow::ensure!(
         status.success(),
-        "building vpcepd, vpcepctl, netprobe and pp2_backend failed"
+        "building vpcepd, vpcepctl, netprobe, nullfwd and pp2_backend failed"
     );
     Ok(())
 }

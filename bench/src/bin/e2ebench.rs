@@ -2,8 +2,15 @@
 //! conntrack) in the node namespace, and vpcepd on the same namespaces and veths.
 //!
 //! `cargo run --release -p bench --bin e2ebench -- --json` (as root) prints one JSON object
-//! per measure and mode: `mode`, `measure`, `kernel`, `vpcepd`, `unit`, `ratio` (above 1.0:
-//! vpcepd better; vpcepd/kernel for rates, kernel/vpcepd for latencies and CPU cost).
+//! per measure and mode: `mode`, `measure`, `kernel`, `vpcepd`, `floor`, `unit`, `ratio`
+//! (above 1.0: vpcepd better; vpcepd/kernel for rates, kernel/vpcepd for latencies and CPU
+//! cost), `of_floor` (vpcepd against the floor, the same way) and `floor_ratio` (the floor
+//! against the kernel).
+//!
+//! The floor is `nullfwd` where vpcepd runs: the same AF_PACKET sockets, batch, spin,
+//! receive mode, ingress drop and offloads, and no pipeline (Ethernet addresses rewritten,
+//! nothing NATed; the backend holds the endpoint's address itself). It is how far an
+//! AF_PACKET forwarder gets on this world at all.
 //!
 //! Modes, all in one run:
 //! - `default_offloads`: every veth end as created (tx checksum, TSO, GSO on; GRO off), what
@@ -273,6 +280,14 @@ fn main() -> Result<()> {
         extra.push_str(&format!("\nmax_frame_bytes = {n}"));
     }
     let tcp_only = std::env::args().any(|a| a == "--tcp-only");
+    // The floor runs with the daemon's I/O settings.
+    let mut floor_args = Vec::new();
+    if let Some(us) = spin_us {
+        floor_args.extend(["--spin-us".to_string(), us.to_string()]);
+    }
+    if rx == "tpacket_v3" {
+        floor_args.extend(["--rx".to_string(), rx.clone()]);
+    }
     w.stop_daemon();
     w.write_config(&extra)?;
     w.start_daemon()?;
@@ -331,69 +346,94 @@ fn main() -> Result<()> {
         w.wait_live()?;
         let pid = w.daemon.as_ref().map(Proc::pid);
         let vp = measure(&w, pid, tcp_only)?;
-        results.push((mode, kernel, vp));
+        // The floor: vpcepd's I/O path alone, no NAT (`nullfwd`).
+        w.stop_daemon();
+        let floor = bench::node::Floor::start(&w, EP, &floor_args)?;
+        let fl = measure(&w, Some(floor.fwd.pid()), tcp_only)?;
+        floor.stop(&w, EP)?;
+        w.start_daemon()?;
+        w.wait_live()?;
+        results.push((mode, kernel, vp, fl));
     }
-    for (mode, k, v) in results {
-        let rows: [(&str, f64, f64, &str, bool); 10] = [
-            ("tcp_upload_1_stream", k.tcp1_up, v.tcp1_up, "Gbit/s", true),
+    for (mode, k, v, f) in results {
+        let rows: [(&str, [f64; 3], &str, bool); 10] = [
             (
-                "tcp_download_1_stream",
-                k.tcp1_down,
-                v.tcp1_down,
+                "tcp_upload_1_stream",
+                [k.tcp1_up, v.tcp1_up, f.tcp1_up],
                 "Gbit/s",
                 true,
             ),
-            ("tcp_upload_4_streams", k.tcp4_up, v.tcp4_up, "Gbit/s", true),
+            (
+                "tcp_download_1_stream",
+                [k.tcp1_down, v.tcp1_down, f.tcp1_down],
+                "Gbit/s",
+                true,
+            ),
+            (
+                "tcp_upload_4_streams",
+                [k.tcp4_up, v.tcp4_up, f.tcp4_up],
+                "Gbit/s",
+                true,
+            ),
             (
                 "tcp_download_4_streams",
-                k.tcp4_down,
-                v.tcp4_down,
+                [k.tcp4_down, v.tcp4_down, f.tcp4_down],
                 "Gbit/s",
                 true,
             ),
             (
                 "udp_64b_packets_per_second",
-                k.udp_pps,
-                v.udp_pps,
+                [k.udp_pps, v.udp_pps, f.udp_pps],
                 "packets/s received",
                 true,
             ),
             (
                 "udp_1400b_throughput",
-                k.udp1400_gbps,
-                v.udp1400_gbps,
+                [k.udp1400_gbps, v.udp1400_gbps, f.udp1400_gbps],
                 "Gbit/s received",
                 true,
             ),
             (
                 "tcp_new_connections_per_second",
-                k.conn_per_s,
-                v.conn_per_s,
+                [k.conn_per_s, v.conn_per_s, f.conn_per_s],
                 "connections/s",
                 true,
             ),
-            ("udp_rtt_p50", k.rtt_p50_us, v.rtt_p50_us, "us", false),
-            ("udp_rtt_p99", k.rtt_p99_us, v.rtt_p99_us, "us", false),
+            (
+                "udp_rtt_p50",
+                [k.rtt_p50_us, v.rtt_p50_us, f.rtt_p50_us],
+                "us",
+                false,
+            ),
+            (
+                "udp_rtt_p99",
+                [k.rtt_p99_us, v.rtt_p99_us, f.rtt_p99_us],
+                "us",
+                false,
+            ),
             (
                 "cpu_per_gbit_tcp_upload_1_stream",
-                k.cpu_s_per_gbit,
-                v.cpu_s_per_gbit,
+                [k.cpu_s_per_gbit, v.cpu_s_per_gbit, f.cpu_s_per_gbit],
                 "CPU s per Gbit",
                 false,
             ),
         ];
-        for (measure, k, v, unit, higher_better) in rows {
+        for (measure, [k, v, f], unit, higher_better) in rows {
             if k.is_nan() && v.is_nan() {
                 continue; // not measured (--tcp-only)
             }
-            let ratio = if higher_better { v / k } else { k / v };
+            let better = |a: f64, b: f64| if higher_better { a / b } else { b / a };
+            let (ratio, of_floor, floor_ratio) = (better(v, k), better(v, f), better(f, k));
             let fields = [
                 ("mode", js(mode)),
                 ("measure", js(measure)),
                 ("kernel", format!("{k:.3}")),
                 ("vpcepd", format!("{v:.3}")),
+                ("floor", format!("{f:.3}")),
                 ("unit", js(unit)),
                 ("ratio", format!("{ratio:.3}")),
+                ("of_floor", format!("{of_floor:.3}")),
+                ("floor_ratio", format!("{floor_ratio:.3}")),
                 ("workers", workers.to_string()),
                 ("rx", js(&rx)),
                 ("io", js(&io)),
@@ -406,7 +446,7 @@ fn main() -> Result<()> {
                 println!("{}", json_line(&fields));
             } else {
                 println!(
-                    "{mode:17} {measure:34} kernel {k:>12.3}  vpcepd {v:>12.3}  {unit:20} ratio {ratio:.3}"
+                    "{mode:17} {measure:34} kernel {k:>12.3}  vpcepd {v:>12.3}  floor {f:>12.3}  {unit:20} ratio {ratio:.3}  of floor {of_floor:.3}"
                 );
             }
         }
