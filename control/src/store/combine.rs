@@ -71,7 +71,13 @@ impl<T, R> Combiner<T, R> {
             let batch: Vec<(u64, T)> = st.queued.drain(..take).collect();
             drop(st);
             let (ids, items): (Vec<u64>, Vec<T>) = batch.into_iter().unzip();
-            let mut out = run(items).into_iter();
+            // A panic in `run` must not leave the batch's other callers waiting forever:
+            // they get `missing()`, and the panic goes on in this caller.
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(items)));
+            let (mut out, panicked) = match ran {
+                Ok(v) => (v.into_iter(), None),
+                Err(p) => (Vec::new().into_iter(), Some(p)),
+            };
             st = self.lock();
             for id in ids {
                 let r = out.next().unwrap_or_else(&missing);
@@ -79,6 +85,11 @@ impl<T, R> Combiner<T, R> {
             }
             st.running = false;
             self.done.notify_all();
+            if let Some(p) = panicked {
+                st.results.remove(&id);
+                drop(st);
+                std::panic::resume_unwind(p);
+            }
         }
     }
 }
@@ -120,6 +131,40 @@ mod tests {
         }
         let runs = runs.load(Ordering::SeqCst);
         assert!((4..16).contains(&runs), "{runs} runs for 16 callers");
+    }
+
+    #[test]
+    fn a_panicking_batch_leaves_no_caller_waiting() {
+        let c = Arc::new(Combiner::<u32, u32>::default());
+        let go = Arc::new(Barrier::new(4));
+        let threads: Vec<_> = (0..4u32)
+            .map(|i| {
+                let (c, go) = (Arc::clone(&c), Arc::clone(&go));
+                std::thread::spawn(move || {
+                    go.wait();
+                    c.call(
+                        i,
+                        8,
+                        |items| {
+                            std::thread::sleep(Duration::from_millis(5));
+                            assert!(!items.contains(&0), "the batch with 0 fails");
+                            items
+                        },
+                        || u32::MAX,
+                    )
+                })
+            })
+            .collect();
+        let mut panicked = 0;
+        for (i, t) in threads.into_iter().enumerate() {
+            match t.join() {
+                Ok(r) => assert!(r == u32::MAX || r == u32::try_from(i).unwrap()),
+                Err(_) => panicked += 1,
+            }
+        }
+        assert_eq!(panicked, 1, "only the leader of the failed batch panics");
+        // And the combiner still works.
+        assert_eq!(c.call(9, 8, |v| v, || 0), 9);
     }
 
     #[test]
