@@ -26,7 +26,8 @@
 //! (`/proc/stat`), for vpcepd the daemon's user and system time (`/proc/PID/stat`).
 //!
 //! `--workers N` runs vpcepd with N workers (default 1), `--spin-us N` with that bounded
-//! spin (default: the daemon's), `--rx tpacket_v3` with receive rings, `--io af_xdp` with
+//! spin (default: the daemon's), `--rx tpacket_v3` with receive rings, `--tx ring` with
+//! transmit rings (`PACKET_TX_RING`, 256 slots), `--io af_xdp` with
 //! XDP sockets (then add `--offloads-off-only`: AF_XDP carries no offload metadata).
 //!
 //! `--identity` measures client identity instead: HAProxy (`send-proxy-v2`) against vpcepd
@@ -267,7 +268,8 @@ fn main() -> Result<()> {
     let mut w = World::with_offloads(1, Offloads::Default)?;
     let rx = flag("--rx").unwrap_or_else(|| "recvmmsg".into());
     let io = flag("--io").unwrap_or_else(|| "af_packet".into());
-    let mut extra = format!("workers = {workers}\nrx = \"{rx}\"\nio = \"{io}\"");
+    let tx = flag("--tx").unwrap_or_else(|| "sendmmsg".into());
+    let mut extra = format!("workers = {workers}\nrx = \"{rx}\"\ntx = \"{tx}\"\nio = \"{io}\"");
     if let Some(us) = spin_us {
         extra.push_str(&format!("\nspin_us = {us}"));
     }
@@ -287,6 +289,9 @@ fn main() -> Result<()> {
     }
     if rx == "tpacket_v3" {
         floor_args.extend(["--rx".to_string(), rx.clone()]);
+    }
+    if tx == "ring" {
+        floor_args.extend(["--tx".to_string(), tx.clone()]);
     }
     w.stop_daemon();
     w.write_config(&extra)?;
@@ -325,13 +330,17 @@ fn main() -> Result<()> {
     let mut results = Vec::new();
     let only_off = std::env::args().any(|a| a == "--offloads-off-only");
     let only_mixed = std::env::args().any(|a| a == "--mixed-only");
+    let only_default = std::env::args().any(|a| a == "--default-only");
     for (mode, phase) in [
         ("default_offloads", Phase::All(Offloads::Default)),
         ("offloads_off", Phase::All(Offloads::Off)),
         ("mixed", Phase::Mixed),
     ] {
         let off = phase == Phase::All(Offloads::Off);
-        if (only_off && !off) || (only_mixed && phase != Phase::Mixed) {
+        if (only_off && !off)
+            || (only_mixed && phase != Phase::Mixed)
+            || (only_default && phase != Phase::All(Offloads::Default))
+        {
             continue;
         }
         offloads(&w, phase)?;
@@ -436,6 +445,7 @@ fn main() -> Result<()> {
                 ("floor_ratio", format!("{floor_ratio:.3}")),
                 ("workers", workers.to_string()),
                 ("rx", js(&rx)),
+                ("tx", js(&tx)),
                 ("io", js(&io)),
                 (
                     "spin_us",

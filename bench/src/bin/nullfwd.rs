@@ -6,9 +6,10 @@
 //! is looked at, nothing is NATed. e2ebench runs it where vpcepd runs, so every run shows
 //! how far vpcepd is from what its I/O path alone can do.
 //!
-//! `nullfwd IF_A MAC_BEYOND_A IF_B MAC_BEYOND_B [--spin-us N] [--rx tpacket_v3]`, as root
-//! in the namespace of the interfaces. SIGTERM stops it (and removes its ingress drops).
-//! It prints `forwarding` once its sockets are open, and what it moved when it stops.
+//! `nullfwd IF_A MAC_BEYOND_A IF_B MAC_BEYOND_B [--spin-us N] [--rx tpacket_v3] [--tx ring]`,
+//! as root in the namespace of the interfaces. SIGTERM stops it (and removes its ingress
+//! drops). It prints `forwarding` once its sockets are open, and what it moved when it
+//! stops.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,12 +49,18 @@ fn main() -> Result<()> {
     let dp = dataplane::config::Config::default();
     let spin_us: u64 = flag("--spin-us").map_or(Ok(50), |n| n.parse())?;
     let ring = (flag("--rx").as_deref() == Some("tpacket_v3")).then(RingGeometry::default);
+    // The daemon's `tx_ring_slots` default.
+    let tx_slots = if flag("--tx").as_deref() == Some("ring") {
+        256
+    } else {
+        0
+    };
     let ifaces = [Interface::lookup(&if_a)?, Interface::lookup(&if_b)?];
     let beyond = [mac(&mac_a)?, mac(&mac_b)?];
     let tx: Arc<Vec<TxSocket>> = Arc::new(
         ifaces
             .iter()
-            .map(TxSocket::open)
+            .map(|i| TxSocket::open_with_ring(i, tx_slots))
             .collect::<Result<_, _>>()?,
     );
     let attachments: Vec<_> = ifaces

@@ -177,6 +177,10 @@ pub trait LinkStatus: Send + Sync {
     /// Whether the kernel ingress drop is in place on the interface now (asked of the
     /// kernel, not remembered).
     fn ingress_drop(&self) -> bool;
+    /// Frames not sent because the transmit ring was full (`tx = "ring"`).
+    fn tx_ring_full(&self) -> u64 {
+        0
+    }
 }
 
 /// One attachment in `/status`.
@@ -191,6 +195,8 @@ struct AttachmentView {
     /// The kernel holds the ingress drop on the interface (`ingress_drop` in the config):
     /// the node's own stack spends nothing on the attachment's frames.
     ingress_drop: bool,
+    /// Frames not sent because the transmit ring was full (`tx = "ring"`).
+    tx_ring_full: u64,
 }
 
 /// The `/status` document: the store revision, what the pusher published, and the
@@ -243,6 +249,7 @@ impl Status {
                     state: l.state(),
                     flaps: l.flaps(),
                     ingress_drop: l.ingress_drop(),
+                    tx_ring_full: l.tx_ring_full(),
                 })
                 .collect(),
             owned_vpcs: s.push.owned_vpcs(),

@@ -8,7 +8,7 @@ mod sections;
 pub use self::attachments::{AttachmentConfig, InterfaceName};
 pub use self::sections::{
     ApiConfig, AuditConfig, ConntrackConfig, DnsConfig, FlowLogConfig, IoBackend, LogFormat,
-    RxMode, WorkerLayout,
+    RxMode, TxMode, WorkerLayout,
 };
 
 use std::net::SocketAddr;
@@ -85,6 +85,9 @@ fn default_spin_us() -> u64 {
 fn default_max_frame() -> usize {
     dataplane::config::MAX_FRAME_BYTES
 }
+fn default_tx_ring_slots() -> u32 {
+    256
+}
 fn default_true() -> bool {
     true
 }
@@ -158,6 +161,13 @@ pub struct DaemonConfig {
     /// How receive sockets take frames: `recvmmsg` (default) or `tpacket_v3` (a ring).
     #[serde(default)]
     pub rx: RxMode,
+    /// How transmit sockets hand frames over: `sendmmsg` (default) or `ring`.
+    #[serde(default)]
+    pub tx: TxMode,
+    /// Slots of each attachment's transmit ring with `tx = "ring"` (8 to 4096, 68 KiB
+    /// each). Default 256 (17 MiB per attachment).
+    #[serde(default = "default_tx_ring_slots")]
+    pub tx_ring_slots: u32,
     /// Keep the kernel's own stack off the attachments: a direct-action `cls_bpf` program on
     /// the ingress hook drops every frame after the daemon's packet sockets have their copy,
     /// so the kernel spends nothing on frames it must not handle (and never answers for
@@ -343,6 +353,12 @@ impl DaemonConfig {
         }
         if self.spin_us > 10_000 {
             return bad("spin_us must be at most 10000".into());
+        }
+        if !(8..=4096).contains(&self.tx_ring_slots) {
+            return bad("tx_ring_slots must be between 8 and 4096".into());
+        }
+        if self.tx == TxMode::Ring && self.io != IoBackend::AfPacket {
+            return bad("tx = \"ring\" is for io = \"af_packet\"".into());
         }
         self.dataplane()
             .validate()

@@ -47,6 +47,22 @@ pub enum RxMode {
     TpacketV3,
 }
 
+/// How the transmit sockets hand frames to the kernel.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TxMode {
+    /// `sendmmsg`, one system call per batch and egress attachment: the kernel copies each
+    /// frame from the worker's buffer. The default.
+    #[default]
+    Sendmmsg,
+    /// A `PACKET_TX_RING` of `tx_ring_slots` slots of 68 KiB per attachment: frames are
+    /// written into memory shared with the kernel and handed over with one kick; on a NIC
+    /// the kernel sends them from there without another copy (on a veth it copies them on
+    /// the forward path). A full ring drops and counts (`tx_ring_full` in `/status`). See
+    /// BENCHMARKS.md.
+    Ring,
+}
+
 /// The format of the daemon's own log (stderr), `log_format`.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]

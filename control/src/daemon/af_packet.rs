@@ -22,7 +22,7 @@ const REPLICA_QUEUE: usize = 65_536;
 
 use super::dataplane::{DaemonError, Dataplane, OnStop};
 use crate::api::admin::LinkStatus;
-use crate::config::{DaemonConfig, IoBackend, RxMode, WorkerLayout};
+use crate::config::{DaemonConfig, IoBackend, RxMode, TxMode, WorkerLayout};
 
 /// A worker's opened backend, before it runs.
 enum Opened {
@@ -58,7 +58,12 @@ pub fn start_workers(
     let mut tx = Vec::new();
     for a in &cfg.attachments {
         let iface = Interface::lookup(&a.interface).map_err(|e| attach_err(&a.interface, e))?;
-        tx.push(TxSocket::open(&iface).map_err(|e| attach_err(&a.interface, e))?);
+        let slots = if cfg.tx == TxMode::Ring {
+            cfg.tx_ring_slots
+        } else {
+            0
+        };
+        tx.push(TxSocket::open_with_ring(&iface, slots).map_err(|e| attach_err(&a.interface, e))?);
         ifaces.push(iface);
     }
     let tx = Arc::new(tx);
@@ -304,6 +309,10 @@ impl LinkStatus for Link {
 
     fn flaps(&self) -> u64 {
         self.tx.get(self.index).map_or(0, TxSocket::flaps)
+    }
+
+    fn tx_ring_full(&self) -> u64 {
+        self.tx.get(self.index).map_or(0, TxSocket::ring_full)
     }
 }
 

@@ -39,7 +39,7 @@ pub use super::packet::Interface;
 use super::packet::{PACKET_VNET_HDR, SOL_PACKET, bind, packet_socket};
 use super::ring::{RingGeometry, RxRing};
 use super::sys::setsockopt;
-use super::{Backend, BackendError, Batch, VlanTag};
+use super::{Backend, BackendError, Batch, Slot, VlanTag};
 use crate::flow::Attachment;
 use crate::wire::offload::{VNET_HDR_LEN, VnetHdr};
 
@@ -538,8 +538,33 @@ impl Backend for AfPacketBackend {
 
     fn send(&mut self, batch: &Batch) -> Result<usize, BackendError> {
         let mut failed = 0;
-        // One sendmmsg per egress attachment (a batch usually goes to one or two).
+        // One sendmmsg (or one ring kick) per egress attachment (a batch usually goes to
+        // one or two).
         for (vpc, tx) in self.tx.iter().enumerate() {
+            if tx.has_ring() {
+                let frames = batch
+                    .filled()
+                    .iter()
+                    .take(MAX_BATCH)
+                    .filter_map(Slot::output)
+                    .filter(|(out, _, _)| out.index() == vpc)
+                    .map(|(_, hdr, bytes)| (hdr, bytes));
+                match tx.send_ring(frames) {
+                    Ok((lost, _)) => failed += lost,
+                    Err(e)
+                        if matches!(
+                            e.raw_os_error(),
+                            Some(libc::EBADF | libc::ENOTSOCK | libc::EFAULT)
+                        ) =>
+                    {
+                        return Err(e.into());
+                    }
+                    // The link is down or gone, or the kernel refused the kick: what the
+                    // ring holds goes at the next kick that works; nothing waits.
+                    Err(_) => {}
+                }
+                continue;
+            }
             // SAFETY: all-zero is a valid value for these plain C structs.
             let mut iov: [[libc::iovec; 2]; MAX_BATCH] = unsafe { core::mem::zeroed() };
             // SAFETY: as above.

@@ -14,7 +14,9 @@ use arc_swap::ArcSwap;
 
 use super::packet::{Interface, PACKET_VNET_HDR, SOL_PACKET, bind, packet_socket};
 use super::sys::{cvt, setsockopt};
+use super::tx_ring::{Pushed, TxRing};
 use crate::wire::ethernet::MacAddr;
+use crate::wire::offload::VnetHdr;
 
 /// What a worker last saw of an attachment's link.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,18 +59,27 @@ pub struct TxSocket {
     /// The daemon keeps the kernel ingress drop on this attachment: an interface created
     /// again gets it back with its MAC.
     ingress_drop: AtomicBool,
+    /// Slots of the transmit ring (0: frames go by `sendmmsg`).
+    ring_slots: u32,
+    /// The transmit ring, with the socket it is mapped on (moved with it).
+    ring: Mutex<Option<(Arc<OwnedFd>, TxRing)>>,
+    /// Frames not sent because the ring was full.
+    ring_full: AtomicU64,
 }
 
-fn tx_fd(ifindex: i32) -> io::Result<OwnedFd> {
+fn tx_fd(ifindex: i32, ring_slots: u32) -> io::Result<(OwnedFd, Option<TxRing>)> {
     let fd = packet_socket(0)?;
     // Every frame sent carries a virtio_net_hdr: partial checksums and GSO super-frames
     // leave as they are, for the kernel (or the peer) to finish.
     setsockopt(&fd, SOL_PACKET, PACKET_VNET_HDR, &1)?;
+    let ring = (ring_slots > 0)
+        .then(|| TxRing::setup(&fd, ring_slots))
+        .transpose()?;
     bind(&fd, ifindex, 0)?;
     // No PACKET_QDISC_BYPASS: the direct path drops any frame that needs segmenting
     // (`__dev_direct_xmit` refuses an skb that validation replaced), so a super-frame
     // sent to a device without TSO would be lost; dev_queue_xmit segments it in software.
-    Ok(fd)
+    Ok((fd, ring))
 }
 
 impl TxSocket {
@@ -82,16 +93,84 @@ impl TxSocket {
     /// # Errors
     /// The socket, bind or option call failed (e.g. no `CAP_NET_RAW`).
     pub fn open(iface: &Interface) -> io::Result<Self> {
+        Self::open_with_ring(iface, 0)
+    }
+
+    /// The same, sending through a `PACKET_TX_RING` of `slots` slots (0: `sendmmsg`).
+    ///
+    /// # Errors
+    /// As for [`TxSocket::open`], or the kernel refused the ring.
+    pub fn open_with_ring(iface: &Interface, slots: u32) -> io::Result<Self> {
+        let (fd, ring) = tx_fd(iface.ifindex, slots)?;
+        let fd = Arc::new(fd);
+        let ring = ring.map(|r| (Arc::clone(&fd), r));
         Ok(Self {
             name: iface.name.clone(),
             mac: iface.mac,
-            fd: ArcSwap::from_pointee(tx_fd(iface.ifindex)?),
+            fd: ArcSwap::new(fd),
             ifindex: AtomicI32::new(iface.ifindex),
             state: AtomicU8::new(LinkState::Up as u8),
             flaps: AtomicU64::new(0),
             reopening: Mutex::new(()),
             ingress_drop: AtomicBool::new(false),
+            ring_slots: slots,
+            ring: Mutex::new(ring),
+            ring_full: AtomicU64::new(0),
         })
+    }
+
+    /// True if frames go through a transmit ring.
+    pub fn has_ring(&self) -> bool {
+        self.ring_slots > 0
+    }
+
+    /// Frames not sent because the transmit ring was full (back-pressure).
+    pub fn ring_full(&self) -> u64 {
+        self.ring_full.load(Ordering::Relaxed)
+    }
+
+    /// Send `frames` through the transmit ring (see [`super::tx_ring`]) and kick it once
+    /// (also with no frames, if an earlier kick left some requested); returns how many
+    /// could not be sent (ring full: back-pressure, never a wait; too long) and how many of
+    /// those were for a full ring. Without a ring, all of them fail.
+    ///
+    /// # Errors
+    /// The kick failed with another error than a full device queue (the link went away).
+    pub fn send_ring<'a>(
+        &self,
+        frames: impl Iterator<Item = (VnetHdr, &'a [u8])>,
+    ) -> io::Result<(usize, usize)> {
+        let mut guard = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some((fd, ring)) = guard.as_mut() else {
+            return Ok((frames.count(), 0));
+        };
+        let (mut failed, mut full) = (0, 0);
+        for (vnet, bytes) in frames {
+            match ring.push(vnet, bytes) {
+                Pushed::Queued => {}
+                Pushed::Full => {
+                    failed += 1;
+                    full += 1;
+                }
+                Pushed::TooLong => failed += 1,
+            }
+        }
+        if full > 0 {
+            self.ring_full.fetch_add(full as u64, Ordering::Relaxed);
+        }
+        match ring.kick(fd) {
+            Ok(_) => Ok((failed, full)),
+            // Still requested: the next kick (the next batch) sends them.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENOBUFS | libc::EAGAIN | libc::EINTR)
+                ) =>
+            {
+                Ok((failed, full))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Keep the kernel ingress drop ([`super::ingress_drop`]) on this attachment from now
@@ -153,9 +232,12 @@ impl TxSocket {
                 {
                     tracing::warn!(interface = %self.name, error = %e, "could not restore the kernel ingress drop");
                 }
-                match tx_fd(iface.ifindex) {
-                    Ok(fd) => {
-                        self.fd.store(Arc::new(fd));
+                match tx_fd(iface.ifindex, self.ring_slots) {
+                    Ok((fd, ring)) => {
+                        let fd = Arc::new(fd);
+                        *self.ring.lock().unwrap_or_else(PoisonError::into_inner) =
+                            ring.map(|r| (Arc::clone(&fd), r));
+                        self.fd.store(fd);
                         self.ifindex.store(iface.ifindex, Ordering::Relaxed);
                     }
                     Err(e) => {

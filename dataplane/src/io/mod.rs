@@ -22,6 +22,8 @@ pub mod punt;
 pub mod ring;
 #[cfg(target_os = "linux")]
 mod sys;
+#[cfg(target_os = "linux")]
+pub mod tx_ring;
 
 use core::time::Duration;
 
