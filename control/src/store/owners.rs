@@ -239,16 +239,6 @@ impl Elector {
             if handovers.is_none() {
                 handovers = self.watch(&self.handovers, within(period)).await;
             }
-            // An owner (unless fail static) must be quiet before etcd can let its lease
-            // expire: it steps down two thirds of the TTL after its last renewal, and no
-            // etcd call of this turn outlasts that.
-            let guarding =
-                !self.options.fail_static && owned.as_ref().is_some_and(|o| !o.is_empty());
-            let deadline = lease.as_ref().map(|l| l.renewed + period * 2);
-            let within = |d: Duration| match deadline {
-                Some(at) if guarding => d.min(at.saturating_duration_since(Instant::now())),
-                _ => d,
-            };
             if let Some(l) = &mut lease
                 && l.renewed.elapsed() >= period
             {
