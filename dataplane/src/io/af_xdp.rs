@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use super::af_packet::Interface;
 use super::bpf::{bpf, insn, put_u32};
-use super::sys::{cvt, setsockopt};
+use super::sys::{cvt, map_ring, setsockopt};
 use super::{Backend, BackendError, Batch, VlanTag};
 use crate::flow::Attachment;
 use crate::wire::offload::VnetHdr;
@@ -114,22 +114,8 @@ struct Ring<T> {
 impl<T: Copy> Ring<T> {
     fn map(fd: &OwnedFd, off: XdpRingOffset, pgoff: libc::off_t, size: u32) -> io::Result<Self> {
         let len = usize::try_from(off.desc).unwrap_or(0) + size as usize * size_of::<T>();
-        // SAFETY: maps the socket's ring of `len` bytes, as the kernel laid it out; the
-        // result is checked and unmapped in Drop.
-        let map = unsafe {
-            libc::mmap(
-                core::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                fd.as_raw_fd(),
-                pgoff,
-            )
-        };
-        if map == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let map = map.cast::<u8>();
+        // The socket's ring of `len` bytes, as the kernel laid it out; unmapped in Drop.
+        let map = map_ring(fd, len, pgoff)?;
         let at = |o: u64| usize::try_from(o).unwrap_or(0);
         // SAFETY: the offsets come from XDP_MMAP_OFFSETS and lie within the mapping; the
         // index words are 4-byte aligned u32s the kernel updates atomically.

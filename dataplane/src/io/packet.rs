@@ -13,6 +13,7 @@ use crate::wire::ethernet::MacAddr;
 // Kernel ABI constants (linux/if_packet.h); stable since their introduction.
 pub(super) const SOL_PACKET: libc::c_int = 263;
 pub(super) const PACKET_VNET_HDR: libc::c_int = 15;
+pub(super) const PACKET_VERSION: libc::c_int = 10;
 
 /// A network interface the daemon attaches to.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -19,15 +19,14 @@
 #![allow(unsafe_code)]
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::sys::setsockopt;
+use super::packet::{PACKET_VERSION, SOL_PACKET};
+use super::sys::{map_ring, setsockopt, unmap_ring};
 use crate::wire::offload::{VNET_HDR_LEN, VnetHdr};
 
-const SOL_PACKET: libc::c_int = 263;
 const PACKET_RX_RING: libc::c_int = 5;
-const PACKET_VERSION: libc::c_int = 10;
 const TPACKET_V3: libc::c_int = 2;
 const TP_STATUS_KERNEL: u32 = 0;
 const TP_STATUS_USER: u32 = 1;
@@ -133,23 +132,9 @@ impl RxRing {
         setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &req)?;
         let len = usize::try_from(u64::from(geometry.block_size) * u64::from(geometry.block_nr))
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "ring too large"))?;
-        // SAFETY: a fresh shared mapping of the socket's ring, `len` bytes as configured;
-        // the result is checked before use and unmapped in Drop.
-        let map = unsafe {
-            libc::mmap(
-                core::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if map == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
+        let map = map_ring(fd, len, 0)?;
         Ok(Self {
-            map: map.cast(),
+            map,
             len,
             geometry,
             block: 0,
@@ -255,8 +240,6 @@ impl RxRing {
 impl Drop for RxRing {
     fn drop(&mut self) {
         // SAFETY: `map` and `len` are the mapping made in `setup`, unmapped once here.
-        unsafe {
-            libc::munmap(self.map.cast(), self.len);
-        }
+        unsafe { unmap_ring(self.map, self.len) };
     }
 }

@@ -28,3 +28,39 @@ pub(super) fn setsockopt<T>(
     cvt(unsafe { libc::setsockopt(fd.as_raw_fd(), level, name, (value as *const T).cast(), len) })?;
     Ok(())
 }
+
+/// Map `len` bytes at `offset` of the ring configured on socket `fd` (a packet socket's
+/// ring, or an XDP socket's: shared with the kernel, populated at once).
+///
+/// # Errors
+/// The kernel refused the mapping.
+pub(super) fn map_ring(fd: &OwnedFd, len: usize, offset: libc::off_t) -> io::Result<*mut u8> {
+    // SAFETY: a fresh shared mapping of the socket's ring, `len` bytes as configured; the
+    // result is checked here, and its owner unmaps it once ([`unmap_ring`]).
+    let map = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_POPULATE,
+            fd.as_raw_fd(),
+            offset,
+        )
+    };
+    if map == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(map.cast())
+}
+
+/// Unmap what [`map_ring`] mapped.
+///
+/// # Safety
+/// `map` and `len` are a mapping made by [`map_ring`], not yet unmapped, and nothing refers
+/// into it any more.
+pub(super) unsafe fn unmap_ring(map: *mut u8, len: usize) {
+    // SAFETY: the caller's promise.
+    unsafe {
+        libc::munmap(map.cast(), len);
+    }
+}

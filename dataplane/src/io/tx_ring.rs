@@ -29,11 +29,10 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::sys::{cvt, setsockopt};
+use super::packet::{PACKET_VERSION, SOL_PACKET};
+use super::sys::{cvt, map_ring, setsockopt, unmap_ring};
 use crate::wire::offload::{VNET_HDR_LEN, VnetHdr};
 
-const SOL_PACKET: libc::c_int = 263;
-const PACKET_VERSION: libc::c_int = 10;
 const PACKET_TX_RING: libc::c_int = 13;
 const PACKET_LOSS: libc::c_int = 14;
 const TPACKET_V2: libc::c_int = 1;
@@ -99,23 +98,9 @@ impl TxRing {
         };
         setsockopt(fd, SOL_PACKET, PACKET_TX_RING, &req)?;
         let len = SLOT_BYTES * slots as usize;
-        // SAFETY: a fresh shared mapping of the socket's ring, `len` bytes as configured;
-        // the result is checked before use and unmapped in Drop.
-        let map = unsafe {
-            libc::mmap(
-                core::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if map == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
+        let map = map_ring(fd, len, 0)?;
         Ok(Self {
-            map: map.cast(),
+            map,
             len,
             slots: slots as usize,
             next: 0,
@@ -193,8 +178,6 @@ impl TxRing {
 impl Drop for TxRing {
     fn drop(&mut self) {
         // SAFETY: `map` and `len` are the mapping made in `setup`, unmapped once here.
-        unsafe {
-            libc::munmap(self.map.cast(), self.len);
-        }
+        unsafe { unmap_ring(self.map, self.len) };
     }
 }

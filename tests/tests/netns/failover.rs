@@ -138,6 +138,15 @@ fn setup_with(etcd: &str) -> (Cluster, Vec<String>, usize, testkit::Proc) {
     (c, vpcs, owner, www)
 }
 
+/// Set node `n`'s link to etcd `up` or `down` (no reset: its packets just go nowhere).
+fn etcd_link(c: &Cluster, n: usize, state: &str) {
+    let mgmt = format!("{}m", c.nodes[n].prefix);
+    c.nodes[n]
+        .node
+        .exec(&["ip", "link", "set", &mgmt, state])
+        .unwrap();
+}
+
 /// curl the endpoint from the client (a short connect timeout); true if the backend answered.
 fn served(c: &Cluster) -> bool {
     c.nodes[0].users[0]
@@ -354,13 +363,7 @@ fn an_owner_cut_off_from_etcd_steps_down_before_the_standby_takes_over() {
     let (c, vpcs, owner, _www) = setup();
     let standby = 1 - owner;
     assert!(served(&c));
-    let mgmt = format!("{}m", c.nodes[owner].prefix);
-    let link = |state: &str| {
-        c.nodes[owner]
-            .node
-            .exec(&["ip", "link", "set", &mgmt, state])
-            .unwrap()
-    };
+    let link = |state: &str| etcd_link(&c, owner, state);
     link("down");
     let cut = Instant::now();
     // Both watched in one loop: the owner's step-down must come first.
@@ -430,13 +433,7 @@ fn a_fail_static_owner_cut_off_from_etcd_keeps_serving_then_steps_down() {
     assert!(served(&c));
     // Cut the owner's link to etcd: its lease expires there and the standby takes over,
     // while the owner, which cannot tell, keeps what it owns (fail static).
-    let mgmt = format!("{}m", c.nodes[owner].prefix);
-    let link = |state: &str| {
-        c.nodes[owner]
-            .node
-            .exec(&["ip", "link", "set", &mgmt, state])
-            .unwrap()
-    };
+    let link = |state: &str| etcd_link(&c, owner, state);
     link("down");
     poll_until("the standby to take over", Duration::from_secs(10), || {
         owned(&c.nodes[standby]).as_ref() == Some(&vpcs)
@@ -536,13 +533,7 @@ fn a_healed_partition_moves_the_hosts_the_cut_off_owner_answered() {
     let announced_by = |m: &str| sniffer.output().lines().filter(|l| *l == m).count();
 
     // Cut the owner off from etcd: the standby takes over and announces, both rounds.
-    let mgmt = format!("{}m", c.nodes[owner].prefix);
-    let link = |state: &str| {
-        c.nodes[owner]
-            .node
-            .exec(&["ip", "link", "set", &mgmt, state])
-            .unwrap()
-    };
+    let link = |state: &str| etcd_link(&c, owner, state);
     link("down");
     poll_until("the standby to take over", Duration::from_secs(10), || {
         owned(&c.nodes[standby]).as_ref() == Some(&vpcs)

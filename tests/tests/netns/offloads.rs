@@ -144,6 +144,32 @@ fn csum_errors(ns: &Netns) -> u64 {
         .sum()
 }
 
+/// The senders keep their offloads (partial checksums, super-frames); the daemon's veth
+/// ends lose tx checksumming, so the kernel finishes each partial checksum in software
+/// from the frame the daemon sent, and the receivers lose rx checksumming, so their stacks
+/// verify every segment instead of trusting the veth. Then 10 MiB each way (sha256) and 20
+/// UDP super-datagrams arrive, and no receiver counts a checksum error.
+fn intact_where_receivers_verify(w: &World) {
+    let p = &w.prefix;
+    for dev in [format!("{p}p"), format!("{p}u0")] {
+        w.node.exec(&["ethtool", "-K", &dev, "tx", "off"]).unwrap();
+    }
+    for ns in [&w.provider, &w.users[0]] {
+        ns.exec(&["ethtool", "-K", "eth0", "rx", "off"]).unwrap();
+    }
+    let before = (csum_errors(&w.provider), csum_errors(&w.users[0]));
+    bulk_both_ways(w);
+    let out = w.users[0]
+        .exec(&["timeout", "30", "python3", "-c", UDP_GSO, EP])
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "200");
+    assert_eq!(
+        (csum_errors(&w.provider), csum_errors(&w.users[0])),
+        before,
+        "no checksum errors at the backend or the client"
+    );
+}
+
 #[test]
 #[ignore = "needs root + netns"]
 fn ten_mib_each_way_through_default_offloads_arrive_intact_as_super_frames() {
@@ -192,24 +218,7 @@ fn where_the_receiver_verifies_checksums_none_is_bad() {
     // from the seed the daemon patched, and the receivers lose rx checksumming, so their
     // stacks verify every segment instead of trusting the veth.
     let (w, _backend) = world();
-    let p = &w.prefix;
-    for dev in [format!("{p}p"), format!("{p}u0")] {
-        w.node.exec(&["ethtool", "-K", &dev, "tx", "off"]).unwrap();
-    }
-    for ns in [&w.provider, &w.users[0]] {
-        ns.exec(&["ethtool", "-K", "eth0", "rx", "off"]).unwrap();
-    }
-    let before = (csum_errors(&w.provider), csum_errors(&w.users[0]));
-    bulk_both_ways(&w);
-    let out = w.users[0]
-        .exec(&["timeout", "30", "python3", "-c", UDP_GSO, EP])
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "200");
-    assert_eq!(
-        (csum_errors(&w.provider), csum_errors(&w.users[0])),
-        before,
-        "no checksum errors at the backend or the client"
-    );
+    intact_where_receivers_verify(&w);
     assert!(
         w.metric("vpcep_dataplane_forwarded_partial_csum_total", None)
             .unwrap()
@@ -251,24 +260,7 @@ fn a_small_transmit_ring_carries_bulk_traffic_intact() {
     w.write_config("tx = \"ring\"\ntx_ring_slots = 8").unwrap();
     w.start_daemon().unwrap();
     w.wait_live().unwrap();
-    let p = &w.prefix;
-    for dev in [format!("{p}p"), format!("{p}u0")] {
-        w.node.exec(&["ethtool", "-K", &dev, "tx", "off"]).unwrap();
-    }
-    for ns in [&w.provider, &w.users[0]] {
-        ns.exec(&["ethtool", "-K", "eth0", "rx", "off"]).unwrap();
-    }
-    let before = (csum_errors(&w.provider), csum_errors(&w.users[0]));
-    bulk_both_ways(&w);
-    let out = w.users[0]
-        .exec(&["timeout", "30", "python3", "-c", UDP_GSO, EP])
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "200");
-    assert_eq!(
-        (csum_errors(&w.provider), csum_errors(&w.users[0])),
-        before,
-        "no checksum errors at the backend or the client"
-    );
+    intact_where_receivers_verify(&w);
     assert!(
         w.metric("vpcep_dataplane_forwarded_super_frames_total", None)
             .unwrap()
