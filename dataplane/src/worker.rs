@@ -115,6 +115,9 @@ impl<B: Backend> Worker<B> {
             let failed = self.backend.send(&self.batch)?;
             self.pipeline.record_tx_errors(failed);
         }
+        // Frames a receive ring lent are done with: what the worker sends next (requests,
+        // announcements) goes in the batch's own buffers.
+        self.batch.reclaim();
         self.pipeline.expire(now, budget);
         // Resolve backends ahead of traffic: on every new generation, and once a second.
         let generation = tables.generation();

@@ -26,7 +26,7 @@
 //! (`/proc/stat`), for vpcepd the daemon's user and system time (`/proc/PID/stat`).
 //!
 //! `--workers N` runs vpcepd with N workers (default 1), `--spin-us N` with that bounded
-//! spin (default: the daemon's), `--rx tpacket_v3` with receive rings, `--tx ring` with
+//! spin (default: the daemon's), `--rx tpacket_v2` or `--rx tpacket_v3` with receive rings, `--tx ring` with
 //! transmit rings (`PACKET_TX_RING`, 256 slots), `--io af_xdp` with
 //! XDP sockets (then add `--offloads-off-only`: AF_XDP carries no offload metadata).
 //!
@@ -287,7 +287,7 @@ fn main() -> Result<()> {
     if let Some(us) = spin_us {
         floor_args.extend(["--spin-us".to_string(), us.to_string()]);
     }
-    if rx == "tpacket_v3" {
+    if rx != "recvmmsg" {
         floor_args.extend(["--rx".to_string(), rx.clone()]);
     }
     if tx == "ring" {

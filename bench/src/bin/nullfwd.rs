@@ -6,7 +6,8 @@
 //! is looked at, nothing is NATed. e2ebench runs it where vpcepd runs, so every run shows
 //! how far vpcepd is from what its I/O path alone can do.
 //!
-//! `nullfwd IF_A MAC_BEYOND_A IF_B MAC_BEYOND_B [--spin-us N] [--rx tpacket_v3] [--tx ring]`,
+//! `nullfwd IF_A MAC_BEYOND_A IF_B MAC_BEYOND_B [--spin-us N] [--rx tpacket_v2|tpacket_v3]
+//! [--tx ring]`,
 //! as root in the namespace of the interfaces. SIGTERM stops it (and removes its ingress
 //! drops). It prints `forwarding` once its sockets are open, and what it moved when it
 //! stops.
@@ -17,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use dataplane::flow::Attachment;
-use dataplane::io::af_packet::AfPacketBackend;
+use dataplane::io::af_packet::{AfPacketBackend, Receive};
 use dataplane::io::af_packet::{Interface, TxSocket};
 use dataplane::io::ring::RingGeometry;
 use dataplane::io::{Backend, Batch};
@@ -42,13 +43,23 @@ fn main() -> Result<()> {
     let [if_a, mac_a, if_b, mac_b] = match args.get(..4) {
         Some([a, b, c, d]) => [a.clone(), b.clone(), c.clone(), d.clone()],
         _ => bail!(
-            "usage: nullfwd IF_A MAC_BEYOND_A IF_B MAC_BEYOND_B [--spin-us N] [--rx tpacket_v3]"
+            "usage: nullfwd IF_A MAC_BEYOND_A IF_B MAC_BEYOND_B [--spin-us N] \
+             [--rx tpacket_v2|tpacket_v3] [--tx ring]"
         ),
     };
     // The daemon's defaults, unless told otherwise.
     let dp = dataplane::config::Config::default();
     let spin_us: u64 = flag("--spin-us").map_or(Ok(50), |n| n.parse())?;
-    let ring = (flag("--rx").as_deref() == Some("tpacket_v3")).then(RingGeometry::default);
+    // The daemon's receive modes, with its `rx_ring_frames` default.
+    let receive = match flag("--rx").as_deref() {
+        None | Some("recvmmsg") => Receive::Recvmmsg,
+        Some("tpacket_v3") => Receive::TpacketV3(RingGeometry::default()),
+        Some("tpacket_v2") => Receive::TpacketV2 {
+            frames: 256,
+            max_frame: dp.max_frame_bytes,
+        },
+        Some(other) => bail!("--rx {other}: recvmmsg, tpacket_v2 or tpacket_v3"),
+    };
     // The daemon's `tx_ring_slots` default.
     let tx_slots = if flag("--tx").as_deref() == Some("ring") {
         256
@@ -71,7 +82,7 @@ fn main() -> Result<()> {
     let mut backend = AfPacketBackend::open(
         &attachments,
         Duration::from_micros(spin_us),
-        ring,
+        receive,
         Arc::clone(&tx),
     )?;
     // As the daemon: without `clsact`/`cls_bpf` in the kernel it goes on without the drop.

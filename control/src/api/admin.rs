@@ -45,6 +45,8 @@ pub struct DataplaneView {
     pub conntrack: Option<Arc<dataplane::conntrack::ConnTrack>>,
     /// Each attachment's VPC id and link, in attachment order.
     pub links: Vec<(String, Arc<dyn LinkStatus>)>,
+    /// How many times a forwarded frame is copied with the I/O settings running.
+    pub copies: Option<dataplane::io::Copies>,
 }
 
 impl core::fmt::Debug for DataplaneView {
@@ -199,6 +201,15 @@ struct AttachmentView {
     tx_ring_full: u64,
 }
 
+/// `/status` `copies_per_frame`: see [`dataplane::io::Copies`].
+#[derive(Debug, Serialize)]
+struct CopiesView {
+    receive: u8,
+    transmit: u8,
+    by_daemon: u8,
+    total: u8,
+}
+
 /// The `/status` document: the store revision, what the pusher published, and the
 /// generation each worker has loaded, so a caller can wait for "my change is live".
 #[derive(Debug, Serialize)]
@@ -214,6 +225,10 @@ struct Status {
     conntrack_flows: usize,
     config: ConfigStatus,
     attachments: Vec<AttachmentView>,
+    /// How many times a forwarded frame's bytes are copied on its way through, with the I/O
+    /// settings running (absent without a dataplane).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    copies_per_frame: Option<CopiesView>,
     /// The VPC ids this node owns when the cluster elects owners (absent: it owns all).
     #[serde(skip_serializing_if = "Option::is_none")]
     owned_vpcs: Option<Vec<String>>,
@@ -252,6 +267,12 @@ impl Status {
                     tx_ring_full: l.tx_ring_full(),
                 })
                 .collect(),
+            copies_per_frame: dp.copies.map(|c| CopiesView {
+                receive: c.receive,
+                transmit: c.transmit,
+                by_daemon: c.by_daemon,
+                total: c.total(),
+            }),
             owned_vpcs: s.push.owned_vpcs(),
         }
     }

@@ -88,6 +88,9 @@ fn default_max_frame() -> usize {
 fn default_tx_ring_slots() -> u32 {
     256
 }
+fn default_rx_ring_frames() -> usize {
+    256
+}
 fn default_true() -> bool {
     true
 }
@@ -158,9 +161,16 @@ pub struct DaemonConfig {
     /// Packet I/O backend: `af_packet`.
     #[serde(default)]
     pub io: IoBackend,
-    /// How receive sockets take frames: `recvmmsg` (default) or `tpacket_v3` (a ring).
+    /// How receive sockets take frames: `recvmmsg` (default), `tpacket_v2` (a ring of
+    /// `rx_ring_frames` slots, frames processed in place) or `tpacket_v3` (a ring of
+    /// blocks).
     #[serde(default)]
     pub rx: RxMode,
+    /// Slots of each receive socket's ring with `rx = "tpacket_v2"` (64 to 8192; a slot
+    /// holds one frame of up to `max_frame_bytes`, 15 to a MiB). Default 256 (18 MiB per
+    /// worker and attachment).
+    #[serde(default = "default_rx_ring_frames")]
+    pub rx_ring_frames: usize,
     /// How transmit sockets hand frames over: `sendmmsg` (default) or `ring`.
     #[serde(default)]
     pub tx: TxMode,
@@ -360,6 +370,12 @@ impl DaemonConfig {
         if self.tx == TxMode::Ring && self.io != IoBackend::AfPacket {
             return bad("tx = \"ring\" is for io = \"af_packet\"".into());
         }
+        if self.rx != RxMode::Recvmmsg && self.io != IoBackend::AfPacket {
+            return bad("rx rings are for io = \"af_packet\"".into());
+        }
+        if !(64..=8192).contains(&self.rx_ring_frames) {
+            return bad("rx_ring_frames must be between 64 and 8192".into());
+        }
         self.dataplane()
             .validate()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
@@ -499,6 +515,24 @@ mod tests {
             .to_string();
         assert!(err.contains("worker_layout"), "{err}");
         assert!(DaemonConfig::from_toml("worker_layout = \"each\"").is_err());
+    }
+
+    #[test]
+    fn receive_rings_are_for_af_packet_and_sized_within_bounds() {
+        let v2 = DaemonConfig::from_toml("rx = \"tpacket_v2\"\nrx_ring_frames = 64").unwrap();
+        assert_eq!((v2.rx, v2.rx_ring_frames), (RxMode::TpacketV2, 64));
+        for frames in [0, 63, 8193] {
+            let err = DaemonConfig::from_toml(&format!("rx_ring_frames = {frames}"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("rx_ring_frames"), "{frames}: {err}");
+        }
+        for rx in ["tpacket_v2", "tpacket_v3"] {
+            let err = DaemonConfig::from_toml(&format!("rx = \"{rx}\"\nio = \"af_xdp\""))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("af_packet"), "{rx}: {err}");
+        }
     }
 
     #[test]

@@ -41,6 +41,10 @@ pub enum RxMode {
     /// handed over at once.
     #[default]
     Recvmmsg,
+    /// A TPACKET_V2 ring of `rx_ring_frames` slots of 64 KiB per socket: no system call
+    /// per batch under load, a lone frame handed over at once, and each frame rewritten
+    /// and sent from its slot (no copy into the worker's buffers). See BENCHMARKS.md.
+    TpacketV2,
     /// A TPACKET_V3 ring (256 KiB blocks, 64 per socket): no system call per batch under
     /// load, but a block that does not fill waits for the kernel's retire timer (a tick:
     /// 4 ms at HZ=250). See BENCHMARKS.md.

@@ -10,7 +10,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use dataplane::conntrack::handover;
-use dataplane::io::af_packet::{AfPacketBackend, Interface, TxSocket, fanout_group};
+use dataplane::io::af_packet::{AfPacketBackend, Interface, Receive, TxSocket, fanout_group};
 use dataplane::io::af_xdp::AfXdpBackend;
 use dataplane::io::ring::RingGeometry;
 use dataplane::worker::{self, Worker};
@@ -126,8 +126,7 @@ pub fn start_workers(
             };
             for set in sets {
                 for _ in 0..cfg.workers {
-                    let ring = (cfg.rx == RxMode::TpacketV3).then(RingGeometry::default);
-                    let backend = AfPacketBackend::open(set, spin, ring, Arc::clone(&tx))
+                    let backend = AfPacketBackend::open(set, spin, receive(cfg), Arc::clone(&tx))
                         .map_err(|e| attach_err(&names(), e))?;
                     opened.push(Opened::Packet(backend));
                 }
@@ -469,4 +468,30 @@ fn ingress_drop_in_place(dev: &str) -> bool {
     Interface::lookup(dev)
         .and_then(|i| dataplane::io::ingress_drop::installed(i.ifindex))
         .unwrap_or(false)
+}
+
+/// How the receive sockets take frames, from `rx`.
+pub(crate) fn receive(cfg: &DaemonConfig) -> Receive {
+    match cfg.rx {
+        RxMode::Recvmmsg => Receive::Recvmmsg,
+        RxMode::TpacketV3 => Receive::TpacketV3(RingGeometry::default()),
+        RxMode::TpacketV2 => Receive::TpacketV2 {
+            frames: cfg.rx_ring_frames,
+            max_frame: cfg.max_frame_bytes,
+        },
+    }
+}
+
+/// How many times a forwarded frame is copied with `cfg`'s I/O settings (none without
+/// attachments).
+pub(crate) fn copies(cfg: &DaemonConfig) -> Option<dataplane::io::Copies> {
+    if cfg.attachments.is_empty() {
+        return None;
+    }
+    Some(match cfg.io {
+        IoBackend::AfPacket => {
+            dataplane::io::af_packet::copies(receive(cfg), cfg.tx == TxMode::Ring)
+        }
+        IoBackend::AfXdp => dataplane::io::af_xdp::COPIES,
+    })
 }

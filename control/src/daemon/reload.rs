@@ -379,6 +379,7 @@ impl Node {
             counters: dp.counters,
             conntrack: dp.conntrack,
             links: dp.links,
+            copies: super::af_packet::copies(cfg),
         }));
         let live = Live {
             stop,

@@ -7,7 +7,9 @@
 //! (`ETH_P_ALL`, `PACKET_IGNORE_OUTGOING` so the daemon never sees its own frames,
 //! `PACKET_AUXDATA` for the VLAN tag the kernel stripped), waits on all of them in one
 //! `poll` after a bounded spin, and with several workers each attachment's sockets form a
-//! `PACKET_FANOUT` hash group. A receive socket may use a TPACKET_V3 ring (`ring.rs`).
+//! `PACKET_FANOUT` hash group. A receive socket may use a ring instead of `recvmmsg`
+//! ([`Receive`]): TPACKET_V3 (`ring.rs`, frames copied out of its blocks) or TPACKET_V2
+//! (`v2_ring.rs`, frames lent to the batch and processed in their slots).
 //!
 //! Links: an error on a receive socket (link down, interface deleted) marks it down; the
 //! worker goes on with the others and looks at the link again with backoff, re-opening the
@@ -39,7 +41,8 @@ pub use super::packet::Interface;
 use super::packet::{PACKET_VNET_HDR, SOL_PACKET, bind, packet_socket};
 use super::ring::{RingGeometry, RxRing};
 use super::sys::setsockopt;
-use super::{Backend, BackendError, Batch, Slot, VlanTag};
+use super::v2_ring::V2Ring;
+use super::{Backend, BackendError, Batch, Copies, Slot, VlanTag};
 use crate::flow::Attachment;
 use crate::wire::offload::{VNET_HDR_LEN, VnetHdr};
 
@@ -76,6 +79,50 @@ struct TpacketAuxdata {
 /// Most frames one `recvmmsg`/`sendmmsg` handles; batches are capped to it.
 pub const MAX_BATCH: usize = 64;
 
+/// How a worker's receive sockets take frames from the kernel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Receive {
+    /// `recvmmsg` into the batch's own buffers: the kernel copies each frame once.
+    #[default]
+    Recvmmsg,
+    /// A TPACKET_V3 ring of this geometry: the kernel copies each frame into a block, and
+    /// the worker copies it into the batch (a block that does not fill waits for its
+    /// retire timer).
+    TpacketV3(RingGeometry),
+    /// A TPACKET_V2 ring of at least `frames` slots for frames of up to `max_frame` bytes:
+    /// the kernel copies each frame into a slot, where it is processed and sent from.
+    TpacketV2 {
+        /// Slots per socket.
+        frames: usize,
+        /// The largest frame a slot holds.
+        max_frame: usize,
+    },
+}
+
+/// The copies of a forwarded frame with this receive mode and a transmit ring or not:
+/// `recvmmsg` and the TPACKET_V2 ring take one (the kernel's, into the worker's buffer or
+/// the ring's slot), the TPACKET_V3 ring two (the worker copies the frame out of its
+/// block); `sendmmsg` one (the kernel's, into a new skb), the transmit ring one (the
+/// worker's, into the ring's slot).
+pub fn copies(receive: Receive, tx_ring: bool) -> Copies {
+    let (receive, rx_daemon) = match receive {
+        Receive::Recvmmsg | Receive::TpacketV2 { .. } => (1, 0),
+        Receive::TpacketV3(_) => (2, 1),
+    };
+    Copies {
+        receive,
+        transmit: 1,
+        by_daemon: rx_daemon + u8::from(tx_ring),
+    }
+}
+
+/// A receive socket's ring.
+#[derive(Debug)]
+enum Ring {
+    V3(RxRing),
+    V2(V2Ring),
+}
+
 /// One receive socket of a worker: the attachment it listens on.
 #[derive(Debug)]
 struct RxSocket {
@@ -89,14 +136,18 @@ struct RxSocket {
     down: bool,
     /// The last read filled all the room it had: read again before sleeping.
     busy: bool,
-    /// A TPACKET_V3 ring, if the socket has one (else frames are read with `recvmmsg`).
-    ring: Option<RxRing>,
+    /// The socket's ring, if it has one (else frames are read with `recvmmsg`).
+    ring: Option<Ring>,
 }
 
 impl RxSocket {
     /// Frames are waiting, as far as can be told without a system call.
     fn ready_in_memory(&self) -> bool {
-        self.ring.as_ref().is_some_and(RxRing::ready)
+        match &self.ring {
+            Some(Ring::V3(r)) => r.ready(),
+            Some(Ring::V2(r)) => r.ready(),
+            None => false,
+        }
     }
 }
 
@@ -116,8 +167,8 @@ pub struct AfPacketBackend {
     spin: Duration,
     /// Frames arrived recently: a spin is likely to pay.
     warm: bool,
-    /// Ring geometry of the receive sockets, for re-opening them.
-    geometry: Option<RingGeometry>,
+    /// How the receive sockets take frames, for re-opening them.
+    receive: Receive,
     /// When to look at links that went away next, and the current backoff.
     check_at: Instant,
     backoff: Duration,
@@ -129,15 +180,18 @@ const LINK_BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 impl AfPacketBackend {
     /// Receive sockets on `attachments` (`(interface, attachment id, fanout group)`), each
-    /// joined to its fanout group if it has one, each with a TPACKET_V3 ring of `ring` if
-    /// given (else read with `recvmmsg`); `tx` is indexed by `Attachment`.
+    /// joined to its fanout group if it has one, each taking frames as `receive` says;
+    /// `tx` is indexed by `Attachment`.
+    ///
+    /// With a TPACKET_V2 ring, frames are lent to the batch `recv` fills and handed back
+    /// to the kernel at the next `recv`: a backend serves one batch.
     ///
     /// # Errors
     /// The socket, bind or option calls failed.
     pub fn open(
         attachments: &[(&Interface, Attachment, Option<u16>)],
         spin: Duration,
-        ring: Option<RingGeometry>,
+        receive: Receive,
         tx: Arc<Vec<TxSocket>>,
     ) -> io::Result<Self> {
         if attachments.len() > MAX_RX {
@@ -146,10 +200,9 @@ impl AfPacketBackend {
                 "a worker polls at most 64 attachments",
             ));
         }
-        let geometry = ring;
         let mut rx = Vec::with_capacity(attachments.len());
         for &(iface, ingress, fanout) in attachments {
-            let (fd, ring) = rx_socket(iface.ifindex, fanout, geometry)?;
+            let (fd, ring) = rx_socket(iface.ifindex, fanout, receive)?;
             rx.push(RxSocket {
                 fd,
                 ingress,
@@ -172,7 +225,7 @@ impl AfPacketBackend {
             next: 0,
             spin,
             warm: false,
-            geometry,
+            receive,
             check_at: Instant::now(),
             backoff: LINK_BACKOFF_MIN,
         })
@@ -182,8 +235,8 @@ impl AfPacketBackend {
 fn rx_socket(
     ifindex: i32,
     fanout: Option<u16>,
-    ring: Option<RingGeometry>,
-) -> io::Result<(OwnedFd, Option<RxRing>)> {
+    receive: Receive,
+) -> io::Result<(OwnedFd, Option<Ring>)> {
     let rx = packet_socket(ETH_P_ALL)?;
     // Every frame arrives after its virtio_net_hdr: super-frames whole, with their GSO
     // type and size, and partial checksums flagged instead of completed. (Before the ring:
@@ -191,7 +244,13 @@ fn rx_socket(
     setsockopt(&rx, SOL_PACKET, PACKET_VNET_HDR, &1)?;
     // The VLAN tag the kernel strips off is reported beside the frame.
     setsockopt(&rx, SOL_PACKET, PACKET_AUXDATA, &1)?;
-    let ring = ring.map(|g| RxRing::setup(&rx, g)).transpose()?;
+    let ring = match receive {
+        Receive::Recvmmsg => None,
+        Receive::TpacketV3(g) => Some(Ring::V3(RxRing::setup(&rx, g)?)),
+        Receive::TpacketV2 { frames, max_frame } => {
+            Some(Ring::V2(V2Ring::setup(&rx, frames, max_frame)?))
+        }
+    };
     // Frames this host sends on the interface (ours included) are not input.
     setsockopt(&rx, SOL_PACKET, PACKET_IGNORE_OUTGOING, &1)?;
     setsockopt(&rx, libc::SOL_SOCKET, libc::SO_RCVBUF, &(8 << 20))?;
@@ -335,8 +394,29 @@ fn read_batch(
     room: usize,
 ) -> Result<usize, BackendError> {
     let n = room.min(MAX_BATCH);
+    let cap = batch.frame_capacity();
+    if let Some(Ring::V2(ring)) = &mut rx.ring {
+        batch.keep(ring.owner());
+        let slots = &mut batch.slots_mut()[start..start + n];
+        let ingress = rx.ingress;
+        let mut k = 0;
+        return Ok(ring.read(n, |frame| {
+            let slot = &mut slots[k];
+            let room = frame.room.min(cap);
+            let len = frame.len.min(room);
+            // SAFETY: the frame's slot (`room` bytes from `data`) is the kernel's again
+            // only at `release`, which the next `recv` calls after reclaiming the batch;
+            // the batch keeps the mapping (`keep` above). Each frame is lent to one slot.
+            unsafe { slot.lend(frame.data, room, len) };
+            slot.ingress = ingress;
+            slot.vnet = frame.vnet;
+            slot.truncated = frame.truncated || len < frame.len;
+            slot.vlan = frame.vlan.map_or(VlanTag::None, VlanTag::Tagged);
+            k += 1;
+        }));
+    }
     let slots = &mut batch.slots_mut()[start..start + n];
-    if let Some(ring) = &mut rx.ring {
+    if let Some(Ring::V3(ring)) = &mut rx.ring {
         let ingress = rx.ingress;
         let mut k = 0;
         return Ok(ring.read(n, |frame| {
@@ -473,7 +553,7 @@ impl AfPacketBackend {
                 Some(ifindex) => match rx_socket(
                     ifindex,
                     rx.fanout.map(|_| fanout_group(ifindex)),
-                    self.geometry,
+                    self.receive,
                 ) {
                     Ok((fd, ring)) => {
                         rx.fd = fd;
@@ -502,6 +582,14 @@ impl AfPacketBackend {
 
 impl Backend for AfPacketBackend {
     fn recv(&mut self, batch: &mut Batch, timeout: Duration) -> Result<usize, BackendError> {
+        // The frames the last batch held in receive rings go back to the kernel (before
+        // any poll: a ring with frames held reads as ready).
+        batch.reclaim();
+        for rx in &mut self.rx {
+            if let Some(Ring::V2(ring)) = &mut rx.ring {
+                ring.release();
+            }
+        }
         self.check_links();
         // Under load the queues rarely run dry: read the sockets whose last read filled
         // its room first, and poll only when that finds nothing.

@@ -452,6 +452,14 @@ fn program(fd: &OwnedFd, ifindex: i32) -> io::Result<(OwnedFd, OwnedFd, OwnedFd)
     Ok((map, prog, link))
 }
 
+/// The copies of a forwarded frame in copy mode: the kernel into the UMEM, the worker into
+/// its batch; the worker into the UMEM, the kernel into an skb.
+pub const COPIES: super::Copies = super::Copies {
+    receive: 2,
+    transmit: 2,
+    by_daemon: 2,
+};
+
 /// A worker's XDP sockets, one per attachment.
 #[derive(Debug)]
 pub struct AfXdpBackend {

@@ -24,8 +24,12 @@ pub mod ring;
 mod sys;
 #[cfg(target_os = "linux")]
 pub mod tx_ring;
+#[cfg(target_os = "linux")]
+pub mod v2_ring;
 
+use core::ptr::NonNull;
 use core::time::Duration;
+use std::sync::Arc;
 
 use crate::flow::Attachment;
 use crate::verdict::Verdict;
@@ -33,9 +37,14 @@ use crate::wire::offload::VnetHdr;
 
 /// One frame of a batch: its bytes, the attachment it came in on, its offload metadata, and
 /// what to do with it.
-#[derive(Clone, Debug)]
+///
+/// A slot's bytes are its own buffer, or memory a backend lent it for one batch (a frame
+/// of a receive ring, processed where the kernel wrote it: [`Slot::lend`]).
+#[derive(Debug)]
 pub struct Slot {
     buf: Box<[u8]>,
+    /// The lent frame, if any: its start and how many bytes it may grow to.
+    lent: Option<(NonNull<u8>, usize)>,
     len: usize,
     /// The attachment the frame arrived on.
     pub ingress: Attachment,
@@ -50,10 +59,37 @@ pub struct Slot {
     pub vlan: VlanTag,
 }
 
+// SAFETY: lent memory is reached only through this slot (`Slot::lend`'s contract), so
+// moving the slot to another thread moves the only access to it, as with the owned buffer.
+#[allow(unsafe_code)]
+unsafe impl Send for Slot {}
+
+impl Clone for Slot {
+    /// A copy with a buffer of its own (lent memory is never shared by two slots).
+    fn clone(&self) -> Self {
+        let mut buf = self.buf.clone();
+        if self.lent.is_some() {
+            let len = self.len.min(buf.len());
+            buf[..len].copy_from_slice(&self.bytes()[..len]);
+        }
+        Self {
+            buf,
+            lent: None,
+            len: self.len.min(self.buf.len()),
+            ingress: self.ingress,
+            vnet: self.vnet,
+            verdict: self.verdict,
+            truncated: self.truncated,
+            vlan: self.vlan,
+        }
+    }
+}
+
 impl Slot {
     fn new(capacity: usize) -> Self {
         Self {
             buf: vec![0; capacity].into_boxed_slice(),
+            lent: None,
             len: 0,
             ingress: Attachment(0),
             vnet: VnetHdr::NONE,
@@ -63,19 +99,37 @@ impl Slot {
         }
     }
 
+    /// The whole buffer (the lent one, if any).
+    fn buffer(&self) -> &[u8] {
+        match self.lent {
+            // SAFETY: `lend`'s contract: `cap` bytes at `ptr`, readable and writable, reached
+            // only through this slot while it is lent.
+            #[allow(unsafe_code)]
+            Some((ptr, cap)) => unsafe { core::slice::from_raw_parts(ptr.as_ptr(), cap) },
+            None => &self.buf,
+        }
+    }
+
     /// The frame's bytes.
     pub fn bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
+        &self.buffer()[..self.len]
     }
 
     /// The frame's bytes, writable.
     pub fn bytes_mut(&mut self) -> &mut [u8] {
-        &mut self.buf[..self.len]
+        let len = self.len;
+        &mut self.buffer_mut()[..len]
     }
 
-    /// The whole buffer, for a backend to receive into; then call [`Slot::set_len`].
+    /// The whole buffer (the lent one, if any), for a backend to receive into or the
+    /// pipeline to grow a frame in; then call [`Slot::set_len`].
     pub fn buffer_mut(&mut self) -> &mut [u8] {
-        &mut self.buf
+        match self.lent {
+            // SAFETY: as in `buffer`; `&mut self` makes this the only access.
+            #[allow(unsafe_code)]
+            Some((ptr, cap)) => unsafe { core::slice::from_raw_parts_mut(ptr.as_ptr(), cap) },
+            None => &mut self.buf,
+        }
     }
 
     /// Set the frame length after receiving into [`Slot::buffer_mut`].
@@ -83,7 +137,25 @@ impl Slot {
     /// # Panics
     /// If `len` exceeds the buffer.
     pub fn set_len(&mut self, len: usize) {
-        assert!(len <= self.buf.len(), "frame longer than its slot");
+        assert!(len <= self.buffer().len(), "frame longer than its slot");
+        self.len = len;
+    }
+
+    /// Use `cap` bytes at `ptr` as this slot's buffer, holding a frame of `len` bytes,
+    /// until [`Batch::reclaim`]: a backend's frame processed and sent where the kernel
+    /// wrote it, without a copy into the slot's own buffer.
+    ///
+    /// # Safety
+    /// `ptr..ptr + cap` stays valid for reads and writes, and nothing but this slot reads
+    /// or writes it (the kernel included), until the batch's [`Batch::reclaim`] or drop.
+    /// The backend keeps the memory mapped with [`Batch::keep`].
+    ///
+    /// # Panics
+    /// If `len` exceeds `cap`.
+    #[allow(unsafe_code)]
+    pub unsafe fn lend(&mut self, ptr: NonNull<u8>, cap: usize, len: usize) {
+        assert!(len <= cap, "frame longer than its lent buffer");
+        self.lent = Some((ptr, cap));
         self.len = len;
     }
 
@@ -94,9 +166,31 @@ impl Slot {
     pub fn output(&self) -> Option<(Attachment, VnetHdr, &[u8])> {
         match self.verdict {
             Verdict::Forward(vpc) => Some((vpc, self.vnet, self.bytes())),
-            Verdict::Emit { vpc, len } => Some((vpc, VnetHdr::NONE, &self.buf[..len])),
+            Verdict::Emit { vpc, len } => Some((vpc, VnetHdr::NONE, &self.buffer()[..len])),
             Verdict::Drop(_) | Verdict::Consumed => None,
         }
+    }
+}
+
+/// How many times a forwarded frame's bytes are copied between arrival and departure: by
+/// the kernel into memory the worker reads, by the worker, and by the kernel into the skb
+/// it sends. (A transmit ring's frame on a veth is copied once more by the kernel's forward
+/// path, `skb_orphan_frags`: the ring's pages are zero-copy fragments, which another
+/// namespace may not keep; on a NIC they are sent from the ring.)
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Copies {
+    /// Copies before the pipeline sees the frame.
+    pub receive: u8,
+    /// Copies after it.
+    pub transmit: u8,
+    /// Of those, the ones the worker makes itself.
+    pub by_daemon: u8,
+}
+
+impl Copies {
+    /// Every copy.
+    pub fn total(self) -> u8 {
+        self.receive + self.transmit
     }
 }
 
@@ -114,10 +208,21 @@ pub enum VlanTag {
 }
 
 /// A fixed set of preallocated frame slots; `filled` of them hold received frames.
-#[derive(Debug)]
 pub struct Batch {
     slots: Vec<Slot>,
     filled: usize,
+    /// What keeps lent memory mapped while slots point into it.
+    keep: Vec<Arc<dyn core::any::Any + Send + Sync>>,
+}
+
+impl core::fmt::Debug for Batch {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Batch")
+            .field("slots", &self.slots.len())
+            .field("filled", &self.filled)
+            .field("kept", &self.keep.len())
+            .finish()
+    }
 }
 
 impl Batch {
@@ -126,7 +231,31 @@ impl Batch {
         Self {
             slots: (0..size).map(|_| Slot::new(frame_capacity)).collect(),
             filled: 0,
+            keep: Vec::new(),
         }
+    }
+
+    /// The frame capacity of a slot's own buffer (what a lent one is capped to).
+    pub fn frame_capacity(&self) -> usize {
+        self.slots.first().map_or(0, |s| s.buf.len())
+    }
+
+    /// Keep `owner` (the mapping lent slots point into) alive until [`Batch::reclaim`].
+    pub fn keep(&mut self, owner: Arc<dyn core::any::Any + Send + Sync>) {
+        if !self.keep.iter().any(|k| Arc::ptr_eq(k, &owner)) {
+            self.keep.push(owner);
+        }
+    }
+
+    /// Every slot goes back to its own buffer: nothing the backend lent is reached through
+    /// the batch any more, and the backend may hand it back (to the kernel).
+    pub fn reclaim(&mut self) {
+        for slot in &mut self.slots {
+            if slot.lent.take().is_some() {
+                slot.len = 0;
+            }
+        }
+        self.keep.clear();
     }
 
     /// Number of slots.
@@ -203,4 +332,45 @@ pub trait Backend: Send {
     /// # Errors
     /// [`BackendError`] if the backend can no longer send.
     fn send(&mut self, batch: &Batch) -> Result<usize, BackendError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[allow(unsafe_code)]
+    fn a_lent_slot_works_in_the_lent_memory_until_the_batch_is_reclaimed() {
+        let mut ring = vec![7u8; 32];
+        let ptr = NonNull::new(ring.as_mut_ptr()).unwrap();
+        let mut batch = Batch::new(2, 16);
+        // SAFETY: `ring` outlives the lend and is touched only through the slot until the
+        // reclaim below.
+        unsafe { batch.slots_mut()[0].lend(ptr, 32, 4) };
+        batch.set_filled(1);
+        let slot = &mut batch.filled_mut()[0];
+        assert_eq!(slot.bytes(), &[7, 7, 7, 7]);
+        assert_eq!(
+            slot.buffer_mut().len(),
+            32,
+            "a lent frame may grow to its room"
+        );
+        slot.bytes_mut()[0] = 1;
+        slot.set_len(20);
+        let copy = slot.clone();
+        assert_eq!(
+            copy.bytes().len(),
+            16,
+            "a copy has its own buffer, capped to it"
+        );
+        assert_eq!(copy.bytes()[0], 1);
+        batch.reclaim();
+        assert!(batch.slots_mut()[0].bytes().is_empty());
+        assert_eq!(
+            batch.slots_mut()[0].buffer_mut(),
+            &[0u8; 16],
+            "its own buffer, untouched"
+        );
+        assert_eq!(ring[0], 1, "the frame was rewritten where it was lent");
+    }
 }
