@@ -130,6 +130,9 @@ counters! {
     tcp_resets,
     /// Frames the backend could not transmit (full queue, larger than the egress MTU).
     tx_errors,
+    /// Frames the kernel dropped before the worker read them: the worker's receive socket
+    /// queue (`recvmmsg`) or ring was full (`PACKET_STATISTICS`, read about once a second).
+    rx_queue_drops,
     /// Frames for a control-plane service's address (the private DNS resolver's `dns_ip`):
     /// left to that service's own socket, neither forwarded nor dropped.
     service_frames,

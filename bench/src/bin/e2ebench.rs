@@ -26,7 +26,8 @@
 //! (`/proc/stat`), for vpcepd the daemon's user and system time (`/proc/PID/stat`).
 //!
 //! `--workers N` runs vpcepd with N workers (default 1), `--spin-us N` with that bounded
-//! spin (default: the daemon's), `--rx tpacket_v2` or `--rx tpacket_v3` with receive rings, `--tx ring` with
+//! spin (default: the daemon's), `--rx tpacket_v2` or `--rx tpacket_v3` with receive rings
+//! (`--rx-ring-frames N` slots of a TPACKET_V2 ring), `--tx ring` with
 //! transmit rings (`PACKET_TX_RING`, 256 slots), `--io af_xdp` with
 //! XDP sockets (then add `--offloads-off-only`: AF_XDP carries no offload metadata).
 //!
@@ -281,6 +282,11 @@ fn main() -> Result<()> {
         let n: usize = n.parse().context("--max-frame-bytes N")?;
         extra.push_str(&format!("\nmax_frame_bytes = {n}"));
     }
+    let rx_frames = flag("--rx-ring-frames");
+    if let Some(n) = &rx_frames {
+        let n: usize = n.parse().context("--rx-ring-frames N")?;
+        extra.push_str(&format!("\nrx_ring_frames = {n}"));
+    }
     let tcp_only = std::env::args().any(|a| a == "--tcp-only");
     // The floor runs with the daemon's I/O settings.
     let mut floor_args = Vec::new();
@@ -289,6 +295,9 @@ fn main() -> Result<()> {
     }
     if rx != "recvmmsg" {
         floor_args.extend(["--rx".to_string(), rx.clone()]);
+    }
+    if let Some(n) = rx_frames {
+        floor_args.extend(["--rx-ring-frames".to_string(), n]);
     }
     if tx == "ring" {
         floor_args.extend(["--tx".to_string(), tx.clone()]);

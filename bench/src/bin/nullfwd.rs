@@ -7,7 +7,7 @@
 //! how far vpcepd is from what its I/O path alone can do.
 //!
 //! `nullfwd IF_A MAC_BEYOND_A IF_B MAC_BEYOND_B [--spin-us N] [--rx tpacket_v2|tpacket_v3]
-//! [--tx ring]`,
+//! [--rx-ring-frames N] [--tx ring]`,
 //! as root in the namespace of the interfaces. SIGTERM stops it (and removes its ingress
 //! drops). It prints `forwarding` once its sockets are open, and what it moved when it
 //! stops.
@@ -55,7 +55,7 @@ fn main() -> Result<()> {
         None | Some("recvmmsg") => Receive::Recvmmsg,
         Some("tpacket_v3") => Receive::TpacketV3(RingGeometry::default()),
         Some("tpacket_v2") => Receive::TpacketV2 {
-            frames: 256,
+            frames: flag("--rx-ring-frames").map_or(Ok(256), |n| n.parse())?,
             max_frame: dp.max_frame_bytes,
         },
         Some(other) => bail!("--rx {other}: recvmmsg, tpacket_v2 or tpacket_v3"),

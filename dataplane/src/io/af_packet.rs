@@ -624,6 +624,13 @@ impl Backend for AfPacketBackend {
         Ok(filled)
     }
 
+    fn queue_drops(&mut self) -> u64 {
+        self.rx
+            .iter()
+            .map(|rx| super::sys::take_packet_drops(&rx.fd))
+            .sum()
+    }
+
     fn send(&mut self, batch: &Batch) -> Result<usize, BackendError> {
         let mut failed = 0;
         // One sendmmsg (or one ring kick) per egress attachment (a batch usually goes to

@@ -332,6 +332,12 @@ pub trait Backend: Send {
     /// # Errors
     /// [`BackendError`] if the backend can no longer send.
     fn send(&mut self, batch: &Batch) -> Result<usize, BackendError>;
+
+    /// Frames the kernel dropped before this backend read them (a full receive queue or
+    /// ring) since the last call. The worker asks about once a second.
+    fn queue_drops(&mut self) -> u64 {
+        0
+    }
 }
 
 #[cfg(test)]

@@ -207,23 +207,7 @@ impl PuntSocket {
     /// Frames the kernel dropped because the socket's queue was full, since the last call
     /// (`PACKET_STATISTICS`, which resets on read); 0 if it cannot be read.
     pub fn take_drops(&self) -> u64 {
-        let mut stats = libc::tpacket_stats {
-            tp_packets: 0,
-            tp_drops: 0,
-        };
-        let mut len = libc::socklen_t::try_from(size_of_val(&stats)).unwrap_or(0);
-        // SAFETY: `stats` and `len` are valid for writes and outlive the call; `len` is
-        // `stats`'s size.
-        let r = unsafe {
-            libc::getsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_PACKET,
-                libc::PACKET_STATISTICS,
-                (&raw mut stats).cast(),
-                &raw mut len,
-            )
-        };
-        if r < 0 { 0 } else { u64::from(stats.tp_drops) }
+        super::sys::take_packet_drops(&self.fd)
     }
 
     /// Wait up to `timeout` for a frame; true if one is there.

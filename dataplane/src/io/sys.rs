@@ -64,3 +64,26 @@ pub(super) unsafe fn unmap_ring(map: *mut u8, len: usize) {
         libc::munmap(map.cast(), len);
     }
 }
+
+/// Frames the kernel dropped on packet socket `fd` since the last call because its receive
+/// queue or ring was full (`PACKET_STATISTICS`, which resets on read); 0 if it cannot be
+/// read.
+pub(super) fn take_packet_drops(fd: &OwnedFd) -> u64 {
+    let mut stats = libc::tpacket_stats {
+        tp_packets: 0,
+        tp_drops: 0,
+    };
+    let mut len = libc::socklen_t::try_from(size_of_val(&stats)).unwrap_or(0);
+    // SAFETY: `stats` and `len` are valid for writes and outlive the call; `len` is
+    // `stats`'s size (a ring of TPACKET_V3 writes a larger struct only if `len` allows).
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_STATISTICS,
+            (&raw mut stats).cast(),
+            &raw mut len,
+        )
+    };
+    if r < 0 { 0 } else { u64::from(stats.tp_drops) }
+}

@@ -618,6 +618,11 @@ impl Pipeline {
     pub fn record_tx_errors(&mut self, n: usize) {
         self.stats.tx_errors += n as u64;
     }
+
+    /// Count frames the kernel dropped before the worker read them.
+    pub fn record_rx_queue_drops(&mut self, n: u64) {
+        self.stats.rx_queue_drops += n;
+    }
 }
 
 /// Every check on the IPv4 and transport headers but the TTL (the rewrite relies on them;

@@ -272,6 +272,86 @@ fn a_small_tpacket_v2_ring_carries_bulk_traffic_intact_from_its_slots() {
     assert_eq!(w.status().unwrap()["copies_per_frame"]["total"], 2);
 }
 
+/// A receive ring that fills while the worker is away drops what does not fit, and says so.
+/// The client sends 300 datagrams while the daemon is stopped (SIGSTOP, every thread seen
+/// stopped): the ring's 75 slots
+/// keep the first ones, which reach the backend once it goes on, and the kernel's drops of
+/// the rest are counted (`rx_queue_drops`): none is lost without a count.
+const BURST_WHILE_STOPPED: &str = r#"
+import os, signal, socket, sys, time
+ep, pid = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.connect((ep, 9001))
+s.settimeout(0.5)
+def count():
+    for _ in range(40):
+        s.send(b"?")
+        try:
+            return int(s.recv(100))
+        except socket.timeout:
+            pass
+    sys.exit("no count from the backend")
+s.send(b"warm")
+while count() < 1:
+    time.sleep(0.05)
+os.kill(pid, signal.SIGSTOP)
+def stopped():
+    tasks = os.listdir("/proc/%d/task" % pid)
+    return all(open("/proc/%d/task/%s/stat" % (pid, t)).read().rsplit(")", 1)[1].split()[0] == "T" for t in tasks)
+try:
+    deadline = time.monotonic() + 10
+    while not stopped():
+        if time.monotonic() > deadline:
+            sys.exit("the daemon did not stop")
+        time.sleep(0.001)
+    for i in range(300):
+        s.send(b"b" * 100)
+finally:
+    os.kill(pid, signal.SIGCONT)
+print(count() - 1)
+"#;
+
+#[test]
+#[ignore = "needs root + netns"]
+fn a_full_receive_ring_drops_and_counts() {
+    let (mut w, _backend) = world();
+    w.stop_daemon();
+    w.write_config("rx = \"tpacket_v2\"\nrx_ring_frames = 64")
+        .unwrap();
+    w.start_daemon().unwrap();
+    w.wait_live().unwrap();
+    let pid = w.daemon.as_ref().unwrap().pid().to_string();
+    let out = w.users[0]
+        .exec(&[
+            "timeout",
+            "60",
+            "python3",
+            "-c",
+            BURST_WHILE_STOPPED,
+            EP,
+            &pid,
+        ])
+        .unwrap();
+    let received: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let drops = || {
+        w.metric("vpcep_dataplane_rx_queue_drops_total", None)
+            .unwrap()
+    };
+    // Read by the worker about once a second.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while received + drops() < 300.0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let dropped = drops();
+    println!("of 300: {received} forwarded from the ring, {dropped} dropped by the kernel");
+    assert!(
+        received <= 75.0,
+        "no more than the ring's slots: {received}"
+    );
+    assert!(received + dropped >= 300.0, "{received} + {dropped}");
+    assert!(received > 0.0, "the ring's frames went on");
+}
+
 /// Both rings: frames rewritten in the receive ring's slots are copied once, into the
 /// transmit ring (8 slots), and nowhere else.
 #[test]
