@@ -133,6 +133,12 @@ counters! {
     /// Frames the kernel dropped before the worker read them: the worker's receive socket
     /// queue (`recvmmsg`) or ring was full (`PACKET_STATISTICS`, read about once a second).
     rx_queue_drops,
+    /// Spins before sleeping that found frames (a sleep and a wake-up saved).
+    spin_hits,
+    /// Spins that found none and slept after all.
+    spin_misses,
+    /// Microseconds spent in the spins that found none: the spin's cost.
+    spin_wasted_us,
     /// Frames for a control-plane service's address (the private DNS resolver's `dns_ip`):
     /// left to that service's own socket, neither forwarded nor dropped.
     service_frames,

@@ -126,8 +126,8 @@ impl<B: Backend> Worker<B> {
             .is_none_or(|(at, g)| g != generation || now.duration_since(at).as_secs() >= 1);
         if due {
             self.solicited = Some((now, generation));
-            let dropped = self.backend.queue_drops();
-            self.pipeline.record_rx_queue_drops(dropped);
+            let io = self.backend.take_stats();
+            self.pipeline.record_io(io);
             let slots = self.batch.slots_mut();
             let mut filled = 0;
             let budget = slots.len();

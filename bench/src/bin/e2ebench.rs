@@ -26,7 +26,7 @@
 //! (`/proc/stat`), for vpcepd the daemon's user and system time (`/proc/PID/stat`).
 //!
 //! `--workers N` runs vpcepd with N workers (default 1), `--spin-us N` with that bounded
-//! spin (default: the daemon's), `--rx tpacket_v2` or `--rx tpacket_v3` with receive rings
+//! spin (default: the daemon's), `--spin adaptive` with that spin adaptive, `--rx tpacket_v2` or `--rx tpacket_v3` with receive rings
 //! (`--rx-ring-frames N` slots of a TPACKET_V2 ring), `--tx ring` with
 //! transmit rings (`PACKET_TX_RING`, 256 slots), `--io af_xdp` with
 //! XDP sockets (then add `--offloads-off-only`: AF_XDP carries no offload metadata).
@@ -296,6 +296,11 @@ fn main() -> Result<()> {
     if rx != "recvmmsg" {
         floor_args.extend(["--rx".to_string(), rx.clone()]);
     }
+    let spin_mode = flag("--spin");
+    if let Some(mode) = spin_mode.clone() {
+        extra.push_str(&format!("\nspin = \"{mode}\""));
+        floor_args.extend(["--spin".to_string(), mode]);
+    }
     if let Some(n) = rx_frames {
         floor_args.extend(["--rx-ring-frames".to_string(), n]);
     }
@@ -460,6 +465,7 @@ fn main() -> Result<()> {
                     "spin_us",
                     spin_us.map_or_else(|| js("default"), |u| u.to_string()),
                 ),
+                ("spin", js(spin_mode.as_deref().unwrap_or("default"))),
             ];
             if json {
                 println!("{}", json_line(&fields));

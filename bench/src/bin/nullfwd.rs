@@ -6,7 +6,7 @@
 //! is looked at, nothing is NATed. e2ebench runs it where vpcepd runs, so every run shows
 //! how far vpcepd is from what its I/O path alone can do.
 //!
-//! `nullfwd IF_A MAC_BEYOND_A IF_B MAC_BEYOND_B [--spin-us N] [--rx tpacket_v2|tpacket_v3]
+//! `nullfwd IF_A MAC_BEYOND_A IF_B MAC_BEYOND_B [--spin-us N] [--spin adaptive] [--rx tpacket_v2|tpacket_v3]
 //! [--rx-ring-frames N] [--tx ring]`,
 //! as root in the namespace of the interfaces. SIGTERM stops it (and removes its ingress
 //! drops). It prints `forwarding` once its sockets are open, and what it moved when it
@@ -21,6 +21,7 @@ use dataplane::flow::Attachment;
 use dataplane::io::af_packet::{AfPacketBackend, Receive};
 use dataplane::io::af_packet::{Interface, TxSocket};
 use dataplane::io::ring::RingGeometry;
+use dataplane::io::spin::Spin;
 use dataplane::io::{Backend, Batch};
 use dataplane::verdict::{DropReason, Verdict};
 use dataplane::wire::ethernet::MacAddr;
@@ -81,7 +82,11 @@ fn main() -> Result<()> {
         .collect();
     let mut backend = AfPacketBackend::open(
         &attachments,
-        Duration::from_micros(spin_us),
+        if flag("--spin").as_deref() == Some("adaptive") {
+            Spin::adaptive(Duration::from_micros(spin_us))
+        } else {
+            Spin::fixed(Duration::from_micros(spin_us))
+        },
         receive,
         Arc::clone(&tx),
     )?;

@@ -8,7 +8,7 @@ mod sections;
 pub use self::attachments::{AttachmentConfig, InterfaceName};
 pub use self::sections::{
     ApiConfig, AuditConfig, ConntrackConfig, DnsConfig, FlowLogConfig, IoBackend, LogFormat,
-    RxMode, TxMode, WorkerLayout,
+    RxMode, SpinMode, TxMode, WorkerLayout,
 };
 
 use std::net::SocketAddr;
@@ -154,6 +154,11 @@ pub struct DaemonConfig {
     /// in microseconds; 0 never spins. Default 50 (see BENCHMARKS.md).
     #[serde(default = "default_spin_us")]
     pub spin_us: u64,
+    /// `fixed` (always `spin_us`) or `adaptive` (up to `spin_us`, as long as the sleeps
+    /// say it pays). Default `fixed`. The spins' cost is counted (`spin_hits`,
+    /// `spin_misses`, `spin_wasted_us`).
+    #[serde(default)]
+    pub spin: SpinMode,
     /// Largest frame taken, in bytes (a GSO/GRO super-frame is one frame); larger frames
     /// are dropped as `oversize`. Default 65549, the largest IPv4 packet plus Ethernet.
     #[serde(default = "default_max_frame")]

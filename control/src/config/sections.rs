@@ -51,6 +51,19 @@ pub enum RxMode {
     TpacketV3,
 }
 
+/// How long a worker spins before it sleeps, within `spin_us`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SpinMode {
+    /// Always `spin_us`.
+    #[default]
+    Fixed,
+    /// Up to `spin_us`, as long as the sleeps say a spin would pay: a sleep that ends with
+    /// frames sooner than `spin_us` doubles the budget, a longer one halves it (see
+    /// `dataplane::io::spin`).
+    Adaptive,
+}
+
 /// How the transmit sockets hand frames to the kernel.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]

@@ -13,6 +13,7 @@ use dataplane::conntrack::handover;
 use dataplane::io::af_packet::{AfPacketBackend, Interface, Receive, TxSocket, fanout_group};
 use dataplane::io::af_xdp::AfXdpBackend;
 use dataplane::io::ring::RingGeometry;
+use dataplane::io::spin::Spin;
 use dataplane::worker::{self, Worker};
 use dataplane::{Attachment, FlowKey, Pipeline, Shared, TableReader, WorkerCounters};
 
@@ -22,7 +23,7 @@ const REPLICA_QUEUE: usize = 65_536;
 
 use super::dataplane::{DaemonError, Dataplane, OnStop};
 use crate::api::admin::LinkStatus;
-use crate::config::{DaemonConfig, IoBackend, RxMode, TxMode, WorkerLayout};
+use crate::config::{DaemonConfig, IoBackend, RxMode, SpinMode, TxMode, WorkerLayout};
 
 /// A worker's opened backend, before it runs.
 enum Opened {
@@ -115,7 +116,13 @@ pub fn start_workers(
         let names: Vec<&str> = ifaces.iter().map(|i| i.name.as_str()).collect();
         names.join(",")
     };
-    let spin = Duration::from_micros(cfg.spin_us);
+    let spin = || {
+        let max = Duration::from_micros(cfg.spin_us);
+        match cfg.spin {
+            SpinMode::Fixed => Spin::fixed(max),
+            SpinMode::Adaptive => Spin::adaptive(max),
+        }
+    };
     let mut opened = Vec::new();
     match cfg.io {
         IoBackend::AfPacket => {
@@ -126,7 +133,7 @@ pub fn start_workers(
             };
             for set in sets {
                 for _ in 0..cfg.workers {
-                    let backend = AfPacketBackend::open(set, spin, receive(cfg), Arc::clone(&tx))
+                    let backend = AfPacketBackend::open(set, spin(), receive(cfg), Arc::clone(&tx))
                         .map_err(|e| attach_err(&names(), e))?;
                     opened.push(Opened::Packet(backend));
                 }
@@ -136,7 +143,7 @@ pub fn start_workers(
         IoBackend::AfXdp => {
             ready();
             let xsk: Vec<_> = attachments.iter().map(|&(i, v, _)| (i, v)).collect();
-            let backend = AfXdpBackend::open(&xsk, spin).map_err(|e| attach_err(&names(), e))?;
+            let backend = AfXdpBackend::open(&xsk, spin()).map_err(|e| attach_err(&names(), e))?;
             opened.push(Opened::Xdp(backend));
         }
     }

@@ -40,9 +40,10 @@ pub use super::link::{LinkState, TxSocket};
 pub use super::packet::Interface;
 use super::packet::{PACKET_VNET_HDR, SOL_PACKET, bind, packet_socket};
 use super::ring::{RingGeometry, RxRing};
+use super::spin::Spin;
 use super::sys::setsockopt;
 use super::v2_ring::V2Ring;
-use super::{Backend, BackendError, Batch, Copies, Slot, VlanTag};
+use super::{Backend, BackendError, Batch, Copies, IoStats, Slot, VlanTag};
 use crate::flow::Attachment;
 use crate::wire::offload::{VNET_HDR_LEN, VnetHdr};
 
@@ -164,7 +165,7 @@ pub struct AfPacketBackend {
     /// Which socket is read first next time, so none starves the others.
     next: usize,
     /// How long to keep looking for frames (zero-timeout polls) before sleeping.
-    spin: Duration,
+    spin: Spin,
     /// Frames arrived recently: a spin is likely to pay.
     warm: bool,
     /// How the receive sockets take frames, for re-opening them.
@@ -190,7 +191,7 @@ impl AfPacketBackend {
     /// The socket, bind or option calls failed.
     pub fn open(
         attachments: &[(&Interface, Attachment, Option<u16>)],
-        spin: Duration,
+        spin: Spin,
         receive: Receive,
         tx: Arc<Vec<TxSocket>>,
     ) -> io::Result<Self> {
@@ -595,7 +596,7 @@ impl Backend for AfPacketBackend {
         // its room first, and poll only when that finds nothing.
         let mut filled = self.read_some(batch, 0, |_, rx| rx.busy || rx.ready_in_memory())?;
         let mut ready = [false; MAX_RX];
-        if filled == 0 && self.warm && !self.spin.is_zero() {
+        if filled == 0 && self.warm && !self.spin.budget().is_zero() {
             // Traffic was flowing: look again for a bounded time before sleeping, which
             // saves a sleep and a wake-up per batch (latency) at the price of some CPU.
             let start = Instant::now();
@@ -610,25 +611,36 @@ impl Backend for AfPacketBackend {
                     filled = self.read_some(batch, 0, |i, _| ready[i])?;
                     break;
                 }
-                if start.elapsed() >= self.spin {
+                if self.spin.expired(start) {
                     break;
                 }
                 core::hint::spin_loop();
             }
+            self.spin.spun(start, filled > 0);
         }
-        if filled == 0 && self.poll(timeout, &mut ready)? > 0 {
-            filled = self.read_some(batch, 0, |i, _| ready[i])?;
+        if filled == 0 {
+            let slept = Instant::now();
+            if self.poll(timeout, &mut ready)? > 0 {
+                filled = self.read_some(batch, 0, |i, _| ready[i])?;
+            }
+            if !timeout.is_zero() {
+                self.spin.slept(slept.elapsed(), filled > 0);
+            }
         }
         self.warm = filled > 0;
         batch.set_filled(filled);
         Ok(filled)
     }
 
-    fn queue_drops(&mut self) -> u64 {
-        self.rx
-            .iter()
-            .map(|rx| super::sys::take_packet_drops(&rx.fd))
-            .sum()
+    fn take_stats(&mut self) -> IoStats {
+        IoStats {
+            queue_drops: self
+                .rx
+                .iter()
+                .map(|rx| super::sys::take_packet_drops(&rx.fd))
+                .sum(),
+            spin: self.spin.take_stats(),
+        }
     }
 
     fn send(&mut self, batch: &Batch) -> Result<usize, BackendError> {

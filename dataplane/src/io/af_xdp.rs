@@ -12,6 +12,7 @@
 
 #![allow(unsafe_code)]
 
+use super::spin::Spin;
 use core::time::Duration;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -464,7 +465,7 @@ pub const COPIES: super::Copies = super::Copies {
 #[derive(Debug)]
 pub struct AfXdpBackend {
     socks: Vec<Xsk>,
-    spin: Duration,
+    spin: Spin,
     warm: bool,
 }
 
@@ -474,7 +475,7 @@ impl AfXdpBackend {
     ///
     /// # Errors
     /// The kernel refused the socket, a ring, the program or its attachment.
-    pub fn open(attachments: &[(&Interface, Attachment)], spin: Duration) -> io::Result<Self> {
+    pub fn open(attachments: &[(&Interface, Attachment)], spin: Spin) -> io::Result<Self> {
         if attachments.len() > MAX_SOCKS {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -538,20 +539,32 @@ impl AfXdpBackend {
 impl Backend for AfXdpBackend {
     fn recv(&mut self, batch: &mut Batch, timeout: Duration) -> Result<usize, BackendError> {
         let mut filled = self.read_all(batch);
-        if filled == 0 && self.warm && !self.spin.is_zero() {
+        if filled == 0 && self.warm && !self.spin.budget().is_zero() {
             let start = Instant::now();
-            while !self.ready() && start.elapsed() < self.spin {
+            while !self.ready() && !self.spin.expired(start) {
                 core::hint::spin_loop();
             }
             filled = self.read_all(batch);
+            self.spin.spun(start, filled > 0);
         }
         if filled == 0 {
+            let slept = Instant::now();
             self.poll(timeout)?;
             filled = self.read_all(batch);
+            if !timeout.is_zero() {
+                self.spin.slept(slept.elapsed(), filled > 0);
+            }
         }
         self.warm = filled > 0;
         batch.set_filled(filled);
         Ok(filled)
+    }
+
+    fn take_stats(&mut self) -> super::IoStats {
+        super::IoStats {
+            queue_drops: 0,
+            spin: self.spin.take_stats(),
+        }
     }
 
     fn send(&mut self, batch: &Batch) -> Result<usize, BackendError> {

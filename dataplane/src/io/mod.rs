@@ -20,6 +20,7 @@ mod packet;
 pub mod punt;
 #[cfg(target_os = "linux")]
 pub mod ring;
+pub mod spin;
 #[cfg(target_os = "linux")]
 mod sys;
 #[cfg(target_os = "linux")]
@@ -333,11 +334,20 @@ pub trait Backend: Send {
     /// [`BackendError`] if the backend can no longer send.
     fn send(&mut self, batch: &Batch) -> Result<usize, BackendError>;
 
-    /// Frames the kernel dropped before this backend read them (a full receive queue or
-    /// ring) since the last call. The worker asks about once a second.
-    fn queue_drops(&mut self) -> u64 {
-        0
+    /// What the backend counted since the last call. The worker asks about once a second.
+    fn take_stats(&mut self) -> IoStats {
+        IoStats::default()
     }
+}
+
+/// What a backend counts of its own: see [`Backend::take_stats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IoStats {
+    /// Frames the kernel dropped before the backend read them (a full receive queue or
+    /// ring).
+    pub queue_drops: u64,
+    /// What its spins before sleeping found and cost.
+    pub spin: spin::SpinStats,
 }
 
 #[cfg(test)]

@@ -619,9 +619,13 @@ impl Pipeline {
         self.stats.tx_errors += n as u64;
     }
 
-    /// Count frames the kernel dropped before the worker read them.
-    pub fn record_rx_queue_drops(&mut self, n: u64) {
-        self.stats.rx_queue_drops += n;
+    /// Count what the backend counted: frames the kernel dropped before the worker read
+    /// them, and what its spins found and cost.
+    pub fn record_io(&mut self, io: crate::io::IoStats) {
+        self.stats.rx_queue_drops += io.queue_drops;
+        self.stats.spin_hits += io.spin.hits;
+        self.stats.spin_misses += io.spin.misses;
+        self.stats.spin_wasted_us += u64::try_from(io.spin.wasted.as_micros()).unwrap_or(u64::MAX);
     }
 }
 

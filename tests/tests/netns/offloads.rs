@@ -352,6 +352,34 @@ fn a_full_receive_ring_drops_and_counts() {
     assert!(received > 0.0, "the ring's frames went on");
 }
 
+/// Issue 22, item 4: an adaptive spin carries the same traffic, and says what its spins
+/// found and cost: some found frames (bulk traffic keeps coming), some did not (the last
+/// one before the traffic stopped, at least), and those spun for a measured time.
+#[test]
+#[ignore = "needs root + netns"]
+fn an_adaptive_spin_carries_bulk_traffic_and_counts_its_cost() {
+    let (mut w, _backend) = world();
+    w.stop_daemon();
+    w.write_config("spin = \"adaptive\"").unwrap();
+    w.start_daemon().unwrap();
+    w.wait_live().unwrap();
+    bulk_both_ways(&w);
+    let read = |name: &str| w.metric(name, None).unwrap();
+    // The worker hands its counts over about once a second.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while read("vpcep_dataplane_spin_misses_total") == 0.0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let (hits, misses, wasted) = (
+        read("vpcep_dataplane_spin_hits_total"),
+        read("vpcep_dataplane_spin_misses_total"),
+        read("vpcep_dataplane_spin_wasted_us_total"),
+    );
+    println!("spins: {hits} found frames, {misses} did not, {wasted} us spun for nothing");
+    assert!(hits > 0.0 && misses > 0.0, "{hits} {misses}");
+    assert!(wasted > 0.0);
+}
+
 /// Both rings: frames rewritten in the receive ring's slots are copied once, into the
 /// transmit ring (8 slots), and nowhere else.
 #[test]
