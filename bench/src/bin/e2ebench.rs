@@ -369,6 +369,19 @@ fn main() -> Result<()> {
         w.wait_live()?;
         let pid = w.daemon.as_ref().map(Proc::pid);
         let vp = measure(&w, pid, tcp_only)?;
+        // What the daemon's own counters say of the phase (it started with it): frames the
+        // kernel dropped before a worker read them, and what the spins found and cost.
+        let counter = |name: &str| {
+            w.metric(&format!("vpcep_dataplane_{name}_total"), None)
+                .unwrap_or(f64::NAN)
+        };
+        eprintln!(
+            "{mode}: vpcepd rx_queue_drops {}, spin hits {} misses {} wasted {} us",
+            counter("rx_queue_drops"),
+            counter("spin_hits"),
+            counter("spin_misses"),
+            counter("spin_wasted_us"),
+        );
         // The floor: vpcepd's I/O path alone, no NAT (`nullfwd`).
         w.stop_daemon();
         let floor = bench::node::Floor::start(&w, EP, &floor_args)?;

@@ -155,7 +155,7 @@ pub struct DaemonConfig {
     #[serde(default = "default_spin_us")]
     pub spin_us: u64,
     /// `fixed` (always `spin_us`) or `adaptive` (up to `spin_us`, as long as the sleeps
-    /// say it pays). Default `fixed`. The spins' cost is counted (`spin_hits`,
+    /// say it pays). Default `adaptive`. The spins' cost is counted (`spin_hits`,
     /// `spin_misses`, `spin_wasted_us`).
     #[serde(default)]
     pub spin: SpinMode,

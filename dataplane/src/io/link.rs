@@ -65,6 +65,9 @@ pub struct TxSocket {
     ring: Mutex<Option<(Arc<OwnedFd>, TxRing)>>,
     /// Frames not sent because the ring was full.
     ring_full: AtomicU64,
+    /// A kick left frames requested: the next send kicks even with no frames of its own
+    /// (without, a batch with nothing for this attachment does not take the ring's lock).
+    ring_pending: AtomicBool,
 }
 
 fn tx_fd(ifindex: i32, ring_slots: u32) -> io::Result<(OwnedFd, Option<TxRing>)> {
@@ -116,6 +119,7 @@ impl TxSocket {
             ring_slots: slots,
             ring: Mutex::new(ring),
             ring_full: AtomicU64::new(0),
+            ring_pending: AtomicBool::new(false),
         })
     }
 
@@ -140,6 +144,10 @@ impl TxSocket {
         &self,
         frames: impl Iterator<Item = (VnetHdr, &'a [u8])>,
     ) -> io::Result<(usize, usize)> {
+        let mut frames = frames.peekable();
+        if frames.peek().is_none() && !self.ring_pending.load(Ordering::Acquire) {
+            return Ok((0, 0));
+        }
         let mut guard = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
         let Some((fd, ring)) = guard.as_mut() else {
             return Ok((frames.count(), 0));
@@ -158,7 +166,10 @@ impl TxSocket {
         if full > 0 {
             self.ring_full.fetch_add(full as u64, Ordering::Relaxed);
         }
-        match ring.kick(fd) {
+        let kicked = ring.kick(fd);
+        self.ring_pending
+            .store(ring.pending() > 0, Ordering::Release);
+        match kicked {
             Ok(_) => Ok((failed, full)),
             // Still requested: the next kick (the next batch) sends them.
             Err(e)

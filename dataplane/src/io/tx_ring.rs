@@ -149,6 +149,11 @@ impl TxRing {
         Pushed::Queued
     }
 
+    /// Slots written and not yet handed over by a kick that went through.
+    pub fn pending(&self) -> usize {
+        self.pending
+    }
+
     /// Hand every written slot to the kernel: one `send` with no data, not waiting for
     /// them to go. Returns how many were pending.
     ///
