@@ -254,7 +254,14 @@ fn rx_socket(
     };
     // Frames this host sends on the interface (ours included) are not input.
     setsockopt(&rx, SOL_PACKET, PACKET_IGNORE_OUTGOING, &1)?;
-    setsockopt(&rx, libc::SOL_SOCKET, libc::SO_RCVBUF, &(8 << 20))?;
+    // Room for the frames that arrive while the worker is away (the other threads of its
+    // core, a sleep's wake-up). `SO_RCVBUF` is capped at `net.core.rmem_max`, 208 KiB on a
+    // kernel as shipped (a few hundred frames: TCP through a worker sees them dropped);
+    // `SO_RCVBUFFORCE` (CAP_NET_ADMIN, which the daemon has) is not.
+    let room = RX_QUEUE_BYTES;
+    if setsockopt(&rx, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &room).is_err() {
+        setsockopt(&rx, libc::SOL_SOCKET, libc::SO_RCVBUF, &room)?;
+    }
     bind(&rx, ifindex, ETH_P_ALL)?;
     if let Some(group) = fanout {
         setsockopt(
@@ -276,6 +283,10 @@ pub fn fanout_group(ifindex: i32) -> u16 {
         .wrapping_add(u64::from(ifindex.unsigned_abs()));
     u16::try_from(h % 65_521).unwrap_or(0)
 }
+
+/// The receive queue each receive socket asks for, in bytes (the kernel doubles it for its
+/// own accounting).
+const RX_QUEUE_BYTES: libc::c_int = 8 << 20;
 
 /// Most receive sockets one worker polls.
 const MAX_RX: usize = 64;

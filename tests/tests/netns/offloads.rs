@@ -352,6 +352,32 @@ fn a_full_receive_ring_drops_and_counts() {
     assert!(received > 0.0, "the ring's frames went on");
 }
 
+/// Each worker's receive socket has room for what arrives while it is away, whatever
+/// `net.core.rmem_max` says (208 KiB on a kernel as shipped, a few hundred frames): 8 MiB
+/// asked with `SO_RCVBUFFORCE`, which the kernel doubles. `ss` reads the sockets' limits.
+#[test]
+#[ignore = "needs root + netns"]
+fn receive_sockets_have_their_queue_past_rmem_max() {
+    let (w, _backend) = world();
+    let out = w.node.exec(&["ss", "-0", "-m", "-p"]).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let limits: Vec<u64> = text
+        .split("skmem:(")
+        .skip(1)
+        .filter_map(|m| {
+            m.split(',')
+                .find_map(|f| f.strip_prefix("rb"))
+                .and_then(|n| n.parse().ok())
+        })
+        .collect();
+    assert!(!limits.is_empty(), "no packet socket in: {text}");
+    let big = limits.iter().filter(|&&rb| rb >= 16 << 20).count();
+    // One receive socket per attachment (two) for the one worker; the transmit sockets
+    // receive nothing.
+    println!("packet sockets' receive limits: {limits:?}");
+    assert!(big >= 2, "receive queues {limits:?}");
+}
+
 /// Issue 22, item 4: an adaptive spin carries the same traffic, and says what its spins
 /// found and cost: some found frames (bulk traffic keeps coming), some did not (the last
 /// one before the traffic stopped, at least), and those spun for a measured time.
