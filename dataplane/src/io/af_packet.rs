@@ -38,7 +38,7 @@ use std::time::Instant;
 
 pub use super::link::{LinkState, TxSocket};
 pub use super::packet::Interface;
-use super::packet::{PACKET_VNET_HDR, SOL_PACKET, bind, packet_socket};
+use super::packet::{PACKET_VNET_HDR, SOL_PACKET, TP_STATUS_VLAN_VALID, bind, packet_socket};
 use super::ring::{RingGeometry, RxRing};
 use super::spin::Spin;
 use super::sys::setsockopt;
@@ -57,7 +57,6 @@ const PACKET_FANOUT_HASH: libc::c_int = 0;
 const PACKET_FANOUT_FLAG_IGNORE_OUTGOING: libc::c_int = 0x4000;
 const ETH_P_ALL: u16 = 0x0003;
 const PACKET_AUXDATA: libc::c_int = 8;
-const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
 /// Room for one `PACKET_AUXDATA` control message.
 const CMSG_SPACE: usize = 64;
 

@@ -14,6 +14,23 @@ use crate::wire::ethernet::MacAddr;
 pub(super) const SOL_PACKET: libc::c_int = 263;
 pub(super) const PACKET_VNET_HDR: libc::c_int = 15;
 pub(super) const PACKET_VERSION: libc::c_int = 10;
+pub(super) const PACKET_RX_RING: libc::c_int = 5;
+pub(super) const TPACKET_V2: libc::c_int = 1;
+/// A receive ring's frame (or block) status: the kernel's to write, or ours to read.
+pub(super) const TP_STATUS_KERNEL: u32 = 0;
+pub(super) const TP_STATUS_USER: u32 = 1;
+/// The frame had an 802.1Q tag the kernel stripped; its id is in the frame header.
+pub(super) const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
+
+/// `struct tpacket_req`: a TPACKET_V1/V2 ring's geometry (`PACKET_RX_RING`,
+/// `PACKET_TX_RING`).
+#[repr(C)]
+pub(super) struct TpacketReq {
+    pub(super) tp_block_size: u32,
+    pub(super) tp_block_nr: u32,
+    pub(super) tp_frame_size: u32,
+    pub(super) tp_frame_nr: u32,
+}
 
 /// A network interface the daemon attaches to.
 #[derive(Clone, Debug, PartialEq, Eq)]

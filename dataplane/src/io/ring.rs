@@ -22,14 +22,14 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::packet::{PACKET_VERSION, SOL_PACKET};
+use super::packet::{
+    PACKET_RX_RING, PACKET_VERSION, SOL_PACKET, TP_STATUS_KERNEL, TP_STATUS_USER,
+    TP_STATUS_VLAN_VALID,
+};
 use super::sys::{map_ring, setsockopt, unmap_ring};
 use crate::wire::offload::{VNET_HDR_LEN, VnetHdr};
 
-const PACKET_RX_RING: libc::c_int = 5;
 const TPACKET_V3: libc::c_int = 2;
-const TP_STATUS_KERNEL: u32 = 0;
-const TP_STATUS_USER: u32 = 1;
 
 /// `struct tpacket_block_desc` offsets: `hdr.bh1.block_status`, `num_pkts`,
 /// `offset_to_first_pkt`.
@@ -44,7 +44,6 @@ const PKT_STATUS: usize = 20;
 const PKT_MAC: usize = 24;
 /// `tp_vlan_tci` of `tpacket_hdr_variant1`.
 const PKT_VLAN_TCI: usize = 32;
-const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
 
 /// `struct tpacket_req3`.
 #[repr(C)]

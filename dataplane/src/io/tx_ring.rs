@@ -29,13 +29,12 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::packet::{PACKET_VERSION, SOL_PACKET};
+use super::packet::{PACKET_VERSION, SOL_PACKET, TPACKET_V2, TpacketReq};
 use super::sys::{cvt, map_ring, setsockopt, unmap_ring};
 use crate::wire::offload::{VNET_HDR_LEN, VnetHdr};
 
 const PACKET_TX_RING: libc::c_int = 13;
 const PACKET_LOSS: libc::c_int = 14;
-const TPACKET_V2: libc::c_int = 1;
 const TP_STATUS_AVAILABLE: u32 = 0;
 const TP_STATUS_SEND_REQUEST: u32 = 1;
 const TP_STATUS_WRONG_FORMAT: u32 = 4;
@@ -43,15 +42,6 @@ const TP_STATUS_WRONG_FORMAT: u32 = 4;
 const DATA: usize = 32;
 /// A slot: the header, the vnet header and the largest frame, in whole pages (17).
 pub const SLOT_BYTES: usize = 69_632;
-
-/// `struct tpacket_req`.
-#[repr(C)]
-struct TpacketReq {
-    tp_block_size: u32,
-    tp_block_nr: u32,
-    tp_frame_size: u32,
-    tp_frame_nr: u32,
-}
 
 /// A mapped transmit ring.
 #[derive(Debug)]

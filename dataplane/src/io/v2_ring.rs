@@ -28,15 +28,13 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::packet::{PACKET_VERSION, SOL_PACKET};
+use super::packet::{
+    PACKET_RX_RING, PACKET_VERSION, SOL_PACKET, TP_STATUS_KERNEL, TP_STATUS_USER,
+    TP_STATUS_VLAN_VALID, TPACKET_V2, TpacketReq,
+};
 use super::sys::{map_ring, setsockopt, unmap_ring};
 use crate::wire::offload::{VNET_HDR_LEN, VnetHdr};
 
-const PACKET_RX_RING: libc::c_int = 5;
-const TPACKET_V2: libc::c_int = 1;
-const TP_STATUS_KERNEL: u32 = 0;
-const TP_STATUS_USER: u32 = 1;
-const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
 /// `struct tpacket2_hdr` offsets.
 const PKT_LEN: usize = 4;
 const PKT_SNAPLEN: usize = 8;
@@ -48,15 +46,6 @@ const PKT_VLAN_TCI: usize = 24;
 const HEADROOM: usize = 128;
 /// Bytes per block: 1 MiB, 15 slots of a 64 KiB super-frame.
 const BLOCK_BYTES: usize = 1 << 20;
-
-/// `struct tpacket_req`.
-#[repr(C)]
-struct TpacketReq {
-    tp_block_size: u32,
-    tp_block_nr: u32,
-    tp_frame_size: u32,
-    tp_frame_nr: u32,
-}
 
 /// The ring's mapping; lent frames keep it alive ([`super::Batch::keep`]).
 #[derive(Debug)]

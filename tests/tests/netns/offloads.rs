@@ -108,6 +108,16 @@ fn world() -> (World, Proc) {
     (w, backend)
 }
 
+/// [`world`], the daemon restarted with `config` added to its file.
+fn world_with(config: &str) -> (World, Proc) {
+    let (mut w, backend) = world();
+    w.stop_daemon();
+    w.write_config(config).unwrap();
+    w.start_daemon().unwrap();
+    w.wait_live().unwrap();
+    (w, backend)
+}
+
 fn client(w: &World, args: &[&str]) -> Vec<String> {
     let mut cmd = vec!["timeout", "60", "python3", "-c", CLIENT];
     cmd.extend_from_slice(args);
@@ -229,11 +239,7 @@ fn where_the_receiver_verifies_checksums_none_is_bad() {
 #[test]
 #[ignore = "needs root + netns"]
 fn the_tpacket_v3_ring_carries_the_same_traffic() {
-    let (mut w, _backend) = world();
-    w.stop_daemon();
-    w.write_config("rx = \"tpacket_v3\"").unwrap();
-    w.start_daemon().unwrap();
-    w.wait_live().unwrap();
+    let (w, _backend) = world_with("rx = \"tpacket_v3\"");
     bulk_both_ways(&w);
     let out = w.users[0]
         .exec(&["timeout", "30", "python3", "-c", UDP_GSO, EP])
@@ -255,12 +261,7 @@ fn the_tpacket_v3_ring_carries_the_same_traffic() {
 #[test]
 #[ignore = "needs root + netns"]
 fn a_small_tpacket_v2_ring_carries_bulk_traffic_intact_from_its_slots() {
-    let (mut w, _backend) = world();
-    w.stop_daemon();
-    w.write_config("rx = \"tpacket_v2\"\nrx_ring_frames = 64")
-        .unwrap();
-    w.start_daemon().unwrap();
-    w.wait_live().unwrap();
+    let (w, _backend) = world_with("rx = \"tpacket_v2\"\nrx_ring_frames = 64");
     intact_where_receivers_verify(&w);
     assert!(
         w.metric("vpcep_dataplane_forwarded_super_frames_total", None)
@@ -314,12 +315,7 @@ print(count() - 1)
 #[test]
 #[ignore = "needs root + netns"]
 fn a_full_receive_ring_drops_and_counts() {
-    let (mut w, _backend) = world();
-    w.stop_daemon();
-    w.write_config("rx = \"tpacket_v2\"\nrx_ring_frames = 64")
-        .unwrap();
-    w.start_daemon().unwrap();
-    w.wait_live().unwrap();
+    let (w, _backend) = world_with("rx = \"tpacket_v2\"\nrx_ring_frames = 64");
     let pid = w.daemon.as_ref().unwrap().pid().to_string();
     let out = w.users[0]
         .exec(&[
@@ -384,11 +380,7 @@ fn receive_sockets_have_their_queue_past_rmem_max() {
 #[test]
 #[ignore = "needs root + netns"]
 fn an_adaptive_spin_carries_bulk_traffic_and_counts_its_cost() {
-    let (mut w, _backend) = world();
-    w.stop_daemon();
-    w.write_config("spin = \"adaptive\"").unwrap();
-    w.start_daemon().unwrap();
-    w.wait_live().unwrap();
+    let (w, _backend) = world_with("spin = \"adaptive\"");
     bulk_both_ways(&w);
     let read = |name: &str| w.metric(name, None).unwrap();
     // The worker hands its counts over about once a second.
@@ -411,12 +403,8 @@ fn an_adaptive_spin_carries_bulk_traffic_and_counts_its_cost() {
 #[test]
 #[ignore = "needs root + netns"]
 fn both_rings_carry_bulk_traffic_intact() {
-    let (mut w, _backend) = world();
-    w.stop_daemon();
-    w.write_config("rx = \"tpacket_v2\"\nrx_ring_frames = 64\ntx = \"ring\"\ntx_ring_slots = 8")
-        .unwrap();
-    w.start_daemon().unwrap();
-    w.wait_live().unwrap();
+    let (w, _backend) =
+        world_with("rx = \"tpacket_v2\"\nrx_ring_frames = 64\ntx = \"ring\"\ntx_ring_slots = 8");
     intact_where_receivers_verify(&w);
     assert!(
         w.metric("vpcep_dataplane_forwarded_super_frames_total", None)
@@ -439,11 +427,7 @@ fn both_rings_carry_bulk_traffic_intact() {
 #[test]
 #[ignore = "needs root + netns"]
 fn a_small_transmit_ring_carries_bulk_traffic_intact() {
-    let (mut w, _backend) = world();
-    w.stop_daemon();
-    w.write_config("tx = \"ring\"\ntx_ring_slots = 8").unwrap();
-    w.start_daemon().unwrap();
-    w.wait_live().unwrap();
+    let (w, _backend) = world_with("tx = \"ring\"\ntx_ring_slots = 8");
     intact_where_receivers_verify(&w);
     assert!(
         w.metric("vpcep_dataplane_forwarded_super_frames_total", None)
@@ -463,12 +447,7 @@ fn a_small_transmit_ring_carries_bulk_traffic_intact() {
 #[test]
 #[ignore = "needs root + netns"]
 fn a_worker_per_attachment_carries_the_same_traffic() {
-    let (mut w, _backend) = world();
-    w.stop_daemon();
-    w.write_config("worker_layout = \"per_attachment\"")
-        .unwrap();
-    w.start_daemon().unwrap();
-    w.wait_live().unwrap();
+    let (w, _backend) = world_with("worker_layout = \"per_attachment\"");
     // Two attachments, one worker each.
     assert_eq!(w.metric("vpcep_workers", None).unwrap(), 2.0);
     bulk_both_ways(&w);
