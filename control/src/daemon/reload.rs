@@ -183,9 +183,13 @@ fn needs_restart(old: &DaemonConfig, new: &DaemonConfig) -> Vec<&'static str> {
         workers,
         worker_layout,
         spin_us,
+        spin,
         max_frame_bytes,
         io,
         rx,
+        rx_ring_frames,
+        tx,
+        tx_ring_slots,
         ingress_drop,
         quotas,
         store,
@@ -543,5 +547,15 @@ mod tests {
         let mut json = old.clone();
         json.log_format = crate::config::LogFormat::Json;
         assert_eq!(needs_restart(&old, &json), ["log_format"]);
+        // The I/O settings are named, not lumped together.
+        let mut io = old.clone();
+        io.spin = crate::config::SpinMode::Fixed;
+        io.rx_ring_frames = 64;
+        io.tx = crate::config::TxMode::Ring;
+        io.tx_ring_slots = 8;
+        assert_eq!(
+            needs_restart(&old, &io),
+            ["spin", "rx_ring_frames", "tx", "tx_ring_slots"]
+        );
     }
 }
