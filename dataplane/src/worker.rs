@@ -218,6 +218,11 @@ impl<B: Backend> Worker<B> {
                 break;
             }
         }
+        // What the backend counted since its last report.
+        let io = self.backend.take_stats();
+        self.pipeline.record_io(io);
+        self.counters
+            .publish(self.pipeline.stats(), self.tables.load().generation());
         Ok(())
     }
 

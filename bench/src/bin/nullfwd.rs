@@ -6,7 +6,7 @@
 //! is looked at, nothing is NATed. e2ebench runs it where vpcepd runs, so every run shows
 //! how far vpcepd is from what its I/O path alone can do.
 //!
-//! `nullfwd IF_A MAC_BEYOND_A IF_B MAC_BEYOND_B [--spin-us N] [--spin adaptive] [--rx tpacket_v2|tpacket_v3]
+//! `nullfwd IF_A MAC_BEYOND_A IF_B MAC_BEYOND_B [--spin-us N] [--spin adaptive|fixed] [--rx tpacket_v2|tpacket_v3]
 //! [--rx-ring-frames N] [--tx ring]`,
 //! as root in the namespace of the interfaces. SIGTERM stops it (and removes its ingress
 //! drops). It prints `forwarding` once its sockets are open, and what it moved when it
@@ -45,7 +45,8 @@ fn main() -> Result<()> {
         Some([a, b, c, d]) => [a.clone(), b.clone(), c.clone(), d.clone()],
         _ => bail!(
             "usage: nullfwd IF_A MAC_BEYOND_A IF_B MAC_BEYOND_B [--spin-us N] \
-             [--rx tpacket_v2|tpacket_v3] [--tx ring]"
+             [--spin adaptive|fixed] [--rx tpacket_v2|tpacket_v3] [--rx-ring-frames N] \
+             [--tx ring]"
         ),
     };
     // The daemon's defaults, unless told otherwise.
@@ -82,10 +83,10 @@ fn main() -> Result<()> {
         .collect();
     let mut backend = AfPacketBackend::open(
         &attachments,
-        if flag("--spin").as_deref() == Some("adaptive") {
-            Spin::adaptive(Duration::from_micros(spin_us))
-        } else {
+        if flag("--spin").as_deref() == Some("fixed") {
             Spin::fixed(Duration::from_micros(spin_us))
+        } else {
+            Spin::adaptive(Duration::from_micros(spin_us))
         },
         receive,
         Arc::clone(&tx),

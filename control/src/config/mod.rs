@@ -381,6 +381,12 @@ impl DaemonConfig {
         if !(64..=8192).contains(&self.rx_ring_frames) {
             return bad("rx_ring_frames must be between 64 and 8192".into());
         }
+        // A ring's slot holds one frame and some headers, and a 1 MiB block at least two.
+        if self.rx == RxMode::TpacketV2 && self.max_frame_bytes > 256 << 10 {
+            return bad(
+                "rx = \"tpacket_v2\" takes frames of at most 262144 bytes (max_frame_bytes)".into(),
+            );
+        }
         self.dataplane()
             .validate()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
@@ -532,6 +538,10 @@ mod tests {
                 .to_string();
             assert!(err.contains("rx_ring_frames"), "{frames}: {err}");
         }
+        let err = DaemonConfig::from_toml("rx = \"tpacket_v2\"\nmax_frame_bytes = 300000")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_frame_bytes"), "{err}");
         for rx in ["tpacket_v2", "tpacket_v3"] {
             let err = DaemonConfig::from_toml(&format!("rx = \"{rx}\"\nio = \"af_xdp\""))
                 .unwrap_err()

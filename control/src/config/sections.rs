@@ -41,9 +41,13 @@ pub enum RxMode {
     /// handed over at once.
     #[default]
     Recvmmsg,
-    /// A TPACKET_V2 ring of `rx_ring_frames` slots of 64 KiB per socket: no system call
-    /// per batch under load, a lone frame handed over at once, and each frame rewritten
-    /// and sent from its slot (no copy into the worker's buffers). See BENCHMARKS.md.
+    /// A TPACKET_V2 ring of `rx_ring_frames` slots per socket, each sized for a frame of
+    /// `max_frame_bytes` (64 KiB by default): no system call per batch under load, a lone
+    /// frame handed over at once, and each frame rewritten and sent from its slot (no copy
+    /// into the worker's buffers). It loses to `recvmmsg` here, and a slot holds one
+    /// frame whatever its size. The kernel leaves a V2 ring stuck after a frame whose
+    /// offload metadata it cannot express in a vnet header (`tpacket_rcv` keeps the slot
+    /// marked): not for attachments whose senders may send such frames. See BENCHMARKS.md.
     TpacketV2,
     /// A TPACKET_V3 ring (256 KiB blocks, 64 per socket): no system call per batch under
     /// load, but a block that does not fill waits for the kernel's retire timer (a tick:

@@ -237,7 +237,10 @@ fn rx_socket(
     fanout: Option<u16>,
     receive: Receive,
 ) -> io::Result<(OwnedFd, Option<Ring>)> {
-    let rx = packet_socket(ETH_P_ALL)?;
+    // Protocol 0: no frame reaches the socket before `bind` names its interface (a socket
+    // of `ETH_P_ALL` would take every interface's frames until then, and read them as
+    // this attachment's).
+    let rx = packet_socket(0)?;
     // Every frame arrives after its virtio_net_hdr: super-frames whole, with their GSO
     // type and size, and partial checksums flagged instead of completed. (Before the ring:
     // the ring's frame layout depends on it.)
@@ -407,7 +410,7 @@ fn read_batch(
     let n = room.min(MAX_BATCH);
     let cap = batch.frame_capacity();
     if let Some(Ring::V2(ring)) = &mut rx.ring {
-        batch.keep(ring.owner());
+        let owner = ring.owner();
         let slots = &mut batch.slots_mut()[start..start + n];
         let ingress = rx.ingress;
         let mut k = 0;
@@ -415,10 +418,10 @@ fn read_batch(
             let slot = &mut slots[k];
             let room = frame.room.min(cap);
             let len = frame.len.min(room);
-            // SAFETY: the frame's slot (`room` bytes from `data`) is the kernel's again
-            // only at `release`, which the next `recv` calls after reclaiming the batch;
-            // the batch keeps the mapping (`keep` above). Each frame is lent to one slot.
-            unsafe { slot.lend(frame.data, room, len) };
+            // SAFETY: the frame's slot (`room` bytes from `data`) stays mapped while the
+            // owner lives, and is the kernel's again only at a `release` that finds no slot
+            // holding the owner. Each frame is read (and lent) once.
+            unsafe { slot.lend(frame.data, room, len, Arc::clone(&owner)) };
             slot.ingress = ingress;
             slot.vnet = frame.vnet;
             slot.truncated = frame.truncated || len < frame.len;
@@ -606,10 +609,12 @@ impl Backend for AfPacketBackend {
         // its room first, and poll only when that finds nothing.
         let mut filled = self.read_some(batch, 0, |_, rx| rx.busy || rx.ready_in_memory())?;
         let mut ready = [false; MAX_RX];
+        // From here the worker is idle until frames come: spinning, then sleeping.
+        let idle_from = Instant::now();
         if filled == 0 && self.warm && !self.spin.budget().is_zero() {
             // Traffic was flowing: look again for a bounded time before sleeping, which
             // saves a sleep and a wake-up per batch (latency) at the price of some CPU.
-            let start = Instant::now();
+            let start = idle_from;
             let rings_only = self.rx.iter().all(|rx| rx.ring.is_some());
             loop {
                 // Rings are looked at in memory; plain sockets need a zero-timeout poll.
@@ -629,12 +634,13 @@ impl Backend for AfPacketBackend {
             self.spin.spun(start, filled > 0);
         }
         if filled == 0 {
-            let slept = Instant::now();
-            if self.poll(timeout, &mut ready)? > 0 {
+            let woke = self.poll(timeout, &mut ready)?;
+            let idle = idle_from.elapsed();
+            if woke > 0 {
                 filled = self.read_some(batch, 0, |i, _| ready[i])?;
             }
             if !timeout.is_zero() {
-                self.spin.slept(slept.elapsed(), filled > 0);
+                self.spin.slept(idle, filled > 0);
             }
         }
         self.warm = filled > 0;

@@ -539,8 +539,9 @@ impl AfXdpBackend {
 impl Backend for AfXdpBackend {
     fn recv(&mut self, batch: &mut Batch, timeout: Duration) -> Result<usize, BackendError> {
         let mut filled = self.read_all(batch);
+        let idle_from = Instant::now();
         if filled == 0 && self.warm && !self.spin.budget().is_zero() {
-            let start = Instant::now();
+            let start = idle_from;
             while !self.ready() && !self.spin.expired(start) {
                 core::hint::spin_loop();
             }
@@ -548,11 +549,11 @@ impl Backend for AfXdpBackend {
             self.spin.spun(start, filled > 0);
         }
         if filled == 0 {
-            let slept = Instant::now();
             self.poll(timeout)?;
+            let idle = idle_from.elapsed();
             filled = self.read_all(batch);
             if !timeout.is_zero() {
-                self.spin.slept(slept.elapsed(), filled > 0);
+                self.spin.slept(idle, filled > 0);
             }
         }
         self.warm = filled > 0;

@@ -44,8 +44,8 @@ use crate::wire::offload::VnetHdr;
 #[derive(Debug)]
 pub struct Slot {
     buf: Box<[u8]>,
-    /// The lent frame, if any: its start and how many bytes it may grow to.
-    lent: Option<(NonNull<u8>, usize)>,
+    /// The lent frame, if any.
+    lent: Option<Lent>,
     len: usize,
     /// The attachment the frame arrived on.
     pub ingress: Attachment,
@@ -58,6 +58,23 @@ pub struct Slot {
     pub truncated: bool,
     /// Set by the backend: what it learned of an 802.1Q tag the kernel stripped off.
     pub vlan: VlanTag,
+}
+
+/// A frame a backend lent a slot: its start, how many bytes it may grow to, and what keeps
+/// its memory mapped (the backend hands the frame back only when no slot holds this).
+#[derive(Clone)]
+struct Lent {
+    ptr: NonNull<u8>,
+    cap: usize,
+    _owner: Arc<dyn core::any::Any + Send + Sync>,
+}
+
+impl core::fmt::Debug for Lent {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Lent")
+            .field("cap", &self.cap)
+            .finish_non_exhaustive()
+    }
 }
 
 // SAFETY: lent memory is reached only through this slot (`Slot::lend`'s contract), so
@@ -102,11 +119,11 @@ impl Slot {
 
     /// The whole buffer (the lent one, if any).
     fn buffer(&self) -> &[u8] {
-        match self.lent {
+        match &self.lent {
             // SAFETY: `lend`'s contract: `cap` bytes at `ptr`, readable and writable, reached
-            // only through this slot while it is lent.
+            // only through this slot while it is lent (and mapped while it holds the owner).
             #[allow(unsafe_code)]
-            Some((ptr, cap)) => unsafe { core::slice::from_raw_parts(ptr.as_ptr(), cap) },
+            Some(l) => unsafe { core::slice::from_raw_parts(l.ptr.as_ptr(), l.cap) },
             None => &self.buf,
         }
     }
@@ -125,10 +142,10 @@ impl Slot {
     /// The whole buffer (the lent one, if any), for a backend to receive into or the
     /// pipeline to grow a frame in; then call [`Slot::set_len`].
     pub fn buffer_mut(&mut self) -> &mut [u8] {
-        match self.lent {
+        match &self.lent {
             // SAFETY: as in `buffer`; `&mut self` makes this the only access.
             #[allow(unsafe_code)]
-            Some((ptr, cap)) => unsafe { core::slice::from_raw_parts_mut(ptr.as_ptr(), cap) },
+            Some(l) => unsafe { core::slice::from_raw_parts_mut(l.ptr.as_ptr(), l.cap) },
             None => &mut self.buf,
         }
     }
@@ -147,16 +164,27 @@ impl Slot {
     /// wrote it, without a copy into the slot's own buffer.
     ///
     /// # Safety
-    /// `ptr..ptr + cap` stays valid for reads and writes, and nothing but this slot reads
-    /// or writes it (the kernel included), until the batch's [`Batch::reclaim`] or drop.
-    /// The backend keeps the memory mapped with [`Batch::keep`].
+    /// `ptr..ptr + cap` stays mapped while `owner` lives, and nothing but this slot reads or
+    /// writes it (the kernel included) while the slot holds `owner`: the backend hands the
+    /// memory back only when no slot holds it any more ([`Batch::reclaim`] or a drop lets
+    /// go of it). No other slot is lent the same bytes.
     ///
     /// # Panics
     /// If `len` exceeds `cap`.
     #[allow(unsafe_code)]
-    pub unsafe fn lend(&mut self, ptr: NonNull<u8>, cap: usize, len: usize) {
+    pub unsafe fn lend(
+        &mut self,
+        ptr: NonNull<u8>,
+        cap: usize,
+        len: usize,
+        owner: Arc<dyn core::any::Any + Send + Sync>,
+    ) {
         assert!(len <= cap, "frame longer than its lent buffer");
-        self.lent = Some((ptr, cap));
+        self.lent = Some(Lent {
+            ptr,
+            cap,
+            _owner: owner,
+        });
         self.len = len;
     }
 
@@ -209,21 +237,10 @@ pub enum VlanTag {
 }
 
 /// A fixed set of preallocated frame slots; `filled` of them hold received frames.
+#[derive(Debug)]
 pub struct Batch {
     slots: Vec<Slot>,
     filled: usize,
-    /// What keeps lent memory mapped while slots point into it.
-    keep: Vec<Arc<dyn core::any::Any + Send + Sync>>,
-}
-
-impl core::fmt::Debug for Batch {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Batch")
-            .field("slots", &self.slots.len())
-            .field("filled", &self.filled)
-            .field("kept", &self.keep.len())
-            .finish()
-    }
 }
 
 impl Batch {
@@ -232,7 +249,6 @@ impl Batch {
         Self {
             slots: (0..size).map(|_| Slot::new(frame_capacity)).collect(),
             filled: 0,
-            keep: Vec::new(),
         }
     }
 
@@ -241,22 +257,14 @@ impl Batch {
         self.slots.first().map_or(0, |s| s.buf.len())
     }
 
-    /// Keep `owner` (the mapping lent slots point into) alive until [`Batch::reclaim`].
-    pub fn keep(&mut self, owner: Arc<dyn core::any::Any + Send + Sync>) {
-        if !self.keep.iter().any(|k| Arc::ptr_eq(k, &owner)) {
-            self.keep.push(owner);
-        }
-    }
-
-    /// Every slot goes back to its own buffer: nothing the backend lent is reached through
-    /// the batch any more, and the backend may hand it back (to the kernel).
+    /// Every slot goes back to its own buffer and lets go of what it was lent: the
+    /// backend may hand it back (to the kernel).
     pub fn reclaim(&mut self) {
         for slot in &mut self.slots {
             if slot.lent.take().is_some() {
                 slot.len = 0;
             }
         }
-        self.keep.clear();
     }
 
     /// Number of slots.
@@ -359,10 +367,12 @@ mod tests {
     fn a_lent_slot_works_in_the_lent_memory_until_the_batch_is_reclaimed() {
         let mut ring = vec![7u8; 32];
         let ptr = NonNull::new(ring.as_mut_ptr()).unwrap();
+        let owner: Arc<dyn core::any::Any + Send + Sync> = Arc::new(());
         let mut batch = Batch::new(2, 16);
         // SAFETY: `ring` outlives the lend and is touched only through the slot until the
         // reclaim below.
-        unsafe { batch.slots_mut()[0].lend(ptr, 32, 4) };
+        unsafe { batch.slots_mut()[0].lend(ptr, 32, 4, Arc::clone(&owner)) };
+        assert_eq!(Arc::strong_count(&owner), 2, "the slot holds the owner");
         batch.set_filled(1);
         let slot = &mut batch.filled_mut()[0];
         assert_eq!(slot.bytes(), &[7, 7, 7, 7]);
@@ -380,7 +390,9 @@ mod tests {
             "a copy has its own buffer, capped to it"
         );
         assert_eq!(copy.bytes()[0], 1);
+        assert_eq!(Arc::strong_count(&owner), 2, "a copy does not hold it");
         batch.reclaim();
+        assert_eq!(Arc::strong_count(&owner), 1, "let go at the reclaim");
         assert!(batch.slots_mut()[0].bytes().is_empty());
         assert_eq!(
             batch.slots_mut()[0].buffer_mut(),

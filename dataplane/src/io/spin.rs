@@ -7,12 +7,13 @@
 //! is no alternative here: packet sockets never record the NAPI context a frame came
 //! from, so the kernel has nothing to poll for them.
 //!
-//! With `adaptive`, the budget follows what the sleeps say, as the kernel's halt polling
-//! does for idle vCPUs (`kvm_vcpu_halt`): a sleep that ended with frames sooner than the
-//! longest spin allowed would have been saved by a spin that long, so the budget doubles
-//! (from [`START`], up to the maximum); a sleep longer than that, or one that ended with
-//! nothing, means spinning would have been wasted, so it halves (to zero below
-//! [`FLOOR`]). The cost is measured as it goes: spins that found frames, spins that did
+//! With `adaptive`, the budget follows what the idle times say, as the kernel's halt
+//! polling does for idle vCPUs (`kvm_vcpu_halt`, which counts the poll in the block time):
+//! frames that came sooner after the worker ran dry (spin and sleep together) than the
+//! longest spin allowed would have been caught by a spin that long, so the budget doubles
+//! (from [`START`], up to the maximum); a longer wait, or a sleep that ended with nothing,
+//! means spinning was wasted, so it halves (to zero below [`FLOOR`]). Frames that keep
+//! coming just after the maximum thus stop the spin rather than keep it missing. The cost is measured as it goes: spins that found frames, spins that did
 //! not, and the time those spun for nothing ([`SpinStats`]).
 
 use core::time::Duration;
@@ -82,12 +83,13 @@ impl Spin {
         }
     }
 
-    /// The worker slept `slept` and woke with frames (`woke`) or not: adapt the budget.
-    pub fn slept(&mut self, slept: Duration, woke: bool) {
+    /// The worker was idle for `idle` (from its first look that found nothing, spin
+    /// included, to the wake-up) and woke with frames (`woke`) or not: adapt the budget.
+    pub fn slept(&mut self, idle: Duration, woke: bool) {
         if !self.adaptive || self.max.is_zero() {
             return;
         }
-        self.budget = if woke && slept < self.max {
+        self.budget = if woke && idle < self.max {
             (self.budget * 2).max(START).min(self.max)
         } else {
             let half = self.budget / 2;

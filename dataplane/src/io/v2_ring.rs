@@ -233,9 +233,16 @@ impl V2Ring {
         n
     }
 
-    /// Give every held frame back to the kernel. Nothing may read or write them after
-    /// (the batch they were lent to was reclaimed).
+    /// Give every held frame back to the kernel, unless a slot still holds one (holds
+    /// [`V2Ring::owner`]): then they stay held, and the ring fills rather than lets the
+    /// kernel write a frame a slot can still reach.
     pub fn release(&mut self) {
+        if Arc::strong_count(&self.mapping) > 1 {
+            return;
+        }
+        // Whatever the last slot to let go did to the frames happened before this (it
+        // dropped its reference with release ordering).
+        std::sync::atomic::fence(Ordering::Acquire);
         let mut i = (self.head + self.frames - self.held) % self.frames;
         for _ in 0..self.held {
             self.status(i).store(TP_STATUS_KERNEL, Ordering::Release);
