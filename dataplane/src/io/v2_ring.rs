@@ -47,7 +47,8 @@ const HEADROOM: usize = 128;
 /// Bytes per block: 1 MiB, 15 slots of a 64 KiB super-frame.
 const BLOCK_BYTES: usize = 1 << 20;
 
-/// The ring's mapping; lent frames keep it alive ([`super::Batch::keep`]).
+/// The ring's mapping; every slot lent a frame holds it (`super::Slot::lend`), and frames
+/// go back to the kernel only when none does.
 #[derive(Debug)]
 struct Mapping {
     map: NonNull<u8>,
