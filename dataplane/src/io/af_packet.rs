@@ -24,9 +24,8 @@
 //! larger than a slot (`max_frame_bytes`) is marked truncated and counted as `Oversize`,
 //! never forwarded cut.
 //!
-//! `unsafe` lives in the I/O modules only (this one, `link.rs`, `ring.rs`, `af_xdp.rs`,
-//! `sys.rs`);
-//! each block says why it holds.
+//! `unsafe` lives in the I/O modules only (this one, `mmsg.rs`, `link.rs`, the rings,
+//! `af_xdp.rs`, `sys.rs`); each block says why it holds.
 
 #![allow(unsafe_code)]
 
@@ -37,15 +36,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use super::link::{LinkState, TxSocket};
+use super::mmsg::{self, PACKET_AUXDATA};
 pub use super::packet::Interface;
-use super::packet::{PACKET_VNET_HDR, SOL_PACKET, TP_STATUS_VLAN_VALID, bind, packet_socket};
+use super::packet::{PACKET_VNET_HDR, SOL_PACKET, bind, packet_socket};
 use super::ring::{RingGeometry, RxRing};
 use super::spin::Spin;
 use super::sys::setsockopt;
 use super::v2_ring::V2Ring;
 use super::{Backend, BackendError, Batch, Copies, IoStats, Slot, VlanTag};
 use crate::flow::Attachment;
-use crate::wire::offload::{VNET_HDR_LEN, VnetHdr};
 
 // Kernel ABI constants (linux/if_packet.h); stable since their introduction.
 const PACKET_FANOUT: libc::c_int = 18;
@@ -56,28 +55,7 @@ const PACKET_FANOUT_HASH: libc::c_int = 0;
 /// workers transmit comes back as input.
 const PACKET_FANOUT_FLAG_IGNORE_OUTGOING: libc::c_int = 0x4000;
 const ETH_P_ALL: u16 = 0x0003;
-const PACKET_AUXDATA: libc::c_int = 8;
-/// Room for one `PACKET_AUXDATA` control message.
-const CMSG_SPACE: usize = 64;
-
-/// Size of `struct tpacket_auxdata`.
-const AUXDATA_LEN: u32 = 20;
-
-/// `struct tpacket_auxdata`.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct TpacketAuxdata {
-    tp_status: u32,
-    tp_len: u32,
-    tp_snaplen: u32,
-    tp_mac: u16,
-    tp_net: u16,
-    tp_vlan_tci: u16,
-    tp_vlan_tpid: u16,
-}
-
-/// Most frames one `recvmmsg`/`sendmmsg` handles; batches are capped to it.
-pub const MAX_BATCH: usize = 64;
+pub use super::mmsg::MAX_BATCH;
 
 /// How a worker's receive sockets take frames from the kernel.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -373,32 +351,6 @@ impl AfPacketBackend {
     }
 }
 
-/// The VLAN tag `PACKET_AUXDATA` reports for a received message, if any.
-fn vlan_of(hdr: &libc::msghdr) -> VlanTag {
-    // SAFETY: the kernel filled `msg_control` up to `msg_controllen`; CMSG_FIRSTHDR and
-    // CMSG_NXTHDR stay within it. A PACKET_AUXDATA payload is read only when `cmsg_len`
-    // covers a whole `tpacket_auxdata` (read unaligned: cmsg data alignment is only the
-    // kernel's promise).
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(hdr);
-        while !c.is_null() {
-            let whole = (*c).cmsg_len as usize >= libc::CMSG_LEN(AUXDATA_LEN) as usize;
-            if (*c).cmsg_level == SOL_PACKET && (*c).cmsg_type == PACKET_AUXDATA && whole {
-                let aux = core::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<TpacketAuxdata>());
-                return if aux.tp_status & TP_STATUS_VLAN_VALID != 0 {
-                    VlanTag::Tagged(aux.tp_vlan_tci & 0x0fff)
-                } else {
-                    VlanTag::None
-                };
-            }
-            c = libc::CMSG_NXTHDR(hdr, c);
-        }
-    }
-    VlanTag::None
-}
-
-const _: () = assert!(size_of::<TpacketAuxdata>() == AUXDATA_LEN as usize);
-
 /// Read what `rx` has queued, without blocking, into `batch` slots `start..start + room`;
 /// returns how many frames arrived.
 fn read_batch(
@@ -446,70 +398,7 @@ fn read_batch(
             k += 1;
         }));
     }
-    // SAFETY: all-zero is a valid value for these plain C structs.
-    let mut iov: [[libc::iovec; 2]; MAX_BATCH] = unsafe { core::mem::zeroed() };
-    // SAFETY: as above.
-    let mut msgs: [libc::mmsghdr; MAX_BATCH] = unsafe { core::mem::zeroed() };
-    let mut vnet = [[0u8; VNET_HDR_LEN]; MAX_BATCH];
-    let mut cmsg = [[0u64; CMSG_SPACE / 8]; MAX_BATCH];
-    for (i, slot) in slots.iter_mut().enumerate() {
-        let buf = slot.buffer_mut();
-        iov[i] = [
-            libc::iovec {
-                iov_base: vnet[i].as_mut_ptr().cast(),
-                iov_len: VNET_HDR_LEN,
-            },
-            libc::iovec {
-                iov_base: buf.as_mut_ptr().cast(),
-                iov_len: buf.len(),
-            },
-        ];
-        msgs[i].msg_hdr.msg_iov = iov[i].as_mut_ptr();
-        msgs[i].msg_hdr.msg_iovlen = 2;
-        msgs[i].msg_hdr.msg_control = cmsg[i].as_mut_ptr().cast();
-        msgs[i].msg_hdr.msg_controllen = CMSG_SPACE;
-    }
-    let vlen = libc::c_uint::try_from(n).unwrap_or(0);
-    // SAFETY: `msgs[..n]` point at `iov[..n]`, each pair at a live `vnet` entry and a live
-    // slot buffer of the stated lengths, and at `cmsg[..n]` (CMSG_SPACE bytes each); all
-    // outlive the call.
-    let got = unsafe {
-        libc::recvmmsg(
-            rx.fd.as_raw_fd(),
-            msgs.as_mut_ptr(),
-            vlen,
-            libc::MSG_DONTWAIT,
-            core::ptr::null_mut(),
-        )
-    };
-    if got < 0 {
-        let e = io::Error::last_os_error();
-        if matches!(
-            e.kind(),
-            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-        ) {
-            return Ok(0);
-        }
-        return Err(e.into());
-    }
-    let got = usize::try_from(got).unwrap_or(0);
-    for (i, slot) in slots.iter_mut().enumerate().take(got) {
-        let hdr = &msgs[i].msg_hdr;
-        let len = usize::try_from(msgs[i].msg_len)
-            .unwrap_or(0)
-            .saturating_sub(VNET_HDR_LEN)
-            .min(slot.buffer_mut().len());
-        slot.set_len(len);
-        slot.ingress = rx.ingress;
-        slot.vnet = VnetHdr::from_bytes(&vnet[i]);
-        slot.truncated = hdr.msg_flags & libc::MSG_TRUNC != 0;
-        slot.vlan = if hdr.msg_flags & libc::MSG_CTRUNC != 0 {
-            VlanTag::Unknown
-        } else {
-            vlan_of(hdr)
-        };
-    }
-    Ok(got)
+    Ok(mmsg::recv_mmsg(&rx.fd, rx.ingress, slots)?)
 }
 
 /// The pending error of a socket (`SO_ERROR`, which also clears it).
@@ -664,14 +553,14 @@ impl Backend for AfPacketBackend {
         // One sendmmsg (or one ring kick) per egress attachment (a batch usually goes to
         // one or two).
         for (vpc, tx) in self.tx.iter().enumerate() {
+            let frames = batch
+                .filled()
+                .iter()
+                .take(MAX_BATCH)
+                .filter_map(Slot::output)
+                .filter(|(out, _, _)| out.index() == vpc)
+                .map(|(_, hdr, bytes)| (hdr, bytes));
             if tx.has_ring() {
-                let frames = batch
-                    .filled()
-                    .iter()
-                    .take(MAX_BATCH)
-                    .filter_map(Slot::output)
-                    .filter(|(out, _, _)| out.index() == vpc)
-                    .map(|(_, hdr, bytes)| (hdr, bytes));
                 match tx.send_ring(frames) {
                     Ok((lost, _)) => failed += lost,
                     Err(e)
@@ -688,78 +577,7 @@ impl Backend for AfPacketBackend {
                 }
                 continue;
             }
-            // SAFETY: all-zero is a valid value for these plain C structs.
-            let mut iov: [[libc::iovec; 2]; MAX_BATCH] = unsafe { core::mem::zeroed() };
-            // SAFETY: as above.
-            let mut msgs: [libc::mmsghdr; MAX_BATCH] = unsafe { core::mem::zeroed() };
-            let mut vnet = [[0u8; VNET_HDR_LEN]; MAX_BATCH];
-            let mut n = 0;
-            for slot in batch.filled().iter().take(MAX_BATCH) {
-                let Some((out, hdr, bytes)) = slot.output() else {
-                    continue;
-                };
-                if out.index() != vpc {
-                    continue;
-                }
-                vnet[n] = hdr.to_bytes();
-                iov[n] = [
-                    libc::iovec {
-                        iov_base: vnet[n].as_mut_ptr().cast(),
-                        iov_len: VNET_HDR_LEN,
-                    },
-                    libc::iovec {
-                        iov_base: bytes.as_ptr().cast_mut().cast(),
-                        iov_len: bytes.len(),
-                    },
-                ];
-                msgs[n].msg_hdr.msg_iov = iov[n].as_mut_ptr();
-                msgs[n].msg_hdr.msg_iovlen = 2;
-                n += 1;
-            }
-            let fd = tx.fd();
-            let mut sent = 0;
-            while sent < n {
-                let vlen = libc::c_uint::try_from(n - sent).unwrap_or(0);
-                // SAFETY: `msgs[sent..n]` point at `iov`, each pair at a live `vnet` entry and
-                // a live slot buffer of the stated lengths, which the kernel only reads; all
-                // outlive the call.
-                let r =
-                    unsafe { libc::sendmmsg(fd.as_raw_fd(), msgs.as_mut_ptr().add(sent), vlen, 0) };
-                if r < 0 {
-                    let e = io::Error::last_os_error();
-                    match e.kind() {
-                        io::ErrorKind::Interrupted => continue,
-                        // The egress link is down or gone: the rest of this batch for it
-                        // is lost, counted; the receive side notices and checks the link.
-                        _ if matches!(
-                            e.raw_os_error(),
-                            Some(libc::ENETDOWN | libc::ENXIO | libc::ENODEV | libc::EIO)
-                        ) =>
-                        {
-                            failed += n - sent;
-                            break;
-                        }
-                        // The socket itself is unusable: the worker cannot go on.
-                        _ if matches!(
-                            e.raw_os_error(),
-                            Some(libc::EBADF | libc::ENOTSOCK | libc::EFAULT)
-                        ) =>
-                        {
-                            return Err(e.into());
-                        }
-                        // Anything else concerns the first frame of what was left (a full
-                        // queue, a frame over the egress MTU, a vnet header the kernel
-                        // refuses): that frame is lost, counted, and the rest of the batch
-                        // still goes. A frame a peer sent can never stop the worker.
-                        _ => {
-                            failed += 1;
-                            sent += 1;
-                        }
-                    }
-                } else {
-                    sent += usize::try_from(r).unwrap_or(1).max(1);
-                }
-            }
+            failed += mmsg::send_mmsg(&tx.fd(), frames)?;
         }
         Ok(failed)
     }

@@ -15,6 +15,8 @@ pub mod mem;
 #[cfg(target_os = "linux")]
 pub mod memory;
 #[cfg(target_os = "linux")]
+mod mmsg;
+#[cfg(target_os = "linux")]
 mod packet;
 #[cfg(target_os = "linux")]
 pub mod punt;
